@@ -1,0 +1,244 @@
+/* nvml_types.h — our own declarations of the NVML C ABI subset Vigil uses, so the build does not
+ * depend on nvml.h. Layouts and constants follow NVIDIA's published nvml.h exactly; the contract
+ * test (tests/unit/test_nvml_abi.c) pins sizes and offsets. Shared by the NVML backend (which calls
+ * these through dlsym) and the fake NVML (which exports them). Append only. */
+#ifndef VIGIL_BACKEND_NVML_TYPES_H
+#define VIGIL_BACKEND_NVML_TYPES_H
+
+#include <stdint.h>
+
+typedef enum nvmlReturn_enum {
+        NVML_SUCCESS = 0,
+        NVML_ERROR_UNINITIALIZED = 1,
+        NVML_ERROR_INVALID_ARGUMENT = 2,
+        NVML_ERROR_NOT_SUPPORTED = 3,
+        NVML_ERROR_NO_PERMISSION = 4,
+        NVML_ERROR_ALREADY_INITIALIZED = 5,
+        NVML_ERROR_NOT_FOUND = 6,
+        NVML_ERROR_INSUFFICIENT_SIZE = 7,
+        NVML_ERROR_INSUFFICIENT_POWER = 8,
+        NVML_ERROR_DRIVER_NOT_LOADED = 9,
+        NVML_ERROR_TIMEOUT = 10,
+        NVML_ERROR_IRQ_ISSUE = 11,
+        NVML_ERROR_LIBRARY_NOT_FOUND = 12,
+        NVML_ERROR_FUNCTION_NOT_FOUND = 13,
+        NVML_ERROR_CORRUPTED_INFOROM = 14,
+        NVML_ERROR_GPU_IS_LOST = 15,
+        NVML_ERROR_RESET_REQUIRED = 16,
+        NVML_ERROR_OPERATING_SYSTEM = 17,
+        NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18,
+        NVML_ERROR_IN_USE = 19,
+        NVML_ERROR_MEMORY = 20,
+        NVML_ERROR_NO_DATA = 21,
+        NVML_ERROR_VGPU_ECC_NOT_SUPPORTED = 22,
+        NVML_ERROR_INSUFFICIENT_RESOURCES = 23,
+        NVML_ERROR_FREQ_NOT_SUPPORTED = 24,
+        NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
+        NVML_ERROR_DEPRECATED = 26,
+        NVML_ERROR_NOT_READY = 27,
+        NVML_ERROR_GPU_NOT_FOUND = 28,
+        NVML_ERROR_INVALID_STATE = 29,
+        NVML_ERROR_UNKNOWN = 999,
+} nvmlReturn_t;
+
+typedef struct nvmlDevice_st *nvmlDevice_t;
+typedef struct nvmlEventSet_st *nvmlEventSet_t;
+
+typedef enum nvmlEnableState_enum {
+        NVML_FEATURE_DISABLED = 0,
+        NVML_FEATURE_ENABLED = 1,
+} nvmlEnableState_t;
+
+#define NVML_DEVICE_NAME_V2_BUFFER_SIZE       96
+#define NVML_DEVICE_UUID_V2_BUFFER_SIZE       96
+#define NVML_DEVICE_SERIAL_BUFFER_SIZE        30
+#define NVML_DEVICE_VBIOS_VERSION_BUFFER_SIZE 32
+#define NVML_DEVICE_INFOROM_VERSION_BUFFER_SIZE 16
+#define NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE 80
+#define NVML_SYSTEM_NVML_VERSION_BUFFER_SIZE  80
+#define NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE    32
+#define NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE 16
+
+typedef struct nvmlPciInfo_st {
+        char busIdLegacy[NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE]; /* legacy "dddd:bb:dd.f" */
+        unsigned int domain;         /* PCI domain 0..0xffffffff */
+        unsigned int bus;            /* bus 0..255 */
+        unsigned int device;         /* device 0..31 */
+        unsigned int pciDeviceId;    /* combined 16-bit device id and 16-bit vendor id */
+        unsigned int pciSubSystemId; /* 16-bit subsystem device id and subsystem vendor id */
+        char busId[NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE]; /* "domain:bus:device.function" */
+} nvmlPciInfo_t;
+
+typedef struct nvmlMemory_st {
+        unsigned long long total; /* bytes */
+        unsigned long long free;  /* bytes */
+        unsigned long long used;  /* bytes */
+} nvmlMemory_t;
+
+typedef struct nvmlMemory_v2_st {
+        unsigned int version;        /* nvmlMemory_v2 */
+        unsigned long long total;    /* bytes */
+        unsigned long long reserved; /* bytes reserved by the driver */
+        unsigned long long free;     /* bytes */
+        unsigned long long used;     /* bytes */
+} nvmlMemory_v2_t;
+
+#define NVML_STRUCT_VERSION(data, ver) (unsigned int)(sizeof(nvml##data##_v##ver##_t) | ((ver) << 24U))
+#define nvmlMemory_v2 NVML_STRUCT_VERSION(Memory, 2)
+
+typedef struct nvmlUtilization_st {
+        unsigned int gpu;    /* percent */
+        unsigned int memory; /* percent */
+} nvmlUtilization_t;
+
+typedef enum nvmlTemperatureSensors_enum {
+        NVML_TEMPERATURE_GPU = 0,
+} nvmlTemperatureSensors_t;
+
+typedef enum nvmlTemperatureThresholds_enum {
+        NVML_TEMPERATURE_THRESHOLD_SHUTDOWN = 0,
+        NVML_TEMPERATURE_THRESHOLD_SLOWDOWN = 1,
+        NVML_TEMPERATURE_THRESHOLD_MEM_MAX = 2,
+        NVML_TEMPERATURE_THRESHOLD_GPU_MAX = 3,
+} nvmlTemperatureThresholds_t;
+
+typedef enum nvmlClockType_enum {
+        NVML_CLOCK_GRAPHICS = 0,
+        NVML_CLOCK_SM = 1,
+        NVML_CLOCK_MEM = 2,
+        NVML_CLOCK_VIDEO = 3,
+} nvmlClockType_t;
+
+typedef enum nvmlPStates_enum {
+        NVML_PSTATE_0 = 0,
+        NVML_PSTATE_15 = 15,
+        NVML_PSTATE_UNKNOWN = 32,
+} nvmlPstates_t;
+
+typedef enum nvmlMemoryErrorType_enum {
+        NVML_MEMORY_ERROR_TYPE_CORRECTED = 0,
+        NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1,
+} nvmlMemoryErrorType_t;
+
+typedef enum nvmlEccCounterType_enum {
+        NVML_VOLATILE_ECC = 0,
+        NVML_AGGREGATE_ECC = 1,
+} nvmlEccCounterType_t;
+
+typedef enum nvmlPageRetirementCause_enum {
+        NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS = 0,
+        NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR = 1,
+} nvmlPageRetirementCause_t;
+
+typedef enum nvmlPerfPolicyType_enum {
+        NVML_PERF_POLICY_POWER = 0,
+        NVML_PERF_POLICY_THERMAL = 1,
+        NVML_PERF_POLICY_SYNC_BOOST = 2,
+        NVML_PERF_POLICY_BOARD_LIMIT = 3,
+        NVML_PERF_POLICY_LOW_UTILIZATION = 4,
+        NVML_PERF_POLICY_RELIABILITY = 5,
+        NVML_PERF_POLICY_TOTAL_APP_CLOCKS = 10,
+        NVML_PERF_POLICY_TOTAL_BASE_CLOCKS = 11,
+} nvmlPerfPolicyType_t;
+
+typedef struct nvmlViolationTime_st {
+        unsigned long long referenceTime; /* usec since epoch when the counter was last read */
+        unsigned long long violationTime; /* ns of violation */
+} nvmlViolationTime_t;
+
+typedef enum nvmlPcieUtilCounter_enum {
+        NVML_PCIE_UTIL_TX_BYTES = 0,
+        NVML_PCIE_UTIL_RX_BYTES = 1,
+} nvmlPcieUtilCounter_t;
+
+typedef struct nvmlProcessInfo_st {
+        unsigned int pid;                 /* process id */
+        unsigned long long usedGpuMemory; /* bytes */
+        unsigned int gpuInstanceId;       /* MIG GI, 0xFFFFFFFF when not MIG */
+        unsigned int computeInstanceId;   /* MIG CI, 0xFFFFFFFF when not MIG */
+} nvmlProcessInfo_t;
+
+/* Clock event reasons (nvmlDeviceGetCurrentClocksEventReasons bitmask). */
+#define nvmlClocksEventReasonGpuIdle                0x0000000000000001ULL
+#define nvmlClocksEventReasonApplicationsClocksSetting 0x0000000000000002ULL
+#define nvmlClocksEventReasonSwPowerCap             0x0000000000000004ULL
+#define nvmlClocksThrottleReasonHwSlowdown          0x0000000000000008ULL
+#define nvmlClocksEventReasonSyncBoost              0x0000000000000010ULL
+#define nvmlClocksEventReasonSwThermalSlowdown      0x0000000000000020ULL
+#define nvmlClocksThrottleReasonHwThermalSlowdown   0x0000000000000040ULL
+#define nvmlClocksThrottleReasonHwPowerBrakeSlowdown 0x0000000000000080ULL
+#define nvmlClocksEventReasonDisplayClockSetting    0x0000000000000100ULL
+
+/* Field values (nvmlDeviceGetFieldValues). */
+typedef enum nvmlValueType_enum {
+        NVML_VALUE_TYPE_DOUBLE = 0,
+        NVML_VALUE_TYPE_UNSIGNED_INT = 1,
+        NVML_VALUE_TYPE_UNSIGNED_LONG = 2,
+        NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3,
+        NVML_VALUE_TYPE_SIGNED_LONG_LONG = 4,
+        NVML_VALUE_TYPE_SIGNED_INT = 5,
+        NVML_VALUE_TYPE_UNSIGNED_SHORT = 6,
+        NVML_VALUE_TYPE_COUNT = 7,
+} nvmlValueType_t;
+
+typedef union nvmlValue_st {
+        double dVal;
+        int siVal;
+        unsigned int uiVal;
+        unsigned long ulVal;
+        unsigned long long ullVal;
+        signed long long sllVal;
+        unsigned short usVal;
+} nvmlValue_t;
+
+typedef struct nvmlFieldValue_st {
+        unsigned int fieldId;      /* NVML_FI_* (set by the caller) */
+        unsigned int scopeId;      /* e.g. NVLink link id; 0 for device scope */
+        long long timestamp;       /* usec since epoch when the value was read */
+        long long latencyUsec;     /* how long the value took to update inside NVML */
+        nvmlValueType_t valueType; /* which member of value is valid */
+        nvmlReturn_t nvmlReturn;   /* per-field result; value is undefined unless SUCCESS */
+        nvmlValue_t value;
+} nvmlFieldValue_t;
+
+/* NVML field ids used by Vigil (NVML's numbering, not DCGM's). */
+#define NVML_FI_DEV_ECC_CURRENT              1
+#define NVML_FI_DEV_ECC_SBE_VOL_TOTAL        3
+#define NVML_FI_DEV_ECC_DBE_VOL_TOTAL        4
+#define NVML_FI_DEV_ECC_SBE_AGG_TOTAL        5
+#define NVML_FI_DEV_ECC_DBE_AGG_TOTAL        6
+#define NVML_FI_DEV_RETIRED_SBE              30
+#define NVML_FI_DEV_RETIRED_DBE              31
+#define NVML_FI_DEV_RETIRED_PENDING          32
+#define NVML_FI_DEV_PERF_POLICY_POWER        74
+#define NVML_FI_DEV_PERF_POLICY_THERMAL      75
+#define NVML_FI_DEV_PERF_POLICY_SYNC_BOOST   76
+#define NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT  77
+#define NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION 78
+#define NVML_FI_DEV_PERF_POLICY_RELIABILITY  79
+#define NVML_FI_DEV_MEMORY_TEMP              82
+#define NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION 83
+#define NVML_FI_DEV_PCIE_REPLAY_COUNTER      94
+#define NVML_FI_DEV_REMAPPED_COR             142
+#define NVML_FI_DEV_REMAPPED_UNC             143
+#define NVML_FI_DEV_REMAPPED_PENDING         144
+#define NVML_FI_DEV_REMAPPED_FAILURE         145
+#define NVML_FI_DEV_POWER_AVERAGE            185
+#define NVML_FI_DEV_POWER_INSTANT            186
+
+/* Events. */
+#define nvmlEventTypeSingleBitEccError 0x0000000000000001ULL
+#define nvmlEventTypeDoubleBitEccError 0x0000000000000002ULL
+#define nvmlEventTypePState            0x0000000000000004ULL
+#define nvmlEventTypeXidCriticalError  0x0000000000000008ULL
+#define nvmlEventTypeClock             0x0000000000000010ULL
+
+typedef struct nvmlEventData_st {
+        nvmlDevice_t device;            /* device where the event occurred */
+        unsigned long long eventType;   /* nvmlEventType* bit */
+        unsigned long long eventData;   /* XID code for XID events, else 0 */
+        unsigned int gpuInstanceId;     /* MIG GI or 0xFFFFFFFF */
+        unsigned int computeInstanceId; /* MIG CI or 0xFFFFFFFF */
+} nvmlEventData_t;
+
+#endif

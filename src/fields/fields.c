@@ -1,0 +1,103 @@
+/* fields.c — catalog lookups. The table is generated from fields.def at compile time. */
+#include "fields.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define I64     FT_I64
+#define F64     FT_F64
+#define STR     FT_STR
+#define GAUGE   FK_GAUGE
+#define COUNTER FK_COUNTER
+#define LABEL   FK_LABEL
+#define STATIC  TIER_STATIC
+#define FAST    TIER_FAST
+#define SLOW    TIER_SLOW
+#define EVENT   TIER_EVENT
+
+static const field_meta catalog[] = {
+#define FIELD(id_, sym_, dcgm_, dcgm46_, native_, type_, kind_, tier_, unit_, scale_, help_,      \
+              dhelp_)                                                                              \
+        {.id = id_,                                                                                \
+         .sym = #sym_,                                                                             \
+         .dcgm_name = dcgm_,                                                                       \
+         .dcgm46_name = dcgm46_,                                                                   \
+         .native = native_,                                                                        \
+         .type = type_,                                                                            \
+         .kind = kind_,                                                                            \
+         .tier = tier_,                                                                            \
+         .unit = unit_,                                                                            \
+         .native_scale = scale_,                                                                   \
+         .help = help_,                                                                            \
+         .dcgm_help = dhelp_},
+#include "fields.def"
+#undef FIELD
+};
+
+size_t field_count(void)
+{
+        return sizeof(catalog) / sizeof(catalog[0]);
+}
+
+const field_meta *field_at(size_t i)
+{
+        return i < field_count() ? &catalog[i] : NULL;
+}
+
+int field_index(unsigned id)
+{
+        for (size_t i = 0; i < field_count(); i++)
+                if (catalog[i].id == id)
+                        return (int)i;
+        return -1;
+}
+
+const field_meta *field_by_id(unsigned id)
+{
+        int i = field_index(id);
+
+        return i < 0 ? NULL : &catalog[i];
+}
+
+const field_meta *field_by_name(const char *name)
+{
+        char *end;
+        unsigned long id;
+
+        if (!name || !*name)
+                return NULL;
+        if (name[0] >= '0' && name[0] <= '9') {
+                id = strtoul(name, &end, 10);
+                return *end || id > FIELD_ID_MAX ? NULL : field_by_id((unsigned)id);
+        }
+        for (size_t i = 0; i < field_count(); i++) {
+                const field_meta *f = &catalog[i];
+                if (strcasecmp(name, f->sym) == 0 || strcmp(name, f->dcgm_name) == 0 ||
+                    (f->dcgm46_name && strcmp(name, f->dcgm46_name) == 0) ||
+                    (f->native && strcmp(name, f->native) == 0))
+                        return f;
+        }
+        return NULL;
+}
+
+const char *field_tier_name(enum field_tier t)
+{
+        static const char *const n[] = {"static", "fast", "slow", "event"};
+
+        return (unsigned)t < TIER_COUNT ? n[t] : "unknown";
+}
+
+const char *field_kind_name(enum field_kind k)
+{
+        static const char *const n[] = {"gauge", "counter", "label"};
+
+        return (unsigned)k < 3 ? n[k] : "unknown";
+}
+
+const char *field_type_name(enum field_type t)
+{
+        static const char *const n[] = {"int64", "double", "string"};
+
+        return (unsigned)t < 3 ? n[t] : "unknown";
+}

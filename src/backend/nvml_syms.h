@@ -11,62 +11,125 @@
 NVML_FN(nvmlReturn_t, init, 1, (void), "nvmlInit_v2", "nvmlInit")
 NVML_FN(nvmlReturn_t, shutdown, 1, (void), "nvmlShutdown")
 NVML_FN(const char *, error_string, 0, (nvmlReturn_t result), "nvmlErrorString")
-NVML_FN(nvmlReturn_t, system_driver_version, 0, (char *version, unsigned int length), "nvmlSystemGetDriverVersion")
-NVML_FN(nvmlReturn_t, system_nvml_version, 0, (char *version, unsigned int length), "nvmlSystemGetNVMLVersion")
+NVML_FN(nvmlReturn_t, system_driver_version, 0, (char *version, unsigned int length),
+        "nvmlSystemGetDriverVersion")
+NVML_FN(nvmlReturn_t, system_nvml_version, 0, (char *version, unsigned int length),
+        "nvmlSystemGetNVMLVersion")
 
 /* Discovery and identity. */
-NVML_FN(nvmlReturn_t, device_count, 1, (unsigned int *count), "nvmlDeviceGetCount_v2", "nvmlDeviceGetCount")
-NVML_FN(nvmlReturn_t, handle_by_index, 1, (unsigned int index, nvmlDevice_t *device), "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex")
-NVML_FN(nvmlReturn_t, handle_by_uuid, 0, (const char *uuid, nvmlDevice_t *device), "nvmlDeviceGetHandleByUUID")
-NVML_FN(nvmlReturn_t, name, 0, (nvmlDevice_t device, char *name, unsigned int length), "nvmlDeviceGetName")
-NVML_FN(nvmlReturn_t, uuid, 1, (nvmlDevice_t device, char *uuid, unsigned int length), "nvmlDeviceGetUUID")
-NVML_FN(nvmlReturn_t, serial, 0, (nvmlDevice_t device, char *serial, unsigned int length), "nvmlDeviceGetSerial")
-NVML_FN(nvmlReturn_t, pci_info, 0, (nvmlDevice_t device, nvmlPciInfo_t *pci), "nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2")
-NVML_FN(nvmlReturn_t, vbios_version, 0, (nvmlDevice_t device, char *version, unsigned int length), "nvmlDeviceGetVbiosVersion")
-NVML_FN(nvmlReturn_t, inforom_image_version, 0, (nvmlDevice_t device, char *version, unsigned int length), "nvmlDeviceGetInforomImageVersion")
-NVML_FN(nvmlReturn_t, minor_number, 0, (nvmlDevice_t device, unsigned int *minor), "nvmlDeviceGetMinorNumber")
+NVML_FN(nvmlReturn_t, device_count, 1, (unsigned int *count), "nvmlDeviceGetCount_v2",
+        "nvmlDeviceGetCount")
+NVML_FN(nvmlReturn_t, handle_by_index, 1, (unsigned int index, nvmlDevice_t *device),
+        "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex")
+NVML_FN(nvmlReturn_t, handle_by_uuid, 0, (const char *uuid, nvmlDevice_t *device),
+        "nvmlDeviceGetHandleByUUID")
+NVML_FN(nvmlReturn_t, name, 0, (nvmlDevice_t device, char *name, unsigned int length),
+        "nvmlDeviceGetName")
+NVML_FN(nvmlReturn_t, uuid, 1, (nvmlDevice_t device, char *uuid, unsigned int length),
+        "nvmlDeviceGetUUID")
+NVML_FN(nvmlReturn_t, serial, 0, (nvmlDevice_t device, char *serial, unsigned int length),
+        "nvmlDeviceGetSerial")
+NVML_FN(nvmlReturn_t, pci_info, 0, (nvmlDevice_t device, nvmlPciInfo_t *pci),
+        "nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2")
+NVML_FN(nvmlReturn_t, vbios_version, 0, (nvmlDevice_t device, char *version, unsigned int length),
+        "nvmlDeviceGetVbiosVersion")
+NVML_FN(nvmlReturn_t, inforom_image_version, 0,
+        (nvmlDevice_t device, char *version, unsigned int length),
+        "nvmlDeviceGetInforomImageVersion")
+NVML_FN(nvmlReturn_t, minor_number, 0, (nvmlDevice_t device, unsigned int *minor),
+        "nvmlDeviceGetMinorNumber")
 NVML_FN(nvmlReturn_t, brand, 0, (nvmlDevice_t device, int *type), "nvmlDeviceGetBrand")
-NVML_FN(nvmlReturn_t, temperature_threshold, 0, (nvmlDevice_t device, nvmlTemperatureThresholds_t type, unsigned int *temp), "nvmlDeviceGetTemperatureThreshold")
-NVML_FN(nvmlReturn_t, power_default_limit, 0, (nvmlDevice_t device, unsigned int *limit_mw), "nvmlDeviceGetPowerManagementDefaultLimit")
-NVML_FN(nvmlReturn_t, max_pcie_gen, 0, (nvmlDevice_t device, unsigned int *gen), "nvmlDeviceGetMaxPcieLinkGeneration")
-NVML_FN(nvmlReturn_t, max_pcie_width, 0, (nvmlDevice_t device, unsigned int *width), "nvmlDeviceGetMaxPcieLinkWidth")
+NVML_FN(nvmlReturn_t, temperature_threshold, 0,
+        (nvmlDevice_t device, nvmlTemperatureThresholds_t type, unsigned int *temp),
+        "nvmlDeviceGetTemperatureThreshold")
+NVML_FN(nvmlReturn_t, power_default_limit, 0, (nvmlDevice_t device, unsigned int *limit_mw),
+        "nvmlDeviceGetPowerManagementDefaultLimit")
+NVML_FN(nvmlReturn_t, max_pcie_gen, 0, (nvmlDevice_t device, unsigned int *gen),
+        "nvmlDeviceGetMaxPcieLinkGeneration")
+NVML_FN(nvmlReturn_t, max_pcie_width, 0, (nvmlDevice_t device, unsigned int *width),
+        "nvmlDeviceGetMaxPcieLinkWidth")
 
 /* Fast tier. */
-NVML_FN(nvmlReturn_t, field_values, 0, (nvmlDevice_t device, int count, nvmlFieldValue_t *values), "nvmlDeviceGetFieldValues")
-NVML_FN(nvmlReturn_t, temperature, 0, (nvmlDevice_t device, nvmlTemperatureSensors_t sensor, unsigned int *temp), "nvmlDeviceGetTemperature")
-NVML_FN(nvmlReturn_t, power_usage, 0, (nvmlDevice_t device, unsigned int *power_mw), "nvmlDeviceGetPowerUsage")
-NVML_FN(nvmlReturn_t, utilization, 0, (nvmlDevice_t device, nvmlUtilization_t *util), "nvmlDeviceGetUtilizationRates")
-NVML_FN(nvmlReturn_t, memory_info_v2, 0, (nvmlDevice_t device, nvmlMemory_v2_t *mem), "nvmlDeviceGetMemoryInfo_v2")
-NVML_FN(nvmlReturn_t, memory_info, 0, (nvmlDevice_t device, nvmlMemory_t *mem), "nvmlDeviceGetMemoryInfo")
-NVML_FN(nvmlReturn_t, clock_info, 0, (nvmlDevice_t device, nvmlClockType_t type, unsigned int *mhz), "nvmlDeviceGetClockInfo")
-NVML_FN(nvmlReturn_t, clocks_event_reasons, 0, (nvmlDevice_t device, unsigned long long *reasons), "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
-NVML_FN(nvmlReturn_t, performance_state, 0, (nvmlDevice_t device, nvmlPstates_t *pstate), "nvmlDeviceGetPerformanceState")
-NVML_FN(nvmlReturn_t, encoder_utilization, 0, (nvmlDevice_t device, unsigned int *util, unsigned int *period_us), "nvmlDeviceGetEncoderUtilization")
-NVML_FN(nvmlReturn_t, decoder_utilization, 0, (nvmlDevice_t device, unsigned int *util, unsigned int *period_us), "nvmlDeviceGetDecoderUtilization")
-NVML_FN(nvmlReturn_t, remapped_rows, 0, (nvmlDevice_t device, unsigned int *corr, unsigned int *unc, unsigned int *pending, unsigned int *failed), "nvmlDeviceGetRemappedRows")
-NVML_FN(nvmlReturn_t, total_ecc_errors, 0, (nvmlDevice_t device, nvmlMemoryErrorType_t type, nvmlEccCounterType_t counter, unsigned long long *count), "nvmlDeviceGetTotalEccErrors")
+NVML_FN(nvmlReturn_t, field_values, 0, (nvmlDevice_t device, int count, nvmlFieldValue_t *values),
+        "nvmlDeviceGetFieldValues")
+NVML_FN(nvmlReturn_t, temperature, 0,
+        (nvmlDevice_t device, nvmlTemperatureSensors_t sensor, unsigned int *temp),
+        "nvmlDeviceGetTemperature")
+NVML_FN(nvmlReturn_t, power_usage, 0, (nvmlDevice_t device, unsigned int *power_mw),
+        "nvmlDeviceGetPowerUsage")
+NVML_FN(nvmlReturn_t, utilization, 0, (nvmlDevice_t device, nvmlUtilization_t *util),
+        "nvmlDeviceGetUtilizationRates")
+NVML_FN(nvmlReturn_t, memory_info_v2, 0, (nvmlDevice_t device, nvmlMemory_v2_t *mem),
+        "nvmlDeviceGetMemoryInfo_v2")
+NVML_FN(nvmlReturn_t, memory_info, 0, (nvmlDevice_t device, nvmlMemory_t *mem),
+        "nvmlDeviceGetMemoryInfo")
+NVML_FN(nvmlReturn_t, clock_info, 0, (nvmlDevice_t device, nvmlClockType_t type, unsigned int *mhz),
+        "nvmlDeviceGetClockInfo")
+NVML_FN(nvmlReturn_t, clocks_event_reasons, 0, (nvmlDevice_t device, unsigned long long *reasons),
+        "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+NVML_FN(nvmlReturn_t, performance_state, 0, (nvmlDevice_t device, nvmlPstates_t *pstate),
+        "nvmlDeviceGetPerformanceState")
+NVML_FN(nvmlReturn_t, encoder_utilization, 0,
+        (nvmlDevice_t device, unsigned int *util, unsigned int *period_us),
+        "nvmlDeviceGetEncoderUtilization")
+NVML_FN(nvmlReturn_t, decoder_utilization, 0,
+        (nvmlDevice_t device, unsigned int *util, unsigned int *period_us),
+        "nvmlDeviceGetDecoderUtilization")
+NVML_FN(nvmlReturn_t, remapped_rows, 0,
+        (nvmlDevice_t device, unsigned int *corr, unsigned int *unc, unsigned int *pending,
+         unsigned int *failed),
+        "nvmlDeviceGetRemappedRows")
+NVML_FN(nvmlReturn_t, total_ecc_errors, 0,
+        (nvmlDevice_t device, nvmlMemoryErrorType_t type, nvmlEccCounterType_t counter,
+         unsigned long long *count),
+        "nvmlDeviceGetTotalEccErrors")
 
 /* Slow tier. */
-NVML_FN(nvmlReturn_t, total_energy, 0, (nvmlDevice_t device, unsigned long long *energy_mj), "nvmlDeviceGetTotalEnergyConsumption")
-NVML_FN(nvmlReturn_t, violation_status, 0, (nvmlDevice_t device, nvmlPerfPolicyType_t policy, nvmlViolationTime_t *time), "nvmlDeviceGetViolationStatus")
-NVML_FN(nvmlReturn_t, pcie_replay_counter, 0, (nvmlDevice_t device, unsigned int *value), "nvmlDeviceGetPcieReplayCounter")
-NVML_FN(nvmlReturn_t, curr_pcie_gen, 0, (nvmlDevice_t device, unsigned int *gen), "nvmlDeviceGetCurrPcieLinkGeneration")
-NVML_FN(nvmlReturn_t, curr_pcie_width, 0, (nvmlDevice_t device, unsigned int *width), "nvmlDeviceGetCurrPcieLinkWidth")
-NVML_FN(nvmlReturn_t, pcie_throughput, 0, (nvmlDevice_t device, nvmlPcieUtilCounter_t counter, unsigned int *kb_per_s), "nvmlDeviceGetPcieThroughput")
-NVML_FN(nvmlReturn_t, power_limit, 0, (nvmlDevice_t device, unsigned int *limit_mw), "nvmlDeviceGetPowerManagementLimit")
-NVML_FN(nvmlReturn_t, enforced_power_limit, 0, (nvmlDevice_t device, unsigned int *limit_mw), "nvmlDeviceGetEnforcedPowerLimit")
-NVML_FN(nvmlReturn_t, persistence_mode, 0, (nvmlDevice_t device, nvmlEnableState_t *mode), "nvmlDeviceGetPersistenceMode")
-NVML_FN(nvmlReturn_t, ecc_mode, 0, (nvmlDevice_t device, nvmlEnableState_t *current, nvmlEnableState_t *pending), "nvmlDeviceGetEccMode")
-NVML_FN(nvmlReturn_t, retired_pages, 0, (nvmlDevice_t device, nvmlPageRetirementCause_t cause, unsigned int *count, unsigned long long *addresses), "nvmlDeviceGetRetiredPages")
-NVML_FN(nvmlReturn_t, retired_pages_pending, 0, (nvmlDevice_t device, nvmlEnableState_t *pending), "nvmlDeviceGetRetiredPagesPendingStatus")
-NVML_FN(nvmlReturn_t, compute_processes, 0, (nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos), "nvmlDeviceGetComputeRunningProcesses_v3")
+NVML_FN(nvmlReturn_t, total_energy, 0, (nvmlDevice_t device, unsigned long long *energy_mj),
+        "nvmlDeviceGetTotalEnergyConsumption")
+NVML_FN(nvmlReturn_t, violation_status, 0,
+        (nvmlDevice_t device, nvmlPerfPolicyType_t policy, nvmlViolationTime_t *time),
+        "nvmlDeviceGetViolationStatus")
+NVML_FN(nvmlReturn_t, pcie_replay_counter, 0, (nvmlDevice_t device, unsigned int *value),
+        "nvmlDeviceGetPcieReplayCounter")
+NVML_FN(nvmlReturn_t, curr_pcie_gen, 0, (nvmlDevice_t device, unsigned int *gen),
+        "nvmlDeviceGetCurrPcieLinkGeneration")
+NVML_FN(nvmlReturn_t, curr_pcie_width, 0, (nvmlDevice_t device, unsigned int *width),
+        "nvmlDeviceGetCurrPcieLinkWidth")
+NVML_FN(nvmlReturn_t, pcie_throughput, 0,
+        (nvmlDevice_t device, nvmlPcieUtilCounter_t counter, unsigned int *kb_per_s),
+        "nvmlDeviceGetPcieThroughput")
+NVML_FN(nvmlReturn_t, power_limit, 0, (nvmlDevice_t device, unsigned int *limit_mw),
+        "nvmlDeviceGetPowerManagementLimit")
+NVML_FN(nvmlReturn_t, enforced_power_limit, 0, (nvmlDevice_t device, unsigned int *limit_mw),
+        "nvmlDeviceGetEnforcedPowerLimit")
+NVML_FN(nvmlReturn_t, persistence_mode, 0, (nvmlDevice_t device, nvmlEnableState_t *mode),
+        "nvmlDeviceGetPersistenceMode")
+NVML_FN(nvmlReturn_t, ecc_mode, 0,
+        (nvmlDevice_t device, nvmlEnableState_t *current, nvmlEnableState_t *pending),
+        "nvmlDeviceGetEccMode")
+NVML_FN(nvmlReturn_t, retired_pages, 0,
+        (nvmlDevice_t device, nvmlPageRetirementCause_t cause, unsigned int *count,
+         unsigned long long *addresses),
+        "nvmlDeviceGetRetiredPages")
+NVML_FN(nvmlReturn_t, retired_pages_pending, 0, (nvmlDevice_t device, nvmlEnableState_t *pending),
+        "nvmlDeviceGetRetiredPagesPendingStatus")
+NVML_FN(nvmlReturn_t, compute_processes, 0,
+        (nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos),
+        "nvmlDeviceGetComputeRunningProcesses_v3")
 
 /* Events. */
-NVML_FN(nvmlReturn_t, event_set_create, 0, (nvmlEventSet_t *set), "nvmlEventSetCreate")
-NVML_FN(nvmlReturn_t, supported_event_types, 0, (nvmlDevice_t device, unsigned long long *types), "nvmlDeviceGetSupportedEventTypes")
-NVML_FN(nvmlReturn_t, register_events, 0, (nvmlDevice_t device, unsigned long long types, nvmlEventSet_t set), "nvmlDeviceRegisterEvents")
-NVML_FN(nvmlReturn_t, event_set_wait, 0, (nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeout_ms), "nvmlEventSetWait_v2", "nvmlEventSetWait")
+NVML_FN(nvmlReturn_t, event_set_create, 0, (nvmlEventSet_t * set), "nvmlEventSetCreate")
+NVML_FN(nvmlReturn_t, supported_event_types, 0, (nvmlDevice_t device, unsigned long long *types),
+        "nvmlDeviceGetSupportedEventTypes")
+NVML_FN(nvmlReturn_t, register_events, 0,
+        (nvmlDevice_t device, unsigned long long types, nvmlEventSet_t set),
+        "nvmlDeviceRegisterEvents")
+NVML_FN(nvmlReturn_t, event_set_wait, 0,
+        (nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeout_ms), "nvmlEventSetWait_v2",
+        "nvmlEventSetWait")
 NVML_FN(nvmlReturn_t, event_set_free, 0, (nvmlEventSet_t set), "nvmlEventSetFree")
 
 /* Mutators (guarded; exercised against the fake NVML only). */
-NVML_FN(nvmlReturn_t, set_power_limit, 0, (nvmlDevice_t device, unsigned int limit_mw), "nvmlDeviceSetPowerManagementLimit")
+NVML_FN(nvmlReturn_t, set_power_limit, 0, (nvmlDevice_t device, unsigned int limit_mw),
+        "nvmlDeviceSetPowerManagementLimit")

@@ -49,21 +49,21 @@ typedef enum nvmlEnableState_enum {
         NVML_FEATURE_ENABLED = 1,
 } nvmlEnableState_t;
 
-#define NVML_DEVICE_NAME_V2_BUFFER_SIZE       96
-#define NVML_DEVICE_UUID_V2_BUFFER_SIZE       96
-#define NVML_DEVICE_SERIAL_BUFFER_SIZE        30
-#define NVML_DEVICE_VBIOS_VERSION_BUFFER_SIZE 32
+#define NVML_DEVICE_NAME_V2_BUFFER_SIZE         96
+#define NVML_DEVICE_UUID_V2_BUFFER_SIZE         96
+#define NVML_DEVICE_SERIAL_BUFFER_SIZE          30
+#define NVML_DEVICE_VBIOS_VERSION_BUFFER_SIZE   32
 #define NVML_DEVICE_INFOROM_VERSION_BUFFER_SIZE 16
-#define NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE 80
-#define NVML_SYSTEM_NVML_VERSION_BUFFER_SIZE  80
-#define NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE    32
-#define NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE 16
+#define NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE  80
+#define NVML_SYSTEM_NVML_VERSION_BUFFER_SIZE    80
+#define NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE      32
+#define NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE   16
 
 typedef struct nvmlPciInfo_st {
         char busIdLegacy[NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE]; /* legacy "dddd:bb:dd.f" */
-        unsigned int domain;         /* PCI domain 0..0xffffffff */
-        unsigned int bus;            /* bus 0..255 */
-        unsigned int device;         /* device 0..31 */
+        unsigned int domain;                                     /* PCI domain 0..0xffffffff */
+        unsigned int bus;                                        /* bus 0..255 */
+        unsigned int device;                                     /* device 0..31 */
         unsigned int pciDeviceId;    /* combined 16-bit device id and 16-bit vendor id */
         unsigned int pciSubSystemId; /* 16-bit subsystem device id and subsystem vendor id */
         char busId[NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE]; /* "domain:bus:device.function" */
@@ -83,7 +83,8 @@ typedef struct nvmlMemory_v2_st {
         unsigned long long used;     /* bytes */
 } nvmlMemory_v2_t;
 
-#define NVML_STRUCT_VERSION(data, ver) (unsigned int)(sizeof(nvml##data##_v##ver##_t) | ((ver) << 24U))
+#define NVML_STRUCT_VERSION(data, ver)                                                             \
+        (unsigned int)(sizeof(nvml##data##_v##ver##_t) | ((ver) << 24U))
 #define nvmlMemory_v2 NVML_STRUCT_VERSION(Memory, 2)
 
 typedef struct nvmlUtilization_st {
@@ -159,15 +160,15 @@ typedef struct nvmlProcessInfo_st {
 } nvmlProcessInfo_t;
 
 /* Clock event reasons (nvmlDeviceGetCurrentClocksEventReasons bitmask). */
-#define nvmlClocksEventReasonGpuIdle                0x0000000000000001ULL
+#define nvmlClocksEventReasonGpuIdle                   0x0000000000000001ULL
 #define nvmlClocksEventReasonApplicationsClocksSetting 0x0000000000000002ULL
-#define nvmlClocksEventReasonSwPowerCap             0x0000000000000004ULL
-#define nvmlClocksThrottleReasonHwSlowdown          0x0000000000000008ULL
-#define nvmlClocksEventReasonSyncBoost              0x0000000000000010ULL
-#define nvmlClocksEventReasonSwThermalSlowdown      0x0000000000000020ULL
-#define nvmlClocksThrottleReasonHwThermalSlowdown   0x0000000000000040ULL
-#define nvmlClocksThrottleReasonHwPowerBrakeSlowdown 0x0000000000000080ULL
-#define nvmlClocksEventReasonDisplayClockSetting    0x0000000000000100ULL
+#define nvmlClocksEventReasonSwPowerCap                0x0000000000000004ULL
+#define nvmlClocksThrottleReasonHwSlowdown             0x0000000000000008ULL
+#define nvmlClocksEventReasonSyncBoost                 0x0000000000000010ULL
+#define nvmlClocksEventReasonSwThermalSlowdown         0x0000000000000020ULL
+#define nvmlClocksThrottleReasonHwThermalSlowdown      0x0000000000000040ULL
+#define nvmlClocksThrottleReasonHwPowerBrakeSlowdown   0x0000000000000080ULL
+#define nvmlClocksEventReasonDisplayClockSetting       0x0000000000000100ULL
 
 /* Field values (nvmlDeviceGetFieldValues). */
 typedef enum nvmlValueType_enum {
@@ -202,29 +203,29 @@ typedef struct nvmlFieldValue_st {
 } nvmlFieldValue_t;
 
 /* NVML field ids used by Vigil (NVML's numbering, not DCGM's). */
-#define NVML_FI_DEV_ECC_CURRENT              1
-#define NVML_FI_DEV_ECC_SBE_VOL_TOTAL        3
-#define NVML_FI_DEV_ECC_DBE_VOL_TOTAL        4
-#define NVML_FI_DEV_ECC_SBE_AGG_TOTAL        5
-#define NVML_FI_DEV_ECC_DBE_AGG_TOTAL        6
-#define NVML_FI_DEV_RETIRED_SBE              30
-#define NVML_FI_DEV_RETIRED_DBE              31
-#define NVML_FI_DEV_RETIRED_PENDING          32
-#define NVML_FI_DEV_PERF_POLICY_POWER        74
-#define NVML_FI_DEV_PERF_POLICY_THERMAL      75
-#define NVML_FI_DEV_PERF_POLICY_SYNC_BOOST   76
-#define NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT  77
+#define NVML_FI_DEV_ECC_CURRENT                 1
+#define NVML_FI_DEV_ECC_SBE_VOL_TOTAL           3
+#define NVML_FI_DEV_ECC_DBE_VOL_TOTAL           4
+#define NVML_FI_DEV_ECC_SBE_AGG_TOTAL           5
+#define NVML_FI_DEV_ECC_DBE_AGG_TOTAL           6
+#define NVML_FI_DEV_RETIRED_SBE                 30
+#define NVML_FI_DEV_RETIRED_DBE                 31
+#define NVML_FI_DEV_RETIRED_PENDING             32
+#define NVML_FI_DEV_PERF_POLICY_POWER           74
+#define NVML_FI_DEV_PERF_POLICY_THERMAL         75
+#define NVML_FI_DEV_PERF_POLICY_SYNC_BOOST      76
+#define NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT     77
 #define NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION 78
-#define NVML_FI_DEV_PERF_POLICY_RELIABILITY  79
-#define NVML_FI_DEV_MEMORY_TEMP              82
-#define NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION 83
-#define NVML_FI_DEV_PCIE_REPLAY_COUNTER      94
-#define NVML_FI_DEV_REMAPPED_COR             142
-#define NVML_FI_DEV_REMAPPED_UNC             143
-#define NVML_FI_DEV_REMAPPED_PENDING         144
-#define NVML_FI_DEV_REMAPPED_FAILURE         145
-#define NVML_FI_DEV_POWER_AVERAGE            185
-#define NVML_FI_DEV_POWER_INSTANT            186
+#define NVML_FI_DEV_PERF_POLICY_RELIABILITY     79
+#define NVML_FI_DEV_MEMORY_TEMP                 82
+#define NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION    83
+#define NVML_FI_DEV_PCIE_REPLAY_COUNTER         94
+#define NVML_FI_DEV_REMAPPED_COR                142
+#define NVML_FI_DEV_REMAPPED_UNC                143
+#define NVML_FI_DEV_REMAPPED_PENDING            144
+#define NVML_FI_DEV_REMAPPED_FAILURE            145
+#define NVML_FI_DEV_POWER_AVERAGE               185
+#define NVML_FI_DEV_POWER_INSTANT               186
 
 /* Events. */
 #define nvmlEventTypeSingleBitEccError 0x0000000000000001ULL

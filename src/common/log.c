@@ -126,8 +126,8 @@ void log_msgv(enum log_level l, const char *component, const char *fmt, va_list 
                 memcpy(line + pos, "\"}\n", 3);
                 pos += 3;
         } else {
-                int n = snprintf(line, sizeof(line), "%s %-5s %s: %s\n", ts,
-                                 log_level_to_string(l), component ? component : "vigild", msg);
+                int n = snprintf(line, sizeof(line), "%s %-5s %s: %s\n", ts, log_level_to_string(l),
+                                 component ? component : "vigild", msg);
                 pos = n < 0 ? 0 : MIN((size_t)n, sizeof(line) - 1);
                 line[pos - 1] = '\n';
         }

@@ -9,11 +9,11 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define _unused_        __attribute__((unused))
-#define _printf_(a, b)  __attribute__((format(printf, a, b)))
-#define _cleanup_(f)    __attribute__((cleanup(f)))
-#define likely(x)       __builtin_expect(!!(x), 1)
-#define unlikely(x)     __builtin_expect(!!(x), 0)
+#define _unused_       __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define likely(x)      __builtin_expect(!!(x), 1)
+#define unlikely(x)    __builtin_expect(!!(x), 0)
 
 static inline void freep(void *p)
 {

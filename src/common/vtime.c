@@ -34,8 +34,8 @@ int64_t time_thread_cpu_us(void)
 void time_sleep_until_mono(int64_t deadline_us)
 {
         struct timespec ts = {
-                .tv_sec = deadline_us / USEC_PER_SEC,
-                .tv_nsec = (deadline_us % USEC_PER_SEC) * 1000,
+            .tv_sec = deadline_us / USEC_PER_SEC,
+            .tv_nsec = (deadline_us % USEC_PER_SEC) * 1000,
         };
 
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
@@ -46,12 +46,12 @@ static const struct {
         const char *suffix;
         int64_t us;
 } units[] = {
-        {"us", 1},
-        {"ms", USEC_PER_MSEC},
-        {"s", USEC_PER_SEC},
-        {"m", 60 * USEC_PER_SEC},
-        {"h", 3600 * USEC_PER_SEC},
-        {"d", 86400 * USEC_PER_SEC},
+    {"us", 1},
+    {"ms", USEC_PER_MSEC},
+    {"s", USEC_PER_SEC},
+    {"m", 60 * USEC_PER_SEC},
+    {"h", 3600 * USEC_PER_SEC},
+    {"d", 86400 * USEC_PER_SEC},
 };
 
 int time_parse_duration(const char *s, int64_t *ret_us)

@@ -17,7 +17,7 @@
 #define EVENT   TIER_EVENT
 
 static const field_meta catalog[] = {
-#define FIELD(id_, sym_, dcgm_, dcgm46_, native_, type_, kind_, tier_, unit_, scale_, help_,      \
+#define FIELD(id_, sym_, dcgm_, dcgm46_, native_, type_, kind_, tier_, unit_, scale_, help_,       \
               dhelp_)                                                                              \
         {.id = id_,                                                                                \
          .sym = #sym_,                                                                             \

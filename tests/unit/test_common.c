@@ -18,12 +18,21 @@ static void test_duration_table(void **state)
                 int ret;
                 int64_t us;
         } cases[] = {
-                {"1s", 0, 1000000},       {"250ms", 0, 250000},     {"10m", 0, 600000000},
-                {"1h", 0, 3600000000LL},  {"7d", 0, 604800000000LL}, {"5", 0, 5000000},
-                {"1h30m", 0, 5400000000LL}, {"100us", 0, 100},     {"", -EINVAL, 0},
-                {"-1s", -EINVAL, 0},      {"1x", -EINVAL, 0},        {"s", -EINVAL, 0},
-                {"1h30", -EINVAL, 0},     {"99999999999999999999s", -ERANGE, 0},
-                {"9999999999999d", -ERANGE, 0},
+            {"1s", 0, 1000000},
+            {"250ms", 0, 250000},
+            {"10m", 0, 600000000},
+            {"1h", 0, 3600000000LL},
+            {"7d", 0, 604800000000LL},
+            {"5", 0, 5000000},
+            {"1h30m", 0, 5400000000LL},
+            {"100us", 0, 100},
+            {"", -EINVAL, 0},
+            {"-1s", -EINVAL, 0},
+            {"1x", -EINVAL, 0},
+            {"s", -EINVAL, 0},
+            {"1h30", -EINVAL, 0},
+            {"99999999999999999999s", -ERANGE, 0},
+            {"9999999999999d", -ERANGE, 0},
         };
         (void)state;
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -55,7 +64,7 @@ static void test_buf_limit(void **state)
         assert_int_equal(buf_printf(&b, "%d", 12345), 0);
         assert_int_equal(b.len, 15);
         assert_int_equal(buf_puts(&b, "ab"), -E2BIG);
-        assert_int_equal(b.len, 15); /* nothing partial */
+        assert_int_equal(b.len, 15);                 /* nothing partial */
         assert_int_equal(buf_puts(&b, "a"), -E2BIG); /* sticky */
         buf_reset(&b);
         assert_int_equal(buf_printf(&b, "%s-%s", "x", "y"), 0);
@@ -88,9 +97,9 @@ static void test_errmap(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_duration_table), cmocka_unit_test(test_duration_format),
-                cmocka_unit_test(test_buf_limit),      cmocka_unit_test(test_buf_grow),
-                cmocka_unit_test(test_errmap),
+            cmocka_unit_test(test_duration_table), cmocka_unit_test(test_duration_format),
+            cmocka_unit_test(test_buf_limit),      cmocka_unit_test(test_buf_grow),
+            cmocka_unit_test(test_errmap),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,73 @@
+# Vigil — the two commands a new user runs: `make run` and `make test`.
+BUILD     ?= build
+ASAN      ?= build-asan
+JOBS      ?= $(shell nproc)
+CMAKEFLAGS ?=
+RUN_DIR   ?= $(BUILD)/run
+LISTEN    ?= 127.0.0.1:5555
+
+.PHONY: all build deps run test test-asan unit integ format format-check bench fuzz clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKEFLAGS)
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Start vigild in the foreground. Without an NVIDIA GPU it runs on simulated GPUs and says so.
+run: deps build
+	@mkdir -p $(RUN_DIR)
+	@if [ -e /dev/nvidiactl ] && ldconfig -p 2>/dev/null | grep -q libnvidia-ml.so.1; then \
+		echo "vigil: NVIDIA GPU found, starting vigild on the real GPUs"; \
+		echo "vigil: open http://$(LISTEN)/metrics  (API: http://$(LISTEN)/api/v1/gpus)"; \
+		exec $(BUILD)/bin/vigild --listen $(LISTEN) --socket $(RUN_DIR)/vigild.sock --data-dir $(RUN_DIR); \
+	else \
+		echo "vigil: no NVIDIA GPU on this machine: starting vigild with 8 SIMULATED H200 GPUs"; \
+		echo "vigil: open http://$(LISTEN)/metrics  (API: http://$(LISTEN)/api/v1/gpus)"; \
+		echo "vigil: try: $(BUILD)/bin/vigil --host http://$(LISTEN) discovery -l"; \
+		exec $(BUILD)/bin/vigild --simulate --listen $(LISTEN) --socket $(RUN_DIR)/vigild.sock --data-dir $(RUN_DIR); \
+	fi
+
+# What CI runs: -Werror build + all tests, then the same suite under ASan+UBSan, then formatting.
+test: deps format-check
+	cmake -S . -B $(BUILD) -DVIGIL_WERROR=ON $(CMAKEFLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
+	$(MAKE) test-asan
+
+test-asan:
+	cmake -S . -B $(ASAN) -DVIGIL_WERROR=ON -DVIGIL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKEFLAGS)
+	cmake --build $(ASAN) -j$(JOBS)
+	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j$(JOBS) --timeout 900 -LE slow
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+integ: build
+	cd $(BUILD) && ctest --output-on-failure -L integ
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@bad=$$(for f in $(FORMAT_FILES); do clang-format --dry-run -Werror $$f >/dev/null 2>&1 || echo $$f; done); \
+	if [ -n "$$bad" ]; then echo "not clang-formatted (run 'make format'):"; echo "$$bad"; exit 1; fi; \
+	echo "format-check: all C files are clang-formatted"
+
+bench: build
+	./bench/run.sh
+
+fuzz:
+	cmake -S . -B build-fuzz -DVIGIL_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-fuzz -j$(JOBS)
+	./tests/fuzz/run-campaign.sh build-fuzz
+
+clean:
+	rm -rf $(BUILD) $(ASAN) build-fuzz

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# install-deps.sh — install every Debian 12 package that building, running and testing Vigil need.
+# Idempotent: only missing packages are installed. Needs root (or sudo).
+set -euo pipefail
+
+BUILD=(build-essential cmake pkg-config clang-format
+       libmicrohttpd-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev
+       libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev)
+TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter)
+
+want=("${BUILD[@]}")
+if [ "${1:-}" != "--build-only" ]; then
+	want+=("${TEST[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "install-deps: all ${#want[@]} packages are installed"
+	exit 0
+fi
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "install-deps: run as root (missing: ${missing[*]})" >&2; exit 1; }
+	SUDO=sudo
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian's prometheus and node-exporter packages start system services; tests start their own.
+for svc in prometheus prometheus-node-exporter; do
+	$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done

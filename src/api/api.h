@@ -1,0 +1,55 @@
+/* api.h — the HTTP face of vigild: Prometheus /metrics (a pre-rendered snapshot), health probes
+ * and the JSON REST API, on TCP and on a unix socket, served by libmicrohttpd's epoll thread pool.
+ * Nothing here calls NVML: handlers read the engine's and cache's copies. */
+#ifndef VIGIL_API_H
+#define VIGIL_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "backend/backend.h"
+#include "cache/cache.h"
+#include "engine/engine.h"
+
+typedef struct api api;
+
+typedef struct api_label {
+        const char *name;  /* Prometheus label name */
+        const char *value; /* raw value; escaped when rendered */
+} api_label;
+
+typedef struct api_options {
+        engine *engine;                /* borrowed */
+        cache *cache;                  /* borrowed */
+        backend *backend;              /* borrowed; for injection */
+        const char *listen;            /* "ADDR:PORT", "" or NULL = no TCP listener */
+        const char *socket_path;       /* unix socket path, "" or NULL = none */
+        const char *addr_file;         /* where to write the bound URL, may be NULL */
+        const char *hostname;          /* value of the hostname label */
+        const api_label *extra_labels; /* added to every per-GPU series */
+        size_t n_extra_labels;
+        unsigned threads;         /* libmicrohttpd thread pool size */
+        unsigned max_connections; /* total */
+        unsigned max_per_ip;      /* per client address (TCP) */
+        unsigned timeout_s;       /* idle connection timeout */
+        size_t max_body;          /* request body cap, bytes */
+        bool simulated;           /* running on the fake NVML */
+        /* Effective configuration for /api/v1/status; called on an HTTP thread. */
+        json_t *(*config_json)(void *userdata);
+        void *userdata;
+} api_options;
+
+/* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */
+int api_new(const api_options *opt, api **ret);
+/* Bind and start serving. On success writes the TCP URL ("http://127.0.0.1:5555") into url
+ * (empty when TCP is off). Errors name the address: "cannot listen on '…': address in use". */
+int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen);
+/* Render the /metrics snapshot from the current cache and engine state. Any thread; serialised. */
+void api_render(api *a);
+void api_stop(api *a);
+api *api_free(api *a);
+
+#endif

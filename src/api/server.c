@@ -1,0 +1,495 @@
+/* server.c — libmicrohttpd wiring, the listening sockets and the route table.
+ * We create the listening sockets ourselves (getaddrinfo/bind/listen) and hand them to MHD, so
+ * addresses parse the same way everywhere, port 0 works, and a unix socket is just another fd.
+ * Responses are queued on the second access-handler call, never the first: as Debian builds
+ * libmicrohttpd 0.9.75, answering on the first call closes every keep-alive connection. */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "api-internal.h"
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/vtime.h"
+
+typedef enum MHD_Result (*handler_fn)(request *r);
+
+/* Every route, one line each. "{x}" matches one path segment and is captured in request.seg. */
+static const struct route {
+        const char *method;
+        const char *pattern;
+        handler_fn fn;
+} routes[] = {
+    {"GET", "/metrics", h_metrics},
+    {"GET", "/healthz", h_healthz},
+    {"GET", "/readyz", h_readyz},
+    {"GET", "/api/v1/status", h_status},
+    {"GET", "/api/v1/gpus", h_gpus},
+    {"GET", "/api/v1/gpus/{id}", h_gpu},
+    {"GET", "/api/v1/gpus/{id}/history", h_history},
+    {"GET", "/api/v1/fields", h_fields},
+    {"POST", "/api/v1/inject", h_inject},
+};
+
+/* Match path against pattern; captures go to r->seg. Segments are compared without copying. */
+static bool route_match(const char *pattern, const char *path, request *r)
+{
+        const char *p = pattern, *s = path;
+
+        r->n_seg = 0;
+        while (*p && *s) {
+                if (*p != '/' || *s != '/')
+                        return false;
+                p++;
+                s++;
+                const char *pe = strchrnul(p, '/'), *se = strchrnul(s, '/');
+                if (*p == '{') {
+                        if (se == s || r->n_seg >= API_MAX_SEGMENTS)
+                                return false;
+                        r->seg[r->n_seg++] = s; /* terminated at '/' by the caller's copy */
+                } else if ((size_t)(pe - p) != (size_t)(se - s) || strncmp(p, s, pe - p) != 0) {
+                        return false;
+                }
+                p = pe;
+                s = se;
+        }
+        return *p == '\0' && (*s == '\0' || (s[0] == '/' && s[1] == '\0'));
+}
+
+static enum MHD_Result reply(request *r, unsigned status, char *data, size_t len, const char *ctype)
+{
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        enum MHD_Result ret;
+
+        if (!resp) {
+                free(data);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", ctype);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        ret = MHD_queue_response(r->conn, status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+enum MHD_Result api_reply_json(request *r, unsigned status, json_t *body)
+{
+        char *s = json_dumps(body, JSON_COMPACT);
+        size_t len;
+
+        json_decref(body);
+        if (!s)
+                return MHD_NO;
+        len = strlen(s);
+        /* newline-terminated for curl users */
+        {
+                char *t = realloc(s, len + 2);
+                if (!t) {
+                        free(s);
+                        return MHD_NO;
+                }
+                s = t;
+                s[len++] = '\n';
+                s[len] = '\0';
+        }
+        return reply(r, status, s, len, "application/json");
+}
+
+enum MHD_Result api_reply_error(request *r, unsigned status, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return api_reply_json(
+            r, status, json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", msg));
+}
+
+static enum MHD_Result dispatch(request *r)
+{
+        char path[1024];
+        bool path_known = false;
+        char allow[64] = "";
+
+        if (strlen(r->path) >= sizeof(path))
+                return api_reply_error(r, 414, "request path is too long");
+        snprintf(path, sizeof(path), "%s", r->path);
+        for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+                const char *method = r->method;
+                if (!route_match(routes[i].pattern, path, r))
+                        continue;
+                path_known = true;
+                if (strcmp(method, "HEAD") == 0)
+                        method = "GET";
+                if (strcmp(method, routes[i].method) != 0) {
+                        snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
+                                 allow[0] ? ", " : "", routes[i].method);
+                        continue;
+                }
+                /* cut captured segments at their '/' */
+                for (size_t k = 0; k < r->n_seg; k++) {
+                        char *sl = strchr((char *)r->seg[k], '/');
+                        if (sl)
+                                *sl = '\0';
+                }
+                if (r->too_large)
+                        return api_reply_error(r, 413, "request body exceeds %zu bytes",
+                                               r->api->opt.max_body);
+                return routes[i].fn(r);
+        }
+        if (path_known) {
+                json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", 405, "message",
+                                      "method not allowed");
+                char *s = json_dumps(j, JSON_COMPACT);
+                struct MHD_Response *resp;
+                enum MHD_Result ret;
+
+                json_decref(j);
+                if (!s)
+                        return MHD_NO;
+                resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+                if (!resp) {
+                        free(s);
+                        return MHD_NO;
+                }
+                MHD_add_response_header(resp, "Content-Type", "application/json");
+                MHD_add_response_header(resp, "Allow", allow);
+                ret = MHD_queue_response(r->conn, 405, resp);
+                MHD_destroy_response(resp);
+                return ret;
+        }
+        return api_reply_error(r, 404, "no such endpoint '%s'", r->path);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+        api *a = cls;
+        request *r = *con_cls;
+
+        (void)version;
+        if (!r) {
+                /* First call: only set up. Answering now would cost keep-alive. */
+                r = calloc(1, sizeof(*r));
+                if (!r)
+                        return MHD_NO;
+                r->api = a;
+                r->conn = conn;
+                r->method = method;
+                r->path = url;
+                buf_init(&r->body, a->opt.max_body ? a->opt.max_body : 65536);
+                *con_cls = r;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
+                if (!r->too_large && buf_append(&r->body, upload_data, *upload_data_size) < 0)
+                        r->too_large = true;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        a->requests++;
+        return dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+        request *r = *con_cls;
+
+        (void)cls;
+        (void)conn;
+        (void)toe;
+        if (!r)
+                return;
+        buf_release(&r->body);
+        free(r);
+        *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        char msg[512];
+        size_t n;
+
+        (void)cls;
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        n = strlen(msg);
+        while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+                msg[--n] = '\0';
+        log_debug("http", "%s", msg);
+}
+
+/* Split "host:port" / "[v6]:port". */
+static int split_hostport(const char *s, char *host, size_t hl, char *port, size_t pl)
+{
+        const char *colon;
+
+        if (s[0] == '[') {
+                const char *close = strchr(s, ']');
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                snprintf(host, hl, "%.*s", (int)(close - s - 1), s + 1);
+                snprintf(port, pl, "%s", close + 2);
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon)
+                        return -EINVAL;
+                snprintf(host, hl, "%.*s", (int)(colon - s), s);
+                snprintf(port, pl, "%s", colon + 1);
+        }
+        return port[0] ? 0 : -EINVAL;
+}
+
+static int listen_tcp(const char *addr, char *url, size_t urllen, char *err, size_t errlen)
+{
+        struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                                 .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+        struct addrinfo *res = NULL;
+        char host[256], port[16];
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char shown[INET6_ADDRSTRLEN] = "";
+        int fd = -1, one = 1, r;
+
+        if (split_hostport(addr, host, sizeof(host), port, sizeof(port)) < 0) {
+                snprintf(err, errlen, "cannot parse listen address '%s': expected ADDR:PORT", addr);
+                return -EINVAL;
+        }
+        r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+        if (r != 0) {
+                snprintf(err, errlen, "cannot resolve listen address '%s': %s", addr,
+                         gai_strerror(r));
+                return -EINVAL;
+        }
+        fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+        if (fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (res->ai_family == AF_INET6) {
+                int zero = 0; /* "[::]:5555" serves IPv4 too */
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        }
+        if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        if (ss.ss_family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+                inet_ntop(AF_INET, &in->sin_addr, shown, sizeof(shown));
+                snprintf(url, urllen, "http://%s:%u", shown, ntohs(in->sin_port));
+        } else {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+                inet_ntop(AF_INET6, &in6->sin6_addr, shown, sizeof(shown));
+                snprintf(url, urllen, "http://[%s]:%u", shown, ntohs(in6->sin6_port));
+        }
+        freeaddrinfo(res);
+        return fd;
+fail:
+        snprintf(err, errlen, "cannot listen on '%s': %s", addr, strerror(-r));
+        if (fd >= 0)
+                close(fd);
+        freeaddrinfo(res);
+        return r;
+}
+
+static int listen_unix(const char *path, char *err, size_t errlen)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                snprintf(err, errlen, "socket path '%s' is too long", path);
+                return -ENAMETOOLONG;
+        }
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        /* A stale socket from a previous run is replaced; a live one is refused. */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                close(fd);
+                snprintf(err, errlen, "cannot listen on '%s': another vigild is serving it", path);
+                return -EADDRINUSE;
+        }
+        unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+                r = -errno;
+                close(fd);
+                snprintf(err, errlen, "cannot listen on '%s': %s", path, strerror(-r));
+                return r;
+        }
+        chmod(path, 0660);
+        return fd;
+}
+
+static void free_strings(api *a)
+{
+        for (size_t i = 0; i < a->n_labels; i++) {
+                free((char *)a->labels[i].name);
+                free((char *)a->labels[i].value);
+        }
+        free(a->labels);
+        free(a->hostname);
+        free(a->listen);
+        free(a->socket_path);
+        free(a->addr_file);
+}
+
+static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
+{
+        unsigned flags =
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+
+        return MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_OPTION_THREAD_POOL_SIZE, a->opt.threads ? a->opt.threads : 2,
+            MHD_OPTION_CONNECTION_LIMIT, a->opt.max_connections ? a->opt.max_connections : 256,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            per_ip ? (a->opt.max_per_ip ? a->opt.max_per_ip : 32) : 0,
+            MHD_OPTION_CONNECTION_TIMEOUT, a->opt.timeout_s ? a->opt.timeout_s : 30,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+            MHD_OPTION_END);
+}
+
+int api_new(const api_options *opt, api **ret)
+{
+        _cleanup_free_ api *a = calloc(1, sizeof(*a));
+
+        if (!a)
+                return -ENOMEM;
+        a->opt = *opt;
+        a->hostname = strdup(opt->hostname ? opt->hostname : "");
+        a->listen = strdup(opt->listen ? opt->listen : "");
+        a->socket_path = strdup(opt->socket_path ? opt->socket_path : "");
+        a->addr_file = strdup(opt->addr_file ? opt->addr_file : "");
+        a->labels = calloc(opt->n_extra_labels + 1, sizeof(api_label));
+        if (!a->hostname || !a->listen || !a->socket_path || !a->addr_file || !a->labels)
+                goto oom;
+        for (size_t i = 0; i < opt->n_extra_labels; i++) {
+                a->labels[i].name = strdup(opt->extra_labels[i].name);
+                a->labels[i].value = strdup(opt->extra_labels[i].value);
+                a->n_labels++;
+                if (!a->labels[i].name || !a->labels[i].value)
+                        goto oom;
+        }
+        a->opt.hostname = a->hostname;
+        a->opt.listen = a->listen;
+        a->opt.socket_path = a->socket_path;
+        a->opt.addr_file = a->addr_file;
+        a->opt.extra_labels = a->labels;
+        a->opt.n_extra_labels = a->n_labels;
+        a->start_us = time_real_us();
+        snapshot_slot_init(&a->metrics);
+        pthread_mutex_init(&a->render_lock, NULL);
+        buf_init(&a->render_buf, 64u << 20);
+        *ret = TAKE_PTR(a);
+        return 0;
+oom:
+        free_strings(a);
+        return -ENOMEM;
+}
+
+int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen)
+{
+        int fd;
+
+        url[0] = '\0';
+        if (a->listen[0]) {
+                fd = listen_tcp(a->listen, url, urllen, err, errlen);
+                if (fd < 0)
+                        return fd;
+                a->tcp = start_mhd(a, fd, true);
+                if (!a->tcp) {
+                        close(fd);
+                        snprintf(err, errlen, "cannot start the HTTP server on '%s'", a->listen);
+                        return -EIO;
+                }
+                a->tcp_fd = fd;
+        }
+        if (a->socket_path[0]) {
+                fd = listen_unix(a->socket_path, err, errlen);
+                if (fd < 0) {
+                        api_stop(a);
+                        return fd;
+                }
+                a->unix_srv = start_mhd(a, fd, false);
+                if (!a->unix_srv) {
+                        close(fd);
+                        api_stop(a);
+                        snprintf(err, errlen, "cannot start the HTTP server on '%s'",
+                                 a->socket_path);
+                        return -EIO;
+                }
+                a->unix_fd = fd;
+                a->unix_bound = true;
+        }
+        if (a->addr_file[0] && url[0]) {
+                /* write-then-rename so a reader never sees a partial address */
+                char tmp[4096];
+                FILE *f;
+                snprintf(tmp, sizeof(tmp), "%s.tmp", a->addr_file);
+                f = fopen(tmp, "w");
+                if (f) {
+                        fprintf(f, "%s\n", url);
+                        if (fclose(f) == 0)
+                                rename(tmp, a->addr_file);
+                        else
+                                unlink(tmp);
+                }
+        }
+        return 0;
+}
+
+void api_stop(api *a)
+{
+        if (!a)
+                return;
+        if (a->tcp) {
+                MHD_stop_daemon(a->tcp);
+                a->tcp = NULL;
+                close(a->tcp_fd);
+        }
+        if (a->unix_srv) {
+                MHD_stop_daemon(a->unix_srv);
+                a->unix_srv = NULL;
+                close(a->unix_fd);
+        }
+        if (a->unix_bound) {
+                unlink(a->socket_path);
+                a->unix_bound = false;
+        }
+}
+
+api *api_free(api *a)
+{
+        if (!a)
+                return NULL;
+        api_stop(a);
+        snapshot_slot_release(&a->metrics);
+        pthread_mutex_destroy(&a->render_lock);
+        buf_release(&a->render_buf);
+        free_strings(a);
+        free(a);
+        return NULL;
+}

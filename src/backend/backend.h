@@ -1,0 +1,84 @@
+/* backend.h — the only door to GPUs. A table of operations with one real implementation, the NVML
+ * backend (nvml.c), which also drives the fake NVML for --simulate. Everything above this layer
+ * speaks DCGM field ids and negative errno; NVML return codes never leave nvml.c.
+ *
+ * Threads: backend_sample() may be called concurrently from several threads for different field
+ * sets (the fast and slow tiers); backend_wait_events() from one event thread; backend_reattach()
+ * from one thread at a time. Everything else from the owner (main) thread. */
+#ifndef VIGIL_BACKEND_H
+#define VIGIL_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fields/fields.h"
+
+struct fake_inject;
+
+typedef struct backend backend;
+
+typedef struct gpu_identity {
+        char uuid[96];       /* "GPU-…" */
+        char name[96];       /* product name, "NVIDIA H200" */
+        char serial[32];     /* board serial, "" when not available */
+        char pci_bus_id[32]; /* "00000000:18:00.0" */
+        char vbios[32];      /* VBIOS version, "" when not available */
+        char inforom[32];    /* InfoROM image version, "" when not available */
+        int minor;           /* /dev/nvidiaN minor number, -1 when unknown */
+} gpu_identity;
+
+enum backend_event_kind {
+        BEV_XID = 1,     /* data = XID code */
+        BEV_ECC_SBE = 2, /* single-bit ECC error event */
+        BEV_ECC_DBE = 3, /* double-bit ECC error event */
+};
+
+typedef struct backend_event {
+        unsigned gpu;                 /* GPU index */
+        enum backend_event_kind kind; /* what happened */
+        uint64_t data;                /* XID code for BEV_XID */
+        int64_t ts_us;                /* usec since epoch, when received */
+} backend_event;
+
+typedef struct backend_options {
+        const char *library;  /* NVML library to dlopen; NULL = "libnvidia-ml.so.1" */
+        int simulate;         /* load the fake NVML instead */
+        const char *scenario; /* fake NVML scenario file, NULL = built-in default */
+} backend_options;
+
+/* Open the library and initialise NVML. On failure returns -errno and writes a reason to err
+ * (e.g. "cannot load 'libnvidia-ml.so.1': not found"). Caller owns *ret. */
+int backend_open(const backend_options *opt, backend **ret, char *err, size_t errlen);
+backend *backend_close(backend *b); /* NULL ok; returns NULL */
+
+int backend_is_fake(const backend *b);
+const char *backend_library(const backend *b); /* path actually loaded */
+/* Driver and NVML versions ("" when unknown). */
+void backend_versions(backend *b, char *driver, size_t dlen, char *nvml, size_t nlen);
+
+int backend_device_count(backend *b, unsigned *count);
+/* Identity of one GPU; -ENODEV when it is lost. */
+int backend_device_info(backend *b, unsigned idx, gpu_identity *out);
+/* Read n fields of GPU idx. Always fills out[0..n): status 0 with a value in the field's stored
+ * unit, or -EOPNOTSUPP / -EACCES / -EIO / -ENODEV per field. Returns 0, or -ENODEV when the GPU
+ * is lost (then every status is -ENODEV). Fields found unsupported are not asked again until the
+ * GPU is re-attached. Does not allocate. */
+int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, field_value *out);
+/* Re-acquire a lost GPU (by UUID, then by index) and forget what was learned about it.
+ * Returns 0 when it answers again, else -ENODEV. */
+int backend_reattach(backend *b, unsigned idx);
+
+/* Register for XID and ECC events on every GPU. -EOPNOTSUPP when no GPU supports them. */
+int backend_events_start(backend *b);
+/* Wait up to timeout_ms for one event. 0 with *ev filled, -ETIMEDOUT, or -errno. */
+int backend_wait_event(backend *b, unsigned timeout_ms, backend_event *ev);
+
+/* Guarded mutators (tested against the fake NVML only). */
+int backend_set_power_limit(backend *b, unsigned idx, unsigned milliwatts);
+/* Fake NVML only: -ENOENT when the loaded library is not the fake. */
+int backend_inject(backend *b, const struct fake_inject *req, char *err, size_t errlen);
+
+/* NVML return code → negative errno (exposed for the contract test). */
+int backend_errno_from_nvml(int nvml_return);
+
+#endif

@@ -1,0 +1,1198 @@
+/* config.c — the YAML configuration: one declarative option table, walked against libyaml's event
+ * stream. Adding an option is one line in options[] plus its field in vigil_config. There is no
+ * document tree: each event is checked against the table as it arrives, so an unknown key or a
+ * wrong type stops the parse at once, nesting never goes deeper than the schema (3 levels), and
+ * aliases are refused before anything could be expanded (billion laughs). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <yaml.h>
+
+#include "common/macros.h"
+#include "common/vtime.h"
+#include "fields/fields.h"
+
+#define MS USEC_PER_MSEC
+#define S  USEC_PER_SEC
+
+_Static_assert(sizeof(enum config_naming) == sizeof(int), "enum options are stored as int");
+_Static_assert(sizeof(enum log_level) == sizeof(int), "enum options are stored as int");
+_Static_assert(sizeof(enum log_format) == sizeof(int), "enum options are stored as int");
+
+enum opt_type {
+        OPT_STRING,    /* char *, owned */
+        OPT_BOOL,      /* bool: true | false */
+        OPT_UINT,      /* unsigned, min..max */
+        OPT_DURATION,  /* int64_t usec, min..max */
+        OPT_ENUM,      /* int-sized enum; the value is the index in names */
+        OPT_FIELD_MAP, /* config_field_interval[] at offset, size_t count at count_offset */
+        OPT_LABEL_MAP, /* config_label[] at offset, size_t count at count_offset */
+};
+
+struct option;
+/* Extra validation of a string option: 0, or -EINVAL with the reason (after "PATH: ") in why. */
+typedef int (*option_check)(const struct option *o, const char *shown, const char *v, char *why,
+                            size_t whylen);
+
+struct option {
+        const char *path;         /* dotted key path in the file */
+        enum opt_type type;       /* how the value is parsed and stored */
+        size_t offset;            /* of the value in vigil_config (maps: of the array) */
+        size_t count_offset;      /* maps: of the size_t entry count */
+        const char *def;          /* default, written as in the file; NULL for maps (empty) */
+        int64_t min, max;         /* OPT_UINT: inclusive range; OPT_DURATION: usec */
+        const char *const *names; /* OPT_ENUM: accepted names, NULL-terminated */
+        option_check check;       /* OPT_STRING: extra validation, or NULL */
+        const char *why;          /* appended to a range error: why the bound exists */
+        bool secret;              /* never echoed in messages; "<redacted>" in config_to_json */
+};
+
+static int check_listen(const struct option *o, const char *shown, const char *v, char *why,
+                        size_t whylen);
+static int check_socket(const struct option *o, const char *shown, const char *v, char *why,
+                        size_t whylen);
+static int check_nonempty(const struct option *o, const char *shown, const char *v, char *why,
+                          size_t whylen);
+
+static const char *const naming_names[] = {"vigil", "dcgm", NULL};
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_names[] = {"text", "json", NULL};
+
+#define OFF(m) offsetof(vigil_config, m)
+
+/* The options, in file order. Sections (nvml, collection.tiers, ...) are implied by the paths. */
+static const struct option options[] = {
+    {"listen", OPT_STRING, OFF(listen), .def = "0.0.0.0:5555", .check = check_listen},
+    {"socket", OPT_STRING, OFF(socket), .def = "/run/vigil/vigild.sock", .check = check_socket},
+    {"data_dir", OPT_STRING, OFF(data_dir), .def = "/var/lib/vigil", .check = check_nonempty},
+    {"nvml.library", OPT_STRING, OFF(nvml.library), .def = "libnvidia-ml.so.1",
+     .check = check_nonempty},
+    {"simulate.enabled", OPT_BOOL, OFF(simulate.enabled), .def = "false"},
+    {"simulate.scenario", OPT_STRING, OFF(simulate.scenario), .def = ""},
+    {"collection.tiers.fast", OPT_DURATION, OFF(collection.fast_us), .def = "1s", .min = 100 * MS,
+     .max = 60 * S},
+    {"collection.tiers.slow", OPT_DURATION, OFF(collection.slow_us), .def = "10s", .min = 5 * S,
+     .max = 3600 * S, .why = "energy and violation counters cost milliseconds per read"},
+    {"collection.fields", OPT_FIELD_MAP, OFF(collection.fields), OFF(collection.n_fields)},
+    {"collection.keep.max_age", OPT_DURATION, OFF(collection.max_age_us), .def = "1h", .min = 1 * S,
+     .max = 30 * 86400 * S},
+    {"collection.keep.max_samples", OPT_UINT, OFF(collection.max_samples), .def = "3600", .min = 1,
+     .max = 1000000},
+    {"metrics.naming", OPT_ENUM, OFF(metrics.naming), .def = "vigil", .names = naming_names},
+    {"metrics.counters_csv", OPT_STRING, OFF(metrics.counters_csv), .def = ""},
+    {"metrics.extra_labels", OPT_LABEL_MAP, OFF(metrics.extra_labels), OFF(metrics.n_extra_labels)},
+    {"metrics.hostname", OPT_STRING, OFF(metrics.hostname), .def = ""},
+    {"http.max_connections", OPT_UINT, OFF(http.max_connections), .def = "256", .min = 1,
+     .max = 10000},
+    {"http.max_connections_per_ip", OPT_UINT, OFF(http.max_connections_per_ip), .def = "32",
+     .min = 1, .max = 10000},
+    {"http.connection_timeout", OPT_DURATION, OFF(http.connection_timeout_us), .def = "30s",
+     .min = 1 * S, .max = 600 * S},
+    {"http.threads", OPT_UINT, OFF(http.threads), .def = "2", .min = 1, .max = 64},
+    {"http.max_request_body", OPT_UINT, OFF(http.max_request_body), .def = "65536", .min = 1024,
+     .max = 16777216},
+    {"logging.level", OPT_ENUM, OFF(logging.level), .def = "info", .names = level_names},
+    {"logging.format", OPT_ENUM, OFF(logging.format), .def = "text", .names = format_names},
+};
+
+/* Pairs where the first option must not exceed the second (same unit). */
+static const struct {
+        const char *lo, *hi;
+        const char *rel; /* how the message says it */
+} ordered[] = {
+    {"collection.tiers.fast", "collection.tiers.slow", "longer than"},
+    {"http.max_connections_per_ip", "http.max_connections", "more than"},
+};
+
+/* Sections of DESIGN §8 that later versions add: refused, but with a message saying so. */
+static const char *const unsupported[] = {
+    "health", "policies", "alerting", "security", "backup", "logging.file", "logging.syslog",
+};
+
+/* Per-field interval bounds by the field's default tier; 0 = only "off" is accepted. */
+static const struct {
+        int64_t min, max; /* usec */
+} tier_bounds[TIER_COUNT] = {
+    [TIER_STATIC] = {0, 0},
+    [TIER_FAST] = {100 * MS, 3600 * S},
+    [TIER_SLOW] = {5 * S, 3600 * S},
+    [TIER_EVENT] = {0, 0},
+};
+
+/* Labels every series already has, in either naming. */
+static const char *const reserved_labels[] = {
+    "gpu", "uuid", "UUID", "pci_bus_id", "model", "modelName", "hostname", "Hostname", "device",
+};
+
+#define REDACTED     "<redacted>"
+#define MAX_PATH_LEN 64 /* longest option path, with room */
+
+static void *slot(const vigil_config *c, size_t off)
+{
+        return (char *)c + off;
+}
+
+static bool is_null_text(const char *s)
+{
+        return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+               !strcmp(s, "NULL");
+}
+
+/* Like time_format_duration, but a whole minute or less reads as seconds ("60s", not "1m"). */
+static const char *fmt_duration(int64_t us, char *b, size_t len)
+{
+        if (us > 0 && us <= 60 * S && us % S == 0) {
+                snprintf(b, len, "%llds", (long long)(us / S));
+                return b;
+        }
+        return time_format_duration(us, b, len);
+}
+
+static void fmt_range(const struct option *o, char *b, size_t len)
+{
+        char x[32], y[32];
+
+        if (o->type == OPT_DURATION)
+                snprintf(b, len, "%s..%s", fmt_duration(o->min, x, sizeof(x)),
+                         fmt_duration(o->max, y, sizeof(y)));
+        else
+                snprintf(b, len, "%lld..%lld", (long long)o->min, (long long)o->max);
+}
+
+static int out_of_range(const struct option *o, const char *shown, char *why, size_t whylen)
+{
+        char r[80];
+
+        fmt_range(o, r, sizeof(r));
+        snprintf(why, whylen, "%s: '%s' is out of range (%s)%s%s", o->path, shown, r,
+                 o->why ? ": " : "", o->why ? o->why : "");
+        return -EINVAL;
+}
+
+/* Convert text to the option's type and store it in *c. shown is what messages may quote. */
+static int option_set(const struct option *o, vigil_config *c, const char *v, const char *shown,
+                      char *why, size_t whylen)
+{
+        void *p = slot(c, o->offset);
+
+        switch (o->type) {
+        case OPT_STRING: {
+                char *s;
+                if (o->check && o->check(o, shown, v, why, whylen) < 0)
+                        return -EINVAL;
+                s = strdup(v);
+                if (!s) {
+                        snprintf(why, whylen, "out of memory");
+                        return -ENOMEM;
+                }
+                free(*(char **)p);
+                *(char **)p = s;
+                return 0;
+        }
+        case OPT_BOOL:
+                if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
+                        *(bool *)p = true;
+                else if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
+                        *(bool *)p = false;
+                else {
+                        snprintf(why, whylen, "%s: '%s' is not a boolean (true or false)", o->path,
+                                 shown);
+                        return -EINVAL;
+                }
+                return 0;
+        case OPT_UINT: {
+                const char *d = v[0] == '-' || v[0] == '+' ? v + 1 : v;
+                char *end;
+                long long n;
+                if (*d < '0' || *d > '9') {
+                        snprintf(why, whylen, "%s: '%s' is not an integer", o->path, shown);
+                        return -EINVAL;
+                }
+                errno = 0;
+                n = strtoll(v, &end, 10);
+                if (*end) {
+                        snprintf(why, whylen, "%s: '%s' is not an integer", o->path, shown);
+                        return -EINVAL;
+                }
+                if (errno == ERANGE || n < o->min || n > o->max)
+                        return out_of_range(o, shown, why, whylen);
+                *(unsigned *)p = (unsigned)n;
+                return 0;
+        }
+        case OPT_DURATION: {
+                int64_t us;
+                int r = time_parse_duration(v, &us);
+                if (r == -EINVAL) {
+                        snprintf(why, whylen,
+                                 "%s: '%s' is not a duration (such as 250ms, 10s, 1h30m)", o->path,
+                                 shown);
+                        return -EINVAL;
+                }
+                if (r < 0 || us < o->min || us > o->max)
+                        return out_of_range(o, shown, why, whylen);
+                *(int64_t *)p = us;
+                return 0;
+        }
+        case OPT_ENUM: {
+                char list[128] = "";
+                for (int i = 0; o->names[i]; i++) {
+                        if (!strcmp(v, o->names[i])) {
+                                *(int *)p = i;
+                                return 0;
+                        }
+                        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                                 i ? ", " : "", o->names[i]);
+                }
+                snprintf(why, whylen, "%s: '%s' is not one of %s", o->path, shown, list);
+                return -EINVAL;
+        }
+        case OPT_FIELD_MAP:
+        case OPT_LABEL_MAP:
+                break;
+        }
+        snprintf(why, whylen, "%s: expected a mapping", o->path);
+        return -EINVAL;
+}
+
+static int check_nonempty(const struct option *o, const char *shown, const char *v, char *why,
+                          size_t whylen)
+{
+        (void)shown;
+        if (*v)
+                return 0;
+        snprintf(why, whylen, "%s: must not be empty", o->path);
+        return -EINVAL;
+}
+
+static int check_listen(const struct option *o, const char *shown, const char *v, char *why,
+                        size_t whylen)
+{
+        char host[256];
+        unsigned port;
+
+        if (config_parse_listen(v, host, sizeof(host), &port) == 0)
+                return 0;
+        snprintf(why, whylen, "%s: '%s' is not ADDR:PORT (IPv6 as [ADDR]:PORT, port 0..65535)",
+                 o->path, shown);
+        return -EINVAL;
+}
+
+static int check_socket(const struct option *o, const char *shown, const char *v, char *why,
+                        size_t whylen)
+{
+        size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+
+        if (strlen(v) <= max)
+                return 0;
+        snprintf(why, whylen, "%s: '%s' is too long for a unix socket path (max %zu bytes)",
+                 o->path, shown, max);
+        return -EINVAL;
+}
+
+static const struct option *option_find(const char *path)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+                if (!strcmp(options[i].path, path))
+                        return &options[i];
+        return NULL;
+}
+
+/* A section is a path that is a proper prefix of some option's path. */
+static bool is_section(const char *path)
+{
+        size_t l = strlen(path);
+
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+                if (!strncmp(options[i].path, path, l) && options[i].path[l] == '.')
+                        return true;
+        return false;
+}
+
+static bool is_unsupported(const char *path)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(unsupported); i++)
+                if (!strcmp(unsupported[i], path))
+                        return true;
+        return false;
+}
+
+void config_init(vigil_config *c)
+{
+        char why[256];
+
+        memset(c, 0, sizeof(*c));
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                if (!options[i].def)
+                        continue;
+                /* The defaults go through the same parser as the file; only OOM can fail here. */
+                if (option_set(&options[i], c, options[i].def, options[i].def, why, sizeof(why)) <
+                    0)
+                        abort();
+        }
+}
+
+void config_release(vigil_config *c)
+{
+        if (!c)
+                return;
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                const struct option *o = &options[i];
+                void *p = slot(c, o->offset);
+                if (o->type == OPT_STRING) {
+                        free(*(char **)p);
+                } else if (o->type == OPT_FIELD_MAP) {
+                        free(*(config_field_interval **)p);
+                } else if (o->type == OPT_LABEL_MAP) {
+                        config_label *l = *(config_label **)p;
+                        size_t n = *(size_t *)slot(c, o->count_offset);
+                        for (size_t k = 0; l && k < n; k++) {
+                                free(l[k].name);
+                                free(l[k].value);
+                        }
+                        free(l);
+                }
+        }
+        memset(c, 0, sizeof(*c));
+}
+
+/* ---- the event walker ------------------------------------------------------------------------ */
+
+struct parser {
+        yaml_parser_t yp;
+        const char *text;  /* the input, to turn a reader error's offset into a line */
+        size_t len;        /* bytes of text */
+        const char *name;  /* file name for messages */
+        char *err;         /* caller's message buffer, or NULL */
+        size_t errlen;     /* bytes of err */
+        vigil_config *cfg; /* the config being built */
+        struct {
+                char path[MAX_PATH_LEN]; /* option or section path already given */
+                size_t line;             /* 1-based line where it was given */
+        } seen[ARRAY_SIZE(options) * 2];
+        size_t n_seen;                           /* entries in seen */
+        yaml_mark_t set_at[ARRAY_SIZE(options)]; /* where each option was set */
+        bool set[ARRAY_SIZE(options)];           /* whether the file set the option */
+};
+
+static void event_freep(yaml_event_t *e)
+{
+        yaml_event_delete(e);
+}
+#define _cleanup_event_ _cleanup_(event_freep)
+
+_printf_(3, 4) static int fail(struct parser *p, yaml_mark_t m, const char *fmt, ...)
+{
+        va_list ap;
+        int n;
+
+        if (!p->err || !p->errlen)
+                return -EINVAL;
+        n = snprintf(p->err, p->errlen, "%s:%zu:%zu: ", p->name, m.line + 1, m.column + 1);
+        if (n >= 0 && (size_t)n < p->errlen) {
+                va_start(ap, fmt);
+                vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+static int yaml_fail(struct parser *p)
+{
+        yaml_parser_t *y = &p->yp;
+        yaml_mark_t m = y->problem_mark;
+
+        if (y->error == YAML_MEMORY_ERROR) {
+                fail(p, m, "out of memory");
+                return -ENOMEM;
+        }
+        if (y->error == YAML_READER_ERROR) {
+                /* The reader reports a byte offset, not a mark. */
+                memset(&m, 0, sizeof(m));
+                for (size_t i = 0; i < y->problem_offset && i < p->len; i++) {
+                        if (p->text[i] == '\n') {
+                                m.line++;
+                                m.column = 0;
+                        } else {
+                                m.column++;
+                        }
+                }
+        }
+        if (y->context)
+                return fail(p, m, "invalid YAML: %s %s", y->problem ? y->problem : "syntax error",
+                            y->context);
+        return fail(p, m, "invalid YAML: %s", y->problem ? y->problem : "syntax error");
+}
+
+static int next_event(struct parser *p, yaml_event_t *e)
+{
+        if (!yaml_parser_parse(&p->yp, e))
+                return yaml_fail(p);
+        if (e->type == YAML_ALIAS_EVENT)
+                return fail(p, e->start_mark, "aliases ('*%.64s') are not supported",
+                            (const char *)e->data.alias.anchor);
+        return 0;
+}
+
+static const char *event_what(const yaml_event_t *e)
+{
+        switch (e->type) {
+        case YAML_MAPPING_START_EVENT:
+                return "a mapping";
+        case YAML_SEQUENCE_START_EVENT:
+                return "a list";
+        case YAML_SCALAR_EVENT:
+                return "a scalar";
+        default:
+                return "nothing";
+        }
+}
+
+static bool event_is_null(const yaml_event_t *e)
+{
+        return e->type == YAML_SCALAR_EVENT && e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+               is_null_text((const char *)e->data.scalar.value);
+}
+
+static bool valid_var_name(const char *s, size_t n)
+{
+        if (n == 0 ||
+            !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+                return false;
+        for (size_t i = 1; i < n; i++)
+                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+                        return false;
+        return true;
+}
+
+/* Expand ${VAR}, ${VAR:-default} and $$ in a scalar event's value into a new string (*ret,
+ * caller frees). Any other '$' is literal. what names the value in messages. */
+static int expand(struct parser *p, const yaml_event_t *e, const char *what, char **ret)
+{
+        const char *s = (const char *)e->data.scalar.value;
+        size_t n = e->data.scalar.length, o = 0;
+        _cleanup_free_ char *out = NULL;
+
+        if (memchr(s, '\0', n))
+                return fail(p, e->start_mark, "%s: value contains a NUL byte", what);
+        out = malloc(CONFIG_MAX_VALUE_LEN + 1);
+        if (!out) {
+                fail(p, e->start_mark, "out of memory");
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n;) {
+                const char *add = s + i, *close, *dflt = NULL;
+                size_t addn = 1, namen;
+                char var[128];
+
+                if (s[i] == '$' && i + 1 < n && s[i + 1] == '$') {
+                        i += 2;
+                } else if (s[i] == '$' && i + 1 < n && s[i + 1] == '{') {
+                        close = memchr(s + i + 2, '}', n - i - 2);
+                        if (!close)
+                                return fail(p, e->start_mark, "%s: unterminated '${' in value",
+                                            what);
+                        namen = (size_t)(close - (s + i + 2));
+                        for (size_t k = 0; k + 1 < namen; k++) {
+                                if (s[i + 2 + k] == ':' && s[i + 3 + k] == '-') {
+                                        dflt = s + i + 4 + k;
+                                        namen = k;
+                                        break;
+                                }
+                        }
+                        if (!valid_var_name(s + i + 2, namen) || namen >= sizeof(var))
+                                return fail(p, e->start_mark,
+                                            "%s: '${%.*s}' is not a valid variable reference", what,
+                                            (int)MIN(namen, 64), s + i + 2);
+                        memcpy(var, s + i + 2, namen);
+                        var[namen] = '\0';
+                        add = getenv(var);
+                        if (dflt && (!add || !*add)) {
+                                add = dflt;
+                                addn = (size_t)(close - dflt);
+                        } else if (!add) {
+                                return fail(p, e->start_mark,
+                                            "%s: environment variable '%s' is not set", what, var);
+                        } else {
+                                addn = strlen(add);
+                        }
+                        i = (size_t)(close - s) + 1;
+                } else {
+                        i++;
+                }
+                if (addn > CONFIG_MAX_VALUE_LEN - o)
+                        return fail(p, e->start_mark, "%s: value is longer than %d bytes", what,
+                                    CONFIG_MAX_VALUE_LEN);
+                memcpy(out + o, add, addn);
+                o += addn;
+        }
+        out[o] = '\0';
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/* Fail at e with reason; when ${...} changed the text of a non-secret value, say from what. */
+static int fail_value(struct parser *p, const yaml_event_t *e, const char *v, bool secret,
+                      const char *reason)
+{
+        if (!secret && strcmp(v, (const char *)e->data.scalar.value))
+                return fail(p, e->start_mark, "%s (expanded from '%.200s')", reason,
+                            (const char *)e->data.scalar.value);
+        return fail(p, e->start_mark, "%s", reason);
+}
+
+/* Read one scalar value for what: refuses collections and nulls, expands ${VAR}. */
+static int read_scalar(struct parser *p, const char *what, const char *expected, yaml_event_t *e,
+                       char **ret)
+{
+        int r = next_event(p, e);
+
+        if (r < 0)
+                return r;
+        if (e->type != YAML_SCALAR_EVENT)
+                return fail(p, e->start_mark, "%s: expected %s, got %s", what, expected,
+                            event_what(e));
+        if (event_is_null(e))
+                return fail(p, e->start_mark, "%s: a value is required (write \"\" for empty)",
+                            what);
+        return expand(p, e, what, ret);
+}
+
+static int mark_seen(struct parser *p, const char *path, yaml_mark_t m)
+{
+        for (size_t i = 0; i < p->n_seen; i++)
+                if (!strcmp(p->seen[i].path, path))
+                        return fail(p, m, "duplicate key '%s' (first given at line %zu)", path,
+                                    p->seen[i].line);
+        if (p->n_seen == ARRAY_SIZE(p->seen) || strlen(path) >= MAX_PATH_LEN)
+                return fail(p, m, "too many keys"); /* cannot happen: paths come from the table */
+        snprintf(p->seen[p->n_seen].path, MAX_PATH_LEN, "%s", path);
+        p->seen[p->n_seen++].line = m.line + 1;
+        return 0;
+}
+
+static const char *expected_of(const struct option *o)
+{
+        static const char *const e[] = {
+            [OPT_STRING] = "a string",     [OPT_BOOL] = "a boolean", [OPT_UINT] = "an integer",
+            [OPT_DURATION] = "a duration", [OPT_ENUM] = "a name",    [OPT_FIELD_MAP] = "a mapping",
+            [OPT_LABEL_MAP] = "a mapping",
+        };
+        return e[o->type];
+}
+
+static int parse_field_map(struct parser *p, const struct option *o)
+{
+        config_field_interval **arr = slot(p->cfg, o->offset);
+        size_t *n = slot(p->cfg, o->count_offset);
+
+        for (;;) {
+                _cleanup_event_ yaml_event_t k = {0}, v = {0};
+                _cleanup_free_ char *val = NULL;
+                char what[MAX_PATH_LEN + 80], why[512];
+                const field_meta *f;
+                int64_t us = 0;
+                int r;
+
+                r = next_event(p, &k);
+                if (r < 0)
+                        return r;
+                if (k.type == YAML_MAPPING_END_EVENT)
+                        return 0;
+                if (k.type != YAML_SCALAR_EVENT)
+                        return fail(p, k.start_mark, "%s: keys must be field names, not %s",
+                                    o->path, event_what(&k));
+                f = memchr(k.data.scalar.value, '\0', k.data.scalar.length)
+                        ? NULL
+                        : field_by_name((const char *)k.data.scalar.value);
+                if (!f)
+                        return fail(p, k.start_mark, "%s: unknown field '%.64s'", o->path,
+                                    (const char *)k.data.scalar.value);
+                snprintf(what, sizeof(what), "%s.%.64s", o->path,
+                         (const char *)k.data.scalar.value);
+                for (size_t i = 0; i < *n; i++)
+                        if ((*arr)[i].field_id == f->id)
+                                return fail(p, k.start_mark,
+                                            "%s: duplicate field (%s, id %u, is already set)", what,
+                                            f->sym, f->id);
+                r = read_scalar(p, what, "a duration or 'off'", &v, &val);
+                if (r < 0)
+                        return r;
+                if (strcmp(val, "off")) {
+                        int64_t lo = tier_bounds[f->tier].min, hi = tier_bounds[f->tier].max;
+                        char x[32], y[32];
+                        if (lo == 0) {
+                                snprintf(why, sizeof(why),
+                                         "%s: '%s': the field is not sampled periodically "
+                                         "(tier %s); only 'off' is accepted",
+                                         what, val, field_tier_name(f->tier));
+                                return fail_value(p, &v, val, false, why);
+                        }
+                        r = time_parse_duration(val, &us);
+                        if (r == -EINVAL) {
+                                snprintf(why, sizeof(why),
+                                         "%s: '%s' is not a duration (such as 250ms, 10s) or 'off'",
+                                         what, val);
+                                return fail_value(p, &v, val, false, why);
+                        }
+                        if (r < 0 || us < lo || us > hi) {
+                                snprintf(why, sizeof(why),
+                                         "%s: '%s' is out of range (%s..%s) for a %s-tier field",
+                                         what, val, fmt_duration(lo, x, sizeof(x)),
+                                         fmt_duration(hi, y, sizeof(y)), field_tier_name(f->tier));
+                                return fail_value(p, &v, val, false, why);
+                        }
+                }
+                config_field_interval *na = realloc(*arr, (*n + 1) * sizeof(**arr));
+                if (!na) {
+                        fail(p, k.start_mark, "out of memory");
+                        return -ENOMEM;
+                }
+                *arr = na;
+                (*arr)[(*n)++] = (config_field_interval){.field_id = f->id, .interval_us = us};
+        }
+}
+
+static bool valid_label_name(const char *s)
+{
+        return valid_var_name(s, strlen(s)) && strncmp(s, "__", 2) != 0;
+}
+
+static int parse_label_map(struct parser *p, const struct option *o)
+{
+        config_label **arr = slot(p->cfg, o->offset);
+        size_t *n = slot(p->cfg, o->count_offset);
+
+        for (;;) {
+                _cleanup_event_ yaml_event_t k = {0}, v = {0};
+                _cleanup_free_ char *name = NULL, *val = NULL;
+                char what[MAX_PATH_LEN + 80];
+                int r;
+
+                r = next_event(p, &k);
+                if (r < 0)
+                        return r;
+                if (k.type == YAML_MAPPING_END_EVENT)
+                        return 0;
+                if (k.type != YAML_SCALAR_EVENT)
+                        return fail(p, k.start_mark, "%s: keys must be label names, not %s",
+                                    o->path, event_what(&k));
+                name = strndup((const char *)k.data.scalar.value, k.data.scalar.length);
+                if (!name) {
+                        fail(p, k.start_mark, "out of memory");
+                        return -ENOMEM;
+                }
+                if (!valid_label_name(name) || strlen(name) != k.data.scalar.length ||
+                    strlen(name) > 128)
+                        return fail(p, k.start_mark,
+                                    "%s: '%.64s' is not a valid label name "
+                                    "([a-zA-Z_][a-zA-Z0-9_]*, not starting with '__')",
+                                    o->path, name);
+                for (size_t i = 0; i < ARRAY_SIZE(reserved_labels); i++)
+                        if (!strcmp(name, reserved_labels[i]))
+                                return fail(p, k.start_mark,
+                                            "%s: '%s' is a reserved label (Vigil sets it)", o->path,
+                                            name);
+                for (size_t i = 0; i < *n; i++)
+                        if (!strcmp((*arr)[i].name, name))
+                                return fail(p, k.start_mark, "%s: duplicate label '%s'", o->path,
+                                            name);
+                if (*n >= CONFIG_MAX_EXTRA_LABELS)
+                        return fail(p, k.start_mark, "%s: more than %d labels", o->path,
+                                    CONFIG_MAX_EXTRA_LABELS);
+                snprintf(what, sizeof(what), "%s.%s", o->path, name);
+                r = read_scalar(p, what, "a string", &v, &val);
+                if (r < 0)
+                        return r;
+                if (!*val)
+                        return fail(p, v.start_mark,
+                                    "%s: the value must not be empty (Prometheus drops empty "
+                                    "labels)",
+                                    what);
+                config_label *na = realloc(*arr, (*n + 1) * sizeof(**arr));
+                if (!na) {
+                        fail(p, k.start_mark, "out of memory");
+                        return -ENOMEM;
+                }
+                *arr = na;
+                (*arr)[(*n)++] = (config_label){.name = TAKE_PTR(name), .value = TAKE_PTR(val)};
+        }
+}
+
+static int parse_option(struct parser *p, const struct option *o)
+{
+        _cleanup_event_ yaml_event_t e = {0};
+        _cleanup_free_ char *v = NULL;
+        char why[512];
+        int r;
+
+        if (o->type == OPT_FIELD_MAP || o->type == OPT_LABEL_MAP) {
+                r = next_event(p, &e);
+                if (r < 0)
+                        return r;
+                if (event_is_null(&e))
+                        return 0; /* "fields:" with nothing under it: no entries */
+                if (e.type != YAML_MAPPING_START_EVENT)
+                        return fail(p, e.start_mark, "%s: expected a mapping, got %s", o->path,
+                                    event_what(&e));
+                return o->type == OPT_FIELD_MAP ? parse_field_map(p, o) : parse_label_map(p, o);
+        }
+        r = read_scalar(p, o->path, expected_of(o), &e, &v);
+        if (r < 0)
+                return r;
+        r = option_set(o, p->cfg, v, o->secret ? REDACTED : v, why, sizeof(why));
+        if (r == -ENOMEM)
+                return fail(p, e.start_mark, "out of memory"), -ENOMEM;
+        if (r < 0)
+                return fail_value(p, &e, v, o->secret, why);
+        p->set[o - options] = true;
+        p->set_at[o - options] = e.start_mark;
+        return 0;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b), d[MAX_PATH_LEN + 1];
+
+        if (la > MAX_PATH_LEN || lb > MAX_PATH_LEN)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                d[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = d[0];
+                d[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = d[j];
+                        d[j] = MIN(MIN(d[j] + 1, d[j - 1] + 1), diag + (a[i - 1] != b[j - 1]));
+                        diag = up;
+                }
+        }
+        return d[lb];
+}
+
+/* The closest known key under prefix, for "did you mean"; NULL when nothing is close. */
+static const char *suggest(const char *prefix, const char *key, char *buf, size_t len)
+{
+        size_t pl = strlen(prefix), best = 3;
+        const char *ret = NULL;
+
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                const char *s = options[i].path, *dot;
+                char cand[MAX_PATH_LEN];
+                size_t d;
+                if (pl) {
+                        if (strncmp(s, prefix, pl) || s[pl] != '.')
+                                continue;
+                        s += pl + 1;
+                }
+                dot = strchr(s, '.');
+                snprintf(cand, sizeof(cand), "%.*s", (int)(dot ? (size_t)(dot - s) : strlen(s)), s);
+                d = edit_distance(key, cand);
+                if (d < best) {
+                        best = d;
+                        snprintf(buf, len, "%s", cand);
+                        ret = buf;
+                }
+        }
+        return ret;
+}
+
+static int parse_mapping(struct parser *p, const char *prefix);
+
+static int parse_section(struct parser *p, const char *path)
+{
+        _cleanup_event_ yaml_event_t e = {0};
+        int r = next_event(p, &e);
+
+        if (r < 0)
+                return r;
+        if (event_is_null(&e))
+                return 0; /* "collection:" with nothing under it */
+        if (e.type != YAML_MAPPING_START_EVENT)
+                return fail(p, e.start_mark, "%s: expected a mapping, got %s", path,
+                            event_what(&e));
+        return parse_mapping(p, path);
+}
+
+/* Called after the MAPPING-START of the section at prefix ("" = top level). */
+static int parse_mapping(struct parser *p, const char *prefix)
+{
+        for (;;) {
+                _cleanup_event_ yaml_event_t k = {0};
+                const struct option *o;
+                const char *key, *hint;
+                char path[MAX_PATH_LEN], sbuf[MAX_PATH_LEN];
+                int r, n;
+
+                r = next_event(p, &k);
+                if (r < 0)
+                        return r;
+                if (k.type == YAML_MAPPING_END_EVENT)
+                        return 0;
+                if (k.type != YAML_SCALAR_EVENT)
+                        return fail(p, k.start_mark, "%s%skeys must be names, not %s", prefix,
+                                    *prefix ? ": " : "", event_what(&k));
+                key = (const char *)k.data.scalar.value;
+                n = snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
+                /* A key with a dot, a NUL or too long can only be unknown. */
+                if (n < 0 || (size_t)n >= sizeof(path) || strchr(key, '.') ||
+                    strlen(key) != k.data.scalar.length) {
+                        path[0] = '\0';
+                        o = NULL;
+                } else {
+                        o = option_find(path);
+                }
+                if (o) {
+                        r = mark_seen(p, path, k.start_mark);
+                        if (r < 0)
+                                return r;
+                        r = parse_option(p, o);
+                } else if (path[0] && is_section(path)) {
+                        r = mark_seen(p, path, k.start_mark);
+                        if (r < 0)
+                                return r;
+                        r = parse_section(p, path);
+                } else if (path[0] && is_unsupported(path)) {
+                        return fail(p, k.start_mark,
+                                    "'%s': section is not supported by this version of vigil (%s)",
+                                    path, VIGIL_VERSION);
+                } else {
+                        hint = suggest(prefix, key, sbuf, sizeof(sbuf));
+                        return fail(p, k.start_mark, "unknown key '%s%s%.64s'%s%s%s", prefix,
+                                    *prefix ? "." : "", key, hint ? " (did you mean '" : "",
+                                    hint ? hint : "", hint ? "'?)" : "");
+                }
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int64_t option_number(const struct option *o, const vigil_config *c)
+{
+        if (o->type == OPT_DURATION)
+                return *(int64_t *)slot(c, o->offset);
+        return *(unsigned *)slot(c, o->offset);
+}
+
+static void option_show(const struct option *o, const vigil_config *c, char *b, size_t len)
+{
+        if (o->type == OPT_DURATION)
+                time_format_duration(option_number(o, c), b, len);
+        else
+                snprintf(b, len, "%lld", (long long)option_number(o, c));
+}
+
+/* Checks that span options, once the whole file is read. */
+static int check_relations(struct parser *p)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(ordered); i++) {
+                const struct option *lo = option_find(ordered[i].lo),
+                                    *hi = option_find(ordered[i].hi);
+                size_t li = (size_t)(lo - options), hi_i = (size_t)(hi - options);
+                char a[32], b[32];
+                yaml_mark_t m;
+
+                if (option_number(lo, p->cfg) <= option_number(hi, p->cfg))
+                        continue;
+                /* Point at whichever of the two the file set last. */
+                m = !p->set[hi_i] || (p->set[li] && p->set_at[li].index > p->set_at[hi_i].index)
+                        ? p->set_at[li]
+                        : p->set_at[hi_i];
+                option_show(lo, p->cfg, a, sizeof(a));
+                option_show(hi, p->cfg, b, sizeof(b));
+                return fail(p, m, "%s ('%s') must not be %s %s ('%s')", lo->path, a, ordered[i].rel,
+                            hi->path, b);
+        }
+        return 0;
+}
+
+static int parse_stream(struct parser *p)
+{
+        _cleanup_event_ yaml_event_t s = {0}, d = {0}, root = {0}, end = {0}, more = {0};
+        int r;
+
+        if ((r = next_event(p, &s)) < 0 || (r = next_event(p, &d)) < 0)
+                return r;
+        if (d.type == YAML_STREAM_END_EVENT)
+                return 0; /* empty file: all defaults */
+        if ((r = next_event(p, &root)) < 0)
+                return r;
+        if (root.type == YAML_MAPPING_START_EVENT)
+                r = parse_mapping(p, "");
+        else if (!event_is_null(&root))
+                return fail(p, root.start_mark, "the top level must be a mapping, not %s",
+                            event_what(&root));
+        if (r < 0)
+                return r;
+        if ((r = next_event(p, &end)) < 0 || (r = next_event(p, &more)) < 0)
+                return r;
+        if (more.type != YAML_STREAM_END_EVENT)
+                return fail(p, more.start_mark, "only one YAML document is allowed");
+        return check_relations(p);
+}
+
+int config_parse(const char *text, size_t len, const char *name, vigil_config *c, char *err,
+                 size_t errlen)
+{
+        _cleanup_free_ struct parser *p = NULL;
+        vigil_config tmp;
+        int r;
+
+        if (err && errlen)
+                err[0] = '\0';
+        if (!name)
+                name = "<config>";
+        if (len > CONFIG_MAX_FILE_SIZE) {
+                if (err && errlen)
+                        snprintf(err, errlen, "%s: config is larger than %d bytes", name,
+                                 CONFIG_MAX_FILE_SIZE);
+                return -E2BIG;
+        }
+        p = calloc(1, sizeof(*p));
+        if (!p || !yaml_parser_initialize(&p->yp)) {
+                if (err && errlen)
+                        snprintf(err, errlen, "%s: out of memory", name);
+                return -ENOMEM;
+        }
+        config_init(&tmp);
+        p->text = text;
+        p->len = len;
+        p->name = name;
+        p->err = err;
+        p->errlen = errlen;
+        p->cfg = &tmp;
+        yaml_parser_set_input_string(&p->yp, (const unsigned char *)text, len);
+        r = parse_stream(p);
+        yaml_parser_delete(&p->yp);
+        if (r < 0) {
+                config_release(&tmp);
+                return r;
+        }
+        config_release(c);
+        *c = tmp;
+        return 0;
+}
+
+static int read_fail(const char *path, int r, char *err, size_t errlen)
+{
+        if (err && errlen) {
+                snprintf(err, errlen, "cannot read '%s': %s", path,
+                         r == -E2BIG ? "file is larger than 1 MiB" : strerror(-r));
+                /* Messages are lowercase; strerror's are capitalised. */
+                char *reason = strstr(err, "': ");
+                if (reason && reason[3] >= 'A' && reason[3] <= 'Z')
+                        reason[3] = (char)(reason[3] - 'A' + 'a');
+        }
+        return r;
+}
+
+int config_load(const char *path, vigil_config *c, char *err, size_t errlen)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return read_fail(path, -errno, err, errlen);
+        if (fstat(fd, &st) < 0)
+                return read_fail(path, -errno, err, errlen);
+        if (S_ISDIR(st.st_mode))
+                return read_fail(path, -EISDIR, err, errlen);
+        buf = malloc(CONFIG_MAX_FILE_SIZE + 1);
+        if (!buf)
+                return read_fail(path, -ENOMEM, err, errlen);
+        /* Read one byte past the limit to tell "exactly 1 MiB" from "bigger". */
+        while (n <= CONFIG_MAX_FILE_SIZE) {
+                ssize_t k = read(fd, buf + n, CONFIG_MAX_FILE_SIZE + 1 - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return read_fail(path, -errno, err, errlen);
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+        }
+        if (n > CONFIG_MAX_FILE_SIZE)
+                return read_fail(path, -E2BIG, err, errlen);
+        return config_parse(buf, n, path, c, err, errlen);
+}
+
+/* ---- JSON view ------------------------------------------------------------------------------- */
+
+/* json_string refuses invalid UTF-8, which an environment variable may hold. */
+static json_t *jstr(const char *s, bool secret)
+{
+        json_t *j;
+
+        if (secret && *s)
+                return json_string(REDACTED);
+        j = json_string(s);
+        return j ? j : json_string("<not utf-8>");
+}
+
+/* The object for the section of path, created as needed; *leaf is the last key. */
+static json_t *json_section(json_t *root, const char *path, const char **leaf)
+{
+        const char *s = path, *dot;
+        json_t *obj = root;
+
+        while ((dot = strchr(s, '.'))) {
+                char seg[MAX_PATH_LEN];
+                json_t *child;
+                snprintf(seg, sizeof(seg), "%.*s", (int)(dot - s), s);
+                child = json_object_get(obj, seg);
+                if (!child) {
+                        child = json_object();
+                        if (json_object_set_new(obj, seg, child) < 0)
+                                return NULL;
+                }
+                obj = child;
+                s = dot + 1;
+        }
+        *leaf = s;
+        return obj;
+}
+
+static json_t *option_json(const struct option *o, const vigil_config *c)
+{
+        const void *p = slot(c, o->offset);
+        char b[32];
+
+        switch (o->type) {
+        case OPT_STRING:
+                return jstr(*(char *const *)p, o->secret);
+        case OPT_BOOL:
+                return json_boolean(*(const bool *)p);
+        case OPT_UINT:
+                return json_integer(*(const unsigned *)p);
+        case OPT_DURATION:
+                return json_string(time_format_duration(*(const int64_t *)p, b, sizeof(b)));
+        case OPT_ENUM:
+                return json_string(o->names[*(const int *)p]);
+        case OPT_FIELD_MAP: {
+                const config_field_interval *f = *(config_field_interval *const *)p;
+                size_t n = *(const size_t *)slot(c, o->count_offset);
+                json_t *m = json_object();
+                for (size_t i = 0; m && i < n; i++) {
+                        const field_meta *fm = field_by_id(f[i].field_id);
+                        char id[16];
+                        snprintf(id, sizeof(id), "%u", f[i].field_id);
+                        if (json_object_set_new(m, fm ? fm->sym : id,
+                                                f[i].interval_us
+                                                    ? json_string(time_format_duration(
+                                                          f[i].interval_us, b, sizeof(b)))
+                                                    : json_string("off")) < 0) {
+                                json_decref(m);
+                                return NULL;
+                        }
+                }
+                return m;
+        }
+        case OPT_LABEL_MAP: {
+                const config_label *l = *(config_label *const *)p;
+                size_t n = *(const size_t *)slot(c, o->count_offset);
+                json_t *m = json_object();
+                for (size_t i = 0; m && i < n; i++) {
+                        if (json_object_set_new(m, l[i].name, jstr(l[i].value, o->secret)) < 0) {
+                                json_decref(m);
+                                return NULL;
+                        }
+                }
+                return m;
+        }
+        }
+        return NULL;
+}
+
+json_t *config_to_json(const vigil_config *c)
+{
+        json_t *root = json_object();
+
+        if (!root)
+                return NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                const char *leaf;
+                json_t *sec = json_section(root, options[i].path, &leaf);
+                if (!sec || json_object_set_new(sec, leaf, option_json(&options[i], c)) < 0) {
+                        json_decref(root);
+                        return NULL;
+                }
+        }
+        return root;
+}
+
+/* ---- listen address -------------------------------------------------------------------------- */
+
+int config_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+        const char *h, *ps;
+        char tmp[256];
+        size_t hl;
+        unsigned long v = 0;
+
+        if (!s)
+                return -EINVAL;
+        if (s[0] == '[') {
+                const char *close = strchr(s, ']');
+                struct in6_addr a6;
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                h = s + 1;
+                hl = (size_t)(close - h);
+                ps = close + 2;
+                if (hl == 0 || hl >= sizeof(tmp))
+                        return -EINVAL;
+                memcpy(tmp, h, hl);
+                tmp[hl] = '\0';
+                if (inet_pton(AF_INET6, tmp, &a6) != 1)
+                        return -EINVAL;
+        } else {
+                const char *colon = strrchr(s, ':');
+                bool numeric = true;
+                struct in_addr a4;
+                if (!colon)
+                        return -EINVAL;
+                h = s;
+                hl = (size_t)(colon - s);
+                ps = colon + 1;
+                /* An empty host, a bare IPv6 address (colons) or a host name over 253 bytes. */
+                if (hl == 0 || hl > 253)
+                        return -EINVAL;
+                for (size_t i = 0; i < hl; i++) {
+                        char ch = h[i];
+                        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
+                                return -EINVAL;
+                        if (!((ch >= '0' && ch <= '9') || ch == '.'))
+                                numeric = false;
+                }
+                memcpy(tmp, h, hl);
+                tmp[hl] = '\0';
+                if (numeric && inet_pton(AF_INET, tmp, &a4) != 1)
+                        return -EINVAL;
+        }
+        if (!*ps || strlen(ps) > 5)
+                return -EINVAL;
+        for (const char *q = ps; *q; q++) {
+                if (*q < '0' || *q > '9')
+                        return -EINVAL;
+                v = v * 10 + (unsigned long)(*q - '0');
+        }
+        if (v > 65535)
+                return -EINVAL;
+        if (hl + 1 > hostlen)
+                return -ENAMETOOLONG;
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+        *port = (unsigned)v;
+        return 0;
+}

@@ -1,0 +1,104 @@
+/* config.h — the daemon's configuration: one YAML file (DESIGN §8) parsed into a plain struct.
+ * Every key has a default (config_init); unknown keys, wrong types, duplicates and out-of-range
+ * values are refused with "NAME:LINE:COL: reason". Scalar values may use ${VAR}, ${VAR:-default}
+ * and "$$". The options are one declarative table in config.c; docs/configuration.md is the user
+ * reference. This module parses and validates only: it opens no socket and applies nothing.
+ * Not thread-safe per object; the daemon parses into a fresh struct and swaps it in. */
+#ifndef VIGIL_DAEMON_CONFIG_H
+#define VIGIL_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+
+#define CONFIG_MAX_FILE_SIZE    (1024 * 1024) /* bytes; bigger files are refused */
+#define CONFIG_MAX_VALUE_LEN    4096          /* bytes of one scalar after ${VAR} expansion */
+#define CONFIG_MAX_EXTRA_LABELS 64            /* metrics.extra_labels entries */
+
+enum config_naming {
+        CONFIG_NAMING_VIGIL = 0, /* native vigil_* families */
+        CONFIG_NAMING_DCGM = 1,  /* dcgm-exporter DCGM_FI_* families and labels */
+};
+
+/* One collection.fields entry. */
+typedef struct config_field_interval {
+        uint16_t field_id;   /* DCGM field id (fields.def) */
+        int64_t interval_us; /* usec between samples; 0 = field disabled ("off") */
+} config_field_interval;
+
+/* One metrics.extra_labels entry. */
+typedef struct config_label {
+        char *name;  /* Prometheus label name, validated */
+        char *value; /* label value, ${VAR} expanded */
+} config_label;
+
+/* Owns every string and array in it; release with config_release. */
+typedef struct vigil_config {
+        char *listen;   /* "ADDR:PORT", IPv6 as "[ADDR]:PORT"; port 0 = pick a free one */
+        char *socket;   /* unix socket path; "" = no unix socket */
+        char *data_dir; /* directory for the store and vigild.addr */
+        struct {
+                char *library; /* dlopen() name or path of libnvidia-ml */
+        } nvml;
+        struct {
+                bool enabled;   /* load the fake NVML instead of the real one */
+                char *scenario; /* scenario file; "" = built-in default scenario */
+        } simulate;
+        struct {
+                int64_t fast_us;               /* usec; fast tier period (100ms..60s) */
+                int64_t slow_us;               /* usec; slow tier period (5s..1h) */
+                config_field_interval *fields; /* per-field overrides, in file order */
+                size_t n_fields;               /* entries in fields */
+                int64_t max_age_us;            /* usec; cache keeps samples this long (1s..30d) */
+                unsigned max_samples;          /* samples; cache cap per series (1..1000000) */
+        } collection;
+        struct {
+                enum config_naming naming;  /* family and label naming */
+                char *counters_csv;         /* dcgm-exporter counters CSV path; "" = none */
+                config_label *extra_labels; /* added to every series, in file order */
+                size_t n_extra_labels;      /* entries in extra_labels */
+                char *hostname;             /* hostname label; "" = gethostname() */
+        } metrics;
+        struct {
+                unsigned max_connections;        /* connections (1..10000) */
+                unsigned max_connections_per_ip; /* connections per client address (1..10000) */
+                int64_t connection_timeout_us;   /* usec; idle connection timeout (1s..10m) */
+                unsigned threads;                /* HTTP worker threads (1..64) */
+                unsigned max_request_body;       /* bytes (1024..16777216) */
+        } http;
+        struct {
+                enum log_level level;   /* minimum level logged */
+                enum log_format format; /* text or JSON lines */
+        } logging;
+} vigil_config;
+
+/* Fill *c with the defaults. Aborts only if a few bytes of strdup fail at start. */
+void config_init(vigil_config *c);
+/* Free what *c owns and zero it. NULL and a zeroed struct are fine. */
+void config_release(vigil_config *c);
+
+/* Parse YAML text (len bytes, need not be NUL-terminated); name is used in messages (the path).
+ * Keys not in the text keep their defaults (not the previous values of *c).
+ * On success releases the old contents of *c, replaces them and returns 0. On failure returns
+ * -EINVAL (bad input), -E2BIG (text over CONFIG_MAX_FILE_SIZE) or -ENOMEM, leaves *c untouched
+ * and writes "NAME:LINE:COL: reason" to err (err may be NULL). */
+int config_parse(const char *text, size_t len, const char *name, vigil_config *c, char *err,
+                 size_t errlen);
+/* Read the file at path (at most CONFIG_MAX_FILE_SIZE bytes) and config_parse it. A read failure
+ * returns -errno (-ENOENT, -EACCES, -E2BIG, ...) with "cannot read 'PATH': reason" in err. */
+int config_load(const char *path, vigil_config *c, char *err, size_t errlen);
+
+/* The effective configuration as a JSON object shaped like the YAML file; options marked secret
+ * in the table show "<redacted>" (or "" when empty). Caller owns the result; NULL on ENOMEM. */
+json_t *config_to_json(const vigil_config *c);
+
+/* Split "HOST:PORT" or "[IPV6]:PORT" into host (without brackets) and port (0..65535).
+ * Returns 0, -EINVAL (malformed, bad or missing port) or -ENAMETOOLONG (host does not fit in
+ * hostlen). host and port are untouched on failure. Shared with vigild's --listen flag. */
+int config_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port);
+
+#endif

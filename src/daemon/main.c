@@ -1,0 +1,511 @@
+/* main.c — vigild: the lifecycle in one visible order.
+ *   1. options and configuration   2. logging   3. the NVML backend (real, or fake for --simulate)
+ *   4. cache and sampler            5. HTTP     6. run until a signal (SIGHUP reloads)
+ *   7. stop in reverse order. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef VIGIL_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "api/api.h"
+#include "backend/backend.h"
+#include "cache/cache.h"
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/vtime.h"
+#include "config.h"
+#include "engine/engine.h"
+
+#define DEFAULT_CONFIG "/etc/vigil/vigil.yaml"
+
+static void notify(const char *state)
+{
+#ifdef VIGIL_HAVE_SYSTEMD
+        sd_notify(0, state);
+#else
+        (void)state;
+#endif
+}
+
+typedef struct daemon_state {
+        vigil_config cfg;         /* effective configuration */
+        pthread_mutex_t cfg_lock; /* cfg is read by HTTP threads for /api/v1/status */
+        const char *config_path;  /* NULL when running on defaults */
+        api *api;
+} daemon_state;
+
+static void on_sweep(void *userdata, enum field_tier tier)
+{
+        daemon_state *d = userdata;
+
+        (void)tier;
+        api_render(d->api);
+}
+
+static json_t *config_json(void *userdata)
+{
+        daemon_state *d = userdata;
+        json_t *j;
+
+        pthread_mutex_lock(&d->cfg_lock);
+        j = config_to_json(&d->cfg);
+        pthread_mutex_unlock(&d->cfg_lock);
+        return j ? j : json_null();
+}
+
+static void usage(FILE *f)
+{
+        fprintf(
+            f,
+            "usage: vigild [OPTIONS]\n"
+            "\n"
+            "Vigil GPU host engine: samples GPUs through NVML, serves Prometheus /metrics and a\n"
+            "REST API.\n"
+            "\n"
+            "  -c, --config FILE         configuration file (default %s if present)\n"
+            "  -l, --listen ADDR:PORT    HTTP listen address (default 0.0.0.0:5555; port 0 picks "
+            "one)\n"
+            "  -s, --socket PATH         unix socket for the API (\"\" disables)\n"
+            "  -d, --data-dir DIR        state directory (default /var/lib/vigil)\n"
+            "      --simulate[=SCENARIO] simulated GPUs from the fake NVML (default scenario:\n"
+            "                            8 H200s replaying a recorded trace)\n"
+            "      --nvml-lib PATH       NVML library to load (default libnvidia-ml.so.1)\n"
+            "      --log-format text|json\n"
+            "      --log-level debug|info|warn|error\n"
+            "      --check-config FILE   validate FILE and exit (0 valid, 1 invalid)\n"
+            "  -h, --help                this help\n"
+            "  -V, --version             print the version\n",
+            DEFAULT_CONFIG);
+}
+
+enum {
+        OPT_SIMULATE = 256,
+        OPT_NVML_LIB,
+        OPT_LOG_FORMAT,
+        OPT_LOG_LEVEL,
+        OPT_CHECK_CONFIG,
+};
+
+typedef struct cli_overrides {
+        const char *config, *listen, *socket, *data_dir, *nvml_lib, *log_format, *log_level;
+        const char *check_config;
+        bool simulate;
+        const char *scenario;
+} cli_overrides;
+
+static int parse_args(int argc, char **argv, cli_overrides *o)
+{
+        static const struct option opts[] = {
+            {"config", required_argument, NULL, 'c'},
+            {"listen", required_argument, NULL, 'l'},
+            {"socket", required_argument, NULL, 's'},
+            {"data-dir", required_argument, NULL, 'd'},
+            {"simulate", optional_argument, NULL, OPT_SIMULATE},
+            {"nvml-lib", required_argument, NULL, OPT_NVML_LIB},
+            {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+            {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+            {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {NULL, 0, NULL, 0},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:l:s:d:hV", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        o->config = optarg;
+                        break;
+                case 'l':
+                        o->listen = optarg;
+                        break;
+                case 's':
+                        o->socket = optarg;
+                        break;
+                case 'd':
+                        o->data_dir = optarg;
+                        break;
+                case OPT_SIMULATE:
+                        o->simulate = true;
+                        o->scenario = optarg;
+                        break;
+                case OPT_NVML_LIB:
+                        o->nvml_lib = optarg;
+                        break;
+                case OPT_LOG_FORMAT:
+                        o->log_format = optarg;
+                        break;
+                case OPT_LOG_LEVEL:
+                        o->log_level = optarg;
+                        break;
+                case OPT_CHECK_CONFIG:
+                        o->check_config = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        exit(0);
+                case 'V':
+                        printf("vigild %s\n", VIGIL_VERSION);
+                        exit(0);
+                default:
+                        usage(stderr);
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "vigild: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int replace_str(char **dst, const char *src)
+{
+        char *n = strdup(src);
+
+        if (!n)
+                return -ENOMEM;
+        free(*dst);
+        *dst = n;
+        return 0;
+}
+
+/* Command-line flags win over the file. */
+static int apply_overrides(vigil_config *c, const cli_overrides *o, char *err, size_t errlen)
+{
+        int r = 0;
+
+        if (o->listen) {
+                char host[256];
+                unsigned port;
+                if (config_parse_listen(o->listen, host, sizeof(host), &port) < 0) {
+                        snprintf(err, errlen, "--listen: cannot parse '%s': expected ADDR:PORT",
+                                 o->listen);
+                        return -EINVAL;
+                }
+                r = r ?: replace_str(&c->listen, o->listen);
+        }
+        if (o->socket)
+                r = r ?: replace_str(&c->socket, o->socket);
+        if (o->data_dir)
+                r = r ?: replace_str(&c->data_dir, o->data_dir);
+        if (o->nvml_lib)
+                r = r ?: replace_str(&c->nvml.library, o->nvml_lib);
+        if (o->simulate) {
+                c->simulate.enabled = true;
+                if (o->scenario)
+                        r = r ?: replace_str(&c->simulate.scenario, o->scenario);
+        }
+        if (o->log_format) {
+                int f = log_format_from_string(o->log_format);
+                if (f < 0) {
+                        snprintf(err, errlen, "--log-format: '%s' is not text or json",
+                                 o->log_format);
+                        return -EINVAL;
+                }
+                c->logging.format = f;
+        }
+        if (o->log_level) {
+                int l = log_level_from_string(o->log_level);
+                if (l < 0) {
+                        snprintf(err, errlen, "--log-level: '%s' is not debug, info, warn or error",
+                                 o->log_level);
+                        return -EINVAL;
+                }
+                c->logging.level = l;
+        }
+        return r;
+}
+
+static int mkdir_p(const char *dir)
+{
+        char tmp[PATH_MAX];
+
+        if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        for (char *p = tmp + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int load_config(const cli_overrides *o, vigil_config *c, const char **path, char *err,
+                       size_t errlen)
+{
+        int r;
+
+        config_init(c);
+        *path = o->config;
+        if (!*path && access(DEFAULT_CONFIG, F_OK) == 0)
+                *path = DEFAULT_CONFIG;
+        if (*path) {
+                r = config_load(*path, c, err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        return apply_overrides(c, o, err, errlen);
+}
+
+/* SIGHUP: parse the file again; keep the running configuration when it is bad. */
+static void reload(daemon_state *d, const cli_overrides *o)
+{
+        vigil_config next;
+        const char *path;
+        char err[512] = "";
+        int r;
+
+        notify("RELOADING=1");
+        r = load_config(o, &next, &path, err, sizeof(err));
+        if (r < 0) {
+                log_error("config",
+                          "failed to reload the configuration, keeping the running one: %s", err);
+                config_release(&next);
+                notify("READY=1");
+                return;
+        }
+        log_set_level(next.logging.level);
+        log_set_format(next.logging.format);
+        if (strcmp(next.listen, d->cfg.listen) || strcmp(next.socket, d->cfg.socket) ||
+            next.collection.fast_us != d->cfg.collection.fast_us ||
+            next.collection.slow_us != d->cfg.collection.slow_us ||
+            next.simulate.enabled != d->cfg.simulate.enabled)
+                log_warn("config", "listen, socket, simulate and collection changes take effect "
+                                   "at the next restart");
+        pthread_mutex_lock(&d->cfg_lock);
+        config_release(&d->cfg);
+        d->cfg = next;
+        pthread_mutex_unlock(&d->cfg_lock);
+        log_info("config", "reloaded the configuration from '%s'", path ? path : "(defaults)");
+        notify("READY=1");
+}
+
+int main(int argc, char **argv)
+{
+        cli_overrides o = {0};
+        daemon_state d = {0};
+        char err[1024] = "", url[256] = "", addr_file[PATH_MAX], hostname[256] = "";
+        backend_options bopt = {0};
+        backend *be = NULL;
+        cache *ca = NULL;
+        engine *en = NULL;
+        engine_field_interval overrides[256];
+        api_label labels[64];
+        sigset_t mask;
+        int sfd = -1, r, rc = 1;
+        bool announced_ready = false;
+
+        if (parse_args(argc, argv, &o) < 0)
+                return 2;
+        /* Block the signals we handle before any thread exists, so every thread inherits the
+         * mask and they are only ever taken from the signalfd in the main loop. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        /* 1. configuration */
+        if (o.check_config) {
+                vigil_config c;
+                config_init(&c);
+                r = config_load(o.check_config, &c, err, sizeof(err));
+                config_release(&c);
+                if (r < 0) {
+                        fprintf(stderr, "vigild: %s\n", err);
+                        return 1;
+                }
+                printf("%s: configuration is valid\n", o.check_config);
+                return 0;
+        }
+        pthread_mutex_init(&d.cfg_lock, NULL);
+        r = load_config(&o, &d.cfg, &d.config_path, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "vigild: %s\n", err);
+                return 1;
+        }
+
+        /* 2. logging */
+        log_set_level(d.cfg.logging.level);
+        log_set_format(d.cfg.logging.format);
+        log_info("vigild", "starting vigild %s (config '%s')", VIGIL_VERSION,
+                 d.config_path ? d.config_path : "defaults");
+
+        r = mkdir_p(d.cfg.data_dir);
+        if (r < 0) {
+                log_error("vigild", "failed to create data directory '%s': %s", d.cfg.data_dir,
+                          strerror(-r));
+                goto out;
+        }
+
+        /* 3. backend */
+        bopt.library = d.cfg.nvml.library;
+        bopt.simulate = d.cfg.simulate.enabled;
+        bopt.scenario = d.cfg.simulate.scenario[0] ? d.cfg.simulate.scenario : NULL;
+        r = backend_open(&bopt, &be, err, sizeof(err));
+        if (r < 0) {
+                if (bopt.simulate)
+                        log_error("vigild", "failed to start the simulated GPUs: %s", err);
+                else
+                        log_error("vigild",
+                                  "no usable GPU: %s. Run with --simulate to use simulated GPUs",
+                                  err);
+                goto out;
+        }
+        {
+                unsigned n = 0;
+                backend_device_count(be, &n);
+                if (bopt.simulate)
+                        log_warn("vigild",
+                                 "SIMULATED GPUs: %u GPUs from scenario '%s' (fake NVML '%s'); "
+                                 "no real GPU is read",
+                                 n, bopt.scenario ? bopt.scenario : "built-in default",
+                                 backend_library(be));
+                else if (n == 0)
+                        log_warn("vigild", "NVML reports no GPU on this node");
+                else
+                        log_info("vigild", "found %u GPUs through '%s'", n, backend_library(be));
+        }
+
+        /* 4. cache and sampler */
+        r = cache_new(engine_max_gpus(), &ca);
+        if (r < 0) {
+                log_error("vigild", "failed to create the cache: %s", strerror(-r));
+                goto out;
+        }
+        {
+                engine_options eo = {
+                    .backend = be,
+                    .cache = ca,
+                    .fast_us = d.cfg.collection.fast_us,
+                    .slow_us = d.cfg.collection.slow_us,
+                    .overrides = overrides,
+                    .n_overrides = MIN(d.cfg.collection.n_fields, ARRAY_SIZE(overrides)),
+                    .keep_max_age_us = d.cfg.collection.max_age_us,
+                    .keep_max_samples = d.cfg.collection.max_samples,
+                    .on_sweep = on_sweep,
+                    .userdata = &d,
+                };
+                for (size_t i = 0; i < eo.n_overrides; i++) {
+                        overrides[i].field_id = d.cfg.collection.fields[i].field_id;
+                        overrides[i].interval_us = d.cfg.collection.fields[i].interval_us;
+                }
+                r = engine_new(&eo, &en);
+                if (r < 0) {
+                        log_error("vigild", "failed to set up sampling: %s", strerror(-r));
+                        goto out;
+                }
+        }
+
+        /* 5. HTTP */
+        if (d.cfg.metrics.hostname && d.cfg.metrics.hostname[0])
+                snprintf(hostname, sizeof(hostname), "%s", d.cfg.metrics.hostname);
+        else
+                gethostname(hostname, sizeof(hostname) - 1);
+        snprintf(addr_file, sizeof(addr_file), "%s/vigild.addr", d.cfg.data_dir);
+        {
+                size_t nl = MIN(d.cfg.metrics.n_extra_labels, ARRAY_SIZE(labels));
+                api_options ao = {
+                    .engine = en,
+                    .cache = ca,
+                    .backend = be,
+                    .listen = d.cfg.listen,
+                    .socket_path = d.cfg.socket,
+                    .addr_file = addr_file,
+                    .hostname = hostname,
+                    .extra_labels = labels,
+                    .n_extra_labels = nl,
+                    .threads = d.cfg.http.threads,
+                    .max_connections = d.cfg.http.max_connections,
+                    .max_per_ip = d.cfg.http.max_connections_per_ip,
+                    .timeout_s = (unsigned)(d.cfg.http.connection_timeout_us / USEC_PER_SEC),
+                    .max_body = d.cfg.http.max_request_body,
+                    .simulated = bopt.simulate,
+                    .config_json = config_json,
+                    .userdata = &d,
+                };
+                for (size_t i = 0; i < nl; i++) {
+                        labels[i].name = d.cfg.metrics.extra_labels[i].name;
+                        labels[i].value = d.cfg.metrics.extra_labels[i].value;
+                }
+                r = api_new(&ao, &d.api);
+                if (r < 0) {
+                        log_error("vigild", "failed to set up HTTP: %s", strerror(-r));
+                        goto out;
+                }
+        }
+        r = api_start(d.api, url, sizeof(url), err, sizeof(err));
+        if (r < 0) {
+                log_error("vigild", "%s", err);
+                goto out;
+        }
+        if (url[0])
+                log_info("vigild", "listening on %s", url);
+        if (d.cfg.socket[0])
+                log_info("vigild", "listening on unix:%s", d.cfg.socket);
+
+        /* 6. run */
+        sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+        r = engine_start(en);
+        if (r < 0) {
+                log_error("vigild", "failed to start sampling: %s", strerror(-r));
+                goto out;
+        }
+        for (;;) {
+                struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+                struct signalfd_siginfo si;
+
+                if (!announced_ready && engine_ready(en)) {
+                        announced_ready = true;
+                        log_info("vigild", "ready: first sweep done, %u of %u GPUs up",
+                                 engine_gpus_up(en), engine_gpu_count(en));
+                        notify("READY=1");
+                }
+                if (poll(&pfd, 1, announced_ready ? 1000 : 20) <= 0)
+                        continue;
+                if (read(sfd, &si, sizeof(si)) != sizeof(si))
+                        continue;
+                if (si.ssi_signo == SIGHUP) {
+                        reload(&d, &o);
+                        continue;
+                }
+                log_info("vigild", "stopping on %s", strsignal((int)si.ssi_signo));
+                notify("STOPPING=1");
+                break;
+        }
+        rc = 0;
+
+out:
+        /* 7. stop in reverse order: no request may see a freed engine */
+        api_stop(d.api);
+        engine_stop(en);
+        d.api = api_free(d.api);
+        en = engine_free(en);
+        ca = cache_free(ca);
+        be = backend_close(be);
+        if (sfd >= 0)
+                close(sfd);
+        if (rc == 0)
+                unlink(addr_file);
+        config_release(&d.cfg);
+        return rc;
+}

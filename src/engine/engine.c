@@ -1,0 +1,603 @@
+/* engine.c — sampling threads. The fast and slow tiers each own a thread so that the slow tier's
+ * millisecond NVML reads (energy, violation counters, PCIe replays) never delay the fast tier;
+ * XID/ECC events have a third thread blocked in nvmlEventSetWait. Fields with the same tier and
+ * interval form one schedule group; per GPU each group is one cache group (shared timestamps). */
+#include "engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/vtime.h"
+
+#define MAX_GROUPS       16
+#define MAX_GROUP_FIELDS 64
+
+const double engine_hist_bounds[ENGINE_HIST_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+};
+
+typedef struct sched_group {
+        enum field_tier tier;              /* thread that runs it: FAST or SLOW */
+        int64_t interval_us;               /* how often */
+        int64_t next_due;                  /* monotonic usec */
+        uint16_t fields[MAX_GROUP_FIELDS]; /* DCGM ids */
+        size_t n;                          /* fields used */
+        int cache_group[ENGINE_MAX_GPUS];  /* per GPU */
+} sched_group;
+
+struct engine {
+        engine_options opt; /* copy; overrides array borrowed */
+        unsigned n_gpus;    /* discovered */
+        char driver[96];    /* driver version */
+        char nvml[96];      /* NVML version */
+
+        pthread_mutex_t lock; /* guards gpus, xids, stats, ready flags */
+        engine_gpu gpus[ENGINE_MAX_GPUS];
+        engine_xid xids[ENGINE_MAX_GPUS][ENGINE_MAX_XID_CODES];
+        size_t n_xids[ENGINE_MAX_GPUS];
+        uint64_t xid_total[ENGINE_MAX_GPUS]; /* all codes */
+        engine_stats stats;
+        bool fast_done, slow_done; /* first sweep of each tier completed */
+
+        int static_group[ENGINE_MAX_GPUS]; /* cache group of static numeric fields */
+        int event_group[ENGINE_MAX_GPUS];  /* cache group of XID_ERRORS, XID_COUNT */
+        uint16_t static_fields[MAX_GROUP_FIELDS];
+        size_t n_static;
+        int64_t next_reattach[ENGINE_MAX_GPUS]; /* monotonic usec; used by the fast thread */
+
+        sched_group groups[MAX_GROUPS];
+        size_t n_groups;
+
+        pthread_t fast_thread, slow_thread, event_thread;
+        bool started, events_running;
+        atomic_bool stopping;
+        pthread_mutex_t wait_lock; /* for interruptible sleeps */
+        pthread_cond_t wait_cond;  /* CLOCK_MONOTONIC */
+};
+
+unsigned engine_max_gpus(void)
+{
+        return ENGINE_MAX_GPUS;
+}
+
+static int64_t field_interval(const engine_options *o, const field_meta *m)
+{
+        for (size_t i = 0; i < o->n_overrides; i++)
+                if (o->overrides[i].field_id == m->id)
+                        return o->overrides[i].interval_us;
+        switch (m->tier) {
+        case TIER_FAST:
+                return o->fast_us;
+        case TIER_SLOW:
+                return o->slow_us;
+        default:
+                return -1;
+        }
+}
+
+static int build_groups(engine *e)
+{
+        for (size_t i = 0; i < field_count(); i++) {
+                const field_meta *m = field_at(i);
+                int64_t iv;
+                sched_group *g = NULL;
+
+                if (m->tier == TIER_STATIC && m->type != FT_STR) {
+                        if (e->n_static >= MAX_GROUP_FIELDS)
+                                return -E2BIG;
+                        e->static_fields[e->n_static++] = m->id;
+                        continue;
+                }
+                if (m->tier != TIER_FAST && m->tier != TIER_SLOW)
+                        continue;
+                iv = field_interval(&e->opt, m);
+                if (iv <= 0)
+                        continue; /* switched off */
+                for (size_t k = 0; k < e->n_groups; k++)
+                        if (e->groups[k].tier == m->tier && e->groups[k].interval_us == iv)
+                                g = &e->groups[k];
+                if (!g) {
+                        if (e->n_groups >= MAX_GROUPS)
+                                return -E2BIG;
+                        g = &e->groups[e->n_groups++];
+                        g->tier = m->tier;
+                        g->interval_us = iv;
+                }
+                if (g->n >= MAX_GROUP_FIELDS)
+                        return -E2BIG;
+                g->fields[g->n++] = m->id;
+        }
+        return 0;
+}
+
+static uint32_t samples_for(const engine *e, int64_t interval_us)
+{
+        /* Enough samples to cover max_age at this interval, capped by max_samples. */
+        int64_t need = interval_us > 0 ? e->opt.keep_max_age_us / interval_us + 1 : 1;
+
+        if (need > (int64_t)e->opt.keep_max_samples)
+                need = e->opt.keep_max_samples;
+        return need < 2 ? 2 : (uint32_t)need;
+}
+
+/* Identity + static fields. Called at start and on re-attach (fast thread). */
+static int read_static(engine *e, unsigned idx)
+{
+        field_value vals[MAX_GROUP_FIELDS];
+        gpu_identity id;
+        int r;
+
+        r = backend_device_info(e->opt.backend, idx, &id);
+        if (r < 0)
+                return r;
+        r = backend_sample(e->opt.backend, idx, e->static_fields, e->n_static, vals);
+        if (r < 0)
+                return r;
+        cache_group_push(e->opt.cache, e->static_group[idx], time_real_us(), vals);
+        pthread_mutex_lock(&e->lock);
+        e->gpus[idx].id = id;
+        e->gpus[idx].up = true;
+        e->gpus[idx].lost_since_us = 0;
+        e->gpus[idx].last_seen_us = time_real_us();
+        e->gpus[idx].attaches++;
+        pthread_mutex_unlock(&e->lock);
+        return 0;
+}
+
+int engine_new(const engine_options *opt, engine **ret)
+{
+        _cleanup_free_ engine *e = calloc(1, sizeof(*e));
+        pthread_condattr_t ca;
+        unsigned count = 0;
+        int r;
+
+        if (!e)
+                return -ENOMEM;
+        e->opt = *opt;
+        if (e->opt.reattach_us <= 0)
+                e->opt.reattach_us = 5 * USEC_PER_SEC;
+        pthread_mutex_init(&e->lock, NULL);
+        pthread_mutex_init(&e->wait_lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&e->wait_cond, &ca);
+        pthread_condattr_destroy(&ca);
+
+        backend_versions(opt->backend, e->driver, sizeof(e->driver), e->nvml, sizeof(e->nvml));
+        r = backend_device_count(opt->backend, &count);
+        if (r < 0)
+                return r;
+        e->n_gpus = MIN(count, ENGINE_MAX_GPUS);
+        r = build_groups(e);
+        if (r < 0)
+                return r;
+        e->stats.tier[TIER_FAST].interval_us = opt->fast_us;
+        e->stats.tier[TIER_SLOW].interval_us = opt->slow_us;
+
+        for (unsigned i = 0; i < e->n_gpus; i++) {
+                static const uint16_t ev_fields[] = {FLD_XID_ERRORS, FLD_XID_COUNT};
+                field_value zero[2] = {{.status = 0, .i = 0}, {.status = 0, .i = 0}};
+
+                e->gpus[i].index = i;
+                e->gpus[i].id.minor = -1;
+                r = cache_group_add(opt->cache, i, e->static_fields, e->n_static, 4, INT64_MAX / 2);
+                if (r < 0)
+                        return r;
+                e->static_group[i] = r;
+                r = cache_group_add(opt->cache, i, ev_fields, 2, 1024, opt->keep_max_age_us);
+                if (r < 0)
+                        return r;
+                e->event_group[i] = r;
+                cache_group_push(opt->cache, r, time_real_us(), zero);
+                for (size_t k = 0; k < e->n_groups; k++) {
+                        sched_group *g = &e->groups[k];
+                        r = cache_group_add(opt->cache, i, g->fields, g->n,
+                                            samples_for(e, g->interval_us), opt->keep_max_age_us);
+                        if (r < 0)
+                                return r;
+                        g->cache_group[i] = r;
+                }
+                r = read_static(e, i);
+                if (r < 0) {
+                        log_warn("sampler", "GPU %u does not answer at start: %s", i, strerror(-r));
+                        e->gpus[i].lost_since_us = time_real_us();
+                }
+        }
+        *ret = TAKE_PTR(e);
+        return 0;
+}
+
+/* Sleep until the monotonic deadline or until stop is requested. Returns false when stopping. */
+static bool wait_until(engine *e, int64_t deadline)
+{
+        struct timespec ts = {.tv_sec = deadline / USEC_PER_SEC,
+                              .tv_nsec = (deadline % USEC_PER_SEC) * 1000};
+
+        pthread_mutex_lock(&e->wait_lock);
+        while (!atomic_load(&e->stopping) && time_mono_us() < deadline)
+                if (pthread_cond_timedwait(&e->wait_cond, &e->wait_lock, &ts) == ETIMEDOUT)
+                        break;
+        pthread_mutex_unlock(&e->wait_lock);
+        return !atomic_load(&e->stopping);
+}
+
+static void mark_lost(engine *e, unsigned idx)
+{
+        bool was_up;
+
+        pthread_mutex_lock(&e->lock);
+        was_up = e->gpus[idx].up;
+        e->gpus[idx].up = false;
+        if (was_up)
+                e->gpus[idx].lost_since_us = time_real_us();
+        pthread_mutex_unlock(&e->lock);
+        if (was_up)
+                log_error("sampler", "GPU %u ('%s') stopped answering: marked lost", idx,
+                          e->gpus[idx].id.uuid);
+}
+
+static bool gpu_up(engine *e, unsigned idx)
+{
+        bool up;
+
+        pthread_mutex_lock(&e->lock);
+        up = e->gpus[idx].up;
+        pthread_mutex_unlock(&e->lock);
+        return up;
+}
+
+static void try_reattach(engine *e, int64_t now_mono)
+{
+        for (unsigned i = 0; i < e->n_gpus; i++) {
+                if (gpu_up(e, i) || now_mono < e->next_reattach[i])
+                        continue;
+                e->next_reattach[i] = now_mono + e->opt.reattach_us;
+                if (backend_reattach(e->opt.backend, i) < 0)
+                        continue;
+                if (read_static(e, i) == 0)
+                        log_info("sampler", "GPU %u ('%s') answers again: re-attached", i,
+                                 e->gpus[i].id.uuid);
+        }
+}
+
+static void run_group(engine *e, sched_group *g)
+{
+        field_value vals[MAX_GROUP_FIELDS];
+
+        for (unsigned i = 0; i < e->n_gpus; i++) {
+                int64_t ts;
+                int r;
+
+                if (!gpu_up(e, i))
+                        continue;
+                ts = time_real_us();
+                r = backend_sample(e->opt.backend, i, g->fields, g->n, vals);
+                cache_group_push(e->opt.cache, g->cache_group[i], ts, vals);
+                if (r == -ENODEV) {
+                        mark_lost(e, i);
+                        e->next_reattach[i] = time_mono_us() + e->opt.reattach_us;
+                        continue;
+                }
+                pthread_mutex_lock(&e->lock);
+                e->gpus[i].last_seen_us = ts;
+                pthread_mutex_unlock(&e->lock);
+        }
+}
+
+static void record_sweep(engine *e, enum field_tier tier, int64_t start_mono, bool late)
+{
+        double dur = (double)(time_mono_us() - start_mono) / 1e6;
+        engine_tier_stats *t = &e->stats.tier[tier];
+
+        pthread_mutex_lock(&e->lock);
+        t->sweeps++;
+        t->late += late;
+        t->last_duration_s = dur;
+        t->sum_duration_s += dur;
+        for (int b = 0; b < ENGINE_HIST_BUCKETS; b++)
+                if (dur <= engine_hist_bounds[b])
+                        t->buckets[b]++;
+        t->last_sweep_us = time_real_us();
+        if (tier == TIER_FAST)
+                e->fast_done = true;
+        else
+                e->slow_done = true;
+        pthread_mutex_unlock(&e->lock);
+}
+
+static void tier_loop(engine *e, enum field_tier tier)
+{
+        int64_t now = time_mono_us();
+        bool any_group = false;
+
+        for (size_t k = 0; k < e->n_groups; k++)
+                if (e->groups[k].tier == tier) {
+                        e->groups[k].next_due = now;
+                        any_group = true;
+                }
+        if (!any_group) {
+                /* Nothing to collect on this tier: it is trivially complete. */
+                pthread_mutex_lock(&e->lock);
+                if (tier == TIER_FAST)
+                        e->fast_done = true;
+                else
+                        e->slow_done = true;
+                pthread_mutex_unlock(&e->lock);
+        }
+
+        while (!atomic_load(&e->stopping)) {
+                int64_t start = time_mono_us(), next = INT64_MAX;
+                bool ran = false, late = false;
+
+                if (tier == TIER_FAST)
+                        try_reattach(e, start);
+                for (size_t k = 0; k < e->n_groups; k++) {
+                        sched_group *g = &e->groups[k];
+                        if (g->tier != tier)
+                                continue;
+                        if (start >= g->next_due) {
+                                if (start - g->next_due > g->interval_us / 2)
+                                        late = true;
+                                run_group(e, g);
+                                ran = true;
+                                g->next_due += g->interval_us;
+                                if (g->next_due <= start)
+                                        g->next_due = start + g->interval_us;
+                        }
+                        next = MIN(next, g->next_due);
+                }
+                if (ran) {
+                        record_sweep(e, tier, start, late);
+                        if (e->opt.on_sweep)
+                                e->opt.on_sweep(e->opt.userdata, tier);
+                }
+                if (next == INT64_MAX) /* no groups: wake for re-attach checks only */
+                        next = time_mono_us() + USEC_PER_SEC;
+                if (tier == TIER_FAST)
+                        next = MIN(next, time_mono_us() + USEC_PER_SEC);
+                if (!wait_until(e, next))
+                        break;
+        }
+}
+
+static void *fast_main(void *arg)
+{
+        tier_loop(arg, TIER_FAST);
+        return NULL;
+}
+
+static void *slow_main(void *arg)
+{
+        tier_loop(arg, TIER_SLOW);
+        return NULL;
+}
+
+static void record_xid(engine *e, unsigned gpu, uint32_t code, int64_t ts)
+{
+        size_t n, k;
+        uint64_t total;
+        field_value v[2];
+
+        pthread_mutex_lock(&e->lock);
+        n = e->n_xids[gpu];
+        for (k = 0; k < n && e->xids[gpu][k].code != code; k++)
+                ;
+        if (k == n && n < ENGINE_MAX_XID_CODES) {
+                /* keep codes sorted for stable output */
+                size_t pos = 0;
+                while (pos < n && e->xids[gpu][pos].code < code)
+                        pos++;
+                memmove(&e->xids[gpu][pos + 1], &e->xids[gpu][pos], (n - pos) * sizeof(engine_xid));
+                e->xids[gpu][pos] = (engine_xid){.code = code};
+                e->n_xids[gpu] = ++n;
+                k = pos;
+        }
+        if (k < n) {
+                e->xids[gpu][k].count++;
+                e->xids[gpu][k].last_us = ts;
+        }
+        total = ++e->xid_total[gpu];
+        e->stats.events++;
+        pthread_mutex_unlock(&e->lock);
+
+        v[0] = (field_value){.status = 0, .i = code};
+        v[1] = (field_value){.status = 0, .i = (int64_t)total};
+        cache_group_push(e->opt.cache, e->event_group[gpu], ts, v);
+}
+
+static void *event_main(void *arg)
+{
+        engine *e = arg;
+
+        while (!atomic_load(&e->stopping)) {
+                backend_event ev;
+                int r = backend_wait_event(e->opt.backend, 250, &ev);
+
+                if (r == -ETIMEDOUT || r == -EAGAIN)
+                        continue;
+                if (r < 0) {
+                        /* e.g. a GPU fell off: do not spin */
+                        wait_until(e, time_mono_us() + 250 * USEC_PER_MSEC);
+                        continue;
+                }
+                if (ev.gpu >= e->n_gpus)
+                        continue;
+                switch (ev.kind) {
+                case BEV_XID:
+                        log_warn("events", "GPU %u ('%s') reported XID %llu", ev.gpu,
+                                 e->gpus[ev.gpu].id.uuid, (unsigned long long)ev.data);
+                        record_xid(e, ev.gpu, (uint32_t)ev.data, ev.ts_us);
+                        break;
+                case BEV_ECC_DBE:
+                case BEV_ECC_SBE:
+                        log_warn("events", "GPU %u ('%s') reported a %s ECC error", ev.gpu,
+                                 e->gpus[ev.gpu].id.uuid,
+                                 ev.kind == BEV_ECC_DBE ? "double-bit" : "single-bit");
+                        pthread_mutex_lock(&e->lock);
+                        e->stats.events++;
+                        pthread_mutex_unlock(&e->lock);
+                        break;
+                }
+                if (e->opt.on_sweep)
+                        e->opt.on_sweep(e->opt.userdata, TIER_EVENT);
+        }
+        return NULL;
+}
+
+int engine_start(engine *e)
+{
+        int r;
+
+        atomic_store(&e->stopping, false);
+        r = pthread_create(&e->fast_thread, NULL, fast_main, e);
+        if (r)
+                return -r;
+        r = pthread_create(&e->slow_thread, NULL, slow_main, e);
+        if (r) {
+                atomic_store(&e->stopping, true);
+                pthread_join(e->fast_thread, NULL);
+                return -r;
+        }
+        e->started = true;
+        if (backend_events_start(e->opt.backend) == 0 &&
+            pthread_create(&e->event_thread, NULL, event_main, e) == 0) {
+                e->events_running = true;
+                e->stats.events_supported = true;
+        } else {
+                log_info("events", "NVML events are not available: XIDs are not watched");
+        }
+        return 0;
+}
+
+void engine_stop(engine *e)
+{
+        if (!e || !e->started)
+                return;
+        pthread_mutex_lock(&e->wait_lock);
+        atomic_store(&e->stopping, true);
+        pthread_cond_broadcast(&e->wait_cond);
+        pthread_mutex_unlock(&e->wait_lock);
+        pthread_join(e->fast_thread, NULL);
+        pthread_join(e->slow_thread, NULL);
+        if (e->events_running)
+                pthread_join(e->event_thread, NULL);
+        e->started = false;
+        e->events_running = false;
+}
+
+engine *engine_free(engine *e)
+{
+        if (!e)
+                return NULL;
+        engine_stop(e);
+        pthread_mutex_destroy(&e->lock);
+        pthread_mutex_destroy(&e->wait_lock);
+        pthread_cond_destroy(&e->wait_cond);
+        free(e);
+        return NULL;
+}
+
+unsigned engine_gpu_count(engine *e)
+{
+        return e->n_gpus;
+}
+
+unsigned engine_gpus_up(engine *e)
+{
+        unsigned n = 0;
+
+        pthread_mutex_lock(&e->lock);
+        for (unsigned i = 0; i < e->n_gpus; i++)
+                n += e->gpus[i].up;
+        pthread_mutex_unlock(&e->lock);
+        return n;
+}
+
+int engine_gpu_get(engine *e, unsigned idx, engine_gpu *out)
+{
+        if (idx >= e->n_gpus)
+                return -ENOENT;
+        pthread_mutex_lock(&e->lock);
+        *out = e->gpus[idx];
+        pthread_mutex_unlock(&e->lock);
+        return 0;
+}
+
+int engine_gpu_find(engine *e, const char *id, unsigned *idx)
+{
+        char *end;
+        unsigned long v;
+        int r = -ENOENT;
+
+        if (!id || !*id)
+                return -ENOENT;
+        if (id[0] >= '0' && id[0] <= '9') {
+                v = strtoul(id, &end, 10);
+                if (*end || v >= e->n_gpus)
+                        return -ENOENT;
+                *idx = (unsigned)v;
+                return 0;
+        }
+        pthread_mutex_lock(&e->lock);
+        for (unsigned i = 0; i < e->n_gpus; i++)
+                if (strcmp(e->gpus[i].id.uuid, id) == 0) {
+                        *idx = i;
+                        r = 0;
+                        break;
+                }
+        pthread_mutex_unlock(&e->lock);
+        return r;
+}
+
+bool engine_ready(engine *e)
+{
+        bool r;
+
+        pthread_mutex_lock(&e->lock);
+        r = e->fast_done && e->slow_done;
+        pthread_mutex_unlock(&e->lock);
+        return r;
+}
+
+void engine_get_stats(engine *e, engine_stats *out)
+{
+        pthread_mutex_lock(&e->lock);
+        *out = e->stats;
+        pthread_mutex_unlock(&e->lock);
+}
+
+size_t engine_xids(engine *e, unsigned gpu, engine_xid *out, size_t max)
+{
+        size_t n;
+
+        if (gpu >= e->n_gpus)
+                return 0;
+        pthread_mutex_lock(&e->lock);
+        n = MIN(max, e->n_xids[gpu]);
+        memcpy(out, e->xids[gpu], n * sizeof(engine_xid));
+        pthread_mutex_unlock(&e->lock);
+        return n;
+}
+
+int64_t engine_interval_of(engine *e, uint16_t field_id)
+{
+        const field_meta *m = field_by_id(field_id);
+
+        if (!m)
+                return 0;
+        if (m->tier == TIER_STATIC || m->tier == TIER_EVENT)
+                return -1;
+        return field_interval(&e->opt, m) > 0 ? field_interval(&e->opt, m) : 0;
+}
+
+void engine_versions(engine *e, const char **driver, const char **nvml)
+{
+        *driver = e->driver;
+        *nvml = e->nvml;
+}

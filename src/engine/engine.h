@@ -1,0 +1,98 @@
+/* engine.h — the sampler: discovers GPUs, runs the tiers (static on attach, fast, slow, events)
+ * on their own threads, writes every reading into the cache, re-attaches lost GPUs, and tells the
+ * owner after each sweep so the exposition snapshot can be rendered. Nothing here is called from
+ * the HTTP path except the read-only getters, which copy out under a lock. */
+#ifndef VIGIL_ENGINE_H
+#define VIGIL_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "cache/cache.h"
+
+typedef struct engine engine;
+
+typedef struct engine_field_interval {
+        uint16_t field_id;   /* DCGM id */
+        int64_t interval_us; /* 0 = do not collect */
+} engine_field_interval;
+
+/* Called on the sampling thread after each sweep of a tier (TIER_FAST, TIER_SLOW, TIER_EVENT). */
+typedef void (*engine_sweep_fn)(void *userdata, enum field_tier tier);
+
+typedef struct engine_options {
+        backend *backend;                       /* borrowed */
+        cache *cache;                           /* borrowed; created with >= engine_max_gpus() */
+        int64_t fast_us;                        /* fast tier interval */
+        int64_t slow_us;                        /* slow tier interval */
+        const engine_field_interval *overrides; /* per-field intervals, may be NULL */
+        size_t n_overrides;
+        int64_t keep_max_age_us;   /* history kept per series */
+        uint32_t keep_max_samples; /* history kept per series */
+        int64_t reattach_us;       /* how often to retry a lost GPU */
+        engine_sweep_fn on_sweep;  /* may be NULL */
+        void *userdata;
+} engine_options;
+
+#define ENGINE_MAX_GPUS      64
+#define ENGINE_MAX_XID_CODES 32
+#define ENGINE_HIST_BUCKETS  12
+
+typedef struct engine_gpu {
+        unsigned index;        /* NVML index */
+        gpu_identity id;       /* identity read at the last attach */
+        bool up;               /* answering */
+        int64_t last_seen_us;  /* last successful sweep, usec since epoch */
+        int64_t lost_since_us; /* when it stopped answering, 0 when up */
+        uint64_t attaches;     /* how many times it was (re)attached */
+} engine_gpu;
+
+typedef struct engine_xid {
+        uint32_t code;  /* XID code */
+        uint64_t count; /* events since start */
+        int64_t last_us;
+} engine_xid;
+
+typedef struct engine_tier_stats {
+        int64_t interval_us;    /* configured interval */
+        uint64_t sweeps;        /* completed sweeps */
+        uint64_t late;          /* sweeps that started more than half an interval late */
+        double last_duration_s; /* wall time of the last sweep */
+        double sum_duration_s;  /* histogram sum */
+        uint64_t buckets[ENGINE_HIST_BUCKETS]; /* cumulative counts for engine_hist_bounds[] */
+        int64_t last_sweep_us;                 /* end of the last sweep, usec since epoch */
+} engine_tier_stats;
+
+extern const double engine_hist_bounds[ENGINE_HIST_BUCKETS]; /* seconds, le= */
+
+typedef struct engine_stats {
+        engine_tier_stats tier[TIER_COUNT]; /* indexed by enum field_tier (FAST, SLOW used) */
+        uint64_t events;                    /* NVML events received */
+        bool events_supported;              /* the event thread is running */
+} engine_stats;
+
+unsigned engine_max_gpus(void);
+/* Discovers GPUs and reads their static fields. Caller owns *ret. */
+int engine_new(const engine_options *opt, engine **ret);
+/* Starts the sampling and event threads. */
+int engine_start(engine *e);
+/* Stops and joins the threads; safe to call twice. */
+void engine_stop(engine *e);
+engine *engine_free(engine *e);
+
+unsigned engine_gpu_count(engine *e);
+unsigned engine_gpus_up(engine *e);
+/* Copy out one GPU's state. -ENOENT when idx is out of range. */
+int engine_gpu_get(engine *e, unsigned idx, engine_gpu *out);
+/* Resolve "3" or "GPU-…" to an index; -ENOENT when unknown. */
+int engine_gpu_find(engine *e, const char *id, unsigned *idx);
+bool engine_ready(engine *e);
+void engine_get_stats(engine *e, engine_stats *out);
+/* Per-code XID counts of one GPU (codes ascending). Returns how many were written. */
+size_t engine_xids(engine *e, unsigned gpu, engine_xid *out, size_t max);
+/* Effective interval of a field (0 = not collected; static fields return -1). */
+int64_t engine_interval_of(engine *e, uint16_t field_id);
+void engine_versions(engine *e, const char **driver, const char **nvml);
+
+#endif

@@ -1,0 +1,998 @@
+/* nvml_api.c — the NVML C ABI of libvigil-fakenvml.so: every function named in
+ * backend/nvml_syms.h, with the exact prototype given there (each is declared through a typedef
+ * generated from that X-macro, so a mismatch does not compile), plus the vigil_fake_* extra API.
+ * Each entry point checks its arguments the way NVML does, reads the DCGM field(s) it stands for
+ * from the engine and converts DCGM units to NVML units (W -> mW, MiB -> bytes, B/s -> KB/s).
+ * Only this file is compiled into the shared library alone; the rest lives in the core library. */
+#include "fakenvml/fake-internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "common/macros.h"
+#include "common/vtime.h"
+#include "fields/fields.h"
+
+/* fake_fnt_<member>: the function type of each nvml_syms.h entry. */
+#define NVML_FN(ret, member, req, params, ...) typedef ret fake_fnt_##member params;
+#include "backend/nvml_syms.h"
+#undef NVML_FN
+
+#define EXPORT __attribute__((visibility("default")))
+/* Define the newest name; older names of the same entry are aliases with the same type. */
+#define ALIAS(member, name, target) EXPORT fake_fnt_##member name __attribute__((alias(#target)))
+
+EXPORT fake_fnt_init nvmlInit_v2;
+EXPORT fake_fnt_shutdown nvmlShutdown;
+EXPORT fake_fnt_error_string nvmlErrorString;
+EXPORT fake_fnt_system_driver_version nvmlSystemGetDriverVersion;
+EXPORT fake_fnt_system_nvml_version nvmlSystemGetNVMLVersion;
+EXPORT fake_fnt_device_count nvmlDeviceGetCount_v2;
+EXPORT fake_fnt_handle_by_index nvmlDeviceGetHandleByIndex_v2;
+EXPORT fake_fnt_handle_by_uuid nvmlDeviceGetHandleByUUID;
+EXPORT fake_fnt_name nvmlDeviceGetName;
+EXPORT fake_fnt_uuid nvmlDeviceGetUUID;
+EXPORT fake_fnt_serial nvmlDeviceGetSerial;
+EXPORT fake_fnt_pci_info nvmlDeviceGetPciInfo_v3;
+EXPORT fake_fnt_vbios_version nvmlDeviceGetVbiosVersion;
+EXPORT fake_fnt_inforom_image_version nvmlDeviceGetInforomImageVersion;
+EXPORT fake_fnt_minor_number nvmlDeviceGetMinorNumber;
+EXPORT fake_fnt_brand nvmlDeviceGetBrand;
+EXPORT fake_fnt_temperature_threshold nvmlDeviceGetTemperatureThreshold;
+EXPORT fake_fnt_power_default_limit nvmlDeviceGetPowerManagementDefaultLimit;
+EXPORT fake_fnt_max_pcie_gen nvmlDeviceGetMaxPcieLinkGeneration;
+EXPORT fake_fnt_max_pcie_width nvmlDeviceGetMaxPcieLinkWidth;
+EXPORT fake_fnt_field_values nvmlDeviceGetFieldValues;
+EXPORT fake_fnt_temperature nvmlDeviceGetTemperature;
+EXPORT fake_fnt_power_usage nvmlDeviceGetPowerUsage;
+EXPORT fake_fnt_utilization nvmlDeviceGetUtilizationRates;
+EXPORT fake_fnt_memory_info_v2 nvmlDeviceGetMemoryInfo_v2;
+EXPORT fake_fnt_memory_info nvmlDeviceGetMemoryInfo;
+EXPORT fake_fnt_clock_info nvmlDeviceGetClockInfo;
+EXPORT fake_fnt_clocks_event_reasons nvmlDeviceGetCurrentClocksEventReasons;
+EXPORT fake_fnt_performance_state nvmlDeviceGetPerformanceState;
+EXPORT fake_fnt_encoder_utilization nvmlDeviceGetEncoderUtilization;
+EXPORT fake_fnt_decoder_utilization nvmlDeviceGetDecoderUtilization;
+EXPORT fake_fnt_remapped_rows nvmlDeviceGetRemappedRows;
+EXPORT fake_fnt_total_ecc_errors nvmlDeviceGetTotalEccErrors;
+EXPORT fake_fnt_total_energy nvmlDeviceGetTotalEnergyConsumption;
+EXPORT fake_fnt_violation_status nvmlDeviceGetViolationStatus;
+EXPORT fake_fnt_pcie_replay_counter nvmlDeviceGetPcieReplayCounter;
+EXPORT fake_fnt_curr_pcie_gen nvmlDeviceGetCurrPcieLinkGeneration;
+EXPORT fake_fnt_curr_pcie_width nvmlDeviceGetCurrPcieLinkWidth;
+EXPORT fake_fnt_pcie_throughput nvmlDeviceGetPcieThroughput;
+EXPORT fake_fnt_power_limit nvmlDeviceGetPowerManagementLimit;
+EXPORT fake_fnt_enforced_power_limit nvmlDeviceGetEnforcedPowerLimit;
+EXPORT fake_fnt_persistence_mode nvmlDeviceGetPersistenceMode;
+EXPORT fake_fnt_ecc_mode nvmlDeviceGetEccMode;
+EXPORT fake_fnt_retired_pages nvmlDeviceGetRetiredPages;
+EXPORT fake_fnt_retired_pages_pending nvmlDeviceGetRetiredPagesPendingStatus;
+EXPORT fake_fnt_compute_processes nvmlDeviceGetComputeRunningProcesses_v3;
+EXPORT fake_fnt_event_set_create nvmlEventSetCreate;
+EXPORT fake_fnt_supported_event_types nvmlDeviceGetSupportedEventTypes;
+EXPORT fake_fnt_register_events nvmlDeviceRegisterEvents;
+EXPORT fake_fnt_event_set_wait nvmlEventSetWait_v2;
+EXPORT fake_fnt_event_set_free nvmlEventSetFree;
+EXPORT fake_fnt_set_power_limit nvmlDeviceSetPowerManagementLimit;
+
+#define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
+#define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
+#define H200_MEM_MAX_TEMP     95     /* C, NVML_TEMPERATURE_THRESHOLD_MEM_MAX */
+#define H200_VIDEO_CLOCK      1755   /* MHz */
+#define H200_POWER_MIN_W      200    /* W, lowest settable power limit */
+#define UTIL_SAMPLE_PERIOD_US 167000 /* us, encoder/decoder sampling period */
+
+#define ENTER(member)                                                                              \
+        do {                                                                                       \
+                nvmlReturn_t _e = fake_engine_enter(FAKE_CALL_##member, 0);                        \
+                if (_e != NVML_SUCCESS)                                                            \
+                        return _e;                                                                 \
+        } while (0)
+
+/* Enter, then resolve the handle (INVALID_ARGUMENT, GPU_IS_LOST) into gpu. */
+#define ENTER_DEV(member, dev, gpu)                                                                \
+        do {                                                                                       \
+                nvmlReturn_t _d;                                                                   \
+                ENTER(member);                                                                     \
+                _d = fake_engine_dev((dev), &(gpu));                                               \
+                if (_d != NVML_SUCCESS)                                                            \
+                        return _d;                                                                 \
+        } while (0)
+
+static unsigned to_u32(double v)
+{
+        if (!(v > 0))
+                return 0;
+        if (v >= (double)UINT_MAX)
+                return UINT_MAX;
+        return (unsigned)llround(v);
+}
+
+static unsigned long long to_u64(double v)
+{
+        if (!(v > 0))
+                return 0;
+        if (v >= 1.8e19)
+                return ULLONG_MAX;
+        return (unsigned long long)llround(v);
+}
+
+/* Read one field into *v (DCGM unit). */
+static nvmlReturn_t read1(unsigned gpu, unsigned field, double *v)
+{
+        return fake_engine_read(gpu, &field, 1, v, NULL);
+}
+
+static nvmlReturn_t read_u32(nvmlDevice_t dev, unsigned gpu, unsigned field, double scale,
+                             unsigned *out)
+{
+        double v;
+        nvmlReturn_t r;
+
+        (void)dev;
+        if (!out)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read1(gpu, field, &v);
+        if (r == NVML_SUCCESS)
+                *out = to_u32(v * scale);
+        return r;
+}
+
+static nvmlReturn_t copy_str(const char *s, char *buf, unsigned int length)
+{
+        if (!buf)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (strlen(s) + 1 > length)
+                return NVML_ERROR_INSUFFICIENT_SIZE;
+        memcpy(buf, s, strlen(s) + 1);
+        return NVML_SUCCESS;
+}
+
+/* ---- library ---- */
+
+nvmlReturn_t nvmlInit_v2(void)
+{
+        return fake_engine_init();
+}
+ALIAS(init, nvmlInit, nvmlInit_v2);
+
+nvmlReturn_t nvmlShutdown(void)
+{
+        return fake_engine_shutdown();
+}
+
+static const char *const error_strings[] = {
+    [NVML_SUCCESS] = "Success",
+    [NVML_ERROR_UNINITIALIZED] = "Uninitialized",
+    [NVML_ERROR_INVALID_ARGUMENT] = "Invalid Argument",
+    [NVML_ERROR_NOT_SUPPORTED] = "Not Supported",
+    [NVML_ERROR_NO_PERMISSION] = "Insufficient Permissions",
+    [NVML_ERROR_ALREADY_INITIALIZED] = "Already Initialized",
+    [NVML_ERROR_NOT_FOUND] = "Not Found",
+    [NVML_ERROR_INSUFFICIENT_SIZE] = "Insufficient Size",
+    [NVML_ERROR_INSUFFICIENT_POWER] = "Insufficient External Power",
+    [NVML_ERROR_DRIVER_NOT_LOADED] = "Driver Not Loaded",
+    [NVML_ERROR_TIMEOUT] = "Timeout",
+    [NVML_ERROR_IRQ_ISSUE] = "Interrupt Request Issue",
+    [NVML_ERROR_LIBRARY_NOT_FOUND] = "NVML Shared Library Not Found",
+    [NVML_ERROR_FUNCTION_NOT_FOUND] = "Function Not Found",
+    [NVML_ERROR_CORRUPTED_INFOROM] = "Corrupted infoROM",
+    [NVML_ERROR_GPU_IS_LOST] = "GPU is lost",
+    [NVML_ERROR_RESET_REQUIRED] = "GPU requires restart",
+    [NVML_ERROR_OPERATING_SYSTEM] = "GPU access blocked by the operating system",
+    [NVML_ERROR_LIB_RM_VERSION_MISMATCH] = "Driver/library version mismatch",
+    [NVML_ERROR_IN_USE] = "In use by another client",
+    [NVML_ERROR_MEMORY] = "Insufficient Memory",
+    [NVML_ERROR_NO_DATA] = "No data",
+    [NVML_ERROR_VGPU_ECC_NOT_SUPPORTED] = "ECC is not supported on vGPU",
+    [NVML_ERROR_INSUFFICIENT_RESOURCES] = "Insufficient resources",
+    [NVML_ERROR_FREQ_NOT_SUPPORTED] = "Frequency not supported",
+    [NVML_ERROR_ARGUMENT_VERSION_MISMATCH] = "Argument version mismatch",
+    [NVML_ERROR_DEPRECATED] = "Deprecated",
+    [NVML_ERROR_NOT_READY] = "Not ready",
+    [NVML_ERROR_GPU_NOT_FOUND] = "GPU not found",
+    [NVML_ERROR_INVALID_STATE] = "Invalid state",
+};
+
+const char *nvmlErrorString(nvmlReturn_t result)
+{
+        if ((unsigned)result < ARRAY_SIZE(error_strings) && error_strings[result])
+                return error_strings[result];
+        return "Unknown Error";
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length)
+{
+        ENTER(system_driver_version);
+        return copy_str(fake_engine_scenario()->driver_version, version, length);
+}
+
+nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int length)
+{
+        ENTER(system_nvml_version);
+        return copy_str(fake_engine_scenario()->nvml_version, version, length);
+}
+
+/* ---- discovery and identity ---- */
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count)
+{
+        ENTER(device_count);
+        if (!count)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        *count = fake_engine_gpu_count();
+        return NVML_SUCCESS;
+}
+ALIAS(device_count, nvmlDeviceGetCount, nvmlDeviceGetCount_v2);
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER(handle_by_index);
+        if (!device || index >= fake_engine_gpu_count())
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = fake_engine_dev(&fake_devices[index], &gpu);
+        if (r == NVML_SUCCESS)
+                *device = &fake_devices[index];
+        return r;
+}
+ALIAS(handle_by_index, nvmlDeviceGetHandleByIndex, nvmlDeviceGetHandleByIndex_v2);
+
+nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
+{
+        unsigned n, gpu;
+
+        ENTER(handle_by_uuid);
+        if (!uuid || !device)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        n = fake_engine_gpu_count();
+        for (unsigned i = 0; i < n; i++)
+                if (strcmp(fake_engine_gpu(i)->uuid, uuid) == 0) {
+                        nvmlReturn_t r = fake_engine_dev(&fake_devices[i], &gpu);
+                        if (r == NVML_SUCCESS)
+                                *device = &fake_devices[i];
+                        return r;
+                }
+        return NVML_ERROR_NOT_FOUND;
+}
+
+/* An identity string of the GPU's configuration, unless its field is not supported. */
+#define IDENTITY(member, dev, field, member_str, buf, length)                                      \
+        do {                                                                                       \
+                unsigned _g;                                                                       \
+                nvmlReturn_t _r;                                                                   \
+                ENTER_DEV(member, dev, _g);                                                        \
+                if (!(buf))                                                                        \
+                        return NVML_ERROR_INVALID_ARGUMENT;                                        \
+                _r = fake_engine_supported(_g, field);                                             \
+                if (_r != NVML_SUCCESS)                                                            \
+                        return _r;                                                                 \
+                return copy_str(fake_engine_gpu(_g)->member_str, buf, length);                     \
+        } while (0)
+
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length)
+{
+        IDENTITY(name, device, FLD_NAME, name, name, length);
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
+{
+        IDENTITY(uuid, device, FLD_UUID, uuid, uuid, length);
+}
+
+nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char *serial, unsigned int length)
+{
+        IDENTITY(serial, device, FLD_SERIAL, serial, serial, length);
+}
+
+nvmlReturn_t nvmlDeviceGetVbiosVersion(nvmlDevice_t device, char *version, unsigned int length)
+{
+        IDENTITY(vbios_version, device, FLD_VBIOS_VERSION, vbios, version, length);
+}
+
+nvmlReturn_t nvmlDeviceGetInforomImageVersion(nvmlDevice_t device, char *version,
+                                              unsigned int length)
+{
+        IDENTITY(inforom_image_version, device, FLD_INFOROM_IMAGE_VER, inforom, version, length);
+}
+
+nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci)
+{
+        const struct fake_gpu_conf *g;
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(pci_info, device, gpu);
+        if (!pci)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = fake_engine_supported(gpu, FLD_PCI_BUSID);
+        if (r != NVML_SUCCESS)
+                return r;
+        g = fake_engine_gpu(gpu);
+        memset(pci, 0, sizeof(*pci));
+        snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "%04X:%02X:%02X.0",
+                 g->pci_domain & 0xffff, g->pci_bus, g->pci_device);
+        snprintf(pci->busId, sizeof(pci->busId), "%s", g->bus_id);
+        pci->domain = g->pci_domain;
+        pci->bus = g->pci_bus;
+        pci->device = g->pci_device;
+        pci->pciDeviceId = g->pci_device_id;
+        pci->pciSubSystemId = g->pci_subsystem_id;
+        return NVML_SUCCESS;
+}
+ALIAS(pci_info, nvmlDeviceGetPciInfo_v2, nvmlDeviceGetPciInfo_v3);
+
+nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minor)
+{
+        unsigned gpu;
+
+        ENTER_DEV(minor_number, device, gpu);
+        return read_u32(device, gpu, FLD_MINOR_NUMBER, 1, minor);
+}
+
+nvmlReturn_t nvmlDeviceGetBrand(nvmlDevice_t device, int *type)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(brand, device, gpu);
+        if (!type)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = fake_engine_supported(gpu, FLD_BRAND);
+        if (r == NVML_SUCCESS)
+                *type = NVML_BRAND_NVIDIA;
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device,
+                                               nvmlTemperatureThresholds_t type, unsigned int *temp)
+{
+        unsigned gpu;
+
+        ENTER_DEV(temperature_threshold, device, gpu);
+        if (!temp)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        switch (type) {
+        case NVML_TEMPERATURE_THRESHOLD_SHUTDOWN:
+                return read_u32(device, gpu, FLD_SHUTDOWN_TEMP, 1, temp);
+        case NVML_TEMPERATURE_THRESHOLD_SLOWDOWN:
+                return read_u32(device, gpu, FLD_SLOWDOWN_TEMP, 1, temp);
+        case NVML_TEMPERATURE_THRESHOLD_MEM_MAX:
+                *temp = H200_MEM_MAX_TEMP;
+                return NVML_SUCCESS;
+        case NVML_TEMPERATURE_THRESHOLD_GPU_MAX:
+                *temp = H200_GPU_MAX_TEMP;
+                return NVML_SUCCESS;
+        default:
+                return NVML_ERROR_INVALID_ARGUMENT;
+        }
+}
+
+nvmlReturn_t nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_t device, unsigned int *limit_mw)
+{
+        unsigned gpu;
+
+        ENTER_DEV(power_default_limit, device, gpu);
+        return read_u32(device, gpu, FLD_POWER_LIMIT_DEFAULT, 1000, limit_mw);
+}
+
+nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *gen)
+{
+        unsigned gpu;
+
+        ENTER_DEV(max_pcie_gen, device, gpu);
+        return read_u32(device, gpu, FLD_PCIE_MAX_LINK_GEN, 1, gen);
+}
+
+nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *width)
+{
+        unsigned gpu;
+
+        ENTER_DEV(max_pcie_width, device, gpu);
+        return read_u32(device, gpu, FLD_PCIE_MAX_LINK_WIDTH, 1, width);
+}
+
+/* ---- field values ---- */
+
+/* NVML field id -> DCGM field, unit factor, and the value type NVML reports. */
+static const struct {
+        unsigned nvml_id;     /* NVML_FI_* */
+        unsigned field;       /* FLD_* */
+        double scale;         /* DCGM unit -> NVML unit */
+        nvmlValueType_t type; /* reported type */
+} fv_map[] = {
+    {NVML_FI_DEV_ECC_CURRENT, FLD_ECC_CURRENT, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
+    {NVML_FI_DEV_ECC_SBE_VOL_TOTAL, FLD_ECC_SBE_VOL_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_ECC_DBE_VOL_TOTAL, FLD_ECC_DBE_VOL_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_ECC_SBE_AGG_TOTAL, FLD_ECC_SBE_AGG_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_ECC_DBE_AGG_TOTAL, FLD_ECC_DBE_AGG_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_RETIRED_SBE, FLD_RETIRED_SBE, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_RETIRED_DBE, FLD_RETIRED_DBE, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_RETIRED_PENDING, FLD_RETIRED_PENDING, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_PERF_POLICY_POWER, FLD_POWER_VIOLATION, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_PERF_POLICY_THERMAL, FLD_THERMAL_VIOLATION, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_PERF_POLICY_SYNC_BOOST, FLD_SYNC_BOOST_VIOLATION, 1,
+     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT, FLD_BOARD_LIMIT_VIOLATION, 1,
+     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION, FLD_LOW_UTIL_VIOLATION, 1,
+     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_PERF_POLICY_RELIABILITY, FLD_RELIABILITY_VIOLATION, 1,
+     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_MEMORY_TEMP, FLD_MEMORY_TEMP, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
+    {NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, FLD_TOTAL_ENERGY_CONSUMPTION, 1,
+     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_PCIE_REPLAY_COUNTER, FLD_PCIE_REPLAY_COUNTER, 1,
+     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
+    {NVML_FI_DEV_REMAPPED_COR, FLD_CORRECTABLE_REMAPPED_ROWS, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
+    {NVML_FI_DEV_REMAPPED_UNC, FLD_UNCORRECTABLE_REMAPPED_ROWS, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
+    {NVML_FI_DEV_REMAPPED_PENDING, FLD_ROW_REMAP_PENDING, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
+    {NVML_FI_DEV_REMAPPED_FAILURE, FLD_ROW_REMAP_FAILURE, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
+    {NVML_FI_DEV_POWER_AVERAGE, FLD_POWER_USAGE, 1000, NVML_VALUE_TYPE_UNSIGNED_INT},
+    {NVML_FI_DEV_POWER_INSTANT, FLD_POWER_USAGE_INSTANT, 1000, NVML_VALUE_TYPE_UNSIGNED_INT},
+};
+
+nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldValue_t *values)
+{
+        long long ts = time_real_us();
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        r = fake_engine_enter(FAKE_CALL_field_values,
+                              count > 0 && values ? fake_engine_fv_cost(values, count) : 0);
+        if (r != NVML_SUCCESS)
+                return r;
+        if (fake_engine_dev_index(device) < 0 || !values || count < 0)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = fake_engine_dev(device, &gpu);
+        for (int i = 0; i < count; i++) {
+                nvmlFieldValue_t *fv = &values[i];
+                double v = 0;
+                size_t m;
+
+                fv->timestamp = ts;
+                fv->latencyUsec = 0;
+                memset(&fv->value, 0, sizeof(fv->value));
+                if (r != NVML_SUCCESS) {
+                        fv->nvmlReturn = r;
+                        continue;
+                }
+                for (m = 0; m < ARRAY_SIZE(fv_map) && fv_map[m].nvml_id != fv->fieldId; m++)
+                        ;
+                if (m == ARRAY_SIZE(fv_map) || fv->scopeId != 0) {
+                        fv->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                        continue;
+                }
+                fv->nvmlReturn = read1(gpu, fv_map[m].field, &v);
+                if (fv->nvmlReturn != NVML_SUCCESS)
+                        continue;
+                fv->valueType = fv_map[m].type;
+                if (fv_map[m].type == NVML_VALUE_TYPE_UNSIGNED_INT)
+                        fv->value.uiVal = to_u32(v * fv_map[m].scale);
+                else
+                        fv->value.ullVal = to_u64(v * fv_map[m].scale);
+        }
+        /* NVML reports a lost GPU for the call as a whole, and per entry. */
+        return r;
+}
+
+/* ---- fast tier ---- */
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensor,
+                                      unsigned int *temp)
+{
+        unsigned gpu;
+
+        ENTER_DEV(temperature, device, gpu);
+        if (sensor != NVML_TEMPERATURE_GPU)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        return read_u32(device, gpu, FLD_GPU_TEMP, 1, temp);
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power_mw)
+{
+        unsigned gpu;
+
+        ENTER_DEV(power_usage, device, gpu);
+        return read_u32(device, gpu, FLD_POWER_USAGE, 1000, power_mw);
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *util)
+{
+        static const unsigned f[] = {FLD_GPU_UTIL, FLD_MEM_COPY_UTIL};
+        double v[2];
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(utilization, device, gpu);
+        if (!util)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = fake_engine_read(gpu, f, 2, v, NULL);
+        if (r == NVML_SUCCESS) {
+                util->gpu = MIN(to_u32(v[0]), 100U);
+                util->memory = MIN(to_u32(v[1]), 100U);
+        }
+        return r;
+}
+
+/* total, reserved, used in bytes, with free = total - reserved - used (never negative). */
+static nvmlReturn_t memory(unsigned gpu, unsigned long long *total, unsigned long long *reserved,
+                           unsigned long long *used, unsigned long long *free_b)
+{
+        static const unsigned f[] = {FLD_FB_TOTAL, FLD_FB_RESERVED, FLD_FB_USED, FLD_FB_FREE};
+        double v[4];
+        nvmlReturn_t r = fake_engine_read(gpu, f, 4, v, NULL);
+
+        if (r != NVML_SUCCESS)
+                return r;
+        *total = to_u64(v[0] * 1048576.0);
+        *reserved = MIN(to_u64(v[1] * 1048576.0), *total);
+        *used = MIN(to_u64(v[2] * 1048576.0), *total - *reserved);
+        *free_b = *total - *reserved - *used;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *mem)
+{
+        unsigned long long total, reserved, used, free_b;
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(memory_info_v2, device, gpu);
+        if (!mem)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (mem->version != nvmlMemory_v2)
+                return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        r = memory(gpu, &total, &reserved, &used, &free_b);
+        if (r == NVML_SUCCESS) {
+                mem->total = total;
+                mem->reserved = reserved;
+                mem->used = used;
+                mem->free = free_b;
+        }
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *mem)
+{
+        unsigned long long total, reserved, used, free_b;
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(memory_info, device, gpu);
+        if (!mem)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = memory(gpu, &total, &reserved, &used, &free_b);
+        if (r == NVML_SUCCESS) {
+                /* v1 has no reserved: it counts as used, so used + free == total. */
+                mem->total = total;
+                mem->free = free_b;
+                mem->used = used + reserved;
+        }
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type, unsigned int *mhz)
+{
+        unsigned gpu;
+
+        ENTER_DEV(clock_info, device, gpu);
+        switch (type) {
+        case NVML_CLOCK_GRAPHICS:
+        case NVML_CLOCK_SM:
+                return read_u32(device, gpu, FLD_SM_CLOCK, 1, mhz);
+        case NVML_CLOCK_MEM:
+                return read_u32(device, gpu, FLD_MEM_CLOCK, 1, mhz);
+        case NVML_CLOCK_VIDEO:
+                if (!mhz)
+                        return NVML_ERROR_INVALID_ARGUMENT;
+                *mhz = H200_VIDEO_CLOCK; /* no DCGM field carries it */
+                return NVML_SUCCESS;
+        default:
+                return NVML_ERROR_INVALID_ARGUMENT;
+        }
+}
+
+nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                    unsigned long long *reasons)
+{
+        unsigned gpu;
+        double v;
+        nvmlReturn_t r;
+
+        ENTER_DEV(clocks_event_reasons, device, gpu);
+        if (!reasons)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read1(gpu, FLD_CLOCKS_EVENT_REASONS, &v);
+        if (r == NVML_SUCCESS)
+                *reasons = to_u64(v);
+        return r;
+}
+ALIAS(clocks_event_reasons, nvmlDeviceGetCurrentClocksThrottleReasons,
+      nvmlDeviceGetCurrentClocksEventReasons);
+
+nvmlReturn_t nvmlDeviceGetPerformanceState(nvmlDevice_t device, nvmlPstates_t *pstate)
+{
+        unsigned gpu, p;
+        nvmlReturn_t r;
+
+        ENTER_DEV(performance_state, device, gpu);
+        if (!pstate)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read_u32(device, gpu, FLD_PSTATE, 1, &p);
+        if (r == NVML_SUCCESS)
+                *pstate = p <= 15 ? (nvmlPstates_t)p : NVML_PSTATE_UNKNOWN;
+        return r;
+}
+
+static nvmlReturn_t codec_util(unsigned gpu, unsigned field, unsigned int *util,
+                               unsigned int *period_us)
+{
+        nvmlReturn_t r;
+
+        if (!util || !period_us)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read_u32(NULL, gpu, field, 1, util);
+        if (r == NVML_SUCCESS) {
+                *util = MIN(*util, 100U);
+                *period_us = UTIL_SAMPLE_PERIOD_US;
+        }
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigned int *util,
+                                             unsigned int *period_us)
+{
+        unsigned gpu;
+
+        ENTER_DEV(encoder_utilization, device, gpu);
+        return codec_util(gpu, FLD_ENC_UTIL, util, period_us);
+}
+
+nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int *util,
+                                             unsigned int *period_us)
+{
+        unsigned gpu;
+
+        ENTER_DEV(decoder_utilization, device, gpu);
+        return codec_util(gpu, FLD_DEC_UTIL, util, period_us);
+}
+
+nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int *corr, unsigned int *unc,
+                                       unsigned int *pending, unsigned int *failed)
+{
+        static const unsigned f[] = {FLD_CORRECTABLE_REMAPPED_ROWS, FLD_UNCORRECTABLE_REMAPPED_ROWS,
+                                     FLD_ROW_REMAP_PENDING, FLD_ROW_REMAP_FAILURE};
+        double v[4];
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(remapped_rows, device, gpu);
+        if (!corr || !unc || !pending || !failed)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = fake_engine_read(gpu, f, 4, v, NULL);
+        if (r == NVML_SUCCESS) {
+                *corr = to_u32(v[0]);
+                *unc = to_u32(v[1]);
+                *pending = to_u32(v[2]) ? 1 : 0;
+                *failed = to_u32(v[3]) ? 1 : 0;
+        }
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryErrorType_t type,
+                                         nvmlEccCounterType_t counter, unsigned long long *count)
+{
+        unsigned gpu, field;
+        double v;
+        nvmlReturn_t r;
+
+        ENTER_DEV(total_ecc_errors, device, gpu);
+        if (!count ||
+            (type != NVML_MEMORY_ERROR_TYPE_CORRECTED &&
+             type != NVML_MEMORY_ERROR_TYPE_UNCORRECTED) ||
+            (counter != NVML_VOLATILE_ECC && counter != NVML_AGGREGATE_ECC))
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (type == NVML_MEMORY_ERROR_TYPE_CORRECTED)
+                field =
+                    counter == NVML_VOLATILE_ECC ? FLD_ECC_SBE_VOL_TOTAL : FLD_ECC_SBE_AGG_TOTAL;
+        else
+                field =
+                    counter == NVML_VOLATILE_ECC ? FLD_ECC_DBE_VOL_TOTAL : FLD_ECC_DBE_AGG_TOTAL;
+        r = read1(gpu, field, &v);
+        if (r == NVML_SUCCESS)
+                *count = to_u64(v);
+        return r;
+}
+
+/* ---- slow tier ---- */
+
+nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long *energy_mj)
+{
+        unsigned gpu;
+        double v;
+        nvmlReturn_t r;
+
+        ENTER_DEV(total_energy, device, gpu);
+        if (!energy_mj)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read1(gpu, FLD_TOTAL_ENERGY_CONSUMPTION, &v);
+        if (r == NVML_SUCCESS)
+                *energy_mj = to_u64(v);
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetViolationStatus(nvmlDevice_t device, nvmlPerfPolicyType_t policy,
+                                          nvmlViolationTime_t *time)
+{
+        static const unsigned by_policy[] = {
+            [NVML_PERF_POLICY_POWER] = FLD_POWER_VIOLATION,
+            [NVML_PERF_POLICY_THERMAL] = FLD_THERMAL_VIOLATION,
+            [NVML_PERF_POLICY_SYNC_BOOST] = FLD_SYNC_BOOST_VIOLATION,
+            [NVML_PERF_POLICY_BOARD_LIMIT] = FLD_BOARD_LIMIT_VIOLATION,
+            [NVML_PERF_POLICY_LOW_UTILIZATION] = FLD_LOW_UTIL_VIOLATION,
+            [NVML_PERF_POLICY_RELIABILITY] = FLD_RELIABILITY_VIOLATION,
+        };
+        unsigned gpu;
+        double v;
+        nvmlReturn_t r;
+
+        ENTER_DEV(violation_status, device, gpu);
+        if (!time)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (policy == NVML_PERF_POLICY_TOTAL_APP_CLOCKS ||
+            policy == NVML_PERF_POLICY_TOTAL_BASE_CLOCKS)
+                return NVML_ERROR_NOT_SUPPORTED;
+        if ((unsigned)policy >= ARRAY_SIZE(by_policy))
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read1(gpu, by_policy[policy], &v);
+        if (r == NVML_SUCCESS) {
+                time->referenceTime = (unsigned long long)time_real_us();
+                time->violationTime = to_u64(v);
+        }
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetPcieReplayCounter(nvmlDevice_t device, unsigned int *value)
+{
+        unsigned gpu;
+
+        ENTER_DEV(pcie_replay_counter, device, gpu);
+        return read_u32(device, gpu, FLD_PCIE_REPLAY_COUNTER, 1, value);
+}
+
+nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int *gen)
+{
+        unsigned gpu;
+
+        ENTER_DEV(curr_pcie_gen, device, gpu);
+        return read_u32(device, gpu, FLD_PCIE_LINK_GEN, 1, gen);
+}
+
+nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigned int *width)
+{
+        unsigned gpu;
+
+        ENTER_DEV(curr_pcie_width, device, gpu);
+        return read_u32(device, gpu, FLD_PCIE_LINK_WIDTH, 1, width);
+}
+
+nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUtilCounter_t counter,
+                                         unsigned int *kb_per_s)
+{
+        unsigned gpu;
+
+        ENTER_DEV(pcie_throughput, device, gpu);
+        if (counter == NVML_PCIE_UTIL_TX_BYTES)
+                return read_u32(device, gpu, FLD_PROF_PCIE_TX_BYTES, 1.0 / 1024, kb_per_s);
+        if (counter == NVML_PCIE_UTIL_RX_BYTES)
+                return read_u32(device, gpu, FLD_PROF_PCIE_RX_BYTES, 1.0 / 1024, kb_per_s);
+        return NVML_ERROR_INVALID_ARGUMENT;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t device, unsigned int *limit_mw)
+{
+        unsigned gpu;
+
+        ENTER_DEV(power_limit, device, gpu);
+        return read_u32(device, gpu, FLD_POWER_LIMIT, 1000, limit_mw);
+}
+
+nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int *limit_mw)
+{
+        unsigned gpu;
+
+        ENTER_DEV(enforced_power_limit, device, gpu);
+        return read_u32(device, gpu, FLD_ENFORCED_POWER_LIMIT, 1000, limit_mw);
+}
+
+static nvmlReturn_t read_state(unsigned gpu, unsigned field, nvmlEnableState_t *out)
+{
+        double v;
+        nvmlReturn_t r;
+
+        if (!out)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read1(gpu, field, &v);
+        if (r == NVML_SUCCESS)
+                *out = v >= 0.5 ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t device, nvmlEnableState_t *mode)
+{
+        unsigned gpu;
+
+        ENTER_DEV(persistence_mode, device, gpu);
+        return read_state(gpu, FLD_PERSISTENCE_MODE, mode);
+}
+
+nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t *current,
+                                  nvmlEnableState_t *pending)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(ecc_mode, device, gpu);
+        if (!current || !pending)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read_state(gpu, FLD_ECC_CURRENT, current);
+        if (r == NVML_SUCCESS)
+                *pending = *current; /* no mode change is ever pending in the fake */
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device, nvmlPageRetirementCause_t cause,
+                                       unsigned int *count, unsigned long long *addresses)
+{
+        unsigned gpu, n;
+        nvmlReturn_t r;
+
+        ENTER_DEV(retired_pages, device, gpu);
+        if (!count || (cause != NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS &&
+                       cause != NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR))
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read_u32(device, gpu,
+                     cause == NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR ? FLD_RETIRED_DBE
+                                                                              : FLD_RETIRED_SBE,
+                     1, &n);
+        if (r != NVML_SUCCESS)
+                return r;
+        if (*count < n) {
+                *count = n; /* as NVML: the size needed */
+                return NVML_ERROR_INSUFFICIENT_SIZE;
+        }
+        if (n && !addresses)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        /* The fake keeps counts only; addresses are plausible, distinct 2 MiB-aligned pages. */
+        for (unsigned i = 0; i < n; i++)
+                addresses[i] =
+                    ((unsigned long long)(cause + 1) << 32) + (unsigned long long)i * 0x200000;
+        *count = n;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device, nvmlEnableState_t *pending)
+{
+        unsigned gpu;
+
+        ENTER_DEV(retired_pages_pending, device, gpu);
+        return read_state(gpu, FLD_RETIRED_PENDING, pending);
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *count,
+                                                     nvmlProcessInfo_t *infos)
+{
+        unsigned gpu;
+
+        ENTER_DEV(compute_processes, device, gpu);
+        (void)infos; /* the fake runs no processes */
+        if (!count)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        *count = 0;
+        return NVML_SUCCESS;
+}
+
+/* ---- events ---- */
+
+nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set)
+{
+        ENTER(event_set_create);
+        if (!set)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        return fake_engine_event_set_create(set);
+}
+
+nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device, unsigned long long *types)
+{
+        unsigned gpu;
+
+        ENTER_DEV(supported_event_types, device, gpu);
+        if (!types)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        *types = FAKE_EVENT_TYPES;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long types,
+                                      nvmlEventSet_t set)
+{
+        unsigned gpu;
+
+        ENTER_DEV(register_events, device, gpu);
+        if (!set)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        return fake_engine_register(gpu, types, set);
+}
+
+nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeout_ms)
+{
+        ENTER(event_set_wait);
+        if (!set || !data)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        return fake_engine_wait(set, data, timeout_ms);
+}
+ALIAS(event_set_wait, nvmlEventSetWait, nvmlEventSetWait_v2);
+
+nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set)
+{
+        ENTER(event_set_free);
+        if (!set)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        return fake_engine_event_set_free(set);
+}
+
+/* ---- mutators ---- */
+
+nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t device, unsigned int limit_mw)
+{
+        unsigned gpu;
+        double max_w;
+        nvmlReturn_t r;
+
+        ENTER_DEV(set_power_limit, device, gpu);
+        r = read1(gpu, FLD_POWER_LIMIT_DEFAULT, &max_w);
+        if (r != NVML_SUCCESS)
+                return r;
+        if (fake_engine_supported(gpu, FLD_POWER_LIMIT) != NVML_SUCCESS)
+                return NVML_ERROR_NOT_SUPPORTED;
+        if (limit_mw < H200_POWER_MIN_W * 1000U || limit_mw > to_u32(max_w * 1000))
+                return NVML_ERROR_INVALID_ARGUMENT;
+        fake_engine_hold(gpu, FLD_POWER_LIMIT, limit_mw / 1000.0);
+        fake_engine_hold(gpu, FLD_ENFORCED_POWER_LIMIT, limit_mw / 1000.0);
+        return NVML_SUCCESS;
+}
+
+/* ---- the extra API ---- */
+
+int vigil_fake_configure(const char *scenario_path, char *err, size_t errlen)
+{
+        char dummy[1];
+
+        if (!err || !errlen) {
+                err = dummy;
+                errlen = sizeof(dummy);
+        }
+        err[0] = '\0';
+        return fake_engine_configure(scenario_path, err, errlen);
+}
+
+int vigil_fake_inject(const struct fake_inject *req, char *err, size_t errlen)
+{
+        char dummy[1];
+
+        if (!err || !errlen) {
+                err = dummy;
+                errlen = sizeof(dummy);
+        }
+        return fake_engine_inject(req, err, errlen);
+}
+
+void vigil_fake_stats(struct fake_stats *out)
+{
+        fake_engine_stats(out);
+}

@@ -1,0 +1,226 @@
+"""harness.py — start a real vigild on the fake NVML and talk to it like a user would.
+
+Each test starts `vigild --simulate=SCENARIO --listen 127.0.0.1:0` with a temporary data dir,
+reads the bound URL from DATA_DIR/vigild.addr, and stops it at the end. Only the standard library.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+SRC = os.environ.get("VIGIL_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
+BUILD = os.environ.get("VIGIL_BUILD_DIR", os.path.join(SRC, "build"))
+VIGILD = os.path.join(BUILD, "bin", "vigild")
+VIGIL = os.path.join(BUILD, "bin", "vigil")
+SCENARIOS = os.path.join(SRC, "tests", "scenarios")
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def wait_for(pred, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, urllib.error.URLError, ValueError) as e:
+            last = e
+        time.sleep(interval)
+    raise Failure("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+class Vigild:
+    def __init__(self, scenario=None, args=(), config=None, env=None, simulate=True):
+        self.tmp = tempfile.TemporaryDirectory(prefix="vigil-integ-")
+        self.data = self.tmp.name
+        self.sock = os.path.join(self.data, "vigild.sock")
+        cmd = [VIGILD, "--listen", "127.0.0.1:0", "--data-dir", self.data, "--socket", self.sock]
+        if simulate:
+            if scenario:
+                path = scenario if os.path.isabs(scenario) else os.path.join(SCENARIOS, scenario)
+                cmd.append("--simulate=" + path)
+            else:
+                cmd.append("--simulate")
+        if config is not None:
+            cpath = os.path.join(self.data, "vigil.yaml")
+            with open(cpath, "w") as f:
+                f.write(config)
+            cmd += ["--config", cpath]
+        cmd += list(args)
+        self.cmd = cmd
+        self.log_path = os.path.join(self.data, "vigild.log")
+        self.log = open(self.log_path, "w+")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        self.url = None
+
+    def wait_listening(self, timeout=10):
+        addr = os.path.join(self.data, "vigild.addr")
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise Failure("vigild exited with %s:\n%s" % (self.proc.returncode, self.logs()))
+            if os.path.exists(addr):
+                with open(addr) as f:
+                    u = f.read().strip()
+                return u or None
+            return None
+
+        self.url = wait_for(ready, timeout, "vigild to listen")
+        return self
+
+    def __enter__(self):
+        return self.wait_listening()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            sys.stderr.write("---- vigild log ----\n" + self.logs() + "\n")
+        return False
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise Failure("vigild did not stop within %ds of %s" % (timeout, sig))
+        return self.proc.returncode
+
+    def logs(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    # HTTP helpers -------------------------------------------------------------------------
+    def request(self, method, path, body=None, headers=None):
+        data = None
+        hdrs = dict(headers or {})
+        if body is not None:
+            data = json.dumps(body).encode() if not isinstance(body, (bytes, str)) else (
+                body.encode() if isinstance(body, str) else body)
+            hdrs.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def get_json(self, path, expect=200):
+        st, hdr, body = self.get(path)
+        check(st == expect, "GET %s: expected %d, got %d: %s" % (path, expect, st, body[:300]))
+        return json.loads(body)
+
+    def post_json(self, path, obj, expect=200):
+        st, hdr, body = self.request("POST", path, obj)
+        check(st == expect, "POST %s %r: expected %d, got %d: %s" % (path, obj, expect, st, body[:300]))
+        return json.loads(body)
+
+    def metrics(self):
+        st, hdr, body = self.get("/metrics")
+        check(st == 200, "/metrics answered %d" % st)
+        return body.decode()
+
+    def inject(self, **kw):
+        return self.post_json("/api/v1/inject", kw)
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value} for sample lines."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if "{" in line:
+            name, rest = line.split("{", 1)
+            labels_s, value = rest.rsplit("} ", 1)
+            labels = {}
+            # label values are quoted and may contain escaped quotes and commas
+            i = 0
+            while i < len(labels_s):
+                eq = labels_s.index("=", i)
+                key = labels_s[i:eq]
+                j = eq + 2
+                val = []
+                while labels_s[j] != '"':
+                    if labels_s[j] == "\\":
+                        j += 1
+                        val.append({"n": "\n"}.get(labels_s[j], labels_s[j]))
+                    else:
+                        val.append(labels_s[j])
+                    j += 1
+                labels[key] = "".join(val)
+                i = j + 2 if j + 1 < len(labels_s) and labels_s[j + 1] == "," else j + 1
+        else:
+            name, value = line.split(" ", 1)
+            labels = {}
+        out[(name, frozenset(labels.items()))] = float(value.split(" ")[0])
+    return out
+
+
+def series(metrics, name, **match):
+    """Samples of one family whose labels include match: [(labels dict, value)]."""
+    res = []
+    for (n, labels), v in metrics.items():
+        if n != name:
+            continue
+        d = dict(labels)
+        if all(d.get(k) == str(val) for k, val in match.items()):
+            res.append((d, v))
+    return res
+
+
+def run_cli(*args, timeout=30, check_rc=None):
+    p = subprocess.run([VIGIL] + list(args), capture_output=True, text=True, timeout=timeout)
+    if check_rc is not None and p.returncode != check_rc:
+        raise Failure("vigil %s: exit %d (expected %d)\nstdout:\n%s\nstderr:\n%s" % (
+            " ".join(args), p.returncode, check_rc, p.stdout, p.stderr))
+    return p
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def main(tests):
+    """Run test functions; print TAP-ish lines; exit 1 on any failure."""
+    failed = 0
+    only = sys.argv[1:] 
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        start = time.monotonic()
+        try:
+            t()
+            print("ok - %s (%.1fs)" % (t.__name__, time.monotonic() - start), flush=True)
+        except Exception as e:  # noqa: BLE001 — report every failure kind
+            failed += 1
+            print("not ok - %s: %s: %s" % (t.__name__, type(e).__name__, e), flush=True)
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,277 @@
+/* test_backend_contract.c — what the rest of Vigil relies on from the backend, checked against the
+ * fake NVML in CI and against the real libnvidia-ml.so.1 on a GPU machine (read-only):
+ *
+ *   VIGIL_CONTRACT_NVML=real   use the real NVML; exit 77 (skipped) when there is none
+ *   (default)                  use build/lib/libvigil-fakenvml.so with tests/scenarios/constant-2gpu.yaml
+ *
+ * On the fake, exact values from the scenario are checked too, which pins the unit conversions of
+ * both sides (fake: DCGM unit → NVML unit; backend: NVML unit → DCGM unit). Never mutates a real GPU. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "backend/backend.h"
+#include "backend/nvml_types.h"
+#include "fakenvml/fakenvml.h"
+
+static int real;
+static backend *be;
+static unsigned ngpu;
+
+static int setup(void **state)
+{
+        backend_options o = {0};
+        char err[512] = "", scen[4096], lib[4096];
+        const char *src = getenv("VIGIL_SOURCE_DIR"), *bld = getenv("VIGIL_BUILD_DIR");
+        int r;
+
+        (void)state;
+        real = getenv("VIGIL_CONTRACT_NVML") && strcmp(getenv("VIGIL_CONTRACT_NVML"), "real") == 0;
+        if (real) {
+                o.library = getenv("VIGIL_NVML_LIB");
+        } else {
+                snprintf(scen, sizeof(scen), "%s/tests/scenarios/constant-2gpu.yaml",
+                         src ? src : ".");
+                snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
+                setenv("VIGIL_FAKENVML", lib, 1);
+                o.simulate = 1;
+                o.scenario = scen;
+        }
+        r = backend_open(&o, &be, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "# cannot open the backend: %s\n", err);
+                if (real)
+                        exit(77); /* no GPU here: skipped, not failed */
+                return -1;
+        }
+        backend_device_count(be, &ngpu);
+        fprintf(stderr, "# %s NVML '%s', %u GPUs\n", real ? "real" : "fake", backend_library(be),
+                ngpu);
+        if (real && ngpu == 0)
+                exit(77);
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        (void)state;
+        be = backend_close(be);
+        return 0;
+}
+
+static void test_identity(void **state)
+{
+        (void)state;
+        assert_true(ngpu >= 1);
+        for (unsigned i = 0; i < ngpu; i++) {
+                gpu_identity id;
+                assert_int_equal(backend_device_info(be, i, &id), 0);
+                assert_memory_equal(id.uuid, "GPU-", 4);
+                assert_true(strlen(id.name) > 0);
+                assert_true(strlen(id.pci_bus_id) >= 12);
+                fprintf(stderr, "# GPU %u: %s %s %s vbios %s minor %d\n", i, id.name, id.uuid,
+                        id.pci_bus_id, id.vbios, id.minor);
+        }
+        assert_int_equal(backend_device_info(be, ngpu, &(gpu_identity){0}), -EINVAL);
+}
+
+/* Every catalog field: a value or an honest status, and values in physical ranges. */
+static void test_every_field_sane(void **state)
+{
+        uint16_t ids[128];
+        field_value v[128];
+        size_t n = 0;
+
+        (void)state;
+        for (size_t i = 0; i < field_count(); i++)
+                if (field_at(i)->type != FT_STR && field_at(i)->tier != TIER_EVENT)
+                        ids[n++] = field_at(i)->id;
+        for (unsigned g = 0; g < ngpu; g++) {
+                assert_int_equal(backend_sample(be, g, ids, n, v), 0);
+                for (size_t k = 0; k < n; k++) {
+                        const field_meta *m = field_by_id(ids[k]);
+                        double x = m->type == FT_F64 ? v[k].d : (double)v[k].i;
+                        if (v[k].status != 0) {
+                                /* only honest reasons; never a bad argument from our side */
+                                assert_true(v[k].status == -EOPNOTSUPP || v[k].status == -EACCES ||
+                                            v[k].status == -EIO || v[k].status == -ENODATA);
+                                fprintf(stderr, "# GPU %u %-28s %s\n", g, m->sym,
+                                        v[k].status == -EOPNOTSUPP ? "not supported"
+                                                                   : strerror(-v[k].status));
+                                continue;
+                        }
+                        fprintf(stderr, "# GPU %u %-28s %.6g %s\n", g, m->sym, x, m->unit);
+                        assert_true(isfinite(x));
+                        assert_true(x >= 0);
+                        if (!strcmp(m->unit, "C"))
+                                assert_true(x < 150);
+                        if (!strcmp(m->unit, "%"))
+                                assert_true(x <= 100);
+                        if (!strcmp(m->unit, "W"))
+                                assert_true(x < 5000);
+                        if (!strcmp(m->unit, "bool"))
+                                assert_true(x == 0 || x == 1);
+                }
+        }
+}
+
+static double value_of(unsigned gpu, uint16_t id)
+{
+        field_value v;
+        const field_meta *m = field_by_id(id);
+
+        assert_int_equal(backend_sample(be, gpu, &id, 1, &v), 0);
+        assert_int_equal(v.status, 0);
+        return m->type == FT_F64 ? v.d : (double)v.i;
+}
+
+static void test_memory_consistent(void **state)
+{
+        uint16_t ids[] = {FLD_FB_TOTAL, FLD_FB_FREE, FLD_FB_USED, FLD_FB_RESERVED};
+        field_value v[4];
+
+        (void)state;
+        assert_int_equal(backend_sample(be, 0, ids, 4, v), 0);
+        assert_int_equal(v[0].status, 0);
+        assert_true(v[2].i <= v[0].i);
+        assert_true(v[1].i <= v[0].i);
+        /* total = free + used (+ reserved when NVML reports it), within MiB rounding */
+        if (v[3].status == 0)
+                assert_true(llabs(v[0].i - (v[1].i + v[2].i + v[3].i)) <= 3);
+}
+
+/* Exact values through the whole chain (fake only). */
+static void test_exact_values_fake(void **state)
+{
+        (void)state;
+        if (real)
+                skip();
+        assert_true(value_of(0, FLD_GPU_TEMP) == 45);
+        assert_true(value_of(1, FLD_GPU_TEMP) == 61);
+        assert_true(value_of(0, FLD_MEMORY_TEMP) == 50);
+        assert_true(fabs(value_of(0, FLD_POWER_USAGE) - 250.5) < 1e-9);
+        assert_true(fabs(value_of(0, FLD_POWER_USAGE_INSTANT) - 260) < 1e-9);
+        assert_true(value_of(0, FLD_TOTAL_ENERGY_CONSUMPTION) >= 1000000);
+        assert_true(value_of(0, FLD_FB_TOTAL) == 143771);
+        assert_true(value_of(0, FLD_FB_USED) == 1024);
+        assert_true(value_of(0, FLD_FB_RESERVED) == 571);
+        assert_true(value_of(0, FLD_GPU_UTIL) == 75);
+        assert_true(value_of(0, FLD_MEM_COPY_UTIL) == 30);
+        assert_true(value_of(0, FLD_DEC_UTIL) == 5);
+        assert_true(value_of(0, FLD_SM_CLOCK) == 1980);
+        assert_true(value_of(0, FLD_MEM_CLOCK) == 3201);
+        assert_true(value_of(0, FLD_CLOCKS_EVENT_REASONS) == 4);
+        assert_true(value_of(0, FLD_ECC_SBE_VOL_TOTAL) == 2);
+        assert_true(value_of(0, FLD_ECC_DBE_AGG_TOTAL) == 1);
+        assert_true(value_of(0, FLD_RETIRED_SBE) == 3);
+        assert_true(value_of(0, FLD_CORRECTABLE_REMAPPED_ROWS) == 4);
+        assert_true(value_of(0, FLD_UNCORRECTABLE_REMAPPED_ROWS) == 1);
+        assert_true(value_of(0, FLD_PCIE_REPLAY_COUNTER) == 7);
+        assert_true(value_of(0, FLD_THERMAL_VIOLATION) == 123456789);
+        assert_true(fabs(value_of(0, FLD_PROF_PCIE_TX_BYTES) - 1048576) < 1e-6);
+}
+
+static void test_injection_and_loss_fake(void **state)
+{
+        struct fake_inject req = {
+            .kind = FAKE_INJECT_FIELD, .gpu = 1, .field_id = FLD_GPU_TEMP, .value = 91};
+        char err[256];
+        uint16_t id = FLD_GPU_TEMP;
+        field_value v;
+
+        (void)state;
+        if (real)
+                skip();
+        assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+        assert_true(value_of(1, FLD_GPU_TEMP) == 91);
+        req.kind = FAKE_INJECT_FIELD_CLEAR;
+        assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+        assert_true(value_of(1, FLD_GPU_TEMP) == 61);
+
+        req = (struct fake_inject){.kind = FAKE_INJECT_LOST, .gpu = 1, .count = 1};
+        assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+        assert_int_equal(backend_sample(be, 1, &id, 1, &v), -ENODEV);
+        assert_int_equal(v.status, -ENODEV);
+        assert_int_equal(backend_reattach(be, 1), -ENODEV);
+        assert_true(value_of(0, FLD_GPU_TEMP) == 45); /* the others carry on */
+        req.count = 0;
+        assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+        assert_int_equal(backend_reattach(be, 1), 0);
+        assert_true(value_of(1, FLD_GPU_TEMP) == 61);
+}
+
+static void test_events(void **state)
+{
+        backend_event ev;
+        int r;
+
+        (void)state;
+        r = backend_events_start(be);
+        if (r == -EOPNOTSUPP) {
+                fprintf(stderr, "# NVML events not supported here\n");
+                return;
+        }
+        assert_int_equal(r, 0);
+        /* a quiet GPU: the wait must time out, not fail */
+        if (real) {
+                r = backend_wait_event(be, 50, &ev);
+                assert_true(r == -ETIMEDOUT || r == 0);
+                return;
+        }
+        assert_int_equal(backend_wait_event(be, 50, &ev), -ETIMEDOUT);
+        {
+                struct fake_inject req = {.kind = FAKE_INJECT_XID, .gpu = 1, .count = 79};
+                char err[256];
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                assert_int_equal(backend_wait_event(be, 1000, &ev), 0);
+                assert_int_equal(ev.gpu, 1);
+                assert_int_equal(ev.kind, BEV_XID);
+                assert_int_equal(ev.data, 79);
+        }
+}
+
+static void test_errno_map(void **state)
+{
+        (void)state;
+        assert_int_equal(backend_errno_from_nvml(NVML_SUCCESS), 0);
+        assert_int_equal(backend_errno_from_nvml(NVML_ERROR_NOT_SUPPORTED), -EOPNOTSUPP);
+        assert_int_equal(backend_errno_from_nvml(NVML_ERROR_GPU_IS_LOST), -ENODEV);
+        assert_int_equal(backend_errno_from_nvml(NVML_ERROR_NO_PERMISSION), -EACCES);
+        assert_int_equal(backend_errno_from_nvml(NVML_ERROR_TIMEOUT), -ETIMEDOUT);
+        assert_int_equal(backend_errno_from_nvml(NVML_ERROR_UNKNOWN), -EIO);
+        assert_int_equal(backend_errno_from_nvml(12345), -EIO);
+}
+
+static void test_wrong_library_is_refused(void **state)
+{
+        backend_options o = {.library = "/nonexistent/libnvidia-ml.so.1"};
+        backend *b = NULL;
+        char err[512] = "";
+
+        (void)state;
+        assert_int_equal(backend_open(&o, &b, err, sizeof(err)), -ELIBACC);
+        assert_null(b);
+        assert_non_null(strstr(err, "/nonexistent/libnvidia-ml.so.1"));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_identity),
+            cmocka_unit_test(test_every_field_sane),
+            cmocka_unit_test(test_memory_consistent),
+            cmocka_unit_test(test_exact_values_fake),
+            cmocka_unit_test(test_injection_and_loss_fake),
+            cmocka_unit_test(test_events),
+            cmocka_unit_test(test_errno_map),
+            cmocka_unit_test(test_wrong_library_is_refused),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}

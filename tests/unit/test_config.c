@@ -1,0 +1,550 @@
+/* test_config.c — the YAML config: defaults, every key, refusals with FILE:LINE, ${VAR}
+ * expansion, the JSON view and the listen-address parser. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "daemon/config.h"
+#include "common/vtime.h"
+#include "fields/fields.h"
+
+#define S USEC_PER_SEC
+
+static int parse(const char *text, vigil_config *c, char *err, size_t errlen)
+{
+        return config_parse(text, strlen(text), "t.yaml", c, err, errlen);
+}
+
+static void test_defaults(void **state)
+{
+        vigil_config c;
+        (void)state;
+
+        config_init(&c);
+        assert_string_equal(c.listen, "0.0.0.0:5555");
+        assert_string_equal(c.socket, "/run/vigil/vigild.sock");
+        assert_string_equal(c.data_dir, "/var/lib/vigil");
+        assert_string_equal(c.nvml.library, "libnvidia-ml.so.1");
+        assert_false(c.simulate.enabled);
+        assert_string_equal(c.simulate.scenario, "");
+        assert_int_equal(c.collection.fast_us, 1 * S);
+        assert_int_equal(c.collection.slow_us, 10 * S);
+        assert_int_equal(c.collection.n_fields, 0);
+        assert_int_equal(c.collection.max_age_us, 3600 * S);
+        assert_int_equal(c.collection.max_samples, 3600);
+        assert_int_equal(c.metrics.naming, CONFIG_NAMING_VIGIL);
+        assert_string_equal(c.metrics.counters_csv, "");
+        assert_int_equal(c.metrics.n_extra_labels, 0);
+        assert_string_equal(c.metrics.hostname, "");
+        assert_int_equal(c.http.max_connections, 256);
+        assert_int_equal(c.http.max_connections_per_ip, 32);
+        assert_int_equal(c.http.connection_timeout_us, 30 * S);
+        assert_int_equal(c.http.threads, 2);
+        assert_int_equal(c.http.max_request_body, 65536);
+        assert_int_equal(c.logging.level, LOG_LVL_INFO);
+        assert_int_equal(c.logging.format, LOG_FMT_TEXT);
+        config_release(&c);
+        config_release(&c); /* zeroed: fine twice */
+        config_release(NULL);
+}
+
+static void test_empty_is_defaults(void **state)
+{
+        static const char *const empties[] = {
+            "", "\n", "# only a comment\n", "---\n", "---\n...\n", "~\n", "{}\n"};
+        (void)state;
+
+        for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+                vigil_config c;
+                char err[256];
+                config_init(&c);
+                free(c.listen);
+                c.listen = strdup("127.0.0.1:1");
+                assert_int_equal(parse(empties[i], &c, err, sizeof(err)), 0);
+                /* Keys the file does not set take their defaults, not the old values. */
+                assert_string_equal(c.listen, "0.0.0.0:5555");
+                config_release(&c);
+        }
+}
+
+static const char full[] = "listen: \"[::1]:9400\"\n"
+                           "socket: \"\"\n"
+                           "data_dir: /tmp/vigil\n"
+                           "nvml: {library: /opt/nvidia/libnvidia-ml.so}\n"
+                           "simulate: {enabled: true, scenario: tests/scenarios/two.yaml}\n"
+                           "collection:\n"
+                           "  tiers: {fast: 250ms, slow: 1m}\n"
+                           "  fields:\n"
+                           "    GPU_TEMP: 500ms\n"
+                           "    DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION: 30s\n"
+                           "    \"155\": off\n"
+                           "    DCGM_FI_DEV_GPU_UTIL_RATIO: 2s\n"
+                           "  keep: {max_age: 2h, max_samples: 100}\n"
+                           "metrics:\n"
+                           "  naming: dcgm\n"
+                           "  counters_csv: /etc/dcgm-exporter/default-counters.csv\n"
+                           "  extra_labels: {cluster: a, rack: \"12\"}\n"
+                           "  hostname: node-7\n"
+                           "http:\n"
+                           "  max_connections: 1000\n"
+                           "  max_connections_per_ip: 10\n"
+                           "  connection_timeout: 5m\n"
+                           "  threads: 8\n"
+                           "  max_request_body: 1024\n"
+                           "logging: {level: debug, format: json}\n";
+
+static void test_every_key(void **state)
+{
+        vigil_config c;
+        char err[256];
+        (void)state;
+
+        config_init(&c);
+        assert_int_equal(parse(full, &c, err, sizeof(err)), 0);
+        assert_string_equal(c.listen, "[::1]:9400");
+        assert_string_equal(c.socket, "");
+        assert_string_equal(c.data_dir, "/tmp/vigil");
+        assert_string_equal(c.nvml.library, "/opt/nvidia/libnvidia-ml.so");
+        assert_true(c.simulate.enabled);
+        assert_string_equal(c.simulate.scenario, "tests/scenarios/two.yaml");
+        assert_int_equal(c.collection.fast_us, 250 * USEC_PER_MSEC);
+        assert_int_equal(c.collection.slow_us, 60 * S);
+        assert_int_equal(c.collection.n_fields, 4);
+        assert_int_equal(c.collection.fields[0].field_id, FLD_GPU_TEMP);
+        assert_int_equal(c.collection.fields[0].interval_us, 500 * USEC_PER_MSEC);
+        assert_int_equal(c.collection.fields[1].field_id, FLD_TOTAL_ENERGY_CONSUMPTION);
+        assert_int_equal(c.collection.fields[1].interval_us, 30 * S);
+        assert_int_equal(c.collection.fields[2].field_id, 155);
+        assert_int_equal(c.collection.fields[2].interval_us, 0);
+        assert_int_equal(c.collection.fields[3].field_id, FLD_GPU_UTIL); /* DCGM 4.6 alias */
+        assert_int_equal(c.collection.max_age_us, 7200 * S);
+        assert_int_equal(c.collection.max_samples, 100);
+        assert_int_equal(c.metrics.naming, CONFIG_NAMING_DCGM);
+        assert_string_equal(c.metrics.counters_csv, "/etc/dcgm-exporter/default-counters.csv");
+        assert_int_equal(c.metrics.n_extra_labels, 2);
+        assert_string_equal(c.metrics.extra_labels[0].name, "cluster");
+        assert_string_equal(c.metrics.extra_labels[0].value, "a");
+        assert_string_equal(c.metrics.extra_labels[1].name, "rack");
+        assert_string_equal(c.metrics.extra_labels[1].value, "12");
+        assert_string_equal(c.metrics.hostname, "node-7");
+        assert_int_equal(c.http.max_connections, 1000);
+        assert_int_equal(c.http.max_connections_per_ip, 10);
+        assert_int_equal(c.http.connection_timeout_us, 300 * S);
+        assert_int_equal(c.http.threads, 8);
+        assert_int_equal(c.http.max_request_body, 1024);
+        assert_int_equal(c.logging.level, LOG_LVL_DEBUG);
+        assert_int_equal(c.logging.format, LOG_FMT_JSON);
+        config_release(&c);
+}
+
+/* Each bad input: the error must be "t.yaml:LINE:" and contain the substring. */
+static void test_bad_inputs(void **state)
+{
+        static const struct {
+                const char *text;
+                int line;
+                const char *want;
+        } cases[] = {
+            {"colection: {}\n", 1, "unknown key 'colection' (did you mean 'collection'?)"},
+            {"listen: \"1.2.3.4:1\"\nlisten_addr: x\n", 2, "unknown key 'listen_addr'"},
+            {"collection:\n  tiers:\n    fast: 0s\n", 3,
+             "collection.tiers.fast: '0s' is out of range (100ms..60s)"},
+            {"collection:\n  tiers:\n    fast: 2m\n", 3, "'2m' is out of range (100ms..60s)"},
+            {"collection: {tiers: {slow: 1s}}\n", 1,
+             "collection.tiers.slow: '1s' is out of range (5s..1h): energy"},
+            {"collection: {tiers: {fast: soon}}\n", 1,
+             "collection.tiers.fast: 'soon' is not a duration"},
+            {"collection: {tiers: {fast: 30s, slow: 10s}}\n", 1,
+             "collection.tiers.fast ('30s') must not be longer than collection.tiers.slow "
+             "('10s')"},
+            {"collection:\n  tiers:\n    slow: 5s\n    fast: 6s\n", 4, "must not be longer"},
+            {"collection:\n  tiers: [1s, 10s]\n", 2,
+             "collection.tiers: expected a mapping, got a list"},
+            {"collection: {keep: {max_age: 31d}}\n", 1, "'31d' is out of range (1s..30d)"},
+            {"collection: {keep: {max_samples: 0}}\n", 1,
+             "collection.keep.max_samples: '0' is out of range (1..1000000)"},
+            {"collection: {keep: {max_samples: -5}}\n", 1, "'-5' is out of range"},
+            {"collection: {keep: {max_samples: 1e3}}\n", 1, "'1e3' is not an integer"},
+            {"collection: {keep: {max_samples: 99999999999999999999}}\n", 1, "is out of range"},
+            {"collection:\n  fields:\n    NOT_A_FIELD: 1s\n", 3,
+             "collection.fields: unknown field 'NOT_A_FIELD'"},
+            {"collection:\n  fields:\n    GPU_TEMP: 10ms\n", 3,
+             "collection.fields.GPU_TEMP: '10ms' is out of range (100ms..1h)"},
+            {"collection:\n  fields:\n    TOTAL_ENERGY_CONSUMPTION: 1s\n", 3,
+             "'1s' is out of range (5s..1h) for a slow-tier field"},
+            {"collection:\n  fields:\n    UUID: 1s\n", 3, "only 'off' is accepted"},
+            {"collection:\n  fields:\n    GPU_TEMP: sometimes\n", 3, "is not a duration"},
+            {"collection:\n  fields:\n    GPU_TEMP: 1s\n    \"150\": 2s\n", 4,
+             "duplicate field (GPU_TEMP, id 150"},
+            {"collection:\n  fields: [GPU_TEMP]\n", 2, "expected a mapping, got a list"},
+            {"collection:\n  fields:\n    GPU_TEMP: {a: 1}\n", 3,
+             "expected a duration or 'off', got a mapping"},
+            {"http:\n  threads: 2\n  threads: 3\n", 3,
+             "duplicate key 'http.threads' (first given at line 2)"},
+            {"http: {}\nlogging: {}\nhttp: {}\n", 3, "duplicate key 'http'"},
+            {"http:\n  threads: 65\n", 2, "http.threads: '65' is out of range (1..64)"},
+            {"http:\n  threads: many\n", 2, "http.threads: 'many' is not an integer"},
+            {"http:\n  threads:\n", 2, "http.threads: a value is required"},
+            {"http:\n  threads: [1]\n", 2, "expected an integer, got a list"},
+            {"http: {max_request_body: 1023}\n", 1, "(1024..16777216)"},
+            {"http: {connection_timeout: 11m}\n", 1, "(1s..10m)"},
+            {"http: {max_connections: 10, max_connections_per_ip: 11}\n", 1,
+             "http.max_connections_per_ip ('11') must not be more than "
+             "http.max_connections ('10')"},
+            {"http: {max_connections: 0}\n", 1, "http.max_connections: '0' is out of range"},
+            {"logging:\n  level: verbose\n", 2,
+             "logging.level: 'verbose' is not one of debug, info, warn, error"},
+            {"logging: {format: xml}\n", 1, "'xml' is not one of text, json"},
+            {"metrics: {naming: prometheus}\n", 1, "is not one of vigil, dcgm"},
+            {"simulate: {enabled: yes}\n", 1,
+             "simulate.enabled: 'yes' is not a boolean (true or false)"},
+            {"listen: 5555\n", 1, "listen: '5555' is not ADDR:PORT"},
+            {"listen: \"0.0.0.0:70000\"\n", 1, "is not ADDR:PORT"},
+            {"listen: {host: a}\n", 1, "listen: expected a string, got a mapping"},
+            {"data_dir: \"\"\n", 1, "data_dir: must not be empty"},
+            {"socket: /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+             1, "too long for a unix socket path"},
+            {"metrics:\n  extra_labels:\n    gpu: x\n", 3, "'gpu' is a reserved label"},
+            {"metrics:\n  extra_labels:\n    __meta: x\n", 3, "is not a valid label name"},
+            {"metrics:\n  extra_labels:\n    9lives: x\n", 3, "is not a valid label name"},
+            {"metrics:\n  extra_labels:\n    a-b: x\n", 3, "is not a valid label name"},
+            {"metrics:\n  extra_labels:\n    a: x\n    a: y\n", 4, "duplicate label 'a'"},
+            {"metrics:\n  extra_labels:\n    a: \"\"\n", 3, "must not be empty"},
+            {"metrics:\n  extra_labels: [a]\n", 2, "expected a mapping, got a list"},
+            {"health:\n  enabled: true\n", 1, "'health': section is not supported by this version"},
+            {"listen: \"0.0.0.0:1\"\nsecurity: {}\n", 2, "'security': section is not supported"},
+            {"policies: []\n", 1, "'policies': section is not supported"},
+            {"alerting: {}\n", 1, "'alerting': section is not supported"},
+            {"backup: {}\n", 1, "'backup': section is not supported"},
+            {"logging:\n  file: {path: /x}\n", 2, "'logging.file': section is not supported"},
+            {"a: &x 1\nb: *x\n", 1, "unknown key 'a'"},
+            {"http: &h {threads: 2}\nmetrics: *h\n", 2, "aliases ('*h') are not supported"},
+            {"- listen\n", 1, "the top level must be a mapping, not a list"},
+            {"just a string\n", 1, "the top level must be a mapping, not a scalar"},
+            {"listen: \"0.0.0.0:1\"\n---\nlisten: \"0.0.0.0:2\"\n", 2,
+             "only one YAML document is allowed"},
+            {"listen: \"0.0.0.0:1\n", 2, "invalid YAML: found unexpected end of stream"},
+            {"http:\n  threads: 2\n bad: 1\n", 3, "invalid YAML"},
+            {"? [a, b]\n: 1\n", 1, "keys must be names, not a list"},
+            {"collection.tiers: {fast: 1s}\n", 1, "unknown key 'collection.tiers'"},
+            {"listen: \"a\\0b:1\"\n", 1, "contains a NUL byte"},
+            {"metrics: {hostname: \"${NOT_SET_VIGIL_TEST}\"}\n", 1,
+             "metrics.hostname: environment variable 'NOT_SET_VIGIL_TEST' is not set"},
+            {"metrics:\n  hostname: \"${1BAD}\"\n", 2, "is not a valid variable reference"},
+            {"metrics:\n  hostname: \"${UNCLOSED\"\n", 2, "unterminated '${'"},
+            {"collection: {tiers: {fast: \"${VIGIL_TEST_ZERO}\"}}\n", 1,
+             "'0s' is out of range (100ms..60s) (expanded from '${VIGIL_TEST_ZERO}')"},
+        };
+        (void)state;
+
+        setenv("VIGIL_TEST_ZERO", "0s", 1);
+        unsetenv("NOT_SET_VIGIL_TEST");
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                vigil_config c;
+                char err[512], prefix[32];
+                int r;
+
+                config_init(&c);
+                r = parse(cases[i].text, &c, err, sizeof(err));
+                if (r != -EINVAL || !strstr(err, cases[i].want)) {
+                        print_error("case %zu: r=%d err='%s' want '%s'\n", i, r, err,
+                                    cases[i].want);
+                        fail();
+                }
+                snprintf(prefix, sizeof(prefix), "t.yaml:%d:", cases[i].line);
+                if (strncmp(err, prefix, strlen(prefix)) != 0) {
+                        print_error("case %zu: err='%s' want line %d\n", i, err, cases[i].line);
+                        fail();
+                }
+                config_release(&c);
+        }
+}
+
+static void test_env_expansion(void **state)
+{
+        vigil_config c;
+        char err[256];
+        (void)state;
+
+        setenv("VIGIL_TEST_NODE", "gpu-node-3", 1);
+        setenv("VIGIL_TEST_EMPTY", "", 1);
+        setenv("VIGIL_TEST_FAST", "500ms", 1);
+        setenv("VIGIL_TEST_SIM", "true", 1);
+        unsetenv("VIGIL_TEST_UNSET");
+        config_init(&c);
+        assert_int_equal(parse("metrics:\n"
+                               "  hostname: ${VIGIL_TEST_NODE}\n"
+                               "  counters_csv: \"/etc/${VIGIL_TEST_NODE}/x-$$HOME.csv\"\n"
+                               "  extra_labels:\n"
+                               "    zone: ${VIGIL_TEST_UNSET:-eu-west-1}\n"
+                               "    tier: ${VIGIL_TEST_EMPTY:-gold}\n"
+                               "    price: \"$5 and $$ and $\"\n"
+                               "collection: {tiers: {fast: \"${VIGIL_TEST_FAST}\"}}\n"
+                               "simulate: {enabled: \"${VIGIL_TEST_SIM}\", scenario: "
+                               "\"${VIGIL_TEST_EMPTY}\"}\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_string_equal(c.metrics.hostname, "gpu-node-3");
+        assert_string_equal(c.metrics.counters_csv, "/etc/gpu-node-3/x-$HOME.csv");
+        assert_string_equal(c.metrics.extra_labels[0].value, "eu-west-1");
+        assert_string_equal(c.metrics.extra_labels[1].value, "gold"); /* :- also covers "" */
+        assert_string_equal(c.metrics.extra_labels[2].value, "$5 and $ and $");
+        assert_int_equal(c.collection.fast_us, 500 * USEC_PER_MSEC);
+        assert_true(c.simulate.enabled);
+        assert_string_equal(c.simulate.scenario, "");
+
+        /* Unset: refused, naming the variable and the line; the config is untouched. */
+        assert_int_equal(parse("listen: \"0.0.0.0:1\"\nmetrics:\n  hostname: ${VIGIL_TEST_UNSET}\n",
+                               &c, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "t.yaml:3:13: metrics.hostname: environment variable "
+                                    "'VIGIL_TEST_UNSET' is not set"));
+        assert_string_equal(c.metrics.hostname, "gpu-node-3");
+        config_release(&c);
+}
+
+static void test_failure_keeps_previous(void **state)
+{
+        vigil_config c;
+        char err[256];
+        (void)state;
+
+        config_init(&c);
+        assert_int_equal(parse(full, &c, err, sizeof(err)), 0);
+        assert_int_equal(
+            parse("http: {threads: 4}\nlogging: {level: loud}\n", &c, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "t.yaml:2:18: logging.level: 'loud' is not one of debug, info, "
+                                 "warn, error");
+        /* Still the full config, not half of the new one. */
+        assert_int_equal(c.http.threads, 8);
+        assert_string_equal(c.listen, "[::1]:9400");
+        assert_int_equal(c.collection.n_fields, 4);
+        assert_int_equal(c.metrics.n_extra_labels, 2);
+        /* err may be NULL. */
+        assert_int_equal(parse("nope: 1\n", &c, NULL, 0), -EINVAL);
+        assert_int_equal(c.http.threads, 8);
+        config_release(&c);
+}
+
+static void test_size_limit_and_load(void **state)
+{
+        vigil_config c;
+        char err[512], path[] = "/tmp/vigil-test-config-XXXXXX";
+        char *big;
+        int fd;
+        (void)state;
+
+        config_init(&c);
+        big = malloc(CONFIG_MAX_FILE_SIZE + 2);
+        assert_non_null(big);
+        memset(big, '#', CONFIG_MAX_FILE_SIZE + 1);
+        big[CONFIG_MAX_FILE_SIZE + 1] = '\0';
+        assert_int_equal(
+            config_parse(big, CONFIG_MAX_FILE_SIZE + 1, "big.yaml", &c, err, sizeof(err)), -E2BIG);
+        assert_non_null(strstr(err, "big.yaml"));
+
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, big, CONFIG_MAX_FILE_SIZE + 1), CONFIG_MAX_FILE_SIZE + 1);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -E2BIG);
+        assert_non_null(strstr(err, "cannot read '"));
+        assert_non_null(strstr(err, "larger than 1 MiB"));
+
+        assert_int_equal(ftruncate(fd, 0), 0);
+        assert_int_equal(pwrite(fd, "http:\n  threads: 9\n", 19, 0), 19);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
+        assert_int_equal(c.http.threads, 9);
+
+        assert_int_equal(pwrite(fd, "http:\n  threads: 99\n", 20, 0), 20);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -EINVAL);
+        assert_int_equal(strncmp(err, path, strlen(path)), 0);
+        assert_non_null(strstr(err, ":2:12: http.threads: '99' is out of range (1..64)"));
+        assert_int_equal(c.http.threads, 9);
+        close(fd);
+        unlink(path);
+
+        assert_int_equal(config_load("/nonexistent/vigil.yaml", &c, err, sizeof(err)), -ENOENT);
+        assert_string_equal(err,
+                            "cannot read '/nonexistent/vigil.yaml': no such file or directory");
+        assert_int_equal(config_load("/tmp", &c, err, sizeof(err)), -EISDIR);
+        free(big);
+        config_release(&c);
+}
+
+static void test_json(void **state)
+{
+        vigil_config a, b;
+        char err[256];
+        json_t *ja, *jb;
+        char *text;
+        (void)state;
+
+        config_init(&a);
+        assert_int_equal(parse(full, &a, err, sizeof(err)), 0);
+        ja = config_to_json(&a);
+        assert_non_null(ja);
+        assert_string_equal(json_string_value(json_object_get(ja, "listen")), "[::1]:9400");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(ja, "nvml"), "library")),
+            "/opt/nvidia/libnvidia-ml.so");
+        json_t *col = json_object_get(ja, "collection");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(col, "tiers"), "fast")), "250ms");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(col, "fields"), "GPU_TEMP")),
+            "500ms");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(col, "fields"), "POWER_USAGE")),
+            "off");
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(col, "keep"), "max_samples")), 100);
+        assert_true(json_is_true(json_object_get(json_object_get(ja, "simulate"), "enabled")));
+        json_t *m = json_object_get(ja, "metrics");
+        assert_string_equal(json_string_value(json_object_get(m, "naming")), "dcgm");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(m, "extra_labels"), "rack")), "12");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(ja, "logging"), "level")), "debug");
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(ja, "http"), "threads")), 8);
+
+        /* Round trip: JSON is YAML, so the view parses back to the same config. */
+        text = json_dumps(ja, JSON_INDENT(2));
+        assert_non_null(text);
+        config_init(&b);
+        assert_int_equal(parse(text, &b, err, sizeof(err)), 0);
+        jb = config_to_json(&b);
+        assert_true(json_equal(ja, jb));
+        assert_int_equal(b.collection.n_fields, 4);
+        assert_int_equal(b.http.connection_timeout_us, 300 * S);
+        free(text);
+        json_decref(ja);
+        json_decref(jb);
+        config_release(&b);
+
+        /* Defaults: every section is present. */
+        ja = config_to_json(&a);
+        config_release(&a);
+        config_init(&a);
+        json_decref(ja);
+        ja = config_to_json(&a);
+        assert_string_equal(json_string_value(json_object_get(ja, "socket")),
+                            "/run/vigil/vigild.sock");
+        assert_int_equal(
+            json_object_size(json_object_get(json_object_get(ja, "collection"), "fields")), 0);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(ja, "http"), "connection_timeout")),
+            "30s");
+        json_decref(ja);
+        config_release(&a);
+}
+
+/* deploy/config/vigil.yaml documents every key at its default: it must say exactly that. */
+static void test_example_is_defaults(void **state)
+{
+        const char *src = getenv("VIGIL_SOURCE_DIR");
+        vigil_config c, d;
+        char path[4096], err[512];
+        json_t *jc, *jd;
+        (void)state;
+
+        if (!src)
+                skip(); /* run outside ctest */
+        snprintf(path, sizeof(path), "%s/deploy/config/vigil.yaml", src);
+        config_init(&c);
+        config_init(&d);
+        if (config_load(path, &c, err, sizeof(err)) < 0) {
+                print_error("%s\n", err);
+                fail();
+        }
+        jc = config_to_json(&c);
+        jd = config_to_json(&d);
+        assert_true(json_equal(jc, jd));
+        json_decref(jc);
+        json_decref(jd);
+        config_release(&c);
+        config_release(&d);
+}
+
+static void test_listen(void **state)
+{
+        static const struct {
+                const char *in;
+                int ret;
+                const char *host;
+                unsigned port;
+        } cases[] = {
+            {"0.0.0.0:5555", 0, "0.0.0.0", 5555},
+            {"127.0.0.1:0", 0, "127.0.0.1", 0},
+            {"[::1]:5555", 0, "::1", 5555},
+            {"[::]:80", 0, "::", 80},
+            {"[fe80::1:2]:65535", 0, "fe80::1:2", 65535},
+            {"localhost:9400", 0, "localhost", 9400},
+            {"gpu-node-1.example.com:1", 0, "gpu-node-1.example.com", 1},
+            {"0.0.0.0", -EINVAL, NULL, 0},
+            {"0.0.0.0:", -EINVAL, NULL, 0},
+            {":5555", -EINVAL, NULL, 0},
+            {"0.0.0.0:65536", -EINVAL, NULL, 0},
+            {"0.0.0.0:99999999", -EINVAL, NULL, 0},
+            {"0.0.0.0:-1", -EINVAL, NULL, 0},
+            {"0.0.0.0:http", -EINVAL, NULL, 0},
+            {"0.0.0.0:55 ", -EINVAL, NULL, 0},
+            {"::1:5555", -EINVAL, NULL, 0},
+            {"[::1]5555", -EINVAL, NULL, 0},
+            {"[::1]", -EINVAL, NULL, 0},
+            {"[]:1", -EINVAL, NULL, 0},
+            {"[nope]:1", -EINVAL, NULL, 0},
+            {"[1.2.3.4]:1", -EINVAL, NULL, 0},
+            {"999.1.1.1:1", -EINVAL, NULL, 0},
+            {"a b:1", -EINVAL, NULL, 0},
+            {"", -EINVAL, NULL, 0},
+        };
+        char host[64];
+        unsigned port;
+        (void)state;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                int r;
+                strcpy(host, "untouched");
+                port = 4242;
+                r = config_parse_listen(cases[i].in, host, sizeof(host), &port);
+                if (r != cases[i].ret) {
+                        print_error("case %zu '%s': r=%d\n", i, cases[i].in, r);
+                        fail();
+                }
+                if (r == 0) {
+                        assert_string_equal(host, cases[i].host);
+                        assert_int_equal(port, cases[i].port);
+                } else {
+                        assert_string_equal(host, "untouched");
+                        assert_int_equal(port, 4242);
+                }
+        }
+        assert_int_equal(config_parse_listen("localhost:1", host, 5, &port), -ENAMETOOLONG);
+        assert_int_equal(config_parse_listen(NULL, host, sizeof(host), &port), -EINVAL);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_empty_is_defaults),
+            cmocka_unit_test(test_every_key),
+            cmocka_unit_test(test_bad_inputs),
+            cmocka_unit_test(test_env_expansion),
+            cmocka_unit_test(test_failure_keeps_previous),
+            cmocka_unit_test(test_size_limit_and_load),
+            cmocka_unit_test(test_json),
+            cmocka_unit_test(test_example_is_defaults),
+            cmocka_unit_test(test_listen),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

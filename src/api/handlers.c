@@ -315,6 +315,13 @@ enum MHD_Result h_status(request *r)
                                       (json_int_t)cs.bytes_used, "samples",
                                       (json_int_t)cs.samples));
         json_object_set_new(o, "http", json_pack("{s:I}", "requests", (json_int_t)a->requests));
+        {
+                unsigned long long calls, cost_ns;
+                if (backend_fake_stats(a->opt.backend, &calls, &cost_ns) == 0)
+                        json_object_set_new(o, "fake_nvml",
+                                            json_pack("{s:I,s:f}", "calls", (json_int_t)calls,
+                                                      "cost_cpu_seconds", (double)cost_ns / 1e9));
+        }
         if (a->opt.config_json)
                 json_object_set_new(o, "config", a->opt.config_json(a->opt.userdata));
         return api_reply_json(r, 200, o);

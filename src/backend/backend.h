@@ -78,6 +78,10 @@ int backend_set_power_limit(backend *b, unsigned idx, unsigned milliwatts);
 /* Fake NVML only: -ENOENT when the loaded library is not the fake. */
 int backend_inject(backend *b, const struct fake_inject *req, char *err, size_t errlen);
 
+/* Fake NVML only: NVML calls made and CPU burnt modelling their cost since load (the "floor" an
+ * agent cannot go below). -ENOENT when the loaded library is not the fake. */
+int backend_fake_stats(backend *b, unsigned long long *calls, unsigned long long *cost_ns);
+
 /* NVML return code → negative errno (exposed for the contract test). */
 int backend_errno_from_nvml(int nvml_return);
 

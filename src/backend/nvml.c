@@ -51,6 +51,7 @@ struct backend {
         int fake;               /* the fake NVML is loaded */
         struct nvml_api api;    /* resolved entry points */
         int (*fake_inject)(const struct fake_inject *, char *, size_t);
+        void (*fake_stats)(struct fake_stats *);
         unsigned count;          /* GPUs discovered at open */
         gpu_slot gpus[MAX_GPUS]; /* per GPU */
         nvmlEventSet_t events;   /* NULL until backend_events_start */
@@ -744,6 +745,7 @@ int backend_open(const backend_options *opt, backend **ret, char *err, size_t er
                 int (*configure)(const char *, char *, size_t) =
                     (int (*)(const char *, char *, size_t))dlsym(b->dl, "vigil_fake_configure");
                 *(void **)&b->fake_inject = dlsym(b->dl, "vigil_fake_inject");
+                *(void **)&b->fake_stats = dlsym(b->dl, "vigil_fake_stats");
                 b->fake = configure != NULL;
                 if (opt && opt->simulate && !configure) {
                         snprintf(err, errlen, "'%s' is not the Vigil fake NVML", b->library);
@@ -1004,4 +1006,16 @@ int backend_inject(backend *b, const struct fake_inject *req, char *err, size_t 
                 return -ENOENT;
         }
         return b->fake_inject(req, err, errlen);
+}
+
+int backend_fake_stats(backend *b, unsigned long long *calls, unsigned long long *cost_ns)
+{
+        struct fake_stats st = {0};
+
+        if (!b->fake_stats)
+                return -ENOENT;
+        b->fake_stats(&st);
+        *calls = st.calls;
+        *cost_ns = st.cost_ns;
+        return 0;
 }

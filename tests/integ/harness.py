@@ -104,6 +104,11 @@ class Vigild:
                 self.proc.kill()
                 self.proc.wait()
                 raise Failure("vigild did not stop within %ds of %s" % (timeout, sig))
+        # Under the ASan/UBSan build a report goes to vigild's stderr: any report fails the test.
+        log = self.logs()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                raise Failure("sanitizer report from vigild:\n" + log[log.index(marker) - 200:][:4000])
         return self.proc.returncode
 
     def logs(self):

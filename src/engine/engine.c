@@ -49,7 +49,7 @@ struct engine {
         int event_group[ENGINE_MAX_GPUS];  /* cache group of XID_ERRORS, XID_COUNT */
         uint16_t static_fields[MAX_GROUP_FIELDS];
         size_t n_static;
-        int64_t next_reattach[ENGINE_MAX_GPUS]; /* monotonic usec; used by the fast thread */
+        int64_t next_reattach[ENGINE_MAX_GPUS]; /* monotonic usec; guarded by lock */
 
         sched_group groups[MAX_GROUPS];
         size_t n_groups;
@@ -234,6 +234,7 @@ static void mark_lost(engine *e, unsigned idx)
         pthread_mutex_lock(&e->lock);
         was_up = e->gpus[idx].up;
         e->gpus[idx].up = false;
+        e->next_reattach[idx] = time_mono_us() + e->opt.reattach_us;
         if (was_up)
                 e->gpus[idx].lost_since_us = time_real_us();
         pthread_mutex_unlock(&e->lock);
@@ -255,9 +256,15 @@ static bool gpu_up(engine *e, unsigned idx)
 static void try_reattach(engine *e, int64_t now_mono)
 {
         for (unsigned i = 0; i < e->n_gpus; i++) {
-                if (gpu_up(e, i) || now_mono < e->next_reattach[i])
+                bool due;
+
+                pthread_mutex_lock(&e->lock);
+                due = !e->gpus[i].up && now_mono >= e->next_reattach[i];
+                if (due)
+                        e->next_reattach[i] = now_mono + e->opt.reattach_us;
+                pthread_mutex_unlock(&e->lock);
+                if (!due)
                         continue;
-                e->next_reattach[i] = now_mono + e->opt.reattach_us;
                 if (backend_reattach(e->opt.backend, i) < 0)
                         continue;
                 if (read_static(e, i) == 0)
@@ -281,7 +288,6 @@ static void run_group(engine *e, sched_group *g)
                 cache_group_push(e->opt.cache, g->cache_group[i], ts, vals);
                 if (r == -ENODEV) {
                         mark_lost(e, i);
-                        e->next_reattach[i] = time_mono_us() + e->opt.reattach_us;
                         continue;
                 }
                 pthread_mutex_lock(&e->lock);

@@ -1,7 +1,10 @@
 /* expo.c — Prometheus text exposition. Rendered once per sampler sweep into a snapshot; a scrape
  * is a reference-counted hand-off of that buffer to libmicrohttpd (no copy, no NVML).
  * Only valid readings are written: a field a GPU does not support, or any reading of a GPU that
- * stopped answering, is left out rather than replaced by a sentinel number. */
+ * stopped answering, is left out rather than replaced by a sentinel number.
+ * Two namings (native vigil_*, or dcgm-exporter's DCGM_FI_* families chosen by a counters CSV) and
+ * two formats (Prometheus text 0.0.4 and OpenMetrics 1.0.0) are rendered from the same readings:
+ * both formats are pre-rendered per sweep so a scrape of either stays a hand-off. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include "api-internal.h"
 #include "common/log.h"
 #include "common/vtime.h"
+#include "health/xid.h"
 
 int expo_escape(buf *b, const char *s)
 {
@@ -58,9 +62,40 @@ static void gpu_labels(api *a, buf *b, const engine_gpu *g)
                 label(b, a->labels[i].name, a->labels[i].value, false);
 }
 
-static void family(buf *b, const char *name, const char *type, const char *help)
+/* HELP text: text 0.0.4 escapes backslash and newline; OpenMetrics also the double quote. */
+static void help_escape(buf *b, const char *s, bool om)
 {
-        buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        for (; *s; s++) {
+                if (*s == '\\')
+                        buf_puts(b, "\\\\");
+                else if (*s == '\n')
+                        buf_puts(b, "\\n");
+                else if (*s == '"' && om)
+                        buf_puts(b, "\\\"");
+                else
+                        buf_append(b, s, 1);
+        }
+}
+
+/* HELP and TYPE lines. type is "gauge", "counter", "histogram" or "untyped". In OpenMetrics a
+ * counter family is named without its _total suffix (its samples keep it); a counter whose
+ * samples do not end in _total (dcgm-exporter's names) cannot be an OpenMetrics counter without
+ * renaming the series, so it is declared unknown and keeps its name. */
+static void family(buf *b, bool om, const char *name, const char *type, const char *help)
+{
+        size_t nl = strlen(name);
+
+        if (om && !strcmp(type, "counter")) {
+                if (nl > 6 && !strcmp(name + nl - 6, "_total"))
+                        nl -= 6;
+                else
+                        type = "unknown";
+        } else if (om && !strcmp(type, "untyped")) {
+                type = "unknown";
+        }
+        buf_printf(b, "# HELP %.*s ", (int)nl, name);
+        help_escape(b, help, om);
+        buf_printf(b, "\n# TYPE %.*s %s\n", (int)nl, name, type);
 }
 
 static void number(buf *b, double v)
@@ -89,7 +124,7 @@ static const struct {
     {0x80, "hw_power_brake_slowdown"},
 };
 
-int expo_render_native(api *a, buf *b)
+int expo_render_native(api *a, buf *b, bool om)
 {
         engine *e = a->opt.engine;
         unsigned n = engine_gpu_count(e);
@@ -111,12 +146,12 @@ int expo_render_native(api *a, buf *b)
                 gpu_labels(a, &lab[i], &gpus[i]);
         }
 
-        family(b, "vigil_build_info", "gauge", "Vigil version; always 1");
+        family(b, om, "vigil_build_info", "gauge", "Vigil version; always 1");
         buf_printf(b, "vigil_build_info{version=\"%s\"} 1\n", VIGIL_VERSION);
-        family(b, "vigil_gpus", "gauge", "GPUs discovered on this node");
+        family(b, om, "vigil_gpus", "gauge", "GPUs discovered on this node");
         buf_printf(b, "vigil_gpus %u\n", n);
 
-        family(b, "vigil_gpu_info", "gauge", "GPU identity as labels; always 1");
+        family(b, om, "vigil_gpu_info", "gauge", "GPU identity as labels; always 1");
         for (unsigned i = 0; i < n; i++) {
                 buf_printf(b, "vigil_gpu_info{%s", lab[i].data);
                 label(b, "serial", gpus[i].id.serial, false);
@@ -124,7 +159,7 @@ int expo_render_native(api *a, buf *b)
                 label(b, "driver_version", driver, false);
                 buf_puts(b, "} 1\n");
         }
-        family(b, "vigil_gpu_up", "gauge",
+        family(b, om, "vigil_gpu_up", "gauge",
                "1 when the GPU answers, 0 when it is lost (fell off the bus or stopped answering)");
         for (unsigned i = 0; i < n; i++)
                 buf_printf(b, "vigil_gpu_up{%s} %d\n", lab[i].data, gpus[i].up ? 1 : 0);
@@ -143,7 +178,7 @@ int expo_render_native(api *a, buf *b)
                                 continue;
                         x = m->type == FT_F64 ? v.d : (double)v.i;
                         if (!header) {
-                                family(b, m->native, m->kind == FK_COUNTER ? "counter" : "gauge",
+                                family(b, om, m->native, m->kind == FK_COUNTER ? "counter" : "gauge",
                                        m->help);
                                 header = true;
                         }
@@ -167,7 +202,7 @@ int expo_render_native(api *a, buf *b)
                             v.status != 0)
                                 continue;
                         if (!header) {
-                                family(b, "vigil_gpu_clock_event_active", "gauge",
+                                family(b, om, "vigil_gpu_clock_event_active", "gauge",
                                        "1 while the reason holds clocks down");
                                 header = true;
                         }
@@ -185,14 +220,14 @@ int expo_render_native(api *a, buf *b)
         {
                 bool header = true;
 
-                family(b, "vigil_gpu_xid_errors_total", "counter",
+                family(b, om, "vigil_gpu_xid_errors_total", "counter",
                        "XID errors reported by the driver, per XID code");
                 for (unsigned i = 0; i < n; i++) {
                         engine_xid x[ENGINE_MAX_XID_CODES];
                         size_t nx = engine_xids(e, i, x, ENGINE_MAX_XID_CODES);
                         for (size_t k = 0; k < nx; k++) {
                                 if (!header) {
-                                        family(b, "vigil_gpu_xid_errors_total", "counter",
+                                        family(b, om, "vigil_gpu_xid_errors_total", "counter",
                                                "XID errors reported by the driver, per XID code");
                                         header = true;
                                 }
@@ -203,7 +238,7 @@ int expo_render_native(api *a, buf *b)
         }
 
         engine_get_stats(e, &st);
-        family(b, "vigil_collection_duration_seconds", "histogram",
+        family(b, om, "vigil_collection_duration_seconds", "histogram",
                "Wall time of one sweep of a sampling tier over all GPUs");
         for (int t = TIER_FAST; t <= TIER_SLOW; t++) {
                 const engine_tier_stats *ts = &st.tier[t];
@@ -222,20 +257,20 @@ int expo_render_native(api *a, buf *b)
                 buf_printf(b, "vigil_collection_duration_seconds_count{tier=\"%s\"} %llu\n",
                            tiers[t], (unsigned long long)ts->sweeps);
         }
-        family(b, "vigil_collection_sweeps_total", "counter", "Completed sweeps per tier");
+        family(b, om, "vigil_collection_sweeps_total", "counter", "Completed sweeps per tier");
         for (int t = TIER_FAST; t <= TIER_SLOW; t++)
                 buf_printf(b, "vigil_collection_sweeps_total{tier=\"%s\"} %llu\n", tiers[t],
                            (unsigned long long)st.tier[t].sweeps);
-        family(b, "vigil_collection_late_sweeps_total", "counter",
+        family(b, om, "vigil_collection_late_sweeps_total", "counter",
                "Sweeps that started more than half an interval late");
         for (int t = TIER_FAST; t <= TIER_SLOW; t++)
                 buf_printf(b, "vigil_collection_late_sweeps_total{tier=\"%s\"} %llu\n", tiers[t],
                            (unsigned long long)st.tier[t].late);
-        family(b, "vigil_collection_interval_seconds", "gauge", "Configured interval per tier");
+        family(b, om, "vigil_collection_interval_seconds", "gauge", "Configured interval per tier");
         for (int t = TIER_FAST; t <= TIER_SLOW; t++)
                 buf_printf(b, "vigil_collection_interval_seconds{tier=\"%s\"} %g\n", tiers[t],
                            (double)st.tier[t].interval_us / 1e6);
-        family(b, "vigil_collection_last_sweep_timestamp_seconds", "gauge",
+        family(b, om, "vigil_collection_last_sweep_timestamp_seconds", "gauge",
                "Unix time at which the last sweep of a tier completed");
         for (int t = TIER_FAST; t <= TIER_SLOW; t++)
                 if (st.tier[t].last_sweep_us)
@@ -243,17 +278,19 @@ int expo_render_native(api *a, buf *b)
                                    "vigil_collection_last_sweep_timestamp_seconds{tier=\"%s\"} "
                                    "%.6f\n",
                                    tiers[t], (double)st.tier[t].last_sweep_us / 1e6);
-        family(b, "vigil_events_total", "counter", "NVML events received (XID, ECC)");
+        family(b, om, "vigil_events_total", "counter", "NVML events received (XID, ECC)");
         buf_printf(b, "vigil_events_total %llu\n", (unsigned long long)st.events);
         {
                 cache_stats cs;
                 cache_get_stats(a->opt.cache, &cs);
-                family(b, "vigil_cache_bytes", "gauge", "Memory reserved for sample history");
+                family(b, om, "vigil_cache_bytes", "gauge", "Memory reserved for sample history");
                 buf_printf(b, "vigil_cache_bytes %llu\n", (unsigned long long)cs.bytes);
-                family(b, "vigil_cache_samples", "gauge", "Samples held in history");
+                family(b, om, "vigil_cache_samples", "gauge", "Samples held in history");
                 buf_printf(b, "vigil_cache_samples %llu\n", (unsigned long long)cs.samples);
         }
 
+        if (om)
+                buf_puts(b, "# EOF\n");
         for (unsigned i = 0; i < n; i++)
                 buf_release(&lab[i]);
         free(lab);

@@ -1,0 +1,172 @@
+/* test_engine.c — the sampler against the fake NVML (constant-2gpu scenario): tiers fill the
+ * cache with exact values, per-field overrides switch fields off, a lost GPU is marked and comes
+ * back without a restart, XID events are counted per code, stop is prompt. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "backend/backend.h"
+#include "cache/cache.h"
+#include "common/vtime.h"
+#include "engine/engine.h"
+#include "fakenvml/fakenvml.h"
+
+static backend *be;
+static cache *ca;
+static _Atomic unsigned sweeps[TIER_COUNT];
+
+static void on_sweep(void *ud, enum field_tier t)
+{
+        (void)ud;
+        sweeps[t]++;
+}
+
+static int setup(void **state)
+{
+        backend_options o = {.simulate = 1};
+        char err[512], scen[4096], lib[4096];
+        const char *src = getenv("VIGIL_SOURCE_DIR"), *bld = getenv("VIGIL_BUILD_DIR");
+
+        (void)state;
+        snprintf(scen, sizeof(scen), "%s/tests/scenarios/constant-2gpu.yaml", src ? src : ".");
+        snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
+        setenv("VIGIL_FAKENVML", lib, 1);
+        o.scenario = scen;
+        if (backend_open(&o, &be, err, sizeof(err)) < 0) {
+                fprintf(stderr, "%s\n", err);
+                return -1;
+        }
+        return cache_new(engine_max_gpus(), &ca) < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+        (void)state;
+        ca = cache_free(ca);
+        be = backend_close(be);
+        return 0;
+}
+
+static bool wait_ready(engine *e, int64_t timeout_us)
+{
+        int64_t end = time_mono_us() + timeout_us;
+
+        while (time_mono_us() < end) {
+                if (engine_ready(e))
+                        return true;
+                usleep(10000);
+        }
+        return false;
+}
+
+static void test_sampling_lost_and_xid(void **state)
+{
+        static const engine_field_interval ov[] = {{FLD_MEMORY_TEMP, 0}, {FLD_GPU_TEMP, 200000}};
+        engine_options eo = {.backend = be,
+                             .cache = ca,
+                             .fast_us = 100000,
+                             .slow_us = 5000000,
+                             .overrides = ov,
+                             .n_overrides = 2,
+                             .keep_max_age_us = 60 * USEC_PER_SEC,
+                             .keep_max_samples = 600,
+                             .reattach_us = 100000,
+                             .on_sweep = on_sweep};
+        engine *e = NULL;
+        field_value v;
+        engine_gpu g;
+        engine_xid x[4];
+        char err[256];
+        int64_t t0;
+
+        (void)state;
+        assert_int_equal(engine_new(&eo, &e), 0);
+        assert_int_equal(engine_gpu_count(e), 2);
+        /* static fields and identity are read before the threads start */
+        assert_int_equal(cache_latest(ca, 0, FLD_FB_TOTAL, &v, NULL), 0);
+        assert_int_equal(v.i, 143771);
+        assert_int_equal(engine_gpu_get(e, 1, &g), 0);
+        assert_string_equal(g.id.uuid, "GPU-00000000-1111-2222-3333-444444444444");
+        assert_int_equal(
+            engine_gpu_find(e, "GPU-00000000-1111-2222-3333-444444444444", &(unsigned){0}), 0);
+        assert_int_equal(engine_gpu_find(e, "7", &(unsigned){0}), -ENOENT);
+
+        assert_int_equal(engine_start(e), 0);
+        assert_true(wait_ready(e, 5 * USEC_PER_SEC));
+        assert_int_equal(cache_latest(ca, 1, FLD_GPU_TEMP, &v, NULL), 0);
+        assert_int_equal(v.status, 0);
+        assert_int_equal(v.i, 61);
+        assert_int_equal(cache_latest(ca, 0, FLD_POWER_USAGE, &v, NULL), 0);
+        assert_true(v.d == 250.5);
+        assert_int_equal(cache_latest(ca, 0, FLD_MEMORY_TEMP, &v, NULL), -ENOENT); /* off */
+        assert_int_equal(engine_interval_of(e, FLD_MEMORY_TEMP), 0);
+        assert_int_equal(engine_interval_of(e, FLD_GPU_TEMP), 200000);
+        assert_int_equal(engine_interval_of(e, FLD_SM_CLOCK), 100000);
+        assert_true(sweeps[TIER_FAST] >= 1 && sweeps[TIER_SLOW] >= 1);
+
+        /* lost: marked within a few sweeps, back by itself */
+        {
+                struct fake_inject req = {.kind = FAKE_INJECT_LOST, .gpu = 1, .count = 1};
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                t0 = time_mono_us();
+                while (engine_gpus_up(e) != 1 && time_mono_us() - t0 < 2 * USEC_PER_SEC)
+                        usleep(10000);
+                assert_int_equal(engine_gpus_up(e), 1);
+                engine_gpu_get(e, 1, &g);
+                assert_false(g.up);
+                assert_true(g.lost_since_us > 0);
+                req.count = 0;
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                while (engine_gpus_up(e) != 2 && time_mono_us() - t0 < 5 * USEC_PER_SEC)
+                        usleep(10000);
+                assert_int_equal(engine_gpus_up(e), 2);
+                engine_gpu_get(e, 1, &g);
+                assert_int_equal(g.attaches, 2);
+        }
+
+        /* XIDs counted per code, in code order */
+        {
+                struct fake_inject req = {.kind = FAKE_INJECT_XID, .gpu = 0, .count = 79};
+                size_t n = 0;
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                req.count = 13;
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                t0 = time_mono_us();
+                while (time_mono_us() - t0 < 2 * USEC_PER_SEC) {
+                        n = engine_xids(e, 0, x, 4);
+                        if (n == 2 && x[0].count == 2)
+                                break;
+                        usleep(5000);
+                }
+                assert_int_equal(n, 2);
+                assert_int_equal(x[0].code, 13);
+                assert_int_equal(x[0].count, 2);
+                assert_int_equal(x[1].code, 79);
+                assert_int_equal(x[1].count, 1);
+                assert_int_equal(engine_xids(e, 1, x, 4), 0);
+                assert_int_equal(cache_latest(ca, 0, FLD_XID_COUNT, &v, NULL), 0);
+                assert_int_equal(v.i, 3);
+        }
+
+        /* stop is prompt even with a 5 s slow tier */
+        t0 = time_mono_us();
+        engine_stop(e);
+        assert_true(time_mono_us() - t0 < USEC_PER_SEC);
+        e = engine_free(e);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_sampling_lost_and_xid),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}

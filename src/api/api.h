@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 
 typedef struct api api;
+struct counter_set;
 
 typedef struct api_label {
         const char *name;  /* Prometheus label name */
@@ -30,6 +31,11 @@ typedef struct api_options {
         const char *addr_file;         /* where to write the bound URL, may be NULL */
         const char *hostname;          /* value of the hostname label */
         const api_label *extra_labels; /* added to every per-GPU series */
+        /* dcgm-exporter naming: DCGM_FI_* families and labels. counters (borrowed, must outlive
+         * the api) selects the families; NULL with dcgm_naming = dcgm-exporter's default set.
+         * counters set without dcgm_naming also selects dcgm naming. */
+        bool dcgm_naming;
+        const struct counter_set *counters;
         size_t n_extra_labels;
         unsigned threads;         /* libmicrohttpd thread pool size */
         unsigned max_connections; /* total */
@@ -40,6 +46,10 @@ typedef struct api_options {
         /* Effective configuration for /api/v1/status; called on an HTTP thread. */
         json_t *(*config_json)(void *userdata);
         void *userdata;
+        /* Takeover (zero-downtime upgrade): listening sockets inherited from the previous vigild,
+         * served instead of binding listen / socket_path. 0 = bind our own. Owned by the api. */
+        int inherit_tcp_fd;
+        int inherit_unix_fd;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */
@@ -47,9 +57,18 @@ int api_new(const api_options *opt, api **ret);
 /* Bind and start serving. On success writes the TCP URL ("http://127.0.0.1:5555") into url
  * (empty when TCP is off). Errors name the address: "cannot listen on '…': address in use". */
 int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen);
-/* Render the /metrics snapshot from the current cache and engine state. Any thread; serialised. */
+/* Render the /metrics snapshots (text 0.0.4 and OpenMetrics) from the current cache and engine
+ * state. Any thread; serialised. */
 void api_render(api *a);
 void api_stop(api *a);
 api *api_free(api *a);
+/* The listening sockets (-1 when off), borrowed, e.g. to hand to a successor vigild. */
+void api_listen_fds(api *a, int *tcp_fd, int *unix_fd);
+/* Stop accepting (the listening sockets stay open until api_stop, so a successor holding them
+ * keeps accepting), answer every further request with "Connection: close", and wait up to
+ * timeout_us for the open connections to finish. Returns how many are still open. */
+unsigned api_drain(api *a, int64_t timeout_us);
+/* A successor serves the unix socket path now: api_stop must not unlink it. */
+void api_handed_over(api *a);
 
 #endif

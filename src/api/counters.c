@@ -44,7 +44,7 @@ static const char *const uncollected[] = {
 };
 
 static const char *const type_names[] = {
-    [CT_GAUGE] = "gauge", [CT_COUNTER] = "counter", [CT_HISTOGRAM] = "histogram",
+    [CT_GAUGE] = "gauge",     [CT_COUNTER] = "counter", [CT_HISTOGRAM] = "histogram",
     [CT_SUMMARY] = "summary", [CT_LABEL] = "label",
 };
 
@@ -190,7 +190,8 @@ static int resolve(const char *name, counter_entry *ce)
         if (!strncmp(name, "DCGM_EXP_", 9))
                 return -EOPNOTSUPP;
         m = field_by_name(name);
-        if (m && (!strcmp(name, m->dcgm_name) || (m->dcgm46_name && !strcmp(name, m->dcgm46_name)))) {
+        if (m &&
+            (!strcmp(name, m->dcgm_name) || (m->dcgm46_name && !strcmp(name, m->dcgm46_name)))) {
                 ce->src = CS_FIELD;
                 ce->field = m;
                 return 0;
@@ -258,12 +259,14 @@ int counters_parse(const char *text, size_t len, const char *name, counter_set *
                         r = fail(err, errlen, -EINVAL, name, line,
                                  "malformed CSV record: expected 3 fields (DCGM field, Prometheus "
                                  "metric type, help message), got %s",
-                                 n > 3 ? "more" : n == 2 ? "2" : "1");
+                                 n > 3    ? "more"
+                                 : n == 2 ? "2"
+                                          : "1");
                         goto out;
                 }
                 if (!c[0][0] || strlen(c[0]) >= COUNTERS_MAX_NAME || !valid_metric_name(c[0])) {
-                        r = fail(err, errlen, -EINVAL, name, line, "'%.*s' is not a valid field name",
-                                 COUNTERS_MAX_NAME, c[0]);
+                        r = fail(err, errlen, -EINVAL, name, line,
+                                 "'%.*s' is not a valid field name", COUNTERS_MAX_NAME, c[0]);
                         goto out;
                 }
                 if (!parse_type(c[1], &ce.type)) {

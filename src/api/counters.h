@@ -31,17 +31,17 @@ enum counter_type {
 };
 
 enum counter_source {
-        CS_FIELD = 0,        /* a catalog field (field != NULL) */
-        CS_UNCOLLECTED = 1,  /* a DCGM field Vigil does not collect: exports nothing */
+        CS_FIELD = 0,       /* a catalog field (field != NULL) */
+        CS_UNCOLLECTED = 1, /* a DCGM field Vigil does not collect: exports nothing */
 };
 
 typedef struct counter_entry {
-        char *name;               /* as the file spells it; the exported family name */
-        char *help;               /* HELP text, verbatim */
-        enum counter_type type;   /* column 2 */
-        enum counter_source src;  /* where the value comes from */
-        const field_meta *field;  /* CS_FIELD: the catalog entry; else NULL */
-        unsigned line;            /* 1-based line in the file */
+        char *name;              /* as the file spells it; the exported family name */
+        char *help;              /* HELP text, verbatim */
+        enum counter_type type;  /* column 2 */
+        enum counter_source src; /* where the value comes from */
+        const field_meta *field; /* CS_FIELD: the catalog entry; else NULL */
+        unsigned line;           /* 1-based line in the file */
 } counter_entry;
 
 typedef struct counter_set {

@@ -178,8 +178,8 @@ int expo_render_native(api *a, buf *b, bool om)
                                 continue;
                         x = m->type == FT_F64 ? v.d : (double)v.i;
                         if (!header) {
-                                family(b, om, m->native, m->kind == FK_COUNTER ? "counter" : "gauge",
-                                       m->help);
+                                family(b, om, m->native,
+                                       m->kind == FK_COUNTER ? "counter" : "gauge", m->help);
                                 header = true;
                         }
                         buf_printf(b, "%s{%s} ", m->native, lab[i].data);
@@ -298,32 +298,207 @@ int expo_render_native(api *a, buf *b, bool om)
         return b->err;
 }
 
-void api_render(api *a)
+/* Value of a label-type counters entry for one GPU, or NULL when the GPU does not provide it
+ * (the label is then left out). Numeric fields used as labels print their latest reading. */
+static const char *label_value(api *a, const counter_entry *ce, const engine_gpu *g,
+                               const char *driver, const char *nvml, char *tmp, size_t tmplen)
+{
+        const char *v = NULL;
+        field_value fv;
+
+        if (ce->src != CS_FIELD)
+                return NULL;
+        switch (ce->field->id) {
+        case FLD_DRIVER_VERSION:
+                v = driver;
+                break;
+        case FLD_NVML_VERSION:
+                v = nvml;
+                break;
+        case FLD_NAME:
+                v = g->id.name;
+                break;
+        case FLD_SERIAL:
+                v = g->id.serial;
+                break;
+        case FLD_UUID:
+                v = g->id.uuid;
+                break;
+        case FLD_PCI_BUSID:
+                v = g->id.pci_bus_id;
+                break;
+        case FLD_VBIOS_VERSION:
+                v = g->id.vbios;
+                break;
+        case FLD_INFOROM_IMAGE_VER:
+                v = g->id.inforom;
+                break;
+        case FLD_MINOR_NUMBER:
+                if (g->id.minor < 0)
+                        return NULL;
+                snprintf(tmp, tmplen, "%d", g->id.minor);
+                return tmp;
+        default:
+                if (ce->field->type == FT_STR ||
+                    cache_latest(a->opt.cache, g->index, ce->field->id, &fv, NULL) < 0 ||
+                    fv.status != 0)
+                        return NULL;
+                if (ce->field->type == FT_F64)
+                        snprintf(tmp, tmplen, "%g", fv.d);
+                else
+                        snprintf(tmp, tmplen, "%lld", (long long)fv.i);
+                return tmp;
+        }
+        return v && v[0] ? v : NULL;
+}
+
+/* dcgm-exporter's per-GPU label set, in its order: gpu, UUID, pci_bus_id, device, modelName,
+ * hostname, the CSV's label-type fields, then metrics.extra_labels. */
+static void dcgm_labels(api *a, buf *b, const engine_gpu *g, const char *driver, const char *nvml)
+{
+        const counter_set *cs = a->counters;
+        char idx[16], dev[32], tmp[64];
+
+        snprintf(idx, sizeof(idx), "%u", g->index);
+        snprintf(dev, sizeof(dev), "nvidia%d", g->id.minor >= 0 ? g->id.minor : (int)g->index);
+        label(b, "gpu", idx, true);
+        label(b, "UUID", g->id.uuid, false);
+        label(b, "pci_bus_id", g->id.pci_bus_id, false);
+        label(b, "device", dev, false);
+        label(b, "modelName", g->id.name, false);
+        label(b, "hostname", a->hostname, false);
+        for (size_t k = 0; k < cs->n; k++) {
+                const counter_entry *ce = &cs->entries[k];
+                const char *v;
+                if (ce->type != CT_LABEL)
+                        continue;
+                v = label_value(a, ce, g, driver, nvml, tmp, sizeof(tmp));
+                if (v)
+                        label(b, ce->name, v, false);
+        }
+        for (size_t i = 0; i < a->n_labels; i++)
+                label(b, a->labels[i].name, a->labels[i].value, false);
+}
+
+static const char *counter_prom_type(enum counter_type t)
+{
+        switch (t) {
+        case CT_GAUGE:
+                return "gauge";
+        case CT_COUNTER:
+                return "counter";
+        default:
+                return "untyped"; /* one value per series is not a histogram or a summary */
+        }
+}
+
+/* dcgm-exporter naming: exactly the CSV's families, names, types and help, values in DCGM units
+ * (the stored units). A lost GPU exports nothing; an unsupported field is left out. */
+int expo_render_dcgm(api *a, buf *b, bool om)
+{
+        engine *e = a->opt.engine;
+        const counter_set *cs = a->counters;
+        unsigned n = engine_gpu_count(e);
+        engine_gpu *gpus = calloc(n ? n : 1, sizeof(*gpus));
+        buf *lab = calloc(n ? n : 1, sizeof(*lab));
+        const char *driver, *nvml;
+
+        if (!gpus || !lab) {
+                free(gpus);
+                free(lab);
+                return -ENOMEM;
+        }
+        engine_versions(e, &driver, &nvml);
+        for (unsigned i = 0; i < n; i++) {
+                engine_gpu_get(e, i, &gpus[i]);
+                buf_init(&lab[i], 4096);
+                dcgm_labels(a, &lab[i], &gpus[i], driver, nvml);
+        }
+        for (size_t k = 0; k < cs->n; k++) {
+                const counter_entry *ce = &cs->entries[k];
+                const field_meta *m = ce->field;
+                bool header = false;
+
+                if (ce->type == CT_LABEL || ce->src != CS_FIELD)
+                        continue;
+                for (unsigned i = 0; i < n; i++) {
+                        field_value v;
+                        if (!gpus[i].up)
+                                continue;
+                        if (cache_latest(a->opt.cache, i, m->id, &v, NULL) < 0 || v.status != 0)
+                                continue;
+                        if (m->type == FT_F64 && !isfinite(v.d))
+                                continue;
+                        if (!header) {
+                                family(b, om, ce->name, counter_prom_type(ce->type), ce->help);
+                                header = true;
+                        }
+                        buf_printf(b, "%s{%s", ce->name, lab[i].data);
+                        if (m->id == FLD_XID_ERRORS) {
+                                char code[24];
+                                snprintf(code, sizeof(code), "%lld", (long long)v.i);
+                                label(b, "err_code", code, false);
+                                label(b, "err_msg",
+                                      v.i == 0 ? "No Error" : xid_lookup((uint32_t)v.i)->message,
+                                      false);
+                        }
+                        buf_puts(b, "} ");
+                        if (m->type == FT_I64)
+                                buf_printf(b, "%lld\n", (long long)v.i);
+                        else {
+                                number(b, v.d);
+                                buf_puts(b, "\n");
+                        }
+                }
+        }
+        if (om)
+                buf_puts(b, "# EOF\n");
+        for (unsigned i = 0; i < n; i++)
+                buf_release(&lab[i]);
+        free(lab);
+        free(gpus);
+        return b->err;
+}
+
+/* Render one variant into the shared buffer and wrap a right-sized copy in a snapshot. */
+static snapshot *render_one(api *a, bool om)
 {
         snapshot *s = NULL;
         char *data;
         size_t len;
         int r;
 
-        pthread_mutex_lock(&a->render_lock);
         buf_reset(&a->render_buf);
-        r = expo_render_native(a, &a->render_buf);
+        r = a->counters ? expo_render_dcgm(a, &a->render_buf, om)
+                        : expo_render_native(a, &a->render_buf, om);
         if (r < 0) {
-                pthread_mutex_unlock(&a->render_lock);
-                log_error("http", "failed to render /metrics: %s", strerror(-r));
-                return;
+                log_error("http", "failed to render /metrics (%s): %s", om ? "OpenMetrics" : "text",
+                          strerror(-r));
+                return NULL;
         }
         /* Hand a right-sized copy to the snapshot; keep the big buffer for the next render. */
         len = a->render_buf.len;
         data = malloc(len + 1);
-        if (data) {
-                memcpy(data, a->render_buf.data, len + 1);
-                if (snapshot_new(data, len, time_real_us(), &s) < 0)
-                        s = NULL;
-        }
+        if (!data)
+                return NULL;
+        memcpy(data, a->render_buf.data, len + 1);
+        if (snapshot_new(data, len, time_real_us(), &s) < 0)
+                return NULL;
+        return s;
+}
+
+void api_render(api *a)
+{
+        snapshot *text, *om;
+
+        pthread_mutex_lock(&a->render_lock);
+        text = render_one(a, false);
+        om = render_one(a, true);
         pthread_mutex_unlock(&a->render_lock);
-        if (s)
-                snapshot_slot_publish(&a->metrics, s);
+        if (text)
+                snapshot_slot_publish(&a->metrics, text);
+        if (om)
+                snapshot_slot_publish(&a->metrics_om, om);
 }
 
 static void unref_snapshot(void *cls)
@@ -331,15 +506,34 @@ static void unref_snapshot(void *cls)
         snapshot_unref(cls);
 }
 
+/* True when the Accept header asks for OpenMetrics with a q above zero. Prometheus sends
+ * "application/openmetrics-text;version=1.0.0,…;q=0.75,text/plain;version=0.0.4;q=0.5,…". */
+static bool wants_openmetrics(const char *accept)
+{
+        const char *p = accept;
+
+        while (p && (p = strstr(p, "application/openmetrics-text"))) {
+                const char *end = strchrnul(p, ',');
+                const char *q = strstr(p, "q=");
+                if (!q || q > end || strtod(q + 2, NULL) > 0)
+                        return true;
+                p = end;
+        }
+        return false;
+}
+
 enum MHD_Result h_metrics(request *r)
 {
-        snapshot *s = snapshot_slot_get(&r->api->metrics);
+        const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
+        bool om = wants_openmetrics(accept);
+        snapshot_slot *slot = om ? &r->api->metrics_om : &r->api->metrics;
+        snapshot *s = snapshot_slot_get(slot);
         struct MHD_Response *resp;
         enum MHD_Result ret;
 
         if (!s) {
                 api_render(r->api);
-                s = snapshot_slot_get(&r->api->metrics);
+                s = snapshot_slot_get(slot);
                 if (!s)
                         return api_reply_error(r, 503, "metrics are not rendered yet");
         }
@@ -349,7 +543,10 @@ enum MHD_Result h_metrics(request *r)
                 snapshot_unref(s);
                 return MHD_NO;
         }
-        MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+        MHD_add_response_header(resp, "Content-Type",
+                                om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                   : "text/plain; version=0.0.4; charset=utf-8");
+        MHD_add_response_header(resp, "Vary", "Accept");
         ret = MHD_queue_response(r->conn, 200, resp);
         MHD_destroy_response(resp);
         return ret;

@@ -80,6 +80,8 @@ static enum MHD_Result reply(request *r, unsigned status, char *data, size_t len
         MHD_add_response_header(resp, "Content-Type", ctype);
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        if (r->api->draining) /* the client reconnects, to our successor */
+                MHD_add_response_header(resp, "Connection", "close");
         ret = MHD_queue_response(r->conn, status, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -342,6 +344,25 @@ static int listen_unix(const char *path, char *err, size_t errlen)
         return fd;
 }
 
+/* The URL of a listener we did not bind ourselves (takeover). */
+static int inherited_tcp(int fd, char *url, size_t urllen)
+{
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char shown[INET6_ADDRSTRLEN] = "";
+
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+                inet_ntop(AF_INET, &in->sin_addr, shown, sizeof(shown));
+                snprintf(url, urllen, "http://%s:%u", shown, ntohs(in->sin_port));
+        } else if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+                inet_ntop(AF_INET6, &in6->sin6_addr, shown, sizeof(shown));
+                snprintf(url, urllen, "http://[%s]:%u", shown, ntohs(in6->sin6_port));
+        }
+        return fd;
+}
+
 static void free_strings(api *a)
 {
         for (size_t i = 0; i < a->n_labels; i++) {
@@ -400,7 +421,19 @@ int api_new(const api_options *opt, api **ret)
         a->opt.extra_labels = a->labels;
         a->opt.n_extra_labels = a->n_labels;
         a->start_us = time_real_us();
+        a->counters = opt->counters;
+        if (opt->dcgm_naming && !opt->counters) {
+                int r = counters_default(&a->own_counters, NULL, 0);
+                if (r < 0) {
+                        free_strings(a);
+                        return r;
+                }
+                a->counters = a->own_counters;
+        }
+        a->opt.counters = a->counters;
+        a->opt.dcgm_naming = a->counters != NULL;
         snapshot_slot_init(&a->metrics);
+        snapshot_slot_init(&a->metrics_om);
         pthread_mutex_init(&a->render_lock, NULL);
         buf_init(&a->render_buf, 64u << 20);
         *ret = TAKE_PTR(a);
@@ -415,7 +448,16 @@ int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen)
         int fd;
 
         url[0] = '\0';
-        if (a->listen[0]) {
+        if (a->opt.inherit_tcp_fd > 0) {
+                fd = inherited_tcp(a->opt.inherit_tcp_fd, url, urllen);
+                a->tcp = start_mhd(a, fd, true);
+                if (!a->tcp) {
+                        close(fd);
+                        snprintf(err, errlen, "cannot serve the inherited listener %s", url);
+                        return -EIO;
+                }
+                a->tcp_fd = fd;
+        } else if (a->listen[0]) {
                 fd = listen_tcp(a->listen, url, urllen, err, errlen);
                 if (fd < 0)
                         return fd;
@@ -428,7 +470,8 @@ int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen)
                 a->tcp_fd = fd;
         }
         if (a->socket_path[0]) {
-                fd = listen_unix(a->socket_path, err, errlen);
+                fd = a->opt.inherit_unix_fd > 0 ? a->opt.inherit_unix_fd
+                                                : listen_unix(a->socket_path, err, errlen);
                 if (fd < 0) {
                         api_stop(a);
                         return fd;
@@ -461,10 +504,60 @@ int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen)
         return 0;
 }
 
+static unsigned open_connections(struct MHD_Daemon *d)
+{
+        const union MHD_DaemonInfo *i =
+            d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+
+        return i ? i->num_connections : 0;
+}
+
+/* Stop accepting. MHD then leaves the listening sockets to us (closed in api_stop). */
+static void quiesce(api *a)
+{
+        if (a->quiesced)
+                return;
+        if (a->tcp)
+                MHD_quiesce_daemon(a->tcp);
+        if (a->unix_srv)
+                MHD_quiesce_daemon(a->unix_srv);
+        a->quiesced = true;
+}
+
+unsigned api_drain(api *a, int64_t timeout_us)
+{
+        int64_t deadline = time_mono_us() + timeout_us;
+        unsigned open;
+
+        if (!a)
+                return 0;
+        a->draining = true;
+        quiesce(a);
+        for (;;) {
+                open = open_connections(a->tcp) + open_connections(a->unix_srv);
+                if (open == 0 || time_mono_us() >= deadline)
+                        return open;
+                usleep(5000);
+        }
+}
+
+void api_listen_fds(api *a, int *tcp_fd, int *unix_fd)
+{
+        *tcp_fd = a && a->tcp ? a->tcp_fd : -1;
+        *unix_fd = a && a->unix_srv ? a->unix_fd : -1;
+}
+
+void api_handed_over(api *a)
+{
+        if (a)
+                a->unix_bound = false;
+}
+
 void api_stop(api *a)
 {
         if (!a)
                 return;
+        quiesce(a);
         if (a->tcp) {
                 MHD_stop_daemon(a->tcp);
                 a->tcp = NULL;
@@ -487,6 +580,8 @@ api *api_free(api *a)
                 return NULL;
         api_stop(a);
         snapshot_slot_release(&a->metrics);
+        snapshot_slot_release(&a->metrics_om);
+        a->own_counters = counters_free(a->own_counters);
         pthread_mutex_destroy(&a->render_lock);
         buf_release(&a->render_buf);
         free_strings(a);

@@ -34,6 +34,7 @@ enum opt_type {
         OPT_ENUM,      /* int-sized enum; the value is the index in names */
         OPT_FIELD_MAP, /* config_field_interval[] at offset, size_t count at count_offset */
         OPT_LABEL_MAP, /* config_label[] at offset, size_t count at count_offset */
+        OPT_LIST,      /* char *, owned: a YAML sequence of strings (or one string), comma-joined */
 };
 
 struct option;
@@ -60,10 +61,21 @@ static int check_socket(const struct option *o, const char *shown, const char *v
                         size_t whylen);
 static int check_nonempty(const struct option *o, const char *shown, const char *v, char *why,
                           size_t whylen);
+static int check_schedule(const struct option *o, const char *shown, const char *v, char *why,
+                          size_t whylen);
+static int check_jwt_secret(const struct option *o, const char *shown, const char *v, char *why,
+                            size_t whylen);
+static int check_cidr(const struct option *o, const char *shown, const char *v, char *why,
+                      size_t whylen);
+static int check_perms(const struct option *o, const char *shown, const char *v, char *why,
+                       size_t whylen);
 
+static const char *const auth_method_names[] = {"jwt", NULL};
+static const char *const client_auth_names[] = {"none", "request", "require", NULL};
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
+static const char *const compression_names[] = {"zstd", "gzip", NULL};
 
 #define OFF(m) offsetof(vigil_config, m)
 
@@ -100,6 +112,72 @@ static const struct option options[] = {
      .max = 16777216},
     {"logging.level", OPT_ENUM, OFF(logging.level), .def = "info", .names = level_names},
     {"logging.format", OPT_ENUM, OFF(logging.format), .def = "text", .names = format_names},
+    /* backup: and security.encryption: (docs/backup.md; the store module) */
+    {"backup.dir", OPT_STRING, OFF(backup.dir), .def = ""},
+    {"backup.schedule", OPT_STRING, OFF(backup.schedule), .def = "", .check = check_schedule},
+    {"backup.keep.count", OPT_UINT, OFF(backup.keep_count), .def = "7", .min = 1, .max = 10000},
+    {"backup.keep.max_age", OPT_DURATION, OFF(backup.keep_max_age_us), .def = "30d",
+     .min = 3600 * S, .max = 3650 * 86400 * S},
+    {"backup.hook", OPT_STRING, OFF(backup.hook), .def = ""},
+    {"backup.hook_timeout", OPT_DURATION, OFF(backup.hook_timeout_us), .def = "5m", .min = 1 * S,
+     .max = 86400 * S},
+    {"backup.restore_on_corrupt", OPT_BOOL, OFF(backup.restore_on_corrupt), .def = "true"},
+    {"backup.compression", OPT_ENUM, OFF(backup.compression), .def = "zstd",
+     .names = compression_names},
+    {"security.encryption.data_at_rest", OPT_BOOL, OFF(encryption.data_at_rest), .def = "false"},
+    {"security.encryption.encryption_key", OPT_STRING, OFF(encryption.encryption_key), .def = "",
+     .secret = true},
+    {"security.encryption.key_rotation_days", OPT_UINT, OFF(encryption.key_rotation_days),
+     .def = "90", .min = 0, .max = 3650},
+    /* security: (docs/security.md) */
+    {"security.authentication.enabled", OPT_BOOL, OFF(security.authentication.enabled),
+     .def = "false"},
+    {"security.authentication.method", OPT_ENUM, OFF(security.authentication.method), .def = "jwt",
+     .names = auth_method_names},
+    {"security.authentication.jwt_secret", OPT_STRING, OFF(security.authentication.jwt_secret),
+     .def = "", .check = check_jwt_secret, .secret = true},
+    {"security.authentication.token_expiry", OPT_DURATION,
+     OFF(security.authentication.token_expiry_us), .def = "24h", .min = 1 * S,
+     .max = 365 * 86400 * S},
+    {"security.authentication.issuer", OPT_STRING, OFF(security.authentication.issuer), .def = ""},
+    {"security.authentication.audience", OPT_STRING, OFF(security.authentication.audience),
+     .def = ""},
+    {"security.authentication.public_key_file", OPT_STRING,
+     OFF(security.authentication.public_key_file), .def = ""},
+    {"security.authentication.leeway", OPT_DURATION, OFF(security.authentication.leeway_us),
+     .def = "60s", .min = 0, .max = 300 * S, .why = "RFC 7519 leeway is a few minutes at most"},
+    {"security.authorization.enabled", OPT_BOOL, OFF(security.authorization.enabled),
+     .def = "true"},
+    {"security.authorization.roles.admin", OPT_LIST, OFF(security.authorization.admin),
+     .def = "*", .check = check_perms},
+    {"security.authorization.roles.operator", OPT_LIST, OFF(security.authorization.operator_),
+     .def = "read,write,execute", .check = check_perms},
+    {"security.authorization.roles.viewer", OPT_LIST, OFF(security.authorization.viewer),
+     .def = "read", .check = check_perms},
+    {"security.authorization.unix_admin_group", OPT_STRING,
+     OFF(security.authorization.unix_admin_group), .def = "vigil"},
+    {"security.tls.enabled", OPT_BOOL, OFF(security.tls.enabled), .def = "false"},
+    {"security.tls.cert_file", OPT_STRING, OFF(security.tls.cert_file), .def = ""},
+    {"security.tls.key_file", OPT_STRING, OFF(security.tls.key_file), .def = ""},
+    {"security.tls.ca_file", OPT_STRING, OFF(security.tls.ca_file), .def = ""},
+    {"security.tls.client_auth", OPT_ENUM, OFF(security.tls.client_auth), .def = "none",
+     .names = client_auth_names},
+    {"security.network.allowed_ips", OPT_LIST, OFF(security.network.allowed_ips), .def = "",
+     .check = check_cidr},
+    {"security.network.trusted_proxies", OPT_LIST, OFF(security.network.trusted_proxies),
+     .def = "", .check = check_cidr},
+    {"security.network.rate_limiting.enabled", OPT_BOOL, OFF(security.network.rl_enabled),
+     .def = "false"},
+    {"security.network.rate_limiting.requests_per_minute", OPT_UINT,
+     OFF(security.network.rl_per_minute), .def = "100", .min = 1, .max = 1000000},
+    {"security.network.rate_limiting.burst", OPT_UINT, OFF(security.network.rl_burst), .def = "20",
+     .min = 1, .max = 100000},
+    {"security.audit.enabled", OPT_BOOL, OFF(security.audit.enabled), .def = "true"},
+    {"security.audit.retention_days", OPT_UINT, OFF(security.audit.retention_days), .def = "365",
+     .min = 0, .max = 36500},
+    {"security.audit.include_sensitive_data", OPT_BOOL, OFF(security.audit.include_sensitive_data),
+     .def = "false"},
+    {"security.metrics_public", OPT_BOOL, OFF(security.metrics_public), .def = "true"},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -113,7 +191,7 @@ static const struct {
 
 /* Sections of DESIGN §8 that later versions add: refused, but with a message saying so. */
 static const char *const unsupported[] = {
-    "health", "policies", "alerting", "security", "backup", "logging.file", "logging.syslog",
+    "health", "policies", "alerting", "logging.file", "logging.syslog",
 };
 
 /* Per-field interval bounds by the field's default tier; 0 = only "off" is accepted. */
@@ -183,6 +261,7 @@ static int option_set(const struct option *o, vigil_config *c, const char *v, co
         void *p = slot(c, o->offset);
 
         switch (o->type) {
+        case OPT_LIST:
         case OPT_STRING: {
                 char *s;
                 if (o->check && o->check(o, shown, v, why, whylen) < 0)
@@ -261,6 +340,23 @@ static int option_set(const struct option *o, vigil_config *c, const char *v, co
         return -EINVAL;
 }
 
+/* backup.schedule: "" (off) or an interval of at least a minute. */
+static int check_schedule(const struct option *o, const char *shown, const char *v, char *why,
+                          size_t whylen)
+{
+        int64_t us;
+
+        (void)shown;
+        if (!*v)
+                return 0;
+        if (time_parse_duration(v, &us) < 0 || us < 60 * S) {
+                snprintf(why, whylen, "%s: '%s' is not an interval of at least 1m (or \"\" for off)",
+                         o->path, v);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int check_nonempty(const struct option *o, const char *shown, const char *v, char *why,
                           size_t whylen)
 {
@@ -269,6 +365,73 @@ static int check_nonempty(const struct option *o, const char *shown, const char 
                 return 0;
         snprintf(why, whylen, "%s: must not be empty", o->path);
         return -EINVAL;
+}
+
+/* RFC 7518 §3.2: an HS256 key must have at least 256 bits. */
+static int check_jwt_secret(const struct option *o, const char *shown, const char *v, char *why,
+                            size_t whylen)
+{
+        (void)shown;
+        if (!*v || strlen(v) >= 32)
+                return 0;
+        snprintf(why, whylen, "%s: the secret is %zu bytes; HS256 needs at least 32 random bytes",
+                 o->path, strlen(v));
+        return -EINVAL;
+}
+
+/* Each comma-separated entry is ADDR or ADDR/PREFIX, IPv4 or IPv6. */
+static int check_cidr(const struct option *o, const char *shown, const char *v, char *why,
+                      size_t whylen)
+{
+        (void)shown;
+        while (*v) {
+                const char *e = strchrnul(v, ',');
+                char ent[128], *slash;
+                unsigned char addr[16];
+                int fam, maxp;
+                snprintf(ent, sizeof(ent), "%.*s", (int)(e - v), v);
+                slash = strchr(ent, '/');
+                if (slash)
+                        *slash = '\0';
+                fam = strchr(ent, ':') ? AF_INET6 : AF_INET;
+                maxp = fam == AF_INET6 ? 128 : 32;
+                if ((size_t)(e - v) >= sizeof(ent) || inet_pton(fam, ent, addr) != 1)
+                        goto bad;
+                if (slash) {
+                        char *end;
+                        long n = strtol(slash + 1, &end, 10);
+                        if (!slash[1] || *end || n < 0 || n > maxp)
+                                goto bad;
+                }
+                v = *e ? e + 1 : e;
+                continue;
+        bad:
+                snprintf(why, whylen, "%s: '%.*s' is not an address or CIDR (10.0.0.0/8, ::1/128)",
+                         o->path, (int)(e - v), v);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int check_perms(const struct option *o, const char *shown, const char *v, char *why,
+                       size_t whylen)
+{
+        static const char *const perms[] = {"*", "read", "write", "execute", "admin"};
+        (void)shown;
+        while (*v) {
+                const char *e = strchrnul(v, ',');
+                bool ok = false;
+                for (size_t i = 0; i < ARRAY_SIZE(perms); i++)
+                        ok |= strlen(perms[i]) == (size_t)(e - v) && !strncmp(perms[i], v, e - v);
+                if (!ok) {
+                        snprintf(why, whylen,
+                                 "%s: '%.*s' is not a permission (read, write, execute, admin, *)",
+                                 o->path, (int)(e - v), v);
+                        return -EINVAL;
+                }
+                v = *e ? e + 1 : e;
+        }
+        return 0;
 }
 
 static int check_listen(const struct option *o, const char *shown, const char *v, char *why,
@@ -345,7 +508,7 @@ void config_release(vigil_config *c)
         for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
                 const struct option *o = &options[i];
                 void *p = slot(c, o->offset);
-                if (o->type == OPT_STRING) {
+                if (o->type == OPT_STRING || o->type == OPT_LIST) {
                         free(*(char **)p);
                 } else if (o->type == OPT_FIELD_MAP) {
                         free(*(config_field_interval **)p);
@@ -583,7 +746,7 @@ static const char *expected_of(const struct option *o)
         static const char *const e[] = {
             [OPT_STRING] = "a string",     [OPT_BOOL] = "a boolean", [OPT_UINT] = "an integer",
             [OPT_DURATION] = "a duration", [OPT_ENUM] = "a name",    [OPT_FIELD_MAP] = "a mapping",
-            [OPT_LABEL_MAP] = "a mapping",
+            [OPT_LABEL_MAP] = "a mapping",  [OPT_LIST] = "a list of strings",
         };
         return e[o->type];
 }
@@ -726,6 +889,70 @@ static int parse_label_map(struct parser *p, const struct option *o)
         }
 }
 
+/* A sequence of scalars (or one scalar, or []) joined with ',' into one string option. */
+static int parse_list(struct parser *p, const struct option *o)
+{
+        _cleanup_event_ yaml_event_t e = {0};
+        _cleanup_free_ char *joined = NULL;
+        size_t len = 0;
+        char why[512];
+        int r = next_event(p, &e);
+
+        if (r < 0)
+                return r;
+        if (e.type == YAML_SCALAR_EVENT) {
+                _cleanup_free_ char *v = NULL;
+                if (event_is_null(&e))
+                        v = strdup("");
+                else if ((r = expand(p, &e, o->path, &v)) < 0)
+                        return r;
+                if (!v)
+                        return fail(p, e.start_mark, "out of memory"), -ENOMEM;
+                joined = TAKE_PTR(v);
+        } else if (e.type == YAML_SEQUENCE_START_EVENT) {
+                joined = strdup("");
+                if (!joined)
+                        return fail(p, e.start_mark, "out of memory"), -ENOMEM;
+                for (;;) {
+                        _cleanup_event_ yaml_event_t it = {0};
+                        _cleanup_free_ char *v = NULL;
+                        char *nj;
+                        r = next_event(p, &it);
+                        if (r < 0)
+                                return r;
+                        if (it.type == YAML_SEQUENCE_END_EVENT)
+                                break;
+                        if (it.type != YAML_SCALAR_EVENT || event_is_null(&it))
+                                return fail(p, it.start_mark, "%s: list entries must be strings",
+                                            o->path);
+                        if ((r = expand(p, &it, o->path, &v)) < 0)
+                                return r;
+                        if (!*v || strchr(v, ','))
+                                return fail(p, it.start_mark,
+                                            "%s: list entries must be non-empty and without ','",
+                                            o->path);
+                        if (len + strlen(v) + 2 > CONFIG_MAX_VALUE_LEN)
+                                return fail(p, it.start_mark, "%s: list is too long", o->path);
+                        nj = realloc(joined, len + strlen(v) + 2);
+                        if (!nj)
+                                return fail(p, it.start_mark, "out of memory"), -ENOMEM;
+                        joined = nj;
+                        len += (size_t)sprintf(joined + len, "%s%s", len ? "," : "", v);
+                }
+        } else {
+                return fail(p, e.start_mark, "%s: expected a list of strings, got %s", o->path,
+                            event_what(&e));
+        }
+        r = option_set(o, p->cfg, joined, joined, why, sizeof(why));
+        if (r == -ENOMEM)
+                return fail(p, e.start_mark, "out of memory"), -ENOMEM;
+        if (r < 0)
+                return fail(p, e.start_mark, "%s", why);
+        p->set[o - options] = true;
+        p->set_at[o - options] = e.start_mark;
+        return 0;
+}
+
 static int parse_option(struct parser *p, const struct option *o)
 {
         _cleanup_event_ yaml_event_t e = {0};
@@ -744,6 +971,8 @@ static int parse_option(struct parser *p, const struct option *o)
                                     event_what(&e));
                 return o->type == OPT_FIELD_MAP ? parse_field_map(p, o) : parse_label_map(p, o);
         }
+        if (o->type == OPT_LIST)
+                return parse_list(p, o);
         r = read_scalar(p, o->path, expected_of(o), &e, &v);
         if (r < 0)
                 return r;
@@ -1070,6 +1299,16 @@ static json_t *option_json(const struct option *o, const vigil_config *c)
         switch (o->type) {
         case OPT_STRING:
                 return jstr(*(char *const *)p, o->secret);
+        case OPT_LIST: {
+                const char *s = *(char *const *)p;
+                json_t *a = json_array();
+                while (a && *s) {
+                        const char *e = strchrnul(s, ',');
+                        json_array_append_new(a, json_stringn(s, (size_t)(e - s)));
+                        s = *e ? e + 1 : e;
+                }
+                return a;
+        }
         case OPT_BOOL:
                 return json_boolean(*(const bool *)p);
         case OPT_UINT:

@@ -74,6 +74,65 @@ typedef struct vigil_config {
                 enum log_level level;   /* minimum level logged */
                 enum log_format format; /* text or JSON lines */
         } logging;
+        /* security: (docs/security.md). Lists are stored comma-joined ("a,b"); entries never
+         * contain a comma. */
+        struct {
+                struct {
+                        bool enabled;           /* require a bearer JWT on TCP */
+                        int method;             /* 0 = jwt (the only method) */
+                        char *jwt_secret;       /* HS256 key, >= 32 bytes; secret */
+                        int64_t token_expiry_us; /* usec; default ttl of `vigil token create` */
+                        char *issuer;           /* required iss when non-empty */
+                        char *audience;         /* required aud when non-empty */
+                        char *public_key_file;  /* PEM RSA/EC key: RS256/ES256 instead of HS256 */
+                        int64_t leeway_us;      /* usec; clock skew allowed on exp/nbf/iat */
+                } authentication;
+                struct {
+                        bool enabled;            /* check roles; off = any authenticated user */
+                        char *admin;             /* permissions of role admin ("*" = all) */
+                        char *operator_;         /* permissions of role operator */
+                        char *viewer;            /* permissions of role viewer */
+                        char *unix_admin_group;  /* unix-socket peers in this group are admin */
+                } authorization;
+                struct {
+                        bool enabled;     /* serve HTTPS on the TCP listener */
+                        char *cert_file;  /* PEM certificate chain */
+                        char *key_file;   /* PEM private key */
+                        char *ca_file;    /* PEM CA for client certificates */
+                        int client_auth;  /* 0 none, 1 request, 2 require */
+                } tls;
+                struct {
+                        char *allowed_ips;     /* CIDRs allowed to connect; "" = any */
+                        char *trusted_proxies; /* CIDRs whose X-Forwarded-For is believed */
+                        bool rl_enabled;       /* token-bucket rate limits */
+                        unsigned rl_per_minute; /* requests per minute per principal and per IP */
+                        unsigned rl_burst;     /* bucket size, requests */
+                } network;
+                struct {
+                        bool enabled;                /* hash-chained audit records */
+                        unsigned retention_days;     /* days kept; 0 = forever */
+                        bool include_sensitive_data; /* request bodies in records (never tokens) */
+                } audit;
+                bool metrics_public; /* /metrics without authentication */
+        } security;
+        /* backup: (docs/backup.md) */
+        struct {
+                char *dir;               /* archives; "" = DATA_DIR/backups */
+                char *schedule;          /* interval between scheduled backups ("24h"); "" = off */
+                unsigned keep_count;     /* archives kept at most (1..10000) */
+                int64_t keep_max_age_us; /* usec; older archives are pruned */
+                char *hook;              /* program run with the archive path; "" = none */
+                int64_t hook_timeout_us; /* usec; the hook is killed after this */
+                bool restore_on_corrupt; /* corrupt store at start: restore the newest backup */
+                int compression;         /* 0 = zstd, 1 = gzip */
+        } backup;
+        /* security.encryption: (docs/backup.md). Kept outside the security struct so that the
+         * security and store modules can each edit their own part. */
+        struct {
+                bool data_at_rest;          /* seal sensitive payloads and backups */
+                char *encryption_key;       /* master key: passphrase or 64 hex chars; secret */
+                unsigned key_rotation_days; /* warn when the active key is older; 0 = never */
+        } encryption;
 } vigil_config;
 
 /* Fill *c with the defaults. Aborts only if a few bytes of strdup fail at start. */

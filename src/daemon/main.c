@@ -20,6 +20,7 @@
 #endif
 
 #include "api/api.h"
+#include "api/counters.h"
 #include "backend/backend.h"
 #include "cache/cache.h"
 #include "common/log.h"
@@ -27,6 +28,7 @@
 #include "common/vtime.h"
 #include "config.h"
 #include "engine/engine.h"
+#include "takeover.h"
 
 #define DEFAULT_CONFIG "/etc/vigil/vigil.yaml"
 
@@ -37,6 +39,31 @@ static void notify(const char *state)
 #else
         (void)state;
 #endif
+}
+
+/* systemd watchdog: ping every half period, but only while the fast tier keeps sweeping, so a
+ * hung NVML call (GPU fallen off the bus) stops the pings and systemd restarts us. */
+static void watchdog_ping(engine *en, int64_t wd_us, int64_t *last_ping_us)
+{
+        engine_stats st;
+        int64_t now = time_mono_us(), age, stale;
+
+        if (wd_us <= 0 || (*last_ping_us >= 0 && now - *last_ping_us < wd_us / 2))
+                return;
+        engine_get_stats(en, &st);
+        age = time_real_us() - st.tier[TIER_FAST].last_sweep_us;
+        stale = MAX(3 * st.tier[TIER_FAST].interval_us, wd_us / 2);
+        if (st.tier[TIER_FAST].sweeps == 0 || age > stale) {
+                if (*last_ping_us >= 0) /* once per stall */
+                        log_warn("vigild",
+                                 "sampler stalled: last fast sweep %.1fs ago, "
+                                 "withholding the watchdog ping",
+                                 (double)age / USEC_PER_SEC);
+                *last_ping_us = -1;
+                return;
+        }
+        *last_ping_us = now;
+        notify("WATCHDOG=1");
 }
 
 typedef struct daemon_state {
@@ -82,9 +109,13 @@ static void usage(FILE *f)
             "      --simulate[=SCENARIO] simulated GPUs from the fake NVML (default scenario:\n"
             "                            8 H200s replaying a recorded trace)\n"
             "      --nvml-lib PATH       NVML library to load (default libnvidia-ml.so.1)\n"
+            "      --collectors FILE     export the fields of a dcgm-exporter counters CSV with\n"
+            "                            dcgm-exporter's names and labels (metrics.counters_csv)\n"
             "      --log-format text|json\n"
             "      --log-level debug|info|warn|error\n"
             "      --check-config FILE   validate FILE and exit (0 valid, 1 invalid)\n"
+            "      --takeover PATH       take the listening sockets over from the vigild whose\n"
+            "                            control socket is PATH (zero-downtime upgrade)\n"
             "  -h, --help                this help\n"
             "  -V, --version             print the version\n",
             DEFAULT_CONFIG);
@@ -96,11 +127,15 @@ enum {
         OPT_LOG_FORMAT,
         OPT_LOG_LEVEL,
         OPT_CHECK_CONFIG,
+        OPT_COLLECTORS,
+        OPT_TAKEOVER,
 };
 
 typedef struct cli_overrides {
         const char *config, *listen, *socket, *data_dir, *nvml_lib, *log_format, *log_level;
         const char *check_config;
+        const char *collectors; /* dcgm-exporter counters CSV */
+        const char *takeover;   /* control socket of the vigild we replace */
         bool simulate;
         const char *scenario;
 } cli_overrides;
@@ -117,6 +152,8 @@ static int parse_args(int argc, char **argv, cli_overrides *o)
             {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
             {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
+            {"collectors", required_argument, NULL, OPT_COLLECTORS},
+            {"takeover", required_argument, NULL, OPT_TAKEOVER},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
             {NULL, 0, NULL, 0},
@@ -152,6 +189,12 @@ static int parse_args(int argc, char **argv, cli_overrides *o)
                         break;
                 case OPT_CHECK_CONFIG:
                         o->check_config = optarg;
+                        break;
+                case OPT_COLLECTORS:
+                        o->collectors = optarg;
+                        break;
+                case OPT_TAKEOVER:
+                        o->takeover = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -203,6 +246,8 @@ static int apply_overrides(vigil_config *c, const cli_overrides *o, char *err, s
                 r = r ?: replace_str(&c->data_dir, o->data_dir);
         if (o->nvml_lib)
                 r = r ?: replace_str(&c->nvml.library, o->nvml_lib);
+        if (o->collectors)
+                r = r ?: replace_str(&c->metrics.counters_csv, o->collectors);
         if (o->simulate) {
                 c->simulate.enabled = true;
                 if (o->scenario)
@@ -287,9 +332,11 @@ static void reload(daemon_state *d, const cli_overrides *o)
         if (strcmp(next.listen, d->cfg.listen) || strcmp(next.socket, d->cfg.socket) ||
             next.collection.fast_us != d->cfg.collection.fast_us ||
             next.collection.slow_us != d->cfg.collection.slow_us ||
-            next.simulate.enabled != d->cfg.simulate.enabled)
-                log_warn("config", "listen, socket, simulate and collection changes take effect "
-                                   "at the next restart");
+            next.simulate.enabled != d->cfg.simulate.enabled ||
+            next.metrics.naming != d->cfg.metrics.naming ||
+            strcmp(next.metrics.counters_csv, d->cfg.metrics.counters_csv))
+                log_warn("config", "listen, socket, simulate, collection and metrics naming/"
+                                   "counters_csv changes take effect at the next restart");
         pthread_mutex_lock(&d->cfg_lock);
         config_release(&d->cfg);
         d->cfg = next;
@@ -308,10 +355,17 @@ int main(int argc, char **argv)
         cache *ca = NULL;
         engine *en = NULL;
         engine_field_interval overrides[256];
+        counter_set *counters = NULL;
         api_label labels[64];
         sigset_t mask;
         int sfd = -1, r, rc = 1;
         bool announced_ready = false;
+        takeover *tk = NULL;
+        char tk_path[PATH_MAX], exe[PATH_MAX] = "";
+        int tk_conn = -1, tk_tcp = -1, tk_unix = -1;
+        bool engine_started = false, handed_over = false;
+        pid_t successor = 0;
+        int64_t wd_us = 0, wd_last = 0;
 
         if (parse_args(argc, argv, &o) < 0)
                 return 2;
@@ -321,6 +375,7 @@ int main(int argc, char **argv)
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGUSR2); /* start a successor: zero-downtime upgrade */
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
@@ -417,11 +472,30 @@ int main(int argc, char **argv)
         }
 
         /* 5. HTTP */
+        if (d.cfg.metrics.counters_csv[0]) {
+                r = counters_load(d.cfg.metrics.counters_csv, &counters, err, sizeof(err));
+                if (r < 0) {
+                        log_error("vigild", "failed to load the counters CSV: %s", err);
+                        goto out;
+                }
+                log_info("vigild", "exporting %zu dcgm-exporter families from '%s'",
+                         counters->n - counters->n_labels, d.cfg.metrics.counters_csv);
+        }
         if (d.cfg.metrics.hostname && d.cfg.metrics.hostname[0])
                 snprintf(hostname, sizeof(hostname), "%s", d.cfg.metrics.hostname);
         else
                 gethostname(hostname, sizeof(hostname) - 1);
         snprintf(addr_file, sizeof(addr_file), "%s/vigild.addr", d.cfg.data_dir);
+        snprintf(tk_path, sizeof(tk_path), "%s/takeover.sock", d.cfg.data_dir);
+        if (realpath("/proc/self/exe", exe) == NULL)
+                snprintf(exe, sizeof(exe), "%s", argv[0]);
+        if (o.takeover) {
+                r = takeover_connect(o.takeover, &tk_conn, &tk_tcp, &tk_unix, err, sizeof(err));
+                if (r < 0) {
+                        log_error("takeover", "%s", err);
+                        goto out;
+                }
+        }
         {
                 size_t nl = MIN(d.cfg.metrics.n_extra_labels, ARRAY_SIZE(labels));
                 api_options ao = {
@@ -434,6 +508,8 @@ int main(int argc, char **argv)
                     .hostname = hostname,
                     .extra_labels = labels,
                     .n_extra_labels = nl,
+                    .dcgm_naming = d.cfg.metrics.naming == CONFIG_NAMING_DCGM || counters,
+                    .counters = counters,
                     .threads = d.cfg.http.threads,
                     .max_connections = d.cfg.http.max_connections,
                     .max_per_ip = d.cfg.http.max_connections_per_ip,
@@ -447,17 +523,48 @@ int main(int argc, char **argv)
                         labels[i].name = d.cfg.metrics.extra_labels[i].name;
                         labels[i].value = d.cfg.metrics.extra_labels[i].value;
                 }
+                ao.inherit_tcp_fd = tk_tcp >= 0 ? tk_tcp : 0;
+                ao.inherit_unix_fd = tk_unix >= 0 ? tk_unix : 0;
+                tk_tcp = tk_unix = -1; /* the api owns them now */
                 r = api_new(&ao, &d.api);
                 if (r < 0) {
                         log_error("vigild", "failed to set up HTTP: %s", strerror(-r));
                         goto out;
                 }
         }
+        if (tk_conn >= 0) {
+                /* takeover: serve the inherited sockets only once our first sweep is done */
+                r = engine_start(en);
+                if (r < 0) {
+                        log_error("vigild", "failed to start sampling: %s", strerror(-r));
+                        goto out;
+                }
+                engine_started = true;
+                for (int64_t t0 = time_mono_us(); !engine_ready(en); usleep(10000))
+                        if (time_mono_us() - t0 > 60 * USEC_PER_SEC) {
+                                log_error("takeover", "not ready after 60s: leaving the "
+                                                      "running vigild in place");
+                                goto out;
+                        }
+        }
         r = api_start(d.api, url, sizeof(url), err, sizeof(err));
         if (r < 0) {
                 log_error("vigild", "%s", err);
                 goto out;
         }
+        if (tk_conn >= 0) {
+                r = takeover_confirm(tk_conn, 5000);
+                tk_conn = -1;
+                if (r < 0)
+                        log_warn("takeover", "the previous vigild did not confirm the handover: %s",
+                                 strerror(-r));
+                else
+                        log_info("takeover", "took over the listeners from '%s'", o.takeover);
+        }
+        r = takeover_listen(tk_path, &tk);
+        if (r < 0)
+                log_warn("takeover", "failed to listen on '%s', upgrades will not be seamless: %s",
+                         tk_path, strerror(-r));
         if (url[0])
                 log_info("vigild", "listening on %s", url);
         if (d.cfg.socket[0])
@@ -465,14 +572,23 @@ int main(int argc, char **argv)
 
         /* 6. run */
         sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-        r = engine_start(en);
+#ifdef VIGIL_HAVE_SYSTEMD
+        {
+                uint64_t usec = 0;
+                if (sd_watchdog_enabled(0, &usec) > 0)
+                        wd_us = (int64_t)usec;
+        }
+#endif
+        r = engine_started ? 0 : engine_start(en);
         if (r < 0) {
                 log_error("vigild", "failed to start sampling: %s", strerror(-r));
                 goto out;
         }
         for (;;) {
-                struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+                struct pollfd pfd[3] = {{.fd = sfd, .events = POLLIN}};
                 struct signalfd_siginfo si;
+                int tfd[2], tcp_fd, unix_fd;
+                size_t nt = takeover_poll_fds(tk, tfd);
 
                 if (!announced_ready && engine_ready(en)) {
                         announced_ready = true;
@@ -480,7 +596,24 @@ int main(int argc, char **argv)
                                  engine_gpus_up(en), engine_gpu_count(en));
                         notify("READY=1");
                 }
-                if (poll(&pfd, 1, announced_ready ? 1000 : 20) <= 0)
+                if (announced_ready)
+                        watchdog_ping(en, wd_us, &wd_last);
+                for (size_t i = 0; i < nt; i++)
+                        pfd[1 + i] = (struct pollfd){.fd = tfd[i], .events = POLLIN};
+                int wait_ms = wd_us ? (int)MIN(1000, wd_us / 4000) : 1000;
+
+                r = poll(pfd, 1 + nt, announced_ready ? wait_ms : 20);
+                api_listen_fds(d.api, &tcp_fd, &unix_fd);
+                if (takeover_process(tk, tcp_fd, unix_fd, &successor) == 1) {
+                        handed_over = true;
+                        log_info("takeover", "pid %d serves now; draining and exiting",
+                                 (int)successor);
+#ifdef VIGIL_HAVE_SYSTEMD
+                        sd_notifyf(0, "MAINPID=%d", (int)successor);
+#endif
+                        break;
+                }
+                if (r <= 0 || !(pfd[0].revents & POLLIN))
                         continue;
                 if (read(sfd, &si, sizeof(si)) != sizeof(si))
                         continue;
@@ -488,23 +621,51 @@ int main(int argc, char **argv)
                         reload(&d, &o);
                         continue;
                 }
+                if (si.ssi_signo == SIGUSR2) {
+                        pid_t pid;
+                        r = takeover_spawn(tk, exe, argv, &pid);
+                        if (r < 0)
+                                log_error("takeover", "failed to start a successor '%s': %s", exe,
+                                          strerror(-r));
+                        else
+                                log_info("takeover", "started successor pid %d ('%s')", (int)pid,
+                                         exe);
+                        continue;
+                }
                 log_info("vigild", "stopping on %s", strsignal((int)si.ssi_signo));
                 notify("STOPPING=1");
                 break;
+        }
+        /* answer what is in flight, briefly: a stop takes well under a second; a handover lets
+         * the clients of our keep-alive connections move to the successor */
+        {
+                unsigned left = api_drain(d.api, (handed_over ? 3000 : 300) * USEC_PER_MSEC);
+                if (left)
+                        log_info("vigild", "closing %u idle connections", left);
         }
         rc = 0;
 
 out:
         /* 7. stop in reverse order: no request may see a freed engine */
+        tk = takeover_free(tk);
+        if (tk_conn >= 0)
+                close(tk_conn);
+        if (tk_tcp >= 0)
+                close(tk_tcp);
+        if (tk_unix >= 0)
+                close(tk_unix);
+        if (handed_over)
+                api_handed_over(d.api);
         api_stop(d.api);
         engine_stop(en);
         d.api = api_free(d.api);
+        counters = counters_free(counters);
         en = engine_free(en);
         ca = cache_free(ca);
         be = backend_close(be);
         if (sfd >= 0)
                 close(sfd);
-        if (rc == 0)
+        if (rc == 0 && !handed_over) /* a successor in the same data dir wrote its own */
                 unlink(addr_file);
         config_release(&d.cfg);
         return rc;

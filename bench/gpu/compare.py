@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""compare.py OUTDIR — on a GPU machine, side by side in one run: vigild (real NVML), an
+nvidia-smi-per-scrape exporter, a pynvml + prometheus_client exporter, and the bare NVML loop
+(the floor). For each: CPU % of one core and RSS over a steady window while Prometheus-like
+scrapes arrive every 15 s, and scrape latency p50/p99 over back-to-back scrapes. Read-only."""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+OUT = sys.argv[1]
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "../.."))
+BUILD = os.environ.get("VIGIL_BUILD_DIR", os.path.join(ROOT, "build"))
+WINDOW = int(os.environ.get("WINDOW", "60"))
+SCRAPES = int(os.environ.get("SCRAPES", "100"))
+
+
+def port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def cpu(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        x = f.read().rsplit(")", 1)[1].split()
+    return (int(x[11]) + int(x[12]) + int(x[13]) + int(x[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+
+
+def scrape(url):
+    t = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=30) as r:
+        n = len(r.read())
+    return time.perf_counter() - t, n
+
+
+def measure(name, cmd, url, env=None):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, name + ".log"), "w"),
+                         env=dict(os.environ, **(env or {})))
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                scrape(url); break
+            except Exception:
+                if time.time() > deadline or p.poll() is not None:
+                    return {"error": "did not start"}
+                time.sleep(0.2)
+        time.sleep(5)
+        c0, t0 = cpu(p.pid), time.time()
+        nxt = t0
+        while time.time() - t0 < WINDOW:   # Prometheus-like: one scrape every 15 s
+            if time.time() >= nxt:
+                scrape(url); nxt += 15
+            time.sleep(0.2)
+        c1, t1 = cpu(p.pid), time.time()
+        lat, size = [], 0
+        for _ in range(SCRAPES):
+            d, size = scrape(url)
+            lat.append(d)
+        lat.sort()
+        return {"cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 3), "rss_mib": round(rss(p.pid), 1),
+                "scrape_p50_ms": round(1e3 * statistics.median(lat), 3),
+                "scrape_p99_ms": round(1e3 * lat[int(0.99 * (len(lat) - 1))], 3), "page_bytes": size}
+    finally:
+        p.terminate(); p.wait()
+
+
+res = {}
+d = os.path.join(OUT, "vigild-data"); os.makedirs(d, exist_ok=True)
+pv = port()
+res["vigild"] = measure("vigild", [os.path.join(BUILD, "bin/vigild"), "--listen", "127.0.0.1:%d" % pv,
+                                   "--socket", "", "--data-dir", d], "http://127.0.0.1:%d/metrics" % pv)
+ps = port()
+res["nvidia-smi exporter"] = measure("smi", [sys.executable, os.path.join(HERE, "smi_exporter.py"), str(ps)],
+                                     "http://127.0.0.1:%d/metrics" % ps)
+pp = port()
+res["pynvml exporter"] = measure("pynvml", [sys.executable, os.path.join(HERE, "pynvml_exporter.py"), str(pp)],
+                                 "http://127.0.0.1:%d/metrics" % pp)
+f = subprocess.run([os.path.join(BUILD, "bench/nvml_floor"), str(WINDOW)], capture_output=True, text=True)
+fl = json.loads(f.stdout) if f.returncode == 0 else {"error": f.stderr}
+if "cpu_seconds" in fl:
+    fl["cpu_percent"] = round(100 * fl["cpu_seconds"] / fl["seconds"], 3)
+res["bare NVML loop (floor)"] = fl
+with open(os.path.join(OUT, "gpu-compare.json"), "w") as fo:
+    json.dump(res, fo, indent=1)
+print(json.dumps(res, indent=1))

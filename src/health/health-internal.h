@@ -1,0 +1,139 @@
+/* health-internal.h — what health.c, rules.c, notifier.c, policy.c and the unit tests share: the
+ * rule table, the evaluation context, incidents and the outbox. Not for other modules. */
+#ifndef VIGIL_HEALTH_INTERNAL_H
+#define VIGIL_HEALTH_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "health.h"
+
+enum rule_scope {
+        RULE_SCOPE_GPU = 0,  /* evaluated per GPU */
+        RULE_SCOPE_HOST = 1, /* evaluated once per node */
+};
+
+enum rule_state {
+        RULE_CLEAR = 0,  /* the condition does not hold */
+        RULE_FIRING = 1, /* the condition holds */
+        RULE_SKIP = 2,   /* cannot tell (no data, not supported, GPU lost): keep the state */
+};
+
+/* Node-wide facts gathered once per evaluation. */
+typedef struct host_facts {
+        unsigned gpu_count; /* GPUs discovered */
+        int disk_pct;       /* percent used of the data dir's filesystem; -1 unknown */
+        uint64_t rss_bytes; /* bytes; 0 unknown */
+} host_facts;
+
+typedef struct rule_ctx {
+        cache *cache;              /* readings */
+        unsigned gpu;              /* GPU index (GPU scope) */
+        const engine_gpu *g;       /* GPU state; NULL for HOST scope */
+        bool unresponsive;         /* the watchdog flagged this GPU */
+        const health_config *cfg;  /* thresholds */
+        const host_facts *host;    /* node facts */
+        int64_t now_us;            /* realtime usec */
+        bool active;               /* the condition is open and firing: clear thresholds apply */
+} rule_ctx;
+
+typedef struct rule_result {
+        enum rule_state state;     /* verdict */
+        enum health_severity sev;  /* when FIRING */
+        char detail[192];          /* what was seen, for the incident */
+} rule_result;
+
+typedef void (*rule_fn)(const rule_ctx *c, rule_result *out);
+
+typedef struct health_rule {
+        const char *name;          /* condition name */
+        enum rule_scope scope;     /* GPU or HOST */
+        enum health_system system; /* health system */
+        enum health_severity sev;  /* default severity when firing */
+        const char *dcgm_code;     /* DCGM error code name */
+        rule_fn eval;              /* evaluator */
+        const char *summary;       /* one line */
+        const char *action;        /* recommended action */
+} health_rule;
+
+extern const health_rule health_rules[];
+extern const size_t health_n_rules;
+
+/* Index of a rule by name, or -1. */
+int health_rule_find(const char *name);
+/* Run one rule (tests drive this with a cache filled by hand). */
+void health_rule_eval(size_t rule, const rule_ctx *c, rule_result *out);
+/* Expected PCIe replays per minute for a link (DCGM's per-lane table, ceil). gen 1..6. */
+unsigned health_pcie_replay_limit(int gen, int width);
+/* The DCGM system an XID belongs to (HEALTH_SYS_GPU when DCGM maps it to none). */
+enum health_system health_xid_system(uint32_t code);
+
+#define HEALTH_COUNTER_WINDOW_US (60 * INT64_C(1000000)) /* delta window of counters (DCGM: 1 min) */
+
+typedef struct incident {
+        uint64_t id;                        /* pinned, from the store */
+        int gpu;                            /* GPU index, -1 = node */
+        char uuid[96];                      /* GPU UUID at open; "" for node */
+        char condition[HEALTH_COND_MAX];    /* rule name or "xid_N" */
+        int rule;                           /* index in health_rules, -1 for an XID */
+        uint32_t xid;                       /* XID code for xid_N, else 0 */
+        enum health_system system;          /* health system */
+        enum health_severity severity;      /* highest seen while open */
+        enum incident_state state;          /* lifecycle */
+        char summary[256];                  /* one line */
+        char detail[192];                   /* last reading that fired it */
+        char action[512];                   /* recommended action */
+        char acked_by[64];                  /* who acknowledged */
+        int64_t first_us, last_us;          /* usec since epoch: first / last seen firing */
+        int64_t acked_us, resolved_us;      /* usec since epoch, 0 = not yet */
+        int64_t clear_since_us;             /* usec; when the condition stopped holding, 0 firing */
+        uint64_t count;                     /* times it (re)fired or the XID was reported */
+        bool active;                        /* the condition holds now */
+        bool dirty;                         /* changed since the last store write */
+        bool notify;                        /* send now (opened, escalated, resolved) */
+        bool fresh;                         /* opened since the last policy pass */
+        int64_t persisted_us;               /* last store write, usec */
+        int64_t sent_us;                    /* last notification queued, usec */
+} incident;
+
+/* The incident as JSON (API, webhooks, exec hooks). */
+json_t *incident_json(const incident *in);
+
+/* ---- outbox and notifier (notifier.c) ---- */
+
+typedef struct notifier notifier;
+typedef struct notifier_stats {
+        uint64_t depth;         /* entries waiting */
+        uint64_t sent;          /* deliveries that succeeded */
+        uint64_t failures;      /* attempts that failed */
+} notifier_stats;
+
+int notifier_new(struct store *st, const health_config *cfg, const char *hostname,
+                 notifier **ret);
+int notifier_start(notifier *n);
+void notifier_stop(notifier *n);
+notifier *notifier_free(notifier *n);
+/* Queue the incident for every target (coalesced with a pending entry for the same pair);
+ * persists before returning when a store is set. Health thread. */
+int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us);
+void notifier_get_stats(notifier *n, notifier_stats *out);
+/* Payloads (exposed for tests). Caller owns the result. */
+json_t *notifier_am_payload(const incident *in, const char *hostname, int64_t now_us,
+                            int64_t resend_us);
+json_t *notifier_webhook_payload(const incident *in, const char *hostname);
+/* "sha256=HEX" HMAC of body under secret into out (at least 72 bytes). */
+int notifier_sign(const char *secret, const char *body, size_t len, char *out, size_t outlen);
+
+/* ---- policies (policy.c) ---- */
+
+typedef struct policy_runner policy_runner;
+int policy_new(const health_config *cfg, backend *be, cache *ca, struct store *st,
+               policy_runner **ret);
+policy_runner *policy_free(policy_runner *p);
+/* Run the policies matching a freshly opened incident. Health thread; may block for exec. */
+void policy_run(policy_runner *p, const incident *in, int64_t now_us);
+/* True when policy condition cond matches the incident. */
+bool policy_matches(const char *cond, const incident *in);
+uint64_t policy_actions_total(policy_runner *p);
+
+#endif

@@ -1,0 +1,723 @@
+/* store.c — the SQLite store: open/check/migrate, one writer thread with group commit, a
+ * read-only connection for readers, and VACUUM INTO for online backups. See store.h for the
+ * contract and docs/internals/store.md for the design. It is not the backup archive format
+ * (backup.c) nor the encryption (crypto.c). */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/macros.h"
+
+#define BUSY_TIMEOUT_MS   5000
+#define DEFAULT_BATCH_MAX 64
+
+/* The migration table, in the order of the file; store_open applies them sorted by version. */
+static const struct migration {
+        int version;        /* PRAGMA user_version once applied */
+        const char *module; /* owner, for logs */
+        const char *sql;    /* one or more statements */
+} migrations[] = {
+#define MIGRATION(v, m, s) {v, m, s},
+#include "migrations.def"
+#undef MIGRATION
+};
+
+/* One queued write, on the caller's stack until the writer marks it done. */
+typedef struct store_req {
+        store_fn fn;            /* NULL for a VACUUM INTO request */
+        void *ctx;              /* fn's argument */
+        const char *vacuum_dst; /* VACUUM INTO target when fn == NULL */
+        int result;             /* fn's result, or the batch's failure */
+        bool done;              /* set by the writer under s->lock */
+        struct store_req *next; /* queue link */
+} store_req;
+
+struct store {
+        char *path;                   /* database file; owned */
+        sqlite3 *wdb;                 /* the writer connection: only the writer thread after open */
+        sqlite3 *rdb;                 /* read-only connection, under rlock */
+        pthread_mutex_t rlock;        /* serialises store_read */
+        pthread_mutex_t lock;         /* guards the queue and the flags below */
+        pthread_cond_t work;          /* the writer waits for requests */
+        pthread_cond_t done;          /* callers wait for their request to be done */
+        store_req *head, *tail;       /* FIFO of pending requests */
+        unsigned queued;              /* length of the FIFO */
+        bool stopping;                /* store_close began: refuse new writes */
+        bool writer_started;          /* the thread exists and must be joined */
+        pthread_t writer;             /* the writer thread */
+        pthread_t writer_id;          /* to refuse store_write from the writer itself */
+        unsigned batch_max;           /* writes per transaction at most */
+        unsigned batch_wait_ms;       /* how long to wait to fill a batch */
+        _Atomic uint64_t failures;    /* writes answered -ENOSPC */
+        _Atomic uint64_t commits;     /* transactions committed */
+        _Atomic uint64_t writes;      /* writes acknowledged */
+        _Atomic int fail_next_commit; /* test hook: SQLite code the next COMMIT pretends to get */
+};
+
+int store_errno(int rc)
+{
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_DONE:
+        case SQLITE_ROW:
+                return 0;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_CONSTRAINT:
+                return -EEXIST;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EBADMSG;
+        default:
+                return -EIO;
+        }
+}
+
+int store_exec(sqlite3 *db, const char *sql)
+{
+        char *msg = NULL;
+        int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+        if (rc != SQLITE_OK) {
+                int ext = sqlite3_extended_errcode(db);
+                /* A rollback of nothing is not worth an error line. */
+                log_msg((rc & 0xff) == SQLITE_FULL ? LOG_LVL_WARN : LOG_LVL_ERROR, "store",
+                        "failed to execute '%.80s': %s (%d)", sql, msg ? msg : sqlite3_errstr(rc),
+                        ext);
+                sqlite3_free(msg);
+                return store_errno(rc);
+        }
+        return 0;
+}
+
+/* ---- open ---- */
+
+static int fsync_path(const char *path, bool dir)
+{
+        _cleanup_close_ int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+int store_fsync_dir_of(const char *path)
+{
+        char dir[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+
+        if (!slash)
+                return fsync_path(".", true);
+        if (slash == path)
+                return fsync_path("/", true);
+        if ((size_t)(slash - path) >= sizeof(dir))
+                return -ENAMETOOLONG;
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+        return fsync_path(dir, true);
+}
+
+int store_fsync_file(const char *path)
+{
+        return fsync_path(path, false);
+}
+
+static void utc_stamp(char *buf, size_t len)
+{
+        time_t now = time(NULL);
+        struct tm tm;
+
+        gmtime_r(&now, &tm);
+        strftime(buf, len, "%Y%m%dT%H%M%S", &tm);
+}
+
+/* Move PATH (and its -wal/-shm) to PATH.corrupt-STAMP[-N]; the new name goes to out. */
+static int move_aside(const char *path, char *out, size_t outlen)
+{
+        char stamp[32], dst[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
+
+        utc_stamp(stamp, sizeof(stamp));
+        for (int n = 0; n < 100; n++) {
+                int w = n == 0 ? snprintf(dst, sizeof(dst), "%s.corrupt-%s", path, stamp)
+                               : snprintf(dst, sizeof(dst), "%s.corrupt-%s-%d", path, stamp, n);
+                if (w >= (int)sizeof(dst))
+                        return -ENAMETOOLONG;
+                if (access(dst, F_OK) != 0)
+                        break;
+        }
+        if (rename(path, dst) < 0)
+                return -errno;
+        /* The WAL belongs to the corrupt file: keep it with it for forensics, never replay it
+         * into the fresh database. The shm is a cache. */
+        if (snprintf(from, sizeof(from), "%s-wal", path) >= (int)sizeof(from) ||
+            snprintf(to, sizeof(to), "%s-wal", dst) >= (int)sizeof(to))
+                return -ENAMETOOLONG;
+        if (rename(from, to) < 0 && errno != ENOENT)
+                return -errno;
+        if (snprintf(from, sizeof(from), "%s-shm", path) >= (int)sizeof(from))
+                return -ENAMETOOLONG;
+        if (unlink(from) < 0 && errno != ENOENT)
+                return -errno;
+        (void)store_fsync_dir_of(path);
+        snprintf(out, outlen, "%s", dst);
+        return 0;
+}
+
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+{
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        const unsigned char *t = sqlite3_column_text(st, 0);
+                        snprintf(out, outlen, "%s", t ? (const char *)t : "");
+                        rc = SQLITE_OK;
+                } else if (rc == SQLITE_DONE) {
+                        out[0] = '\0';
+                        rc = SQLITE_OK;
+                }
+        }
+        sqlite3_finalize(st);
+        return rc;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int *out)
+{
+        char buf[64];
+        int rc = pragma_text(db, sql, buf, sizeof(buf));
+
+        if (rc == SQLITE_OK)
+                *out = atoi(buf);
+        return rc;
+}
+
+/* Hardening common to both connections (security-reliability.md §4.1). */
+static void harden(sqlite3 *db)
+{
+        sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
+        sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+}
+
+/* Result of one attempt at opening the file. */
+enum open_result { OPEN_OK, OPEN_CORRUPT, OPEN_FAILED };
+
+static enum open_result open_writer(const char *path, bool check, sqlite3 **ret, int *err,
+                                    char *why, size_t whylen)
+{
+        sqlite3 *db = NULL;
+        char mode[32];
+        int rc;
+
+        /* Create the file ourselves so that it (and the -wal/-shm SQLite derives from it) is 0600. */
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                *err = -errno;
+                snprintf(why, whylen, "%s", strerror(errno));
+                return OPEN_FAILED;
+        }
+
+        rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+        if (rc != SQLITE_OK) {
+                *err = store_errno(rc);
+                snprintf(why, whylen, "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                sqlite3_close(db);
+                return OPEN_FAILED;
+        }
+        harden(db);
+        /* The first read of the header: a file that is not a database fails here. */
+        rc = pragma_text(db, "PRAGMA journal_mode=WAL", mode, sizeof(mode));
+        if (rc == SQLITE_OK && strcmp(mode, "wal") != 0) {
+                snprintf(why, whylen, "cannot enable WAL (journal_mode is '%s')", mode);
+                *err = -EIO;
+                sqlite3_close(db);
+                return OPEN_FAILED;
+        }
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL,
+                                  NULL, NULL);
+        if (rc == SQLITE_OK && check) {
+                char res[256];
+                rc = pragma_text(db, "PRAGMA quick_check", res, sizeof(res));
+                if (rc == SQLITE_OK && strcmp(res, "ok") != 0) {
+                        for (char *c = res; *c; c++)
+                                if (*c == '\n')
+                                        *c = ' ';
+                        snprintf(why, whylen, "quick_check: %s", res);
+                        sqlite3_close(db);
+                        *err = -EBADMSG;
+                        return OPEN_CORRUPT;
+                }
+        }
+        if (rc != SQLITE_OK) {
+                snprintf(why, whylen, "%s", sqlite3_errmsg(db));
+                *err = store_errno(rc);
+                sqlite3_close(db);
+                return *err == -EBADMSG ? OPEN_CORRUPT : OPEN_FAILED;
+        }
+        *ret = db;
+        return OPEN_OK;
+}
+
+static int cmp_migration(const void *a, const void *b)
+{
+        const struct migration *x = a, *y = b;
+        return (x->version > y->version) - (x->version < y->version);
+}
+
+static int migrate(sqlite3 *db, int *version, char *why, size_t whylen)
+{
+        struct migration sorted[ARRAY_SIZE(migrations)];
+        int cur = 0, rc;
+
+        /* Modules own sparse version ranges and append lines in any order: apply by version. */
+        memcpy(sorted, migrations, sizeof(sorted));
+        qsort(sorted, ARRAY_SIZE(sorted), sizeof(sorted[0]), cmp_migration);
+        for (size_t i = 1; i < ARRAY_SIZE(sorted); i++)
+                if (sorted[i].version == sorted[i - 1].version) {
+                        snprintf(why, whylen, "migration version %d defined twice",
+                                 sorted[i].version);
+                        return -EINVAL;
+                }
+
+        rc = pragma_int(db, "PRAGMA user_version", &cur);
+        if (rc != SQLITE_OK) {
+                snprintf(why, whylen, "cannot read user_version: %s", sqlite3_errmsg(db));
+                return store_errno(rc);
+        }
+        int newest = ARRAY_SIZE(sorted) ? sorted[ARRAY_SIZE(sorted) - 1].version : 0;
+        if (cur > newest) {
+                snprintf(why, whylen,
+                         "database schema version %d is newer than this vigild knows (%d): "
+                         "refusing to open it (downgrade)",
+                         cur, newest);
+                return -EPROTO;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(sorted); i++) {
+                const struct migration *m = &sorted[i];
+                char *msg = NULL, pragma[64];
+
+                if (m->version <= cur)
+                        continue;
+                snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d", m->version);
+                rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_exec(db, m->sql, NULL, NULL, &msg);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_exec(db, pragma, NULL, NULL, &msg);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+                if (rc != SQLITE_OK) {
+                        snprintf(why, whylen, "migration %d (%s) failed: %s", m->version,
+                                 m->module, msg ? msg : sqlite3_errstr(rc));
+                        sqlite3_free(msg);
+                        if (!sqlite3_get_autocommit(db))
+                                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                        return store_errno(rc);
+                }
+                cur = m->version;
+        }
+        *version = cur;
+        return 0;
+}
+
+static void *writer_main(void *arg);
+
+int store_open(const store_options *opt, store **ret, store_open_info *info, char *err,
+               size_t errlen)
+{
+        store_open_info local = {0};
+        char why[512] = "";
+        sqlite3 *wdb = NULL;
+        int r = 0;
+        struct stat st;
+
+        if (!opt || !opt->path || !opt->path[0] || !ret) {
+                snprintf(err, errlen, "cannot open store: no path");
+                return -EINVAL;
+        }
+        local.created = stat(opt->path, &st) < 0 || st.st_size == 0;
+
+        enum open_result res = open_writer(opt->path, opt->integrity_check, &wdb, &r, why,
+                                           sizeof(why));
+        if (res == OPEN_CORRUPT) {
+                log_error("store", "database '%s' is corrupt (%s): moving it aside", opt->path, why);
+                r = move_aside(opt->path, local.corrupt_path, sizeof(local.corrupt_path));
+                if (r < 0) {
+                        snprintf(err, errlen, "cannot move corrupt store '%s' aside: %s",
+                                 opt->path, strerror(-r));
+                        return r;
+                }
+                local.moved_corrupt = true;
+                local.created = true;
+                res = open_writer(opt->path, opt->integrity_check, &wdb, &r, why, sizeof(why));
+        }
+        if (res != OPEN_OK) {
+                snprintf(err, errlen, "cannot open store '%s': %s", opt->path, why);
+                return r < 0 ? r : -EIO;
+        }
+        r = migrate(wdb, &local.schema_version, why, sizeof(why));
+        if (r < 0) {
+                snprintf(err, errlen, "cannot open store '%s': %s", opt->path, why);
+                sqlite3_close(wdb);
+                return r;
+        }
+        if (local.created)
+                (void)store_fsync_dir_of(opt->path);
+
+        store *s = calloc(1, sizeof(*s));
+        if (!s || !(s->path = strdup(opt->path))) {
+                free(s);
+                sqlite3_close(wdb);
+                snprintf(err, errlen, "cannot open store '%s': out of memory", opt->path);
+                return -ENOMEM;
+        }
+        s->wdb = wdb;
+        s->batch_max = opt->batch_max ? opt->batch_max : DEFAULT_BATCH_MAX;
+        s->batch_wait_ms = opt->batch_wait_ms;
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->rlock, NULL);
+        pthread_cond_init(&s->work, NULL);
+        pthread_cond_init(&s->done, NULL);
+
+        int rc = sqlite3_open_v2(opt->path, &s->rdb, SQLITE_OPEN_READONLY, NULL);
+        if (rc == SQLITE_OK) {
+                harden(s->rdb);
+                rc = sqlite3_exec(s->rdb, "PRAGMA query_only=ON", NULL, NULL, NULL);
+        }
+        if (rc != SQLITE_OK) {
+                snprintf(err, errlen, "cannot open store '%s' for reading: %s", opt->path,
+                         s->rdb ? sqlite3_errmsg(s->rdb) : sqlite3_errstr(rc));
+                r = store_errno(rc);
+                store_close(s);
+                return r;
+        }
+        r = -pthread_create(&s->writer, NULL, writer_main, s);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot start the store writer: %s", strerror(-r));
+                store_close(s);
+                return r;
+        }
+        s->writer_started = true;
+        if (info)
+                *info = local;
+        *ret = s;
+        return 0;
+}
+
+/* ---- the writer ---- */
+
+static void run_vacuum(store *s, store_req *q)
+{
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(s->wdb, "VACUUM INTO ?1", -1, &st, NULL);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 1, q->vacuum_dst, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+                log_error("store", "failed to copy the store to '%s': %s", q->vacuum_dst,
+                          sqlite3_errmsg(s->wdb));
+                q->result = store_errno(rc);
+                if (q->result == -EBUSY || q->result == -EEXIST)
+                        q->result = -EIO;
+                /* VACUUM INTO leaves a partial file behind on failure. */
+                (void)unlink(q->vacuum_dst);
+                return;
+        }
+        /* VACUUM INTO does not fsync its output (security-reliability.md §4.1). */
+        q->result = store_fsync_file(q->vacuum_dst);
+        if (q->result == 0)
+                q->result = store_fsync_dir_of(q->vacuum_dst);
+}
+
+/* Run a batch of writes in one transaction; each gets its result in q->result. */
+static void run_batch(store *s, store_req **batch, unsigned n)
+{
+        sqlite3 *db = s->wdb;
+        int rc, fail = 0;
+
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                fail = store_errno(rc);
+                log_warn("store", "failed to begin a write transaction: %s", sqlite3_errmsg(db));
+                goto out;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                store_req *q = batch[i];
+
+                rc = sqlite3_exec(db, "SAVEPOINT w", NULL, NULL, NULL);
+                if (rc != SQLITE_OK) {
+                        fail = store_errno(rc);
+                        break;
+                }
+                q->result = q->fn(db, q->ctx);
+                if (q->result > 0)
+                        q->result = 0; /* >= 0 is success; the contract returns 0 */
+                if (sqlite3_get_autocommit(db)) {
+                        /* SQLITE_FULL/IOERR/NOMEM inside fn may roll back the whole transaction:
+                         * every write of this batch is lost, say so to each of them. */
+                        fail = q->result < 0 ? q->result : -EIO;
+                        log_warn("store", "a write aborted its batch of %u: %s", n,
+                                 strerror(-fail));
+                        goto out;
+                }
+                if (q->result == 0)
+                        rc = sqlite3_exec(db, "RELEASE w", NULL, NULL, NULL);
+                else
+                        rc = sqlite3_exec(db, "ROLLBACK TO w; RELEASE w", NULL, NULL, NULL);
+                if (rc != SQLITE_OK) {
+                        fail = store_errno(rc);
+                        break;
+                }
+        }
+        if (fail == 0) {
+                int injected = atomic_exchange(&s->fail_next_commit, 0);
+                if (injected) {
+                        rc = injected;
+                        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                } else {
+                        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+                }
+                if (rc != SQLITE_OK) {
+                        fail = store_errno(rc);
+                        log_msg(fail == -ENOSPC ? LOG_LVL_WARN : LOG_LVL_ERROR, "store",
+                                "failed to commit %u writes to '%s': %s", n, s->path,
+                                injected ? sqlite3_errstr(rc) : sqlite3_errmsg(db));
+                }
+        }
+out:
+        if (fail && !sqlite3_get_autocommit(db))
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        if (!fail)
+                atomic_fetch_add(&s->commits, 1);
+        for (unsigned i = 0; i < n; i++) {
+                store_req *q = batch[i];
+                if (fail && q->result == 0)
+                        q->result = fail;
+                else if (fail && q->result < 0 && fail == -ENOSPC)
+                        q->result = -ENOSPC;
+                if (q->result == -ENOSPC)
+                        atomic_fetch_add(&s->failures, 1);
+                else if (q->result == 0)
+                        atomic_fetch_add(&s->writes, 1);
+        }
+}
+
+static void *writer_main(void *arg)
+{
+        store *s = arg;
+        store_req *batch[1024];
+        unsigned max = MIN(s->batch_max, (unsigned)ARRAY_SIZE(batch));
+
+        s->writer_id = pthread_self();
+        pthread_mutex_lock(&s->lock);
+        for (;;) {
+                while (!s->head && !s->stopping)
+                        pthread_cond_wait(&s->work, &s->lock);
+                if (!s->head)
+                        break; /* stopping and drained */
+                if (s->batch_wait_ms && s->queued < max && !s->stopping && s->head->fn) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += (long)s->batch_wait_ms * 1000000L;
+                        ts.tv_sec += ts.tv_nsec / 1000000000L;
+                        ts.tv_nsec %= 1000000000L;
+                        while (s->queued < max && !s->stopping)
+                                if (pthread_cond_timedwait(&s->work, &s->lock, &ts) == ETIMEDOUT)
+                                        break;
+                }
+                /* A VACUUM INTO runs alone, between batches; writes stop at the next one. */
+                unsigned n = 0;
+                bool vacuum = s->head->fn == NULL;
+                while (s->head && n < (vacuum ? 1u : max) && (vacuum || s->head->fn)) {
+                        batch[n++] = s->head;
+                        s->head = s->head->next;
+                        s->queued--;
+                }
+                if (!s->head)
+                        s->tail = NULL;
+                pthread_mutex_unlock(&s->lock);
+
+                if (vacuum)
+                        run_vacuum(s, batch[0]);
+                else
+                        run_batch(s, batch, n);
+
+                pthread_mutex_lock(&s->lock);
+                for (unsigned i = 0; i < n; i++)
+                        batch[i]->done = true;
+                pthread_cond_broadcast(&s->done);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+static int submit(store *s, store_req *q)
+{
+        if (!s)
+                return -EINVAL;
+        if (s->writer_started && pthread_equal(pthread_self(), s->writer_id))
+                return -EDEADLK;
+        pthread_mutex_lock(&s->lock);
+        if (s->stopping || !s->writer_started) {
+                pthread_mutex_unlock(&s->lock);
+                return -ESHUTDOWN;
+        }
+        q->next = NULL;
+        q->done = false;
+        if (s->tail)
+                s->tail->next = q;
+        else
+                s->head = q;
+        s->tail = q;
+        s->queued++;
+        pthread_cond_signal(&s->work);
+        while (!q->done)
+                pthread_cond_wait(&s->done, &s->lock);
+        pthread_mutex_unlock(&s->lock);
+        return q->result;
+}
+
+int store_write(store *s, store_fn fn, void *ctx)
+{
+        store_req q = {.fn = fn, .ctx = ctx};
+
+        if (!fn)
+                return -EINVAL;
+        return submit(s, &q);
+}
+
+int store_vacuum_into(store *s, const char *dest)
+{
+        store_req q = {.vacuum_dst = dest};
+
+        if (!dest || !dest[0])
+                return -EINVAL;
+        if (access(dest, F_OK) == 0)
+                return -EEXIST;
+        return submit(s, &q);
+}
+
+int store_read(store *s, store_fn fn, void *ctx)
+{
+        int r;
+
+        if (!s || !fn)
+                return -EINVAL;
+        pthread_mutex_lock(&s->rlock);
+        if (!s->rdb) {
+                pthread_mutex_unlock(&s->rlock);
+                return -ESHUTDOWN;
+        }
+        r = fn(s->rdb, ctx);
+        /* A reader must not leave a transaction open: it would pin the WAL forever. */
+        if (!sqlite3_get_autocommit(s->rdb))
+                sqlite3_exec(s->rdb, "ROLLBACK", NULL, NULL, NULL);
+        pthread_mutex_unlock(&s->rlock);
+        return r;
+}
+
+store *store_close(store *s)
+{
+        if (!s)
+                return NULL;
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        pthread_cond_broadcast(&s->work);
+        pthread_mutex_unlock(&s->lock);
+        if (s->writer_started)
+                pthread_join(s->writer, NULL);
+
+        pthread_mutex_lock(&s->rlock);
+        sqlite3_close(s->rdb);
+        s->rdb = NULL;
+        pthread_mutex_unlock(&s->rlock);
+        if (s->wdb) {
+                /* Fold the WAL into the database so the file alone is the state. */
+                sqlite3_wal_checkpoint_v2(s->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+                if (sqlite3_close(s->wdb) != SQLITE_OK)
+                        log_warn("store", "failed to close '%s' cleanly: %s", s->path,
+                                 sqlite3_errmsg(s->wdb));
+        }
+        pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->rlock);
+        pthread_cond_destroy(&s->work);
+        pthread_cond_destroy(&s->done);
+        free(s->path);
+        free(s);
+        return NULL;
+}
+
+const char *store_path(const store *s)
+{
+        return s ? s->path : NULL;
+}
+
+uint64_t store_write_failures(const store *s)
+{
+        return s ? atomic_load(&((store *)s)->failures) : 0;
+}
+
+uint64_t store_commits(const store *s)
+{
+        return s ? atomic_load(&((store *)s)->commits) : 0;
+}
+
+uint64_t store_writes(const store *s)
+{
+        return s ? atomic_load(&((store *)s)->writes) : 0;
+}
+
+void store_test_fail_next_commit(store *s, int sqlite_rc)
+{
+        if (s)
+                atomic_store(&s->fail_next_commit, sqlite_rc);
+}
+
+int store_check_file(const char *path, bool full, char *err, size_t errlen)
+{
+        sqlite3 *db = NULL;
+        char res[512] = "";
+        int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+
+        if (rc == SQLITE_OK) {
+                harden(db);
+                rc = pragma_text(db, full ? "PRAGMA integrity_check" : "PRAGMA quick_check", res,
+                                 sizeof(res));
+        }
+        if (rc != SQLITE_OK) {
+                snprintf(err, errlen, "cannot check database '%s': %s", path,
+                         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                sqlite3_close(db);
+                return store_errno(rc) == -EIO ? -EIO : -EBADMSG;
+        }
+        sqlite3_close(db);
+        if (strcmp(res, "ok") != 0) {
+                snprintf(err, errlen, "database '%s' failed %s: %s", path,
+                         full ? "integrity_check" : "quick_check", res);
+                return -EBADMSG;
+        }
+        return 0;
+}

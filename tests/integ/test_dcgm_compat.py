@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""dcgm-exporter drop-in: `vigild --collectors deploy/dcgm/default-counters.csv` prints exactly the
+families dcgm-exporter's default file asks for (those the fake NVML supports), with its names,
+HELP/TYPE text, labels in its order, DCGM_FI_DRIVER_VERSION as a label, XID err_code/err_msg,
+4.6 names, malformed files refused at start, and OpenMetrics negotiation in both namings."""
+import os
+import re
+import shutil
+import subprocess
+
+from harness import (SRC, Failure, Vigild, check, main, parse_metrics, series, wait_for)
+
+CSV = os.path.join(SRC, "deploy", "dcgm", "default-counters.csv")
+OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+             "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+OM_CTYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+TEXT_CTYPE = "text/plain; version=0.0.4; charset=utf-8"
+LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "hostname",
+               "DCGM_FI_DRIVER_VERSION"]
+# Enabled in dcgm-exporter's default file but NOT_SUPPORTED by our NVML backend: must be absent.
+UNSUPPORTED = {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+               "DCGM_FI_PROF_DRAM_ACTIVE", "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+               "DCGM_FI_DEV_VGPU_LICENSE_STATUS"}
+
+
+def read_csv(path):
+    """[(name, type, help)] of the enabled records, parsed independently of vigild."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            cols = [c.strip() for c in line.split(",")]
+            out.append((cols[0], cols[1], ",".join(cols[2:]).strip()))
+    return out
+
+
+def families(text):
+    """{name: (type, help)} from HELP/TYPE lines."""
+    helps, types = {}, {}
+    for line in text.splitlines():
+        m = re.match(r"# HELP (\S+) (.*)$", line)
+        if m:
+            helps[m.group(1)] = m.group(2)
+        m = re.match(r"# TYPE (\S+) (\S+)$", line)
+        if m:
+            types[m.group(1)] = m.group(2)
+    check(set(helps) == set(types), "HELP and TYPE families differ: %s" % (set(helps) ^ set(types)))
+    return {n: (types[n], helps[n]) for n in types}
+
+
+def label_names(line):
+    inside = line[line.index("{") + 1:line.rindex("}")]
+    return re.findall(r'(?:^|,)([A-Za-z_][A-Za-z0-9_]*)="', inside)
+
+
+def check_openmetrics(text, counters_total=True):
+    """Structural OpenMetrics 1.0.0 checks (no client library on the box; Prometheus itself parses
+    it in test_prometheus.py): '# EOF' last and once, each family declared once before its
+    samples, counter families named without _total and their samples with it, unknown/gauge
+    samples named exactly as the family, histogram samples with the right suffixes."""
+    lines = text.split("\n")
+    check(lines[-1] == "" and lines[-2] == "# EOF", "OpenMetrics does not end with '# EOF\\n'")
+    check(text.count("# EOF") == 1, "more than one # EOF")
+    declared, current, seen_samples = {}, None, set()
+    for line in lines[:-2]:
+        check(line != "", "blank line in OpenMetrics")
+        m = re.match(r"# TYPE (\S+) (\S+)$", line)
+        if m:
+            name, typ = m.groups()
+            check(name not in declared, "family %s declared twice" % name)
+            check(typ in ("gauge", "counter", "histogram", "unknown", "summary", "info",
+                          "stateset", "gaugehistogram"), "bad OM type %s" % typ)
+            check(not (typ == "counter" and name.endswith("_total")),
+                  "counter family %s keeps _total" % name)
+            declared[name] = typ
+            current = name
+            continue
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            check(name not in seen_samples, "HELP for %s after its samples" % name)
+            check(not re.search(r'(?<!\\)"', line.split(" ", 3)[3] if line.count(" ") >= 3 else ""),
+                  "unescaped quote in HELP: %s" % line)
+            continue
+        check(not line.startswith("#"), "unexpected comment %r" % line)
+        sname = re.match(r"([A-Za-z_:][A-Za-z0-9_:]*)", line).group(1)
+        typ = declared[current]
+        allowed = {"counter": [current + "_total", current + "_created"],
+                   "histogram": [current + "_bucket", current + "_sum", current + "_count"],
+                   }.get(typ, [current])
+        check(sname in allowed, "sample %s not part of family %s (%s)" % (sname, current, typ))
+        seen_samples.add(current)
+    return declared
+
+
+def start(args=(), config=None):
+    v = Vigild(args=args, config=config)
+    v.wait_listening()
+    wait_for(lambda: 'gpu="0"' in v.metrics(), 10, "first sweep")
+    return v
+
+
+def test_default_counters_exact_families():
+    csv = read_csv(CSV)
+    check(len(csv) == 26, "deploy CSV has %d enabled records, want 26" % len(csv))
+    with start(["--collectors", CSV]) as v:
+        # slow-tier fields (energy, PCIe replay) arrive with the first slow sweep
+        wait_for(lambda: "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{" in v.metrics(), 15, "slow tier")
+        text = v.metrics()
+        fam = families(text)
+        want = {n: (t, h) for n, t, h in csv if t != "label" and n not in UNSUPPORTED}
+        check(set(fam) == set(want), "families differ from the CSV: extra %s, missing %s" % (
+            sorted(set(fam) - set(want)), sorted(set(want) - set(fam))))
+        for n, (t, h) in want.items():
+            check(fam[n] == (t, h), "%s: HELP/TYPE %r, CSV says %r" % (n, fam[n], (t, h)))
+        for n in UNSUPPORTED:
+            check(n not in text, "%s is NOT_SUPPORTED and must be absent" % n)
+        check("vigil_" not in text, "native families leak into dcgm naming")
+        check("9223372036854775" not in text, "a DCGM sentinel value leaked")
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            names = label_names(line)
+            base = [x for x in names if x not in ("err_code", "err_msg")]
+            check(base == LABEL_ORDER, "label order %s in %s" % (names, line[:120]))
+        m = parse_metrics(text)
+        temps = series(m, "DCGM_FI_DEV_GPU_TEMP")
+        check(len(temps) == 8, "%d GPU temperature series" % len(temps))
+        gpus = {g["index"]: g for g in v.get_json("/api/v1/gpus")["gpus"]}
+        for d, _ in temps:
+            g = gpus[int(d["gpu"])]
+            check(d["UUID"] == g["uuid"] and d["pci_bus_id"] == g["pci_bus_id"]
+                  and d["modelName"] == g["name"], "identity labels %s vs %s" % (d, g))
+            check(d["device"] == "nvidia%d" % g.get("minor_number", g["index"]), "device %s" % d)
+            check(re.match(r"^\d+\.\d+", d["DCGM_FI_DRIVER_VERSION"]), "driver label %s" % d)
+        # DCGM units, unscaled: FB in MiB, utilization in %, energy in mJ
+        fb = series(m, "DCGM_FI_DEV_FB_USED", gpu="0")[0][1]
+        check(0 < fb < 200000, "FB_USED %s is not in MiB" % fb)
+        util = series(m, "DCGM_FI_DEV_GPU_UTIL", gpu="0")[0][1]
+        check(0 <= util <= 100 and float(util).is_integer(), "GPU_UTIL %s not in %%" % util)
+        promtool_check(text)
+
+
+def promtool_check(text):
+    promtool = shutil.which("promtool")
+    if not promtool:
+        raise Failure("promtool is not installed")
+    p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    out = (p.stdout + p.stderr).strip().splitlines()
+    # dcgm-exporter's own names and labels trip promtool's style lints; parse errors must not occur.
+    style = ("label names should be written in 'snake_case'", 'counter metrics should have "_total"',
+             "metric name should not include type 'counter'")
+    bad = [l for l in out if not any(s in l for s in style)]
+    check(not bad, "promtool check metrics:\n%s" % "\n".join(bad))
+
+
+def test_xid_err_code_and_msg():
+    with start(["--collectors", CSV]) as v:
+        v.inject(gpu=0, xid=79)
+
+        def xid():
+            m = parse_metrics(v.metrics())
+            s = series(m, "DCGM_FI_DEV_XID_ERRORS", gpu="0")
+            return s and s[0][1] == 79 and s[0][0]
+        d = wait_for(xid, 10, "XID 79 in DCGM_FI_DEV_XID_ERRORS")
+        check(d["err_code"] == "79" and d["err_msg"] == "GPU has fallen off the bus", "xid labels %s" % d)
+        line = [l for l in v.metrics().splitlines() if l.startswith("DCGM_FI_DEV_XID_ERRORS{gpu=\"0\"")][0]
+        check(label_names(line)[-2:] == ["err_code", "err_msg"], "err labels order: %s" % line)
+        other = series(parse_metrics(v.metrics()), "DCGM_FI_DEV_XID_ERRORS", gpu="1")
+        check(other and other[0][1] == 0, "GPU 1 XID %s" % other)
+
+
+def test_naming_dcgm_and_46_names():
+    with start(config="metrics:\n  naming: dcgm\n  extra_labels:\n    cluster: c1\n") as v:
+        text = v.metrics()
+        fam = families(text)
+        check("DCGM_FI_DEV_GPU_TEMP" in fam and "vigil_gpu_up" not in fam, "naming dcgm families %s" % sorted(fam))
+        line = [l for l in text.splitlines() if l.startswith("DCGM_FI_DEV_GPU_TEMP{")][0]
+        check(label_names(line) == LABEL_ORDER + ["cluster"], "labels %s" % label_names(line))
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "c46.csv")
+        with open(p, "w") as f:
+            f.write("# 4.6 names\nDCGM_FI_DEV_GPU_TEMP_CELSIUS, gauge, GPU temperature (in C).\n"
+                    "DCGM_FI_DEV_BOARD_POWER_WATTS, gauge, Power draw (in W).\n"
+                    "DCGM_FI_SYSTEM_DRIVER_VERSION, label, Driver Version\n"
+                    "DCGM_FI_DEV_SERIAL, label, Device Serial Number\n"
+                    "DCGM_FI_PROF_SM_ACTIVE, gauge, not collected\n")
+        with start(config="metrics:\n  counters_csv: %s\n" % p) as v:
+            text = v.metrics()
+            fam = families(text)
+            check(set(fam) == {"DCGM_FI_DEV_GPU_TEMP_CELSIUS", "DCGM_FI_DEV_BOARD_POWER_WATTS"},
+                  "4.6 families %s" % sorted(fam))
+            line = [l for l in text.splitlines() if l.startswith("DCGM_FI_DEV_GPU_TEMP_CELSIUS{")][0]
+            names = label_names(line)
+            check(names[:6] == LABEL_ORDER[:6] and names[6] == "DCGM_FI_SYSTEM_DRIVER_VERSION",
+                  "labels %s" % names)
+
+
+def test_malformed_csv_refused_at_start():
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        cases = [("DCGM_FI_DEV_GPU_TEMP, gauge\n", ":1: malformed CSV record"),
+                 ("# ok\nDCGM_FI_DEV_GPU_TEMP, gauge, x\nDCGM_FI_DEV_NOPE, gauge, y\n",
+                  ":3: unknown DCGM field 'DCGM_FI_DEV_NOPE'"),
+                 ("DCGM_FI_DEV_GPU_TEMP, gaug, x\n", ":1: unknown metric type 'gaug'")]
+        for i, (content, want) in enumerate(cases):
+            p = os.path.join(d, "bad%d.csv" % i)
+            with open(p, "w") as f:
+                f.write(content)
+            v = Vigild(args=["--collectors", p])
+            try:
+                rc = v.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                v.stop()
+                raise Failure("vigild started with malformed %s" % p)
+            logs = v.logs()
+            check(rc != 0, "vigild exited %d on a malformed CSV" % rc)
+            check(p + want in logs, "error for %s does not say %r:\n%s" % (p, p + want, logs))
+
+
+def test_openmetrics_negotiation_both_namings():
+    for args in ([], ["--collectors", CSV]):
+        with start(args) as v:
+            st, hdr, body = v.request("GET", "/metrics", headers={"Accept": OM_ACCEPT})
+            check(st == 200 and hdr.get("Content-Type") == OM_CTYPE, "OM content type %r" % hdr.get("Content-Type"))
+            declared = check_openmetrics(body.decode())
+            st, hdr, text = v.request("GET", "/metrics", headers={"Accept": "text/plain;version=0.0.4"})
+            check(hdr.get("Content-Type") == TEXT_CTYPE, "text content type %r" % hdr.get("Content-Type"))
+            check(b"# EOF" not in text, "text format carries # EOF")
+            st, hdr, _ = v.request("GET", "/metrics", headers={
+                "Accept": "application/openmetrics-text;q=0,text/plain;q=1"})
+            check(hdr.get("Content-Type") == TEXT_CTYPE, "q=0 OpenMetrics still chosen")
+            if args:
+                check(declared.get("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS") == "unknown",
+                      "dcgm counter without _total must be unknown in OM: %s" % declared)
+            else:
+                check(declared.get("vigil_gpu_xid_errors") == "counter"
+                      and declared.get("vigil_collection_duration_seconds") == "histogram",
+                      "native OM families: %s" % sorted(declared.items())[:10])
+                # same series names in both formats
+                om = {k[0] for k in parse_metrics(body.decode().replace("# EOF\n", ""))}
+                tx = {k[0] for k in parse_metrics(text.decode())}
+                check(om == tx, "series names differ between formats: %s" % (om ^ tx))
+
+
+if __name__ == "__main__":
+    main([test_default_counters_exact_families, test_xid_err_code_and_msg,
+          test_naming_dcgm_and_46_names, test_malformed_csv_refused_at_start,
+          test_openmetrics_negotiation_both_namings])

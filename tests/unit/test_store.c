@@ -1,0 +1,434 @@
+/* test_store.c — the SQLite store: migrations, group commit from many threads, savepoint isolation
+ * of a failing write, reads while writing, a corrupt file moved aside, disk full (a real tmpfs
+ * when this runs as root and mount works, else the injected commit failure) and recovery. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "store/store.h"
+
+static char tmpdir[256];
+
+static int setup(void **state)
+{
+        (void)state;
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/vigil-test-store-XXXXXX");
+        assert_non_null(mkdtemp(tmpdir));
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        char cmd[512];
+        (void)state;
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        return system(cmd) == 0 ? 0 : -1;
+}
+
+static store *open_at(const char *name, store_open_info *info)
+{
+        char path[512], err[512] = "";
+        store *s = NULL;
+        snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+        store_options o = {.path = path, .integrity_check = true};
+        int r = store_open(&o, &s, info, err, sizeof(err));
+        if (r < 0)
+                fail_msg("store_open: %d %s", r, err);
+        return s;
+}
+
+static int create_t(sqlite3 *db, void *ctx)
+{
+        (void)ctx;
+        return store_exec(db, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)");
+}
+
+static int insert_id(sqlite3 *db, void *ctx)
+{
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "INSERT INTO t (id, v) VALUES (?1, 'x')", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, *(int64_t *)ctx);
+                rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+static int count_t(sqlite3 *db, void *ctx)
+{
+        sqlite3_stmt *st = NULL;
+        int n = -1;
+        (void)ctx;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        return n;
+}
+
+static void test_open_and_migrate(void **state)
+{
+        store_open_info info;
+        (void)state;
+        store *s = open_at("m.db", &info);
+        assert_true(info.created);
+        assert_false(info.moved_corrupt);
+        assert_true(info.schema_version >= 2);
+        int v = info.schema_version;
+        s = store_close(s);
+        assert_null(s);
+
+        s = open_at("m.db", &info);
+        assert_false(info.created);
+        assert_int_equal(info.schema_version, v);
+        /* The migrated tables exist. */
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        store_close(s);
+
+        /* A database from a newer vigild is refused, not downgraded. */
+        char path[512], err[512];
+        sqlite3 *db;
+        snprintf(path, sizeof(path), "%s/m.db", tmpdir);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=999999", NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+        store_options o = {.path = path};
+        assert_int_equal(store_open(&o, &s, NULL, err, sizeof(err)), -EPROTO);
+        assert_non_null(strstr(err, "newer"));
+}
+
+static void test_file_mode(void **state)
+{
+        struct stat st;
+        char path[512];
+        (void)state;
+        store *s = open_at("mode.db", NULL);
+        snprintf(path, sizeof(path), "%s/mode.db", tmpdir);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        store_close(s);
+}
+
+struct writer_arg {
+        store *s;
+        int64_t base;
+        int n;
+        int failures;
+};
+
+static void *writer_thread(void *p)
+{
+        struct writer_arg *a = p;
+        for (int i = 0; i < a->n; i++) {
+                int64_t id = a->base + i;
+                if (store_write(a->s, insert_id, &id) != 0)
+                        a->failures++;
+        }
+        return NULL;
+}
+
+static void test_group_commit(void **state)
+{
+        enum { THREADS = 16, PER = 200 };
+        pthread_t th[THREADS];
+        struct writer_arg args[THREADS];
+        (void)state;
+        store *s = open_at("gc.db", NULL);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        uint64_t c0 = store_commits(s);
+        for (int i = 0; i < THREADS; i++) {
+                args[i] = (struct writer_arg){.s = s, .base = i * 100000, .n = PER};
+                pthread_create(&th[i], NULL, writer_thread, &args[i]);
+        }
+        for (int i = 0; i < THREADS; i++) {
+                pthread_join(th[i], NULL);
+                assert_int_equal(args[i].failures, 0);
+        }
+        assert_int_equal(store_read(s, count_t, NULL), THREADS * PER);
+        uint64_t commits = store_commits(s) - c0;
+        /* Many writers share transactions: fewer commits than writes. */
+        print_message("# %d writes in %llu commits\n", THREADS * PER, (unsigned long long)commits);
+        assert_true(commits < (uint64_t)(THREADS * PER));
+        store_close(s);
+}
+
+static int insert_then_fail(sqlite3 *db, void *ctx)
+{
+        int r = insert_id(db, ctx);
+        assert_int_equal(r, 0);
+        return -EINVAL; /* roll back my own insert only */
+}
+
+struct iso_arg {
+        store *s;
+        int64_t id;
+        int (*fn)(sqlite3 *, void *);
+        int result;
+};
+
+static void *iso_thread(void *p)
+{
+        struct iso_arg *a = p;
+        a->result = store_write(a->s, a->fn, &a->id);
+        return NULL;
+}
+
+static void test_savepoint_isolation(void **state)
+{
+        enum { N = 30 };
+        pthread_t th[N];
+        struct iso_arg a[N];
+        char path[512], err[512];
+        store *s = NULL;
+        (void)state;
+        snprintf(path, sizeof(path), "%s/iso.db", tmpdir);
+        /* A batch wait so that the failing writes share transactions with good ones. */
+        store_options o = {.path = path, .batch_wait_ms = 20};
+        assert_int_equal(store_open(&o, &s, NULL, err, sizeof(err)), 0);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        for (int i = 0; i < N; i++) {
+                a[i] = (struct iso_arg){.s = s, .id = i + 1,
+                                        .fn = i % 3 == 0 ? insert_then_fail : insert_id};
+                pthread_create(&th[i], NULL, iso_thread, &a[i]);
+        }
+        int good = 0;
+        for (int i = 0; i < N; i++) {
+                pthread_join(th[i], NULL);
+                if (i % 3 == 0) {
+                        assert_int_equal(a[i].result, -EINVAL);
+                } else {
+                        assert_int_equal(a[i].result, 0);
+                        good++;
+                }
+        }
+        assert_int_equal(store_read(s, count_t, NULL), good);
+        /* A duplicate key is -EEXIST and harms nobody. */
+        int64_t dup = 2;
+        assert_int_equal(store_write(s, insert_id, &dup), -EEXIST);
+        assert_int_equal(store_read(s, count_t, NULL), good);
+        store_close(s);
+}
+
+struct reader_arg {
+        store *s;
+        volatile int stop;
+        int reads;
+        int last;
+        int bad;
+};
+
+static void *reader_thread(void *p)
+{
+        struct reader_arg *a = p;
+        while (!a->stop) {
+                int n = store_read(a->s, count_t, NULL);
+                if (n < a->last)
+                        a->bad++; /* a committed row vanished */
+                a->last = n;
+                a->reads++;
+        }
+        return NULL;
+}
+
+static void test_read_while_writing(void **state)
+{
+        pthread_t r, w;
+        struct reader_arg ra = {0};
+        (void)state;
+        store *s = open_at("rw.db", NULL);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        ra.s = s;
+        struct writer_arg wa = {.s = s, .base = 1, .n = 500};
+        pthread_create(&r, NULL, reader_thread, &ra);
+        pthread_create(&w, NULL, writer_thread, &wa);
+        pthread_join(w, NULL);
+        ra.stop = 1;
+        pthread_join(r, NULL);
+        assert_int_equal(wa.failures, 0);
+        assert_int_equal(ra.bad, 0);
+        assert_true(ra.reads > 0);
+        assert_int_equal(store_read(s, count_t, NULL), 500);
+        store_close(s);
+}
+
+static void test_corrupt_moved_aside(void **state)
+{
+        char path[512];
+        store_open_info info;
+        (void)state;
+
+        /* 1. Not a database at all. */
+        snprintf(path, sizeof(path), "%s/bad.db", tmpdir);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        for (int i = 0; i < 1000; i++)
+                fputs("this is not an SQLite database, just text\n", f);
+        fclose(f);
+        store *s = open_at("bad.db", &info);
+        assert_true(info.moved_corrupt);
+        assert_true(info.created);
+        assert_non_null(strstr(info.corrupt_path, "bad.db.corrupt-"));
+        assert_int_equal(access(info.corrupt_path, F_OK), 0);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        store_close(s);
+
+        /* 2. A real database with a damaged page: quick_check fails. */
+        s = open_at("pg.db", NULL);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        for (int64_t i = 1; i <= 2000; i++)
+                assert_int_equal(store_write(s, insert_id, &i), 0);
+        store_close(s);
+        snprintf(path, sizeof(path), "%s/pg.db", tmpdir);
+        int fd = open(path, O_WRONLY);
+        assert_true(fd >= 0);
+        char junk[4096];
+        memset(junk, 0xA5, sizeof(junk));
+        /* Page 3 onwards: table b-tree pages. */
+        assert_int_equal(pwrite(fd, junk, sizeof(junk), 4096 * 2), (ssize_t)sizeof(junk));
+        close(fd);
+        s = open_at("pg.db", &info);
+        assert_true(info.moved_corrupt);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        assert_int_equal(store_read(s, count_t, NULL), 0); /* fresh */
+        store_close(s);
+
+        char err[512];
+        assert_int_equal(store_check_file(info.corrupt_path, true, err, sizeof(err)), -EBADMSG);
+}
+
+static void test_disk_full_injected(void **state)
+{
+        (void)state;
+        store *s = open_at("full.db", NULL);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        int64_t id = 1;
+        assert_int_equal(store_write(s, insert_id, &id), 0);
+        store_test_fail_next_commit(s, SQLITE_FULL);
+        id = 2;
+        assert_int_equal(store_write(s, insert_id, &id), -ENOSPC);
+        assert_int_equal(store_write_failures(s), 1);
+        /* Reads go on, the failed write is not there, and writes work again by themselves. */
+        assert_int_equal(store_read(s, count_t, NULL), 1);
+        assert_int_equal(store_write(s, insert_id, &id), 0);
+        assert_int_equal(store_read(s, count_t, NULL), 2);
+        store_close(s);
+}
+
+static int insert_big(sqlite3 *db, void *ctx)
+{
+        sqlite3_stmt *st = NULL;
+        static char blob[8192];
+        int rc = sqlite3_prepare_v2(db, "INSERT INTO t (id, v) VALUES (?1, ?2)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                memset(blob, 'b', sizeof(blob));
+                sqlite3_bind_int64(st, 1, *(int64_t *)ctx);
+                sqlite3_bind_blob(st, 2, blob, sizeof(blob), SQLITE_STATIC);
+                rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+/* A real full filesystem: a 2 MiB tmpfs. Needs root and a kernel that lets us mount. */
+static void test_disk_full_tmpfs(void **state)
+{
+        char mnt[300], path[512], err[512], filler[600];
+        (void)state;
+        snprintf(mnt, sizeof(mnt), "%s/tmpfs", tmpdir);
+        mkdir(mnt, 0700);
+        if (geteuid() != 0 || mount("tmpfs", mnt, "tmpfs", 0, "size=2m") != 0) {
+                print_message("# skip: cannot mount a tmpfs here (%s)\n", strerror(errno));
+                skip();
+        }
+        snprintf(path, sizeof(path), "%s/v.db", mnt);
+        store *s = NULL;
+        store_options o = {.path = path, .integrity_check = true};
+        assert_int_equal(store_open(&o, &s, NULL, err, sizeof(err)), 0);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        int64_t id = 1, acked = 0;
+        int r = 0;
+        for (; id < 10000; id++) {
+                r = store_write(s, insert_big, &id);
+                if (r < 0)
+                        break;
+                acked++;
+        }
+        assert_int_equal(r, -ENOSPC);
+        assert_true(store_write_failures(s) >= 1);
+        assert_int_equal(store_read(s, count_t, NULL), acked); /* reads go on */
+        /* A second full write still fails cleanly. */
+        assert_int_equal(store_write(s, insert_big, &id), -ENOSPC);
+        /* Make room (a filler file another program wrote? here: grow the fs) and go on. */
+        snprintf(filler, sizeof(filler), "size=16m");
+        assert_int_equal(mount("tmpfs", mnt, "tmpfs", MS_REMOUNT, filler), 0);
+        assert_int_equal(store_write(s, insert_big, &id), 0);
+        assert_int_equal(store_read(s, count_t, NULL), acked + 1);
+        store_close(s);
+        assert_int_equal(store_check_file(path, true, err, sizeof(err)), 0);
+        umount2(mnt, MNT_DETACH);
+}
+
+static void test_vacuum_into(void **state)
+{
+        char dst[512], err[512];
+        (void)state;
+        store *s = open_at("vac.db", NULL);
+        assert_int_equal(store_write(s, create_t, NULL), 0);
+        for (int64_t i = 1; i <= 100; i++)
+                assert_int_equal(store_write(s, insert_id, &i), 0);
+        snprintf(dst, sizeof(dst), "%s/copy.db", tmpdir);
+        assert_int_equal(store_vacuum_into(s, dst), 0);
+        assert_int_equal(store_vacuum_into(s, dst), -EEXIST);
+        assert_int_equal(store_check_file(dst, true, err, sizeof(err)), 0);
+        store_close(s);
+}
+
+static void test_errno_map(void **state)
+{
+        (void)state;
+        assert_int_equal(store_errno(SQLITE_OK), 0);
+        assert_int_equal(store_errno(SQLITE_FULL), -ENOSPC);
+        assert_int_equal(store_errno(SQLITE_CONSTRAINT_UNIQUE), -EEXIST);
+        assert_int_equal(store_errno(SQLITE_BUSY), -EBUSY);
+        assert_int_equal(store_errno(SQLITE_CORRUPT), -EBADMSG);
+        assert_int_equal(store_errno(SQLITE_NOTADB), -EBADMSG);
+        assert_int_equal(store_errno(SQLITE_IOERR_WRITE), -EIO);
+}
+
+static void test_close_refuses(void **state)
+{
+        (void)state;
+        assert_null(store_close(NULL));
+        assert_int_equal(store_write(NULL, create_t, NULL), -EINVAL);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_errno_map),
+            cmocka_unit_test(test_close_refuses),
+            cmocka_unit_test(test_open_and_migrate),
+            cmocka_unit_test(test_file_mode),
+            cmocka_unit_test(test_group_commit),
+            cmocka_unit_test(test_savepoint_isolation),
+            cmocka_unit_test(test_read_while_writing),
+            cmocka_unit_test(test_corrupt_moved_aside),
+            cmocka_unit_test(test_disk_full_injected),
+            cmocka_unit_test(test_disk_full_tmpfs),
+            cmocka_unit_test(test_vacuum_into),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -73,41 +73,7 @@ static int render(cli_ctx *ctx, const json_t *root)
 
 int cmd_discovery(int argc, char **argv, cli_ctx *ctx)
 {
-        static const struct option opts[] = {
-            {"list", no_argument, NULL, 'l'},
-            {"json", no_argument, NULL, 'j'},
-            {"help", no_argument, NULL, 'h'},
-            {},
-        };
-        json_t *root = NULL;
-        int c, r;
+        static const cli_view view = {usage, help, "/api/v1/gpus", render, "l"};
 
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+ljh", opts, NULL)) != -1) {
-                switch (c) {
-                case 'l':
-                        break;
-                case 'j':
-                        ctx->json = true;
-                        break;
-                case 'h':
-                        help(ctx);
-                        return 0;
-                default:
-                        return cli_usage_error(ctx, usage, "unknown option '%s'", argv[optind - 1]);
-                }
-        }
-        if (optind < argc)
-                return cli_usage_error(ctx, usage, "unexpected argument '%s'", argv[optind]);
-
-        r = client_get(ctx, "/api/v1/gpus", &root);
-        if (r < 0)
-                return r;
-        if (ctx->json)
-                r = client_print_json(ctx, root, false);
-        else
-                r = render(ctx, root);
-        json_decref(root);
-        return r;
+        return cli_run_view(argc, argv, ctx, &view);
 }

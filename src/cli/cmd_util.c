@@ -3,6 +3,8 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,4 +65,40 @@ void cli_write_buf(cli_ctx *ctx, const buf *b)
         if (b->data && b->len)
                 fwrite(b->data, 1, b->len, ctx->out);
         fflush(ctx->out);
+}
+
+int cli_run_view(int argc, char **argv, cli_ctx *ctx, const cli_view *v)
+{
+        static const struct option opts[] = {
+            {"list", no_argument, NULL, 'l'},
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {},
+        };
+        char shortopts[16];
+        json_t *root = NULL;
+        int c, r;
+
+        snprintf(shortopts, sizeof(shortopts), "+jh%s", v->ignored_flags ? v->ignored_flags : "");
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+                if (c == 'j') {
+                        ctx->json = true;
+                } else if (c == 'h') {
+                        v->help(ctx);
+                        return 0;
+                } else if (c == '?' || !v->ignored_flags || !strchr(v->ignored_flags, c)) {
+                        return cli_usage_error(ctx, v->usage, "unknown option '%s'",
+                                               argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return cli_usage_error(ctx, v->usage, "unexpected argument '%s'", argv[optind]);
+        r = client_get(ctx, v->path, &root);
+        if (r < 0)
+                return r;
+        r = ctx->json ? client_print_json(ctx, root, false) : v->render(ctx, root);
+        json_decref(root);
+        return r;
 }

@@ -25,6 +25,17 @@ int cmd_fields(int argc, char **argv, cli_ctx *ctx);
 
 /* ---- shared helpers (cmd_util.c) ---- */
 
+/* A read-only command that GETs one endpoint and prints it as a table, or raw with --json. */
+typedef struct cli_view {
+        const char *usage;                               /* one usage line */
+        void (*help)(cli_ctx *ctx);                      /* --help text */
+        const char *path;                                /* API path to GET */
+        int (*render)(cli_ctx *ctx, const json_t *root); /* the readable form */
+        const char *ignored_flags;                       /* short flags accepted as no-ops ("l") */
+} cli_view;
+/* Parse -j/--json and -h/--help (plus v->ignored_flags), GET v->path, print. */
+int cli_run_view(int argc, char **argv, cli_ctx *ctx, const cli_view *v);
+
 /* Parse a decimal integer in [min, max] with nothing after it. Returns 0 or -EINVAL / -ERANGE;
  * *ret untouched on failure. */
 int cli_parse_long(const char *s, long min, long max, long *ret);

@@ -5,8 +5,10 @@ set -euo pipefail
 
 BUILD=(build-essential cmake pkg-config clang-format
        libmicrohttpd-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev
-       libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev)
-TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter)
+       libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev
+       libgnutls28-dev)
+TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
+      sslscan testssl.sh openssl prometheus-alertmanager)
 
 want=("${BUILD[@]}")
 if [ "${1:-}" != "--build-only" ]; then

@@ -6,6 +6,8 @@
 #include <pthread.h>
 
 #include "api.h"
+#include "auth_gate.h"
+#include "tls.h"
 #include "counters.h"
 #include "cache/snapshot.h"
 #include "common/buf.h"
@@ -45,6 +47,10 @@ typedef struct request {
         size_t n_seg;
         buf body;       /* request body (POST) */
         bool too_large; /* body exceeded the cap */
+        gate_req sec;         /* security: request id, principal, role, status (auth_gate.h) */
+        unsigned retry_after; /* seconds, for a 429's Retry-After; 0 = none */
+        const char *route;    /* matched route pattern, for self-metrics; NULL = none */
+        unsigned status;      /* HTTP status queued, for self-metrics; 0 = not yet */
 } request;
 
 /* Queue a JSON response; takes ownership of body. */
@@ -62,6 +68,23 @@ enum MHD_Result h_gpu(request *r);
 enum MHD_Result h_history(request *r);
 enum MHD_Result h_fields(request *r);
 enum MHD_Result h_inject(request *r);
+enum MHD_Result h_health(request *r);        /* h_health.c */
+enum MHD_Result h_incidents(request *r);     /* h_health.c */
+enum MHD_Result h_incident_ack(request *r);  /* h_health.c */
+/* The permission of the route for method+path (server.c's table): >= 0 (enum auth_perm),
+ * -ENOENT unknown path, -EPERM known path with another method. For the RBAC matrix test. */
+int api_route_perm(const char *method, const char *path);
+/* auth_handlers.c */
+enum MHD_Result h_audit(request *r);
+enum MHD_Result h_audit_verify(request *r);
+enum MHD_Result h_config(request *r);
+enum MHD_Result h_config_reload(request *r);
+enum MHD_Result h_token_revoke(request *r);
+/* h_backup.c */
+enum MHD_Result h_backup_create(request *r);
+enum MHD_Result h_backups(request *r);
+enum MHD_Result h_keys(request *r);
+enum MHD_Result h_keys_rotate(request *r);
 
 /* Render the native exposition into b; om: OpenMetrics 1.0.0 instead of text 0.0.4. */
 int expo_render_native(api *a, buf *b, bool om);

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "store/store.h"
 #include "backend/backend.h"
 #include "cache/cache.h"
 #include "engine/engine.h"
@@ -26,6 +27,7 @@ typedef struct api_options {
         engine *engine;                /* borrowed */
         cache *cache;                  /* borrowed */
         backend *backend;              /* borrowed; for injection */
+        struct health *health;         /* borrowed; /api/v1/health, incidents; NULL = off */
         const char *listen;            /* "ADDR:PORT", "" or NULL = no TCP listener */
         const char *socket_path;       /* unix socket path, "" or NULL = none */
         const char *addr_file;         /* where to write the bound URL, may be NULL */
@@ -43,6 +45,9 @@ typedef struct api_options {
         unsigned timeout_s;       /* idle connection timeout */
         size_t max_body;          /* request body cap, bytes */
         bool simulated;           /* running on the fake NVML */
+        struct anomaly *anomaly;  /* borrowed; anomaly gauges and /api/v1/anomalies; may be NULL */
+        struct auth_gate *gate;   /* borrowed; security gate (auth_gate.h), NULL = none */
+        struct tls_ctx *tls;      /* borrowed; HTTPS on the TCP listener (tls.h), NULL = plain */
         /* Effective configuration for /api/v1/status; called on an HTTP thread. */
         json_t *(*config_json)(void *userdata);
         void *userdata;
@@ -50,6 +55,10 @@ typedef struct api_options {
          * served instead of binding listen / socket_path. 0 = bind our own. Owned by the api. */
         int inherit_tcp_fd;
         int inherit_unix_fd;
+        /* Durable state (store.h), borrowed; NULL = none. backup: backups and keys (service.h),
+         * borrowed; NULL = the backup and keys routes answer 503. */
+        store *store;
+        struct backup_service *backup;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */

@@ -37,8 +37,8 @@ int audit_hash(const char *prev, int64_t seq, const audit_record *rec, char out[
                 return -ENOMEM;
         c = EVP_MD_CTX_new();
         ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
-             EVP_DigestUpdate(c, prev, strlen(prev)) &&
-             EVP_DigestUpdate(c, canon, strlen(canon)) && EVP_DigestFinal_ex(c, md, &mdlen);
+             EVP_DigestUpdate(c, prev, strlen(prev)) && EVP_DigestUpdate(c, canon, strlen(canon)) &&
+             EVP_DigestFinal_ex(c, md, &mdlen);
         EVP_MD_CTX_free(c);
         free(canon);
         if (!ok || mdlen != sizeof(md))
@@ -277,13 +277,13 @@ int audit_list_fn(sqlite3 *db, void *ctx)
         sqlite3_bind_int64(st, 1, req->since);
         sqlite3_bind_int64(st, 2, req->limit > 0 ? req->limit : 1000);
         while (sqlite3_step(st) == SQLITE_ROW) {
-                json_t *o = json_pack(
-                    "{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "seq",
-                    (json_int_t)sqlite3_column_int64(st, 0), "ts_us",
-                    (json_int_t)sqlite3_column_int64(st, 1), "request_id", col(st, 2), "principal",
-                    col(st, 3), "role", col(st, 4), "source_ip", col(st, 5), "method", col(st, 6),
-                    "route", col(st, 7), "status", sqlite3_column_int(st, 8), "event", col(st, 9),
-                    "detail", col(st, 10), "hash", col(st, 11));
+                json_t *o = json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "seq",
+                                      (json_int_t)sqlite3_column_int64(st, 0), "ts_us",
+                                      (json_int_t)sqlite3_column_int64(st, 1), "request_id",
+                                      col(st, 2), "principal", col(st, 3), "role", col(st, 4),
+                                      "source_ip", col(st, 5), "method", col(st, 6), "route",
+                                      col(st, 7), "status", sqlite3_column_int(st, 8), "event",
+                                      col(st, 9), "detail", col(st, 10), "hash", col(st, 11));
                 if (o)
                         json_array_append_new(rows, o);
         }

@@ -49,20 +49,20 @@ typedef struct audit_prune_req {
 int audit_prune_fn(sqlite3 *db, void *ctx);
 
 typedef struct audit_verify_result {
-        int64_t checked;                 /* rows whose hash was recomputed */
-        int64_t first_seq, last_seq;     /* range seen (0 when empty) */
-        int64_t bad_seq;                 /* first row that failed, 0 if none */
-        char head[AUDIT_HASH_HEX];       /* hash of the newest row (or the checkpoint) */
-        char reason[160];                /* why verification failed */
+        int64_t checked;             /* rows whose hash was recomputed */
+        int64_t first_seq, last_seq; /* range seen (0 when empty) */
+        int64_t bad_seq;             /* first row that failed, 0 if none */
+        char head[AUDIT_HASH_HEX];   /* hash of the newest row (or the checkpoint) */
+        char reason[160];            /* why verification failed */
 } audit_verify_result;
 /* Walk the chain. Returns 0 when intact, -EBADMSG when tampered (reason and bad_seq say where),
  * -EIO on SQLite errors. */
 int audit_verify(sqlite3 *db, audit_verify_result *res);
 
 typedef struct audit_list_req {
-        int64_t since;   /* usec since epoch */
-        int64_t limit;   /* rows at most (newest last) */
-        json_t *rows;    /* out: array of objects; caller owns */
+        int64_t since; /* usec since epoch */
+        int64_t limit; /* rows at most (newest last) */
+        json_t *rows;  /* out: array of objects; caller owns */
 } audit_list_req;
 /* store_fn for store_read. */
 int audit_list_fn(sqlite3 *db, void *ctx);

@@ -21,8 +21,8 @@
 #include "common/macros.h"
 
 static const char *const perm_names[] = {
-    [PERM_UNSET] = "admin",  [PERM_OPEN] = "open",       [PERM_METRICS] = "metrics",
-    [PERM_READ] = "read",    [PERM_WRITE] = "write",     [PERM_EXECUTE] = "execute",
+    [PERM_UNSET] = "admin", [PERM_OPEN] = "open",   [PERM_METRICS] = "metrics",
+    [PERM_READ] = "read",   [PERM_WRITE] = "write", [PERM_EXECUTE] = "execute",
     [PERM_ADMIN] = "admin",
 };
 static const char *const role_names[] = {
@@ -73,8 +73,8 @@ int auth_perm_mask(const char *list, unsigned *ret)
                 const char *name;
                 unsigned mask;
         } words[] = {
-            {"*", (1u << PERM_READ) | (1u << PERM_WRITE) | (1u << PERM_EXECUTE) |
-                      (1u << PERM_ADMIN)},
+            {"*",
+             (1u << PERM_READ) | (1u << PERM_WRITE) | (1u << PERM_EXECUTE) | (1u << PERM_ADMIN)},
             {"read", 1u << PERM_READ},
             {"write", 1u << PERM_WRITE},
             {"execute", 1u << PERM_EXECUTE},
@@ -308,8 +308,8 @@ int auth_check_claims(const json_t *c, const auth_jwt_key *k, int64_t now, auth_
         }
         j = json_object_get(c, "sub");
         if (!json_is_string(j) || !json_string_length(j) ||
-            json_string_length(j) >= sizeof(r.sub) || memchr(json_string_value(j), '\0',
-                                                               json_string_length(j)))
+            json_string_length(j) >= sizeof(r.sub) ||
+            memchr(json_string_value(j), '\0', json_string_length(j)))
                 REFUSE("bad_subject");
         snprintf(r.sub, sizeof(r.sub), "%s", json_string_value(j));
         j = json_object_get(c, "role");
@@ -469,8 +469,9 @@ int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key 
                 return 0;
         }
         if (!secret || strlen(secret) < 32) {
-                snprintf(err, errlen, "authentication needs jwt_secret (at least 32 bytes) or "
-                                      "public_key_file");
+                snprintf(err, errlen,
+                         "authentication needs jwt_secret (at least 32 bytes) or "
+                         "public_key_file");
                 return -EINVAL;
         }
         k->alg = AUTH_ALG_HS256;

@@ -87,12 +87,12 @@ int auth_decide(const auth_policy *p, enum auth_transport t, enum auth_role role
 /* ---- JWT ---- */
 
 typedef struct auth_jwt_key {
-        enum auth_alg alg;         /* the only algorithm this key may be used with */
-        unsigned char *key;        /* HS256: the secret; RS256/ES256: the PEM public key; owned */
-        size_t key_len;            /* bytes, > 0 */
-        const char *issuer;        /* required iss, or NULL/"" */
-        const char *audience;      /* required aud (string or in array), or NULL/"" */
-        int64_t leeway_s;          /* seconds of clock skew on exp/nbf/iat */
+        enum auth_alg alg;    /* the only algorithm this key may be used with */
+        unsigned char *key;   /* HS256: the secret; RS256/ES256: the PEM public key; owned */
+        size_t key_len;       /* bytes, > 0 */
+        const char *issuer;   /* required iss, or NULL or "" */
+        const char *audience; /* required aud (string or in array), or NULL or "" */
+        int64_t leeway_s;     /* seconds of clock skew on exp/nbf/iat */
 } auth_jwt_key;
 
 typedef struct auth_claims {
@@ -112,13 +112,13 @@ void auth_jwt_key_release(auth_jwt_key *k);
 int auth_check_header(const json_t *hdr, enum auth_alg alg, const char **reason);
 /* Check decoded claims at now (seconds since epoch). Fills *out on success. 0 or -EACCES with
  * *reason (a short static string for logs and audit: "expired", "bad_issuer", ...). */
-int auth_check_claims(const json_t *claims, const auth_jwt_key *k, int64_t now,
-                      auth_claims *out, const char **reason);
+int auth_check_claims(const json_t *claims, const auth_jwt_key *k, int64_t now, auth_claims *out,
+                      const char **reason);
 /* The whole verification of a compact JWT (len bytes, need not be NUL-terminated). */
 int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_t now,
                     auth_claims *out, const char **reason);
 
-/* Split "Bearer TOKEN" (case-insensitive scheme, one or more spaces). Returns 0 with *tok/*toklen
+/* Split "Bearer TOKEN" (case-insensitive scheme, one or more spaces). Returns 0 with *tok and *toklen
  * pointing into hdr, or -EINVAL. */
 int auth_parse_bearer(const char *hdr, const char **tok, size_t *toklen);
 /* Decode base64url without padding (padding tolerated). Caller owns *ret (NUL-terminated).

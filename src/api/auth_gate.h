@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <microhttpd.h>
+
 #include "auth.h"
 
 struct store;
@@ -19,13 +21,13 @@ struct request;
 typedef struct auth_gate auth_gate;
 
 typedef struct gate_options {
-        bool authn;                  /* security.authentication.enabled */
-        const char *jwt_secret;      /* HS256 secret (>= 32 bytes) or "" */
-        const char *public_key_file; /* RS256/ES256 public key PEM, or "" */
-        const char *issuer;          /* "" = not checked */
-        const char *audience;        /* "" = not checked */
-        int64_t leeway_s;            /* seconds */
-        bool authz;                  /* security.authorization.enabled */
+        bool authn;                         /* security.authentication.enabled */
+        const char *jwt_secret;             /* HS256 secret (>= 32 bytes) or "" */
+        const char *public_key_file;        /* RS256/ES256 public key PEM, or "" */
+        const char *issuer;                 /* "" = not checked */
+        const char *audience;               /* "" = not checked */
+        int64_t leeway_s;                   /* seconds */
+        bool authz;                         /* security.authorization.enabled */
         const char *role_perms[ROLE_COUNT]; /* "read,write" lists by role; [ROLE_NONE] unused */
         const char *unix_admin_group;       /* group whose members are admin on the socket */
         const char *allowed_ips;            /* comma-separated CIDRs, "" = any */
@@ -42,16 +44,16 @@ typedef struct gate_options {
 
 /* Per-request security state, embedded in struct request. */
 typedef struct gate_req {
-        char request_id[33];    /* hex, returned as X-Request-Id */
-        char source_ip[64];     /* client address as text ("unix" on the socket) */
-        uint8_t addr[16];       /* client address (IPv4 mapped) */
-        char principal[160];    /* "jwt:SUB", "uid:N", "anonymous" */
-        enum auth_role role;    /* effective role */
-        bool authenticated;     /* credentials presented and valid */
-        bool is_unix;           /* arrived on the unix socket */
-        bool peer_checked;      /* peer address resolved */
-        bool audited;           /* a record was written for this request */
-        unsigned status;        /* HTTP status queued */
+        char request_id[33]; /* hex, returned as X-Request-Id */
+        char source_ip[64];  /* client address as text ("unix" on the socket) */
+        uint8_t addr[16];    /* client address (IPv4 mapped) */
+        char principal[160]; /* "jwt:SUB", "uid:N", "anonymous" */
+        enum auth_role role; /* effective role */
+        bool authenticated;  /* credentials presented and valid */
+        bool is_unix;        /* arrived on the unix socket */
+        bool peer_checked;   /* peer address resolved */
+        bool audited;        /* a record was written for this request */
+        unsigned status;     /* HTTP status queued */
 } gate_req;
 
 int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen);
@@ -63,7 +65,7 @@ void gate_describe(auth_gate *g, const char *tcp_url, const char *socket_path, b
                    size_t len);
 
 /* MHD accept policy callback (cls = auth_gate *): MHD_YES when addr is allowlisted. */
-int gate_accept(void *cls, const struct sockaddr *addr, unsigned addrlen);
+enum MHD_Result gate_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
 
 /* Called on the first access-handler call: request id. */
 void gate_begin(struct request *r);
@@ -72,6 +74,8 @@ void gate_begin(struct request *r);
 bool gate_check(struct request *r, enum auth_perm perm, bool is_inject, int *ret);
 /* Called after the handler answered: audits mutating requests. */
 void gate_done(struct request *r);
+/* Add X-Request-Id (and Retry-After on 429) to a response about to be queued with status. */
+void api_decorate_response(struct request *r, struct MHD_Response *resp, unsigned status);
 /* Write one audit record (config changes, internal events). Any thread except the store writer. */
 int gate_audit(auth_gate *g, const char *principal, const char *role, const char *ip,
                const char *method, const char *route, int status, const char *event,

@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/service.h"
 #include "api-internal.h"
+#include "selfmetrics.h"
+#include "health/health.h"
 #include "common/log.h"
 #include "common/vtime.h"
 #include "health/xid.h"
@@ -288,6 +291,8 @@ int expo_render_native(api *a, buf *b, bool om)
                 family(b, om, "vigil_cache_samples", "gauge", "Samples held in history");
                 buf_printf(b, "vigil_cache_samples %llu\n", (unsigned long long)cs.samples);
         }
+        selfmetrics_render(a, b, om); /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
+        backup_service_metrics(a->opt.backup, b, om); /* store, backups, keys (service.h) */
 
         if (om)
                 buf_puts(b, "# EOF\n");
@@ -460,6 +465,36 @@ int expo_render_dcgm(api *a, buf *b, bool om)
         return b->err;
 }
 
+/* Label sets for the health families (health_render_metrics), in the active naming. */
+static void health_labels(void *userdata, unsigned gpu, buf *b)
+{
+        api *a = userdata;
+        engine_gpu g;
+        const char *driver = "", *nvml = "";
+
+        if (engine_gpu_get(a->opt.engine, gpu, &g) < 0)
+                return;
+        if (a->counters) {
+                engine_versions(a->opt.engine, &driver, &nvml);
+                dcgm_labels(a, b, &g, driver, nvml);
+        } else {
+                gpu_labels(a, b, &g);
+        }
+}
+
+/* Append the health families before OpenMetrics' "# EOF". */
+static int render_health(api *a, buf *b, bool om)
+{
+        if (!a->opt.health)
+                return 0;
+        if (om && b->len >= 6 && !strcmp(b->data + b->len - 6, "# EOF\n"))
+                b->data[b->len -= 6] = '\0';
+        health_render_metrics(a->opt.health, b, a->counters != NULL, health_labels, a);
+        if (om)
+                buf_puts(b, "# EOF\n");
+        return b->err;
+}
+
 /* Render one variant into the shared buffer and wrap a right-sized copy in a snapshot. */
 static snapshot *render_one(api *a, bool om)
 {
@@ -471,6 +506,8 @@ static snapshot *render_one(api *a, bool om)
         buf_reset(&a->render_buf);
         r = a->counters ? expo_render_dcgm(a, &a->render_buf, om)
                         : expo_render_native(a, &a->render_buf, om);
+        if (r >= 0)
+                r = render_health(a, &a->render_buf, om);
         if (r < 0) {
                 log_error("http", "failed to render /metrics (%s): %s", om ? "OpenMetrics" : "text",
                           strerror(-r));
@@ -547,6 +584,8 @@ enum MHD_Result h_metrics(request *r)
                                 om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
                                    : "text/plain; version=0.0.4; charset=utf-8");
         MHD_add_response_header(resp, "Vary", "Accept");
+        if (r->api->draining) /* upgrade in progress: the scraper reconnects, to the successor */
+                MHD_add_response_header(resp, "Connection", "close");
         ret = MHD_queue_response(r->conn, 200, resp);
         MHD_destroy_response(resp);
         return ret;

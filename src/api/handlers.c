@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api-internal.h"
+#include "selfmetrics.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
@@ -322,6 +323,7 @@ enum MHD_Result h_status(request *r)
                                             json_pack("{s:I,s:f}", "calls", (json_int_t)calls,
                                                       "cost_cpu_seconds", (double)cost_ns / 1e9));
         }
+        json_object_set_new(o, "self", selfmetrics_json(a)); /* selfmetrics.c */
         if (a->opt.config_json)
                 json_object_set_new(o, "config", a->opt.config_json(a->opt.userdata));
         return api_reply_json(r, 200, o);
@@ -344,6 +346,26 @@ enum MHD_Result h_inject(request *r)
                 json_decref(body);
                 return api_reply_error(r, 400, "body must be a JSON object: %s",
                                        body ? "not an object" : jerr.text);
+        }
+        if ((v = json_object_get(body, "call"))) {
+                /* {"call": "nvmlDeviceGetTemperature", "cost_us": N}: the modelled CPU cost of
+                 * one NVML function from now on (adaptive collection tests). */
+                json_t *cost = json_object_get(body, "cost_us");
+                if (!json_is_string(v) || !json_is_integer(cost) || json_integer_value(cost) < 0 ||
+                    json_integer_value(cost) > 60000000)
+                        goto bad_value;
+                req.kind = FAKE_INJECT_CALL_COST;
+                req.call = json_string_value(v);
+                req.count = json_integer_value(cost) * 1000;
+                rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
+                if (rr < 0) {
+                        json_decref(body);
+                        return api_reply_error(r, 400, "injection refused: %s",
+                                               err[0] ? err : strerror(-rr));
+                }
+                log_info("inject", "set the modelled cost of '%s' to %lld us", req.call,
+                         (long long)json_integer_value(cost));
+                return api_reply_json(r, 200, json_pack("{s:o}", "injected", body));
         }
         gpu = json_object_get(body, "gpu");
         if (!json_is_integer(gpu) || json_integer_value(gpu) < 0 ||

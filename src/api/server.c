@@ -19,28 +19,63 @@
 #include <unistd.h>
 
 #include "api-internal.h"
+#include "selfmetrics.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 
 typedef enum MHD_Result (*handler_fn)(request *r);
+static bool route_match(const char *pattern, const char *path, request *r);
 
-/* Every route, one line each. "{x}" matches one path segment and is captured in request.seg. */
+/* Every route, one line each. "{x}" matches one path segment and is captured in request.seg.
+ * perm is what the caller's role must hold (auth.h); a route without one is admin-only. */
 static const struct route {
         const char *method;
         const char *pattern;
         handler_fn fn;
+        enum auth_perm perm;
 } routes[] = {
-    {"GET", "/metrics", h_metrics},
-    {"GET", "/healthz", h_healthz},
-    {"GET", "/readyz", h_readyz},
-    {"GET", "/api/v1/status", h_status},
-    {"GET", "/api/v1/gpus", h_gpus},
-    {"GET", "/api/v1/gpus/{id}", h_gpu},
-    {"GET", "/api/v1/gpus/{id}/history", h_history},
-    {"GET", "/api/v1/fields", h_fields},
-    {"POST", "/api/v1/inject", h_inject},
+    {"GET", "/metrics", h_metrics, PERM_METRICS},
+    {"GET", "/healthz", h_healthz, PERM_OPEN},
+    {"GET", "/readyz", h_readyz, PERM_OPEN},
+    {"GET", "/api/v1/status", h_status, PERM_READ},
+    {"GET", "/api/v1/gpus", h_gpus, PERM_READ},
+    {"GET", "/api/v1/gpus/{id}", h_gpu, PERM_READ},
+    {"GET", "/api/v1/gpus/{id}/history", h_history, PERM_READ},
+    {"GET", "/api/v1/fields", h_fields, PERM_READ},
+    {"GET", "/api/v1/anomalies", h_anomalies, PERM_READ},
+    {"POST", "/api/v1/backup", h_backup_create, PERM_ADMIN},
+    {"GET", "/api/v1/backups", h_backups, PERM_ADMIN},
+    {"GET", "/api/v1/keys", h_keys, PERM_ADMIN},
+    {"POST", "/api/v1/keys/rotate", h_keys_rotate, PERM_ADMIN},
+    {"POST", "/api/v1/inject", h_inject, PERM_ADMIN},
+    {"GET", "/api/v1/health", h_health, PERM_READ},
+    {"GET", "/api/v1/incidents", h_incidents, PERM_READ},
+    {"POST", "/api/v1/incidents/{id}/ack", h_incident_ack, PERM_WRITE},
+    {"GET", "/api/v1/audit", h_audit, PERM_ADMIN},
+    {"GET", "/api/v1/audit/verify", h_audit_verify, PERM_ADMIN},
+    {"GET", "/api/v1/config", h_config, PERM_ADMIN},
+    {"POST", "/api/v1/config/reload", h_config_reload, PERM_ADMIN},
+    {"POST", "/api/v1/tokens/revoke", h_token_revoke, PERM_ADMIN},
 };
+
+int api_route_perm(const char *method, const char *path)
+{
+        request r = {0};
+        bool known = false;
+
+        if (strlen(path) >= 1024)
+                return -ENAMETOOLONG;
+        for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+                if (!route_match(routes[i].pattern, path, &r))
+                        continue;
+                known = true;
+                if (!strcmp(method, routes[i].method) ||
+                    (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
+                        return routes[i].perm;
+        }
+        return known ? -EPERM : -ENOENT;
+}
 
 /* Match path against pattern; captures go to r->seg. Segments are compared without copying. */
 static bool route_match(const char *pattern, const char *path, request *r)
@@ -80,8 +115,10 @@ static enum MHD_Result reply(request *r, unsigned status, char *data, size_t len
         MHD_add_response_header(resp, "Content-Type", ctype);
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        api_decorate_response(r, resp, status);
         if (r->api->draining) /* the client reconnects, to our successor */
                 MHD_add_response_header(resp, "Connection", "close");
+        r->status = status;
         ret = MHD_queue_response(r->conn, status, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -143,16 +180,26 @@ static enum MHD_Result dispatch(request *r)
                                  allow[0] ? ", " : "", routes[i].method);
                         continue;
                 }
+                r->route = routes[i].pattern;
                 /* cut captured segments at their '/' */
                 for (size_t k = 0; k < r->n_seg; k++) {
                         char *sl = strchr((char *)r->seg[k], '/');
                         if (sl)
                                 *sl = '\0';
                 }
-                if (r->too_large)
-                        return api_reply_error(r, 413, "request body exceeds %zu bytes",
-                                               r->api->opt.max_body);
-                return routes[i].fn(r);
+                {
+                        int denied;
+                        enum MHD_Result res;
+                        if (!gate_check(r, routes[i].perm, routes[i].fn == h_inject, &denied))
+                                return (enum MHD_Result)denied;
+                        if (r->too_large)
+                                res = api_reply_error(r, 413, "request body exceeds %zu bytes",
+                                                      r->api->opt.max_body);
+                        else
+                                res = routes[i].fn(r);
+                        gate_done(r);
+                        return res;
+                }
         }
         if (path_known) {
                 json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", 405, "message",
@@ -171,6 +218,8 @@ static enum MHD_Result dispatch(request *r)
                 }
                 MHD_add_response_header(resp, "Content-Type", "application/json");
                 MHD_add_response_header(resp, "Allow", allow);
+                api_decorate_response(r, resp, 405);
+                r->status = 405;
                 ret = MHD_queue_response(r->conn, 405, resp);
                 MHD_destroy_response(resp);
                 return ret;
@@ -196,6 +245,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 r->method = method;
                 r->path = url;
                 buf_init(&r->body, a->opt.max_body ? a->opt.max_body : 65536);
+                gate_begin(r);
                 *con_cls = r;
                 return MHD_YES;
         }
@@ -206,7 +256,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_YES;
         }
         a->requests++;
-        return dispatch(r);
+        {
+                int64_t t0 = time_mono_us();
+                enum MHD_Result res = dispatch(r);
+                selfmetrics_http_observe(r->route, r->status ? r->status : 200,
+                                         (double)(time_mono_us() - t0) / 1e6);
+                return res;
+        }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -381,8 +437,12 @@ static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
         unsigned flags =
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
+        if (per_ip && a->opt.tls)
+                flags |= MHD_USE_TLS;
         return MHD_start_daemon(
-            flags, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
+            flags, 0, per_ip && a->opt.gate ? gate_accept : NULL, a->opt.gate, on_request, a,
+            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_ARRAY,
+            per_ip && a->opt.tls ? tls_mhd_options(a->opt.tls) : tls_no_options(),
             MHD_OPTION_THREAD_POOL_SIZE, a->opt.threads ? a->opt.threads : 2,
             MHD_OPTION_CONNECTION_LIMIT, a->opt.max_connections ? a->opt.max_connections : 256,
             MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -468,6 +528,11 @@ int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen)
                         return -EIO;
                 }
                 a->tcp_fd = fd;
+        }
+        if (a->opt.tls && !strncmp(url, "http://", 7)) { /* the URL says what is served */
+                char tmp[256];
+                snprintf(tmp, sizeof(tmp), "https://%s", url + 7);
+                snprintf(url, urllen, "%s", tmp);
         }
         if (a->socket_path[0]) {
                 fd = a->opt.inherit_unix_fd > 0 ? a->opt.inherit_unix_fd

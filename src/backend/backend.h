@@ -82,6 +82,16 @@ int backend_inject(backend *b, const struct fake_inject *req, char *err, size_t 
  * agent cannot go below). -ENOENT when the loaded library is not the fake. */
 int backend_fake_stats(backend *b, unsigned long long *calls, unsigned long long *cost_ns);
 
+/* Self-monitoring: NVML calls made by backend_sample() since start, per NVML function, and the
+ * wall time spent in them. Fills up to max entries (functions never called are left out) and
+ * returns how many. Process-wide counters; any thread; no allocation. */
+typedef struct backend_call_stat {
+        const char *call;         /* NVML function name; static string */
+        unsigned long long calls; /* since start */
+        unsigned long long ns;    /* wall time inside the calls, nanoseconds */
+} backend_call_stat;
+size_t backend_call_stats(backend_call_stat *out, size_t max);
+
 /* NVML return code → negative errno (exposed for the contract test). */
 int backend_errno_from_nvml(int nvml_return);
 

@@ -160,6 +160,93 @@ enum getter {
         G_COUNT,
 };
 
+/* Self-monitoring (backend_call_stats): the NVML function behind each getter; slot G_NONE counts
+ * nvmlDeviceGetFieldValues. Relaxed atomic counters: two adds per call, no allocation. */
+static const char *const getter_call[G_COUNT] = {
+    [G_NONE] = "nvmlDeviceGetFieldValues",
+    [G_TEMP] = "nvmlDeviceGetTemperature",
+    [G_POWER] = "nvmlDeviceGetPowerUsage",
+    [G_UTIL] = "nvmlDeviceGetUtilizationRates",
+    [G_MEMORY] = "nvmlDeviceGetMemoryInfo",
+    [G_CLOCK_SM] = "nvmlDeviceGetClockInfo",
+    [G_CLOCK_MEM] = "nvmlDeviceGetClockInfo",
+    [G_REASONS] = "nvmlDeviceGetCurrentClocksEventReasons",
+    [G_PSTATE] = "nvmlDeviceGetPerformanceState",
+    [G_ENC] = "nvmlDeviceGetEncoderUtilization",
+    [G_DEC] = "nvmlDeviceGetDecoderUtilization",
+    [G_REMAP] = "nvmlDeviceGetRemappedRows",
+    [G_ECC_SBE_VOL] = "nvmlDeviceGetTotalEccErrors",
+    [G_ECC_DBE_VOL] = "nvmlDeviceGetTotalEccErrors",
+    [G_ECC_SBE_AGG] = "nvmlDeviceGetTotalEccErrors",
+    [G_ECC_DBE_AGG] = "nvmlDeviceGetTotalEccErrors",
+    [G_ENERGY] = "nvmlDeviceGetTotalEnergyConsumption",
+    [G_VIOL_POWER] = "nvmlDeviceGetViolationStatus",
+    [G_VIOL_THERMAL] = "nvmlDeviceGetViolationStatus",
+    [G_VIOL_SYNC] = "nvmlDeviceGetViolationStatus",
+    [G_VIOL_BOARD] = "nvmlDeviceGetViolationStatus",
+    [G_VIOL_LOWUTIL] = "nvmlDeviceGetViolationStatus",
+    [G_VIOL_RELIABILITY] = "nvmlDeviceGetViolationStatus",
+    [G_REPLAY] = "nvmlDeviceGetPcieReplayCounter",
+    [G_PCIE_GEN] = "nvmlDeviceGetCurrPcieLinkGeneration",
+    [G_PCIE_WIDTH] = "nvmlDeviceGetCurrPcieLinkWidth",
+    [G_PCIE_MAX_GEN] = "nvmlDeviceGetMaxPcieLinkGeneration",
+    [G_PCIE_MAX_WIDTH] = "nvmlDeviceGetMaxPcieLinkWidth",
+    [G_PCIE_TX] = "nvmlDeviceGetPcieThroughput",
+    [G_PCIE_RX] = "nvmlDeviceGetPcieThroughput",
+    [G_POWER_LIMIT] = "nvmlDeviceGetPowerManagementLimit",
+    [G_POWER_ENFORCED] = "nvmlDeviceGetEnforcedPowerLimit",
+    [G_POWER_DEFAULT] = "nvmlDeviceGetPowerManagementDefaultLimit",
+    [G_PERSISTENCE] = "nvmlDeviceGetPersistenceMode",
+    [G_ECC_MODE] = "nvmlDeviceGetEccMode",
+    [G_RETIRED_SBE] = "nvmlDeviceGetRetiredPages",
+    [G_RETIRED_DBE] = "nvmlDeviceGetRetiredPages",
+    [G_RETIRED_PENDING] = "nvmlDeviceGetRetiredPagesPendingStatus",
+    [G_TEMP_SLOWDOWN] = "nvmlDeviceGetTemperatureThreshold",
+    [G_TEMP_SHUTDOWN] = "nvmlDeviceGetTemperatureThreshold",
+    [G_MINOR] = "nvmlDeviceGetMinorNumber",
+};
+static unsigned long long call_count[G_COUNT]; /* __atomic */
+static unsigned long long call_ns[G_COUNT];    /* __atomic */
+
+static inline int64_t call_clock_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void call_account(enum getter g, int64_t start_ns)
+{
+        __atomic_fetch_add(&call_count[g], 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&call_ns[g], (unsigned long long)(call_clock_ns() - start_ns),
+                           __ATOMIC_RELAXED);
+}
+
+size_t backend_call_stats(backend_call_stat *out, size_t max)
+{
+        size_t n = 0;
+
+        /* Several getters share one NVML function: merge them by name. */
+        for (int g = 0; g < G_COUNT; g++) {
+                unsigned long long c = __atomic_load_n(&call_count[g], __ATOMIC_RELAXED);
+                unsigned long long t = __atomic_load_n(&call_ns[g], __ATOMIC_RELAXED);
+                size_t k;
+                if (!c || !getter_call[g])
+                        continue;
+                for (k = 0; k < n && strcmp(out[k].call, getter_call[g]) != 0; k++)
+                        ;
+                if (k == n) {
+                        if (n >= max)
+                                continue;
+                        out[n++] = (backend_call_stat){.call = getter_call[g]};
+                }
+                out[k].calls += c;
+                out[k].ns += t;
+        }
+        return n;
+}
+
 /* One raw result of a getter: up to four numbers (e.g. remapped rows) or a memory struct. */
 typedef struct getter_result {
         int done;                /* called during this sample */
@@ -253,6 +340,7 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
 {
         unsigned v = 0, v2 = 0, v3 = 0, v4 = 0;
         unsigned long long ull = 0;
+        int64_t t0 = call_clock_ns();
         int rc;
 
         r->done = 1;
@@ -455,6 +543,7 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 break;
         }
         r->err = backend_errno_from_nvml(rc);
+        call_account(g, t0);
 }
 
 static void store_value(const field_meta *m, enum conv conv, double dv, unsigned long long uv,
@@ -573,7 +662,9 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                 }
         }
         if (nfv > 0) {
+                int64_t t0 = call_clock_ns();
                 int rc = b->api.field_values(h, nfv, fvs);
+                call_account(G_NONE, t0);
                 if (rc == NVML_ERROR_GPU_IS_LOST)
                         goto lost;
                 if (rc != NVML_SUCCESS) /* whole call failed: treat each entry as failed */

@@ -95,6 +95,43 @@ static int render(cli_ctx *ctx, const json_t *st)
         if (events)
                 buf_printf(&b, "%-12s %lld received\n", "Events:",
                            (long long)json_integer_value(json_object_get(events, "received")));
+        {
+                /* self-monitoring (GET /api/v1/status "self"; docs/self-monitoring.md) */
+                const json_t *self = json_object_get(st, "self"), *p, *lg, *ad, *nv, *c;
+                const char *k;
+                if ((p = json_object_get(self, "process"))) {
+                        fmt_bytes(json_integer_value(json_object_get(p, "resident_memory_bytes")),
+                                  tmp, sizeof(tmp));
+                        buf_printf(&b, "%-12s %.2fs CPU, %s resident, %lld open fds\n", "Process:",
+                                   json_number_value(json_object_get(p, "cpu_seconds")), tmp,
+                                   (long long)json_integer_value(json_object_get(p, "open_fds")));
+                }
+                if ((lg = json_object_get(self, "log_messages")))
+                        buf_printf(&b, "%-12s %lld errors, %lld warnings, %lld dropped\n", "Log:",
+                                   (long long)json_integer_value(json_object_get(lg, "error")),
+                                   (long long)json_integer_value(json_object_get(lg, "warn")),
+                                   (long long)json_integer_value(json_object_get(lg, "dropped")));
+                if ((nv = json_object_get(self, "nvml_calls"))) {
+                        long long calls = 0;
+                        double secs = 0;
+                        json_object_foreach((json_t *)nv, k, c)
+                        {
+                                calls += json_integer_value(json_object_get(c, "calls"));
+                                secs += json_number_value(json_object_get(c, "seconds"));
+                        }
+                        fmt_seconds(secs, tmp, sizeof(tmp));
+                        buf_printf(&b, "%-12s %lld calls, %s inside NVML\n", "NVML:", calls, tmp);
+                }
+                json_object_foreach((json_t *)json_object_get(self, "adaptive"), k, ad)
+                        if (json_is_true(json_object_get(ad, "stretched")))
+                                buf_printf(&b, "%-12s %s tier stretched x%.2f (sweeps too costly)\n",
+                                           "Adaptive:", k,
+                                           json_number_value(json_object_get(ad, "stretch")));
+                if (json_is_integer(json_object_get(self, "anomalies_active")))
+                        buf_printf(&b, "%-12s %lld active\n", "Anomalies:",
+                                   (long long)json_integer_value(
+                                       json_object_get(self, "anomalies_active")));
+        }
 
         if (json_object_size(tiers) > 0) {
                 r = table_new(

@@ -22,6 +22,12 @@ int cmd_discovery(int argc, char **argv, cli_ctx *ctx);
 int cmd_dmon(int argc, char **argv, cli_ctx *ctx);
 int cmd_status(int argc, char **argv, cli_ctx *ctx);
 int cmd_fields(int argc, char **argv, cli_ctx *ctx);
+int cmd_health(int argc, char **argv, cli_ctx *ctx);    /* cmd_health.c */
+int cmd_incidents(int argc, char **argv, cli_ctx *ctx); /* cmd_incidents.c */
+int cmd_token(int argc, char **argv, cli_ctx *ctx);     /* cmd_token.c */
+int cmd_audit(int argc, char **argv, cli_ctx *ctx);     /* cmd_audit.c */
+int cmd_backup(int argc, char **argv, cli_ctx *ctx);
+int cmd_keys(int argc, char **argv, cli_ctx *ctx);
 
 /* ---- shared helpers (cmd_util.c) ---- */
 

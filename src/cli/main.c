@@ -19,6 +19,14 @@ static const cli_command commands[] = {
     {"dmon", "watch field values per GPU (like dcgmi dmon)", cmd_dmon},
     {"status", "show daemon version, uptime, GPUs and sampling tiers", cmd_status},
     {"fields", "list the fields the daemon samples", cmd_fields},
+    {"health", "show GPU health per system; --check exits 0/1/2 (healthy/warning/critical)",
+     cmd_health},
+    {"incidents", "list incidents (--all with resolved ones); 'incidents ack ID'", cmd_incidents},
+    {"token", "create a JWT ('token create --role R') or revoke one ('token revoke JTI')",
+     cmd_token},
+    {"audit", "show the audit trail; 'audit verify [--db PATH]' checks its hash chain", cmd_audit},
+    {"backup", "create, list, verify, prune, restore and roll back backups", cmd_backup},
+    {"keys", "show or rotate the data encryption keys", cmd_keys},
     {"help", "show help for a command", cmd_help},
 };
 

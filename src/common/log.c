@@ -49,12 +49,12 @@ static bool syslog_opened; /* guarded by file_lock (configure/close only) */
 /* Rate limiter: one slot per (component, format) call site, keyed by the pointers (formats are
  * literals). Guarded by rl_lock; a message whose key finds no slot is let through. */
 struct rl_slot {
-        const char *component;        /* key part; NULL = free slot */
-        const char *fmt;              /* key part */
-        int64_t window_start;         /* monotonic usec */
-        unsigned count;               /* messages in this window */
+        const char *component;         /* key part; NULL = free slot */
+        const char *fmt;               /* key part */
+        int64_t window_start;          /* monotonic usec */
+        unsigned count;                /* messages in this window */
         unsigned long long suppressed; /* dropped in this window */
-        int level;                    /* of the suppressed messages (the highest) */
+        int level;                     /* of the suppressed messages (the highest) */
 };
 static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rl_slot rl[RL_SLOTS];
@@ -95,8 +95,8 @@ int log_parse_size(const char *s, uint64_t *out)
                 const char *suffix;
                 unsigned shift;
         } units[] = {
-            {"", 0},   {"B", 0},   {"K", 10},   {"KB", 10}, {"KiB", 10}, {"M", 20}, {"MB", 20},
-            {"MiB", 20}, {"G", 30}, {"GB", 30}, {"GiB", 30},
+            {"", 0},    {"B", 0},    {"K", 10}, {"KB", 10}, {"KiB", 10}, {"M", 20},
+            {"MB", 20}, {"MiB", 20}, {"G", 30}, {"GB", 30}, {"GiB", 30},
         };
         unsigned long long v;
         char *end;
@@ -227,7 +227,7 @@ static size_t jwt_len(const char *s)
 size_t log_redact(const char *in, char *out, size_t cap)
 {
         static const char *const schemes[] = {"bearer ", "basic "};
-        static const char *const keys[] = {"authorization", "password", "passwd", "jwt_secret",
+        static const char *const keys[] = {"authorization", "password", "passwd",  "jwt_secret",
                                            "client_secret", "secret",   "api_key", "apikey",
                                            "access_token",  "token"};
         size_t o = 0;
@@ -513,11 +513,14 @@ static bool journal_send(enum log_level l, const char *component, const log_fiel
         for (size_t i = 0; i < n && pos + 8 < sizeof(store); i++) {
                 char key[40];
                 size_t kl = 0;
-                for (const char *c = f[i].key; *c && kl + 1 < sizeof(key); c++)
-                        key[kl++] = (*c >= 'a' && *c <= 'z')   ? (char)(*c - 32)
-                                    : (*c >= 'A' && *c <= 'Z') ? *c
-                                    : (*c >= '0' && *c <= '9' && kl) ? *c
-                                                                     : '_';
+                for (const char *c = f[i].key; *c && kl + 1 < sizeof(key); c++) {
+                        char ch = '_';
+                        if (*c >= 'a' && *c <= 'z')
+                                ch = (char)(*c - 32);
+                        else if ((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9' && kl))
+                                ch = *c;
+                        key[kl++] = ch;
+                }
                 key[kl] = '\0';
                 if (!kl || key[0] == '_')
                         continue; /* journald reserves leading underscores */
@@ -564,7 +567,8 @@ static void emit(enum log_level l, const char *component, const log_field *f, si
 
 static size_t rl_hash(const char *component, const char *fmt)
 {
-        uint64_t h = (uint64_t)(uintptr_t)fmt * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)component;
+        uint64_t h =
+            (uint64_t)(uintptr_t)fmt * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)component;
 
         h ^= h >> 29;
         return (size_t)(h % RL_SLOTS);
@@ -595,8 +599,8 @@ static bool rl_admit(enum log_level l, const char *component, const char *fmt,
         for (size_t p = 0; p < RL_PROBE && !s; p++) {
                 struct rl_slot *c = &rl[(h + p) % RL_SLOTS];
                 if (!c->fmt || (c->suppressed == 0 && now - c->window_start >= iv)) {
-                        *c = (struct rl_slot){.component = component, .fmt = fmt,
-                                              .window_start = now};
+                        *c = (struct rl_slot){
+                            .component = component, .fmt = fmt, .window_start = now};
                         s = c;
                 }
         }

@@ -57,16 +57,16 @@ void log_set_format(enum log_format f);
 enum log_level log_get_level(void);
 
 typedef struct log_options {
-        enum log_level level;       /* minimum level logged */
-        enum log_format format;     /* text or JSON lines, for every sink */
-        const char *file_path;      /* NULL or "" = no file sink */
-        uint64_t file_max_size;     /* bytes; rotate before a line would pass it (0 = never) */
-        unsigned file_max_files;    /* rotated files kept: PATH.1 .. PATH.N (0 = truncate) */
-        bool syslog;                /* warnings and above to syslog(3) */
-        int syslog_facility;        /* LOG_DAEMON, LOG_LOCAL0, ... */
-        unsigned rate_burst;        /* messages per key per interval; 0 = no rate limit */
-        int64_t rate_interval_us;   /* usec; the rate limiter's window */
-        int journald;               /* -1 auto ($JOURNAL_STREAM is stderr), 0 off, 1 force */
+        enum log_level level;     /* minimum level logged */
+        enum log_format format;   /* text or JSON lines, for every sink */
+        const char *file_path;    /* NULL or "" = no file sink */
+        uint64_t file_max_size;   /* bytes; rotate before a line would pass it (0 = never) */
+        unsigned file_max_files;  /* rotated files kept: PATH.1 .. PATH.N (0 = truncate) */
+        bool syslog;              /* warnings and above to syslog(3) */
+        int syslog_facility;      /* LOG_DAEMON, LOG_LOCAL0, ... */
+        unsigned rate_burst;      /* messages per key per interval; 0 = no rate limit */
+        int64_t rate_interval_us; /* usec; the rate limiter's window */
+        int journald;             /* -1 auto ($JOURNAL_STREAM is stderr), 0 off, 1 force */
 } log_options;
 
 /* Defaults: info, text, stderr only, no syslog, 20 messages per 10 s per key, journald auto. */

@@ -35,6 +35,9 @@ enum opt_type {
         OPT_FIELD_MAP, /* config_field_interval[] at offset, size_t count at count_offset */
         OPT_LABEL_MAP, /* config_label[] at offset, size_t count at count_offset */
         OPT_LIST,      /* char *, owned: a YAML sequence of strings (or one string), comma-joined */
+        OPT_DOUBLE,    /* double, dmin..dmax */
+        OPT_MAP_LIST,  /* array of item structs at offset, size_t count at count_offset: a YAML
+                          list of mappings whose keys are the sub-options in items */
 };
 
 struct option;
@@ -53,6 +56,11 @@ struct option {
         option_check check;       /* OPT_STRING: extra validation, or NULL */
         const char *why;          /* appended to a range error: why the bound exists */
         bool secret;              /* never echoed in messages; "<redacted>" in config_to_json */
+        const struct option *items; /* OPT_MAP_LIST: keys of one item (offsets in the item) */
+        size_t n_items;             /* OPT_MAP_LIST: entries in items */
+        size_t item_size;           /* OPT_MAP_LIST: bytes of one item; max = most items */
+        bool required;              /* item key that must be given */
+        double dmin, dmax;        /* OPT_DOUBLE: inclusive range */
 };
 
 static int check_listen(const struct option *o, const char *shown, const char *v, char *why,
@@ -75,9 +83,65 @@ static const char *const client_auth_names[] = {"none", "request", "require", NU
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
+/* logging.syslog.facility; log_syslog_facility_from_string() maps the name */
+static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog",
+                                             "local0", "local1", "local2", "local3",
+                                             "local4", "local5", "local6", "local7", NULL};
+
+/* logging.file.max_size: "100MiB", "512KiB", bytes; at least 4 KiB. */
+static int check_log_size(const struct option *o, const char *shown, const char *v, char *why,
+                          size_t whylen)
+{
+        uint64_t n = 0;
+
+        if (log_parse_size(v, &n) == 0 && n >= 4096)
+                return 0;
+        snprintf(why, whylen, "%s: '%s' is not a size of at least 4KiB (such as 100MiB)", o->path,
+                 shown);
+        return -EINVAL;
+}
 static const char *const compression_names[] = {"zstd", "gzip", NULL};
 
 #define OFF(m) offsetof(vigil_config, m)
+
+/* ---- health, policies, alerting: item tables and checks (docs/health.md) ---- */
+
+struct parser;
+static json_t *option_json(const struct option *o, const vigil_config *c);
+static void map_list_release(const struct option *o, char *arr, size_t n);
+static int parse_map_list(struct parser *p, const struct option *o);
+static json_t *map_list_json(const struct option *o, const char *arr, size_t n);
+static int check_condition(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen);
+static int check_actions(const struct option *o, const char *shown, const char *v, char *why,
+                         size_t whylen);
+static int check_rate_limit(const struct option *o, const char *shown, const char *v, char *why,
+                            size_t whylen);
+static int check_size(const struct option *o, const char *shown, const char *v, char *why,
+                      size_t whylen);
+static int check_http_url(const struct option *o, const char *shown, const char *v, char *why,
+                          size_t whylen);
+static int check_http_urls(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen);
+
+#define POFF(m) offsetof(config_policy, m)
+static const struct option policy_items[] = {
+    {"condition", OPT_STRING, POFF(condition), .def = "", .check = check_condition,
+     .required = true},
+    {"actions", OPT_LIST, POFF(actions), .def = "log", .check = check_actions},
+    {"exec", OPT_STRING, POFF(exec), .def = ""},
+    {"exec_timeout", OPT_DURATION, POFF(exec_timeout_us), .def = "30s", .min = 100 * MS,
+     .max = 3600 * S},
+    {"power_limit_percent", OPT_UINT, POFF(power_limit_percent), .def = "80", .min = 10,
+     .max = 100},
+    {"dry_run", OPT_BOOL, POFF(dry_run), .def = "false"},
+    {"rate_limit", OPT_STRING, POFF(rate_limit), .def = "1/10m", .check = check_rate_limit},
+};
+#define WOFF(m) offsetof(config_webhook, m)
+static const struct option webhook_items[] = {
+    {"url", OPT_STRING, WOFF(url), .def = "", .check = check_http_url, .required = true},
+    {"secret", OPT_STRING, WOFF(secret), .def = "", .secret = true},
+};
 
 /* The options, in file order. Sections (nvml, collection.tiers, ...) are implied by the paths. */
 static const struct option options[] = {
@@ -112,6 +176,47 @@ static const struct option options[] = {
      .max = 16777216},
     {"logging.level", OPT_ENUM, OFF(logging.level), .def = "info", .names = level_names},
     {"logging.format", OPT_ENUM, OFF(logging.format), .def = "text", .names = format_names},
+    /* logging: file, syslog, rate limit (docs/logging.md; common/log.c) */
+    {"logging.file.path", OPT_STRING, OFF(logging.file_path), .def = ""},
+    {"logging.file.max_size", OPT_STRING, OFF(logging.file_max_size), .def = "100MiB",
+     .check = check_log_size},
+    {"logging.file.max_files", OPT_UINT, OFF(logging.file_max_files), .def = "5", .min = 0,
+     .max = 1000},
+    {"logging.syslog.enabled", OPT_BOOL, OFF(logging.syslog_enabled), .def = "false"},
+    {"logging.syslog.facility", OPT_ENUM, OFF(logging.syslog_facility), .def = "daemon",
+     .names = facility_names},
+    {"logging.rate_limit.burst", OPT_UINT, OFF(logging.rate_burst), .def = "20", .min = 0,
+     .max = 1000000},
+    {"logging.rate_limit.interval", OPT_DURATION, OFF(logging.rate_interval_us), .def = "10s",
+     .min = 100 * MS, .max = 3600 * S},
+    /* collection.adaptive (docs/self-monitoring.md; engine.c) */
+    {"collection.adaptive.enabled", OPT_BOOL, OFF(collection.adaptive_enabled), .def = "true"},
+    {"collection.adaptive.max_share", OPT_DOUBLE, OFF(collection.adaptive_max_share),
+     .def = "0.5", .dmin = 0.05, .dmax = 1.0},
+    {"collection.adaptive.max_stretch", OPT_DOUBLE, OFF(collection.adaptive_max_stretch),
+     .def = "4", .dmin = 1.0, .dmax = 100.0},
+    /* anomaly: (docs/self-monitoring.md; health/anomaly.c) */
+    {"anomaly.enabled", OPT_BOOL, OFF(anomaly.enabled), .def = "true"},
+    {"anomaly.k", OPT_DOUBLE, OFF(anomaly.k), .def = "4", .dmin = 1.0, .dmax = 100.0},
+    {"anomaly.sustain", OPT_DURATION, OFF(anomaly.sustain_us), .def = "2m", .min = 0,
+     .max = 86400 * S},
+    {"anomaly.window", OPT_DURATION, OFF(anomaly.window_us), .def = "1h", .min = 1 * S,
+     .max = 30 * 86400 * S},
+    {"anomaly.min_samples", OPT_UINT, OFF(anomaly.min_samples), .def = "300", .min = 2,
+     .max = 100000000},
+    {"anomaly.persist_interval", OPT_DURATION, OFF(anomaly.persist_us), .def = "5m", .min = 1 * S,
+     .max = 86400 * S},
+    {"anomaly.peer.enabled", OPT_BOOL, OFF(anomaly.peer_enabled), .def = "true"},
+    {"anomaly.peer.k", OPT_DOUBLE, OFF(anomaly.peer_k), .def = "5", .dmin = 1.0, .dmax = 100.0},
+    {"anomaly.peer.min_gpus", OPT_UINT, OFF(anomaly.peer_min_gpus), .def = "4", .min = 3,
+     .max = 64},
+    {"anomaly.peer.utilization_band", OPT_UINT, OFF(anomaly.peer_band), .def = "20", .min = 1,
+     .max = 100},
+    {"anomaly.fields.GPU_TEMP", OPT_BOOL, OFF(anomaly.f_gpu_temp), .def = "true"},
+    {"anomaly.fields.POWER_USAGE", OPT_BOOL, OFF(anomaly.f_power), .def = "true"},
+    {"anomaly.fields.MEMORY_TEMP", OPT_BOOL, OFF(anomaly.f_mem_temp), .def = "true"},
+    {"anomaly.fields.GPU_UTIL", OPT_BOOL, OFF(anomaly.f_util), .def = "true"},
+    {"anomaly.fields.SM_CLOCK", OPT_BOOL, OFF(anomaly.f_sm_clock), .def = "false"},
     /* backup: and security.encryption: (docs/backup.md; the store module) */
     {"backup.dir", OPT_STRING, OFF(backup.dir), .def = ""},
     {"backup.schedule", OPT_STRING, OFF(backup.schedule), .def = "", .check = check_schedule},
@@ -178,6 +283,47 @@ static const struct option options[] = {
     {"security.audit.include_sensitive_data", OPT_BOOL, OFF(security.audit.include_sensitive_data),
      .def = "false"},
     {"security.metrics_public", OPT_BOOL, OFF(security.metrics_public), .def = "true"},
+    {"health.enabled", OPT_BOOL, OFF(health.enabled), .def = "true"},
+    {"health.expected_gpus", OPT_UINT, OFF(health.expected_gpus), .def = "0", .min = 0, .max = 64},
+    {"health.temperature.warning", OPT_UINT, OFF(health.temp_warning), .def = "85", .min = 1,
+     .max = 200},
+    {"health.temperature.critical", OPT_UINT, OFF(health.temp_critical), .def = "90", .min = 1,
+     .max = 200},
+    {"health.temperature.hysteresis", OPT_UINT, OFF(health.temp_hysteresis), .def = "3", .min = 0,
+     .max = 50},
+    {"health.resolve_after", OPT_DURATION, OFF(health.resolve_after_us), .def = "60s", .min = 0,
+     .max = 86400 * S},
+    {"health.xid_hold", OPT_DURATION, OFF(health.xid_hold_us), .def = "10m", .min = 0,
+     .max = 30 * 86400 * S},
+    {"health.nvml_call_timeout", OPT_DURATION, OFF(health.nvml_call_timeout_us), .def = "5s",
+     .min = 100 * MS, .max = 600 * S},
+    {"health.throttle_sustain", OPT_DURATION, OFF(health.throttle_sustain_us), .def = "30s",
+     .min = 1 * S, .max = 3600 * S},
+    {"health.max_rss", OPT_STRING, OFF(health.max_rss), .def = "256MiB", .check = check_size},
+    {"health.disk_warning", OPT_UINT, OFF(health.disk_warning), .def = "90", .min = 1, .max = 100},
+    {"health.disk_critical", OPT_UINT, OFF(health.disk_critical), .def = "97", .min = 1,
+     .max = 100},
+    {"health.systems.pcie", OPT_BOOL, OFF(health.systems[0]), .def = "true"},
+    {"health.systems.nvlink", OPT_BOOL, OFF(health.systems[1]), .def = "true"},
+    {"health.systems.memory", OPT_BOOL, OFF(health.systems[2]), .def = "true"},
+    {"health.systems.inforom", OPT_BOOL, OFF(health.systems[3]), .def = "true"},
+    {"health.systems.thermal", OPT_BOOL, OFF(health.systems[4]), .def = "true"},
+    {"health.systems.power", OPT_BOOL, OFF(health.systems[5]), .def = "true"},
+    {"health.systems.driver", OPT_BOOL, OFF(health.systems[6]), .def = "true"},
+    {"health.systems.gpu", OPT_BOOL, OFF(health.systems[7]), .def = "true"},
+    {"health.systems.clocks", OPT_BOOL, OFF(health.systems[8]), .def = "true"},
+    {"health.systems.host", OPT_BOOL, OFF(health.systems[9]), .def = "true"},
+    {"policies", OPT_MAP_LIST, OFF(policies), OFF(n_policies), .items = policy_items,
+     .n_items = ARRAY_SIZE(policy_items), .item_size = sizeof(config_policy), .max = 64},
+    {"alerting.alertmanagers", OPT_LIST, OFF(alerting.alertmanagers), .def = "",
+     .check = check_http_urls},
+    {"alerting.webhooks", OPT_MAP_LIST, OFF(alerting.webhooks), OFF(alerting.n_webhooks),
+     .items = webhook_items, .n_items = ARRAY_SIZE(webhook_items),
+     .item_size = sizeof(config_webhook), .max = 16},
+    {"alerting.resend_interval", OPT_DURATION, OFF(alerting.resend_interval_us), .def = "60s",
+     .min = 1 * S, .max = 86400 * S},
+    {"alerting.timeout", OPT_DURATION, OFF(alerting.timeout_us), .def = "5s", .min = 100 * MS,
+     .max = 300 * S},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -187,11 +333,13 @@ static const struct {
 } ordered[] = {
     {"collection.tiers.fast", "collection.tiers.slow", "longer than"},
     {"http.max_connections_per_ip", "http.max_connections", "more than"},
+    {"health.temperature.warning", "health.temperature.critical", "higher than"},
+    {"health.disk_warning", "health.disk_critical", "higher than"},
 };
 
 /* Sections of DESIGN §8 that later versions add: refused, but with a message saying so. */
 static const char *const unsupported[] = {
-    "health", "policies", "alerting", "logging.file", "logging.syslog",
+    "", /* none left today; a later section goes here */
 };
 
 /* Per-field interval bounds by the field's default tier; 0 = only "off" is accepted. */
@@ -240,6 +388,8 @@ static void fmt_range(const struct option *o, char *b, size_t len)
         if (o->type == OPT_DURATION)
                 snprintf(b, len, "%s..%s", fmt_duration(o->min, x, sizeof(x)),
                          fmt_duration(o->max, y, sizeof(y)));
+        else if (o->type == OPT_DOUBLE)
+                snprintf(b, len, "%g..%g", o->dmin, o->dmax);
         else
                 snprintf(b, len, "%lld..%lld", (long long)o->min, (long long)o->max);
 }
@@ -332,8 +482,23 @@ static int option_set(const struct option *o, vigil_config *c, const char *v, co
                 snprintf(why, whylen, "%s: '%s' is not one of %s", o->path, shown, list);
                 return -EINVAL;
         }
+        case OPT_DOUBLE: {
+                char *end;
+                double d;
+                errno = 0;
+                d = strtod(v, &end);
+                if (end == v || *end || errno == ERANGE || d != d) {
+                        snprintf(why, whylen, "%s: '%s' is not a number", o->path, shown);
+                        return -EINVAL;
+                }
+                if (d < o->dmin || d > o->dmax)
+                        return out_of_range(o, shown, why, whylen);
+                *(double *)p = d;
+                return 0;
+        }
         case OPT_FIELD_MAP:
         case OPT_LABEL_MAP:
+        case OPT_MAP_LIST:
                 break;
         }
         snprintf(why, whylen, "%s: expected a mapping", o->path);
@@ -512,6 +677,8 @@ void config_release(vigil_config *c)
                         free(*(char **)p);
                 } else if (o->type == OPT_FIELD_MAP) {
                         free(*(config_field_interval **)p);
+                } else if (o->type == OPT_MAP_LIST) {
+                        map_list_release(o, *(char **)p, *(size_t *)slot(c, o->count_offset));
                 } else if (o->type == OPT_LABEL_MAP) {
                         config_label *l = *(config_label **)p;
                         size_t n = *(size_t *)slot(c, o->count_offset);
@@ -747,6 +914,7 @@ static const char *expected_of(const struct option *o)
             [OPT_STRING] = "a string",     [OPT_BOOL] = "a boolean", [OPT_UINT] = "an integer",
             [OPT_DURATION] = "a duration", [OPT_ENUM] = "a name",    [OPT_FIELD_MAP] = "a mapping",
             [OPT_LABEL_MAP] = "a mapping",  [OPT_LIST] = "a list of strings",
+            [OPT_DOUBLE] = "a number",     [OPT_MAP_LIST] = "a list of mappings",
         };
         return e[o->type];
 }
@@ -953,6 +1121,321 @@ static int parse_list(struct parser *p, const struct option *o)
         return 0;
 }
 
+/* ---- lists of mappings (policies, alerting.webhooks) ---- */
+
+static void map_list_release(const struct option *o, char *arr, size_t n)
+{
+        for (size_t i = 0; arr && i < n; i++)
+                for (size_t k = 0; k < o->n_items; k++)
+                        if (o->items[k].type == OPT_STRING || o->items[k].type == OPT_LIST)
+                                free(*(char **)(arr + i * o->item_size + o->items[k].offset));
+        free(arr);
+}
+
+static json_t *map_list_json(const struct option *o, const char *arr, size_t n)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++) {
+                json_t *m = json_object();
+                for (size_t k = 0; m && k < o->n_items; k++) {
+                        const struct option *it = &o->items[k];
+                        /* option_json reads at it->offset from the item, as from a config. */
+                        json_object_set_new(
+                            m, it->path,
+                            option_json(it, (const vigil_config *)(arr + i * o->item_size)));
+                }
+                json_array_append_new(a, m);
+        }
+        return a;
+}
+
+/* One item's value: a scalar, or for an OPT_LIST key a sequence of scalars (comma-joined). */
+static int parse_item_value(struct parser *p, const struct option *it, char *item,
+                            const char *what)
+{
+        _cleanup_event_ yaml_event_t e = {0};
+        _cleanup_free_ char *v = NULL;
+        char why[512];
+        int r = next_event(p, &e);
+
+        if (r < 0)
+                return r;
+        if (it->type == OPT_LIST && e.type == YAML_SEQUENCE_START_EVENT) {
+                size_t len = 0;
+                v = strdup("");
+                if (!v)
+                        return fail(p, e.start_mark, "out of memory"), -ENOMEM;
+                for (;;) {
+                        _cleanup_event_ yaml_event_t x = {0};
+                        _cleanup_free_ char *xv = NULL;
+                        char *nv;
+                        if ((r = next_event(p, &x)) < 0)
+                                return r;
+                        if (x.type == YAML_SEQUENCE_END_EVENT)
+                                break;
+                        if (x.type != YAML_SCALAR_EVENT || event_is_null(&x))
+                                return fail(p, x.start_mark, "%s: list entries must be strings",
+                                            what);
+                        if ((r = expand(p, &x, what, &xv)) < 0)
+                                return r;
+                        if (!*xv || strchr(xv, ',') || len + strlen(xv) + 2 > CONFIG_MAX_VALUE_LEN)
+                                return fail(p, x.start_mark,
+                                            "%s: list entries must be non-empty and without ','",
+                                            what);
+                        nv = realloc(v, len + strlen(xv) + 2);
+                        if (!nv)
+                                return fail(p, x.start_mark, "out of memory"), -ENOMEM;
+                        v = nv;
+                        len += (size_t)sprintf(v + len, "%s%s", len ? "," : "", xv);
+                }
+        } else {
+                if (e.type != YAML_SCALAR_EVENT)
+                        return fail(p, e.start_mark, "%s: expected %s, got %s", what,
+                                    expected_of(it), event_what(&e));
+                if (event_is_null(&e))
+                        return fail(p, e.start_mark,
+                                    "%s: a value is required (write \"\" for empty)", what);
+                if ((r = expand(p, &e, what, &v)) < 0)
+                        return r;
+        }
+        r = option_set(it, (vigil_config *)item, v, it->secret ? REDACTED : v, why, sizeof(why));
+        if (r == -ENOMEM)
+                return fail(p, e.start_mark, "out of memory"), -ENOMEM;
+        if (r < 0) {
+                /* why starts with the item key; say which entry */
+                return fail(p, e.start_mark, "%s: %s", what, why);
+        }
+        return 0;
+}
+
+static int parse_map_list(struct parser *p, const struct option *o)
+{
+        char **arr = slot(p->cfg, o->offset);
+        size_t *n = slot(p->cfg, o->count_offset);
+        _cleanup_event_ yaml_event_t e = {0};
+        int r = next_event(p, &e);
+
+        if (r < 0)
+                return r;
+        if (event_is_null(&e))
+                return 0;
+        if (e.type != YAML_SEQUENCE_START_EVENT)
+                return fail(p, e.start_mark, "%s: expected a list of mappings, got %s", o->path,
+                            event_what(&e));
+        for (;;) {
+                _cleanup_event_ yaml_event_t m = {0};
+                bool given[16] = {false};
+                char *item, *na;
+                char why[256];
+
+                if ((r = next_event(p, &m)) < 0)
+                        return r;
+                if (m.type == YAML_SEQUENCE_END_EVENT)
+                        break;
+                if (m.type != YAML_MAPPING_START_EVENT)
+                        return fail(p, m.start_mark, "%s[%zu]: expected a mapping, got %s",
+                                    o->path, *n, event_what(&m));
+                if ((int64_t)*n >= o->max)
+                        return fail(p, m.start_mark, "%s: more than %lld entries", o->path,
+                                    (long long)o->max);
+                na = realloc(*arr, (*n + 1) * o->item_size);
+                if (!na)
+                        return fail(p, m.start_mark, "out of memory"), -ENOMEM;
+                *arr = na;
+                item = na + *n * o->item_size;
+                memset(item, 0, o->item_size);
+                (*n)++;
+                /* Defaults, unchecked (a required key's placeholder "" need not be valid). */
+                for (size_t k = 0; k < o->n_items; k++) {
+                        const struct option *it = &o->items[k];
+                        bool str = it->type == OPT_STRING || it->type == OPT_LIST;
+                        if (!it->def)
+                                continue;
+                        if (str ? !(*(char **)(item + it->offset) = strdup(it->def))
+                                : option_set(it, (vigil_config *)item, it->def, it->def, why,
+                                             sizeof(why)) < 0)
+                                return fail(p, m.start_mark, "out of memory"), -ENOMEM;
+                }
+                for (;;) {
+                        _cleanup_event_ yaml_event_t k = {0};
+                        const struct option *it = NULL;
+                        char what[MAX_PATH_LEN + 96];
+                        size_t ki = 0;
+                        if ((r = next_event(p, &k)) < 0)
+                                return r;
+                        if (k.type == YAML_MAPPING_END_EVENT)
+                                break;
+                        if (k.type != YAML_SCALAR_EVENT)
+                                return fail(p, k.start_mark, "%s[%zu]: keys must be names",
+                                            o->path, *n - 1);
+                        for (ki = 0; ki < o->n_items; ki++)
+                                if (!strcmp(o->items[ki].path, (const char *)k.data.scalar.value)) {
+                                        it = &o->items[ki];
+                                        break;
+                                }
+                        if (!it)
+                                return fail(p, k.start_mark, "%s[%zu]: unknown key '%.64s'",
+                                            o->path, *n - 1, (const char *)k.data.scalar.value);
+                        if (given[ki])
+                                return fail(p, k.start_mark, "%s[%zu]: duplicate key '%s'",
+                                            o->path, *n - 1, it->path);
+                        given[ki] = true;
+                        snprintf(what, sizeof(what), "%s[%zu]", o->path, *n - 1);
+                        if ((r = parse_item_value(p, it, item, what)) < 0)
+                                return r;
+                }
+                for (size_t k = 0; k < o->n_items; k++)
+                        if (o->items[k].required && !given[k])
+                                return fail(p, m.start_mark, "%s[%zu]: '%s' is required", o->path,
+                                            *n - 1, o->items[k].path);
+        }
+        p->set[o - options] = true;
+        p->set_at[o - options] = e.start_mark;
+        return 0;
+}
+
+static const char *const rule_names[] = {
+#define RULE(name, ...) #name,
+#include "health/rules.def"
+#undef RULE
+};
+
+static int check_condition(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen)
+{
+        static const char *const special[] = {"*", "xid", "critical", "warning"};
+        char *end;
+
+        for (size_t i = 0; i < ARRAY_SIZE(special); i++)
+                if (!strcmp(v, special[i]))
+                        return 0;
+        for (size_t i = 0; i < ARRAY_SIZE(rule_names); i++)
+                if (!strcmp(v, rule_names[i]))
+                        return 0;
+        if (!strncmp(v, "xid_", 4) && v[4] >= '1' && v[4] <= '9' && strtoul(v + 4, &end, 10) &&
+            !*end)
+                return 0;
+        snprintf(why, whylen,
+                 "%s: '%s' is not a condition (a rule name such as gpu_lost or temperature, "
+                 "xid_N, xid, critical, warning or *; see docs/health.md)",
+                 o->path, shown);
+        return -EINVAL;
+}
+
+static int check_actions(const struct option *o, const char *shown, const char *v, char *why,
+                         size_t whylen)
+{
+        static const char *const acts[] = {"log", "alert", "exec", "set_power_limit",
+                                           "reset_gpu"};
+        const char *s = v;
+
+        (void)shown;
+        while (*s) {
+                const char *e = strchrnul(s, ',');
+                bool ok = false;
+                for (size_t i = 0; i < ARRAY_SIZE(acts); i++)
+                        if (strlen(acts[i]) == (size_t)(e - s) && !strncmp(acts[i], s, e - s))
+                                ok = true;
+                if (!ok) {
+                        snprintf(why, whylen,
+                                 "%s: '%.*s' is not an action (log, alert, exec, set_power_limit, "
+                                 "reset_gpu)",
+                                 o->path, (int)MIN(e - s, 64), s);
+                        return -EINVAL;
+                }
+                s = *e ? e + 1 : e;
+        }
+        return 0;
+}
+
+static int check_rate_limit(const struct option *o, const char *shown, const char *v, char *why,
+                            size_t whylen)
+{
+        const char *slash = strchr(v, '/');
+        char *end;
+        int64_t us;
+        unsigned long n;
+
+        if (!*v)
+                return 0;
+        n = slash ? strtoul(v, &end, 10) : 0;
+        if (!slash || end != slash || n < 1 || n > 64 || time_parse_duration(slash + 1, &us) < 0 ||
+            us < S) {
+                snprintf(why, whylen,
+                         "%s: '%s' is not a rate limit (N/DURATION, such as 1/10m; N 1..64, "
+                         "DURATION at least 1s)",
+                         o->path, shown);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *ret)
+{
+        static const struct {
+                const char *suffix;
+                uint64_t mult;
+        } units[] = {{"", 1},           {"B", 1},           {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20},
+                     {"GiB", 1ULL << 30}, {"K", 1000},       {"M", 1000000},      {"G", 1000000000},
+                     {"KB", 1000},      {"MB", 1000000},    {"GB", 1000000000}};
+        char *end;
+        unsigned long long v;
+
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno)
+                return -EINVAL;
+        for (size_t i = 0; i < ARRAY_SIZE(units); i++)
+                if (!strcmp(end, units[i].suffix)) {
+                        if (v > UINT64_MAX / units[i].mult)
+                                return -EINVAL;
+                        *ret = v * units[i].mult;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static int check_size(const struct option *o, const char *shown, const char *v, char *why,
+                      size_t whylen)
+{
+        uint64_t b;
+
+        if (config_parse_size(v, &b) == 0)
+                return 0;
+        snprintf(why, whylen, "%s: '%s' is not a size (such as 256MiB, 1GiB or 0 for none)",
+                 o->path, shown);
+        return -EINVAL;
+}
+
+static int check_http_url(const struct option *o, const char *shown, const char *v, char *why,
+                          size_t whylen)
+{
+        if ((!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8]))
+                return 0;
+        snprintf(why, whylen, "%s: '%s' is not an http:// or https:// URL", o->path, shown);
+        return -EINVAL;
+}
+
+static int check_http_urls(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen)
+{
+        const char *s = v;
+
+        (void)shown;
+        while (*s) {
+                const char *e = strchrnul(s, ',');
+                char one[1024];
+                snprintf(one, sizeof(one), "%.*s", (int)(e - s), s);
+                if (check_http_url(o, one, one, why, whylen) < 0)
+                        return -EINVAL;
+                s = *e ? e + 1 : e;
+        }
+        return 0;
+}
+
 static int parse_option(struct parser *p, const struct option *o)
 {
         _cleanup_event_ yaml_event_t e = {0};
@@ -973,6 +1456,8 @@ static int parse_option(struct parser *p, const struct option *o)
         }
         if (o->type == OPT_LIST)
                 return parse_list(p, o);
+        if (o->type == OPT_MAP_LIST)
+                return parse_map_list(p, o);
         r = read_scalar(p, o->path, expected_of(o), &e, &v);
         if (r < 0)
                 return r;
@@ -1317,6 +1802,8 @@ static json_t *option_json(const struct option *o, const vigil_config *c)
                 return json_string(time_format_duration(*(const int64_t *)p, b, sizeof(b)));
         case OPT_ENUM:
                 return json_string(o->names[*(const int *)p]);
+        case OPT_DOUBLE:
+                return json_real(*(const double *)p);
         case OPT_FIELD_MAP: {
                 const config_field_interval *f = *(config_field_interval *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);
@@ -1336,6 +1823,8 @@ static json_t *option_json(const struct option *o, const vigil_config *c)
                 }
                 return m;
         }
+        case OPT_MAP_LIST:
+                return map_list_json(o, *(char *const *)p, *(const size_t *)slot(c, o->count_offset));
         case OPT_LABEL_MAP: {
                 const config_label *l = *(config_label *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);

@@ -36,6 +36,25 @@ typedef struct config_label {
         char *value; /* label value, ${VAR} expanded */
 } config_label;
 
+/* One policies entry (docs/health.md): when an incident matching condition opens, run actions. */
+typedef struct config_policy {
+        char *condition;              /* rule name, xid_N, xid, critical, warning or "*" */
+        char *actions;                /* comma-joined: log, alert, exec, set_power_limit, reset_gpu */
+        char *exec;                   /* command for exec (sh -c), incident JSON on stdin */
+        int64_t exec_timeout_us;      /* usec; the hook is killed after this */
+        unsigned power_limit_percent; /* set_power_limit: percent of the default limit (10..100) */
+        bool dry_run;                 /* record what would be done, do nothing */
+        char *rate_limit;             /* "N/DURATION" (at most N runs per GPU per DURATION) */
+} config_policy;
+
+/* One alerting.webhooks entry. */
+typedef struct config_webhook {
+        char *url;    /* http(s) URL the JSON is POSTed to */
+        char *secret; /* HMAC-SHA256 key for X-Vigil-Signature; "" = unsigned; secret */
+} config_webhook;
+
+#define CONFIG_HEALTH_SYSTEMS 10 /* health.systems switches, in enum health_system order */
+
 /* Owns every string and array in it; release with config_release. */
 typedef struct vigil_config {
         char *listen;   /* "ADDR:PORT", IPv6 as "[ADDR]:PORT"; port 0 = pick a free one */
@@ -55,6 +74,9 @@ typedef struct vigil_config {
                 size_t n_fields;               /* entries in fields */
                 int64_t max_age_us;            /* usec; cache keeps samples this long (1s..30d) */
                 unsigned max_samples;          /* samples; cache cap per series (1..1000000) */
+                bool adaptive_enabled;         /* stretch a tier's interval when sweeps cost too much */
+                double adaptive_max_share;     /* of the interval a sweep may take (0.05..1) */
+                double adaptive_max_stretch;   /* times the configured interval, at most (1..100) */
         } collection;
         struct {
                 enum config_naming naming;  /* family and label naming */
@@ -73,7 +95,28 @@ typedef struct vigil_config {
         struct {
                 enum log_level level;   /* minimum level logged */
                 enum log_format format; /* text or JSON lines */
+                char *file_path;        /* log file; "" = none */
+                char *file_max_size;    /* size text ("100MiB"); log_parse_size() reads it */
+                unsigned file_max_files; /* rotated files kept (0..1000) */
+                bool syslog_enabled;    /* warnings and above to syslog */
+                int syslog_facility;    /* index in daemon, user, auth, syslog, local0..local7 */
+                unsigned rate_burst;    /* messages per call site per interval; 0 = unlimited */
+                int64_t rate_interval_us; /* usec; rate limiter window */
         } logging;
+        /* anomaly: learned per-GPU baselines and peer comparison (health/anomaly.h) */
+        struct {
+                bool enabled;           /* evaluate after each fast sweep */
+                double k;               /* sigmas from the baseline that count as anomalous */
+                int64_t sustain_us;     /* usec a deviation must last to open */
+                int64_t window_us;      /* usec; EWMA time constant of the baseline */
+                unsigned min_samples;   /* samples learned before judging */
+                int64_t persist_us;     /* usec between writes of DATA_DIR/baselines.json */
+                bool peer_enabled;      /* compare GPUs of this node with each other */
+                double peer_k;          /* robust z (MAD units) that makes a peer outlier */
+                unsigned peer_min_gpus; /* GPUs in a utilization band needed to compare */
+                unsigned peer_band;     /* utilization band width, percent */
+                bool f_gpu_temp, f_power, f_mem_temp, f_util, f_sm_clock; /* per-field switches */
+        } anomaly;
         /* security: (docs/security.md). Lists are stored comma-joined ("a,b"); entries never
          * contain a comma. */
         struct {
@@ -133,7 +176,36 @@ typedef struct vigil_config {
                 char *encryption_key;       /* master key: passphrase or 64 hex chars; secret */
                 unsigned key_rotation_days; /* warn when the active key is older; 0 = never */
         } encryption;
+        /* health, policies, alerting (docs/health.md). */
+        struct {
+                bool enabled;                  /* evaluate the health rules */
+                unsigned expected_gpus;        /* GPUs this node should have; 0 = unchecked */
+                unsigned temp_warning;         /* C */
+                unsigned temp_critical;        /* C */
+                unsigned temp_hysteresis;      /* C below a threshold before it clears */
+                int64_t resolve_after_us;      /* usec clear before an incident resolves */
+                int64_t xid_hold_us;           /* usec an XID keeps its incident active */
+                int64_t nvml_call_timeout_us;  /* usec before a GPU is marked unresponsive */
+                int64_t throttle_sustain_us;   /* usec a HW clock slowdown must last */
+                char *max_rss;                 /* "256MiB"; "0" = unchecked */
+                unsigned disk_warning;         /* percent used of the data dir's filesystem */
+                unsigned disk_critical;        /* percent */
+                bool systems[CONFIG_HEALTH_SYSTEMS]; /* pcie nvlink memory inforom thermal power
+                                                        driver gpu clocks host */
+        } health;
+        config_policy *policies; /* in file order */
+        size_t n_policies;
+        struct {
+                char *alertmanagers;       /* comma-joined base URLs */
+                config_webhook *webhooks;  /* in file order */
+                size_t n_webhooks;
+                int64_t resend_interval_us; /* usec between re-sends of an active alert */
+                int64_t timeout_us;         /* usec per HTTP attempt */
+        } alerting;
 } vigil_config;
+
+/* "256MiB", "1GiB", "512M", "1048576" → bytes. 0 or -EINVAL. Shared with the daemon. */
+int config_parse_size(const char *s, uint64_t *ret);
 
 /* Fill *c with the defaults. Aborts only if a few bytes of strdup fail at start. */
 void config_init(vigil_config *c);

@@ -27,7 +27,14 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "config.h"
+#include "observe.h"
+#include "security.h"
 #include "engine/engine.h"
+#include "health_glue.h"
+#include "store/backup.h"
+#include "store/crypto.h"
+#include "store/service.h"
+#include "store/store.h"
 #include "takeover.h"
 
 #define DEFAULT_CONFIG "/etc/vigil/vigil.yaml"
@@ -71,14 +78,161 @@ typedef struct daemon_state {
         pthread_mutex_t cfg_lock; /* cfg is read by HTTP threads for /api/v1/status */
         const char *config_path;  /* NULL when running on defaults */
         api *api;
+        store *store;            /* DATA_DIR/vigil.db; opened before the backend, closed last */
+        crypto_keyring *keyring; /* when security.encryption.encryption_key is set */
+        backup_service *backup;  /* backups, schedule, key rotation */
+        health *health;          /* health rules, incidents, alerts; NULL until set up */
+        auth_gate *gate;         /* security gate (security.c) */
+        tls_ctx *tls;            /* HTTPS context, NULL when security.tls is off */
+        anomaly *anomaly;        /* anomaly detection (observe.c); NULL when off */
+        engine *en;              /* borrowed for anomaly_eval in on_sweep */
+        cache *ca;               /* borrowed for anomaly_eval in on_sweep */
 } daemon_state;
+
+/* 2b. durable state: the keyring, the store (restoring the newest good backup if the database
+ * is corrupt and backup.restore_on_corrupt), then the backup service. Logs what it did. */
+static int open_store(daemon_state *d)
+{
+        char db[PATH_MAX], dir[PATH_MAX], kpath[PATH_MAX], err[1024] = "", host[256] = "";
+        const struct vigil_config *c = &d->cfg;
+        store_open_info info = {0};
+        int r;
+
+        snprintf(db, sizeof(db), "%s/vigil.db", c->data_dir);
+        snprintf(kpath, sizeof(kpath), "%s/keyring", c->data_dir);
+        if (c->backup.dir && c->backup.dir[0])
+                snprintf(dir, sizeof(dir), "%s", c->backup.dir);
+        else
+                snprintf(dir, sizeof(dir), "%s/backups", c->data_dir);
+        if (c->encryption.data_at_rest && !c->encryption.encryption_key[0]) {
+                log_error("store", "security.encryption.data_at_rest is true but no "
+                                   "encryption_key is set (e.g. \"${VIGIL_ENCRYPTION_KEY}\")");
+                return -EINVAL;
+        }
+        if (c->encryption.encryption_key[0]) {
+                r = crypto_keyring_new(c->encryption.encryption_key, &d->keyring, err,
+                                       sizeof(err));
+                if (r == 0) {
+                        r = crypto_keyring_load(d->keyring, kpath, err, sizeof(err));
+                        if (r == -ENOENT)
+                                r = crypto_keyring_save(d->keyring, kpath, err, sizeof(err));
+                }
+                if (r < 0) {
+                        log_error("store", "refusing to start, nothing was changed: %s", err);
+                        return r;
+                }
+                log_info("store", "encryption at rest: data key %u active, master key %08x",
+                         crypto_keyring_active(d->keyring),
+                         crypto_keyring_master_id(d->keyring));
+        }
+        store_options so = {.path = db, .integrity_check = true};
+        r = store_open(&so, &d->store, &info, err, sizeof(err));
+        if (r < 0) {
+                log_error("store", "%s", err);
+                return r;
+        }
+        if (info.moved_corrupt) {
+                log_error("store", "the store '%s' was corrupt: moved aside to '%s'", db,
+                          info.corrupt_path);
+                bool restored = false;
+                backup_entry *v = NULL;
+                size_t n = 0;
+                if (c->backup.restore_on_corrupt &&
+                    backup_list(dir, &v, &n, err, sizeof(err)) == 0 && n > 0) {
+                        d->store = store_close(d->store);
+                        for (size_t i = 0; i < n && i < 5 && !restored; i++) {
+                                restore_options ro = {.archive = v[i].path,
+                                                      .data_dir = c->data_dir,
+                                                      .keyring = d->keyring,
+                                                      .check = true};
+                                restore_result rr;
+                                r = backup_restore(&ro, &rr, err, sizeof(err));
+                                if (r == 0) {
+                                        restored = true;
+                                        log_warn("store", "restored the newest good backup "
+                                                          "'%s' (created %s)",
+                                                 v[i].path, rr.info.created);
+                                } else {
+                                        log_error("store", "cannot restore '%s': %s",
+                                                  v[i].path, err);
+                                }
+                        }
+                        r = store_open(&so, &d->store, &info, err, sizeof(err));
+                        if (r < 0) {
+                                free(v);
+                                log_error("store", "%s", err);
+                                return r;
+                        }
+                }
+                free(v);
+                if (!restored)
+                        log_warn("store", "starting with an EMPTY store (%s)",
+                                 c->backup.restore_on_corrupt ? "no backup could be restored"
+                                                              : "backup.restore_on_corrupt: false");
+                char detail[PATH_MAX + 64];
+                snprintf(detail, sizeof(detail), "corrupt database moved aside to '%s'",
+                         info.corrupt_path);
+                (void)store_event(d->store, "corrupt", detail);
+        } else if (info.created) {
+                log_info("store", "created the store '%s' (schema v%d)", db, info.schema_version);
+        } else if (info.previous_version != info.schema_version) {
+                log_info("store", "migrated the store '%s' from v%d to v%d", db,
+                         info.previous_version, info.schema_version);
+        } else {
+                log_info("store", "opened the store '%s' (schema v%d)", db, info.schema_version);
+        }
+
+        if (c->metrics.hostname && c->metrics.hostname[0])
+                snprintf(host, sizeof(host), "%s", c->metrics.hostname);
+        else
+                gethostname(host, sizeof(host) - 1);
+        int64_t sched = 0;
+        if (c->backup.schedule[0])
+                time_parse_duration(c->backup.schedule, &sched);
+        backup_service_config bc = {
+            .dir = dir,
+            .data_dir = c->data_dir,
+            .config_file = d->config_path,
+            .hostname = host,
+            .schedule_us = sched,
+            .keep_count = c->backup.keep_count,
+            .keep_max_age_us = c->backup.keep_max_age_us,
+            .hook = c->backup.hook,
+            .hook_timeout_us = c->backup.hook_timeout_us,
+            .compression = (enum backup_compression)c->backup.compression,
+            .key_rotation_days = c->encryption.key_rotation_days,
+        };
+        r = backup_service_new(&bc, d->store, d->keyring, &d->backup);
+        if (r == 0)
+                r = backup_service_start(d->backup);
+        if (r < 0) {
+                log_error("store", "failed to start the backup service: %s", strerror(-r));
+                return r;
+        }
+        if (!d->keyring)
+                log_info("backup", "backups go to '%s'%s, NOT encrypted (no "
+                                   "security.encryption.encryption_key)",
+                         dir, sched ? "" : " on request only");
+        return 0;
+}
 
 static void on_sweep(void *userdata, enum field_tier tier)
 {
         daemon_state *d = userdata;
 
-        (void)tier;
+        health_on_sweep(d->health, tier);
+        if (tier == TIER_FAST)
+                anomaly_eval(d->anomaly, d->en, d->ca); /* before the render: fresh gauges */
+        else if (tier == TIER_SLOW)
+                anomaly_maybe_save(d->anomaly);
         api_render(d->api);
+}
+
+static void on_event(void *userdata, unsigned gpu, unsigned kind, uint64_t data, int64_t ts_us)
+{
+        daemon_state *d = userdata;
+
+        health_on_event(d->health, gpu, kind, data, ts_us);
 }
 
 static json_t *config_json(void *userdata)
@@ -329,6 +483,8 @@ static void reload(daemon_state *d, const cli_overrides *o)
         }
         log_set_level(next.logging.level);
         log_set_format(next.logging.format);
+        if (observe_log_apply(&next, err, sizeof(err)) < 0)
+                log_error("config", "keeping the running log sinks: %s", err);
         if (strcmp(next.listen, d->cfg.listen) || strcmp(next.socket, d->cfg.socket) ||
             next.collection.fast_us != d->cfg.collection.fast_us ||
             next.collection.slow_us != d->cfg.collection.slow_us ||
@@ -337,10 +493,19 @@ static void reload(daemon_state *d, const cli_overrides *o)
             strcmp(next.metrics.counters_csv, d->cfg.metrics.counters_csv))
                 log_warn("config", "listen, socket, simulate, collection and metrics naming/"
                                    "counters_csv changes take effect at the next restart");
+        {
+                health_glue hg;
+                if (d->health && health_glue_build(&next, &hg) == 0) {
+                        health_reconfigure(d->health, &hg.cfg);
+                        health_glue_release(&hg);
+                }
+        }
         pthread_mutex_lock(&d->cfg_lock);
         config_release(&d->cfg);
         d->cfg = next;
         pthread_mutex_unlock(&d->cfg_lock);
+        if (d->gate)
+                security_reload(&d->cfg, d->cfg.simulate.enabled, d->store, d->gate, d->tls);
         log_info("config", "reloaded the configuration from '%s'", path ? path : "(defaults)");
         notify("READY=1");
 }
@@ -402,6 +567,10 @@ int main(int argc, char **argv)
         /* 2. logging */
         log_set_level(d.cfg.logging.level);
         log_set_format(d.cfg.logging.format);
+        if (observe_log_apply(&d.cfg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "vigild: %s\n", err);
+                return 1;
+        }
         log_info("vigild", "starting vigild %s (config '%s')", VIGIL_VERSION,
                  d.config_path ? d.config_path : "defaults");
 
@@ -411,6 +580,10 @@ int main(int argc, char **argv)
                           strerror(-r));
                 goto out;
         }
+
+        r = open_store(&d);
+        if (r < 0)
+                goto out;
 
         /* 3. backend */
         bopt.library = d.cfg.nvml.library;
@@ -457,7 +630,11 @@ int main(int argc, char **argv)
                     .n_overrides = MIN(d.cfg.collection.n_fields, ARRAY_SIZE(overrides)),
                     .keep_max_age_us = d.cfg.collection.max_age_us,
                     .keep_max_samples = d.cfg.collection.max_samples,
+                    .adaptive = {d.cfg.collection.adaptive_enabled,
+                                 d.cfg.collection.adaptive_max_share,
+                                 d.cfg.collection.adaptive_max_stretch},
                     .on_sweep = on_sweep,
+                    .on_event = on_event,
                     .userdata = &d,
                 };
                 for (size_t i = 0; i < eo.n_overrides; i++) {
@@ -470,6 +647,9 @@ int main(int argc, char **argv)
                         goto out;
                 }
         }
+        d.en = en;
+        d.ca = ca;
+        d.anomaly = observe_anomaly_new(&d.cfg);
 
         /* 5. HTTP */
         if (d.cfg.metrics.counters_csv[0]) {
@@ -497,11 +677,35 @@ int main(int argc, char **argv)
                 }
         }
         {
+                /* 4b. health: rules, incidents (reloaded from the store), alerts, policies */
+                health_glue hg;
+                r = health_glue_build(&d.cfg, &hg);
+                if (r == 0) {
+                        health_options ho = {.engine = en, .cache = ca, .backend = be,
+                                             .store = d.store, .data_dir = d.cfg.data_dir,
+                                             .hostname = hostname, .cfg = &hg.cfg};
+                        r = health_new(&ho, &d.health);
+                        health_glue_release(&hg);
+                }
+                if (r < 0) {
+                        log_error("vigild", "failed to set up the health engine: %s",
+                                  strerror(-r));
+                        goto out;
+                }
+                r = health_start(d.health);
+                if (r < 0) {
+                        log_error("vigild", "failed to start the health engine: %s",
+                                  strerror(-r));
+                        goto out;
+                }
+        }
+        {
                 size_t nl = MIN(d.cfg.metrics.n_extra_labels, ARRAY_SIZE(labels));
                 api_options ao = {
                     .engine = en,
                     .cache = ca,
                     .backend = be,
+                    .health = d.health,
                     .listen = d.cfg.listen,
                     .socket_path = d.cfg.socket,
                     .addr_file = addr_file,
@@ -516,9 +720,20 @@ int main(int argc, char **argv)
                     .timeout_s = (unsigned)(d.cfg.http.connection_timeout_us / USEC_PER_SEC),
                     .max_body = d.cfg.http.max_request_body,
                     .simulated = bopt.simulate,
+                    .anomaly = d.anomaly,
                     .config_json = config_json,
                     .userdata = &d,
+                    .store = d.store,
+                    .backup = d.backup,
                 };
+                r = security_start(&d.cfg, bopt.simulate, d.store, &d.gate, &d.tls, err,
+                                   sizeof(err));
+                if (r < 0) {
+                        log_error("vigild", "failed to set up security: %s", err);
+                        goto out;
+                }
+                ao.gate = d.gate;
+                ao.tls = d.tls;
                 for (size_t i = 0; i < nl; i++) {
                         labels[i].name = d.cfg.metrics.extra_labels[i].name;
                         labels[i].value = d.cfg.metrics.extra_labels[i].value;
@@ -569,6 +784,11 @@ int main(int argc, char **argv)
                 log_info("vigild", "listening on %s", url);
         if (d.cfg.socket[0])
                 log_info("vigild", "listening on unix:%s", d.cfg.socket);
+        if (d.gate) {
+                char line[512];
+                gate_describe(d.gate, url, d.cfg.socket, d.tls != NULL, line, sizeof(line));
+                log_info("security", "%s", line);
+        }
 
         /* 6. run */
         sfd = signalfd(-1, &mask, SFD_CLOEXEC);
@@ -598,6 +818,7 @@ int main(int argc, char **argv)
                 }
                 if (announced_ready)
                         watchdog_ping(en, wd_us, &wd_last);
+                log_tick(); /* "suppressed N messages" lines */
                 for (size_t i = 0; i < nt; i++)
                         pfd[1 + i] = (struct pollfd){.fd = tfd[i], .events = POLLIN};
                 int wait_ms = wd_us ? (int)MIN(1000, wd_us / 4000) : 1000;
@@ -618,6 +839,7 @@ int main(int argc, char **argv)
                 if (read(sfd, &si, sizeof(si)) != sizeof(si))
                         continue;
                 if (si.ssi_signo == SIGHUP) {
+                        log_reopen(); /* logrotate moved the file */
                         reload(&d, &o);
                         continue;
                 }
@@ -658,15 +880,25 @@ out:
                 api_handed_over(d.api);
         api_stop(d.api);
         engine_stop(en);
+        if (d.anomaly)
+                anomaly_save(d.anomaly); /* baselines survive the restart */
+        d.health = health_free(d.health); /* after the engine: no hook runs any more */
         d.api = api_free(d.api);
+        d.anomaly = anomaly_free(d.anomaly);
+        d.gate = gate_free(d.gate);
+        d.tls = tls_free(d.tls);
         counters = counters_free(counters);
         en = engine_free(en);
         ca = cache_free(ca);
         be = backend_close(be);
+        d.backup = backup_service_free(d.backup); /* durable state goes last */
+        d.store = store_close(d.store);
+        d.keyring = crypto_keyring_free(d.keyring);
         if (sfd >= 0)
                 close(sfd);
         if (rc == 0 && !handed_over) /* a successor in the same data dir wrote its own */
                 unlink(addr_file);
+        log_close();
         config_release(&d.cfg);
         return rc;
 }

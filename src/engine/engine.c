@@ -54,6 +54,11 @@ struct engine {
         sched_group groups[MAX_GROUPS];
         size_t n_groups;
 
+        /* adaptive collection; each tier's entries are touched only by its own thread */
+        double stretch[TIER_COUNT];  /* interval multiplier, >= 1 */
+        unsigned over[TIER_COUNT];   /* consecutive sweeps over budget */
+        unsigned under[TIER_COUNT];  /* consecutive sweeps well under budget */
+
         pthread_t fast_thread, slow_thread, event_thread;
         bool started, events_running;
         atomic_bool stopping;
@@ -179,6 +184,11 @@ int engine_new(const engine_options *opt, engine **ret)
                 return r;
         e->stats.tier[TIER_FAST].interval_us = opt->fast_us;
         e->stats.tier[TIER_SLOW].interval_us = opt->slow_us;
+        for (int t = 0; t < TIER_COUNT; t++) {
+                e->stretch[t] = 1.0;
+                e->stats.tier[t].stretch = 1.0;
+                e->stats.tier[t].configured_us = e->stats.tier[t].interval_us;
+        }
 
         for (unsigned i = 0; i < e->n_gpus; i++) {
                 static const uint16_t ev_fields[] = {FLD_XID_ERRORS, FLD_XID_COUNT};
@@ -317,6 +327,65 @@ static void record_sweep(engine *e, enum field_tier tier, int64_t start_mono, bo
         pthread_mutex_unlock(&e->lock);
 }
 
+/* Adaptive collection (engine.h): called after each sweep of a FAST or SLOW tier on its thread.
+ * Stretch after two sweeps in a row over budget, to what the last sweep needs plus 25 %; shrink
+ * (at most halving) after three sweeps in a row under half the budget. No allocation. */
+static void adapt(engine *e, enum field_tier tier, double dur_s)
+{
+        const engine_options *o = &e->opt;
+        double base = (double)(tier == TIER_FAST ? o->fast_us : o->slow_us) / 1e6;
+        double cur = e->stretch[tier], share = o->adaptive.max_share, next = cur, need;
+        double max_stretch = o->adaptive.max_stretch;
+        char ms[32], iv[32];
+
+        if (!o->adaptive.enabled || base <= 0 || share <= 0 || max_stretch <= 1.0)
+                return;
+        need = dur_s / (share * base);
+        if (dur_s > share * base * cur) {
+                e->under[tier] = 0;
+                if (++e->over[tier] >= 2 && cur < max_stretch)
+                        next = MIN(max_stretch, MAX(need * 1.25, cur * 1.25));
+        } else if (dur_s < 0.5 * share * base * cur && cur > 1.0) {
+                e->over[tier] = 0;
+                if (++e->under[tier] >= 3)
+                        next = MAX(1.0, MAX(need * 1.25, cur / 2));
+        } else {
+                e->over[tier] = e->under[tier] = 0;
+        }
+        if (next < 1.05)
+                next = 1.0;
+        if (next == cur)
+                return;
+        e->over[tier] = e->under[tier] = 0;
+        e->stretch[tier] = next;
+        pthread_mutex_lock(&e->lock);
+        e->stats.tier[tier].stretch = next;
+        e->stats.tier[tier].interval_us = (int64_t)((double)e->stats.tier[tier].configured_us * next);
+        if (next > 1.0 && !e->stats.tier[tier].stretched_since_us)
+                e->stats.tier[tier].stretched_since_us = time_real_us();
+        if (next == 1.0)
+                e->stats.tier[tier].stretched_since_us = 0;
+        pthread_mutex_unlock(&e->lock);
+        snprintf(ms, sizeof(ms), "%.1f", dur_s * 1e3);
+        time_format_duration((int64_t)(base * next * 1e6), iv, sizeof(iv));
+        if (next > cur)
+                log_msgf(LOG_LVL_WARN, "sampler",
+                         (log_field[]){{"tier", tier == TIER_FAST ? "fast" : "slow"}}, 1,
+                         "%s tier sweeps take %s ms, over %.0f%% of the interval: stretching "
+                         "the interval to %s (x%.2f)",
+                         tier == TIER_FAST ? "fast" : "slow", ms, share * 100, iv, next);
+        else if (next == 1.0)
+                log_msgf(LOG_LVL_INFO, "sampler",
+                         (log_field[]){{"tier", tier == TIER_FAST ? "fast" : "slow"}}, 1,
+                         "%s tier sweeps take %s ms again: back to the configured interval %s",
+                         tier == TIER_FAST ? "fast" : "slow", ms, iv);
+        else
+                log_msgf(LOG_LVL_INFO, "sampler",
+                         (log_field[]){{"tier", tier == TIER_FAST ? "fast" : "slow"}}, 1,
+                         "%s tier sweeps take %s ms: shrinking the interval to %s (x%.2f)",
+                         tier == TIER_FAST ? "fast" : "slow", ms, iv, next);
+}
+
 static void tier_loop(engine *e, enum field_tier tier)
 {
         int64_t now = time_mono_us();
@@ -347,19 +416,21 @@ static void tier_loop(engine *e, enum field_tier tier)
                         sched_group *g = &e->groups[k];
                         if (g->tier != tier)
                                 continue;
+                        int64_t eff = (int64_t)((double)g->interval_us * e->stretch[tier]);
                         if (start >= g->next_due) {
-                                if (start - g->next_due > g->interval_us / 2)
+                                if (start - g->next_due > eff / 2)
                                         late = true;
                                 run_group(e, g);
                                 ran = true;
-                                g->next_due += g->interval_us;
+                                g->next_due += eff;
                                 if (g->next_due <= start)
-                                        g->next_due = start + g->interval_us;
+                                        g->next_due = start + eff;
                         }
                         next = MIN(next, g->next_due);
                 }
                 if (ran) {
                         record_sweep(e, tier, start, late);
+                        adapt(e, tier, (double)(time_mono_us() - start) / 1e6);
                         if (e->opt.on_sweep)
                                 e->opt.on_sweep(e->opt.userdata, tier);
                 }
@@ -450,6 +521,8 @@ static void *event_main(void *arg)
                         pthread_mutex_unlock(&e->lock);
                         break;
                 }
+                if (e->opt.on_event)
+                        e->opt.on_event(e->opt.userdata, ev.gpu, ev.kind, ev.data, ev.ts_us);
                 if (e->opt.on_sweep)
                         e->opt.on_sweep(e->opt.userdata, TIER_EVENT);
         }
@@ -600,6 +673,20 @@ int64_t engine_interval_of(engine *e, uint16_t field_id)
         if (m->tier == TIER_STATIC || m->tier == TIER_EVENT)
                 return -1;
         return field_interval(&e->opt, m) > 0 ? field_interval(&e->opt, m) : 0;
+}
+
+bool engine_tier_stretched(engine *e, enum field_tier tier, int64_t *since_us)
+{
+        int64_t since = 0;
+
+        if ((unsigned)tier < TIER_COUNT) {
+                pthread_mutex_lock(&e->lock);
+                since = e->stats.tier[tier].stretched_since_us;
+                pthread_mutex_unlock(&e->lock);
+        }
+        if (since_us)
+                *since_us = since;
+        return since != 0;
 }
 
 void engine_versions(engine *e, const char **driver, const char **nvml)

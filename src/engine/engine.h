@@ -20,6 +20,10 @@ typedef struct engine_field_interval {
 
 /* Called on the sampling thread after each sweep of a tier (TIER_FAST, TIER_SLOW, TIER_EVENT). */
 typedef void (*engine_sweep_fn)(void *userdata, enum field_tier tier);
+/* Called on the event thread for every NVML event, before on_sweep(TIER_EVENT), with the engine's
+ * lock not held: kind is enum backend_event_kind, data the XID code for BEV_XID. */
+typedef void (*engine_event_fn)(void *userdata, unsigned gpu, unsigned kind, uint64_t data,
+                                int64_t ts_us);
 
 typedef struct engine_options {
         backend *backend;                       /* borrowed */
@@ -31,7 +35,16 @@ typedef struct engine_options {
         int64_t keep_max_age_us;   /* history kept per series */
         uint32_t keep_max_samples; /* history kept per series */
         int64_t reattach_us;       /* how often to retry a lost GPU */
+        /* Adaptive collection: when a tier's sweeps take more than max_share of its interval,
+         * stretch that tier's interval (up to max_stretch x configured); shrink back when the
+         * cost falls (hysteresis). The event thread is never stretched. */
+        struct {
+                bool enabled;       /* off: intervals stay as configured */
+                double max_share;   /* of the interval a sweep may take (0..1] */
+                double max_stretch; /* most the interval may grow, times configured (>= 1) */
+        } adaptive;
         engine_sweep_fn on_sweep;  /* may be NULL */
+        engine_event_fn on_event;  /* may be NULL; health is told of XIDs at once */
         void *userdata;
 } engine_options;
 
@@ -55,7 +68,10 @@ typedef struct engine_xid {
 } engine_xid;
 
 typedef struct engine_tier_stats {
-        int64_t interval_us;    /* configured interval */
+        int64_t interval_us;    /* effective interval (configured x stretch) */
+        int64_t configured_us;  /* configured interval */
+        double stretch;         /* effective / configured; 1 = not stretched */
+        int64_t stretched_since_us; /* usec since epoch the tier is stretched; 0 = not */
         uint64_t sweeps;        /* completed sweeps */
         uint64_t late;          /* sweeps that started more than half an interval late */
         double last_duration_s; /* wall time of the last sweep */
@@ -93,6 +109,10 @@ void engine_get_stats(engine *e, engine_stats *out);
 size_t engine_xids(engine *e, unsigned gpu, engine_xid *out, size_t max);
 /* Effective interval of a field (0 = not collected; static fields return -1). */
 int64_t engine_interval_of(engine *e, uint16_t field_id);
+/* Adaptive collection: true while the tier runs slower than configured; *since_us (may be NULL)
+ * gets when that began (usec since epoch). Any thread. For the health engine: a tier stretched
+ * for long is an incident (the engine only reports it). */
+bool engine_tier_stretched(engine *e, enum field_tier tier, int64_t *since_us);
 void engine_versions(engine *e, const char **driver, const char **nvml);
 
 #endif

@@ -24,17 +24,17 @@
 #include "store.h"
 
 typedef struct crypto_key {
-        uint32_t id;                  /* 1, 2, ... (data keys) */
-        int64_t created_us;           /* usec since epoch */
-        uint8_t key[CRYPTO_KEY_LEN];  /* secret */
+        uint32_t id;                 /* 1, 2, ... (data keys) */
+        int64_t created_us;          /* usec since epoch */
+        uint8_t key[CRYPTO_KEY_LEN]; /* secret */
 } crypto_key;
 
 struct crypto_keyring {
-        pthread_mutex_t lock;           /* guards keys/n (rotation vs use) */
-        uint8_t master[CRYPTO_KEY_LEN]; /* from the configured secret; secret */
-        uint32_t master_id;             /* CRYPTO_MASTER_FLAG | fingerprint */
+        pthread_mutex_t lock;             /* guards keys/n (rotation vs use) */
+        uint8_t master[CRYPTO_KEY_LEN];   /* from the configured secret; secret */
+        uint32_t master_id;               /* CRYPTO_MASTER_FLAG | fingerprint */
         crypto_key keys[CRYPTO_MAX_KEYS]; /* data keys, ascending id; the last is active */
-        unsigned n;                     /* entries in keys */
+        unsigned n;                       /* entries in keys */
 };
 
 static int hkdf(const uint8_t *ikm, size_t ikmlen, const char *salt, const char *info,
@@ -42,14 +42,12 @@ static int hkdf(const uint8_t *ikm, size_t ikmlen, const char *salt, const char 
 {
         EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
         size_t outlen = CRYPTO_KEY_LEN;
-        int ok = c && EVP_PKEY_derive_init(c) > 0 &&
-                 EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
-                 EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)salt, (int)strlen(salt)) >
-                     0 &&
-                 EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikmlen) > 0 &&
-                 EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)info, (int)strlen(info)) >
-                     0 &&
-                 EVP_PKEY_derive(c, out, &outlen) > 0 && outlen == CRYPTO_KEY_LEN;
+        int ok =
+            c && EVP_PKEY_derive_init(c) > 0 && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
+            EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)salt, (int)strlen(salt)) > 0 &&
+            EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikmlen) > 0 &&
+            EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)info, (int)strlen(info)) > 0 &&
+            EVP_PKEY_derive(c, out, &outlen) > 0 && outlen == CRYPTO_KEY_LEN;
         EVP_PKEY_CTX_free(c);
         return ok ? 0 : -EIO;
 }
@@ -64,7 +62,8 @@ int crypto_parse_hex_key(const char *s, uint8_t key[CRYPTO_KEY_LEN])
                 unsigned v;
                 char h[3] = {s[2 * i], s[2 * i + 1], 0};
                 char *end;
-                if (!strchr("0123456789abcdefABCDEF", h[0]) || !strchr("0123456789abcdefABCDEF", h[1]))
+                if (!strchr("0123456789abcdefABCDEF", h[0]) ||
+                    !strchr("0123456789abcdefABCDEF", h[1]))
                         return -EINVAL;
                 v = (unsigned)strtoul(h, &end, 16);
                 k[i] = (uint8_t)v;
@@ -92,9 +91,10 @@ int crypto_keyring_new(const char *secret, crypto_keyring **ret, char *err, size
         uint8_t fp[SHA256_DIGEST_LENGTH];
 
         if (!secret || !secret[0]) {
-                snprintf(err, errlen, "no encryption key configured "
-                                      "(security.encryption.encryption_key, e.g. "
-                                      "\"${VIGIL_ENCRYPTION_KEY}\")");
+                snprintf(err, errlen,
+                         "no encryption key configured "
+                         "(security.encryption.encryption_key, e.g. "
+                         "\"${VIGIL_ENCRYPTION_KEY}\")");
                 return -EINVAL;
         }
         crypto_keyring *kr = calloc(1, sizeof(*kr));
@@ -105,9 +105,10 @@ int crypto_keyring_new(const char *secret, crypto_keyring **ret, char *err, size
         pthread_mutex_init(&kr->lock, NULL);
         if (crypto_parse_hex_key(secret, kr->master) < 0) {
                 if (strlen(secret) < 16) {
-                        snprintf(err, errlen, "the encryption key is too short (%zu characters): "
-                                              "use 64 hex characters or a passphrase of at "
-                                              "least 16",
+                        snprintf(err, errlen,
+                                 "the encryption key is too short (%zu characters): "
+                                 "use 64 hex characters or a passphrase of at "
+                                 "least 16",
                                  strlen(secret));
                         crypto_keyring_free(kr);
                         return -EINVAL;
@@ -166,8 +167,8 @@ uint32_t crypto_keyring_master_id(const crypto_keyring *kr)
 
 /* ---- sealing ---- */
 
-static int seal_with(const uint8_t *key, uint32_t id, const void *pt, size_t ptlen,
-                     const void *aad, size_t aadlen, uint8_t **ret, size_t *retlen)
+static int seal_with(const uint8_t *key, uint32_t id, const void *pt, size_t ptlen, const void *aad,
+                     size_t aadlen, uint8_t **ret, size_t *retlen)
 {
         int len, ok;
 
@@ -508,8 +509,7 @@ static int read_all(int fd, void *p, size_t n)
         return 0;
 }
 
-int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *err,
-                     size_t errlen)
+int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *err, size_t errlen)
 {
         uint8_t hdr[CRYPTO_HEADER_LEN], tag[CRYPTO_TAG_LEN];
         _cleanup_free_ uint8_t *ibuf = malloc(CHUNK), *obuf = malloc(CHUNK + 32);
@@ -571,8 +571,7 @@ fail:
         return r;
 }
 
-int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *err,
-                     size_t errlen)
+int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *err, size_t errlen)
 {
         uint8_t hdr[CRYPTO_HEADER_LEN], tag[CRYPTO_TAG_LEN], key[CRYPTO_KEY_LEN];
         _cleanup_free_ uint8_t *ibuf = malloc(CHUNK), *obuf = malloc(CHUNK + 32);
@@ -580,6 +579,7 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
         uint32_t id;
         int len, r = 0;
         EVP_CIPHER_CTX *c = NULL;
+        _cleanup_close_ int ofd = -1;
 
         if (!ibuf || !obuf)
                 return -ENOMEM;
@@ -589,8 +589,8 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                 snprintf(err, errlen, "cannot read '%s': %s", in, strerror(-r));
                 return r;
         }
-        if (st.st_size < CRYPTO_MAGIC_LEN + 4 || read_all(ifd, hdr, MIN((size_t)st.st_size,
-                                                                         sizeof(hdr))) < 0 ||
+        if (st.st_size < CRYPTO_MAGIC_LEN + 4 ||
+            read_all(ifd, hdr, MIN((size_t)st.st_size, sizeof(hdr))) < 0 ||
             memcmp(hdr, CRYPTO_MAGIC, CRYPTO_MAGIC_LEN) != 0) {
                 snprintf(err, errlen, "'%s' is not an encrypted vigil file (no VIGILENC1 header)",
                          in);
@@ -598,8 +598,7 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
         }
         id = get_be32(hdr + CRYPTO_MAGIC_LEN);
         if (st.st_size < CRYPTO_OVERHEAD) {
-                snprintf(err, errlen, "'%s' is truncated (%lld bytes)", in,
-                         (long long)st.st_size);
+                snprintf(err, errlen, "'%s' is truncated (%lld bytes)", in, (long long)st.st_size);
                 return -EBADMSG;
         }
         if (find_key(kr, id, key) < 0) {
@@ -614,7 +613,7 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                 r = -EIO;
                 goto fail;
         }
-        _cleanup_close_ int ofd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ofd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (ofd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));

@@ -25,16 +25,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CRYPTO_KEY_LEN      32
-#define CRYPTO_MAGIC        "VIGILENC1"
-#define CRYPTO_MAGIC_LEN    9
-#define CRYPTO_NONCE_LEN    12
-#define CRYPTO_TAG_LEN      16
-#define CRYPTO_HEADER_LEN   (CRYPTO_MAGIC_LEN + 4 + CRYPTO_NONCE_LEN) /* 25 bytes */
-#define CRYPTO_OVERHEAD     (CRYPTO_HEADER_LEN + CRYPTO_TAG_LEN)      /* 41 bytes */
-#define CRYPTO_MASTER_FLAG  0x80000000u /* key ids of master keys */
-#define CRYPTO_MAX_KEYS     256         /* keys in a keyring */
-#define CRYPTO_MAX_BLOB     (64u << 20) /* bytes: crypto_seal/crypto_open refuse bigger */
+#define CRYPTO_KEY_LEN     32
+#define CRYPTO_MAGIC       "VIGILENC1"
+#define CRYPTO_MAGIC_LEN   9
+#define CRYPTO_NONCE_LEN   12
+#define CRYPTO_TAG_LEN     16
+#define CRYPTO_HEADER_LEN  (CRYPTO_MAGIC_LEN + 4 + CRYPTO_NONCE_LEN) /* 25 bytes */
+#define CRYPTO_OVERHEAD    (CRYPTO_HEADER_LEN + CRYPTO_TAG_LEN)      /* 41 bytes */
+#define CRYPTO_MASTER_FLAG 0x80000000u                               /* key ids of master keys */
+#define CRYPTO_MAX_KEYS    256                                       /* keys in a keyring */
+#define CRYPTO_MAX_BLOB    (64u << 20) /* bytes: crypto_seal/crypto_open refuse bigger */
 
 typedef struct crypto_keyring crypto_keyring;
 
@@ -79,10 +79,8 @@ int crypto_seal_master(crypto_keyring *kr, const void *pt, size_t ptlen, const v
  * crypto_open_file writes plaintext to out as it goes and removes it if the tag does not match:
  * use out only after a 0 return. err says which of: not an encrypted file, truncated, sealed by
  * another key (with both key ids), authentication failed (tampered). */
-int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *err,
-                     size_t errlen);
-int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *err,
-                     size_t errlen);
+int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *err, size_t errlen);
+int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *err, size_t errlen);
 
 /* Parse a 64-hex-char key; 0 or -EINVAL. */
 int crypto_parse_hex_key(const char *s, uint8_t key[CRYPTO_KEY_LEN]);

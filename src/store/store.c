@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +46,7 @@ typedef struct store_req {
 
 struct store {
         char *path;                   /* database file; owned */
+        int lock_fd;                  /* flock on PATH.lock: one process per database */
         sqlite3 *wdb;                 /* the writer connection: only the writer thread after open */
         sqlite3 *rdb;                 /* read-only connection, under rlock */
         pthread_mutex_t rlock;        /* serialises store_read */
@@ -253,8 +255,8 @@ static enum open_result open_writer(const char *path, bool check, sqlite3 **ret,
                 return OPEN_FAILED;
         }
         if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL,
-                                  NULL, NULL);
+                rc = sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL,
+                                  NULL);
         if (rc == SQLITE_OK && check) {
                 char res[256];
                 rc = pragma_text(db, "PRAGMA quick_check", res, sizeof(res));
@@ -284,7 +286,7 @@ static int cmp_migration(const void *a, const void *b)
         return (x->version > y->version) - (x->version < y->version);
 }
 
-static int migrate(sqlite3 *db, int *version, char *why, size_t whylen)
+static int migrate(sqlite3 *db, int *before, int *version, char *why, size_t whylen)
 {
         struct migration sorted[ARRAY_SIZE(migrations)];
         int cur = 0, rc;
@@ -304,6 +306,7 @@ static int migrate(sqlite3 *db, int *version, char *why, size_t whylen)
                 snprintf(why, whylen, "cannot read user_version: %s", sqlite3_errmsg(db));
                 return store_errno(rc);
         }
+        *before = cur;
         int newest = ARRAY_SIZE(sorted) ? sorted[ARRAY_SIZE(sorted) - 1].version : 0;
         if (cur > newest) {
                 snprintf(why, whylen,
@@ -327,8 +330,8 @@ static int migrate(sqlite3 *db, int *version, char *why, size_t whylen)
                 if (rc == SQLITE_OK)
                         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
                 if (rc != SQLITE_OK) {
-                        snprintf(why, whylen, "migration %d (%s) failed: %s", m->version,
-                                 m->module, msg ? msg : sqlite3_errstr(rc));
+                        snprintf(why, whylen, "migration %d (%s) failed: %s", m->version, m->module,
+                                 msg ? msg : sqlite3_errstr(rc));
                         sqlite3_free(msg);
                         if (!sqlite3_get_autocommit(db))
                                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -355,16 +358,39 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
                 snprintf(err, errlen, "cannot open store: no path");
                 return -EINVAL;
         }
+        /* A shared flock says "a vigild uses this database": a restore (which takes it
+         * exclusively) refuses to swap files under us. Shared, because a zero-downtime takeover
+         * runs two vigilds on one data dir for a moment; SQLite serialises their writes. */
+        char lockpath[PATH_MAX];
+        if (snprintf(lockpath, sizeof(lockpath), "%s.lock", opt->path) >= (int)sizeof(lockpath)) {
+                snprintf(err, errlen, "cannot open store '%s': path too long", opt->path);
+                return -ENAMETOOLONG;
+        }
+        _cleanup_close_ int lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lock_fd < 0) {
+                r = -errno;
+                snprintf(err, errlen, "cannot open store '%s': cannot create '%s': %s", opt->path,
+                         lockpath, strerror(-r));
+                return r;
+        }
+        if (flock(lock_fd, LOCK_SH | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                snprintf(err, errlen,
+                         "cannot open store '%s': a restore is running on it (it holds '%s')",
+                         opt->path, lockpath);
+                return r;
+        }
         local.created = stat(opt->path, &st) < 0 || st.st_size == 0;
 
-        enum open_result res = open_writer(opt->path, opt->integrity_check, &wdb, &r, why,
-                                           sizeof(why));
+        enum open_result res =
+            open_writer(opt->path, opt->integrity_check, &wdb, &r, why, sizeof(why));
         if (res == OPEN_CORRUPT) {
-                log_error("store", "database '%s' is corrupt (%s): moving it aside", opt->path, why);
+                log_error("store", "database '%s' is corrupt (%s): moving it aside", opt->path,
+                          why);
                 r = move_aside(opt->path, local.corrupt_path, sizeof(local.corrupt_path));
                 if (r < 0) {
-                        snprintf(err, errlen, "cannot move corrupt store '%s' aside: %s",
-                                 opt->path, strerror(-r));
+                        snprintf(err, errlen, "cannot move corrupt store '%s' aside: %s", opt->path,
+                                 strerror(-r));
                         return r;
                 }
                 local.moved_corrupt = true;
@@ -375,7 +401,7 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
                 snprintf(err, errlen, "cannot open store '%s': %s", opt->path, why);
                 return r < 0 ? r : -EIO;
         }
-        r = migrate(wdb, &local.schema_version, why, sizeof(why));
+        r = migrate(wdb, &local.previous_version, &local.schema_version, why, sizeof(why));
         if (r < 0) {
                 snprintf(err, errlen, "cannot open store '%s': %s", opt->path, why);
                 sqlite3_close(wdb);
@@ -392,6 +418,7 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
                 return -ENOMEM;
         }
         s->wdb = wdb;
+        s->lock_fd = TAKE_FD(lock_fd);
         s->batch_max = opt->batch_max ? opt->batch_max : DEFAULT_BATCH_MAX;
         s->batch_wait_ms = opt->batch_wait_ms;
         pthread_mutex_init(&s->lock, NULL);
@@ -665,6 +692,8 @@ store *store_close(store *s)
         pthread_mutex_destroy(&s->rlock);
         pthread_cond_destroy(&s->work);
         pthread_cond_destroy(&s->done);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd); /* releases the flock */
         free(s->path);
         free(s);
         return NULL;

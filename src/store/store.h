@@ -26,17 +26,18 @@
 typedef struct store store;
 
 typedef struct store_options {
-        const char *path;          /* database file, e.g. DATA_DIR/vigil.db */
-        bool integrity_check;      /* run PRAGMA quick_check at open (default on in the daemon) */
-        unsigned batch_max;        /* writes per transaction at most (0 = 64) */
-        unsigned batch_wait_ms;    /* how long the writer may wait to fill a batch (0 = none) */
+        const char *path;       /* database file, e.g. DATA_DIR/vigil.db */
+        bool integrity_check;   /* run PRAGMA quick_check at open (default on in the daemon) */
+        unsigned batch_max;     /* writes per transaction at most (0 = 64) */
+        unsigned batch_wait_ms; /* how long the writer may wait to fill a batch (0 = none) */
 } store_options;
 
 typedef struct store_open_info {
-        bool created;              /* a new database was created */
-        bool moved_corrupt;        /* a corrupt database was moved aside */
-        char corrupt_path[4096];   /* where it went, when moved_corrupt */
-        int schema_version;        /* user_version after migrations */
+        bool created;            /* a new database was created */
+        bool moved_corrupt;      /* a corrupt database was moved aside */
+        char corrupt_path[4096]; /* where it went, when moved_corrupt */
+        int schema_version;      /* user_version after migrations */
+        int previous_version;    /* user_version before them (added; 0 = new database) */
 } store_open_info;
 
 /* Open (or create) the database, check it, apply migrations, start the writer thread.

@@ -143,7 +143,8 @@ static void test_wrong_key(void **state)
         assert_int_equal(crypto_keyring_new("short", &bad, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "too short"));
         /* A raw hex key. */
-        crypto_keyring *hx = ring("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+        crypto_keyring *hx =
+            ring("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
         assert_int_equal(crypto_keyring_active(hx), 1);
         crypto_keyring_free(hx);
         crypto_keyring_free(a);

@@ -200,8 +200,8 @@ static void test_savepoint_isolation(void **state)
         assert_int_equal(store_open(&o, &s, NULL, err, sizeof(err)), 0);
         assert_int_equal(store_write(s, create_t, NULL), 0);
         for (int i = 0; i < N; i++) {
-                a[i] = (struct iso_arg){.s = s, .id = i + 1,
-                                        .fn = i % 3 == 0 ? insert_then_fail : insert_id};
+                a[i] = (struct iso_arg){
+                    .s = s, .id = i + 1, .fn = i % 3 == 0 ? insert_then_fail : insert_id};
                 pthread_create(&th[i], NULL, iso_thread, &a[i]);
         }
         int good = 0;
@@ -418,16 +418,11 @@ static void test_close_refuses(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_errno_map),
-            cmocka_unit_test(test_close_refuses),
-            cmocka_unit_test(test_open_and_migrate),
-            cmocka_unit_test(test_file_mode),
-            cmocka_unit_test(test_group_commit),
-            cmocka_unit_test(test_savepoint_isolation),
-            cmocka_unit_test(test_read_while_writing),
-            cmocka_unit_test(test_corrupt_moved_aside),
-            cmocka_unit_test(test_disk_full_injected),
-            cmocka_unit_test(test_disk_full_tmpfs),
+            cmocka_unit_test(test_errno_map),          cmocka_unit_test(test_close_refuses),
+            cmocka_unit_test(test_open_and_migrate),   cmocka_unit_test(test_file_mode),
+            cmocka_unit_test(test_group_commit),       cmocka_unit_test(test_savepoint_isolation),
+            cmocka_unit_test(test_read_while_writing), cmocka_unit_test(test_corrupt_moved_aside),
+            cmocka_unit_test(test_disk_full_injected), cmocka_unit_test(test_disk_full_tmpfs),
             cmocka_unit_test(test_vacuum_into),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

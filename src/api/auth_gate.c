@@ -1,0 +1,651 @@
+/* auth_gate.c — the per-request security gate (see auth_gate.h). The running configuration is one
+ * immutable struct behind a read-write lock: requests hold the read lock only while they check;
+ * a reload builds a new struct and swaps it under the write lock. */
+#include "auth_gate.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api-internal.h"
+#include "audit.h"
+#include "cidr.h"
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/vtime.h"
+#include "ratelimit.h"
+#include "store/store.h"
+#include "tls.h"
+
+#define REVOKED_MAX 65536 /* revoked token ids kept in memory */
+
+struct gate_cfg {
+        auth_policy pol;         /* decision inputs */
+        auth_jwt_key key;        /* verification key (owned) */
+        bool have_key;           /* authn on and key loaded */
+        cidr_list allow;         /* accept allowlist; n == 0 = any */
+        cidr_list proxies;       /* trusted proxies */
+        bool rl;                 /* rate limits on */
+        unsigned rl_per_minute;  /* rate */
+        unsigned rl_burst;       /* burst */
+        bool audit;              /* records on */
+        unsigned retention_days; /* 0 = forever */
+        gid_t admin_gid;         /* unix_admin_group's gid, or (gid_t)-1 */
+};
+
+struct auth_gate {
+        pthread_rwlock_t lock; /* guards cfg */
+        struct gate_cfg *cfg;  /* current configuration */
+        ratelimit *rl;         /* buckets (survive reloads) */
+        struct store *store;   /* borrowed */
+        pthread_mutex_t rev_lock;
+        char (*revoked)[AUTH_MAX_JTI]; /* cached revoked jtis */
+        size_t n_revoked;
+};
+
+static void cfg_free(struct gate_cfg *c)
+{
+        if (!c)
+                return;
+        auth_jwt_key_release(&c->key);
+        free(c);
+}
+
+static int cfg_build(const gate_options *o, struct gate_cfg **ret, char *err, size_t errlen)
+{
+        struct gate_cfg *c = calloc(1, sizeof(*c));
+        char bad[128];
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        c->pol.authn = o->authn;
+        c->pol.authz = o->authz;
+        c->pol.metrics_public = o->metrics_public;
+        c->pol.inject_open = o->inject_open && !o->authn;
+        for (int i = ROLE_VIEWER; i < ROLE_COUNT; i++) {
+                if (auth_perm_mask(o->role_perms[i] ? o->role_perms[i] : "",
+                                   &c->pol.roles.mask[i]) < 0) {
+                        snprintf(err, errlen, "role '%s': bad permission list",
+                                 auth_role_name((enum auth_role)i));
+                        cfg_free(c);
+                        return -EINVAL;
+                }
+        }
+        if (o->authn) {
+                r = auth_jwt_key_load(o->jwt_secret, o->public_key_file, &c->key, err, errlen);
+                if (r < 0) {
+                        cfg_free(c);
+                        return r;
+                }
+                c->key.issuer = o->issuer;
+                c->key.audience = o->audience;
+                c->key.leeway_s = o->leeway_s;
+                c->have_key = true;
+        }
+        if (cidr_list_parse(o->allowed_ips, &c->allow, bad, sizeof(bad)) < 0 ||
+            cidr_list_parse(o->trusted_proxies, &c->proxies, bad, sizeof(bad)) < 0) {
+                snprintf(err, errlen, "'%s' is not a CIDR", bad);
+                cfg_free(c);
+                return -EINVAL;
+        }
+        c->rl = o->rl_enabled;
+        c->rl_per_minute = o->rl_per_minute ? o->rl_per_minute : 100;
+        c->rl_burst = o->rl_burst ? o->rl_burst : 20;
+        c->audit = o->audit && o->store;
+        c->retention_days = o->retention_days;
+        c->admin_gid = (gid_t)-1;
+        if (o->unix_admin_group && *o->unix_admin_group) {
+                struct group gr, *res = NULL;
+                char pwbuf[4096];
+                if (getgrnam_r(o->unix_admin_group, &gr, pwbuf, sizeof(pwbuf), &res) == 0 && res)
+                        c->admin_gid = gr.gr_gid;
+        }
+        *ret = c;
+        return 0;
+}
+
+static int load_revoked_fn(sqlite3 *db, void *ctx)
+{
+        auth_gate *g = ctx;
+        sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(db, "SELECT jti FROM auth_revoked WHERE expires > ?", -1, &st,
+                               NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_int64(st, 1, time_real_us() / 1000000);
+        while (sqlite3_step(st) == SQLITE_ROW && g->n_revoked < REVOKED_MAX)
+                snprintf(g->revoked[g->n_revoked++], AUTH_MAX_JTI, "%s",
+                         (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return 0;
+}
+
+static char *dup_or_empty(const char *s)
+{
+        return strdup(s ? s : "");
+}
+
+/* issuer/audience must outlive the options: the cfg keeps its own copies (freed with the key). */
+static int cfg_own_strings(struct gate_cfg *c)
+{
+        char *i = dup_or_empty(c->key.issuer), *a = dup_or_empty(c->key.audience);
+
+        if (!i || !a) {
+                free(i);
+                free(a);
+                return -ENOMEM;
+        }
+        c->key.issuer = i;
+        c->key.audience = a;
+        return 0;
+}
+
+static void cfg_destroy(struct gate_cfg *c)
+{
+        if (!c)
+                return;
+        free((char *)c->key.issuer);
+        free((char *)c->key.audience);
+        cfg_free(c);
+}
+
+int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen)
+{
+        auth_gate *g = calloc(1, sizeof(*g));
+        int r;
+
+        if (!g)
+                return -ENOMEM;
+        g->revoked = calloc(REVOKED_MAX, AUTH_MAX_JTI);
+        if (!g->revoked) {
+                free(g);
+                return -ENOMEM;
+        }
+        r = cfg_build(o, &g->cfg, err, errlen);
+        if (r == 0 && (r = cfg_own_strings(g->cfg)) < 0)
+                cfg_destroy(g->cfg);
+        if (r == 0)
+                r = ratelimit_new(g->cfg->rl_per_minute, g->cfg->rl_burst, &g->rl);
+        if (r < 0) {
+                free(g->revoked);
+                free(g);
+                return r;
+        }
+        pthread_rwlock_init(&g->lock, NULL);
+        pthread_mutex_init(&g->rev_lock, NULL);
+        g->store = o->store;
+        if (g->store)
+                store_read(g->store, load_revoked_fn, g);
+        *ret = g;
+        return 0;
+}
+
+int gate_reload(auth_gate *g, const gate_options *o, char *err, size_t errlen)
+{
+        struct gate_cfg *c = NULL, *old;
+        int r = cfg_build(o, &c, err, errlen);
+
+        if (r == 0 && (r = cfg_own_strings(c)) < 0)
+                cfg_destroy(c);
+        if (r < 0)
+                return r;
+        pthread_rwlock_wrlock(&g->lock);
+        old = g->cfg;
+        g->cfg = c;
+        ratelimit_set(g->rl, c->rl_per_minute, c->rl_burst);
+        pthread_rwlock_unlock(&g->lock);
+        cfg_destroy(old);
+        return 0;
+}
+
+auth_gate *gate_free(auth_gate *g)
+{
+        if (!g)
+                return NULL;
+        cfg_destroy(g->cfg);
+        ratelimit_free(g->rl);
+        pthread_rwlock_destroy(&g->lock);
+        pthread_mutex_destroy(&g->rev_lock);
+        free(g->revoked);
+        free(g);
+        return NULL;
+}
+
+struct store *gate_store(auth_gate *g)
+{
+        return g ? g->store : NULL;
+}
+
+void gate_describe(auth_gate *g, const char *tcp_url, const char *socket_path, bool tls, char *out,
+                   size_t len)
+{
+        struct gate_cfg *c;
+        const char *tcp = tcp_url && *tcp_url ? tcp_url : NULL;
+
+        pthread_rwlock_rdlock(&g->lock);
+        c = g->cfg;
+        if (!tcp)
+                snprintf(out, len,
+                         "no TCP listener; API via unix socket %s (admin: root "
+                         "and the admin group, others read-only)",
+                         socket_path && *socket_path ? socket_path : "(none)");
+        else if (c->pol.authn)
+                snprintf(out, len,
+                         "TCP %s%s with %s JWT authentication, roles %s, allowlist %s, "
+                         "rate limit %s, audit %s; /metrics %s",
+                         tcp, tls ? " (TLS)" : " (plain HTTP)", auth_alg_name(c->key.alg),
+                         c->pol.authz ? "enforced" : "off (any valid token is admin)",
+                         c->allow.n ? "on" : "off", c->rl ? "on" : "off", c->audit ? "on" : "off",
+                         c->pol.metrics_public ? "public" : "needs read");
+        else
+                snprintf(out, len,
+                         "TCP %s%s read-only without authentication%s; mutations via "
+                         "unix socket %s",
+                         tcp, tls ? " (TLS)" : "",
+                         c->pol.inject_open ? " (except POST /api/v1/inject: simulated GPUs)" : "",
+                         socket_path && *socket_path ? socket_path : "(none)");
+        pthread_rwlock_unlock(&g->lock);
+}
+
+enum MHD_Result gate_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+        auth_gate *g = cls;
+        uint8_t a[16];
+        bool ok;
+
+        (void)addrlen;
+        if (!g)
+                return MHD_YES;
+        if (cidr_from_sockaddr(addr, a) < 0)
+                return MHD_NO;
+        pthread_rwlock_rdlock(&g->lock);
+        ok = g->cfg->allow.n == 0 || cidr_list_match(&g->cfg->allow, a);
+        pthread_rwlock_unlock(&g->lock);
+        if (!ok) {
+                char ip[64];
+                log_warn("security", "refused connection from %s: not in allowed_ips",
+                         cidr_addr_str(a, ip, sizeof(ip)));
+        }
+        return ok ? MHD_YES : MHD_NO;
+}
+
+void api_decorate_response(request *r, struct MHD_Response *resp, unsigned status)
+{
+        r->sec.status = status;
+        if (r->sec.request_id[0])
+                MHD_add_response_header(resp, "X-Request-Id", r->sec.request_id);
+        if (status == 429 && r->retry_after) {
+                char b[16];
+                snprintf(b, sizeof(b), "%u", r->retry_after);
+                MHD_add_response_header(resp, "Retry-After", b);
+        }
+        if (r->api->opt.tls)
+                tls_decorate(r->api->opt.tls, resp);
+}
+
+void gate_xff_client(const uint8_t peer[16], const char *xff, const cidr_list *proxies,
+                     uint8_t out[16])
+{
+        uint8_t cur[16];
+        const char *end;
+
+        memcpy(cur, peer, 16);
+        if (!xff || !proxies || !cidr_list_match(proxies, cur)) {
+                memcpy(out, cur, 16);
+                return;
+        }
+        end = xff + strlen(xff);
+        while (end > xff) {
+                const char *start = end, *a, *z;
+                uint8_t hop[16];
+                while (start > xff && start[-1] != ',')
+                        start--;
+                a = start;
+                z = end;
+                while (a < z && (*a == ' ' || *a == '\t'))
+                        a++;
+                while (z > a && (z[-1] == ' ' || z[-1] == '\t'))
+                        z--;
+                if (cidr_addr_parse(a, (size_t)(z - a), hop) < 0)
+                        break;
+                memcpy(cur, hop, 16);
+                if (!cidr_list_match(proxies, cur))
+                        break;
+                end = start > xff ? start - 1 : xff;
+        }
+        memcpy(out, cur, 16);
+}
+
+void gate_begin(request *r)
+{
+        unsigned char rnd[16];
+
+        if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
+                uint64_t t = (uint64_t)time_mono_us() ^ (uint64_t)(uintptr_t)r;
+                memcpy(rnd, &t, 8);
+                memcpy(rnd + 8, &t, 8);
+        }
+        for (size_t i = 0; i < sizeof(rnd); i++)
+                snprintf(r->sec.request_id + 2 * i, 3, "%02x", rnd[i]);
+        r->sec.role = ROLE_NONE;
+        snprintf(r->sec.principal, sizeof(r->sec.principal), "anonymous");
+}
+
+static bool in_admin_group(uid_t uid, gid_t gid, gid_t admin)
+{
+        struct passwd pw, *res = NULL;
+        char pwbuf[4096];
+        gid_t groups[256];
+        int n = (int)ARRAY_SIZE(groups);
+
+        if (admin == (gid_t)-1)
+                return false;
+        if (gid == admin)
+                return true;
+        if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) != 0 || !res)
+                return false;
+        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+                return false;
+        for (int i = 0; i < n; i++)
+                if (groups[i] == admin)
+                        return true;
+        return false;
+}
+
+static void resolve_peer(request *r, const struct gate_cfg *c)
+{
+        /* The socket's own family tells the unix socket from TCP (with a thread pool,
+         * MHD_CONNECTION_INFO_DAEMON is a worker, not the daemon we started). */
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        gate_req *s = &r->sec;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        s->peer_checked = true;
+        s->is_unix = fi && getsockname(fi->connect_fd, (struct sockaddr *)&ss, &sl) == 0 &&
+                     ss.ss_family == AF_UNIX;
+        if (s->is_unix) {
+                struct ucred cr;
+                socklen_t cl = sizeof(cr);
+                snprintf(s->source_ip, sizeof(s->source_ip), "unix");
+                s->role = ROLE_VIEWER;
+                if (fi && getsockopt(fi->connect_fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+                        snprintf(s->principal, sizeof(s->principal), "uid:%u", (unsigned)cr.uid);
+                        if (cr.uid == 0 || cr.uid == geteuid() ||
+                            in_admin_group(cr.uid, cr.gid, c->admin_gid))
+                                s->role = ROLE_ADMIN;
+                } else {
+                        snprintf(s->principal, sizeof(s->principal), "uid:?");
+                }
+                s->authenticated = true;
+                return;
+        }
+        {
+                const union MHD_ConnectionInfo *ai =
+                    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+                uint8_t peer[16] = {0};
+                if (ai && ai->client_addr)
+                        cidr_from_sockaddr(ai->client_addr, peer);
+                if (c->proxies.n)
+                        gate_xff_client(peer,
+                                        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                                    "X-Forwarded-For"),
+                                        &c->proxies, s->addr);
+                else
+                        memcpy(s->addr, peer, 16);
+                cidr_addr_str(s->addr, s->source_ip, sizeof(s->source_ip));
+        }
+}
+
+static void audit_req(request *r, const char *event, const char *detail)
+{
+        auth_gate *g = r->api->opt.gate;
+
+        if (r->sec.audited)
+                return;
+        r->sec.audited = true;
+        gate_audit(g, r->sec.principal, auth_role_name(r->sec.role), r->sec.source_ip, r->method,
+                   r->path, (int)r->sec.status, event, detail, r->sec.request_id);
+}
+
+static enum MHD_Result deny(request *r, unsigned status, const char *event, const char *detail,
+                            unsigned retry_after)
+{
+        enum MHD_Result ret;
+
+        r->sec.status = status;
+        if (status == 429)
+                r->retry_after = retry_after;
+        log_info("security", "denied %s %s from %s (%s): %u %s", r->method, r->path,
+                 r->sec.source_ip, r->sec.principal, status, event);
+        audit_req(r, event, detail);
+        if (status == 401)
+                ret = api_reply_error(r, 401, "authentication required");
+        else if (status == 429)
+                ret = api_reply_error(r, 429, "too many requests; retry in %u s", retry_after);
+        else
+                ret = api_reply_error(r, status, "forbidden: %s", detail);
+        return ret;
+}
+
+bool gate_check(request *r, enum auth_perm perm, bool is_inject, int *ret)
+{
+        auth_gate *g = r->api->opt.gate;
+        struct gate_cfg *c;
+        const char *authz_hdr, *reason = NULL;
+        unsigned retry = 0;
+        int64_t now_us = time_mono_us();
+        int decision;
+        bool ok = true;
+        char key[RATELIMIT_KEY_MAX];
+
+        if (!g)
+                return true;
+        pthread_rwlock_rdlock(&g->lock);
+        c = g->cfg;
+        if (!r->sec.peer_checked)
+                resolve_peer(r, c);
+        /* Proxied clients are held to the allowlist too. */
+        if (!r->sec.is_unix && c->allow.n && !cidr_list_match(&c->allow, r->sec.addr)) {
+                *ret = deny(r, 403, "ip_denied", "address not allowed", 0);
+                ok = false;
+                goto out;
+        }
+        /* MHD_OPTION_HTTPS_MEM_TRUST only asks for a client certificate: enforce it here. */
+        if (!r->sec.is_unix && r->api->opt.tls && !tls_client_ok(r->api->opt.tls, r->conn)) {
+                *ret = deny(r, 403, "client_cert_refused", "a valid client certificate is required",
+                            0);
+                ok = false;
+                goto out;
+        }
+        /* Probes (/healthz, /readyz) are never rate limited: a limit must not fail liveness. */
+        if (!r->sec.is_unix && c->rl && perm != PERM_OPEN) {
+                snprintf(key, sizeof(key), "ip:%.64s", r->sec.source_ip);
+                if (!ratelimit_take(g->rl, key, now_us, &retry)) {
+                        *ret = deny(r, 429, "rate_limited", "per-address limit", retry);
+                        ok = false;
+                        goto out;
+                }
+        }
+        authz_hdr = r->sec.is_unix
+                        ? NULL
+                        : MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+        if (authz_hdr && c->have_key) {
+                const char *tok;
+                size_t toklen;
+                auth_claims cl;
+                if (auth_parse_bearer(authz_hdr, &tok, &toklen) < 0) {
+                        reason = "not_bearer";
+                } else if (auth_jwt_verify(&c->key, tok, toklen, time_real_us() / 1000000, &cl,
+                                           &reason) == 0) {
+                        if (cl.jti[0] && gate_is_revoked(g, cl.jti)) {
+                                reason = "revoked";
+                        } else {
+                                r->sec.authenticated = true;
+                                r->sec.role = cl.role;
+                                snprintf(r->sec.principal, sizeof(r->sec.principal), "jwt:%s",
+                                         cl.sub);
+                        }
+                }
+                if (reason) {
+                        char ev[64];
+                        snprintf(ev, sizeof(ev), "auth_failure:%s", reason);
+                        *ret = deny(r, 401, ev, reason, 0);
+                        ok = false;
+                        goto out;
+                }
+        }
+        decision = auth_decide(&c->pol, r->sec.is_unix ? AUTH_UNIX : AUTH_TCP, r->sec.role,
+                               r->sec.authenticated, perm, is_inject);
+        if (decision) {
+                char why[96];
+                if (decision == 401)
+                        snprintf(why, sizeof(why), "no credentials");
+                else if (!c->pol.authn && !r->sec.is_unix)
+                        snprintf(why, sizeof(why),
+                                 "TCP is read-only without authentication; use the unix socket");
+                else
+                        snprintf(why, sizeof(why), "role %s lacks permission %s",
+                                 auth_role_name(r->sec.role), auth_perm_name(perm));
+                *ret = deny(r, (unsigned)decision,
+                            decision == 401 ? "auth_failure:missing" : "forbidden", why, 0);
+                ok = false;
+                goto out;
+        }
+        if (!r->sec.is_unix && c->rl && r->sec.authenticated && perm != PERM_OPEN) {
+                snprintf(key, sizeof(key), "p:%.90s", r->sec.principal);
+                if (!ratelimit_take(g->rl, key, now_us, &retry)) {
+                        *ret = deny(r, 429, "rate_limited", "per-principal limit", retry);
+                        ok = false;
+                }
+        }
+out:
+        pthread_rwlock_unlock(&g->lock);
+        return ok;
+}
+
+void gate_done(request *r)
+{
+        if (!r->api->opt.gate || r->sec.audited)
+                return;
+        if (!strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"))
+                return;
+        audit_req(r, "request", "");
+}
+
+int gate_audit(auth_gate *g, const char *principal, const char *role, const char *ip,
+               const char *method, const char *route, int status, const char *event,
+               const char *detail, const char *request_id)
+{
+        audit_record rec = {
+            .ts = time_real_us(),
+            .request_id = request_id ? request_id : "",
+            .principal = principal,
+            .role = role,
+            .source_ip = ip,
+            .method = method,
+            .route = route,
+            .status = status,
+            .event = event,
+            .detail = detail,
+        };
+        bool on;
+        int r;
+
+        if (!g)
+                return 0;
+        pthread_rwlock_rdlock(&g->lock);
+        on = g->cfg->audit;
+        pthread_rwlock_unlock(&g->lock);
+        if (!on || !g->store)
+                return 0;
+        r = store_write(g->store, audit_append_fn, &rec);
+        if (r < 0)
+                log_error("security", "failed to write an audit record (%s %s): %s", method, route,
+                          strerror(-r));
+        return r;
+}
+
+struct revoke_ctx {
+        const char *jti, *by;
+        int64_t exp;
+};
+
+static int revoke_fn(sqlite3 *db, void *ctx)
+{
+        struct revoke_ctx *rc = ctx;
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        if (sqlite3_prepare_v2(db,
+                               "INSERT OR REPLACE INTO auth_revoked (jti, expires, revoked, "
+                               "revoked_by) VALUES (?, ?, ?, ?)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, rc->jti, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, rc->exp);
+        sqlite3_bind_int64(st, 3, time_real_us() / 1000000);
+        sqlite3_bind_text(st, 4, rc->by, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        sqlite3_finalize(st);
+        return r == SQLITE_DONE ? 0 : store_errno(r);
+}
+
+int gate_revoke(auth_gate *g, const char *jti, int64_t exp, const char *by)
+{
+        struct revoke_ctx rc = {.jti = jti, .by = by ? by : "", .exp = exp};
+        int r = 0;
+
+        if (!jti || !*jti || strlen(jti) >= AUTH_MAX_JTI)
+                return -EINVAL;
+        if (g->store) {
+                r = store_write(g->store, revoke_fn, &rc);
+                if (r < 0)
+                        return r;
+        }
+        if (gate_is_revoked(g, jti))
+                return 0;
+        pthread_mutex_lock(&g->rev_lock);
+        if (g->n_revoked < REVOKED_MAX)
+                snprintf(g->revoked[g->n_revoked++], AUTH_MAX_JTI, "%s", jti);
+        else
+                r = -ENOSPC;
+        pthread_mutex_unlock(&g->rev_lock);
+        return r;
+}
+
+bool gate_is_revoked(auth_gate *g, const char *jti)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&g->rev_lock);
+        for (size_t i = 0; i < g->n_revoked && !found; i++)
+                found = !strcmp(g->revoked[i], jti);
+        pthread_mutex_unlock(&g->rev_lock);
+        return found;
+}
+
+int64_t gate_prune(auth_gate *g)
+{
+        audit_prune_req req = {0};
+        unsigned days;
+        int r;
+
+        pthread_rwlock_rdlock(&g->lock);
+        days = g->cfg->retention_days;
+        pthread_rwlock_unlock(&g->lock);
+        if (!g->store || days == 0)
+                return 0;
+        req.before = time_real_us() - (int64_t)days * 86400 * 1000000;
+        r = store_write(g->store, audit_prune_fn, &req);
+        return r < 0 ? r : req.removed;
+}

@@ -1,0 +1,71 @@
+/* cmd_keys.c — `vigil keys status|rotate`: the daemon's data-encryption keyring. rotate adds a
+ * key (DATA_DIR/keyring, sealed by the master key), makes it active for new data and re-encrypts
+ * the sealed columns in the background; old keys stay for decryption. */
+#include "commands.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char usage[] = "vigil keys status | rotate";
+
+static void help(cli_ctx *ctx)
+{
+        fprintf(ctx->out,
+                "usage: %s\n\n"
+                "  status   active key, its age, keys in the keyring (GET /api/v1/keys)\n"
+                "  rotate   add a key and re-encrypt in the background (POST "
+                "/api/v1/keys/rotate)\n",
+                usage);
+}
+
+int cmd_keys(int argc, char **argv, cli_ctx *ctx)
+{
+        json_t *res = NULL;
+        int r;
+
+        if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+                help(ctx);
+                return 0;
+        }
+        for (int i = 2; i < argc; i++)
+                if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json"))
+                        ctx->json = true;
+        if (argc < 2 || !strcmp(argv[1], "status")) {
+                r = client_get(ctx, "/api/v1/keys", &res);
+                if (r < 0)
+                        return r;
+                if (ctx->json)
+                        client_print_json(ctx, res, false);
+                else if (!json_is_true(json_object_get(res, "encryption")))
+                        fprintf(ctx->out, "encryption at rest is off (no "
+                                          "security.encryption.encryption_key)\n");
+                else
+                        fprintf(ctx->out, "active key %lld (of %lld), %.1f days old%s\n",
+                                (long long)json_integer_value(json_object_get(res, "active_key")),
+                                (long long)json_integer_value(json_object_get(res, "keys")),
+                                json_number_value(json_object_get(res, "active_key_age_seconds")) /
+                                    86400.0,
+                                json_is_true(json_object_get(res, "reencrypting"))
+                                    ? ", re-encrypting"
+                                    : "");
+                json_decref(res);
+                return 0;
+        }
+        if (!strcmp(argv[1], "rotate")) {
+                json_t *body = json_object();
+                r = client_request(ctx, "POST", "/api/v1/keys/rotate", body, &res);
+                json_decref(body);
+                if (r < 0)
+                        return r;
+                if (ctx->json)
+                        client_print_json(ctx, res, false);
+                else
+                        fprintf(ctx->out,
+                                "key %lld is now active; re-encrypting in the "
+                                "background\n",
+                                (long long)json_integer_value(json_object_get(res, "active_key")));
+                json_decref(res);
+                return 0;
+        }
+        return cli_usage_error(ctx, usage, "unknown subcommand '%s'", argv[1]);
+}

@@ -1,0 +1,156 @@
+/* cmd_token.c — `vigil token create --role R [--ttl 24h] [--subject S] [--secret-file F]
+ * [--issuer I] [--audience A]` signs an HS256 token locally with VIGIL_JWT_SECRET (or the
+ * file) and prints it; `vigil token revoke JTI [--exp SECONDS]` asks the daemon (admin). The
+ * secret is never printed or sent. */
+#include "commands.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/auth.h"
+#include "common/macros.h"
+#include "common/vtime.h"
+
+static const char usage_create[] =
+    "vigil token create --role admin|operator|viewer [--ttl 24h] [--subject NAME] "
+    "[--secret-file FILE] [--issuer ISS] [--audience AUD]";
+static const char usage_revoke[] = "vigil token revoke JTI [--exp UNIX_SECONDS]";
+
+static int read_secret(const char *file, char *out, size_t len)
+{
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = read(fd, out, len - 1);
+        if (n < 0)
+                return -errno;
+        out[n] = '\0';
+        while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+                out[--n] = '\0';
+        return 0;
+}
+
+static int token_create(int argc, char **argv, cli_ctx *ctx)
+{
+        static const struct option opts[] = {
+            {"role", required_argument, NULL, 'r'},
+            {"ttl", required_argument, NULL, 't'},
+            {"subject", required_argument, NULL, 's'},
+            {"secret-file", required_argument, NULL, 'f'},
+            {"issuer", required_argument, NULL, 'i'},
+            {"audience", required_argument, NULL, 'a'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        const char *role_s = NULL, *subject = NULL, *file = NULL, *iss = NULL, *aud = NULL;
+        int64_t ttl_us = 24LL * 3600 * 1000000;
+        char secret[4096] = "", jti[64];
+        enum auth_role role;
+        char *tok = NULL;
+        int c, r;
+
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "r:t:s:f:i:a:h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'r':
+                        role_s = optarg;
+                        break;
+                case 't':
+                        if (time_parse_duration(optarg, &ttl_us) < 0 || ttl_us < 1000000)
+                                return cli_usage_error(ctx, usage_create,
+                                                       "--ttl: '%s' is not a duration >= 1s",
+                                                       optarg);
+                        break;
+                case 's':
+                        subject = optarg;
+                        break;
+                case 'f':
+                        file = optarg;
+                        break;
+                case 'i':
+                        iss = optarg;
+                        break;
+                case 'a':
+                        aud = optarg;
+                        break;
+                case 'h':
+                        fprintf(ctx->out, "usage: %s\n", usage_create);
+                        return 0;
+                default:
+                        return cli_usage_error(ctx, usage_create, NULL);
+                }
+        }
+        if (!role_s || auth_role_from_name(role_s, &role) < 0)
+                return cli_usage_error(ctx, usage_create,
+                                       "--role must be admin, operator or viewer");
+        if (file) {
+                r = read_secret(file, secret, sizeof(secret));
+                if (r < 0) {
+                        cli_error(ctx, "cannot read secret file '%s': %s", file, strerror(-r));
+                        return r;
+                }
+        } else if (getenv("VIGIL_JWT_SECRET")) {
+                snprintf(secret, sizeof(secret), "%s", getenv("VIGIL_JWT_SECRET"));
+        } else {
+                cli_error(ctx, "no signing secret: set VIGIL_JWT_SECRET or pass --secret-file");
+                return -EINVAL;
+        }
+        if (strlen(secret) < 32) {
+                cli_error(ctx, "the secret is shorter than 32 bytes; HS256 needs at least 32");
+                return -EINVAL;
+        }
+        r = auth_jwt_mint((const unsigned char *)secret, strlen(secret),
+                          subject ? subject : (getenv("USER") ? getenv("USER") : "vigil"), role,
+                          time_real_us() / 1000000, ttl_us / 1000000, iss, aud, &tok, jti,
+                          sizeof(jti));
+        explicit_bzero(secret, sizeof(secret));
+        if (r < 0) {
+                cli_error(ctx, "failed to sign the token: %s", strerror(-r));
+                return r;
+        }
+        fprintf(ctx->out, "%s\n", tok);
+        fprintf(ctx->err ? ctx->err : stderr, "jti: %s\n", jti);
+        free(tok);
+        return 0;
+}
+
+static int token_revoke(int argc, char **argv, cli_ctx *ctx)
+{
+        long long exp = 0;
+        json_t *body, *res = NULL;
+        int r;
+
+        if (argc < 2)
+                return cli_usage_error(ctx, usage_revoke, "missing JTI");
+        if (argc == 4 && !strcmp(argv[2], "--exp"))
+                exp = strtoll(argv[3], NULL, 10);
+        else if (argc != 2)
+                return cli_usage_error(ctx, usage_revoke, NULL);
+        body = json_pack("{s:s,s:I}", "jti", argv[1], "exp", (json_int_t)exp);
+        r = client_request(ctx, "POST", "/api/v1/tokens/revoke", body, &res);
+        json_decref(body);
+        if (r < 0)
+                return r;
+        if (ctx->json)
+                client_print_json(ctx, res, false);
+        else
+                fprintf(ctx->out, "revoked %s\n", argv[1]);
+        json_decref(res);
+        return 0;
+}
+
+int cmd_token(int argc, char **argv, cli_ctx *ctx)
+{
+        if (argc >= 2 && !strcmp(argv[1], "create"))
+                return token_create(argc - 1, argv + 1, ctx);
+        if (argc >= 2 && !strcmp(argv[1], "revoke"))
+                return token_revoke(argc - 1, argv + 1, ctx);
+        return cli_usage_error(ctx, "vigil token create|revoke ...", NULL);
+}

@@ -1,0 +1,84 @@
+/* observe.c — configuration → logger sinks and anomaly detector (see observe.h). */
+#include "observe.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/macros.h"
+#include "fields/fields.h"
+
+/* The index order of logging.syslog.facility's names in config.c. */
+static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog",
+                                             "local0", "local1", "local2", "local3",
+                                             "local4", "local5", "local6", "local7"};
+
+int observe_log_apply(const vigil_config *c, char *err, size_t errlen)
+{
+        log_options o;
+        uint64_t size = 0;
+        int fac;
+
+        log_options_init(&o);
+        o.level = c->logging.level;
+        o.format = c->logging.format;
+        o.file_path = c->logging.file_path;
+        if (c->logging.file_max_size && log_parse_size(c->logging.file_max_size, &size) == 0)
+                o.file_max_size = size;
+        o.file_max_files = c->logging.file_max_files;
+        o.syslog = c->logging.syslog_enabled;
+        fac = (unsigned)c->logging.syslog_facility < ARRAY_SIZE(facility_names)
+                  ? log_syslog_facility_from_string(facility_names[c->logging.syslog_facility])
+                  : -EINVAL;
+        if (fac >= 0)
+                o.syslog_facility = fac;
+        o.rate_burst = c->logging.rate_burst;
+        o.rate_interval_us = c->logging.rate_interval_us;
+        return log_configure(&o, err, errlen);
+}
+
+anomaly *observe_anomaly_new(const vigil_config *c)
+{
+        const struct {
+                bool on;
+                uint16_t id;
+        } sw[] = {
+            {c->anomaly.f_gpu_temp, FLD_GPU_TEMP},    {c->anomaly.f_power, FLD_POWER_USAGE},
+            {c->anomaly.f_mem_temp, FLD_MEMORY_TEMP}, {c->anomaly.f_util, FLD_GPU_UTIL},
+            {c->anomaly.f_sm_clock, FLD_SM_CLOCK},
+        };
+        uint16_t fields[ANOMALY_MAX_FIELDS];
+        char path[4096];
+        anomaly_options o = {0};
+        anomaly *a = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!c->anomaly.enabled)
+                return NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(sw) && n < ANOMALY_MAX_FIELDS; i++)
+                if (sw[i].on)
+                        fields[n++] = sw[i].id;
+        snprintf(path, sizeof(path), "%s/baselines.json", c->data_dir);
+        o.enabled = true;
+        o.k = c->anomaly.k;
+        o.sustain_us = c->anomaly.sustain_us;
+        o.window_us = c->anomaly.window_us;
+        o.min_samples = c->anomaly.min_samples;
+        o.peer_enabled = c->anomaly.peer_enabled;
+        o.peer_k = c->anomaly.peer_k;
+        o.peer_min_gpus = c->anomaly.peer_min_gpus;
+        o.peer_band = c->anomaly.peer_band;
+        o.fields = fields;
+        o.n_fields = n;
+        o.state_path = path;
+        o.persist_us = c->anomaly.persist_us;
+        r = anomaly_new(&o, &a);
+        if (r < 0) {
+                log_error("anomaly", "failed to set up anomaly detection: %s", strerror(-r));
+                return NULL;
+        }
+        anomaly_load(a); /* a missing or bad file starts fresh (a bad one is logged) */
+        return a;
+}

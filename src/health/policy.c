@@ -1,0 +1,343 @@
+/* policy.c — policy actions: when an incident opens, every policy whose condition matches runs its
+ * actions in order (log, alert, exec, set_power_limit, reset_gpu), subject to the policy's rate
+ * limit per GPU and its dry-run switch. Every run is recorded (the store's health_actions table
+ * and the log), dry runs and refusals included. Mutating actions go through the backend's guarded
+ * mutators; the tests exercise them against the fake NVML only. */
+#include "health-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/vtime.h"
+#ifdef VIGIL_HAVE_STORE
+#include "store/store.h"
+#endif
+
+#define EXEC_OUTPUT_MAX 4096 /* bytes of a hook's output kept */
+#define RATE_SLOTS      64   /* remembered runs per (policy, GPU) */
+
+typedef struct rate_state {
+        int64_t runs[RATE_SLOTS]; /* realtime usec of recent runs (ring) */
+        unsigned next;            /* ring position */
+} rate_state;
+
+struct policy_runner {
+        health_policy policies[HEALTH_MAX_POLICIES];
+        size_t n;
+        backend *backend;      /* borrowed */
+        cache *cache;          /* borrowed */
+        struct store *store;   /* borrowed, may be NULL */
+        rate_state rate[HEALTH_MAX_POLICIES][ENGINE_MAX_GPUS + 1]; /* last slot: node */
+        _Atomic uint64_t total;  /* actions run */
+};
+
+bool policy_matches(const char *cond, const incident *in)
+{
+        if (!strcmp(cond, "*") || !strcmp(cond, in->condition))
+                return true;
+        if (!strcmp(cond, "critical"))
+                return in->severity == HEALTH_FAIL;
+        if (!strcmp(cond, "warning"))
+                return in->severity >= HEALTH_WARN;
+        if (!strcmp(cond, "xid"))
+                return in->xid != 0;
+        return false;
+}
+
+int policy_new(const health_config *cfg, backend *be, cache *ca, struct store *st,
+               policy_runner **ret)
+{
+        policy_runner *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return -ENOMEM;
+        p->n = MIN(cfg->n_policies, (size_t)HEALTH_MAX_POLICIES);
+        if (p->n)
+                memcpy(p->policies, cfg->policies, p->n * sizeof(health_policy));
+        p->backend = be;
+        p->cache = ca;
+        p->store = st;
+        *ret = p;
+        return 0;
+}
+
+policy_runner *policy_free(policy_runner *p)
+{
+        free(p);
+        return NULL;
+}
+
+uint64_t policy_actions_total(policy_runner *p)
+{
+        return p->total;
+}
+
+#ifdef VIGIL_HAVE_STORE
+typedef struct rec_ctx {
+        const incident *in;
+        const char *action, *result, *detail;
+        bool dry_run;
+} rec_ctx;
+
+static int rec_fn(sqlite3 *db, void *arg)
+{
+        rec_ctx *c = arg;
+        sqlite3_stmt *st = NULL;
+        int r = 0;
+
+        if (sqlite3_prepare_v2(db,
+                               "INSERT INTO health_actions (ts, incident_id, gpu, condition, action, "
+                               "dry_run, result, detail) VALUES (?,?,?,?,?,?,?,?)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_int64(st, 1, time_real_us());
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)c->in->id);
+        sqlite3_bind_int(st, 3, c->in->gpu);
+        sqlite3_bind_text(st, 4, c->in->condition, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, c->action, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, c->dry_run);
+        sqlite3_bind_text(st, 7, c->result, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 8, c->detail, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = store_errno(sqlite3_errcode(db));
+        sqlite3_finalize(st);
+        return r;
+}
+#endif
+
+static void record(policy_runner *p, const incident *in, enum health_action a, bool dry_run,
+                   const char *result, const char *detail)
+{
+        p->total++;
+        log_info("policy", "%s%s on incident %" PRIu64 " (%s, %s%d): %s%s%s",
+                 dry_run ? "dry run: " : "", health_action_name(a), in->id, in->condition,
+                 in->gpu >= 0 ? "GPU " : "node ", in->gpu, result, detail[0] ? ": " : "", detail);
+#ifdef VIGIL_HAVE_STORE
+        if (p->store) {
+                rec_ctx c = {in, health_action_name(a), result, detail, dry_run};
+                int r = store_write(p->store, rec_fn, &c);
+                if (r < 0)
+                        log_error("policy", "failed to record the action: %s", strerror(-r));
+        }
+#endif
+}
+
+/* Run cmd with sh -c, the incident JSON on stdin; output captured (bounded); killed after
+ * timeout. Returns the exit status (>= 0) or -errno; out gets the output. */
+static int run_exec(const char *cmd, const char *input, int64_t timeout_us, char *out,
+                    size_t outlen)
+{
+        int in_pipe[2], out_pipe[2], status = 0;
+        size_t o = 0, inlen = strlen(input), written = 0;
+        int64_t deadline = time_mono_us() + timeout_us;
+        pid_t pid;
+
+        out[0] = '\0';
+        if (pipe2(in_pipe, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(out_pipe, O_CLOEXEC) < 0) {
+                close(in_pipe[0]);
+                close(in_pipe[1]);
+                return -errno;
+        }
+        pid = fork();
+        if (pid < 0) {
+                int e = -errno;
+                close(in_pipe[0]);
+                close(in_pipe[1]);
+                close(out_pipe[0]);
+                close(out_pipe[1]);
+                return e;
+        }
+        if (pid == 0) {
+                sigset_t all;
+                sigemptyset(&all);
+                pthread_sigmask(SIG_SETMASK, &all, NULL);
+                dup2(in_pipe[0], 0);
+                dup2(out_pipe[1], 1);
+                dup2(out_pipe[1], 2);
+                setpgid(0, 0);
+                execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+                _exit(127);
+        }
+        close(in_pipe[0]);
+        close(out_pipe[1]);
+        fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
+        for (;;) {
+                struct pollfd pf[2] = {{.fd = out_pipe[0], .events = POLLIN},
+                                       {.fd = in_pipe[1], .events = POLLOUT}};
+                int64_t left = deadline - time_mono_us();
+                int np = in_pipe[1] >= 0 ? 2 : 1;
+                if (left <= 0) {
+                        kill(-pid, SIGKILL);
+                        kill(pid, SIGKILL);
+                        status = -ETIMEDOUT;
+                        break;
+                }
+                if (poll(pf, (nfds_t)np, (int)MIN(left / 1000 + 1, 1000)) < 0 && errno != EINTR)
+                        break;
+                if (np == 2 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+                        ssize_t w = write(in_pipe[1], input + written, inlen - written);
+                        if (w > 0)
+                                written += (size_t)w;
+                        if (w < 0 || written == inlen) {
+                                close(in_pipe[1]);
+                                in_pipe[1] = -1;
+                        }
+                }
+                if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        char b[512];
+                        ssize_t k = read(out_pipe[0], b, sizeof(b));
+                        if (k <= 0)
+                                break;
+                        if (o + 1 < outlen) {
+                                size_t c = MIN((size_t)k, outlen - 1 - o);
+                                memcpy(out + o, b, c);
+                                o += c;
+                                out[o] = '\0';
+                        }
+                }
+        }
+        if (in_pipe[1] >= 0)
+                close(in_pipe[1]);
+        close(out_pipe[0]);
+        if (status == -ETIMEDOUT) {
+                waitpid(pid, NULL, 0);
+                return -ETIMEDOUT;
+        }
+        /* Output closed: the hook is ending; wait for it within the deadline. */
+        for (;;) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid)
+                        break;
+                if (time_mono_us() >= deadline) {
+                        kill(-pid, SIGKILL);
+                        kill(pid, SIGKILL);
+                        waitpid(pid, NULL, 0);
+                        return -ETIMEDOUT;
+                }
+                usleep(10000);
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static bool rate_allows(policy_runner *p, size_t pi, const incident *in, int64_t now)
+{
+        const health_policy *po = &p->policies[pi];
+        rate_state *rs = &p->rate[pi][in->gpu >= 0 && in->gpu < ENGINE_MAX_GPUS ? in->gpu
+                                                                                : ENGINE_MAX_GPUS];
+        unsigned used = 0, cap = MIN(po->rate_count, (unsigned)RATE_SLOTS);
+
+        if (!po->rate_count)
+                return true;
+        for (unsigned i = 0; i < RATE_SLOTS; i++)
+                if (rs->runs[i] && now - rs->runs[i] < po->rate_window_us)
+                        used++;
+        if (used >= cap)
+                return false;
+        rs->runs[rs->next] = now;
+        rs->next = (rs->next + 1) % RATE_SLOTS;
+        return true;
+}
+
+static void run_action(policy_runner *p, const health_policy *po, const incident *in,
+                       enum health_action a)
+{
+        char detail[EXEC_OUTPUT_MAX + 128] = "";
+
+        switch (a) {
+        case HEALTH_ACT_LOG:
+                log_warn("policy", "incident %" PRIu64 " %s on %s%d: %s", in->id, in->condition,
+                         in->gpu >= 0 ? "GPU " : "node ", in->gpu, in->summary);
+                record(p, in, a, po->dry_run, "done", "");
+                return;
+        case HEALTH_ACT_ALERT:
+                /* Every incident is pushed to every configured target; naming alert in a policy
+                 * documents the intent and is recorded. */
+                record(p, in, a, po->dry_run, "done", "sent through the alert outbox");
+                return;
+        case HEALTH_ACT_EXEC: {
+                json_t *j = incident_json(in);
+                char *input = j ? json_dumps(j, JSON_COMPACT) : NULL;
+                char out[EXEC_OUTPUT_MAX];
+                int r;
+                json_decref(j);
+                if (po->dry_run || !po->exec[0]) {
+                        record(p, in, a, po->dry_run, po->exec[0] ? "skipped" : "refused",
+                               po->exec[0] ? po->exec : "no exec command configured");
+                        free(input);
+                        return;
+                }
+                r = run_exec(po->exec, input ? input : "{}", po->exec_timeout_us, out, sizeof(out));
+                free(input);
+                if (r == -ETIMEDOUT)
+                        snprintf(detail, sizeof(detail), "timed out; output: %s", out);
+                else
+                        snprintf(detail, sizeof(detail), "exit %d; output: %s", r, out);
+                record(p, in, a, false, r == 0 ? "done" : "failed", detail);
+                return;
+        }
+        case HEALTH_ACT_SET_POWER_LIMIT: {
+                field_value v;
+                unsigned mw;
+                int r;
+                if (in->gpu < 0 || !p->backend) {
+                        record(p, in, a, po->dry_run, "refused", "not a GPU incident");
+                        return;
+                }
+                if (cache_latest(p->cache, (unsigned)in->gpu, FLD_POWER_LIMIT_DEFAULT, &v, NULL) <
+                        0 ||
+                    v.status != 0 || v.d <= 0) {
+                        record(p, in, a, po->dry_run, "refused", "default power limit unknown");
+                        return;
+                }
+                mw = (unsigned)(v.d * 1000.0 * po->power_limit_percent / 100.0);
+                snprintf(detail, sizeof(detail), "%u mW (%u%% of %.0f W)", mw,
+                         po->power_limit_percent, v.d);
+                if (po->dry_run) {
+                        record(p, in, a, true, "skipped", detail);
+                        return;
+                }
+                r = backend_set_power_limit(p->backend, (unsigned)in->gpu, mw);
+                if (r < 0)
+                        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), ": %s",
+                                 strerror(-r));
+                record(p, in, a, false, r < 0 ? "failed" : "done", detail);
+                return;
+        }
+        case HEALTH_ACT_RESET_GPU:
+                /* The backend has no reset operation yet (DESIGN §5 lists it; nvidia-smi -r is
+                 * the real one): refused and recorded, never silently skipped. */
+                record(p, in, a, po->dry_run, "refused", "GPU reset is not supported by this backend");
+                return;
+        case HEALTH_ACT_COUNT:
+                break;
+        }
+}
+
+void policy_run(policy_runner *p, const incident *in, int64_t now_us)
+{
+        for (size_t i = 0; i < p->n; i++) {
+                const health_policy *po = &p->policies[i];
+                if (!policy_matches(po->condition, in))
+                        continue;
+                if (!rate_allows(p, i, in, now_us)) {
+                        log_info("policy", "policy %zu ('%s') rate-limited for incident %" PRIu64,
+                                 i, po->condition, in->id);
+                        continue;
+                }
+                for (int a = 0; a < HEALTH_ACT_COUNT; a++)
+                        if (po->actions & (1u << a))
+                                run_action(p, po, in, (enum health_action)a);
+        }
+}

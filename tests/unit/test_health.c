@@ -1,0 +1,477 @@
+/* test_health.c — the rule engine driven with synthetic readings: for every rule a case that
+ * fires it and one that must not (noise at the threshold, a counter that wraps, a GPU that comes
+ * back), plus hysteresis, the PCIe replay table, XID classification and the alert payloads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/vtime.h"
+#include "health/health-internal.h"
+#include "health/xid.h"
+
+#define NOW (INT64_C(1700000000) * USEC_PER_SEC)
+
+/* Fields a test case may set, all in one cache group of GPU 0. */
+static const uint16_t fields[] = {
+    FLD_GPU_TEMP,          FLD_SLOWDOWN_TEMP,       FLD_SHUTDOWN_TEMP,
+    FLD_PCIE_LINK_GEN,     FLD_PCIE_LINK_WIDTH,     FLD_PCIE_REPLAY_COUNTER,
+    FLD_ECC_DBE_VOL_TOTAL, FLD_RETIRED_SBE,         FLD_RETIRED_DBE,
+    FLD_RETIRED_PENDING,   FLD_ROW_REMAP_FAILURE,   FLD_ROW_REMAP_PENDING,
+    FLD_UNCORRECTABLE_REMAPPED_ROWS, FLD_THERMAL_VIOLATION, FLD_POWER_VIOLATION,
+    FLD_POWER_USAGE,       FLD_CLOCKS_EVENT_REASONS,
+};
+#define NF (sizeof(fields) / sizeof(fields[0]))
+
+typedef struct sample {
+        uint16_t field;
+        int64_t v; /* F64 fields get (double)v */
+} sample;
+
+typedef struct world {
+        cache *c;
+        int group;
+        field_value row[NF]; /* current values */
+        health_config cfg;
+        engine_gpu g;
+        host_facts host;
+} world;
+
+static void world_init(world *w)
+{
+        memset(w, 0, sizeof(*w));
+        assert_int_equal(cache_new(1, &w->c), 0);
+        w->group = cache_group_add(w->c, 0, fields, NF, 1024, 0);
+        assert_true(w->group >= 0);
+        /* a healthy H200 */
+        for (size_t i = 0; i < NF; i++)
+                w->row[i] = (field_value){.status = 0};
+        health_config_defaults(&w->cfg);
+        w->cfg.throttle_sustain_us = 10 * USEC_PER_SEC;
+        w->g.up = true;
+        w->host.gpu_count = 8;
+        w->host.disk_pct = 40;
+        w->host.rss_bytes = 50 << 20;
+}
+
+static void set(world *w, uint16_t f, int64_t v)
+{
+        for (size_t i = 0; i < NF; i++)
+                if (fields[i] == f) {
+                        const field_meta *m = field_by_id(f);
+                        w->row[i].status = 0;
+                        if (m->type == FT_F64)
+                                w->row[i].d = (double)v;
+                        else
+                                w->row[i].i = v;
+                }
+}
+
+static void set_status(world *w, uint16_t f, int st)
+{
+        for (size_t i = 0; i < NF; i++)
+                if (fields[i] == f)
+                        w->row[i].status = st;
+}
+
+static void push(world *w, int64_t ts)
+{
+        assert_int_equal(cache_group_push(w->c, w->group, ts, w->row), 0);
+}
+
+static void healthy(world *w)
+{
+        set(w, FLD_GPU_TEMP, 45);
+        set(w, FLD_SLOWDOWN_TEMP, 89);
+        set(w, FLD_SHUTDOWN_TEMP, 92);
+        set(w, FLD_PCIE_LINK_GEN, 5);
+        set(w, FLD_PCIE_LINK_WIDTH, 16);
+        set(w, FLD_POWER_USAGE, 300);
+        set(w, FLD_CLOCKS_EVENT_REASONS, 0x4); /* SW power cap: not a hardware slowdown */
+}
+
+static enum rule_state eval(world *w, const char *rule, bool active, enum health_severity *sev)
+{
+        rule_result res;
+        rule_ctx c = {.cache = w->c, .gpu = 0, .g = &w->g, .cfg = &w->cfg, .host = &w->host,
+                      .now_us = NOW, .active = active};
+        int ri = health_rule_find(rule);
+
+        assert_true(ri >= 0);
+        health_rule_eval((size_t)ri, &c, &res);
+        if (sev)
+                *sev = res.sev;
+        return res.state;
+}
+
+static void world_free(world *w)
+{
+        w->c = cache_free(w->c);
+}
+
+/* ---- cases ---- */
+
+static void test_table(void **state)
+{
+        (void)state;
+        assert_true(health_n_rules >= 18);
+        for (size_t i = 0; i < health_n_rules; i++) {
+                assert_non_null(health_rules[i].eval);
+                assert_true(strlen(health_rules[i].action) > 10);
+                assert_int_equal(health_rule_find(health_rules[i].name), (int)i);
+                assert_true(health_condition_valid(health_rules[i].name));
+        }
+        assert_true(health_condition_valid("xid_79"));
+        assert_true(health_condition_valid("critical"));
+        assert_false(health_condition_valid("xid_"));
+        assert_false(health_condition_valid("temprature"));
+}
+
+static void test_pcie_limits(void **state)
+{
+        (void)state;
+        /* DCGM per-lane per-minute: gen3 0.48, gen4 0.96, gen5 1.92 */
+        assert_int_equal(health_pcie_replay_limit(3, 16), 8);
+        assert_int_equal(health_pcie_replay_limit(4, 16), 16);
+        assert_int_equal(health_pcie_replay_limit(5, 16), 31);
+        assert_int_equal(health_pcie_replay_limit(1, 1), 1);
+        assert_int_equal(health_pcie_replay_limit(6, 8), 31);
+}
+
+static void test_pcie_replay(void **state)
+{
+        world w;
+        (void)state;
+        world_init(&w);
+        healthy(&w);
+        /* 30 replays a minute on gen5 x16 (limit 31): must not fire */
+        for (int i = 0; i <= 6; i++) {
+                set(&w, FLD_PCIE_REPLAY_COUNTER, 1000 + i * 5);
+                push(&w, NOW - (60 - i * 10) * USEC_PER_SEC);
+        }
+        assert_int_equal(eval(&w, "pcie_replay_rate", false, NULL), RULE_CLEAR);
+        world_free(&w);
+
+        /* the same 40 replays on a link trained down to gen3 x16 (limit 8): fires */
+        world_init(&w);
+        healthy(&w);
+        set(&w, FLD_PCIE_LINK_GEN, 3);
+        for (int i = 0; i <= 4; i++) {
+                set(&w, FLD_PCIE_REPLAY_COUNTER, 1000 + i * 10);
+                push(&w, NOW - (40 - i * 10) * USEC_PER_SEC);
+        }
+        assert_int_equal(eval(&w, "pcie_replay_rate", false, NULL), RULE_FIRING);
+        world_free(&w);
+
+        /* a counter that wraps (huge → small) is a reset, not 2^32 replays */
+        world_init(&w);
+        healthy(&w);
+        set(&w, FLD_PCIE_REPLAY_COUNTER, 4294967290LL);
+        push(&w, NOW - 20 * USEC_PER_SEC);
+        set(&w, FLD_PCIE_REPLAY_COUNTER, 3);
+        push(&w, NOW - 10 * USEC_PER_SEC);
+        assert_int_equal(eval(&w, "pcie_replay_rate", false, NULL), RULE_CLEAR);
+        world_free(&w);
+}
+
+static void test_memory_rules(void **state)
+{
+        static const struct {
+                const char *rule;
+                uint16_t field;
+                int64_t ok, bad;
+                enum health_severity sev;
+        } cases[] = {
+            {"ecc_dbe_volatile", FLD_ECC_DBE_VOL_TOTAL, 0, 1, HEALTH_FAIL},
+            {"retired_pages_pending", FLD_RETIRED_PENDING, 0, 1, HEALTH_WARN},
+            {"row_remap_failure", FLD_ROW_REMAP_FAILURE, 0, 1, HEALTH_FAIL},
+            {"row_remap_pending", FLD_ROW_REMAP_PENDING, 0, 1, HEALTH_WARN},
+            {"row_remap_uncorrectable", FLD_UNCORRECTABLE_REMAPPED_ROWS, 511, 512, HEALTH_WARN},
+            {"retired_pages_limit", FLD_RETIRED_SBE, 62, 63, HEALTH_FAIL},
+        };
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                world w;
+                enum health_severity sev;
+                world_init(&w);
+                healthy(&w);
+                set(&w, cases[i].field, cases[i].ok);
+                push(&w, NOW - USEC_PER_SEC);
+                assert_int_equal(eval(&w, cases[i].rule, false, NULL), RULE_CLEAR);
+                set(&w, cases[i].field, cases[i].bad);
+                push(&w, NOW);
+                assert_int_equal(eval(&w, cases[i].rule, false, &sev), RULE_FIRING);
+                assert_int_equal(sev, cases[i].sev);
+                world_free(&w);
+        }
+}
+
+static void test_retired_dbe_rate(void **state)
+{
+        world w;
+        (void)state;
+        world_init(&w);
+        healthy(&w);
+        set(&w, FLD_RETIRED_DBE, 16);
+        push(&w, NOW - 100 * USEC_PER_SEC);
+        push(&w, NOW);
+        /* over the soft limit but no new page: DCGM does not fail it */
+        assert_int_equal(eval(&w, "retired_dbe_rate", false, NULL), RULE_CLEAR);
+        set(&w, FLD_RETIRED_DBE, 18);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "retired_dbe_rate", false, NULL), RULE_FIRING);
+        world_free(&w);
+}
+
+static void test_violations(void **state)
+{
+        const char *rules[] = {"thermal_violation", "power_violation"};
+        const uint16_t f[] = {FLD_THERMAL_VIOLATION, FLD_POWER_VIOLATION};
+        (void)state;
+        for (int k = 0; k < 2; k++) {
+                world w;
+                world_init(&w);
+                healthy(&w);
+                set(&w, f[k], 123456789);
+                push(&w, NOW - 20 * USEC_PER_SEC);
+                push(&w, NOW - 10 * USEC_PER_SEC);
+                /* a counter that stands still: no violation (constant-2gpu has a big one) */
+                assert_int_equal(eval(&w, rules[k], false, NULL), RULE_CLEAR);
+                set(&w, f[k], 123456789 + 5000000);
+                push(&w, NOW);
+                assert_int_equal(eval(&w, rules[k], false, NULL), RULE_FIRING);
+                world_free(&w);
+        }
+}
+
+static void test_power_unreadable(void **state)
+{
+        world w;
+        (void)state;
+        world_init(&w);
+        healthy(&w);
+        set_status(&w, FLD_POWER_USAGE, -EOPNOTSUPP);
+        push(&w, NOW);
+        /* not supported is not unreadable */
+        assert_int_equal(eval(&w, "power_unreadable", false, NULL), RULE_CLEAR);
+        set_status(&w, FLD_POWER_USAGE, -EIO);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "power_unreadable", false, NULL), RULE_FIRING);
+        world_free(&w);
+}
+
+static void test_clock_throttle(void **state)
+{
+        world w;
+        (void)state;
+        world_init(&w);
+        healthy(&w);
+        /* one HW slowdown blip among normal samples: not sustained */
+        for (int i = 10; i >= 0; i--) {
+                set(&w, FLD_CLOCKS_EVENT_REASONS, i == 3 ? 0x8 : 0x4);
+                push(&w, NOW - i * USEC_PER_SEC);
+        }
+        assert_int_equal(eval(&w, "clock_throttle_hw", false, NULL), RULE_CLEAR);
+        world_free(&w);
+
+        world_init(&w);
+        healthy(&w);
+        for (int i = 10; i >= 0; i--) {
+                set(&w, FLD_CLOCKS_EVENT_REASONS, 0x40 | 0x4);
+                push(&w, NOW - i * USEC_PER_SEC);
+        }
+        assert_int_equal(eval(&w, "clock_throttle_hw", false, NULL), RULE_FIRING);
+        /* open: clears as soon as the latest sample has no hardware reason */
+        set(&w, FLD_CLOCKS_EVENT_REASONS, 0x4);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "clock_throttle_hw", true, NULL), RULE_CLEAR);
+        world_free(&w);
+}
+
+static void test_temperature_hysteresis(void **state)
+{
+        world w;
+        enum health_severity sev;
+        (void)state;
+        world_init(&w);
+        healthy(&w);
+        set(&w, FLD_GPU_TEMP, 84);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature", false, NULL), RULE_CLEAR);
+        set(&w, FLD_GPU_TEMP, 85);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature", false, &sev), RULE_FIRING);
+        assert_int_equal(sev, HEALTH_WARN);
+        /* noise just under the threshold keeps an open incident open ... */
+        set(&w, FLD_GPU_TEMP, 83);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature", true, NULL), RULE_FIRING);
+        /* ... and it clears only below threshold - hysteresis */
+        set(&w, FLD_GPU_TEMP, 81);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature", true, NULL), RULE_CLEAR);
+        set(&w, FLD_GPU_TEMP, 91);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature", false, &sev), RULE_FIRING);
+        assert_int_equal(sev, HEALTH_FAIL);
+        world_free(&w);
+}
+
+static void test_gpu_temps(void **state)
+{
+        world w;
+        (void)state;
+        world_init(&w);
+        healthy(&w);
+        w.cfg.temp_warning = 150; /* only the GPU's own limits matter here */
+        w.cfg.temp_critical = 160;
+        set(&w, FLD_GPU_TEMP, 88);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature_slowdown", false, NULL), RULE_CLEAR);
+        assert_int_equal(eval(&w, "temperature_shutdown", false, NULL), RULE_CLEAR);
+        set(&w, FLD_GPU_TEMP, 89);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature_slowdown", false, NULL), RULE_FIRING);
+        assert_int_equal(eval(&w, "temperature_shutdown", false, NULL), RULE_FIRING);
+        /* unsupported limits: say nothing */
+        set_status(&w, FLD_SLOWDOWN_TEMP, -EOPNOTSUPP);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "temperature_slowdown", false, NULL), RULE_SKIP);
+        world_free(&w);
+}
+
+static void test_gpu_state_rules(void **state)
+{
+        world w;
+        rule_result res;
+        rule_ctx c;
+        (void)state;
+        world_init(&w);
+        healthy(&w);
+        push(&w, NOW);
+        assert_int_equal(eval(&w, "gpu_lost", false, NULL), RULE_CLEAR);
+        w.g.up = false;
+        w.g.lost_since_us = NOW - 5 * USEC_PER_SEC;
+        assert_int_equal(eval(&w, "gpu_lost", false, NULL), RULE_FIRING);
+        /* a lost GPU says nothing about its PCIe counters */
+        assert_int_equal(eval(&w, "pcie_replay_rate", false, NULL), RULE_SKIP);
+        /* and it comes back */
+        w.g.up = true;
+        assert_int_equal(eval(&w, "gpu_lost", true, NULL), RULE_CLEAR);
+        c = (rule_ctx){.cache = w.c, .g = &w.g, .cfg = &w.cfg, .host = &w.host, .now_us = NOW,
+                       .unresponsive = true};
+        health_rule_eval((size_t)health_rule_find("gpu_unresponsive"), &c, &res);
+        assert_int_equal(res.state, RULE_FIRING);
+        world_free(&w);
+}
+
+static void test_host_rules(void **state)
+{
+        world w;
+        enum health_severity sev;
+        (void)state;
+        world_init(&w);
+        assert_int_equal(eval(&w, "gpu_count", false, NULL), RULE_CLEAR); /* unchecked */
+        w.cfg.expected_gpus = 8;
+        assert_int_equal(eval(&w, "gpu_count", false, NULL), RULE_CLEAR);
+        w.host.gpu_count = 7;
+        assert_int_equal(eval(&w, "gpu_count", false, NULL), RULE_FIRING);
+
+        w.host.disk_pct = 89;
+        assert_int_equal(eval(&w, "disk_usage", false, NULL), RULE_CLEAR);
+        w.host.disk_pct = 90;
+        assert_int_equal(eval(&w, "disk_usage", false, &sev), RULE_FIRING);
+        assert_int_equal(sev, HEALTH_WARN);
+        w.host.disk_pct = 89; /* hysteresis: still open at 89 */
+        assert_int_equal(eval(&w, "disk_usage", true, NULL), RULE_FIRING);
+        w.host.disk_pct = 97;
+        assert_int_equal(eval(&w, "disk_usage", false, &sev), RULE_FIRING);
+        assert_int_equal(sev, HEALTH_FAIL);
+
+        w.host.rss_bytes = 300ULL << 20;
+        assert_int_equal(eval(&w, "daemon_memory", false, NULL), RULE_FIRING);
+        w.host.rss_bytes = 240ULL << 20; /* below the limit, above 90 %: stays open */
+        assert_int_equal(eval(&w, "daemon_memory", false, NULL), RULE_CLEAR);
+        assert_int_equal(eval(&w, "daemon_memory", true, NULL), RULE_FIRING);
+        world_free(&w);
+}
+
+static void test_xid_classes(void **state)
+{
+        static const uint32_t devastating[] = {48, 74, 79, 95, 119, 120, 140, 64};
+        (void)state;
+        for (size_t i = 0; i < sizeof(devastating) / sizeof(devastating[0]); i++)
+                assert_int_equal(xid_lookup(devastating[i])->severity, XID_SEV_CRITICAL);
+        assert_int_equal(xid_lookup(94)->severity, XID_SEV_WARNING);
+        assert_int_equal(health_xid_system(42), HEALTH_SYS_PCIE);
+        assert_int_equal(health_xid_system(63), HEALTH_SYS_MEMORY);
+        assert_int_equal(health_xid_system(61), HEALTH_SYS_THERMAL);
+        assert_int_equal(health_xid_system(54), HEALTH_SYS_POWER);
+        assert_int_equal(health_xid_system(79), HEALTH_SYS_GPU);
+        /* every code GPUd lists with a repair action is catalogued */
+        static const uint32_t gpud[] = {158, 163, 166, 167, 169, 170, 172, 173};
+        for (size_t i = 0; i < sizeof(gpud) / sizeof(gpud[0]); i++)
+                assert_true(xid_lookup(gpud[i])->known);
+}
+
+static void test_payloads(void **state)
+{
+        incident in = {.id = 7, .gpu = 1, .condition = "xid_79", .xid = 79,
+                       .severity = HEALTH_FAIL, .state = INCIDENT_OPEN, .count = 2,
+                       .first_us = NOW, .last_us = NOW};
+        json_t *a, *labels;
+        char sig[128];
+        (void)state;
+        snprintf(in.uuid, sizeof(in.uuid), "GPU-1");
+        snprintf(in.summary, sizeof(in.summary), "XID 79: GPU has fallen off the bus");
+        a = notifier_am_payload(&in, "node1", NOW, 60 * USEC_PER_SEC);
+        assert_non_null(a);
+        labels = json_object_get(json_array_get(a, 0), "labels");
+        assert_string_equal(json_string_value(json_object_get(labels, "alertname")), "VigilXid79");
+        assert_string_equal(json_string_value(json_object_get(labels, "severity")), "critical");
+        assert_string_equal(json_string_value(json_object_get(labels, "gpu")), "1");
+        assert_string_equal(json_string_value(json_object_get(labels, "hostname")), "node1");
+        assert_null(json_object_get(json_array_get(a, 0), "endsAt"));
+        json_decref(a);
+        in.state = INCIDENT_RESOLVED;
+        in.resolved_us = NOW + USEC_PER_SEC;
+        a = notifier_am_payload(&in, "node1", NOW, 60 * USEC_PER_SEC);
+        assert_non_null(json_object_get(json_array_get(a, 0), "endsAt"));
+        json_decref(a);
+        /* RFC 4231 test case 2 */
+        assert_int_equal(notifier_sign("Jefe", "what do ya want for nothing?", 28, sig,
+                                       sizeof(sig)),
+                         0);
+        assert_string_equal(
+            sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_true(policy_matches("critical", &in));
+        assert_true(policy_matches("xid", &in));
+        assert_true(policy_matches("xid_79", &in));
+        assert_false(policy_matches("temperature", &in));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_table),
+            cmocka_unit_test(test_pcie_limits),
+            cmocka_unit_test(test_pcie_replay),
+            cmocka_unit_test(test_memory_rules),
+            cmocka_unit_test(test_retired_dbe_rate),
+            cmocka_unit_test(test_violations),
+            cmocka_unit_test(test_power_unreadable),
+            cmocka_unit_test(test_clock_throttle),
+            cmocka_unit_test(test_temperature_hysteresis),
+            cmocka_unit_test(test_gpu_temps),
+            cmocka_unit_test(test_gpu_state_rules),
+            cmocka_unit_test(test_host_rules),
+            cmocka_unit_test(test_xid_classes),
+            cmocka_unit_test(test_payloads),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -8,6 +8,7 @@ BUILD=(build-essential cmake pkg-config clang-format
        libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev
        libgnutls28-dev)
 TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
+      haproxy iproute2 systemd
       sslscan testssl.sh openssl prometheus-alertmanager)
 
 want=("${BUILD[@]}")
@@ -34,6 +35,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian's prometheus and node-exporter packages start system services; tests start their own.
-for svc in prometheus prometheus-node-exporter; do
+for svc in prometheus prometheus-node-exporter prometheus-alertmanager haproxy; do
 	$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

@@ -124,7 +124,11 @@ new=$(other "$cur")
 new_url="http://127.0.0.1:$(port_of "$new")"
 stop_color "$new" # a leftover from an interrupted run
 start_color "$new"
-if ! wait_healthy "$new_url" "$timeout" || ! curl -fsS --max-time 2 "$new_url/metrics" | grep -q '^vigil_'; then
+metrics_ok() { # the whole page first: `curl | grep -q` fails under pipefail when grep exits early
+	local page
+	page=$(curl -fsS --max-time 5 "$new_url/metrics") && grep -q '^vigil_' <<<"$page"
+}
+if ! wait_healthy "$new_url" "$timeout" || ! metrics_ok; then
 	log "$new failed its health gate: rolling back (traffic stays on $cur)"
 	stop_color "$new"
 	exit 1

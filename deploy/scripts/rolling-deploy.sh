@@ -4,6 +4,7 @@
 #
 #   rolling-deploy.sh --hosts "gpu01 gpu02 gpu03" --install 'CMD' --rollback 'CMD' \
 #                     [--port 5555] [--scheme http] [--targets FILE] [--health-timeout 60]
+#                     [--expect-version 0.2.0]
 #
 # For each host, in order:
 #   1. check that it is healthy now (an unhealthy node is not touched: the rollout stops);
@@ -13,7 +14,9 @@
 #      `scp vigild $HOST:/usr/bin/vigild.new && ssh $HOST 'install -m755 /usr/bin/vigild.new
 #      /usr/bin/vigild && systemctl kill -s USR2 vigild'` — a zero-downtime takeover — or
 #      `systemctl restart vigild`);
-#   4. wait until the node is healthy again (--health-timeout);
+#   4. wait until the node is healthy again (--health-timeout) and, with --expect-version, reports
+#      that version in /api/v1/status (an in-place takeover whose successor failed leaves the OLD
+#      vigild serving and healthy: only the version tells);
 #   5. put it back into the targets file.
 # When step 4 fails: run the --rollback command for that host, wait for health, put it back, and
 # exit 1 without touching the remaining hosts. Exit 0 when every host was upgraded.
@@ -22,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=deploy/scripts/lib.sh
 . "$here/lib.sh"
 
-hosts="" install="" rollback="" port=5555 scheme=http targets="" timeout=60
+hosts="" install="" rollback="" port=5555 scheme=http targets="" timeout=60 version=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--hosts) hosts=$2; shift 2 ;;
@@ -32,7 +35,8 @@ while [ $# -gt 0 ]; do
 	--scheme) scheme=$2; shift 2 ;;
 	--targets) targets=$2; shift 2 ;;
 	--health-timeout) timeout=$2; shift 2 ;;
-	-h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+	--expect-version) version=$2; shift 2 ;;
+	-h | --help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) die "unknown option '$1'" ;;
 	esac
 done
@@ -60,6 +64,19 @@ os.replace(tmp, path)  # Prometheus never reads a half-written file
 PY
 }
 
+# upgraded URL TIMEOUT — healthy and, with --expect-version, running that version
+upgraded() {
+	local start=$SECONDS
+	while [ $((SECONDS - start)) -lt "$2" ]; do
+		if node_healthy "$1" && { [ -z "$version" ] ||
+			curl -fsS --max-time 2 "$1/api/v1/status" 2>/dev/null | grep -q "\"version\":\"$version\""; }; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
 n=0
 for host in $hosts; do
 	n=$((n + 1))
@@ -68,7 +85,7 @@ for host in $hosts; do
 	node_healthy "$url" || die "$host is not healthy before its upgrade: stopping the rollout (nothing changed on it)"
 	targets_edit remove "$host:$port"
 	log "[$n] $host: drained; installing"
-	if HOST=$host URL=$url sh -c "$install" && wait_healthy "$url" "$timeout"; then
+	if HOST=$host URL=$url sh -c "$install" && upgraded "$url" "$timeout"; then
 		targets_edit add "$host:$port"
 		log "[$n] $host: upgraded and healthy"
 		continue

@@ -47,12 +47,13 @@ static void systems_cell(const json_t *systems, char *out, size_t len)
         size_t o = 0;
 
         out[0] = '\0';
-        json_object_foreach((json_t *)systems, name, v) {
+        json_object_foreach((json_t *)systems, name, v)
+        {
                 const char *st = str(v, "status");
                 if (!st || !strcmp(st, "PASS"))
                         continue;
-                o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%s=%s", o ? " " : "",
-                                      name, st);
+                o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%s=%s", o ? " " : "", name,
+                                      st);
         }
         if (!out[0])
                 snprintf(out, len, "-");
@@ -96,7 +97,9 @@ int cmd_health(int argc, char **argv, cli_ctx *ctx)
                 client_print_json(ctx, h, false);
         } else if (check) {
                 fprintf(ctx->out, "%s: %lld open incidents\n",
-                        code == 2 ? "CRITICAL" : code == 1 ? "WARNING" : "HEALTHY",
+                        code == 2   ? "CRITICAL"
+                        : code == 1 ? "WARNING"
+                                    : "HEALTHY",
                         (long long)json_integer_value(json_object_get(h, "open_incidents")));
         } else {
                 _cleanup_(buf_release) buf b = {0};
@@ -114,7 +117,8 @@ int cmd_health(int argc, char **argv, cli_ctx *ctx)
                         json_decref(h);
                         return -ENOMEM;
                 }
-                json_array_foreach(json_object_get(h, "gpus"), i, g) {
+                json_array_foreach(json_object_get(h, "gpus"), i, g)
+                {
                         char idx[16];
                         size_t o = 0, k;
                         const json_t *id;

@@ -78,8 +78,7 @@ int cmd_incidents(int argc, char **argv, cli_ctx *ctx)
         }
         if (optind < argc) {
                 if (strcmp(argv[optind], "ack") != 0)
-                        return cli_usage_error(ctx, usage, "unknown subcommand '%s'",
-                                               argv[optind]);
+                        return cli_usage_error(ctx, usage, "unknown subcommand '%s'", argv[optind]);
                 if (optind + 2 != argc)
                         return cli_usage_error(ctx, usage, "ack needs exactly one incident id");
                 return ack(ctx, argv[optind + 1]);
@@ -91,7 +90,7 @@ int cmd_incidents(int argc, char **argv, cli_ctx *ctx)
                 client_print_json(ctx, res, false);
         } else {
                 _cleanup_(buf_release) buf b = {0};
-                static const char *const hdr[] = {"ID",    "GPU",   "SEVERITY", "STATE",
+                static const char *const hdr[] = {"ID",    "GPU",        "SEVERITY",  "STATE",
                                                   "COUNT", "FIRST SEEN", "CONDITION", "SUMMARY"};
                 table *t = NULL;
                 const json_t *in;
@@ -102,13 +101,15 @@ int cmd_incidents(int argc, char **argv, cli_ctx *ctx)
                         json_decref(res);
                         return -ENOMEM;
                 }
-                json_array_foreach(json_object_get(res, "incidents"), i, in) {
+                json_array_foreach(json_object_get(res, "incidents"), i, in)
+                {
                         char id[24], gpu[16], cnt[24];
                         const json_t *g = json_object_get(in, "gpu");
                         snprintf(id, sizeof(id), "%lld",
                                  (long long)json_integer_value(json_object_get(in, "id")));
                         if (json_is_integer(g))
-                                snprintf(gpu, sizeof(gpu), "%lld", (long long)json_integer_value(g));
+                                snprintf(gpu, sizeof(gpu), "%lld",
+                                         (long long)json_integer_value(g));
                         else
                                 snprintf(gpu, sizeof(gpu), "node");
                         snprintf(cnt, sizeof(cnt), "%lld",

@@ -8,9 +8,9 @@
 #include "health/health.h"
 
 typedef struct health_glue {
-        health_config cfg;        /* points into the arrays below */
-        health_policy *policies;  /* owned */
-        char **am;                /* owned Alertmanager URLs */
+        health_config cfg;       /* points into the arrays below */
+        health_policy *policies; /* owned */
+        char **am;               /* owned Alertmanager URLs */
         size_t n_am;
         health_webhook *webhooks; /* owned */
 } health_glue;

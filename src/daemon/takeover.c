@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -171,6 +172,9 @@ int takeover_process(takeover *t, int tcp_fd, int unix_fd, pid_t *successor)
 
         if (!t)
                 return 0;
+        /* reap a successor we spawned that died (only ours: other children have other owners) */
+        if (t->spawned > 0 && waitpid(t->spawned, NULL, WNOHANG) == t->spawned)
+                t->spawned = 0;
         accept_successor(t, tcp_fd, unix_fd);
         if (t->conn_fd < 0)
                 return 0;

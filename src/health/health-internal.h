@@ -27,20 +27,20 @@ typedef struct host_facts {
 } host_facts;
 
 typedef struct rule_ctx {
-        cache *cache;              /* readings */
-        unsigned gpu;              /* GPU index (GPU scope) */
-        const engine_gpu *g;       /* GPU state; NULL for HOST scope */
-        bool unresponsive;         /* the watchdog flagged this GPU */
-        const health_config *cfg;  /* thresholds */
-        const host_facts *host;    /* node facts */
-        int64_t now_us;            /* realtime usec */
-        bool active;               /* the condition is open and firing: clear thresholds apply */
+        cache *cache;             /* readings */
+        unsigned gpu;             /* GPU index (GPU scope) */
+        const engine_gpu *g;      /* GPU state; NULL for HOST scope */
+        bool unresponsive;        /* the watchdog flagged this GPU */
+        const health_config *cfg; /* thresholds */
+        const host_facts *host;   /* node facts */
+        int64_t now_us;           /* realtime usec */
+        bool active;              /* the condition is open and firing: clear thresholds apply */
 } rule_ctx;
 
 typedef struct rule_result {
-        enum rule_state state;     /* verdict */
-        enum health_severity sev;  /* when FIRING */
-        char detail[192];          /* what was seen, for the incident */
+        enum rule_state state;    /* verdict */
+        enum health_severity sev; /* when FIRING */
+        char detail[192];         /* what was seen, for the incident */
 } rule_result;
 
 typedef void (*rule_fn)(const rule_ctx *c, rule_result *out);
@@ -68,32 +68,33 @@ unsigned health_pcie_replay_limit(int gen, int width);
 /* The DCGM system an XID belongs to (HEALTH_SYS_GPU when DCGM maps it to none). */
 enum health_system health_xid_system(uint32_t code);
 
-#define HEALTH_COUNTER_WINDOW_US (60 * INT64_C(1000000)) /* delta window of counters (DCGM: 1 min) */
+#define HEALTH_COUNTER_WINDOW_US                                                                   \
+        (60 * INT64_C(1000000)) /* delta window of counters (DCGM: 1 min) */
 
 typedef struct incident {
-        uint64_t id;                        /* pinned, from the store */
-        int gpu;                            /* GPU index, -1 = node */
-        char uuid[96];                      /* GPU UUID at open; "" for node */
-        char condition[HEALTH_COND_MAX];    /* rule name or "xid_N" */
-        int rule;                           /* index in health_rules, -1 for an XID */
-        uint32_t xid;                       /* XID code for xid_N, else 0 */
-        enum health_system system;          /* health system */
-        enum health_severity severity;      /* highest seen while open */
-        enum incident_state state;          /* lifecycle */
-        char summary[256];                  /* one line */
-        char detail[192];                   /* last reading that fired it */
-        char action[512];                   /* recommended action */
-        char acked_by[64];                  /* who acknowledged */
-        int64_t first_us, last_us;          /* usec since epoch: first / last seen firing */
-        int64_t acked_us, resolved_us;      /* usec since epoch, 0 = not yet */
-        int64_t clear_since_us;             /* usec; when the condition stopped holding, 0 firing */
-        uint64_t count;                     /* times it (re)fired or the XID was reported */
-        bool active;                        /* the condition holds now */
-        bool dirty;                         /* changed since the last store write */
-        bool notify;                        /* send now (opened, escalated, resolved) */
-        bool fresh;                         /* opened since the last policy pass */
-        int64_t persisted_us;               /* last store write, usec */
-        int64_t sent_us;                    /* last notification queued, usec */
+        uint64_t id;                     /* pinned, from the store */
+        int gpu;                         /* GPU index, -1 = node */
+        char uuid[96];                   /* GPU UUID at open; "" for node */
+        char condition[HEALTH_COND_MAX]; /* rule name or "xid_N" */
+        int rule;                        /* index in health_rules, -1 for an XID */
+        uint32_t xid;                    /* XID code for xid_N, else 0 */
+        enum health_system system;       /* health system */
+        enum health_severity severity;   /* highest seen while open */
+        enum incident_state state;       /* lifecycle */
+        char summary[256];               /* one line */
+        char detail[192];                /* last reading that fired it */
+        char action[512];                /* recommended action */
+        char acked_by[64];               /* who acknowledged */
+        int64_t first_us, last_us;       /* usec since epoch: first / last seen firing */
+        int64_t acked_us, resolved_us;   /* usec since epoch, 0 = not yet */
+        int64_t clear_since_us;          /* usec; when the condition stopped holding, 0 firing */
+        uint64_t count;                  /* times it (re)fired or the XID was reported */
+        bool active;                     /* the condition holds now */
+        bool dirty;                      /* changed since the last store write */
+        bool notify;                     /* send now (opened, escalated, resolved) */
+        bool fresh;                      /* opened since the last policy pass */
+        int64_t persisted_us;            /* last store write, usec */
+        int64_t sent_us;                 /* last notification queued, usec */
 } incident;
 
 /* The incident as JSON (API, webhooks, exec hooks). */
@@ -103,13 +104,12 @@ json_t *incident_json(const incident *in);
 
 typedef struct notifier notifier;
 typedef struct notifier_stats {
-        uint64_t depth;         /* entries waiting */
-        uint64_t sent;          /* deliveries that succeeded */
-        uint64_t failures;      /* attempts that failed */
+        uint64_t depth;    /* entries waiting */
+        uint64_t sent;     /* deliveries that succeeded */
+        uint64_t failures; /* attempts that failed */
 } notifier_stats;
 
-int notifier_new(struct store *st, const health_config *cfg, const char *hostname,
-                 notifier **ret);
+int notifier_new(struct store *st, const health_config *cfg, const char *hostname, notifier **ret);
 int notifier_start(notifier *n);
 void notifier_stop(notifier *n);
 notifier *notifier_free(notifier *n);

@@ -24,25 +24,26 @@
 #include "store/store.h"
 #endif
 
-#define PERSIST_EVERY_US (30 * USEC_PER_SEC) /* last_seen of a firing incident is saved this often */
+#define PERSIST_EVERY_US                                                                           \
+        (30 * USEC_PER_SEC) /* last_seen of a firing incident is saved this often */
 
 struct health {
-        health_options opt;          /* copy; cfg points at cfg below */
-        health_config cfg;           /* copy; arrays owned */
-        char *data_dir, *hostname;   /* owned */
-        pthread_mutex_t lock;        /* guards everything below */
-        pthread_cond_t wake;         /* the health thread waits here (CLOCK_MONOTONIC) */
+        health_options opt;        /* copy; cfg points at cfg below */
+        health_config cfg;         /* copy; arrays owned */
+        char *data_dir, *hostname; /* owned */
+        pthread_mutex_t lock;      /* guards everything below */
+        pthread_cond_t wake;       /* the health thread waits here (CLOCK_MONOTONIC) */
         incident inc[HEALTH_MAX_INCIDENTS];
         size_t n_inc;
-        uint64_t next_id;            /* id of the next incident */
-        bool pending;                /* a sweep or event asked for an evaluation */
+        uint64_t next_id; /* id of the next incident */
+        bool pending;     /* a sweep or event asked for an evaluation */
         bool stopping;
         bool started;
         pthread_t thread;
-        pthread_mutex_t eval_lock;   /* one evaluation at a time */
+        pthread_mutex_t eval_lock; /* one evaluation at a time */
         notifier *notifier;
         policy_runner *policies;
-        uint64_t evaluations;        /* count */
+        uint64_t evaluations;                      /* count */
         atomic_bool unresponsive[ENGINE_MAX_GPUS]; /* set by the engine's watchdog hook */
 };
 
@@ -73,7 +74,7 @@ static const char *alert_severity(enum health_severity s)
 
 const char *incident_state_name(enum incident_state s)
 {
-        return s == INCIDENT_RESOLVED ? "resolved"
+        return s == INCIDENT_RESOLVED       ? "resolved"
                : s == INCIDENT_ACKNOWLEDGED ? "acknowledged"
                                             : "open";
 }
@@ -534,8 +535,8 @@ void health_eval(health *h)
                         const health_rule *ru = &health_rules[ri];
                         incident *in;
                         rule_result res;
-                        rule_ctx c = {.cache = h->opt.cache, .cfg = &h->cfg, .host = &hf,
-                                      .now_us = now};
+                        rule_ctx c = {
+                            .cache = h->opt.cache, .cfg = &h->cfg, .host = &hf, .now_us = now};
                         if (ru->scope != RULE_SCOPE_HOST || !h->cfg.systems[ru->system])
                                 continue;
                         in = find_open(h, -1, ru->name);
@@ -662,7 +663,8 @@ static void *health_main(void *arg)
                 struct timespec ts;
                 if (!h->pending) {
                         clock_gettime(CLOCK_MONOTONIC, &ts);
-                        ts.tv_sec += 1; /* resolve timers and host checks tick even without sweeps */
+                        ts.tv_sec +=
+                            1; /* resolve timers and host checks tick even without sweeps */
                         pthread_cond_timedwait(&h->wake, &h->lock, &ts);
                 }
                 if (h->stopping)
@@ -967,7 +969,8 @@ static json_t *systems_json(health *h, int gpu)
                 if (!h->cfg.systems[s])
                         json_object_set_new(e, "note", json_string("disabled"));
                 else if (!system_monitored((enum health_system)s))
-                        json_object_set_new(e, "note", json_string("not monitored (no NVML field)"));
+                        json_object_set_new(e, "note",
+                                            json_string("not monitored (no NVML field)"));
                 json_object_set_new(o, health_system_name((enum health_system)s), e);
         }
         return o;
@@ -994,18 +997,17 @@ json_t *health_json(health *h)
                 for (size_t k = 0; k < h->n_inc; k++)
                         if (h->inc[k].gpu == (int)i && h->inc[k].state != INCIDENT_RESOLVED)
                                 json_array_append_new(inc, json_integer((json_int_t)h->inc[k].id));
-                json_array_append_new(gpus, json_pack("{s:i,s:s,s:s,s:o,s:o}", "index", (int)i,
-                                                      "uuid", g.id.uuid, "status", dcgm_result(w),
-                                                      "systems", systems_json(h, (int)i),
-                                                      "incidents", inc));
+                json_array_append_new(gpus,
+                                      json_pack("{s:i,s:s,s:s,s:o,s:o}", "index", (int)i, "uuid",
+                                                g.id.uuid, "status", dcgm_result(w), "systems",
+                                                systems_json(h, (int)i), "incidents", inc));
         }
         {
                 enum health_severity w = worst(h, -1, -1);
                 all = MAX(all, w);
                 root = json_pack("{s:s,s:b,s:i,s:o,s:{s:s,s:o}}", "status", dcgm_result(all),
                                  "enabled", h->cfg.enabled, "open_incidents", 0, "gpus", gpus,
-                                 "node", "status", dcgm_result(w), "systems",
-                                 systems_json(h, -1));
+                                 "node", "status", dcgm_result(w), "systems", systems_json(h, -1));
         }
         if (root) {
                 json_int_t open = 0;
@@ -1072,9 +1074,10 @@ int health_render_metrics(health *h, buf *b, bool dcgm, health_label_fn labels, 
                 }
         }
         if (!dcgm) {
-                buf_printf(b, "# HELP vigil_node_health Health of the node's own checks (0 pass, "
-                              "1 warn, 2 fail).\n# TYPE vigil_node_health gauge\n"
-                              "vigil_node_health{system=\"host\"} %d\n",
+                buf_printf(b,
+                           "# HELP vigil_node_health Health of the node's own checks (0 pass, "
+                           "1 warn, 2 fail).\n# TYPE vigil_node_health gauge\n"
+                           "vigil_node_health{system=\"host\"} %d\n",
                            (int)worst(h, -1, HEALTH_SYS_HOST));
                 for (size_t k = 0; k < h->n_inc; k++)
                         counts[h->inc[k].severity][h->inc[k].state]++;
@@ -1082,7 +1085,8 @@ int health_render_metrics(health *h, buf *b, bool dcgm, health_label_fn labels, 
                             "state.\n# TYPE vigil_incidents gauge\n");
                 for (int sev = HEALTH_WARN; sev <= HEALTH_FAIL; sev++)
                         for (int st = 0; st < 3; st++)
-                                buf_printf(b, "vigil_incidents{severity=\"%s\",state=\"%s\"} %llu\n",
+                                buf_printf(b,
+                                           "vigil_incidents{severity=\"%s\",state=\"%s\"} %llu\n",
                                            alert_severity((enum health_severity)sev),
                                            incident_state_name((enum incident_state)st),
                                            (unsigned long long)counts[sev][st]);
@@ -1092,21 +1096,21 @@ int health_render_metrics(health *h, buf *b, bool dcgm, health_label_fn labels, 
         if (!dcgm) {
                 if (h->notifier)
                         notifier_get_stats(h->notifier, &ns);
-                buf_printf(b,
-                           "# HELP vigil_alert_outbox_depth Notifications waiting in the outbox.\n"
-                           "# TYPE vigil_alert_outbox_depth gauge\nvigil_alert_outbox_depth %llu\n"
-                           "# HELP vigil_alert_send_failures_total Failed notification attempts.\n"
-                           "# TYPE vigil_alert_send_failures_total counter\n"
-                           "vigil_alert_send_failures_total %llu\n"
-                           "# HELP vigil_alerts_sent_total Notifications delivered.\n"
-                           "# TYPE vigil_alerts_sent_total counter\nvigil_alerts_sent_total %llu\n"
-                           "# HELP vigil_policy_actions_total Policy actions run (dry runs "
-                           "included).\n# TYPE vigil_policy_actions_total counter\n"
-                           "vigil_policy_actions_total %llu\n",
-                           (unsigned long long)ns.depth, (unsigned long long)ns.failures,
-                           (unsigned long long)ns.sent,
-                           (unsigned long long)(h->policies ? policy_actions_total(h->policies)
-                                                            : 0));
+                buf_printf(
+                    b,
+                    "# HELP vigil_alert_outbox_depth Notifications waiting in the outbox.\n"
+                    "# TYPE vigil_alert_outbox_depth gauge\nvigil_alert_outbox_depth %llu\n"
+                    "# HELP vigil_alert_send_failures_total Failed notification attempts.\n"
+                    "# TYPE vigil_alert_send_failures_total counter\n"
+                    "vigil_alert_send_failures_total %llu\n"
+                    "# HELP vigil_alerts_sent_total Notifications delivered.\n"
+                    "# TYPE vigil_alerts_sent_total counter\nvigil_alerts_sent_total %llu\n"
+                    "# HELP vigil_policy_actions_total Policy actions run (dry runs "
+                    "included).\n# TYPE vigil_policy_actions_total counter\n"
+                    "vigil_policy_actions_total %llu\n",
+                    (unsigned long long)ns.depth, (unsigned long long)ns.failures,
+                    (unsigned long long)ns.sent,
+                    (unsigned long long)(h->policies ? policy_actions_total(h->policies) : 0));
         }
         return b->err;
 }

@@ -63,11 +63,11 @@ enum health_action {
         HEALTH_ACT_COUNT = 5,
 };
 
-#define HEALTH_MAX_POLICIES   64
-#define HEALTH_MAX_TARGETS    16   /* Alertmanagers + webhooks */
-#define HEALTH_MAX_INCIDENTS  1024 /* incidents kept in memory (open ones first) */
-#define HEALTH_URL_MAX        1024
-#define HEALTH_COND_MAX       48
+#define HEALTH_MAX_POLICIES  64
+#define HEALTH_MAX_TARGETS   16   /* Alertmanagers + webhooks */
+#define HEALTH_MAX_INCIDENTS 1024 /* incidents kept in memory (open ones first) */
+#define HEALTH_URL_MAX       1024
+#define HEALTH_COND_MAX      48
 
 typedef struct health_policy {
         char condition[HEALTH_COND_MAX]; /* rule name ("temperature"), incident condition
@@ -90,40 +90,40 @@ typedef struct health_webhook {
 /* The health, policies and alerting sections of the configuration, as health needs them.
  * health_new copies it. */
 typedef struct health_config {
-        bool enabled;                      /* evaluate rules at all */
-        unsigned expected_gpus;            /* GPUs the node should have; 0 = do not check */
-        unsigned temp_warning;             /* C; GPU_TEMP at or above: warning */
-        unsigned temp_critical;            /* C; at or above: critical */
-        unsigned temp_hysteresis;          /* C; clears only below threshold - hysteresis */
-        int64_t resolve_after_us;          /* usec a condition must stay clear to resolve */
-        int64_t xid_hold_us;               /* usec an XID keeps its condition active */
-        int64_t nvml_call_timeout_us;      /* usec; a sample call longer marks the GPU unresponsive */
-        int64_t throttle_sustain_us;       /* usec a HW slowdown must last to count */
-        uint64_t max_rss_bytes;            /* bytes; 0 = do not check */
-        unsigned disk_warning;             /* percent of the data dir's filesystem used */
-        unsigned disk_critical;            /* percent */
-        bool systems[HEALTH_SYS_COUNT];    /* per-system switch */
-        const health_policy *policies;     /* borrowed during health_new; copied */
+        bool enabled;                   /* evaluate rules at all */
+        unsigned expected_gpus;         /* GPUs the node should have; 0 = do not check */
+        unsigned temp_warning;          /* C; GPU_TEMP at or above: warning */
+        unsigned temp_critical;         /* C; at or above: critical */
+        unsigned temp_hysteresis;       /* C; clears only below threshold - hysteresis */
+        int64_t resolve_after_us;       /* usec a condition must stay clear to resolve */
+        int64_t xid_hold_us;            /* usec an XID keeps its condition active */
+        int64_t nvml_call_timeout_us;   /* usec; a sample call longer marks the GPU unresponsive */
+        int64_t throttle_sustain_us;    /* usec a HW slowdown must last to count */
+        uint64_t max_rss_bytes;         /* bytes; 0 = do not check */
+        unsigned disk_warning;          /* percent of the data dir's filesystem used */
+        unsigned disk_critical;         /* percent */
+        bool systems[HEALTH_SYS_COUNT]; /* per-system switch */
+        const health_policy *policies;  /* borrowed during health_new; copied */
         size_t n_policies;
-        const char *const *alertmanagers;  /* base URLs ("http://am:9093"); copied */
+        const char *const *alertmanagers; /* base URLs ("http://am:9093"); copied */
         size_t n_alertmanagers;
-        const health_webhook *webhooks;    /* copied */
+        const health_webhook *webhooks; /* copied */
         size_t n_webhooks;
-        int64_t resend_interval_us;        /* usec between re-sends of an active alert */
-        int64_t alert_timeout_us;          /* usec per HTTP attempt */
+        int64_t resend_interval_us; /* usec between re-sends of an active alert */
+        int64_t alert_timeout_us;   /* usec per HTTP attempt */
 } health_config;
 
 /* Defaults as documented in docs/configuration.md. */
 void health_config_defaults(health_config *c);
 
 typedef struct health_options {
-        engine *engine;            /* borrowed */
-        cache *cache;              /* borrowed */
-        backend *backend;          /* borrowed; policy mutators */
-        struct store *store;       /* borrowed; NULL = incidents live in memory only */
-        const char *data_dir;      /* for the disk check */
-        const char *hostname;      /* label of alerts */
-        const health_config *cfg;  /* copied */
+        engine *engine;           /* borrowed */
+        cache *cache;             /* borrowed */
+        backend *backend;         /* borrowed; policy mutators */
+        struct store *store;      /* borrowed; NULL = incidents live in memory only */
+        const char *data_dir;     /* for the disk check */
+        const char *hostname;     /* label of alerts */
+        const health_config *cfg; /* copied */
 } health_options;
 
 int health_new(const health_options *opt, health **ret);

@@ -25,9 +25,9 @@
 #include "store/store.h"
 #endif
 
-#define OUTBOX_MAX      4096                   /* entries kept at most */
-#define BACKOFF_MAX_US  (300 * USEC_PER_SEC)   /* longest wait between attempts */
-#define RESPONSE_MAX    4096                   /* bytes of an answer kept for the log */
+#define OUTBOX_MAX     4096                 /* entries kept at most */
+#define BACKOFF_MAX_US (300 * USEC_PER_SEC) /* longest wait between attempts */
+#define RESPONSE_MAX   4096                 /* bytes of an answer kept for the log */
 
 enum target_kind {
         TARGET_ALERTMANAGER = 0,
@@ -35,36 +35,36 @@ enum target_kind {
 };
 
 typedef struct target {
-        enum target_kind kind;     /* how to send */
-        char url[HEALTH_URL_MAX];  /* base URL (Alertmanager) or full URL (webhook) */
-        char secret[256];          /* webhook HMAC key, "" = unsigned */
+        enum target_kind kind;    /* how to send */
+        char url[HEALTH_URL_MAX]; /* base URL (Alertmanager) or full URL (webhook) */
+        char secret[256];         /* webhook HMAC key, "" = unsigned */
 } target;
 
 typedef struct entry {
-        int64_t rowid;       /* store row, 0 without a store */
-        int target;          /* index in targets */
-        uint64_t incident;   /* incident id */
-        char *body;          /* payload; owned */
-        unsigned attempts;   /* failed attempts so far */
-        int64_t next_us;     /* realtime usec of the next attempt */
-        bool busy;           /* being sent or saved (outside the lock) */
-        uint64_t seq;        /* unique in this process, to find the entry again */
+        int64_t rowid;     /* store row, 0 without a store */
+        int target;        /* index in targets */
+        uint64_t incident; /* incident id */
+        char *body;        /* payload; owned */
+        unsigned attempts; /* failed attempts so far */
+        int64_t next_us;   /* realtime usec of the next attempt */
+        bool busy;         /* being sent or saved (outside the lock) */
+        uint64_t seq;      /* unique in this process, to find the entry again */
 } entry;
 
 struct notifier {
-        struct store *store;     /* borrowed; NULL = memory only */
+        struct store *store; /* borrowed; NULL = memory only */
         target targets[HEALTH_MAX_TARGETS];
         size_t n_targets;
         char hostname[256];
-        int64_t timeout_us;      /* per attempt */
-        pthread_mutex_t lock;    /* guards entries, stats, stopping */
+        int64_t timeout_us;   /* per attempt */
+        pthread_mutex_t lock; /* guards entries, stats, stopping */
         pthread_cond_t wake;
         entry entries[OUTBOX_MAX];
         size_t n;
         notifier_stats stats;
         bool stopping, started;
         pthread_t thread;
-        uint64_t seq;            /* last entry sequence number */
+        uint64_t seq; /* last entry sequence number */
 };
 
 /* ---- payloads -------------------------------------------------------------------------------- */
@@ -159,17 +159,17 @@ int notifier_sign(const char *secret, const char *body, size_t len, char *out, s
 
 #ifdef VIGIL_HAVE_STORE
 typedef struct ob_op {
-        int op;               /* 0 insert, 1 update body+attempts, 2 delete */
-        entry *e;             /* the entry (rowid set by insert) */
-        const target *t;      /* its target */
+        int op;          /* 0 insert, 1 update body+attempts, 2 delete */
+        entry *e;        /* the entry (rowid set by insert) */
+        const target *t; /* its target */
 } ob_op;
 
 static int ob_fn(sqlite3 *db, void *arg)
 {
         ob_op *o = arg;
         sqlite3_stmt *st = NULL;
-        const char *sql = o->op == 0 ? "INSERT INTO health_outbox (kind, url, incident_id, body, "
-                                       "attempts, next_us, created_us) VALUES (?,?,?,?,?,?,?)"
+        const char *sql = o->op == 0   ? "INSERT INTO health_outbox (kind, url, incident_id, body, "
+                                         "attempts, next_us, created_us) VALUES (?,?,?,?,?,?,?)"
                           : o->op == 1 ? "UPDATE health_outbox SET body = ?4, attempts = ?5, "
                                          "next_us = ?6 WHERE id = ?8"
                                        : "DELETE FROM health_outbox WHERE id = ?8";
@@ -212,8 +212,9 @@ static int load_fn(sqlite3 *db, void *arg)
         notifier *n = arg;
         sqlite3_stmt *st = NULL;
 
-        if (sqlite3_prepare_v2(db, "SELECT id, kind, url, incident_id, body, attempts FROM "
-                                   "health_outbox ORDER BY id",
+        if (sqlite3_prepare_v2(db,
+                               "SELECT id, kind, url, incident_id, body, attempts FROM "
+                               "health_outbox ORDER BY id",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         while (sqlite3_step(st) == SQLITE_ROW && n->n < OUTBOX_MAX) {
@@ -221,7 +222,8 @@ static int load_fn(sqlite3 *db, void *arg)
                 const char *body = (const char *)sqlite3_column_text(st, 4);
                 int kind = sqlite3_column_int(st, 1), t = -1;
                 for (size_t i = 0; i < n->n_targets; i++)
-                        if ((int)n->targets[i].kind == kind && url && !strcmp(n->targets[i].url, url))
+                        if ((int)n->targets[i].kind == kind && url &&
+                            !strcmp(n->targets[i].url, url))
                                 t = (int)i;
                 if (t < 0 || !body)
                         continue; /* a target no longer configured: left for the cleanup below */
@@ -280,12 +282,17 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
                         op = 1;
                 } else if (n->n < OUTBOX_MAX) {
                         e = &n->entries[n->n++];
-                        *e = (entry){.target = (int)t, .incident = in->id, .body = body,
-                                     .next_us = now, .seq = ++n->seq};
+                        *e = (entry){.target = (int)t,
+                                     .incident = in->id,
+                                     .body = body,
+                                     .next_us = now,
+                                     .seq = ++n->seq};
                 } else {
                         pthread_mutex_unlock(&n->lock);
-                        log_error("alerting", "outbox full (%d entries): dropping the alert for "
-                                              "incident %" PRIu64, OUTBOX_MAX, in->id);
+                        log_error("alerting",
+                                  "outbox full (%d entries): dropping the alert for "
+                                  "incident %" PRIu64,
+                                  OUTBOX_MAX, in->id);
                         free(body);
                         continue;
                 }
@@ -304,8 +311,9 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
                 pthread_cond_signal(&n->wake);
                 pthread_mutex_unlock(&n->lock);
                 if (r < 0)
-                        log_error("alerting", "failed to save the alert for incident %" PRIu64
-                                              " in the outbox: %s (kept in memory)",
+                        log_error("alerting",
+                                  "failed to save the alert for incident %" PRIu64
+                                  " in the outbox: %s (kept in memory)",
                                   in->id, strerror(-r));
         }
         return 0;
@@ -493,8 +501,7 @@ static void *notifier_main(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
-int notifier_new(struct store *st, const health_config *cfg, const char *hostname,
-                 notifier **ret)
+int notifier_new(struct store *st, const health_config *cfg, const char *hostname, notifier **ret)
 {
         notifier *n = calloc(1, sizeof(*n));
         pthread_condattr_t ca;
@@ -536,8 +543,10 @@ int notifier_start(notifier *n)
                 if (r < 0)
                         log_error("alerting", "failed to load the outbox: %s", strerror(-r));
                 else if (n->n)
-                        log_info("alerting", "%zu alerts waiting in the outbox from before the "
-                                             "restart", n->n);
+                        log_info("alerting",
+                                 "%zu alerts waiting in the outbox from before the "
+                                 "restart",
+                                 n->n);
         }
 #endif
         if (!n->n_targets && !n->n)

@@ -34,11 +34,11 @@ typedef struct rate_state {
 struct policy_runner {
         health_policy policies[HEALTH_MAX_POLICIES];
         size_t n;
-        backend *backend;      /* borrowed */
-        cache *cache;          /* borrowed */
-        struct store *store;   /* borrowed, may be NULL */
+        backend *backend;                                          /* borrowed */
+        cache *cache;                                              /* borrowed */
+        struct store *store;                                       /* borrowed, may be NULL */
         rate_state rate[HEALTH_MAX_POLICIES][ENGINE_MAX_GPUS + 1]; /* last slot: node */
-        _Atomic uint64_t total;  /* actions run */
+        _Atomic uint64_t total;                                    /* actions run */
 };
 
 bool policy_matches(const char *cond, const incident *in)
@@ -95,10 +95,11 @@ static int rec_fn(sqlite3 *db, void *arg)
         sqlite3_stmt *st = NULL;
         int r = 0;
 
-        if (sqlite3_prepare_v2(db,
-                               "INSERT INTO health_actions (ts, incident_id, gpu, condition, action, "
-                               "dry_run, result, detail) VALUES (?,?,?,?,?,?,?,?)",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                db,
+                "INSERT INTO health_actions (ts, incident_id, gpu, condition, action, "
+                "dry_run, result, detail) VALUES (?,?,?,?,?,?,?,?)",
+                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_int64(st, 1, time_real_us());
         sqlite3_bind_int64(st, 2, (sqlite3_int64)c->in->id);
@@ -234,8 +235,8 @@ static int run_exec(const char *cmd, const char *input, int64_t timeout_us, char
 static bool rate_allows(policy_runner *p, size_t pi, const incident *in, int64_t now)
 {
         const health_policy *po = &p->policies[pi];
-        rate_state *rs = &p->rate[pi][in->gpu >= 0 && in->gpu < ENGINE_MAX_GPUS ? in->gpu
-                                                                                : ENGINE_MAX_GPUS];
+        rate_state *rs =
+            &p->rate[pi][in->gpu >= 0 && in->gpu < ENGINE_MAX_GPUS ? in->gpu : ENGINE_MAX_GPUS];
         unsigned used = 0, cap = MIN(po->rate_count, (unsigned)RATE_SLOTS);
 
         if (!po->rate_count)
@@ -318,7 +319,8 @@ static void run_action(policy_runner *p, const health_policy *po, const incident
         case HEALTH_ACT_RESET_GPU:
                 /* The backend has no reset operation yet (DESIGN §5 lists it; nvidia-smi -r is
                  * the real one): refused and recorded, never silently skipped. */
-                record(p, in, a, po->dry_run, "refused", "GPU reset is not supported by this backend");
+                record(p, in, a, po->dry_run, "refused",
+                       "GPU reset is not supported by this backend");
                 return;
         case HEALTH_ACT_COUNT:
                 break;

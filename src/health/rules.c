@@ -15,16 +15,16 @@
 #include "common/macros.h"
 #include "health/xid.h"
 
-#define MAX_RETIRED_PAGES        63  /* DCGM_LIMIT_MAX_RETIRED_PAGES */
-#define MAX_RETIRED_DBE_SOFT     15  /* DCGM_LIMIT_MAX_RETIRED_PAGES_SOFT_LIMIT */
-#define MAX_ROW_REMAP_UNCORR     512 /* DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE */
-#define HISTORY_MAX              512 /* points read for one window */
+#define MAX_RETIRED_PAGES    63  /* DCGM_LIMIT_MAX_RETIRED_PAGES */
+#define MAX_RETIRED_DBE_SOFT 15  /* DCGM_LIMIT_MAX_RETIRED_PAGES_SOFT_LIMIT */
+#define MAX_ROW_REMAP_UNCORR 512 /* DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE */
+#define HISTORY_MAX          512 /* points read for one window */
 
 /* NVML clock event reasons that mean the hardware, not software, held the clocks down. */
-#define REASON_HW_SLOWDOWN       0x08ULL
-#define REASON_HW_THERMAL        0x40ULL
-#define REASON_HW_POWER_BRAKE    0x80ULL
-#define REASON_HW_MASK           (REASON_HW_SLOWDOWN | REASON_HW_THERMAL | REASON_HW_POWER_BRAKE)
+#define REASON_HW_SLOWDOWN    0x08ULL
+#define REASON_HW_THERMAL     0x40ULL
+#define REASON_HW_POWER_BRAKE 0x80ULL
+#define REASON_HW_MASK        (REASON_HW_SLOWDOWN | REASON_HW_THERMAL | REASON_HW_POWER_BRAKE)
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -79,8 +79,7 @@ static int counter_increase(const rule_ctx *c, uint16_t field, int64_t window_us
         return 0;
 }
 
-static void fire(rule_result *out, enum health_severity sev, const char *fmt, ...)
-    _printf_(3, 4);
+static void fire(rule_result *out, enum health_severity sev, const char *fmt, ...) _printf_(3, 4);
 static void fire(rule_result *out, enum health_severity sev, const char *fmt, ...)
 {
         va_list ap;
@@ -120,8 +119,9 @@ static void eval_gpu_lost(const rule_ctx *c, rule_result *out)
 static void eval_gpu_unresponsive(const rule_ctx *c, rule_result *out)
 {
         if (c->unresponsive)
-                fire(out, HEALTH_FAIL, "an NVML call on GPU %u has been running for more than %llds",
-                     c->gpu, (long long)(c->cfg->nvml_call_timeout_us / 1000000));
+                fire(out, HEALTH_FAIL,
+                     "an NVML call on GPU %u has been running for more than %llds", c->gpu,
+                     (long long)(c->cfg->nvml_call_timeout_us / 1000000));
 }
 
 unsigned health_pcie_replay_limit(int gen, int width)
@@ -150,8 +150,8 @@ static void eval_pcie_replay(const rule_ctx *c, rule_result *out)
         }
         READ_OR_SKIP(latest_i64(c, FLD_PCIE_LINK_GEN, &gen));
         READ_OR_SKIP(latest_i64(c, FLD_PCIE_LINK_WIDTH, &width));
-        READ_OR_SKIP(counter_increase(c, FLD_PCIE_REPLAY_COUNTER, HEALTH_COUNTER_WINDOW_US, &inc,
-                                      &n));
+        READ_OR_SKIP(
+            counter_increase(c, FLD_PCIE_REPLAY_COUNTER, HEALTH_COUNTER_WINDOW_US, &inc, &n));
         if (n < 2) {
                 out->state = RULE_SKIP;
                 return;
@@ -374,8 +374,8 @@ static void eval_disk_usage(const rule_ctx *c, rule_result *out)
                 return;
         }
         if (pct >= (int)c->cfg->disk_critical)
-                fire(out, HEALTH_FAIL, "data directory filesystem %d%% full (critical at %u%%)", pct,
-                     c->cfg->disk_critical);
+                fire(out, HEALTH_FAIL, "data directory filesystem %d%% full (critical at %u%%)",
+                     pct, c->cfg->disk_critical);
         else if (pct >= (int)c->cfg->disk_warning - hyst)
                 fire(out, HEALTH_WARN, "data directory filesystem %d%% full (warning at %u%%)", pct,
                      c->cfg->disk_warning);

@@ -6,6 +6,7 @@ namespaces, 10.200.1.10-12, each running `vigild --simulate` on :5555).
 2. A broken release (the new binary exits at once): the first host fails its health gate, is
    rolled back to the old binary and is healthy again, the rollout stops with exit 1, and the
    other hosts are not touched.
+3. --expect-version: a healthy node running another version counts as failed (rolled back).
 Skips (exit 77) where `ip netns` is not permitted.
 """
 import json
@@ -31,6 +32,11 @@ def status_pid(ip):
         return json.load(r)["pid"]
 
 
+def status_version(ip):
+    with urllib.request.urlopen("http://%s:5555/api/v1/status" % ip, timeout=3) as r:
+        return json.load(r)["version"]
+
+
 def ready(ip):
     try:
         with urllib.request.urlopen("http://%s:5555/readyz" % ip, timeout=2) as r:
@@ -39,13 +45,13 @@ def ready(ip):
         return False
 
 
-def run_rollout(state_path, hosts, targets):
+def run_rollout(state_path, hosts, targets, extra=()):
     env = dict(os.environ, VIGIL_CLI=os.path.join(BUILD, "bin", "vigil"))
     hook = "python3 %s %s" % (NODECTL, state_path)
     t0 = time.monotonic()
     r = subprocess.run([SCRIPT, "--hosts", " ".join(hosts), "--targets", targets,
-                        "--health-timeout", "5", "--install", hook + " install",
-                        "--rollback", hook + " rollback"],
+                        "--health-timeout", "4", "--install", hook + " install",
+                        "--rollback", hook + " rollback"] + list(extra),
                        capture_output=True, text=True, env=env, timeout=120)
     print(r.stderr.rstrip())
     return r.returncode, time.monotonic() - t0
@@ -101,6 +107,15 @@ def main():
         with open(targets) as f:
             check(sorted(json.load(f)[0]["targets"]) == sorted("%s:5555" % h for h in hosts),
                   "the rolled-back host is not back in the targets file")
+
+        # 3. healthy but the wrong version (a takeover whose successor failed): rolled back too
+        st["new_bin"] = VIGILD
+        with open(state_path, "w") as f:
+            json.dump(st, f)
+        rc, _ = run_rollout(state_path, hosts[:1], targets, ["--expect-version", "0.0.0-not-this"])
+        check(rc == 1, "rollout with the wrong version exited %d, expected 1" % rc)
+        rc, _ = run_rollout(state_path, hosts[:1], targets, ["--expect-version", status_version(hosts[0])])
+        check(rc == 0, "rollout with the right version exited %d" % rc)
     finally:
         net.close()
         bad = netns.sanitizer_reports([d["data"] for d in st["hosts"].values()])

@@ -8,7 +8,8 @@ counted and reported), a new TCP connection per request, and a new unix-socket c
 request. Three handovers run back to back:
   1. `vigild --takeover PATH` started by hand (an operator or deploy/scripts/upgrade-in-place.sh),
   2. SIGUSR2: the running vigild starts its successor itself (what systemd's unit uses),
-  3. a successor killed (-9) after it received the sockets: the running vigild keeps serving.
+  3. a successor killed (-9) after it received the sockets: the running vigild keeps serving;
+  4. deploy/scripts/upgrade-in-place.sh (SIGUSR2, then waits for the new pid to be healthy).
 """
 import http.client
 import os
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import SRC, VIGILD, Failure, Vigild, check, wait_for  # noqa: E402
 
 STUCK = os.path.join(SRC, "tests", "deploy", "stuck-sampler.yaml")  # first sweep takes 3 s
+UPGRADE = os.path.join(SRC, "deploy", "scripts", "upgrade-in-place.sh")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -185,6 +187,17 @@ def main():
         check(pid_of(old) == spawned, "the running vigild stopped serving after a failed successor")
         check(os.path.exists(ctl), "control socket gone after a failed successor")
         time.sleep(0.3)
+
+        # 4. the helper an operator (or rolling-deploy.sh's install hook) runs on the node
+        prev = spawned
+        r = subprocess.run([UPGRADE, "--url", old.url, "--unit", "vigild-test-not-a-unit",
+                            "--timeout", "30"], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, "upgrade-in-place.sh exited %d: %s" % (r.returncode, r.stderr))
+        spawned = pid_of(old)
+        check(spawned != prev, "upgrade-in-place.sh: the same pid still serves")
+        wait_exit(prev, 10)
+        print("# upgrade-in-place.sh: pid %d -> %d" % (prev, spawned))
+        time.sleep(0.3)
     finally:
         stop.set()
         for c in clients:
@@ -206,7 +219,7 @@ def main():
               (c.name_, c.ok, c.failed, c.stale_retries, c.errors[:3]))
     check(all(c.ok > 20 for c in clients), "a client made too few requests")
     check(failed == 0, "%d of %d scrapes failed during the upgrades" % (failed, total + failed))
-    print("ok - 3 handovers, %d scrapes, 0 failed" % total)
+    print("ok - 3 handovers + 1 refused successor, %d scrapes, 0 failed" % total)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,65 @@ static void test_every_key(void **state)
 }
 
 /* Each bad input: the error must be "t.yaml:LINE:" and contain the substring. */
+/* health, policies and alerting: lists of mappings (OPT_MAP_LIST) with item defaults. */
+static void test_health_sections(void **state)
+{
+        const char *text = "health:\n"
+                           "  expected_gpus: 8\n"
+                           "  temperature: {warning: 80, critical: 88, hysteresis: 2}\n"
+                           "  max_rss: 1GiB\n"
+                           "  systems: {nvlink: false}\n"
+                           "policies:\n"
+                           "  - condition: critical\n"
+                           "    actions: [log, exec]\n"
+                           "    exec: /bin/true\n"
+                           "    rate_limit: 2/1h\n"
+                           "  - {condition: xid_79, dry_run: true}\n"
+                           "alerting:\n"
+                           "  alertmanagers: [http://a:9093, https://b:9093]\n"
+                           "  webhooks:\n"
+                           "    - {url: https://hook.example/x, secret: s3cret}\n"
+                           "  resend_interval: 30s\n";
+        vigil_config c;
+        char err[512];
+        uint64_t b = 0;
+        json_t *j;
+        (void)state;
+
+        config_init(&c);
+        assert_int_equal(c.health.temp_warning, 85);
+        assert_int_equal(c.n_policies, 0);
+        assert_int_equal(parse(text, &c, err, sizeof(err)), 0);
+        assert_int_equal(c.health.expected_gpus, 8);
+        assert_int_equal(c.health.temp_critical, 88);
+        assert_false(c.health.systems[1]);
+        assert_true(c.health.systems[0]);
+        assert_int_equal(config_parse_size(c.health.max_rss, &b), 0);
+        assert_int_equal(b, 1ULL << 30);
+        assert_int_equal(c.n_policies, 2);
+        assert_string_equal(c.policies[0].actions, "log,exec");
+        assert_string_equal(c.policies[0].rate_limit, "2/1h");
+        assert_string_equal(c.policies[1].condition, "xid_79");
+        assert_string_equal(c.policies[1].actions, "log"); /* item default */
+        assert_true(c.policies[1].dry_run);
+        assert_int_equal(c.policies[1].power_limit_percent, 80);
+        assert_string_equal(c.alerting.alertmanagers, "http://a:9093,https://b:9093");
+        assert_int_equal(c.alerting.n_webhooks, 1);
+        assert_string_equal(c.alerting.webhooks[0].secret, "s3cret");
+        assert_int_equal(c.alerting.resend_interval_us, 30 * 1000000LL);
+        j = config_to_json(&c);
+        assert_non_null(j);
+        assert_int_equal(json_array_size(json_object_get(j, "policies")), 2);
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(json_object_get(j, "alerting"),
+                                                               "webhooks"),
+                                               0),
+                                "secret")),
+                            "<redacted>");
+        json_decref(j);
+        config_release(&c);
+}
+
 static void test_bad_inputs(void **state)
 {
         static const struct {
@@ -219,15 +278,25 @@ static void test_bad_inputs(void **state)
             {"metrics:\n  extra_labels:\n    a: x\n    a: y\n", 4, "duplicate label 'a'"},
             {"metrics:\n  extra_labels:\n    a: \"\"\n", 3, "must not be empty"},
             {"metrics:\n  extra_labels: [a]\n", 2, "expected a mapping, got a list"},
-            {"health:\n  enabled: true\n", 1, "'health': section is not supported by this version"},
+            {"health:\n  temperature: {warning: 95, critical: 90}\n", 2,
+             "health.temperature.warning ('95') must not be higher than"},
+            {"policies:\n  - condition: temprature\n", 2, "'temprature' is not a condition"},
+            {"policies:\n  - actions: [log]\n", 2, "policies[0]: 'condition' is required"},
+            {"policies:\n  - {condition: xid_79, actions: [reboot]}\n", 2,
+             "'reboot' is not an action"},
+            {"policies:\n  - {condition: critical, rate_limit: 5}\n", 2, "is not a rate limit"},
+            {"policies:\n  - {condition: critical, bogus: 1}\n", 2, "unknown key 'bogus'"},
+            {"alerting:\n  alertmanagers: [ftp://x]\n", 2, "is not an http:// or https:// URL"},
+            {"alerting:\n  webhooks: [{secret: s}]\n", 2, "'url' is required"},
+            {"health:\n  max_rss: 12parsecs\n", 2, "is not a size"},
             {"listen: \"0.0.0.0:1\"\nsecurity: {metrics_public: maybe}\n", 2,
              "security.metrics_public: 'maybe' is not a boolean"},
             {"security:\n  authentication: {jwt_secret: short}\n", 2,
              "HS256 needs at least 32 random bytes"},
             {"security:\n  network: {allowed_ips: [\"10.0.0.0/33\"]}\n", 2,
              "'10.0.0.0/33' is not an address or CIDR"},
-            {"policies: []\n", 1, "'policies': section is not supported"},
-            {"alerting: {}\n", 1, "'alerting': section is not supported"},
+            {"policies: {a: 1}\n", 1, "policies: expected a list of mappings, got a mapping"},
+            {"alerting: {bogus: 1}\n", 1, "unknown key 'alerting.bogus'"},
             {"backup: {schedule: 10s}\n", 1, "backup.schedule: '10s' is not an interval"},
             {"backup:\n  keep: {count: 0}\n", 2, "backup.keep.count"},
             {"backup: {compression: lz4}\n", 1, "backup.compression"},
@@ -548,6 +617,7 @@ int main(void)
             cmocka_unit_test(test_empty_is_defaults),
             cmocka_unit_test(test_every_key),
             cmocka_unit_test(test_bad_inputs),
+            cmocka_unit_test(test_health_sections),
             cmocka_unit_test(test_env_expansion),
             cmocka_unit_test(test_failure_keeps_previous),
             cmocka_unit_test(test_size_limit_and_load),

@@ -19,12 +19,23 @@
 
 /* Fields a test case may set, all in one cache group of GPU 0. */
 static const uint16_t fields[] = {
-    FLD_GPU_TEMP,          FLD_SLOWDOWN_TEMP,       FLD_SHUTDOWN_TEMP,
-    FLD_PCIE_LINK_GEN,     FLD_PCIE_LINK_WIDTH,     FLD_PCIE_REPLAY_COUNTER,
-    FLD_ECC_DBE_VOL_TOTAL, FLD_RETIRED_SBE,         FLD_RETIRED_DBE,
-    FLD_RETIRED_PENDING,   FLD_ROW_REMAP_FAILURE,   FLD_ROW_REMAP_PENDING,
-    FLD_UNCORRECTABLE_REMAPPED_ROWS, FLD_THERMAL_VIOLATION, FLD_POWER_VIOLATION,
-    FLD_POWER_USAGE,       FLD_CLOCKS_EVENT_REASONS,
+    FLD_GPU_TEMP,
+    FLD_SLOWDOWN_TEMP,
+    FLD_SHUTDOWN_TEMP,
+    FLD_PCIE_LINK_GEN,
+    FLD_PCIE_LINK_WIDTH,
+    FLD_PCIE_REPLAY_COUNTER,
+    FLD_ECC_DBE_VOL_TOTAL,
+    FLD_RETIRED_SBE,
+    FLD_RETIRED_DBE,
+    FLD_RETIRED_PENDING,
+    FLD_ROW_REMAP_FAILURE,
+    FLD_ROW_REMAP_PENDING,
+    FLD_UNCORRECTABLE_REMAPPED_ROWS,
+    FLD_THERMAL_VIOLATION,
+    FLD_POWER_VIOLATION,
+    FLD_POWER_USAGE,
+    FLD_CLOCKS_EVENT_REASONS,
 };
 #define NF (sizeof(fields) / sizeof(fields[0]))
 
@@ -98,8 +109,13 @@ static void healthy(world *w)
 static enum rule_state eval(world *w, const char *rule, bool active, enum health_severity *sev)
 {
         rule_result res;
-        rule_ctx c = {.cache = w->c, .gpu = 0, .g = &w->g, .cfg = &w->cfg, .host = &w->host,
-                      .now_us = NOW, .active = active};
+        rule_ctx c = {.cache = w->c,
+                      .gpu = 0,
+                      .g = &w->g,
+                      .cfg = &w->cfg,
+                      .host = &w->host,
+                      .now_us = NOW,
+                      .active = active};
         int ri = health_rule_find(rule);
 
         assert_true(ri >= 0);
@@ -363,7 +379,11 @@ static void test_gpu_state_rules(void **state)
         /* and it comes back */
         w.g.up = true;
         assert_int_equal(eval(&w, "gpu_lost", true, NULL), RULE_CLEAR);
-        c = (rule_ctx){.cache = w.c, .g = &w.g, .cfg = &w.cfg, .host = &w.host, .now_us = NOW,
+        c = (rule_ctx){.cache = w.c,
+                       .g = &w.g,
+                       .cfg = &w.cfg,
+                       .host = &w.host,
+                       .now_us = NOW,
                        .unresponsive = true};
         health_rule_eval((size_t)health_rule_find("gpu_unresponsive"), &c, &res);
         assert_int_equal(res.state, RULE_FIRING);
@@ -421,9 +441,15 @@ static void test_xid_classes(void **state)
 
 static void test_payloads(void **state)
 {
-        incident in = {.id = 7, .gpu = 1, .condition = "xid_79", .xid = 79,
-                       .severity = HEALTH_FAIL, .state = INCIDENT_OPEN, .count = 2,
-                       .first_us = NOW, .last_us = NOW};
+        incident in = {.id = 7,
+                       .gpu = 1,
+                       .condition = "xid_79",
+                       .xid = 79,
+                       .severity = HEALTH_FAIL,
+                       .state = INCIDENT_OPEN,
+                       .count = 2,
+                       .first_us = NOW,
+                       .last_us = NOW};
         json_t *a, *labels;
         char sig[128];
         (void)state;
@@ -444,9 +470,8 @@ static void test_payloads(void **state)
         assert_non_null(json_object_get(json_array_get(a, 0), "endsAt"));
         json_decref(a);
         /* RFC 4231 test case 2 */
-        assert_int_equal(notifier_sign("Jefe", "what do ya want for nothing?", 28, sig,
-                                       sizeof(sig)),
-                         0);
+        assert_int_equal(
+            notifier_sign("Jefe", "what do ya want for nothing?", 28, sig, sizeof(sig)), 0);
         assert_string_equal(
             sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
         assert_true(policy_matches("critical", &in));

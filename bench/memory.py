@@ -84,9 +84,9 @@ def main():
            "bytes_per_sample_1hz": bps_1hz, "extrapolation_kib": extra,
            "rss_mib_1h_estimate": (rss_max + extra) / 1024.0}
     res["pass"] = res["rss_mib_1h_estimate"] <= 16.0
-    print("MEMORY rss start %d KiB, full rings (from t=%ss) max %d KiB; cache %d B reserved, %d B used for "
+    print("MEMORY rss start %d KiB, full rings (from t=%s) max %d KiB; cache %d B reserved, %d B used for "
           "%d samples (%.2f B/sample at 100 ms, %.2f B/sample at 1 Hz); 1 h @ 1 Hz estimate %.2f MiB -> %s"
-          % (res["rss_kib_start"], full_at, rss_max, res["cache_bytes"], res["bytes_used_full"],
+          % (res["rss_kib_start"], "%ss" % full_at if full_at is not None else "never: run too short", rss_max, res["cache_bytes"], res["bytes_used_full"],
              res["samples_full"], bps_fill, bps_1hz, res["rss_mib_1h_estimate"],
              "PASS" if res["pass"] else "MISS"))
     write_json(a.json, res)

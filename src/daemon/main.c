@@ -110,8 +110,7 @@ static int open_store(daemon_state *d)
                 return -EINVAL;
         }
         if (c->encryption.encryption_key[0]) {
-                r = crypto_keyring_new(c->encryption.encryption_key, &d->keyring, err,
-                                       sizeof(err));
+                r = crypto_keyring_new(c->encryption.encryption_key, &d->keyring, err, sizeof(err));
                 if (r == 0) {
                         r = crypto_keyring_load(d->keyring, kpath, err, sizeof(err));
                         if (r == -ENOENT)
@@ -122,8 +121,7 @@ static int open_store(daemon_state *d)
                         return r;
                 }
                 log_info("store", "encryption at rest: data key %u active, master key %08x",
-                         crypto_keyring_active(d->keyring),
-                         crypto_keyring_master_id(d->keyring));
+                         crypto_keyring_active(d->keyring), crypto_keyring_master_id(d->keyring));
         }
         store_options so = {.path = db, .integrity_check = true};
         r = store_open(&so, &d->store, &info, err, sizeof(err));
@@ -149,12 +147,13 @@ static int open_store(daemon_state *d)
                                 r = backup_restore(&ro, &rr, err, sizeof(err));
                                 if (r == 0) {
                                         restored = true;
-                                        log_warn("store", "restored the newest good backup "
-                                                          "'%s' (created %s)",
+                                        log_warn("store",
+                                                 "restored the newest good backup "
+                                                 "'%s' (created %s)",
                                                  v[i].path, rr.info.created);
                                 } else {
-                                        log_error("store", "cannot restore '%s': %s",
-                                                  v[i].path, err);
+                                        log_error("store", "cannot restore '%s': %s", v[i].path,
+                                                  err);
                                 }
                         }
                         r = store_open(&so, &d->store, &info, err, sizeof(err));
@@ -210,8 +209,9 @@ static int open_store(daemon_state *d)
                 return r;
         }
         if (!d->keyring)
-                log_info("backup", "backups go to '%s'%s, NOT encrypted (no "
-                                   "security.encryption.encryption_key)",
+                log_info("backup",
+                         "backups go to '%s'%s, NOT encrypted (no "
+                         "security.encryption.encryption_key)",
                          dir, sched ? "" : " on request only");
         return 0;
 }

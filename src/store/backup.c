@@ -335,7 +335,22 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                                 goto out;
                         }
                 }
-                for (int n = 1; n < 1000; n++) {
+                /* Several backups in one second get -2, -3, ...: always above any archive of
+                 * that second still there, so that the name orders them (a pruned plain name
+                 * must not be reused for a newer archive). */
+                int first = 1;
+                {
+                        backup_entry *v = NULL;
+                        size_t nv = 0;
+                        char e2[256];
+                        int64_t sec = now / USEC_PER_SEC * USEC_PER_SEC;
+                        if (backup_list(o->dir, &v, &nv, e2, sizeof(e2)) == 0)
+                                for (size_t i = 0; i < nv; i++)
+                                        if (v[i].time_us == sec && (int)v[i].seq >= first)
+                                                first = (int)v[i].seq + 1;
+                        free(v);
+                }
+                for (int n = first; n < first + 1000; n++) {
                         char suffix[16] = "";
                         if (n > 1)
                                 snprintf(suffix, sizeof(suffix), "-%d", n);
@@ -661,15 +676,19 @@ int backup_verify(const char *archive, crypto_keyring *keyring, backup_info *inf
 
 /* ---- list / prune ---- */
 
-static int64_t stamp_from_name(const char *name)
+static int64_t stamp_from_name(const char *name, unsigned *seq)
 {
+        *seq = 1;
         /* ...-YYYYmmddTHHMMSSZ[-N].tar... */
         const char *tar = strstr(name, ".tar.");
         for (const char *p = name; tar && p + 16 <= tar; p++) {
                 struct tm tm = {0};
                 const char *end = strptime(p, "%Y%m%dT%H%M%SZ", &tm);
-                if (end && end - p == 16 && (end == tar || *end == '-'))
+                if (end && end - p == 16 && (end == tar || *end == '-')) {
+                        if (*end == '-')
+                                *seq = (unsigned)strtoul(end + 1, NULL, 10);
                         return (int64_t)timegm(&tm) * USEC_PER_SEC;
+                }
         }
         return -1;
 }
@@ -679,7 +698,9 @@ static int cmp_entry(const void *a, const void *b)
         const backup_entry *x = a, *y = b;
         if (x->time_us != y->time_us)
                 return x->time_us < y->time_us ? 1 : -1;
-        return -strcmp(x->path, y->path); /* -2 after the plain name within one second */
+        if (x->seq != y->seq)
+                return x->seq < y->seq ? 1 : -1; /* "-2" was made after the plain name */
+        return strcmp(x->path, y->path);
 }
 
 int backup_list(const char *dir, backup_entry **ret, size_t *n, char *err, size_t errlen)
@@ -718,7 +739,7 @@ int backup_list(const char *dir, backup_entry **ret, size_t *n, char *err, size_
                 if (stat(v[cnt].path, &st) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 v[cnt].size = (uint64_t)st.st_size;
-                v[cnt].time_us = stamp_from_name(e->d_name);
+                v[cnt].time_us = stamp_from_name(e->d_name, &v[cnt].seq);
                 if (v[cnt].time_us < 0)
                         v[cnt].time_us = (int64_t)st.st_mtime * USEC_PER_SEC;
                 size_t l = strlen(e->d_name);

@@ -65,6 +65,7 @@ typedef struct backup_entry {
         int64_t time_us;     /* usec since epoch, from the name (mtime if unparsable) */
         uint64_t size;       /* bytes */
         bool encrypted;      /* ends in .enc */
+        unsigned seq;        /* N of a "-N" suffix (several in one second), else 1 */
 } backup_entry;
 
 /* Make a consistent archive of s while it runs. Any thread but the store writer. */

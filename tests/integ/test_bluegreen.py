@@ -8,8 +8,8 @@ the root namespace scrapes the frontend continuously (keep-alive and new connect
 3. a broken green (never becomes ready): the gate fails, green is stopped, traffic never leaves
    the live color, exit 1 (automatic rollback); ZERO failed scrapes during the attempt;
 4. a release that exits at once: same.
-Failed scrapes during the successful switch are counted and reported (HAProxy's reload); the
-test requires zero for the rollback runs, where nothing may change.
+Zero failed scrapes are required throughout (a keep-alive connection that HAProxy's old process
+closes while idle is retried once on a new connection, as Prometheus' Go client does).
 Skips (exit 77) without `ip netns` or haproxy.
 """
 import http.client
@@ -123,7 +123,7 @@ def main():
         time.sleep(0.5)
         switch_failed = sum(s.snapshot()[1] for s in scrapers)
         print("# failed scrapes during the blue -> green switch: %d" % switch_failed)
-        check(switch_failed <= 2, "%d scrapes failed during the switch" % switch_failed)
+        check(switch_failed == 0, "%d scrapes failed during the switch" % switch_failed)
 
         for broken in ("vigild-hangs", "vigild-exits"):
             green = active_pid(state, "green")

@@ -216,10 +216,18 @@ def test_daemon_backup_api():
                 run_cli("--socket", v.sock, "backup", "create", check_rc=0)
             p = run_cli("--socket", v.sock, "backup", "list", check_rc=0)
             check(p.stdout.count("encrypted") == 2, "retention keep.count=2 not applied:\n" + p.stdout)
+            newest = p.stdout.splitlines()[0].split()[-1]
+            c = run_cli("--socket", v.sock, "--json", "backup", "create", check_rc=0)
+            res = json.loads(c.stdout)
+            lp = run_cli("--socket", v.sock, "backup", "list")
+            lst = lp.stdout + lp.stderr
+            check(lst.splitlines()[0].split()[-1] == res["path"],
+                  "the newest archive %s is not listed first:\n%s" % (res["path"], lst))
+            check(os.path.exists(res["path"]) and newest != res["path"], "the newest archive was pruned")
             wait_for(lambda: os.path.exists(os.path.join(hook_dir, "hook.log")), 10, "the hook to run")
             m = v.metrics()
             check("vigil_backup_hook_failures_total 3" in m or "vigil_backup_hook_failures_total" in m, m[-2000:])
-            wait_for(lambda: "vigil_backup_hook_failures_total 3" in v.metrics(), 10, "hook failures counted")
+            wait_for(lambda: "vigil_backup_hook_failures_total 4" in v.metrics(), 10, "hook failures counted")
             check("vigil_encryption_key_age_seconds" in m, "no key age metric")
             check("backup hook" in v.logs() and "failed" in v.logs(), "hook failure not logged")
             # key rotation

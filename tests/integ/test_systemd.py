@@ -9,6 +9,7 @@
 3. A stuck sampler (every NVML field read sleeps 3 s) withholds the watchdog pings.
 Timings are printed (and recorded in bench/RESULTS-deploy.md by hand), never asserted tightly.
 """
+import http.client
 import os
 import re
 import shutil
@@ -135,12 +136,49 @@ def test_notify_protocol():
             v.proc.send_signal(signal.SIGHUP)
             t_rel = wait_for(lambda: ns.first("RELOADING=1", t_hup), 10, "RELOADING=1")
             wait_for(lambda: ns.first("READY=1", t_rel), 10, "READY=1 after RELOADING=1")
-            # a request in flight when SIGTERM arrives is still answered
+            # requests in flight when SIGTERM arrives are answered whole: a client may find the
+            # door closed, but never gets half a response
             st, _, _ = v.get("/metrics")
             check(st == 200, "/metrics before stop: %d" % st)
+            host, port = v.url[len("http://"):].rsplit(":", 1)
+            stop = threading.Event()
+            results = {"ok": 0, "truncated": 0, "refused": 0}
+            lock = threading.Lock()
+
+            def scrape():
+                conn = None
+                while not stop.is_set():
+                    try:
+                        if conn is None:
+                            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+                        conn.request("GET", "/metrics")
+                        r = conn.getresponse()
+                        body = r.read()
+                        n = int(r.getheader("Content-Length", len(body)))
+                        key = "ok" if r.status == 200 and len(body) == n else "truncated"
+                        if r.getheader("Connection", "").lower() == "close":
+                            conn.close()
+                            conn = None
+                    except http.client.IncompleteRead:
+                        key, conn = "truncated", None
+                    except (OSError, http.client.HTTPException):
+                        key, conn = "refused", None
+                    with lock:
+                        results[key] += 1
+            threads = [threading.Thread(target=scrape, daemon=True) for _ in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
             t_term = time.monotonic()
             rc = v.stop()
             t_exit = time.monotonic()
+            time.sleep(0.1)
+            stop.set()
+            for t in threads:
+                t.join(5)
+            print("# scrapes around SIGTERM: %s" % results)
+            check(results["truncated"] == 0, "truncated responses at shutdown: %s" % results)
+            check(results["ok"] > 10, "too few scrapes before the stop: %s" % results)
             check(rc == 0, "vigild exited %s on SIGTERM" % rc)
             check(ns.first("STOPPING=1", t_term) is not None, "no STOPPING=1")
             print("# SIGTERM -> exit: %.3f s" % (t_exit - t_term))

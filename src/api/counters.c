@@ -187,6 +187,10 @@ static int resolve(const char *name, counter_entry *ce)
 {
         const field_meta *m;
 
+        if (!strcmp(name, "DCGM_EXP_GPU_HEALTH_STATUS")) {
+                ce->src = CS_HEALTH;
+                return 0;
+        }
         if (!strncmp(name, "DCGM_EXP_", 9))
                 return -EOPNOTSUPP;
         m = field_by_name(name);
@@ -387,4 +391,12 @@ int counters_default(counter_set **ret, char *err, size_t errlen)
 {
         return counters_parse((const char *)counters_default_csv, counters_default_csv_len,
                               "default-counters.csv", ret, err, errlen);
+}
+
+bool counters_has_health(const counter_set *s)
+{
+        for (size_t i = 0; s && i < s->n; i++)
+                if (s->entries[i].src == CS_HEALTH)
+                        return true;
+        return false;
 }

@@ -33,6 +33,7 @@ enum counter_type {
 enum counter_source {
         CS_FIELD = 0,       /* a catalog field (field != NULL) */
         CS_UNCOLLECTED = 1, /* a DCGM field Vigil does not collect: exports nothing */
+        CS_HEALTH = 2,      /* DCGM_EXP_GPU_HEALTH_STATUS, rendered by the health engine */
 };
 
 typedef struct counter_entry {
@@ -65,5 +66,7 @@ const char *counters_default_text(size_t *len);
 /* NULL ok; returns NULL. */
 counter_set *counters_free(counter_set *s);
 const char *counter_type_name(enum counter_type t);
+/* True when the set lists DCGM_EXP_GPU_HEALTH_STATUS (dcgm-exporter's opt-in health family). */
+bool counters_has_health(const counter_set *s);
 
 #endif

@@ -489,7 +489,12 @@ static int render_health(api *a, buf *b, bool om)
                 return 0;
         if (om && b->len >= 6 && !strcmp(b->data + b->len - 6, "# EOF\n"))
                 b->data[b->len -= 6] = '\0';
-        health_render_metrics(a->opt.health, b, a->counters != NULL, health_labels, a);
+        /* dcgm naming: only dcgm-exporter's opt-in DCGM_EXP_GPU_HEALTH_STATUS, when the counters
+         * file lists it (as dcgm-exporter does); native naming: the vigil_* health families. */
+        if (a->counters && !counters_has_health(a->counters))
+                goto out;
+        health_render_metrics(a->opt.health, b, a->counters != NULL, om, health_labels, a);
+out:
         if (om)
                 buf_puts(b, "# EOF\n");
         return b->err;

@@ -52,9 +52,11 @@ struct health {
 static const char *const system_names[HEALTH_SYS_COUNT] = {
     "pcie", "nvlink", "memory", "inforom", "thermal", "power", "driver", "gpu", "clocks", "host",
 };
-/* DCGM's watch names (dcgm-exporter's health_watch label); NULL: not a DCGM system. */
+/* DCGM's watch names (dcgm-exporter's health_watch label); NULL: not a DCGM system. Whole-GPU
+ * faults (lost GPU, "devastating" XIDs such as 79) are what DCGM reports under
+ * DCGM_HEALTH_WATCH_ALL, which dcgm-exporter labels "ALL". */
 static const char *const system_dcgm[HEALTH_SYS_COUNT] = {
-    "PCIE", "NVLINK", "MEM", "INFOROM", "THERMAL", "POWER", "DRIVER", NULL, NULL, NULL,
+    "PCIE", "NVLINK", "MEM", "INFOROM", "THERMAL", "POWER", "DRIVER", "ALL", NULL, NULL,
 };
 
 const char *health_system_name(enum health_system s)
@@ -1022,7 +1024,17 @@ json_t *health_json(health *h)
 
 /* ---- metrics --------------------------------------------------------------------------------- */
 
-int health_render_metrics(health *h, buf *b, bool dcgm, health_label_fn labels, void *userdata)
+/* A counter's HELP/TYPE lines: OpenMetrics names the family without "_total". */
+static void counter_header(buf *b, const char *name, const char *help, bool om)
+{
+        size_t l = strlen(name);
+        int n = om && l > 6 && !strcmp(name + l - 6, "_total") ? (int)(l - 6) : (int)l;
+
+        buf_printf(b, "# HELP %.*s %s\n# TYPE %.*s counter\n", n, name, help, n, name);
+}
+
+int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn labels,
+                          void *userdata)
 {
         unsigned n = engine_gpu_count(h->opt.engine);
         buf lb;
@@ -1096,21 +1108,21 @@ int health_render_metrics(health *h, buf *b, bool dcgm, health_label_fn labels, 
         if (!dcgm) {
                 if (h->notifier)
                         notifier_get_stats(h->notifier, &ns);
-                buf_printf(
-                    b,
-                    "# HELP vigil_alert_outbox_depth Notifications waiting in the outbox.\n"
-                    "# TYPE vigil_alert_outbox_depth gauge\nvigil_alert_outbox_depth %llu\n"
-                    "# HELP vigil_alert_send_failures_total Failed notification attempts.\n"
-                    "# TYPE vigil_alert_send_failures_total counter\n"
-                    "vigil_alert_send_failures_total %llu\n"
-                    "# HELP vigil_alerts_sent_total Notifications delivered.\n"
-                    "# TYPE vigil_alerts_sent_total counter\nvigil_alerts_sent_total %llu\n"
-                    "# HELP vigil_policy_actions_total Policy actions run (dry runs "
-                    "included).\n# TYPE vigil_policy_actions_total counter\n"
-                    "vigil_policy_actions_total %llu\n",
-                    (unsigned long long)ns.depth, (unsigned long long)ns.failures,
-                    (unsigned long long)ns.sent,
-                    (unsigned long long)(h->policies ? policy_actions_total(h->policies) : 0));
+                buf_printf(b,
+                           "# HELP vigil_alert_outbox_depth Notifications waiting in the outbox.\n"
+                           "# TYPE vigil_alert_outbox_depth gauge\nvigil_alert_outbox_depth %llu\n",
+                           (unsigned long long)ns.depth);
+                counter_header(b, "vigil_alert_send_failures_total", "Failed notification attempts.",
+                               om);
+                buf_printf(b, "vigil_alert_send_failures_total %llu\n",
+                           (unsigned long long)ns.failures);
+                counter_header(b, "vigil_alerts_sent_total", "Notifications delivered.", om);
+                buf_printf(b, "vigil_alerts_sent_total %llu\n", (unsigned long long)ns.sent);
+                counter_header(b, "vigil_policy_actions_total",
+                               "Policy actions run (dry runs included).", om);
+                buf_printf(b, "vigil_policy_actions_total %llu\n",
+                           (unsigned long long)(h->policies ? policy_actions_total(h->policies)
+                                                            : 0));
         }
         return b->err;
 }

@@ -155,7 +155,8 @@ enum health_severity health_overall(health *h);
 /* The health families for /metrics; dcgm: DCGM_EXP_GPU_HEALTH_STATUS instead of vigil_gpu_health.
  * gpu_labels(i) writes the label set "gpu=...,UUID=..." of GPU i (without braces) into b. */
 typedef void (*health_label_fn)(void *userdata, unsigned gpu, buf *b);
-int health_render_metrics(health *h, buf *b, bool dcgm, health_label_fn labels, void *userdata);
+int health_render_metrics(health *h, buf *b, bool dcgm, bool openmetrics, health_label_fn labels,
+                          void *userdata);
 
 const char *health_system_name(enum health_system s);
 const char *health_severity_name(enum health_severity s); /* "pass", "warn", "fail" */

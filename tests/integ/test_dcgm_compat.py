@@ -198,6 +198,31 @@ def test_naming_dcgm_and_46_names():
                   "labels %s" % names)
 
 
+def test_health_status_when_listed():
+    """DCGM_EXP_GPU_HEALTH_STATUS is opt-in, as in dcgm-exporter: present only when listed, with
+    health_watch labels and DCGM's 0/10/20 values; an injected XID 79 turns a system to 20."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "c.csv")
+        with open(p, "w") as f:
+            f.write("DCGM_FI_DEV_GPU_TEMP, gauge, GPU temperature (in C).\n"
+                    "DCGM_EXP_GPU_HEALTH_STATUS, gauge, DCGM reported health status\n")
+        with start(["--collectors", p]) as v:
+            wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+            m = parse_metrics(v.metrics())
+            hs = series(m, "DCGM_EXP_GPU_HEALTH_STATUS", gpu=0)
+            check(hs and all(x in (0, 10, 20) for _, x in hs), "health status %s" % hs)
+            check({d["health_watch"] for d, _ in hs} >= {"PCIE", "MEM", "THERMAL", "POWER"},
+                  "health watches %s" % [d["health_watch"] for d, _ in hs])
+            v.inject(gpu=0, xid=79)
+            wait_for(lambda: any(x == 20 for _, x in series(parse_metrics(v.metrics()),
+                                                               "DCGM_EXP_GPU_HEALTH_STATUS", gpu=0)),
+                     3, "a FAIL (20) after XID 79")
+    with start(["--collectors", CSV]) as v:
+        check(not series(parse_metrics(v.metrics()), "DCGM_EXP_GPU_HEALTH_STATUS"),
+              "health status exported without being listed")
+
+
 def test_malformed_csv_refused_at_start():
     import tempfile
     with tempfile.TemporaryDirectory() as d:
@@ -247,5 +272,5 @@ def test_openmetrics_negotiation_both_namings():
 
 if __name__ == "__main__":
     main([test_default_counters_exact_families, test_xid_err_code_and_msg,
-          test_naming_dcgm_and_46_names, test_malformed_csv_refused_at_start,
+          test_naming_dcgm_and_46_names, test_health_status_when_listed, test_malformed_csv_refused_at_start,
           test_openmetrics_negotiation_both_namings])

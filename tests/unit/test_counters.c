@@ -181,8 +181,8 @@ static void test_malformed(void **state)
             {"150, gauge, x\n", "bad.csv:1: '150' is not a valid field name"},
             {", gauge, x\n", "bad.csv:1: '' is not a valid field name"},
             {"DCGM FI, gauge, x\n", "bad.csv:1: 'DCGM FI' is not a valid field name"},
-            {"DCGM_EXP_GPU_HEALTH_STATUS, counter, x\n",
-             "bad.csv:1: exporter field 'DCGM_EXP_GPU_HEALTH_STATUS' is not supported"},
+            {"DCGM_EXP_P2P_STATUS, counter, x\n",
+             "bad.csv:1: exporter field 'DCGM_EXP_P2P_STATUS' is not supported"},
             {"DCGM_EXP_XID_ERRORS_COUNT, counter, x\n",
              "bad.csv:1: exporter field 'DCGM_EXP_XID_ERRORS_COUNT' is not supported"},
             {"DCGM_FI_DRIVER_VERSION, gauge, x\n",
@@ -200,6 +200,24 @@ static void test_malformed(void **state)
                         fail_msg("case %zu: r=%d err='%s', want '%s'", i, r, err, cases[i].err);
                 assert_null(s);
         }
+}
+
+/* dcgm-exporter's opt-in health family is accepted and flagged for the health engine. */
+static void test_health_status_entry(void **state)
+{
+        static const char text[] = "DCGM_FI_DEV_GPU_TEMP, gauge, t\n"
+                                   "DCGM_EXP_GPU_HEALTH_STATUS, gauge, DCGM reported health status\n";
+        counter_set *s = NULL;
+        char err[256] = "";
+
+        (void)state;
+        assert_int_equal(counters_parse(text, strlen(text), "h.csv", &s, err, sizeof(err)), 0);
+        assert_true(counters_has_health(s));
+        assert_int_equal(s->entries[1].src, CS_HEALTH);
+        s = counters_free(s);
+        assert_int_equal(counters_parse(text, 31, "h.csv", &s, err, sizeof(err)), 0);
+        assert_false(counters_has_health(s));
+        counters_free(s);
 }
 
 static void test_limits(void **state)
@@ -230,7 +248,7 @@ int main(void)
             cmocka_unit_test(test_default_matches_deploy_file),
             cmocka_unit_test(test_spellings_labels_quotes),
             cmocka_unit_test(test_malformed),
-            cmocka_unit_test(test_limits),
+            cmocka_unit_test(test_health_status_entry), cmocka_unit_test(test_limits),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,7 +103,8 @@ int main(int argc, char **argv)
                                 nvmlEnableState_t a, b;
                                 for (unsigned k = 0; k < sizeof(slow_fv) / sizeof(slow_fv[0]); k++)
                                         fv[k].fieldId = slow_fv[k];
-                                nvmlDeviceGetFieldValues(dev[i], sizeof(slow_fv) / sizeof(slow_fv[0]), fv);
+                                nvmlDeviceGetFieldValues(dev[i],
+                                                         sizeof(slow_fv) / sizeof(slow_fv[0]), fv);
                                 nvmlDeviceGetCurrPcieLinkGeneration(dev[i], &v);
                                 nvmlDeviceGetCurrPcieLinkWidth(dev[i], &v);
                                 nvmlDeviceGetPcieThroughput(dev[i], NVML_PCIE_UTIL_TX_BYTES, &v);
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
                 next.tv_sec += 1;
                 clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
         }
-        printf("{\"gpus\": %u, \"seconds\": %d, \"cpu_seconds\": %.6f}\n", n, seconds, cpu_s() - c0);
+        printf("{\"gpus\": %u, \"seconds\": %d, \"cpu_seconds\": %.6f}\n", n, seconds,
+               cpu_s() - c0);
         return 0;
 }

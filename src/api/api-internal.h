@@ -45,8 +45,8 @@ typedef struct request {
         const char *path;                  /* URL path */
         const char *seg[API_MAX_SEGMENTS]; /* captured {params} */
         size_t n_seg;
-        buf body;       /* request body (POST) */
-        bool too_large; /* body exceeded the cap */
+        buf body;             /* request body (POST) */
+        bool too_large;       /* body exceeded the cap */
         gate_req sec;         /* security: request id, principal, role, status (auth_gate.h) */
         unsigned retry_after; /* seconds, for a 429's Retry-After; 0 = none */
         const char *route;    /* matched route pattern, for self-metrics; NULL = none */
@@ -68,9 +68,9 @@ enum MHD_Result h_gpu(request *r);
 enum MHD_Result h_history(request *r);
 enum MHD_Result h_fields(request *r);
 enum MHD_Result h_inject(request *r);
-enum MHD_Result h_health(request *r);        /* h_health.c */
-enum MHD_Result h_incidents(request *r);     /* h_health.c */
-enum MHD_Result h_incident_ack(request *r);  /* h_health.c */
+enum MHD_Result h_health(request *r);       /* h_health.c */
+enum MHD_Result h_incidents(request *r);    /* h_health.c */
+enum MHD_Result h_incident_ack(request *r); /* h_health.c */
 /* The permission of the route for method+path (server.c's table): >= 0 (enum auth_perm),
  * -ENOENT unknown path, -EPERM known path with another method. For the RBAC matrix test. */
 int api_route_perm(const char *method, const char *path);

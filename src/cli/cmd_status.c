@@ -102,8 +102,9 @@ static int render(cli_ctx *ctx, const json_t *st)
                 if ((p = json_object_get(self, "process"))) {
                         fmt_bytes(json_integer_value(json_object_get(p, "resident_memory_bytes")),
                                   tmp, sizeof(tmp));
-                        buf_printf(&b, "%-12s %.2fs CPU, %s resident, %lld open fds\n", "Process:",
-                                   json_number_value(json_object_get(p, "cpu_seconds")), tmp,
+                        buf_printf(&b, "%-12s %.2fs CPU, %s resident, %lld open fds\n",
+                                   "Process:", json_number_value(json_object_get(p, "cpu_seconds")),
+                                   tmp,
                                    (long long)json_integer_value(json_object_get(p, "open_fds")));
                 }
                 if ((lg = json_object_get(self, "log_messages")))
@@ -122,11 +123,10 @@ static int render(cli_ctx *ctx, const json_t *st)
                         fmt_seconds(secs, tmp, sizeof(tmp));
                         buf_printf(&b, "%-12s %lld calls, %s inside NVML\n", "NVML:", calls, tmp);
                 }
-                json_object_foreach((json_t *)json_object_get(self, "adaptive"), k, ad)
-                        if (json_is_true(json_object_get(ad, "stretched")))
-                                buf_printf(&b, "%-12s %s tier stretched x%.2f (sweeps too costly)\n",
-                                           "Adaptive:", k,
-                                           json_number_value(json_object_get(ad, "stretch")));
+                json_object_foreach((json_t *)json_object_get(self, "adaptive"), k,
+                                    ad) if (json_is_true(json_object_get(ad, "stretched")))
+                    buf_printf(&b, "%-12s %s tier stretched x%.2f (sweeps too costly)\n",
+                               "Adaptive:", k, json_number_value(json_object_get(ad, "stretch")));
                 if (json_is_integer(json_object_get(self, "anomalies_active")))
                         buf_printf(&b, "%-12s %lld active\n", "Anomalies:",
                                    (long long)json_integer_value(

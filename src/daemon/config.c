@@ -46,21 +46,21 @@ typedef int (*option_check)(const struct option *o, const char *shown, const cha
                             size_t whylen);
 
 struct option {
-        const char *path;         /* dotted key path in the file */
-        enum opt_type type;       /* how the value is parsed and stored */
-        size_t offset;            /* of the value in vigil_config (maps: of the array) */
-        size_t count_offset;      /* maps: of the size_t entry count */
-        const char *def;          /* default, written as in the file; NULL for maps (empty) */
-        int64_t min, max;         /* OPT_UINT: inclusive range; OPT_DURATION: usec */
-        const char *const *names; /* OPT_ENUM: accepted names, NULL-terminated */
-        option_check check;       /* OPT_STRING: extra validation, or NULL */
-        const char *why;          /* appended to a range error: why the bound exists */
-        bool secret;              /* never echoed in messages; "<redacted>" in config_to_json */
+        const char *path;           /* dotted key path in the file */
+        enum opt_type type;         /* how the value is parsed and stored */
+        size_t offset;              /* of the value in vigil_config (maps: of the array) */
+        size_t count_offset;        /* maps: of the size_t entry count */
+        const char *def;            /* default, written as in the file; NULL for maps (empty) */
+        int64_t min, max;           /* OPT_UINT: inclusive range; OPT_DURATION: usec */
+        const char *const *names;   /* OPT_ENUM: accepted names, NULL-terminated */
+        option_check check;         /* OPT_STRING: extra validation, or NULL */
+        const char *why;            /* appended to a range error: why the bound exists */
+        bool secret;                /* never echoed in messages; "<redacted>" in config_to_json */
         const struct option *items; /* OPT_MAP_LIST: keys of one item (offsets in the item) */
         size_t n_items;             /* OPT_MAP_LIST: entries in items */
         size_t item_size;           /* OPT_MAP_LIST: bytes of one item; max = most items */
         bool required;              /* item key that must be given */
-        double dmin, dmax;        /* OPT_DOUBLE: inclusive range */
+        double dmin, dmax;          /* OPT_DOUBLE: inclusive range */
 };
 
 static int check_listen(const struct option *o, const char *shown, const char *v, char *why,
@@ -84,9 +84,9 @@ static const char *const naming_names[] = {"vigil", "dcgm", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
 /* logging.syslog.facility; log_syslog_facility_from_string() maps the name */
-static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog",
-                                             "local0", "local1", "local2", "local3",
-                                             "local4", "local5", "local6", "local7", NULL};
+static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog", "local0",
+                                             "local1", "local2", "local3", "local4", "local5",
+                                             "local6", "local7", NULL};
 
 /* logging.file.max_size: "100MiB", "512KiB", bytes; at least 4 KiB. */
 static int check_log_size(const struct option *o, const char *shown, const char *v, char *why,
@@ -191,8 +191,8 @@ static const struct option options[] = {
      .min = 100 * MS, .max = 3600 * S},
     /* collection.adaptive (docs/self-monitoring.md; engine.c) */
     {"collection.adaptive.enabled", OPT_BOOL, OFF(collection.adaptive_enabled), .def = "true"},
-    {"collection.adaptive.max_share", OPT_DOUBLE, OFF(collection.adaptive_max_share),
-     .def = "0.5", .dmin = 0.05, .dmax = 1.0},
+    {"collection.adaptive.max_share", OPT_DOUBLE, OFF(collection.adaptive_max_share), .def = "0.5",
+     .dmin = 0.05, .dmax = 1.0},
     {"collection.adaptive.max_stretch", OPT_DOUBLE, OFF(collection.adaptive_max_stretch),
      .def = "4", .dmin = 1.0, .dmax = 100.0},
     /* anomaly: (docs/self-monitoring.md; health/anomaly.c) */
@@ -253,8 +253,8 @@ static const struct option options[] = {
      .def = "60s", .min = 0, .max = 300 * S, .why = "RFC 7519 leeway is a few minutes at most"},
     {"security.authorization.enabled", OPT_BOOL, OFF(security.authorization.enabled),
      .def = "true"},
-    {"security.authorization.roles.admin", OPT_LIST, OFF(security.authorization.admin),
-     .def = "*", .check = check_perms},
+    {"security.authorization.roles.admin", OPT_LIST, OFF(security.authorization.admin), .def = "*",
+     .check = check_perms},
     {"security.authorization.roles.operator", OPT_LIST, OFF(security.authorization.operator_),
      .def = "read,write,execute", .check = check_perms},
     {"security.authorization.roles.viewer", OPT_LIST, OFF(security.authorization.viewer),
@@ -269,8 +269,8 @@ static const struct option options[] = {
      .names = client_auth_names},
     {"security.network.allowed_ips", OPT_LIST, OFF(security.network.allowed_ips), .def = "",
      .check = check_cidr},
-    {"security.network.trusted_proxies", OPT_LIST, OFF(security.network.trusted_proxies),
-     .def = "", .check = check_cidr},
+    {"security.network.trusted_proxies", OPT_LIST, OFF(security.network.trusted_proxies), .def = "",
+     .check = check_cidr},
     {"security.network.rate_limiting.enabled", OPT_BOOL, OFF(security.network.rl_enabled),
      .def = "false"},
     {"security.network.rate_limiting.requests_per_minute", OPT_UINT,
@@ -515,8 +515,9 @@ static int check_schedule(const struct option *o, const char *shown, const char 
         if (!*v)
                 return 0;
         if (time_parse_duration(v, &us) < 0 || us < 60 * S) {
-                snprintf(why, whylen, "%s: '%s' is not an interval of at least 1m (or \"\" for off)",
-                         o->path, v);
+                snprintf(why, whylen,
+                         "%s: '%s' is not an interval of at least 1m (or \"\" for off)", o->path,
+                         v);
                 return -EINVAL;
         }
         return 0;
@@ -911,9 +912,10 @@ static int mark_seen(struct parser *p, const char *path, yaml_mark_t m)
 static const char *expected_of(const struct option *o)
 {
         static const char *const e[] = {
-            [OPT_STRING] = "a string",     [OPT_BOOL] = "a boolean", [OPT_UINT] = "an integer",
-            [OPT_DURATION] = "a duration", [OPT_ENUM] = "a name",    [OPT_FIELD_MAP] = "a mapping",
-            [OPT_LABEL_MAP] = "a mapping",  [OPT_LIST] = "a list of strings",
+            [OPT_STRING] = "a string",     [OPT_BOOL] = "a boolean",
+            [OPT_UINT] = "an integer",     [OPT_DURATION] = "a duration",
+            [OPT_ENUM] = "a name",         [OPT_FIELD_MAP] = "a mapping",
+            [OPT_LABEL_MAP] = "a mapping", [OPT_LIST] = "a list of strings",
             [OPT_DOUBLE] = "a number",     [OPT_MAP_LIST] = "a list of mappings",
         };
         return e[o->type];
@@ -1151,8 +1153,7 @@ static json_t *map_list_json(const struct option *o, const char *arr, size_t n)
 }
 
 /* One item's value: a scalar, or for an OPT_LIST key a sequence of scalars (comma-joined). */
-static int parse_item_value(struct parser *p, const struct option *it, char *item,
-                            const char *what)
+static int parse_item_value(struct parser *p, const struct option *it, char *item, const char *what)
 {
         _cleanup_event_ yaml_event_t e = {0};
         _cleanup_free_ char *v = NULL;
@@ -1234,8 +1235,8 @@ static int parse_map_list(struct parser *p, const struct option *o)
                 if (m.type == YAML_SEQUENCE_END_EVENT)
                         break;
                 if (m.type != YAML_MAPPING_START_EVENT)
-                        return fail(p, m.start_mark, "%s[%zu]: expected a mapping, got %s",
-                                    o->path, *n, event_what(&m));
+                        return fail(p, m.start_mark, "%s[%zu]: expected a mapping, got %s", o->path,
+                                    *n, event_what(&m));
                 if ((int64_t)*n >= o->max)
                         return fail(p, m.start_mark, "%s: more than %lld entries", o->path,
                                     (long long)o->max);
@@ -1267,8 +1268,8 @@ static int parse_map_list(struct parser *p, const struct option *o)
                         if (k.type == YAML_MAPPING_END_EVENT)
                                 break;
                         if (k.type != YAML_SCALAR_EVENT)
-                                return fail(p, k.start_mark, "%s[%zu]: keys must be names",
-                                            o->path, *n - 1);
+                                return fail(p, k.start_mark, "%s[%zu]: keys must be names", o->path,
+                                            *n - 1);
                         for (ki = 0; ki < o->n_items; ki++)
                                 if (!strcmp(o->items[ki].path, (const char *)k.data.scalar.value)) {
                                         it = &o->items[ki];
@@ -1278,8 +1279,8 @@ static int parse_map_list(struct parser *p, const struct option *o)
                                 return fail(p, k.start_mark, "%s[%zu]: unknown key '%.64s'",
                                             o->path, *n - 1, (const char *)k.data.scalar.value);
                         if (given[ki])
-                                return fail(p, k.start_mark, "%s[%zu]: duplicate key '%s'",
-                                            o->path, *n - 1, it->path);
+                                return fail(p, k.start_mark, "%s[%zu]: duplicate key '%s'", o->path,
+                                            *n - 1, it->path);
                         given[ki] = true;
                         snprintf(what, sizeof(what), "%s[%zu]", o->path, *n - 1);
                         if ((r = parse_item_value(p, it, item, what)) < 0)
@@ -1326,8 +1327,7 @@ static int check_condition(const struct option *o, const char *shown, const char
 static int check_actions(const struct option *o, const char *shown, const char *v, char *why,
                          size_t whylen)
 {
-        static const char *const acts[] = {"log", "alert", "exec", "set_power_limit",
-                                           "reset_gpu"};
+        static const char *const acts[] = {"log", "alert", "exec", "set_power_limit", "reset_gpu"};
         const char *s = v;
 
         (void)shown;
@@ -1376,9 +1376,17 @@ int config_parse_size(const char *s, uint64_t *ret)
         static const struct {
                 const char *suffix;
                 uint64_t mult;
-        } units[] = {{"", 1},           {"B", 1},           {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20},
-                     {"GiB", 1ULL << 30}, {"K", 1000},       {"M", 1000000},      {"G", 1000000000},
-                     {"KB", 1000},      {"MB", 1000000},    {"GB", 1000000000}};
+        } units[] = {{"", 1},
+                     {"B", 1},
+                     {"KiB", 1ULL << 10},
+                     {"MiB", 1ULL << 20},
+                     {"GiB", 1ULL << 30},
+                     {"K", 1000},
+                     {"M", 1000000},
+                     {"G", 1000000000},
+                     {"KB", 1000},
+                     {"MB", 1000000},
+                     {"GB", 1000000000}};
         char *end;
         unsigned long long v;
 
@@ -1824,7 +1832,8 @@ static json_t *option_json(const struct option *o, const vigil_config *c)
                 return m;
         }
         case OPT_MAP_LIST:
-                return map_list_json(o, *(char *const *)p, *(const size_t *)slot(c, o->count_offset));
+                return map_list_json(o, *(char *const *)p,
+                                     *(const size_t *)slot(c, o->count_offset));
         case OPT_LABEL_MAP: {
                 const config_label *l = *(config_label *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);

@@ -38,10 +38,10 @@ typedef struct config_label {
 
 /* One policies entry (docs/health.md): when an incident matching condition opens, run actions. */
 typedef struct config_policy {
-        char *condition;              /* rule name, xid_N, xid, critical, warning or "*" */
-        char *actions;                /* comma-joined: log, alert, exec, set_power_limit, reset_gpu */
-        char *exec;                   /* command for exec (sh -c), incident JSON on stdin */
-        int64_t exec_timeout_us;      /* usec; the hook is killed after this */
+        char *condition;         /* rule name, xid_N, xid, critical, warning or "*" */
+        char *actions;           /* comma-joined: log, alert, exec, set_power_limit, reset_gpu */
+        char *exec;              /* command for exec (sh -c), incident JSON on stdin */
+        int64_t exec_timeout_us; /* usec; the hook is killed after this */
         unsigned power_limit_percent; /* set_power_limit: percent of the default limit (10..100) */
         bool dry_run;                 /* record what would be done, do nothing */
         char *rate_limit;             /* "N/DURATION" (at most N runs per GPU per DURATION) */
@@ -74,9 +74,9 @@ typedef struct vigil_config {
                 size_t n_fields;               /* entries in fields */
                 int64_t max_age_us;            /* usec; cache keeps samples this long (1s..30d) */
                 unsigned max_samples;          /* samples; cache cap per series (1..1000000) */
-                bool adaptive_enabled;         /* stretch a tier's interval when sweeps cost too much */
-                double adaptive_max_share;     /* of the interval a sweep may take (0.05..1) */
-                double adaptive_max_stretch;   /* times the configured interval, at most (1..100) */
+                bool adaptive_enabled;     /* stretch a tier's interval when sweeps cost too much */
+                double adaptive_max_share; /* of the interval a sweep may take (0.05..1) */
+                double adaptive_max_stretch; /* times the configured interval, at most (1..100) */
         } collection;
         struct {
                 enum config_naming naming;  /* family and label naming */
@@ -93,14 +93,14 @@ typedef struct vigil_config {
                 unsigned max_request_body;       /* bytes (1024..16777216) */
         } http;
         struct {
-                enum log_level level;   /* minimum level logged */
-                enum log_format format; /* text or JSON lines */
-                char *file_path;        /* log file; "" = none */
-                char *file_max_size;    /* size text ("100MiB"); log_parse_size() reads it */
-                unsigned file_max_files; /* rotated files kept (0..1000) */
-                bool syslog_enabled;    /* warnings and above to syslog */
-                int syslog_facility;    /* index in daemon, user, auth, syslog, local0..local7 */
-                unsigned rate_burst;    /* messages per call site per interval; 0 = unlimited */
+                enum log_level level;     /* minimum level logged */
+                enum log_format format;   /* text or JSON lines */
+                char *file_path;          /* log file; "" = none */
+                char *file_max_size;      /* size text ("100MiB"); log_parse_size() reads it */
+                unsigned file_max_files;  /* rotated files kept (0..1000) */
+                bool syslog_enabled;      /* warnings and above to syslog */
+                int syslog_facility;      /* index in daemon, user, auth, syslog, local0..local7 */
+                unsigned rate_burst;      /* messages per call site per interval; 0 = unlimited */
                 int64_t rate_interval_us; /* usec; rate limiter window */
         } logging;
         /* anomaly: learned per-GPU baselines and peer comparison (health/anomaly.h) */
@@ -121,35 +121,35 @@ typedef struct vigil_config {
          * contain a comma. */
         struct {
                 struct {
-                        bool enabled;           /* require a bearer JWT on TCP */
-                        int method;             /* 0 = jwt (the only method) */
-                        char *jwt_secret;       /* HS256 key, >= 32 bytes; secret */
+                        bool enabled;            /* require a bearer JWT on TCP */
+                        int method;              /* 0 = jwt (the only method) */
+                        char *jwt_secret;        /* HS256 key, >= 32 bytes; secret */
                         int64_t token_expiry_us; /* usec; default ttl of `vigil token create` */
-                        char *issuer;           /* required iss when non-empty */
-                        char *audience;         /* required aud when non-empty */
-                        char *public_key_file;  /* PEM RSA/EC key: RS256/ES256 instead of HS256 */
-                        int64_t leeway_us;      /* usec; clock skew allowed on exp/nbf/iat */
+                        char *issuer;            /* required iss when non-empty */
+                        char *audience;          /* required aud when non-empty */
+                        char *public_key_file;   /* PEM RSA/EC key: RS256/ES256 instead of HS256 */
+                        int64_t leeway_us;       /* usec; clock skew allowed on exp/nbf/iat */
                 } authentication;
                 struct {
-                        bool enabled;            /* check roles; off = any authenticated user */
-                        char *admin;             /* permissions of role admin ("*" = all) */
-                        char *operator_;         /* permissions of role operator */
-                        char *viewer;            /* permissions of role viewer */
-                        char *unix_admin_group;  /* unix-socket peers in this group are admin */
+                        bool enabled;           /* check roles; off = any authenticated user */
+                        char *admin;            /* permissions of role admin ("*" = all) */
+                        char *operator_;        /* permissions of role operator */
+                        char *viewer;           /* permissions of role viewer */
+                        char *unix_admin_group; /* unix-socket peers in this group are admin */
                 } authorization;
                 struct {
-                        bool enabled;     /* serve HTTPS on the TCP listener */
-                        char *cert_file;  /* PEM certificate chain */
-                        char *key_file;   /* PEM private key */
-                        char *ca_file;    /* PEM CA for client certificates */
-                        int client_auth;  /* 0 none, 1 request, 2 require */
+                        bool enabled;    /* serve HTTPS on the TCP listener */
+                        char *cert_file; /* PEM certificate chain */
+                        char *key_file;  /* PEM private key */
+                        char *ca_file;   /* PEM CA for client certificates */
+                        int client_auth; /* 0 none, 1 request, 2 require */
                 } tls;
                 struct {
-                        char *allowed_ips;     /* CIDRs allowed to connect; "" = any */
-                        char *trusted_proxies; /* CIDRs whose X-Forwarded-For is believed */
-                        bool rl_enabled;       /* token-bucket rate limits */
+                        char *allowed_ips;      /* CIDRs allowed to connect; "" = any */
+                        char *trusted_proxies;  /* CIDRs whose X-Forwarded-For is believed */
+                        bool rl_enabled;        /* token-bucket rate limits */
                         unsigned rl_per_minute; /* requests per minute per principal and per IP */
-                        unsigned rl_burst;     /* bucket size, requests */
+                        unsigned rl_burst;      /* bucket size, requests */
                 } network;
                 struct {
                         bool enabled;                /* hash-chained audit records */
@@ -178,26 +178,26 @@ typedef struct vigil_config {
         } encryption;
         /* health, policies, alerting (docs/health.md). */
         struct {
-                bool enabled;                  /* evaluate the health rules */
-                unsigned expected_gpus;        /* GPUs this node should have; 0 = unchecked */
-                unsigned temp_warning;         /* C */
-                unsigned temp_critical;        /* C */
-                unsigned temp_hysteresis;      /* C below a threshold before it clears */
-                int64_t resolve_after_us;      /* usec clear before an incident resolves */
-                int64_t xid_hold_us;           /* usec an XID keeps its incident active */
-                int64_t nvml_call_timeout_us;  /* usec before a GPU is marked unresponsive */
-                int64_t throttle_sustain_us;   /* usec a HW clock slowdown must last */
-                char *max_rss;                 /* "256MiB"; "0" = unchecked */
-                unsigned disk_warning;         /* percent used of the data dir's filesystem */
-                unsigned disk_critical;        /* percent */
+                bool enabled;                        /* evaluate the health rules */
+                unsigned expected_gpus;              /* GPUs this node should have; 0 = unchecked */
+                unsigned temp_warning;               /* C */
+                unsigned temp_critical;              /* C */
+                unsigned temp_hysteresis;            /* C below a threshold before it clears */
+                int64_t resolve_after_us;            /* usec clear before an incident resolves */
+                int64_t xid_hold_us;                 /* usec an XID keeps its incident active */
+                int64_t nvml_call_timeout_us;        /* usec before a GPU is marked unresponsive */
+                int64_t throttle_sustain_us;         /* usec a HW clock slowdown must last */
+                char *max_rss;                       /* "256MiB"; "0" = unchecked */
+                unsigned disk_warning;               /* percent used of the data dir's filesystem */
+                unsigned disk_critical;              /* percent */
                 bool systems[CONFIG_HEALTH_SYSTEMS]; /* pcie nvlink memory inforom thermal power
                                                         driver gpu clocks host */
         } health;
         config_policy *policies; /* in file order */
         size_t n_policies;
         struct {
-                char *alertmanagers;       /* comma-joined base URLs */
-                config_webhook *webhooks;  /* in file order */
+                char *alertmanagers;      /* comma-joined base URLs */
+                config_webhook *webhooks; /* in file order */
                 size_t n_webhooks;
                 int64_t resend_interval_us; /* usec between re-sends of an active alert */
                 int64_t timeout_us;         /* usec per HTTP attempt */

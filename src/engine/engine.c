@@ -55,9 +55,9 @@ struct engine {
         size_t n_groups;
 
         /* adaptive collection; each tier's entries are touched only by its own thread */
-        double stretch[TIER_COUNT];  /* interval multiplier, >= 1 */
-        unsigned over[TIER_COUNT];   /* consecutive sweeps over budget */
-        unsigned under[TIER_COUNT];  /* consecutive sweeps well under budget */
+        double stretch[TIER_COUNT]; /* interval multiplier, >= 1 */
+        unsigned over[TIER_COUNT];  /* consecutive sweeps over budget */
+        unsigned under[TIER_COUNT]; /* consecutive sweeps well under budget */
 
         pthread_t fast_thread, slow_thread, event_thread;
         bool started, events_running;
@@ -360,7 +360,8 @@ static void adapt(engine *e, enum field_tier tier, double dur_s)
         e->stretch[tier] = next;
         pthread_mutex_lock(&e->lock);
         e->stats.tier[tier].stretch = next;
-        e->stats.tier[tier].interval_us = (int64_t)((double)e->stats.tier[tier].configured_us * next);
+        e->stats.tier[tier].interval_us =
+            (int64_t)((double)e->stats.tier[tier].configured_us * next);
         if (next > 1.0 && !e->stats.tier[tier].stretched_since_us)
                 e->stats.tier[tier].stretched_since_us = time_real_us();
         if (next == 1.0)

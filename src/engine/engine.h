@@ -43,8 +43,8 @@ typedef struct engine_options {
                 double max_share;   /* of the interval a sweep may take (0..1] */
                 double max_stretch; /* most the interval may grow, times configured (>= 1) */
         } adaptive;
-        engine_sweep_fn on_sweep;  /* may be NULL */
-        engine_event_fn on_event;  /* may be NULL; health is told of XIDs at once */
+        engine_sweep_fn on_sweep; /* may be NULL */
+        engine_event_fn on_event; /* may be NULL; health is told of XIDs at once */
         void *userdata;
 } engine_options;
 
@@ -68,14 +68,14 @@ typedef struct engine_xid {
 } engine_xid;
 
 typedef struct engine_tier_stats {
-        int64_t interval_us;    /* effective interval (configured x stretch) */
-        int64_t configured_us;  /* configured interval */
-        double stretch;         /* effective / configured; 1 = not stretched */
+        int64_t interval_us;        /* effective interval (configured x stretch) */
+        int64_t configured_us;      /* configured interval */
+        double stretch;             /* effective / configured; 1 = not stretched */
         int64_t stretched_since_us; /* usec since epoch the tier is stretched; 0 = not */
-        uint64_t sweeps;        /* completed sweeps */
-        uint64_t late;          /* sweeps that started more than half an interval late */
-        double last_duration_s; /* wall time of the last sweep */
-        double sum_duration_s;  /* histogram sum */
+        uint64_t sweeps;            /* completed sweeps */
+        uint64_t late;              /* sweeps that started more than half an interval late */
+        double last_duration_s;     /* wall time of the last sweep */
+        double sum_duration_s;      /* histogram sum */
         uint64_t buckets[ENGINE_HIST_BUCKETS]; /* cumulative counts for engine_hist_bounds[] */
         int64_t last_sweep_us;                 /* end of the last sweep, usec since epoch */
 } engine_tier_stats;

@@ -1112,17 +1112,17 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                            "# HELP vigil_alert_outbox_depth Notifications waiting in the outbox.\n"
                            "# TYPE vigil_alert_outbox_depth gauge\nvigil_alert_outbox_depth %llu\n",
                            (unsigned long long)ns.depth);
-                counter_header(b, "vigil_alert_send_failures_total", "Failed notification attempts.",
-                               om);
+                counter_header(b, "vigil_alert_send_failures_total",
+                               "Failed notification attempts.", om);
                 buf_printf(b, "vigil_alert_send_failures_total %llu\n",
                            (unsigned long long)ns.failures);
                 counter_header(b, "vigil_alerts_sent_total", "Notifications delivered.", om);
                 buf_printf(b, "vigil_alerts_sent_total %llu\n", (unsigned long long)ns.sent);
                 counter_header(b, "vigil_policy_actions_total",
                                "Policy actions run (dry runs included).", om);
-                buf_printf(b, "vigil_policy_actions_total %llu\n",
-                           (unsigned long long)(h->policies ? policy_actions_total(h->policies)
-                                                            : 0));
+                buf_printf(
+                    b, "vigil_policy_actions_total %llu\n",
+                    (unsigned long long)(h->policies ? policy_actions_total(h->policies) : 0));
         }
         return b->err;
 }

@@ -194,12 +194,11 @@ static void test_health_sections(void **state)
         j = config_to_json(&c);
         assert_non_null(j);
         assert_int_equal(json_array_size(json_object_get(j, "policies")), 2);
-        assert_string_equal(json_string_value(json_object_get(
-                                json_array_get(json_object_get(json_object_get(j, "alerting"),
-                                                               "webhooks"),
-                                               0),
-                                "secret")),
-                            "<redacted>");
+        assert_string_equal(
+            json_string_value(json_object_get(
+                json_array_get(json_object_get(json_object_get(j, "alerting"), "webhooks"), 0),
+                "secret")),
+            "<redacted>");
         json_decref(j);
         config_release(&c);
 }

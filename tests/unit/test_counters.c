@@ -205,8 +205,9 @@ static void test_malformed(void **state)
 /* dcgm-exporter's opt-in health family is accepted and flagged for the health engine. */
 static void test_health_status_entry(void **state)
 {
-        static const char text[] = "DCGM_FI_DEV_GPU_TEMP, gauge, t\n"
-                                   "DCGM_EXP_GPU_HEALTH_STATUS, gauge, DCGM reported health status\n";
+        static const char text[] =
+            "DCGM_FI_DEV_GPU_TEMP, gauge, t\n"
+            "DCGM_EXP_GPU_HEALTH_STATUS, gauge, DCGM reported health status\n";
         counter_set *s = NULL;
         char err[256] = "";
 
@@ -248,7 +249,8 @@ int main(void)
             cmocka_unit_test(test_default_matches_deploy_file),
             cmocka_unit_test(test_spellings_labels_quotes),
             cmocka_unit_test(test_malformed),
-            cmocka_unit_test(test_health_status_entry), cmocka_unit_test(test_limits),
+            cmocka_unit_test(test_health_status_entry),
+            cmocka_unit_test(test_limits),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -681,21 +681,23 @@ int main(int argc, char **argv)
                 health_glue hg;
                 r = health_glue_build(&d.cfg, &hg);
                 if (r == 0) {
-                        health_options ho = {.engine = en, .cache = ca, .backend = be,
-                                             .store = d.store, .data_dir = d.cfg.data_dir,
-                                             .hostname = hostname, .cfg = &hg.cfg};
+                        health_options ho = {.engine = en,
+                                             .cache = ca,
+                                             .backend = be,
+                                             .store = d.store,
+                                             .data_dir = d.cfg.data_dir,
+                                             .hostname = hostname,
+                                             .cfg = &hg.cfg};
                         r = health_new(&ho, &d.health);
                         health_glue_release(&hg);
                 }
                 if (r < 0) {
-                        log_error("vigild", "failed to set up the health engine: %s",
-                                  strerror(-r));
+                        log_error("vigild", "failed to set up the health engine: %s", strerror(-r));
                         goto out;
                 }
                 r = health_start(d.health);
                 if (r < 0) {
-                        log_error("vigild", "failed to start the health engine: %s",
-                                  strerror(-r));
+                        log_error("vigild", "failed to start the health engine: %s", strerror(-r));
                         goto out;
                 }
         }
@@ -881,7 +883,7 @@ out:
         api_stop(d.api);
         engine_stop(en);
         if (d.anomaly)
-                anomaly_save(d.anomaly); /* baselines survive the restart */
+                anomaly_save(d.anomaly);  /* baselines survive the restart */
         d.health = health_free(d.health); /* after the engine: no hook runs any more */
         d.api = api_free(d.api);
         d.anomaly = anomaly_free(d.anomaly);

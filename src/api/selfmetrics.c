@@ -224,10 +224,11 @@ void selfmetrics_render(api *a, buf *b, bool om)
         pthread_mutex_unlock(&http_lock);
 
         if (a->opt.anomaly) {
-                anomaly_state *as = calloc(ANOMALY_MAX_GPUS * ANOMALY_MAX_FIELDS * 2, sizeof(*as));
-                size_t n = as ? anomaly_states(a->opt.anomaly, as,
-                                               ANOMALY_MAX_GPUS * ANOMALY_MAX_FIELDS * 2)
-                              : 0;
+                /* sized by the GPUs present, not the maximum: this runs after every sweep */
+                size_t cap =
+                    (size_t)MAX(engine_gpu_count(a->opt.engine), 1) * ANOMALY_MAX_FIELDS * 2;
+                anomaly_state *as = malloc(cap * sizeof(*as));
+                size_t n = as ? anomaly_states(a->opt.anomaly, as, cap) : 0;
                 family(b, om, "vigil_gpu_anomaly", "gauge",
                        "1 while a GPU reading is anomalous: kind=baseline against its own "
                        "learned baseline, kind=peer against the node's other GPUs");

@@ -302,39 +302,46 @@ static int load_fn(sqlite3 *db, void *arg)
 }
 #endif
 
-/* Write the dirty incidents (health thread, outside the lock). */
+/* Write the dirty incidents (health thread). The dirty ones are copied and marked clean under the
+ * lock, written outside it, and marked dirty again by id if the write fails (retried at the next
+ * evaluation). Most evaluations change nothing and allocate nothing. */
 static void persist(health *h)
 {
-        incident *v;
-        size_t n = 0;
+        incident *v = NULL;
+        size_t n = 0, k = 0;
 
-        if (!h->opt.store)
-                goto clean;
-        v = calloc(HEALTH_MAX_INCIDENTS, sizeof(*v));
+        pthread_mutex_lock(&h->lock);
+        for (size_t i = 0; i < h->n_inc; i++)
+                n += h->inc[i].dirty;
+        if (n && h->opt.store)
+                v = calloc(n, sizeof(*v));
+        for (size_t i = 0; i < h->n_inc; i++) {
+                if (!h->inc[i].dirty)
+                        continue;
+                if (v)
+                        v[k++] = h->inc[i];
+                if (v || !h->opt.store)
+                        h->inc[i].dirty = false;
+        }
+        pthread_mutex_unlock(&h->lock);
         if (!v)
                 return;
-        pthread_mutex_lock(&h->lock);
-        for (size_t i = 0; i < h->n_inc; i++)
-                if (h->inc[i].dirty)
-                        v[n++] = h->inc[i];
-        pthread_mutex_unlock(&h->lock);
-        if (n) {
 #ifdef VIGIL_HAVE_STORE
-                save_ctx sc = {v, n};
+        {
+                save_ctx sc = {v, k};
                 int r = store_write(h->opt.store, save_fn, &sc);
                 if (r < 0) {
-                        log_error("health", "failed to save %zu incidents: %s", n, strerror(-r));
-                        free(v);
-                        return; /* stay dirty: retried at the next evaluation */
+                        log_error("health", "failed to save %zu incidents: %s", k, strerror(-r));
+                        pthread_mutex_lock(&h->lock);
+                        for (size_t i = 0; i < h->n_inc; i++)
+                                for (size_t j = 0; j < k; j++)
+                                        if (h->inc[i].id == v[j].id)
+                                                h->inc[i].dirty = true;
+                        pthread_mutex_unlock(&h->lock);
                 }
-#endif
         }
+#endif
         free(v);
-clean:
-        pthread_mutex_lock(&h->lock);
-        for (size_t i = 0; i < h->n_inc; i++)
-                h->inc[i].dirty = false;
-        pthread_mutex_unlock(&h->lock);
 }
 
 /* ---- incidents ------------------------------------------------------------------------------- */

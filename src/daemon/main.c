@@ -581,6 +581,19 @@ int main(int argc, char **argv)
                 goto out;
         }
 
+        if (d.cfg.socket[0] && strrchr(d.cfg.socket, '/') &&
+            strrchr(d.cfg.socket, '/') != d.cfg.socket) {
+                /* /run/vigil is a tmpfs directory that systemd's RuntimeDirectory= creates; when
+                 * started by hand, create it rather than refuse to start. */
+                char dir[PATH_MAX];
+                snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(d.cfg.socket, '/') - d.cfg.socket),
+                         d.cfg.socket);
+                r = mkdir_p(dir);
+                if (r < 0)
+                        log_warn("vigild", "failed to create socket directory '%s': %s", dir,
+                                 strerror(-r));
+        }
+
         r = open_store(&d);
         if (r < 0)
                 goto out;

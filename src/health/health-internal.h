@@ -26,6 +26,18 @@ typedef struct host_facts {
         uint64_t rss_bytes; /* bytes; 0 unknown */
 } host_facts;
 
+/* What counter_increase last computed for one (field, window) of one GPU: the windowed rules
+ * read counters that change every slow sweep (10 s) but are evaluated every second, so the
+ * history is decoded again only when a newer sample exists. */
+#define RULE_MEMO_SLOTS 8
+typedef struct counter_memo {
+        uint16_t field;    /* DCGM id, 0 = free slot */
+        int64_t window_us; /* window length */
+        int64_t latest_ts; /* timestamp of the newest sample when computed */
+        int64_t inc;       /* result: increase over the window */
+        size_t npoints;    /* result: valid points */
+} counter_memo;
+
 typedef struct rule_ctx {
         cache *cache;             /* readings */
         unsigned gpu;             /* GPU index (GPU scope) */
@@ -35,6 +47,7 @@ typedef struct rule_ctx {
         const host_facts *host;   /* node facts */
         int64_t now_us;           /* realtime usec */
         bool active;              /* the condition is open and firing: clear thresholds apply */
+        counter_memo *memo;       /* RULE_MEMO_SLOTS entries for this GPU, or NULL */
 } rule_ctx;
 
 typedef struct rule_result {

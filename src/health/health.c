@@ -28,11 +28,12 @@
         (30 * USEC_PER_SEC) /* last_seen of a firing incident is saved this often */
 
 struct health {
-        health_options opt;        /* copy; cfg points at cfg below */
-        health_config cfg;         /* copy; arrays owned */
-        char *data_dir, *hostname; /* owned */
-        pthread_mutex_t lock;      /* guards everything below */
-        pthread_cond_t wake;       /* the health thread waits here (CLOCK_MONOTONIC) */
+        health_options opt;                                  /* copy; cfg points at cfg below */
+        health_config cfg;                                   /* copy; arrays owned */
+        char *data_dir, *hostname;                           /* owned */
+        pthread_mutex_t lock;                                /* guards everything below */
+        counter_memo memo[ENGINE_MAX_GPUS][RULE_MEMO_SLOTS]; /* windowed counter results */
+        pthread_cond_t wake; /* the health thread waits here (CLOCK_MONOTONIC) */
         incident inc[HEALTH_MAX_INCIDENTS];
         size_t n_inc;
         uint64_t next_id; /* id of the next incident */
@@ -531,6 +532,7 @@ void health_eval(health *h)
                                     .cfg = &h->cfg,
                                     .host = &hf,
                                     .now_us = now,
+                                    .memo = h->memo[gi],
                                 };
                                 if (ru->scope != RULE_SCOPE_GPU || !h->cfg.systems[ru->system])
                                         continue;

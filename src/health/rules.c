@@ -54,12 +54,30 @@ static int latest_i64(const rule_ctx *c, uint16_t field, int64_t *out)
 static int counter_increase(const rule_ctx *c, uint16_t field, int64_t window_us, int64_t *inc,
                             size_t *npoints)
 {
-        _cleanup_free_ cache_point *pts = calloc(HISTORY_MAX, sizeof(*pts));
+        _cleanup_free_ cache_point *pts = NULL;
         size_t n = 0, valid = 0;
         int64_t sum = 0, prev = 0;
         bool have = false;
         int r;
 
+        counter_memo *m = NULL;
+        int64_t latest_ts = 0;
+        field_value lv;
+
+        if (c->memo && cache_latest(c->cache, c->gpu, field, &lv, &latest_ts) == 0) {
+                for (size_t i = 0; i < RULE_MEMO_SLOTS && !m; i++)
+                        if (c->memo[i].field == field && c->memo[i].window_us == window_us)
+                                m = &c->memo[i];
+                for (size_t i = 0; i < RULE_MEMO_SLOTS && !m; i++)
+                        if (c->memo[i].field == 0)
+                                m = &c->memo[i];
+                if (m && m->field == field && m->latest_ts == latest_ts) {
+                        *inc = m->inc;
+                        *npoints = m->npoints;
+                        return 0;
+                }
+        }
+        pts = malloc(HISTORY_MAX * sizeof(*pts));
         if (!pts)
                 return -ENOMEM;
         r = cache_history(c->cache, c->gpu, field, c->now_us - window_us, pts, HISTORY_MAX, &n);
@@ -76,6 +94,12 @@ static int counter_increase(const rule_ctx *c, uint16_t field, int64_t window_us
         }
         *inc = sum;
         *npoints = valid;
+        if (m)
+                *m = (counter_memo){.field = field,
+                                    .window_us = window_us,
+                                    .latest_ts = latest_ts,
+                                    .inc = sum,
+                                    .npoints = valid};
         return 0;
 }
 

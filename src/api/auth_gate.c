@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "ratelimit.h"
 #include "store/store.h"
 #include "tls.h"
+#include "webconfig.h"
 
 #define REVOKED_MAX 65536 /* revoked token ids kept in memory */
 
@@ -38,6 +40,13 @@ struct gate_cfg {
         bool audit;              /* records on */
         unsigned retention_days; /* 0 = forever */
         gid_t admin_gid;         /* unix_admin_group's gid, or (gid_t)-1 */
+        basic_auth *basic;       /* web-config basic_auth_users, or NULL */
+        enum auth_role web_role; /* role of a basic-auth user */
+        bool audit_bodies;       /* audit.include_sensitive_data */
+
+        /* web-config response headers (name, value), owned */
+        char *hdr[WEBCONFIG_MAX_HEADERS][2];
+        size_t n_hdr; /* pairs in hdr */
 };
 
 struct auth_gate {
@@ -55,6 +64,11 @@ static void cfg_free(struct gate_cfg *c)
         if (!c)
                 return;
         auth_jwt_key_release(&c->key);
+        basic_auth_free(c->basic);
+        for (size_t i = 0; i < c->n_hdr; i++) {
+                free(c->hdr[i][0]);
+                free(c->hdr[i][1]);
+        }
         free(c);
 }
 
@@ -66,7 +80,8 @@ static int cfg_build(const gate_options *o, struct gate_cfg **ret, char *err, si
 
         if (!c)
                 return -ENOMEM;
-        c->pol.authn = o->authn;
+        /* basic_auth_users make TCP authenticated, as JWT does: same decision table */
+        c->pol.authn = o->authn || (o->web && o->web->n_users);
         c->pol.authz = o->authz;
         c->pol.metrics_public = o->metrics_public;
         c->pol.inject_open = o->inject_open && !o->authn;
@@ -101,6 +116,23 @@ static int cfg_build(const gate_options *o, struct gate_cfg **ret, char *err, si
         c->rl_burst = o->rl_burst ? o->rl_burst : 20;
         c->audit = o->audit && o->store;
         c->retention_days = o->retention_days;
+        c->audit_bodies = o->audit_bodies;
+        c->web_role =
+            o->web_role >= ROLE_VIEWER && o->web_role < ROLE_COUNT ? o->web_role : ROLE_VIEWER;
+        if (o->web && o->web->n_users && (r = basic_auth_new(o->web, &c->basic)) < 0) {
+                snprintf(err, errlen, "cannot set up basic authentication: %s", strerror(-r));
+                cfg_free(c);
+                return r;
+        }
+        for (size_t i = 0; o->web && i < o->web->n_headers && i < WEBCONFIG_MAX_HEADERS; i++) {
+                c->hdr[i][0] = strdup(o->web->headers[i][0]);
+                c->hdr[i][1] = strdup(o->web->headers[i][1]);
+                c->n_hdr++;
+                if (!c->hdr[i][0] || !c->hdr[i][1]) {
+                        cfg_free(c);
+                        return -ENOMEM;
+                }
+        }
         c->admin_gid = (gid_t)-1;
         if (o->unix_admin_group && *o->unix_admin_group) {
                 struct group gr, *res = NULL;
@@ -239,12 +271,15 @@ void gate_describe(auth_gate *g, const char *tcp_url, const char *socket_path, b
                          socket_path && *socket_path ? socket_path : "(none)");
         else if (c->pol.authn)
                 snprintf(out, len,
-                         "TCP %s%s with %s JWT authentication, roles %s, allowlist %s, "
+                         "TCP %s%s with %s%s authentication, roles %s, allowlist %s, "
                          "rate limit %s, audit %s; /metrics %s",
-                         tcp, tls ? " (TLS)" : " (plain HTTP)", auth_alg_name(c->key.alg),
+                         tcp, tls ? " (TLS)" : " (plain HTTP)",
+                         c->have_key ? auth_alg_name(c->key.alg) : "",
+                         c->basic ? (c->have_key ? " JWT and web-config user" : "web-config user")
+                                  : " JWT",
                          c->pol.authz ? "enforced" : "off (any valid token is admin)",
                          c->allow.n ? "on" : "off", c->rl ? "on" : "off", c->audit ? "on" : "off",
-                         c->pol.metrics_public ? "public" : "needs read");
+                         c->pol.metrics_public && !c->basic ? "public" : "needs read");
         else
                 snprintf(out, len,
                          "TCP %s%s read-only without authentication%s; mutations via "
@@ -287,6 +322,17 @@ void api_decorate_response(request *r, struct MHD_Response *resp, unsigned statu
                 snprintf(b, sizeof(b), "%u", r->retry_after);
                 MHD_add_response_header(resp, "Retry-After", b);
         }
+        if (r->api->opt.gate) {
+                auth_gate *g = r->api->opt.gate;
+                pthread_rwlock_rdlock(&g->lock);
+                for (size_t i = 0; i < g->cfg->n_hdr; i++)
+                        if (!MHD_get_response_header(resp, g->cfg->hdr[i][0]))
+                                MHD_add_response_header(resp, g->cfg->hdr[i][0], g->cfg->hdr[i][1]);
+                pthread_rwlock_unlock(&g->lock);
+        }
+        /* exporter-toolkit answers exactly "WWW-Authenticate: Basic" */
+        if (status == 401 && r->sec.challenge)
+                MHD_add_response_header(resp, "WWW-Authenticate", "Basic");
         if (r->api->opt.tls)
                 tls_decorate(r->api->opt.tls, resp);
 }
@@ -410,11 +456,27 @@ static void audit_req(request *r, const char *event, const char *detail)
 {
         auth_gate *g = r->api->opt.gate;
 
+        char *d = NULL;
+
         if (r->sec.audited)
                 return;
         r->sec.audited = true;
+        /* include_sensitive_data: the body of a mutation, scrubbed and capped (webconfig.h) */
+        if (r->sec.audit_body && strcmp(r->method, "GET") && strcmp(r->method, "HEAD") &&
+            r->body.len) {
+                size_t n = AUDIT_BODY_MAX + 256 + strlen(detail);
+                char *sb = malloc(AUDIT_BODY_MAX + 64);
+                d = malloc(n);
+                if (sb && d) {
+                        audit_body_scrub(r->body.data, r->body.len, sb, AUDIT_BODY_MAX + 64);
+                        snprintf(d, n, "%s%sbody=%s", detail, *detail ? "; " : "", sb);
+                        detail = d;
+                }
+                free(sb);
+        }
         gate_audit(g, r->sec.principal, auth_role_name(r->sec.role), r->sec.source_ip, r->method,
                    r->path, (int)r->sec.status, event, detail, r->sec.request_id);
+        free(d);
 }
 
 static enum MHD_Result deny(request *r, unsigned status, const char *event, const char *detail,
@@ -452,6 +514,8 @@ bool gate_check(request *r, enum auth_perm perm, bool is_inject, int *ret)
                 return true;
         pthread_rwlock_rdlock(&g->lock);
         c = g->cfg;
+        r->sec.audit_body = c->audit_bodies;
+        r->sec.challenge = c->basic != NULL;
         if (!r->sec.peer_checked)
                 resolve_peer(r, c);
         /* Proxied clients are held to the allowlist too. */
@@ -479,7 +543,25 @@ bool gate_check(request *r, enum auth_perm perm, bool is_inject, int *ret)
         authz_hdr = r->sec.is_unix
                         ? NULL
                         : MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-        if (authz_hdr && c->have_key) {
+        if (authz_hdr && c->basic && !strncasecmp(authz_hdr, "Basic", 5) &&
+            (authz_hdr[5] == ' ' || authz_hdr[5] == '\t')) {
+                /* web-config basic_auth_users: bcrypt (cached on success), then the same
+                 * decision, audit and per-principal limit as a JWT principal */
+                char user[WEBCONFIG_MAX_USER];
+                if (basic_auth_check(c->basic, authz_hdr, now_us, user, sizeof(user), &reason) ==
+                    0) {
+                        reason = NULL;
+                        r->sec.authenticated = true;
+                        r->sec.role = c->web_role;
+                        snprintf(r->sec.principal, sizeof(r->sec.principal), "basic:%s", user);
+                } else {
+                        char ev[64];
+                        snprintf(ev, sizeof(ev), "auth_failure:%s", reason);
+                        *ret = deny(r, 401, ev, reason, 0);
+                        ok = false;
+                        goto out;
+                }
+        } else if (authz_hdr && c->have_key) {
                 const char *tok;
                 size_t toklen;
                 auth_claims cl;
@@ -503,6 +585,13 @@ bool gate_check(request *r, enum auth_perm perm, bool is_inject, int *ret)
                         ok = false;
                         goto out;
                 }
+        }
+        /* With basic_auth_users every TCP route but the probes needs credentials, /metrics
+         * included, as on node_exporter. */
+        if (c->basic && !r->sec.is_unix && !r->sec.authenticated && perm != PERM_OPEN) {
+                *ret = deny(r, 401, "auth_failure:missing", "no credentials", 0);
+                ok = false;
+                goto out;
         }
         decision = auth_decide(&c->pol, r->sec.is_unix ? AUTH_UNIX : AUTH_TCP, r->sec.role,
                                r->sec.authenticated, perm, is_inject);

@@ -40,6 +40,10 @@ typedef struct gate_options {
         bool metrics_public;                /* /metrics without credentials */
         bool inject_open;                   /* --simulate without security: inject over TCP */
         struct store *store;                /* borrowed; NULL = no audit/revocation persistence */
+        const struct webconfig *web;        /* web-config.yml (webconfig.h), borrowed during the
+                                             * call; NULL = none */
+        enum auth_role web_role;            /* role of web-config basic_auth_users */
+        bool audit_bodies;                  /* audit.include_sensitive_data: scrubbed bodies */
 } gate_options;
 
 /* Per-request security state, embedded in struct request. */
@@ -54,6 +58,8 @@ typedef struct gate_req {
         bool peer_checked;   /* peer address resolved */
         bool audited;        /* a record was written for this request */
         unsigned status;     /* HTTP status queued */
+        bool challenge;      /* a 401 carries WWW-Authenticate: Basic (web-config users) */
+        bool audit_body;     /* record the scrubbed body of a mutating request */
 } gate_req;
 
 int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen);

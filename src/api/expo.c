@@ -589,6 +589,7 @@ enum MHD_Result h_metrics(request *r)
                                 om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
                                    : "text/plain; version=0.0.4; charset=utf-8");
         MHD_add_response_header(resp, "Vary", "Accept");
+        api_decorate_response(r, resp, 200); /* X-Request-Id, HSTS, web-config headers */
         if (r->api->draining) /* upgrade in progress: the scraper reconnects, to the successor */
                 MHD_add_response_header(resp, "Connection", "close");
         ret = MHD_queue_response(r->conn, 200, resp);

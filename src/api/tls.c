@@ -164,13 +164,28 @@ static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nre
 {
         struct pair *p;
 
-        (void)s;
         (void)req_ca_rdn;
         (void)nreqs;
         (void)pk_algos;
         (void)pk_algos_length;
         if (!the_ctx)
                 return -1;
+        /* Called while the ClientHello is processed, before the CertificateRequest is sent:
+         * the place to turn MHD's "request" into Go's handshake-time requirements. */
+        switch (the_ctx->client_auth) {
+        case TLS_CLIENT_ASK_ANY:
+                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
+                break;
+        case TLS_CLIENT_REQUIRE_ANY:
+                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+                break;
+        case TLS_CLIENT_REQUIRE_VERIFY:
+                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+                gnutls_session_set_verify_cert(s, NULL, 0);
+                break;
+        default:
+                break;
+        }
         pthread_mutex_lock(&the_ctx->lock);
         p = the_ctx->cur;
         pthread_mutex_unlock(&the_ctx->lock);
@@ -195,6 +210,11 @@ static int add_pair(tls_ctx *t, struct pair *p)
         return r;
 }
 
+static bool needs_ca(enum tls_client_auth a)
+{
+        return a == TLS_CLIENT_REQUEST || a == TLS_CLIENT_REQUIRE || a == TLS_CLIENT_REQUIRE_VERIFY;
+}
+
 int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
 {
         tls_ctx *t;
@@ -208,7 +228,7 @@ int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
                 snprintf(err, errlen, "TLS needs cert_file and key_file");
                 return -EINVAL;
         }
-        if (o->client_auth != TLS_CLIENT_NONE && (!o->ca_file || !*o->ca_file)) {
+        if (needs_ca(o->client_auth) && (!o->ca_file || !*o->ca_file)) {
                 snprintf(err, errlen, "client_auth needs ca_file");
                 return -EINVAL;
         }
@@ -225,7 +245,8 @@ int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
         t->key_file = strdup(o->key_file);
         t->priority = strdup(tls_priority(o->min_tls13, o->max_tls12));
         t->client_auth = o->client_auth;
-        if (o->client_auth != TLS_CLIENT_NONE && (r = read_file(o->ca_file, &t->ca_pem)) < 0) {
+        if (o->ca_file && *o->ca_file && o->client_auth != TLS_CLIENT_NONE &&
+            (r = read_file(o->ca_file, &t->ca_pem)) < 0) {
                 snprintf(err, errlen, "cannot read CA '%s': %s", o->ca_file, strerror(-r));
                 pair_free(p);
                 tls_free(t);
@@ -300,8 +321,9 @@ bool tls_client_ok(tls_ctx *t, struct MHD_Connection *c)
         gnutls_session_t s;
         unsigned status = 0, n = 0;
 
-        if (!t || t->client_auth == TLS_CLIENT_NONE)
-                return true;
+        if (!t || t->client_auth == TLS_CLIENT_NONE || t->client_auth == TLS_CLIENT_ASK_ANY ||
+            t->client_auth == TLS_CLIENT_REQUIRE_ANY)
+                return true; /* Go does not verify these; REQUIRE_ANY's handshake needed one */
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
         if (!ci || !ci->tls_session)
                 return false;
@@ -315,7 +337,9 @@ bool tls_client_ok(tls_ctx *t, struct MHD_Connection *c)
 
 void tls_decorate(tls_ctx *t, struct MHD_Response *resp)
 {
-        MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
+        /* web-config.yml may have set its own (auth_gate adds those first) */
+        if (!MHD_get_response_header(resp, "Strict-Transport-Security"))
+                MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
         for (size_t i = 0; i < t->n_hdr; i++)
                 MHD_add_response_header(resp, t->hdr[i][0], t->hdr[i][1]);
 }

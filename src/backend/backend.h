@@ -75,6 +75,15 @@ int backend_wait_event(backend *b, unsigned timeout_ms, backend_event *ev);
 
 /* Guarded mutators (tested against the fake NVML only). */
 int backend_set_power_limit(backend *b, unsigned idx, unsigned milliwatts);
+/* Compute processes running on GPU idx now (nvmlDeviceGetComputeRunningProcesses_v3 asked with
+ * an empty buffer: NVML answers INSUFFICIENT_SIZE with the count when there are any). 0 with
+ * *count set, -ENODEV (lost), -EOPNOTSUPP or -errno; *count untouched on failure. Any thread. */
+int backend_compute_processes(backend *b, unsigned idx, unsigned *count);
+/* Reset GPU idx. Fake NVML: the fake's reset (volatile counters and pending flags cleared, the
+ * reset counted). Real NVML has no public reset entry point: runs `nvidia-smi --gpu-reset -i
+ * <PCI bus id>` (fork/exec, killed after 60 s) — the caller decides whether that is allowed
+ * (policies[].allow_reset_on_real_gpu). 0 or -errno with a reason in err. Blocks. */
+int backend_reset_gpu(backend *b, unsigned idx, char *err, size_t errlen);
 /* Fake NVML only: -ENOENT when the loaded library is not the fake. */
 int backend_inject(backend *b, const struct fake_inject *req, char *err, size_t errlen);
 

@@ -80,6 +80,7 @@ static int check_perms(const struct option *o, const char *shown, const char *v,
 
 static const char *const auth_method_names[] = {"jwt", NULL};
 static const char *const client_auth_names[] = {"none", "request", "require", NULL};
+static const char *const web_role_names[] = {"viewer", "operator", "admin", NULL};
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
@@ -135,6 +136,7 @@ static const struct option policy_items[] = {
     {"power_limit_percent", OPT_UINT, POFF(power_limit_percent), .def = "80", .min = 10,
      .max = 100},
     {"dry_run", OPT_BOOL, POFF(dry_run), .def = "false"},
+    {"allow_reset_on_real_gpu", OPT_BOOL, POFF(allow_reset_on_real_gpu), .def = "false"},
     {"rate_limit", OPT_STRING, POFF(rate_limit), .def = "1/10m", .check = check_rate_limit},
 };
 #define WOFF(m) offsetof(config_webhook, m)
@@ -283,6 +285,9 @@ static const struct option options[] = {
     {"security.audit.include_sensitive_data", OPT_BOOL, OFF(security.audit.include_sensitive_data),
      .def = "false"},
     {"security.metrics_public", OPT_BOOL, OFF(security.metrics_public), .def = "true"},
+    {"security.web_config_file", OPT_STRING, OFF(security.web_config_file), .def = ""},
+    {"security.web_config_role", OPT_ENUM, OFF(security.web_config_role), .def = "viewer",
+     .names = web_role_names},
     {"health.enabled", OPT_BOOL, OFF(health.enabled), .def = "true"},
     {"health.expected_gpus", OPT_UINT, OFF(health.expected_gpus), .def = "0", .min = 0, .max = 64},
     {"health.temperature.warning", OPT_UINT, OFF(health.temp_warning), .def = "85", .min = 1,
@@ -297,6 +302,8 @@ static const struct option options[] = {
      .max = 30 * 86400 * S},
     {"health.nvml_call_timeout", OPT_DURATION, OFF(health.nvml_call_timeout_us), .def = "5s",
      .min = 100 * MS, .max = 600 * S},
+    {"health.collection_stretched_after", OPT_DURATION,
+     OFF(health.collection_stretched_after_us), .def = "5m", .min = 0, .max = 86400 * S},
     {"health.throttle_sustain", OPT_DURATION, OFF(health.throttle_sustain_us), .def = "30s",
      .min = 1 * S, .max = 3600 * S},
     {"health.max_rss", OPT_STRING, OFF(health.max_rss), .def = "256MiB", .check = check_size},
@@ -1316,6 +1323,9 @@ static int check_condition(const struct option *o, const char *shown, const char
                         return 0;
         if (!strncmp(v, "xid_", 4) && v[4] >= '1' && v[4] <= '9' && strtoul(v + 4, &end, 10) &&
             !*end)
+                return 0;
+        if ((!strncmp(v, "anomaly_baseline_", 17) && field_by_name(v + 17)) ||
+            (!strncmp(v, "anomaly_peer_", 13) && field_by_name(v + 13)))
                 return 0;
         snprintf(why, whylen,
                  "%s: '%s' is not a condition (a rule name such as gpu_lost or temperature, "

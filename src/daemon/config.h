@@ -44,6 +44,7 @@ typedef struct config_policy {
         int64_t exec_timeout_us; /* usec; the hook is killed after this */
         unsigned power_limit_percent; /* set_power_limit: percent of the default limit (10..100) */
         bool dry_run;                 /* record what would be done, do nothing */
+        bool allow_reset_on_real_gpu; /* reset_gpu may run nvidia-smi --gpu-reset on a real GPU */
         char *rate_limit;             /* "N/DURATION" (at most N runs per GPU per DURATION) */
 } config_policy;
 
@@ -157,6 +158,10 @@ typedef struct vigil_config {
                         bool include_sensitive_data; /* request bodies in records (never tokens) */
                 } audit;
                 bool metrics_public; /* /metrics without authentication */
+
+                /* web-config.yml (exporter-toolkit) and the role of its basic_auth_users */
+                char *web_config_file; /* path; "" = none */
+                int web_config_role;   /* 0 viewer, 1 operator, 2 admin */
         } security;
         /* backup: (docs/backup.md) */
         struct {
@@ -186,6 +191,8 @@ typedef struct vigil_config {
                 int64_t resolve_after_us;            /* usec clear before an incident resolves */
                 int64_t xid_hold_us;                 /* usec an XID keeps its incident active */
                 int64_t nvml_call_timeout_us;        /* usec before a GPU is marked unresponsive */
+                int64_t collection_stretched_after_us; /* usec a tier stays stretched before
+                                                          collection_slow opens; 0 = never */
                 int64_t throttle_sustain_us;         /* usec a HW clock slowdown must last */
                 char *max_rss;                       /* "256MiB"; "0" = unchecked */
                 unsigned disk_warning;               /* percent used of the data dir's filesystem */

@@ -45,6 +45,7 @@ int health_glue_build(const vigil_config *c, health_glue *g)
         h->resolve_after_us = c->health.resolve_after_us;
         h->xid_hold_us = c->health.xid_hold_us;
         h->nvml_call_timeout_us = c->health.nvml_call_timeout_us;
+        h->collection_stretched_after_us = c->health.collection_stretched_after_us;
         h->throttle_sustain_us = c->health.throttle_sustain_us;
         if (config_parse_size(c->health.max_rss, &h->max_rss_bytes) < 0)
                 h->max_rss_bytes = 0;
@@ -79,6 +80,7 @@ int health_glue_build(const vigil_config *c, health_glue *g)
                 p->exec_timeout_us = cp->exec_timeout_us;
                 p->power_limit_percent = cp->power_limit_percent;
                 p->dry_run = cp->dry_run;
+                p->allow_reset_on_real_gpu = cp->allow_reset_on_real_gpu;
                 parse_rate(cp->rate_limit, &p->rate_count, &p->rate_window_us);
         }
         h->policies = g->policies;

@@ -270,6 +270,8 @@ static void usage(FILE *f)
             "      --check-config FILE   validate FILE and exit (0 valid, 1 invalid)\n"
             "      --takeover PATH       take the listening sockets over from the vigild whose\n"
             "                            control socket is PATH (zero-downtime upgrade)\n"
+            "      --web-config-file FILE  exporter-toolkit web-config.yml: TLS, basic auth,\n"
+            "                            headers (security.web_config_file)\n"
             "  -h, --help                this help\n"
             "  -V, --version             print the version\n",
             DEFAULT_CONFIG);
@@ -283,6 +285,7 @@ enum {
         OPT_CHECK_CONFIG,
         OPT_COLLECTORS,
         OPT_TAKEOVER,
+        OPT_WEB_CONFIG,
 };
 
 typedef struct cli_overrides {
@@ -290,6 +293,7 @@ typedef struct cli_overrides {
         const char *check_config;
         const char *collectors; /* dcgm-exporter counters CSV */
         const char *takeover;   /* control socket of the vigild we replace */
+        const char *web_config; /* exporter-toolkit web-config.yml */
         bool simulate;
         const char *scenario;
 } cli_overrides;
@@ -308,6 +312,7 @@ static int parse_args(int argc, char **argv, cli_overrides *o)
             {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
             {"collectors", required_argument, NULL, OPT_COLLECTORS},
             {"takeover", required_argument, NULL, OPT_TAKEOVER},
+            {"web-config-file", required_argument, NULL, OPT_WEB_CONFIG},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
             {NULL, 0, NULL, 0},
@@ -349,6 +354,9 @@ static int parse_args(int argc, char **argv, cli_overrides *o)
                         break;
                 case OPT_TAKEOVER:
                         o->takeover = optarg;
+                        break;
+                case OPT_WEB_CONFIG:
+                        o->web_config = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -402,6 +410,8 @@ static int apply_overrides(vigil_config *c, const cli_overrides *o, char *err, s
                 r = r ?: replace_str(&c->nvml.library, o->nvml_lib);
         if (o->collectors)
                 r = r ?: replace_str(&c->metrics.counters_csv, o->collectors);
+        if (o->web_config)
+                r = r ?: replace_str(&c->security.web_config_file, o->web_config);
         if (o->simulate) {
                 c->simulate.enabled = true;
                 if (o->scenario)
@@ -703,6 +713,8 @@ int main(int argc, char **argv)
                                              .cfg = &hg.cfg};
                         r = health_new(&ho, &d.health);
                         health_glue_release(&hg);
+                        if (r == 0) /* an anomaly that opens is an incident */
+                                health_watch_anomalies(d.health, d.anomaly);
                 }
                 if (r < 0) {
                         log_error("vigild", "failed to set up the health engine: %s", strerror(-r));

@@ -1,7 +1,9 @@
 /* engine.c — sampling threads. The fast and slow tiers each own a thread so that the slow tier's
  * millisecond NVML reads (energy, violation counters, PCIe replays) never delay the fast tier;
  * XID/ECC events have a third thread blocked in nvmlEventSetWait. Fields with the same tier and
- * interval form one schedule group; per GPU each group is one cache group (shared timestamps). */
+ * interval form one schedule group; per GPU each group is one cache group (shared timestamps).
+ * A watchdog thread gives up on a sample call that hangs (see engine_set_watchdog): the hung tier
+ * thread is abandoned inside the call and a new one takes the tier over. */
 #include "engine.h"
 
 #include <errno.h>
@@ -17,6 +19,10 @@
 
 #define MAX_GROUPS       16
 #define MAX_GROUP_FIELDS 64
+#define WATCHDOG_TICK_US (250 * USEC_PER_MSEC) /* how often the watchdog looks */
+#define ABANDONED_WAIT_US                                                                          \
+        (10 * USEC_PER_SEC) /* engine_stop waits this long for hung calls to return */
+#define BUSY_ABANDONED (-1) /* busy_since: the watchdog gave this call up */
 
 const double engine_hist_bounds[ENGINE_HIST_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
@@ -59,7 +65,21 @@ struct engine {
         unsigned over[TIER_COUNT];  /* consecutive sweeps over budget */
         unsigned under[TIER_COUNT]; /* consecutive sweeps well under budget */
 
-        pthread_t fast_thread, slow_thread, event_thread;
+        /* watchdog: per (tier, GPU) the monotonic usec the sample call in progress started, 0 when
+         * none, BUSY_ABANDONED once given up; written by the tier thread and swapped by the
+         * watchdog (compare-and-swap), no lock on the sampling path */
+        _Atomic int64_t busy_since[TIER_COUNT][ENGINE_MAX_GPUS];
+        atomic_uint stuck[ENGINE_MAX_GPUS]; /* given-up calls still running, per GPU */
+        pthread_mutex_t wd_lock;            /* guards the wd_ fields and tier_thread */
+        pthread_cond_t wd_cond;             /* abandoned threads signal their exit (monotonic) */
+        int64_t wd_timeout_us;              /* usec; <= 0 off */
+        engine_stuck_fn wd_fn;              /* may be NULL */
+        void *wd_userdata;
+        unsigned abandoned;                /* tier threads left in a hung call, still alive */
+        pthread_t tier_thread[TIER_COUNT]; /* FAST and SLOW: the thread that owns the tier */
+        pthread_t wd_thread;
+
+        pthread_t event_thread;
         bool started, events_running;
         atomic_bool stopping;
         pthread_mutex_t wait_lock; /* for interruptible sleeps */
@@ -169,9 +189,11 @@ int engine_new(const engine_options *opt, engine **ret)
                 e->opt.reattach_us = 5 * USEC_PER_SEC;
         pthread_mutex_init(&e->lock, NULL);
         pthread_mutex_init(&e->wait_lock, NULL);
+        pthread_mutex_init(&e->wd_lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&e->wait_cond, &ca);
+        pthread_cond_init(&e->wd_cond, &ca);
         pthread_condattr_destroy(&ca);
 
         backend_versions(opt->backend, e->driver, sizeof(e->driver), e->nvml, sizeof(e->nvml));
@@ -283,27 +305,53 @@ static void try_reattach(engine *e, int64_t now_mono)
         }
 }
 
-static void run_group(engine *e, sched_group *g)
+/* A call the watchdog gave up on has returned (on the abandoned thread): the GPU answers again
+ * once no given-up call is left on it. */
+static void stuck_call_returned(engine *e, unsigned idx)
+{
+        if (atomic_fetch_sub(&e->stuck[idx], 1) != 1)
+                return;
+        log_info("sampler", "GPU %u ('%s'): the hung NVML call returned: responsive again", idx,
+                 e->gpus[idx].id.uuid);
+        pthread_mutex_lock(&e->wd_lock);
+        if (e->wd_fn)
+                e->wd_fn(e->wd_userdata, idx, false);
+        pthread_mutex_unlock(&e->wd_lock);
+}
+
+/* Sample one group on every GPU that answers. Returns true when the watchdog gave this thread up
+ * during a call: the caller must leave the tier alone (another thread owns it) and exit. */
+static bool run_group(engine *e, sched_group *g)
 {
         field_value vals[MAX_GROUP_FIELDS];
+        _Atomic int64_t *busy = e->busy_since[g->tier];
 
         for (unsigned i = 0; i < e->n_gpus; i++) {
                 int64_t ts;
+                bool abandoned;
                 int r;
 
-                if (!gpu_up(e, i))
+                /* a GPU with a hung call is skipped until the call returns */
+                if (!gpu_up(e, i) || atomic_load(&e->stuck[i]))
                         continue;
                 ts = time_real_us();
+                atomic_store(&busy[i], time_mono_us());
                 r = backend_sample(e->opt.backend, i, g->fields, g->n, vals);
+                abandoned = atomic_exchange(&busy[i], 0) == BUSY_ABANDONED;
                 cache_group_push(e->opt.cache, g->cache_group[i], ts, vals);
                 if (r == -ENODEV) {
                         mark_lost(e, i);
-                        continue;
+                } else {
+                        pthread_mutex_lock(&e->lock);
+                        e->gpus[i].last_seen_us = ts;
+                        pthread_mutex_unlock(&e->lock);
                 }
-                pthread_mutex_lock(&e->lock);
-                e->gpus[i].last_seen_us = ts;
-                pthread_mutex_unlock(&e->lock);
+                if (abandoned) {
+                        stuck_call_returned(e, i);
+                        return true;
+                }
         }
+        return false;
 }
 
 static void record_sweep(engine *e, enum field_tier tier, int64_t start_mono, bool late)
@@ -421,7 +469,8 @@ static void tier_loop(engine *e, enum field_tier tier)
                         if (start >= g->next_due) {
                                 if (start - g->next_due > eff / 2)
                                         late = true;
-                                run_group(e, g);
+                                if (run_group(e, g))
+                                        return; /* given up by the watchdog: not ours now */
                                 ran = true;
                                 g->next_due += eff;
                                 if (g->next_due <= start)
@@ -444,16 +493,102 @@ static void tier_loop(engine *e, enum field_tier tier)
         }
 }
 
+/* Whether the calling thread still owns the tier (false once the watchdog replaced it). */
+static bool owns_tier(engine *e, enum field_tier tier)
+{
+        bool own;
+
+        pthread_mutex_lock(&e->wd_lock);
+        own = pthread_equal(e->tier_thread[tier], pthread_self());
+        pthread_mutex_unlock(&e->wd_lock);
+        return own;
+}
+
+static void tier_main(engine *e, enum field_tier tier)
+{
+        tier_loop(e, tier);
+        if (!owns_tier(e, tier)) {
+                /* abandoned and detached: tell engine_stop this thread is gone */
+                pthread_mutex_lock(&e->wd_lock);
+                e->abandoned--;
+                pthread_cond_broadcast(&e->wd_cond);
+                pthread_mutex_unlock(&e->wd_lock);
+        }
+}
+
 static void *fast_main(void *arg)
 {
-        tier_loop(arg, TIER_FAST);
+        tier_main(arg, TIER_FAST);
         return NULL;
 }
 
 static void *slow_main(void *arg)
 {
-        tier_loop(arg, TIER_SLOW);
+        tier_main(arg, TIER_SLOW);
         return NULL;
+}
+
+/* Give up the call in progress on (tier, gpu): mark the GPU stuck and start a new thread for
+ * the tier; the old one is detached and exits when its call returns. Watchdog thread. */
+static void abandon(engine *e, enum field_tier tier, unsigned gpu, int64_t running_us)
+{
+        pthread_t fresh;
+        bool first = atomic_fetch_add(&e->stuck[gpu], 1) == 0;
+        int r;
+
+        log_error("sampler",
+                  "GPU %u ('%s'): an NVML call on the %s tier has not returned for %.1fs: marked "
+                  "unresponsive; sampling goes on without it",
+                  gpu, e->gpus[gpu].id.uuid, tier == TIER_FAST ? "fast" : "slow",
+                  (double)running_us / 1e6);
+        pthread_mutex_lock(&e->wd_lock);
+        if (first && e->wd_fn)
+                e->wd_fn(e->wd_userdata, gpu, true);
+        r = pthread_create(&fresh, NULL, tier == TIER_FAST ? fast_main : slow_main, e);
+        if (r) {
+                /* The hung thread keeps the tier; it resumes when the call returns. */
+                log_error("sampler", "failed to start a new %s tier thread: %s",
+                          tier == TIER_FAST ? "fast" : "slow", strerror(r));
+        } else {
+                pthread_detach(e->tier_thread[tier]);
+                e->tier_thread[tier] = fresh;
+                e->abandoned++;
+        }
+        pthread_mutex_unlock(&e->wd_lock);
+}
+
+static void *watchdog_main(void *arg)
+{
+        engine *e = arg;
+
+        while (wait_until(e, time_mono_us() + WATCHDOG_TICK_US)) {
+                int64_t timeout, now = time_mono_us();
+
+                pthread_mutex_lock(&e->wd_lock);
+                timeout = e->wd_timeout_us;
+                pthread_mutex_unlock(&e->wd_lock);
+                if (timeout <= 0)
+                        continue;
+                for (int t = TIER_FAST; t <= TIER_SLOW; t++)
+                        for (unsigned i = 0; i < e->n_gpus; i++) {
+                                int64_t since = atomic_load(&e->busy_since[t][i]);
+                                /* the swap fails when the call returned meanwhile */
+                                if (since > 0 && now - since > timeout &&
+                                    atomic_compare_exchange_strong(&e->busy_since[t][i], &since,
+                                                                   BUSY_ABANDONED))
+                                        abandon(e, (enum field_tier)t, i, now - since);
+                        }
+        }
+        return NULL;
+}
+
+void engine_set_watchdog(engine *e, int64_t timeout_us, engine_stuck_fn fn, void *userdata)
+{
+        pthread_mutex_lock(&e->wd_lock);
+        e->wd_timeout_us = timeout_us;
+        e->wd_fn = fn;
+        e->wd_userdata = userdata;
+        pthread_mutex_unlock(&e->wd_lock);
 }
 
 static void record_xid(engine *e, unsigned gpu, uint32_t code, int64_t ts)
@@ -535,13 +670,26 @@ int engine_start(engine *e)
         int r;
 
         atomic_store(&e->stopping, false);
-        r = pthread_create(&e->fast_thread, NULL, fast_main, e);
+        /* under wd_lock: a thread checks that it owns its tier against tier_thread */
+        pthread_mutex_lock(&e->wd_lock);
+        r = pthread_create(&e->tier_thread[TIER_FAST], NULL, fast_main, e);
+        if (!r) {
+                r = pthread_create(&e->tier_thread[TIER_SLOW], NULL, slow_main, e);
+                if (r) {
+                        atomic_store(&e->stopping, true);
+                        pthread_mutex_unlock(&e->wd_lock);
+                        pthread_join(e->tier_thread[TIER_FAST], NULL);
+                        return -r;
+                }
+        }
+        pthread_mutex_unlock(&e->wd_lock);
         if (r)
                 return -r;
-        r = pthread_create(&e->slow_thread, NULL, slow_main, e);
+        r = pthread_create(&e->wd_thread, NULL, watchdog_main, e);
         if (r) {
                 atomic_store(&e->stopping, true);
-                pthread_join(e->fast_thread, NULL);
+                pthread_join(e->tier_thread[TIER_FAST], NULL);
+                pthread_join(e->tier_thread[TIER_SLOW], NULL);
                 return -r;
         }
         e->started = true;
@@ -563,10 +711,27 @@ void engine_stop(engine *e)
         atomic_store(&e->stopping, true);
         pthread_cond_broadcast(&e->wait_cond);
         pthread_mutex_unlock(&e->wait_lock);
-        pthread_join(e->fast_thread, NULL);
-        pthread_join(e->slow_thread, NULL);
+        /* the watchdog first: after it, tier_thread[] no longer changes */
+        pthread_join(e->wd_thread, NULL);
+        pthread_join(e->tier_thread[TIER_FAST], NULL);
+        pthread_join(e->tier_thread[TIER_SLOW], NULL);
         if (e->events_running)
                 pthread_join(e->event_thread, NULL);
+        {
+                /* Threads left in a hung call exit when it returns; wait for them a while. */
+                int64_t deadline = time_mono_us() + ABANDONED_WAIT_US;
+                struct timespec ts = {.tv_sec = deadline / USEC_PER_SEC,
+                                      .tv_nsec = (deadline % USEC_PER_SEC) * 1000};
+                pthread_mutex_lock(&e->wd_lock);
+                while (e->abandoned &&
+                       pthread_cond_timedwait(&e->wd_cond, &e->wd_lock, &ts) != ETIMEDOUT)
+                        ;
+                if (e->abandoned)
+                        log_error("sampler",
+                                  "%u sampling threads are still blocked in an NVML call",
+                                  e->abandoned);
+                pthread_mutex_unlock(&e->wd_lock);
+        }
         e->started = false;
         e->events_running = false;
 }
@@ -576,6 +741,10 @@ engine *engine_free(engine *e)
         if (!e)
                 return NULL;
         engine_stop(e);
+        if (e->abandoned)
+                return NULL; /* a hung thread still uses it: leaked on purpose (at exit) */
+        pthread_mutex_destroy(&e->wd_lock);
+        pthread_cond_destroy(&e->wd_cond);
         pthread_mutex_destroy(&e->lock);
         pthread_mutex_destroy(&e->wait_lock);
         pthread_cond_destroy(&e->wait_cond);
@@ -606,6 +775,7 @@ int engine_gpu_get(engine *e, unsigned idx, engine_gpu *out)
         pthread_mutex_lock(&e->lock);
         *out = e->gpus[idx];
         pthread_mutex_unlock(&e->lock);
+        out->stuck = atomic_load(&e->stuck[idx]) > 0;
         return 0;
 }
 

@@ -59,6 +59,7 @@ typedef struct engine_gpu {
         int64_t last_seen_us;  /* last successful sweep, usec since epoch */
         int64_t lost_since_us; /* when it stopped answering, 0 when up */
         uint64_t attaches;     /* how many times it was (re)attached */
+        bool stuck;            /* a sample call has not returned within the watchdog timeout */
 } engine_gpu;
 
 typedef struct engine_xid {
@@ -114,5 +115,17 @@ int64_t engine_interval_of(engine *e, uint16_t field_id);
  * for long is an incident (the engine only reports it). */
 bool engine_tier_stretched(engine *e, enum field_tier tier, int64_t *since_us);
 void engine_versions(engine *e, const char **driver, const char **nvml);
+
+/* Watchdog on backend_sample (docs/internals/engine.md): a thread started by engine_start looks
+ * every 250 ms at the sample call in progress on each (tier, GPU). One running longer than
+ * timeout_us is given up: its tier thread is left blocked in the call (NVML calls cannot be
+ * cancelled) and a fresh thread takes the tier over, skipping that GPU until the call returns;
+ * the other GPUs and the other tier keep being sampled. fn(userdata, gpu, true) is called (on the
+ * watchdog thread) when a GPU gets stuck, fn(userdata, gpu, false) when its last stuck call
+ * returns (on the returning thread). fn must not block and must not call back into the engine.
+ * timeout_us <= 0 turns the watchdog off. Any thread; fn is never called after this returns
+ * with fn NULL. */
+typedef void (*engine_stuck_fn)(void *userdata, unsigned gpu, bool stuck);
+void engine_set_watchdog(engine *e, int64_t timeout_us, engine_stuck_fn fn, void *userdata);
 
 #endif

@@ -47,6 +47,7 @@ static struct {
         int64_t cost_cpu[FAKE_CALL_COUNT];               /* ns */
         int64_t cost_sleep[FAKE_CALL_COUNT];             /* ns */
         unsigned scale_pct;                              /* cost multiplier, percent */
+        unsigned resets[FAKE_GPUS_MAX];                  /* FAKE_INJECT_RESET per GPU */
         struct nvmlEventSet_st *sets;                    /* live event sets */
 } w;
 
@@ -142,6 +143,7 @@ static void reset_locked(struct fake_scenario *sc)
         memset(w.lost, 0, sizeof(w.lost));
         memset(w.ecc, 0, sizeof(w.ecc));
         memset(w.held, 0, sizeof(w.held));
+        memset(w.resets, 0, sizeof(w.resets));
         memcpy(w.cost_cpu, sc->cost_cpu_ns, sizeof(w.cost_cpu));
         memcpy(w.cost_sleep, sc->cost_sleep_ns, sizeof(w.cost_sleep));
         w.scale_pct = sc->cost_scale_pct;
@@ -193,9 +195,18 @@ static int64_t thread_cpu_ns(void)
         return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Burn CPU on this thread like NVML does inside its expensive calls, then sleep. */
+#define CPU_COST_MAX_NS                                                                            \
+        (100 * 1000000LL) /* above this a call is modelled as hung: the rest is slept */
+
+/* Burn CPU on this thread like NVML does inside its expensive calls, then sleep. A cost above
+ * CPU_COST_MAX_NS models a call hung in the driver (waiting in the kernel, not spinning): the
+ * excess is slept, so the watchdog tests hang a call for seconds without burning a core. */
 static void spend(int64_t cpu_ns, int64_t sleep_ns)
 {
+        if (cpu_ns > CPU_COST_MAX_NS) {
+                sleep_ns += cpu_ns - CPU_COST_MAX_NS;
+                cpu_ns = CPU_COST_MAX_NS;
+        }
         if (cpu_ns > 0) {
                 int64_t start = thread_cpu_ns(), used;
 
@@ -623,6 +634,31 @@ int fake_engine_inject(const struct fake_inject *req, char *err, size_t errlen)
                 }
                 w.lost[req->gpu] = req->count == 1;
                 break;
+        case FAKE_INJECT_RESET: {
+                /* What a GPU reset clears: the volatile ECC counters and the pending row
+                 * remapping / page retirement (applied by the reset). Aggregate counters stay. */
+                static const unsigned pending[] = {FLD_ROW_REMAP_PENDING, FLD_RETIRED_PENDING};
+                static const unsigned vol[] = {FLD_ECC_SBE_VOL_TOTAL, FLD_ECC_DBE_VOL_TOTAL};
+
+                w.ecc[req->gpu][ECC_SBE_VOL] = 0;
+                w.ecc[req->gpu][ECC_DBE_VOL] = 0;
+                for (size_t i = 0; i < ARRAY_SIZE(vol); i++) {
+                        idx = field_index(vol[i]);
+                        if (idx >= 0 && idx < FAKE_FIELDS_MAX)
+                                w.held[req->gpu][idx] = false;
+                }
+                for (size_t i = 0; i < ARRAY_SIZE(pending); i++) {
+                        idx = field_index(pending[i]);
+                        if (idx >= 0 && idx < FAKE_FIELDS_MAX) {
+                                w.held[req->gpu][idx] = true;
+                                w.held_val[req->gpu][idx] = 0;
+                        }
+                }
+                w.resets[req->gpu]++;
+                fprintf(stderr, "fakenvml: GPU %u reset (%u so far)\n", req->gpu,
+                        w.resets[req->gpu]);
+                break;
+        }
         case FAKE_INJECT_CALL_COST: {
                 int c;
 
@@ -657,6 +693,16 @@ int fake_engine_inject(const struct fake_inject *req, char *err, size_t errlen)
 out:
         pthread_mutex_unlock(&lock);
         return r;
+}
+
+unsigned fake_engine_resets(unsigned gpu)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&lock);
+        n = gpu < FAKE_GPUS_MAX ? w.resets[gpu] : 0;
+        pthread_mutex_unlock(&lock);
+        return n;
 }
 
 void fake_engine_stats(struct fake_stats *out)

@@ -115,6 +115,7 @@ struct fake_gpu_conf {
         int64_t trace_offset_us;                  /* where in the trace this GPU starts (us) */
         struct fake_source src[FAKE_FIELDS_MAX];  /* by field_index() */
         bool unsupported[FAKE_FIELDS_MAX];        /* by field_index() */
+        unsigned processes;                       /* compute processes the GPU reports running */
 };
 
 enum fake_event_kind {
@@ -192,6 +193,8 @@ nvmlReturn_t fake_engine_supported(unsigned gpu, unsigned field);
  * SUCCESS / NOT_SUPPORTED per field (rcs may be NULL: then any NOT_SUPPORTED is returned). */
 nvmlReturn_t fake_engine_read(unsigned gpu, const unsigned *fields, size_t n, double *vals,
                               nvmlReturn_t *rcs);
+/* GPU resets done through FAKE_INJECT_RESET since the scenario was configured. */
+unsigned fake_engine_resets(unsigned gpu);
 /* Hold a field at a value (nvmlDeviceSetPowerManagementLimit uses this). */
 void fake_engine_hold(unsigned gpu, unsigned field, double value);
 

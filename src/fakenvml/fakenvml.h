@@ -29,6 +29,7 @@ enum fake_inject_kind {
         FAKE_INJECT_ECC_SBE = 5,
         FAKE_INJECT_LOST = 6,
         FAKE_INJECT_CALL_COST = 7,
+        FAKE_INJECT_RESET = 8, /* GPU reset: volatile ECC counters and pending flags cleared */
 };
 
 struct fake_inject {

@@ -889,11 +889,23 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsign
 {
         unsigned gpu;
 
+        const struct fake_gpu_conf *g;
+        unsigned n, cap;
+
         ENTER_DEV(compute_processes, device, gpu);
-        (void)infos; /* the fake runs no processes */
         if (!count)
                 return NVML_ERROR_INVALID_ARGUMENT;
-        *count = 0;
+        g = fake_engine_gpu(gpu);
+        n = g ? g->processes : 0; /* per_gpu: {N: {processes: K}} */
+        cap = *count;
+        *count = n;
+        if (n > cap || (n && !infos))
+                return NVML_ERROR_INSUFFICIENT_SIZE; /* NVML's answer: the count, no entries */
+        for (unsigned i = 0; i < n; i++)
+                infos[i] = (nvmlProcessInfo_t){.pid = 100000 + gpu * 1000 + i,
+                                               .usedGpuMemory = 1ULL << 30,
+                                               .gpuInstanceId = 0xFFFFFFFFu,
+                                               .computeInstanceId = 0xFFFFFFFFu};
         return NVML_SUCCESS;
 }
 

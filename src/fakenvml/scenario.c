@@ -546,8 +546,8 @@ static int parse_trace_ref(struct pctx *p, const yaml_node_t *n, bool *on)
 static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
 {
         static const char *const keys[] = {
-            "name",  "uuid",         "serial", "pci_bus_id",   "vbios_version", "inforom_version",
-            "trace", "trace_offset", "fields", "not_supported"};
+            "name",  "uuid",         "serial", "pci_bus_id",    "vbios_version", "inforom_version",
+            "trace", "trace_offset", "fields", "not_supported", "processes"};
         const yaml_node_t *seen[ARRAY_SIZE(keys)] = {0}, *k, *v;
         struct fake_gpu_conf *g = &p->sc->gpus[gi];
         int r = want_mapping(p, n, "per_gpu entry");
@@ -595,6 +595,12 @@ static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
                 case 9:
                         r = parse_field_list(p, v, gi, gi + 1);
                         break;
+                case 10: {
+                        unsigned long long np = 0;
+                        r = get_uint(p, v, "processes", 4096, &np);
+                        g->processes = (unsigned)np;
+                        break;
+                }
                 default:
                         r = i;
                 }

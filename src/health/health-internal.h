@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "health.h"
+#include "health/anomaly.h"
 
 enum rule_scope {
         RULE_SCOPE_GPU = 0,  /* evaluated per GPU */
@@ -24,6 +25,8 @@ typedef struct host_facts {
         unsigned gpu_count; /* GPUs discovered */
         int disk_pct;       /* percent used of the data dir's filesystem; -1 unknown */
         uint64_t rss_bytes; /* bytes; 0 unknown */
+        int64_t stretched_since_us[TIER_COUNT]; /* usec since epoch each tier has been
+                                                   stretched (adaptive collection); 0 = not */
 } host_facts;
 
 /* What counter_increase last computed for one (field, window) of one GPU: the windowed rules
@@ -112,6 +115,9 @@ typedef struct incident {
 
 /* The incident as JSON (API, webhooks, exec hooks). */
 json_t *incident_json(const incident *in);
+/* Open, hold or clear the incident of one anomaly event (the anomaly listener; exposed for
+ * tests). */
+void health_on_anomaly(void *userdata, const anomaly_event *ev);
 
 /* ---- outbox and notifier (notifier.c) ---- */
 

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
+#include "fields/fields.h"
 #include "health-internal.h"
 #include "health/xid.h"
 #ifdef VIGIL_HAVE_STORE
@@ -46,7 +47,10 @@ struct health {
         policy_runner *policies;
         uint64_t evaluations;                      /* count */
         atomic_bool unresponsive[ENGINE_MAX_GPUS]; /* set by the engine's watchdog hook */
+        anomaly *anomaly;                          /* subscribed to; NULL when none */
 };
+
+#define ANOMALY_PREFIX "anomaly_" /* conditions of anomaly incidents: anomaly_<kind>_<FIELD> */
 
 /* ---- names ----------------------------------------------------------------------------------- */
 
@@ -109,6 +113,9 @@ bool health_condition_valid(const char *name)
                 unsigned long v = strtoul(name + 4, &end, 10);
                 return name[4] && !*end && v > 0 && v < 100000;
         }
+        if (!strncmp(name, ANOMALY_PREFIX "baseline_", strlen(ANOMALY_PREFIX "baseline_")) ||
+            !strncmp(name, ANOMALY_PREFIX "peer_", strlen(ANOMALY_PREFIX "peer_")))
+                return strlen(name) < HEALTH_COND_MAX && field_by_name(strchr(name + 8, '_') + 1);
         return health_rule_find(name) >= 0;
 }
 
@@ -122,6 +129,7 @@ void health_config_defaults(health_config *c)
         c->resolve_after_us = 60 * USEC_PER_SEC;
         c->xid_hold_us = 600 * USEC_PER_SEC;
         c->nvml_call_timeout_us = 5 * USEC_PER_SEC;
+        c->collection_stretched_after_us = 5 * 60 * USEC_PER_SEC;
         c->throttle_sustain_us = 30 * USEC_PER_SEC;
         c->max_rss_bytes = 256ULL << 20;
         c->disk_warning = 90;
@@ -297,6 +305,11 @@ static int load_fn(sqlite3 *db, void *arg)
                  * treated as holding (XIDs: until xid_hold after their last report). */
                 in->active = true;
                 in->persisted_us = in->last_us;
+                if (!strncmp(in->condition, ANOMALY_PREFIX, strlen(ANOMALY_PREFIX))) {
+                        /* the detector starts afresh: clear until it opens the anomaly again */
+                        in->active = false;
+                        in->clear_since_us = time_real_us();
+                }
         }
         sqlite3_finalize(st);
         return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -EIO;
@@ -484,6 +497,10 @@ static void host_facts_read(health *h, host_facts *f)
 
         f->gpu_count = engine_gpu_count(h->opt.engine);
         f->disk_pct = -1;
+        for (int t = 0; t < TIER_COUNT; t++)
+                f->stretched_since_us[t] = 0;
+        engine_tier_stretched(h->opt.engine, TIER_FAST, &f->stretched_since_us[TIER_FAST]);
+        engine_tier_stretched(h->opt.engine, TIER_SLOW, &f->stretched_since_us[TIER_SLOW]);
         if (h->data_dir[0] && statvfs(h->data_dir, &sv) == 0 && sv.f_blocks > 0) {
                 /* As df computes it: used / (used + available to unprivileged users). */
                 unsigned long long used = (unsigned long long)(sv.f_blocks - sv.f_bfree);
@@ -663,6 +680,72 @@ void health_on_event(health *h, unsigned gpu, unsigned kind, uint64_t data, int6
         pthread_mutex_unlock(&h->lock);
 }
 
+/* ---- anomalies ------------------------------------------------------------------------------- */
+
+static enum health_system anomaly_system(uint16_t field_id)
+{
+        switch (field_id) {
+        case FLD_GPU_TEMP:
+        case FLD_MEMORY_TEMP:
+                return HEALTH_SYS_THERMAL;
+        case FLD_POWER_USAGE:
+                return HEALTH_SYS_POWER;
+        default:
+                return HEALTH_SYS_GPU;
+        }
+}
+
+/* The anomaly detector's listener (sampling thread, must not block): like an XID, the incident is
+ * opened in memory under the lock and the health thread persists and notifies it. */
+void health_on_anomaly(void *userdata, const anomaly_event *ev)
+{
+        health *h = userdata;
+        bool peer = ev->kind == ANOMALY_PEER;
+        enum health_system sys = anomaly_system(ev->field_id);
+        char cond[HEALTH_COND_MAX], summary[256], detail[192];
+        int64_t now = time_real_us();
+        incident *in;
+
+        if (!h || ev->gpu >= ENGINE_MAX_GPUS)
+                return;
+        snprintf(cond, sizeof(cond), ANOMALY_PREFIX "%s_%s", peer ? "peer" : "baseline", ev->field);
+        pthread_mutex_lock(&h->lock);
+        in = find_open(h, (int)ev->gpu, cond);
+        if (ev->open && h->cfg.enabled && h->cfg.systems[sys]) {
+                snprintf(detail, sizeof(detail), "%s %.1f, %s %.1f (%+.1f %ssigma)", ev->field,
+                         ev->value, peer ? "peers' median" : "baseline", ev->expected, ev->score,
+                         peer ? "robust " : "");
+                if (in) {
+                        holds(in, HEALTH_WARN, detail, now);
+                } else {
+                        snprintf(summary, sizeof(summary),
+                                 peer ? "%s is far from the other GPUs of the node at similar "
+                                        "utilization"
+                                      : "%s left this GPU's learned baseline",
+                                 ev->field);
+                        open_incident(h, (int)ev->gpu, ev->uuid, cond, -1, sys, HEALTH_WARN,
+                                      summary,
+                                      peer ? "check cooling / power delivery of this GPU"
+                                           : "investigate the workload or the GPU",
+                                      detail, ev->since_us ? ev->since_us : now);
+                }
+        } else if (!ev->open && in && in->active) {
+                in->active = false;
+                in->clear_since_us = now;
+        }
+        kick(h);
+        pthread_mutex_unlock(&h->lock);
+}
+
+void health_watch_anomalies(health *h, anomaly *a)
+{
+        if (h->anomaly && h->anomaly != a)
+                anomaly_set_listener(h->anomaly, NULL, NULL);
+        h->anomaly = a;
+        if (a)
+                anomaly_set_listener(a, health_on_anomaly, h);
+}
+
 /* ---- thread ---------------------------------------------------------------------------------- */
 
 static void *health_main(void *arg)
@@ -687,6 +770,11 @@ static void *health_main(void *arg)
         }
         pthread_mutex_unlock(&h->lock);
         return NULL;
+}
+
+static void on_stuck(void *userdata, unsigned gpu, bool stuck)
+{
+        health_set_unresponsive(userdata, gpu, stuck);
 }
 
 int health_new(const health_options *opt, health **ret)
@@ -725,6 +813,7 @@ int health_new(const health_options *opt, health **ret)
                 health_free(h);
                 return r;
         }
+        engine_set_watchdog(h->opt.engine, h->cfg.nvml_call_timeout_us, on_stuck, h);
         *ret = h;
         return 0;
 }
@@ -776,6 +865,9 @@ health *health_free(health *h)
 {
         if (!h)
                 return NULL;
+        if (h->opt.engine)
+                engine_set_watchdog(h->opt.engine, 0, NULL, NULL);
+        health_watch_anomalies(h, NULL);
         health_stop(h);
         h->notifier = notifier_free(h->notifier);
         h->policies = policy_free(h->policies);
@@ -806,6 +898,8 @@ int health_reconfigure(health *h, const health_config *cfg)
         h->cfg.temp_hysteresis = next.temp_hysteresis;
         h->cfg.resolve_after_us = next.resolve_after_us;
         h->cfg.xid_hold_us = next.xid_hold_us;
+        h->cfg.nvml_call_timeout_us = next.nvml_call_timeout_us;
+        h->cfg.collection_stretched_after_us = next.collection_stretched_after_us;
         h->cfg.throttle_sustain_us = next.throttle_sustain_us;
         h->cfg.max_rss_bytes = next.max_rss_bytes;
         h->cfg.disk_warning = next.disk_warning;
@@ -813,11 +907,11 @@ int health_reconfigure(health *h, const health_config *cfg)
         memcpy(h->cfg.systems, next.systems, sizeof(h->cfg.systems));
         pthread_mutex_unlock(&h->lock);
         pthread_mutex_unlock(&h->eval_lock);
+        engine_set_watchdog(h->opt.engine, next.nvml_call_timeout_us, on_stuck, h);
         config_free(&next);
         return 0;
 }
 
-void health_set_unresponsive(health *h, unsigned gpu, bool on);
 void health_set_unresponsive(health *h, unsigned gpu, bool on)
 {
         if (!h || gpu >= ENGINE_MAX_GPUS)
@@ -1080,7 +1174,8 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                                             w != HEALTH_PASS)
                                                 code = in->rule >= 0
                                                            ? health_rules[in->rule].dcgm_code
-                                                           : "DCGM_FR_XID_ERROR";
+                                                       : in->xid ? "DCGM_FR_XID_ERROR"
+                                                                 : "DCGM_FR_OK";
                                 }
                                 buf_printf(b,
                                            "DCGM_EXP_GPU_HEALTH_STATUS{%s%shealth_watch=\"%s\","
@@ -1095,6 +1190,17 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                 }
         }
         if (!dcgm) {
+                /* The watchdog's verdict: 0 while a sample call on the GPU hangs. */
+                buf_puts(b, "# HELP vigil_gpu_responsive 1 when the GPU's NVML calls return "
+                            "within health.nvml_call_timeout, 0 while one hangs.\n"
+                            "# TYPE vigil_gpu_responsive gauge\n");
+                for (unsigned i = 0; i < n && i < ENGINE_MAX_GPUS; i++) {
+                        buf_reset(&lb);
+                        if (labels)
+                                labels(userdata, i, &lb);
+                        buf_printf(b, "vigil_gpu_responsive{%s} %d\n", lb.data ? lb.data : "",
+                                   !atomic_load(&h->unresponsive[i]));
+                }
                 buf_printf(b,
                            "# HELP vigil_node_health Health of the node's own checks (0 pass, "
                            "1 warn, 2 fail).\n# TYPE vigil_node_health gauge\n"

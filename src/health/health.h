@@ -24,6 +24,7 @@
 #include "engine/engine.h"
 
 struct store;
+struct anomaly;
 typedef struct health health;
 
 /* Health systems: DCGM's watches first, then Vigil's own. Pinned (stored and exported). */
@@ -78,6 +79,7 @@ typedef struct health_policy {
         int64_t exec_timeout_us;         /* usec; exec is killed after this */
         unsigned power_limit_percent;    /* set_power_limit: percent of the default limit */
         bool dry_run;                    /* record what would be done, do nothing */
+        bool allow_reset_on_real_gpu;    /* reset_gpu may run nvidia-smi on a real GPU */
         unsigned rate_count;             /* at most rate_count runs per (policy, GPU) ... */
         int64_t rate_window_us;          /* ... per this window, usec */
 } health_policy;
@@ -90,20 +92,22 @@ typedef struct health_webhook {
 /* The health, policies and alerting sections of the configuration, as health needs them.
  * health_new copies it. */
 typedef struct health_config {
-        bool enabled;                   /* evaluate rules at all */
-        unsigned expected_gpus;         /* GPUs the node should have; 0 = do not check */
-        unsigned temp_warning;          /* C; GPU_TEMP at or above: warning */
-        unsigned temp_critical;         /* C; at or above: critical */
-        unsigned temp_hysteresis;       /* C; clears only below threshold - hysteresis */
-        int64_t resolve_after_us;       /* usec a condition must stay clear to resolve */
-        int64_t xid_hold_us;            /* usec an XID keeps its condition active */
-        int64_t nvml_call_timeout_us;   /* usec; a sample call longer marks the GPU unresponsive */
-        int64_t throttle_sustain_us;    /* usec a HW slowdown must last to count */
-        uint64_t max_rss_bytes;         /* bytes; 0 = do not check */
-        unsigned disk_warning;          /* percent of the data dir's filesystem used */
-        unsigned disk_critical;         /* percent */
-        bool systems[HEALTH_SYS_COUNT]; /* per-system switch */
-        const health_policy *policies;  /* borrowed during health_new; copied */
+        bool enabled;                 /* evaluate rules at all */
+        unsigned expected_gpus;       /* GPUs the node should have; 0 = do not check */
+        unsigned temp_warning;        /* C; GPU_TEMP at or above: warning */
+        unsigned temp_critical;       /* C; at or above: critical */
+        unsigned temp_hysteresis;     /* C; clears only below threshold - hysteresis */
+        int64_t resolve_after_us;     /* usec a condition must stay clear to resolve */
+        int64_t xid_hold_us;          /* usec an XID keeps its condition active */
+        int64_t nvml_call_timeout_us; /* usec; a sample call longer marks the GPU unresponsive */
+        int64_t collection_stretched_after_us; /* usec a tier may stay stretched before
+                                                  collection_slow opens; 0 = never */
+        int64_t throttle_sustain_us;           /* usec a HW slowdown must last to count */
+        uint64_t max_rss_bytes;                /* bytes; 0 = do not check */
+        unsigned disk_warning;                 /* percent of the data dir's filesystem used */
+        unsigned disk_critical;                /* percent */
+        bool systems[HEALTH_SYS_COUNT];        /* per-system switch */
+        const health_policy *policies;         /* borrowed during health_new; copied */
         size_t n_policies;
         const char *const *alertmanagers; /* base URLs ("http://am:9093"); copied */
         size_t n_alertmanagers;
@@ -138,6 +142,15 @@ int health_reconfigure(health *h, const health_config *cfg);
 /* Engine hooks (any engine thread; never block). */
 void health_on_sweep(health *h, enum field_tier tier);
 void health_on_event(health *h, unsigned gpu, unsigned kind, uint64_t data, int64_t ts_us);
+
+/* The engine's watchdog hook: a sample call on gpu has hung (on) or returned (off). Any thread;
+ * never blocks. health_new registers it with engine_set_watchdog. */
+void health_set_unresponsive(health *h, unsigned gpu, bool on);
+/* Subscribe to the anomaly detector (anomaly_set_listener): an anomaly that opens opens an
+ * incident anomaly_baseline_<FIELD> / anomaly_peer_<FIELD> (warning) on its GPU, closing it
+ * starts the resolve_after timer. a may be NULL. The subscription ends in health_free (or with
+ * another call). */
+void health_watch_anomalies(health *h, struct anomaly *a);
 
 /* Evaluate now, on the calling thread (tests, and the health thread). */
 void health_eval(health *h);

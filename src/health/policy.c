@@ -316,12 +316,46 @@ static void run_action(policy_runner *p, const health_policy *po, const incident
                 record(p, in, a, false, r < 0 ? "failed" : "done", detail);
                 return;
         }
-        case HEALTH_ACT_RESET_GPU:
-                /* The backend has no reset operation yet (DESIGN §5 lists it; nvidia-smi -r is
-                 * the real one): refused and recorded, never silently skipped. */
-                record(p, in, a, po->dry_run, "refused",
-                       "GPU reset is not supported by this backend");
+        case HEALTH_ACT_RESET_GPU: {
+                /* A reset kills whatever runs on the GPU: only an idle GPU is reset, and a real
+                 * one only when the policy says so (nvidia-smi --gpu-reset, see backend.h). */
+                char err[256] = "";
+                unsigned procs = 0;
+                int r;
+                if (in->gpu < 0 || !p->backend) {
+                        record(p, in, a, po->dry_run, "refused", "not a GPU incident");
+                        return;
+                }
+                if (!backend_is_fake(p->backend) && !po->allow_reset_on_real_gpu) {
+                        record(p, in, a, po->dry_run, "refused",
+                               "resetting a real GPU needs allow_reset_on_real_gpu: true in the "
+                               "policy");
+                        return;
+                }
+                r = backend_compute_processes(p->backend, (unsigned)in->gpu, &procs);
+                if (r < 0) {
+                        snprintf(detail, sizeof(detail),
+                                 "cannot tell whether compute processes run: %s", strerror(-r));
+                        record(p, in, a, po->dry_run, "refused", detail);
+                        return;
+                }
+                if (procs) {
+                        snprintf(detail, sizeof(detail), "%u compute processes", procs);
+                        record(p, in, a, po->dry_run, "skipped", detail);
+                        return;
+                }
+                snprintf(detail, sizeof(detail), "GPU %d, no compute process", in->gpu);
+                if (po->dry_run) {
+                        record(p, in, a, true, "skipped", detail);
+                        return;
+                }
+                r = backend_reset_gpu(p->backend, (unsigned)in->gpu, err, sizeof(err));
+                if (r < 0)
+                        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), ": %s",
+                                 err[0] ? err : strerror(-r));
+                record(p, in, a, false, r < 0 ? "failed" : "done", detail);
                 return;
+        }
         case HEALTH_ACT_COUNT:
                 break;
         }

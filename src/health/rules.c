@@ -419,6 +419,27 @@ static void eval_daemon_memory(const rule_ctx *c, rule_result *out)
                      (double)rss / 1048576.0, (double)max / 1048576.0);
 }
 
+/* A tier the adaptive collection keeps stretched for long means NVML (or the node) is slow: the
+ * readings are coarser than configured. Clears as soon as every tier is back to its interval. */
+static void eval_collection_slow(const rule_ctx *c, rule_result *out)
+{
+        int64_t after = c->cfg->collection_stretched_after_us;
+
+        out->state = RULE_CLEAR;
+        if (after <= 0)
+                return;
+        for (int t = TIER_FAST; t <= TIER_SLOW; t++) {
+                int64_t since = c->host->stretched_since_us[t];
+                if (since && (c->active || c->now_us - since >= after)) {
+                        fire(out, HEALTH_WARN,
+                             "the %s tier has run slower than its configured interval for %llds",
+                             t == TIER_FAST ? "fast" : "slow",
+                             (long long)((c->now_us - since) / 1000000));
+                        return;
+                }
+        }
+}
+
 /* ---- the table ------------------------------------------------------------------------------- */
 
 const health_rule health_rules[] = {

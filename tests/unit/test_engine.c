@@ -163,10 +163,91 @@ static void test_sampling_lost_and_xid(void **state)
         e = engine_free(e);
 }
 
+static _Atomic int stuck_state[2];   /* per GPU: 1 stuck, 0 responsive, -1 never told */
+static _Atomic unsigned stuck_calls; /* callbacks received */
+
+static void on_stuck(void *ud, unsigned gpu, bool stuck)
+{
+        (void)ud;
+        if (gpu < 2)
+                stuck_state[gpu] = stuck;
+        stuck_calls++;
+}
+
+static bool wait_state(int want0, int want1, int64_t timeout_us)
+{
+        int64_t end = time_mono_us() + timeout_us;
+
+        while (time_mono_us() < end) {
+                if (stuck_state[0] == want0 && stuck_state[1] == want1)
+                        return true;
+                usleep(10000);
+        }
+        return false;
+}
+
+/* A hung sample call: the watchdog gives it up, the tier goes on with a new thread, the GPU is
+ * reported stuck and responsive again once the call returns; nothing waits on the hung thread. */
+static void test_watchdog(void **state)
+{
+        cache *wc = NULL; /* its own: the first case's groups are in ca */
+        engine_options eo = {.backend = be,
+                             .fast_us = 100000,
+                             .slow_us = 5000000,
+                             .keep_max_age_us = 60 * USEC_PER_SEC,
+                             .keep_max_samples = 600,
+                             .on_sweep = on_sweep};
+        struct fake_inject scale = {.kind = FAKE_INJECT_CALL_COST, .call = "*", .count = 100};
+        struct fake_inject cost = {.kind = FAKE_INJECT_CALL_COST,
+                                   .call = "nvmlDeviceGetTemperature",
+                                   .count = 1200 * 1000000LL}; /* 1.2 s, slept (> 100 ms) */
+        engine *e = NULL;
+        engine_gpu g;
+        char err[256];
+        unsigned before;
+        int64_t t0;
+
+        (void)state;
+        stuck_state[0] = stuck_state[1] = -1;
+        assert_int_equal(cache_new(engine_max_gpus(), &wc), 0);
+        eo.cache = wc;
+        assert_int_equal(engine_new(&eo, &e), 0);
+        engine_set_watchdog(e, 300000, on_stuck, NULL);
+        assert_int_equal(engine_start(e), 0);
+        assert_true(wait_ready(e, 5 * USEC_PER_SEC));
+        assert_int_equal(stuck_calls, 0);
+        assert_int_equal(backend_inject(be, &scale, err, sizeof(err)), 0);
+        assert_int_equal(backend_inject(be, &cost, err, sizeof(err)), 0);
+        /* GPU 0 hangs first (the tier samples in index order), then GPU 1 under the new thread */
+        assert_true(wait_state(1, -1, USEC_PER_SEC));
+        assert_int_equal(engine_gpu_get(e, 0, &g), 0);
+        assert_true(g.stuck && g.up);
+        assert_true(wait_state(1, 1, USEC_PER_SEC));
+        /* both stuck: the fast tier keeps sweeping (skipping them) */
+        before = sweeps[TIER_FAST];
+        usleep(300000);
+        assert_true(sweeps[TIER_FAST] > before + 1);
+        cost.count = 0;
+        assert_int_equal(backend_inject(be, &cost, err, sizeof(err)), 0);
+        assert_true(wait_state(0, 0, 2 * USEC_PER_SEC));
+        assert_int_equal(engine_gpu_get(e, 1, &g), 0);
+        assert_false(g.stuck);
+        scale.count = 0; /* the scenario's */
+        assert_int_equal(backend_inject(be, &scale, err, sizeof(err)), 0);
+        /* off: no callback after this */
+        engine_set_watchdog(e, 0, NULL, NULL);
+        t0 = time_mono_us();
+        engine_stop(e);
+        assert_true(time_mono_us() - t0 < USEC_PER_SEC);
+        e = engine_free(e);
+        wc = cache_free(wc);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_sampling_lost_and_xid),
+            cmocka_unit_test(test_watchdog),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

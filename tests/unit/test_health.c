@@ -421,6 +421,48 @@ static void test_host_rules(void **state)
         world_free(&w);
 }
 
+static void test_collection_slow(void **state)
+{
+        world w;
+        enum health_severity sev;
+        (void)state;
+        world_init(&w);
+        w.cfg.collection_stretched_after_us = 300 * USEC_PER_SEC;
+        assert_int_equal(eval(&w, "collection_slow", false, NULL), RULE_CLEAR);
+        /* stretched, but not for long yet */
+        w.host.stretched_since_us[TIER_FAST] = NOW - 299 * USEC_PER_SEC;
+        assert_int_equal(eval(&w, "collection_slow", false, NULL), RULE_CLEAR);
+        w.host.stretched_since_us[TIER_FAST] = NOW - 300 * USEC_PER_SEC;
+        assert_int_equal(eval(&w, "collection_slow", false, &sev), RULE_FIRING);
+        assert_int_equal(sev, HEALTH_WARN);
+        /* the slow tier counts too; back to the interval: clear at once */
+        w.host.stretched_since_us[TIER_FAST] = 0;
+        w.host.stretched_since_us[TIER_SLOW] = NOW - 400 * USEC_PER_SEC;
+        assert_int_equal(eval(&w, "collection_slow", false, NULL), RULE_FIRING);
+        w.host.stretched_since_us[TIER_SLOW] = 0;
+        assert_int_equal(eval(&w, "collection_slow", true, NULL), RULE_CLEAR);
+        /* 0 = never */
+        w.cfg.collection_stretched_after_us = 0;
+        w.host.stretched_since_us[TIER_FAST] = NOW - 4000 * USEC_PER_SEC;
+        assert_int_equal(eval(&w, "collection_slow", false, NULL), RULE_CLEAR);
+        world_free(&w);
+}
+
+static void test_extra_conditions(void **state)
+{
+        incident in = {.gpu = 2, .condition = "anomaly_peer_GPU_TEMP", .severity = HEALTH_WARN};
+        (void)state;
+        assert_true(health_condition_valid("collection_slow"));
+        assert_true(health_condition_valid("anomaly_peer_GPU_TEMP"));
+        assert_true(health_condition_valid("anomaly_baseline_POWER_USAGE"));
+        assert_false(health_condition_valid("anomaly_peer_NOPE"));
+        assert_false(health_condition_valid("anomaly_sideways_GPU_TEMP"));
+        assert_true(policy_matches("anomaly_peer_GPU_TEMP", &in));
+        assert_true(policy_matches("warning", &in));
+        assert_false(policy_matches("anomaly_baseline_GPU_TEMP", &in));
+        assert_int_equal(health_action_from_name("reset_gpu"), HEALTH_ACT_RESET_GPU);
+}
+
 static void test_xid_classes(void **state)
 {
         static const uint32_t devastating[] = {48, 74, 79, 95, 119, 120, 140, 64};
@@ -495,6 +537,8 @@ int main(void)
             cmocka_unit_test(test_gpu_temps),
             cmocka_unit_test(test_gpu_state_rules),
             cmocka_unit_test(test_host_rules),
+            cmocka_unit_test(test_collection_slow),
+            cmocka_unit_test(test_extra_conditions),
             cmocka_unit_test(test_xid_classes),
             cmocka_unit_test(test_payloads),
         };

@@ -1,0 +1,858 @@
+/* webconfig.c — exporter-toolkit web-config.yml parsing, bcrypt basic authentication with a
+ * short cache, and audit-body scrubbing (see webconfig.h). The YAML is loaded as a libyaml
+ * document and walked key by key against small tables, so each key is one line and every
+ * refusal can point at its line. */
+#include "webconfig.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <yaml.h>
+
+#include "common/macros.h"
+
+/* ---- parsing ---- */
+
+struct wp {
+        yaml_document_t *doc;
+        const char *name; /* file name for messages */
+        const char *dir;  /* base for relative paths, or NULL */
+        webconfig *w;
+        char *err;
+        size_t errlen;
+};
+
+static int fail(struct wp *p, const yaml_node_t *n, const char *fmt, ...) _printf_(3, 4);
+static int fail(struct wp *p, const yaml_node_t *n, const char *fmt, ...)
+{
+        va_list ap;
+        int k = snprintf(p->err, p->errlen, "%s:%zu: ", p->name, n ? n->start_mark.line + 1 : 1);
+
+        if (k < 0 || (size_t)k >= p->errlen)
+                return -EINVAL;
+        va_start(ap, fmt);
+        vsnprintf(p->err + k, p->errlen - (size_t)k, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+        return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int want_scalar(struct wp *p, const yaml_node_t *n, const char *key, const char **ret)
+{
+        const char *s = scalar(n);
+
+        if (!s)
+                return fail(p, n, "%s: expected a string", key);
+        if (strlen(s) != n->data.scalar.length)
+                return fail(p, n, "%s: NUL byte in value", key);
+        *ret = s;
+        return 0;
+}
+
+static int want_bool(struct wp *p, const yaml_node_t *n, const char *key, bool *ret)
+{
+        const char *s = scalar(n);
+
+        if (s && (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")))
+                *ret = true;
+        else if (s && (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")))
+                *ret = false;
+        else
+                return fail(p, n, "%s: expected true or false", key);
+        return 0;
+}
+
+/* A path as given, or joined to the web-config file's directory when relative (as
+ * exporter-toolkit does). */
+static int want_path(struct wp *p, const yaml_node_t *n, const char *key, char **ret)
+{
+        const char *s;
+        char *v;
+        int r = want_scalar(p, n, key, &s);
+
+        if (r < 0)
+                return r;
+        if (!*s) {
+                *ret = NULL;
+                return 0;
+        }
+        if (s[0] == '/' || !p->dir || !*p->dir)
+                v = strdup(s);
+        else if (asprintf(&v, "%s/%s", p->dir, s) < 0)
+                v = NULL;
+        if (!v)
+                return -ENOMEM;
+        free(*ret);
+        *ret = v;
+        return 0;
+}
+
+static int parse_version(struct wp *p, const yaml_node_t *n, const char *key, unsigned *ret)
+{
+        const char *s;
+        int r = want_scalar(p, n, key, &s);
+
+        if (r < 0)
+                return r;
+        if (!strcmp(s, "TLS12"))
+                *ret = 12;
+        else if (!strcmp(s, "TLS13"))
+                *ret = 13;
+        else if (!strcmp(s, "TLS10") || !strcmp(s, "TLS11"))
+                return fail(p, n, "%s: '%s' is not served: vigild speaks TLS 1.2 and 1.3 only", key,
+                            s);
+        else
+                return fail(p, n, "%s: unknown TLS version '%s' (TLS12 or TLS13)", key, s);
+        return 0;
+}
+
+static const char *const client_auth_names[] = {
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+};
+
+const char *webconfig_client_auth_name(enum webconfig_client_auth a)
+{
+        return (unsigned)a < ARRAY_SIZE(client_auth_names) ? client_auth_names[a] : "?";
+}
+
+/* Go's names of the suites vigild serves anyway (AEAD with ECDHE): accepted. Anything else is
+ * refused, since serving it is not possible with our priority string. */
+static const char *const aead_suites[] = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+};
+static const char *const curves[] = {"CurveP256", "CurveP384", "CurveP521", "X25519"};
+
+static bool in_list(const char *s, const char *const *l, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(s, l[i]))
+                        return true;
+        return false;
+}
+
+static int parse_name_list(struct wp *p, const yaml_node_t *n, const char *key,
+                           const char *const *allowed, size_t n_allowed, const char *why)
+{
+        if (n->type != YAML_SEQUENCE_NODE)
+                return fail(p, n, "%s: expected a list", key);
+        for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+             i++) {
+                const yaml_node_t *e = yaml_document_get_node(p->doc, *i);
+                const char *s = scalar(e);
+                if (!s)
+                        return fail(p, e, "%s: expected names", key);
+                if (!in_list(s, allowed, n_allowed))
+                        return fail(p, e, "%s: '%s' %s", key, s, why);
+        }
+        return 0;
+}
+
+static int parse_tls(struct wp *p, const yaml_node_t *m)
+{
+        webconfig *w = p->w;
+        const yaml_node_t *first = m;
+
+        if (m->type == YAML_SCALAR_NODE && !*scalar(m))
+                return 0; /* "tls_server_config:" with nothing */
+        if (m->type != YAML_MAPPING_NODE)
+                return fail(p, m, "tls_server_config: expected a mapping");
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
+                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+                const char *k = scalar(kn), *s;
+                int r = 0;
+
+                if (!k)
+                        return fail(p, kn, "tls_server_config: keys must be strings");
+                if (!strcmp(k, "cert_file"))
+                        r = want_path(p, v, k, &w->cert_file);
+                else if (!strcmp(k, "key_file"))
+                        r = want_path(p, v, k, &w->key_file);
+                else if (!strcmp(k, "client_ca_file"))
+                        r = want_path(p, v, k, &w->client_ca_file);
+                else if (!strcmp(k, "client_auth_type")) {
+                        size_t i;
+                        if ((r = want_scalar(p, v, k, &s)) < 0)
+                                return r;
+                        for (i = 0; i < ARRAY_SIZE(client_auth_names); i++)
+                                if (!strcmp(s, client_auth_names[i]))
+                                        break;
+                        if (i == ARRAY_SIZE(client_auth_names))
+                                return fail(p, v, "client_auth_type: unknown value '%s'", s);
+                        w->client_auth = (enum webconfig_client_auth)i;
+                } else if (!strcmp(k, "min_version"))
+                        r = parse_version(p, v, k, &w->min_version);
+                else if (!strcmp(k, "max_version"))
+                        r = parse_version(p, v, k, &w->max_version);
+                else if (!strcmp(k, "cipher_suites"))
+                        r = parse_name_list(p, v, k, aead_suites, ARRAY_SIZE(aead_suites),
+                                            "is not served: vigild offers AEAD suites with ECDHE "
+                                            "only (docs/security.md)");
+                else if (!strcmp(k, "curve_preferences"))
+                        r = parse_name_list(p, v, k, curves, ARRAY_SIZE(curves),
+                                            "is not a known curve");
+                else if (!strcmp(k, "prefer_server_cipher_suites")) {
+                        bool b;
+                        r = want_bool(p, v, k, &b);
+                } else if (!strcmp(k, "cert") || !strcmp(k, "key") || !strcmp(k, "client_ca"))
+                        return fail(p, kn,
+                                    "tls_server_config.%s: inline PEM is not supported; use "
+                                    "%s_file",
+                                    k, k);
+                else if (!strcmp(k, "client_allowed_sans"))
+                        return fail(p, kn,
+                                    "tls_server_config.client_allowed_sans is not supported; "
+                                    "use a dedicated client CA");
+                else
+                        return fail(p, kn, "tls_server_config: unknown key '%s'", k);
+                if (r < 0)
+                        return r;
+        }
+        if (!w->cert_file != !w->key_file)
+                return fail(p, first, "tls_server_config: cert_file and key_file go together");
+        w->tls = w->cert_file && w->key_file;
+        if (!w->tls && (w->client_ca_file || w->client_auth != WC_NO_CLIENT_CERT))
+                return fail(p, first,
+                            "tls_server_config: client certificates need cert_file and key_file");
+        if (w->min_version > w->max_version)
+                return fail(p, first, "tls_server_config: min_version is above max_version");
+        if (w->client_ca_file && w->client_auth == WC_NO_CLIENT_CERT)
+                return fail(p, first,
+                            "tls_server_config: client_ca_file without a client_auth_type that "
+                            "checks it");
+        if (!w->client_ca_file && (w->client_auth == WC_VERIFY_CLIENT_CERT_IF_GIVEN ||
+                                   w->client_auth == WC_REQUIRE_AND_VERIFY))
+                return fail(p, first, "tls_server_config: client_auth_type %s needs client_ca_file",
+                            client_auth_names[w->client_auth]);
+        return 0;
+}
+
+/* exporter-toolkit's allowlist, with the values it checks. */
+static const struct {
+        const char *name;
+        const char *const *values; /* NULL = any single-line value */
+} header_rules[WEBCONFIG_MAX_HEADERS] = {
+    {"Strict-Transport-Security", NULL},
+    {"X-Frame-Options", (const char *const[]){"deny", "sameorigin", NULL}},
+    {"X-Content-Type-Options", (const char *const[]){"nosniff", NULL}},
+    {"X-XSS-Protection", NULL},
+    {"Content-Security-Policy", NULL},
+};
+
+static int parse_headers(struct wp *p, const yaml_node_t *m)
+{
+        webconfig *w = p->w;
+
+        if (m->type != YAML_MAPPING_NODE)
+                return fail(p, m, "http_server_config.headers: expected a mapping");
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
+                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+                const char *k = scalar(kn), *s;
+                size_t i;
+                int r;
+
+                if (!k)
+                        return fail(p, kn, "headers: keys must be strings");
+                for (i = 0; i < ARRAY_SIZE(header_rules); i++)
+                        if (!strcasecmp(k, header_rules[i].name))
+                                break;
+                if (i == ARRAY_SIZE(header_rules))
+                        return fail(p, kn, "headers: '%s' is not an allowed header", k);
+                if ((r = want_scalar(p, v, k, &s)) < 0)
+                        return r;
+                if (strpbrk(s, "\r\n") || strlen(s) > 1024)
+                        return fail(p, v, "headers: '%s' must be one line of at most 1024 bytes",
+                                    k);
+                if (header_rules[i].values) {
+                        bool ok = false;
+                        for (const char *const *a = header_rules[i].values; *a; a++)
+                                ok = ok || !strcasecmp(s, *a);
+                        if (!ok)
+                                return fail(p, v, "headers: invalid value '%s' for %s", s,
+                                            header_rules[i].name);
+                }
+                for (size_t j = 0; j < w->n_headers; j++)
+                        if (!strcmp(w->headers[j][0], header_rules[i].name))
+                                return fail(p, kn, "headers: '%s' given twice", k);
+                w->headers[w->n_headers][0] = strdup(header_rules[i].name);
+                w->headers[w->n_headers][1] = strdup(s);
+                w->n_headers++;
+                if (!w->headers[w->n_headers - 1][0] || !w->headers[w->n_headers - 1][1])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int parse_http(struct wp *p, const yaml_node_t *m)
+{
+        if (m->type == YAML_SCALAR_NODE && !*scalar(m))
+                return 0;
+        if (m->type != YAML_MAPPING_NODE)
+                return fail(p, m, "http_server_config: expected a mapping");
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
+                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+                const char *k = scalar(kn);
+                int r;
+
+                if (!k)
+                        return fail(p, kn, "http_server_config: keys must be strings");
+                if (!strcmp(k, "http2"))
+                        r = want_bool(p, v, k, &p->w->http2);
+                else if (!strcmp(k, "headers"))
+                        r = parse_headers(p, v);
+                else
+                        return fail(p, kn, "http_server_config: unknown key '%s'", k);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static bool is_bcrypt(const char *h)
+{
+        /* $2?$NN$ + 53 characters of salt and hash */
+        return strlen(h) == 60 && h[0] == '$' && h[1] == '2' &&
+               (h[2] == 'a' || h[2] == 'b' || h[2] == 'y') && h[3] == '$' && h[4] >= '0' &&
+               h[4] <= '3' && h[5] >= '0' && h[5] <= '9' && h[6] == '$';
+}
+
+static int parse_users(struct wp *p, const yaml_node_t *m)
+{
+        webconfig *w = p->w;
+        size_t n;
+
+        if (m->type == YAML_SCALAR_NODE && !*scalar(m))
+                return 0;
+        if (m->type != YAML_MAPPING_NODE)
+                return fail(p, m, "basic_auth_users: expected a mapping of user: bcrypt hash");
+        n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+        if (n > WEBCONFIG_MAX_USERS)
+                return fail(p, m, "basic_auth_users: more than %d users", WEBCONFIG_MAX_USERS);
+        if (n == 0)
+                return 0;
+        w->users = calloc(n, sizeof(*w->users));
+        if (!w->users)
+                return -ENOMEM;
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
+                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+                const char *k = scalar(kn), *h;
+                int r;
+
+                if (!k || !*k || strlen(k) >= WEBCONFIG_MAX_USER || strchr(k, ':') ||
+                    strlen(k) != kn->data.scalar.length)
+                        return fail(p, kn,
+                                    "basic_auth_users: a user name is 1 to %d bytes without ':'",
+                                    WEBCONFIG_MAX_USER - 1);
+                if ((r = want_scalar(p, v, k, &h)) < 0)
+                        return r;
+                if (!is_bcrypt(h))
+                        return fail(p, v,
+                                    "basic_auth_users: '%s': not a bcrypt hash ($2y$, $2b$ or "
+                                    "$2a$; htpasswd -nBC 10 \"\" | tr -d ':\\n')",
+                                    k);
+                for (size_t j = 0; j < w->n_users; j++)
+                        if (!strcmp(w->users[j].name, k))
+                                return fail(p, kn, "basic_auth_users: '%s' given twice", k);
+                w->users[w->n_users].name = strdup(k);
+                w->users[w->n_users].hash = strdup(h);
+                w->n_users++;
+                if (!w->users[w->n_users - 1].name || !w->users[w->n_users - 1].hash)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+webconfig *webconfig_free(webconfig *w)
+{
+        if (!w)
+                return NULL;
+        free(w->cert_file);
+        free(w->key_file);
+        free(w->client_ca_file);
+        for (size_t i = 0; i < w->n_headers; i++) {
+                free(w->headers[i][0]);
+                free(w->headers[i][1]);
+        }
+        for (size_t i = 0; i < w->n_users; i++) {
+                free(w->users[i].name);
+                if (w->users[i].hash)
+                        explicit_bzero(w->users[i].hash, strlen(w->users[i].hash));
+                free(w->users[i].hash);
+        }
+        free(w->users);
+        free(w);
+        return NULL;
+}
+
+static int walk(struct wp *p)
+{
+        const yaml_node_t *root = yaml_document_get_root_node(p->doc);
+
+        if (!root)
+                return 0; /* an empty file: nothing configured, like exporter-toolkit */
+        if (root->type == YAML_SCALAR_NODE && !*scalar(root))
+                return 0;
+        if (root->type != YAML_MAPPING_NODE)
+                return fail(p, root, "expected a mapping at the top level");
+        for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
+             pr < root->data.mapping.pairs.top; pr++) {
+                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
+                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+                const char *k = scalar(kn);
+                int r;
+
+                if (!k)
+                        return fail(p, kn, "keys must be strings");
+                if (!strcmp(k, "tls_server_config"))
+                        r = parse_tls(p, v);
+                else if (!strcmp(k, "http_server_config"))
+                        r = parse_http(p, v);
+                else if (!strcmp(k, "basic_auth_users"))
+                        r = parse_users(p, v);
+                else if (!strcmp(k, "rate_limit"))
+                        return fail(p, kn,
+                                    "rate_limit is not supported here; use "
+                                    "security.network.rate_limiting");
+                else
+                        return fail(p, kn, "unknown key '%s'", k);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int webconfig_parse(const char *name, const char *dir, const char *text, size_t len,
+                    webconfig **ret, char *err, size_t errlen)
+{
+        yaml_parser_t yp;
+        yaml_document_t doc;
+        struct wp p = {.doc = &doc, .name = name, .dir = dir, .err = err, .errlen = errlen};
+        int r;
+
+        if (len > WEBCONFIG_MAX_FILE) {
+                snprintf(err, errlen, "%s: larger than %u bytes", name, WEBCONFIG_MAX_FILE);
+                return -EINVAL;
+        }
+        if (memchr(text, '\0', len)) {
+                snprintf(err, errlen, "%s: NUL byte in the file", name);
+                return -EINVAL;
+        }
+        p.w = calloc(1, sizeof(*p.w));
+        if (!p.w)
+                return -ENOMEM;
+        p.w->min_version = 12;
+        p.w->max_version = 13;
+        p.w->http2 = true;
+        if (!yaml_parser_initialize(&yp)) {
+                webconfig_free(p.w);
+                return -ENOMEM;
+        }
+        yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
+        if (!yaml_parser_load(&yp, &doc)) {
+                snprintf(err, errlen, "%s:%zu: %s", name, yp.problem_mark.line + 1,
+                         yp.problem ? yp.problem : "invalid YAML");
+                yaml_parser_delete(&yp);
+                webconfig_free(p.w);
+                return -EINVAL;
+        }
+        r = walk(&p);
+        yaml_document_delete(&doc);
+        yaml_parser_delete(&yp);
+        if (r < 0) {
+                webconfig_free(p.w);
+                return r;
+        }
+        *ret = p.w;
+        return 0;
+}
+
+int webconfig_load(const char *path, webconfig **ret, char *err, size_t errlen)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ char *text = NULL, *dir = NULL;
+        size_t n = 0;
+        char *slash;
+
+        if (fd < 0) {
+                int e = -errno;
+                snprintf(err, errlen, "cannot read web config '%s': %s", path, strerror(-e));
+                return e;
+        }
+        text = malloc(WEBCONFIG_MAX_FILE + 1);
+        if (!text)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k = read(fd, text + n, WEBCONFIG_MAX_FILE + 1 - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        int e = -errno;
+                        snprintf(err, errlen, "cannot read web config '%s': %s", path,
+                                 strerror(-e));
+                        return e;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+                if (n > WEBCONFIG_MAX_FILE) {
+                        snprintf(err, errlen, "web config '%s' is larger than %u bytes", path,
+                                 WEBCONFIG_MAX_FILE);
+                        return -EFBIG;
+                }
+        }
+        dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash)
+                *slash = '\0';
+        else
+                dir[0] = '\0';
+        return webconfig_parse(path, slash ? (dir[0] ? dir : "/") : NULL, text, n, ret, err,
+                               errlen);
+}
+
+/* ---- basic authentication ---- */
+
+struct cache_slot {
+        unsigned char key[32]; /* SHA-256(user NUL hash NUL password) */
+        int64_t expires;       /* usec, monotonic; 0 = empty */
+};
+
+struct basic_auth {
+        webconfig_user *users; /* owned copies */
+        size_t n_users;
+        char decoy[64];       /* bcrypt hash of a random password, at the highest cost */
+        pthread_mutex_t lock; /* guards cache and runs */
+        struct cache_slot cache[BASIC_AUTH_CACHE_SLOTS];
+        uint64_t runs; /* bcrypt computations */
+};
+
+basic_auth *basic_auth_free(basic_auth *b)
+{
+        if (!b)
+                return NULL;
+        for (size_t i = 0; i < b->n_users; i++) {
+                free(b->users[i].name);
+                free(b->users[i].hash);
+        }
+        free(b->users);
+        pthread_mutex_destroy(&b->lock);
+        explicit_bzero(b, sizeof(*b));
+        free(b);
+        return NULL;
+}
+
+int basic_auth_new(const webconfig *w, basic_auth **ret)
+{
+        basic_auth *b = calloc(1, sizeof(*b));
+        unsigned long cost = 10;
+        char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+        unsigned char rnd[16];
+        struct crypt_data *cd;
+
+        if (!b)
+                return -ENOMEM;
+        pthread_mutex_init(&b->lock, NULL);
+        if (w->n_users) {
+                b->users = calloc(w->n_users, sizeof(*b->users));
+                if (!b->users)
+                        return basic_auth_free(b), -ENOMEM;
+        }
+        for (size_t i = 0; i < w->n_users; i++) {
+                unsigned long c = strtoul(w->users[i].hash + 4, NULL, 10);
+                b->users[i].name = strdup(w->users[i].name);
+                b->users[i].hash = strdup(w->users[i].hash);
+                b->n_users++;
+                if (!b->users[i].name || !b->users[i].hash)
+                        return basic_auth_free(b), -ENOMEM;
+                if (c > cost && c <= 31)
+                        cost = c;
+        }
+        /* The decoy: an unknown user pays the same bcrypt as a known one. */
+        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd) ||
+            !crypt_gensalt_rn("$2b$", cost, (const char *)rnd, sizeof(rnd), salt, sizeof(salt)))
+                return basic_auth_free(b), -EIO;
+        cd = calloc(1, sizeof(*cd));
+        if (!cd)
+                return basic_auth_free(b), -ENOMEM;
+        if (!crypt_rn("decoy", salt, cd, sizeof(*cd)) || strlen(cd->output) >= sizeof(b->decoy)) {
+                free(cd);
+                return basic_auth_free(b), -EIO;
+        }
+        snprintf(b->decoy, sizeof(b->decoy), "%s", cd->output);
+        free(cd);
+        *ret = b;
+        return 0;
+}
+
+uint64_t basic_auth_bcrypt_runs(basic_auth *b)
+{
+        uint64_t n;
+
+        pthread_mutex_lock(&b->lock);
+        n = b->runs;
+        pthread_mutex_unlock(&b->lock);
+        return n;
+}
+
+static int b64std(unsigned char c)
+{
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        if (c == '+')
+                return 62;
+        if (c == '/')
+                return 63;
+        return -1;
+}
+
+/* Standard base64 with padding (RFC 7617). Returns bytes written or -EINVAL. */
+static ssize_t b64_decode(const char *s, size_t n, char *out, size_t outlen)
+{
+        size_t o = 0;
+        unsigned acc = 0, bits = 0, pad = 0;
+
+        if (n % 4)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                int v;
+                if (s[i] == '=') {
+                        if (i + 2 < n)
+                                return -EINVAL;
+                        pad++;
+                        continue;
+                }
+                if (pad || (v = b64std((unsigned char)s[i])) < 0)
+                        return -EINVAL;
+                acc = (acc << 6) | (unsigned)v;
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        if (o + 1 >= outlen)
+                                return -EINVAL;
+                        out[o++] = (char)((acc >> bits) & 0xff);
+                }
+        }
+        out[o] = '\0';
+        return (ssize_t)o;
+}
+
+static bool ct_equal(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b);
+        unsigned char d = la != lb;
+
+        for (size_t i = 0; i < la && i < lb; i++)
+                d |= (unsigned char)(a[i] ^ b[i]);
+        return d == 0;
+}
+
+static void cache_key(const char *user, const char *hash, const char *pw, size_t pwlen,
+                      unsigned char key[32])
+{
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        unsigned n = 32;
+
+        memset(key, 0, 32);
+        if (!c)
+                return;
+        EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+        EVP_DigestUpdate(c, user, strlen(user) + 1);
+        EVP_DigestUpdate(c, hash, strlen(hash) + 1);
+        EVP_DigestUpdate(c, pw, pwlen);
+        EVP_DigestFinal_ex(c, key, &n);
+        EVP_MD_CTX_free(c);
+}
+
+static bool cache_hit(basic_auth *b, const unsigned char key[32], int64_t now)
+{
+        bool hit = false;
+
+        pthread_mutex_lock(&b->lock);
+        for (size_t i = 0; i < ARRAY_SIZE(b->cache) && !hit; i++)
+                hit = b->cache[i].expires > now && CRYPTO_memcmp(b->cache[i].key, key, 32) == 0;
+        pthread_mutex_unlock(&b->lock);
+        return hit;
+}
+
+static void cache_put(basic_auth *b, const unsigned char key[32], int64_t now)
+{
+        size_t victim = 0;
+
+        pthread_mutex_lock(&b->lock);
+        for (size_t i = 0; i < ARRAY_SIZE(b->cache); i++)
+                if (b->cache[i].expires < b->cache[victim].expires)
+                        victim = i; /* the oldest (or an empty) slot */
+        memcpy(b->cache[victim].key, key, 32);
+        b->cache[victim].expires = now + BASIC_AUTH_CACHE_US;
+        pthread_mutex_unlock(&b->lock);
+}
+
+int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *user, size_t ulen,
+                     const char **reason)
+{
+        char dec[512];
+        const char *p = header, *hash = NULL, *pw;
+        struct crypt_data *cd;
+        unsigned char key[32];
+        ssize_t n;
+        char *colon;
+        bool ok;
+
+        if (strncasecmp(p, "Basic", 5) != 0 || (p[5] != ' ' && p[5] != '\t')) {
+                *reason = "not_basic";
+                return -EINVAL;
+        }
+        p += 6;
+        while (*p == ' ' || *p == '\t')
+                p++;
+        n = b64_decode(p, strlen(p), dec, sizeof(dec));
+        if (n < 0 || memchr(dec, '\0', (size_t)n) || !(colon = strchr(dec, ':'))) {
+                explicit_bzero(dec, sizeof(dec));
+                *reason = "malformed";
+                return -EINVAL;
+        }
+        *colon = '\0';
+        pw = colon + 1;
+        for (size_t i = 0; i < b->n_users && !hash; i++)
+                if (!strcmp(b->users[i].name, dec))
+                        hash = b->users[i].hash;
+        if (hash) {
+                cache_key(dec, hash, pw, strlen(pw), key);
+                if (cache_hit(b, key, now_us)) {
+                        snprintf(user, ulen, "%s", dec);
+                        explicit_bzero(dec, sizeof(dec));
+                        return 0;
+                }
+        }
+        cd = calloc(1, sizeof(*cd));
+        if (!cd) {
+                explicit_bzero(dec, sizeof(dec));
+                *reason = "internal";
+                return -ENOMEM;
+        }
+        /* Unknown users are checked against the decoy, so both cost one bcrypt. */
+        ok = crypt_rn(pw, hash ? hash : b->decoy, cd, sizeof(*cd)) != NULL &&
+             ct_equal(cd->output, hash ? hash : b->decoy) && hash != NULL;
+        explicit_bzero(cd, sizeof(*cd));
+        free(cd);
+        pthread_mutex_lock(&b->lock);
+        b->runs++;
+        pthread_mutex_unlock(&b->lock);
+        if (!ok) {
+                *reason = hash ? "bad_password" : "unknown_user";
+                explicit_bzero(dec, sizeof(dec));
+                return -EACCES;
+        }
+        cache_put(b, key, now_us);
+        snprintf(user, ulen, "%s", dec);
+        explicit_bzero(dec, sizeof(dec));
+        return 0;
+}
+
+/* ---- audit bodies ---- */
+
+static bool sensitive_key(const char *k)
+{
+        static const char *const words[] = {"token",      "secret", "password",
+                                            "passwd",     "key",    "authorization",
+                                            "credential", "cookie", "passphrase"};
+
+        for (size_t i = 0; i < ARRAY_SIZE(words); i++)
+                if (strcasestr(k, words[i]))
+                        return true;
+        return false;
+}
+
+static void scrub(json_t *j, int depth)
+{
+        const char *k;
+        json_t *v;
+        size_t i;
+
+        if (depth > 64)
+                return;
+        if (json_is_object(j)) {
+                json_object_foreach(j, k, v)
+                {
+                        if (sensitive_key(k))
+                                json_object_set_new(j, k, json_string("<redacted>"));
+                        else
+                                scrub(v, depth + 1);
+                }
+        } else if (json_is_array(j)) {
+                json_array_foreach(j, i, v) scrub(v, depth + 1);
+        }
+}
+
+void audit_body_scrub(const char *body, size_t len, char *out, size_t outlen)
+{
+        json_error_t e;
+        json_t *j;
+        char *s;
+        static const char cut[] = "...(truncated)";
+
+        if (!outlen)
+                return;
+        out[0] = '\0';
+        j = len ? json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e) : NULL;
+        if (!j) {
+                snprintf(out, outlen, "<non-JSON body, %zu bytes>", len);
+                return;
+        }
+        scrub(j, 0);
+        s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+        json_decref(j);
+        if (!s) {
+                snprintf(out, outlen, "<body, %zu bytes>", len);
+                return;
+        }
+        if (strlen(s) > AUDIT_BODY_MAX && outlen > AUDIT_BODY_MAX + sizeof(cut))
+                snprintf(out, outlen, "%.*s%s", AUDIT_BODY_MAX, s, cut);
+        else if (strlen(s) >= outlen && outlen > sizeof(cut))
+                snprintf(out, outlen, "%.*s%s", (int)(outlen - sizeof(cut)), s, cut);
+        else
+                snprintf(out, outlen, "%s", s);
+        free(s);
+}

@@ -56,18 +56,19 @@ def test_hung_call_marks_unresponsive_and_recovers():
         check(inc["severity"] == "critical" and inc["state"] == "open", "incident %r" % inc)
         # /metrics is rendered after each sweep: the next one shows it
         wait_for(lambda: responsive(d)["0"] == 0, 2.5, "vigil_gpu_responsive 0 for GPU 0")
-        # the daemon stays responsive while calls hang; a new thread keeps the fast tier going
+        # GPU 1 is next in the fast tier: it hangs too, and is given up the same way
+        wait_for(lambda: [i for i in unresponsive(d) if i["gpu"] == 1], 4, "gpu_unresponsive on GPU 1")
+        # new calls are quick again; the ones in progress still hang for up to 3 s: meanwhile the
+        # daemon answers and a new thread keeps the fast tier sweeping (skipping the stuck GPUs)
+        d.inject(call="nvmlDeviceGetTemperature", cost_us=0)
         before = sweeps(d, "fast")
         for _ in range(4):
             timed_get(d, "/healthz")
             timed_get(d, "/metrics")
             timed_get(d, "/api/v1/health")
-            time.sleep(0.4)
-        check(sweeps(d, "fast") > before + 3, "the fast tier stopped at %r" % before)
+            time.sleep(0.25)
+        check(sweeps(d, "fast") >= before + 2, "the fast tier stopped at %r" % before)
         check("marked unresponsive" in d.logs(), "no log line")
-        # GPU 1 is next in the fast tier: it hangs too, and is given up the same way
-        wait_for(lambda: [i for i in unresponsive(d) if i["gpu"] == 1], 4, "gpu_unresponsive on GPU 1")
-        d.inject(call="nvmlDeviceGetTemperature", cost_us=0)
         # calls in progress return within 3 s; then resolve_after 1 s
         wait_for(lambda: responsive(d) == {"0": 1, "1": 1}, 6, "responsive again")
         wait_for(lambda: unresponsive(d) == [], 5, "incidents resolved")

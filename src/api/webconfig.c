@@ -616,7 +616,7 @@ int basic_auth_new(const webconfig *w, basic_auth **ret)
                 free(cd);
                 return basic_auth_free(b), -EIO;
         }
-        snprintf(b->decoy, sizeof(b->decoy), "%s", cd->output);
+        memcpy(b->decoy, cd->output, strlen(cd->output) + 1); /* length checked above */
         free(cd);
         *ret = b;
         return 0;

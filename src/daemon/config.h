@@ -183,18 +183,18 @@ typedef struct vigil_config {
         } encryption;
         /* health, policies, alerting (docs/health.md). */
         struct {
-                bool enabled;                        /* evaluate the health rules */
-                unsigned expected_gpus;              /* GPUs this node should have; 0 = unchecked */
-                unsigned temp_warning;               /* C */
-                unsigned temp_critical;              /* C */
-                unsigned temp_hysteresis;            /* C below a threshold before it clears */
-                int64_t resolve_after_us;            /* usec clear before an incident resolves */
-                int64_t xid_hold_us;                 /* usec an XID keeps its incident active */
-                int64_t nvml_call_timeout_us;        /* usec before a GPU is marked unresponsive */
+                bool enabled;                 /* evaluate the health rules */
+                unsigned expected_gpus;       /* GPUs this node should have; 0 = unchecked */
+                unsigned temp_warning;        /* C */
+                unsigned temp_critical;       /* C */
+                unsigned temp_hysteresis;     /* C below a threshold before it clears */
+                int64_t resolve_after_us;     /* usec clear before an incident resolves */
+                int64_t xid_hold_us;          /* usec an XID keeps its incident active */
+                int64_t nvml_call_timeout_us; /* usec before a GPU is marked unresponsive */
                 int64_t collection_stretched_after_us; /* usec a tier stays stretched before
                                                           collection_slow opens; 0 = never */
-                int64_t throttle_sustain_us;         /* usec a HW clock slowdown must last */
-                char *max_rss;                       /* "256MiB"; "0" = unchecked */
+                int64_t throttle_sustain_us;           /* usec a HW clock slowdown must last */
+                char *max_rss;                         /* "256MiB"; "0" = unchecked */
                 unsigned disk_warning;               /* percent used of the data dir's filesystem */
                 unsigned disk_critical;              /* percent */
                 bool systems[CONFIG_HEALTH_SYSTEMS]; /* pcie nvlink memory inforom thermal power

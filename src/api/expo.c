@@ -529,18 +529,31 @@ static snapshot *render_one(api *a, bool om)
         return s;
 }
 
-void api_render(api *a)
+/* A variant (text or OpenMetrics) is rendered after each sweep only while a scraper has asked for
+ * it in the last RENDER_KEEP_US; Prometheus asks for one variant, so the other costs nothing, and
+ * with no scraper at all nothing is rendered. A scrape that finds its variant older than the last
+ * sweep renders it once, and from then on it is rendered ahead of the scrapes again. */
+#define RENDER_KEEP_US (300 * USEC_PER_SEC)
+
+static void render_variant(api *a, bool om)
 {
-        snapshot *text, *om;
+        snapshot *s;
 
         pthread_mutex_lock(&a->render_lock);
-        text = render_one(a, false);
-        om = render_one(a, true);
+        s = render_one(a, om);
         pthread_mutex_unlock(&a->render_lock);
-        if (text)
-                snapshot_slot_publish(&a->metrics, text);
-        if (om)
-                snapshot_slot_publish(&a->metrics_om, om);
+        if (s)
+                snapshot_slot_publish(om ? &a->metrics_om : &a->metrics, s);
+}
+
+void api_render(api *a)
+{
+        int64_t now = time_real_us();
+
+        a->last_sweep_us = now;
+        for (int v = 0; v < 2; v++)
+                if (a->last_wanted_us[v] && now - a->last_wanted_us[v] < RENDER_KEEP_US)
+                        render_variant(a, v == 1);
 }
 
 static void unref_snapshot(void *cls)
@@ -573,8 +586,11 @@ enum MHD_Result h_metrics(request *r)
         struct MHD_Response *resp;
         enum MHD_Result ret;
 
-        if (!s) {
-                api_render(r->api);
+        r->api->last_wanted_us[om] = time_real_us();
+        if (!s || snapshot_ts(s) < r->api->last_sweep_us) {
+                /* not rendered since the last sweep: nobody asked for this variant lately */
+                snapshot_unref(s);
+                render_variant(r->api, om);
                 s = snapshot_slot_get(slot);
                 if (!s)
                         return api_reply_error(r, 503, "metrics are not rendered yet");

@@ -5,8 +5,10 @@ Phase A (cost): one vigild per GPU count (default 8 and 64, bench/scenarios/{N}g
 default scenario's per-call CPU costs, busy-waited) at the default tiers (fast 1 s, slow 10 s),
 all started together and measured side by side over the same --windows x --window seconds after
 --warmup. Per window and daemon: process CPU (all threads, /proc/PID/task/*/schedstat, ns) and the
-fake NVML's modelled CPU (GET /api/v1/status fake_nvml.cost_cpu_seconds, = the floor). Nothing but
-one status request per daemon per window boundary touches the daemons during the windows.
+fake NVML's modelled CPU (GET /api/v1/status fake_nvml.cost_cpu_seconds, = the floor). During the
+windows each daemon is scraped every --scrape-interval seconds (15 s, Prometheus's usual interval,
+with Prometheus's Accept header), because vigild renders /metrics only for formats being scraped;
+besides that, one status request per daemon per window boundary.
 Target: CPU/s <= 1.25 x floor/s + 0.5 ms/s.
 
 Phase B (sweep): the fast tier's sweep wall time from the status endpoint (polled every 0.5 s,
@@ -20,6 +22,9 @@ import argparse
 import re
 import time
 import urllib.error
+import urllib.request
+
+SCRAPE_INTERVAL = 15.0
 
 from _common import SCEN, Vigild, get, machine, median, pct, write_json
 import os
@@ -66,8 +71,22 @@ def phase_cost(counts, windows, window, warmup):
                 marks[n].append((time.monotonic(), v.cpu_seconds(), cost, calls,
                                  st["tiers"]["fast"]["sweeps"], st["tiers"]["slow"]["sweeps"]))
         mark()
+        prom_accept = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                       "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+        def scrape_all():
+            for v in ds.values():
+                req = urllib.request.Request(v.url + "/metrics", headers={"Accept": prom_accept})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    r.read()
         for w in range(windows):
-            time.sleep(window)
+            end = time.monotonic() + window
+            while True:
+                scrape_all()
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(SCRAPE_INTERVAL, left))
             mark()
             for n in counts:
                 a, b = marks[n][-2], marks[n][-1]
@@ -166,8 +185,11 @@ def main():
     ap.add_argument("--warmup", type=float, default=12)
     ap.add_argument("--sweep-seconds", type=float, default=30)
     ap.add_argument("--starts", type=int, default=5)
+    ap.add_argument("--scrape-interval", type=float, default=15.0)
     ap.add_argument("--json")
     a = ap.parse_args()
+    global SCRAPE_INTERVAL
+    SCRAPE_INTERVAL = a.scrape_interval
     counts = [int(x) for x in a.gpus.split(",")]
     res = {"machine": machine(), "cost": phase_cost(counts, a.windows, a.window, a.warmup)}
     res["sweep"] = phase_sweep(a.sweep_seconds)

@@ -202,11 +202,12 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
         struct member m[BACKUP_MAX_MEMBERS];
         size_t nm = 0;
         int64_t t0 = time_mono_us(), now = time_real_us();
+        const char *ext;
         int r;
-        const char *ext = o->compression == BACKUP_GZIP ? "gz" : "zst";
 
         if (!s || !o || !o->dir || !res)
                 return -EINVAL;
+        ext = o->compression == BACKUP_GZIP ? "gz" : "zst";
         r = mkdir_p(o->dir, 0700);
         if (r < 0) {
                 snprintf(err, errlen, "cannot create backup directory '%s': %s", o->dir,

@@ -1,7 +1,8 @@
 /* nvml.c — the NVML backend. dlopens libnvidia-ml.so.1 (or the fake NVML for --simulate), resolves
  * the entry points in nvml_syms.h newest version first, and turns DCGM field ids into NVML calls:
  * cheap counters through one batched nvmlDeviceGetFieldValues per sample, the rest through their
- * getters, each getter called at most once per sample even when it feeds several fields.
+ * getters, each getter called at most once per sample even when it feeds several fields; the
+ * profiling fields through GPM, one nvmlGpmMetricsGet between the previous and this sample.
  * NVML return codes become negative errno here and nowhere else. */
 #include "backend.h"
 
@@ -9,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +48,11 @@ typedef struct gpu_slot {
         char uuid[96];         /* for re-attach by UUID */
         int lost;              /* 1 after GPU_IS_LOST until re-attached */
         unsigned char *method; /* per catalog index: enum method_state */
+        pthread_mutex_t
+            gpm_lock;           /* guards gpm, gpm_prev, gpm_supported (tiers read concurrently) */
+        nvmlGpmSample_t gpm[2]; /* GPM samples, allocated at attach; NULL without GPM */
+        int gpm_prev;           /* index in gpm[] of the previous sample, -1 when none */
+        int gpm_supported;      /* GPM on this GPU: 1 yes, 0 no, -1 not known yet */
 } gpu_slot;
 
 struct backend {
@@ -160,6 +167,9 @@ enum getter {
         G_TEMP_SLOWDOWN,
         G_TEMP_SHUTDOWN,
         G_MINOR,
+        G_GPM_QUERY,   /* accounting only: GPM is read by gpm_read(), not run_getter() */
+        G_GPM_SAMPLE,  /* accounting only */
+        G_GPM_METRICS, /* accounting only; also marks the GPM fields in reads[] */
         G_COUNT,
 };
 
@@ -207,6 +217,9 @@ static const char *const getter_call[G_COUNT] = {
     [G_TEMP_SLOWDOWN] = "nvmlDeviceGetTemperatureThreshold",
     [G_TEMP_SHUTDOWN] = "nvmlDeviceGetTemperatureThreshold",
     [G_MINOR] = "nvmlDeviceGetMinorNumber",
+    [G_GPM_QUERY] = "nvmlGpmQueryDeviceSupport",
+    [G_GPM_SAMPLE] = "nvmlGpmSampleGet",
+    [G_GPM_METRICS] = "nvmlGpmMetricsGet",
 };
 static unsigned long long call_count[G_COUNT]; /* __atomic */
 static unsigned long long call_ns[G_COUNT];    /* __atomic */
@@ -263,13 +276,14 @@ enum conv {
         C_MILLI,  /* mW → W (double) */
         C_MIB,    /* bytes → MiB */
         C_KIB,    /* KB/s → B/s (double) */
+        C_PCT,    /* percent → ratio (double) */
 };
 
 typedef struct field_read {
         uint16_t field;     /* DCGM id */
         unsigned fv;        /* NVML_FI_* for the batched path, 0 when none */
         enum getter getter; /* fallback (or only) path */
-        unsigned slot;      /* which u[] of the getter result */
+        unsigned slot;      /* which u[] of the getter result; the metric id for G_GPM_METRICS */
         enum conv conv;     /* unit conversion */
 } field_read;
 
@@ -325,7 +339,13 @@ static const field_read reads[] = {
     {FLD_SLOWDOWN_TEMP, 0, G_TEMP_SLOWDOWN, 0, C_ID},
     {FLD_SHUTDOWN_TEMP, 0, G_TEMP_SHUTDOWN, 0, C_ID},
     {FLD_MINOR_NUMBER, 0, G_MINOR, 0, C_ID},
+    /* Profiling (DCGM's 1001/1004/1005) through GPM on Hopper and newer: see gpm_read(). */
+    {FLD_PROF_GR_ENGINE_ACTIVE, 0, G_GPM_METRICS, NVML_GPM_METRIC_GRAPHICS_UTIL, C_PCT},
+    {FLD_PROF_PIPE_TENSOR_ACTIVE, 0, G_GPM_METRICS, NVML_GPM_METRIC_ANY_TENSOR_UTIL, C_PCT},
+    {FLD_PROF_DRAM_ACTIVE, 0, G_GPM_METRICS, NVML_GPM_METRIC_DRAM_BW_UTIL, C_PCT},
 };
+
+#define GPM_FIELDS_MAX 3 /* reads[] entries with G_GPM_METRICS */
 
 static const field_read *read_for(uint16_t field)
 {
@@ -565,6 +585,10 @@ static void store_value(const field_meta *m, enum conv conv, double dv, unsigned
                 dv = (is_double ? dv : (double)uv) * 1024.0;
                 is_double = 1;
                 break;
+        case C_PCT:
+                dv = (is_double ? dv : (double)uv) / 100.0;
+                is_double = 1;
+                break;
         case C_ID:
                 break;
         }
@@ -628,11 +652,174 @@ static void mark_lost(backend *b, unsigned idx)
         pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- GPM ------------------------------------------------------------------------------ */
+
+static int gpm_api(const backend *b)
+{
+        return b->api.gpm_query_support && b->api.gpm_sample_alloc && b->api.gpm_sample_free &&
+               b->api.gpm_sample_get && b->api.gpm_metrics_get;
+}
+
+static void gpm_release_locked(backend *b, gpu_slot *s)
+{
+        for (int k = 0; k < 2; k++) {
+                if (s->gpm[k] && b->api.gpm_sample_free)
+                        b->api.gpm_sample_free(s->gpm[k]);
+                s->gpm[k] = NULL;
+        }
+        s->gpm_prev = -1;
+        s->gpm_supported = -1;
+}
+
+/* At attach (not on the sampling path): allocate the two samples, ask whether the GPU supports
+ * GPM and, when it does, take the first sample, so that the first sweep already reports the
+ * activity since attach instead of "no data". A failed query is asked again by gpm_read(). */
+static void gpm_attach(backend *b, gpu_slot *s, nvmlDevice_t h)
+{
+        nvmlGpmSupport_t sup = {.version = NVML_GPM_SUPPORT_VERSION};
+        int rc;
+
+        pthread_mutex_lock(&s->gpm_lock);
+        gpm_release_locked(b, s);
+        if (!gpm_api(b)) {
+                s->gpm_supported = 0;
+                goto out;
+        }
+        rc = b->api.gpm_query_support(h, &sup);
+        if (rc == NVML_SUCCESS)
+                s->gpm_supported = sup.isSupportedDevice != 0;
+        else if (backend_errno_from_nvml(rc) == -EOPNOTSUPP)
+                s->gpm_supported = 0;
+        if (s->gpm_supported == 0)
+                goto out;
+        if (b->api.gpm_sample_alloc(&s->gpm[0]) != NVML_SUCCESS ||
+            b->api.gpm_sample_alloc(&s->gpm[1]) != NVML_SUCCESS) {
+                int known = s->gpm_supported;
+                gpm_release_locked(b, s); /* gpm_read() answers -ENOMEM until re-attach */
+                s->gpm_supported = known;
+                goto out;
+        }
+        if (s->gpm_supported == 1 && b->api.gpm_sample_get(h, s->gpm[0]) == NVML_SUCCESS)
+                s->gpm_prev = 0;
+out:
+        pthread_mutex_unlock(&s->gpm_lock);
+}
+
+/* Read the GPM fields out[which[0..nw)] (fields[] gives their ids): one nvmlGpmSampleGet into
+ * the spare sample, then one nvmlGpmMetricsGet for all of them between the previous sample and
+ * this one; this one becomes the previous. Without a previous sample the fields answer -ENODATA
+ * (never a made-up value). Learns -EOPNOTSUPP per field like the other paths. Returns 0, or
+ * -ENODEV when the GPU is lost. No allocation (the request lives on the stack, ~13 KiB). */
+static int gpm_read(backend *b, gpu_slot *s, nvmlDevice_t h, const uint16_t *fields,
+                    const size_t *which, size_t nw, field_value *out)
+{
+        nvmlGpmMetricsGet_t mg;
+        int err = 0, rc, cur;
+        int64_t t0;
+
+        pthread_mutex_lock(&s->gpm_lock);
+        if (s->gpm_supported < 0 && gpm_api(b)) {
+                nvmlGpmSupport_t sup = {.version = NVML_GPM_SUPPORT_VERSION};
+                t0 = call_clock_ns();
+                rc = b->api.gpm_query_support(h, &sup);
+                call_account(G_GPM_QUERY, t0);
+                if (rc == NVML_SUCCESS)
+                        s->gpm_supported = sup.isSupportedDevice != 0;
+                else if ((err = backend_errno_from_nvml(rc)) == -EOPNOTSUPP)
+                        s->gpm_supported = 0;
+        }
+        if (!gpm_api(b) || s->gpm_supported == 0)
+                err = -EOPNOTSUPP;
+        else if (!err && (!s->gpm[0] || !s->gpm[1]))
+                err = -ENOMEM;
+        if (err)
+                goto done;
+
+        cur = s->gpm_prev == 0 ? 1 : 0;
+        t0 = call_clock_ns();
+        rc = b->api.gpm_sample_get(h, s->gpm[cur]);
+        call_account(G_GPM_SAMPLE, t0);
+        if (rc != NVML_SUCCESS) {
+                err = backend_errno_from_nvml(rc);
+                if (err == -EOPNOTSUPP)
+                        s->gpm_supported = 0;
+                goto done; /* the previous sample stays the start of the next interval */
+        }
+        if (s->gpm_prev < 0) {
+                s->gpm_prev = cur;
+                err = -ENODATA;
+                goto done;
+        }
+
+        memset(&mg, 0, sizeof(mg));
+        mg.version = NVML_GPM_METRICS_GET_VERSION;
+        mg.numMetrics = (unsigned)nw;
+        mg.sample1 = s->gpm[s->gpm_prev];
+        mg.sample2 = s->gpm[cur];
+        for (size_t k = 0; k < nw; k++)
+                mg.metrics[k].metricId = read_for(fields[which[k]])->slot;
+        t0 = call_clock_ns();
+        rc = b->api.gpm_metrics_get(&mg);
+        call_account(G_GPM_METRICS, t0);
+        s->gpm_prev = cur; /* the next interval starts here, whatever this one gave */
+        if (rc != NVML_SUCCESS) {
+                err = backend_errno_from_nvml(rc);
+                goto done;
+        }
+        pthread_mutex_unlock(&s->gpm_lock);
+
+        for (size_t k = 0; k < nw; k++) {
+                const nvmlGpmMetric_t *m = &mg.metrics[k];
+                int fi = field_index(fields[which[k]]);
+                field_value *o = &out[which[k]];
+                double ratio;
+
+                if (m->nvmlReturn == NVML_SUCCESS) {
+                        /* An H200 (driver 580) answers SUCCESS with NaN for DRAM_BW_UTIL over
+                         * intervals of a few ms to ~50 ms: no data for that interval, not a
+                         * failure (the first sweep after attach can be that close). */
+                        if (!isfinite(m->value)) {
+                                o->status = -ENODATA;
+                                continue;
+                        }
+                        /* Counters read at two instants can overshoot 100 % by a rounding hair;
+                         * the DCGM field is a ratio of time, 0..1. */
+                        ratio = m->value / 100.0;
+                        o->status = 0;
+                        o->d = ratio < 0 ? 0 : ratio > 1 ? 1 : ratio;
+                        s->method[fi] = M_PRIMARY;
+                        continue;
+                }
+                err = backend_errno_from_nvml(m->nvmlReturn);
+                if (err == -ENODEV)
+                        return -ENODEV;
+                if (err == -EOPNOTSUPP)
+                        s->method[fi] = M_UNSUPPORTED; /* o->status is -EOPNOTSUPP already */
+                else
+                        o->status = err;
+        }
+        return 0;
+
+done:
+        pthread_mutex_unlock(&s->gpm_lock);
+        if (err == -ENODEV)
+                return -ENODEV;
+        for (size_t k = 0; k < nw; k++) {
+                if (err == -EOPNOTSUPP)
+                        s->method[field_index(fields[which[k]])] = M_UNSUPPORTED;
+                else
+                        out[which[k]].status = err;
+        }
+        return 0;
+}
+
 int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, field_value *out)
 {
         nvmlFieldValue_t fvs[MAX_FIELDS_SAMPLE];
         int fv_of[MAX_FIELDS_SAMPLE]; /* index into fvs for field i, or -1 */
         getter_result gr[G_COUNT];
+        size_t gpm_of[GPM_FIELDS_MAX]; /* indexes in fields[] read through GPM */
+        size_t ngpm = 0;
         int nfv = 0, lost;
         nvmlDevice_t h;
         gpu_slot *s;
@@ -707,6 +894,11 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                         s->method[fi] = M_UNSUPPORTED;
                         continue;
                 }
+                if (rd->getter == G_GPM_METRICS) {
+                        if (ngpm < GPM_FIELDS_MAX)
+                                gpm_of[ngpm++] = i;
+                        continue;
+                }
                 if (!gr[rd->getter].done)
                         run_getter(b, h, rd->getter, &gr[rd->getter]);
                 if (gr[rd->getter].err == -ENODEV)
@@ -726,6 +918,8 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                 store_value(m, rd->conv, 0, gr[rd->getter].u[rd->slot], 0, &out[i]);
                 s->method[fi] = rd->fv ? M_FALLBACK : M_PRIMARY;
         }
+        if (ngpm > 0 && gpm_read(b, s, h, fields, gpm_of, ngpm, out) == -ENODEV)
+                goto lost;
         return 0;
 
 lost:
@@ -810,6 +1004,7 @@ static int attach(backend *b, unsigned idx)
         snprintf(s->uuid, sizeof(s->uuid), "%s", uuid);
         memset(s->method, M_UNKNOWN, field_count());
         pthread_mutex_unlock(&s->lock);
+        gpm_attach(b, s, h);
         return 0;
 }
 
@@ -874,6 +1069,9 @@ int backend_open(const backend_options *opt, backend **ret, char *err, size_t er
         }
         for (unsigned i = 0; i < MAX_GPUS; i++) {
                 pthread_mutex_init(&b->gpus[i].lock, NULL);
+                pthread_mutex_init(&b->gpus[i].gpm_lock, NULL);
+                b->gpus[i].gpm_prev = -1;
+                b->gpus[i].gpm_supported = -1;
                 b->gpus[i].method = calloc(field_count(), 1);
                 if (!b->gpus[i].method) {
                         r = -ENOMEM;
@@ -903,10 +1101,16 @@ backend *backend_close(backend *b)
                 return NULL;
         if (b->events && b->api.event_set_free)
                 b->api.event_set_free(b->events);
+        for (unsigned i = 0; i < MAX_GPUS; i++) { /* GPM samples go back before shutdown */
+                pthread_mutex_lock(&b->gpus[i].gpm_lock);
+                gpm_release_locked(b, &b->gpus[i]);
+                pthread_mutex_unlock(&b->gpus[i].gpm_lock);
+        }
         b->api.shutdown();
         for (unsigned i = 0; i < MAX_GPUS; i++) {
                 free(b->gpus[i].method);
                 pthread_mutex_destroy(&b->gpus[i].lock);
+                pthread_mutex_destroy(&b->gpus[i].gpm_lock);
         }
         dlclose(b->dl);
         free(b);

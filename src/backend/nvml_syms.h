@@ -133,3 +133,12 @@ NVML_FN(nvmlReturn_t, event_set_free, 0, (nvmlEventSet_t set), "nvmlEventSetFree
 /* Mutators (guarded; exercised against the fake NVML only). */
 NVML_FN(nvmlReturn_t, set_power_limit, 0, (nvmlDevice_t device, unsigned int limit_mw),
         "nvmlDeviceSetPowerManagementLimit")
+
+/* GPM (Hopper and newer): the profiling fields, computed between two samples. */
+NVML_FN(nvmlReturn_t, gpm_query_support, 0, (nvmlDevice_t device, nvmlGpmSupport_t *support),
+        "nvmlGpmQueryDeviceSupport")
+NVML_FN(nvmlReturn_t, gpm_sample_alloc, 0, (nvmlGpmSample_t * sample), "nvmlGpmSampleAlloc")
+NVML_FN(nvmlReturn_t, gpm_sample_free, 0, (nvmlGpmSample_t sample), "nvmlGpmSampleFree")
+NVML_FN(nvmlReturn_t, gpm_sample_get, 0, (nvmlDevice_t device, nvmlGpmSample_t sample),
+        "nvmlGpmSampleGet")
+NVML_FN(nvmlReturn_t, gpm_metrics_get, 0, (nvmlGpmMetricsGet_t * metrics), "nvmlGpmMetricsGet")

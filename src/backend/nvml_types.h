@@ -242,4 +242,50 @@ typedef struct nvmlEventData_st {
         unsigned int computeInstanceId; /* MIG CI or 0xFFFFFFFF */
 } nvmlEventData_t;
 
+/* GPM, GPU Performance Monitoring (Hopper and newer): the library computes each metric between two
+ * samples the caller took; values are percentages 0.0-100.0. Layouts as in NVIDIA's nvml.h.
+ *
+ * NVML_GPM_METRIC_MAX sizes metrics[] and grows with the driver (98 in CUDA 12.2's nvml.h, 166 in
+ * the one DCGM ships, 210 in CUDA 13.0's, the driver 580 header of our H200; 333 in NVIDIA's
+ * newest nvidia-ml-py), while NVML_GPM_METRICS_GET_VERSION has stayed 1, so the library cannot
+ * tell the sizes apart. We take the largest: a library built for a smaller array reads and writes
+ * only the numMetrics entries we fill (3), never past its own end, so a larger struct is safe for
+ * every version, and a smaller one would not be for a newer driver. */
+typedef struct nvmlGpmSample_st *nvmlGpmSample_t; /* opaque, from nvmlGpmSampleAlloc */
+
+typedef enum nvmlGpmMetricId_enum {
+        NVML_GPM_METRIC_GRAPHICS_UTIL = 1,   /* % of time any compute/graphics app was active */
+        NVML_GPM_METRIC_SM_UTIL = 2,         /* % of SMs busy */
+        NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5, /* % of time the SMs did any tensor operation */
+        NVML_GPM_METRIC_DRAM_BW_UTIL = 10,   /* % of the theoretical DRAM bandwidth used */
+} nvmlGpmMetricId_t;
+
+#define NVML_GPM_METRIC_MAX          333 /* entries of nvmlGpmMetricsGet_t.metrics, see above */
+#define NVML_GPM_METRICS_GET_VERSION 1
+#define NVML_GPM_SUPPORT_VERSION     1
+
+typedef struct nvmlGpmMetric_st {
+        unsigned int metricId;   /* IN: NVML_GPM_METRIC_* */
+        nvmlReturn_t nvmlReturn; /* OUT: per-metric result; value is valid only on SUCCESS */
+        double value;            /* OUT: the metric, percent for the *_UTIL ones */
+        struct {
+                char *shortName; /* OUT: owned by the library, may be NULL */
+                char *longName;  /* OUT: owned by the library, may be NULL */
+                char *unit;      /* OUT: owned by the library, may be NULL */
+        } metricInfo;
+} nvmlGpmMetric_t;
+
+typedef struct nvmlGpmMetricsGet_st {
+        unsigned int version;                         /* IN: NVML_GPM_METRICS_GET_VERSION */
+        unsigned int numMetrics;                      /* IN: entries of metrics[] to compute */
+        nvmlGpmSample_t sample1;                      /* IN: the earlier sample */
+        nvmlGpmSample_t sample2;                      /* IN: the later sample */
+        nvmlGpmMetric_t metrics[NVML_GPM_METRIC_MAX]; /* IN metricId, OUT nvmlReturn and value */
+} nvmlGpmMetricsGet_t;
+
+typedef struct nvmlGpmSupport_st {
+        unsigned int version;           /* IN: NVML_GPM_SUPPORT_VERSION */
+        unsigned int isSupportedDevice; /* OUT: nonzero when the device supports GPM */
+} nvmlGpmSupport_t;
+
 #endif

@@ -375,6 +375,18 @@ static double field_locked(unsigned gpu, unsigned field, int64_t t)
         return idx < 0 ? 0 : value_locked(gpu, field, idx, t);
 }
 
+/* Fields that, with no source of their own and no trace column, follow another field: the
+ * profiling activities follow GPU utilization (%), so a replayed trace drives them too. */
+static const struct {
+        unsigned field; /* FLD_* */
+        unsigned from;  /* FLD_* it follows */
+        double factor;  /* field = from x factor */
+} derived[] = {
+    {FLD_PROF_GR_ENGINE_ACTIVE, FLD_GPU_UTIL, 0.01},    /* ratio ~ utilization */
+    {FLD_PROF_PIPE_TENSOR_ACTIVE, FLD_GPU_UTIL, 0.006}, /* ratio ~ 0.6 x utilization */
+    {FLD_PROF_DRAM_ACTIVE, FLD_GPU_UTIL, 0.005},        /* ratio ~ 0.5 x utilization */
+};
+
 static double value_locked(unsigned gpu, unsigned field, int idx, int64_t t)
 {
         const struct fake_gpu_conf *g = &w.sc->gpus[gpu];
@@ -392,15 +404,20 @@ static double value_locked(unsigned gpu, unsigned field, int idx, int64_t t)
                 v = fake_source_eval(&g->src[idx], t, gpu, field);
         } else {
                 int col = -1;
+                size_t d;
 
                 if (g->trace && w.sc->trace)
                         for (int c = 0; c < TC_COUNT; c++)
                                 if (fake_trace_col_field((enum fake_trace_col)c) == field &&
                                     w.sc->trace->col[c])
                                         col = c;
+                for (d = 0; d < ARRAY_SIZE(derived) && derived[d].field != field; d++)
+                        ;
                 if (col >= 0) {
                         v = fake_trace_value(w.sc->trace, (enum fake_trace_col)col,
                                              t + g->trace_offset_us);
+                } else if (d < ARRAY_SIZE(derived)) {
+                        v = field_locked(gpu, derived[d].from, t) * derived[d].factor;
                 } else {
                         fake_default_source(gpu, field, &def);
                         v = fake_source_eval(&def, t, gpu, field);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/macros.h"
@@ -76,6 +77,11 @@ EXPORT fake_fnt_register_events nvmlDeviceRegisterEvents;
 EXPORT fake_fnt_event_set_wait nvmlEventSetWait_v2;
 EXPORT fake_fnt_event_set_free nvmlEventSetFree;
 EXPORT fake_fnt_set_power_limit nvmlDeviceSetPowerManagementLimit;
+EXPORT fake_fnt_gpm_query_support nvmlGpmQueryDeviceSupport;
+EXPORT fake_fnt_gpm_sample_alloc nvmlGpmSampleAlloc;
+EXPORT fake_fnt_gpm_sample_free nvmlGpmSampleFree;
+EXPORT fake_fnt_gpm_sample_get nvmlGpmSampleGet;
+EXPORT fake_fnt_gpm_metrics_get nvmlGpmMetricsGet;
 
 #define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
 #define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
@@ -976,6 +982,141 @@ nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t device, unsigned int
                 return NVML_ERROR_INVALID_ARGUMENT;
         fake_engine_hold(gpu, FLD_POWER_LIMIT, limit_mw / 1000.0);
         fake_engine_hold(gpu, FLD_ENFORCED_POWER_LIMIT, limit_mw / 1000.0);
+        return NVML_SUCCESS;
+}
+
+/* ---- GPM (Hopper and newer) ---- */
+
+/* The GPM metrics the fake computes, each from the scenario source of a DCGM profiling field
+ * (a ratio; GPM reports percent). Other metric ids answer NOT_SUPPORTED per metric. */
+static const struct {
+        unsigned metric; /* NVML_GPM_METRIC_* */
+        unsigned field;  /* FLD_* it is read from */
+        char *short_name, *long_name, *unit;
+} gpm_metrics[] = {
+    {NVML_GPM_METRIC_GRAPHICS_UTIL, FLD_PROF_GR_ENGINE_ACTIVE, "gr_util", "graphics utilization",
+     "%"},
+    {NVML_GPM_METRIC_ANY_TENSOR_UTIL, FLD_PROF_PIPE_TENSOR_ACTIVE, "any_tensor_util",
+     "any tensor utilization", "%"},
+    {NVML_GPM_METRIC_DRAM_BW_UTIL, FLD_PROF_DRAM_ACTIVE, "dram_bw_util",
+     "DRAM bandwidth utilization", "%"},
+};
+#define GPM_N ARRAY_SIZE(gpm_metrics)
+
+/* A sample: the metrics at the instant nvmlGpmSampleGet took it. */
+struct nvmlGpmSample_st {
+        bool taken;             /* nvmlGpmSampleGet filled it */
+        unsigned gpu;           /* GPU it was taken on */
+        unsigned long long seq; /* order of samples (1, 2, ...) */
+        double pct[GPM_N];      /* percent, by gpm_metrics[] index */
+        nvmlReturn_t rc[GPM_N]; /* SUCCESS or NOT_SUPPORTED, by gpm_metrics[] index */
+};
+
+static unsigned long long gpm_seq; /* __atomic */
+
+/* Like NVML: GPM is a device capability. A GPU supports it unless the scenario lists all three
+ * profiling fields as not supported (then it looks like a pre-Hopper GPU); listing only some
+ * makes just those metrics answer NOT_SUPPORTED. */
+static bool gpm_supported(unsigned gpu)
+{
+        for (size_t k = 0; k < GPM_N; k++)
+                if (fake_engine_supported(gpu, gpm_metrics[k].field) == NVML_SUCCESS)
+                        return true;
+        return false;
+}
+
+nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t *support)
+{
+        unsigned gpu;
+
+        ENTER_DEV(gpm_query_support, device, gpu);
+        if (!support)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (support->version != NVML_GPM_SUPPORT_VERSION)
+                return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        support->isSupportedDevice = gpm_supported(gpu);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleAlloc(nvmlGpmSample_t *sample)
+{
+        ENTER(gpm_sample_alloc);
+        if (!sample)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        *sample = calloc(1, sizeof(**sample));
+        return *sample ? NVML_SUCCESS : NVML_ERROR_MEMORY;
+}
+
+nvmlReturn_t nvmlGpmSampleFree(nvmlGpmSample_t sample)
+{
+        ENTER(gpm_sample_free);
+        if (!sample)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        free(sample);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample)
+{
+        unsigned fields[GPM_N], gpu;
+        double v[GPM_N] = {0};
+        nvmlReturn_t rcs[GPM_N], r;
+
+        ENTER_DEV(gpm_sample_get, device, gpu);
+        if (!sample)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (!gpm_supported(gpu))
+                return NVML_ERROR_NOT_SUPPORTED;
+        for (size_t k = 0; k < GPM_N; k++)
+                fields[k] = gpm_metrics[k].field;
+        r = fake_engine_read(gpu, fields, GPM_N, v, rcs);
+        if (r != NVML_SUCCESS)
+                return r;
+        for (size_t k = 0; k < GPM_N; k++) {
+                sample->pct[k] = v[k] * 100.0;
+                sample->rc[k] = rcs[k];
+        }
+        sample->gpu = gpu;
+        sample->seq = __atomic_add_fetch(&gpm_seq, 1, __ATOMIC_RELAXED);
+        sample->taken = true;
+        return NVML_SUCCESS;
+}
+
+/* Each metric is the value at sample2, the end of the interval (the fake's sources have no
+ * counters to difference). Two samples of one GPU, sample1 taken before sample2, as NVML needs. */
+nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg)
+{
+        const struct nvmlGpmSample_st *s1, *s2;
+
+        ENTER(gpm_metrics_get);
+        if (!mg)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (mg->version != NVML_GPM_METRICS_GET_VERSION)
+                return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        s1 = mg->sample1;
+        s2 = mg->sample2;
+        if (mg->numMetrics == 0 || mg->numMetrics > NVML_GPM_METRIC_MAX || !s1 || !s2 ||
+            !s1->taken || !s2->taken || s1->gpu != s2->gpu || s1->seq >= s2->seq)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        for (unsigned i = 0; i < mg->numMetrics; i++) {
+                nvmlGpmMetric_t *m = &mg->metrics[i];
+                size_t k;
+
+                for (k = 0; k < GPM_N && gpm_metrics[k].metric != m->metricId; k++)
+                        ;
+                m->value = 0;
+                memset(&m->metricInfo, 0, sizeof(m->metricInfo));
+                if (k == GPM_N) {
+                        m->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                        continue;
+                }
+                m->nvmlReturn = s2->rc[k];
+                if (m->nvmlReturn == NVML_SUCCESS)
+                        m->value = s2->pct[k];
+                m->metricInfo.shortName = gpm_metrics[k].short_name;
+                m->metricInfo.longName = gpm_metrics[k].long_name;
+                m->metricInfo.unit = gpm_metrics[k].unit;
+        }
         return NVML_SUCCESS;
 }
 

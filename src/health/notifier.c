@@ -8,7 +8,6 @@
  * exponentially (1 s doubling to 5 min). */
 #include "health-internal.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -22,6 +21,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
+#include "curl_dl.h"
 #include "store/store.h"
 #endif
 
@@ -364,16 +364,21 @@ static char *finalize_body(notifier *n, const target *t, const char *body)
 
 static int send_one(notifier *n, const target *t, const char *body, char *why, size_t whylen)
 {
-        CURL *c = curl_easy_init();
+        const curl_dl *cu = NULL;
+        CURL *c;
         struct curl_slist *h = NULL;
         char url[HEALTH_URL_MAX + 32], sig[128];
         long status = 0;
         CURLcode cc;
-        _cleanup_free_ char *b = finalize_body(n, t, body);
+        int r = curl_dl_get(&cu, why, whylen); /* loaded by notifier_start; cached here */
 
+        if (r < 0)
+                return r;
+        c = cu->easy_init();
+        _cleanup_free_ char *b = finalize_body(n, t, body);
         if (!c || !b) {
                 if (c)
-                        curl_easy_cleanup(c);
+                        cu->easy_cleanup(c);
                 snprintf(why, whylen, "out of memory");
                 return -ENOMEM;
         }
@@ -384,28 +389,28 @@ static int send_one(notifier *n, const target *t, const char *body, char *why, s
         } else {
                 snprintf(url, sizeof(url), "%s", t->url);
         }
-        h = curl_slist_append(h, "Content-Type: application/json");
+        h = cu->slist_append(h, "Content-Type: application/json");
         if (t->kind == TARGET_WEBHOOK && t->secret[0] &&
             notifier_sign(t->secret, b, strlen(b), sig, sizeof(sig)) == 0) {
                 char hdr[160];
                 snprintf(hdr, sizeof(hdr), "X-Vigil-Signature: %s", sig);
-                h = curl_slist_append(h, hdr);
+                h = cu->slist_append(h, hdr);
         }
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, b);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(n->timeout_us / 1000));
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(n->timeout_us / 1000, 3000));
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        cc = curl_easy_perform(c);
+        cu->easy_setopt(c, CURLOPT_URL, url);
+        cu->easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        cu->easy_setopt(c, CURLOPT_POSTFIELDS, b);
+        cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        cu->easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(n->timeout_us / 1000));
+        cu->easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(n->timeout_us / 1000, 3000));
+        cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+        cu->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        cc = cu->easy_perform(c);
         if (cc == CURLE_OK)
-                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(h);
-        curl_easy_cleanup(c);
+                cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        cu->slist_free_all(h);
+        cu->easy_cleanup(c);
         if (cc != CURLE_OK) {
-                snprintf(why, whylen, "%s", curl_easy_strerror(cc));
+                snprintf(why, whylen, "%s", cu->easy_strerror(cc));
                 return -EHOSTUNREACH;
         }
         if (status < 200 || status > 299) {
@@ -550,7 +555,15 @@ int notifier_start(notifier *n)
         }
 #endif
         if (!n->n_targets && !n->n)
-                return 0; /* nothing to send to: no thread */
+                return 0; /* nothing to send to: no thread, and libcurl is never loaded */
+        /* libcurl is mapped from here on, not at startup (curl_dl.h). When it is missing the
+         * daemon still runs: incidents stay in the outbox and each send fails with this reason. */
+        {
+                const curl_dl *cu;
+                char err[512];
+                if (curl_dl_get(&cu, err, sizeof(err)) < 0)
+                        log_error("alerting", "failed to start alert delivery: %s", err);
+        }
         r = pthread_create(&n->thread, NULL, notifier_main, n);
         if (r)
                 return -r;

@@ -15,10 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <openssl/evp.h>
 
+#include "archive_dl.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
@@ -139,7 +138,8 @@ static void safe_name(const char *in, char *out, size_t len)
 
 /* ---- create ---- */
 
-static int add_file(struct archive *a, const char *src, const char *name, char *err, size_t errlen)
+static int add_file(const archive_dl *ar, struct archive *a, const char *src, const char *name,
+                    char *err, size_t errlen)
 {
         struct stat st;
         char buf[65536];
@@ -151,23 +151,23 @@ static int add_file(struct archive *a, const char *src, const char *name, char *
                 snprintf(err, errlen, "cannot read '%s': %s", src, strerror(-r));
                 return r;
         }
-        struct archive_entry *e = archive_entry_new();
-        archive_entry_set_pathname(e, name);
-        archive_entry_set_size(e, st.st_size);
-        archive_entry_set_filetype(e, AE_IFREG);
-        archive_entry_set_perm(e, 0600);
-        archive_entry_set_mtime(e, st.st_mtime, 0);
-        if (archive_write_header(a, e) != ARCHIVE_OK) {
+        struct archive_entry *e = ar->entry_new();
+        ar->entry_set_pathname(e, name);
+        ar->entry_set_size(e, st.st_size);
+        ar->entry_set_filetype(e, AE_IFREG);
+        ar->entry_set_perm(e, 0600);
+        ar->entry_set_mtime(e, st.st_mtime, 0);
+        if (ar->write_header(a, e) != ARCHIVE_OK) {
                 snprintf(err, errlen, "cannot add '%s' to the archive: %s", name,
-                         archive_error_string(a));
-                archive_entry_free(e);
+                         ar->error_string(a));
+                ar->entry_free(e);
                 return -EIO;
         }
-        archive_entry_free(e);
+        ar->entry_free(e);
         while ((n = read(fd, buf, sizeof(buf))) > 0)
-                if (archive_write_data(a, buf, (size_t)n) != n) {
+                if (ar->write_data(a, buf, (size_t)n) != n) {
                         snprintf(err, errlen, "cannot write '%s' to the archive: %s", name,
-                                 archive_error_string(a));
+                                 ar->error_string(a));
                         return -EIO;
                 }
         if (n < 0) {
@@ -202,11 +202,17 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
         struct member m[BACKUP_MAX_MEMBERS];
         size_t nm = 0;
         int64_t t0 = time_mono_us(), now = time_real_us();
+        const archive_dl *ar = NULL;
         const char *ext;
         int r;
 
         if (!s || !o || !o->dir || !res)
                 return -EINVAL;
+        /* libarchive is loaded here, at the first backup, not at startup (archive_dl.h); a
+         * missing library fails before any work is done. */
+        r = archive_dl_get(&ar, err, errlen);
+        if (r < 0)
+                return r;
         ext = o->compression == BACKUP_GZIP ? "gz" : "zst";
         r = mkdir_p(o->dir, 0700);
         if (r < 0) {
@@ -294,27 +300,27 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
         /* 5. the archive */
         snprintf(tarpath, sizeof(tarpath), "%s/archive.tar.%s", work, ext);
         {
-                struct archive *a = archive_write_new();
-                archive_write_set_format_pax_restricted(a);
+                struct archive *a = ar->write_new();
+                ar->write_set_format_pax_restricted(a);
                 if (o->compression == BACKUP_GZIP)
-                        archive_write_add_filter_gzip(a);
+                        ar->write_add_filter_gzip(a);
                 else
-                        archive_write_add_filter_zstd(a);
-                if (archive_write_open_filename(a, tarpath) != ARCHIVE_OK) {
+                        ar->write_add_filter_zstd(a);
+                if (ar->write_open_filename(a, tarpath) != ARCHIVE_OK) {
                         snprintf(err, errlen, "cannot create archive '%s': %s", tarpath,
-                                 archive_error_string(a));
-                        archive_write_free(a);
+                                 ar->error_string(a));
+                        ar->write_free(a);
                         r = -EIO;
                         goto out;
                 }
                 for (size_t i = 0; i < nm && r == 0; i++)
-                        r = add_file(a, m[i].src, m[i].name, err, errlen);
-                if (archive_write_close(a) != ARCHIVE_OK && r == 0) {
+                        r = add_file(ar, a, m[i].src, m[i].name, err, errlen);
+                if (ar->write_close(a) != ARCHIVE_OK && r == 0) {
                         snprintf(err, errlen, "cannot finish archive '%s': %s", tarpath,
-                                 archive_error_string(a));
+                                 ar->error_string(a));
                         r = -EIO;
                 }
-                archive_write_free(a);
+                ar->write_free(a);
                 if (r < 0)
                         goto out;
         }
@@ -472,25 +478,28 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
         bool have_manifest = false;
         char names[BACKUP_MAX_MEMBERS][256];
         size_t nnames = 0;
-        int r = 0, ar;
+        const archive_dl *ar = NULL;
+        int r, st;
 
-        struct archive *a = archive_read_new();
-        archive_read_support_filter_zstd(a);
-        archive_read_support_filter_gzip(a);
-        archive_read_support_format_tar(a);
-        if (archive_read_open_filename(a, tarpath, 65536) != ARCHIVE_OK) {
+        r = archive_dl_get(&ar, err, errlen);
+        if (r < 0)
+                return r;
+        struct archive *a = ar->read_new();
+        ar->read_support_filter_zstd(a);
+        ar->read_support_filter_gzip(a);
+        ar->read_support_format_tar(a);
+        if (ar->read_open_filename(a, tarpath, 65536) != ARCHIVE_OK) {
                 snprintf(err, errlen,
                          "archive '%s' is truncated or damaged, or not a vigil backup: %s", shown,
-                         archive_error_string(a));
-                archive_read_free(a);
+                         ar->error_string(a));
+                ar->read_free(a);
                 return -EBADMSG;
         }
-        while ((ar = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-                const char *name = archive_entry_pathname(e);
+        while ((st = ar->read_next_header(a, &e)) == ARCHIVE_OK) {
+                const char *name = ar->entry_pathname(e);
                 char out[PATH_MAX];
-                if (!name || !member_allowed(name) || archive_entry_filetype(e) != AE_IFREG ||
-                    archive_entry_size(e) < 0 ||
-                    (uint64_t)archive_entry_size(e) > BACKUP_MAX_MEMBER) {
+                if (!name || !member_allowed(name) || ar->entry_filetype(e) != AE_IFREG ||
+                    ar->entry_size(e) < 0 || (uint64_t)ar->entry_size(e) > BACKUP_MAX_MEMBER) {
                         snprintf(err, errlen, "archive '%s': unexpected member '%.100s'", shown,
                                  name ? name : "?");
                         r = -EBADMSG;
@@ -520,14 +529,14 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                 }
                 ssize_t n;
                 char buf[65536];
-                while ((n = archive_read_data(a, buf, sizeof(buf))) > 0)
+                while ((n = ar->read_data(a, buf, sizeof(buf))) > 0)
                         if (write(fd, buf, (size_t)n) != n) {
                                 r = -errno ? -errno : -EIO;
                                 break;
                         }
                 if (n < 0) {
                         snprintf(err, errlen, "archive '%s' is truncated or damaged: %s", shown,
-                                 archive_error_string(a));
+                                 ar->error_string(a));
                         r = -EBADMSG;
                 }
                 if (r == 0 && fsync(fd) < 0)
@@ -545,12 +554,12 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                         have_manifest = true;
                 }
         }
-        if (r == 0 && ar != ARCHIVE_EOF) {
+        if (r == 0 && st != ARCHIVE_EOF) {
                 snprintf(err, errlen, "archive '%s' is truncated or damaged: %s", shown,
-                         archive_error_string(a));
+                         ar->error_string(a));
                 r = -EBADMSG;
         }
-        archive_read_free(a);
+        ar->read_free(a);
         if (r < 0)
                 return r;
         if (!have_manifest) {

@@ -18,9 +18,8 @@ TEXT_CTYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "hostname",
                "DCGM_FI_DRIVER_VERSION"]
 # Enabled in dcgm-exporter's default file but NOT_SUPPORTED by our NVML backend: must be absent.
-UNSUPPORTED = {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
-               "DCGM_FI_PROF_DRAM_ACTIVE", "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
-               "DCGM_FI_DEV_VGPU_LICENSE_STATUS"}
+# (The profiling fields 1001/1004/1005 are read through NVML GPM and present.)
+UNSUPPORTED = {"DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_VGPU_LICENSE_STATUS"}
 
 
 def read_csv(path):

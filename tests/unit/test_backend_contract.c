@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "backend/backend.h"
@@ -178,6 +179,81 @@ static void test_exact_values_fake(void **state)
         assert_true(fabs(value_of(0, FLD_PROF_PCIE_TX_BYTES) - 1048576) < 1e-6);
 }
 
+/* Profiling fields through GPM. A GPM value is computed between two samples: the backend takes
+ * the first at attach, so after a re-attach the first read already has one. Fake: exact values
+ * (DCGM ratio x 100 in the fake, / 100 in the backend), -ENODATA when there is no previous
+ * sample, per-metric NOT_SUPPORTED learned. Real: a ratio in [0, 1] or honestly unsupported. */
+static void test_gpm_profiling(void **state)
+{
+        static const uint16_t ids[] = {FLD_PROF_GR_ENGINE_ACTIVE, FLD_PROF_PIPE_TENSOR_ACTIVE,
+                                       FLD_PROF_DRAM_ACTIVE};
+        field_value v[3];
+
+        (void)state;
+        for (unsigned g = 0; g < ngpu; g++) {
+                assert_int_equal(backend_reattach(be, g), 0);
+                if (real)
+                        usleep(300000); /* H200: DRAM_BW_UTIL is NaN over < ~50 ms */
+                assert_int_equal(backend_sample(be, g, ids, 3, v), 0);
+                if (real) {
+                        usleep(300000);
+                        assert_int_equal(backend_sample(be, g, ids, 3, v), 0); /* 2nd interval */
+                }
+                for (size_t k = 0; k < 3; k++) {
+                        const field_meta *m = field_by_id(ids[k]);
+                        if (v[k].status != 0) {
+                                fprintf(stderr, "# GPU %u %-28s %s\n", g, m->sym,
+                                        strerror(-v[k].status));
+                                assert_true(v[k].status == -EOPNOTSUPP || v[k].status == -EACCES);
+                                continue;
+                        }
+                        fprintf(stderr, "# GPU %u %-28s %.4f (GPM)\n", g, m->sym, v[k].d);
+                        assert_true(isfinite(v[k].d) && v[k].d >= 0 && v[k].d <= 1);
+                }
+                if (real)
+                        continue;
+                assert_int_equal(v[0].status, 0);
+                assert_true(fabs(v[0].d - 0.75) < 1e-12);
+                assert_int_equal(v[1].status, 0);
+                assert_true(fabs(v[1].d - 0.375) < 1e-12);
+                if (g == 0) {
+                        assert_int_equal(v[2].status, 0);
+                        assert_true(fabs(v[2].d - 0.25) < 1e-12);
+                } else {
+                        assert_int_equal(v[2].status, -EOPNOTSUPP); /* per metric, learned */
+                }
+                /* the next interval: still exact, and one field alone works too */
+                assert_int_equal(backend_sample(be, g, &ids[1], 1, v), 0);
+                assert_int_equal(v[0].status, 0);
+                assert_true(fabs(v[0].d - 0.375) < 1e-12);
+        }
+        if (real)
+                return;
+        {
+                /* an injected ratio goes through the fake's GPM percent and back */
+                struct fake_inject req = {.kind = FAKE_INJECT_FIELD,
+                                          .gpu = 0,
+                                          .field_id = FLD_PROF_GR_ENGINE_ACTIVE,
+                                          .value = 0.5};
+                char err[256];
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                assert_true(fabs(value_of(0, FLD_PROF_GR_ENGINE_ACTIVE) - 0.5) < 1e-12);
+                req.kind = FAKE_INJECT_FIELD_CLEAR;
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+        }
+        {
+                /* a lost GPU: no previous sample after it is back until the re-attach primes */
+                struct fake_inject req = {.kind = FAKE_INJECT_LOST, .gpu = 1, .count = 1};
+                char err[256];
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                assert_int_equal(backend_sample(be, 1, ids, 1, v), -ENODEV);
+                req.count = 0;
+                assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
+                assert_int_equal(backend_reattach(be, 1), 0);
+                assert_true(fabs(value_of(1, FLD_PROF_GR_ENGINE_ACTIVE) - 0.75) < 1e-12);
+        }
+}
+
 static void test_injection_and_loss_fake(void **state)
 {
         struct fake_inject req = {
@@ -269,6 +345,7 @@ int main(void)
             cmocka_unit_test(test_memory_consistent),
             cmocka_unit_test(test_exact_values_fake),
             cmocka_unit_test(test_injection_and_loss_fake),
+            cmocka_unit_test(test_gpm_profiling),
             cmocka_unit_test(test_events),
             cmocka_unit_test(test_errno_map),
             cmocka_unit_test(test_wrong_library_is_refused),

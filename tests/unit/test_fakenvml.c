@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend/nvml_types.h"
 #include "common/macros.h"
@@ -539,6 +540,109 @@ static void sleep_ms(int ms)
         nanosleep(&ts, NULL);
 }
 
+/* GPM: two samples, metrics from the profiling fields as percent, NVML's argument checks,
+ * per-metric NOT_SUPPORTED, and a GPU without GPM when all three fields are unsupported. */
+static void test_gpm(void **state)
+{
+        static nvmlGpmMetricsGet_t mg; /* 13 KiB */
+        nvmlGpmSupport_t sup = {.version = NVML_GPM_SUPPORT_VERSION};
+        nvmlGpmSample_t a = NULL, b = NULL;
+        char path[] = "/tmp/vigil-gpm-XXXXXX", err[512];
+        FILE *f;
+        int fd;
+
+        (void)state;
+        start("constant-2gpu.yaml", 0);
+        assert_int_equal(nv.gpm_query_support(dev(0), &sup), NVML_SUCCESS);
+        assert_int_equal(sup.isSupportedDevice, 1);
+        sup.version = 2;
+        assert_int_equal(nv.gpm_query_support(dev(0), &sup), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        assert_int_equal(nv.gpm_sample_alloc(NULL), NVML_ERROR_INVALID_ARGUMENT);
+        assert_int_equal(nv.gpm_sample_alloc(&a), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_sample_alloc(&b), NVML_SUCCESS);
+
+        memset(&mg, 0, sizeof(mg));
+        mg.version = NVML_GPM_METRICS_GET_VERSION;
+        mg.numMetrics = 4;
+        mg.sample1 = a;
+        mg.sample2 = b;
+        mg.metrics[0].metricId = NVML_GPM_METRIC_GRAPHICS_UTIL;
+        mg.metrics[1].metricId = NVML_GPM_METRIC_ANY_TENSOR_UTIL;
+        mg.metrics[2].metricId = NVML_GPM_METRIC_DRAM_BW_UTIL;
+        mg.metrics[3].metricId = NVML_GPM_METRIC_SM_UTIL;
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_ERROR_INVALID_ARGUMENT); /* not taken */
+        assert_int_equal(nv.gpm_sample_get(dev(0), a), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_sample_get(dev(0), b), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_SUCCESS);
+        assert_int_equal(mg.metrics[0].nvmlReturn, NVML_SUCCESS);
+        assert_true(fabs(mg.metrics[0].value - 75) < 1e-9);
+        assert_true(fabs(mg.metrics[1].value - 37.5) < 1e-9);
+        assert_true(fabs(mg.metrics[2].value - 25) < 1e-9);
+        assert_non_null(mg.metrics[0].metricInfo.shortName);
+        assert_int_equal(mg.metrics[3].nvmlReturn, NVML_ERROR_NOT_SUPPORTED); /* not modelled */
+        mg.sample1 = b;                                                       /* wrong order */
+        mg.sample2 = a;
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_ERROR_INVALID_ARGUMENT);
+        mg.version = 2;
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        mg.version = NVML_GPM_METRICS_GET_VERSION;
+        mg.numMetrics = NVML_GPM_METRIC_MAX + 1;
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_ERROR_INVALID_ARGUMENT);
+        /* GPU 1 lacks only DRAM: GPM on, that metric NOT_SUPPORTED */
+        mg.numMetrics = 3;
+        assert_int_equal(nv.gpm_sample_get(dev(1), a), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_ERROR_INVALID_ARGUMENT); /* 2 GPUs */
+        assert_int_equal(nv.gpm_sample_get(dev(1), b), NVML_SUCCESS);
+        mg.sample1 = a;
+        mg.sample2 = b;
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_SUCCESS);
+        assert_int_equal(mg.metrics[0].nvmlReturn, NVML_SUCCESS);
+        assert_int_equal(mg.metrics[2].nvmlReturn, NVML_ERROR_NOT_SUPPORTED);
+        assert_int_equal(nv.gpm_sample_free(a), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_sample_free(b), NVML_SUCCESS);
+
+        /* default scenario: the ratios follow GPU utilization (x1, x0.6, x0.5) */
+        start(NULL, 0);
+        assert_int_equal(nv.gpm_sample_alloc(&a), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_sample_alloc(&b), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_sample_get(dev(3), a), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_sample_get(dev(3), b), NVML_SUCCESS);
+        mg.sample1 = a;
+        mg.sample2 = b;
+        assert_int_equal(nv.gpm_metrics_get(&mg), NVML_SUCCESS);
+        for (int k = 0; k < 3; k++) {
+                assert_int_equal(mg.metrics[k].nvmlReturn, NVML_SUCCESS);
+                assert_true(mg.metrics[k].value >= 0 && mg.metrics[k].value <= 100);
+        }
+        assert_true(fabs(mg.metrics[1].value - 0.6 * mg.metrics[0].value) < 1e-9);
+        assert_true(fabs(mg.metrics[2].value - 0.5 * mg.metrics[0].value) < 1e-9);
+        nv.gpm_sample_free(a);
+        nv.gpm_sample_free(b);
+
+        /* all three not supported: no GPM on that GPU, like a pre-Hopper one */
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        f = fdopen(fd, "w");
+        assert_non_null(f);
+        fputs("version: 1\ngpus: 2\ncosts: {scale: 0}\nper_gpu:\n  1:\n    not_supported: "
+              "[PROF_GR_ENGINE_ACTIVE, PROF_PIPE_TENSOR_ACTIVE, PROF_DRAM_ACTIVE]\n",
+              f);
+        fclose(f);
+        while (nv.shutdown() == NVML_SUCCESS)
+                ;
+        assert_int_equal(nv.configure(path, err, sizeof(err)), 0);
+        unlink(path);
+        assert_int_equal(nv.init(), NVML_SUCCESS);
+        sup.version = NVML_GPM_SUPPORT_VERSION;
+        assert_int_equal(nv.gpm_query_support(dev(1), &sup), NVML_SUCCESS);
+        assert_int_equal(sup.isSupportedDevice, 0);
+        assert_int_equal(nv.gpm_query_support(dev(0), &sup), NVML_SUCCESS);
+        assert_int_equal(sup.isSupportedDevice, 1);
+        assert_int_equal(nv.gpm_sample_alloc(&a), NVML_SUCCESS);
+        assert_int_equal(nv.gpm_sample_get(dev(1), a), NVML_ERROR_NOT_SUPPORTED);
+        nv.gpm_sample_free(a);
+}
+
 static void test_lost_and_back(void **state)
 {
         nvmlDevice_t d1;
@@ -853,6 +957,7 @@ int main(void)
             cmocka_unit_test(test_lost_and_back), cmocka_unit_test(test_events),
             cmocka_unit_test(test_inject),        cmocka_unit_test(test_call_cost),
             cmocka_unit_test(test_parse_errors),  cmocka_unit_test(test_durations),
+            cmocka_unit_test(test_gpm),
         };
 
         return cmocka_run_group_tests(tests, setup_lib, teardown_lib);

@@ -43,6 +43,37 @@ static void test_struct_layouts(void **state)
         assert_int_equal(sizeof(nvmlEnableState_t), 4);
 }
 
+/* GPM: nvmlGpmMetricsGet_t is passed by pointer and written by the library. The element layout
+ * is the same in every nvml.h; only the array length (NVML_GPM_METRIC_MAX) grew, and we take the
+ * largest published one (see nvml_types.h), so the struct is never smaller than the library's. */
+static void test_gpm_layouts(void **state)
+{
+        (void)state;
+        assert_int_equal(sizeof(nvmlGpmSample_t), 8);
+        assert_int_equal(sizeof(nvmlGpmSupport_t), 8);
+        assert_int_equal(offsetof(nvmlGpmSupport_t, isSupportedDevice), 4);
+        assert_int_equal(sizeof(nvmlGpmMetric_t), 40);
+        assert_int_equal(offsetof(nvmlGpmMetric_t, nvmlReturn), 4);
+        assert_int_equal(offsetof(nvmlGpmMetric_t, value), 8);
+        assert_int_equal(offsetof(nvmlGpmMetric_t, metricInfo.shortName), 16);
+        assert_int_equal(offsetof(nvmlGpmMetric_t, metricInfo.longName), 24);
+        assert_int_equal(offsetof(nvmlGpmMetric_t, metricInfo.unit), 32);
+        assert_int_equal(offsetof(nvmlGpmMetricsGet_t, numMetrics), 4);
+        assert_int_equal(offsetof(nvmlGpmMetricsGet_t, sample1), 8);
+        assert_int_equal(offsetof(nvmlGpmMetricsGet_t, sample2), 16);
+        assert_int_equal(offsetof(nvmlGpmMetricsGet_t, metrics), 24);
+        assert_int_equal(NVML_GPM_METRIC_MAX, 333);
+        assert_int_equal(sizeof(nvmlGpmMetricsGet_t), 24 + 40 * 333); /* 13344 */
+        /* Never smaller than CUDA 13.0's header (driver 580: 210 entries, 8424 bytes). */
+        assert_true(sizeof(nvmlGpmMetricsGet_t) >= 24 + 40 * 210);
+        assert_int_equal(NVML_GPM_METRICS_GET_VERSION, 1);
+        assert_int_equal(NVML_GPM_SUPPORT_VERSION, 1);
+        assert_int_equal(NVML_GPM_METRIC_GRAPHICS_UTIL, 1);
+        assert_int_equal(NVML_GPM_METRIC_SM_UTIL, 2);
+        assert_int_equal(NVML_GPM_METRIC_ANY_TENSOR_UTIL, 5);
+        assert_int_equal(NVML_GPM_METRIC_DRAM_BW_UTIL, 10);
+}
+
 static void test_constants(void **state)
 {
         (void)state;
@@ -62,6 +93,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_struct_layouts),
             cmocka_unit_test(test_constants),
+            cmocka_unit_test(test_gpm_layouts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

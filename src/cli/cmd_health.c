@@ -71,7 +71,7 @@ int cmd_health(int argc, char **argv, cli_ctx *ctx)
         json_t *h = NULL;
         int c, r, code;
 
-        optind = 1;
+        optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
         while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':

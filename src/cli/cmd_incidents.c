@@ -60,7 +60,7 @@ int cmd_incidents(int argc, char **argv, cli_ctx *ctx)
         json_t *res = NULL;
         int c, r;
 
-        optind = 1;
+        optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
         while ((c = getopt_long(argc, argv, "+ajh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'a':

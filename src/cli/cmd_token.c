@@ -56,7 +56,7 @@ static int token_create(int argc, char **argv, cli_ctx *ctx)
         char *tok = NULL;
         int c, r;
 
-        optind = 1;
+        optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
         while ((c = getopt_long(argc, argv, "r:t:s:f:i:a:h", opts, NULL)) != -1) {
                 switch (c) {
                 case 'r':

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "backend/nvml_types.h"
+#include "nvml/nvml_types.h"
 
 #define LOAD(name) *(void **)&name = dlsym(dl, #name)
 

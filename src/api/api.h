@@ -13,7 +13,7 @@
 #include "store/store.h"
 #include "backend/backend.h"
 #include "cache/cache.h"
-#include "engine/engine.h"
+#include "sampler/sampler.h"
 
 typedef struct api api;
 struct counter_set;
@@ -24,7 +24,7 @@ typedef struct api_label {
 } api_label;
 
 typedef struct api_options {
-        engine *engine;                /* borrowed */
+        sampler *sampler;              /* borrowed */
         cache *cache;                  /* borrowed */
         backend *backend;              /* borrowed; for injection */
         struct health *health;         /* borrowed; /api/v1/health, incidents; NULL = off */

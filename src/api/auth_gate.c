@@ -16,15 +16,15 @@
 #include <unistd.h>
 
 #include "api-internal.h"
-#include "audit.h"
-#include "cidr.h"
+#include "security/audit.h"
+#include "security/cidr.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
-#include "ratelimit.h"
+#include "security/ratelimit.h"
 #include "store/store.h"
 #include "tls.h"
-#include "webconfig.h"
+#include "security/webconfig.h"
 
 #define REVOKED_MAX 65536 /* revoked token ids kept in memory */
 

@@ -14,7 +14,7 @@
 
 #include <microhttpd.h>
 
-#include "auth.h"
+#include "security/auth.h"
 
 struct store;
 struct request;

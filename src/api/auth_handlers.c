@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "api-internal.h"
-#include "audit.h"
+#include "security/audit.h"
 #include "auth_gate.h"
 #include "common/vtime.h"
 #include "store/store.h"

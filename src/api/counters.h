@@ -33,7 +33,7 @@ enum counter_type {
 enum counter_source {
         CS_FIELD = 0,       /* a catalog field (field != NULL) */
         CS_UNCOLLECTED = 1, /* a DCGM field Vigil does not collect: exports nothing */
-        CS_HEALTH = 2,      /* DCGM_EXP_GPU_HEALTH_STATUS, rendered by the health engine */
+        CS_HEALTH = 2,      /* DCGM_EXP_GPU_HEALTH_STATUS, rendered by the health sampler */
 };
 
 typedef struct counter_entry {

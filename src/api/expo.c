@@ -51,7 +51,7 @@ static void label(buf *b, const char *name, const char *value, bool first)
 }
 
 /* The label set every per-GPU series carries, without braces. */
-static void gpu_labels(api *a, buf *b, const engine_gpu *g)
+static void gpu_labels(api *a, buf *b, const sampler_gpu *g)
 {
         char idx[16];
 
@@ -129,11 +129,11 @@ static const struct {
 
 int expo_render_native(api *a, buf *b, bool om)
 {
-        engine *e = a->opt.engine;
-        unsigned n = engine_gpu_count(e);
-        engine_gpu *gpus = calloc(n ? n : 1, sizeof(*gpus));
+        sampler *e = a->opt.sampler;
+        unsigned n = sampler_gpu_count(e);
+        sampler_gpu *gpus = calloc(n ? n : 1, sizeof(*gpus));
         buf *lab = calloc(n ? n : 1, sizeof(*lab));
-        engine_stats st;
+        sampler_stats st;
         const char *driver, *nvml;
         static const char *const tiers[] = {[TIER_FAST] = "fast", [TIER_SLOW] = "slow"};
 
@@ -142,9 +142,9 @@ int expo_render_native(api *a, buf *b, bool om)
                 free(lab);
                 return -ENOMEM;
         }
-        engine_versions(e, &driver, &nvml);
+        sampler_versions(e, &driver, &nvml);
         for (unsigned i = 0; i < n; i++) {
-                engine_gpu_get(e, i, &gpus[i]);
+                sampler_gpu_get(e, i, &gpus[i]);
                 buf_init(&lab[i], 4096);
                 gpu_labels(a, &lab[i], &gpus[i]);
         }
@@ -226,8 +226,8 @@ int expo_render_native(api *a, buf *b, bool om)
                 family(b, om, "vigil_gpu_xid_errors_total", "counter",
                        "XID errors reported by the driver, per XID code");
                 for (unsigned i = 0; i < n; i++) {
-                        engine_xid x[ENGINE_MAX_XID_CODES];
-                        size_t nx = engine_xids(e, i, x, ENGINE_MAX_XID_CODES);
+                        sampler_xid x[ENGINE_MAX_XID_CODES];
+                        size_t nx = sampler_xids(e, i, x, ENGINE_MAX_XID_CODES);
                         for (size_t k = 0; k < nx; k++) {
                                 if (!header) {
                                         family(b, om, "vigil_gpu_xid_errors_total", "counter",
@@ -240,17 +240,17 @@ int expo_render_native(api *a, buf *b, bool om)
                 }
         }
 
-        engine_get_stats(e, &st);
+        sampler_get_stats(e, &st);
         family(b, om, "vigil_collection_duration_seconds", "histogram",
                "Wall time of one sweep of a sampling tier over all GPUs");
         for (int t = TIER_FAST; t <= TIER_SLOW; t++) {
-                const engine_tier_stats *ts = &st.tier[t];
+                const sampler_tier_stats *ts = &st.tier[t];
                 for (int k = 0; k < ENGINE_HIST_BUCKETS; k++)
                         buf_printf(
                             b,
                             "vigil_collection_duration_seconds_bucket{tier=\"%s\",le=\"%g\"} "
                             "%llu\n",
-                            tiers[t], engine_hist_bounds[k], (unsigned long long)ts->buckets[k]);
+                            tiers[t], sampler_hist_bounds[k], (unsigned long long)ts->buckets[k]);
                 buf_printf(b,
                            "vigil_collection_duration_seconds_bucket{tier=\"%s\",le=\"+Inf\"} "
                            "%llu\n",
@@ -305,7 +305,7 @@ int expo_render_native(api *a, buf *b, bool om)
 
 /* Value of a label-type counters entry for one GPU, or NULL when the GPU does not provide it
  * (the label is then left out). Numeric fields used as labels print their latest reading. */
-static const char *label_value(api *a, const counter_entry *ce, const engine_gpu *g,
+static const char *label_value(api *a, const counter_entry *ce, const sampler_gpu *g,
                                const char *driver, const char *nvml, char *tmp, size_t tmplen)
 {
         const char *v = NULL;
@@ -359,7 +359,7 @@ static const char *label_value(api *a, const counter_entry *ce, const engine_gpu
 
 /* dcgm-exporter's per-GPU label set, in its order: gpu, UUID, pci_bus_id, device, modelName,
  * hostname, the CSV's label-type fields, then metrics.extra_labels. */
-static void dcgm_labels(api *a, buf *b, const engine_gpu *g, const char *driver, const char *nvml)
+static void dcgm_labels(api *a, buf *b, const sampler_gpu *g, const char *driver, const char *nvml)
 {
         const counter_set *cs = a->counters;
         char idx[16], dev[32], tmp[64];
@@ -401,10 +401,10 @@ static const char *counter_prom_type(enum counter_type t)
  * (the stored units). A lost GPU exports nothing; an unsupported field is left out. */
 int expo_render_dcgm(api *a, buf *b, bool om)
 {
-        engine *e = a->opt.engine;
+        sampler *e = a->opt.sampler;
         const counter_set *cs = a->counters;
-        unsigned n = engine_gpu_count(e);
-        engine_gpu *gpus = calloc(n ? n : 1, sizeof(*gpus));
+        unsigned n = sampler_gpu_count(e);
+        sampler_gpu *gpus = calloc(n ? n : 1, sizeof(*gpus));
         buf *lab = calloc(n ? n : 1, sizeof(*lab));
         const char *driver, *nvml;
 
@@ -413,9 +413,9 @@ int expo_render_dcgm(api *a, buf *b, bool om)
                 free(lab);
                 return -ENOMEM;
         }
-        engine_versions(e, &driver, &nvml);
+        sampler_versions(e, &driver, &nvml);
         for (unsigned i = 0; i < n; i++) {
-                engine_gpu_get(e, i, &gpus[i]);
+                sampler_gpu_get(e, i, &gpus[i]);
                 buf_init(&lab[i], 4096);
                 dcgm_labels(a, &lab[i], &gpus[i], driver, nvml);
         }
@@ -469,13 +469,13 @@ int expo_render_dcgm(api *a, buf *b, bool om)
 static void health_labels(void *userdata, unsigned gpu, buf *b)
 {
         api *a = userdata;
-        engine_gpu g;
+        sampler_gpu g;
         const char *driver = "", *nvml = "";
 
-        if (engine_gpu_get(a->opt.engine, gpu, &g) < 0)
+        if (sampler_gpu_get(a->opt.sampler, gpu, &g) < 0)
                 return;
         if (a->counters) {
-                engine_versions(a->opt.engine, &driver, &nvml);
+                sampler_versions(a->opt.sampler, &driver, &nvml);
                 dcgm_labels(a, b, &g, driver, nvml);
         } else {
                 gpu_labels(a, b, &g);

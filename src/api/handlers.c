@@ -12,7 +12,6 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
-#include "fakenvml/fakenvml.h"
 
 #define MAX_QUERY_FIELDS   64
 #define MAX_HISTORY_POINTS 10000
@@ -65,7 +64,7 @@ static json_t *field_json(api *a, unsigned gpu, const field_meta *m, bool gpu_is
         return o;
 }
 
-static json_t *gpu_json(api *a, const engine_gpu *g)
+static json_t *gpu_json(api *a, const sampler_gpu *g)
 {
         field_value total;
         json_t *o =
@@ -121,7 +120,7 @@ enum MHD_Result h_healthz(request *r)
 
 enum MHD_Result h_readyz(request *r)
 {
-        if (engine_ready(r->api->opt.engine))
+        if (sampler_ready(r->api->opt.sampler))
                 return api_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
         return api_reply_json(r, 503, json_pack("{s:s}", "status", "starting"));
 }
@@ -134,7 +133,7 @@ enum MHD_Result h_gpus(request *r)
         const char *driver, *nvml;
         int nwant = -1;
         json_t *arr = json_array();
-        unsigned n = engine_gpu_count(a->opt.engine);
+        unsigned n = sampler_gpu_count(a->opt.sampler);
 
         if (fields) {
                 char bad[128];
@@ -145,9 +144,9 @@ enum MHD_Result h_gpus(request *r)
                 }
         }
         for (unsigned i = 0; i < n; i++) {
-                engine_gpu g;
+                sampler_gpu g;
                 json_t *o;
-                if (engine_gpu_get(a->opt.engine, i, &g) < 0)
+                if (sampler_gpu_get(a->opt.sampler, i, &g) < 0)
                         continue;
                 o = gpu_json(a, &g);
                 if (nwant >= 0) {
@@ -164,7 +163,7 @@ enum MHD_Result h_gpus(request *r)
                 }
                 json_array_append_new(arr, o);
         }
-        engine_versions(a->opt.engine, &driver, &nvml);
+        sampler_versions(a->opt.sampler, &driver, &nvml);
         return api_reply_json(r, 200,
                               json_pack("{s:i,s:s,s:s,s:o,s:I}", "count", (int)n, "driver_version",
                                         driver, "nvml_version", nvml, "gpus", arr, "timestamp_us",
@@ -175,11 +174,11 @@ enum MHD_Result h_gpu(request *r)
 {
         api *a = r->api;
         unsigned idx;
-        engine_gpu g;
+        sampler_gpu g;
         json_t *o, *fa;
 
-        if (engine_gpu_find(a->opt.engine, r->seg[0], &idx) < 0 ||
-            engine_gpu_get(a->opt.engine, idx, &g) < 0)
+        if (sampler_gpu_find(a->opt.sampler, r->seg[0], &idx) < 0 ||
+            sampler_gpu_get(a->opt.sampler, idx, &g) < 0)
                 return api_reply_error(r, 404, "no GPU '%s'", r->seg[0]);
         o = gpu_json(a, &g);
         fa = json_array();
@@ -204,7 +203,7 @@ enum MHD_Result h_history(request *r)
         _cleanup_free_ cache_point *pts = NULL;
         const field_meta *m;
         unsigned idx;
-        engine_gpu g;
+        sampler_gpu g;
         double since = 300;
         long max = 3600;
         size_t n = 0;
@@ -212,8 +211,8 @@ enum MHD_Result h_history(request *r)
         char *end;
         int rr;
 
-        if (engine_gpu_find(a->opt.engine, r->seg[0], &idx) < 0 ||
-            engine_gpu_get(a->opt.engine, idx, &g) < 0)
+        if (sampler_gpu_find(a->opt.sampler, r->seg[0], &idx) < 0 ||
+            sampler_gpu_get(a->opt.sampler, idx, &g) < 0)
                 return api_reply_error(r, 404, "no GPU '%s'", r->seg[0]);
         if (!fname)
                 return api_reply_error(r, 400, "missing query parameter 'field'");
@@ -268,7 +267,7 @@ enum MHD_Result h_fields(request *r)
                               "dcgm_name", m->dcgm_name, "type", field_type_name(m->type), "kind",
                               field_kind_name(m->kind), "tier", field_tier_name(m->tier), "unit",
                               m->unit, "help", m->help);
-                int64_t iv = engine_interval_of(r->api->opt.engine, m->id);
+                int64_t iv = sampler_interval_of(r->api->opt.sampler, m->id);
                 json_object_set_new(o, "dcgm46_name",
                                     m->dcgm46_name ? json_string(m->dcgm46_name) : json_null());
                 json_object_set_new(o, "native", m->native ? json_string(m->native) : json_null());
@@ -279,7 +278,7 @@ enum MHD_Result h_fields(request *r)
         return api_reply_json(r, 200, json_pack("{s:o}", "fields", arr));
 }
 
-static json_t *tier_json(const engine_tier_stats *t)
+static json_t *tier_json(const sampler_tier_stats *t)
 {
         return json_pack("{s:f,s:I,s:I,s:f,s:I}", "interval_seconds", (double)t->interval_us / 1e6,
                          "sweeps", (json_int_t)t->sweeps, "late_sweeps", (json_int_t)t->late,
@@ -290,21 +289,21 @@ static json_t *tier_json(const engine_tier_stats *t)
 enum MHD_Result h_status(request *r)
 {
         api *a = r->api;
-        engine_stats st;
+        sampler_stats st;
         cache_stats cs;
         const char *driver, *nvml;
         json_t *o;
 
-        engine_get_stats(a->opt.engine, &st);
+        sampler_get_stats(a->opt.sampler, &st);
         cache_get_stats(a->opt.cache, &cs);
-        engine_versions(a->opt.engine, &driver, &nvml);
+        sampler_versions(a->opt.sampler, &driver, &nvml);
         o = json_pack("{s:s,s:s,s:i,s:f,s:b,s:s,s:s,s:s,s:i,s:i,s:b}", "version", VIGIL_VERSION,
                       "hostname", a->hostname, "pid", (int)getpid(), "uptime_seconds",
                       (double)(time_real_us() - a->start_us) / 1e6, "simulated", a->opt.simulated,
                       "nvml_library", backend_library(a->opt.backend), "driver_version", driver,
-                      "nvml_version", nvml, "gpu_count", (int)engine_gpu_count(a->opt.engine),
-                      "gpus_up", (int)engine_gpus_up(a->opt.engine), "ready",
-                      engine_ready(a->opt.engine));
+                      "nvml_version", nvml, "gpu_count", (int)sampler_gpu_count(a->opt.sampler),
+                      "gpus_up", (int)sampler_gpus_up(a->opt.sampler), "ready",
+                      sampler_ready(a->opt.sampler));
         json_object_set_new(o, "tiers",
                             json_pack("{s:o,s:o}", "fast", tier_json(&st.tier[TIER_FAST]), "slow",
                                       tier_json(&st.tier[TIER_SLOW])));
@@ -332,7 +331,7 @@ enum MHD_Result h_status(request *r)
 enum MHD_Result h_inject(request *r)
 {
         api *a = r->api;
-        struct fake_inject req = {0};
+        backend_injection req = {0};
         json_error_t jerr;
         json_t *body, *gpu, *v;
         char err[256] = "";
@@ -354,7 +353,7 @@ enum MHD_Result h_inject(request *r)
                 if (!json_is_string(v) || !json_is_integer(cost) || json_integer_value(cost) < 0 ||
                     json_integer_value(cost) > 60000000)
                         goto bad_value;
-                req.kind = FAKE_INJECT_CALL_COST;
+                req.kind = BACKEND_INJECT_CALL_COST;
                 req.call = json_string_value(v);
                 req.count = json_integer_value(cost) * 1000;
                 rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
@@ -369,10 +368,10 @@ enum MHD_Result h_inject(request *r)
         }
         gpu = json_object_get(body, "gpu");
         if (!json_is_integer(gpu) || json_integer_value(gpu) < 0 ||
-            json_integer_value(gpu) >= (json_int_t)engine_gpu_count(a->opt.engine)) {
+            json_integer_value(gpu) >= (json_int_t)sampler_gpu_count(a->opt.sampler)) {
                 json_decref(body);
                 return api_reply_error(r, 400, "'gpu' must be a GPU index (0..%u)",
-                                       engine_gpu_count(a->opt.engine) - 1);
+                                       sampler_gpu_count(a->opt.sampler) - 1);
         }
         req.gpu = (unsigned)json_integer_value(gpu);
         if ((v = json_object_get(body, "xid"))) {
@@ -380,7 +379,7 @@ enum MHD_Result h_inject(request *r)
                 if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
                     json_integer_value(v) > 65535)
                         goto bad_value;
-                req.kind = FAKE_INJECT_XID;
+                req.kind = BACKEND_INJECT_XID;
                 req.count = json_integer_value(v);
         }
         if ((v = json_object_get(body, "ecc_dbe")) || (v = json_object_get(body, "ecc_sbe"))) {
@@ -388,15 +387,15 @@ enum MHD_Result h_inject(request *r)
                     json_object_get(body, "ecc_dbe") && json_object_get(body, "ecc_sbe") ? 2 : 1;
                 if (!json_is_integer(v) || json_integer_value(v) <= 0)
                         goto bad_value;
-                req.kind =
-                    json_object_get(body, "ecc_dbe") ? FAKE_INJECT_ECC_DBE : FAKE_INJECT_ECC_SBE;
+                req.kind = json_object_get(body, "ecc_dbe") ? BACKEND_INJECT_ECC_DBE
+                                                            : BACKEND_INJECT_ECC_SBE;
                 req.count = json_integer_value(v);
         }
         if ((v = json_object_get(body, "lost"))) {
                 kinds++;
                 if (!json_is_boolean(v))
                         goto bad_value;
-                req.kind = FAKE_INJECT_LOST;
+                req.kind = BACKEND_INJECT_LOST;
                 req.count = json_is_true(v);
         }
         if ((v = json_object_get(body, "field"))) {
@@ -414,9 +413,9 @@ enum MHD_Result h_inject(request *r)
                 }
                 req.field_id = m->id;
                 if (json_is_true(clear)) {
-                        req.kind = FAKE_INJECT_FIELD_CLEAR;
+                        req.kind = BACKEND_INJECT_FIELD_CLEAR;
                 } else if (json_is_number(val)) {
-                        req.kind = FAKE_INJECT_FIELD;
+                        req.kind = BACKEND_INJECT_FIELD;
                         req.value = json_number_value(val);
                 } else {
                         json_decref(body);

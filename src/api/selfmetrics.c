@@ -141,7 +141,7 @@ void selfmetrics_render(api *a, buf *b, bool om)
         static const char *const lv[] = {"debug", "info", "warn", "error"};
         backend_call_stat calls[NVML_MAX_CALLS];
         size_t nc = backend_call_stats(calls, NVML_MAX_CALLS);
-        engine_stats st;
+        sampler_stats st;
         proc_stats p;
 
         family(b, om, "vigil_log_messages_total", "counter", "Log messages written, per level");
@@ -182,7 +182,7 @@ void selfmetrics_render(api *a, buf *b, bool om)
                            cs.samples ? (double)cs.bytes_used / (double)cs.samples : 0.0);
         }
 
-        engine_get_stats(a->opt.engine, &st);
+        sampler_get_stats(a->opt.sampler, &st);
         family(b, om, "vigil_collection_configured_interval_seconds", "gauge",
                "Configured interval per tier (vigil_collection_interval_seconds is the effective "
                "one)");
@@ -226,7 +226,7 @@ void selfmetrics_render(api *a, buf *b, bool om)
         if (a->opt.anomaly) {
                 /* sized by the GPUs present, not the maximum: this runs after every sweep */
                 size_t cap =
-                    (size_t)MAX(engine_gpu_count(a->opt.engine), 1) * ANOMALY_MAX_FIELDS * 2;
+                    (size_t)MAX(sampler_gpu_count(a->opt.sampler), 1) * ANOMALY_MAX_FIELDS * 2;
                 anomaly_state *as = malloc(cap * sizeof(*as));
                 size_t n = as ? anomaly_states(a->opt.anomaly, as, cap) : 0;
                 family(b, om, "vigil_gpu_anomaly", "gauge",
@@ -252,7 +252,7 @@ json_t *selfmetrics_json(api *a)
         size_t nc = backend_call_stats(calls, NVML_MAX_CALLS);
         json_t *o = json_object(), *logj = json_object(), *nv = json_object(), *h = json_object();
         json_t *tiers = json_object();
-        engine_stats st;
+        sampler_stats st;
         proc_stats p;
 
         read_proc(&p);
@@ -269,7 +269,7 @@ json_t *selfmetrics_json(api *a)
                             json_pack("{s:f,s:I,s:I}", "cpu_seconds", p.cpu_s,
                                       "resident_memory_bytes", (json_int_t)p.rss_bytes, "open_fds",
                                       (json_int_t)p.fds));
-        engine_get_stats(a->opt.engine, &st);
+        sampler_get_stats(a->opt.sampler, &st);
         for (int t = TIER_FAST; t <= TIER_SLOW; t++)
                 json_object_set_new(
                     tiers, tier_name(t),

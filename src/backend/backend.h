@@ -13,8 +13,6 @@
 
 #include "fields/fields.h"
 
-struct fake_inject;
-
 typedef struct backend backend;
 
 typedef struct gpu_identity {
@@ -84,8 +82,31 @@ int backend_compute_processes(backend *b, unsigned idx, unsigned *count);
  * <PCI bus id>` (fork/exec, killed after 60 s) — the caller decides whether that is allowed
  * (policies[].allow_reset_on_real_gpu). 0 or -errno with a reason in err. Blocks. */
 int backend_reset_gpu(backend *b, unsigned idx, char *err, size_t errlen);
-/* Fake NVML only: -ENOENT when the loaded library is not the fake. */
-int backend_inject(backend *b, const struct fake_inject *req, char *err, size_t errlen);
+/* Injection into the fake NVML (tests, POST /api/v1/inject). The backend owns this type and
+ * translates it to the fake's extension ABI (nvml/fake_ext.h), so nothing above the backend
+ * knows the fake's structures. */
+enum backend_inject_kind {
+        BACKEND_INJECT_XID = 1,         /* count = XID code */
+        BACKEND_INJECT_FIELD = 2,       /* field_id, value (DCGM unit), held until FIELD_CLEAR */
+        BACKEND_INJECT_FIELD_CLEAR = 3, /* field_id */
+        BACKEND_INJECT_ECC_DBE = 4,     /* count = errors to add; raises the event */
+        BACKEND_INJECT_ECC_SBE = 5,     /* count = errors to add; raises the event */
+        BACKEND_INJECT_LOST = 6,        /* count = 1 lost, 0 back */
+        BACKEND_INJECT_CALL_COST = 7,   /* call = NVML function or "*", count = ns (or % for "*") */
+};
+
+typedef struct backend_injection {
+        enum backend_inject_kind kind;
+        unsigned gpu;      /* GPU index (all kinds but CALL_COST) */
+        unsigned field_id; /* DCGM field id */
+        double value;      /* FIELD */
+        long long count;   /* see the kinds */
+        const char *call;  /* CALL_COST */
+} backend_injection;
+
+/* Fake NVML only: -ENOENT when the loaded library is not the fake; -EINVAL, -ENODEV with a
+ * reason in err when the fake refuses. */
+int backend_inject(backend *b, const backend_injection *req, char *err, size_t errlen);
 
 /* Fake NVML only: NVML calls made and CPU burnt modelling their cost since load (the "floor" an
  * agent cannot go below). -ENOENT when the loaded library is not the fake. */

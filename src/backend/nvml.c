@@ -22,15 +22,15 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
-#include "fakenvml/fakenvml.h"
-#include "nvml_types.h"
+#include "nvml/fake_ext.h"
+#include "nvml/nvml_types.h"
 
 #define MAX_GPUS          64
 #define MAX_FIELDS_SAMPLE 128
 
 struct nvml_api {
 #define NVML_FN(ret, member, required, args, ...) ret(*member) args;
-#include "nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
 };
 
@@ -944,7 +944,7 @@ static int resolve(backend *b, char *err, size_t errlen)
                         return -ENOSYS;                                                            \
                 }                                                                                  \
         }
-#include "nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
         return 0;
 }
@@ -1387,13 +1387,34 @@ int backend_reset_gpu(backend *b, unsigned idx, char *err, size_t errlen)
         return reset_with_nvidia_smi(id.pci_bus_id, err, errlen);
 }
 
-int backend_inject(backend *b, const struct fake_inject *req, char *err, size_t errlen)
+int backend_inject(backend *b, const backend_injection *req, char *err, size_t errlen)
 {
+        static const enum fake_inject_kind kinds[] = {
+            [BACKEND_INJECT_XID] = FAKE_INJECT_XID,
+            [BACKEND_INJECT_FIELD] = FAKE_INJECT_FIELD,
+            [BACKEND_INJECT_FIELD_CLEAR] = FAKE_INJECT_FIELD_CLEAR,
+            [BACKEND_INJECT_ECC_DBE] = FAKE_INJECT_ECC_DBE,
+            [BACKEND_INJECT_ECC_SBE] = FAKE_INJECT_ECC_SBE,
+            [BACKEND_INJECT_LOST] = FAKE_INJECT_LOST,
+            [BACKEND_INJECT_CALL_COST] = FAKE_INJECT_CALL_COST,
+        };
+        struct fake_inject f;
+
         if (!b->fake_inject) {
                 snprintf(err, errlen, "injection needs the fake NVML (vigild --simulate)");
                 return -ENOENT;
         }
-        return b->fake_inject(req, err, errlen);
+        if ((unsigned)req->kind >= ARRAY_SIZE(kinds) || !kinds[req->kind]) {
+                snprintf(err, errlen, "unknown injection kind %d", (int)req->kind);
+                return -EINVAL;
+        }
+        f = (struct fake_inject){.kind = kinds[req->kind],
+                                 .gpu = req->gpu,
+                                 .field_id = req->field_id,
+                                 .value = req->value,
+                                 .count = req->count,
+                                 .call = req->call};
+        return b->fake_inject(&f, err, errlen);
 }
 
 int backend_fake_stats(backend *b, unsigned long long *calls, unsigned long long *cost_ns)

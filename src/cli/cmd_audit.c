@@ -11,7 +11,7 @@
 
 #include <sqlite3.h>
 
-#include "api/audit.h"
+#include "security/audit.h"
 #include "common/vtime.h"
 
 static int verify_offline(const char *path, cli_ctx *ctx)

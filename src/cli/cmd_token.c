@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/auth.h"
+#include "security/auth.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 

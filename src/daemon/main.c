@@ -29,7 +29,7 @@
 #include "config.h"
 #include "observe.h"
 #include "security.h"
-#include "engine/engine.h"
+#include "sampler/sampler.h"
 #include "health_glue.h"
 #include "store/backup.h"
 #include "store/crypto.h"
@@ -50,14 +50,14 @@ static void notify(const char *state)
 
 /* systemd watchdog: ping every half period, but only while the fast tier keeps sweeping, so a
  * hung NVML call (GPU fallen off the bus) stops the pings and systemd restarts us. */
-static void watchdog_ping(engine *en, int64_t wd_us, int64_t *last_ping_us)
+static void watchdog_ping(sampler *en, int64_t wd_us, int64_t *last_ping_us)
 {
-        engine_stats st;
+        sampler_stats st;
         int64_t now = time_mono_us(), age, stale;
 
         if (wd_us <= 0 || (*last_ping_us >= 0 && now - *last_ping_us < wd_us / 2))
                 return;
-        engine_get_stats(en, &st);
+        sampler_get_stats(en, &st);
         age = time_real_us() - st.tier[TIER_FAST].last_sweep_us;
         stale = MAX(3 * st.tier[TIER_FAST].interval_us, wd_us / 2);
         if (st.tier[TIER_FAST].sweeps == 0 || age > stale) {
@@ -85,7 +85,7 @@ typedef struct daemon_state {
         auth_gate *gate;         /* security gate (security.c) */
         tls_ctx *tls;            /* HTTPS context, NULL when security.tls is off */
         anomaly *anomaly;        /* anomaly detection (observe.c); NULL when off */
-        engine *en;              /* borrowed for anomaly_eval in on_sweep */
+        sampler *en;             /* borrowed for anomaly_eval in on_sweep */
         cache *ca;               /* borrowed for anomaly_eval in on_sweep */
 } daemon_state;
 
@@ -528,8 +528,8 @@ int main(int argc, char **argv)
         backend_options bopt = {0};
         backend *be = NULL;
         cache *ca = NULL;
-        engine *en = NULL;
-        engine_field_interval overrides[256];
+        sampler *en = NULL;
+        sampler_field_interval overrides[256];
         counter_set *counters = NULL;
         api_label labels[64];
         sigset_t mask;
@@ -538,7 +538,7 @@ int main(int argc, char **argv)
         takeover *tk = NULL;
         char tk_path[PATH_MAX], exe[PATH_MAX] = "";
         int tk_conn = -1, tk_tcp = -1, tk_unix = -1;
-        bool engine_started = false, handed_over = false;
+        bool sampler_started = false, handed_over = false;
         pid_t successor = 0;
         int64_t wd_us = 0, wd_last = 0;
 
@@ -638,13 +638,13 @@ int main(int argc, char **argv)
         }
 
         /* 4. cache and sampler */
-        r = cache_new(engine_max_gpus(), &ca);
+        r = cache_new(sampler_max_gpus(), &ca);
         if (r < 0) {
                 log_error("vigild", "failed to create the cache: %s", strerror(-r));
                 goto out;
         }
         {
-                engine_options eo = {
+                sampler_options eo = {
                     .backend = be,
                     .cache = ca,
                     .fast_us = d.cfg.collection.fast_us,
@@ -664,7 +664,7 @@ int main(int argc, char **argv)
                         overrides[i].field_id = d.cfg.collection.fields[i].field_id;
                         overrides[i].interval_us = d.cfg.collection.fields[i].interval_us;
                 }
-                r = engine_new(&eo, &en);
+                r = sampler_new(&eo, &en);
                 if (r < 0) {
                         log_error("vigild", "failed to set up sampling: %s", strerror(-r));
                         goto out;
@@ -704,7 +704,7 @@ int main(int argc, char **argv)
                 health_glue hg;
                 r = health_glue_build(&d.cfg, &hg);
                 if (r == 0) {
-                        health_options ho = {.engine = en,
+                        health_options ho = {.sampler = en,
                                              .cache = ca,
                                              .backend = be,
                                              .store = d.store,
@@ -729,7 +729,7 @@ int main(int argc, char **argv)
         {
                 size_t nl = MIN(d.cfg.metrics.n_extra_labels, ARRAY_SIZE(labels));
                 api_options ao = {
-                    .engine = en,
+                    .sampler = en,
                     .cache = ca,
                     .backend = be,
                     .health = d.health,
@@ -776,13 +776,13 @@ int main(int argc, char **argv)
         }
         if (tk_conn >= 0) {
                 /* takeover: serve the inherited sockets only once our first sweep is done */
-                r = engine_start(en);
+                r = sampler_start(en);
                 if (r < 0) {
                         log_error("vigild", "failed to start sampling: %s", strerror(-r));
                         goto out;
                 }
-                engine_started = true;
-                for (int64_t t0 = time_mono_us(); !engine_ready(en); usleep(10000))
+                sampler_started = true;
+                for (int64_t t0 = time_mono_us(); !sampler_ready(en); usleep(10000))
                         if (time_mono_us() - t0 > 60 * USEC_PER_SEC) {
                                 log_error("takeover", "not ready after 60s: leaving the "
                                                       "running vigild in place");
@@ -826,7 +826,7 @@ int main(int argc, char **argv)
                         wd_us = (int64_t)usec;
         }
 #endif
-        r = engine_started ? 0 : engine_start(en);
+        r = sampler_started ? 0 : sampler_start(en);
         if (r < 0) {
                 log_error("vigild", "failed to start sampling: %s", strerror(-r));
                 goto out;
@@ -837,10 +837,10 @@ int main(int argc, char **argv)
                 int tfd[2], tcp_fd, unix_fd;
                 size_t nt = takeover_poll_fds(tk, tfd);
 
-                if (!announced_ready && engine_ready(en)) {
+                if (!announced_ready && sampler_ready(en)) {
                         announced_ready = true;
                         log_info("vigild", "ready: first sweep done, %u of %u GPUs up",
-                                 engine_gpus_up(en), engine_gpu_count(en));
+                                 sampler_gpus_up(en), sampler_gpu_count(en));
                         notify("READY=1");
                 }
                 if (announced_ready)
@@ -895,7 +895,7 @@ int main(int argc, char **argv)
         rc = 0;
 
 out:
-        /* 7. stop in reverse order: no request may see a freed engine */
+        /* 7. stop in reverse order: no request may see a freed sampler */
         tk = takeover_free(tk);
         if (tk_conn >= 0)
                 close(tk_conn);
@@ -906,7 +906,7 @@ out:
         if (handed_over)
                 api_handed_over(d.api);
         api_stop(d.api);
-        engine_stop(en);
+        sampler_stop(en);
         if (d.anomaly)
                 anomaly_save(d.anomaly);  /* baselines survive the restart */
         d.health = health_free(d.health); /* after the engine: no hook runs any more */
@@ -915,7 +915,7 @@ out:
         d.gate = gate_free(d.gate);
         d.tls = tls_free(d.tls);
         counters = counters_free(counters);
-        en = engine_free(en);
+        en = sampler_free(en);
         ca = cache_free(ca);
         be = backend_close(be);
         d.backup = backup_service_free(d.backup); /* durable state goes last */

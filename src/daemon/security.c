@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/webconfig.h"
+#include "security/webconfig.h"
 #include "common/log.h"
 #include "common/vtime.h"
 

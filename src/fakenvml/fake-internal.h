@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend/nvml_types.h"
-#include "fakenvml/fakenvml.h"
+#include "nvml/nvml_types.h"
+#include "nvml/fake_ext.h"
 
 #define FAKE_GPUS_MAX       64         /* simulated GPUs per scenario */
 #define FAKE_FIELDS_MAX     128        /* catalog entries the value model can hold */
@@ -28,7 +28,7 @@
 /* One entry per NVML_FN line of nvml_syms.h: all versions of a function share one slot. */
 enum fake_call {
 #define NVML_FN(ret, member, req, params, ...) FAKE_CALL_##member,
-#include "backend/nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
         FAKE_CALL_COUNT,
 };

@@ -1,5 +1,5 @@
 /* nvml_api.c — the NVML C ABI of libvigil-fakenvml.so: every function named in
- * backend/nvml_syms.h, with the exact prototype given there (each is declared through a typedef
+ * nvml/nvml_syms.h, with the exact prototype given there (each is declared through a typedef
  * generated from that X-macro, so a mismatch does not compile), plus the vigil_fake_* extra API.
  * Each entry point checks its arguments the way NVML does, reads the DCGM field(s) it stands for
  * from the engine and converts DCGM units to NVML units (W -> mW, MiB -> bytes, B/s -> KB/s).
@@ -18,7 +18,7 @@
 
 /* fake_fnt_<member>: the function type of each nvml_syms.h entry. */
 #define NVML_FN(ret, member, req, params, ...) typedef ret fake_fnt_##member params;
-#include "backend/nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
 
 #define EXPORT __attribute__((visibility("default")))

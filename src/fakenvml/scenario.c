@@ -26,13 +26,13 @@
 
 static const char *const call_names[FAKE_CALL_COUNT][4] = {
 #define NVML_FN(ret, member, req, params, ...) [FAKE_CALL_##member] = {__VA_ARGS__},
-#include "backend/nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
 };
 
 static const char *const all_names[] = {
 #define NVML_FN(ret, member, req, params, ...) __VA_ARGS__,
-#include "backend/nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
     NULL,
 };

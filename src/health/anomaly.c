@@ -392,20 +392,20 @@ void anomaly_update(anomaly *a, const anomaly_sample *s, unsigned n, int64_t now
         }
 }
 
-void anomaly_eval(anomaly *a, engine *e, cache *c)
+void anomaly_eval(anomaly *a, sampler *e, cache *c)
 {
         anomaly_sample s[ANOMALY_MAX_GPUS];
         char uuids[ANOMALY_MAX_GPUS][96];
-        engine_gpu g;
+        sampler_gpu g;
         unsigned n;
 
         if (!a || !a->opt.enabled)
                 return;
-        n = MIN(engine_gpu_count(e), (unsigned)ANOMALY_MAX_GPUS);
+        n = MIN(sampler_gpu_count(e), (unsigned)ANOMALY_MAX_GPUS);
         for (unsigned i = 0; i < n; i++) {
                 field_value v;
                 memset(&s[i], 0, sizeof(s[i]));
-                if (engine_gpu_get(e, i, &g) < 0 || !g.up)
+                if (sampler_gpu_get(e, i, &g) < 0 || !g.up)
                         continue;
                 s[i].up = true;
                 snprintf(uuids[i], sizeof(uuids[i]), "%s", g.id.uuid);

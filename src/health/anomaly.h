@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "engine/engine.h"
+#include "sampler/sampler.h"
 
 #define ANOMALY_MAX_GPUS   64
 #define ANOMALY_MAX_FIELDS 8
@@ -99,7 +99,7 @@ void anomaly_set_listener(anomaly *a, anomaly_listener fn, void *userdata);
 /* Feed one sweep (n GPUs, index = position) taken at now_us (usec since epoch). */
 void anomaly_update(anomaly *a, const anomaly_sample *s, unsigned n, int64_t now_us);
 /* Read the latest fast-tier values of every GPU from the cache and anomaly_update(). */
-void anomaly_eval(anomaly *a, engine *e, cache *c);
+void anomaly_eval(anomaly *a, sampler *e, cache *c);
 
 /* Baselines to/from state_path. load: 0, -ENOENT (no file: start fresh) or -errno/-EINVAL
  * (bad file: ignored, start fresh). Loaded baselines apply when a GPU of that UUID is first

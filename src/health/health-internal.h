@@ -44,7 +44,7 @@ typedef struct counter_memo {
 typedef struct rule_ctx {
         cache *cache;             /* readings */
         unsigned gpu;             /* GPU index (GPU scope) */
-        const engine_gpu *g;      /* GPU state; NULL for HOST scope */
+        const sampler_gpu *g;     /* GPU state; NULL for HOST scope */
         bool unresponsive;        /* the watchdog flagged this GPU */
         const health_config *cfg; /* thresholds */
         const host_facts *host;   /* node facts */

@@ -29,11 +29,11 @@
         (30 * USEC_PER_SEC) /* last_seen of a firing incident is saved this often */
 
 struct health {
-        health_options opt;                                  /* copy; cfg points at cfg below */
-        health_config cfg;                                   /* copy; arrays owned */
-        char *data_dir, *hostname;                           /* owned */
-        pthread_mutex_t lock;                                /* guards everything below */
-        counter_memo memo[ENGINE_MAX_GPUS][RULE_MEMO_SLOTS]; /* windowed counter results */
+        health_options opt;                                   /* copy; cfg points at cfg below */
+        health_config cfg;                                    /* copy; arrays owned */
+        char *data_dir, *hostname;                            /* owned */
+        pthread_mutex_t lock;                                 /* guards everything below */
+        counter_memo memo[SAMPLER_MAX_GPUS][RULE_MEMO_SLOTS]; /* windowed counter results */
         pthread_cond_t wake; /* the health thread waits here (CLOCK_MONOTONIC) */
         incident inc[HEALTH_MAX_INCIDENTS];
         size_t n_inc;
@@ -45,9 +45,9 @@ struct health {
         pthread_mutex_t eval_lock; /* one evaluation at a time */
         notifier *notifier;
         policy_runner *policies;
-        uint64_t evaluations;                      /* count */
-        atomic_bool unresponsive[ENGINE_MAX_GPUS]; /* set by the engine's watchdog hook */
-        anomaly *anomaly;                          /* subscribed to; NULL when none */
+        uint64_t evaluations;                       /* count */
+        atomic_bool unresponsive[SAMPLER_MAX_GPUS]; /* set by the engine's watchdog hook */
+        anomaly *anomaly;                           /* subscribed to; NULL when none */
 };
 
 #define ANOMALY_PREFIX "anomaly_" /* conditions of anomaly incidents: anomaly_<kind>_<FIELD> */
@@ -495,12 +495,12 @@ static void host_facts_read(health *h, host_facts *f)
         struct statvfs sv;
         FILE *fp;
 
-        f->gpu_count = engine_gpu_count(h->opt.engine);
+        f->gpu_count = sampler_gpu_count(h->opt.sampler);
         f->disk_pct = -1;
         for (int t = 0; t < TIER_COUNT; t++)
                 f->stretched_since_us[t] = 0;
-        engine_tier_stretched(h->opt.engine, TIER_FAST, &f->stretched_since_us[TIER_FAST]);
-        engine_tier_stretched(h->opt.engine, TIER_SLOW, &f->stretched_since_us[TIER_SLOW]);
+        sampler_tier_stretched(h->opt.sampler, TIER_FAST, &f->stretched_since_us[TIER_FAST]);
+        sampler_tier_stretched(h->opt.sampler, TIER_SLOW, &f->stretched_since_us[TIER_SLOW]);
         if (h->data_dir[0] && statvfs(h->data_dir, &sv) == 0 && sv.f_blocks > 0) {
                 /* As df computes it: used / (used + available to unprivileged users). */
                 unsigned long long used = (unsigned long long)(sv.f_blocks - sv.f_bfree);
@@ -529,13 +529,13 @@ void health_eval(health *h)
         pthread_mutex_lock(&h->eval_lock);
         host_facts_read(h, &hf);
         now = time_real_us();
-        n = MIN(hf.gpu_count, (unsigned)ENGINE_MAX_GPUS);
+        n = MIN(hf.gpu_count, (unsigned)SAMPLER_MAX_GPUS);
         pthread_mutex_lock(&h->lock);
         h->evaluations++;
         if (h->cfg.enabled) {
                 for (unsigned gi = 0; gi < n; gi++) {
-                        engine_gpu g;
-                        if (engine_gpu_get(h->opt.engine, gi, &g) < 0)
+                        sampler_gpu g;
+                        if (sampler_gpu_get(h->opt.sampler, gi, &g) < 0)
                                 continue;
                         for (size_t ri = 0; ri < health_n_rules; ri++) {
                                 const health_rule *ru = &health_rules[ri];
@@ -642,13 +642,13 @@ static void on_xid(health *h, unsigned gpu, uint32_t code, int64_t ts)
         const xid_info *x = xid_lookup(code);
         enum health_severity sev;
         char cond[HEALTH_COND_MAX], summary[256], detail[192];
-        engine_gpu g = {0};
+        sampler_gpu g = {0};
         incident *in;
 
         if (x->severity == XID_SEV_INFO)
                 return; /* application-caused: counted in /metrics, no incident */
         sev = x->severity == XID_SEV_CRITICAL ? HEALTH_FAIL : HEALTH_WARN;
-        engine_gpu_get(h->opt.engine, gpu, &g);
+        sampler_gpu_get(h->opt.sampler, gpu, &g);
         snprintf(cond, sizeof(cond), "xid_%u", code);
         snprintf(summary, sizeof(summary), "XID %u: %s", code, x->message);
         snprintf(detail, sizeof(detail), "XID %u (%s) reported by the driver", code, x->message);
@@ -669,7 +669,7 @@ static void on_xid(health *h, unsigned gpu, uint32_t code, int64_t ts)
 
 void health_on_event(health *h, unsigned gpu, unsigned kind, uint64_t data, int64_t ts_us)
 {
-        if (!h || gpu >= ENGINE_MAX_GPUS)
+        if (!h || gpu >= SAMPLER_MAX_GPUS)
                 return;
         pthread_mutex_lock(&h->lock);
         if (h->cfg.enabled && kind == BEV_XID)
@@ -706,7 +706,7 @@ void health_on_anomaly(void *userdata, const anomaly_event *ev)
         int64_t now = time_real_us();
         incident *in;
 
-        if (!h || ev->gpu >= ENGINE_MAX_GPUS)
+        if (!h || ev->gpu >= SAMPLER_MAX_GPUS)
                 return;
         snprintf(cond, sizeof(cond), ANOMALY_PREFIX "%s_%s", peer ? "peer" : "baseline", ev->field);
         pthread_mutex_lock(&h->lock);
@@ -783,7 +783,7 @@ int health_new(const health_options *opt, health **ret)
         pthread_condattr_t ca;
         int r;
 
-        if (!opt || !opt->engine || !opt->cache || !opt->cfg)
+        if (!opt || !opt->sampler || !opt->cache || !opt->cfg)
                 return -EINVAL;
         h = calloc(1, sizeof(*h));
         if (!h)
@@ -813,7 +813,7 @@ int health_new(const health_options *opt, health **ret)
                 health_free(h);
                 return r;
         }
-        engine_set_watchdog(h->opt.engine, h->cfg.nvml_call_timeout_us, on_stuck, h);
+        sampler_set_watchdog(h->opt.sampler, h->cfg.nvml_call_timeout_us, on_stuck, h);
         *ret = h;
         return 0;
 }
@@ -865,8 +865,8 @@ health *health_free(health *h)
 {
         if (!h)
                 return NULL;
-        if (h->opt.engine)
-                engine_set_watchdog(h->opt.engine, 0, NULL, NULL);
+        if (h->opt.sampler)
+                sampler_set_watchdog(h->opt.sampler, 0, NULL, NULL);
         health_watch_anomalies(h, NULL);
         health_stop(h);
         h->notifier = notifier_free(h->notifier);
@@ -907,14 +907,14 @@ int health_reconfigure(health *h, const health_config *cfg)
         memcpy(h->cfg.systems, next.systems, sizeof(h->cfg.systems));
         pthread_mutex_unlock(&h->lock);
         pthread_mutex_unlock(&h->eval_lock);
-        engine_set_watchdog(h->opt.engine, next.nvml_call_timeout_us, on_stuck, h);
+        sampler_set_watchdog(h->opt.sampler, next.nvml_call_timeout_us, on_stuck, h);
         config_free(&next);
         return 0;
 }
 
 void health_set_unresponsive(health *h, unsigned gpu, bool on)
 {
-        if (!h || gpu >= ENGINE_MAX_GPUS)
+        if (!h || gpu >= SAMPLER_MAX_GPUS)
                 return;
         atomic_store(&h->unresponsive[gpu], on);
         health_on_sweep(h, TIER_EVENT);
@@ -1084,7 +1084,7 @@ static json_t *systems_json(health *h, int gpu)
 json_t *health_json(health *h)
 {
         json_t *root, *gpus;
-        unsigned n = engine_gpu_count(h->opt.engine);
+        unsigned n = sampler_gpu_count(h->opt.sampler);
         enum health_severity all = HEALTH_PASS;
 
         gpus = json_array();
@@ -1092,10 +1092,10 @@ json_t *health_json(health *h)
                 return NULL;
         pthread_mutex_lock(&h->lock);
         for (unsigned i = 0; i < n; i++) {
-                engine_gpu g;
+                sampler_gpu g;
                 enum health_severity w;
                 json_t *inc = json_array();
-                if (engine_gpu_get(h->opt.engine, i, &g) < 0)
+                if (sampler_gpu_get(h->opt.sampler, i, &g) < 0)
                         continue;
                 w = worst(h, (int)i, -1);
                 all = MAX(all, w);
@@ -1139,7 +1139,7 @@ static void counter_header(buf *b, const char *name, const char *help, bool om)
 int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn labels,
                           void *userdata)
 {
-        unsigned n = engine_gpu_count(h->opt.engine);
+        unsigned n = sampler_gpu_count(h->opt.sampler);
         buf lb;
         notifier_stats ns = {0};
         uint64_t counts[3][3] = {{0}}; /* [severity][state] */
@@ -1194,7 +1194,7 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                 buf_puts(b, "# HELP vigil_gpu_responsive 1 when the GPU's NVML calls return "
                             "within health.nvml_call_timeout, 0 while one hangs.\n"
                             "# TYPE vigil_gpu_responsive gauge\n");
-                for (unsigned i = 0; i < n && i < ENGINE_MAX_GPUS; i++) {
+                for (unsigned i = 0; i < n && i < SAMPLER_MAX_GPUS; i++) {
                         buf_reset(&lb);
                         if (labels)
                                 labels(userdata, i, &lb);

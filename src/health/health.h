@@ -21,7 +21,7 @@
 #include "backend/backend.h"
 #include "cache/cache.h"
 #include "common/buf.h"
-#include "engine/engine.h"
+#include "sampler/sampler.h"
 
 struct store;
 struct anomaly;
@@ -121,7 +121,7 @@ typedef struct health_config {
 void health_config_defaults(health_config *c);
 
 typedef struct health_options {
-        engine *engine;           /* borrowed */
+        sampler *sampler;         /* borrowed */
         cache *cache;             /* borrowed */
         backend *backend;         /* borrowed; policy mutators */
         struct store *store;      /* borrowed; NULL = incidents live in memory only */
@@ -144,7 +144,7 @@ void health_on_sweep(health *h, enum field_tier tier);
 void health_on_event(health *h, unsigned gpu, unsigned kind, uint64_t data, int64_t ts_us);
 
 /* The engine's watchdog hook: a sample call on gpu has hung (on) or returned (off). Any thread;
- * never blocks. health_new registers it with engine_set_watchdog. */
+ * never blocks. health_new registers it with sampler_set_watchdog. */
 void health_set_unresponsive(health *h, unsigned gpu, bool on);
 /* Subscribe to the anomaly detector (anomaly_set_listener): an anomaly that opens opens an
  * incident anomaly_baseline_<FIELD> / anomaly_peer_<FIELD> (warning) on its GPU, closing it

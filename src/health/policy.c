@@ -34,11 +34,11 @@ typedef struct rate_state {
 struct policy_runner {
         health_policy policies[HEALTH_MAX_POLICIES];
         size_t n;
-        backend *backend;                                          /* borrowed */
-        cache *cache;                                              /* borrowed */
-        struct store *store;                                       /* borrowed, may be NULL */
-        rate_state rate[HEALTH_MAX_POLICIES][ENGINE_MAX_GPUS + 1]; /* last slot: node */
-        _Atomic uint64_t total;                                    /* actions run */
+        backend *backend;                                           /* borrowed */
+        cache *cache;                                               /* borrowed */
+        struct store *store;                                        /* borrowed, may be NULL */
+        rate_state rate[HEALTH_MAX_POLICIES][SAMPLER_MAX_GPUS + 1]; /* last slot: node */
+        _Atomic uint64_t total;                                     /* actions run */
 };
 
 bool policy_matches(const char *cond, const incident *in)
@@ -236,7 +236,7 @@ static bool rate_allows(policy_runner *p, size_t pi, const incident *in, int64_t
 {
         const health_policy *po = &p->policies[pi];
         rate_state *rs =
-            &p->rate[pi][in->gpu >= 0 && in->gpu < ENGINE_MAX_GPUS ? in->gpu : ENGINE_MAX_GPUS];
+            &p->rate[pi][in->gpu >= 0 && in->gpu < SAMPLER_MAX_GPUS ? in->gpu : SAMPLER_MAX_GPUS];
         unsigned used = 0, cap = MIN(po->rate_count, (unsigned)RATE_SLOTS);
 
         if (!po->rate_count)

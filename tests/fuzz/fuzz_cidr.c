@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "api/auth_gate.h"
-#include "api/cidr.h"
+#include "security/cidr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "api/audit.h"
+#include "security/audit.h"
 
 static const struct {
         int version;

@@ -19,8 +19,7 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
-#include "backend/nvml_types.h"
-#include "fakenvml/fakenvml.h"
+#include "nvml/nvml_types.h"
 
 static int real;
 static backend *be;
@@ -231,19 +230,19 @@ static void test_gpm_profiling(void **state)
                 return;
         {
                 /* an injected ratio goes through the fake's GPM percent and back */
-                struct fake_inject req = {.kind = FAKE_INJECT_FIELD,
-                                          .gpu = 0,
-                                          .field_id = FLD_PROF_GR_ENGINE_ACTIVE,
-                                          .value = 0.5};
+                backend_injection req = {.kind = BACKEND_INJECT_FIELD,
+                                         .gpu = 0,
+                                         .field_id = FLD_PROF_GR_ENGINE_ACTIVE,
+                                         .value = 0.5};
                 char err[256];
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
                 assert_true(fabs(value_of(0, FLD_PROF_GR_ENGINE_ACTIVE) - 0.5) < 1e-12);
-                req.kind = FAKE_INJECT_FIELD_CLEAR;
+                req.kind = BACKEND_INJECT_FIELD_CLEAR;
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
         }
         {
                 /* a lost GPU: no previous sample after it is back until the re-attach primes */
-                struct fake_inject req = {.kind = FAKE_INJECT_LOST, .gpu = 1, .count = 1};
+                backend_injection req = {.kind = BACKEND_INJECT_LOST, .gpu = 1, .count = 1};
                 char err[256];
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
                 assert_int_equal(backend_sample(be, 1, ids, 1, v), -ENODEV);
@@ -256,8 +255,8 @@ static void test_gpm_profiling(void **state)
 
 static void test_injection_and_loss_fake(void **state)
 {
-        struct fake_inject req = {
-            .kind = FAKE_INJECT_FIELD, .gpu = 1, .field_id = FLD_GPU_TEMP, .value = 91};
+        backend_injection req = {
+            .kind = BACKEND_INJECT_FIELD, .gpu = 1, .field_id = FLD_GPU_TEMP, .value = 91};
         char err[256];
         uint16_t id = FLD_GPU_TEMP;
         field_value v;
@@ -267,11 +266,11 @@ static void test_injection_and_loss_fake(void **state)
                 skip();
         assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
         assert_true(value_of(1, FLD_GPU_TEMP) == 91);
-        req.kind = FAKE_INJECT_FIELD_CLEAR;
+        req.kind = BACKEND_INJECT_FIELD_CLEAR;
         assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
         assert_true(value_of(1, FLD_GPU_TEMP) == 61);
 
-        req = (struct fake_inject){.kind = FAKE_INJECT_LOST, .gpu = 1, .count = 1};
+        req = (backend_injection){.kind = BACKEND_INJECT_LOST, .gpu = 1, .count = 1};
         assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
         assert_int_equal(backend_sample(be, 1, &id, 1, &v), -ENODEV);
         assert_int_equal(v.status, -ENODEV);
@@ -303,7 +302,7 @@ static void test_events(void **state)
         }
         assert_int_equal(backend_wait_event(be, 50, &ev), -ETIMEDOUT);
         {
-                struct fake_inject req = {.kind = FAKE_INJECT_XID, .gpu = 1, .count = 79};
+                backend_injection req = {.kind = BACKEND_INJECT_XID, .gpu = 1, .count = 79};
                 char err[256];
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
                 assert_int_equal(backend_wait_event(be, 1000, &ev), 0);

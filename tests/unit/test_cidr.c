@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "api/auth_gate.h"
-#include "api/cidr.h"
+#include "security/cidr.h"
 
 static bool match(const char *list, const char *ip)
 {

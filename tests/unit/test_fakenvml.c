@@ -18,20 +18,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/nvml_types.h"
+#include "nvml/nvml_types.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "fakenvml/fake-internal.h"
 #include "fields/fields.h"
 
 #define NVML_FN(ret, member, req, params, ...) typedef ret(*fn_##member) params;
-#include "backend/nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
 
 static struct {
         void *so;
 #define NVML_FN(ret, member, req, params, ...) fn_##member member;
-#include "backend/nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
         int (*configure)(const char *, char *, size_t);
         int (*inject)(const struct fake_inject *, char *, size_t);
@@ -67,7 +67,7 @@ static int setup_lib(void **state)
                 return -1;
         }
 #define NVML_FN(ret, member, req, params, first, ...) nv.member = (fn_##member)dlsym(nv.so, first);
-#include "backend/nvml_syms.h"
+#include "nvml/nvml_syms.h"
 #undef NVML_FN
         nv.configure = (int (*)(const char *, char *, size_t))dlsym(nv.so, "vigil_fake_configure");
         nv.inject =

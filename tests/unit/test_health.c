@@ -49,7 +49,7 @@ typedef struct world {
         int group;
         field_value row[NF]; /* current values */
         health_config cfg;
-        engine_gpu g;
+        sampler_gpu g;
         host_facts host;
 } world;
 

@@ -15,7 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "api/auth.h"
+#include "security/auth.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef-test-secret"
 #define NOW    1700000000LL

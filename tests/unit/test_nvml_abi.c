@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "backend/nvml_types.h"
+#include "nvml/nvml_types.h"
 
 static void test_struct_layouts(void **state)
 {

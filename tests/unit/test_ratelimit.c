@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "api/ratelimit.h"
+#include "security/ratelimit.h"
 
 static void t_burst_then_refill(void **state)
 {

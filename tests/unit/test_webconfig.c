@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "api/webconfig.h"
+#include "security/webconfig.h"
 
 /* htpasswd-style hashes at cost 4 (fast tests): alice/s3cret, bob/hunter2 */
 #define H_ALICE "$2b$04$iUIS4sWgyi3Cv/QNjjCQ8ehmnVipn9mEdhs4BUQsMCCT.i0Q8UEN."

@@ -2,9 +2,9 @@
  * millisecond NVML reads (energy, violation counters, PCIe replays) never delay the fast tier;
  * XID/ECC events have a third thread blocked in nvmlEventSetWait. Fields with the same tier and
  * interval form one schedule group; per GPU each group is one cache group (shared timestamps).
- * A watchdog thread gives up on a sample call that hangs (see engine_set_watchdog): the hung tier
+ * A watchdog thread gives up on a sample call that hangs (see sampler_set_watchdog): the hung tier
  * thread is abandoned inside the call and a new one takes the tier over. */
-#include "engine.h"
+#include "sampler.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,10 +21,10 @@
 #define MAX_GROUP_FIELDS 64
 #define WATCHDOG_TICK_US (250 * USEC_PER_MSEC) /* how often the watchdog looks */
 #define ABANDONED_WAIT_US                                                                          \
-        (10 * USEC_PER_SEC) /* engine_stop waits this long for hung calls to return */
+        (10 * USEC_PER_SEC) /* sampler_stop waits this long for hung calls to return */
 #define BUSY_ABANDONED (-1) /* busy_since: the watchdog gave this call up */
 
-const double engine_hist_bounds[ENGINE_HIST_BUCKETS] = {
+const double sampler_hist_bounds[ENGINE_HIST_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 };
 
@@ -34,28 +34,28 @@ typedef struct sched_group {
         int64_t next_due;                  /* monotonic usec */
         uint16_t fields[MAX_GROUP_FIELDS]; /* DCGM ids */
         size_t n;                          /* fields used */
-        int cache_group[ENGINE_MAX_GPUS];  /* per GPU */
+        int cache_group[SAMPLER_MAX_GPUS]; /* per GPU */
 } sched_group;
 
-struct engine {
-        engine_options opt; /* copy; overrides array borrowed */
-        unsigned n_gpus;    /* discovered */
-        char driver[96];    /* driver version */
-        char nvml[96];      /* NVML version */
+struct sampler {
+        sampler_options opt; /* copy; overrides array borrowed */
+        unsigned n_gpus;     /* discovered */
+        char driver[96];     /* driver version */
+        char nvml[96];       /* NVML version */
 
         pthread_mutex_t lock; /* guards gpus, xids, stats, ready flags */
-        engine_gpu gpus[ENGINE_MAX_GPUS];
-        engine_xid xids[ENGINE_MAX_GPUS][ENGINE_MAX_XID_CODES];
-        size_t n_xids[ENGINE_MAX_GPUS];
-        uint64_t xid_total[ENGINE_MAX_GPUS]; /* all codes */
-        engine_stats stats;
+        sampler_gpu gpus[SAMPLER_MAX_GPUS];
+        sampler_xid xids[SAMPLER_MAX_GPUS][ENGINE_MAX_XID_CODES];
+        size_t n_xids[SAMPLER_MAX_GPUS];
+        uint64_t xid_total[SAMPLER_MAX_GPUS]; /* all codes */
+        sampler_stats stats;
         bool fast_done, slow_done; /* first sweep of each tier completed */
 
-        int static_group[ENGINE_MAX_GPUS]; /* cache group of static numeric fields */
-        int event_group[ENGINE_MAX_GPUS];  /* cache group of XID_ERRORS, XID_COUNT */
+        int static_group[SAMPLER_MAX_GPUS]; /* cache group of static numeric fields */
+        int event_group[SAMPLER_MAX_GPUS];  /* cache group of XID_ERRORS, XID_COUNT */
         uint16_t static_fields[MAX_GROUP_FIELDS];
         size_t n_static;
-        int64_t next_reattach[ENGINE_MAX_GPUS]; /* monotonic usec; guarded by lock */
+        int64_t next_reattach[SAMPLER_MAX_GPUS]; /* monotonic usec; guarded by lock */
 
         sched_group groups[MAX_GROUPS];
         size_t n_groups;
@@ -68,12 +68,12 @@ struct engine {
         /* watchdog: per (tier, GPU) the monotonic usec the sample call in progress started, 0 when
          * none, BUSY_ABANDONED once given up; written by the tier thread and swapped by the
          * watchdog (compare-and-swap), no lock on the sampling path */
-        _Atomic int64_t busy_since[TIER_COUNT][ENGINE_MAX_GPUS];
-        atomic_uint stuck[ENGINE_MAX_GPUS]; /* given-up calls still running, per GPU */
-        pthread_mutex_t wd_lock;            /* guards the wd_ fields and tier_thread */
-        pthread_cond_t wd_cond;             /* abandoned threads signal their exit (monotonic) */
-        int64_t wd_timeout_us;              /* usec; <= 0 off */
-        engine_stuck_fn wd_fn;              /* may be NULL */
+        _Atomic int64_t busy_since[TIER_COUNT][SAMPLER_MAX_GPUS];
+        atomic_uint stuck[SAMPLER_MAX_GPUS]; /* given-up calls still running, per GPU */
+        pthread_mutex_t wd_lock;             /* guards the wd_ fields and tier_thread */
+        pthread_cond_t wd_cond;              /* abandoned threads signal their exit (monotonic) */
+        int64_t wd_timeout_us;               /* usec; <= 0 off */
+        sampler_stuck_fn wd_fn;              /* may be NULL */
         void *wd_userdata;
         unsigned abandoned;                /* tier threads left in a hung call, still alive */
         pthread_t tier_thread[TIER_COUNT]; /* FAST and SLOW: the thread that owns the tier */
@@ -86,12 +86,12 @@ struct engine {
         pthread_cond_t wait_cond;  /* CLOCK_MONOTONIC */
 };
 
-unsigned engine_max_gpus(void)
+unsigned sampler_max_gpus(void)
 {
-        return ENGINE_MAX_GPUS;
+        return SAMPLER_MAX_GPUS;
 }
 
-static int64_t field_interval(const engine_options *o, const field_meta *m)
+static int64_t field_interval(const sampler_options *o, const field_meta *m)
 {
         for (size_t i = 0; i < o->n_overrides; i++)
                 if (o->overrides[i].field_id == m->id)
@@ -106,7 +106,7 @@ static int64_t field_interval(const engine_options *o, const field_meta *m)
         }
 }
 
-static int build_groups(engine *e)
+static int build_groups(sampler *e)
 {
         for (size_t i = 0; i < field_count(); i++) {
                 const field_meta *m = field_at(i);
@@ -141,7 +141,7 @@ static int build_groups(engine *e)
         return 0;
 }
 
-static uint32_t samples_for(const engine *e, int64_t interval_us)
+static uint32_t samples_for(const sampler *e, int64_t interval_us)
 {
         /* Enough samples to cover max_age at this interval, capped by max_samples. */
         int64_t need = interval_us > 0 ? e->opt.keep_max_age_us / interval_us + 1 : 1;
@@ -152,7 +152,7 @@ static uint32_t samples_for(const engine *e, int64_t interval_us)
 }
 
 /* Identity + static fields. Called at start and on re-attach (fast thread). */
-static int read_static(engine *e, unsigned idx)
+static int read_static(sampler *e, unsigned idx)
 {
         field_value vals[MAX_GROUP_FIELDS];
         gpu_identity id;
@@ -175,9 +175,9 @@ static int read_static(engine *e, unsigned idx)
         return 0;
 }
 
-int engine_new(const engine_options *opt, engine **ret)
+int sampler_new(const sampler_options *opt, sampler **ret)
 {
-        _cleanup_free_ engine *e = calloc(1, sizeof(*e));
+        _cleanup_free_ sampler *e = calloc(1, sizeof(*e));
         pthread_condattr_t ca;
         unsigned count = 0;
         int r;
@@ -200,7 +200,7 @@ int engine_new(const engine_options *opt, engine **ret)
         r = backend_device_count(opt->backend, &count);
         if (r < 0)
                 return r;
-        e->n_gpus = MIN(count, ENGINE_MAX_GPUS);
+        e->n_gpus = MIN(count, SAMPLER_MAX_GPUS);
         r = build_groups(e);
         if (r < 0)
                 return r;
@@ -246,7 +246,7 @@ int engine_new(const engine_options *opt, engine **ret)
 }
 
 /* Sleep until the monotonic deadline or until stop is requested. Returns false when stopping. */
-static bool wait_until(engine *e, int64_t deadline)
+static bool wait_until(sampler *e, int64_t deadline)
 {
         struct timespec ts = {.tv_sec = deadline / USEC_PER_SEC,
                               .tv_nsec = (deadline % USEC_PER_SEC) * 1000};
@@ -259,7 +259,7 @@ static bool wait_until(engine *e, int64_t deadline)
         return !atomic_load(&e->stopping);
 }
 
-static void mark_lost(engine *e, unsigned idx)
+static void mark_lost(sampler *e, unsigned idx)
 {
         bool was_up;
 
@@ -275,7 +275,7 @@ static void mark_lost(engine *e, unsigned idx)
                           e->gpus[idx].id.uuid);
 }
 
-static bool gpu_up(engine *e, unsigned idx)
+static bool gpu_up(sampler *e, unsigned idx)
 {
         bool up;
 
@@ -285,7 +285,7 @@ static bool gpu_up(engine *e, unsigned idx)
         return up;
 }
 
-static void try_reattach(engine *e, int64_t now_mono)
+static void try_reattach(sampler *e, int64_t now_mono)
 {
         for (unsigned i = 0; i < e->n_gpus; i++) {
                 bool due;
@@ -307,7 +307,7 @@ static void try_reattach(engine *e, int64_t now_mono)
 
 /* A call the watchdog gave up on has returned (on the abandoned thread): the GPU answers again
  * once no given-up call is left on it. */
-static void stuck_call_returned(engine *e, unsigned idx)
+static void stuck_call_returned(sampler *e, unsigned idx)
 {
         if (atomic_fetch_sub(&e->stuck[idx], 1) != 1)
                 return;
@@ -321,7 +321,7 @@ static void stuck_call_returned(engine *e, unsigned idx)
 
 /* Sample one group on every GPU that answers. Returns true when the watchdog gave this thread up
  * during a call: the caller must leave the tier alone (another thread owns it) and exit. */
-static bool run_group(engine *e, sched_group *g)
+static bool run_group(sampler *e, sched_group *g)
 {
         field_value vals[MAX_GROUP_FIELDS];
         _Atomic int64_t *busy = e->busy_since[g->tier];
@@ -354,10 +354,10 @@ static bool run_group(engine *e, sched_group *g)
         return false;
 }
 
-static void record_sweep(engine *e, enum field_tier tier, int64_t start_mono, bool late)
+static void record_sweep(sampler *e, enum field_tier tier, int64_t start_mono, bool late)
 {
         double dur = (double)(time_mono_us() - start_mono) / 1e6;
-        engine_tier_stats *t = &e->stats.tier[tier];
+        sampler_tier_stats *t = &e->stats.tier[tier];
 
         pthread_mutex_lock(&e->lock);
         t->sweeps++;
@@ -365,7 +365,7 @@ static void record_sweep(engine *e, enum field_tier tier, int64_t start_mono, bo
         t->last_duration_s = dur;
         t->sum_duration_s += dur;
         for (int b = 0; b < ENGINE_HIST_BUCKETS; b++)
-                if (dur <= engine_hist_bounds[b])
+                if (dur <= sampler_hist_bounds[b])
                         t->buckets[b]++;
         t->last_sweep_us = time_real_us();
         if (tier == TIER_FAST)
@@ -378,9 +378,9 @@ static void record_sweep(engine *e, enum field_tier tier, int64_t start_mono, bo
 /* Adaptive collection (engine.h): called after each sweep of a FAST or SLOW tier on its thread.
  * Stretch after two sweeps in a row over budget, to what the last sweep needs plus 25 %; shrink
  * (at most halving) after three sweeps in a row under half the budget. No allocation. */
-static void adapt(engine *e, enum field_tier tier, double dur_s)
+static void adapt(sampler *e, enum field_tier tier, double dur_s)
 {
-        const engine_options *o = &e->opt;
+        const sampler_options *o = &e->opt;
         double base = (double)(tier == TIER_FAST ? o->fast_us : o->slow_us) / 1e6;
         double cur = e->stretch[tier], share = o->adaptive.max_share, next = cur, need;
         double max_stretch = o->adaptive.max_stretch;
@@ -435,7 +435,7 @@ static void adapt(engine *e, enum field_tier tier, double dur_s)
                          tier == TIER_FAST ? "fast" : "slow", ms, iv, next);
 }
 
-static void tier_loop(engine *e, enum field_tier tier)
+static void tier_loop(sampler *e, enum field_tier tier)
 {
         int64_t now = time_mono_us();
         bool any_group = false;
@@ -494,7 +494,7 @@ static void tier_loop(engine *e, enum field_tier tier)
 }
 
 /* Whether the calling thread still owns the tier (false once the watchdog replaced it). */
-static bool owns_tier(engine *e, enum field_tier tier)
+static bool owns_tier(sampler *e, enum field_tier tier)
 {
         bool own;
 
@@ -504,11 +504,11 @@ static bool owns_tier(engine *e, enum field_tier tier)
         return own;
 }
 
-static void tier_main(engine *e, enum field_tier tier)
+static void tier_main(sampler *e, enum field_tier tier)
 {
         tier_loop(e, tier);
         if (!owns_tier(e, tier)) {
-                /* abandoned and detached: tell engine_stop this thread is gone */
+                /* abandoned and detached: tell sampler_stop this thread is gone */
                 pthread_mutex_lock(&e->wd_lock);
                 e->abandoned--;
                 pthread_cond_broadcast(&e->wd_cond);
@@ -530,7 +530,7 @@ static void *slow_main(void *arg)
 
 /* Give up the call in progress on (tier, gpu): mark the GPU stuck and start a new thread for
  * the tier; the old one is detached and exits when its call returns. Watchdog thread. */
-static void abandon(engine *e, enum field_tier tier, unsigned gpu, int64_t running_us)
+static void abandon(sampler *e, enum field_tier tier, unsigned gpu, int64_t running_us)
 {
         pthread_t fresh;
         bool first = atomic_fetch_add(&e->stuck[gpu], 1) == 0;
@@ -559,7 +559,7 @@ static void abandon(engine *e, enum field_tier tier, unsigned gpu, int64_t runni
 
 static void *watchdog_main(void *arg)
 {
-        engine *e = arg;
+        sampler *e = arg;
 
         while (wait_until(e, time_mono_us() + WATCHDOG_TICK_US)) {
                 int64_t timeout, now = time_mono_us();
@@ -582,7 +582,7 @@ static void *watchdog_main(void *arg)
         return NULL;
 }
 
-void engine_set_watchdog(engine *e, int64_t timeout_us, engine_stuck_fn fn, void *userdata)
+void sampler_set_watchdog(sampler *e, int64_t timeout_us, sampler_stuck_fn fn, void *userdata)
 {
         pthread_mutex_lock(&e->wd_lock);
         e->wd_timeout_us = timeout_us;
@@ -591,7 +591,7 @@ void engine_set_watchdog(engine *e, int64_t timeout_us, engine_stuck_fn fn, void
         pthread_mutex_unlock(&e->wd_lock);
 }
 
-static void record_xid(engine *e, unsigned gpu, uint32_t code, int64_t ts)
+static void record_xid(sampler *e, unsigned gpu, uint32_t code, int64_t ts)
 {
         size_t n, k;
         uint64_t total;
@@ -606,8 +606,9 @@ static void record_xid(engine *e, unsigned gpu, uint32_t code, int64_t ts)
                 size_t pos = 0;
                 while (pos < n && e->xids[gpu][pos].code < code)
                         pos++;
-                memmove(&e->xids[gpu][pos + 1], &e->xids[gpu][pos], (n - pos) * sizeof(engine_xid));
-                e->xids[gpu][pos] = (engine_xid){.code = code};
+                memmove(&e->xids[gpu][pos + 1], &e->xids[gpu][pos],
+                        (n - pos) * sizeof(sampler_xid));
+                e->xids[gpu][pos] = (sampler_xid){.code = code};
                 e->n_xids[gpu] = ++n;
                 k = pos;
         }
@@ -626,7 +627,7 @@ static void record_xid(engine *e, unsigned gpu, uint32_t code, int64_t ts)
 
 static void *event_main(void *arg)
 {
-        engine *e = arg;
+        sampler *e = arg;
 
         while (!atomic_load(&e->stopping)) {
                 backend_event ev;
@@ -665,7 +666,7 @@ static void *event_main(void *arg)
         return NULL;
 }
 
-int engine_start(engine *e)
+int sampler_start(sampler *e)
 {
         int r;
 
@@ -703,7 +704,7 @@ int engine_start(engine *e)
         return 0;
 }
 
-void engine_stop(engine *e)
+void sampler_stop(sampler *e)
 {
         if (!e || !e->started)
                 return;
@@ -736,11 +737,11 @@ void engine_stop(engine *e)
         e->events_running = false;
 }
 
-engine *engine_free(engine *e)
+sampler *sampler_free(sampler *e)
 {
         if (!e)
                 return NULL;
-        engine_stop(e);
+        sampler_stop(e);
         if (e->abandoned)
                 return NULL; /* a hung thread still uses it: leaked on purpose (at exit) */
         pthread_mutex_destroy(&e->wd_lock);
@@ -752,12 +753,12 @@ engine *engine_free(engine *e)
         return NULL;
 }
 
-unsigned engine_gpu_count(engine *e)
+unsigned sampler_gpu_count(sampler *e)
 {
         return e->n_gpus;
 }
 
-unsigned engine_gpus_up(engine *e)
+unsigned sampler_gpus_up(sampler *e)
 {
         unsigned n = 0;
 
@@ -768,7 +769,7 @@ unsigned engine_gpus_up(engine *e)
         return n;
 }
 
-int engine_gpu_get(engine *e, unsigned idx, engine_gpu *out)
+int sampler_gpu_get(sampler *e, unsigned idx, sampler_gpu *out)
 {
         if (idx >= e->n_gpus)
                 return -ENOENT;
@@ -779,7 +780,7 @@ int engine_gpu_get(engine *e, unsigned idx, engine_gpu *out)
         return 0;
 }
 
-int engine_gpu_find(engine *e, const char *id, unsigned *idx)
+int sampler_gpu_find(sampler *e, const char *id, unsigned *idx)
 {
         char *end;
         unsigned long v;
@@ -805,7 +806,7 @@ int engine_gpu_find(engine *e, const char *id, unsigned *idx)
         return r;
 }
 
-bool engine_ready(engine *e)
+bool sampler_ready(sampler *e)
 {
         bool r;
 
@@ -815,14 +816,14 @@ bool engine_ready(engine *e)
         return r;
 }
 
-void engine_get_stats(engine *e, engine_stats *out)
+void sampler_get_stats(sampler *e, sampler_stats *out)
 {
         pthread_mutex_lock(&e->lock);
         *out = e->stats;
         pthread_mutex_unlock(&e->lock);
 }
 
-size_t engine_xids(engine *e, unsigned gpu, engine_xid *out, size_t max)
+size_t sampler_xids(sampler *e, unsigned gpu, sampler_xid *out, size_t max)
 {
         size_t n;
 
@@ -830,12 +831,12 @@ size_t engine_xids(engine *e, unsigned gpu, engine_xid *out, size_t max)
                 return 0;
         pthread_mutex_lock(&e->lock);
         n = MIN(max, e->n_xids[gpu]);
-        memcpy(out, e->xids[gpu], n * sizeof(engine_xid));
+        memcpy(out, e->xids[gpu], n * sizeof(sampler_xid));
         pthread_mutex_unlock(&e->lock);
         return n;
 }
 
-int64_t engine_interval_of(engine *e, uint16_t field_id)
+int64_t sampler_interval_of(sampler *e, uint16_t field_id)
 {
         const field_meta *m = field_by_id(field_id);
 
@@ -846,7 +847,7 @@ int64_t engine_interval_of(engine *e, uint16_t field_id)
         return field_interval(&e->opt, m) > 0 ? field_interval(&e->opt, m) : 0;
 }
 
-bool engine_tier_stretched(engine *e, enum field_tier tier, int64_t *since_us)
+bool sampler_tier_stretched(sampler *e, enum field_tier tier, int64_t *since_us)
 {
         int64_t since = 0;
 
@@ -860,7 +861,7 @@ bool engine_tier_stretched(engine *e, enum field_tier tier, int64_t *since_us)
         return since != 0;
 }
 
-void engine_versions(engine *e, const char **driver, const char **nvml)
+void sampler_versions(sampler *e, const char **driver, const char **nvml)
 {
         *driver = e->driver;
         *nvml = e->nvml;

@@ -11,26 +11,26 @@
 #include "backend/backend.h"
 #include "cache/cache.h"
 
-typedef struct engine engine;
+typedef struct sampler sampler;
 
-typedef struct engine_field_interval {
+typedef struct sampler_field_interval {
         uint16_t field_id;   /* DCGM id */
         int64_t interval_us; /* 0 = do not collect */
-} engine_field_interval;
+} sampler_field_interval;
 
 /* Called on the sampling thread after each sweep of a tier (TIER_FAST, TIER_SLOW, TIER_EVENT). */
-typedef void (*engine_sweep_fn)(void *userdata, enum field_tier tier);
+typedef void (*sampler_sweep_fn)(void *userdata, enum field_tier tier);
 /* Called on the event thread for every NVML event, before on_sweep(TIER_EVENT), with the engine's
  * lock not held: kind is enum backend_event_kind, data the XID code for BEV_XID. */
-typedef void (*engine_event_fn)(void *userdata, unsigned gpu, unsigned kind, uint64_t data,
-                                int64_t ts_us);
+typedef void (*sampler_event_fn)(void *userdata, unsigned gpu, unsigned kind, uint64_t data,
+                                 int64_t ts_us);
 
-typedef struct engine_options {
-        backend *backend;                       /* borrowed */
-        cache *cache;                           /* borrowed; created with >= engine_max_gpus() */
-        int64_t fast_us;                        /* fast tier interval */
-        int64_t slow_us;                        /* slow tier interval */
-        const engine_field_interval *overrides; /* per-field intervals, may be NULL */
+typedef struct sampler_options {
+        backend *backend;                        /* borrowed */
+        cache *cache;                            /* borrowed; created with >= sampler_max_gpus() */
+        int64_t fast_us;                         /* fast tier interval */
+        int64_t slow_us;                         /* slow tier interval */
+        const sampler_field_interval *overrides; /* per-field intervals, may be NULL */
         size_t n_overrides;
         int64_t keep_max_age_us;   /* history kept per series */
         uint32_t keep_max_samples; /* history kept per series */
@@ -43,16 +43,16 @@ typedef struct engine_options {
                 double max_share;   /* of the interval a sweep may take (0..1] */
                 double max_stretch; /* most the interval may grow, times configured (>= 1) */
         } adaptive;
-        engine_sweep_fn on_sweep; /* may be NULL */
-        engine_event_fn on_event; /* may be NULL; health is told of XIDs at once */
+        sampler_sweep_fn on_sweep; /* may be NULL */
+        sampler_event_fn on_event; /* may be NULL; health is told of XIDs at once */
         void *userdata;
-} engine_options;
+} sampler_options;
 
-#define ENGINE_MAX_GPUS      64
+#define SAMPLER_MAX_GPUS     64
 #define ENGINE_MAX_XID_CODES 32
 #define ENGINE_HIST_BUCKETS  12
 
-typedef struct engine_gpu {
+typedef struct sampler_gpu {
         unsigned index;        /* NVML index */
         gpu_identity id;       /* identity read at the last attach */
         bool up;               /* answering */
@@ -60,15 +60,15 @@ typedef struct engine_gpu {
         int64_t lost_since_us; /* when it stopped answering, 0 when up */
         uint64_t attaches;     /* how many times it was (re)attached */
         bool stuck;            /* a sample call has not returned within the watchdog timeout */
-} engine_gpu;
+} sampler_gpu;
 
-typedef struct engine_xid {
+typedef struct sampler_xid {
         uint32_t code;  /* XID code */
         uint64_t count; /* events since start */
         int64_t last_us;
-} engine_xid;
+} sampler_xid;
 
-typedef struct engine_tier_stats {
+typedef struct sampler_tier_stats {
         int64_t interval_us;        /* effective interval (configured x stretch) */
         int64_t configured_us;      /* configured interval */
         double stretch;             /* effective / configured; 1 = not stretched */
@@ -77,46 +77,46 @@ typedef struct engine_tier_stats {
         uint64_t late;              /* sweeps that started more than half an interval late */
         double last_duration_s;     /* wall time of the last sweep */
         double sum_duration_s;      /* histogram sum */
-        uint64_t buckets[ENGINE_HIST_BUCKETS]; /* cumulative counts for engine_hist_bounds[] */
+        uint64_t buckets[ENGINE_HIST_BUCKETS]; /* cumulative counts for sampler_hist_bounds[] */
         int64_t last_sweep_us;                 /* end of the last sweep, usec since epoch */
-} engine_tier_stats;
+} sampler_tier_stats;
 
-extern const double engine_hist_bounds[ENGINE_HIST_BUCKETS]; /* seconds, le= */
+extern const double sampler_hist_bounds[ENGINE_HIST_BUCKETS]; /* seconds, le= */
 
-typedef struct engine_stats {
-        engine_tier_stats tier[TIER_COUNT]; /* indexed by enum field_tier (FAST, SLOW used) */
-        uint64_t events;                    /* NVML events received */
-        bool events_supported;              /* the event thread is running */
-} engine_stats;
+typedef struct sampler_stats {
+        sampler_tier_stats tier[TIER_COUNT]; /* indexed by enum field_tier (FAST, SLOW used) */
+        uint64_t events;                     /* NVML events received */
+        bool events_supported;               /* the event thread is running */
+} sampler_stats;
 
-unsigned engine_max_gpus(void);
+unsigned sampler_max_gpus(void);
 /* Discovers GPUs and reads their static fields. Caller owns *ret. */
-int engine_new(const engine_options *opt, engine **ret);
+int sampler_new(const sampler_options *opt, sampler **ret);
 /* Starts the sampling and event threads. */
-int engine_start(engine *e);
+int sampler_start(sampler *e);
 /* Stops and joins the threads; safe to call twice. */
-void engine_stop(engine *e);
-engine *engine_free(engine *e);
+void sampler_stop(sampler *e);
+sampler *sampler_free(sampler *e);
 
-unsigned engine_gpu_count(engine *e);
-unsigned engine_gpus_up(engine *e);
+unsigned sampler_gpu_count(sampler *e);
+unsigned sampler_gpus_up(sampler *e);
 /* Copy out one GPU's state. -ENOENT when idx is out of range. */
-int engine_gpu_get(engine *e, unsigned idx, engine_gpu *out);
+int sampler_gpu_get(sampler *e, unsigned idx, sampler_gpu *out);
 /* Resolve "3" or "GPU-…" to an index; -ENOENT when unknown. */
-int engine_gpu_find(engine *e, const char *id, unsigned *idx);
-bool engine_ready(engine *e);
-void engine_get_stats(engine *e, engine_stats *out);
+int sampler_gpu_find(sampler *e, const char *id, unsigned *idx);
+bool sampler_ready(sampler *e);
+void sampler_get_stats(sampler *e, sampler_stats *out);
 /* Per-code XID counts of one GPU (codes ascending). Returns how many were written. */
-size_t engine_xids(engine *e, unsigned gpu, engine_xid *out, size_t max);
+size_t sampler_xids(sampler *e, unsigned gpu, sampler_xid *out, size_t max);
 /* Effective interval of a field (0 = not collected; static fields return -1). */
-int64_t engine_interval_of(engine *e, uint16_t field_id);
+int64_t sampler_interval_of(sampler *e, uint16_t field_id);
 /* Adaptive collection: true while the tier runs slower than configured; *since_us (may be NULL)
  * gets when that began (usec since epoch). Any thread. For the health engine: a tier stretched
  * for long is an incident (the engine only reports it). */
-bool engine_tier_stretched(engine *e, enum field_tier tier, int64_t *since_us);
-void engine_versions(engine *e, const char **driver, const char **nvml);
+bool sampler_tier_stretched(sampler *e, enum field_tier tier, int64_t *since_us);
+void sampler_versions(sampler *e, const char **driver, const char **nvml);
 
-/* Watchdog on backend_sample (docs/internals/engine.md): a thread started by engine_start looks
+/* Watchdog on backend_sample (docs/internals/sampler.md): a thread started by sampler_start looks
  * every 250 ms at the sample call in progress on each (tier, GPU). One running longer than
  * timeout_us is given up: its tier thread is left blocked in the call (NVML calls cannot be
  * cancelled) and a fresh thread takes the tier over, skipping that GPU until the call returns;
@@ -125,7 +125,7 @@ void engine_versions(engine *e, const char **driver, const char **nvml);
  * returns (on the returning thread). fn must not block and must not call back into the engine.
  * timeout_us <= 0 turns the watchdog off. Any thread; fn is never called after this returns
  * with fn NULL. */
-typedef void (*engine_stuck_fn)(void *userdata, unsigned gpu, bool stuck);
-void engine_set_watchdog(engine *e, int64_t timeout_us, engine_stuck_fn fn, void *userdata);
+typedef void (*sampler_stuck_fn)(void *userdata, unsigned gpu, bool stuck);
+void sampler_set_watchdog(sampler *e, int64_t timeout_us, sampler_stuck_fn fn, void *userdata);
 
 #endif

@@ -1,4 +1,4 @@
-/* test_engine.c — the sampler against the fake NVML (constant-2gpu scenario): tiers fill the
+/* test_sampler.c — the sampler against the fake NVML (constant-2gpu scenario): tiers fill the
  * cache with exact values, per-field overrides switch fields off, a lost GPU is marked and comes
  * back without a restart, XID events are counted per code, stop is prompt. */
 #include <errno.h>
@@ -15,8 +15,7 @@
 #include "backend/backend.h"
 #include "cache/cache.h"
 #include "common/vtime.h"
-#include "engine/engine.h"
-#include "fakenvml/fakenvml.h"
+#include "sampler/sampler.h"
 
 static backend *be;
 static cache *ca;
@@ -43,7 +42,7 @@ static int setup(void **state)
                 fprintf(stderr, "%s\n", err);
                 return -1;
         }
-        return cache_new(engine_max_gpus(), &ca) < 0 ? -1 : 0;
+        return cache_new(sampler_max_gpus(), &ca) < 0 ? -1 : 0;
 }
 
 static int teardown(void **state)
@@ -54,12 +53,12 @@ static int teardown(void **state)
         return 0;
 }
 
-static bool wait_ready(engine *e, int64_t timeout_us)
+static bool wait_ready(sampler *e, int64_t timeout_us)
 {
         int64_t end = time_mono_us() + timeout_us;
 
         while (time_mono_us() < end) {
-                if (engine_ready(e))
+                if (sampler_ready(e))
                         return true;
                 usleep(10000);
         }
@@ -68,37 +67,37 @@ static bool wait_ready(engine *e, int64_t timeout_us)
 
 static void test_sampling_lost_and_xid(void **state)
 {
-        static const engine_field_interval ov[] = {{FLD_MEMORY_TEMP, 0}, {FLD_GPU_TEMP, 200000}};
-        engine_options eo = {.backend = be,
-                             .cache = ca,
-                             .fast_us = 100000,
-                             .slow_us = 5000000,
-                             .overrides = ov,
-                             .n_overrides = 2,
-                             .keep_max_age_us = 60 * USEC_PER_SEC,
-                             .keep_max_samples = 600,
-                             .reattach_us = 100000,
-                             .on_sweep = on_sweep};
-        engine *e = NULL;
+        static const sampler_field_interval ov[] = {{FLD_MEMORY_TEMP, 0}, {FLD_GPU_TEMP, 200000}};
+        sampler_options eo = {.backend = be,
+                              .cache = ca,
+                              .fast_us = 100000,
+                              .slow_us = 5000000,
+                              .overrides = ov,
+                              .n_overrides = 2,
+                              .keep_max_age_us = 60 * USEC_PER_SEC,
+                              .keep_max_samples = 600,
+                              .reattach_us = 100000,
+                              .on_sweep = on_sweep};
+        sampler *e = NULL;
         field_value v;
-        engine_gpu g;
-        engine_xid x[4];
+        sampler_gpu g;
+        sampler_xid x[4];
         char err[256];
         int64_t t0;
 
         (void)state;
-        assert_int_equal(engine_new(&eo, &e), 0);
-        assert_int_equal(engine_gpu_count(e), 2);
+        assert_int_equal(sampler_new(&eo, &e), 0);
+        assert_int_equal(sampler_gpu_count(e), 2);
         /* static fields and identity are read before the threads start */
         assert_int_equal(cache_latest(ca, 0, FLD_FB_TOTAL, &v, NULL), 0);
         assert_int_equal(v.i, 143771);
-        assert_int_equal(engine_gpu_get(e, 1, &g), 0);
+        assert_int_equal(sampler_gpu_get(e, 1, &g), 0);
         assert_string_equal(g.id.uuid, "GPU-00000000-1111-2222-3333-444444444444");
         assert_int_equal(
-            engine_gpu_find(e, "GPU-00000000-1111-2222-3333-444444444444", &(unsigned){0}), 0);
-        assert_int_equal(engine_gpu_find(e, "7", &(unsigned){0}), -ENOENT);
+            sampler_gpu_find(e, "GPU-00000000-1111-2222-3333-444444444444", &(unsigned){0}), 0);
+        assert_int_equal(sampler_gpu_find(e, "7", &(unsigned){0}), -ENOENT);
 
-        assert_int_equal(engine_start(e), 0);
+        assert_int_equal(sampler_start(e), 0);
         assert_true(wait_ready(e, 5 * USEC_PER_SEC));
         assert_int_equal(cache_latest(ca, 1, FLD_GPU_TEMP, &v, NULL), 0);
         assert_int_equal(v.status, 0);
@@ -106,34 +105,34 @@ static void test_sampling_lost_and_xid(void **state)
         assert_int_equal(cache_latest(ca, 0, FLD_POWER_USAGE, &v, NULL), 0);
         assert_true(v.d == 250.5);
         assert_int_equal(cache_latest(ca, 0, FLD_MEMORY_TEMP, &v, NULL), -ENOENT); /* off */
-        assert_int_equal(engine_interval_of(e, FLD_MEMORY_TEMP), 0);
-        assert_int_equal(engine_interval_of(e, FLD_GPU_TEMP), 200000);
-        assert_int_equal(engine_interval_of(e, FLD_SM_CLOCK), 100000);
+        assert_int_equal(sampler_interval_of(e, FLD_MEMORY_TEMP), 0);
+        assert_int_equal(sampler_interval_of(e, FLD_GPU_TEMP), 200000);
+        assert_int_equal(sampler_interval_of(e, FLD_SM_CLOCK), 100000);
         assert_true(sweeps[TIER_FAST] >= 1 && sweeps[TIER_SLOW] >= 1);
 
         /* lost: marked within a few sweeps, back by itself */
         {
-                struct fake_inject req = {.kind = FAKE_INJECT_LOST, .gpu = 1, .count = 1};
+                backend_injection req = {.kind = BACKEND_INJECT_LOST, .gpu = 1, .count = 1};
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
                 t0 = time_mono_us();
-                while (engine_gpus_up(e) != 1 && time_mono_us() - t0 < 2 * USEC_PER_SEC)
+                while (sampler_gpus_up(e) != 1 && time_mono_us() - t0 < 2 * USEC_PER_SEC)
                         usleep(10000);
-                assert_int_equal(engine_gpus_up(e), 1);
-                engine_gpu_get(e, 1, &g);
+                assert_int_equal(sampler_gpus_up(e), 1);
+                sampler_gpu_get(e, 1, &g);
                 assert_false(g.up);
                 assert_true(g.lost_since_us > 0);
                 req.count = 0;
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
-                while (engine_gpus_up(e) != 2 && time_mono_us() - t0 < 5 * USEC_PER_SEC)
+                while (sampler_gpus_up(e) != 2 && time_mono_us() - t0 < 5 * USEC_PER_SEC)
                         usleep(10000);
-                assert_int_equal(engine_gpus_up(e), 2);
-                engine_gpu_get(e, 1, &g);
+                assert_int_equal(sampler_gpus_up(e), 2);
+                sampler_gpu_get(e, 1, &g);
                 assert_int_equal(g.attaches, 2);
         }
 
         /* XIDs counted per code, in code order */
         {
-                struct fake_inject req = {.kind = FAKE_INJECT_XID, .gpu = 0, .count = 79};
+                backend_injection req = {.kind = BACKEND_INJECT_XID, .gpu = 0, .count = 79};
                 size_t n = 0;
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
                 req.count = 13;
@@ -141,7 +140,7 @@ static void test_sampling_lost_and_xid(void **state)
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
                 t0 = time_mono_us();
                 while (time_mono_us() - t0 < 2 * USEC_PER_SEC) {
-                        n = engine_xids(e, 0, x, 4);
+                        n = sampler_xids(e, 0, x, 4);
                         if (n == 2 && x[0].count == 2)
                                 break;
                         usleep(5000);
@@ -151,16 +150,16 @@ static void test_sampling_lost_and_xid(void **state)
                 assert_int_equal(x[0].count, 2);
                 assert_int_equal(x[1].code, 79);
                 assert_int_equal(x[1].count, 1);
-                assert_int_equal(engine_xids(e, 1, x, 4), 0);
+                assert_int_equal(sampler_xids(e, 1, x, 4), 0);
                 assert_int_equal(cache_latest(ca, 0, FLD_XID_COUNT, &v, NULL), 0);
                 assert_int_equal(v.i, 3);
         }
 
         /* stop is prompt even with a 5 s slow tier */
         t0 = time_mono_us();
-        engine_stop(e);
+        sampler_stop(e);
         assert_true(time_mono_us() - t0 < USEC_PER_SEC);
-        e = engine_free(e);
+        e = sampler_free(e);
 }
 
 static _Atomic int stuck_state[2];   /* per GPU: 1 stuck, 0 responsive, -1 never told */
@@ -191,36 +190,36 @@ static bool wait_state(int want0, int want1, int64_t timeout_us)
 static void test_watchdog(void **state)
 {
         cache *wc = NULL; /* its own: the first case's groups are in ca */
-        engine_options eo = {.backend = be,
-                             .fast_us = 100000,
-                             .slow_us = 5000000,
-                             .keep_max_age_us = 60 * USEC_PER_SEC,
-                             .keep_max_samples = 600,
-                             .on_sweep = on_sweep};
-        struct fake_inject scale = {.kind = FAKE_INJECT_CALL_COST, .call = "*", .count = 100};
-        struct fake_inject cost = {.kind = FAKE_INJECT_CALL_COST,
-                                   .call = "nvmlDeviceGetTemperature",
-                                   .count = 1200 * 1000000LL}; /* 1.2 s, slept (> 100 ms) */
-        engine *e = NULL;
-        engine_gpu g;
+        sampler_options eo = {.backend = be,
+                              .fast_us = 100000,
+                              .slow_us = 5000000,
+                              .keep_max_age_us = 60 * USEC_PER_SEC,
+                              .keep_max_samples = 600,
+                              .on_sweep = on_sweep};
+        backend_injection scale = {.kind = BACKEND_INJECT_CALL_COST, .call = "*", .count = 100};
+        backend_injection cost = {.kind = BACKEND_INJECT_CALL_COST,
+                                  .call = "nvmlDeviceGetTemperature",
+                                  .count = 1200 * 1000000LL}; /* 1.2 s, slept (> 100 ms) */
+        sampler *e = NULL;
+        sampler_gpu g;
         char err[256];
         unsigned before;
         int64_t t0;
 
         (void)state;
         stuck_state[0] = stuck_state[1] = -1;
-        assert_int_equal(cache_new(engine_max_gpus(), &wc), 0);
+        assert_int_equal(cache_new(sampler_max_gpus(), &wc), 0);
         eo.cache = wc;
-        assert_int_equal(engine_new(&eo, &e), 0);
-        engine_set_watchdog(e, 300000, on_stuck, NULL);
-        assert_int_equal(engine_start(e), 0);
+        assert_int_equal(sampler_new(&eo, &e), 0);
+        sampler_set_watchdog(e, 300000, on_stuck, NULL);
+        assert_int_equal(sampler_start(e), 0);
         assert_true(wait_ready(e, 5 * USEC_PER_SEC));
         assert_int_equal(stuck_calls, 0);
         assert_int_equal(backend_inject(be, &scale, err, sizeof(err)), 0);
         assert_int_equal(backend_inject(be, &cost, err, sizeof(err)), 0);
         /* GPU 0 hangs first (the tier samples in index order), then GPU 1 under the new thread */
         assert_true(wait_state(1, -1, USEC_PER_SEC));
-        assert_int_equal(engine_gpu_get(e, 0, &g), 0);
+        assert_int_equal(sampler_gpu_get(e, 0, &g), 0);
         assert_true(g.stuck && g.up);
         assert_true(wait_state(1, 1, USEC_PER_SEC));
         /* both stuck: the fast tier keeps sweeping (skipping them) */
@@ -230,16 +229,16 @@ static void test_watchdog(void **state)
         cost.count = 0;
         assert_int_equal(backend_inject(be, &cost, err, sizeof(err)), 0);
         assert_true(wait_state(0, 0, 2 * USEC_PER_SEC));
-        assert_int_equal(engine_gpu_get(e, 1, &g), 0);
+        assert_int_equal(sampler_gpu_get(e, 1, &g), 0);
         assert_false(g.stuck);
         scale.count = 0; /* the scenario's */
         assert_int_equal(backend_inject(be, &scale, err, sizeof(err)), 0);
         /* off: no callback after this */
-        engine_set_watchdog(e, 0, NULL, NULL);
+        sampler_set_watchdog(e, 0, NULL, NULL);
         t0 = time_mono_us();
-        engine_stop(e);
+        sampler_stop(e);
         assert_true(time_mono_us() - t0 < USEC_PER_SEC);
-        e = engine_free(e);
+        e = sampler_free(e);
         wc = cache_free(wc);
 }
 

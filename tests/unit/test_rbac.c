@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "api/api-internal.h"
+#include "api/routes.h"
 #include "security/auth.h"
 
 enum col { NONE, VIEWER, OPERATOR, ADMIN, ANON_NOAUTH, UNIX_VIEWER, UNIX_ADMIN, N_COLS };

@@ -1,4 +1,5 @@
-/* api-internal.h — shared between the server, the handlers and the exposition renderer. */
+/* api-internal.h — shared between the server, the handlers and the exposition renderer: the
+ * api and request structs and the handler entry points. Replies are built by reply.h only. */
 #ifndef VIGIL_API_INTERNAL_H
 #define VIGIL_API_INTERNAL_H
 
@@ -6,9 +7,9 @@
 #include <pthread.h>
 
 #include "api.h"
-#include "auth_gate.h"
-#include "tls.h"
 #include "counters.h"
+#include "security/gate.h"
+#include "security/tls.h"
 #include "cache/snapshot.h"
 #include "common/buf.h"
 
@@ -38,6 +39,7 @@ struct api {
         pthread_mutex_t render_lock;       /* one renderer at a time */
         buf render_buf;                    /* reused between renders (render_lock) */
         _Atomic unsigned long long requests; /* served */
+        struct MHD_OptionItem tls_opts[8];   /* MHD options of the TLS listener (https.c) */
 };
 
 typedef struct request {
@@ -49,17 +51,12 @@ typedef struct request {
         size_t n_seg;
         buf body;             /* request body (POST) */
         bool too_large;       /* body exceeded the cap */
-        gate_req sec;         /* security: request id, principal, role, status (auth_gate.h) */
+        gate_req sec;         /* security: request id, principal, role (security/gate.h) */
         unsigned retry_after; /* seconds, for a 429's Retry-After; 0 = none */
+        bool challenge;       /* a 401 carries WWW-Authenticate: Basic (the gate's verdict) */
         const char *route;    /* matched route pattern, for self-metrics; NULL = none */
         unsigned status;      /* HTTP status queued, for self-metrics; 0 = not yet */
 } request;
-
-/* Queue a JSON response; takes ownership of body. */
-enum MHD_Result api_reply_json(request *r, unsigned status, json_t *body);
-/* {"error":{"code":status,"message":msg}} */
-enum MHD_Result api_reply_error(request *r, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 enum MHD_Result h_metrics(request *r);
 enum MHD_Result h_healthz(request *r);
@@ -73,9 +70,7 @@ enum MHD_Result h_inject(request *r);
 enum MHD_Result h_health(request *r);       /* h_health.c */
 enum MHD_Result h_incidents(request *r);    /* h_health.c */
 enum MHD_Result h_incident_ack(request *r); /* h_health.c */
-/* The permission of the route for method+path (server.c's table): >= 0 (enum auth_perm),
- * -ENOENT unknown path, -EPERM known path with another method. For the RBAC matrix test. */
-int api_route_perm(const char *method, const char *path);
+enum MHD_Result h_anomalies(request *r);    /* selfmetrics.c */
 /* auth_handlers.c */
 enum MHD_Result h_audit(request *r);
 enum MHD_Result h_audit_verify(request *r);
@@ -92,7 +87,7 @@ enum MHD_Result h_keys_rotate(request *r);
 int expo_render_native(api *a, buf *b, bool om);
 /* Render dcgm-exporter's families (a->counters) into b. */
 int expo_render_dcgm(api *a, buf *b, bool om);
-/* Escape a label value into b ("\\", "\"", "\n"). */
+/* Escape a label value into b ("\\", "\"", "\n"). escape.c, below expo and selfmetrics. */
 int expo_escape(buf *b, const char *s);
 
 #endif

@@ -46,8 +46,9 @@ typedef struct api_options {
         size_t max_body;          /* request body cap, bytes */
         bool simulated;           /* running on the fake NVML */
         struct anomaly *anomaly;  /* borrowed; anomaly gauges and /api/v1/anomalies; may be NULL */
-        struct auth_gate *gate;   /* borrowed; security gate (auth_gate.h), NULL = none */
-        struct tls_ctx *tls;      /* borrowed; HTTPS on the TCP listener (tls.h), NULL = plain */
+        struct auth_gate *gate;   /* borrowed; security gate (security/gate.h), NULL = none */
+        struct tls_ctx
+            *tls; /* borrowed; HTTPS on the TCP listener (security/tls.h), NULL = plain */
         /* Effective configuration for /api/v1/status; called on an HTTP thread. */
         json_t *(*config_json)(void *userdata);
         void *userdata;

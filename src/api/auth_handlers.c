@@ -8,8 +8,9 @@
 #include <unistd.h>
 
 #include "api-internal.h"
+#include "reply.h"
 #include "security/audit.h"
-#include "auth_gate.h"
+#include "security/gate.h"
 #include "common/vtime.h"
 #include "store/store.h"
 
@@ -36,17 +37,17 @@ enum MHD_Result h_audit(request *r)
         int rc;
 
         if (!st)
-                return api_reply_error(r, 503, "the audit trail needs the store");
+                return api_reply_errno(r, -EAGAIN, "the audit trail needs the store");
         if (!arg_i64(r, "since", &since_s) || !arg_i64(r, "limit", &req.limit) ||
             req.limit > 100000)
-                return api_reply_error(r, 400,
+                return api_reply_errno(r, -EINVAL,
                                        "since (seconds) and limit (1..100000) must be "
                                        "non-negative integers");
         if (since_s)
                 req.since = time_real_us() - since_s * 1000000;
         rc = store_read(st, audit_list_fn, &req);
         if (rc < 0)
-                return api_reply_error(r, 503, "failed to read the audit trail: %s", strerror(-rc));
+                return api_reply_errno(r, rc, "failed to read the audit trail: %s", strerror(-rc));
         return api_reply_json(r, 200, json_pack("{s:o}", "records", req.rows));
 }
 
@@ -62,10 +63,10 @@ enum MHD_Result h_audit_verify(request *r)
         int rc;
 
         if (!st)
-                return api_reply_error(r, 503, "the audit trail needs the store");
+                return api_reply_errno(r, -EAGAIN, "the audit trail needs the store");
         rc = store_read(st, verify_fn, &res);
         if (rc == -EIO)
-                return api_reply_error(r, 503, "failed to read the audit trail");
+                return api_reply_errno(r, rc, "failed to read the audit trail");
         return api_reply_json(
             r, 200,
             json_pack("{s:b,s:I,s:I,s:I,s:s,s:s}", "ok", rc == 0, "checked",
@@ -78,7 +79,7 @@ enum MHD_Result h_config(request *r)
         json_t *j = r->api->opt.config_json ? r->api->opt.config_json(r->api->opt.userdata) : NULL;
 
         if (!j)
-                return api_reply_error(r, 503, "configuration not available");
+                return api_reply_errno(r, -EAGAIN, "configuration not available");
         return api_reply_json(r, 200, j);
 }
 
@@ -86,8 +87,10 @@ enum MHD_Result h_config_reload(request *r)
 {
         /* The same path as SIGHUP: the main loop reads it from its signalfd. A process-directed
          * signal, so the main thread (not this HTTP thread) takes it. */
-        if (kill(getpid(), SIGHUP) < 0)
-                return api_reply_error(r, 500, "failed to request a reload: %s", strerror(errno));
+        if (kill(getpid(), SIGHUP) < 0) {
+                int e = -errno;
+                return api_reply_errno(r, e, "failed to request a reload: %s", strerror(-e));
+        }
         return api_reply_json(r, 202, json_pack("{s:s}", "status", "reload requested"));
 }
 
@@ -102,19 +105,19 @@ enum MHD_Result h_token_revoke(request *r)
 
         if (!r->api->opt.gate) {
                 json_decref(body);
-                return api_reply_error(r, 503, "security is not set up");
+                return api_reply_errno(r, -EAGAIN, "security is not set up");
         }
         if (!body || json_unpack(body, "{s:s,s?I}", "jti", &jti, "exp", &exp) < 0 || !*jti) {
                 json_decref(body);
-                return api_reply_error(r, 400, "body must be {\"jti\": \"...\", \"exp\": SECONDS}");
+                return api_reply_errno(r, -EINVAL,
+                                       "body must be {\"jti\": \"...\", \"exp\": SECONDS}");
         }
         if (!exp) /* unknown expiry: keep the denial for the longest token lifetime we accept */
                 exp = time_real_us() / 1000000 + 366LL * 86400;
         rc = gate_revoke(r->api->opt.gate, jti, exp, r->sec.principal);
         if (rc < 0) {
                 json_decref(body);
-                return api_reply_error(r, rc == -EINVAL ? 400 : 503, "failed to revoke: %s",
-                                       strerror(-rc));
+                return api_reply_errno(r, rc, "failed to revoke: %s", strerror(-rc));
         }
         {
                 json_t *out = json_pack("{s:s,s:b}", "jti", jti, "revoked", 1);

@@ -13,32 +13,12 @@
 
 #include "store/service.h"
 #include "api-internal.h"
+#include "reply.h"
 #include "selfmetrics.h"
 #include "health/health.h"
 #include "common/log.h"
 #include "common/vtime.h"
 #include "health/xid.h"
-
-int expo_escape(buf *b, const char *s)
-{
-        const char *run = s;
-
-        for (; *s; s++) {
-                const char *rep = NULL;
-                if (*s == '\\')
-                        rep = "\\\\";
-                else if (*s == '"')
-                        rep = "\\\"";
-                else if (*s == '\n')
-                        rep = "\\n";
-                if (!rep)
-                        continue;
-                buf_append(b, run, (size_t)(s - run));
-                buf_puts(b, rep);
-                run = s + 1;
-        }
-        return buf_append(b, run, (size_t)(s - run));
-}
 
 static void label(buf *b, const char *name, const char *value, bool first)
 {
@@ -583,8 +563,6 @@ enum MHD_Result h_metrics(request *r)
         bool om = wants_openmetrics(accept);
         snapshot_slot *slot = om ? &r->api->metrics_om : &r->api->metrics;
         snapshot *s = snapshot_slot_get(slot);
-        struct MHD_Response *resp;
-        enum MHD_Result ret;
 
         r->api->last_wanted_us[om] = time_real_us();
         if (!s || snapshot_ts(s) < r->api->last_sweep_us) {
@@ -593,22 +571,11 @@ enum MHD_Result h_metrics(request *r)
                 render_variant(r->api, om);
                 s = snapshot_slot_get(slot);
                 if (!s)
-                        return api_reply_error(r, 503, "metrics are not rendered yet");
+                        return api_reply_errno(r, -EAGAIN, "metrics are not rendered yet");
         }
-        resp = MHD_create_response_from_buffer_with_free_callback_cls(
-            snapshot_len(s), (void *)snapshot_data(s), unref_snapshot, s);
-        if (!resp) {
-                snapshot_unref(s);
-                return MHD_NO;
-        }
-        MHD_add_response_header(resp, "Content-Type",
+        /* a hand-off of the snapshot: unref_snapshot runs when libmicrohttpd is done */
+        return api_reply_static(r, 200, snapshot_data(s), snapshot_len(s),
                                 om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
-                                   : "text/plain; version=0.0.4; charset=utf-8");
-        MHD_add_response_header(resp, "Vary", "Accept");
-        api_decorate_response(r, resp, 200); /* X-Request-Id, HSTS, web-config headers */
-        if (r->api->draining) /* upgrade in progress: the scraper reconnects, to the successor */
-                MHD_add_response_header(resp, "Connection", "close");
-        ret = MHD_queue_response(r->conn, 200, resp);
-        MHD_destroy_response(resp);
-        return ret;
+                                   : "text/plain; version=0.0.4; charset=utf-8",
+                                "Accept", unref_snapshot, s);
 }

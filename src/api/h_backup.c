@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api-internal.h"
+#include "reply.h"
 #include "common/errmap.h"
 #include "common/vtime.h"
 #include "store/service.h"
@@ -21,11 +22,10 @@ enum MHD_Result h_backup_create(request *r)
         backup_service *b = service(r);
 
         if (!b)
-                return api_reply_error(r, 503, "backups are not available: no store");
+                return api_reply_errno(r, -EAGAIN, "backups are not available: no store");
         int rc = backup_service_run(b, &res, err, sizeof(err));
         if (rc < 0)
-                return api_reply_error(r, (unsigned)errmap_http_status(rc), "backup failed: %s",
-                                       err);
+                return api_reply_errno(r, rc, "backup failed: %s", err);
         return api_reply_json(r, 201,
                               json_pack("{s:s, s:I, s:s, s:b, s:f}", "path", res.path, "size",
                                         (json_int_t)res.size, "sha256", res.sha256, "encrypted",
@@ -41,10 +41,10 @@ enum MHD_Result h_backups(request *r)
         char err[512];
 
         if (!b)
-                return api_reply_error(r, 503, "backups are not available: no store");
+                return api_reply_errno(r, -EAGAIN, "backups are not available: no store");
         int rc = backup_list(backup_service_dir(b), &v, &n, err, sizeof(err));
         if (rc < 0)
-                return api_reply_error(r, (unsigned)errmap_http_status(rc), "%s", err);
+                return api_reply_errno(r, rc, "%s", err);
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(arr, json_pack("{s:s, s:I, s:f, s:b}", "path", v[i].path,
@@ -81,12 +81,12 @@ enum MHD_Result h_keys_rotate(request *r)
         char err[512] = "";
 
         if (!b)
-                return api_reply_error(r, 503, "key rotation is not available: no store");
+                return api_reply_errno(r, -EAGAIN, "key rotation is not available: no store");
         int rc = backup_service_rotate_key(b, &id, err, sizeof(err));
-        if (rc == -ENOKEY)
-                return api_reply_error(r, 409, "%s", err);
+        if (rc == -ENOKEY) /* encryption is off: a conflict with the request (409) */
+                return api_reply_errno(r, -EBUSY, "%s", err);
         if (rc < 0)
-                return api_reply_error(r, (unsigned)errmap_http_status(rc), "%s", err);
+                return api_reply_errno(r, rc, "%s", err);
         return api_reply_json(r, 200,
                               json_pack("{s:i, s:b}", "active_key", (int)id, "reencrypting", 1));
 }

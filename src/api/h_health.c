@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api-internal.h"
+#include "reply.h"
 #include "health/health.h"
 
 static bool query_true(request *r, const char *key)
@@ -19,10 +20,10 @@ enum MHD_Result h_health(request *r)
         json_t *j;
 
         if (!r->api->opt.health)
-                return api_reply_error(r, 503, "the health engine is not running");
+                return api_reply_errno(r, -EAGAIN, "the health engine is not running");
         j = health_json(r->api->opt.health);
         if (!j)
-                return api_reply_error(r, 500, "out of memory");
+                return api_reply_errno(r, -ENOMEM, "out of memory");
         return api_reply_json(r, 200, j);
 }
 
@@ -31,10 +32,10 @@ enum MHD_Result h_incidents(request *r)
         json_t *j;
 
         if (!r->api->opt.health)
-                return api_reply_error(r, 503, "the health engine is not running");
+                return api_reply_errno(r, -EAGAIN, "the health engine is not running");
         j = health_incidents_json(r->api->opt.health, query_true(r, "all"));
         if (!j)
-                return api_reply_error(r, 500, "out of memory");
+                return api_reply_errno(r, -ENOMEM, "out of memory");
         return api_reply_json(r, 200, j);
 }
 
@@ -47,21 +48,22 @@ enum MHD_Result h_incident_ack(request *r)
         int rc;
 
         if (!r->api->opt.health)
-                return api_reply_error(r, 503, "the health engine is not running");
+                return api_reply_errno(r, -EAGAIN, "the health engine is not running");
         errno = 0;
         id = strtoull(s, &end, 10);
         if (!*s || *end || errno || s[0] == '-')
-                return api_reply_error(r, 400, "'%.64s' is not an incident id", s);
+                return api_reply_errno(r, -EINVAL, "'%.64s' is not an incident id", s);
         rc = health_ack(r->api->opt.health, id, r->sec.principal, &out);
         if (rc == -ENOENT)
-                return api_reply_error(r, 404, "no incident %llu", id);
+                return api_reply_errno(r, rc, "no incident %llu", id);
         if (rc == -EALREADY) {
                 json_decref(out);
-                return api_reply_error(r, 409, "incident %llu is already resolved", id);
+                return api_reply_errno(r, -EBUSY, "incident %llu is already resolved", id);
         }
         if (rc < 0 || !out) {
                 json_decref(out);
-                return api_reply_error(r, 500, "failed to acknowledge incident %llu", id);
+                return api_reply_errno(r, rc < 0 ? rc : -ENOMEM,
+                                       "failed to acknowledge incident %llu", id);
         }
         return api_reply_json(r, 200, json_pack("{s:o}", "incident", out));
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api-internal.h"
+#include "reply.h"
 #include "selfmetrics.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -140,7 +141,7 @@ enum MHD_Result h_gpus(request *r)
                 nwant = parse_field_list(fields, want, MAX_QUERY_FIELDS, bad, sizeof(bad));
                 if (nwant < 0) {
                         json_decref(arr);
-                        return api_reply_error(r, 400, "unknown field '%s'", bad);
+                        return api_reply_errno(r, -EINVAL, "unknown field '%s'", bad);
                 }
         }
         for (unsigned i = 0; i < n; i++) {
@@ -179,7 +180,7 @@ enum MHD_Result h_gpu(request *r)
 
         if (sampler_gpu_find(a->opt.sampler, r->seg[0], &idx) < 0 ||
             sampler_gpu_get(a->opt.sampler, idx, &g) < 0)
-                return api_reply_error(r, 404, "no GPU '%s'", r->seg[0]);
+                return api_reply_errno(r, -ENODEV, "no GPU '%s'", r->seg[0]);
         o = gpu_json(a, &g);
         fa = json_array();
         for (size_t i = 0; i < field_count(); i++) {
@@ -213,33 +214,33 @@ enum MHD_Result h_history(request *r)
 
         if (sampler_gpu_find(a->opt.sampler, r->seg[0], &idx) < 0 ||
             sampler_gpu_get(a->opt.sampler, idx, &g) < 0)
-                return api_reply_error(r, 404, "no GPU '%s'", r->seg[0]);
+                return api_reply_errno(r, -ENODEV, "no GPU '%s'", r->seg[0]);
         if (!fname)
-                return api_reply_error(r, 400, "missing query parameter 'field'");
+                return api_reply_errno(r, -EINVAL, "missing query parameter 'field'");
         m = field_by_name(fname);
         if (!m || m->type == FT_STR)
-                return api_reply_error(r, 400, "unknown field '%s'", fname);
+                return api_reply_errno(r, -EINVAL, "unknown field '%s'", fname);
         if (since_s) {
                 since = strtod(since_s, &end);
                 if (*end || !(since > 0) || since > 86400.0 * 365)
-                        return api_reply_error(
-                            r, 400, "'since' must be a number of seconds, got '%s'", since_s);
+                        return api_reply_errno(
+                            r, -EINVAL, "'since' must be a number of seconds, got '%s'", since_s);
         }
         if (max_s) {
                 max = strtol(max_s, &end, 10);
                 if (*end || max < 1 || max > MAX_HISTORY_POINTS)
-                        return api_reply_error(r, 400, "'max' must be 1..%d, got '%s'",
+                        return api_reply_errno(r, -EINVAL, "'max' must be 1..%d, got '%s'",
                                                MAX_HISTORY_POINTS, max_s);
         }
         pts = calloc((size_t)max, sizeof(*pts));
         if (!pts)
-                return api_reply_error(r, 500, "out of memory");
+                return api_reply_errno(r, -ENOMEM, "out of memory");
         rr = cache_history(a->opt.cache, idx, m->id, time_real_us() - (int64_t)(since * 1e6), pts,
                            (size_t)max, &n);
         if (rr == -ENOENT)
-                return api_reply_error(r, 404, "field '%s' is not collected", m->sym);
+                return api_reply_errno(r, rr, "field '%s' is not collected", m->sym);
         if (rr < 0)
-                return api_reply_error(r, 500, "cannot read history: %s", strerror(-rr));
+                return api_reply_errno(r, rr, "cannot read history: %s", strerror(-rr));
         arr = json_array();
         for (size_t i = 0; i < n; i++) {
                 json_t *v;
@@ -338,12 +339,13 @@ enum MHD_Result h_inject(request *r)
         int kinds = 0, rr;
 
         if (!backend_is_fake(a->opt.backend))
-                return api_reply_error(r, 404, "injection needs the fake NVML (vigild --simulate)");
+                return api_reply_errno(r, -ENOENT,
+                                       "injection needs the fake NVML (vigild --simulate)");
         body = json_loadb(r->body.data ? r->body.data : "", r->body.len, JSON_REJECT_DUPLICATES,
                           &jerr);
         if (!body || !json_is_object(body)) {
                 json_decref(body);
-                return api_reply_error(r, 400, "body must be a JSON object: %s",
+                return api_reply_errno(r, -EINVAL, "body must be a JSON object: %s",
                                        body ? "not an object" : jerr.text);
         }
         if ((v = json_object_get(body, "call"))) {
@@ -359,7 +361,7 @@ enum MHD_Result h_inject(request *r)
                 rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
                 if (rr < 0) {
                         json_decref(body);
-                        return api_reply_error(r, 400, "injection refused: %s",
+                        return api_reply_errno(r, -EINVAL, "injection refused: %s",
                                                err[0] ? err : strerror(-rr));
                 }
                 log_info("inject", "set the modelled cost of '%s' to %lld us", req.call,
@@ -370,7 +372,7 @@ enum MHD_Result h_inject(request *r)
         if (!json_is_integer(gpu) || json_integer_value(gpu) < 0 ||
             json_integer_value(gpu) >= (json_int_t)sampler_gpu_count(a->opt.sampler)) {
                 json_decref(body);
-                return api_reply_error(r, 400, "'gpu' must be a GPU index (0..%u)",
+                return api_reply_errno(r, -EINVAL, "'gpu' must be a GPU index (0..%u)",
                                        sampler_gpu_count(a->opt.sampler) - 1);
         }
         req.gpu = (unsigned)json_integer_value(gpu);
@@ -409,7 +411,7 @@ enum MHD_Result h_inject(request *r)
                         m = field_by_id((unsigned)json_integer_value(v));
                 if (!m) {
                         json_decref(body);
-                        return api_reply_error(r, 400, "unknown field in 'field'");
+                        return api_reply_errno(r, -EINVAL, "unknown field in 'field'");
                 }
                 req.field_id = m->id;
                 if (json_is_true(clear)) {
@@ -419,24 +421,26 @@ enum MHD_Result h_inject(request *r)
                         req.value = json_number_value(val);
                 } else {
                         json_decref(body);
-                        return api_reply_error(
-                            r, 400, "'field' needs a numeric 'value' or \"clear\": true");
+                        return api_reply_errno(
+                            r, -EINVAL, "'field' needs a numeric 'value' or \"clear\": true");
                 }
         }
         if (kinds != 1) {
                 json_decref(body);
-                return api_reply_error(
-                    r, 400, "give exactly one of 'xid', 'field', 'ecc_dbe', 'ecc_sbe', 'lost'");
+                return api_reply_errno(
+                    r, -EINVAL, "give exactly one of 'xid', 'field', 'ecc_dbe', 'ecc_sbe', 'lost'");
         }
         rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
         if (rr < 0) {
                 json_decref(body);
-                return api_reply_error(r, rr == -ENODEV ? 404 : 400, "injection refused: %s",
+                /* the fake refused what the request asked: a bad request, unless the GPU is
+                 * gone (404) */
+                return api_reply_errno(r, rr == -ENODEV ? rr : -EINVAL, "injection refused: %s",
                                        err[0] ? err : strerror(-rr));
         }
         log_info("inject", "injected into GPU %u: kind %d", req.gpu, (int)req.kind);
         return api_reply_json(r, 200, json_pack("{s:o}", "injected", body));
 bad_value:
         json_decref(body);
-        return api_reply_error(r, 400, "bad value in injection request");
+        return api_reply_errno(r, -EINVAL, "bad value in injection request");
 }

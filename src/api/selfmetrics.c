@@ -5,6 +5,7 @@
 #include "selfmetrics.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "reply.h"
 #include "backend/backend.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -306,7 +308,7 @@ enum MHD_Result h_anomalies(request *r)
         as = calloc(ANOMALY_MAX_GPUS * ANOMALY_MAX_FIELDS * 2, sizeof(*as));
         if (!as) {
                 json_decref(arr);
-                return api_reply_error(r, 503, "out of memory");
+                return api_reply_errno(r, -ENOMEM, "out of memory");
         }
         n = anomaly_states(an, as, ANOMALY_MAX_GPUS * ANOMALY_MAX_FIELDS * 2);
         for (size_t i = 0; i < n; i++) {

@@ -23,7 +23,4 @@ void selfmetrics_render(api *a, buf *b, bool om);
 /* The same figures as a JSON object for /api/v1/status. Caller owns the result. */
 json_t *selfmetrics_json(api *a);
 
-/* GET /api/v1/anomalies: every (GPU, field, kind) state; ?active=1 keeps the open ones. */
-enum MHD_Result h_anomalies(request *r);
-
 #endif

@@ -1,4 +1,6 @@
-/* server.c — libmicrohttpd wiring, the listening sockets and the route table.
+/* server.c — libmicrohttpd wiring, the listening sockets and the dispatch of a request: find its
+ * route (routes.c), describe it to the security gate (security/gate.h) and answer from the
+ * verdict, or run the handler. Every response is built by reply.c.
  * We create the listening sockets ourselves (getaddrinfo/bind/listen) and hand them to MHD, so
  * addresses parse the same way everywhere, port 0 works, and a unix socket is just another fd.
  * Responses are queued on the second access-handler call, never the first: as Debian builds
@@ -19,144 +21,65 @@
 #include <unistd.h>
 
 #include "api-internal.h"
+#include "https.h"
+#include "reply.h"
+#include "routes.h"
 #include "selfmetrics.h"
+#include "security/cidr.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 
-typedef enum MHD_Result (*handler_fn)(request *r);
-static bool route_match(const char *pattern, const char *path, request *r);
-
-/* Every route, one line each. "{x}" matches one path segment and is captured in request.seg.
- * perm is what the caller's role must hold (auth.h); a route without one is admin-only. */
-static const struct route {
-        const char *method;
-        const char *pattern;
-        handler_fn fn;
-        enum auth_perm perm;
-} routes[] = {
-    {"GET", "/metrics", h_metrics, PERM_METRICS},
-    {"GET", "/healthz", h_healthz, PERM_OPEN},
-    {"GET", "/readyz", h_readyz, PERM_OPEN},
-    {"GET", "/api/v1/status", h_status, PERM_READ},
-    {"GET", "/api/v1/gpus", h_gpus, PERM_READ},
-    {"GET", "/api/v1/gpus/{id}", h_gpu, PERM_READ},
-    {"GET", "/api/v1/gpus/{id}/history", h_history, PERM_READ},
-    {"GET", "/api/v1/fields", h_fields, PERM_READ},
-    {"GET", "/api/v1/anomalies", h_anomalies, PERM_READ},
-    {"POST", "/api/v1/backup", h_backup_create, PERM_ADMIN},
-    {"GET", "/api/v1/backups", h_backups, PERM_ADMIN},
-    {"GET", "/api/v1/keys", h_keys, PERM_ADMIN},
-    {"POST", "/api/v1/keys/rotate", h_keys_rotate, PERM_ADMIN},
-    {"POST", "/api/v1/inject", h_inject, PERM_ADMIN},
-    {"GET", "/api/v1/health", h_health, PERM_READ},
-    {"GET", "/api/v1/incidents", h_incidents, PERM_READ},
-    {"POST", "/api/v1/incidents/{id}/ack", h_incident_ack, PERM_WRITE},
-    {"GET", "/api/v1/audit", h_audit, PERM_ADMIN},
-    {"GET", "/api/v1/audit/verify", h_audit_verify, PERM_ADMIN},
-    {"GET", "/api/v1/config", h_config, PERM_ADMIN},
-    {"POST", "/api/v1/config/reload", h_config_reload, PERM_ADMIN},
-    {"POST", "/api/v1/tokens/revoke", h_token_revoke, PERM_ADMIN},
-};
-
-int api_route_perm(const char *method, const char *path)
+/* What the gate needs to know about r, read from libmicrohttpd and the socket. */
+static void gate_input_of(request *r, const route *rt, gate_input *in)
 {
-        request r = {0};
-        bool known = false;
+        /* The socket's own family tells the unix socket from TCP (with a thread pool,
+         * MHD_CONNECTION_INFO_DAEMON is a worker, not the daemon we started). */
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
 
-        if (strlen(path) >= 1024)
-                return -ENAMETOOLONG;
-        for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
-                if (!route_match(routes[i].pattern, path, &r))
-                        continue;
-                known = true;
-                if (!strcmp(method, routes[i].method) ||
-                    (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
-                        return routes[i].perm;
-        }
-        return known ? -EPERM : -ENOENT;
-}
-
-/* Match path against pattern; captures go to r->seg. Segments are compared without copying. */
-static bool route_match(const char *pattern, const char *path, request *r)
-{
-        const char *p = pattern, *s = path;
-
-        r->n_seg = 0;
-        while (*p && *s) {
-                if (*p != '/' || *s != '/')
-                        return false;
-                p++;
-                s++;
-                const char *pe = strchrnul(p, '/'), *se = strchrnul(s, '/');
-                if (*p == '{') {
-                        if (se == s || r->n_seg >= API_MAX_SEGMENTS)
-                                return false;
-                        r->seg[r->n_seg++] = s; /* terminated at '/' by the caller's copy */
-                } else if ((size_t)(pe - p) != (size_t)(se - s) || strncmp(p, s, pe - p) != 0) {
-                        return false;
+        memset(in, 0, sizeof(*in));
+        in->method = r->method;
+        in->path = r->path;
+        in->perm = rt->perm;
+        in->is_inject = rt->is_inject;
+        in->body = r->body.data;
+        in->body_len = r->body.len;
+        in->is_unix = fi && getsockname(fi->connect_fd, (struct sockaddr *)&ss, &sl) == 0 &&
+                      ss.ss_family == AF_UNIX;
+        if (in->is_unix) {
+                struct ucred cr;
+                socklen_t cl = sizeof(cr);
+                if (getsockopt(fi->connect_fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+                        in->peer_cred_ok = true;
+                        in->uid = cr.uid;
+                        in->gid = cr.gid;
                 }
-                p = pe;
-                s = se;
+                in->tls_client_ok = true;
+                return;
         }
-        return *p == '\0' && (*s == '\0' || (s[0] == '/' && s[1] == '\0'));
-}
-
-static enum MHD_Result reply(request *r, unsigned status, char *data, size_t len, const char *ctype)
-{
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-        enum MHD_Result ret;
-
-        if (!resp) {
-                free(data);
-                return MHD_NO;
-        }
-        MHD_add_response_header(resp, "Content-Type", ctype);
-        MHD_add_response_header(resp, "Cache-Control", "no-store");
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-        api_decorate_response(r, resp, status);
-        if (r->api->draining) /* the client reconnects, to our successor */
-                MHD_add_response_header(resp, "Connection", "close");
-        r->status = status;
-        ret = MHD_queue_response(r->conn, status, resp);
-        MHD_destroy_response(resp);
-        return ret;
-}
-
-enum MHD_Result api_reply_json(request *r, unsigned status, json_t *body)
-{
-        char *s = json_dumps(body, JSON_COMPACT);
-        size_t len;
-
-        json_decref(body);
-        if (!s)
-                return MHD_NO;
-        len = strlen(s);
-        /* newline-terminated for curl users */
         {
-                char *t = realloc(s, len + 2);
-                if (!t) {
-                        free(s);
-                        return MHD_NO;
-                }
-                s = t;
-                s[len++] = '\n';
-                s[len] = '\0';
+                const union MHD_ConnectionInfo *ai =
+                    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+                if (ai && ai->client_addr)
+                        cidr_from_sockaddr(ai->client_addr, in->peer);
         }
-        return reply(r, status, s, len, "application/json");
+        in->authorization = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+        in->forwarded_for =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Forwarded-For");
+        in->tls_client_ok = https_client_ok(r->api, r->conn);
 }
 
-enum MHD_Result api_reply_error(request *r, unsigned status, const char *fmt, ...)
+/* The gate said no: the reply is ours, the audit record the gate's. */
+static enum MHD_Result reply_denied(request *r, const gate_verdict *v)
 {
-        char msg[512];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        return api_reply_json(
-            r, status, json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", msg));
+        r->challenge = v->challenge;
+        r->retry_after = v->retry_after;
+        if (v->err)
+                return api_reply_errno(r, v->err, "%s", v->message);
+        return api_reply_http_error(r, v->status, NULL, "%s", v->message);
 }
 
 static enum MHD_Result dispatch(request *r)
@@ -164,67 +87,31 @@ static enum MHD_Result dispatch(request *r)
         char path[1024];
         bool path_known = false;
         char allow[64] = "";
+        const route *rt;
+        gate_input in;
+        gate_verdict v;
+        enum MHD_Result res;
 
         if (strlen(r->path) >= sizeof(path))
-                return api_reply_error(r, 414, "request path is too long");
+                return api_reply_http_error(r, 414, NULL, "request path is too long");
         snprintf(path, sizeof(path), "%s", r->path);
-        for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
-                const char *method = r->method;
-                if (!route_match(routes[i].pattern, path, r))
-                        continue;
-                path_known = true;
-                if (strcmp(method, "HEAD") == 0)
-                        method = "GET";
-                if (strcmp(method, routes[i].method) != 0) {
-                        snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
-                                 allow[0] ? ", " : "", routes[i].method);
-                        continue;
-                }
-                r->route = routes[i].pattern;
-                /* cut captured segments at their '/' */
-                for (size_t k = 0; k < r->n_seg; k++) {
-                        char *sl = strchr((char *)r->seg[k], '/');
-                        if (sl)
-                                *sl = '\0';
-                }
-                {
-                        int denied;
-                        enum MHD_Result res;
-                        if (!gate_check(r, routes[i].perm, routes[i].fn == h_inject, &denied))
-                                return (enum MHD_Result)denied;
-                        if (r->too_large)
-                                res = api_reply_error(r, 413, "request body exceeds %zu bytes",
-                                                      r->api->opt.max_body);
-                        else
-                                res = routes[i].fn(r);
-                        gate_done(r);
-                        return res;
-                }
-        }
-        if (path_known) {
-                json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", 405, "message",
-                                      "method not allowed");
-                char *s = json_dumps(j, JSON_COMPACT);
-                struct MHD_Response *resp;
-                enum MHD_Result ret;
-
-                json_decref(j);
-                if (!s)
-                        return MHD_NO;
-                resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-                if (!resp) {
-                        free(s);
-                        return MHD_NO;
-                }
-                MHD_add_response_header(resp, "Content-Type", "application/json");
-                MHD_add_response_header(resp, "Allow", allow);
-                api_decorate_response(r, resp, 405);
-                r->status = 405;
-                ret = MHD_queue_response(r->conn, 405, resp);
-                MHD_destroy_response(resp);
-                return ret;
-        }
-        return api_reply_error(r, 404, "no such endpoint '%s'", r->path);
+        rt = routes_find(r->method, path, r, &path_known, allow, sizeof(allow));
+        if (!rt && path_known)
+                return api_reply_http_error(r, 405, allow, "method not allowed");
+        if (!rt)
+                return api_reply_errno(r, -ENOENT, "no such endpoint '%s'", r->path);
+        r->route = rt->pattern;
+        gate_input_of(r, rt, &in);
+        gate_check(r->api->opt.gate, &in, &r->sec, &v);
+        if (!v.allow)
+                res = reply_denied(r, &v);
+        else if (r->too_large)
+                res = api_reply_errno(r, -EMSGSIZE, "request body exceeds %zu bytes",
+                                      r->api->opt.max_body);
+        else
+                res = rt->fn(r);
+        gate_done(r->api->opt.gate, &in, &r->sec, r->status, &v);
+        return res;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -245,7 +132,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 r->method = method;
                 r->path = url;
                 buf_init(&r->body, a->opt.max_body ? a->opt.max_body : 65536);
-                gate_begin(r);
+                gate_begin(&r->sec);
                 *con_cls = r;
                 return MHD_YES;
         }
@@ -432,6 +319,13 @@ static void free_strings(api *a)
         free(a->addr_file);
 }
 
+/* MHD's accept policy callback: the gate's allowlist. */
+static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+        (void)addrlen;
+        return gate_accept_addr(cls, addr) ? MHD_YES : MHD_NO;
+}
+
 static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
 {
         unsigned flags =
@@ -440,9 +334,8 @@ static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
         if (per_ip && a->opt.tls)
                 flags |= MHD_USE_TLS;
         return MHD_start_daemon(
-            flags, 0, per_ip && a->opt.gate ? gate_accept : NULL, a->opt.gate, on_request, a,
-            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_ARRAY,
-            per_ip && a->opt.tls ? tls_mhd_options(a->opt.tls) : tls_no_options(),
+            flags, 0, per_ip && a->opt.gate ? accept_cb : NULL, a->opt.gate, on_request, a,
+            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_ARRAY, https_options(a, per_ip),
             MHD_OPTION_THREAD_POOL_SIZE, a->opt.threads ? a->opt.threads : 2,
             MHD_OPTION_CONNECTION_LIMIT, a->opt.max_connections ? a->opt.max_connections : 256,
             MHD_OPTION_PER_IP_CONNECTION_LIMIT,

@@ -1,5 +1,5 @@
 /* security.h — the daemon's glue between the security: configuration section and the API's
- * security gate and TLS context (src/api/auth_gate.h, tls.h): build them at start, rebuild them
+ * security gate and TLS context (src/security/gate.h, tls.h): build them at start, rebuild them
  * on reload (a bad new configuration or certificate keeps the running one), describe them in
  * one startup line. Main thread only. */
 #ifndef VIGIL_DAEMON_SECURITY_H
@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "api/auth_gate.h"
-#include "api/tls.h"
+#include "security/gate.h"
+#include "security/tls.h"
 #include "config.h"
 
 struct store;

@@ -7,7 +7,7 @@
  *
  * The parser is pure (no I/O but reading the file): unit tests and the fuzz target call
  * webconfig_parse() directly. basic_auth is thread-safe: any HTTP thread may call
- * basic_auth_check(). It is not a policy: the caller (auth_gate.c) decides what a verified user
+ * basic_auth_check(). It is not a policy: the caller (gate.c) decides what a verified user
  * may do, audits and rate-limits. */
 #ifndef VIGIL_API_WEBCONFIG_H
 #define VIGIL_API_WEBCONFIG_H

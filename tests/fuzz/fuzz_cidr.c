@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/auth_gate.h"
+#include "security/gate.h"
 #include "security/cidr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

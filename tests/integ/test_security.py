@@ -1,6 +1,7 @@
 """test_security.py — the secure API end to end: secure defaults, JWT negatives (each → 401, an
 audit record, nothing leaked), roles, revocation, rate limits, the IP allowlist, the audit chain
-(online and offline verify, tamper detection) and malformed HTTP on raw sockets."""
+(online and offline verify, tamper detection), malformed HTTP on raw sockets, and the one error
+shape: every error status the server answers carries {"error": {"code": N, "message": "..."}}."""
 import base64
 import hashlib
 import hmac
@@ -226,5 +227,54 @@ def test_malformed_http():
             check(ok, "%s: expected %d, got %r" % (name, want, got))
 
 
+def check_error_shape(name, st, hdr, body, want):
+    check(st == want, "%s: expected %d, got %d %s" % (name, want, st, body[:200]))
+    check(hdr.get("Content-Type", "").startswith("application/json"),
+          "%s: Content-Type %r" % (name, hdr.get("Content-Type")))
+    check(len(hdr.get("X-Request-Id", "")) == 32, "%s: no X-Request-Id" % name)
+    try:
+        j = json.loads(body)
+    except ValueError:
+        j = None
+    ok = (isinstance(j, dict) and list(j) == ["error"] and isinstance(j["error"], dict)
+          and sorted(j["error"]) == ["code", "message"] and j["error"]["code"] == want
+          and isinstance(j["error"]["message"], str) and j["error"]["message"])
+    check(ok, "%s: body is not the error shape: %r" % (name, body[:300]))
+
+
+def test_error_shape():
+    """Each error status of docs/api.md, produced for real, answers the one JSON error shape."""
+    cfg = AUTH + """  network: {rate_limiting: {enabled: true, requests_per_minute: 60, burst: 10}}
+http: {max_request_body: 1024}
+"""
+    with Vigild(config=cfg, env={"VIGIL_JWT_SECRET": SECRET}) as d:
+        admin = mint(claims())
+        viewer = mint(claims(sub="bob", role="viewer"))
+        cases = [
+            ("400 bad query", "GET", "/api/v1/gpus?fields=NO_SUCH_FIELD", admin, None, 400),
+            ("401 no token", "GET", "/api/v1/gpus", None, None, 401),
+            ("403 viewer reload", "POST", "/api/v1/config/reload", viewer, {}, 403),
+            ("404 no endpoint", "GET", "/nope", None, None, 404),
+            ("404 no GPU", "GET", "/api/v1/gpus/99", admin, None, 404),
+            ("405 method", "DELETE", "/api/v1/gpus", admin, None, 405),
+            ("413 body", "POST", "/api/v1/inject", admin, "{" * 2000, 413),
+            ("414 path", "GET", "/" + "a" * 1100, None, None, 414),
+        ]
+        for name, method, path, tok, body, want in cases:
+            st, hdr, out = req(d, method, path, tok, body)
+            check_error_shape(name, st, hdr, out, want)
+            if want == 405:
+                check("GET" in hdr.get("Allow", ""), "405 without Allow: %r" % hdr)
+            if want == 401:
+                check("WWW-Authenticate" not in hdr, "JWT 401 must not ask for Basic")
+        for _ in range(20):
+            st, hdr, out = req(d, "GET", "/api/v1/fields", admin)
+            if st != 200:
+                break
+        check_error_shape("429 rate limited", st, hdr, out, 429)
+        check(int(hdr.get("Retry-After", "0")) >= 1, "429 without Retry-After: %r" % hdr)
+
+
 if __name__ == "__main__":
-    main([test_secure_defaults, test_jwt_negatives, test_rate_limit_and_allowlist, test_malformed_http])
+    main([test_secure_defaults, test_jwt_negatives, test_rate_limit_and_allowlist, test_malformed_http,
+          test_error_shape])

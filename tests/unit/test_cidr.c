@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "api/auth_gate.h"
+#include "security/gate.h"
 #include "security/cidr.h"
 
 static bool match(const char *list, const char *ip)

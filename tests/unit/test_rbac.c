@@ -1,18 +1,27 @@
-/* test_rbac.c — the route × role matrix, cell by cell, against server.c's ONE route table and
+/* test_rbac.c — the route × role matrix, cell by cell, against routes.c's ONE route table and
  * auth_decide: every route, every principal (none, viewer, operator, admin, on TCP with
  * authentication; anonymous TCP without it; unix-socket viewer and admin). Unknown routes are
- * 404 for everyone. Add a row here with every route added to server.c. */
+ * 404 for everyone. Add a row here with every route added to routes.c.
+ * Then the gate's verdicts (security/gate.h) for requests described as the server describes
+ * them: status, errno, audit event, message, Retry-After, principal. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
-#include "api/api-internal.h"
+#include "api/routes.h"
 #include "security/auth.h"
+#include "security/cidr.h"
+#include "security/gate.h"
+#include "security/tls.h"
 
 enum col { NONE, VIEWER, OPERATOR, ADMIN, ANON_NOAUTH, UNIX_VIEWER, UNIX_ADMIN, N_COLS };
 
@@ -129,12 +138,189 @@ static void t_unknown_routes(void **state)
         assert_int_equal(api_route_perm("HEAD", "/metrics"), PERM_METRICS);
 }
 
+#define SECRET "0123456789abcdef0123456789abcdef-test"
+
+static auth_gate *gate_for(const char *allowed_ips)
+{
+        gate_options o = {
+            .authn = true,
+            .jwt_secret = SECRET,
+            .authz = true,
+            .role_perms = {[ROLE_VIEWER] = "read",
+                           [ROLE_OPERATOR] = "read,write,execute",
+                           [ROLE_ADMIN] = "*"},
+            .allowed_ips = allowed_ips,
+            .trusted_proxies = "",
+            .rl_enabled = true,
+            .rl_per_minute = 60,
+            .rl_burst = 2,
+            .metrics_public = true,
+        };
+        auth_gate *g = NULL;
+        char err[256] = "";
+
+        assert_int_equal(gate_new(&o, &g, err, sizeof(err)), 0);
+        return g;
+}
+
+static gate_input tcp_in(const char *ip, const char *method, const char *path, enum auth_perm p)
+{
+        gate_input in = {.method = method, .path = path, .perm = p, .tls_client_ok = true};
+
+        assert_int_equal(cidr_addr_parse(ip, strlen(ip), in.peer), 0);
+        return in;
+}
+
+static void verdict(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v)
+{
+        gate_begin(s);
+        assert_int_equal(strlen(s->request_id), 32);
+        gate_check(g, in, s, v);
+}
+
+static void t_gate_verdicts(void **state)
+{
+        auth_gate *g = gate_for("");
+        gate_input in;
+        gate_req s;
+        gate_verdict v;
+        char *tok = NULL, jti[64], hdr[1024];
+
+        (void)state;
+        /* no credentials on TCP: 401 through EPERM */
+        in = tcp_in("192.0.2.1", "GET", "/api/v1/gpus", PERM_READ);
+        verdict(g, &in, &s, &v);
+        assert_false(v.allow);
+        assert_int_equal(v.status, 401);
+        assert_int_equal(v.err, -EPERM);
+        assert_string_equal(v.event, "auth_failure:missing");
+        assert_string_equal(v.message, "authentication required");
+        assert_string_equal(s.source_ip, "192.0.2.1");
+        /* a token that does not verify: 401, the reason in the event */
+        in = tcp_in("192.0.2.2", "GET", "/api/v1/gpus", PERM_READ);
+        in.authorization = "Bearer not.a.token";
+        verdict(g, &in, &s, &v);
+        assert_int_equal(v.status, 401);
+        assert_memory_equal(v.event, "auth_failure:", 13);
+        /* a valid viewer token: read allowed, admin refused with 403 through EACCES */
+        assert_int_equal(auth_jwt_mint((const unsigned char *)SECRET, strlen(SECRET), "alice",
+                                       ROLE_VIEWER, time(NULL), 600, "", "", &tok, jti,
+                                       sizeof(jti)),
+                         0);
+        snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
+        in = tcp_in("192.0.2.3", "GET", "/api/v1/gpus", PERM_READ);
+        in.authorization = hdr;
+        verdict(g, &in, &s, &v);
+        assert_true(v.allow);
+        assert_string_equal(s.principal, "jwt:alice");
+        in = tcp_in("192.0.2.4", "POST", "/api/v1/config/reload", PERM_ADMIN);
+        in.authorization = hdr;
+        verdict(g, &in, &s, &v);
+        assert_int_equal(v.status, 403);
+        assert_int_equal(v.err, -EACCES);
+        assert_string_equal(v.event, "forbidden");
+        assert_string_equal(v.message, "forbidden: role viewer lacks permission admin");
+        /* revoked: 401 */
+        assert_int_equal(gate_revoke(g, jti, time(NULL) + 600, "test"), 0);
+        in = tcp_in("192.0.2.5", "GET", "/api/v1/gpus", PERM_READ);
+        in.authorization = hdr;
+        verdict(g, &in, &s, &v);
+        assert_int_equal(v.status, 401);
+        assert_string_equal(v.event, "auth_failure:revoked");
+        free(tok);
+        /* the TLS layer said the client certificate is missing: 403 */
+        in = tcp_in("192.0.2.6", "GET", "/healthz", PERM_OPEN);
+        in.tls_client_ok = false;
+        verdict(g, &in, &s, &v);
+        assert_int_equal(v.status, 403);
+        assert_string_equal(v.event, "client_cert_refused");
+        /* rate limit per address (burst 2): 429 with Retry-After, no errno; probes are exempt */
+        in = tcp_in("192.0.2.7", "GET", "/api/v1/gpus", PERM_READ);
+        for (int i = 0; i < 2; i++) {
+                verdict(g, &in, &s, &v);
+                assert_int_equal(v.status, 401);
+        }
+        verdict(g, &in, &s, &v);
+        assert_int_equal(v.status, 429);
+        assert_int_equal(v.err, 0);
+        assert_true(v.retry_after >= 1);
+        assert_string_equal(v.event, "rate_limited");
+        in.perm = PERM_OPEN;
+        verdict(g, &in, &s, &v);
+        assert_true(v.allow);
+        /* the unix socket: root is admin, an unknown peer a viewer */
+        in = (gate_input){.is_unix = true,
+                          .peer_cred_ok = true,
+                          .uid = 0,
+                          .method = "POST",
+                          .path = "/api/v1/inject",
+                          .perm = PERM_ADMIN,
+                          .is_inject = true};
+        verdict(g, &in, &s, &v);
+        assert_true(v.allow);
+        assert_string_equal(s.principal, "uid:0");
+        assert_string_equal(s.source_ip, "unix");
+        in.peer_cred_ok = false;
+        verdict(g, &in, &s, &v);
+        assert_int_equal(v.status, 403);
+        assert_string_equal(s.principal, "uid:?");
+        gate_done(g, &in, &s, v.status, &v); /* no store: nothing to write, no crash */
+        g = gate_free(g);
+        assert_null(g);
+        /* no gate: everything is allowed */
+        verdict(NULL, &in, &s, &v);
+        assert_true(v.allow);
+}
+
+static void t_gate_allowlist(void **state)
+{
+        auth_gate *g = gate_for("10.0.0.0/8");
+        struct sockaddr_in in4 = {.sin_family = AF_INET};
+        gate_input in;
+        gate_req s;
+        gate_verdict v;
+
+        (void)state;
+        inet_pton(AF_INET, "10.1.2.3", &in4.sin_addr);
+        assert_true(gate_accept_addr(g, (struct sockaddr *)&in4));
+        inet_pton(AF_INET, "192.168.1.1", &in4.sin_addr);
+        assert_false(gate_accept_addr(g, (struct sockaddr *)&in4));
+        in = tcp_in("192.168.1.1", "GET", "/healthz", PERM_OPEN);
+        verdict(g, &in, &s, &v);
+        assert_int_equal(v.status, 403);
+        assert_string_equal(v.event, "ip_denied");
+        assert_string_equal(v.message, "forbidden: address not allowed");
+        gate_free(g);
+}
+
+static void hdr_count(void *ctx, const char *name, const char *value, bool if_absent)
+{
+        (void)value;
+        if (!strcmp(name, "Strict-Transport-Security"))
+                assert_true(if_absent);
+        (*(int *)ctx)++;
+}
+
+static void t_gate_headers(void **state)
+{
+        auth_gate *g = gate_for("");
+        int n = 0;
+
+        (void)state;
+        gate_each_header(g, hdr_count, &n); /* no web-config: none */
+        gate_each_header(NULL, hdr_count, &n);
+        tls_each_header(NULL, hdr_count, &n);
+        assert_int_equal(n, 0);
+        assert_true(tls_session_client_ok(NULL, NULL));
+        gate_free(g);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(t_matrix),
-            cmocka_unit_test(t_special_cases),
-            cmocka_unit_test(t_unknown_routes),
+            cmocka_unit_test(t_matrix),         cmocka_unit_test(t_special_cases),
+            cmocka_unit_test(t_unknown_routes), cmocka_unit_test(t_gate_verdicts),
+            cmocka_unit_test(t_gate_allowlist), cmocka_unit_test(t_gate_headers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,23 +1,26 @@
-/* auth_gate.h — the security gate of the HTTP server: the accept-time IP allowlist, and per
- * request the request id, client address (X-Forwarded-For from trusted proxies only), the
- * principal (bearer JWT on TCP, peer credentials on the unix socket), the route's permission,
- * rate limits and the audit record. Configuration is swapped atomically on reload (SIGHUP or
- * POST /api/v1/config/reload); a bad new configuration leaves the running one in place.
- * Callable from any HTTP thread; gate_new/gate_reload/gate_free from the main thread. */
-#ifndef VIGIL_API_AUTH_GATE_H
-#define VIGIL_API_AUTH_GATE_H
+/* gate.h — the security gate: the accept-time IP allowlist, and per request the request id, the
+ * client address (X-Forwarded-For from trusted proxies only), the principal (bearer JWT or
+ * web-config basic auth on TCP, peer credentials on the unix socket), the route's permission,
+ * rate limits and the audit record. It knows no HTTP library: the server describes a request in
+ * a gate_input and gets a gate_verdict back (allow, or deny with the status, audit event, reason,
+ * Retry-After and Basic challenge); the server builds every response itself.
+ * Configuration is swapped atomically on reload (SIGHUP or POST /api/v1/config/reload); a bad new
+ * configuration leaves the running one in place.
+ * gate_new/gate_reload/gate_free: main thread. Everything else: any thread. */
+#ifndef VIGIL_SECURITY_GATE_H
+#define VIGIL_SECURITY_GATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
-#include <microhttpd.h>
-
-#include "security/auth.h"
+#include "auth.h"
 
 struct store;
-struct request;
+struct webconfig;
+struct cidr_list;
 typedef struct auth_gate auth_gate;
 
 typedef struct gate_options {
@@ -46,21 +49,55 @@ typedef struct gate_options {
         bool audit_bodies;                  /* audit.include_sensitive_data: scrubbed bodies */
 } gate_options;
 
-/* Per-request security state, embedded in struct request. */
+/* Per-request security state, kept by the server for the request's lifetime. */
 typedef struct gate_req {
         char request_id[33]; /* hex, returned as X-Request-Id */
         char source_ip[64];  /* client address as text ("unix" on the socket) */
         uint8_t addr[16];    /* client address (IPv4 mapped) */
-        char principal[160]; /* "jwt:SUB", "uid:N", "anonymous" */
+        char principal[160]; /* "jwt:SUB", "basic:USER", "uid:N", "anonymous" */
         enum auth_role role; /* effective role */
         bool authenticated;  /* credentials presented and valid */
         bool is_unix;        /* arrived on the unix socket */
         bool peer_checked;   /* peer address resolved */
         bool audited;        /* a record was written for this request */
-        unsigned status;     /* HTTP status queued */
-        bool challenge;      /* a 401 carries WWW-Authenticate: Basic (web-config users) */
         bool audit_body;     /* record the scrubbed body of a mutating request */
 } gate_req;
+
+/* What the server knows about one request, in plain terms. Strings are borrowed for the call. */
+typedef struct gate_input {
+        bool is_unix;              /* arrived on the unix socket */
+        bool peer_cred_ok;         /* unix: uid/gid below are the peer's (SO_PEERCRED) */
+        uid_t uid;                 /* unix peer user */
+        gid_t gid;                 /* unix peer group */
+        uint8_t peer[16];          /* TCP peer address (IPv4 mapped, cidr.h) */
+        const char *authorization; /* Authorization header, or NULL */
+        const char *forwarded_for; /* X-Forwarded-For header, or NULL */
+        bool tls_client_ok;        /* the connection satisfies TLS client_auth (tls.h) */
+        const char *method;        /* "GET", "POST", … */
+        const char *path;          /* URL path, for the audit record */
+        enum auth_perm perm;       /* what the route needs */
+        bool is_inject;            /* POST /api/v1/inject (simulated GPUs) */
+        const char *body;          /* request body for include_sensitive_data, or NULL */
+        size_t body_len;           /* bytes in body */
+} gate_input;
+
+/* The gate's answer. On deny the server replies with status and the reason; the JSON message,
+ * the Retry-After header and the Basic challenge come from here. */
+typedef struct gate_verdict {
+        bool allow;           /* go on to the handler */
+        unsigned status;      /* deny: 401, 403 or 429 */
+        int err;              /* deny: -EPERM (401) or -EACCES (403), through errmap; 0 for
+                                * 429, which has no errno */
+        char event[64];       /* audit event: "forbidden", "rate_limited", "auth_failure:…" */
+        char reason[128];     /* why, for the audit record */
+        char message[192];    /* for the client: "authentication required", … */
+        unsigned retry_after; /* 429: seconds; 0 = no Retry-After */
+        bool challenge;       /* a 401 carries WWW-Authenticate: Basic (web-config users) */
+} gate_verdict;
+
+/* A response header the gate or TLS adds to every response. if_absent: only when the response
+ * does not already carry that header. */
+typedef void (*gate_header_fn)(void *ctx, const char *name, const char *value, bool if_absent);
 
 int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen);
 /* Replace the configuration; on failure the old one stays and err says why. */
@@ -70,18 +107,18 @@ auth_gate *gate_free(auth_gate *g);
 void gate_describe(auth_gate *g, const char *tcp_url, const char *socket_path, bool tls, char *out,
                    size_t len);
 
-/* MHD accept policy callback (cls = auth_gate *): MHD_YES when addr is allowlisted. */
-enum MHD_Result gate_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
-
-/* Called on the first access-handler call: request id. */
-void gate_begin(struct request *r);
-/* Called when a route matched: true = go on; false = a reply (401/403/429) was queued, its
- * result in *ret, and the denial audited. */
-bool gate_check(struct request *r, enum auth_perm perm, bool is_inject, int *ret);
-/* Called after the handler answered: audits mutating requests. */
-void gate_done(struct request *r);
-/* Add X-Request-Id (and Retry-After on 429) to a response about to be queued with status. */
-void api_decorate_response(struct request *r, struct MHD_Response *resp, unsigned status);
+/* Accept policy: true when addr is allowlisted (g NULL: always). */
+bool gate_accept_addr(auth_gate *g, const struct sockaddr *addr);
+/* A new request: a random request id, principal "anonymous". */
+void gate_begin(gate_req *s);
+/* Decide a request that matched a route. Fills s (principal, role, source address) and v; a
+ * denial is logged. g NULL allows everything. */
+void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v);
+/* After the reply was queued with status: audits a denial (v denied) or a mutating request. */
+void gate_done(auth_gate *g, const gate_input *in, gate_req *s, unsigned status,
+               const gate_verdict *v);
+/* Call fn for each web-config response header (added when absent). */
+void gate_each_header(auth_gate *g, gate_header_fn fn, void *ctx);
 /* Write one audit record (config changes, internal events). Any thread except the store writer. */
 int gate_audit(auth_gate *g, const char *principal, const char *role, const char *ip,
                const char *method, const char *route, int status, const char *event,
@@ -96,7 +133,6 @@ struct store *gate_store(auth_gate *g);
 /* X-Forwarded-For: starting from the peer, walk hops right to left while they are trusted
  * proxies; the first untrusted hop is the client. Malformed entries stop the walk at the last
  * good address. Pure; exposed for tests and fuzzing. */
-struct cidr_list;
 void gate_xff_client(const uint8_t peer[16], const char *xff, const struct cidr_list *proxies,
                      uint8_t out[16]);
 

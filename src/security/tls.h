@@ -1,17 +1,18 @@
-/* tls.h — HTTPS for the TCP listener through libmicrohttpd's GnuTLS: TLS 1.2 and 1.3 only, AEAD
- * ciphers only (a GnuTLS priority string), the certificate served through
- * MHD_OPTION_HTTPS_CERT_CALLBACK so tls_reload can swap it without a restart or a dropped
- * connection (a bad new pair keeps the old one), and optional client certificates against a CA.
- * MHD_OPTION_HTTPS_MEM_TRUST only *requests* a client certificate: tls_client_ok() must be
- * checked on every request (auth_gate does). One TLS context per process (GnuTLS's retrieve
- * callback has no user pointer). */
-#ifndef VIGIL_API_TLS_H
-#define VIGIL_API_TLS_H
+/* tls.h — HTTPS settings for the TCP listener: TLS 1.2 and 1.3 only, AEAD ciphers only (a GnuTLS
+ * priority string), the certificate pair served through a GnuTLS retrieve callback so tls_reload
+ * can swap it without a restart or a dropped connection (a bad new pair keeps the old one), the
+ * CA for client certificates and the client-auth policy, and the response headers TLS adds.
+ * What it is not: the HTTP server's wiring (src/api/https.c hands these to libmicrohttpd and
+ * asks tls_session_client_ok on every request, since libmicrohttpd only *requests* a client
+ * certificate). One TLS context per process (GnuTLS's retrieve callback has no user pointer).
+ * tls_new/tls_reload/tls_free: main thread; the rest: any thread. */
+#ifndef VIGIL_SECURITY_TLS_H
+#define VIGIL_SECURITY_TLS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <microhttpd.h>
+#include "gate.h"
 
 typedef struct tls_ctx tls_ctx;
 
@@ -39,6 +40,13 @@ typedef struct tls_options {
         size_t n_headers;
 } tls_options;
 
+/* What an HTTPS server needs from the context; all borrowed until tls_free. */
+typedef struct tls_server_params {
+        const char *priority; /* GnuTLS priority string */
+        void *cert_callback;  /* a gnutls_certificate_retrieve_function2 serving the current pair */
+        const char *ca_pem;   /* CA PEM text for client certificates, or NULL */
+} tls_server_params;
+
 /* The GnuTLS priority string used (exposed for tests and `gnutls-cli --priority X -l`). */
 const char *tls_priority(bool min_tls13, bool max_tls12);
 
@@ -46,12 +54,11 @@ int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen);
 /* Re-read cert_file and key_file; on failure the old pair stays served. */
 int tls_reload(tls_ctx *t, char *err, size_t errlen);
 tls_ctx *tls_free(tls_ctx *t);
-/* MHD options (MHD_OPTION_ARRAY) for the TLS listener, and an empty list for others. */
-struct MHD_OptionItem *tls_mhd_options(tls_ctx *t);
-struct MHD_OptionItem *tls_no_options(void);
-/* Whether the connection satisfies client_auth (always true for NONE). */
-bool tls_client_ok(tls_ctx *t, struct MHD_Connection *c);
-/* Add HSTS and configured headers. */
-void tls_decorate(tls_ctx *t, struct MHD_Response *resp);
+void tls_params(tls_ctx *t, tls_server_params *out);
+/* Whether a connection's GnuTLS session (gnutls_session_t, NULL when unknown) satisfies
+ * client_auth. Always true for NONE, ASK_ANY and REQUIRE_ANY (the handshake did their part). */
+bool tls_session_client_ok(tls_ctx *t, void *gnutls_session);
+/* Call fn for HSTS (when absent) and the configured headers. */
+void tls_each_header(tls_ctx *t, gate_header_fn fn, void *ctx);
 
 #endif

@@ -1,4 +1,4 @@
-/* tls.c — HTTPS settings, certificate hot swap and client-certificate enforcement (see tls.h).
+/* tls.c — HTTPS settings, certificate hot swap and the client-certificate policy (see tls.h).
  * Every certificate pair ever loaded stays allocated until tls_free: a handshake in flight may
  * still use the previous one, and reloads are rare. */
 #include "tls.h"
@@ -37,7 +37,6 @@ struct tls_ctx {
         struct pair *pairs[MAX_PAIRS];
         size_t n_pairs;
         struct pair *cur; /* served now */
-        struct MHD_OptionItem opts[8];
 };
 
 static tls_ctx *the_ctx; /* for the GnuTLS callback */
@@ -171,7 +170,7 @@ static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nre
         if (!the_ctx)
                 return -1;
         /* Called while the ClientHello is processed, before the CertificateRequest is sent:
-         * the place to turn MHD's "request" into Go's handshake-time requirements. */
+         * the place to turn libmicrohttpd's "request" into Go's handshake-time requirements. */
         switch (the_ctx->client_auth) {
         case TLS_CLIENT_ASK_ANY:
                 gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
@@ -219,7 +218,6 @@ int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
 {
         tls_ctx *t;
         struct pair *p = NULL;
-        size_t k = 0;
         int r;
 
         if (the_ctx)
@@ -258,11 +256,6 @@ int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
                 t->n_hdr++;
         }
         add_pair(t, p);
-        t->opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, t->priority};
-        t->opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)cert_cb};
-        if (t->ca_pem)
-                t->opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, t->ca_pem};
-        t->opts[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
         the_ctx = t;
         *ret = t;
         return 0;
@@ -304,30 +297,23 @@ tls_ctx *tls_free(tls_ctx *t)
         return NULL;
 }
 
-struct MHD_OptionItem *tls_mhd_options(tls_ctx *t)
+void tls_params(tls_ctx *t, tls_server_params *out)
 {
-        return t->opts;
+        out->priority = t->priority;
+        out->cert_callback = (void *)cert_cb;
+        out->ca_pem = t->ca_pem;
 }
 
-struct MHD_OptionItem *tls_no_options(void)
+bool tls_session_client_ok(tls_ctx *t, void *gnutls_session)
 {
-        static struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
-        return none;
-}
-
-bool tls_client_ok(tls_ctx *t, struct MHD_Connection *c)
-{
-        const union MHD_ConnectionInfo *ci;
-        gnutls_session_t s;
+        gnutls_session_t s = gnutls_session;
         unsigned status = 0, n = 0;
 
         if (!t || t->client_auth == TLS_CLIENT_NONE || t->client_auth == TLS_CLIENT_ASK_ANY ||
             t->client_auth == TLS_CLIENT_REQUIRE_ANY)
                 return true; /* Go does not verify these; REQUIRE_ANY's handshake needed one */
-        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-        if (!ci || !ci->tls_session)
+        if (!s)
                 return false;
-        s = (gnutls_session_t)ci->tls_session;
         if (!gnutls_certificate_get_peers(s, &n) || n == 0)
                 return t->client_auth == TLS_CLIENT_REQUEST;
         if (gnutls_certificate_verify_peers2(s, &status) < 0 || status != 0)
@@ -335,11 +321,12 @@ bool tls_client_ok(tls_ctx *t, struct MHD_Connection *c)
         return true;
 }
 
-void tls_decorate(tls_ctx *t, struct MHD_Response *resp)
+void tls_each_header(tls_ctx *t, gate_header_fn fn, void *ctx)
 {
-        /* web-config.yml may have set its own (auth_gate adds those first) */
-        if (!MHD_get_response_header(resp, "Strict-Transport-Security"))
-                MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
+        if (!t)
+                return;
+        /* web-config.yml may have set its own (the gate's headers are added first) */
+        fn(ctx, "Strict-Transport-Security", "max-age=31536000", true);
         for (size_t i = 0; i < t->n_hdr; i++)
-                MHD_add_response_header(resp, t->hdr[i][0], t->hdr[i][1]);
+                fn(ctx, t->hdr[i][0], t->hdr[i][1], false);
 }

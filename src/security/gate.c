@@ -1,7 +1,8 @@
-/* auth_gate.c — the per-request security gate (see auth_gate.h). The running configuration is one
+/* gate.c — the per-request security gate (see gate.h). The running configuration is one
  * immutable struct behind a read-write lock: requests hold the read lock only while they check;
- * a reload builds a new struct and swaps it under the write lock. */
-#include "auth_gate.h"
+ * a reload builds a new struct and swaps it under the write lock. No HTTP library here: the
+ * server hands in a gate_input and replies from the gate_verdict. */
+#include "gate.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -15,16 +16,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api-internal.h"
-#include "security/audit.h"
-#include "security/cidr.h"
+#include "audit.h"
+#include "cidr.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
-#include "security/ratelimit.h"
+#include "ratelimit.h"
 #include "store/store.h"
-#include "tls.h"
-#include "security/webconfig.h"
+#include "webconfig.h"
 
 #define REVOKED_MAX 65536 /* revoked token ids kept in memory */
 
@@ -290,17 +289,15 @@ void gate_describe(auth_gate *g, const char *tcp_url, const char *socket_path, b
         pthread_rwlock_unlock(&g->lock);
 }
 
-enum MHD_Result gate_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+bool gate_accept_addr(auth_gate *g, const struct sockaddr *addr)
 {
-        auth_gate *g = cls;
         uint8_t a[16];
         bool ok;
 
-        (void)addrlen;
         if (!g)
-                return MHD_YES;
+                return true;
         if (cidr_from_sockaddr(addr, a) < 0)
-                return MHD_NO;
+                return false;
         pthread_rwlock_rdlock(&g->lock);
         ok = g->cfg->allow.n == 0 || cidr_list_match(&g->cfg->allow, a);
         pthread_rwlock_unlock(&g->lock);
@@ -309,32 +306,17 @@ enum MHD_Result gate_accept(void *cls, const struct sockaddr *addr, socklen_t ad
                 log_warn("security", "refused connection from %s: not in allowed_ips",
                          cidr_addr_str(a, ip, sizeof(ip)));
         }
-        return ok ? MHD_YES : MHD_NO;
+        return ok;
 }
 
-void api_decorate_response(request *r, struct MHD_Response *resp, unsigned status)
+void gate_each_header(auth_gate *g, gate_header_fn fn, void *ctx)
 {
-        r->sec.status = status;
-        if (r->sec.request_id[0])
-                MHD_add_response_header(resp, "X-Request-Id", r->sec.request_id);
-        if (status == 429 && r->retry_after) {
-                char b[16];
-                snprintf(b, sizeof(b), "%u", r->retry_after);
-                MHD_add_response_header(resp, "Retry-After", b);
-        }
-        if (r->api->opt.gate) {
-                auth_gate *g = r->api->opt.gate;
-                pthread_rwlock_rdlock(&g->lock);
-                for (size_t i = 0; i < g->cfg->n_hdr; i++)
-                        if (!MHD_get_response_header(resp, g->cfg->hdr[i][0]))
-                                MHD_add_response_header(resp, g->cfg->hdr[i][0], g->cfg->hdr[i][1]);
-                pthread_rwlock_unlock(&g->lock);
-        }
-        /* exporter-toolkit answers exactly "WWW-Authenticate: Basic" */
-        if (status == 401 && r->sec.challenge)
-                MHD_add_response_header(resp, "WWW-Authenticate", "Basic");
-        if (r->api->opt.tls)
-                tls_decorate(r->api->opt.tls, resp);
+        if (!g)
+                return;
+        pthread_rwlock_rdlock(&g->lock);
+        for (size_t i = 0; i < g->cfg->n_hdr; i++)
+                fn(ctx, g->cfg->hdr[i][0], g->cfg->hdr[i][1], true);
+        pthread_rwlock_unlock(&g->lock);
 }
 
 void gate_xff_client(const uint8_t peer[16], const char *xff, const cidr_list *proxies,
@@ -370,19 +352,20 @@ void gate_xff_client(const uint8_t peer[16], const char *xff, const cidr_list *p
         memcpy(out, cur, 16);
 }
 
-void gate_begin(request *r)
+void gate_begin(gate_req *s)
 {
         unsigned char rnd[16];
 
+        memset(s, 0, sizeof(*s));
         if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
-                uint64_t t = (uint64_t)time_mono_us() ^ (uint64_t)(uintptr_t)r;
+                uint64_t t = (uint64_t)time_mono_us() ^ (uint64_t)(uintptr_t)s;
                 memcpy(rnd, &t, 8);
                 memcpy(rnd + 8, &t, 8);
         }
         for (size_t i = 0; i < sizeof(rnd); i++)
-                snprintf(r->sec.request_id + 2 * i, 3, "%02x", rnd[i]);
-        r->sec.role = ROLE_NONE;
-        snprintf(r->sec.principal, sizeof(r->sec.principal), "anonymous");
+                snprintf(s->request_id + 2 * i, 3, "%02x", rnd[i]);
+        s->role = ROLE_NONE;
+        snprintf(s->principal, sizeof(s->principal), "anonymous");
 }
 
 static bool in_admin_group(uid_t uid, gid_t gid, gid_t admin)
@@ -406,28 +389,17 @@ static bool in_admin_group(uid_t uid, gid_t gid, gid_t admin)
         return false;
 }
 
-static void resolve_peer(request *r, const struct gate_cfg *c)
+static void resolve_peer(const gate_input *in, gate_req *s, const struct gate_cfg *c)
 {
-        /* The socket's own family tells the unix socket from TCP (with a thread pool,
-         * MHD_CONNECTION_INFO_DAEMON is a worker, not the daemon we started). */
-        const union MHD_ConnectionInfo *fi =
-            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        gate_req *s = &r->sec;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-
         s->peer_checked = true;
-        s->is_unix = fi && getsockname(fi->connect_fd, (struct sockaddr *)&ss, &sl) == 0 &&
-                     ss.ss_family == AF_UNIX;
+        s->is_unix = in->is_unix;
         if (s->is_unix) {
-                struct ucred cr;
-                socklen_t cl = sizeof(cr);
                 snprintf(s->source_ip, sizeof(s->source_ip), "unix");
                 s->role = ROLE_VIEWER;
-                if (fi && getsockopt(fi->connect_fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-                        snprintf(s->principal, sizeof(s->principal), "uid:%u", (unsigned)cr.uid);
-                        if (cr.uid == 0 || cr.uid == geteuid() ||
-                            in_admin_group(cr.uid, cr.gid, c->admin_gid))
+                if (in->peer_cred_ok) {
+                        snprintf(s->principal, sizeof(s->principal), "uid:%u", (unsigned)in->uid);
+                        if (in->uid == 0 || in->uid == geteuid() ||
+                            in_admin_group(in->uid, in->gid, c->admin_gid))
                                 s->role = ROLE_ADMIN;
                 } else {
                         snprintf(s->principal, sizeof(s->principal), "uid:?");
@@ -435,114 +407,100 @@ static void resolve_peer(request *r, const struct gate_cfg *c)
                 s->authenticated = true;
                 return;
         }
-        {
-                const union MHD_ConnectionInfo *ai =
-                    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-                uint8_t peer[16] = {0};
-                if (ai && ai->client_addr)
-                        cidr_from_sockaddr(ai->client_addr, peer);
-                if (c->proxies.n)
-                        gate_xff_client(peer,
-                                        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                                    "X-Forwarded-For"),
-                                        &c->proxies, s->addr);
-                else
-                        memcpy(s->addr, peer, 16);
-                cidr_addr_str(s->addr, s->source_ip, sizeof(s->source_ip));
-        }
+        if (c->proxies.n)
+                gate_xff_client(in->peer, in->forwarded_for, &c->proxies, s->addr);
+        else
+                memcpy(s->addr, in->peer, 16);
+        cidr_addr_str(s->addr, s->source_ip, sizeof(s->source_ip));
 }
 
-static void audit_req(request *r, const char *event, const char *detail)
+static void audit_req(auth_gate *g, const gate_input *in, gate_req *s, unsigned status,
+                      const char *event, const char *detail)
 {
-        auth_gate *g = r->api->opt.gate;
-
         char *d = NULL;
 
-        if (r->sec.audited)
+        if (s->audited)
                 return;
-        r->sec.audited = true;
+        s->audited = true;
         /* include_sensitive_data: the body of a mutation, scrubbed and capped (webconfig.h) */
-        if (r->sec.audit_body && strcmp(r->method, "GET") && strcmp(r->method, "HEAD") &&
-            r->body.len) {
+        if (s->audit_body && strcmp(in->method, "GET") && strcmp(in->method, "HEAD") && in->body &&
+            in->body_len) {
                 size_t n = AUDIT_BODY_MAX + 256 + strlen(detail);
                 char *sb = malloc(AUDIT_BODY_MAX + 64);
                 d = malloc(n);
                 if (sb && d) {
-                        audit_body_scrub(r->body.data, r->body.len, sb, AUDIT_BODY_MAX + 64);
+                        audit_body_scrub(in->body, in->body_len, sb, AUDIT_BODY_MAX + 64);
                         snprintf(d, n, "%s%sbody=%s", detail, *detail ? "; " : "", sb);
                         detail = d;
                 }
                 free(sb);
         }
-        gate_audit(g, r->sec.principal, auth_role_name(r->sec.role), r->sec.source_ip, r->method,
-                   r->path, (int)r->sec.status, event, detail, r->sec.request_id);
+        gate_audit(g, s->principal, auth_role_name(s->role), s->source_ip, in->method, in->path,
+                   (int)status, event, detail, s->request_id);
         free(d);
 }
 
-static enum MHD_Result deny(request *r, unsigned status, const char *event, const char *detail,
-                            unsigned retry_after)
+/* Fill a denial; the server replies and gate_done audits it. */
+static void deny(const gate_input *in, const gate_req *s, gate_verdict *v, unsigned status,
+                 const char *event, const char *detail, unsigned retry_after)
 {
-        enum MHD_Result ret;
-
-        r->sec.status = status;
-        if (status == 429)
-                r->retry_after = retry_after;
-        log_info("security", "denied %s %s from %s (%s): %u %s", r->method, r->path,
-                 r->sec.source_ip, r->sec.principal, status, event);
-        audit_req(r, event, detail);
+        v->allow = false;
+        v->status = status;
+        v->err = status == 401 ? -EPERM : status == 403 ? -EACCES : 0;
+        snprintf(v->event, sizeof(v->event), "%s", event);
+        snprintf(v->reason, sizeof(v->reason), "%s", detail);
+        v->retry_after = status == 429 ? retry_after : 0;
         if (status == 401)
-                ret = api_reply_error(r, 401, "authentication required");
+                snprintf(v->message, sizeof(v->message), "authentication required");
         else if (status == 429)
-                ret = api_reply_error(r, 429, "too many requests; retry in %u s", retry_after);
+                snprintf(v->message, sizeof(v->message), "too many requests; retry in %u s",
+                         retry_after);
         else
-                ret = api_reply_error(r, status, "forbidden: %s", detail);
-        return ret;
+                snprintf(v->message, sizeof(v->message), "forbidden: %s", detail);
+        log_info("security", "denied %s %s from %s (%s): %u %s", in->method, in->path, s->source_ip,
+                 s->principal, status, event);
 }
 
-bool gate_check(request *r, enum auth_perm perm, bool is_inject, int *ret)
+void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v)
 {
-        auth_gate *g = r->api->opt.gate;
         struct gate_cfg *c;
         const char *authz_hdr, *reason = NULL;
         unsigned retry = 0;
         int64_t now_us = time_mono_us();
         int decision;
-        bool ok = true;
         char key[RATELIMIT_KEY_MAX];
+        enum auth_perm perm = in->perm;
 
+        memset(v, 0, sizeof(*v));
+        v->allow = true;
         if (!g)
-                return true;
+                return;
         pthread_rwlock_rdlock(&g->lock);
         c = g->cfg;
-        r->sec.audit_body = c->audit_bodies;
-        r->sec.challenge = c->basic != NULL;
-        if (!r->sec.peer_checked)
-                resolve_peer(r, c);
+        s->audit_body = c->audit_bodies;
+        v->challenge = c->basic != NULL;
+        if (!s->peer_checked)
+                resolve_peer(in, s, c);
         /* Proxied clients are held to the allowlist too. */
-        if (!r->sec.is_unix && c->allow.n && !cidr_list_match(&c->allow, r->sec.addr)) {
-                *ret = deny(r, 403, "ip_denied", "address not allowed", 0);
-                ok = false;
+        if (!s->is_unix && c->allow.n && !cidr_list_match(&c->allow, s->addr)) {
+                deny(in, s, v, 403, "ip_denied", "address not allowed", 0);
                 goto out;
         }
-        /* MHD_OPTION_HTTPS_MEM_TRUST only asks for a client certificate: enforce it here. */
-        if (!r->sec.is_unix && r->api->opt.tls && !tls_client_ok(r->api->opt.tls, r->conn)) {
-                *ret = deny(r, 403, "client_cert_refused", "a valid client certificate is required",
-                            0);
-                ok = false;
+        /* The TLS layer only asks for a client certificate: enforce it here. */
+        if (!s->is_unix && !in->tls_client_ok) {
+                deny(in, s, v, 403, "client_cert_refused", "a valid client certificate is required",
+                     0);
                 goto out;
         }
         /* Probes (/healthz, /readyz) are never rate limited: a limit must not fail liveness. */
-        if (!r->sec.is_unix && c->rl && perm != PERM_OPEN) {
-                snprintf(key, sizeof(key), "ip:%.64s", r->sec.source_ip);
+        if (!s->is_unix && c->rl && perm != PERM_OPEN) {
+                snprintf(key, sizeof(key), "ip:%.64s", s->source_ip);
                 if (!ratelimit_take(g->rl, key, now_us, &retry)) {
-                        *ret = deny(r, 429, "rate_limited", "per-address limit", retry);
-                        ok = false;
+                        deny(in, s, v, 429, "rate_limited", "per-address limit", retry);
                         goto out;
                 }
         }
-        authz_hdr = r->sec.is_unix
-                        ? NULL
-                        : MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+        authz_hdr = s->is_unix ? NULL : in->authorization;
         if (authz_hdr && c->basic && !strncasecmp(authz_hdr, "Basic", 5) &&
             (authz_hdr[5] == ' ' || authz_hdr[5] == '\t')) {
                 /* web-config basic_auth_users: bcrypt (cached on success), then the same
@@ -551,14 +509,13 @@ bool gate_check(request *r, enum auth_perm perm, bool is_inject, int *ret)
                 if (basic_auth_check(c->basic, authz_hdr, now_us, user, sizeof(user), &reason) ==
                     0) {
                         reason = NULL;
-                        r->sec.authenticated = true;
-                        r->sec.role = c->web_role;
-                        snprintf(r->sec.principal, sizeof(r->sec.principal), "basic:%s", user);
+                        s->authenticated = true;
+                        s->role = c->web_role;
+                        snprintf(s->principal, sizeof(s->principal), "basic:%s", user);
                 } else {
                         char ev[64];
                         snprintf(ev, sizeof(ev), "auth_failure:%s", reason);
-                        *ret = deny(r, 401, ev, reason, 0);
-                        ok = false;
+                        deny(in, s, v, 401, ev, reason, 0);
                         goto out;
                 }
         } else if (authz_hdr && c->have_key) {
@@ -572,63 +529,61 @@ bool gate_check(request *r, enum auth_perm perm, bool is_inject, int *ret)
                         if (cl.jti[0] && gate_is_revoked(g, cl.jti)) {
                                 reason = "revoked";
                         } else {
-                                r->sec.authenticated = true;
-                                r->sec.role = cl.role;
-                                snprintf(r->sec.principal, sizeof(r->sec.principal), "jwt:%s",
-                                         cl.sub);
+                                s->authenticated = true;
+                                s->role = cl.role;
+                                snprintf(s->principal, sizeof(s->principal), "jwt:%s", cl.sub);
                         }
                 }
                 if (reason) {
                         char ev[64];
                         snprintf(ev, sizeof(ev), "auth_failure:%s", reason);
-                        *ret = deny(r, 401, ev, reason, 0);
-                        ok = false;
+                        deny(in, s, v, 401, ev, reason, 0);
                         goto out;
                 }
         }
         /* With basic_auth_users every TCP route but the probes needs credentials, /metrics
          * included, as on node_exporter. */
-        if (c->basic && !r->sec.is_unix && !r->sec.authenticated && perm != PERM_OPEN) {
-                *ret = deny(r, 401, "auth_failure:missing", "no credentials", 0);
-                ok = false;
+        if (c->basic && !s->is_unix && !s->authenticated && perm != PERM_OPEN) {
+                deny(in, s, v, 401, "auth_failure:missing", "no credentials", 0);
                 goto out;
         }
-        decision = auth_decide(&c->pol, r->sec.is_unix ? AUTH_UNIX : AUTH_TCP, r->sec.role,
-                               r->sec.authenticated, perm, is_inject);
+        decision = auth_decide(&c->pol, s->is_unix ? AUTH_UNIX : AUTH_TCP, s->role,
+                               s->authenticated, perm, in->is_inject);
         if (decision) {
                 char why[96];
                 if (decision == 401)
                         snprintf(why, sizeof(why), "no credentials");
-                else if (!c->pol.authn && !r->sec.is_unix)
+                else if (!c->pol.authn && !s->is_unix)
                         snprintf(why, sizeof(why),
                                  "TCP is read-only without authentication; use the unix socket");
                 else
                         snprintf(why, sizeof(why), "role %s lacks permission %s",
-                                 auth_role_name(r->sec.role), auth_perm_name(perm));
-                *ret = deny(r, (unsigned)decision,
-                            decision == 401 ? "auth_failure:missing" : "forbidden", why, 0);
-                ok = false;
+                                 auth_role_name(s->role), auth_perm_name(perm));
+                deny(in, s, v, (unsigned)decision,
+                     decision == 401 ? "auth_failure:missing" : "forbidden", why, 0);
                 goto out;
         }
-        if (!r->sec.is_unix && c->rl && r->sec.authenticated && perm != PERM_OPEN) {
-                snprintf(key, sizeof(key), "p:%.90s", r->sec.principal);
-                if (!ratelimit_take(g->rl, key, now_us, &retry)) {
-                        *ret = deny(r, 429, "rate_limited", "per-principal limit", retry);
-                        ok = false;
-                }
+        if (!s->is_unix && c->rl && s->authenticated && perm != PERM_OPEN) {
+                snprintf(key, sizeof(key), "p:%.90s", s->principal);
+                if (!ratelimit_take(g->rl, key, now_us, &retry))
+                        deny(in, s, v, 429, "rate_limited", "per-principal limit", retry);
         }
 out:
         pthread_rwlock_unlock(&g->lock);
-        return ok;
 }
 
-void gate_done(request *r)
+void gate_done(auth_gate *g, const gate_input *in, gate_req *s, unsigned status,
+               const gate_verdict *v)
 {
-        if (!r->api->opt.gate || r->sec.audited)
+        if (!g || s->audited)
                 return;
-        if (!strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"))
+        if (v && !v->allow) {
+                audit_req(g, in, s, status, v->event, v->reason);
                 return;
-        audit_req(r, "request", "");
+        }
+        if (!strcmp(in->method, "GET") || !strcmp(in->method, "HEAD"))
+                return;
+        audit_req(g, in, s, status, "request", "");
 }
 
 int gate_audit(auth_gate *g, const char *principal, const char *role, const char *ip,

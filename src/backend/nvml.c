@@ -970,10 +970,9 @@ static void find_fake(char *path, size_t len)
                         static const char *const rel[] = {"/../lib/libvigil-fakenvml.so",
                                                           "/../lib/vigil/libvigil-fakenvml.so"};
                         for (size_t i = 0; i < ARRAY_SIZE(rel); i++) {
-                                if (strlen(exe) + strlen(rel[i]) >= len)
+                                int k = snprintf(path, len, "%s%s", exe, rel[i]);
+                                if (k < 0 || (size_t)k >= len)
                                         continue;
-                                strcpy(path, exe);
-                                strcat(path, rel[i]);
                                 if (access(path, R_OK) == 0)
                                         return;
                         }

@@ -59,8 +59,11 @@ int backup_sha256_file(const char *path, char hex[65], uint64_t *size)
         EVP_MD_CTX_free(c);
         if (r < 0)
                 return r;
-        for (unsigned i = 0; i < mdlen; i++)
-                sprintf(hex + 2 * i, "%02x", md[i]);
+        for (unsigned i = 0; i < mdlen && i < 32; i++) {
+                static const char digits[] = "0123456789abcdef";
+                hex[2 * i] = digits[md[i] >> 4];
+                hex[2 * i + 1] = digits[md[i] & 15];
+        }
         hex[64] = 0;
         if (size)
                 *size = total;

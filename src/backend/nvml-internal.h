@@ -46,7 +46,9 @@ typedef struct gpu_slot {
         nvmlDevice_t handle;   /* NULL until attached */
         char uuid[96];         /* for re-attach by UUID */
         int lost;              /* 1 after GPU_IS_LOST until re-attached */
-        unsigned char *method; /* per catalog index: enum method_state */
+        unsigned char *method; /* per catalog index: enum method_state; read and written by the
+                                * tiers sampling concurrently and reset by attach: only
+                                * through method_get()/method_set() (relaxed atomics) */
         pthread_mutex_t
             gpm_lock;           /* guards gpm, gpm_prev, gpm_supported (tiers read concurrently) */
         nvmlGpmSample_t gpm[2]; /* GPM samples, allocated at attach; NULL without GPM */
@@ -63,8 +65,29 @@ struct backend {
         void (*fake_stats)(struct fake_stats *);
         unsigned count;          /* GPUs discovered at open */
         gpu_slot gpus[MAX_GPUS]; /* per GPU */
-        nvmlEventSet_t events;   /* NULL until backend_events_start */
+        nvmlEventSet_t events;   /* NULL until backend_events_start; events_get() */
 };
+
+/* What was learned about a field is shared by the tiers that sample the same GPU concurrently
+ * (backend.h) and forgotten by attach. Relaxed atomic bytes, not the slot's lock: the hot path
+ * stays lock-free, and a stale value only costs one extra NVML call or one -EOPNOTSUPP that the
+ * next sample after re-attach corrects (every writer stores a verdict NVML just gave). */
+static inline unsigned char method_get(const gpu_slot *s, int fi)
+{
+        return __atomic_load_n(&s->method[fi], __ATOMIC_RELAXED);
+}
+
+static inline void method_set(gpu_slot *s, int fi, enum method_state m)
+{
+        __atomic_store_n(&s->method[fi], (unsigned char)m, __ATOMIC_RELAXED);
+}
+
+/* The event set, created by backend_events_start() (owner thread) while the sampler thread may
+ * re-attach a GPU and the event thread wait: published with release, read with acquire. */
+static inline nvmlEventSet_t events_get(const backend *b)
+{
+        return __atomic_load_n(&b->events, __ATOMIC_ACQUIRE);
+}
 
 /* ---- how each field is read (nvml/getters.def) ------------------------------------------- */
 

@@ -51,7 +51,8 @@ int nvml_attach(backend *b, unsigned idx)
         s->handle = h;
         s->lost = 0;
         snprintf(s->uuid, sizeof(s->uuid), "%s", uuid);
-        memset(s->method, M_UNKNOWN, field_count());
+        for (size_t fi = 0; fi < field_count(); fi++) /* tiers may be sampling: method_set() */
+                method_set(s, (int)fi, M_UNKNOWN);
         pthread_mutex_unlock(&s->lock);
         nvml_gpm_attach(b, s, h);
         return 0;
@@ -119,14 +120,15 @@ int backend_reattach(backend *b, unsigned idx)
                         return -ENODEV;
                 }
         }
-        if (b->events && b->api.register_events) {
+        if (events_get(b) && b->api.register_events) {
                 unsigned long long types = 0;
-                nvmlDevice_t h = b->gpus[idx].handle;
+                int lost;
+                nvmlDevice_t h = nvml_slot_handle(b, idx, &lost); /* under the slot's lock */
                 if (CALL(b, supported_event_types, h, &types) == NVML_SUCCESS) {
                         types &= nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError |
                                  nvmlEventTypeSingleBitEccError;
                         if (types)
-                                b->api.register_events(h, types, b->events);
+                                b->api.register_events(h, types, events_get(b));
                 }
         }
         return 0;

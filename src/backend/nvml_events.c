@@ -11,14 +11,16 @@
 
 int backend_events_start(backend *b)
 {
+        nvmlEventSet_t set = NULL;
         unsigned registered = 0;
         int rc;
 
         if (!b->api.event_set_create || !b->api.register_events || !b->api.event_set_wait)
                 return -EOPNOTSUPP;
-        rc = b->api.event_set_create(&b->events);
+        rc = b->api.event_set_create(&set);
         if (rc != NVML_SUCCESS)
                 return backend_errno_from_nvml(rc);
+        __atomic_store_n(&b->events, set, __ATOMIC_RELEASE); /* events_get() */
         for (unsigned i = 0; i < b->count; i++) {
                 unsigned long long types = nvmlEventTypeXidCriticalError |
                                            nvmlEventTypeDoubleBitEccError |
@@ -32,7 +34,7 @@ int backend_events_start(backend *b)
                         types &= supported;
                 if (!types)
                         continue;
-                rc = b->api.register_events(h, types, b->events);
+                rc = b->api.register_events(h, types, set);
                 if (rc == NVML_SUCCESS)
                         registered++;
                 else
@@ -47,18 +49,26 @@ int backend_wait_event(backend *b, unsigned timeout_ms, backend_event *ev)
         nvmlEventData_t d;
         int rc;
 
-        if (!b->events)
+        nvmlEventSet_t set = events_get(b);
+
+        if (!set)
                 return -EOPNOTSUPP;
         memset(&d, 0, sizeof(d));
-        rc = b->api.event_set_wait(b->events, &d, timeout_ms);
+        rc = b->api.event_set_wait(set, &d, timeout_ms);
         if (rc == NVML_ERROR_TIMEOUT)
                 return -ETIMEDOUT;
         if (rc != NVML_SUCCESS)
                 return backend_errno_from_nvml(rc);
         ev->gpu = UINT32_MAX;
-        for (unsigned i = 0; i < b->count; i++)
-                if (b->gpus[i].handle == d.device)
+        for (unsigned i = 0; i < b->count; i++) {
+                /* The handle changes on re-attach (sampler thread): read it under the slot's
+                 * lock. A lost GPU keeps its last handle, so its events still map to it. */
+                gpu_slot *s = &b->gpus[i];
+                pthread_mutex_lock(&s->lock);
+                if (s->handle == d.device)
                         ev->gpu = i;
+                pthread_mutex_unlock(&s->lock);
+        }
         if (ev->gpu == UINT32_MAX)
                 return -ENODEV;
         if (d.eventType & nvmlEventTypeXidCriticalError)

@@ -146,14 +146,14 @@ int nvml_gpm_read(backend *b, gpu_slot *s, nvmlDevice_t h, const uint16_t *field
                         ratio = m->value / 100.0;
                         o->status = 0;
                         o->d = ratio < 0 ? 0 : ratio > 1 ? 1 : ratio;
-                        s->method[fi] = M_PRIMARY;
+                        method_set(s, fi, M_PRIMARY);
                         continue;
                 }
                 err = backend_errno_from_nvml(m->nvmlReturn);
                 if (err == -ENODEV)
                         return -ENODEV;
                 if (err == -EOPNOTSUPP)
-                        s->method[fi] = M_UNSUPPORTED; /* o->status is -EOPNOTSUPP already */
+                        method_set(s, fi, M_UNSUPPORTED); /* o->status is -EOPNOTSUPP already */
                 else
                         o->status = err;
         }
@@ -165,7 +165,7 @@ done:
                 return -ENODEV;
         for (size_t k = 0; k < nw; k++) {
                 if (err == -EOPNOTSUPP)
-                        s->method[field_index(fields[which[k]])] = M_UNSUPPORTED;
+                        method_set(s, field_index(fields[which[k]]), M_UNSUPPORTED);
                 else
                         out[which[k]].status = err;
         }

@@ -324,7 +324,7 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                 if (!rd || fi < 0)
                         continue;
                 if (rd->fv && b->api.field_values &&
-                    (s->method[fi] == M_UNKNOWN || s->method[fi] == M_PRIMARY)) {
+                    (method_get(s, fi) == M_UNKNOWN || method_get(s, fi) == M_PRIMARY)) {
                         memset(&fvs[nfv], 0, sizeof(fvs[nfv]));
                         fvs[nfv].fieldId = rd->fv;
                         fv_of[i] = nfv++;
@@ -349,7 +349,7 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                 if (!rd || fi < 0)
                         continue;
                 m = field_by_id(fields[i]);
-                if (s->method[fi] == M_UNSUPPORTED)
+                if (method_get(s, fi) == M_UNSUPPORTED)
                         continue;
                 if (fv_of[i] >= 0) {
                         const nvmlFieldValue_t *fv = &fvs[fv_of[i]];
@@ -361,7 +361,7 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                                 int isd;
                                 fv_to_number(fv, &d, &u, &isd);
                                 store_value(m, rd->conv, d, u, isd, &out[i]);
-                                s->method[fi] = M_PRIMARY;
+                                method_set(s, fi, M_PRIMARY);
                                 continue;
                         }
                         if (fv->nvmlReturn != NVML_ERROR_NOT_SUPPORTED) {
@@ -370,7 +370,7 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                         }
                 }
                 if (rd->getter == G_NONE) {
-                        s->method[fi] = M_UNSUPPORTED;
+                        method_set(s, fi, M_UNSUPPORTED);
                         continue;
                 }
                 if (rd->getter == G_GPM_METRICS) {
@@ -383,7 +383,7 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                 if (gr[rd->getter].err == -ENODEV)
                         goto lost;
                 if (gr[rd->getter].err == -EOPNOTSUPP) {
-                        s->method[fi] = M_UNSUPPORTED;
+                        method_set(s, fi, M_UNSUPPORTED);
                         continue;
                 }
                 if (gr[rd->getter].err < 0) {
@@ -391,11 +391,11 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                         continue;
                 }
                 if (gr[rd->getter].u[rd->slot] == ULLONG_MAX) { /* e.g. reserved with v1 memory */
-                        s->method[fi] = M_UNSUPPORTED;
+                        method_set(s, fi, M_UNSUPPORTED);
                         continue;
                 }
                 store_value(m, rd->conv, 0, gr[rd->getter].u[rd->slot], 0, &out[i]);
-                s->method[fi] = rd->fv ? M_FALLBACK : M_PRIMARY;
+                method_set(s, fi, rd->fv ? M_FALLBACK : M_PRIMARY);
         }
         if (ngpm > 0 && nvml_gpm_read(b, s, h, fields, gpm_of, ngpm, out) == -ENODEV)
                 goto lost;

@@ -321,7 +321,7 @@ static void test_events(void **state)
  * answer stays well-formed; under ThreadSanitizer (docs/internals/backend.md) it is the test that
  * shows the backend free of data races. */
 #define STRESS_ROUNDS 300
-static volatile int stress_stop;
+static int stress_stop; /* __atomic */
 
 static void *stress_sampler(void *arg)
 {
@@ -353,7 +353,7 @@ static void *stress_events(void *arg)
 {
         backend_event ev;
         (void)arg;
-        while (!stress_stop)
+        while (!__atomic_load_n(&stress_stop, __ATOMIC_RELAXED))
                 backend_wait_event(be, 5, &ev);
         return NULL;
 }
@@ -367,8 +367,7 @@ static void test_concurrent_threads_fake(void **state)
 
         if (real || ngpu < 2)
                 skip();
-        stress_stop = 0;
-        backend_events_start(be);
+        __atomic_store_n(&stress_stop, 0, __ATOMIC_RELAXED); /* events started by test_events */
         assert_int_equal(pthread_create(&t[0], NULL, stress_sampler, (void *)0), 0);
         assert_int_equal(pthread_create(&t[1], NULL, stress_sampler, (void *)1), 0);
         assert_int_equal(pthread_create(&t[2], NULL, stress_events, NULL), 0);
@@ -388,7 +387,7 @@ static void test_concurrent_threads_fake(void **state)
         }
         pthread_join(t[0], &bad[0]);
         pthread_join(t[1], &bad[1]);
-        stress_stop = 1;
+        __atomic_store_n(&stress_stop, 1, __ATOMIC_RELAXED);
         pthread_join(t[2], NULL);
         assert_int_equal((long)bad[0], 0);
         assert_int_equal((long)bad[1], 0);

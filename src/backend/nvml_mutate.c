@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/spawn.h"
 #include "common/vtime.h"
 
 int backend_set_power_limit(backend *b, unsigned idx, unsigned milliwatts)
@@ -51,39 +52,18 @@ int backend_compute_processes(backend *b, unsigned idx, unsigned *count)
 /* nvidia-smi --gpu-reset -i BUSID; output discarded, killed after RESET_TIMEOUT_US. */
 static int reset_with_nvidia_smi(const char *bus_id, char *err, size_t errlen)
 {
-        int64_t deadline = time_mono_us() + RESET_TIMEOUT_US;
-        int status = 0;
-        pid_t pid = fork();
+        const char *argv[] = {"nvidia-smi", "--gpu-reset", "-i", bus_id, NULL};
+        spawn_opts o = {.argv = argv, .timeout_us = RESET_TIMEOUT_US, .quiet = true};
+        int status = 0, r;
 
-        if (pid < 0) {
-                snprintf(err, errlen, "failed to start nvidia-smi: %s", strerror(errno));
-                return -errno;
+        r = spawn_run(&o, &status);
+        if (r == -ETIMEDOUT) {
+                snprintf(err, errlen, "nvidia-smi --gpu-reset -i %s timed out", bus_id);
+                return -ETIMEDOUT;
         }
-        if (pid == 0) {
-                int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (fd >= 0) {
-                        dup2(fd, 0);
-                        dup2(fd, 1);
-                        dup2(fd, 2);
-                }
-                execlp("nvidia-smi", "nvidia-smi", "--gpu-reset", "-i", bus_id, (char *)NULL);
-                _exit(127);
-        }
-        for (;;) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                if (w == pid)
-                        break;
-                if (w < 0 && errno != EINTR) {
-                        snprintf(err, errlen, "failed to wait for nvidia-smi: %s", strerror(errno));
-                        return -ECHILD;
-                }
-                if (time_mono_us() >= deadline) {
-                        kill(pid, SIGKILL);
-                        waitpid(pid, NULL, 0);
-                        snprintf(err, errlen, "nvidia-smi --gpu-reset -i %s timed out", bus_id);
-                        return -ETIMEDOUT;
-                }
-                usleep(50000);
+        if (r < 0) {
+                snprintf(err, errlen, "failed to run nvidia-smi: %s", strerror(-r));
+                return r;
         }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 snprintf(err, errlen, "nvidia-smi --gpu-reset -i %s failed (%s %d)", bus_id,

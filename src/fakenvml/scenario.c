@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
 #include "fields/fields.h"
 
@@ -1011,34 +1012,22 @@ int fake_scenario_parse(const char *data, size_t len, const char *name, const ch
 
 int fake_scenario_load(const char *path, struct fake_scenario **ret, char *err, size_t errlen)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *data = NULL, *dircopy = NULL;
-        struct stat st;
         size_t got = 0;
+        int r = file_read_all(path, FAKE_SCENARIO_MAX, &data, &got);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                int e = errno;
-                snprintf(err, errlen, "%s:1: cannot open scenario: %s", path, strerror(e));
-                return -e;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_size > FAKE_SCENARIO_MAX) {
+        if (r == -EFBIG || r == -EISDIR) {
                 snprintf(err, errlen, "%s:1: not a regular file of at most %d bytes", path,
                          FAKE_SCENARIO_MAX);
                 return -EINVAL;
         }
-        data = malloc((size_t)st.st_size + 1);
-        dircopy = strdup(path);
-        if (!data || !dircopy)
-                return -ENOMEM;
-        while (got < (size_t)st.st_size) {
-                ssize_t r = read(fd, data + got, (size_t)st.st_size - got);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r <= 0)
-                        break;
-                got += (size_t)r;
+        if (r < 0) {
+                snprintf(err, errlen, "%s:1: cannot open scenario: %s", path, strerror(-r));
+                return r;
         }
+        dircopy = strdup(path);
+        if (!dircopy)
+                return -ENOMEM;
         return fake_scenario_parse(data, got, path, dirname(dircopy), ret, err, errlen);
 }
 

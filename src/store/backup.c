@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "archive_dl.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
@@ -67,25 +68,6 @@ int backup_sha256_file(const char *path, char hex[65], uint64_t *size)
         hex[64] = 0;
         if (size)
                 *size = total;
-        return 0;
-}
-
-static int mkdir_p(const char *dir, mode_t mode)
-{
-        char tmp[PATH_MAX];
-
-        if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
-                return -ENAMETOOLONG;
-        for (char *p = tmp + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-                return -errno;
         return 0;
 }
 
@@ -217,7 +199,7 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
         if (r < 0)
                 return r;
         ext = o->compression == BACKUP_GZIP ? "gz" : "zst";
-        r = mkdir_p(o->dir, 0700);
+        r = mkdir_p(o->dir, 0750, 0700);
         if (r < 0) {
                 snprintf(err, errlen, "cannot create backup directory '%s': %s", o->dir,
                          strerror(-r));
@@ -940,7 +922,7 @@ int backup_restore(const restore_options *o, restore_result *res, char *err, siz
         int lock_fd = -1, r;
 
         memset(res, 0, sizeof(*res));
-        r = mkdir_p(o->data_dir, 0750);
+        r = mkdir_p(o->data_dir, 0750, 0750);
         if (r < 0) {
                 snprintf(err, errlen, "cannot create '%s': %s", o->data_dir, strerror(-r));
                 return r;

@@ -1,7 +1,7 @@
 /* store.c — the SQLite store: open/check/migrate, one writer thread with group commit, a
  * read-only connection for readers, and VACUUM INTO for online backups. See store.h for the
  * contract and docs/internals/store.md for the design. It is not the backup archive format
- * (backup.c) nor the encryption (crypto.c). */
+ * (backup_*.c) nor the encryption (crypto.c). */
 #include "store.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* test_common.c — durations, bounded buffers, the errno map, bounded file reads, mkdir -p,
- * spawn-with-timeout, lazy dlopen and base64. */
+ * spawn-with-timeout, lazy dlopen, base64 and the YAML document helpers. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +23,7 @@
 #include "common/lazydl.h"
 #include "common/macros.h"
 #include "common/spawn.h"
+#include "common/yamldoc.h"
 #include "common/vtime.h"
 
 static void test_duration_table(void **state)
@@ -365,6 +366,58 @@ static void test_base64(void **state)
         assert_int_equal(base64_encode("foo", 3, BASE64_STD, enc, 5), 4);
 }
 
+static void test_yamldoc(void **state)
+{
+        static const char text[] = "a: 1\nlist:\n  - x\n  - y\nmap: {k: v}\n";
+        char err[256] = "";
+        const yaml_node_t *root, *k, *v, *e;
+        const char *keys[3] = {0}, *items[2] = {0};
+        size_t nk = 0, ni = 0;
+        ydoc d;
+        (void)state;
+
+        assert_int_equal(ydoc_load(&d, text, strlen(text), "t.yaml", err, sizeof(err)), 0);
+        root = ydoc_root(&d);
+        assert_non_null(root);
+        assert_int_equal(root->type, YAML_MAPPING_NODE);
+        YDOC_FOR_PAIRS(&d, root, k, v)
+        {
+                assert_true(nk < 3);
+                keys[nk++] = ydoc_scalar(k);
+                if (!strcmp(ydoc_scalar(k), "list")) {
+                        assert_null(ydoc_scalar(v));
+                        YDOC_FOR_ITEMS(&d, v, e)
+                        {
+                                assert_true(ni < 2);
+                                items[ni++] = ydoc_scalar(e);
+                        }
+                }
+                if (!strcmp(ydoc_scalar(k), "map"))
+                        assert_int_equal(ydoc_fail(&d, v, -EINVAL, "map: %s", "bad"), -EINVAL);
+        }
+        assert_int_equal(nk, 3);
+        assert_string_equal(keys[0], "a");
+        assert_string_equal(keys[2], "map");
+        assert_int_equal(ni, 2);
+        assert_string_equal(items[1], "y");
+        assert_string_equal(err, "t.yaml:5: map: bad");
+        assert_null(ydoc_node(&d, 999));
+        ydoc_release(&d);
+        ydoc_release(&d); /* twice is fine */
+
+        /* A syntax error names the file and the line. */
+        assert_int_equal(ydoc_load(&d, "a: [1, 2\nb: 3\n", 14, "bad.yaml", err, sizeof(err)),
+                         -EINVAL);
+        assert_memory_equal(err, "bad.yaml:", 9);
+        ydoc_release(&d);
+        /* Without a node the line is 1. */
+        assert_int_equal(ydoc_load(&d, "", 0, NULL, err, sizeof(err)), 0);
+        assert_null(ydoc_root(&d));
+        assert_int_equal(ydoc_fail(&d, NULL, -ENOENT, "empty"), -ENOENT);
+        assert_string_equal(err, "<yaml>:1: empty");
+        ydoc_release(&d);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -378,6 +431,7 @@ int main(void)
             cmocka_unit_test(test_spawn),
             cmocka_unit_test(test_lazy_dl),
             cmocka_unit_test(test_base64),
+            cmocka_unit_test(test_yamldoc),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

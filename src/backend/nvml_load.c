@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/lazydl.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
@@ -22,9 +23,7 @@ static int resolve(backend *b, char *err, size_t errlen)
 #define NVML_FN(ret, member, required, args, ...)                                                  \
         {                                                                                          \
                 static const char *const names[] = {__VA_ARGS__, NULL};                            \
-                b->api.member = NULL;                                                              \
-                for (const char *const *nm = names; *nm && !b->api.member; nm++)                   \
-                        *(void **)&b->api.member = dlsym(b->dl, *nm);                              \
+                *(void **)&b->api.member = dl_sym_first(b->dl, names); /* newest first */          \
                 if (!b->api.member && (required)) {                                                \
                         snprintf(err, errlen, "'%s' does not export '%s'", b->library, names[0]);  \
                         return -ENOSYS;                                                            \

@@ -97,7 +97,7 @@ typedef struct vigil_config {
                 enum log_level level;     /* minimum level logged */
                 enum log_format format;   /* text or JSON lines */
                 char *file_path;          /* log file; "" = none */
-                char *file_max_size;      /* size text ("100MiB"); log_parse_size() reads it */
+                uint64_t file_max_size;   /* bytes; rotate before the file grows past this */
                 unsigned file_max_files;  /* rotated files kept (0..1000) */
                 bool syslog_enabled;      /* warnings and above to syslog */
                 int syslog_facility;      /* index in daemon, user, auth, syslog, local0..local7 */
@@ -194,7 +194,7 @@ typedef struct vigil_config {
                 int64_t collection_stretched_after_us; /* usec a tier stays stretched before
                                                           collection_slow opens; 0 = never */
                 int64_t throttle_sustain_us;           /* usec a HW clock slowdown must last */
-                char *max_rss;                         /* "256MiB"; "0" = unchecked */
+                uint64_t max_rss;                      /* bytes; 0 = unchecked */
                 unsigned disk_warning;               /* percent used of the data dir's filesystem */
                 unsigned disk_critical;              /* percent */
                 bool systems[CONFIG_HEALTH_SYSTEMS]; /* pcie nvlink memory inforom thermal power
@@ -211,8 +211,65 @@ typedef struct vigil_config {
         } alerting;
 } vigil_config;
 
-/* "256MiB", "1GiB", "512M", "1048576" → bytes. 0 or -EINVAL. Shared with the daemon. */
+/* The one size parser of every size key (docs/configuration.md, "Units"): "N" or "NB" bytes,
+ * "NkB"/"NKB", "NMB", "NGB", "NTB" powers of 1000, "NKiB", "NMiB", "NGiB", "NTiB" powers of 1024.
+ * Returns 0, -EDOM for a suffix that could mean either ("100M", "1g", "5Mi": ambiguous, refused),
+ * -ERANGE on overflow or -EINVAL. *ret is untouched on failure. Same as log_parse_size(). */
 int config_parse_size(const char *s, uint64_t *ret);
+
+/* ---- the option table, as seen from outside (reload, tests, docs) ---- */
+
+/* The module whose options struct a key configures and which applies it. */
+enum config_module {
+        CONFIG_MOD_DAEMON = 0, /* main.c: addresses and paths of the process itself */
+        CONFIG_MOD_BACKEND,    /* backend: which NVML, simulated or real */
+        CONFIG_MOD_SAMPLER,    /* sampler and cache: tiers, per-field intervals, retention */
+        CONFIG_MOD_API,        /* api: HTTP limits, exposition naming, labels, counters CSV */
+        CONFIG_MOD_LOG,        /* common/log: level, format, file, syslog, rate limit */
+        CONFIG_MOD_HEALTH,     /* health: rules, thresholds, policies, alerting, anomalies */
+        CONFIG_MOD_SECURITY,   /* security: authn, authz, network, audit, web-config, TLS */
+        CONFIG_MOD_STORE,      /* store: backups and encryption at rest */
+        CONFIG_MOD_COUNT,
+};
+
+/* When a changed key takes effect. */
+enum config_apply {
+        CONFIG_APPLY_RELOAD = 0,  /* SIGHUP / POST /api/v1/config/reload applies it */
+        CONFIG_APPLY_RESTART = 1, /* runs with the old value until vigild restarts */
+};
+
+typedef struct config_key_info {
+        const char *path;       /* dotted key path, as in the file */
+        const char *type;       /* "string", "bool", "uint", "duration", "size", ... */
+        const char *def;        /* default as written in the file; NULL for maps and lists */
+        enum config_module mod; /* module that owns it */
+        enum config_apply apply;
+        bool secret; /* never shown */
+} config_key_info;
+
+/* Keys in the table (top-level keys only; list items belong to their list). */
+size_t config_key_count(void);
+/* Entry i (< config_key_count()); 0, or -ERANGE with *out untouched. */
+int config_key_info_at(size_t i, config_key_info *out);
+/* Entry by path; 0 or -ENOENT. */
+int config_key_find(const char *path, config_key_info *out);
+/* "daemon", "backend", "sampler", "api", "log", "health", "security", "store". */
+const char *config_module_name(enum config_module m);
+
+/* Whether key i has the same value in a and b (secrets compared, never shown). */
+bool config_key_equal(size_t i, const vigil_config *a, const vigil_config *b);
+
+/* Reload support: for every restart-only key whose value differs between next (the new file)
+ * and running (what the process runs), swap the two values, so next holds what keeps running
+ * and running holds the new, not yet applied value. Writes up to max paths to pending and
+ * returns how many keys differed (may exceed max). Reloadable keys are left as next has them. */
+size_t config_keep_restart(vigil_config *next, vigil_config *running, const char **pending,
+                           size_t max);
+/* Paths of the reloadable keys that differ between a and b (up to max; returns the count). */
+size_t config_changed_reloadable(const vigil_config *a, const vigil_config *b, const char **out,
+                                 size_t max);
+/* The value of key i in c as JSON (secrets redacted). Caller owns the result; NULL on ENOMEM. */
+json_t *config_key_json(size_t i, const vigil_config *c);
 
 /* Fill *c with the defaults. Aborts only if a few bytes of strdup fail at start. */
 void config_init(vigil_config *c);

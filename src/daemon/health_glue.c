@@ -47,8 +47,7 @@ int health_glue_build(const vigil_config *c, health_glue *g)
         h->nvml_call_timeout_us = c->health.nvml_call_timeout_us;
         h->collection_stretched_after_us = c->health.collection_stretched_after_us;
         h->throttle_sustain_us = c->health.throttle_sustain_us;
-        if (config_parse_size(c->health.max_rss, &h->max_rss_bytes) < 0)
-                h->max_rss_bytes = 0;
+        h->max_rss_bytes = c->health.max_rss;
         h->disk_warning = c->health.disk_warning;
         h->disk_critical = c->health.disk_critical;
         for (int i = 0; i < HEALTH_SYS_COUNT && i < CONFIG_HEALTH_SYSTEMS; i++)

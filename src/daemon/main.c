@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "security.h"
 #include "sampler/sampler.h"
 #include "health_glue.h"
+#include "plan.h"
 #include "store/backup.h"
 #include "store/crypto.h"
 #include "store/service.h"
@@ -87,6 +89,18 @@ typedef struct daemon_state {
         anomaly *anomaly;        /* anomaly detection (observe.c); NULL when off */
         sampler *en;             /* borrowed for anomaly_eval in on_sweep */
         cache *ca;               /* borrowed for anomaly_eval in on_sweep */
+        const struct cli_overrides *o; /* command-line flags, applied again on each reload */
+        json_t *pending;               /* restart-only keys whose new value waits for a restart:
+                                          {"path": new value}; under cfg_lock */
+        char tls_key[1024];            /* TLS settings running (security_plan.tls_key) */
+        /* POST /api/v1/config/reload hands the reload to the main thread and waits for it */
+        pthread_mutex_t rl_lock;
+        pthread_cond_t rl_cond;
+        int rl_fd;          /* eventfd the main loop polls */
+        bool rl_busy;       /* a request is waiting for the main thread */
+        uint64_t rl_seq;    /* reloads answered so far */
+        json_t *rl_result;  /* outcome of the last requested reload, taken by the requester */
+        unsigned rl_status; /* its HTTP status */
 } daemon_state;
 
 /* 2b. durable state: the keyring, the store (restoring the newest good backup if the database
@@ -242,6 +256,9 @@ static json_t *config_json(void *userdata)
 
         pthread_mutex_lock(&d->cfg_lock);
         j = config_to_json(&d->cfg);
+        /* what runs, and apart the values that wait for a restart */
+        if (j && d->pending && json_object_size(d->pending))
+                json_object_set_new(j, "pending_restart", json_deep_copy(d->pending));
         pthread_mutex_unlock(&d->cfg_lock);
         return j ? j : json_null();
 }
@@ -474,50 +491,194 @@ static int load_config(const cli_overrides *o, vigil_config *c, const char **pat
         return apply_overrides(c, o, err, errlen);
 }
 
-/* SIGHUP: parse the file again; keep the running configuration when it is bad. */
-static void reload(daemon_state *d, const cli_overrides *o)
+/* A refused reload: logged, audited, answered; nothing changed. */
+static json_t *reload_refused(daemon_state *d, const char *err, unsigned *status)
+{
+        log_error("config", "failed to reload the configuration, keeping the running one: %s", err);
+        if (d->gate)
+                gate_audit(d->gate, "vigild", "admin", "local", "-", "config", 400, "config_reload",
+                           err, "");
+        *status = 400;
+        return json_pack("{s:b,s:{s:i,s:s}}", "reloaded", false, "error", "code", 400, "message",
+                         err);
+}
+
+static json_t *str_array(const char *const *v, size_t n)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++)
+                json_array_append_new(a, json_string(v[i]));
+        return a;
+}
+
+static void join(char *b, size_t len, const char *const *v, size_t n)
+{
+        size_t at = 0;
+
+        b[0] = '\0';
+        for (size_t i = 0; i < n && at < len; i++) {
+                int w = snprintf(b + at, len - at, "%s%s", i ? ", " : "", v[i]);
+                if (w < 0)
+                        break;
+                at += (size_t)w;
+        }
+}
+
+#define MAX_KEYS 256 /* more than the table has */
+
+/* SIGHUP and POST /api/v1/config/reload: all or nothing. Parse and validate the whole file and
+ * prepare every module's new state; on any refusal nothing changes. Then apply every reloadable
+ * key to the running modules and report the restart-only keys that changed as pending: they keep
+ * their running values (GET /api/v1/config shows what runs) until the next start. Returns the
+ * API answer; *status is its HTTP status. */
+static json_t *reload(daemon_state *d, unsigned *status)
 {
         vigil_config next;
-        const char *path;
-        char err[512] = "";
+        config_plan plan;
+        const char *path, *applied[MAX_KEYS], *pending[MAX_KEYS];
+        char err[1024] = "", line[2048];
+        size_t n_applied, n_pending;
+        json_t *pend, *res;
         int r;
 
         notify("RELOADING=1");
-        r = load_config(o, &next, &path, err, sizeof(err));
+        r = load_config(d->o, &next, &path, err, sizeof(err));
+        if (r == 0)
+                r = plan_prepare(&next, d->cfg.simulate.enabled, d->tls != NULL, &plan, err,
+                                 sizeof(err));
         if (r < 0) {
-                log_error("config",
-                          "failed to reload the configuration, keeping the running one: %s", err);
                 config_release(&next);
                 notify("READY=1");
-                return;
+                return reload_refused(d, err, status);
         }
-        log_set_level(next.logging.level);
-        log_set_format(next.logging.format);
-        if (observe_log_apply(&next, err, sizeof(err)) < 0)
-                log_error("config", "keeping the running log sinks: %s", err);
-        if (strcmp(next.listen, d->cfg.listen) || strcmp(next.socket, d->cfg.socket) ||
-            next.collection.fast_us != d->cfg.collection.fast_us ||
-            next.collection.slow_us != d->cfg.collection.slow_us ||
-            next.simulate.enabled != d->cfg.simulate.enabled ||
-            next.metrics.naming != d->cfg.metrics.naming ||
-            strcmp(next.metrics.counters_csv, d->cfg.metrics.counters_csv))
-                log_warn("config", "listen, socket, simulate, collection and metrics naming/"
-                                   "counters_csv changes take effect at the next restart");
-        {
-                health_glue hg;
-                if (d->health && health_glue_build(&next, &hg) == 0) {
-                        health_reconfigure(d->health, &hg.cfg);
-                        health_glue_release(&hg);
+        /* The TLS settings (paths, client auth, versions) of either source need a restart; the
+         * certificate files' contents are re-read now. */
+        bool tls_changed = strcmp(plan.sec.tls_key, d->tls_key) != 0;
+
+        /* commit: the only steps that can still fail (a certificate whose contents broke, a log
+         * file) come first, so a failure leaves everything as it ran */
+        if (d->gate) {
+                r = security_commit(&plan.sec, d->store, d->gate, d->tls, err, sizeof(err));
+                if (r < 0) {
+                        plan_release(&plan);
+                        config_release(&next);
+                        notify("READY=1");
+                        return reload_refused(d, err, status);
                 }
         }
+        if (log_configure(&plan.log, err, sizeof(err)) < 0)
+                log_error("config", "keeping the running log sinks: %s", err);
+        if (d->health)
+                health_reconfigure(d->health, &plan.health.cfg);
+
         pthread_mutex_lock(&d->cfg_lock);
+        n_applied = config_changed_reloadable(&next, &d->cfg, applied, MAX_KEYS);
+        /* After this, next holds what runs; d->cfg holds the new values that wait. */
+        n_pending = config_keep_restart(&next, &d->cfg, pending, MAX_KEYS);
+        n_applied = MIN(n_applied, (size_t)MAX_KEYS);
+        n_pending = MIN(n_pending, (size_t)MAX_KEYS);
+        pend = json_object();
+        for (size_t i = 0; pend && i < config_key_count(); i++) {
+                config_key_info ki;
+                config_key_info_at(i, &ki);
+                for (size_t k = 0; k < n_pending; k++)
+                        if (!strcmp(pending[k], ki.path))
+                                json_object_set_new(pend, ki.path, config_key_json(i, &d->cfg));
+        }
+        if (pend && tls_changed && !json_object_get(pend, "security.web_config_file") &&
+            next.security.web_config_file[0])
+                json_object_set_new(pend, "security.web_config_file",
+                                    json_string(next.security.web_config_file));
         config_release(&d->cfg);
         d->cfg = next;
+        json_decref(d->pending);
+        d->pending = pend;
+        res = json_pack("{s:b,s:o,s:o}", "reloaded", true, "applied", str_array(applied, n_applied),
+                        "pending_restart", json_array());
+        if (res && pend) {
+                const char *k;
+                json_t *v;
+                json_object_foreach(pend, k, v)
+                    json_array_append_new(json_object_get(res, "pending_restart"), json_string(k));
+        }
         pthread_mutex_unlock(&d->cfg_lock);
+        plan_release(&plan);
+
+        join(line, sizeof(line), applied, n_applied);
+        log_info("config", "reloaded the configuration from '%s'; applied: %s",
+                 path ? path : "(defaults)", n_applied ? line : "no change");
+        if (res && json_array_size(json_object_get(res, "pending_restart"))) {
+                const char *names[MAX_KEYS];
+                json_t *a = json_object_get(res, "pending_restart");
+                size_t n = MIN(json_array_size(a), (size_t)MAX_KEYS);
+                for (size_t i = 0; i < n; i++)
+                        names[i] = json_string_value(json_array_get(a, i));
+                join(line, sizeof(line), names, n);
+                log_warn("config", "changed but pending until restart (running values kept): %s",
+                         line);
+        }
         if (d->gate)
-                security_reload(&d->cfg, d->cfg.simulate.enabled, d->store, d->gate, d->tls);
-        log_info("config", "reloaded the configuration from '%s'", path ? path : "(defaults)");
+                gate_audit(d->gate, "vigild", "admin", "local", "-", "config", 200, "config_reload",
+                           n_pending || tls_changed ? "pending restart" : "", "");
         notify("READY=1");
+        *status = 200;
+        return res;
+}
+
+/* HTTP thread: ask the main thread for a reload and wait for its answer (at most 60 s). */
+static json_t *config_reload_request(void *userdata, unsigned *status)
+{
+        daemon_state *d = userdata;
+        struct timespec until;
+        uint64_t one = 1, seq;
+        json_t *res = NULL;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 60;
+        pthread_mutex_lock(&d->rl_lock);
+        while (d->rl_busy)
+                if (pthread_cond_timedwait(&d->rl_cond, &d->rl_lock, &until) == ETIMEDOUT)
+                        goto out;
+        d->rl_busy = true;
+        seq = d->rl_seq;
+        if (write(d->rl_fd, &one, sizeof(one)) != sizeof(one)) {
+                d->rl_busy = false;
+                goto out;
+        }
+        while (d->rl_seq == seq)
+                if (pthread_cond_timedwait(&d->rl_cond, &d->rl_lock, &until) == ETIMEDOUT)
+                        break;
+        if (d->rl_seq != seq) {
+                res = d->rl_result;
+                *status = d->rl_status;
+                d->rl_result = NULL;
+        }
+        d->rl_busy = false;
+        pthread_cond_broadcast(&d->rl_cond);
+out:
+        pthread_mutex_unlock(&d->rl_lock);
+        return res;
+}
+
+/* Main thread: answer a requested reload. */
+static void config_reload_serve(daemon_state *d)
+{
+        uint64_t n;
+        unsigned status = 500;
+        json_t *res;
+
+        if (read(d->rl_fd, &n, sizeof(n)) != sizeof(n))
+                return;
+        log_reopen();
+        res = reload(d, &status);
+        pthread_mutex_lock(&d->rl_lock);
+        json_decref(d->rl_result);
+        d->rl_result = res;
+        d->rl_status = status;
+        d->rl_seq++;
+        pthread_cond_broadcast(&d->rl_cond);
+        pthread_mutex_unlock(&d->rl_lock);
 }
 
 int main(int argc, char **argv)
@@ -531,6 +692,7 @@ int main(int argc, char **argv)
         sampler *en = NULL;
         sampler_field_interval overrides[256];
         counter_set *counters = NULL;
+        config_plan plan = {0};
         api_label labels[64];
         sigset_t mask;
         int sfd = -1, r, rc = 1;
@@ -556,9 +718,16 @@ int main(int argc, char **argv)
 
         /* 1. configuration */
         if (o.check_config) {
+                /* The start's own validation (configuration, then every module's plan), minus
+                 * binding sockets and touching the data directory. */
                 vigil_config c;
-                config_init(&c);
-                r = config_load(o.check_config, &c, err, sizeof(err));
+                const char *path;
+                o.config = o.check_config;
+                r = load_config(&o, &c, &path, err, sizeof(err));
+                if (r == 0) {
+                        r = plan_prepare(&c, c.simulate.enabled, false, &plan, err, sizeof(err));
+                        plan_release(&plan);
+                }
                 config_release(&c);
                 if (r < 0) {
                         fprintf(stderr, "vigild: %s\n", err);
@@ -568,17 +737,27 @@ int main(int argc, char **argv)
                 return 0;
         }
         pthread_mutex_init(&d.cfg_lock, NULL);
+        pthread_mutex_init(&d.rl_lock, NULL);
+        pthread_cond_init(&d.rl_cond, NULL);
+        d.rl_fd = -1;
+        d.o = &o;
         r = load_config(&o, &d.cfg, &d.config_path, err, sizeof(err));
+        if (r == 0)
+                r = plan_prepare(&d.cfg, d.cfg.simulate.enabled, false, &plan, err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "vigild: %s\n", err);
+                config_release(&d.cfg);
                 return 1;
         }
+        snprintf(d.tls_key, sizeof(d.tls_key), "%s", plan.sec.tls_key);
 
         /* 2. logging */
         log_set_level(d.cfg.logging.level);
         log_set_format(d.cfg.logging.format);
-        if (observe_log_apply(&d.cfg, err, sizeof(err)) < 0) {
+        if (log_configure(&plan.log, err, sizeof(err)) < 0) {
                 fprintf(stderr, "vigild: %s\n", err);
+                plan_release(&plan);
+                config_release(&d.cfg);
                 return 1;
         }
         log_info("vigild", "starting vigild %s (config '%s')", VIGIL_VERSION,
@@ -675,12 +854,8 @@ int main(int argc, char **argv)
         d.anomaly = observe_anomaly_new(&d.cfg);
 
         /* 5. HTTP */
-        if (d.cfg.metrics.counters_csv[0]) {
-                r = counters_load(d.cfg.metrics.counters_csv, &counters, err, sizeof(err));
-                if (r < 0) {
-                        log_error("vigild", "failed to load the counters CSV: %s", err);
-                        goto out;
-                }
+        if (plan.counters) {
+                counters = TAKE_PTR(plan.counters); /* must outlive the api */
                 log_info("vigild", "exporting %zu dcgm-exporter families from '%s'",
                          counters->n - counters->n_labels, d.cfg.metrics.counters_csv);
         }
@@ -701,18 +876,15 @@ int main(int argc, char **argv)
         }
         {
                 /* 4b. health: rules, incidents (reloaded from the store), alerts, policies */
-                health_glue hg;
-                r = health_glue_build(&d.cfg, &hg);
-                if (r == 0) {
+                {
                         health_options ho = {.sampler = en,
                                              .cache = ca,
                                              .backend = be,
                                              .store = d.store,
                                              .data_dir = d.cfg.data_dir,
                                              .hostname = hostname,
-                                             .cfg = &hg.cfg};
+                                             .cfg = &plan.health.cfg};
                         r = health_new(&ho, &d.health);
-                        health_glue_release(&hg);
                         if (r == 0) /* an anomaly that opens is an incident */
                                 health_watch_anomalies(d.health, d.anomaly);
                 }
@@ -749,12 +921,12 @@ int main(int argc, char **argv)
                     .simulated = bopt.simulate,
                     .anomaly = d.anomaly,
                     .config_json = config_json,
+                    .config_reload = config_reload_request,
                     .userdata = &d,
                     .store = d.store,
                     .backup = d.backup,
                 };
-                r = security_start(&d.cfg, bopt.simulate, d.store, &d.gate, &d.tls, err,
-                                   sizeof(err));
+                r = security_start(&plan.sec, &d.cfg, d.store, &d.gate, &d.tls, err, sizeof(err));
                 if (r < 0) {
                         log_error("vigild", "failed to set up security: %s", err);
                         goto out;
@@ -831,8 +1003,9 @@ int main(int argc, char **argv)
                 log_error("vigild", "failed to start sampling: %s", strerror(-r));
                 goto out;
         }
+        d.rl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         for (;;) {
-                struct pollfd pfd[3] = {{.fd = sfd, .events = POLLIN}};
+                struct pollfd pfd[4] = {{.fd = sfd, .events = POLLIN}};
                 struct signalfd_siginfo si;
                 int tfd[2], tcp_fd, unix_fd;
                 size_t nt = takeover_poll_fds(tk, tfd);
@@ -850,7 +1023,10 @@ int main(int argc, char **argv)
                         pfd[1 + i] = (struct pollfd){.fd = tfd[i], .events = POLLIN};
                 int wait_ms = wd_us ? (int)MIN(1000, wd_us / 4000) : 1000;
 
-                r = poll(pfd, 1 + nt, announced_ready ? wait_ms : 20);
+                pfd[1 + nt] = (struct pollfd){.fd = d.rl_fd, .events = POLLIN};
+                r = poll(pfd, 2 + nt, announced_ready ? wait_ms : 20);
+                if (r > 0 && (pfd[1 + nt].revents & POLLIN))
+                        config_reload_serve(&d);
                 api_listen_fds(d.api, &tcp_fd, &unix_fd);
                 if (takeover_process(tk, tcp_fd, unix_fd, &successor) == 1) {
                         handed_over = true;
@@ -866,8 +1042,9 @@ int main(int argc, char **argv)
                 if (read(sfd, &si, sizeof(si)) != sizeof(si))
                         continue;
                 if (si.ssi_signo == SIGHUP) {
+                        unsigned status;
                         log_reopen(); /* logrotate moved the file */
-                        reload(&d, &o);
+                        json_decref(reload(&d, &status));
                         continue;
                 }
                 if (si.ssi_signo == SIGUSR2) {
@@ -926,6 +1103,11 @@ out:
         if (rc == 0 && !handed_over) /* a successor in the same data dir wrote its own */
                 unlink(addr_file);
         log_close();
+        plan_release(&plan);
+        if (d.rl_fd >= 0)
+                close(d.rl_fd);
+        json_decref(d.rl_result);
+        json_decref(d.pending);
         config_release(&d.cfg);
         return rc;
 }

@@ -178,7 +178,7 @@ static void test_health_sections(void **state)
         assert_int_equal(c.health.temp_critical, 88);
         assert_false(c.health.systems[1]);
         assert_true(c.health.systems[0]);
-        assert_int_equal(config_parse_size(c.health.max_rss, &b), 0);
+        b = c.health.max_rss;
         assert_int_equal(b, 1ULL << 30);
         assert_int_equal(c.n_policies, 2);
         assert_string_equal(c.policies[0].actions, "log,exec");
@@ -609,6 +609,130 @@ static void test_listen(void **state)
         assert_int_equal(config_parse_listen(NULL, host, sizeof(host), &port), -EINVAL);
 }
 
+/* Every key names its module and says whether a reload applies it; the ones a running process
+ * cannot change are restart-only. */
+static void test_table_owners(void **state)
+{
+        static const struct {
+                const char *path;
+                enum config_module mod;
+                enum config_apply apply;
+        } want[] = {
+            {"listen", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"socket", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"data_dir", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"collection.tiers.fast", CONFIG_MOD_SAMPLER, CONFIG_APPLY_RESTART},
+            {"metrics.counters_csv", CONFIG_MOD_API, CONFIG_APPLY_RESTART},
+            {"logging.level", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
+            {"logging.file.max_size", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
+            {"health.temperature.warning", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"health.max_rss", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"security.network.allowed_ips", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"security.tls.key_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RESTART},
+            {"security.web_config_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"security.encryption.encryption_key", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
+            {"backup.schedule", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
+        };
+        size_t n = config_key_count();
+        config_key_info ki;
+        (void)state;
+
+        assert_true(n > 100);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(config_key_info_at(i, &ki), 0);
+                assert_non_null(ki.path);
+                assert_non_null(ki.type);
+                assert_true((unsigned)ki.mod < CONFIG_MOD_COUNT);
+                assert_string_not_equal(config_module_name(ki.mod), "?");
+                assert_true(ki.apply == CONFIG_APPLY_RELOAD || ki.apply == CONFIG_APPLY_RESTART);
+                /* a key's first segment never spans two modules' sections by accident */
+                assert_int_equal(config_key_find(ki.path, &ki), 0);
+        }
+        assert_int_equal(config_key_info_at(n, &ki), -ERANGE);
+        assert_int_equal(config_key_find("no.such.key", &ki), -ENOENT);
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                assert_int_equal(config_key_find(want[i].path, &ki), 0);
+                assert_int_equal(ki.mod, want[i].mod);
+                assert_int_equal(ki.apply, want[i].apply);
+        }
+}
+
+/* One size parser for every size key: MB = 10^6, MiB = 2^20; "100M" is refused as ambiguous. */
+static void test_units(void **state)
+{
+        static const struct {
+                const char *s;
+                int r;
+                uint64_t v;
+        } cases[] = {
+            {"4096", 0, 4096},          {"10B", 0, 10},
+            {"1kB", 0, 1000},           {"1KB", 0, 1000},
+            {"100MB", 0, 100000000ULL}, {"100MiB", 0, 100ULL << 20},
+            {"2GB", 0, 2000000000ULL},  {"2GiB", 0, 2ULL << 30},
+            {"1TiB", 0, 1ULL << 40},    {"100M", -EDOM, 0},
+            {"1g", -EDOM, 0},           {"5Mi", -EDOM, 0},
+            {"12parsecs", -EINVAL, 0},  {"", -EINVAL, 0},
+            {"-1MB", -EINVAL, 0},       {"99999999999999999GiB", -ERANGE, 0},
+        };
+        vigil_config c;
+        char err[512];
+        uint64_t v;
+        json_t *j;
+        (void)state;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                v = 7;
+                assert_int_equal(config_parse_size(cases[i].s, &v), cases[i].r);
+                assert_int_equal(v, cases[i].r == 0 ? cases[i].v : 7);
+        }
+        /* the same text is the same size in both size keys */
+        config_init(&c);
+        assert_int_equal(parse("logging:\n  file: {max_size: 100MB}\nhealth:\n  max_rss: 100MB\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_int_equal(c.logging.file_max_size, 100000000ULL);
+        assert_int_equal(c.health.max_rss, 100000000ULL);
+        j = config_to_json(&c);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(j, "health"), "max_rss")), "100MB");
+        json_decref(j);
+        assert_int_equal(parse("health:\n  max_rss: 100M\n", &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "ambiguous"));
+        assert_int_equal(parse("logging:\n  file: {max_size: 1KiB}\n", &c, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "out of range"));
+        config_release(&c);
+}
+
+/* A reload keeps restart-only values running and names them; reloadable ones change. */
+static void test_keep_restart(void **state)
+{
+        vigil_config run, next;
+        const char *pending[8], *applied[8];
+        char err[512];
+        (void)state;
+
+        config_init(&run);
+        config_init(&next);
+        assert_int_equal(
+            parse("listen: \"127.0.0.1:1\"\nlogging: {level: warn}\n", &run, err, sizeof(err)), 0);
+        assert_int_equal(parse("listen: \"127.0.0.1:2\"\nlogging: {level: debug}\n"
+                               "health:\n  temperature: {warning: 70}\n",
+                               &next, err, sizeof(err)),
+                         0);
+        assert_int_equal(config_changed_reloadable(&next, &run, applied, 8), 2);
+        assert_string_equal(applied[0], "logging.level");
+        assert_string_equal(applied[1], "health.temperature.warning");
+        assert_int_equal(config_keep_restart(&next, &run, pending, 8), 1);
+        assert_string_equal(pending[0], "listen");
+        assert_string_equal(next.listen, "127.0.0.1:1"); /* keeps running */
+        assert_string_equal(run.listen, "127.0.0.1:2");  /* the waiting value */
+        assert_int_equal(next.logging.level, LOG_LVL_DEBUG);
+        assert_int_equal(config_keep_restart(&next, &next, pending, 8), 0);
+        config_release(&run);
+        config_release(&next);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -623,6 +747,9 @@ int main(void)
             cmocka_unit_test(test_json),
             cmocka_unit_test(test_example_is_defaults),
             cmocka_unit_test(test_listen),
+            cmocka_unit_test(test_table_owners),
+            cmocka_unit_test(test_units),
+            cmocka_unit_test(test_keep_restart),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <syslog.h>
 #include <yaml.h>
 
 #include "common/macros.h"
@@ -54,6 +55,7 @@ struct option {
         const char *def;            /* default, written as in the file; NULL for maps (empty) */
         int64_t min, max;           /* OPT_UINT: inclusive range; OPT_DURATION: usec */
         const char *const *names;   /* OPT_ENUM: accepted names, NULL-terminated */
+        const int *values;          /* OPT_ENUM: the value stored for names[i]; NULL = i */
         option_check check;         /* OPT_STRING: extra validation, or NULL */
         const char *why;            /* appended to a range error: why the bound exists */
         bool secret;                /* never echoed in messages; "<redacted>" in config_to_json */
@@ -87,10 +89,13 @@ static const char *const web_role_names[] = {"viewer", "operator", "admin", NULL
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
-/* logging.syslog.facility; log_syslog_facility_from_string() maps the name */
+/* logging.syslog.facility: the name, and the LOG_* value log_options wants */
 static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog", "local0",
                                              "local1", "local2", "local3", "local4", "local5",
                                              "local6", "local7", NULL};
+static const int facility_values[] = {LOG_DAEMON, LOG_USER,   LOG_AUTH,   LOG_SYSLOG,
+                                      LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
+                                      LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 
 static const char *const compression_names[] = {"zstd", "gzip", NULL};
 
@@ -188,9 +193,9 @@ static const struct option options[] = {
      .max = INT64_MAX, M(LOG, RL)},
     {"logging.file.max_files", OPT_UINT, OFF(logging.file_max_files), .def = "5", .min = 0,
      .max = 1000, M(LOG, RL)},
-    {"logging.syslog.enabled", OPT_BOOL, OFF(logging.syslog_enabled), .def = "false", M(LOG, RL)},
+    {"logging.syslog.enabled", OPT_BOOL, OFF(logging.syslog), .def = "false", M(LOG, RL)},
     {"logging.syslog.facility", OPT_ENUM, OFF(logging.syslog_facility), .def = "daemon",
-     .names = facility_names, M(LOG, RL)},
+     .names = facility_names, .values = facility_values, M(LOG, RL)},
     {"logging.rate_limit.burst", OPT_UINT, OFF(logging.rate_burst), .def = "20", .min = 0,
      .max = 1000000, M(LOG, RL)},
     {"logging.rate_limit.interval", OPT_DURATION, OFF(logging.rate_interval_us), .def = "10s",
@@ -323,8 +328,8 @@ static const struct option options[] = {
      .def = "5m", .min = 0, .max = 86400 * S, M(HEALTH, RL)},
     {"health.throttle_sustain", OPT_DURATION, OFF(health.throttle_sustain_us), .def = "30s",
      .min = 1 * S, .max = 3600 * S, M(HEALTH, RL)},
-    {"health.max_rss", OPT_SIZE, OFF(health.max_rss), .def = "256MiB", .min = 0, .max = INT64_MAX,
-     M(HEALTH, RL)},
+    {"health.max_rss", OPT_SIZE, OFF(health.max_rss_bytes), .def = "256MiB", .min = 0,
+     .max = INT64_MAX, M(HEALTH, RL)},
     {"health.disk_warning", OPT_UINT, OFF(health.disk_warning), .def = "90", .min = 1, .max = 100,
      M(HEALTH, RL)},
     {"health.disk_critical", OPT_UINT, OFF(health.disk_critical), .def = "97", .min = 1, .max = 100,
@@ -347,9 +352,9 @@ static const struct option options[] = {
     {"alerting.webhooks", OPT_MAP_LIST, OFF(alerting.webhooks), OFF(alerting.n_webhooks),
      .items = webhook_items, .n_items = ARRAY_SIZE(webhook_items),
      .item_size = sizeof(config_webhook), .max = 16, M(HEALTH, RS)},
-    {"alerting.resend_interval", OPT_DURATION, OFF(alerting.resend_interval_us), .def = "60s",
+    {"alerting.resend_interval", OPT_DURATION, OFF(health.resend_interval_us), .def = "60s",
      .min = 1 * S, .max = 86400 * S, M(HEALTH, RS)},
-    {"alerting.timeout", OPT_DURATION, OFF(alerting.timeout_us), .def = "5s", .min = 100 * MS,
+    {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
      .max = 300 * S, M(HEALTH, RS)},
 };
 
@@ -502,7 +507,7 @@ static int option_set(const struct option *o, vigil_config *c, const char *v, co
                 char list[128] = "";
                 for (int i = 0; o->names[i]; i++) {
                         if (!strcmp(v, o->names[i])) {
-                                *(int *)p = i;
+                                *(int *)p = o->values ? o->values[i] : i;
                                 return 0;
                         }
                         snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
@@ -706,6 +711,7 @@ void config_init(vigil_config *c)
         char why[256];
 
         memset(c, 0, sizeof(*c));
+        log_options_init(&c->logging); /* what no key sets (journald: auto) */
         for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
                 if (!options[i].def)
                         continue;
@@ -1845,7 +1851,10 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
         case OPT_DURATION:
                 return json_string(time_format_duration(*(const int64_t *)p, b, sizeof(b)));
         case OPT_ENUM:
-                return json_string(o->names[*(const int *)p]);
+                for (int i = 0; o->names[i]; i++)
+                        if ((o->values ? o->values[i] : i) == *(const int *)p)
+                                return json_string(o->names[i]);
+                return json_null();
         case OPT_DOUBLE:
                 return json_real(*(const double *)p);
         case OPT_SIZE:

@@ -14,6 +14,9 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "health/health_config.h"
+#include "security/security_config.h"
+#include "store/backup_config.h"
 
 #define CONFIG_MAX_FILE_SIZE    (1024 * 1024) /* bytes; bigger files are refused */
 #define CONFIG_MAX_VALUE_LEN    4096          /* bytes of one scalar after ${VAR} expansion */
@@ -54,8 +57,6 @@ typedef struct config_webhook {
         char *secret; /* HMAC-SHA256 key for X-Vigil-Signature; "" = unsigned; secret */
 } config_webhook;
 
-#define CONFIG_HEALTH_SYSTEMS 10 /* health.systems switches, in enum health_system order */
-
 /* Owns every string and array in it; release with config_release. */
 typedef struct vigil_config {
         char *listen;   /* "ADDR:PORT", IPv6 as "[ADDR]:PORT"; port 0 = pick a free one */
@@ -93,17 +94,9 @@ typedef struct vigil_config {
                 unsigned threads;                /* HTTP worker threads (1..64) */
                 unsigned max_request_body;       /* bytes (1024..16777216) */
         } http;
-        struct {
-                enum log_level level;     /* minimum level logged */
-                enum log_format format;   /* text or JSON lines */
-                char *file_path;          /* log file; "" = none */
-                uint64_t file_max_size;   /* bytes; rotate before the file grows past this */
-                unsigned file_max_files;  /* rotated files kept (0..1000) */
-                bool syslog_enabled;      /* warnings and above to syslog */
-                int syslog_facility;      /* index in daemon, user, auth, syslog, local0..local7 */
-                unsigned rate_burst;      /* messages per call site per interval; 0 = unlimited */
-                int64_t rate_interval_us; /* usec; rate limiter window */
-        } logging;
+        /* logging: (docs/logging.md) in the log module's own options; file_path is owned
+         * here (a char * under the const); journald is not a key (auto). */
+        log_options logging;
         /* anomaly: learned per-GPU baselines and peer comparison (health/anomaly.h) */
         struct {
                 bool enabled;           /* evaluate after each fast sweep */
@@ -118,96 +111,19 @@ typedef struct vigil_config {
                 unsigned peer_band;     /* utilization band width, percent */
                 bool f_gpu_temp, f_power, f_mem_temp, f_util, f_sm_clock; /* per-field switches */
         } anomaly;
-        /* security: (docs/security.md). Lists are stored comma-joined ("a,b"); entries never
-         * contain a comma. */
-        struct {
-                struct {
-                        bool enabled;            /* require a bearer JWT on TCP */
-                        int method;              /* 0 = jwt (the only method) */
-                        char *jwt_secret;        /* HS256 key, >= 32 bytes; secret */
-                        int64_t token_expiry_us; /* usec; default ttl of `vigil token create` */
-                        char *issuer;            /* required iss when non-empty */
-                        char *audience;          /* required aud when non-empty */
-                        char *public_key_file;   /* PEM RSA/EC key: RS256/ES256 instead of HS256 */
-                        int64_t leeway_us;       /* usec; clock skew allowed on exp/nbf/iat */
-                } authentication;
-                struct {
-                        bool enabled;           /* check roles; off = any authenticated user */
-                        char *admin;            /* permissions of role admin ("*" = all) */
-                        char *operator_;        /* permissions of role operator */
-                        char *viewer;           /* permissions of role viewer */
-                        char *unix_admin_group; /* unix-socket peers in this group are admin */
-                } authorization;
-                struct {
-                        bool enabled;    /* serve HTTPS on the TCP listener */
-                        char *cert_file; /* PEM certificate chain */
-                        char *key_file;  /* PEM private key */
-                        char *ca_file;   /* PEM CA for client certificates */
-                        int client_auth; /* 0 none, 1 request, 2 require */
-                } tls;
-                struct {
-                        char *allowed_ips;      /* CIDRs allowed to connect; "" = any */
-                        char *trusted_proxies;  /* CIDRs whose X-Forwarded-For is believed */
-                        bool rl_enabled;        /* token-bucket rate limits */
-                        unsigned rl_per_minute; /* requests per minute per principal and per IP */
-                        unsigned rl_burst;      /* bucket size, requests */
-                } network;
-                struct {
-                        bool enabled;                /* hash-chained audit records */
-                        unsigned retention_days;     /* days kept; 0 = forever */
-                        bool include_sensitive_data; /* request bodies in records (never tokens) */
-                } audit;
-                bool metrics_public; /* /metrics without authentication */
-
-                /* web-config.yml (exporter-toolkit) and the role of its basic_auth_users */
-                char *web_config_file; /* path; "" = none */
-                int web_config_role;   /* 0 viewer, 1 operator, 2 admin */
-        } security;
-        /* backup: (docs/backup.md) */
-        struct {
-                char *dir;               /* archives; "" = DATA_DIR/backups */
-                char *schedule;          /* interval between scheduled backups ("24h"); "" = off */
-                unsigned keep_count;     /* archives kept at most (1..10000) */
-                int64_t keep_max_age_us; /* usec; older archives are pruned */
-                char *hook;              /* program run with the archive path; "" = none */
-                int64_t hook_timeout_us; /* usec; the hook is killed after this */
-                bool restore_on_corrupt; /* corrupt store at start: restore the newest backup */
-                int compression;         /* 0 = zstd, 1 = gzip */
-        } backup;
-        /* security.encryption: (docs/backup.md). Kept outside the security struct so that the
-         * security and store modules can each edit their own part. */
-        struct {
-                bool data_at_rest;          /* seal sensitive payloads and backups */
-                char *encryption_key;       /* master key: passphrase or 64 hex chars; secret */
-                unsigned key_rotation_days; /* warn when the active key is older; 0 = never */
-        } encryption;
-        /* health, policies, alerting (docs/health.md). */
-        struct {
-                bool enabled;                 /* evaluate the health rules */
-                unsigned expected_gpus;       /* GPUs this node should have; 0 = unchecked */
-                unsigned temp_warning;        /* C */
-                unsigned temp_critical;       /* C */
-                unsigned temp_hysteresis;     /* C below a threshold before it clears */
-                int64_t resolve_after_us;     /* usec clear before an incident resolves */
-                int64_t xid_hold_us;          /* usec an XID keeps its incident active */
-                int64_t nvml_call_timeout_us; /* usec before a GPU is marked unresponsive */
-                int64_t collection_stretched_after_us; /* usec a tier stays stretched before
-                                                          collection_slow opens; 0 = never */
-                int64_t throttle_sustain_us;           /* usec a HW clock slowdown must last */
-                uint64_t max_rss;                      /* bytes; 0 = unchecked */
-                unsigned disk_warning;               /* percent used of the data dir's filesystem */
-                unsigned disk_critical;              /* percent */
-                bool systems[CONFIG_HEALTH_SYSTEMS]; /* pcie nvlink memory inforom thermal power
-                                                        driver gpu clocks host */
-        } health;
+        security_config security;     /* security: (security/security_config.h) */
+        backup_config backup;         /* backup: (store/backup_config.h) */
+        encryption_config encryption; /* security.encryption: (store/backup_config.h) */
+        /* health: (docs/health.md), in the health module's own struct; the table writes
+         * its scalars and alerting.resend_interval / alerting.timeout; the list pointers stay
+         * NULL here (plan.c fills them from policies and alerting below). */
+        health_config health;
         config_policy *policies; /* in file order */
         size_t n_policies;
         struct {
                 char *alertmanagers;      /* comma-joined base URLs */
                 config_webhook *webhooks; /* in file order */
                 size_t n_webhooks;
-                int64_t resend_interval_us; /* usec between re-sends of an active alert */
-                int64_t timeout_us;         /* usec per HTTP attempt */
         } alerting;
 } vigil_config;
 

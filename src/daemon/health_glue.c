@@ -36,24 +36,10 @@ int health_glue_build(const vigil_config *c, health_glue *g)
         health_config *h = &g->cfg;
 
         memset(g, 0, sizeof(*g));
-        health_config_defaults(h);
-        h->enabled = c->health.enabled;
-        h->expected_gpus = c->health.expected_gpus;
-        h->temp_warning = c->health.temp_warning;
-        h->temp_critical = c->health.temp_critical;
-        h->temp_hysteresis = c->health.temp_hysteresis;
-        h->resolve_after_us = c->health.resolve_after_us;
-        h->xid_hold_us = c->health.xid_hold_us;
-        h->nvml_call_timeout_us = c->health.nvml_call_timeout_us;
-        h->collection_stretched_after_us = c->health.collection_stretched_after_us;
-        h->throttle_sustain_us = c->health.throttle_sustain_us;
-        h->max_rss_bytes = c->health.max_rss;
-        h->disk_warning = c->health.disk_warning;
-        h->disk_critical = c->health.disk_critical;
-        for (int i = 0; i < HEALTH_SYS_COUNT && i < CONFIG_HEALTH_SYSTEMS; i++)
-                h->systems[i] = c->health.systems[i];
-        h->resend_interval_us = c->alerting.resend_interval_us;
-        h->alert_timeout_us = c->alerting.timeout_us;
+        *h = c->health; /* the scalars, as the table wrote them */
+        h->policies = NULL;
+        h->alertmanagers = NULL;
+        h->webhooks = NULL;
 
         if (c->n_policies) {
                 g->policies = calloc(c->n_policies, sizeof(*g->policies));

@@ -11,30 +11,11 @@
 #include "common/macros.h"
 #include "fields/fields.h"
 
-/* The index order of logging.syslog.facility's names in config.c. */
-static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog",
-                                             "local0", "local1", "local2", "local3",
-                                             "local4", "local5", "local6", "local7"};
-
 int observe_log_prepare(const vigil_config *c, log_options *o, char *err, size_t errlen)
 {
         const char *path = c->logging.file_path;
-        int fac;
 
-        log_options_init(o);
-        o->level = c->logging.level;
-        o->format = c->logging.format;
-        o->file_path = path;
-        o->file_max_size = c->logging.file_max_size;
-        o->file_max_files = c->logging.file_max_files;
-        o->syslog = c->logging.syslog_enabled;
-        fac = (unsigned)c->logging.syslog_facility < ARRAY_SIZE(facility_names)
-                  ? log_syslog_facility_from_string(facility_names[c->logging.syslog_facility])
-                  : -EINVAL;
-        if (fac >= 0)
-                o->syslog_facility = fac;
-        o->rate_burst = c->logging.rate_burst;
-        o->rate_interval_us = c->logging.rate_interval_us;
+        *o = c->logging; /* the table wrote the log module's own options */
         if (path && *path) {
                 /* What log_configure will need, checked without creating the file. */
                 char dir[4096];

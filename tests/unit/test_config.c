@@ -178,7 +178,7 @@ static void test_health_sections(void **state)
         assert_int_equal(c.health.temp_critical, 88);
         assert_false(c.health.systems[1]);
         assert_true(c.health.systems[0]);
-        b = c.health.max_rss;
+        b = c.health.max_rss_bytes;
         assert_int_equal(b, 1ULL << 30);
         assert_int_equal(c.n_policies, 2);
         assert_string_equal(c.policies[0].actions, "log,exec");
@@ -190,7 +190,7 @@ static void test_health_sections(void **state)
         assert_string_equal(c.alerting.alertmanagers, "http://a:9093,https://b:9093");
         assert_int_equal(c.alerting.n_webhooks, 1);
         assert_string_equal(c.alerting.webhooks[0].secret, "s3cret");
-        assert_int_equal(c.alerting.resend_interval_us, 30 * 1000000LL);
+        assert_int_equal(c.health.resend_interval_us, 30 * 1000000LL);
         j = config_to_json(&c);
         assert_non_null(j);
         assert_int_equal(json_array_size(json_object_get(j, "policies")), 2);
@@ -691,7 +691,7 @@ static void test_units(void **state)
                                &c, err, sizeof(err)),
                          0);
         assert_int_equal(c.logging.file_max_size, 100000000ULL);
-        assert_int_equal(c.health.max_rss, 100000000ULL);
+        assert_int_equal(c.health.max_rss_bytes, 100000000ULL);
         j = config_to_json(&c);
         assert_string_equal(
             json_string_value(json_object_get(json_object_get(j, "health"), "max_rss")), "100MB");

@@ -23,7 +23,7 @@
 #define MS USEC_PER_MSEC
 #define S  USEC_PER_SEC
 
-_Static_assert(sizeof(enum config_naming) == sizeof(int), "enum options are stored as int");
+_Static_assert(sizeof(enum metrics_naming) == sizeof(int), "enum options are stored as int");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum options are stored as int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum options are stored as int");
 
@@ -33,8 +33,8 @@ enum opt_type {
         OPT_UINT,      /* unsigned, min..max */
         OPT_DURATION,  /* int64_t usec, min..max */
         OPT_ENUM,      /* int-sized enum; the value is the index in names */
-        OPT_FIELD_MAP, /* config_field_interval[] at offset, size_t count at count_offset */
-        OPT_LABEL_MAP, /* config_label[] at offset, size_t count at count_offset */
+        OPT_FIELD_MAP, /* collection_field[] at offset, size_t count at count_offset */
+        OPT_LABEL_MAP, /* metrics_label[] at offset, size_t count at count_offset */
         OPT_LIST,      /* char *, owned: a YAML sequence of strings (or one string), comma-joined */
         OPT_DOUBLE,    /* double, dmin..dmax */
         OPT_MAP_LIST,  /* array of item structs at offset, size_t count at count_offset: a YAML
@@ -732,11 +732,11 @@ void config_release(vigil_config *c)
                 if (o->type == OPT_STRING || o->type == OPT_LIST) {
                         free(*(char **)p);
                 } else if (o->type == OPT_FIELD_MAP) {
-                        free(*(config_field_interval **)p);
+                        free(*(collection_field **)p);
                 } else if (o->type == OPT_MAP_LIST) {
                         map_list_release(o, *(char **)p, *(size_t *)slot(c, o->count_offset));
                 } else if (o->type == OPT_LABEL_MAP) {
-                        config_label *l = *(config_label **)p;
+                        metrics_label *l = *(metrics_label **)p;
                         size_t n = *(size_t *)slot(c, o->count_offset);
                         for (size_t k = 0; l && k < n; k++) {
                                 free(l[k].name);
@@ -979,7 +979,7 @@ static const char *expected_of(const struct option *o)
 
 static int parse_field_map(struct parser *p, const struct option *o)
 {
-        config_field_interval **arr = slot(p->cfg, o->offset);
+        collection_field **arr = slot(p->cfg, o->offset);
         size_t *n = slot(p->cfg, o->count_offset);
 
         for (;;) {
@@ -1039,13 +1039,13 @@ static int parse_field_map(struct parser *p, const struct option *o)
                                 return fail_value(p, &v, val, false, why);
                         }
                 }
-                config_field_interval *na = realloc(*arr, (*n + 1) * sizeof(**arr));
+                collection_field *na = realloc(*arr, (*n + 1) * sizeof(**arr));
                 if (!na) {
                         fail(p, k.start_mark, "out of memory");
                         return -ENOMEM;
                 }
                 *arr = na;
-                (*arr)[(*n)++] = (config_field_interval){.field_id = f->id, .interval_us = us};
+                (*arr)[(*n)++] = (collection_field){.field_id = f->id, .interval_us = us};
         }
 }
 
@@ -1056,7 +1056,7 @@ static bool valid_label_name(const char *s)
 
 static int parse_label_map(struct parser *p, const struct option *o)
 {
-        config_label **arr = slot(p->cfg, o->offset);
+        metrics_label **arr = slot(p->cfg, o->offset);
         size_t *n = slot(p->cfg, o->count_offset);
 
         for (;;) {
@@ -1105,13 +1105,13 @@ static int parse_label_map(struct parser *p, const struct option *o)
                                     "%s: the value must not be empty (Prometheus drops empty "
                                     "labels)",
                                     what);
-                config_label *na = realloc(*arr, (*n + 1) * sizeof(**arr));
+                metrics_label *na = realloc(*arr, (*n + 1) * sizeof(**arr));
                 if (!na) {
                         fail(p, k.start_mark, "out of memory");
                         return -ENOMEM;
                 }
                 *arr = na;
-                (*arr)[(*n)++] = (config_label){.name = TAKE_PTR(name), .value = TAKE_PTR(val)};
+                (*arr)[(*n)++] = (metrics_label){.name = TAKE_PTR(name), .value = TAKE_PTR(val)};
         }
 }
 
@@ -1860,7 +1860,7 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
         case OPT_SIZE:
                 return json_string(fmt_size(*(const uint64_t *)p, b, sizeof(b)));
         case OPT_FIELD_MAP: {
-                const config_field_interval *f = *(config_field_interval *const *)p;
+                const collection_field *f = *(collection_field *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);
                 json_t *m = json_object();
                 for (size_t i = 0; m && i < n; i++) {
@@ -1882,7 +1882,7 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
                 return map_list_json(o, *(char *const *)p,
                                      *(const size_t *)slot(c, o->count_offset), reveal);
         case OPT_LABEL_MAP: {
-                const config_label *l = *(config_label *const *)p;
+                const metrics_label *l = *(metrics_label *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);
                 json_t *m = json_object();
                 for (size_t i = 0; m && i < n; i++) {

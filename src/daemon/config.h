@@ -14,30 +14,15 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "api/api_config.h"
 #include "health/health_config.h"
+#include "sampler/collection_config.h"
 #include "security/security_config.h"
 #include "store/backup_config.h"
 
 #define CONFIG_MAX_FILE_SIZE    (1024 * 1024) /* bytes; bigger files are refused */
 #define CONFIG_MAX_VALUE_LEN    4096          /* bytes of one scalar after ${VAR} expansion */
 #define CONFIG_MAX_EXTRA_LABELS 64            /* metrics.extra_labels entries */
-
-enum config_naming {
-        CONFIG_NAMING_VIGIL = 0, /* native vigil_* families */
-        CONFIG_NAMING_DCGM = 1,  /* dcgm-exporter DCGM_FI_* families and labels */
-};
-
-/* One collection.fields entry. */
-typedef struct config_field_interval {
-        uint16_t field_id;   /* DCGM field id (fields.def) */
-        int64_t interval_us; /* usec between samples; 0 = field disabled ("off") */
-} config_field_interval;
-
-/* One metrics.extra_labels entry. */
-typedef struct config_label {
-        char *name;  /* Prometheus label name, validated */
-        char *value; /* label value, ${VAR} expanded */
-} config_label;
 
 /* One policies entry (docs/health.md): when an incident matching condition opens, run actions. */
 typedef struct config_policy {
@@ -69,31 +54,9 @@ typedef struct vigil_config {
                 bool enabled;   /* load the fake NVML instead of the real one */
                 char *scenario; /* scenario file; "" = built-in default scenario */
         } simulate;
-        struct {
-                int64_t fast_us;               /* usec; fast tier period (100ms..60s) */
-                int64_t slow_us;               /* usec; slow tier period (5s..1h) */
-                config_field_interval *fields; /* per-field overrides, in file order */
-                size_t n_fields;               /* entries in fields */
-                int64_t max_age_us;            /* usec; cache keeps samples this long (1s..30d) */
-                unsigned max_samples;          /* samples; cache cap per series (1..1000000) */
-                bool adaptive_enabled;     /* stretch a tier's interval when sweeps cost too much */
-                double adaptive_max_share; /* of the interval a sweep may take (0.05..1) */
-                double adaptive_max_stretch; /* times the configured interval, at most (1..100) */
-        } collection;
-        struct {
-                enum config_naming naming;  /* family and label naming */
-                char *counters_csv;         /* dcgm-exporter counters CSV path; "" = none */
-                config_label *extra_labels; /* added to every series, in file order */
-                size_t n_extra_labels;      /* entries in extra_labels */
-                char *hostname;             /* hostname label; "" = gethostname() */
-        } metrics;
-        struct {
-                unsigned max_connections;        /* connections (1..10000) */
-                unsigned max_connections_per_ip; /* connections per client address (1..10000) */
-                int64_t connection_timeout_us;   /* usec; idle connection timeout (1s..10m) */
-                unsigned threads;                /* HTTP worker threads (1..64) */
-                unsigned max_request_body;       /* bytes (1024..16777216) */
-        } http;
+        collection_config collection; /* collection: (sampler/collection_config.h) */
+        metrics_config metrics;       /* metrics: (api/api_config.h) */
+        http_config http;             /* http: (api/api_config.h) */
         /* logging: (docs/logging.md) in the log module's own options; file_path is owned
          * here (a char * under the const); journald is not a key (auto). */
         log_options logging;

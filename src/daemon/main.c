@@ -955,7 +955,7 @@ static int S_api(daemon_state *d)
             .hostname = d->hostname,
             .extra_labels = d->labels,
             .n_extra_labels = nl,
-            .dcgm_naming = c->metrics.naming == CONFIG_NAMING_DCGM || d->counters,
+            .dcgm_naming = c->metrics.naming == METRICS_NAMING_DCGM || d->counters,
             .counters = d->counters,
             .threads = c->http.threads,
             .max_connections = c->http.max_connections,

@@ -39,7 +39,7 @@ static void test_defaults(void **state)
         assert_int_equal(c.collection.n_fields, 0);
         assert_int_equal(c.collection.max_age_us, 3600 * S);
         assert_int_equal(c.collection.max_samples, 3600);
-        assert_int_equal(c.metrics.naming, CONFIG_NAMING_VIGIL);
+        assert_int_equal(c.metrics.naming, METRICS_NAMING_VIGIL);
         assert_string_equal(c.metrics.counters_csv, "");
         assert_int_equal(c.metrics.n_extra_labels, 0);
         assert_string_equal(c.metrics.hostname, "");
@@ -126,7 +126,7 @@ static void test_every_key(void **state)
         assert_int_equal(c.collection.fields[3].field_id, FLD_GPU_UTIL); /* DCGM 4.6 alias */
         assert_int_equal(c.collection.max_age_us, 7200 * S);
         assert_int_equal(c.collection.max_samples, 100);
-        assert_int_equal(c.metrics.naming, CONFIG_NAMING_DCGM);
+        assert_int_equal(c.metrics.naming, METRICS_NAMING_DCGM);
         assert_string_equal(c.metrics.counters_csv, "/etc/dcgm-exporter/default-counters.csv");
         assert_int_equal(c.metrics.n_extra_labels, 2);
         assert_string_equal(c.metrics.extra_labels[0].name, "cluster");

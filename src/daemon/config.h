@@ -1,9 +1,12 @@
-/* config.h — the daemon's configuration: one YAML file (DESIGN §8) parsed into a plain struct.
- * Every key has a default (config_init); unknown keys, wrong types, duplicates and out-of-range
- * values are refused with "NAME:LINE:COL: reason". Scalar values may use ${VAR}, ${VAR:-default}
- * and "$$". The options are one declarative table in config.c; docs/configuration.md is the user
- * reference. This module parses and validates only: it opens no socket and applies nothing.
- * Not thread-safe per object; the daemon parses into a fresh struct and swaps it in. */
+/* config.h — the daemon's configuration: one YAML file (DESIGN §8) parsed into vigil_config, whose
+ * sections are the modules' own options structs (log_options, health_config, security_config,
+ * backup_config, metrics_config, http_config, collection_config). Every key has a default
+ * (config_init); unknown keys, wrong types, duplicates and out-of-range values are refused with
+ * "NAME:LINE:COL: reason". Scalar values may use ${VAR}, ${VAR:-default} and "$$". The options are
+ * one declarative table in config.c: each key names its module and whether a reload applies it
+ * (docs/internals/config.md); docs/configuration.md is the user reference. This module parses
+ * and validates only: it opens no socket and applies nothing. Not thread-safe per object; the
+ * daemon parses into a fresh struct and swaps it in. */
 #ifndef VIGIL_DAEMON_CONFIG_H
 #define VIGIL_DAEMON_CONFIG_H
 

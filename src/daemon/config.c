@@ -40,6 +40,9 @@ enum opt_type {
         OPT_MAP_LIST,  /* array of item structs at offset, size_t count at count_offset: a YAML
                           list of mappings whose keys are the sub-options in items */
         OPT_SIZE,      /* uint64_t bytes, min..max; config_parse_size() reads the text */
+        OPT_CHARS,     /* char[max] inside the struct (items of a module's fixed-size struct) */
+        OPT_FLAGS,     /* unsigned bitmask, bit i = names[i]: a YAML list of names */
+        OPT_RATE,      /* "N/DURATION": unsigned N at offset, int64_t usec at count_offset */
 };
 
 struct option;
@@ -125,24 +128,30 @@ static int check_http_url(const struct option *o, const char *shown, const char 
 static int check_http_urls(const struct option *o, const char *shown, const char *v, char *why,
                            size_t whylen);
 
-#define POFF(m) offsetof(config_policy, m)
+/* Policies and webhooks are written straight into the health module's own item structs. */
+static const char *const action_names[] = {"log",       "alert", "exec", "set_power_limit",
+                                           "reset_gpu", NULL}; /* enum health_action order */
+#define POFF(m) offsetof(health_policy, m)
 static const struct option policy_items[] = {
-    {"condition", OPT_STRING, POFF(condition), .def = "", .check = check_condition,
-     .required = true},
-    {"actions", OPT_LIST, POFF(actions), .def = "log", .check = check_actions},
-    {"exec", OPT_STRING, POFF(exec), .def = ""},
+    {"condition", OPT_CHARS, POFF(condition), .def = "", .check = check_condition,
+     .max = HEALTH_COND_MAX, .required = true},
+    {"actions", OPT_FLAGS, POFF(actions), .def = "log", .check = check_actions,
+     .names = action_names},
+    {"exec", OPT_CHARS, POFF(exec), .def = "", .max = HEALTH_URL_MAX},
     {"exec_timeout", OPT_DURATION, POFF(exec_timeout_us), .def = "30s", .min = 100 * MS,
      .max = 3600 * S},
     {"power_limit_percent", OPT_UINT, POFF(power_limit_percent), .def = "80", .min = 10,
      .max = 100},
     {"dry_run", OPT_BOOL, POFF(dry_run), .def = "false"},
     {"allow_reset_on_real_gpu", OPT_BOOL, POFF(allow_reset_on_real_gpu), .def = "false"},
-    {"rate_limit", OPT_STRING, POFF(rate_limit), .def = "1/10m", .check = check_rate_limit},
+    {"rate_limit", OPT_RATE, POFF(rate_count), POFF(rate_window_us), .def = "1/10m",
+     .check = check_rate_limit},
 };
-#define WOFF(m) offsetof(config_webhook, m)
+#define WOFF(m) offsetof(health_webhook, m)
 static const struct option webhook_items[] = {
-    {"url", OPT_STRING, WOFF(url), .def = "", .check = check_http_url, .required = true},
-    {"secret", OPT_STRING, WOFF(secret), .def = "", .secret = true},
+    {"url", OPT_CHARS, WOFF(url), .def = "", .check = check_http_url, .max = HEALTH_URL_MAX,
+     .required = true},
+    {"secret", OPT_CHARS, WOFF(secret), .def = "", .max = 256, .secret = true},
 };
 
 /* The options, in file order. Sections (nvml, collection.tiers, ...) are implied by the paths. */
@@ -345,13 +354,13 @@ static const struct option options[] = {
     {"health.systems.clocks", OPT_BOOL, OFF(health.systems[8]), .def = "true", M(HEALTH, RL)},
     {"health.systems.host", OPT_BOOL, OFF(health.systems[9]), .def = "true", M(HEALTH, RL)},
     {"policies", OPT_MAP_LIST, OFF(policies), OFF(n_policies), .items = policy_items,
-     .n_items = ARRAY_SIZE(policy_items), .item_size = sizeof(config_policy), .max = 64,
+     .n_items = ARRAY_SIZE(policy_items), .item_size = sizeof(health_policy), .max = 64,
      M(HEALTH, RS)},
     {"alerting.alertmanagers", OPT_LIST, OFF(alerting.alertmanagers), .def = "",
      .check = check_http_urls, M(HEALTH, RS)},
     {"alerting.webhooks", OPT_MAP_LIST, OFF(alerting.webhooks), OFF(alerting.n_webhooks),
      .items = webhook_items, .n_items = ARRAY_SIZE(webhook_items),
-     .item_size = sizeof(config_webhook), .max = 16, M(HEALTH, RS)},
+     .item_size = sizeof(health_webhook), .max = 16, M(HEALTH, RS)},
     {"alerting.resend_interval", OPT_DURATION, OFF(health.resend_interval_us), .def = "60s",
      .min = 1 * S, .max = 86400 * S, M(HEALTH, RS)},
     {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
@@ -548,6 +557,45 @@ static int option_set(const struct option *o, vigil_config *c, const char *v, co
                 if (r < 0 || n < (uint64_t)o->min || n > (uint64_t)o->max)
                         return out_of_range(o, shown, why, whylen);
                 *(uint64_t *)p = n;
+                return 0;
+        }
+        case OPT_CHARS:
+                if (o->check && o->check(o, shown, v, why, whylen) < 0)
+                        return -EINVAL;
+                if (strlen(v) >= (size_t)o->max) {
+                        snprintf(why, whylen, "%s: '%.64s' is too long (at most %lld bytes)",
+                                 o->path, shown, (long long)o->max - 1);
+                        return -EINVAL;
+                }
+                memcpy(p, v, strlen(v) + 1);
+                return 0;
+        case OPT_FLAGS: {
+                unsigned m = 0;
+                if (o->check && o->check(o, shown, v, why, whylen) < 0)
+                        return -EINVAL;
+                for (const char *x = v; *x;) {
+                        const char *e = strchrnul(x, ',');
+                        for (int i = 0; o->names[i]; i++)
+                                if (strlen(o->names[i]) == (size_t)(e - x) &&
+                                    !strncmp(o->names[i], x, (size_t)(e - x)))
+                                        m |= 1u << i;
+                        x = *e ? e + 1 : e;
+                }
+                *(unsigned *)p = m;
+                return 0;
+        }
+        case OPT_RATE: {
+                int64_t us = 0;
+                unsigned n = 0;
+                if (o->check && o->check(o, shown, v, why, whylen) < 0)
+                        return -EINVAL;
+                if (*v) {
+                        n = (unsigned)strtoul(v, NULL, 10);
+                        if (time_parse_duration(strchr(v, '/') + 1, &us) < 0)
+                                return -EINVAL; /* checked above */
+                }
+                *(unsigned *)p = n;
+                *(int64_t *)slot(c, o->count_offset) = us;
                 return 0;
         }
         case OPT_FIELD_MAP:
@@ -967,12 +1015,13 @@ static int mark_seen(struct parser *p, const char *path, yaml_mark_t m)
 static const char *expected_of(const struct option *o)
 {
         static const char *const e[] = {
-            [OPT_STRING] = "a string",     [OPT_BOOL] = "a boolean",
-            [OPT_UINT] = "an integer",     [OPT_DURATION] = "a duration",
-            [OPT_ENUM] = "a name",         [OPT_FIELD_MAP] = "a mapping",
-            [OPT_LABEL_MAP] = "a mapping", [OPT_LIST] = "a list of strings",
-            [OPT_DOUBLE] = "a number",     [OPT_MAP_LIST] = "a list of mappings",
-            [OPT_SIZE] = "a size",
+            [OPT_STRING] = "a string",       [OPT_BOOL] = "a boolean",
+            [OPT_UINT] = "an integer",       [OPT_DURATION] = "a duration",
+            [OPT_ENUM] = "a name",           [OPT_FIELD_MAP] = "a mapping",
+            [OPT_LABEL_MAP] = "a mapping",   [OPT_LIST] = "a list of strings",
+            [OPT_DOUBLE] = "a number",       [OPT_MAP_LIST] = "a list of mappings",
+            [OPT_SIZE] = "a size",           [OPT_CHARS] = "a string",
+            [OPT_FLAGS] = "a list of names", [OPT_RATE] = "N/DURATION",
         };
         return e[o->type];
 }
@@ -1220,7 +1269,8 @@ static int parse_item_value(struct parser *p, const struct option *it, char *ite
 
         if (r < 0)
                 return r;
-        if (it->type == OPT_LIST && e.type == YAML_SEQUENCE_START_EVENT) {
+        if ((it->type == OPT_LIST || it->type == OPT_FLAGS) &&
+            e.type == YAML_SEQUENCE_START_EVENT) {
                 size_t len = 0;
                 v = strdup("");
                 if (!v)
@@ -1310,8 +1360,8 @@ static int parse_map_list(struct parser *p, const struct option *o)
                 for (size_t k = 0; k < o->n_items; k++) {
                         const struct option *it = &o->items[k];
                         bool str = it->type == OPT_STRING || it->type == OPT_LIST;
-                        if (!it->def)
-                                continue;
+                        if (!it->def || (it->type == OPT_CHARS && !*it->def))
+                                continue; /* zeroed: "" */
                         if (str ? !(*(char **)(item + it->offset) = strdup(it->def))
                                 : option_set(it, (vigil_config *)item, it->def, it->def, why,
                                              sizeof(why)) < 0)
@@ -1859,6 +1909,25 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
                 return json_real(*(const double *)p);
         case OPT_SIZE:
                 return json_string(fmt_size(*(const uint64_t *)p, b, sizeof(b)));
+        case OPT_CHARS:
+                return jstr((const char *)p, o->secret && !reveal);
+        case OPT_FLAGS: {
+                json_t *a = json_array();
+                for (int i = 0; a && o->names[i]; i++)
+                        if (*(const unsigned *)p & (1u << i))
+                                json_array_append_new(a, json_string(o->names[i]));
+                return a;
+        }
+        case OPT_RATE: {
+                char r[48];
+                unsigned n = *(const unsigned *)p;
+                if (!n)
+                        return json_string("");
+                snprintf(
+                    r, sizeof(r), "%u/%s", n,
+                    time_format_duration(*(const int64_t *)slot(c, o->count_offset), b, sizeof(b)));
+                return json_string(r);
+        }
         case OPT_FIELD_MAP: {
                 const collection_field *f = *(collection_field *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);
@@ -1991,7 +2060,8 @@ static const char *const type_names[] = {
     [OPT_ENUM] = "enum",           [OPT_FIELD_MAP] = "field map",
     [OPT_LABEL_MAP] = "label map", [OPT_LIST] = "list",
     [OPT_DOUBLE] = "number",       [OPT_MAP_LIST] = "list of mappings",
-    [OPT_SIZE] = "size",
+    [OPT_SIZE] = "size",           [OPT_CHARS] = "string",
+    [OPT_FLAGS] = "list of names", [OPT_RATE] = "rate",
 };
 
 static const char *const module_names[CONFIG_MOD_COUNT] = {
@@ -2074,6 +2144,10 @@ static size_t value_size(const struct option *o)
         case OPT_LABEL_MAP:
         case OPT_MAP_LIST:
                 return sizeof(void *);
+        case OPT_CHARS:
+        case OPT_FLAGS:
+        case OPT_RATE:
+                return 0; /* list items only: never a key of its own */
         }
         return 0;
 }

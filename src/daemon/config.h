@@ -27,24 +27,6 @@
 #define CONFIG_MAX_VALUE_LEN    4096          /* bytes of one scalar after ${VAR} expansion */
 #define CONFIG_MAX_EXTRA_LABELS 64            /* metrics.extra_labels entries */
 
-/* One policies entry (docs/health.md): when an incident matching condition opens, run actions. */
-typedef struct config_policy {
-        char *condition;         /* rule name, xid_N, xid, critical, warning or "*" */
-        char *actions;           /* comma-joined: log, alert, exec, set_power_limit, reset_gpu */
-        char *exec;              /* command for exec (sh -c), incident JSON on stdin */
-        int64_t exec_timeout_us; /* usec; the hook is killed after this */
-        unsigned power_limit_percent; /* set_power_limit: percent of the default limit (10..100) */
-        bool dry_run;                 /* record what would be done, do nothing */
-        bool allow_reset_on_real_gpu; /* reset_gpu may run nvidia-smi --gpu-reset on a real GPU */
-        char *rate_limit;             /* "N/DURATION" (at most N runs per GPU per DURATION) */
-} config_policy;
-
-/* One alerting.webhooks entry. */
-typedef struct config_webhook {
-        char *url;    /* http(s) URL the JSON is POSTed to */
-        char *secret; /* HMAC-SHA256 key for X-Vigil-Signature; "" = unsigned; secret */
-} config_webhook;
-
 /* Owns every string and array in it; release with config_release. */
 typedef struct vigil_config {
         char *listen;   /* "ADDR:PORT", IPv6 as "[ADDR]:PORT"; port 0 = pick a free one */
@@ -84,11 +66,11 @@ typedef struct vigil_config {
          * its scalars and alerting.resend_interval / alerting.timeout; the list pointers stay
          * NULL here (plan.c fills them from policies and alerting below). */
         health_config health;
-        config_policy *policies; /* in file order */
+        health_policy *policies; /* in file order (health/health_config.h) */
         size_t n_policies;
         struct {
                 char *alertmanagers;      /* comma-joined base URLs */
-                config_webhook *webhooks; /* in file order */
+                health_webhook *webhooks; /* in file order (health/health_config.h) */
                 size_t n_webhooks;
         } alerting;
 } vigil_config;

@@ -32,10 +32,10 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "config.h"
+#include "health/health.h"
 #include "observe.h"
 #include "security.h"
 #include "sampler/sampler.h"
-#include "health_glue.h"
 #include "plan.h"
 #include "store/backup.h"
 #include "store/crypto.h"
@@ -592,7 +592,7 @@ static json_t *reload(daemon_state *d, unsigned *status)
         if (log_configure(&plan.log, err, sizeof(err)) < 0)
                 log_error("config", "keeping the running log sinks: %s", err);
         if (d->health)
-                health_reconfigure(d->health, &plan.health.cfg);
+                health_reconfigure(d->health, &plan.health);
 
         pthread_mutex_lock(&d->cfg_lock);
         n_applied = config_changed_reloadable(&next, &d->cfg, applied, MAX_KEYS);
@@ -903,7 +903,7 @@ static int S_health(daemon_state *d)
                              .store = d->store,
                              .data_dir = d->cfg.data_dir,
                              .hostname = d->hostname,
-                             .cfg = &d->plan.health.cfg};
+                             .cfg = &d->plan.health};
         int r = health_new(&ho, &d->health);
 
         if (r < 0) {

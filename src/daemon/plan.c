@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "observe.h"
@@ -10,7 +11,9 @@
 void plan_release(config_plan *p)
 {
         security_plan_release(&p->sec);
-        health_glue_release(&p->health);
+        for (size_t i = 0; p->am && i < p->health.n_alertmanagers; i++)
+                free(p->am[i]);
+        free(p->am);
         p->counters = counters_free(p->counters);
         memset(p, 0, sizeof(*p));
 }
@@ -45,12 +48,32 @@ int plan_prepare(const vigil_config *c, bool simulate, bool tls_running, config_
                         goto fail;
                 }
         }
-        r = health_glue_build(c, &p->health);
-        if (r < 0) {
-                snprintf(err, errlen, "failed to build the health configuration: %s", strerror(-r));
-                goto fail;
+        /* health: the table wrote the scalars into the module's own struct and the policies
+         * and webhooks into its item structs; only the Alertmanager list is split here */
+        p->health = c->health;
+        p->health.policies = c->policies;
+        p->health.n_policies = c->n_policies;
+        p->health.webhooks = c->alerting.webhooks;
+        p->health.n_webhooks = c->alerting.n_webhooks;
+        p->health.alertmanagers = NULL;
+        p->health.n_alertmanagers = 0;
+        for (const char *s = c->alerting.alertmanagers; s && *s;) {
+                const char *e = strchrnul(s, ',');
+                char **na = realloc(p->am, (p->health.n_alertmanagers + 1) * sizeof(*na));
+                if (!na)
+                        goto oom;
+                p->am = na;
+                p->am[p->health.n_alertmanagers] = strndup(s, (size_t)(e - s));
+                if (!p->am[p->health.n_alertmanagers])
+                        goto oom;
+                p->health.n_alertmanagers++;
+                s = *e ? e + 1 : e;
         }
+        p->health.alertmanagers = (const char *const *)p->am;
         return 0;
+oom:
+        snprintf(err, errlen, "out of memory");
+        r = -ENOMEM;
 fail:
         plan_release(p);
         return r;

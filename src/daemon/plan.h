@@ -1,7 +1,7 @@
 /* plan.h — one configuration turned into every module's new state, before anything runs with
  * it: the validation that a start, --check-config and a reload share. plan_prepare does all that
  * can fail (reads the web-config, key, certificate and counters CSV files, checks the log
- * directory, builds the health engine's policies and alert targets) and touches nothing that
+ * directory, points the health engine's configuration at its policies and alert targets) and touches nothing that
  * runs, binds no socket and writes nothing. A start then builds the modules from the plan; a
  * reload commits it to the running modules (main.c). Main thread only. */
 #ifndef VIGIL_DAEMON_PLAN_H
@@ -13,13 +13,15 @@
 #include "api/counters.h"
 #include "common/log.h"
 #include "config.h"
-#include "health_glue.h"
+#include "health/health_config.h"
 #include "security.h"
 
 typedef struct config_plan {
         log_options log;       /* logging: sinks (points into the config) */
         security_plan sec;     /* security: gate options, TLS, web-config */
-        health_glue health;    /* health: thresholds, policies, alert targets (owned) */
+        health_config health;  /* health: the table's health_config, with policies, webhooks
+                                  (borrowed from the config) and Alertmanagers (owned: am) */
+        char **am;             /* alerting.alertmanagers split; owned */
         counter_set *counters; /* metrics.counters_csv parsed; NULL = none; owned */
 } config_plan;
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "daemon/config.h"
+#include "health/health.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
 
@@ -181,10 +182,14 @@ static void test_health_sections(void **state)
         b = c.health.max_rss_bytes;
         assert_int_equal(b, 1ULL << 30);
         assert_int_equal(c.n_policies, 2);
-        assert_string_equal(c.policies[0].actions, "log,exec");
-        assert_string_equal(c.policies[0].rate_limit, "2/1h");
+        /* written straight into the health module's health_policy */
+        assert_int_equal(c.policies[0].actions, (1u << HEALTH_ACT_LOG) | (1u << HEALTH_ACT_EXEC));
+        assert_string_equal(c.policies[0].exec, "/bin/true");
+        assert_int_equal(c.policies[0].rate_count, 2);
+        assert_int_equal(c.policies[0].rate_window_us, 3600 * 1000000LL);
         assert_string_equal(c.policies[1].condition, "xid_79");
-        assert_string_equal(c.policies[1].actions, "log"); /* item default */
+        assert_int_equal(c.policies[1].actions, 1u << HEALTH_ACT_LOG); /* item default */
+        assert_int_equal(c.policies[1].rate_count, 1);                 /* 1/10m */
         assert_true(c.policies[1].dry_run);
         assert_int_equal(c.policies[1].power_limit_percent, 80);
         assert_string_equal(c.alerting.alertmanagers, "http://a:9093,https://b:9093");
@@ -194,6 +199,13 @@ static void test_health_sections(void **state)
         j = config_to_json(&c);
         assert_non_null(j);
         assert_int_equal(json_array_size(json_object_get(j, "policies")), 2);
+        {
+                json_t *p0 = json_array_get(json_object_get(j, "policies"), 0);
+                assert_int_equal(json_array_size(json_object_get(p0, "actions")), 2);
+                assert_string_equal(json_string_value(json_object_get(p0, "rate_limit")), "2/1h");
+                assert_string_equal(json_string_value(json_object_get(p0, "condition")),
+                                    "critical");
+        }
         assert_string_equal(
             json_string_value(json_object_get(
                 json_array_get(json_object_get(json_object_get(j, "alerting"), "webhooks"), 0),
@@ -285,6 +297,13 @@ static void test_bad_inputs(void **state)
              "'reboot' is not an action"},
             {"policies:\n  - {condition: critical, rate_limit: 5}\n", 2, "is not a rate limit"},
             {"policies:\n  - {condition: critical, bogus: 1}\n", 2, "unknown key 'bogus'"},
+            {"alerting:\n  webhooks: [{url: \"https://x/y\", secret: \""
+             "0123456789012345678901234567890123456789012345678901234567890123456789012345678901"
+             "2345678901234567890123456789012345678901234567890123456789012345678901234567890123"
+             "4567890123456789012345678901234567890123456789012345678901234567890123456789012345"
+             "4567890123456789012345678901234567890123456789012345678901234567890123456789012345"
+             "\"}]\n",
+             2, "is too long (at most 255 bytes)"},
             {"alerting:\n  alertmanagers: [ftp://x]\n", 2, "is not an http:// or https:// URL"},
             {"alerting:\n  webhooks: [{secret: s}]\n", 2, "'url' is required"},
             {"health:\n  max_rss: 12parsecs\n", 2, "is not a size"},

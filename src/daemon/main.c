@@ -102,6 +102,7 @@ typedef struct daemon_state {
         pthread_cond_t rl_cond;
         int rl_fd;          /* eventfd the main loop polls */
         bool rl_busy;       /* a request is waiting for the main thread */
+        bool rl_closed;     /* the main loop has ended: no reload will be served */
         uint64_t rl_seq;    /* reloads answered so far */
         json_t *rl_result;  /* outcome of the last requested reload, taken by the requester */
         unsigned rl_status; /* its HTTP status */
@@ -659,16 +660,18 @@ static json_t *config_reload_request(void *userdata, unsigned *status)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 60;
         pthread_mutex_lock(&d->rl_lock);
-        while (d->rl_busy)
+        while (d->rl_busy && !d->rl_closed)
                 if (pthread_cond_timedwait(&d->rl_cond, &d->rl_lock, &until) == ETIMEDOUT)
                         goto out;
+        if (d->rl_closed)
+                goto out;
         d->rl_busy = true;
         seq = d->rl_seq;
         if (write(d->rl_fd, &one, sizeof(one)) != sizeof(one)) {
                 d->rl_busy = false;
                 goto out;
         }
-        while (d->rl_seq == seq)
+        while (d->rl_seq == seq && !d->rl_closed)
                 if (pthread_cond_timedwait(&d->rl_cond, &d->rl_lock, &until) == ETIMEDOUT)
                         break;
         if (d->rl_seq != seq) {
@@ -681,6 +684,15 @@ static json_t *config_reload_request(void *userdata, unsigned *status)
 out:
         pthread_mutex_unlock(&d->rl_lock);
         return res;
+}
+
+/* Main thread, when the loop ended: a reload request still waiting is answered 503 at once. */
+static void reloads_close(daemon_state *d)
+{
+        pthread_mutex_lock(&d->rl_lock);
+        d->rl_closed = true;
+        pthread_cond_broadcast(&d->rl_cond);
+        pthread_mutex_unlock(&d->rl_lock);
 }
 
 /* Main thread: answer a requested reload. */
@@ -1295,6 +1307,7 @@ int main(int argc, char **argv)
         plan_release(&d.plan); /* the modules copied or took what they needed */
         if (r == 0) {
                 run(&d, sfd);
+                reloads_close(&d);
                 /* answer what is in flight, briefly: a stop takes well under a second; a
                  * handover lets the clients of our keep-alive connections move to the
                  * successor */
@@ -1305,6 +1318,7 @@ int main(int argc, char **argv)
         }
 
         /* 4. stop in reverse order */
+        reloads_close(&d);
         steps_stop(&d, started);
         if (sfd >= 0)
                 close(sfd);

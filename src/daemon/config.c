@@ -2181,6 +2181,23 @@ size_t config_keep_restart(vigil_config *next, vigil_config *running, const char
         return n;
 }
 
+size_t config_keep_module(vigil_config *next, vigil_config *running, enum config_module m)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                const struct option *o = &options[i];
+                if (o->mod != m || value_size(o) == 0 || config_key_equal(i, next, running))
+                        continue;
+                swap_bytes(slot(next, o->offset), slot(running, o->offset), value_size(o));
+                if (o->type == OPT_FIELD_MAP || o->type == OPT_LABEL_MAP || o->type == OPT_MAP_LIST)
+                        swap_bytes(slot(next, o->count_offset), slot(running, o->count_offset),
+                                   sizeof(size_t));
+                n++;
+        }
+        return n;
+}
+
 size_t config_changed_reloadable(const vigil_config *a, const vigil_config *b, const char **out,
                                  size_t max)
 {

@@ -129,6 +129,9 @@ bool config_key_equal(size_t i, const vigil_config *a, const vigil_config *b);
  * returns how many keys differed (may exceed max). Reloadable keys are left as next has them. */
 size_t config_keep_restart(vigil_config *next, vigil_config *running, const char **pending,
                            size_t max);
+/* Like config_keep_restart for every key of module m (whatever its apply flag): when applying
+ * that module's part failed, what runs stays what the configuration shows. Returns the count. */
+size_t config_keep_module(vigil_config *next, vigil_config *running, enum config_module m);
 /* Paths of the reloadable keys that differ between a and b (up to max; returns the count). */
 size_t config_changed_reloadable(const vigil_config *a, const vigil_config *b, const char **out,
                                  size_t max);

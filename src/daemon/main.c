@@ -590,12 +590,16 @@ static json_t *reload(daemon_state *d, unsigned *status)
                         return reload_refused(d, err, status);
                 }
         }
-        if (log_configure(&plan.log, err, sizeof(err)) < 0)
-                log_error("config", "keeping the running log sinks: %s", err);
+        /* checked by plan_prepare; only a race (the directory removed since) fails here */
+        bool log_failed = log_configure(&plan.log, err, sizeof(err)) < 0;
+        if (log_failed)
+                log_error("config", "keeping the running log sinks and logging settings: %s", err);
         if (d->health)
                 health_reconfigure(d->health, &plan.health);
 
         pthread_mutex_lock(&d->cfg_lock);
+        if (log_failed)
+                config_keep_module(&next, &d->cfg, CONFIG_MOD_LOG);
         n_applied = config_changed_reloadable(&next, &d->cfg, applied, MAX_KEYS);
         /* After this, next holds what runs; d->cfg holds the new values that wait. */
         n_pending = config_keep_restart(&next, &d->cfg, pending, MAX_KEYS);

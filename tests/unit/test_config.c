@@ -748,6 +748,10 @@ static void test_keep_restart(void **state)
         assert_string_equal(run.listen, "127.0.0.1:2");  /* the waiting value */
         assert_int_equal(next.logging.level, LOG_LVL_DEBUG);
         assert_int_equal(config_keep_restart(&next, &next, pending, 8), 0);
+        /* a module whose apply failed keeps its running values */
+        assert_int_equal(config_keep_module(&next, &run, CONFIG_MOD_LOG), 1);
+        assert_int_equal(next.logging.level, LOG_LVL_WARN);
+        assert_int_equal(next.health.temp_warning, 70);
         config_release(&run);
         config_release(&next);
 }

@@ -756,6 +756,72 @@ static void test_keep_restart(void **state)
         config_release(&next);
 }
 
+/* docs/configuration.md tells the truth: every row of its key tables says "reload" or "restart"
+ * as the table does, and every key of the table is documented. */
+static void test_docs_match_table(void **state)
+{
+        const char *src = getenv("VIGIL_SOURCE_DIR");
+        char path[4096], line[2048];
+        size_t rows = 0, n = config_key_count();
+        bool *seen = calloc(n, sizeof(bool));
+        FILE *f;
+        (void)state;
+
+        if (!src)
+                skip(); /* run outside ctest */
+        snprintf(path, sizeof(path), "%s/docs/configuration.md", src);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(seen);
+        while (fgets(line, sizeof(line), f)) {
+                char key[128], *b, *e, *apply;
+                config_key_info ki;
+                if (strncmp(line, "| `", 3))
+                        continue;
+                b = line + 3;
+                e = strchr(b, '`');
+                apply = e ? strstr(e, "| ") : NULL;
+                if (!e || !apply || (size_t)(e - b) >= sizeof(key))
+                        continue;
+                snprintf(key, sizeof(key), "%.*s", (int)(e - b), b);
+                apply += 2;
+                if (strncmp(apply, "reload |", 8) && strncmp(apply, "restart |", 9))
+                        continue; /* another table (policies entries) */
+                rows++;
+                if (config_key_find(key, &ki) < 0) {
+                        print_error("documented key '%s' is not in the table\n", key);
+                        fail();
+                }
+                if ((ki.apply == CONFIG_APPLY_RELOAD) != !strncmp(apply, "reload", 6)) {
+                        print_error("'%s': the docs and the table disagree on reload\n", key);
+                        fail();
+                }
+                /* the row's other keys ("`a.b.c` / `d`", "`.E`", "`a.b.x` … `y`") share its
+                 * first key's prefix: count every key under that prefix as documented */
+                e = strrchr(key, '.');
+                for (size_t i = 0; i < n; i++) {
+                        config_key_info k;
+                        config_key_info_at(i, &k);
+                        if (!strcmp(k.path, key) ||
+                            (e && !strncmp(k.path, key, (size_t)(e - key) + 1) &&
+                             strstr(line, strrchr(k.path, '.') + 1)))
+                                seen[i] = true;
+                }
+        }
+        fclose(f);
+        assert_true(rows > 60);
+        for (size_t i = 0; i < n; i++) {
+                config_key_info k;
+                config_key_info_at(i, &k);
+                if (!seen[i]) {
+                        print_error("key '%s' is not documented in docs/configuration.md\n",
+                                    k.path);
+                        fail();
+                }
+        }
+        free(seen);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -773,6 +839,7 @@ int main(void)
             cmocka_unit_test(test_table_owners),
             cmocka_unit_test(test_units),
             cmocka_unit_test(test_keep_restart),
+            cmocka_unit_test(test_docs_match_table),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

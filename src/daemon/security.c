@@ -7,55 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/gate_config.h"
 #include "common/log.h"
-#include "common/vtime.h"
 #include "security/webconfig.h"
-
-static void gate_opts(const vigil_config *c, bool simulate, const webconfig *web, gate_options *o)
-{
-        memset(o, 0, sizeof(*o));
-        o->authn = c->security.authentication.enabled;
-        o->jwt_secret = c->security.authentication.jwt_secret;
-        o->public_key_file = c->security.authentication.public_key_file;
-        o->issuer = c->security.authentication.issuer;
-        o->audience = c->security.authentication.audience;
-        o->leeway_s = c->security.authentication.leeway_us / USEC_PER_SEC;
-        o->authz = c->security.authorization.enabled;
-        o->role_perms[ROLE_ADMIN] = c->security.authorization.admin;
-        o->role_perms[ROLE_OPERATOR] = c->security.authorization.operator_;
-        o->role_perms[ROLE_VIEWER] = c->security.authorization.viewer;
-        o->unix_admin_group = c->security.authorization.unix_admin_group;
-        o->allowed_ips = c->security.network.allowed_ips;
-        o->trusted_proxies = c->security.network.trusted_proxies;
-        o->rl_enabled = c->security.network.rl_enabled;
-        o->rl_per_minute = c->security.network.rl_per_minute;
-        o->rl_burst = c->security.network.rl_burst;
-        o->audit = c->security.audit.enabled;
-        o->retention_days = c->security.audit.retention_days;
-        o->metrics_public = c->security.metrics_public;
-        /* POST /api/v1/inject exists only on the fake NVML: keep it reachable over TCP for tests
-         * when nothing asked for authentication. */
-        o->inject_open = simulate && !c->security.authentication.enabled;
-        o->web = web;
-        o->web_role = (enum auth_role)(ROLE_VIEWER + c->security.web_config_role);
-        o->audit_bodies = c->security.audit.include_sensitive_data;
-}
-
-static enum tls_client_auth web_client_auth(enum webconfig_client_auth a)
-{
-        switch (a) {
-        case WC_REQUEST_CLIENT_CERT:
-                return TLS_CLIENT_ASK_ANY;
-        case WC_REQUIRE_ANY_CLIENT_CERT:
-                return TLS_CLIENT_REQUIRE_ANY;
-        case WC_VERIFY_CLIENT_CERT_IF_GIVEN:
-                return TLS_CLIENT_REQUEST;
-        case WC_REQUIRE_AND_VERIFY:
-                return TLS_CLIENT_REQUIRE_VERIFY;
-        default:
-                return TLS_CLIENT_NONE;
-        }
-}
 
 /* A key or certificate file that a start would need: readable now. */
 static int readable(const char *what, const char *path, char *err, size_t errlen)
@@ -93,31 +47,10 @@ int security_prepare(const vigil_config *c, bool simulate, bool tls_running, sec
                 if (r < 0)
                         goto fail;
         }
-        if (p->web && p->web->tls && c->security.tls.enabled) {
-                snprintf(err, errlen,
-                         "both security.tls and the web config '%s' configure TLS; keep one", wf);
-                r = -EINVAL;
+        r = tls_options_from_config(&c->security, p->web, wf, &p->tls_opt, err, errlen);
+        if (r < 0)
                 goto fail;
-        }
-        if (p->web && p->web->tls) {
-                p->tls = true;
-                p->tls_opt = (tls_options){
-                    .cert_file = p->web->cert_file,
-                    .key_file = p->web->key_file,
-                    .ca_file = p->web->client_ca_file,
-                    .client_auth = web_client_auth(p->web->client_auth),
-                    .min_tls13 = p->web->min_version == 13,
-                    .max_tls12 = p->web->max_version == 12,
-                };
-        } else if (c->security.tls.enabled) {
-                p->tls = true;
-                p->tls_opt = (tls_options){
-                    .cert_file = c->security.tls.cert_file,
-                    .key_file = c->security.tls.key_file,
-                    .ca_file = c->security.tls.ca_file,
-                    .client_auth = (enum tls_client_auth)c->security.tls.client_auth,
-                };
-        }
+        p->tls = r == 1;
         if (p->tls)
                 snprintf(p->tls_key, sizeof(p->tls_key), "%s|%s|%s|%d|%d|%d",
                          p->tls_opt.cert_file ? p->tls_opt.cert_file : "",
@@ -143,7 +76,7 @@ int security_prepare(const vigil_config *c, bool simulate, bool tls_running, sec
         }
         /* The gate offers no validate function: build one and drop it (no store, so nothing is
          * read or written). */
-        gate_opts(c, simulate, p->web, &p->gate);
+        gate_options_from_config(&c->security, simulate, p->web, &p->gate);
         r = gate_new(&p->gate, &probe, err, errlen);
         if (r < 0)
                 goto fail;

@@ -119,81 +119,6 @@ bool health_condition_valid(const char *name)
         return health_rule_find(name) >= 0;
 }
 
-void health_config_defaults(health_config *c)
-{
-        memset(c, 0, sizeof(*c));
-        c->enabled = true;
-        c->temp_warning = 85;
-        c->temp_critical = 90;
-        c->temp_hysteresis = 3;
-        c->resolve_after_us = 60 * USEC_PER_SEC;
-        c->xid_hold_us = 600 * USEC_PER_SEC;
-        c->nvml_call_timeout_us = 5 * USEC_PER_SEC;
-        c->collection_stretched_after_us = 5 * 60 * USEC_PER_SEC;
-        c->throttle_sustain_us = 30 * USEC_PER_SEC;
-        c->max_rss_bytes = 256ULL << 20;
-        c->disk_warning = 90;
-        c->disk_critical = 97;
-        for (int i = 0; i < HEALTH_SYS_COUNT; i++)
-                c->systems[i] = true;
-        c->resend_interval_us = 60 * USEC_PER_SEC;
-        c->alert_timeout_us = 5 * USEC_PER_SEC;
-}
-
-/* ---- config copy ----------------------------------------------------------------------------- */
-
-static void config_free(health_config *c)
-{
-        free((void *)c->policies);
-        for (size_t i = 0; i < c->n_alertmanagers; i++)
-                free((void *)c->alertmanagers[i]);
-        free((void *)c->alertmanagers);
-        free((void *)c->webhooks);
-        memset(c, 0, sizeof(*c));
-}
-
-static int config_copy(health_config *dst, const health_config *src)
-{
-        health_config c = *src;
-        char **am = NULL;
-
-        c.policies = NULL;
-        c.alertmanagers = NULL;
-        c.webhooks = NULL;
-        if (src->n_policies) {
-                health_policy *p = calloc(src->n_policies, sizeof(*p));
-                if (!p)
-                        goto oom;
-                memcpy(p, src->policies, src->n_policies * sizeof(*p));
-                c.policies = p;
-        }
-        if (src->n_webhooks) {
-                health_webhook *w = calloc(src->n_webhooks, sizeof(*w));
-                if (!w)
-                        goto oom;
-                memcpy(w, src->webhooks, src->n_webhooks * sizeof(*w));
-                c.webhooks = w;
-        }
-        if (src->n_alertmanagers) {
-                am = calloc(src->n_alertmanagers, sizeof(*am));
-                if (!am)
-                        goto oom;
-                c.alertmanagers = (const char *const *)am;
-                for (size_t i = 0; i < src->n_alertmanagers; i++) {
-                        am[i] = strdup(src->alertmanagers[i]);
-                        if (!am[i]) {
-                                c.n_alertmanagers = i;
-                                goto oom;
-                        }
-                }
-        }
-        *dst = c;
-        return 0;
-oom:
-        config_free(&c);
-        return -ENOMEM;
-}
-
 /* ---- store ----------------------------------------------------------------------------------- */
 
 #ifdef VIGIL_HAVE_STORE
@@ -798,7 +723,7 @@ int health_new(const health_options *opt, health **ret)
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&h->wake, &ca);
         pthread_condattr_destroy(&ca);
-        if (!h->data_dir || !h->hostname || config_copy(&h->cfg, opt->cfg) < 0) {
+        if (!h->data_dir || !h->hostname || health_config_copy(&h->cfg, opt->cfg) < 0) {
                 health_free(h);
                 return -ENOMEM;
         }
@@ -871,7 +796,7 @@ health *health_free(health *h)
         health_stop(h);
         h->notifier = notifier_free(h->notifier);
         h->policies = policy_free(h->policies);
-        config_free(&h->cfg);
+        health_config_free(&h->cfg);
         pthread_cond_destroy(&h->wake);
         pthread_mutex_destroy(&h->lock);
         pthread_mutex_destroy(&h->eval_lock);
@@ -884,7 +809,7 @@ health *health_free(health *h)
 int health_reconfigure(health *h, const health_config *cfg)
 {
         health_config next;
-        int r = config_copy(&next, cfg);
+        int r = health_config_copy(&next, cfg);
 
         if (r < 0)
                 return r;
@@ -908,7 +833,7 @@ int health_reconfigure(health *h, const health_config *cfg)
         pthread_mutex_unlock(&h->lock);
         pthread_mutex_unlock(&h->eval_lock);
         sampler_set_watchdog(h->opt.sampler, next.nvml_call_timeout_us, on_stuck, h);
-        config_free(&next);
+        health_config_free(&next);
         return 0;
 }
 

@@ -636,6 +636,54 @@ static void test_sweep_driven(void **state)
         be = backend_close(be);
 }
 
+/* An exec hook gets the incident on stdin; once it closes its output the runner waits for it to
+ * exit (a pidfd, no 10 ms polling) and still kills it at exec_timeout. */
+static void test_exec_hook(void **state)
+{
+        char path[64], cmd[256];
+        health_policy po[2] = {0};
+        health_config cfg;
+        policy_runner *p = NULL;
+        incident in = {.id = 7, .gpu = 0, .condition = "temperature", .severity = HEALTH_WARN};
+        FILE *f;
+        char got[4096] = "";
+        int64_t t0, dt;
+
+        (void)state;
+        snprintf(path, sizeof(path), "/tmp/vigil-test-exec-%d", (int)getpid());
+        snprintf(cmd, sizeof(cmd), "cat > %s; exec >&- 2>&-; sleep 0.3", path);
+        snprintf(po[0].condition, sizeof(po[0].condition), "temperature");
+        po[0].actions = 1u << HEALTH_ACT_EXEC;
+        snprintf(po[0].exec, sizeof(po[0].exec), "%s", cmd);
+        po[0].exec_timeout_us = 5 * USEC_PER_SEC;
+        snprintf(po[1].condition, sizeof(po[1].condition), "xid");
+        po[1].actions = 1u << HEALTH_ACT_EXEC;
+        snprintf(po[1].exec, sizeof(po[1].exec), "exec >&- 2>&-; sleep 10");
+        po[1].exec_timeout_us = 400 * USEC_PER_MSEC;
+        health_config_defaults(&cfg);
+        cfg.policies = po;
+        cfg.n_policies = 2;
+        assert_int_equal(policy_new(&cfg, NULL, NULL, NULL, &p), 0);
+        t0 = time_mono_us();
+        policy_run(p, &in, time_real_us());
+        dt = time_mono_us() - t0;
+        assert_true(dt >= 250 * USEC_PER_MSEC && dt < 3 * USEC_PER_SEC);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        assert_true(fread(got, 1, sizeof(got) - 1, f) > 0);
+        fclose(f);
+        unlink(path);
+        assert_non_null(strstr(got, "\"temperature\""));
+        in.xid = 79;
+        snprintf(in.condition, sizeof(in.condition), "xid_79");
+        t0 = time_mono_us();
+        policy_run(p, &in, time_real_us());
+        dt = time_mono_us() - t0;
+        assert_true(dt >= 350 * USEC_PER_MSEC && dt < 3 * USEC_PER_SEC); /* killed */
+        assert_int_equal(policy_actions_total(p), 2);
+        p = policy_free(p);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -657,6 +705,7 @@ int main(void)
             cmocka_unit_test(test_payloads),
             cmocka_unit_test(test_incident_store),
             cmocka_unit_test(test_sweep_driven),
+            cmocka_unit_test(test_exec_hook),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

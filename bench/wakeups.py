@@ -11,7 +11,9 @@ The budget (docs/internals/sampler.md): per tier interval one wake-up of that ti
 of each consumer of its "sweep done" event; the event thread waits in NVML and wakes only for
 events (or its long wait's end). Timers of other subsystems show up under their thread names.
 
-Usage: bench/wakeups.py [--duration 60] [--settle 5] [--scenario PATH] [--json OUT]"""
+Usage: bench/wakeups.py [--duration 60] [--settle 5] [--scenario PATH] [--fast 1s] [--slow 10s]
+                       [--json OUT]
+VIGIL_BUILD_DIR picks the build whose bin/vigild runs (default: build/)."""
 import argparse
 import collections
 import os
@@ -46,10 +48,16 @@ def main():
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--settle", type=float, default=5)
     ap.add_argument("--scenario", default=os.path.join(_common.SCEN, "8gpu.yaml"))
+    ap.add_argument("--fast", help="collection.tiers.fast (default: the built-in 1s)")
+    ap.add_argument("--slow", help="collection.tiers.slow (default: the built-in 10s)")
     ap.add_argument("--json")
     a = ap.parse_args()
 
-    d = _common.Vigild(a.scenario)
+    tiers = {k: v for k, v in (("fast", a.fast), ("slow", a.slow)) if v}
+    config = ""
+    if tiers:
+        config = "collection:\n  tiers: {%s}\n" % ", ".join("%s: %s" % kv for kv in tiers.items())
+    d = _common.Vigild(a.scenario, config=config)
     try:
         d.wait_addr()
         d.wait_ready()
@@ -76,7 +84,8 @@ def main():
         for k in ("voluntary", "nonvoluntary", "timeslices"):
             agg[k] += r[k]
     total = sum(r["voluntary"] + r["nonvoluntary"] for r in rows)
-    print("vigild wake-ups over %.1f s, nothing scraped (%s)" % (dt, a.scenario))
+    print("vigild wake-ups over %.1f s, nothing scraped (%s%s)" %
+          (dt, a.scenario, ", tiers " + str(tiers) if tiers else ""))
     print("%-8s %-16s %8s %8s %8s %8s" % ("tid", "thread", "vol", "nonvol", "slices", "per s"))
     for r in rows:
         n = r["voluntary"] + r["nonvoluntary"]
@@ -85,7 +94,8 @@ def main():
                                                   "  (new)" if r["new"] else ""))
     print("total context switches: %d (%.2f per s), threads: %d" % (total, total / dt, len(rows)))
     _common.write_json(a.json, {"machine": _common.machine(), "duration_s": dt,
-                                "scenario": a.scenario, "threads": rows,
+                                "scenario": a.scenario, "tiers": tiers, "vigild": _common.VIGILD,
+                                "threads": rows,
                                 "by_name": by_name, "total": total, "per_s": total / dt})
 
 

@@ -4,11 +4,14 @@
  * durable outbox. It reads the cache and the engine's GPU registry; it never calls NVML itself
  * except through the guarded backend mutators of a policy action.
  *
- * Threads: health_new/start/stop/free from the owner (main). health_on_sweep() and health_on_xid()
- * from the engine's threads: they only mark work and signal, never block on I/O. Readers
- * (health_json, health_incidents_json, health_render_metrics, health_ack) from any thread; they
- * copy out under the health lock. Evaluation, persistence and policy actions run on the health
- * thread; sending runs on the notifier thread. docs/internals/health.md has the design. */
+ * Threads: health_new/start/stop/free from the owner (main). health_on_sweep() and
+ * health_on_event() from the sampler's threads: they only mark work and signal, never block on
+ * I/O. health_on_sweep, called on the sampler's "sweep done" event, is what makes the health
+ * thread evaluate: it has no timer of its own (resolve timers and host checks advance on the
+ * sweeps). Readers (health_json, health_incidents_json, health_render_metrics, health_ack) from
+ * any thread; they copy out under the incident store's lock. Evaluation, persistence and policy
+ * actions run on the health thread; sending runs on the notifier thread.
+ * docs/internals/health.md has the design and the files. */
 #ifndef VIGIL_HEALTH_H
 #define VIGIL_HEALTH_H
 
@@ -69,7 +72,8 @@ health *health_free(health *h);
 /* Replace the configuration (SIGHUP). Thresholds apply at the next evaluation. */
 int health_reconfigure(health *h, const health_config *cfg);
 
-/* Engine hooks (any engine thread; never block). */
+/* Sampler hooks (any sampler thread; never block). health_on_sweep: "sweep done" of tier (FAST,
+ * SLOW, EVENT): asks for one evaluation. */
 void health_on_sweep(health *h, enum field_tier tier);
 void health_on_event(health *h, unsigned gpu, unsigned kind, uint64_t data, int64_t ts_us);
 

@@ -22,7 +22,6 @@
 #include "store/store.h"
 #endif
 
-
 /* Ask the health thread for an evaluation. Under h->inc.lock; never blocks. */
 static void kick(health *h)
 {

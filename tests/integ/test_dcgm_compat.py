@@ -265,8 +265,7 @@ def test_openmetrics_negotiation_both_namings():
                       "native OM families: %s" % sorted(declared.items())[:10])
                 # same series names in both formats: once both are wanted they are rendered from
                 # the same sweep, so compare a pair taken after the next sweep
-                import time
-                time.sleep(1.3)
+                v.wait_sweeps(1)
                 _, _, body = v.request("GET", "/metrics", headers={"Accept": OM_ACCEPT})
                 _, _, text = v.request("GET", "/metrics", headers={"Accept": "text/plain;version=0.0.4"})
                 om = {k[0] for k in parse_metrics(body.decode().replace("# EOF\n", ""))}

@@ -36,7 +36,6 @@ CI_CANNOT = {
     "gpu": "no NVIDIA GPU on CI machines",
     "systemd-pid1": "no systemd as PID 1 in the CI container",
     "container-engine": "no container engine (docker/podman) in the CI container",
-    "netns": "the CI container may not create network namespaces (needs CAP_SYS_ADMIN)",
 }
 SKIP = 77
 # Every wait has at least this timeout (seconds), times VIGIL_TIMEOUT_SCALE (make test-tsan sets

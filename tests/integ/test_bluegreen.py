@@ -17,14 +17,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "deploy"))
-from harness import BUILD, SRC, VIGILD, Failure, check, wait_for  # noqa: E402
+from harness import BUILD, Failure, SRC, VIGILD, check, scratch_dir, skip, wait_for  # noqa: E402
 import netns  # noqa: E402
 
 SCRIPT = os.path.join(SRC, "deploy", "scripts", "blue-green.sh")
@@ -98,11 +97,10 @@ def active_pid(state, color):
 def main():
     netns.skip_without_netns()
     if not shutil.which("haproxy"):
-        print("SKIP: haproxy is not installed (apt-get install haproxy)")
-        sys.exit(netns.SKIP)
+        skip("haproxy is not installed (apt-get install haproxy)")
     net = netns.Net(2, 1)
     ns, ip = net.hosts[0]
-    tmp = tempfile.TemporaryDirectory(prefix="vigil-bg-")
+    tmp = scratch_dir("vigil-bg-")
     state = tmp.name
     scrapers = []
     try:

@@ -2,7 +2,6 @@
 GET /api/v1/health, `vigil health --check` exit codes, acknowledgement, resolution after the
 condition clears (with hysteresis), persistence across a restart, metrics, and a healthy run that
 must stay quiet."""
-import os
 
 from harness import Vigild, check, holds_for, main, parse_metrics, run_cli, series, wait_for
 

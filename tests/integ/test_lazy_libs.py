@@ -8,7 +8,7 @@ import json
 import os
 import threading
 
-from harness import Vigild, check, main, run_cli, wait_for
+from harness import Vigild, check, main, run_cli, skip_part, wait_for
 
 
 def mapped(pid):
@@ -36,7 +36,7 @@ def test_backup_maps_libarchive_at_first_use():
               "libarchive's dependencies mapped before any backup: %s" % sorted(libs))
         p = run_cli("--socket", v.sock, "--json", "backup", "create")
         if p.returncode != 0 and "403" in p.stderr:
-            print("# skip the backup half: the API refuses POST on the unix socket here: %s" % p.stderr.strip())
+            skip_part("the backup half: the API refuses POST on the unix socket here: %s" % p.stderr.strip())
             return
         check(p.returncode == 0, "backup create: %s %s" % (p.stdout, p.stderr))
         res = json.loads(p.stdout)

@@ -17,19 +17,18 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SRC, Failure, Vigild, check, wait_for  # noqa: E402
+from harness import Failure, SRC, Vigild, check, scratch_dir, skip_part, wait_for  # noqa: E402
 
 UNIT = os.path.join(SRC, "deploy", "systemd", "vigild.service")
 
 
 def test_unit_security():
     if not shutil.which("systemd-analyze"):
-        print("SKIP unit checks: systemd-analyze is not installed (static checks only)")
+        skip_part("unit checks: systemd-analyze is not installed (static checks only)")
     else:
         out = subprocess.run(["systemd-analyze", "security", "--offline=yes", UNIT],
                              capture_output=True, text=True)
@@ -38,7 +37,7 @@ def test_unit_security():
         score = float(m.group(1))
         print("systemd-analyze security exposure: %.1f" % score)
         check(score <= 2.0, "exposure %.1f > 2.0" % score)
-        with tempfile.TemporaryDirectory() as d:
+        with scratch_dir() as d:
             # verify resolves ExecStart: point it at an existing binary
             with open(UNIT) as f:
                 text = f.read().replace("/usr/bin/vigild", "/bin/true")
@@ -75,7 +74,7 @@ class NotifySocket:
     """Stands in for systemd: records every datagram with its arrival time."""
 
     def __init__(self):
-        self.dir = tempfile.TemporaryDirectory(prefix="vigil-notify-")
+        self.dir = scratch_dir("vigil-notify-")
         self.path = os.path.join(self.dir.name, "notify")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)

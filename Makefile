@@ -67,10 +67,17 @@ FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
 	clang-format -i $(FORMAT_FILES)
 
+# Unbounded string writers: use snprintf, or memcpy with a length checked first. A call (the name
+# followed by '('), not a mention in a comment; snprintf, strncpy... do not match.
+BANNED_CALLS = (^|[^A-Za-z0-9_])(sprintf|strcpy|strcat)[[:space:]]*\(
 format-check:
 	@bad=$$(for f in $(FORMAT_FILES); do clang-format --dry-run -Werror $$f >/dev/null 2>&1 || echo $$f; done); \
 	if [ -n "$$bad" ]; then echo "not clang-formatted (run 'make format'):"; echo "$$bad"; exit 1; fi; \
 	echo "format-check: all C files are clang-formatted"
+	@banned=$$(git grep -nE '$(BANNED_CALLS)' -- 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 2>/dev/null); \
+	if [ -n "$$banned" ]; then echo "sprintf/strcpy/strcat are not used here (snprintf, or memcpy with a checked length):"; \
+		echo "$$banned"; exit 1; fi; \
+	echo "format-check: no sprintf, strcpy or strcat in src/ and tests/"
 
 bench: build
 	./bench/run.sh

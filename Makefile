@@ -82,7 +82,10 @@ format-check:
 bench: build
 	./bench/run.sh
 
+# libFuzzer campaign: every target FUZZ_SECONDS (default 60) from its seed corpus; crashes under
+# build-fuzz/crashes/TARGET/ (tests/fuzz/run-campaign.sh says more).
 fuzz:
+	@command -v clang >/dev/null || ./scripts/install-deps.sh --fuzz
 	cmake -S . -B build-fuzz -DVIGIL_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug
 	cmake --build build-fuzz -j$(JOBS)
 	./tests/fuzz/run-campaign.sh build-fuzz

@@ -34,12 +34,14 @@ run: deps build
 		exec $(BUILD)/bin/vigild --simulate --listen $(LISTEN) --socket $(RUN_DIR)/vigild.sock --data-dir $(RUN_DIR); \
 	fi
 
-# What CI runs: -Werror build + all tests, then the same suite under ASan+UBSan, then formatting.
+# What CI runs: formatting, -Werror build + all tests, then the same suite under ASan+UBSan, then
+# the unit and integration tests under TSan.
 test: deps format-check
 	cmake -S . -B $(BUILD) -DVIGIL_WERROR=ON $(CMAKEFLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 	$(MAKE) test-asan
+	$(MAKE) test-tsan
 
 test-asan:
 	cmake -S . -B $(ASAN) -DVIGIL_WERROR=ON -DVIGIL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKEFLAGS)
@@ -51,7 +53,7 @@ test-asan:
 # Suppressions, each with its reason: scripts/tsan.supp. A report fails the test that caused it
 # (exit code 66 of the process; harness.py fails a test whose vigild printed one).
 TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/scripts/tsan.supp halt_on_error=0 exitcode=66 \
-	second_deadlock_stack=1 history_size=4"
+	second_deadlock_stack=1 history_size=4" VIGIL_TIMEOUT_SCALE=3
 test-tsan:
 	cmake -S . -B $(TSAN) -DVIGIL_WERROR=ON -DVIGIL_TSAN=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKEFLAGS)
 	cmake --build $(TSAN) -j$(JOBS)

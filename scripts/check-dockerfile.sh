@@ -68,8 +68,8 @@ if [ ${#bins[@]} -eq 0 ]; then
 	[ $fail -eq 0 ] || exit 1
 	ci_skip "check-dockerfile: library check: no binaries under '$build' (build first)"
 fi
-if ldd "${bins[@]}" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-	echo "check-dockerfile: note: '$build' is a sanitizer build; its libasan/libubsan are not checked"
+if ldd "${bins[@]}" 2>/dev/null | grep -q 'libasan\|libubsan\|libtsan'; then
+	echo "check-dockerfile: note: '$build' is a sanitizer build; its libasan/libubsan/libtsan are not checked"
 fi
 # shellcheck disable=SC2086
 provided=$( (echo $runtime_pkgs | tr ' ' '\n'
@@ -79,7 +79,7 @@ provided=$( (echo $runtime_pkgs | tr ' ' '\n'
 	) | sed 's/:.*//' | sort -u)
 missing=0 checked=0
 while read -r lib path; do
-	case $lib in libasan* | libubsan* | linux-vdso* | "") continue ;; esac
+	case $lib in libasan* | libubsan* | libtsan* | linux-vdso* | "") continue ;; esac
 	[ -e "$path" ] || { bad "'$lib' is not found on this machine (ldd)"; continue; }
 	real=$(readlink -f "$path")
 	pkg=""

@@ -122,8 +122,8 @@ def test_incidents_survive_restart():
     d = None
     with Vigild(scenario="constant-2gpu.yaml", config=FAST) as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
-        v.inject(gpu=0, xid=48)
         commits = v.metric("vigil_store_commits_total")
+        v.inject(gpu=0, xid=48)
         wait_for(lambda: find(v, "xid_48", 0), 2, "xid_48")
         v.wait_metric("vigil_store_commits_total", lambda c: c > commits,
                       what="the store to commit the incident")

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 
-from harness import BUILD, VIGIL, Vigild, check, main, run_cli, scratch_dir, skip_part, wait_for
+from harness import BUILD, TIMEOUT_SCALE, VIGIL, Vigild, check, main, run_cli, scratch_dir, skip_part, wait_for
 
 WRITER = os.path.join(BUILD, "tests", "store_writer")
 KEY = "integration-test passphrase 0123456789"
@@ -41,7 +41,7 @@ def test_kill9_loop():
         for i in range(ITERATIONS):
             p = subprocess.Popen([WRITER, "write", db, "4"], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-            time.sleep(rnd.uniform(0.02, 0.15))
+            time.sleep(rnd.uniform(0.02, 0.15) * TIMEOUT_SCALE)  # the random kill point
             p.send_signal(signal.SIGKILL)
             out, err = p.communicate(timeout=10)
             acked = {int(l[4:]) for l in out.splitlines() if l.startswith("ack ")}

@@ -2,6 +2,11 @@
 
 Each test starts `vigild --simulate=SCENARIO --listen 127.0.0.1:0` with a temporary data dir,
 reads the bound URL from DATA_DIR/vigild.addr, and stops it at the end. Only the standard library.
+
+The shared habits (docs/testing.md): wait with wait_for() / Vigild.wait_sweeps() /
+wait_evaluations() / wait_metric(), never a fixed sleep; move scenario time with
+Vigild.advance(); skip with skip() / skip_part(), which fail under VIGIL_CI=1 unless CI cannot
+have the thing; temporary directories from scratch_dir().
 """
 import json
 import os

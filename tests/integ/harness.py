@@ -8,6 +8,7 @@ wait_evaluations() / wait_metric(), never a fixed sleep; move scenario time with
 Vigild.advance(); skip with skip() / skip_part(), which fail under VIGIL_CI=1 unless CI cannot
 have the thing; temporary directories from scratch_dir().
 """
+import atexit
 import json
 import os
 import signal
@@ -109,6 +110,17 @@ def scratch_dir(prefix="vigil-test-"):
     return tempfile.TemporaryDirectory(prefix=prefix)
 
 
+_started = []  # every vigild this process started: none may outlive the test program
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in _started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 class Vigild:
     def __init__(self, scenario=None, args=(), config=None, env=None, simulate=True):
         self.tmp = scratch_dir("vigil-integ-")
@@ -134,6 +146,7 @@ class Vigild:
         e.update(env or {})
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        _started.append(self.proc)
         self.url = None
 
     def wait_listening(self, timeout=10):

@@ -9,7 +9,7 @@ BUILD=(build-essential cmake pkg-config clang-format
        libgnutls28-dev)
 TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
-      sslscan testssl.sh openssl prometheus-alertmanager)
+      sslscan testssl.sh openssl prometheus-alertmanager sqlite3)
 
 want=("${BUILD[@]}")
 if [ "${1:-}" != "--build-only" ]; then

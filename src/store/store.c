@@ -230,13 +230,19 @@ static enum open_result open_writer(const char *path, bool check, sqlite3 **ret,
         char mode[32];
         int rc;
 
-        /* Create the file ourselves so that it (and the -wal/-shm SQLite derives from it) is 0600. */
-        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        /* Create the file ourselves so that it (and the -wal/-shm SQLite derives from it) is 0600,
+         * and close our descriptor BEFORE SQLite opens it: closing any descriptor of the database
+         * file drops every POSIX lock this process holds on it, SQLite's included ("How To Corrupt
+         * An SQLite Database File" §2.2). Another process closing its connection would then take
+         * the exclusive lock, checkpoint and delete the WAL that we still write to, and every
+         * commit after that is lost at the next crash. */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0) {
                 *err = -errno;
                 snprintf(why, whylen, "%s", strerror(errno));
                 return OPEN_FAILED;
         }
+        close(fd);
 
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
         if (rc != SQLITE_OK) {

@@ -12,21 +12,24 @@
 #include <sqlite3.h>
 
 #include "security/audit.h"
+#include "store/store.h"
 #include "common/vtime.h"
 
 static int verify_offline(const char *path, cli_ctx *ctx)
 {
-        sqlite3 *db = NULL;
+        store_ro ro;
         audit_verify_result res;
+        char err[PATH_MAX + 256];
         int r;
 
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-                cli_error(ctx, "cannot open '%s': %s", path, db ? sqlite3_errmsg(db) : "no memory");
-                sqlite3_close(db);
+        /* Read-only for real: no -wal/-shm appears and no byte changes (store.h). */
+        r = store_open_ro(path, &ro, err, sizeof(err));
+        if (r < 0) {
+                cli_error(ctx, "%s", err);
                 return -EIO;
         }
-        r = audit_verify(db, &res);
-        sqlite3_close(db);
+        r = audit_verify(ro.db, &res);
+        store_close_ro(&ro);
         if (r == -EIO) {
                 cli_error(ctx, "cannot read the audit trail in '%s': %s", path, res.reason);
                 return r;

@@ -153,5 +153,81 @@ def test_kill9_with_concurrent_reader():
               % (ITERATIONS, len(acked_all)))
 
 
+def snapshot(directory):
+    """{name: sha256 of the bytes} for every file in directory."""
+    out = {}
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_verify_is_read_only():
+    """`vigil audit verify --db` and `vigil backup verify` change neither the directory listing
+    nor a byte of the files: on a cleanly stopped store, and on one left by kill -9 (WAL)."""
+    with tempfile.TemporaryDirectory(prefix="vigil-ro-") as data:
+        db = os.path.join(data, "vigil.db")
+        d = start_on(data, AUTH)
+        for _ in range(3):
+            unix(d, "POST", "/api/v1/tokens/revoke", {"jti": "ro-%d" % time.monotonic_ns()})
+        d.stop()
+        for f in os.listdir(data):
+            if not f.startswith("vigil.db"):
+                os.unlink(os.path.join(data, f))
+        before = snapshot(data)
+        check("vigil.db-wal" not in before, "a clean stop leaves no WAL: %s" % sorted(before))
+        r = run_cli("audit", "verify", "--db", db)
+        check(r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr)
+        after = snapshot(data)
+        check(after == before, "audit verify --db changed %s: %s -> %s" % (
+            data, sorted(before), sorted(after)))
+        # a store left by kill -9: its WAL holds committed records that verify must read
+        d = start_on(data, AUTH)
+        unix(d, "POST", "/api/v1/tokens/revoke", {"jti": "ro-wal"})
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        for f in os.listdir(data):
+            if not f.startswith("vigil.db"):
+                os.unlink(os.path.join(data, f))
+        before = snapshot(data)
+        check("vigil.db-wal" in before, "kill -9 leaves a WAL: %s" % sorted(before))
+        r = run_cli("audit", "verify", "--db", db)
+        check(r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr)
+        after = snapshot(data)
+        check(after == before, "audit verify --db after kill -9 changed %s: %s -> %s" % (
+            data, sorted(before), sorted(after)))
+        # the records in the WAL were read: the same count as after SQLite replays it
+        n = int(r.stdout.split("intact: ")[1].split()[0])
+        with tempfile.TemporaryDirectory(prefix="vigil-ro-copy-") as c:
+            for f in os.listdir(data):
+                with open(os.path.join(data, f), "rb") as src, open(os.path.join(c, f), "wb") as dst:
+                    dst.write(src.read())
+            con = sqlite3.connect(os.path.join(c, "vigil.db"))
+            rows = con.execute("select count(*) from audit_log").fetchone()[0]
+            con.close()
+        check(n == rows, "verify read %d records, the database holds %d" % (n, rows))
+        # a -wal without its -shm (a copied set): verify works on a private copy
+        os.unlink(os.path.join(data, "vigil.db-shm"))
+        before = snapshot(data)
+        r = run_cli("audit", "verify", "--db", db)
+        check(r.returncode == 0 and "intact: %d " % rows in r.stdout, r.stdout + r.stderr)
+        check(snapshot(data) == before, "audit verify --db (no -shm) changed %s" % data)
+    with tempfile.TemporaryDirectory(prefix="vigil-ro-bk-") as d:
+        db = os.path.join(d, "src", "vigil.db")
+        os.makedirs(os.path.dirname(db))
+        p = subprocess.run([WRITER, "backup", db, os.path.join(d, "backups")], capture_output=True,
+                           text=True, timeout=120)
+        check(p.returncode == 0, "backup: %s %s" % (p.stdout, p.stderr))
+        archive = dict(l.split(" ", 1) for l in p.stdout.splitlines() if " " in l)["archive"]
+        bdir = os.path.dirname(archive)
+        before = snapshot(bdir)
+        r = run_cli("backup", "verify", archive)
+        check(r.returncode == 0, "backup verify: %s %s" % (r.stdout, r.stderr))
+        check(snapshot(bdir) == before, "backup verify changed %s" % bdir)
+
+
 if __name__ == "__main__":
-    main([test_revocation_survives_reader_and_kill9, test_kill9_with_concurrent_reader])
+    main([test_revocation_survives_reader_and_kill9, test_kill9_with_concurrent_reader,
+          test_verify_is_read_only])

@@ -25,7 +25,18 @@
 #include "store/store.h"
 #include "webconfig.h"
 
-#define REVOKED_MAX 65536 /* revoked token ids kept in memory */
+/* A revocation is enforced while the token could still be accepted: until its expiry plus the
+ * largest leeway the configuration allows (security.authentication.leeway <= 300 s). */
+#define REVOKE_GRACE_S 300
+/* A revocation whose exp is already past cannot be the expiry of a token that still works: the
+ * caller's exp is wrong or unknown, so it is kept as long as a revocation without exp. */
+#define REVOKE_KEEP_UNKNOWN_S (366LL * 86400)
+
+/* One revoked token id; the set is open-addressed and grows (no count limit). */
+typedef struct rev_entry {
+        char *jti;       /* owned; NULL = empty slot */
+        int64_t expires; /* seconds since epoch: enforced until expires + REVOKE_GRACE_S */
+} rev_entry;
 
 struct gate_cfg {
         auth_policy pol;         /* decision inputs */
@@ -54,9 +65,12 @@ struct auth_gate {
         ratelimit *rl;         /* buckets (survive reloads) */
         struct store *store;   /* borrowed */
         pthread_mutex_t rev_lock;
-        char (*revoked)[AUTH_MAX_JTI]; /* cached revoked jtis */
-        size_t n_revoked;
+        rev_entry *rev;   /* revoked token ids (open addressing), under rev_lock */
+        size_t rev_cap;   /* slots in rev: 0 or a power of two */
+        size_t n_revoked; /* used slots */
 };
+
+static bool revoked_token(auth_gate *g, const char *jti, int64_t token_exp);
 
 static void cfg_free(struct gate_cfg *c)
 {
@@ -143,20 +157,97 @@ static int cfg_build(const gate_options *o, struct gate_cfg **ret, char *err, si
         return 0;
 }
 
+static uint64_t rev_hash(const char *s)
+{
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h;
+}
+
+/* The slot holding jti, or the empty slot where it would go. rev_cap > 0. */
+static rev_entry *rev_slot(rev_entry *tab, size_t cap, const char *jti)
+{
+        size_t i = (size_t)rev_hash(jti) & (cap - 1);
+
+        while (tab[i].jti && strcmp(tab[i].jti, jti) != 0)
+                i = (i + 1) & (cap - 1);
+        return &tab[i];
+}
+
+/* Find jti; NULL when not revoked. Under rev_lock. */
+static rev_entry *rev_find(auth_gate *g, const char *jti)
+{
+        rev_entry *e;
+
+        if (!g->rev_cap)
+                return NULL;
+        e = rev_slot(g->rev, g->rev_cap, jti);
+        return e->jti ? e : NULL;
+}
+
+/* Add jti (or raise its expiry). Under rev_lock. 0 or -ENOMEM. */
+static int rev_put(auth_gate *g, const char *jti, int64_t expires)
+{
+        rev_entry *e;
+
+        if ((g->n_revoked + 1) * 2 > g->rev_cap) { /* keep the load under 1/2 */
+                size_t cap = g->rev_cap ? g->rev_cap * 2 : 1024;
+                rev_entry *tab = calloc(cap, sizeof(*tab));
+                if (!tab)
+                        return -ENOMEM;
+                for (size_t i = 0; i < g->rev_cap; i++)
+                        if (g->rev[i].jti)
+                                *rev_slot(tab, cap, g->rev[i].jti) = g->rev[i];
+                free(g->rev);
+                g->rev = tab;
+                g->rev_cap = cap;
+        }
+        e = rev_slot(g->rev, g->rev_cap, jti);
+        if (e->jti) {
+                if (expires > e->expires)
+                        e->expires = expires;
+                return 0;
+        }
+        e->jti = strdup(jti);
+        if (!e->jti)
+                return -ENOMEM;
+        e->expires = expires;
+        g->n_revoked++;
+        return 0;
+}
+
+static void rev_clear(auth_gate *g)
+{
+        for (size_t i = 0; i < g->rev_cap; i++)
+                free(g->rev[i].jti);
+        free(g->rev);
+        g->rev = NULL;
+        g->rev_cap = g->n_revoked = 0;
+}
+
+/* Every revocation whose token could still be accepted. A failure refuses start: a daemon that
+ * silently forgot its revocations would accept revoked tokens. */
 static int load_revoked_fn(sqlite3 *db, void *ctx)
 {
         auth_gate *g = ctx;
         sqlite3_stmt *st = NULL;
+        int rc, r = 0;
 
-        if (sqlite3_prepare_v2(db, "SELECT jti FROM auth_revoked WHERE expires > ?", -1, &st,
-                               NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(db, "SELECT jti, expires FROM auth_revoked WHERE expires >= ?", -1,
+                               &st, NULL) != SQLITE_OK)
                 return -EIO;
-        sqlite3_bind_int64(st, 1, time_real_us() / 1000000);
-        while (sqlite3_step(st) == SQLITE_ROW && g->n_revoked < REVOKED_MAX)
-                snprintf(g->revoked[g->n_revoked++], AUTH_MAX_JTI, "%s",
-                         (const char *)sqlite3_column_text(st, 0));
+        sqlite3_bind_int64(st, 1, time_real_us() / 1000000 - REVOKE_GRACE_S);
+        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *jti = (const char *)sqlite3_column_text(st, 0);
+                if (jti)
+                        r = rev_put(g, jti, sqlite3_column_int64(st, 1));
+        }
         sqlite3_finalize(st);
-        return 0;
+        if (r < 0)
+                return r;
+        return rc == SQLITE_DONE ? 0 : store_errno(rc) ?: -EIO;
 }
 
 static char *dup_or_empty(const char *s)
@@ -195,26 +286,26 @@ int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen)
 
         if (!g)
                 return -ENOMEM;
-        g->revoked = calloc(REVOKED_MAX, AUTH_MAX_JTI);
-        if (!g->revoked) {
-                free(g);
-                return -ENOMEM;
-        }
         r = cfg_build(o, &g->cfg, err, errlen);
         if (r == 0 && (r = cfg_own_strings(g->cfg)) < 0)
                 cfg_destroy(g->cfg);
         if (r == 0)
                 r = ratelimit_new(g->cfg->rl_per_minute, g->cfg->rl_burst, &g->rl);
         if (r < 0) {
-                free(g->revoked);
                 free(g);
                 return r;
         }
         pthread_rwlock_init(&g->lock, NULL);
         pthread_mutex_init(&g->rev_lock, NULL);
         g->store = o->store;
-        if (g->store)
-                store_read(g->store, load_revoked_fn, g);
+        if (g->store && (r = store_read(g->store, load_revoked_fn, g)) < 0) {
+                snprintf(err, errlen,
+                         "cannot load the token revocation list from '%s': %s (refusing to start: "
+                         "revoked tokens would be accepted)",
+                         store_path(g->store), strerror(-r));
+                gate_free(g);
+                return r;
+        }
         *ret = g;
         return 0;
 }
@@ -245,7 +336,7 @@ auth_gate *gate_free(auth_gate *g)
         ratelimit_free(g->rl);
         pthread_rwlock_destroy(&g->lock);
         pthread_mutex_destroy(&g->rev_lock);
-        free(g->revoked);
+        rev_clear(g);
         free(g);
         return NULL;
 }
@@ -526,7 +617,7 @@ void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v
                         reason = "not_bearer";
                 } else if (auth_jwt_verify(&c->key, tok, toklen, time_real_us() / 1000000, &cl,
                                            &reason) == 0) {
-                        if (cl.jti[0] && gate_is_revoked(g, cl.jti)) {
+                        if (cl.jti[0] && revoked_token(g, cl.jti, cl.exp)) {
                                 reason = "revoked";
                         } else {
                                 s->authenticated = true;
@@ -631,8 +722,9 @@ static int revoke_fn(sqlite3 *db, void *ctx)
         int r;
 
         if (sqlite3_prepare_v2(db,
-                               "INSERT OR REPLACE INTO auth_revoked (jti, expires, revoked, "
-                               "revoked_by) VALUES (?, ?, ?, ?)",
+                               "INSERT INTO auth_revoked (jti, expires, revoked, revoked_by) "
+                               "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (jti) DO UPDATE SET expires = "
+                               "max(expires, excluded.expires)",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_text(st, 1, rc->jti, -1, SQLITE_STATIC);
@@ -644,37 +736,65 @@ static int revoke_fn(sqlite3 *db, void *ctx)
         return r == SQLITE_DONE ? 0 : store_errno(r);
 }
 
+/* The expiry a revocation is kept until: the token's exp as given, unless that is already past
+ * (then the token's real expiry is unknown: REVOKE_KEEP_UNKNOWN_S). */
+static int64_t revoke_expiry(int64_t exp, int64_t now)
+{
+        return exp < now ? now + REVOKE_KEEP_UNKNOWN_S : exp;
+}
+
 int gate_revoke(auth_gate *g, const char *jti, int64_t exp, const char *by)
 {
-        struct revoke_ctx rc = {.jti = jti, .by = by ? by : "", .exp = exp};
-        int r = 0;
+        int64_t now = time_real_us() / 1000000;
+        struct revoke_ctx rc = {.jti = jti, .by = by ? by : "", .exp = revoke_expiry(exp, now)};
+        int r, w = 0;
 
-        if (!jti || !*jti || strlen(jti) >= AUTH_MAX_JTI)
+        if (!g || !jti || !*jti || strlen(jti) >= AUTH_MAX_JTI)
                 return -EINVAL;
-        if (g->store) {
-                r = store_write(g->store, revoke_fn, &rc);
-                if (r < 0)
-                        return r;
-        }
-        if (gate_is_revoked(g, jti))
-                return 0;
+        /* Enforced first, then persisted: a store failure still refuses the token until the
+         * daemon stops, and the caller hears that it did not persist. */
         pthread_mutex_lock(&g->rev_lock);
-        if (g->n_revoked < REVOKED_MAX)
-                snprintf(g->revoked[g->n_revoked++], AUTH_MAX_JTI, "%s", jti);
-        else
-                r = -ENOSPC;
+        r = rev_put(g, jti, rc.exp);
         pthread_mutex_unlock(&g->rev_lock);
-        return r;
+        if (g->store)
+                w = store_write(g->store, revoke_fn, &rc);
+        return r < 0 ? r : w;
 }
 
 bool gate_is_revoked(auth_gate *g, const char *jti)
 {
-        bool found = false;
+        bool found;
+
+        if (!g || !jti)
+                return false;
+        pthread_mutex_lock(&g->rev_lock);
+        found = rev_find(g, jti) != NULL;
+        pthread_mutex_unlock(&g->rev_lock);
+        return found;
+}
+
+/* A revoked token was presented: its own exp is known now. If the revocation would lapse before
+ * the token does (a wrong exp at revoke time), extend it to the token's exp. */
+static bool revoked_token(auth_gate *g, const char *jti, int64_t token_exp)
+{
+        rev_entry *e;
+        bool found, extend = false;
 
         pthread_mutex_lock(&g->rev_lock);
-        for (size_t i = 0; i < g->n_revoked && !found; i++)
-                found = !strcmp(g->revoked[i], jti);
+        e = rev_find(g, jti);
+        found = e != NULL;
+        if (e && token_exp > e->expires) {
+                e->expires = token_exp;
+                extend = true;
+        }
         pthread_mutex_unlock(&g->rev_lock);
+        if (extend && g->store) {
+                struct revoke_ctx rc = {.jti = jti, .by = "", .exp = token_exp};
+                int r = store_write(g->store, revoke_fn, &rc);
+                if (r < 0)
+                        log_error("security", "failed to extend the revocation of a token: %s",
+                                  strerror(-r));
+        }
         return found;
 }
 

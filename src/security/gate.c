@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <limits.h>
 #include <sys/random.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -65,9 +67,20 @@ struct auth_gate {
         ratelimit *rl;         /* buckets (survive reloads) */
         struct store *store;   /* borrowed */
         pthread_mutex_t rev_lock;
-        rev_entry *rev;   /* revoked token ids (open addressing), under rev_lock */
-        size_t rev_cap;   /* slots in rev: 0 or a power of two */
-        size_t n_revoked; /* used slots */
+        audit_key akey;              /* authenticates checkpoints and heads; unset = audit off */
+        char audit_dir[PATH_MAX];    /* where the key and the sidecar live */
+        char sidecar[PATH_MAX + 16]; /* audit_dir/audit.head */
+        pthread_mutex_t exp_lock; /* guards exp, exp_url, exp_stop, last_seq; serialises exports */
+        pthread_cond_t exp_wake;  /* wakes the export thread (stop, reload) */
+        audit_export_options exp; /* current head export settings (exp_url owned) */
+        char *exp_url;            /* exp.webhook_url's storage */
+        bool exp_stop;            /* gate_free began */
+        bool exp_started;         /* the export thread exists */
+        pthread_t exp_thread;     /* exports every exp.interval_s */
+        int64_t exp_last_seq;     /* head seq of the last successful export, -1 = none */
+        rev_entry *rev;           /* revoked token ids (open addressing), under rev_lock */
+        size_t rev_cap;           /* slots in rev: 0 or a power of two */
+        size_t n_revoked;         /* used slots */
 };
 
 static bool revoked_token(auth_gate *g, const char *jti, int64_t token_exp);
@@ -279,6 +292,124 @@ static void cfg_destroy(struct gate_cfg *c)
         cfg_free(c);
 }
 
+/* exp->webhook_url copied into g (under exp_lock). */
+static int export_set(auth_gate *g, const audit_export_options *o)
+{
+        char *url = o->webhook_url && *o->webhook_url ? strdup(o->webhook_url) : NULL;
+
+        if (o->webhook_url && *o->webhook_url && !url)
+                return -ENOMEM;
+        free(g->exp_url);
+        g->exp_url = url;
+        g->exp = *o;
+        g->exp.webhook_url = url;
+        return 0;
+}
+
+static int64_t export_interval_s(const audit_export_options *o)
+{
+        return o->interval_s == 0 ? 60 : o->interval_s;
+}
+
+/* One export if the head moved (or always when force). Under exp_lock. */
+static int export_locked(auth_gate *g, bool force, char *err, size_t errlen)
+{
+        audit_head h = {0};
+        int r;
+
+        err[0] = '\0';
+        if (!g->store || !g->akey.set)
+                return 0;
+        r = store_read(g->store, audit_head_fn, &h);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot read the audit head: %s", strerror(-r));
+                return r;
+        }
+        if (!force && h.seq == g->exp_last_seq)
+                return 0;
+        r = audit_export_head(&g->exp, &g->akey, &h, g->sidecar, err, errlen);
+        if (r == 0)
+                g->exp_last_seq = h.seq;
+        return r;
+}
+
+static void *export_main(void *arg)
+{
+        auth_gate *g = arg;
+        char err[512];
+
+        pthread_mutex_lock(&g->exp_lock);
+        while (!g->exp_stop) {
+                int64_t iv = export_interval_s(&g->exp);
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += iv > 0 ? iv : 3600;
+                pthread_cond_timedwait(&g->exp_wake, &g->exp_lock, &ts);
+                if (g->exp_stop || export_interval_s(&g->exp) < 0)
+                        continue;
+                if (export_locked(g, false, err, sizeof(err)) < 0)
+                        log_warn("security", "failed to export the audit head: %s", err);
+        }
+        pthread_mutex_unlock(&g->exp_lock);
+        return NULL;
+}
+
+/* The audit key and the export thread, when the trail is kept. */
+static int audit_setup(auth_gate *g, const gate_options *o, char *err, size_t errlen)
+{
+        const char *dir = o->audit_dir;
+        char sdir[PATH_MAX];
+        bool created = false;
+        pthread_condattr_t ca;
+        int r;
+
+        r = audit_export_options_check(&o->head_export, err, errlen);
+        if (r < 0)
+                return r;
+        r = export_set(g, &o->head_export);
+        if (r < 0)
+                return r;
+        if (!g->store || !o->audit)
+                return 0;
+        if (!dir || !*dir) {
+                const char *p = store_path(g->store), *slash = strrchr(p, '/');
+                if (!slash)
+                        snprintf(sdir, sizeof(sdir), ".");
+                else
+                        snprintf(sdir, sizeof(sdir), "%.*s", (int)(slash - p), p);
+                dir = slash == p ? "/" : sdir;
+        }
+        snprintf(g->audit_dir, sizeof(g->audit_dir), "%s", dir);
+        snprintf(g->sidecar, sizeof(g->sidecar), "%s/" AUDIT_HEAD_FILE, dir);
+        r = audit_key_load(dir, o->keyring, true, &g->akey, &created, err, errlen);
+        if (r < 0)
+                return r;
+        if (created) {
+                /* Trust on first use: a checkpoint written before checkpoints were
+                 * authenticated is signed now; later, an unsigned one is an intrusion. */
+                r = store_write(g->store, audit_checkpoint_adopt_fn, &g->akey);
+                if (r < 0) {
+                        snprintf(err, errlen, "cannot authenticate the audit checkpoint: %s",
+                                 strerror(-r));
+                        return r;
+                }
+                log_info("security", "created the audit key in '%s'%s", dir,
+                         o->keyring ? " (sealed by the master key)" : "");
+        }
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&g->exp_wake, &ca);
+        pthread_condattr_destroy(&ca);
+        r = -pthread_create(&g->exp_thread, NULL, export_main, g);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot start the audit head export: %s", strerror(-r));
+                pthread_cond_destroy(&g->exp_wake);
+                return r;
+        }
+        g->exp_started = true;
+        return 0;
+}
+
 int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen)
 {
         auth_gate *g = calloc(1, sizeof(*g));
@@ -297,12 +428,19 @@ int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen)
         }
         pthread_rwlock_init(&g->lock, NULL);
         pthread_mutex_init(&g->rev_lock, NULL);
+        pthread_mutex_init(&g->exp_lock, NULL);
+        g->exp_last_seq = -1;
         g->store = o->store;
         if (g->store && (r = store_read(g->store, load_revoked_fn, g)) < 0) {
                 snprintf(err, errlen,
                          "cannot load the token revocation list from '%s': %s (refusing to start: "
                          "revoked tokens would be accepted)",
                          store_path(g->store), strerror(-r));
+                gate_free(g);
+                return r;
+        }
+        r = audit_setup(g, o, err, errlen);
+        if (r < 0) {
                 gate_free(g);
                 return r;
         }
@@ -319,6 +457,17 @@ int gate_reload(auth_gate *g, const gate_options *o, char *err, size_t errlen)
                 cfg_destroy(c);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&g->exp_lock);
+        r = audit_export_options_check(&o->head_export, err, errlen);
+        if (r == 0)
+                r = export_set(g, &o->head_export);
+        if (g->exp_started)
+                pthread_cond_signal(&g->exp_wake);
+        pthread_mutex_unlock(&g->exp_lock);
+        if (r < 0) {
+                cfg_destroy(c);
+                return r;
+        }
         pthread_rwlock_wrlock(&g->lock);
         old = g->cfg;
         g->cfg = c;
@@ -332,6 +481,23 @@ auth_gate *gate_free(auth_gate *g)
 {
         if (!g)
                 return NULL;
+        if (g->exp_started) {
+                char err[512];
+                pthread_mutex_lock(&g->exp_lock);
+                g->exp_stop = true;
+                pthread_cond_signal(&g->exp_wake);
+                pthread_mutex_unlock(&g->exp_lock);
+                pthread_join(g->exp_thread, NULL);
+                /* the last head, as the daemon stops */
+                pthread_mutex_lock(&g->exp_lock);
+                if (export_locked(g, false, err, sizeof(err)) < 0)
+                        log_warn("security", "failed to export the audit head: %s", err);
+                pthread_mutex_unlock(&g->exp_lock);
+                pthread_cond_destroy(&g->exp_wake);
+        }
+        pthread_mutex_destroy(&g->exp_lock);
+        free(g->exp_url);
+        explicit_bzero(&g->akey, sizeof(g->akey));
         cfg_destroy(g->cfg);
         ratelimit_free(g->rl);
         pthread_rwlock_destroy(&g->lock);
@@ -531,6 +697,22 @@ static void audit_req(auth_gate *g, const gate_input *in, gate_req *s, unsigned 
         free(d);
 }
 
+/* s for a log line: bytes outside printable ASCII as \xNN (a probing client chooses the path). */
+static const char *log_safe(const char *s, char *buf, size_t len)
+{
+        size_t o = 0;
+
+        for (; s && *s && o + 5 < len; s++) {
+                unsigned char c = (unsigned char)*s;
+                if (c >= 0x20 && c < 0x7f && c != '\\')
+                        buf[o++] = (char)c;
+                else
+                        o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+        }
+        buf[o] = '\0';
+        return buf;
+}
+
 /* Fill a denial; the server replies and gate_done audits it. */
 static void deny(const gate_input *in, const gate_req *s, gate_verdict *v, unsigned status,
                  const char *event, const char *detail, unsigned retry_after)
@@ -548,8 +730,9 @@ static void deny(const gate_input *in, const gate_req *s, gate_verdict *v, unsig
                          retry_after);
         else
                 snprintf(v->message, sizeof(v->message), "forbidden: %s", detail);
-        log_info("security", "denied %s %s from %s (%s): %u %s", in->method, in->path, s->source_ip,
-                 s->principal, status, event);
+        char path[256];
+        log_info("security", "denied %s %s from %s (%s): %u %s", in->method,
+                 log_safe(in->path, path, sizeof(path)), s->source_ip, s->principal, status, event);
 }
 
 void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v)
@@ -810,6 +993,36 @@ int64_t gate_prune(auth_gate *g)
         if (!g->store || days == 0)
                 return 0;
         req.before = time_real_us() - (int64_t)days * 86400 * 1000000;
+        req.key = &g->akey;
         r = store_write(g->store, audit_prune_fn, &req);
         return r < 0 ? r : req.removed;
+}
+
+int gate_audit_head_export(auth_gate *g, char *err, size_t errlen)
+{
+        int r;
+
+        if (!g) {
+                err[0] = '\0';
+                return 0;
+        }
+        pthread_mutex_lock(&g->exp_lock);
+        r = export_locked(g, true, err, errlen);
+        pthread_mutex_unlock(&g->exp_lock);
+        return r;
+}
+
+const audit_key *gate_audit_key(auth_gate *g)
+{
+        return g ? &g->akey : NULL;
+}
+
+int gate_audit_reload(auth_gate *g, bool ok, const char *source, const char *reason)
+{
+        char detail[512];
+
+        snprintf(detail, sizeof(detail), "%s%s%s", source && *source ? source : "reload",
+                 ok ? "" : ": ", ok ? "" : (reason && *reason ? reason : "refused"));
+        return gate_audit(g, "vigild", "admin", "local", "-", "config", ok ? 200 : 400,
+                          ok ? "config_reload" : "config_reload_refused", detail, "");
 }

@@ -11,8 +11,10 @@
 
 Run alone: python3 tests/integ/test_state.py [--bench] [test_name ...]."""
 import hashlib
+import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +24,7 @@ import threading
 import time
 
 from harness import BUILD, Vigild, check, main, run_cli, wait_for
-from test_security import AUTH, SECRET, claims, mint, req, unix
+from test_security import AUTH, SECRET, claims, mint, raw, req, status_of, unix
 
 WRITER = os.path.join(BUILD, "tests", "store_writer")
 BENCH = "--bench" in sys.argv
@@ -228,6 +230,123 @@ def test_verify_is_read_only():
         check(snapshot(bdir) == before, "backup verify changed %s" % bdir)
 
 
+def audit_records(d):
+    code, out = unix(d, "GET", "/api/v1/audit?limit=100000")
+    check(code == 200, "audit: %d %s" % (code, out))
+    return json.loads(out)["records"]
+
+
+def verify_db(db, *extra):
+    return run_cli("audit", "verify", "--db", db, *extra)
+
+
+def copy_dir(src, dst):
+    for f in os.listdir(src):
+        p = os.path.join(src, f)
+        if os.path.isfile(p):
+            shutil.copy2(p, os.path.join(dst, f))
+
+
+def test_audit_trim_detected():
+    """Deleting the oldest records and forging a checkpoint with the right last_hash, or deleting
+    the newest records, is reported by `vigil audit verify` (the exported head, the key)."""
+    with tempfile.TemporaryDirectory(prefix="vigil-trim-") as data:
+        db = os.path.join(data, "vigil.db")
+        d = start_on(data, AUTH)
+        tok = mint(claims())
+        for i in range(12):
+            req(d, "POST", "/api/v1/inject", tok, {"gpu": 0, "xid": 79})
+        d.stop()
+        r = verify_db(db)
+        check(r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr)
+        full = r.stdout
+        con = sqlite3.connect(db)
+        last_seq, last_hash = con.execute(
+            "select seq, hash from audit_log order by seq desc limit 1").fetchone()
+        con.close()
+        # the head is exported beside the database (and to syslog/webhook when configured)
+        check(os.path.exists(os.path.join(data, "audit.head")), "no audit.head sidecar: %s"
+              % sorted(os.listdir(data)))
+        with open(os.path.join(data, "audit.head")) as f:
+            check(f.read().startswith("%d:%s" % (last_seq, last_hash)), "sidecar is not the head")
+
+        # 1. the oldest records deleted, a checkpoint forged with the right last_hash
+        with tempfile.TemporaryDirectory(prefix="vigil-trim-front-") as c:
+            copy_dir(data, c)
+            cdb = os.path.join(c, "vigil.db")
+            con = sqlite3.connect(cdb)
+            h5 = con.execute("select hash from audit_log where seq = 5").fetchone()[0]
+            con.execute("delete from audit_log where seq <= 5")
+            cols = [r[1] for r in con.execute("pragma table_info(audit_checkpoint)")]
+            con.execute("insert or replace into audit_checkpoint (id, last_seq, last_hash, pruned, ts) "
+                        "values (1, 5, ?, 5, 0)", (h5,))
+            con.commit()
+            con.close()
+            r = verify_db(cdb)
+            check(r.returncode == 1 and "BROKEN" in r.stdout and "checkpoint" in r.stdout,
+                  "a forged checkpoint passed verify (columns %s): %s%s" % (cols, r.stdout, r.stderr))
+
+        # 2. the newest records deleted: the sidecar head, or --head SEQ:HASH, says so
+        with tempfile.TemporaryDirectory(prefix="vigil-trim-tail-") as c:
+            copy_dir(data, c)
+            cdb = os.path.join(c, "vigil.db")
+            con = sqlite3.connect(cdb)
+            con.execute("delete from audit_log where seq > ?", (last_seq - 3,))
+            con.commit()
+            con.close()
+            r = verify_db(cdb)
+            check(r.returncode == 1 and "truncated" in r.stdout,
+                  "deleting the newest records passed verify: %s%s" % (r.stdout, r.stderr))
+            os.unlink(os.path.join(c, "audit.head"))
+            r = verify_db(cdb, "--head", "%d:%s" % (last_seq, last_hash))
+            check(r.returncode == 1 and "truncated" in r.stdout,
+                  "--head did not catch the truncation: %s%s" % (r.stdout, r.stderr))
+            r = verify_db(cdb, "--head", "%d:%s" % (last_seq - 3, "0" * 64))
+            check(r.returncode == 1, "a wrong --head hash passed: " + r.stdout)
+        r = verify_db(db, "--head", "%d:%s" % (last_seq, last_hash))
+        check(r.returncode == 0 and "intact" in r.stdout, "the untouched chain with --head: "
+              + r.stdout + r.stderr)
+
+
+def test_every_refusal_audited():
+    """A refusal whose path is not valid UTF-8 leaves a record (escaped bytes), and a password
+    nested 70 levels deep is never stored in clear."""
+    cfg = AUTH + "  audit: {enabled: true, include_sensitive_data: true}\n"
+    cfg = cfg.replace("  audit: {enabled: true, retention_days: 365}\n", "")
+    with tempfile.TemporaryDirectory(prefix="vigil-refusals-") as data:
+        d = start_on(data, cfg)
+        try:
+            before = len(audit_records(d))
+            resp = raw(d, b"GET /api/v1/gpus/\xff\xfe-probe HTTP/1.1\r\nHost: x\r\n"
+                          b"Authorization: Bearer not.a.token\r\nConnection: close\r\n\r\n")
+            check(status_of(resp) in (400, 401, 404), "probe answered %r" % resp[:80])
+            rows = audit_records(d)
+            probes = [r for r in rows[before:] if "probe" in r["route"]]
+            check(probes, "no audit record for a refused request with a non-UTF-8 path "
+                  "(records: %s)" % [(r["route"], r["event"]) for r in rows[before:]])
+            check("\\xff\\xfe" in probes[0]["route"], "bytes not escaped: %r" % probes[0]["route"])
+            deep = "SECRET-DEEP-70"
+            body = {"password": deep}
+            for _ in range(70):
+                body = {"a": body}
+            body["gpu"] = 0
+            tok = mint(claims())
+            req(d, "POST", "/api/v1/inject", tok, body)
+            rows = audit_records(d)
+            check(rows and rows[-1]["route"] == "/api/v1/inject", "no record for the inject")
+            check(deep not in json.dumps(rows), "a password 70 levels deep was recorded in clear")
+        finally:
+            d.stop()
+        blobs = b""
+        for f in os.listdir(data):
+            if f.startswith("vigil.db"):
+                with open(os.path.join(data, f), "rb") as fh:
+                    blobs += fh.read()
+        check(b"SECRET-DEEP-70" not in blobs, "the deep password is in the database files")
+        r = verify_db(os.path.join(data, "vigil.db"))
+        check(r.returncode == 0, "verify after escaped records: " + r.stdout + r.stderr)
+
+
 if __name__ == "__main__":
     main([test_revocation_survives_reader_and_kill9, test_kill9_with_concurrent_reader,
-          test_verify_is_read_only])
+          test_verify_is_read_only, test_audit_trim_detected, test_every_refusal_audited])

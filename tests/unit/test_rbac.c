@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -449,6 +450,58 @@ static void t_revocations_past_exp_restart(void **state)
         rev_store_remove(st, dir);
 }
 
+static int last_event_fn(sqlite3 *db, void *ctx)
+{
+        char *out = ctx;
+        sqlite3_stmt *st = NULL;
+
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT event || ' ' || status || ' ' || detail FROM "
+                                            "audit_log ORDER BY seq DESC LIMIT 1",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        out[0] = '\0';
+        if (sqlite3_step(st) == SQLITE_ROW)
+                snprintf(out, 256, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return 0;
+}
+
+/* A refused reload is audited; the head is exported to the sidecar on demand and at stop, with
+ * the key created beside the database. */
+static void t_audit_reload_and_head(void **state)
+{
+        char dir[64], err[512] = "", ev[256], path[128], mac[AUDIT_HASH_HEX];
+        store *st = rev_store(dir, sizeof(dir));
+        gate_options o = rev_opts(st);
+        auth_gate *g = NULL;
+        audit_head h;
+
+        (void)state;
+        o.audit = true;
+        o.head_export.interval_s = -1; /* only on demand and at stop */
+        assert_int_equal(gate_new(&o, &g, err, sizeof(err)), 0);
+        assert_true(gate_audit_key(g)->set);
+        assert_int_equal(gate_audit_reload(g, false, "SIGHUP", "vigil.yaml:3: unknown key 'x'"), 0);
+        assert_int_equal(store_read(st, last_event_fn, ev), 0);
+        assert_string_equal(ev, "config_reload_refused 400 SIGHUP: vigil.yaml:3: unknown key 'x'");
+        assert_int_equal(gate_audit_reload(g, true, "api", NULL), 0);
+        assert_int_equal(store_read(st, last_event_fn, ev), 0);
+        assert_string_equal(ev, "config_reload 200 api");
+        assert_int_equal(gate_audit_head_export(g, err, sizeof(err)), 0);
+        snprintf(path, sizeof(path), "%s/audit.head", dir);
+        assert_int_equal(audit_head_read(path, &h, mac), 0);
+        assert_int_equal(h.seq, 2);
+        assert_int_equal(
+            gate_audit(g, "uid:0", "admin", "unix", "POST", "/x", 200, "request", "", ""), 0);
+        gate_free(g); /* exports the last head */
+        assert_int_equal(audit_head_read(path, &h, mac), 0);
+        assert_int_equal(h.seq, 3);
+        snprintf(path, sizeof(path), "%s/audit.key", dir);
+        assert_int_equal(access(path, R_OK), 0);
+        rev_store_remove(st, dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -461,6 +514,7 @@ int main(void)
             cmocka_unit_test(t_revocations_load_failure),
             cmocka_unit_test(t_revocations_unbounded),
             cmocka_unit_test(t_revocations_past_exp_restart),
+            cmocka_unit_test(t_audit_reload_and_head),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1026,3 +1026,45 @@ int gate_audit_reload(auth_gate *g, bool ok, const char *source, const char *rea
         return gate_audit(g, "vigild", "admin", "local", "-", "config", ok ? 200 : 400,
                           ok ? "config_reload" : "config_reload_refused", detail, "");
 }
+
+struct verify_ctx {
+        const audit_verify_opts *o; /* what to check */
+        audit_verify_result *res;   /* out */
+};
+
+static int verify_fn(sqlite3 *db, void *ctx)
+{
+        struct verify_ctx *v = ctx;
+
+        return audit_verify_ex(db, v->o, v->res);
+}
+
+int gate_audit_verify(auth_gate *g, audit_verify_result *res)
+{
+        audit_head head;
+        audit_verify_opts o = {0};
+        char mac[AUDIT_HASH_HEX], want[AUDIT_HASH_HEX];
+        struct verify_ctx v = {.o = &o, .res = res};
+
+        memset(res, 0, sizeof(*res));
+        if (!g || !g->store) {
+                snprintf(res->reason, sizeof(res->reason), "no store");
+                return -EIO;
+        }
+        if (g->akey.set) {
+                o.key = &g->akey;
+                if (audit_head_read(g->sidecar, &head, mac) == 0) {
+                        if (audit_mac(&g->akey, "vigil-audit-head", head.seq, head.hash, want) <
+                                0 ||
+                            strcmp(mac, want) != 0) {
+                                snprintf(res->reason, sizeof(res->reason),
+                                         "the head in '%.120s' is not authenticated by the audit "
+                                         "key (forged or replaced)",
+                                         g->sidecar);
+                                return -EBADMSG;
+                        }
+                        o.head = &head;
+                }
+        }
+        return store_read(g->store, verify_fn, &v);
+}

@@ -141,6 +141,11 @@ int gate_audit_reload(auth_gate *g, bool ok, const char *source, const char *rea
  * it every head_export.interval_s on a thread of its own and in gate_free. 0 or -errno with err.
  * Any thread except the store writer. */
 int gate_audit_head_export(auth_gate *g, char *err, size_t errlen);
+/* Verify the audit trail as `vigil audit verify --db` does offline: the chain, the checkpoint
+ * against the audit key, and the last exported head (the sidecar, when its mac matches; a head
+ * that does not match is reported as tampering). For GET /api/v1/audit/verify. 0, -EBADMSG or
+ * -EIO (audit.h). */
+int gate_audit_verify(auth_gate *g, audit_verify_result *res);
 /* The audit key the gate uses (unset when the audit trail is off). */
 const audit_key *gate_audit_key(auth_gate *g);
 /* Revoke a token id until exp (seconds since epoch); persisted and cached. An exp in the past is

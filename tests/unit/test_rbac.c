@@ -494,6 +494,11 @@ static void t_audit_reload_and_head(void **state)
         assert_int_equal(h.seq, 2);
         assert_int_equal(
             gate_audit(g, "uid:0", "admin", "unix", "POST", "/x", 200, "request", "", ""), 0);
+        {
+                audit_verify_result res;
+                assert_int_equal(gate_audit_verify(g, &res), 0);
+                assert_int_equal(res.checked, 3);
+        }
         gate_free(g); /* exports the last head */
         assert_int_equal(audit_head_read(path, &h, mac), 0);
         assert_int_equal(h.seq, 3);

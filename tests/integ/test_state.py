@@ -347,6 +347,32 @@ def test_every_refusal_audited():
         check(r.returncode == 0, "verify after escaped records: " + r.stdout + r.stderr)
 
 
+def test_unreadable_revocations_refuse_start():
+    """A revocation list that cannot be loaded refuses start with a clear message, instead of a
+    daemon that accepts revoked tokens."""
+    with tempfile.TemporaryDirectory(prefix="vigil-rev-") as data:
+        db = os.path.join(data, "vigil.db")
+        d = start_on(data, AUTH)
+        unix(d, "POST", "/api/v1/tokens/revoke", {"jti": "gone"})
+        d.stop()
+        sqlite_shell(db, "DROP TABLE auth_revoked;")
+        p = subprocess.Popen([os.path.join(BUILD, "bin", "vigild"), "--simulate", "--listen",
+                              "127.0.0.1:0", "--data-dir", data, "--socket",
+                              os.path.join(data, "vigild.sock"), "--config",
+                              os.path.join(data, "vigil.yaml")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=dict(os.environ, **ENV))
+        try:
+            out, _ = p.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        check(p.returncode not in (0, -9), "vigild started without its revocation list:\n"
+              + out[-1500:])
+        check("revocation list" in out, "no clear message:\n" + out[-1500:])
+
+
 if __name__ == "__main__":
     main([test_revocation_survives_reader_and_kill9, test_kill9_with_concurrent_reader,
-          test_verify_is_read_only, test_audit_trim_detected, test_every_refusal_audited])
+          test_verify_is_read_only, test_audit_trim_detected, test_every_refusal_audited,
+          test_unreadable_revocations_refuse_start])

@@ -123,6 +123,7 @@ static int verify_offline(const verify_args *a, cli_ctx *ctx)
         }
         r = audit_verify_ex(ro.db, &o, &res);
         store_close_ro(&ro);
+        bool have_key = key.set;
         explicit_bzero(&key, sizeof(key));
         if (r == -EIO) {
                 cli_error(ctx, "cannot read the audit trail in '%s': %s", path, res.reason);
@@ -144,7 +145,7 @@ static int verify_offline(const verify_args *a, cli_ctx *ctx)
         else if (!o.head)
                 fprintf(ctx->out, "note: no exported head given (--head SEQ:HASH): records "
                                   "deleted at the end cannot be detected\n");
-        if (!key.set)
+        if (!have_key)
                 fprintf(ctx->out, "note: no audit key (--key-file): a forged checkpoint cannot be "
                                   "detected\n");
         if (res.note[0])

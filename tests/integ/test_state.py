@@ -306,6 +306,23 @@ def test_audit_trim_detected():
         r = verify_db(db, "--head", "%d:%s" % (last_seq, last_hash))
         check(r.returncode == 0 and "intact" in r.stdout, "the untouched chain with --head: "
               + r.stdout + r.stderr)
+        check("no audit key" not in r.stdout, "the key beside the database was not used: "
+              + r.stdout)
+
+        # 3. an older head put back into the sidecar without the key: its mac does not match
+        with tempfile.TemporaryDirectory(prefix="vigil-trim-side-") as c:
+            copy_dir(data, c)
+            cdb = os.path.join(c, "vigil.db")
+            con = sqlite3.connect(cdb)
+            h9 = con.execute("select hash from audit_log where seq = ?", (last_seq - 3,)).fetchone()[0]
+            con.execute("delete from audit_log where seq > ?", (last_seq - 3,))
+            con.commit()
+            con.close()
+            with open(os.path.join(c, "audit.head"), "w") as f:
+                f.write("%d:%s:%s\n" % (last_seq - 3, h9, "0" * 64))
+            r = verify_db(cdb)
+            check(r.returncode == 1 and "not authenticated" in r.stdout,
+                  "a forged sidecar head passed: %s%s" % (r.stdout, r.stderr))
 
 
 def test_every_refusal_audited():

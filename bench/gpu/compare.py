@@ -2,7 +2,11 @@
 """compare.py OUTDIR — on a GPU machine, side by side in one run: vigild (real NVML), an
 nvidia-smi-per-scrape exporter, a pynvml + prometheus_client exporter, and the bare NVML loop
 (the floor). For each: CPU % of one core and RSS over a steady window while Prometheus-like
-scrapes arrive every 15 s, and scrape latency p50/p99 over back-to-back scrapes. Read-only."""
+scrapes arrive every 15 s, and scrape latency p50/p99 over back-to-back scrapes. Read-only.
+
+VIGILD_BASELINE=BUILD_DIR also measures an older vigild build (e.g. the previous release) in the
+same run, so that before/after is a side-by-side ratio on one machine. ONLY=vigild,floor limits the
+run to vigild(s) and the floor."""
 import json
 import os
 import socket
@@ -77,21 +81,44 @@ def measure(name, cmd, url, env=None):
 
 
 res = {}
-d = os.path.join(OUT, "vigild-data"); os.makedirs(d, exist_ok=True)
-pv = port()
-res["vigild"] = measure("vigild", [os.path.join(BUILD, "bin/vigild"), "--listen", "127.0.0.1:%d" % pv,
-                                   "--socket", "", "--data-dir", d], "http://127.0.0.1:%d/metrics" % pv)
+ONLY = os.environ.get("ONLY", "")
+builds = [("vigild", BUILD)]
+if os.environ.get("VIGILD_BASELINE"):
+    builds.insert(0, ("vigild (baseline)", os.environ["VIGILD_BASELINE"]))
+for name, bdir in builds:
+    d = os.path.join(OUT, name.replace(" ", "_").replace("(", "").replace(")", "") + "-data")
+    os.makedirs(d, exist_ok=True)
+    pv = port()
+    res[name] = measure(name.replace(" ", "_").replace("(", "").replace(")", ""),
+                        [os.path.join(bdir, "bin/vigild"), "--listen", "127.0.0.1:%d" % pv,
+                         "--socket", "", "--data-dir", d], "http://127.0.0.1:%d/metrics" % pv)
+f = subprocess.run([os.path.join(BUILD, "bench/nvml_floor"), str(WINDOW)], capture_output=True, text=True)
+fl = json.loads(f.stdout) if f.returncode == 0 else {"error": f.stderr}
+if "cpu_seconds" in fl:
+    fl["cpu_percent"] = round(100 * fl["cpu_seconds"] / fl["seconds"], 3)
+res["bare NVML loop (floor)"] = fl
+if "cpu_percent" in fl:
+    floor_ms = 10 * fl["cpu_percent"]  # ms of CPU per second
+    for name, _ in builds:
+        v = res[name]
+        if "cpu_percent" in v:
+            ms = 10 * v["cpu_percent"]
+            v["x_floor"] = round(ms / floor_ms, 3) if floor_ms else None
+            v["target_ms_per_s"] = round(1.25 * floor_ms + 0.2, 3)
+            v["cpu_ms_per_s"] = round(ms, 3)
+            if "rss_mib" in fl and fl["rss_mib"] > 0:
+                v["rss_over_floor_mib"] = round(v["rss_mib"] - fl["rss_mib"], 1)
+if ONLY:
+    with open(os.path.join(OUT, "gpu-compare.json"), "w") as fo:
+        json.dump(res, fo, indent=1)
+    print(json.dumps(res, indent=1))
+    sys.exit(0)
 ps = port()
 res["nvidia-smi exporter"] = measure("smi", [sys.executable, os.path.join(HERE, "smi_exporter.py"), str(ps)],
                                      "http://127.0.0.1:%d/metrics" % ps)
 pp = port()
 res["pynvml exporter"] = measure("pynvml", [sys.executable, os.path.join(HERE, "pynvml_exporter.py"), str(pp)],
                                  "http://127.0.0.1:%d/metrics" % pp)
-f = subprocess.run([os.path.join(BUILD, "bench/nvml_floor"), str(WINDOW)], capture_output=True, text=True)
-fl = json.loads(f.stdout) if f.returncode == 0 else {"error": f.stderr}
-if "cpu_seconds" in fl:
-    fl["cpu_percent"] = round(100 * fl["cpu_seconds"] / fl["seconds"], 3)
-res["bare NVML loop (floor)"] = fl
 with open(os.path.join(OUT, "gpu-compare.json"), "w") as fo:
     json.dump(res, fo, indent=1)
 print(json.dumps(res, indent=1))

@@ -1,11 +1,14 @@
 /* nvml_floor.c — the floor: a bare C loop making the same NVML calls as vigild's default tiers
  * (fast every 1 s: one FieldValues batch + the cheap getters; slow every 10 s: energy, violation
  * counters, PCIe replay/gen/width/throughput, power limits, ECC mode, persistence), with nothing
- * else: no cache, no HTTP, no exposition. Read-only. Runs for SECONDS and prints its CPU time.
+ * else: no cache, no HTTP, no exposition. On GPUs with GPM (Hopper and newer) the slow tier also
+ * takes one nvmlGpmSampleGet and one nvmlGpmMetricsGet for the three default profiling metrics,
+ * as vigild does. Read-only. Runs for SECONDS and prints its CPU time and resident memory.
  * usage: nvml_floor [SECONDS] */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "nvml/nvml_types.h"
@@ -32,6 +35,29 @@ static nvmlReturn_t (*nvmlDeviceGetEnforcedPowerLimit)(nvmlDevice_t, unsigned *)
 static nvmlReturn_t (*nvmlDeviceGetPersistenceMode)(nvmlDevice_t, nvmlEnableState_t *);
 static nvmlReturn_t (*nvmlDeviceGetEccMode)(nvmlDevice_t, nvmlEnableState_t *, nvmlEnableState_t *);
 
+static nvmlReturn_t (*nvmlGpmQueryDeviceSupport)(nvmlDevice_t, nvmlGpmSupport_t *);
+static nvmlReturn_t (*nvmlGpmSampleAlloc)(nvmlGpmSample_t *);
+static nvmlReturn_t (*nvmlGpmSampleGet)(nvmlDevice_t, nvmlGpmSample_t);
+static nvmlReturn_t (*nvmlGpmMetricsGet)(nvmlGpmMetricsGet_t *);
+
+/* VmRSS and VmHWM of this process in MiB (-1 when /proc cannot be read). */
+static void rss_mib(double *rss, double *hwm)
+{
+        char line[256];
+        FILE *f = fopen("/proc/self/status", "r");
+
+        *rss = *hwm = -1;
+        if (!f)
+                return;
+        while (fgets(line, sizeof(line), f)) {
+                if (!strncmp(line, "VmRSS:", 6))
+                        *rss = atof(line + 6) / 1024.0;
+                else if (!strncmp(line, "VmHWM:", 6))
+                        *hwm = atof(line + 6) / 1024.0;
+        }
+        fclose(f);
+}
+
 static double cpu_s(void)
 {
         struct timespec ts;
@@ -47,6 +73,11 @@ int main(int argc, char **argv)
         int seconds = argc > 1 ? atoi(argv[1]) : 60;
         void *dl = dlopen("libnvidia-ml.so.1", RTLD_NOW);
         nvmlDevice_t dev[64];
+        static nvmlGpmSample_t gpm[64][2];
+        static nvmlGpmMetricsGet_t mg; /* ~13 KiB */
+        int gpm_prev[64] = {0};
+        unsigned gpms = 0;
+        double rss, hwm;
         unsigned n = 0;
         struct timespec next;
 
@@ -73,10 +104,26 @@ int main(int argc, char **argv)
         LOAD(nvmlDeviceGetEnforcedPowerLimit);
         LOAD(nvmlDeviceGetPersistenceMode);
         LOAD(nvmlDeviceGetEccMode);
+        LOAD(nvmlGpmQueryDeviceSupport);
+        LOAD(nvmlGpmSampleAlloc);
+        LOAD(nvmlGpmSampleGet);
+        LOAD(nvmlGpmMetricsGet);
         if (nvmlInit_v2() != NVML_SUCCESS || nvmlDeviceGetCount_v2(&n) != NVML_SUCCESS)
                 return 1;
-        for (unsigned i = 0; i < n && i < 64; i++)
+        if (n > 64)
+                n = 64;
+        for (unsigned i = 0; i < n; i++) {
+                nvmlGpmSupport_t sup = {.version = NVML_GPM_SUPPORT_VERSION};
                 nvmlDeviceGetHandleByIndex_v2(i, &dev[i]);
+                gpm[i][0] = gpm[i][1] = NULL;
+                if (nvmlGpmQueryDeviceSupport && nvmlGpmSampleAlloc && nvmlGpmSampleGet &&
+                    nvmlGpmMetricsGet && nvmlGpmQueryDeviceSupport(dev[i], &sup) == NVML_SUCCESS &&
+                    sup.isSupportedDevice && nvmlGpmSampleAlloc(&gpm[i][0]) == NVML_SUCCESS &&
+                    nvmlGpmSampleAlloc(&gpm[i][1]) == NVML_SUCCESS) {
+                        nvmlGpmSampleGet(dev[i], gpm[i][0]);
+                        gpms++;
+                }
+        }
         double c0 = cpu_s();
         clock_gettime(CLOCK_MONOTONIC, &next);
         for (int t = 0; t < seconds; t++) {
@@ -113,12 +160,31 @@ int main(int argc, char **argv)
                                 nvmlDeviceGetEnforcedPowerLimit(dev[i], &v);
                                 nvmlDeviceGetPersistenceMode(dev[i], &a);
                                 nvmlDeviceGetEccMode(dev[i], &a, &b);
+                                if (gpm[i][1]) {
+                                        int cur = !gpm_prev[i];
+                                        static const unsigned ids[] = {
+                                            NVML_GPM_METRIC_GRAPHICS_UTIL,
+                                            NVML_GPM_METRIC_ANY_TENSOR_UTIL,
+                                            NVML_GPM_METRIC_DRAM_BW_UTIL};
+                                        nvmlGpmSampleGet(dev[i], gpm[i][cur]);
+                                        memset(&mg, 0, sizeof(mg));
+                                        mg.version = NVML_GPM_METRICS_GET_VERSION;
+                                        mg.numMetrics = 3;
+                                        mg.sample1 = gpm[i][gpm_prev[i]];
+                                        mg.sample2 = gpm[i][cur];
+                                        for (unsigned k = 0; k < 3; k++)
+                                                mg.metrics[k].metricId = ids[k];
+                                        nvmlGpmMetricsGet(&mg);
+                                        gpm_prev[i] = cur;
+                                }
                         }
                 }
                 next.tv_sec += 1;
                 clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
         }
-        printf("{\"gpus\": %u, \"seconds\": %d, \"cpu_seconds\": %.6f}\n", n, seconds,
-               cpu_s() - c0);
+        rss_mib(&rss, &hwm);
+        printf("{\"gpus\": %u, \"gpm_gpus\": %u, \"seconds\": %d, \"cpu_seconds\": %.6f, "
+               "\"rss_mib\": %.1f, \"hwm_mib\": %.1f}\n",
+               n, gpms, seconds, cpu_s() - c0, rss, hwm);
         return 0;
 }

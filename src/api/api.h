@@ -51,6 +51,9 @@ typedef struct api_options {
             *tls; /* borrowed; HTTPS on the TCP listener (security/tls.h), NULL = plain */
         /* Effective configuration for /api/v1/status; called on an HTTP thread. */
         json_t *(*config_json)(void *userdata);
+        /* POST /api/v1/config/reload: run a reload and answer its outcome (*status: 200 applied,
+         * 400 refused); called on an HTTP thread, blocks until done. NULL = send SIGHUP, 202. */
+        json_t *(*config_reload)(void *userdata, unsigned *status);
         void *userdata;
         /* Takeover (zero-downtime upgrade): listening sockets inherited from the previous vigild,
          * served instead of binding listen / socket_path. 0 = bind our own. Owned by the api. */

@@ -85,6 +85,13 @@ enum MHD_Result h_config(request *r)
 
 enum MHD_Result h_config_reload(request *r)
 {
+        if (r->api->opt.config_reload) {
+                unsigned status = 500;
+                json_t *j = r->api->opt.config_reload(r->api->opt.userdata, &status);
+                if (!j)
+                        return api_reply_errno(r, -EAGAIN, "the reload did not finish");
+                return api_reply_json(r, status, j);
+        }
         /* The same path as SIGHUP: the main loop reads it from its signalfd. A process-directed
          * signal, so the main thread (not this HTTP thread) takes it. */
         if (kill(getpid(), SIGHUP) < 0) {

@@ -1,6 +1,6 @@
 /* backend.h — the only door to GPUs. A table of operations with one real implementation, the NVML
- * backend (nvml.c), which also drives the fake NVML for --simulate. Everything above this layer
- * speaks DCGM field ids and negative errno; NVML return codes never leave nvml.c.
+ * backend (nvml_*.c), which also drives the fake NVML for --simulate. Everything above this layer
+ * speaks DCGM field ids and negative errno; NVML return codes never leave nvml_errno.c.
  *
  * Threads: backend_sample() may be called concurrently from several threads for different field
  * sets (the fast and slow tiers); backend_wait_events() from one event thread; backend_reattach()

@@ -59,6 +59,7 @@ typedef struct group {
         int64_t latest_ts;        /* usec since epoch of the newest sample, 0 = none (L) */
         bool any;                 /* a sample was pushed (L) */
         uint64_t early_evictions; /* chunks dropped before max_samples were held (L) */
+        uint64_t clamped;         /* pushes older than latest_ts stored at latest_ts (L) */
         uint64_t bytes;           /* reserved bytes */
 } group;
 
@@ -358,8 +359,12 @@ int cache_group_push(cache *c, int id, int64_t ts_us, const field_value *vals)
                 return -EINVAL;
         pthread_mutex_lock(&g->lock);
         if (g->any && ts_us < g->latest_ts) {
-                r = -EINVAL;
-                goto out;
+                /* The wall clock stepped back (NTP, an operator): the series stays ordered and
+                 * the value is still stored, at the newest timestamp held. Counted; the caller
+                 * decides whether to log. The clamp ends once the clock passes latest_ts. */
+                ts_us = g->latest_ts;
+                g->clamped++;
+                r = CACHE_PUSH_CLAMPED;
         }
         if (g->used == 0 || g->chunks[ring_idx(g, g->used - 1)].n >= g->chunk_max)
                 chunk_open(g);
@@ -562,6 +567,7 @@ static void group_info_locked(const group *g, cache_group_info *o)
             .samples = g->samples,
             .bytes = g->bytes,
             .early_evictions = g->early_evictions,
+            .clamped_pushes = g->clamped,
         };
         for (uint32_t j = 0; j < g->used; j++)
                 o->bytes_used += (g->chunks[ring_idx(g, j)].bits + 7) / 8;
@@ -597,6 +603,7 @@ void cache_get_stats(cache *c, cache_stats *out)
                 out->bytes += gi.bytes;
                 out->bytes_used += gi.bytes_used;
                 out->samples += gi.samples * gi.n_fields;
+                out->clamped_pushes += gi.clamped_pushes;
         }
         if (c)
                 out->bytes += (uint64_t)c->cap_groups * (sizeof(int32_t) + sizeof(group *));

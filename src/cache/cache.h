@@ -45,11 +45,15 @@ cache *cache_free(cache *c);
 int cache_group_add(cache *c, unsigned gpu, const uint16_t *field_ids, size_t n,
                     uint32_t max_samples, int64_t max_age_us);
 
-/* Append one sample per field (vals[n], group order) at ts_us (usec since epoch, non-decreasing
- * per group; an older ts is refused with -EINVAL, an equal one is accepted). A value whose
- * status != 0 is not stored (it reads back as 0 with that status). Updates the latest table.
- * Never allocates, holds only the group lock. Returns 0, -EINVAL (bad group / ts) or -EIO
- * (internal: a sample larger than a chunk; cannot happen with the sizes chosen at group_add). */
+/* Append one sample per field (vals[n], group order) at ts_us (usec since epoch). Timestamps are
+ * non-decreasing per group: a ts older than the group's newest (the wall clock stepped back) is
+ * stored at the newest one instead, counted in clamped_pushes, and CACHE_PUSH_CLAMPED is returned
+ * so that the caller can report the step; the value is never dropped. A value whose status != 0
+ * is not stored (it reads back as 0 with that status). Updates the latest table. Never
+ * allocates, holds only the group lock. Returns 0, CACHE_PUSH_CLAMPED (1), -EINVAL (bad group)
+ * or -EIO (internal: a sample larger than a chunk; cannot happen with the sizes chosen at
+ * group_add). */
+#define CACHE_PUSH_CLAMPED 1
 int cache_group_push(cache *c, int group, int64_t ts_us, const field_value *vals);
 
 /* Latest value. Returns 0 and fills *out (status -ENODATA before the first sample), or -ENOENT
@@ -69,9 +73,10 @@ int cache_history(cache *c, unsigned gpu, uint16_t field_id, int64_t since_us, c
                   size_t max, size_t *n_out);
 
 typedef struct cache_stats {
-        uint64_t bytes;      /* memory reserved for series (bytes) */
-        uint64_t bytes_used; /* compressed bytes in use (bytes) */
-        uint64_t samples;    /* values held (count) */
+        uint64_t bytes;          /* memory reserved for series (bytes) */
+        uint64_t bytes_used;     /* compressed bytes in use (bytes) */
+        uint64_t samples;        /* values held (count) */
+        uint64_t clamped_pushes; /* pushes whose ts went back and was clamped (count) */
 } cache_stats;
 
 void cache_get_stats(cache *c, cache_stats *out);
@@ -89,6 +94,7 @@ typedef struct cache_group_info {
         uint64_t bytes;           /* reserved bytes: chunks, headers, state, latest table */
         uint64_t bytes_used;      /* encoded bytes in live chunks */
         uint64_t early_evictions; /* chunks dropped for lack of room before max_samples was held */
+        uint64_t clamped_pushes;  /* pushes older than the newest sample, stored at its ts */
 } cache_group_info;
 
 /* Returns 0 or -EINVAL (no such group). */

@@ -91,13 +91,28 @@ int log_format_from_string(const char *s)
 
 int log_parse_size(const char *s, uint64_t *out)
 {
+        /* SI prefixes are decimal and IEC prefixes binary, as everywhere else (IEC 80000-13):
+         * "100MB" is 10^8 bytes, "100MiB" 100 * 2^20. A bare K/M/G/T is refused rather than
+         * guessed: the same text used to mean both in two keys. */
         static const struct {
                 const char *suffix;
-                unsigned shift;
+                uint64_t mult;
         } units[] = {
-            {"", 0},    {"B", 0},    {"K", 10}, {"KB", 10}, {"KiB", 10}, {"M", 20},
-            {"MB", 20}, {"MiB", 20}, {"G", 30}, {"GB", 30}, {"GiB", 30},
+            {"", 1},
+            {"B", 1},
+            {"kB", 1000ULL},
+            {"KB", 1000ULL},
+            {"MB", 1000000ULL},
+            {"GB", 1000000000ULL},
+            {"TB", 1000000000000ULL},
+            {"KiB", 1ULL << 10},
+            {"MiB", 1ULL << 20},
+            {"GiB", 1ULL << 30},
+            {"TiB", 1ULL << 40},
         };
+        static const char *const ambiguous[] = {"k",  "K",  "m",  "M",   "g",   "G",   "t",  "T",
+                                                "Ki", "Mi", "Gi", "Ti",  "kb",  "mb",  "gb", "tb",
+                                                "Mb", "Gb", "Tb", "kiB", "mib", "gib", "tib"};
         unsigned long long v;
         char *end;
 
@@ -110,11 +125,14 @@ int log_parse_size(const char *s, uint64_t *out)
         for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
                 if (strcmp(end, units[i].suffix) != 0)
                         continue;
-                if (units[i].shift && v > (UINT64_MAX >> units[i].shift))
+                if (v > UINT64_MAX / units[i].mult)
                         return -ERANGE;
-                *out = (uint64_t)v << units[i].shift;
+                *out = (uint64_t)v * units[i].mult;
                 return 0;
         }
+        for (size_t i = 0; i < ARRAY_SIZE(ambiguous); i++)
+                if (strcmp(end, ambiguous[i]) == 0)
+                        return -EDOM;
         return -EINVAL;
 }
 

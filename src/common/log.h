@@ -45,8 +45,10 @@ int log_level_from_string(const char *s);
 const char *log_level_to_string(enum log_level l);
 /* Parse "text" or "json". Returns the format or -EINVAL. */
 int log_format_from_string(const char *s);
-/* Parse a size: "1048576", "512KiB", "100MiB", "1GiB" (also KB/MB/GB/K/M/G, read as powers of
- * 1024). Returns 0 or -EINVAL / -ERANGE; *out untouched on failure. */
+/* Vigil's one size parser (every size key of the configuration uses it): "1048576" or "NB" bytes;
+ * kB/KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024. Returns 0, -EDOM for
+ * a suffix that could mean either ("100M", "1g", "5Mi": refused, not guessed), -ERANGE on
+ * overflow or -EINVAL; *out untouched on failure. */
 int log_parse_size(const char *s, uint64_t *out);
 /* Syslog facility by name ("daemon", "user", "local0".."local7", "auth", "syslog"): the LOG_*
  * value, or -EINVAL. */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <syslog.h>
 #include <yaml.h>
 
 #include "common/macros.h"
@@ -22,7 +23,7 @@
 #define MS USEC_PER_MSEC
 #define S  USEC_PER_SEC
 
-_Static_assert(sizeof(enum config_naming) == sizeof(int), "enum options are stored as int");
+_Static_assert(sizeof(enum metrics_naming) == sizeof(int), "enum options are stored as int");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum options are stored as int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum options are stored as int");
 
@@ -32,12 +33,16 @@ enum opt_type {
         OPT_UINT,      /* unsigned, min..max */
         OPT_DURATION,  /* int64_t usec, min..max */
         OPT_ENUM,      /* int-sized enum; the value is the index in names */
-        OPT_FIELD_MAP, /* config_field_interval[] at offset, size_t count at count_offset */
-        OPT_LABEL_MAP, /* config_label[] at offset, size_t count at count_offset */
+        OPT_FIELD_MAP, /* collection_field[] at offset, size_t count at count_offset */
+        OPT_LABEL_MAP, /* metrics_label[] at offset, size_t count at count_offset */
         OPT_LIST,      /* char *, owned: a YAML sequence of strings (or one string), comma-joined */
         OPT_DOUBLE,    /* double, dmin..dmax */
         OPT_MAP_LIST,  /* array of item structs at offset, size_t count at count_offset: a YAML
                           list of mappings whose keys are the sub-options in items */
+        OPT_SIZE,      /* uint64_t bytes, min..max; config_parse_size() reads the text */
+        OPT_CHARS,     /* char[max] inside the struct (items of a module's fixed-size struct) */
+        OPT_FLAGS,     /* unsigned bitmask, bit i = names[i]: a YAML list of names */
+        OPT_RATE,      /* "N/DURATION": unsigned N at offset, int64_t usec at count_offset */
 };
 
 struct option;
@@ -53,6 +58,7 @@ struct option {
         const char *def;            /* default, written as in the file; NULL for maps (empty) */
         int64_t min, max;           /* OPT_UINT: inclusive range; OPT_DURATION: usec */
         const char *const *names;   /* OPT_ENUM: accepted names, NULL-terminated */
+        const int *values;          /* OPT_ENUM: the value stored for names[i]; NULL = i */
         option_check check;         /* OPT_STRING: extra validation, or NULL */
         const char *why;            /* appended to a range error: why the bound exists */
         bool secret;                /* never echoed in messages; "<redacted>" in config_to_json */
@@ -61,6 +67,8 @@ struct option {
         size_t item_size;           /* OPT_MAP_LIST: bytes of one item; max = most items */
         bool required;              /* item key that must be given */
         double dmin, dmax;          /* OPT_DOUBLE: inclusive range */
+        enum config_module mod;     /* module whose options struct the value configures */
+        enum config_apply apply;    /* RELOAD: applied by a reload; RESTART: at the next start */
 };
 
 static int check_listen(const struct option *o, const char *shown, const char *v, char *why,
@@ -84,253 +92,279 @@ static const char *const web_role_names[] = {"viewer", "operator", "admin", NULL
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
-/* logging.syslog.facility; log_syslog_facility_from_string() maps the name */
+/* logging.syslog.facility: the name, and the LOG_* value log_options wants */
 static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog", "local0",
                                              "local1", "local2", "local3", "local4", "local5",
                                              "local6", "local7", NULL};
+static const int facility_values[] = {LOG_DAEMON, LOG_USER,   LOG_AUTH,   LOG_SYSLOG,
+                                      LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
+                                      LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 
-/* logging.file.max_size: "100MiB", "512KiB", bytes; at least 4 KiB. */
-static int check_log_size(const struct option *o, const char *shown, const char *v, char *why,
-                          size_t whylen)
-{
-        uint64_t n = 0;
-
-        if (log_parse_size(v, &n) == 0 && n >= 4096)
-                return 0;
-        snprintf(why, whylen, "%s: '%s' is not a size of at least 4KiB (such as 100MiB)", o->path,
-                 shown);
-        return -EINVAL;
-}
 static const char *const compression_names[] = {"zstd", "gzip", NULL};
 
 #define OFF(m) offsetof(vigil_config, m)
+/* Owner and apply flag of a table entry: M(HEALTH, RL) = health's, applied on reload;
+ * M(DAEMON, RS) = the daemon's, takes effect at the next start. */
+#define RL        CONFIG_APPLY_RELOAD
+#define RS        CONFIG_APPLY_RESTART
+#define M(m_, w_) .mod = CONFIG_MOD_##m_, .apply = w_
 
 /* ---- health, policies, alerting: item tables and checks (docs/health.md) ---- */
 
 struct parser;
-static json_t *option_json(const struct option *o, const vigil_config *c);
+static json_t *option_json(const struct option *o, const vigil_config *c, bool reveal);
+static const char *fmt_size(uint64_t v, char *b, size_t len);
 static void map_list_release(const struct option *o, char *arr, size_t n);
 static int parse_map_list(struct parser *p, const struct option *o);
-static json_t *map_list_json(const struct option *o, const char *arr, size_t n);
+static json_t *map_list_json(const struct option *o, const char *arr, size_t n, bool reveal);
 static int check_condition(const struct option *o, const char *shown, const char *v, char *why,
                            size_t whylen);
 static int check_actions(const struct option *o, const char *shown, const char *v, char *why,
                          size_t whylen);
 static int check_rate_limit(const struct option *o, const char *shown, const char *v, char *why,
                             size_t whylen);
-static int check_size(const struct option *o, const char *shown, const char *v, char *why,
-                      size_t whylen);
 static int check_http_url(const struct option *o, const char *shown, const char *v, char *why,
                           size_t whylen);
 static int check_http_urls(const struct option *o, const char *shown, const char *v, char *why,
                            size_t whylen);
 
-#define POFF(m) offsetof(config_policy, m)
+/* Policies and webhooks are written straight into the health module's own item structs. */
+static const char *const action_names[] = {"log",       "alert", "exec", "set_power_limit",
+                                           "reset_gpu", NULL}; /* enum health_action order */
+#define POFF(m) offsetof(health_policy, m)
 static const struct option policy_items[] = {
-    {"condition", OPT_STRING, POFF(condition), .def = "", .check = check_condition,
-     .required = true},
-    {"actions", OPT_LIST, POFF(actions), .def = "log", .check = check_actions},
-    {"exec", OPT_STRING, POFF(exec), .def = ""},
+    {"condition", OPT_CHARS, POFF(condition), .def = "", .check = check_condition,
+     .max = HEALTH_COND_MAX, .required = true},
+    {"actions", OPT_FLAGS, POFF(actions), .def = "log", .check = check_actions,
+     .names = action_names},
+    {"exec", OPT_CHARS, POFF(exec), .def = "", .max = HEALTH_URL_MAX},
     {"exec_timeout", OPT_DURATION, POFF(exec_timeout_us), .def = "30s", .min = 100 * MS,
      .max = 3600 * S},
     {"power_limit_percent", OPT_UINT, POFF(power_limit_percent), .def = "80", .min = 10,
      .max = 100},
     {"dry_run", OPT_BOOL, POFF(dry_run), .def = "false"},
     {"allow_reset_on_real_gpu", OPT_BOOL, POFF(allow_reset_on_real_gpu), .def = "false"},
-    {"rate_limit", OPT_STRING, POFF(rate_limit), .def = "1/10m", .check = check_rate_limit},
+    {"rate_limit", OPT_RATE, POFF(rate_count), POFF(rate_window_us), .def = "1/10m",
+     .check = check_rate_limit},
 };
-#define WOFF(m) offsetof(config_webhook, m)
+#define WOFF(m) offsetof(health_webhook, m)
 static const struct option webhook_items[] = {
-    {"url", OPT_STRING, WOFF(url), .def = "", .check = check_http_url, .required = true},
-    {"secret", OPT_STRING, WOFF(secret), .def = "", .secret = true},
+    {"url", OPT_CHARS, WOFF(url), .def = "", .check = check_http_url, .max = HEALTH_URL_MAX,
+     .required = true},
+    {"secret", OPT_CHARS, WOFF(secret), .def = "", .max = 256, .secret = true},
 };
 
 /* The options, in file order. Sections (nvml, collection.tiers, ...) are implied by the paths. */
 static const struct option options[] = {
-    {"listen", OPT_STRING, OFF(listen), .def = "0.0.0.0:5555", .check = check_listen},
-    {"socket", OPT_STRING, OFF(socket), .def = "/run/vigil/vigild.sock", .check = check_socket},
-    {"data_dir", OPT_STRING, OFF(data_dir), .def = "/var/lib/vigil", .check = check_nonempty},
+    {"listen", OPT_STRING, OFF(listen), .def = "0.0.0.0:5555", .check = check_listen,
+     M(DAEMON, RS)},
+    {"socket", OPT_STRING, OFF(socket), .def = "/run/vigil/vigild.sock", .check = check_socket,
+     M(DAEMON, RS)},
+    {"data_dir", OPT_STRING, OFF(data_dir), .def = "/var/lib/vigil", .check = check_nonempty,
+     M(DAEMON, RS)},
     {"nvml.library", OPT_STRING, OFF(nvml.library), .def = "libnvidia-ml.so.1",
-     .check = check_nonempty},
-    {"simulate.enabled", OPT_BOOL, OFF(simulate.enabled), .def = "false"},
-    {"simulate.scenario", OPT_STRING, OFF(simulate.scenario), .def = ""},
+     .check = check_nonempty, M(BACKEND, RS)},
+    {"simulate.enabled", OPT_BOOL, OFF(simulate.enabled), .def = "false", M(BACKEND, RS)},
+    {"simulate.scenario", OPT_STRING, OFF(simulate.scenario), .def = "", M(BACKEND, RS)},
     {"collection.tiers.fast", OPT_DURATION, OFF(collection.fast_us), .def = "1s", .min = 100 * MS,
-     .max = 60 * S},
+     .max = 60 * S, M(SAMPLER, RS)},
     {"collection.tiers.slow", OPT_DURATION, OFF(collection.slow_us), .def = "10s", .min = 5 * S,
-     .max = 3600 * S, .why = "energy and violation counters cost milliseconds per read"},
-    {"collection.fields", OPT_FIELD_MAP, OFF(collection.fields), OFF(collection.n_fields)},
+     .max = 3600 * S, .why = "energy and violation counters cost milliseconds per read",
+     M(SAMPLER, RS)},
+    {"collection.fields", OPT_FIELD_MAP, OFF(collection.fields), OFF(collection.n_fields),
+     M(SAMPLER, RS)},
     {"collection.keep.max_age", OPT_DURATION, OFF(collection.max_age_us), .def = "1h", .min = 1 * S,
-     .max = 30 * 86400 * S},
+     .max = 30 * 86400 * S, M(SAMPLER, RS)},
     {"collection.keep.max_samples", OPT_UINT, OFF(collection.max_samples), .def = "3600", .min = 1,
-     .max = 1000000},
-    {"metrics.naming", OPT_ENUM, OFF(metrics.naming), .def = "vigil", .names = naming_names},
-    {"metrics.counters_csv", OPT_STRING, OFF(metrics.counters_csv), .def = ""},
-    {"metrics.extra_labels", OPT_LABEL_MAP, OFF(metrics.extra_labels), OFF(metrics.n_extra_labels)},
-    {"metrics.hostname", OPT_STRING, OFF(metrics.hostname), .def = ""},
+     .max = 1000000, M(SAMPLER, RS)},
+    {"metrics.naming", OPT_ENUM, OFF(metrics.naming), .def = "vigil", .names = naming_names,
+     M(API, RS)},
+    {"metrics.counters_csv", OPT_STRING, OFF(metrics.counters_csv), .def = "", M(API, RS)},
+    {"metrics.extra_labels", OPT_LABEL_MAP, OFF(metrics.extra_labels), OFF(metrics.n_extra_labels),
+     M(API, RS)},
+    {"metrics.hostname", OPT_STRING, OFF(metrics.hostname), .def = "", M(API, RS)},
     {"http.max_connections", OPT_UINT, OFF(http.max_connections), .def = "256", .min = 1,
-     .max = 10000},
+     .max = 10000, M(API, RS)},
     {"http.max_connections_per_ip", OPT_UINT, OFF(http.max_connections_per_ip), .def = "32",
-     .min = 1, .max = 10000},
+     .min = 1, .max = 10000, M(API, RS)},
     {"http.connection_timeout", OPT_DURATION, OFF(http.connection_timeout_us), .def = "30s",
-     .min = 1 * S, .max = 600 * S},
-    {"http.threads", OPT_UINT, OFF(http.threads), .def = "2", .min = 1, .max = 64},
+     .min = 1 * S, .max = 600 * S, M(API, RS)},
+    {"http.threads", OPT_UINT, OFF(http.threads), .def = "2", .min = 1, .max = 64, M(API, RS)},
     {"http.max_request_body", OPT_UINT, OFF(http.max_request_body), .def = "65536", .min = 1024,
-     .max = 16777216},
-    {"logging.level", OPT_ENUM, OFF(logging.level), .def = "info", .names = level_names},
-    {"logging.format", OPT_ENUM, OFF(logging.format), .def = "text", .names = format_names},
+     .max = 16777216, M(API, RS)},
+    {"logging.level", OPT_ENUM, OFF(logging.level), .def = "info", .names = level_names,
+     M(LOG, RL)},
+    {"logging.format", OPT_ENUM, OFF(logging.format), .def = "text", .names = format_names,
+     M(LOG, RL)},
     /* logging: file, syslog, rate limit (docs/logging.md; common/log.c) */
-    {"logging.file.path", OPT_STRING, OFF(logging.file_path), .def = ""},
-    {"logging.file.max_size", OPT_STRING, OFF(logging.file_max_size), .def = "100MiB",
-     .check = check_log_size},
+    {"logging.file.path", OPT_STRING, OFF(logging.file_path), .def = "", M(LOG, RL)},
+    {"logging.file.max_size", OPT_SIZE, OFF(logging.file_max_size), .def = "100MiB", .min = 4096,
+     .max = INT64_MAX, M(LOG, RL)},
     {"logging.file.max_files", OPT_UINT, OFF(logging.file_max_files), .def = "5", .min = 0,
-     .max = 1000},
-    {"logging.syslog.enabled", OPT_BOOL, OFF(logging.syslog_enabled), .def = "false"},
+     .max = 1000, M(LOG, RL)},
+    {"logging.syslog.enabled", OPT_BOOL, OFF(logging.syslog), .def = "false", M(LOG, RL)},
     {"logging.syslog.facility", OPT_ENUM, OFF(logging.syslog_facility), .def = "daemon",
-     .names = facility_names},
+     .names = facility_names, .values = facility_values, M(LOG, RL)},
     {"logging.rate_limit.burst", OPT_UINT, OFF(logging.rate_burst), .def = "20", .min = 0,
-     .max = 1000000},
+     .max = 1000000, M(LOG, RL)},
     {"logging.rate_limit.interval", OPT_DURATION, OFF(logging.rate_interval_us), .def = "10s",
-     .min = 100 * MS, .max = 3600 * S},
+     .min = 100 * MS, .max = 3600 * S, M(LOG, RL)},
     /* collection.adaptive (docs/self-monitoring.md; engine.c) */
-    {"collection.adaptive.enabled", OPT_BOOL, OFF(collection.adaptive_enabled), .def = "true"},
+    {"collection.adaptive.enabled", OPT_BOOL, OFF(collection.adaptive_enabled), .def = "true",
+     M(SAMPLER, RS)},
     {"collection.adaptive.max_share", OPT_DOUBLE, OFF(collection.adaptive_max_share), .def = "0.5",
-     .dmin = 0.05, .dmax = 1.0},
+     .dmin = 0.05, .dmax = 1.0, M(SAMPLER, RS)},
     {"collection.adaptive.max_stretch", OPT_DOUBLE, OFF(collection.adaptive_max_stretch),
-     .def = "4", .dmin = 1.0, .dmax = 100.0},
+     .def = "4", .dmin = 1.0, .dmax = 100.0, M(SAMPLER, RS)},
     /* anomaly: (docs/self-monitoring.md; health/anomaly.c) */
-    {"anomaly.enabled", OPT_BOOL, OFF(anomaly.enabled), .def = "true"},
-    {"anomaly.k", OPT_DOUBLE, OFF(anomaly.k), .def = "4", .dmin = 1.0, .dmax = 100.0},
+    {"anomaly.enabled", OPT_BOOL, OFF(anomaly.enabled), .def = "true", M(HEALTH, RS)},
+    {"anomaly.k", OPT_DOUBLE, OFF(anomaly.k), .def = "4", .dmin = 1.0, .dmax = 100.0,
+     M(HEALTH, RS)},
     {"anomaly.sustain", OPT_DURATION, OFF(anomaly.sustain_us), .def = "2m", .min = 0,
-     .max = 86400 * S},
+     .max = 86400 * S, M(HEALTH, RS)},
     {"anomaly.window", OPT_DURATION, OFF(anomaly.window_us), .def = "1h", .min = 1 * S,
-     .max = 30 * 86400 * S},
+     .max = 30 * 86400 * S, M(HEALTH, RS)},
     {"anomaly.min_samples", OPT_UINT, OFF(anomaly.min_samples), .def = "300", .min = 2,
-     .max = 100000000},
+     .max = 100000000, M(HEALTH, RS)},
     {"anomaly.persist_interval", OPT_DURATION, OFF(anomaly.persist_us), .def = "5m", .min = 1 * S,
-     .max = 86400 * S},
-    {"anomaly.peer.enabled", OPT_BOOL, OFF(anomaly.peer_enabled), .def = "true"},
-    {"anomaly.peer.k", OPT_DOUBLE, OFF(anomaly.peer_k), .def = "5", .dmin = 1.0, .dmax = 100.0},
-    {"anomaly.peer.min_gpus", OPT_UINT, OFF(anomaly.peer_min_gpus), .def = "4", .min = 3,
-     .max = 64},
+     .max = 86400 * S, M(HEALTH, RS)},
+    {"anomaly.peer.enabled", OPT_BOOL, OFF(anomaly.peer_enabled), .def = "true", M(HEALTH, RS)},
+    {"anomaly.peer.k", OPT_DOUBLE, OFF(anomaly.peer_k), .def = "5", .dmin = 1.0, .dmax = 100.0,
+     M(HEALTH, RS)},
+    {"anomaly.peer.min_gpus", OPT_UINT, OFF(anomaly.peer_min_gpus), .def = "4", .min = 3, .max = 64,
+     M(HEALTH, RS)},
     {"anomaly.peer.utilization_band", OPT_UINT, OFF(anomaly.peer_band), .def = "20", .min = 1,
-     .max = 100},
-    {"anomaly.fields.GPU_TEMP", OPT_BOOL, OFF(anomaly.f_gpu_temp), .def = "true"},
-    {"anomaly.fields.POWER_USAGE", OPT_BOOL, OFF(anomaly.f_power), .def = "true"},
-    {"anomaly.fields.MEMORY_TEMP", OPT_BOOL, OFF(anomaly.f_mem_temp), .def = "true"},
-    {"anomaly.fields.GPU_UTIL", OPT_BOOL, OFF(anomaly.f_util), .def = "true"},
-    {"anomaly.fields.SM_CLOCK", OPT_BOOL, OFF(anomaly.f_sm_clock), .def = "false"},
+     .max = 100, M(HEALTH, RS)},
+    {"anomaly.fields.GPU_TEMP", OPT_BOOL, OFF(anomaly.f_gpu_temp), .def = "true", M(HEALTH, RS)},
+    {"anomaly.fields.POWER_USAGE", OPT_BOOL, OFF(anomaly.f_power), .def = "true", M(HEALTH, RS)},
+    {"anomaly.fields.MEMORY_TEMP", OPT_BOOL, OFF(anomaly.f_mem_temp), .def = "true", M(HEALTH, RS)},
+    {"anomaly.fields.GPU_UTIL", OPT_BOOL, OFF(anomaly.f_util), .def = "true", M(HEALTH, RS)},
+    {"anomaly.fields.SM_CLOCK", OPT_BOOL, OFF(anomaly.f_sm_clock), .def = "false", M(HEALTH, RS)},
     /* backup: and security.encryption: (docs/backup.md; the store module) */
-    {"backup.dir", OPT_STRING, OFF(backup.dir), .def = ""},
-    {"backup.schedule", OPT_STRING, OFF(backup.schedule), .def = "", .check = check_schedule},
-    {"backup.keep.count", OPT_UINT, OFF(backup.keep_count), .def = "7", .min = 1, .max = 10000},
+    {"backup.dir", OPT_STRING, OFF(backup.dir), .def = "", M(STORE, RS)},
+    {"backup.schedule", OPT_STRING, OFF(backup.schedule), .def = "", .check = check_schedule,
+     M(STORE, RS)},
+    {"backup.keep.count", OPT_UINT, OFF(backup.keep_count), .def = "7", .min = 1, .max = 10000,
+     M(STORE, RS)},
     {"backup.keep.max_age", OPT_DURATION, OFF(backup.keep_max_age_us), .def = "30d",
-     .min = 3600 * S, .max = 3650 * 86400 * S},
-    {"backup.hook", OPT_STRING, OFF(backup.hook), .def = ""},
+     .min = 3600 * S, .max = 3650 * 86400 * S, M(STORE, RS)},
+    {"backup.hook", OPT_STRING, OFF(backup.hook), .def = "", M(STORE, RS)},
     {"backup.hook_timeout", OPT_DURATION, OFF(backup.hook_timeout_us), .def = "5m", .min = 1 * S,
-     .max = 86400 * S},
-    {"backup.restore_on_corrupt", OPT_BOOL, OFF(backup.restore_on_corrupt), .def = "true"},
+     .max = 86400 * S, M(STORE, RS)},
+    {"backup.restore_on_corrupt", OPT_BOOL, OFF(backup.restore_on_corrupt), .def = "true",
+     M(STORE, RS)},
     {"backup.compression", OPT_ENUM, OFF(backup.compression), .def = "zstd",
-     .names = compression_names},
-    {"security.encryption.data_at_rest", OPT_BOOL, OFF(encryption.data_at_rest), .def = "false"},
+     .names = compression_names, M(STORE, RS)},
+    {"security.encryption.data_at_rest", OPT_BOOL, OFF(encryption.data_at_rest), .def = "false",
+     M(STORE, RS)},
     {"security.encryption.encryption_key", OPT_STRING, OFF(encryption.encryption_key), .def = "",
-     .secret = true},
+     .secret = true, M(STORE, RS)},
     {"security.encryption.key_rotation_days", OPT_UINT, OFF(encryption.key_rotation_days),
-     .def = "90", .min = 0, .max = 3650},
+     .def = "90", .min = 0, .max = 3650, M(STORE, RS)},
     /* security: (docs/security.md) */
     {"security.authentication.enabled", OPT_BOOL, OFF(security.authentication.enabled),
-     .def = "false"},
+     .def = "false", M(SECURITY, RL)},
     {"security.authentication.method", OPT_ENUM, OFF(security.authentication.method), .def = "jwt",
-     .names = auth_method_names},
+     .names = auth_method_names, M(SECURITY, RL)},
     {"security.authentication.jwt_secret", OPT_STRING, OFF(security.authentication.jwt_secret),
-     .def = "", .check = check_jwt_secret, .secret = true},
+     .def = "", .check = check_jwt_secret, .secret = true, M(SECURITY, RL)},
     {"security.authentication.token_expiry", OPT_DURATION,
      OFF(security.authentication.token_expiry_us), .def = "24h", .min = 1 * S,
-     .max = 365 * 86400 * S},
-    {"security.authentication.issuer", OPT_STRING, OFF(security.authentication.issuer), .def = ""},
+     .max = 365 * 86400 * S, M(SECURITY, RL)},
+    {"security.authentication.issuer", OPT_STRING, OFF(security.authentication.issuer), .def = "",
+     M(SECURITY, RL)},
     {"security.authentication.audience", OPT_STRING, OFF(security.authentication.audience),
-     .def = ""},
+     .def = "", M(SECURITY, RL)},
     {"security.authentication.public_key_file", OPT_STRING,
-     OFF(security.authentication.public_key_file), .def = ""},
+     OFF(security.authentication.public_key_file), .def = "", M(SECURITY, RL)},
     {"security.authentication.leeway", OPT_DURATION, OFF(security.authentication.leeway_us),
-     .def = "60s", .min = 0, .max = 300 * S, .why = "RFC 7519 leeway is a few minutes at most"},
-    {"security.authorization.enabled", OPT_BOOL, OFF(security.authorization.enabled),
-     .def = "true"},
+     .def = "60s", .min = 0, .max = 300 * S, .why = "RFC 7519 leeway is a few minutes at most",
+     M(SECURITY, RL)},
+    {"security.authorization.enabled", OPT_BOOL, OFF(security.authorization.enabled), .def = "true",
+     M(SECURITY, RL)},
     {"security.authorization.roles.admin", OPT_LIST, OFF(security.authorization.admin), .def = "*",
-     .check = check_perms},
+     .check = check_perms, M(SECURITY, RL)},
     {"security.authorization.roles.operator", OPT_LIST, OFF(security.authorization.operator_),
-     .def = "read,write,execute", .check = check_perms},
+     .def = "read,write,execute", .check = check_perms, M(SECURITY, RL)},
     {"security.authorization.roles.viewer", OPT_LIST, OFF(security.authorization.viewer),
-     .def = "read", .check = check_perms},
+     .def = "read", .check = check_perms, M(SECURITY, RL)},
     {"security.authorization.unix_admin_group", OPT_STRING,
-     OFF(security.authorization.unix_admin_group), .def = "vigil"},
-    {"security.tls.enabled", OPT_BOOL, OFF(security.tls.enabled), .def = "false"},
-    {"security.tls.cert_file", OPT_STRING, OFF(security.tls.cert_file), .def = ""},
-    {"security.tls.key_file", OPT_STRING, OFF(security.tls.key_file), .def = ""},
-    {"security.tls.ca_file", OPT_STRING, OFF(security.tls.ca_file), .def = ""},
+     OFF(security.authorization.unix_admin_group), .def = "vigil", M(SECURITY, RL)},
+    {"security.tls.enabled", OPT_BOOL, OFF(security.tls.enabled), .def = "false", M(SECURITY, RS)},
+    {"security.tls.cert_file", OPT_STRING, OFF(security.tls.cert_file), .def = "", M(SECURITY, RS)},
+    {"security.tls.key_file", OPT_STRING, OFF(security.tls.key_file), .def = "", M(SECURITY, RS)},
+    {"security.tls.ca_file", OPT_STRING, OFF(security.tls.ca_file), .def = "", M(SECURITY, RS)},
     {"security.tls.client_auth", OPT_ENUM, OFF(security.tls.client_auth), .def = "none",
-     .names = client_auth_names},
+     .names = client_auth_names, M(SECURITY, RS)},
     {"security.network.allowed_ips", OPT_LIST, OFF(security.network.allowed_ips), .def = "",
-     .check = check_cidr},
+     .check = check_cidr, M(SECURITY, RL)},
     {"security.network.trusted_proxies", OPT_LIST, OFF(security.network.trusted_proxies), .def = "",
-     .check = check_cidr},
+     .check = check_cidr, M(SECURITY, RL)},
     {"security.network.rate_limiting.enabled", OPT_BOOL, OFF(security.network.rl_enabled),
-     .def = "false"},
+     .def = "false", M(SECURITY, RL)},
     {"security.network.rate_limiting.requests_per_minute", OPT_UINT,
-     OFF(security.network.rl_per_minute), .def = "100", .min = 1, .max = 1000000},
+     OFF(security.network.rl_per_minute), .def = "100", .min = 1, .max = 1000000, M(SECURITY, RL)},
     {"security.network.rate_limiting.burst", OPT_UINT, OFF(security.network.rl_burst), .def = "20",
-     .min = 1, .max = 100000},
-    {"security.audit.enabled", OPT_BOOL, OFF(security.audit.enabled), .def = "true"},
+     .min = 1, .max = 100000, M(SECURITY, RL)},
+    {"security.audit.enabled", OPT_BOOL, OFF(security.audit.enabled), .def = "true",
+     M(SECURITY, RL)},
     {"security.audit.retention_days", OPT_UINT, OFF(security.audit.retention_days), .def = "365",
-     .min = 0, .max = 36500},
+     .min = 0, .max = 36500, M(SECURITY, RL)},
     {"security.audit.include_sensitive_data", OPT_BOOL, OFF(security.audit.include_sensitive_data),
-     .def = "false"},
-    {"security.metrics_public", OPT_BOOL, OFF(security.metrics_public), .def = "true"},
-    {"security.web_config_file", OPT_STRING, OFF(security.web_config_file), .def = ""},
+     .def = "false", M(SECURITY, RL)},
+    {"security.metrics_public", OPT_BOOL, OFF(security.metrics_public), .def = "true",
+     M(SECURITY, RL)},
+    {"security.web_config_file", OPT_STRING, OFF(security.web_config_file), .def = "",
+     M(SECURITY, RL)},
     {"security.web_config_role", OPT_ENUM, OFF(security.web_config_role), .def = "viewer",
-     .names = web_role_names},
-    {"health.enabled", OPT_BOOL, OFF(health.enabled), .def = "true"},
-    {"health.expected_gpus", OPT_UINT, OFF(health.expected_gpus), .def = "0", .min = 0, .max = 64},
+     .names = web_role_names, M(SECURITY, RL)},
+    {"health.enabled", OPT_BOOL, OFF(health.enabled), .def = "true", M(HEALTH, RL)},
+    {"health.expected_gpus", OPT_UINT, OFF(health.expected_gpus), .def = "0", .min = 0, .max = 64,
+     M(HEALTH, RL)},
     {"health.temperature.warning", OPT_UINT, OFF(health.temp_warning), .def = "85", .min = 1,
-     .max = 200},
+     .max = 200, M(HEALTH, RL)},
     {"health.temperature.critical", OPT_UINT, OFF(health.temp_critical), .def = "90", .min = 1,
-     .max = 200},
+     .max = 200, M(HEALTH, RL)},
     {"health.temperature.hysteresis", OPT_UINT, OFF(health.temp_hysteresis), .def = "3", .min = 0,
-     .max = 50},
+     .max = 50, M(HEALTH, RL)},
     {"health.resolve_after", OPT_DURATION, OFF(health.resolve_after_us), .def = "60s", .min = 0,
-     .max = 86400 * S},
+     .max = 86400 * S, M(HEALTH, RL)},
     {"health.xid_hold", OPT_DURATION, OFF(health.xid_hold_us), .def = "10m", .min = 0,
-     .max = 30 * 86400 * S},
+     .max = 30 * 86400 * S, M(HEALTH, RL)},
     {"health.nvml_call_timeout", OPT_DURATION, OFF(health.nvml_call_timeout_us), .def = "5s",
-     .min = 100 * MS, .max = 600 * S},
+     .min = 100 * MS, .max = 600 * S, M(HEALTH, RL)},
     {"health.collection_stretched_after", OPT_DURATION, OFF(health.collection_stretched_after_us),
-     .def = "5m", .min = 0, .max = 86400 * S},
+     .def = "5m", .min = 0, .max = 86400 * S, M(HEALTH, RL)},
     {"health.throttle_sustain", OPT_DURATION, OFF(health.throttle_sustain_us), .def = "30s",
-     .min = 1 * S, .max = 3600 * S},
-    {"health.max_rss", OPT_STRING, OFF(health.max_rss), .def = "256MiB", .check = check_size},
-    {"health.disk_warning", OPT_UINT, OFF(health.disk_warning), .def = "90", .min = 1, .max = 100},
-    {"health.disk_critical", OPT_UINT, OFF(health.disk_critical), .def = "97", .min = 1,
-     .max = 100},
-    {"health.systems.pcie", OPT_BOOL, OFF(health.systems[0]), .def = "true"},
-    {"health.systems.nvlink", OPT_BOOL, OFF(health.systems[1]), .def = "true"},
-    {"health.systems.memory", OPT_BOOL, OFF(health.systems[2]), .def = "true"},
-    {"health.systems.inforom", OPT_BOOL, OFF(health.systems[3]), .def = "true"},
-    {"health.systems.thermal", OPT_BOOL, OFF(health.systems[4]), .def = "true"},
-    {"health.systems.power", OPT_BOOL, OFF(health.systems[5]), .def = "true"},
-    {"health.systems.driver", OPT_BOOL, OFF(health.systems[6]), .def = "true"},
-    {"health.systems.gpu", OPT_BOOL, OFF(health.systems[7]), .def = "true"},
-    {"health.systems.clocks", OPT_BOOL, OFF(health.systems[8]), .def = "true"},
-    {"health.systems.host", OPT_BOOL, OFF(health.systems[9]), .def = "true"},
+     .min = 1 * S, .max = 3600 * S, M(HEALTH, RL)},
+    {"health.max_rss", OPT_SIZE, OFF(health.max_rss_bytes), .def = "256MiB", .min = 0,
+     .max = INT64_MAX, M(HEALTH, RL)},
+    {"health.disk_warning", OPT_UINT, OFF(health.disk_warning), .def = "90", .min = 1, .max = 100,
+     M(HEALTH, RL)},
+    {"health.disk_critical", OPT_UINT, OFF(health.disk_critical), .def = "97", .min = 1, .max = 100,
+     M(HEALTH, RL)},
+    {"health.systems.pcie", OPT_BOOL, OFF(health.systems[0]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.nvlink", OPT_BOOL, OFF(health.systems[1]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.memory", OPT_BOOL, OFF(health.systems[2]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.inforom", OPT_BOOL, OFF(health.systems[3]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.thermal", OPT_BOOL, OFF(health.systems[4]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.power", OPT_BOOL, OFF(health.systems[5]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.driver", OPT_BOOL, OFF(health.systems[6]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.gpu", OPT_BOOL, OFF(health.systems[7]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.clocks", OPT_BOOL, OFF(health.systems[8]), .def = "true", M(HEALTH, RL)},
+    {"health.systems.host", OPT_BOOL, OFF(health.systems[9]), .def = "true", M(HEALTH, RL)},
     {"policies", OPT_MAP_LIST, OFF(policies), OFF(n_policies), .items = policy_items,
-     .n_items = ARRAY_SIZE(policy_items), .item_size = sizeof(config_policy), .max = 64},
+     .n_items = ARRAY_SIZE(policy_items), .item_size = sizeof(health_policy), .max = 64,
+     M(HEALTH, RS)},
     {"alerting.alertmanagers", OPT_LIST, OFF(alerting.alertmanagers), .def = "",
-     .check = check_http_urls},
+     .check = check_http_urls, M(HEALTH, RS)},
     {"alerting.webhooks", OPT_MAP_LIST, OFF(alerting.webhooks), OFF(alerting.n_webhooks),
      .items = webhook_items, .n_items = ARRAY_SIZE(webhook_items),
-     .item_size = sizeof(config_webhook), .max = 16},
-    {"alerting.resend_interval", OPT_DURATION, OFF(alerting.resend_interval_us), .def = "60s",
-     .min = 1 * S, .max = 86400 * S},
-    {"alerting.timeout", OPT_DURATION, OFF(alerting.timeout_us), .def = "5s", .min = 100 * MS,
-     .max = 300 * S},
+     .item_size = sizeof(health_webhook), .max = 16, M(HEALTH, RS)},
+    {"alerting.resend_interval", OPT_DURATION, OFF(health.resend_interval_us), .def = "60s",
+     .min = 1 * S, .max = 86400 * S, M(HEALTH, RS)},
+    {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
+     .max = 300 * S, M(HEALTH, RS)},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -395,6 +429,8 @@ static void fmt_range(const struct option *o, char *b, size_t len)
         if (o->type == OPT_DURATION)
                 snprintf(b, len, "%s..%s", fmt_duration(o->min, x, sizeof(x)),
                          fmt_duration(o->max, y, sizeof(y)));
+        else if (o->type == OPT_SIZE)
+                snprintf(b, len, "at least %s", fmt_size((uint64_t)o->min, x, sizeof(x)));
         else if (o->type == OPT_DOUBLE)
                 snprintf(b, len, "%g..%g", o->dmin, o->dmax);
         else
@@ -480,7 +516,7 @@ static int option_set(const struct option *o, vigil_config *c, const char *v, co
                 char list[128] = "";
                 for (int i = 0; o->names[i]; i++) {
                         if (!strcmp(v, o->names[i])) {
-                                *(int *)p = i;
+                                *(int *)p = o->values ? o->values[i] : i;
                                 return 0;
                         }
                         snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
@@ -501,6 +537,65 @@ static int option_set(const struct option *o, vigil_config *c, const char *v, co
                 if (d < o->dmin || d > o->dmax)
                         return out_of_range(o, shown, why, whylen);
                 *(double *)p = d;
+                return 0;
+        }
+        case OPT_SIZE: {
+                uint64_t n;
+                int r = config_parse_size(v, &n);
+                if (r == -EDOM) {
+                        snprintf(why, whylen,
+                                 "%s: '%s' is ambiguous: write kB, MB, GB (powers of 1000) or "
+                                 "KiB, MiB, GiB (powers of 1024)",
+                                 o->path, shown);
+                        return -EINVAL;
+                }
+                if (r == -EINVAL) {
+                        snprintf(why, whylen, "%s: '%s' is not a size (such as 64KiB, 100MB, 1GiB)",
+                                 o->path, shown);
+                        return -EINVAL;
+                }
+                if (r < 0 || n < (uint64_t)o->min || n > (uint64_t)o->max)
+                        return out_of_range(o, shown, why, whylen);
+                *(uint64_t *)p = n;
+                return 0;
+        }
+        case OPT_CHARS:
+                if (o->check && o->check(o, shown, v, why, whylen) < 0)
+                        return -EINVAL;
+                if (strlen(v) >= (size_t)o->max) {
+                        snprintf(why, whylen, "%s: '%.64s' is too long (at most %lld bytes)",
+                                 o->path, shown, (long long)o->max - 1);
+                        return -EINVAL;
+                }
+                memcpy(p, v, strlen(v) + 1);
+                return 0;
+        case OPT_FLAGS: {
+                unsigned m = 0;
+                if (o->check && o->check(o, shown, v, why, whylen) < 0)
+                        return -EINVAL;
+                for (const char *x = v; *x;) {
+                        const char *e = strchrnul(x, ',');
+                        for (int i = 0; o->names[i]; i++)
+                                if (strlen(o->names[i]) == (size_t)(e - x) &&
+                                    !strncmp(o->names[i], x, (size_t)(e - x)))
+                                        m |= 1u << i;
+                        x = *e ? e + 1 : e;
+                }
+                *(unsigned *)p = m;
+                return 0;
+        }
+        case OPT_RATE: {
+                int64_t us = 0;
+                unsigned n = 0;
+                if (o->check && o->check(o, shown, v, why, whylen) < 0)
+                        return -EINVAL;
+                if (*v) {
+                        n = (unsigned)strtoul(v, NULL, 10);
+                        if (time_parse_duration(strchr(v, '/') + 1, &us) < 0)
+                                return -EINVAL; /* checked above */
+                }
+                *(unsigned *)p = n;
+                *(int64_t *)slot(c, o->count_offset) = us;
                 return 0;
         }
         case OPT_FIELD_MAP:
@@ -664,6 +759,7 @@ void config_init(vigil_config *c)
         char why[256];
 
         memset(c, 0, sizeof(*c));
+        log_options_init(&c->logging); /* what no key sets (journald: auto) */
         for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
                 if (!options[i].def)
                         continue;
@@ -684,11 +780,11 @@ void config_release(vigil_config *c)
                 if (o->type == OPT_STRING || o->type == OPT_LIST) {
                         free(*(char **)p);
                 } else if (o->type == OPT_FIELD_MAP) {
-                        free(*(config_field_interval **)p);
+                        free(*(collection_field **)p);
                 } else if (o->type == OPT_MAP_LIST) {
                         map_list_release(o, *(char **)p, *(size_t *)slot(c, o->count_offset));
                 } else if (o->type == OPT_LABEL_MAP) {
-                        config_label *l = *(config_label **)p;
+                        metrics_label *l = *(metrics_label **)p;
                         size_t n = *(size_t *)slot(c, o->count_offset);
                         for (size_t k = 0; l && k < n; k++) {
                                 free(l[k].name);
@@ -919,18 +1015,20 @@ static int mark_seen(struct parser *p, const char *path, yaml_mark_t m)
 static const char *expected_of(const struct option *o)
 {
         static const char *const e[] = {
-            [OPT_STRING] = "a string",     [OPT_BOOL] = "a boolean",
-            [OPT_UINT] = "an integer",     [OPT_DURATION] = "a duration",
-            [OPT_ENUM] = "a name",         [OPT_FIELD_MAP] = "a mapping",
-            [OPT_LABEL_MAP] = "a mapping", [OPT_LIST] = "a list of strings",
-            [OPT_DOUBLE] = "a number",     [OPT_MAP_LIST] = "a list of mappings",
+            [OPT_STRING] = "a string",       [OPT_BOOL] = "a boolean",
+            [OPT_UINT] = "an integer",       [OPT_DURATION] = "a duration",
+            [OPT_ENUM] = "a name",           [OPT_FIELD_MAP] = "a mapping",
+            [OPT_LABEL_MAP] = "a mapping",   [OPT_LIST] = "a list of strings",
+            [OPT_DOUBLE] = "a number",       [OPT_MAP_LIST] = "a list of mappings",
+            [OPT_SIZE] = "a size",           [OPT_CHARS] = "a string",
+            [OPT_FLAGS] = "a list of names", [OPT_RATE] = "N/DURATION",
         };
         return e[o->type];
 }
 
 static int parse_field_map(struct parser *p, const struct option *o)
 {
-        config_field_interval **arr = slot(p->cfg, o->offset);
+        collection_field **arr = slot(p->cfg, o->offset);
         size_t *n = slot(p->cfg, o->count_offset);
 
         for (;;) {
@@ -990,13 +1088,13 @@ static int parse_field_map(struct parser *p, const struct option *o)
                                 return fail_value(p, &v, val, false, why);
                         }
                 }
-                config_field_interval *na = realloc(*arr, (*n + 1) * sizeof(**arr));
+                collection_field *na = realloc(*arr, (*n + 1) * sizeof(**arr));
                 if (!na) {
                         fail(p, k.start_mark, "out of memory");
                         return -ENOMEM;
                 }
                 *arr = na;
-                (*arr)[(*n)++] = (config_field_interval){.field_id = f->id, .interval_us = us};
+                (*arr)[(*n)++] = (collection_field){.field_id = f->id, .interval_us = us};
         }
 }
 
@@ -1007,7 +1105,7 @@ static bool valid_label_name(const char *s)
 
 static int parse_label_map(struct parser *p, const struct option *o)
 {
-        config_label **arr = slot(p->cfg, o->offset);
+        metrics_label **arr = slot(p->cfg, o->offset);
         size_t *n = slot(p->cfg, o->count_offset);
 
         for (;;) {
@@ -1056,13 +1154,13 @@ static int parse_label_map(struct parser *p, const struct option *o)
                                     "%s: the value must not be empty (Prometheus drops empty "
                                     "labels)",
                                     what);
-                config_label *na = realloc(*arr, (*n + 1) * sizeof(**arr));
+                metrics_label *na = realloc(*arr, (*n + 1) * sizeof(**arr));
                 if (!na) {
                         fail(p, k.start_mark, "out of memory");
                         return -ENOMEM;
                 }
                 *arr = na;
-                (*arr)[(*n)++] = (config_label){.name = TAKE_PTR(name), .value = TAKE_PTR(val)};
+                (*arr)[(*n)++] = (metrics_label){.name = TAKE_PTR(name), .value = TAKE_PTR(val)};
         }
 }
 
@@ -1114,7 +1212,8 @@ static int parse_list(struct parser *p, const struct option *o)
                         if (!nj)
                                 return fail(p, it.start_mark, "out of memory"), -ENOMEM;
                         joined = nj;
-                        len += (size_t)sprintf(joined + len, "%s%s", len ? "," : "", v);
+                        len += (size_t)snprintf(joined + len, strlen(v) + 2, "%s%s", len ? "," : "",
+                                                v);
                 }
         } else {
                 return fail(p, e.start_mark, "%s: expected a list of strings, got %s", o->path,
@@ -1141,7 +1240,7 @@ static void map_list_release(const struct option *o, char *arr, size_t n)
         free(arr);
 }
 
-static json_t *map_list_json(const struct option *o, const char *arr, size_t n)
+static json_t *map_list_json(const struct option *o, const char *arr, size_t n, bool reveal)
 {
         json_t *a = json_array();
 
@@ -1152,7 +1251,8 @@ static json_t *map_list_json(const struct option *o, const char *arr, size_t n)
                         /* option_json reads at it->offset from the item, as from a config. */
                         json_object_set_new(
                             m, it->path,
-                            option_json(it, (const vigil_config *)(arr + i * o->item_size)));
+                            option_json(it, (const vigil_config *)(arr + i * o->item_size),
+                                        reveal));
                 }
                 json_array_append_new(a, m);
         }
@@ -1169,7 +1269,8 @@ static int parse_item_value(struct parser *p, const struct option *it, char *ite
 
         if (r < 0)
                 return r;
-        if (it->type == OPT_LIST && e.type == YAML_SEQUENCE_START_EVENT) {
+        if ((it->type == OPT_LIST || it->type == OPT_FLAGS) &&
+            e.type == YAML_SEQUENCE_START_EVENT) {
                 size_t len = 0;
                 v = strdup("");
                 if (!v)
@@ -1195,7 +1296,8 @@ static int parse_item_value(struct parser *p, const struct option *it, char *ite
                         if (!nv)
                                 return fail(p, x.start_mark, "out of memory"), -ENOMEM;
                         v = nv;
-                        len += (size_t)sprintf(v + len, "%s%s", len ? "," : "", xv);
+                        len +=
+                            (size_t)snprintf(v + len, strlen(xv) + 2, "%s%s", len ? "," : "", xv);
                 }
         } else {
                 if (e.type != YAML_SCALAR_EVENT)
@@ -1258,8 +1360,8 @@ static int parse_map_list(struct parser *p, const struct option *o)
                 for (size_t k = 0; k < o->n_items; k++) {
                         const struct option *it = &o->items[k];
                         bool str = it->type == OPT_STRING || it->type == OPT_LIST;
-                        if (!it->def)
-                                continue;
+                        if (!it->def || (it->type == OPT_CHARS && !*it->def))
+                                continue; /* zeroed: "" */
                         if (str ? !(*(char **)(item + it->offset) = strdup(it->def))
                                 : option_set(it, (vigil_config *)item, it->def, it->def, why,
                                              sizeof(why)) < 0)
@@ -1383,49 +1485,28 @@ static int check_rate_limit(const struct option *o, const char *shown, const cha
 
 int config_parse_size(const char *s, uint64_t *ret)
 {
+        return log_parse_size(s, ret);
+}
+
+/* Sizes read back as the largest binary unit that divides them, else decimal, else bytes, so
+ * config_to_json shows "100MiB" for the default and a value always parses back to itself. */
+static const char *fmt_size(uint64_t v, char *b, size_t len)
+{
         static const struct {
                 const char *suffix;
                 uint64_t mult;
-        } units[] = {{"", 1},
-                     {"B", 1},
-                     {"KiB", 1ULL << 10},
-                     {"MiB", 1ULL << 20},
-                     {"GiB", 1ULL << 30},
-                     {"K", 1000},
-                     {"M", 1000000},
-                     {"G", 1000000000},
-                     {"KB", 1000},
-                     {"MB", 1000000},
-                     {"GB", 1000000000}};
-        char *end;
-        unsigned long long v;
+        } units[] = {{"TiB", 1ULL << 40}, {"GiB", 1ULL << 30},      {"MiB", 1ULL << 20},
+                     {"KiB", 1ULL << 10}, {"TB", 1000000000000ULL}, {"GB", 1000000000ULL},
+                     {"MB", 1000000ULL},  {"kB", 1000ULL}};
 
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno)
-                return -EINVAL;
-        for (size_t i = 0; i < ARRAY_SIZE(units); i++)
-                if (!strcmp(end, units[i].suffix)) {
-                        if (v > UINT64_MAX / units[i].mult)
-                                return -EINVAL;
-                        *ret = v * units[i].mult;
-                        return 0;
+        for (size_t i = 0; v && i < ARRAY_SIZE(units); i++)
+                if (v % units[i].mult == 0) {
+                        snprintf(b, len, "%llu%s", (unsigned long long)(v / units[i].mult),
+                                 units[i].suffix);
+                        return b;
                 }
-        return -EINVAL;
-}
-
-static int check_size(const struct option *o, const char *shown, const char *v, char *why,
-                      size_t whylen)
-{
-        uint64_t b;
-
-        if (config_parse_size(v, &b) == 0)
-                return 0;
-        snprintf(why, whylen, "%s: '%s' is not a size (such as 256MiB, 1GiB or 0 for none)",
-                 o->path, shown);
-        return -EINVAL;
+        snprintf(b, len, "%llu", (unsigned long long)v);
+        return b;
 }
 
 static int check_http_url(const struct option *o, const char *shown, const char *v, char *why,
@@ -1794,14 +1875,15 @@ static json_t *json_section(json_t *root, const char *path, const char **leaf)
         return obj;
 }
 
-static json_t *option_json(const struct option *o, const vigil_config *c)
+/* reveal: secrets as they are (only to compare two configurations, never to show). */
+static json_t *option_json(const struct option *o, const vigil_config *c, bool reveal)
 {
         const void *p = slot(c, o->offset);
         char b[32];
 
         switch (o->type) {
         case OPT_STRING:
-                return jstr(*(char *const *)p, o->secret);
+                return jstr(*(char *const *)p, o->secret && !reveal);
         case OPT_LIST: {
                 const char *s = *(char *const *)p;
                 json_t *a = json_array();
@@ -1819,11 +1901,35 @@ static json_t *option_json(const struct option *o, const vigil_config *c)
         case OPT_DURATION:
                 return json_string(time_format_duration(*(const int64_t *)p, b, sizeof(b)));
         case OPT_ENUM:
-                return json_string(o->names[*(const int *)p]);
+                for (int i = 0; o->names[i]; i++)
+                        if ((o->values ? o->values[i] : i) == *(const int *)p)
+                                return json_string(o->names[i]);
+                return json_null();
         case OPT_DOUBLE:
                 return json_real(*(const double *)p);
+        case OPT_SIZE:
+                return json_string(fmt_size(*(const uint64_t *)p, b, sizeof(b)));
+        case OPT_CHARS:
+                return jstr((const char *)p, o->secret && !reveal);
+        case OPT_FLAGS: {
+                json_t *a = json_array();
+                for (int i = 0; a && o->names[i]; i++)
+                        if (*(const unsigned *)p & (1u << i))
+                                json_array_append_new(a, json_string(o->names[i]));
+                return a;
+        }
+        case OPT_RATE: {
+                char r[48];
+                unsigned n = *(const unsigned *)p;
+                if (!n)
+                        return json_string("");
+                snprintf(
+                    r, sizeof(r), "%u/%s", n,
+                    time_format_duration(*(const int64_t *)slot(c, o->count_offset), b, sizeof(b)));
+                return json_string(r);
+        }
         case OPT_FIELD_MAP: {
-                const config_field_interval *f = *(config_field_interval *const *)p;
+                const collection_field *f = *(collection_field *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);
                 json_t *m = json_object();
                 for (size_t i = 0; m && i < n; i++) {
@@ -1843,13 +1949,14 @@ static json_t *option_json(const struct option *o, const vigil_config *c)
         }
         case OPT_MAP_LIST:
                 return map_list_json(o, *(char *const *)p,
-                                     *(const size_t *)slot(c, o->count_offset));
+                                     *(const size_t *)slot(c, o->count_offset), reveal);
         case OPT_LABEL_MAP: {
-                const config_label *l = *(config_label *const *)p;
+                const metrics_label *l = *(metrics_label *const *)p;
                 size_t n = *(const size_t *)slot(c, o->count_offset);
                 json_t *m = json_object();
                 for (size_t i = 0; m && i < n; i++) {
-                        if (json_object_set_new(m, l[i].name, jstr(l[i].value, o->secret)) < 0) {
+                        if (json_object_set_new(m, l[i].name,
+                                                jstr(l[i].value, o->secret && !reveal)) < 0) {
                                 json_decref(m);
                                 return NULL;
                         }
@@ -1869,7 +1976,8 @@ json_t *config_to_json(const vigil_config *c)
         for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
                 const char *leaf;
                 json_t *sec = json_section(root, options[i].path, &leaf);
-                if (!sec || json_object_set_new(sec, leaf, option_json(&options[i], c)) < 0) {
+                if (!sec ||
+                    json_object_set_new(sec, leaf, option_json(&options[i], c, false)) < 0) {
                         json_decref(root);
                         return NULL;
                 }
@@ -1942,4 +2050,172 @@ int config_parse_listen(const char *s, char *host, size_t hostlen, unsigned *por
         host[hl] = '\0';
         *port = (unsigned)v;
         return 0;
+}
+
+/* ---- the table seen from outside: owners, apply flags, comparison ---------------------------- */
+
+static const char *const type_names[] = {
+    [OPT_STRING] = "string",       [OPT_BOOL] = "bool",
+    [OPT_UINT] = "uint",           [OPT_DURATION] = "duration",
+    [OPT_ENUM] = "enum",           [OPT_FIELD_MAP] = "field map",
+    [OPT_LABEL_MAP] = "label map", [OPT_LIST] = "list",
+    [OPT_DOUBLE] = "number",       [OPT_MAP_LIST] = "list of mappings",
+    [OPT_SIZE] = "size",           [OPT_CHARS] = "string",
+    [OPT_FLAGS] = "list of names", [OPT_RATE] = "rate",
+};
+
+static const char *const module_names[CONFIG_MOD_COUNT] = {
+    [CONFIG_MOD_DAEMON] = "daemon",     [CONFIG_MOD_BACKEND] = "backend",
+    [CONFIG_MOD_SAMPLER] = "sampler",   [CONFIG_MOD_API] = "api",
+    [CONFIG_MOD_LOG] = "log",           [CONFIG_MOD_HEALTH] = "health",
+    [CONFIG_MOD_SECURITY] = "security", [CONFIG_MOD_STORE] = "store",
+};
+
+const char *config_module_name(enum config_module m)
+{
+        return (unsigned)m < CONFIG_MOD_COUNT ? module_names[m] : "?";
+}
+
+size_t config_key_count(void)
+{
+        return ARRAY_SIZE(options);
+}
+
+int config_key_info_at(size_t i, config_key_info *out)
+{
+        if (i >= ARRAY_SIZE(options))
+                return -ERANGE;
+        *out = (config_key_info){
+            .path = options[i].path,
+            .type = type_names[options[i].type],
+            .def = options[i].def,
+            .mod = options[i].mod,
+            .apply = options[i].apply,
+            .secret = options[i].secret,
+        };
+        return 0;
+}
+
+int config_key_find(const char *path, config_key_info *out)
+{
+        const struct option *o = option_find(path);
+
+        if (!o)
+                return -ENOENT;
+        return config_key_info_at((size_t)(o - options), out);
+}
+
+bool config_key_equal(size_t i, const vigil_config *a, const vigil_config *b)
+{
+        json_t *x, *y;
+        bool eq;
+
+        if (i >= ARRAY_SIZE(options))
+                return true;
+        /* The JSON form is canonical for every type (sizes and durations normalised, lists and
+         * maps in file order), so one comparison serves them all. */
+        x = option_json(&options[i], a, true);
+        y = option_json(&options[i], b, true);
+        eq = x && y && json_equal(x, y);
+        json_decref(x);
+        json_decref(y);
+        return eq;
+}
+
+/* Bytes of the value at offset (maps: the array pointer; their count is swapped apart). */
+static size_t value_size(const struct option *o)
+{
+        switch (o->type) {
+        case OPT_BOOL:
+                return sizeof(bool);
+        case OPT_UINT:
+                return sizeof(unsigned);
+        case OPT_DURATION:
+                return sizeof(int64_t);
+        case OPT_ENUM:
+                return sizeof(int);
+        case OPT_DOUBLE:
+                return sizeof(double);
+        case OPT_SIZE:
+                return sizeof(uint64_t);
+        case OPT_STRING:
+        case OPT_LIST:
+        case OPT_FIELD_MAP:
+        case OPT_LABEL_MAP:
+        case OPT_MAP_LIST:
+                return sizeof(void *);
+        case OPT_CHARS:
+        case OPT_FLAGS:
+        case OPT_RATE:
+                return 0; /* list items only: never a key of its own */
+        }
+        return 0;
+}
+
+static void swap_bytes(void *a, void *b, size_t n)
+{
+        unsigned char t[sizeof(void *) > 8 ? sizeof(void *) : 8];
+
+        memcpy(t, a, n);
+        memcpy(a, b, n);
+        memcpy(b, t, n);
+}
+
+size_t config_keep_restart(vigil_config *next, vigil_config *running, const char **pending,
+                           size_t max)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                const struct option *o = &options[i];
+                if (o->apply != CONFIG_APPLY_RESTART || config_key_equal(i, next, running))
+                        continue;
+                swap_bytes(slot(next, o->offset), slot(running, o->offset), value_size(o));
+                if (o->type == OPT_FIELD_MAP || o->type == OPT_LABEL_MAP || o->type == OPT_MAP_LIST)
+                        swap_bytes(slot(next, o->count_offset), slot(running, o->count_offset),
+                                   sizeof(size_t));
+                if (n < max)
+                        pending[n] = o->path;
+                n++;
+        }
+        return n;
+}
+
+size_t config_keep_module(vigil_config *next, vigil_config *running, enum config_module m)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                const struct option *o = &options[i];
+                if (o->mod != m || value_size(o) == 0 || config_key_equal(i, next, running))
+                        continue;
+                swap_bytes(slot(next, o->offset), slot(running, o->offset), value_size(o));
+                if (o->type == OPT_FIELD_MAP || o->type == OPT_LABEL_MAP || o->type == OPT_MAP_LIST)
+                        swap_bytes(slot(next, o->count_offset), slot(running, o->count_offset),
+                                   sizeof(size_t));
+                n++;
+        }
+        return n;
+}
+
+size_t config_changed_reloadable(const vigil_config *a, const vigil_config *b, const char **out,
+                                 size_t max)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+                if (options[i].apply != CONFIG_APPLY_RELOAD || config_key_equal(i, a, b))
+                        continue;
+                if (n < max)
+                        out[n] = options[i].path;
+                n++;
+        }
+        return n;
+}
+
+json_t *config_key_json(size_t i, const vigil_config *c)
+{
+        if (i >= ARRAY_SIZE(options))
+                return NULL;
+        return option_json(&options[i], c, false);
 }

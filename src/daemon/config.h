@@ -1,9 +1,12 @@
-/* config.h — the daemon's configuration: one YAML file (DESIGN §8) parsed into a plain struct.
- * Every key has a default (config_init); unknown keys, wrong types, duplicates and out-of-range
- * values are refused with "NAME:LINE:COL: reason". Scalar values may use ${VAR}, ${VAR:-default}
- * and "$$". The options are one declarative table in config.c; docs/configuration.md is the user
- * reference. This module parses and validates only: it opens no socket and applies nothing.
- * Not thread-safe per object; the daemon parses into a fresh struct and swaps it in. */
+/* config.h — the daemon's configuration: one YAML file (DESIGN §8) parsed into vigil_config, whose
+ * sections are the modules' own options structs (log_options, health_config, security_config,
+ * backup_config, metrics_config, http_config, collection_config). Every key has a default
+ * (config_init); unknown keys, wrong types, duplicates and out-of-range values are refused with
+ * "NAME:LINE:COL: reason". Scalar values may use ${VAR}, ${VAR:-default} and "$$". The options are
+ * one declarative table in config.c: each key names its module and whether a reload applies it
+ * (docs/internals/config.md); docs/configuration.md is the user reference. This module parses
+ * and validates only: it opens no socket and applies nothing. Not thread-safe per object; the
+ * daemon parses into a fresh struct and swaps it in. */
 #ifndef VIGIL_DAEMON_CONFIG_H
 #define VIGIL_DAEMON_CONFIG_H
 
@@ -14,47 +17,15 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "api/api_config.h"
+#include "health/health_config.h"
+#include "sampler/collection_config.h"
+#include "security/security_config.h"
+#include "store/backup_config.h"
 
 #define CONFIG_MAX_FILE_SIZE    (1024 * 1024) /* bytes; bigger files are refused */
 #define CONFIG_MAX_VALUE_LEN    4096          /* bytes of one scalar after ${VAR} expansion */
 #define CONFIG_MAX_EXTRA_LABELS 64            /* metrics.extra_labels entries */
-
-enum config_naming {
-        CONFIG_NAMING_VIGIL = 0, /* native vigil_* families */
-        CONFIG_NAMING_DCGM = 1,  /* dcgm-exporter DCGM_FI_* families and labels */
-};
-
-/* One collection.fields entry. */
-typedef struct config_field_interval {
-        uint16_t field_id;   /* DCGM field id (fields.def) */
-        int64_t interval_us; /* usec between samples; 0 = field disabled ("off") */
-} config_field_interval;
-
-/* One metrics.extra_labels entry. */
-typedef struct config_label {
-        char *name;  /* Prometheus label name, validated */
-        char *value; /* label value, ${VAR} expanded */
-} config_label;
-
-/* One policies entry (docs/health.md): when an incident matching condition opens, run actions. */
-typedef struct config_policy {
-        char *condition;         /* rule name, xid_N, xid, critical, warning or "*" */
-        char *actions;           /* comma-joined: log, alert, exec, set_power_limit, reset_gpu */
-        char *exec;              /* command for exec (sh -c), incident JSON on stdin */
-        int64_t exec_timeout_us; /* usec; the hook is killed after this */
-        unsigned power_limit_percent; /* set_power_limit: percent of the default limit (10..100) */
-        bool dry_run;                 /* record what would be done, do nothing */
-        bool allow_reset_on_real_gpu; /* reset_gpu may run nvidia-smi --gpu-reset on a real GPU */
-        char *rate_limit;             /* "N/DURATION" (at most N runs per GPU per DURATION) */
-} config_policy;
-
-/* One alerting.webhooks entry. */
-typedef struct config_webhook {
-        char *url;    /* http(s) URL the JSON is POSTed to */
-        char *secret; /* HMAC-SHA256 key for X-Vigil-Signature; "" = unsigned; secret */
-} config_webhook;
-
-#define CONFIG_HEALTH_SYSTEMS 10 /* health.systems switches, in enum health_system order */
 
 /* Owns every string and array in it; release with config_release. */
 typedef struct vigil_config {
@@ -68,42 +39,12 @@ typedef struct vigil_config {
                 bool enabled;   /* load the fake NVML instead of the real one */
                 char *scenario; /* scenario file; "" = built-in default scenario */
         } simulate;
-        struct {
-                int64_t fast_us;               /* usec; fast tier period (100ms..60s) */
-                int64_t slow_us;               /* usec; slow tier period (5s..1h) */
-                config_field_interval *fields; /* per-field overrides, in file order */
-                size_t n_fields;               /* entries in fields */
-                int64_t max_age_us;            /* usec; cache keeps samples this long (1s..30d) */
-                unsigned max_samples;          /* samples; cache cap per series (1..1000000) */
-                bool adaptive_enabled;     /* stretch a tier's interval when sweeps cost too much */
-                double adaptive_max_share; /* of the interval a sweep may take (0.05..1) */
-                double adaptive_max_stretch; /* times the configured interval, at most (1..100) */
-        } collection;
-        struct {
-                enum config_naming naming;  /* family and label naming */
-                char *counters_csv;         /* dcgm-exporter counters CSV path; "" = none */
-                config_label *extra_labels; /* added to every series, in file order */
-                size_t n_extra_labels;      /* entries in extra_labels */
-                char *hostname;             /* hostname label; "" = gethostname() */
-        } metrics;
-        struct {
-                unsigned max_connections;        /* connections (1..10000) */
-                unsigned max_connections_per_ip; /* connections per client address (1..10000) */
-                int64_t connection_timeout_us;   /* usec; idle connection timeout (1s..10m) */
-                unsigned threads;                /* HTTP worker threads (1..64) */
-                unsigned max_request_body;       /* bytes (1024..16777216) */
-        } http;
-        struct {
-                enum log_level level;     /* minimum level logged */
-                enum log_format format;   /* text or JSON lines */
-                char *file_path;          /* log file; "" = none */
-                char *file_max_size;      /* size text ("100MiB"); log_parse_size() reads it */
-                unsigned file_max_files;  /* rotated files kept (0..1000) */
-                bool syslog_enabled;      /* warnings and above to syslog */
-                int syslog_facility;      /* index in daemon, user, auth, syslog, local0..local7 */
-                unsigned rate_burst;      /* messages per call site per interval; 0 = unlimited */
-                int64_t rate_interval_us; /* usec; rate limiter window */
-        } logging;
+        collection_config collection; /* collection: (sampler/collection_config.h) */
+        metrics_config metrics;       /* metrics: (api/api_config.h) */
+        http_config http;             /* http: (api/api_config.h) */
+        /* logging: (docs/logging.md) in the log module's own options; file_path is owned
+         * here (a char * under the const); journald is not a key (auto). */
+        log_options logging;
         /* anomaly: learned per-GPU baselines and peer comparison (health/anomaly.h) */
         struct {
                 bool enabled;           /* evaluate after each fast sweep */
@@ -118,101 +59,84 @@ typedef struct vigil_config {
                 unsigned peer_band;     /* utilization band width, percent */
                 bool f_gpu_temp, f_power, f_mem_temp, f_util, f_sm_clock; /* per-field switches */
         } anomaly;
-        /* security: (docs/security.md). Lists are stored comma-joined ("a,b"); entries never
-         * contain a comma. */
-        struct {
-                struct {
-                        bool enabled;            /* require a bearer JWT on TCP */
-                        int method;              /* 0 = jwt (the only method) */
-                        char *jwt_secret;        /* HS256 key, >= 32 bytes; secret */
-                        int64_t token_expiry_us; /* usec; default ttl of `vigil token create` */
-                        char *issuer;            /* required iss when non-empty */
-                        char *audience;          /* required aud when non-empty */
-                        char *public_key_file;   /* PEM RSA/EC key: RS256/ES256 instead of HS256 */
-                        int64_t leeway_us;       /* usec; clock skew allowed on exp/nbf/iat */
-                } authentication;
-                struct {
-                        bool enabled;           /* check roles; off = any authenticated user */
-                        char *admin;            /* permissions of role admin ("*" = all) */
-                        char *operator_;        /* permissions of role operator */
-                        char *viewer;           /* permissions of role viewer */
-                        char *unix_admin_group; /* unix-socket peers in this group are admin */
-                } authorization;
-                struct {
-                        bool enabled;    /* serve HTTPS on the TCP listener */
-                        char *cert_file; /* PEM certificate chain */
-                        char *key_file;  /* PEM private key */
-                        char *ca_file;   /* PEM CA for client certificates */
-                        int client_auth; /* 0 none, 1 request, 2 require */
-                } tls;
-                struct {
-                        char *allowed_ips;      /* CIDRs allowed to connect; "" = any */
-                        char *trusted_proxies;  /* CIDRs whose X-Forwarded-For is believed */
-                        bool rl_enabled;        /* token-bucket rate limits */
-                        unsigned rl_per_minute; /* requests per minute per principal and per IP */
-                        unsigned rl_burst;      /* bucket size, requests */
-                } network;
-                struct {
-                        bool enabled;                /* hash-chained audit records */
-                        unsigned retention_days;     /* days kept; 0 = forever */
-                        bool include_sensitive_data; /* request bodies in records (never tokens) */
-                } audit;
-                bool metrics_public; /* /metrics without authentication */
-
-                /* web-config.yml (exporter-toolkit) and the role of its basic_auth_users */
-                char *web_config_file; /* path; "" = none */
-                int web_config_role;   /* 0 viewer, 1 operator, 2 admin */
-        } security;
-        /* backup: (docs/backup.md) */
-        struct {
-                char *dir;               /* archives; "" = DATA_DIR/backups */
-                char *schedule;          /* interval between scheduled backups ("24h"); "" = off */
-                unsigned keep_count;     /* archives kept at most (1..10000) */
-                int64_t keep_max_age_us; /* usec; older archives are pruned */
-                char *hook;              /* program run with the archive path; "" = none */
-                int64_t hook_timeout_us; /* usec; the hook is killed after this */
-                bool restore_on_corrupt; /* corrupt store at start: restore the newest backup */
-                int compression;         /* 0 = zstd, 1 = gzip */
-        } backup;
-        /* security.encryption: (docs/backup.md). Kept outside the security struct so that the
-         * security and store modules can each edit their own part. */
-        struct {
-                bool data_at_rest;          /* seal sensitive payloads and backups */
-                char *encryption_key;       /* master key: passphrase or 64 hex chars; secret */
-                unsigned key_rotation_days; /* warn when the active key is older; 0 = never */
-        } encryption;
-        /* health, policies, alerting (docs/health.md). */
-        struct {
-                bool enabled;                 /* evaluate the health rules */
-                unsigned expected_gpus;       /* GPUs this node should have; 0 = unchecked */
-                unsigned temp_warning;        /* C */
-                unsigned temp_critical;       /* C */
-                unsigned temp_hysteresis;     /* C below a threshold before it clears */
-                int64_t resolve_after_us;     /* usec clear before an incident resolves */
-                int64_t xid_hold_us;          /* usec an XID keeps its incident active */
-                int64_t nvml_call_timeout_us; /* usec before a GPU is marked unresponsive */
-                int64_t collection_stretched_after_us; /* usec a tier stays stretched before
-                                                          collection_slow opens; 0 = never */
-                int64_t throttle_sustain_us;           /* usec a HW clock slowdown must last */
-                char *max_rss;                         /* "256MiB"; "0" = unchecked */
-                unsigned disk_warning;               /* percent used of the data dir's filesystem */
-                unsigned disk_critical;              /* percent */
-                bool systems[CONFIG_HEALTH_SYSTEMS]; /* pcie nvlink memory inforom thermal power
-                                                        driver gpu clocks host */
-        } health;
-        config_policy *policies; /* in file order */
+        security_config security;     /* security: (security/security_config.h) */
+        backup_config backup;         /* backup: (store/backup_config.h) */
+        encryption_config encryption; /* security.encryption: (store/backup_config.h) */
+        /* health: (docs/health.md), in the health module's own struct; the table writes
+         * its scalars and alerting.resend_interval / alerting.timeout; the list pointers stay
+         * NULL here (plan.c fills them from policies and alerting below). */
+        health_config health;
+        health_policy *policies; /* in file order (health/health_config.h) */
         size_t n_policies;
         struct {
                 char *alertmanagers;      /* comma-joined base URLs */
-                config_webhook *webhooks; /* in file order */
+                health_webhook *webhooks; /* in file order (health/health_config.h) */
                 size_t n_webhooks;
-                int64_t resend_interval_us; /* usec between re-sends of an active alert */
-                int64_t timeout_us;         /* usec per HTTP attempt */
         } alerting;
 } vigil_config;
 
-/* "256MiB", "1GiB", "512M", "1048576" → bytes. 0 or -EINVAL. Shared with the daemon. */
+/* The one size parser of every size key (docs/configuration.md, "Units"): "N" or "NB" bytes,
+ * "NkB"/"NKB", "NMB", "NGB", "NTB" powers of 1000, "NKiB", "NMiB", "NGiB", "NTiB" powers of 1024.
+ * Returns 0, -EDOM for a suffix that could mean either ("100M", "1g", "5Mi": ambiguous, refused),
+ * -ERANGE on overflow or -EINVAL. *ret is untouched on failure. Same as log_parse_size(). */
 int config_parse_size(const char *s, uint64_t *ret);
+
+/* ---- the option table, as seen from outside (reload, tests, docs) ---- */
+
+/* The module whose options struct a key configures and which applies it. */
+enum config_module {
+        CONFIG_MOD_DAEMON = 0, /* main.c: addresses and paths of the process itself */
+        CONFIG_MOD_BACKEND,    /* backend: which NVML, simulated or real */
+        CONFIG_MOD_SAMPLER,    /* sampler and cache: tiers, per-field intervals, retention */
+        CONFIG_MOD_API,        /* api: HTTP limits, exposition naming, labels, counters CSV */
+        CONFIG_MOD_LOG,        /* common/log: level, format, file, syslog, rate limit */
+        CONFIG_MOD_HEALTH,     /* health: rules, thresholds, policies, alerting, anomalies */
+        CONFIG_MOD_SECURITY,   /* security: authn, authz, network, audit, web-config, TLS */
+        CONFIG_MOD_STORE,      /* store: backups and encryption at rest */
+        CONFIG_MOD_COUNT,
+};
+
+/* When a changed key takes effect. */
+enum config_apply {
+        CONFIG_APPLY_RELOAD = 0,  /* SIGHUP / POST /api/v1/config/reload applies it */
+        CONFIG_APPLY_RESTART = 1, /* runs with the old value until vigild restarts */
+};
+
+typedef struct config_key_info {
+        const char *path;       /* dotted key path, as in the file */
+        const char *type;       /* "string", "bool", "uint", "duration", "size", ... */
+        const char *def;        /* default as written in the file; NULL for maps and lists */
+        enum config_module mod; /* module that owns it */
+        enum config_apply apply;
+        bool secret; /* never shown */
+} config_key_info;
+
+/* Keys in the table (top-level keys only; list items belong to their list). */
+size_t config_key_count(void);
+/* Entry i (< config_key_count()); 0, or -ERANGE with *out untouched. */
+int config_key_info_at(size_t i, config_key_info *out);
+/* Entry by path; 0 or -ENOENT. */
+int config_key_find(const char *path, config_key_info *out);
+/* "daemon", "backend", "sampler", "api", "log", "health", "security", "store". */
+const char *config_module_name(enum config_module m);
+
+/* Whether key i has the same value in a and b (secrets compared, never shown). */
+bool config_key_equal(size_t i, const vigil_config *a, const vigil_config *b);
+
+/* Reload support: for every restart-only key whose value differs between next (the new file)
+ * and running (what the process runs), swap the two values, so next holds what keeps running
+ * and running holds the new, not yet applied value. Writes up to max paths to pending and
+ * returns how many keys differed (may exceed max). Reloadable keys are left as next has them. */
+size_t config_keep_restart(vigil_config *next, vigil_config *running, const char **pending,
+                           size_t max);
+/* Like config_keep_restart for every key of module m (whatever its apply flag): when applying
+ * that module's part failed, what runs stays what the configuration shows. Returns the count. */
+size_t config_keep_module(vigil_config *next, vigil_config *running, enum config_module m);
+/* Paths of the reloadable keys that differ between a and b (up to max; returns the count). */
+size_t config_changed_reloadable(const vigil_config *a, const vigil_config *b, const char **out,
+                                 size_t max);
+/* The value of key i in c as JSON (secrets redacted). Caller owns the result; NULL on ENOMEM. */
+json_t *config_key_json(size_t i, const vigil_config *c);
 
 /* Fill *c with the defaults. Aborts only if a few bytes of strdup fail at start. */
 void config_init(vigil_config *c);

@@ -1,7 +1,11 @@
 /* main.c — vigild: the lifecycle in one visible order.
- *   1. options and configuration   2. logging   3. the NVML backend (real, or fake for --simulate)
- *   4. cache and sampler            5. HTTP     6. run until a signal (SIGHUP reloads)
- *   7. stop in reverse order. */
+ *   1. options and configuration: the file and flags parsed, then every module's plan prepared
+ *      (plan.c), the validation --check-config also runs
+ *   2. logging
+ *   3. the start steps (steps[]: data dir, store, backend, cache, sampler, health, security,
+ *      HTTP, listeners, sampling), then run until a signal (SIGHUP and POST
+ *      /api/v1/config/reload reload: all or nothing, restart-only keys reported as pending)
+ *   4. the steps stopped in reverse order. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,10 +32,11 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "config.h"
+#include "health/health.h"
 #include "observe.h"
 #include "security.h"
 #include "sampler/sampler.h"
-#include "health_glue.h"
+#include "plan.h"
 #include "store/backup.h"
 #include "store/crypto.h"
 #include "store/service.h"
@@ -87,9 +93,40 @@ typedef struct daemon_state {
         anomaly *anomaly;        /* anomaly detection (observe.c); NULL when off */
         sampler *en;             /* borrowed for anomaly_eval in on_sweep */
         cache *ca;               /* borrowed for anomaly_eval in on_sweep */
+        const struct cli_overrides *o; /* command-line flags, applied again on each reload */
+        json_t *pending;               /* restart-only keys whose new value waits for a restart:
+                                          {"path": new value}; under cfg_lock */
+        char tls_key[1024];            /* TLS settings running (security_plan.tls_key) */
+        /* POST /api/v1/config/reload hands the reload to the main thread and waits for it */
+        pthread_mutex_t rl_lock;
+        pthread_cond_t rl_cond;
+        int rl_fd;          /* eventfd the main loop polls */
+        bool rl_busy;       /* a request is waiting for the main thread */
+        bool rl_closed;     /* the main loop has ended: no reload will be served */
+        uint64_t rl_seq;    /* reloads answered so far */
+        json_t *rl_result;  /* outcome of the last requested reload, taken by the requester */
+        unsigned rl_status; /* its HTTP status */
+
+        /* what the start steps build, in the order of steps[] */
+        config_plan plan;             /* the start's prepared modules; released after the start */
+        backend_options bopt;         /* NVML library, simulated or not */
+        backend *be;                  /* the only door to the GPUs */
+        struct counter_set *counters; /* metrics.counters_csv; must outlive the api */
+        char hostname[256];           /* hostname label */
+        char addr_file[PATH_MAX];     /* DATA_DIR/vigild.addr */
+        char url[256];                /* the bound TCP listener, "" when none */
+        char exe[PATH_MAX];           /* this binary, for a successor on SIGUSR2 */
+        char *const *argv;            /* our arguments, for a successor */
+        sampler_field_interval overrides[256]; /* collection.fields for sampler_new */
+        api_label labels[64];                  /* metrics.extra_labels for api_new */
+        takeover *tk;                          /* our takeover control socket */
+        char tk_path[PATH_MAX];                /* DATA_DIR/takeover.sock */
+        int tk_conn, tk_tcp, tk_unix; /* from the vigild we replace (--takeover); -1 = none */
+        bool sampler_started;         /* sweeps started early (takeover) or by step "sampling" */
+        bool handed_over;             /* a successor serves our sockets now */
 } daemon_state;
 
-/* 2b. durable state: the keyring, the store (restoring the newest good backup if the database
+/* Step "store", durable state: the keyring, the store (restoring the newest good backup if the database
  * is corrupt and backup.restore_on_corrupt), then the backup service. Logs what it did. */
 static int open_store(daemon_state *d)
 {
@@ -242,6 +279,9 @@ static json_t *config_json(void *userdata)
 
         pthread_mutex_lock(&d->cfg_lock);
         j = config_to_json(&d->cfg);
+        /* what runs, and apart the values that wait for a restart */
+        if (j && d->pending && json_object_size(d->pending))
+                json_object_set_new(j, "pending_restart", json_deep_copy(d->pending));
         pthread_mutex_unlock(&d->cfg_lock);
         return j ? j : json_null();
 }
@@ -474,73 +514,754 @@ static int load_config(const cli_overrides *o, vigil_config *c, const char **pat
         return apply_overrides(c, o, err, errlen);
 }
 
-/* SIGHUP: parse the file again; keep the running configuration when it is bad. */
-static void reload(daemon_state *d, const cli_overrides *o)
+/* A refused reload: logged, audited, answered; nothing changed. */
+static json_t *reload_refused(daemon_state *d, const char *err, unsigned *status)
+{
+        log_error("config", "failed to reload the configuration, keeping the running one: %s", err);
+        if (d->gate)
+                gate_audit(d->gate, "vigild", "admin", "local", "-", "config", 400, "config_reload",
+                           err, "");
+        *status = 400;
+        return json_pack("{s:b,s:{s:i,s:s}}", "reloaded", false, "error", "code", 400, "message",
+                         err);
+}
+
+static json_t *str_array(const char *const *v, size_t n)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++)
+                json_array_append_new(a, json_string(v[i]));
+        return a;
+}
+
+static void join(char *b, size_t len, const char *const *v, size_t n)
+{
+        size_t at = 0;
+
+        b[0] = '\0';
+        for (size_t i = 0; i < n && at < len; i++) {
+                int w = snprintf(b + at, len - at, "%s%s", i ? ", " : "", v[i]);
+                if (w < 0)
+                        break;
+                at += (size_t)w;
+        }
+}
+
+#define MAX_KEYS 256 /* more than the table has */
+
+/* SIGHUP and POST /api/v1/config/reload: all or nothing. Parse and validate the whole file and
+ * prepare every module's new state; on any refusal nothing changes. Then apply every reloadable
+ * key to the running modules and report the restart-only keys that changed as pending: they keep
+ * their running values (GET /api/v1/config shows what runs) until the next start. Returns the
+ * API answer; *status is its HTTP status. */
+static json_t *reload(daemon_state *d, unsigned *status)
 {
         vigil_config next;
-        const char *path;
-        char err[512] = "";
+        config_plan plan;
+        const char *path, *applied[MAX_KEYS], *pending[MAX_KEYS];
+        char err[1024] = "", line[2048];
+        size_t n_applied, n_pending;
+        json_t *pend, *res;
         int r;
 
         notify("RELOADING=1");
-        r = load_config(o, &next, &path, err, sizeof(err));
+        r = load_config(d->o, &next, &path, err, sizeof(err));
+        if (r == 0)
+                r = plan_prepare(&next, d->cfg.simulate.enabled, d->tls != NULL, &plan, err,
+                                 sizeof(err));
         if (r < 0) {
-                log_error("config",
-                          "failed to reload the configuration, keeping the running one: %s", err);
                 config_release(&next);
                 notify("READY=1");
-                return;
+                return reload_refused(d, err, status);
         }
-        log_set_level(next.logging.level);
-        log_set_format(next.logging.format);
-        if (observe_log_apply(&next, err, sizeof(err)) < 0)
-                log_error("config", "keeping the running log sinks: %s", err);
-        if (strcmp(next.listen, d->cfg.listen) || strcmp(next.socket, d->cfg.socket) ||
-            next.collection.fast_us != d->cfg.collection.fast_us ||
-            next.collection.slow_us != d->cfg.collection.slow_us ||
-            next.simulate.enabled != d->cfg.simulate.enabled ||
-            next.metrics.naming != d->cfg.metrics.naming ||
-            strcmp(next.metrics.counters_csv, d->cfg.metrics.counters_csv))
-                log_warn("config", "listen, socket, simulate, collection and metrics naming/"
-                                   "counters_csv changes take effect at the next restart");
-        {
-                health_glue hg;
-                if (d->health && health_glue_build(&next, &hg) == 0) {
-                        health_reconfigure(d->health, &hg.cfg);
-                        health_glue_release(&hg);
+        /* The TLS settings (paths, client auth, versions) of either source need a restart; the
+         * certificate files' contents are re-read now. */
+        bool tls_changed = strcmp(plan.sec.tls_key, d->tls_key) != 0;
+
+        /* commit: the only steps that can still fail (a certificate whose contents broke, a log
+         * file) come first, so a failure leaves everything as it ran */
+        if (d->gate) {
+                r = security_commit(&plan.sec, d->store, d->gate, d->tls, err, sizeof(err));
+                if (r < 0) {
+                        plan_release(&plan);
+                        config_release(&next);
+                        notify("READY=1");
+                        return reload_refused(d, err, status);
                 }
         }
+        /* checked by plan_prepare; only a race (the directory removed since) fails here */
+        bool log_failed = log_configure(&plan.log, err, sizeof(err)) < 0;
+        if (log_failed)
+                log_error("config", "keeping the running log sinks and logging settings: %s", err);
+        if (d->health)
+                health_reconfigure(d->health, &plan.health);
+
         pthread_mutex_lock(&d->cfg_lock);
+        if (log_failed)
+                config_keep_module(&next, &d->cfg, CONFIG_MOD_LOG);
+        n_applied = config_changed_reloadable(&next, &d->cfg, applied, MAX_KEYS);
+        /* After this, next holds what runs; d->cfg holds the new values that wait. */
+        n_pending = config_keep_restart(&next, &d->cfg, pending, MAX_KEYS);
+        n_applied = MIN(n_applied, (size_t)MAX_KEYS);
+        n_pending = MIN(n_pending, (size_t)MAX_KEYS);
+        pend = json_object();
+        for (size_t i = 0; pend && i < config_key_count(); i++) {
+                config_key_info ki;
+                config_key_info_at(i, &ki);
+                for (size_t k = 0; k < n_pending; k++)
+                        if (!strcmp(pending[k], ki.path))
+                                json_object_set_new(pend, ki.path, config_key_json(i, &d->cfg));
+        }
+        if (pend && tls_changed && !json_object_get(pend, "security.web_config_file") &&
+            next.security.web_config_file[0])
+                json_object_set_new(pend, "security.web_config_file",
+                                    json_string(next.security.web_config_file));
         config_release(&d->cfg);
         d->cfg = next;
+        json_decref(d->pending);
+        d->pending = pend;
+        res = json_pack("{s:b,s:o,s:o}", "reloaded", true, "applied", str_array(applied, n_applied),
+                        "pending_restart", json_array());
+        if (res && pend) {
+                const char *k;
+                json_t *v;
+                json_object_foreach(pend, k, v)
+                    json_array_append_new(json_object_get(res, "pending_restart"), json_string(k));
+        }
         pthread_mutex_unlock(&d->cfg_lock);
+        plan_release(&plan);
+
+        join(line, sizeof(line), applied, n_applied);
+        log_info("config", "reloaded the configuration from '%s'; applied: %s",
+                 path ? path : "(defaults)", n_applied ? line : "no change");
+        if (res && json_array_size(json_object_get(res, "pending_restart"))) {
+                const char *names[MAX_KEYS];
+                json_t *a = json_object_get(res, "pending_restart");
+                size_t n = MIN(json_array_size(a), (size_t)MAX_KEYS);
+                for (size_t i = 0; i < n; i++)
+                        names[i] = json_string_value(json_array_get(a, i));
+                join(line, sizeof(line), names, n);
+                log_warn("config", "changed but pending until restart (running values kept): %s",
+                         line);
+        }
         if (d->gate)
-                security_reload(&d->cfg, d->cfg.simulate.enabled, d->store, d->gate, d->tls);
-        log_info("config", "reloaded the configuration from '%s'", path ? path : "(defaults)");
+                gate_audit(d->gate, "vigild", "admin", "local", "-", "config", 200, "config_reload",
+                           n_pending || tls_changed ? "pending restart" : "", "");
         notify("READY=1");
+        *status = 200;
+        return res;
+}
+
+/* HTTP thread: ask the main thread for a reload and wait for its answer (at most 60 s). */
+static json_t *config_reload_request(void *userdata, unsigned *status)
+{
+        daemon_state *d = userdata;
+        struct timespec until;
+        uint64_t one = 1, seq;
+        json_t *res = NULL;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 60;
+        pthread_mutex_lock(&d->rl_lock);
+        while (d->rl_busy && !d->rl_closed)
+                if (pthread_cond_timedwait(&d->rl_cond, &d->rl_lock, &until) == ETIMEDOUT)
+                        goto out;
+        if (d->rl_closed)
+                goto out;
+        d->rl_busy = true;
+        seq = d->rl_seq;
+        if (write(d->rl_fd, &one, sizeof(one)) != sizeof(one)) {
+                d->rl_busy = false;
+                goto out;
+        }
+        while (d->rl_seq == seq && !d->rl_closed)
+                if (pthread_cond_timedwait(&d->rl_cond, &d->rl_lock, &until) == ETIMEDOUT)
+                        break;
+        if (d->rl_seq != seq) {
+                res = d->rl_result;
+                *status = d->rl_status;
+                d->rl_result = NULL;
+        }
+        d->rl_busy = false;
+        pthread_cond_broadcast(&d->rl_cond);
+out:
+        pthread_mutex_unlock(&d->rl_lock);
+        return res;
+}
+
+/* Main thread, when the loop ended: a reload request still waiting is answered 503 at once. */
+static void reloads_close(daemon_state *d)
+{
+        pthread_mutex_lock(&d->rl_lock);
+        d->rl_closed = true;
+        pthread_cond_broadcast(&d->rl_cond);
+        pthread_mutex_unlock(&d->rl_lock);
+}
+
+/* Main thread: answer a requested reload. */
+static void config_reload_serve(daemon_state *d)
+{
+        uint64_t n;
+        unsigned status = 500;
+        json_t *res;
+
+        if (read(d->rl_fd, &n, sizeof(n)) != sizeof(n))
+                return;
+        log_reopen();
+        res = reload(d, &status);
+        pthread_mutex_lock(&d->rl_lock);
+        json_decref(d->rl_result);
+        d->rl_result = res;
+        d->rl_status = status;
+        d->rl_seq++;
+        pthread_cond_broadcast(&d->rl_cond);
+        pthread_mutex_unlock(&d->rl_lock);
+}
+
+/* ---- the lifecycle: start steps in order, stopped in reverse ------------------------------- */
+
+/* Each start logs its own failure (the message names what failed) and returns 0 or -errno; its
+ * stop undoes it, in reverse order, also after a failed start of the same step (so a stop takes
+ * NULL and half-built state). */
+typedef struct step {
+        const char *name;
+        int (*start)(daemon_state *d);
+        void (*stop)(daemon_state *d);
+} step;
+
+static int S_data_dir(daemon_state *d)
+{
+        int r = mkdir_p(d->cfg.data_dir);
+
+        if (r < 0)
+                log_error("vigild", "failed to create data directory '%s': %s", d->cfg.data_dir,
+                          strerror(-r));
+        snprintf(d->addr_file, sizeof(d->addr_file), "%s/vigild.addr", d->cfg.data_dir);
+        snprintf(d->tk_path, sizeof(d->tk_path), "%s/takeover.sock", d->cfg.data_dir);
+        return r;
+}
+
+static int S_socket_dir(daemon_state *d)
+{
+        const char *sock = d->cfg.socket, *slash = strrchr(sock, '/');
+        char dir[PATH_MAX];
+        int r;
+
+        if (!sock[0] || !slash || slash == sock)
+                return 0;
+        /* /run/vigil is a tmpfs directory that systemd's RuntimeDirectory= creates; when started
+         * by hand, create it rather than refuse to start. */
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - sock), sock);
+        r = mkdir_p(dir);
+        if (r < 0)
+                log_warn("vigild", "failed to create socket directory '%s': %s", dir, strerror(-r));
+        return 0;
+}
+
+static void T_store(daemon_state *d)
+{
+        d->backup = backup_service_free(d->backup); /* durable state goes last */
+        d->store = store_close(d->store);
+        d->keyring = crypto_keyring_free(d->keyring);
+}
+
+static int S_backend(daemon_state *d)
+{
+        char err[1024] = "";
+        unsigned n = 0;
+        int r;
+
+        d->bopt.library = d->cfg.nvml.library;
+        d->bopt.simulate = d->cfg.simulate.enabled;
+        d->bopt.scenario = d->cfg.simulate.scenario[0] ? d->cfg.simulate.scenario : NULL;
+        r = backend_open(&d->bopt, &d->be, err, sizeof(err));
+        if (r < 0) {
+                if (d->bopt.simulate)
+                        log_error("vigild", "failed to start the simulated GPUs: %s", err);
+                else
+                        log_error("vigild",
+                                  "no usable GPU: %s. Run with --simulate to use simulated GPUs",
+                                  err);
+                return r;
+        }
+        backend_device_count(d->be, &n);
+        if (d->bopt.simulate)
+                log_warn("vigild",
+                         "SIMULATED GPUs: %u GPUs from scenario '%s' (fake NVML '%s'); "
+                         "no real GPU is read",
+                         n, d->bopt.scenario ? d->bopt.scenario : "built-in default",
+                         backend_library(d->be));
+        else if (n == 0)
+                log_warn("vigild", "NVML reports no GPU on this node");
+        else
+                log_info("vigild", "found %u GPUs through '%s'", n, backend_library(d->be));
+        return 0;
+}
+
+static void T_backend(daemon_state *d)
+{
+        d->be = backend_close(d->be);
+}
+
+static int S_cache(daemon_state *d)
+{
+        int r = cache_new(sampler_max_gpus(), &d->ca);
+
+        if (r < 0)
+                log_error("vigild", "failed to create the cache: %s", strerror(-r));
+        return r;
+}
+
+static void T_cache(daemon_state *d)
+{
+        d->ca = cache_free(d->ca);
+}
+
+static int S_sampler(daemon_state *d)
+{
+        const vigil_config *c = &d->cfg;
+        sampler_options eo = {
+            .backend = d->be,
+            .cache = d->ca,
+            .fast_us = c->collection.fast_us,
+            .slow_us = c->collection.slow_us,
+            .overrides = d->overrides,
+            .n_overrides = MIN(c->collection.n_fields, ARRAY_SIZE(d->overrides)),
+            .keep_max_age_us = c->collection.max_age_us,
+            .keep_max_samples = c->collection.max_samples,
+            .adaptive = {c->collection.adaptive_enabled, c->collection.adaptive_max_share,
+                         c->collection.adaptive_max_stretch},
+            .on_sweep = on_sweep,
+            .on_event = on_event,
+            .userdata = d,
+        };
+        int r;
+
+        for (size_t i = 0; i < eo.n_overrides; i++) {
+                d->overrides[i].field_id = c->collection.fields[i].field_id;
+                d->overrides[i].interval_us = c->collection.fields[i].interval_us;
+        }
+        r = sampler_new(&eo, &d->en);
+        if (r < 0)
+                log_error("vigild", "failed to set up sampling: %s", strerror(-r));
+        return r;
+}
+
+static void T_sampler(daemon_state *d)
+{
+        d->en = sampler_free(d->en);
+}
+
+static int S_anomaly(daemon_state *d)
+{
+        d->anomaly = observe_anomaly_new(&d->cfg); /* NULL when off or failed (logged) */
+        return 0;
+}
+
+static void T_anomaly(daemon_state *d)
+{
+        d->anomaly = anomaly_free(d->anomaly);
+}
+
+static int S_counters(daemon_state *d)
+{
+        if (d->cfg.metrics.hostname && d->cfg.metrics.hostname[0])
+                snprintf(d->hostname, sizeof(d->hostname), "%s", d->cfg.metrics.hostname);
+        else
+                gethostname(d->hostname, sizeof(d->hostname) - 1);
+        if (!d->plan.counters)
+                return 0;
+        d->counters = TAKE_PTR(d->plan.counters); /* read at start (plan.c); outlives the api */
+        log_info("vigild", "exporting %zu dcgm-exporter families from '%s'",
+                 d->counters->n - d->counters->n_labels, d->cfg.metrics.counters_csv);
+        return 0;
+}
+
+static void T_counters(daemon_state *d)
+{
+        d->counters = counters_free(d->counters);
+}
+
+static int S_takeover_connect(daemon_state *d)
+{
+        char err[1024] = "";
+        int r;
+
+        if (realpath("/proc/self/exe", d->exe) == NULL)
+                snprintf(d->exe, sizeof(d->exe), "%s", d->argv[0]);
+        if (!d->o->takeover)
+                return 0;
+        r = takeover_connect(d->o->takeover, &d->tk_conn, &d->tk_tcp, &d->tk_unix, err,
+                             sizeof(err));
+        if (r < 0)
+                log_error("takeover", "%s", err);
+        return r;
+}
+
+static void T_takeover_connect(daemon_state *d)
+{
+        if (d->tk_conn >= 0)
+                close(d->tk_conn);
+        if (d->tk_tcp >= 0)
+                close(d->tk_tcp);
+        if (d->tk_unix >= 0)
+                close(d->tk_unix);
+        d->tk_conn = d->tk_tcp = d->tk_unix = -1;
+}
+
+/* health: rules, incidents (reloaded from the store), alerts, policies */
+static int S_health(daemon_state *d)
+{
+        health_options ho = {.sampler = d->en,
+                             .cache = d->ca,
+                             .backend = d->be,
+                             .store = d->store,
+                             .data_dir = d->cfg.data_dir,
+                             .hostname = d->hostname,
+                             .cfg = &d->plan.health};
+        int r = health_new(&ho, &d->health);
+
+        if (r < 0) {
+                log_error("vigild", "failed to set up the health engine: %s", strerror(-r));
+                return r;
+        }
+        health_watch_anomalies(d->health, d->anomaly); /* an anomaly that opens is an incident */
+        r = health_start(d->health);
+        if (r < 0)
+                log_error("vigild", "failed to start the health engine: %s", strerror(-r));
+        return r;
+}
+
+static void T_health(daemon_state *d)
+{
+        d->health = health_free(d->health); /* after the sweeps stopped: no hook runs any more */
+}
+
+static int S_security(daemon_state *d)
+{
+        char err[1024] = "";
+        int r =
+            security_start(&d->plan.sec, &d->cfg, d->store, &d->gate, &d->tls, err, sizeof(err));
+
+        if (r < 0)
+                log_error("vigild", "failed to set up security: %s", err);
+        snprintf(d->tls_key, sizeof(d->tls_key), "%s", d->plan.sec.tls_key);
+        return r;
+}
+
+static void T_security(daemon_state *d)
+{
+        d->gate = gate_free(d->gate);
+        d->tls = tls_free(d->tls);
+}
+
+static int S_api(daemon_state *d)
+{
+        const vigil_config *c = &d->cfg;
+        size_t nl = MIN(c->metrics.n_extra_labels, ARRAY_SIZE(d->labels));
+        api_options ao = {
+            .sampler = d->en,
+            .cache = d->ca,
+            .backend = d->be,
+            .health = d->health,
+            .listen = c->listen,
+            .socket_path = c->socket,
+            .addr_file = d->addr_file,
+            .hostname = d->hostname,
+            .extra_labels = d->labels,
+            .n_extra_labels = nl,
+            .dcgm_naming = c->metrics.naming == METRICS_NAMING_DCGM || d->counters,
+            .counters = d->counters,
+            .threads = c->http.threads,
+            .max_connections = c->http.max_connections,
+            .max_per_ip = c->http.max_connections_per_ip,
+            .timeout_s = (unsigned)(c->http.connection_timeout_us / USEC_PER_SEC),
+            .max_body = c->http.max_request_body,
+            .simulated = d->bopt.simulate,
+            .anomaly = d->anomaly,
+            .gate = d->gate,
+            .tls = d->tls,
+            .config_json = config_json,
+            .config_reload = config_reload_request,
+            .userdata = d,
+            .store = d->store,
+            .backup = d->backup,
+            .inherit_tcp_fd = d->tk_tcp >= 0 ? d->tk_tcp : 0,
+            .inherit_unix_fd = d->tk_unix >= 0 ? d->tk_unix : 0,
+        };
+        int r;
+
+        for (size_t i = 0; i < nl; i++) {
+                d->labels[i].name = c->metrics.extra_labels[i].name;
+                d->labels[i].value = c->metrics.extra_labels[i].value;
+        }
+        d->tk_tcp = d->tk_unix = -1; /* the api owns them now */
+        r = api_new(&ao, &d->api);
+        if (r < 0)
+                log_error("vigild", "failed to set up HTTP: %s", strerror(-r));
+        return r;
+}
+
+static void T_api(daemon_state *d)
+{
+        d->api = api_free(d->api);
+}
+
+/* Taking over: serve the inherited sockets only once our first sweep is done. Its stop stops
+ * the sweeps however they were started, before anything they call into is freed. */
+static int S_sweeps_early(daemon_state *d)
+{
+        int r;
+
+        if (d->tk_conn < 0)
+                return 0;
+        r = sampler_start(d->en);
+        if (r < 0) {
+                log_error("vigild", "failed to start sampling: %s", strerror(-r));
+                return r;
+        }
+        d->sampler_started = true;
+        for (int64_t t0 = time_mono_us(); !sampler_ready(d->en); usleep(10000))
+                if (time_mono_us() - t0 > 60 * USEC_PER_SEC) {
+                        log_error("takeover", "not ready after 60s: leaving the running vigild "
+                                              "in place");
+                        return -ETIMEDOUT;
+                }
+        return 0;
+}
+
+static void T_sweeps(daemon_state *d)
+{
+        sampler_stop(d->en);
+        if (d->anomaly)
+                anomaly_save(d->anomaly); /* baselines survive the restart */
+}
+
+static int S_listen(daemon_state *d)
+{
+        char err[1024] = "";
+        int r = api_start(d->api, d->url, sizeof(d->url), err, sizeof(err));
+
+        if (r < 0)
+                log_error("vigild", "%s", err);
+        return r;
+}
+
+static void T_listen(daemon_state *d)
+{
+        if (d->handed_over)
+                api_handed_over(d->api);
+        api_stop(d->api);
+}
+
+static int S_takeover(daemon_state *d)
+{
+        int r;
+
+        if (d->tk_conn >= 0) {
+                r = takeover_confirm(d->tk_conn, 5000);
+                d->tk_conn = -1;
+                if (r < 0)
+                        log_warn("takeover", "the previous vigild did not confirm the handover: %s",
+                                 strerror(-r));
+                else
+                        log_info("takeover", "took over the listeners from '%s'", d->o->takeover);
+        }
+        r = takeover_listen(d->tk_path, &d->tk);
+        if (r < 0)
+                log_warn("takeover", "failed to listen on '%s', upgrades will not be seamless: %s",
+                         d->tk_path, strerror(-r));
+        if (d->url[0])
+                log_info("vigild", "listening on %s", d->url);
+        if (d->cfg.socket[0])
+                log_info("vigild", "listening on unix:%s", d->cfg.socket);
+        if (d->gate) {
+                char line[512];
+                gate_describe(d->gate, d->url, d->cfg.socket, d->tls != NULL, line, sizeof(line));
+                log_info("security", "%s", line);
+        }
+        return 0;
+}
+
+static void T_takeover(daemon_state *d)
+{
+        d->tk = takeover_free(d->tk);
+}
+
+static int S_sampling(daemon_state *d)
+{
+        int r;
+
+        if (d->sampler_started)
+                return 0;
+        r = sampler_start(d->en);
+        if (r < 0)
+                log_error("vigild", "failed to start sampling: %s", strerror(-r));
+        else
+                d->sampler_started = true;
+        return r;
+}
+
+static int S_store(daemon_state *d)
+{
+        return open_store(d);
+}
+
+/* The start, in order; a stop runs in reverse for every step that started, so no request or
+ * hook may see a freed sampler, health engine or store. */
+static const step steps[] = {
+    {"data directory", S_data_dir, NULL},
+    {"socket directory", S_socket_dir, NULL},
+    {"store", S_store, T_store},
+    {"backend", S_backend, T_backend},
+    {"cache", S_cache, T_cache},
+    {"sampler", S_sampler, T_sampler},
+    {"anomaly detection", S_anomaly, T_anomaly},
+    {"counters", S_counters, T_counters},
+    {"takeover connection", S_takeover_connect, T_takeover_connect},
+    {"health", S_health, T_health},
+    {"security", S_security, T_security},
+    {"http", S_api, T_api},
+    {"first sweep (takeover)", S_sweeps_early, T_sweeps},
+    {"listeners", S_listen, T_listen},
+    {"takeover socket", S_takeover, T_takeover},
+    {"sampling", S_sampling, NULL},
+};
+
+/* Start the steps in order; *n_started tells how many to stop. 0 or the failed step's -errno. */
+static int steps_start(daemon_state *d, size_t *n_started)
+{
+        for (*n_started = 0; *n_started < ARRAY_SIZE(steps); (*n_started)++) {
+                const step *s = &steps[*n_started];
+                int r = s->start(d);
+                if (r < 0) {
+                        log_error("vigild", "start step '%s' failed: %s", s->name, strerror(-r));
+                        (*n_started)++; /* its stop releases what it built before failing */
+                        return r;
+                }
+                log_debug("vigild", "started '%s'", s->name);
+        }
+        return 0;
+}
+
+static void steps_stop(daemon_state *d, size_t n_started)
+{
+        while (n_started-- > 0)
+                if (steps[n_started].stop)
+                        steps[n_started].stop(d);
+}
+
+/* Run until a stop signal or a handover: READY=1 after the first sweep, watchdog pings, SIGHUP
+ * and POST /api/v1/config/reload reload, SIGUSR2 starts a successor. */
+static void run(daemon_state *d, int sfd)
+{
+        bool announced_ready = false;
+        int64_t wd_us = 0, wd_last = 0;
+        pid_t successor = 0;
+        int r;
+
+#ifdef VIGIL_HAVE_SYSTEMD
+        {
+                uint64_t usec = 0;
+                if (sd_watchdog_enabled(0, &usec) > 0)
+                        wd_us = (int64_t)usec;
+        }
+#endif
+        for (;;) {
+                struct pollfd pfd[4] = {{.fd = sfd, .events = POLLIN}};
+                struct signalfd_siginfo si;
+                int tfd[2], tcp_fd, unix_fd;
+                size_t nt = takeover_poll_fds(d->tk, tfd);
+
+                if (!announced_ready && sampler_ready(d->en)) {
+                        announced_ready = true;
+                        log_info("vigild", "ready: first sweep done, %u of %u GPUs up",
+                                 sampler_gpus_up(d->en), sampler_gpu_count(d->en));
+                        notify("READY=1");
+                }
+                if (announced_ready)
+                        watchdog_ping(d->en, wd_us, &wd_last);
+                log_tick(); /* "suppressed N messages" lines */
+                for (size_t i = 0; i < nt; i++)
+                        pfd[1 + i] = (struct pollfd){.fd = tfd[i], .events = POLLIN};
+                pfd[1 + nt] = (struct pollfd){.fd = d->rl_fd, .events = POLLIN};
+                int wait_ms = wd_us ? (int)MIN(1000, wd_us / 4000) : 1000;
+
+                r = poll(pfd, 2 + nt, announced_ready ? wait_ms : 20);
+                if (r > 0 && (pfd[1 + nt].revents & POLLIN))
+                        config_reload_serve(d);
+                api_listen_fds(d->api, &tcp_fd, &unix_fd);
+                if (takeover_process(d->tk, tcp_fd, unix_fd, &successor) == 1) {
+                        d->handed_over = true;
+                        log_info("takeover", "pid %d serves now; draining and exiting",
+                                 (int)successor);
+#ifdef VIGIL_HAVE_SYSTEMD
+                        sd_notifyf(0, "MAINPID=%d", (int)successor);
+#endif
+                        return;
+                }
+                if (r <= 0 || !(pfd[0].revents & POLLIN))
+                        continue;
+                if (read(sfd, &si, sizeof(si)) != sizeof(si))
+                        continue;
+                if (si.ssi_signo == SIGHUP) {
+                        unsigned status;
+                        log_reopen(); /* logrotate moved the file */
+                        json_decref(reload(d, &status));
+                        continue;
+                }
+                if (si.ssi_signo == SIGUSR2) {
+                        pid_t pid;
+                        r = takeover_spawn(d->tk, d->exe, (char **)d->argv, &pid);
+                        if (r < 0)
+                                log_error("takeover", "failed to start a successor '%s': %s",
+                                          d->exe, strerror(-r));
+                        else
+                                log_info("takeover", "started successor pid %d ('%s')", (int)pid,
+                                         d->exe);
+                        continue;
+                }
+                log_info("vigild", "stopping on %s", strsignal((int)si.ssi_signo));
+                notify("STOPPING=1");
+                return;
+        }
+}
+
+/* --check-config: the start's own validation (configuration, then every module's plan), minus
+ * binding sockets and touching the data directory. */
+static int check_config(cli_overrides *o)
+{
+        vigil_config c;
+        config_plan plan;
+        const char *path;
+        char err[1024] = "";
+        int r;
+
+        o->config = o->check_config;
+        r = load_config(o, &c, &path, err, sizeof(err));
+        if (r == 0) {
+                r = plan_prepare(&c, c.simulate.enabled, false, &plan, err, sizeof(err));
+                if (r == 0)
+                        plan_release(&plan);
+        }
+        config_release(&c);
+        if (r < 0) {
+                fprintf(stderr, "vigild: %s\n", err);
+                return 1;
+        }
+        printf("%s: configuration is valid\n", o->check_config);
+        return 0;
 }
 
 int main(int argc, char **argv)
 {
         cli_overrides o = {0};
-        daemon_state d = {0};
-        char err[1024] = "", url[256] = "", addr_file[PATH_MAX], hostname[256] = "";
-        backend_options bopt = {0};
-        backend *be = NULL;
-        cache *ca = NULL;
-        sampler *en = NULL;
-        sampler_field_interval overrides[256];
-        counter_set *counters = NULL;
-        api_label labels[64];
+        daemon_state d = {.rl_fd = -1, .tk_conn = -1, .tk_tcp = -1, .tk_unix = -1};
+        char err[1024] = "";
         sigset_t mask;
+        size_t started = 0;
         int sfd = -1, r, rc = 1;
-        bool announced_ready = false;
-        takeover *tk = NULL;
-        char tk_path[PATH_MAX], exe[PATH_MAX] = "";
-        int tk_conn = -1, tk_tcp = -1, tk_unix = -1;
-        bool sampler_started = false, handed_over = false;
-        pid_t successor = 0;
-        int64_t wd_us = 0, wd_last = 0;
 
         if (parse_args(argc, argv, &o) < 0)
                 return 2;
@@ -554,378 +1275,64 @@ int main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        /* 1. configuration */
-        if (o.check_config) {
-                vigil_config c;
-                config_init(&c);
-                r = config_load(o.check_config, &c, err, sizeof(err));
-                config_release(&c);
-                if (r < 0) {
-                        fprintf(stderr, "vigild: %s\n", err);
-                        return 1;
-                }
-                printf("%s: configuration is valid\n", o.check_config);
-                return 0;
-        }
+        /* 1. configuration, validated as a whole before anything starts */
+        if (o.check_config)
+                return check_config(&o);
         pthread_mutex_init(&d.cfg_lock, NULL);
+        pthread_mutex_init(&d.rl_lock, NULL);
+        pthread_cond_init(&d.rl_cond, NULL);
+        d.o = &o;
+        d.argv = argv;
         r = load_config(&o, &d.cfg, &d.config_path, err, sizeof(err));
+        if (r == 0)
+                r = plan_prepare(&d.cfg, d.cfg.simulate.enabled, false, &d.plan, err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "vigild: %s\n", err);
+                config_release(&d.cfg);
                 return 1;
         }
 
         /* 2. logging */
         log_set_level(d.cfg.logging.level);
         log_set_format(d.cfg.logging.format);
-        if (observe_log_apply(&d.cfg, err, sizeof(err)) < 0) {
+        if (log_configure(&d.plan.log, err, sizeof(err)) < 0) {
                 fprintf(stderr, "vigild: %s\n", err);
+                plan_release(&d.plan);
+                config_release(&d.cfg);
                 return 1;
         }
         log_info("vigild", "starting vigild %s (config '%s')", VIGIL_VERSION,
                  d.config_path ? d.config_path : "defaults");
 
-        r = mkdir_p(d.cfg.data_dir);
-        if (r < 0) {
-                log_error("vigild", "failed to create data directory '%s': %s", d.cfg.data_dir,
-                          strerror(-r));
-                goto out;
-        }
-
-        if (d.cfg.socket[0] && strrchr(d.cfg.socket, '/') &&
-            strrchr(d.cfg.socket, '/') != d.cfg.socket) {
-                /* /run/vigil is a tmpfs directory that systemd's RuntimeDirectory= creates; when
-                 * started by hand, create it rather than refuse to start. */
-                char dir[PATH_MAX];
-                snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(d.cfg.socket, '/') - d.cfg.socket),
-                         d.cfg.socket);
-                r = mkdir_p(dir);
-                if (r < 0)
-                        log_warn("vigild", "failed to create socket directory '%s': %s", dir,
-                                 strerror(-r));
-        }
-
-        r = open_store(&d);
-        if (r < 0)
-                goto out;
-
-        /* 3. backend */
-        bopt.library = d.cfg.nvml.library;
-        bopt.simulate = d.cfg.simulate.enabled;
-        bopt.scenario = d.cfg.simulate.scenario[0] ? d.cfg.simulate.scenario : NULL;
-        r = backend_open(&bopt, &be, err, sizeof(err));
-        if (r < 0) {
-                if (bopt.simulate)
-                        log_error("vigild", "failed to start the simulated GPUs: %s", err);
-                else
-                        log_error("vigild",
-                                  "no usable GPU: %s. Run with --simulate to use simulated GPUs",
-                                  err);
-                goto out;
-        }
-        {
-                unsigned n = 0;
-                backend_device_count(be, &n);
-                if (bopt.simulate)
-                        log_warn("vigild",
-                                 "SIMULATED GPUs: %u GPUs from scenario '%s' (fake NVML '%s'); "
-                                 "no real GPU is read",
-                                 n, bopt.scenario ? bopt.scenario : "built-in default",
-                                 backend_library(be));
-                else if (n == 0)
-                        log_warn("vigild", "NVML reports no GPU on this node");
-                else
-                        log_info("vigild", "found %u GPUs through '%s'", n, backend_library(be));
-        }
-
-        /* 4. cache and sampler */
-        r = cache_new(sampler_max_gpus(), &ca);
-        if (r < 0) {
-                log_error("vigild", "failed to create the cache: %s", strerror(-r));
-                goto out;
-        }
-        {
-                sampler_options eo = {
-                    .backend = be,
-                    .cache = ca,
-                    .fast_us = d.cfg.collection.fast_us,
-                    .slow_us = d.cfg.collection.slow_us,
-                    .overrides = overrides,
-                    .n_overrides = MIN(d.cfg.collection.n_fields, ARRAY_SIZE(overrides)),
-                    .keep_max_age_us = d.cfg.collection.max_age_us,
-                    .keep_max_samples = d.cfg.collection.max_samples,
-                    .adaptive = {d.cfg.collection.adaptive_enabled,
-                                 d.cfg.collection.adaptive_max_share,
-                                 d.cfg.collection.adaptive_max_stretch},
-                    .on_sweep = on_sweep,
-                    .on_event = on_event,
-                    .userdata = &d,
-                };
-                for (size_t i = 0; i < eo.n_overrides; i++) {
-                        overrides[i].field_id = d.cfg.collection.fields[i].field_id;
-                        overrides[i].interval_us = d.cfg.collection.fields[i].interval_us;
-                }
-                r = sampler_new(&eo, &en);
-                if (r < 0) {
-                        log_error("vigild", "failed to set up sampling: %s", strerror(-r));
-                        goto out;
-                }
-        }
-        d.en = en;
-        d.ca = ca;
-        d.anomaly = observe_anomaly_new(&d.cfg);
-
-        /* 5. HTTP */
-        if (d.cfg.metrics.counters_csv[0]) {
-                r = counters_load(d.cfg.metrics.counters_csv, &counters, err, sizeof(err));
-                if (r < 0) {
-                        log_error("vigild", "failed to load the counters CSV: %s", err);
-                        goto out;
-                }
-                log_info("vigild", "exporting %zu dcgm-exporter families from '%s'",
-                         counters->n - counters->n_labels, d.cfg.metrics.counters_csv);
-        }
-        if (d.cfg.metrics.hostname && d.cfg.metrics.hostname[0])
-                snprintf(hostname, sizeof(hostname), "%s", d.cfg.metrics.hostname);
-        else
-                gethostname(hostname, sizeof(hostname) - 1);
-        snprintf(addr_file, sizeof(addr_file), "%s/vigild.addr", d.cfg.data_dir);
-        snprintf(tk_path, sizeof(tk_path), "%s/takeover.sock", d.cfg.data_dir);
-        if (realpath("/proc/self/exe", exe) == NULL)
-                snprintf(exe, sizeof(exe), "%s", argv[0]);
-        if (o.takeover) {
-                r = takeover_connect(o.takeover, &tk_conn, &tk_tcp, &tk_unix, err, sizeof(err));
-                if (r < 0) {
-                        log_error("takeover", "%s", err);
-                        goto out;
-                }
-        }
-        {
-                /* 4b. health: rules, incidents (reloaded from the store), alerts, policies */
-                health_glue hg;
-                r = health_glue_build(&d.cfg, &hg);
-                if (r == 0) {
-                        health_options ho = {.sampler = en,
-                                             .cache = ca,
-                                             .backend = be,
-                                             .store = d.store,
-                                             .data_dir = d.cfg.data_dir,
-                                             .hostname = hostname,
-                                             .cfg = &hg.cfg};
-                        r = health_new(&ho, &d.health);
-                        health_glue_release(&hg);
-                        if (r == 0) /* an anomaly that opens is an incident */
-                                health_watch_anomalies(d.health, d.anomaly);
-                }
-                if (r < 0) {
-                        log_error("vigild", "failed to set up the health engine: %s", strerror(-r));
-                        goto out;
-                }
-                r = health_start(d.health);
-                if (r < 0) {
-                        log_error("vigild", "failed to start the health engine: %s", strerror(-r));
-                        goto out;
-                }
-        }
-        {
-                size_t nl = MIN(d.cfg.metrics.n_extra_labels, ARRAY_SIZE(labels));
-                api_options ao = {
-                    .sampler = en,
-                    .cache = ca,
-                    .backend = be,
-                    .health = d.health,
-                    .listen = d.cfg.listen,
-                    .socket_path = d.cfg.socket,
-                    .addr_file = addr_file,
-                    .hostname = hostname,
-                    .extra_labels = labels,
-                    .n_extra_labels = nl,
-                    .dcgm_naming = d.cfg.metrics.naming == CONFIG_NAMING_DCGM || counters,
-                    .counters = counters,
-                    .threads = d.cfg.http.threads,
-                    .max_connections = d.cfg.http.max_connections,
-                    .max_per_ip = d.cfg.http.max_connections_per_ip,
-                    .timeout_s = (unsigned)(d.cfg.http.connection_timeout_us / USEC_PER_SEC),
-                    .max_body = d.cfg.http.max_request_body,
-                    .simulated = bopt.simulate,
-                    .anomaly = d.anomaly,
-                    .config_json = config_json,
-                    .userdata = &d,
-                    .store = d.store,
-                    .backup = d.backup,
-                };
-                r = security_start(&d.cfg, bopt.simulate, d.store, &d.gate, &d.tls, err,
-                                   sizeof(err));
-                if (r < 0) {
-                        log_error("vigild", "failed to set up security: %s", err);
-                        goto out;
-                }
-                ao.gate = d.gate;
-                ao.tls = d.tls;
-                for (size_t i = 0; i < nl; i++) {
-                        labels[i].name = d.cfg.metrics.extra_labels[i].name;
-                        labels[i].value = d.cfg.metrics.extra_labels[i].value;
-                }
-                ao.inherit_tcp_fd = tk_tcp >= 0 ? tk_tcp : 0;
-                ao.inherit_unix_fd = tk_unix >= 0 ? tk_unix : 0;
-                tk_tcp = tk_unix = -1; /* the api owns them now */
-                r = api_new(&ao, &d.api);
-                if (r < 0) {
-                        log_error("vigild", "failed to set up HTTP: %s", strerror(-r));
-                        goto out;
-                }
-        }
-        if (tk_conn >= 0) {
-                /* takeover: serve the inherited sockets only once our first sweep is done */
-                r = sampler_start(en);
-                if (r < 0) {
-                        log_error("vigild", "failed to start sampling: %s", strerror(-r));
-                        goto out;
-                }
-                sampler_started = true;
-                for (int64_t t0 = time_mono_us(); !sampler_ready(en); usleep(10000))
-                        if (time_mono_us() - t0 > 60 * USEC_PER_SEC) {
-                                log_error("takeover", "not ready after 60s: leaving the "
-                                                      "running vigild in place");
-                                goto out;
-                        }
-        }
-        r = api_start(d.api, url, sizeof(url), err, sizeof(err));
-        if (r < 0) {
-                log_error("vigild", "%s", err);
-                goto out;
-        }
-        if (tk_conn >= 0) {
-                r = takeover_confirm(tk_conn, 5000);
-                tk_conn = -1;
-                if (r < 0)
-                        log_warn("takeover", "the previous vigild did not confirm the handover: %s",
-                                 strerror(-r));
-                else
-                        log_info("takeover", "took over the listeners from '%s'", o.takeover);
-        }
-        r = takeover_listen(tk_path, &tk);
-        if (r < 0)
-                log_warn("takeover", "failed to listen on '%s', upgrades will not be seamless: %s",
-                         tk_path, strerror(-r));
-        if (url[0])
-                log_info("vigild", "listening on %s", url);
-        if (d.cfg.socket[0])
-                log_info("vigild", "listening on unix:%s", d.cfg.socket);
-        if (d.gate) {
-                char line[512];
-                gate_describe(d.gate, url, d.cfg.socket, d.tls != NULL, line, sizeof(line));
-                log_info("security", "%s", line);
-        }
-
-        /* 6. run */
+        /* 3. the steps (steps[]), then run until a signal */
         sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-#ifdef VIGIL_HAVE_SYSTEMD
-        {
-                uint64_t usec = 0;
-                if (sd_watchdog_enabled(0, &usec) > 0)
-                        wd_us = (int64_t)usec;
-        }
-#endif
-        r = sampler_started ? 0 : sampler_start(en);
-        if (r < 0) {
-                log_error("vigild", "failed to start sampling: %s", strerror(-r));
-                goto out;
-        }
-        for (;;) {
-                struct pollfd pfd[3] = {{.fd = sfd, .events = POLLIN}};
-                struct signalfd_siginfo si;
-                int tfd[2], tcp_fd, unix_fd;
-                size_t nt = takeover_poll_fds(tk, tfd);
-
-                if (!announced_ready && sampler_ready(en)) {
-                        announced_ready = true;
-                        log_info("vigild", "ready: first sweep done, %u of %u GPUs up",
-                                 sampler_gpus_up(en), sampler_gpu_count(en));
-                        notify("READY=1");
-                }
-                if (announced_ready)
-                        watchdog_ping(en, wd_us, &wd_last);
-                log_tick(); /* "suppressed N messages" lines */
-                for (size_t i = 0; i < nt; i++)
-                        pfd[1 + i] = (struct pollfd){.fd = tfd[i], .events = POLLIN};
-                int wait_ms = wd_us ? (int)MIN(1000, wd_us / 4000) : 1000;
-
-                r = poll(pfd, 1 + nt, announced_ready ? wait_ms : 20);
-                api_listen_fds(d.api, &tcp_fd, &unix_fd);
-                if (takeover_process(tk, tcp_fd, unix_fd, &successor) == 1) {
-                        handed_over = true;
-                        log_info("takeover", "pid %d serves now; draining and exiting",
-                                 (int)successor);
-#ifdef VIGIL_HAVE_SYSTEMD
-                        sd_notifyf(0, "MAINPID=%d", (int)successor);
-#endif
-                        break;
-                }
-                if (r <= 0 || !(pfd[0].revents & POLLIN))
-                        continue;
-                if (read(sfd, &si, sizeof(si)) != sizeof(si))
-                        continue;
-                if (si.ssi_signo == SIGHUP) {
-                        log_reopen(); /* logrotate moved the file */
-                        reload(&d, &o);
-                        continue;
-                }
-                if (si.ssi_signo == SIGUSR2) {
-                        pid_t pid;
-                        r = takeover_spawn(tk, exe, argv, &pid);
-                        if (r < 0)
-                                log_error("takeover", "failed to start a successor '%s': %s", exe,
-                                          strerror(-r));
-                        else
-                                log_info("takeover", "started successor pid %d ('%s')", (int)pid,
-                                         exe);
-                        continue;
-                }
-                log_info("vigild", "stopping on %s", strsignal((int)si.ssi_signo));
-                notify("STOPPING=1");
-                break;
-        }
-        /* answer what is in flight, briefly: a stop takes well under a second; a handover lets
-         * the clients of our keep-alive connections move to the successor */
-        {
-                unsigned left = api_drain(d.api, (handed_over ? 3000 : 300) * USEC_PER_MSEC);
+        d.rl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        r = steps_start(&d, &started);
+        plan_release(&d.plan); /* the modules copied or took what they needed */
+        if (r == 0) {
+                run(&d, sfd);
+                reloads_close(&d);
+                /* answer what is in flight, briefly: a stop takes well under a second; a
+                 * handover lets the clients of our keep-alive connections move to the
+                 * successor */
+                unsigned left = api_drain(d.api, (d.handed_over ? 3000 : 300) * USEC_PER_MSEC);
                 if (left)
                         log_info("vigild", "closing %u idle connections", left);
+                rc = 0;
         }
-        rc = 0;
 
-out:
-        /* 7. stop in reverse order: no request may see a freed sampler */
-        tk = takeover_free(tk);
-        if (tk_conn >= 0)
-                close(tk_conn);
-        if (tk_tcp >= 0)
-                close(tk_tcp);
-        if (tk_unix >= 0)
-                close(tk_unix);
-        if (handed_over)
-                api_handed_over(d.api);
-        api_stop(d.api);
-        sampler_stop(en);
-        if (d.anomaly)
-                anomaly_save(d.anomaly);  /* baselines survive the restart */
-        d.health = health_free(d.health); /* after the engine: no hook runs any more */
-        d.api = api_free(d.api);
-        d.anomaly = anomaly_free(d.anomaly);
-        d.gate = gate_free(d.gate);
-        d.tls = tls_free(d.tls);
-        counters = counters_free(counters);
-        en = sampler_free(en);
-        ca = cache_free(ca);
-        be = backend_close(be);
-        d.backup = backup_service_free(d.backup); /* durable state goes last */
-        d.store = store_close(d.store);
-        d.keyring = crypto_keyring_free(d.keyring);
+        /* 4. stop in reverse order */
+        reloads_close(&d);
+        steps_stop(&d, started);
         if (sfd >= 0)
                 close(sfd);
-        if (rc == 0 && !handed_over) /* a successor in the same data dir wrote its own */
-                unlink(addr_file);
+        if (d.rl_fd >= 0)
+                close(d.rl_fd);
+        if (rc == 0 && !d.handed_over) /* a successor in the same data dir wrote its own */
+                unlink(d.addr_file);
         log_close();
+        json_decref(d.rl_result);
+        json_decref(d.pending);
         config_release(&d.cfg);
         return rc;
 }

@@ -4,38 +4,54 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/macros.h"
 #include "fields/fields.h"
 
-/* The index order of logging.syslog.facility's names in config.c. */
-static const char *const facility_names[] = {"daemon", "user",   "auth",   "syslog",
-                                             "local0", "local1", "local2", "local3",
-                                             "local4", "local5", "local6", "local7"};
+int observe_log_prepare(const vigil_config *c, log_options *o, char *err, size_t errlen)
+{
+        const char *path = c->logging.file_path;
+
+        *o = c->logging; /* the table wrote the log module's own options */
+        if (path && *path) {
+                /* What log_configure will need, checked without creating the file. */
+                char dir[4096];
+                const char *slash = strrchr(path, '/');
+                struct stat st;
+
+                if (slash == path)
+                        snprintf(dir, sizeof(dir), "/");
+                else if (slash)
+                        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+                else
+                        snprintf(dir, sizeof(dir), ".");
+                if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                        snprintf(err, errlen,
+                                 "logging.file.path: cannot write '%s': the directory '%s' does "
+                                 "not exist",
+                                 path, dir);
+                        return -ENOENT;
+                }
+                if (access(path, F_OK) == 0 ? access(path, W_OK) < 0
+                                            : access(dir, W_OK | X_OK) < 0) {
+                        int e = errno;
+                        snprintf(err, errlen, "logging.file.path: cannot write '%s': %s", path,
+                                 strerror(e));
+                        return -e;
+                }
+        }
+        return 0;
+}
 
 int observe_log_apply(const vigil_config *c, char *err, size_t errlen)
 {
         log_options o;
-        uint64_t size = 0;
-        int fac;
+        int r = observe_log_prepare(c, &o, err, errlen);
 
-        log_options_init(&o);
-        o.level = c->logging.level;
-        o.format = c->logging.format;
-        o.file_path = c->logging.file_path;
-        if (c->logging.file_max_size && log_parse_size(c->logging.file_max_size, &size) == 0)
-                o.file_max_size = size;
-        o.file_max_files = c->logging.file_max_files;
-        o.syslog = c->logging.syslog_enabled;
-        fac = (unsigned)c->logging.syslog_facility < ARRAY_SIZE(facility_names)
-                  ? log_syslog_facility_from_string(facility_names[c->logging.syslog_facility])
-                  : -EINVAL;
-        if (fac >= 0)
-                o.syslog_facility = fac;
-        o.rate_burst = c->logging.rate_burst;
-        o.rate_interval_us = c->logging.rate_interval_us;
-        return log_configure(&o, err, errlen);
+        return r < 0 ? r : log_configure(&o, err, errlen);
 }
 
 anomaly *observe_anomaly_new(const vigil_config *c)

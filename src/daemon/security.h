@@ -1,7 +1,9 @@
-/* security.h — the daemon's glue between the security: configuration section and the API's
- * security gate and TLS context (src/security/gate.h, tls.h): build them at start, rebuild them
- * on reload (a bad new configuration or certificate keeps the running one), describe them in
- * one startup line. Main thread only. */
+/* security.h — the security: section of the configuration turned into the API's security gate and
+ * TLS context (security/gate.h, security/tls.h) in two steps, so a start and a reload share one
+ * validation: security_prepare reads and checks everything that can fail (web-config file, keys,
+ * certificates, CIDRs, roles) without touching what runs; security_start builds the gate and TLS
+ * context from a prepared plan; security_commit applies a plan to the running ones. Main thread
+ * only. */
 #ifndef VIGIL_DAEMON_SECURITY_H
 #define VIGIL_DAEMON_SECURITY_H
 
@@ -13,13 +15,33 @@
 #include "config.h"
 
 struct store;
+struct webconfig;
 
-/* Returns 0 or -errno with the reason in err. *gate and *tls (NULL when TLS is off) are owned
- * by the caller. */
-int security_start(const vigil_config *c, bool simulate, struct store *st, auth_gate **gate,
+/* What a configuration asks of the security module, checked. Points into the vigil_config it
+ * was prepared from (keep that alive while the plan is used) and owns web. */
+typedef struct security_plan {
+        struct webconfig *web; /* parsed web-config.yml; NULL = none; owned */
+        gate_options gate;     /* store left NULL; the caller's store is set at start/commit */
+        bool tls;              /* serve HTTPS on the TCP listener */
+        tls_options tls_opt;   /* when tls: from security.tls or the web-config */
+        char tls_key[1024];    /* the TLS settings as one line, to tell a change that needs a
+                                  restart (paths, client auth, versions) */
+} security_plan;
+
+/* Check c's security settings. tls_running: a TLS context exists already (reload), so the
+ * certificate pair can only be checked for readability here (tls_reload checks the rest).
+ * simulate: the process runs on the fake NVML. 0, or -errno with the reason in err; *p is then
+ * released. */
+int security_prepare(const vigil_config *c, bool simulate, bool tls_running, security_plan *p,
+                     char *err, size_t errlen);
+void security_plan_release(security_plan *p);
+
+/* Build the gate and TLS context (NULL when TLS is off) from a plan; caller owns them. */
+int security_start(security_plan *p, const vigil_config *c, struct store *st, auth_gate **gate,
                    tls_ctx **tls, char *err, size_t errlen);
-/* Apply c to the running gate and reload the certificate; logs and audits the outcome. */
-void security_reload(const vigil_config *c, bool simulate, struct store *st, auth_gate *gate,
-                     tls_ctx *tls);
+/* Re-read the certificate pair (tls may be NULL), then swap the gate's settings. A failure of
+ * the first step changes nothing; 0 or -errno with the reason in err. */
+int security_commit(security_plan *p, struct store *st, auth_gate *gate, tls_ctx *tls, char *err,
+                    size_t errlen);
 
 #endif

@@ -15,6 +15,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
+#include "nvml/nvml_reads.h"
 
 /* fake_fnt_<member>: the function type of each nvml_syms.h entry. */
 #define NVML_FN(ret, member, req, params, ...) typedef ret fake_fnt_##member params;
@@ -404,42 +405,19 @@ nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *wi
 
 /* ---- field values ---- */
 
-/* NVML field id -> DCGM field, unit factor, and the value type NVML reports. */
+/* NVML field id -> DCGM field, unit factor, and the value type NVML reports: the rows of
+ * nvml/getters.def, the table the backend reads with, so that what the fake answers through
+ * nvmlDeviceGetFieldValues and what the backend asks for cannot drift. Rows without a FieldValues
+ * id (nvml_id 0) are never matched. */
 static const struct {
-        unsigned nvml_id;     /* NVML_FI_* */
+        unsigned nvml_id;     /* NVML_FI_*, 0 when the field has no FieldValues id */
         unsigned field;       /* FLD_* */
         double scale;         /* DCGM unit -> NVML unit */
         nvmlValueType_t type; /* reported type */
 } fv_map[] = {
-    {NVML_FI_DEV_ECC_CURRENT, FLD_ECC_CURRENT, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
-    {NVML_FI_DEV_ECC_SBE_VOL_TOTAL, FLD_ECC_SBE_VOL_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_ECC_DBE_VOL_TOTAL, FLD_ECC_DBE_VOL_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_ECC_SBE_AGG_TOTAL, FLD_ECC_SBE_AGG_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_ECC_DBE_AGG_TOTAL, FLD_ECC_DBE_AGG_TOTAL, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_RETIRED_SBE, FLD_RETIRED_SBE, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_RETIRED_DBE, FLD_RETIRED_DBE, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_RETIRED_PENDING, FLD_RETIRED_PENDING, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_PERF_POLICY_POWER, FLD_POWER_VIOLATION, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_PERF_POLICY_THERMAL, FLD_THERMAL_VIOLATION, 1, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_PERF_POLICY_SYNC_BOOST, FLD_SYNC_BOOST_VIOLATION, 1,
-     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT, FLD_BOARD_LIMIT_VIOLATION, 1,
-     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION, FLD_LOW_UTIL_VIOLATION, 1,
-     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_PERF_POLICY_RELIABILITY, FLD_RELIABILITY_VIOLATION, 1,
-     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_MEMORY_TEMP, FLD_MEMORY_TEMP, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
-    {NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, FLD_TOTAL_ENERGY_CONSUMPTION, 1,
-     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_PCIE_REPLAY_COUNTER, FLD_PCIE_REPLAY_COUNTER, 1,
-     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG},
-    {NVML_FI_DEV_REMAPPED_COR, FLD_CORRECTABLE_REMAPPED_ROWS, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
-    {NVML_FI_DEV_REMAPPED_UNC, FLD_UNCORRECTABLE_REMAPPED_ROWS, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
-    {NVML_FI_DEV_REMAPPED_PENDING, FLD_ROW_REMAP_PENDING, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
-    {NVML_FI_DEV_REMAPPED_FAILURE, FLD_ROW_REMAP_FAILURE, 1, NVML_VALUE_TYPE_UNSIGNED_INT},
-    {NVML_FI_DEV_POWER_AVERAGE, FLD_POWER_USAGE, 1000, NVML_VALUE_TYPE_UNSIGNED_INT},
-    {NVML_FI_DEV_POWER_INSTANT, FLD_POWER_USAGE_INSTANT, 1000, NVML_VALUE_TYPE_UNSIGNED_INT},
+#define NVML_READ(fld, fi, fv_type, getter, slot, conv)                                            \
+        {fi, FLD_##fld, NVML_CONV_SCALE_##conv, NVML_VALUE_TYPE_##fv_type},
+#include "nvml/getters.def"
 };
 
 nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldValue_t *values)
@@ -467,7 +445,9 @@ nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldV
                         fv->nvmlReturn = r;
                         continue;
                 }
-                for (m = 0; m < ARRAY_SIZE(fv_map) && fv_map[m].nvml_id != fv->fieldId; m++)
+                for (m = 0; m < ARRAY_SIZE(fv_map) &&
+                            (!fv_map[m].nvml_id || fv_map[m].nvml_id != fv->fieldId);
+                     m++)
                         ;
                 if (m == ARRAY_SIZE(fv_map) || fv->scopeId != 0) {
                         fv->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;

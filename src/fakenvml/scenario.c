@@ -19,7 +19,9 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
+#include "common/yamldoc.h"
 #include "fields/fields.h"
 
 /* ---- NVML call names (one slot per nvml_syms.h line) ---- */
@@ -135,7 +137,7 @@ void fake_default_source(unsigned gpu, unsigned field, struct fake_source *out)
 /* ---- parsing ---- */
 
 struct pctx {
-        yaml_document_t *doc;
+        ydoc yd;              /* the document, the file name and err for messages */
         const char *name;     /* file name for errors */
         const char *base_dir; /* for relative trace paths */
         char *err;
@@ -143,27 +145,17 @@ struct pctx {
         struct fake_scenario *sc;
 };
 
-static int failf(struct pctx *p, const yaml_node_t *n, int e, const char *fmt, ...) _printf_(4, 5);
-static int failf(struct pctx *p, const yaml_node_t *n, int e, const char *fmt, ...)
-{
-        char msg[256];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        snprintf(p->err, p->errlen, "%s:%zu: %s", p->name, n ? n->start_mark.line + 1 : 1, msg);
-        return e;
-}
+/* "FILE:LINE: message" into err, returning e (common/yamldoc.h). */
+#define failf(p, n, e, ...) ydoc_fail(&(p)->yd, (n), (e), __VA_ARGS__)
 
 static yaml_node_t *node(struct pctx *p, yaml_node_item_t i)
 {
-        return yaml_document_get_node(p->doc, i);
+        return ydoc_node(&p->yd, i);
 }
 
 static const char *scalar(const yaml_node_t *n)
 {
-        return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+        return ydoc_scalar(n);
 }
 
 static int want_scalar(struct pctx *p, const yaml_node_t *n, const char *what, const char **ret)
@@ -309,12 +301,8 @@ static int want_mapping(struct pctx *p, const yaml_node_t *n, const char *what)
         return 0;
 }
 
-/* Iterate a mapping's pairs: for (pair = begin; pair < end; pair++) with key/value nodes. */
-#define FOR_PAIRS(p, n, k, v)                                                                      \
-        for (yaml_node_pair_t *_pr_##k = (n)->data.mapping.pairs.start;                            \
-             _pr_##k < (n)->data.mapping.pairs.top &&                                              \
-             ((k) = node(p, _pr_##k->key), (v) = node(p, _pr_##k->value), 1);                      \
-             _pr_##k++)
+/* Iterate a mapping's pairs with key/value nodes. */
+#define FOR_PAIRS(p, n, k, v) YDOC_FOR_PAIRS(&(p)->yd, n, k, v)
 
 /* Look up a key among names; refuses unknown and duplicate keys. */
 static int key_index(struct pctx *p, const yaml_node_t *k, const char *const *names, size_t n,
@@ -963,13 +951,8 @@ int fake_scenario_parse(const char *data, size_t len, const char *name, const ch
                         struct fake_scenario **ret, char *err, size_t errlen)
 {
         _cleanup_(scenario_freep) struct fake_scenario *sc = NULL;
-        yaml_parser_t parser;
-        yaml_document_t doc;
-        struct pctx p = {.doc = &doc,
-                         .name = name ? name : "<scenario>",
-                         .base_dir = base_dir,
-                         .err = err,
-                         .errlen = errlen};
+        struct pctx p = {
+            .name = name ? name : "<scenario>", .base_dir = base_dir, .err = err, .errlen = errlen};
         int r;
 
         if (errlen)
@@ -990,19 +973,11 @@ int fake_scenario_parse(const char *data, size_t len, const char *name, const ch
                 sc->fv_cost_ns[i] = -1;
         p.sc = sc;
 
-        if (!yaml_parser_initialize(&parser))
-                return -ENOMEM;
-        yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-        if (!yaml_parser_load(&parser, &doc)) {
-                snprintf(err, errlen, "%s:%zu: %s%s%s", p.name, parser.problem_mark.line + 1,
-                         parser.problem ? parser.problem : "invalid YAML",
-                         parser.context ? " " : "", parser.context ? parser.context : "");
-                yaml_parser_delete(&parser);
-                return -EINVAL;
-        }
-        r = parse_root(&p, yaml_document_get_root_node(&doc));
-        yaml_document_delete(&doc);
-        yaml_parser_delete(&parser);
+        r = ydoc_load(&p.yd, data, len, p.name, err, errlen);
+        if (r < 0)
+                return r;
+        r = parse_root(&p, ydoc_root(&p.yd));
+        ydoc_release(&p.yd);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(sc);
@@ -1011,34 +986,22 @@ int fake_scenario_parse(const char *data, size_t len, const char *name, const ch
 
 int fake_scenario_load(const char *path, struct fake_scenario **ret, char *err, size_t errlen)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *data = NULL, *dircopy = NULL;
-        struct stat st;
         size_t got = 0;
+        int r = file_read_all(path, FAKE_SCENARIO_MAX, &data, &got);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                int e = errno;
-                snprintf(err, errlen, "%s:1: cannot open scenario: %s", path, strerror(e));
-                return -e;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_size > FAKE_SCENARIO_MAX) {
+        if (r == -EFBIG || r == -EISDIR) {
                 snprintf(err, errlen, "%s:1: not a regular file of at most %d bytes", path,
                          FAKE_SCENARIO_MAX);
                 return -EINVAL;
         }
-        data = malloc((size_t)st.st_size + 1);
-        dircopy = strdup(path);
-        if (!data || !dircopy)
-                return -ENOMEM;
-        while (got < (size_t)st.st_size) {
-                ssize_t r = read(fd, data + got, (size_t)st.st_size - got);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r <= 0)
-                        break;
-                got += (size_t)r;
+        if (r < 0) {
+                snprintf(err, errlen, "%s:1: cannot open scenario: %s", path, strerror(-r));
+                return r;
         }
+        dircopy = strdup(path);
+        if (!dircopy)
+                return -ENOMEM;
         return fake_scenario_parse(data, got, path, dirname(dircopy), ret, err, errlen);
 }
 

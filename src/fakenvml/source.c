@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
 #include "fields/fields.h"
 
@@ -231,32 +232,18 @@ int fake_trace_parse(const char *data, size_t len, const char *name, struct fake
 
 int fake_trace_load(const char *path, struct fake_trace **ret, char *err, size_t errlen)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *data = NULL;
-        struct stat st;
         size_t got = 0;
+        int r = file_read_all(path, FAKE_TRACE_MAX, &data, &got);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                int e = errno;
-                snprintf(err, errlen, "%s:1: cannot open trace: %s", path, strerror(e));
-                return -e;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_size > FAKE_TRACE_MAX) {
+        if (r == -EFBIG || r == -EISDIR) {
                 snprintf(err, errlen, "%s:1: not a regular file of at most %d bytes", path,
                          FAKE_TRACE_MAX);
                 return -EINVAL;
         }
-        data = malloc((size_t)st.st_size + 1);
-        if (!data)
-                return -ENOMEM;
-        while (got < (size_t)st.st_size) {
-                ssize_t r = read(fd, data + got, (size_t)st.st_size - got);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r <= 0)
-                        break;
-                got += (size_t)r;
+        if (r < 0) {
+                snprintf(err, errlen, "%s:1: cannot open trace: %s", path, strerror(-r));
+                return r;
         }
         return fake_trace_parse(data, got, path, ret, err, errlen);
 }

@@ -1,5 +1,14 @@
-/* health-internal.h — what health.c, rules.c, notifier.c, policy.c and the unit tests share: the
- * rule table, the evaluation context, incidents and the outbox. Not for other modules. */
+/* health-internal.h — what the files of the health module and its unit tests share. Not for other
+ * modules. The files, lowest first; each calls only those above it in this list (check_cycles):
+ *
+ *   xid.c, rules.c   the XID catalog and the rule table: pure functions of a cache and a context
+ *   incidents.c      the incident store: dedupe, lifecycle, persistence, names, JSON
+ *   notifier.c       the durable outbox and its sender thread (reads incidents)
+ *   policy.c         policy actions for a freshly opened incident (reads incidents)
+ *   eval.c           rule evaluation and event inputs (XID, anomaly) into the incident store
+ *   report.c         readers: /api/v1/health, /api/v1/incidents, the /metrics families
+ *   health.c         the wiring and the health thread: evaluation on "sweep done", then
+ *                    persistence, notifications and policies */
 #ifndef VIGIL_HEALTH_INTERNAL_H
 #define VIGIL_HEALTH_INTERNAL_H
 
@@ -113,10 +122,89 @@ typedef struct incident {
         int64_t sent_us;                 /* last notification queued, usec */
 } incident;
 
+#define ANOMALY_PREFIX "anomaly_" /* conditions of anomaly incidents: anomaly_<kind>_<FIELD> */
+
+/* ---- the incident store (incidents.c) ---- */
+
+typedef struct incident_store {
+        pthread_mutex_t lock;             /* guards the fields below; health.c guards its
+                                               configuration and pending flag with it too (L) */
+        incident v[HEALTH_MAX_INCIDENTS]; /* incidents kept in memory (L) */
+        size_t n;                         /* used entries of v (L) */
+        uint64_t next_id;                 /* id of the next incident (L) */
+        struct store *store;              /* borrowed; NULL = memory only */
+} incident_store;
+
+void incidents_init(incident_store *s, struct store *st);
+void incidents_release(incident_store *s);
+/* Load the incidents not resolved and the next id from the store (takes the lock). 0 without a
+ * store; -errno from the store. */
+int incidents_load(incident_store *s);
+/* Write the dirty incidents (takes the lock to copy them out, writes outside it; a failed write
+ * leaves them dirty for the next call). One caller at a time: the health thread, or stop. */
+void incidents_persist(incident_store *s);
+/* (L) The incident of (gpu, cond) that is not resolved, or NULL. gpu -1 = the node. */
+incident *incidents_find_open(incident_store *s, int gpu, const char *cond);
+/* (L) Open an incident (dirty, to notify, fresh for the policies); logged. NULL when the store is
+ * full of open incidents. */
+incident *incidents_open(incident_store *s, int gpu, const char *uuid, const char *cond, int rule,
+                         enum health_system sys, enum health_severity sev, const char *summary,
+                         const char *action, const char *detail, int64_t now);
+/* (L) The condition holds at now (realtime usec); sev escalates, detail (may be NULL) replaces. */
+void incident_holds(incident *in, enum health_severity sev, const char *detail, int64_t now);
+/* (L) The condition stopped holding at now: the resolve_after timer starts. */
+void incident_clears(incident *in, int64_t now);
+/* (L) Resolve what has been clear for resolve_after; XIDs clear xid_hold after their last
+ * report; incidents of rules switched off clear. */
+void incidents_resolve(incident_store *s, const health_config *cfg, int64_t now);
+/* Acknowledge (takes the lock): 0, -ENOENT, -EALREADY (resolved). *out as health_ack. */
+int incidents_ack(incident_store *s, uint64_t id, const char *by, json_t **out);
+#define INCIDENTS_ANY_GPU INT32_MIN
+/* (L) Worst severity over the incidents not resolved of gpu (-1 = the node, INCIDENTS_ANY_GPU =
+ * all) and system sys (-1 = all). */
+enum health_severity incidents_worst(const incident_store *s, int gpu, int sys);
+
+/* Copies of the incidents to hand on after an evaluation, taken under the lock. */
+typedef struct incident_work {
+        incident *fresh; /* opened since the last take: for the policies */
+        size_t n_fresh;
+        incident *send; /* to notify now (opened, escalated, resolved, or resend_us passed) */
+        size_t n_send;
+} incident_work;
+/* (L) Fill w and mark the incidents taken (fresh cleared, notify cleared, sent at now). */
+void incidents_take_work(incident_store *s, int64_t now, int64_t resend_us, incident_work *w);
+void incident_work_release(incident_work *w);
+
 /* The incident as JSON (API, webhooks, exec hooks). */
 json_t *incident_json(const incident *in);
-/* Open, hold or clear the incident of one anomaly event (the anomaly listener; exposed for
- * tests). */
+const char *health_system_dcgm(enum health_system s);      /* DCGM watch name or NULL */
+const char *health_alert_severity(enum health_severity s); /* "critical" / "warning" */
+
+/* ---- rule evaluation (eval.c) ---- */
+
+void health_host_facts(sampler *sa, const char *data_dir, host_facts *f);
+
+typedef struct eval_input {
+        cache *cache;                          /* readings */
+        sampler *sampler;                      /* GPU registry */
+        const health_config *cfg;              /* thresholds, switches */
+        const host_facts *host;                /* node facts of this evaluation */
+        const atomic_bool *unresponsive;       /* [SAMPLER_MAX_GPUS] the watchdog's verdicts */
+        counter_memo (*memo)[RULE_MEMO_SLOTS]; /* [SAMPLER_MAX_GPUS] windowed counter results */
+        int64_t now_us;                        /* realtime usec */
+} eval_input;
+
+/* (L) Run every enabled rule on every GPU and the node; open, hold or clear their incidents. */
+void health_eval_rules(incident_store *s, const eval_input *e);
+/* (L) An XID from the driver: opens or holds its xid_N incident (INFO XIDs open none). */
+void health_eval_xid(incident_store *s, const health_config *cfg, sampler *sa, unsigned gpu,
+                     uint32_t code, int64_t ts);
+/* (L) Open, hold or clear the incident of one anomaly event. */
+void health_eval_anomaly(incident_store *s, const health_config *cfg, const anomaly_event *ev,
+                         int64_t now);
+
+/* The anomaly listener (health.c): health_eval_anomaly under the lock, then an evaluation.
+ * Exposed for tests. */
 void health_on_anomaly(void *userdata, const anomaly_event *ev);
 
 /* ---- outbox and notifier (notifier.c) ---- */
@@ -154,5 +242,26 @@ void policy_run(policy_runner *p, const incident *in, int64_t now_us);
 /* True when policy condition cond matches the incident. */
 bool policy_matches(const char *cond, const incident *in);
 uint64_t policy_actions_total(policy_runner *p);
+
+/* ---- the engine (health.c; report.c reads it) ---- */
+
+struct health {
+        health_options opt;                                   /* copy; cfg points at cfg below */
+        health_config cfg;                                    /* copy; arrays owned; inc.lock */
+        char *data_dir, *hostname;                            /* owned */
+        incident_store inc;                                   /* incidents; its lock is ours */
+        counter_memo memo[SAMPLER_MAX_GPUS][RULE_MEMO_SLOTS]; /* windowed counter results */
+        pthread_cond_t wake; /* the health thread waits here for a kick (inc.lock) */
+        bool pending;        /* a sweep or event asked for an evaluation (inc.lock) */
+        bool stopping;       /* (inc.lock) */
+        bool started;
+        pthread_t thread;
+        pthread_mutex_t eval_lock; /* one evaluation at a time */
+        notifier *notifier;
+        policy_runner *policies;
+        uint64_t evaluations;                       /* count (inc.lock) */
+        atomic_bool unresponsive[SAMPLER_MAX_GPUS]; /* set by the sampler's watchdog hook */
+        anomaly *anomaly;                           /* subscribed to; NULL when none */
+};
 
 #endif

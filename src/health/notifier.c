@@ -424,9 +424,11 @@ static void *notifier_main(void *arg)
 {
         notifier *n = arg;
 
+        pthread_setname_np(pthread_self(), "vg-notify");
         pthread_mutex_lock(&n->lock);
         while (!n->stopping) {
-                int64_t now = time_real_us(), next = now + USEC_PER_SEC;
+                /* next retry due; none (INT64_MAX): sleep until an enqueue or stop signals */
+                int64_t now = time_real_us(), next = INT64_MAX;
                 entry *due = NULL;
                 entry copy;
                 char why[256] = "";
@@ -440,6 +442,10 @@ static void *notifier_main(void *arg)
                                 due = e;
                         else if (e->next_us > now)
                                 next = MIN(next, e->next_us);
+                }
+                if (!due && next == INT64_MAX) {
+                        pthread_cond_wait(&n->wake, &n->lock);
+                        continue;
                 }
                 if (!due) {
                         struct timespec ts;

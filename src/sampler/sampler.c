@@ -1,17 +1,24 @@
-/* engine.c — sampling threads. The fast and slow tiers each own a thread so that the slow tier's
+/* sampler.c — sampling threads. The fast and slow tiers each own a thread so that the slow tier's
  * millisecond NVML reads (energy, violation counters, PCIe replays) never delay the fast tier;
  * XID/ECC events have a third thread blocked in nvmlEventSetWait. Fields with the same tier and
  * interval form one schedule group; per GPU each group is one cache group (shared timestamps).
- * A watchdog thread gives up on a sample call that hangs (see sampler_set_watchdog): the hung tier
- * thread is abandoned inside the call and a new one takes the tier over. */
+ * After each sweep the tier thread publishes "sweep done" (sampler_options.on_sweep): the only
+ * trigger of the consumers (health, anomalies, exposition). A watchdog thread gives up on a sample
+ * call that hangs (see sampler_set_watchdog): the hung tier thread is abandoned inside the call
+ * and a new one takes the tier over. Idle, each thread sleeps until its next due time: no
+ * periodic ticks (docs/internals/sampler.md, "Wake-ups"). */
 #include "sampler.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/macros.h"
@@ -19,7 +26,10 @@
 
 #define MAX_GROUPS       16
 #define MAX_GROUP_FIELDS 64
-#define WATCHDOG_TICK_US (250 * USEC_PER_MSEC) /* how often the watchdog looks */
+/* The event thread's wait in nvmlEventSetWait. Long: it returns at once for an event; the
+ * timeout only bounds how long sampler_stop waits for it on the real NVML, which cannot be woken
+ * (the fake is woken at stop, see wake_event_wait). */
+#define EVENT_WAIT_MS 5000u
 #define ABANDONED_WAIT_US                                                                          \
         (10 * USEC_PER_SEC) /* sampler_stop waits this long for hung calls to return */
 #define BUSY_ABANDONED (-1) /* busy_since: the watchdog gave this call up */
@@ -78,9 +88,20 @@ struct sampler {
         unsigned abandoned;                /* tier threads left in a hung call, still alive */
         pthread_t tier_thread[TIER_COUNT]; /* FAST and SLOW: the thread that owns the tier */
         pthread_t wd_thread;
+        /* The watchdog sleeps in poll() on these: one timer per tier, armed by the tier thread
+         * for the length of a sweep (one-shot, timeout_us), and an eventfd for stop. No timer
+         * runs between sweeps, so an idle watchdog never wakes. -1 when not created. */
+        int wd_timer[TIER_COUNT];
+        int wd_stop;
+
+        /* the wall clock of the timestamps: time_real_us, or the test hook of sampler_options */
+        int64_t (*now_real)(void);
+        _Atomic uint64_t clamped;     /* pushes the cache clamped: the wall clock went back */
+        _Atomic uint64_t push_errors; /* pushes the cache refused */
+        atomic_bool clock_back;       /* inside a step-back episode (logged once per episode) */
 
         pthread_t event_thread;
-        bool started, events_running;
+        bool started, events_running, wd_running;
         atomic_bool stopping;
         pthread_mutex_t wait_lock; /* for interruptible sleeps */
         pthread_cond_t wait_cond;  /* CLOCK_MONOTONIC */
@@ -89,6 +110,35 @@ struct sampler {
 unsigned sampler_max_gpus(void)
 {
         return SAMPLER_MAX_GPUS;
+}
+
+/* Write one sample of a group into the cache. The cache never drops a sample for its timestamp:
+ * one older than the group's newest (the wall clock stepped back) is stored at the newest ts and
+ * reported here, once per episode, with the count kept for sampler_get_stats. Any other failure
+ * is counted and logged (the first, then every 1000th). Sampling threads; does not allocate. */
+static void push(sampler *e, int group, int64_t ts, const field_value *vals)
+{
+        int r = cache_group_push(e->opt.cache, group, ts, vals);
+
+        if (r == CACHE_PUSH_CLAMPED) {
+                atomic_fetch_add(&e->clamped, 1);
+                if (!atomic_exchange(&e->clock_back, true))
+                        log_warn("sampler",
+                                 "the wall clock went back: samples are stored at the newest "
+                                 "timestamp held until the clock catches up "
+                                 "(vigil_sampler_clock_steps_total)");
+        } else if (r == 0) {
+                if (atomic_load(&e->clock_back) && atomic_exchange(&e->clock_back, false))
+                        log_info("sampler", "the wall clock caught up: timestamps are exact "
+                                            "again");
+        } else {
+                uint64_t n = atomic_fetch_add(&e->push_errors, 1);
+                if (n % 1000 == 0)
+                        log_error("sampler",
+                                  "failed to store a sample of cache group %d: %s "
+                                  "(%llu so far)",
+                                  group, strerror(-r), (unsigned long long)n + 1);
+        }
 }
 
 static int64_t field_interval(const sampler_options *o, const field_meta *m)
@@ -164,7 +214,7 @@ static int read_static(sampler *e, unsigned idx)
         r = backend_sample(e->opt.backend, idx, e->static_fields, e->n_static, vals);
         if (r < 0)
                 return r;
-        cache_group_push(e->opt.cache, e->static_group[idx], time_real_us(), vals);
+        push(e, e->static_group[idx], e->now_real(), vals);
         pthread_mutex_lock(&e->lock);
         e->gpus[idx].id = id;
         e->gpus[idx].up = true;
@@ -185,6 +235,10 @@ int sampler_new(const sampler_options *opt, sampler **ret)
         if (!e)
                 return -ENOMEM;
         e->opt = *opt;
+        e->now_real = opt->clock_real_us ? opt->clock_real_us : time_real_us;
+        e->wd_stop = -1;
+        for (int t = 0; t < TIER_COUNT; t++)
+                e->wd_timer[t] = -1;
         if (e->opt.reattach_us <= 0)
                 e->opt.reattach_us = 5 * USEC_PER_SEC;
         pthread_mutex_init(&e->lock, NULL);
@@ -226,7 +280,7 @@ int sampler_new(const sampler_options *opt, sampler **ret)
                 if (r < 0)
                         return r;
                 e->event_group[i] = r;
-                cache_group_push(opt->cache, r, time_real_us(), zero);
+                push(e, r, e->now_real(), zero);
                 for (size_t k = 0; k < e->n_groups; k++) {
                         sched_group *g = &e->groups[k];
                         r = cache_group_add(opt->cache, i, g->fields, g->n,
@@ -245,13 +299,17 @@ int sampler_new(const sampler_options *opt, sampler **ret)
         return 0;
 }
 
-/* Sleep until the monotonic deadline or until stop is requested. Returns false when stopping. */
+/* Sleep until the monotonic deadline (INT64_MAX: none) or until stop is requested. Returns false
+ * when stopping. */
 static bool wait_until(sampler *e, int64_t deadline)
 {
         struct timespec ts = {.tv_sec = deadline / USEC_PER_SEC,
                               .tv_nsec = (deadline % USEC_PER_SEC) * 1000};
 
         pthread_mutex_lock(&e->wait_lock);
+        if (deadline == INT64_MAX) /* nothing due: only stop ends the wait */
+                while (!atomic_load(&e->stopping))
+                        pthread_cond_wait(&e->wait_cond, &e->wait_lock);
         while (!atomic_load(&e->stopping) && time_mono_us() < deadline)
                 if (pthread_cond_timedwait(&e->wait_cond, &e->wait_lock, &ts) == ETIMEDOUT)
                         break;
@@ -285,8 +343,12 @@ static bool gpu_up(sampler *e, unsigned idx)
         return up;
 }
 
-static void try_reattach(sampler *e, int64_t now_mono)
+/* Try the lost GPUs whose re-attach is due. Returns the monotonic usec of the next try, INT64_MAX
+ * when no GPU is lost (the fast tier then sleeps until its next sweep only). */
+static int64_t try_reattach(sampler *e, int64_t now_mono)
 {
+        int64_t next = INT64_MAX;
+
         for (unsigned i = 0; i < e->n_gpus; i++) {
                 bool due;
 
@@ -294,6 +356,8 @@ static void try_reattach(sampler *e, int64_t now_mono)
                 due = !e->gpus[i].up && now_mono >= e->next_reattach[i];
                 if (due)
                         e->next_reattach[i] = now_mono + e->opt.reattach_us;
+                if (!e->gpus[i].up)
+                        next = MIN(next, e->next_reattach[i]);
                 pthread_mutex_unlock(&e->lock);
                 if (!due)
                         continue;
@@ -303,6 +367,29 @@ static void try_reattach(sampler *e, int64_t now_mono)
                         log_info("sampler", "GPU %u ('%s') answers again: re-attached", i,
                                  e->gpus[i].id.uuid);
         }
+        return next;
+}
+
+/* Arm (on) or disarm the watchdog's timer of a tier around one sweep: it fires only when the
+ * sweep is still running timeout_us after it started. Tier thread; two syscalls a sweep, no
+ * wake-up of the watchdog unless it fires. */
+static void wd_arm(sampler *e, enum field_tier tier, bool on)
+{
+        struct itimerspec it = {0};
+        int64_t timeout;
+
+        if (e->wd_timer[tier] < 0)
+                return;
+        pthread_mutex_lock(&e->wd_lock);
+        timeout = e->wd_timeout_us;
+        pthread_mutex_unlock(&e->wd_lock);
+        if (on && timeout <= 0)
+                return;
+        if (on) {
+                it.it_value.tv_sec = timeout / USEC_PER_SEC;
+                it.it_value.tv_nsec = (long)(timeout % USEC_PER_SEC) * 1000;
+        }
+        timerfd_settime(e->wd_timer[tier], 0, &it, NULL);
 }
 
 /* A call the watchdog gave up on has returned (on the abandoned thread): the GPU answers again
@@ -334,11 +421,11 @@ static bool run_group(sampler *e, sched_group *g)
                 /* a GPU with a hung call is skipped until the call returns */
                 if (!gpu_up(e, i) || atomic_load(&e->stuck[i]))
                         continue;
-                ts = time_real_us();
+                ts = e->now_real();
                 atomic_store(&busy[i], time_mono_us());
                 r = backend_sample(e->opt.backend, i, g->fields, g->n, vals);
                 abandoned = atomic_exchange(&busy[i], 0) == BUSY_ABANDONED;
-                cache_group_push(e->opt.cache, g->cache_group[i], ts, vals);
+                push(e, g->cache_group[i], ts, vals);
                 if (r == -ENODEV) {
                         mark_lost(e, i);
                 } else {
@@ -456,11 +543,11 @@ static void tier_loop(sampler *e, enum field_tier tier)
         }
 
         while (!atomic_load(&e->stopping)) {
-                int64_t start = time_mono_us(), next = INT64_MAX;
+                int64_t start = time_mono_us(), next = INT64_MAX, reattach = INT64_MAX;
                 bool ran = false, late = false;
 
                 if (tier == TIER_FAST)
-                        try_reattach(e, start);
+                        reattach = try_reattach(e, start);
                 for (size_t k = 0; k < e->n_groups; k++) {
                         sched_group *g = &e->groups[k];
                         if (g->tier != tier)
@@ -469,6 +556,8 @@ static void tier_loop(sampler *e, enum field_tier tier)
                         if (start >= g->next_due) {
                                 if (start - g->next_due > eff / 2)
                                         late = true;
+                                if (!ran)
+                                        wd_arm(e, tier, true);
                                 if (run_group(e, g))
                                         return; /* given up by the watchdog: not ours now */
                                 ran = true;
@@ -479,16 +568,16 @@ static void tier_loop(sampler *e, enum field_tier tier)
                         next = MIN(next, g->next_due);
                 }
                 if (ran) {
+                        wd_arm(e, tier, false);
                         record_sweep(e, tier, start, late);
                         adapt(e, tier, (double)(time_mono_us() - start) / 1e6);
+                        /* "sweep done": the consumers' only trigger */
                         if (e->opt.on_sweep)
                                 e->opt.on_sweep(e->opt.userdata, tier);
                 }
-                if (next == INT64_MAX) /* no groups: wake for re-attach checks only */
-                        next = time_mono_us() + USEC_PER_SEC;
-                if (tier == TIER_FAST)
-                        next = MIN(next, time_mono_us() + USEC_PER_SEC);
-                if (!wait_until(e, next))
+                /* Sleep until the next group is due, or a lost GPU's re-attach (fast tier);
+                 * with neither, until stop. */
+                if (!wait_until(e, MIN(next, reattach)))
                         break;
         }
 }
@@ -518,12 +607,14 @@ static void tier_main(sampler *e, enum field_tier tier)
 
 static void *fast_main(void *arg)
 {
+        pthread_setname_np(pthread_self(), "vg-fast");
         tier_main(arg, TIER_FAST);
         return NULL;
 }
 
 static void *slow_main(void *arg)
 {
+        pthread_setname_np(pthread_self(), "vg-slow");
         tier_main(arg, TIER_SLOW);
         return NULL;
 }
@@ -557,27 +648,65 @@ static void abandon(sampler *e, enum field_tier tier, unsigned gpu, int64_t runn
         pthread_mutex_unlock(&e->wd_lock);
 }
 
+/* The watchdog sleeps in poll() until a tier's timer fires (a sweep has run for timeout_us) or
+ * stop. Then every call in progress on that tier older than timeout_us is given up; for one that
+ * is younger the timer is armed again for the moment it would be. Idle (sweeps shorter than the
+ * timeout, the normal case) it never wakes. */
 static void *watchdog_main(void *arg)
 {
         sampler *e = arg;
+        struct pollfd pfd[TIER_COUNT + 1];
+        nfds_t n = 0;
+        int tier_of[TIER_COUNT + 1];
 
-        while (wait_until(e, time_mono_us() + WATCHDOG_TICK_US)) {
-                int64_t timeout, now = time_mono_us();
+        pthread_setname_np(pthread_self(), "vg-watchdog");
+        pfd[n++] = (struct pollfd){.fd = e->wd_stop, .events = POLLIN};
+        for (int t = TIER_FAST; t <= TIER_SLOW; t++)
+                if (e->wd_timer[t] >= 0) {
+                        tier_of[n] = t;
+                        pfd[n++] = (struct pollfd){.fd = e->wd_timer[t], .events = POLLIN};
+                }
+        while (!atomic_load(&e->stopping)) {
+                if (poll(pfd, n, -1) < 0 && errno != EINTR)
+                        break;
+                if (atomic_load(&e->stopping) || pfd[0].revents)
+                        break;
+                for (nfds_t k = 1; k < n; k++) {
+                        int t = tier_of[k];
+                        int64_t timeout, now = time_mono_us(), rearm = INT64_MAX;
+                        uint64_t fired;
 
-                pthread_mutex_lock(&e->wd_lock);
-                timeout = e->wd_timeout_us;
-                pthread_mutex_unlock(&e->wd_lock);
-                if (timeout <= 0)
-                        continue;
-                for (int t = TIER_FAST; t <= TIER_SLOW; t++)
+                        if (!(pfd[k].revents & POLLIN) ||
+                            read(pfd[k].fd, &fired, sizeof(fired)) != sizeof(fired))
+                                continue;
+                        pthread_mutex_lock(&e->wd_lock);
+                        timeout = e->wd_timeout_us;
+                        pthread_mutex_unlock(&e->wd_lock);
+                        if (timeout <= 0)
+                                continue;
                         for (unsigned i = 0; i < e->n_gpus; i++) {
                                 int64_t since = atomic_load(&e->busy_since[t][i]);
+                                if (since <= 0)
+                                        continue;
                                 /* the swap fails when the call returned meanwhile */
-                                if (since > 0 && now - since > timeout &&
+                                if (now - since >= timeout &&
                                     atomic_compare_exchange_strong(&e->busy_since[t][i], &since,
                                                                    BUSY_ABANDONED))
                                         abandon(e, (enum field_tier)t, i, now - since);
+                                else if (since > 0)
+                                        rearm = MIN(rearm, since + timeout);
                         }
+                        if (rearm != INT64_MAX) {
+                                /* a call started after the timer was armed: look again when
+                                 * it would be late (a disarm racing with this only costs one
+                                 * wake-up that finds nothing) */
+                                int64_t left = MAX(rearm - time_mono_us(), 1);
+                                struct itimerspec it = {
+                                    .it_value = {.tv_sec = left / USEC_PER_SEC,
+                                                 .tv_nsec = (long)(left % USEC_PER_SEC) * 1000}};
+                                timerfd_settime(pfd[k].fd, 0, &it, NULL);
+                        }
+                }
         }
         return NULL;
 }
@@ -622,17 +751,22 @@ static void record_xid(sampler *e, unsigned gpu, uint32_t code, int64_t ts)
 
         v[0] = (field_value){.status = 0, .i = code};
         v[1] = (field_value){.status = 0, .i = (int64_t)total};
-        cache_group_push(e->opt.cache, e->event_group[gpu], ts, v);
+        push(e, e->event_group[gpu], ts, v);
 }
 
+/* The event thread: blocked in nvmlEventSetWait for up to EVENT_WAIT_MS, it wakes for an event
+ * (handed to on_event, then "sweep done" of TIER_EVENT) and otherwise only when the wait ends. */
 static void *event_main(void *arg)
 {
         sampler *e = arg;
 
+        pthread_setname_np(pthread_self(), "vg-events");
         while (!atomic_load(&e->stopping)) {
                 backend_event ev;
-                int r = backend_wait_event(e->opt.backend, 250, &ev);
+                int r = backend_wait_event(e->opt.backend, EVENT_WAIT_MS, &ev);
 
+                if (atomic_load(&e->stopping))
+                        break; /* the wake-up of wake_event_wait, or a late event: dropped */
                 if (r == -ETIMEDOUT || r == -EAGAIN)
                         continue;
                 if (r < 0) {
@@ -666,11 +800,37 @@ static void *event_main(void *arg)
         return NULL;
 }
 
+/* End the event thread's wait in NVML for stop. The fake NVML is woken by an event the thread
+ * drops (it checks stopping first): XID 0 on GPU 0, a code the driver never reports. The real
+ * NVML has no way to wake nvmlEventSetWait, so sampler_stop waits for it to return: at most
+ * EVENT_WAIT_MS (docs/internals/sampler.md, "Stopping"). */
+static void wake_event_wait(sampler *e)
+{
+        backend_injection wake = {.kind = BACKEND_INJECT_XID, .gpu = 0, .count = 0};
+        char err[128];
+
+        if (backend_is_fake(e->opt.backend))
+                backend_inject(e->opt.backend, &wake, err, sizeof(err));
+}
+
 int sampler_start(sampler *e)
 {
         int r;
 
         atomic_store(&e->stopping, false);
+        /* The watchdog's timers and stop event. Without them the watchdog cannot run: sampling
+         * goes on, hung calls are not given up (logged). */
+        if (e->wd_stop < 0)
+                e->wd_stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        for (int t = TIER_FAST; t <= TIER_SLOW; t++)
+                if (e->wd_timer[t] < 0)
+                        e->wd_timer[t] =
+                            timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (e->wd_stop < 0 || e->wd_timer[TIER_FAST] < 0 || e->wd_timer[TIER_SLOW] < 0)
+                log_error("sampler",
+                          "failed to create the watchdog's timers: %s: hung NVML "
+                          "calls will not be detected",
+                          strerror(errno));
         /* under wd_lock: a thread checks that it owns its tier against tier_thread */
         pthread_mutex_lock(&e->wd_lock);
         r = pthread_create(&e->tier_thread[TIER_FAST], NULL, fast_main, e);
@@ -686,7 +846,8 @@ int sampler_start(sampler *e)
         pthread_mutex_unlock(&e->wd_lock);
         if (r)
                 return -r;
-        r = pthread_create(&e->wd_thread, NULL, watchdog_main, e);
+        r = e->wd_stop >= 0 ? pthread_create(&e->wd_thread, NULL, watchdog_main, e) : 0;
+        e->wd_running = e->wd_stop >= 0 && !r;
         if (r) {
                 atomic_store(&e->stopping, true);
                 pthread_join(e->tier_thread[TIER_FAST], NULL);
@@ -713,11 +874,19 @@ void sampler_stop(sampler *e)
         pthread_cond_broadcast(&e->wait_cond);
         pthread_mutex_unlock(&e->wait_lock);
         /* the watchdog first: after it, tier_thread[] no longer changes */
-        pthread_join(e->wd_thread, NULL);
+        if (e->wd_running) {
+                uint64_t one = 1;
+                if (write(e->wd_stop, &one, sizeof(one)) != sizeof(one))
+                        log_error("sampler", "failed to wake the watchdog: %s", strerror(errno));
+                pthread_join(e->wd_thread, NULL);
+                e->wd_running = false;
+        }
         pthread_join(e->tier_thread[TIER_FAST], NULL);
         pthread_join(e->tier_thread[TIER_SLOW], NULL);
-        if (e->events_running)
+        if (e->events_running) {
+                wake_event_wait(e);
                 pthread_join(e->event_thread, NULL);
+        }
         {
                 /* Threads left in a hung call exit when it returns; wait for them a while. */
                 int64_t deadline = time_mono_us() + ABANDONED_WAIT_US;
@@ -749,6 +918,11 @@ sampler *sampler_free(sampler *e)
         pthread_mutex_destroy(&e->lock);
         pthread_mutex_destroy(&e->wait_lock);
         pthread_cond_destroy(&e->wait_cond);
+        if (e->wd_stop >= 0)
+                close(e->wd_stop);
+        for (int t = 0; t < TIER_COUNT; t++)
+                if (e->wd_timer[t] >= 0)
+                        close(e->wd_timer[t]);
         free(e);
         return NULL;
 }
@@ -821,6 +995,8 @@ void sampler_get_stats(sampler *e, sampler_stats *out)
         pthread_mutex_lock(&e->lock);
         *out = e->stats;
         pthread_mutex_unlock(&e->lock);
+        out->clock_steps = atomic_load(&e->clamped);
+        out->push_errors = atomic_load(&e->push_errors);
 }
 
 size_t sampler_xids(sampler *e, unsigned gpu, sampler_xid *out, size_t max)

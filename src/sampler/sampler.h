@@ -1,9 +1,12 @@
-/* engine.h — the sampler: discovers GPUs, runs the tiers (static on attach, fast, slow, events)
- * on their own threads, writes every reading into the cache, re-attaches lost GPUs, and tells the
- * owner after each sweep so the exposition snapshot can be rendered. Nothing here is called from
- * the HTTP path except the read-only getters, which copy out under a lock. */
-#ifndef VIGIL_ENGINE_H
-#define VIGIL_ENGINE_H
+/* sampler.h — the sampler: discovers GPUs, runs the tiers (static on attach, fast, slow, events)
+ * on their own threads, writes every reading into the cache, re-attaches lost GPUs, and publishes
+ * "sweep done" after each sweep (sampler_options.on_sweep): the one event the consumers (health,
+ * anomalies, the exposition snapshot) run on; none of them polls on a timer of its own. Nothing
+ * here is called from the HTTP path except the read-only getters, which copy out under a lock.
+ * Idle, the sampler wakes once per tier interval per tier, plus the event thread's long wait
+ * (docs/internals/sampler.md, "Wake-ups"). */
+#ifndef VIGIL_SAMPLER_H
+#define VIGIL_SAMPLER_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,7 +21,11 @@ typedef struct sampler_field_interval {
         int64_t interval_us; /* 0 = do not collect */
 } sampler_field_interval;
 
-/* Called on the sampling thread after each sweep of a tier (TIER_FAST, TIER_SLOW, TIER_EVENT). */
+/* "Sweep done": called on the sampling thread after each sweep of a tier (TIER_FAST, TIER_SLOW),
+ * after the sweep's samples are in the cache, and on the event thread after each NVML event
+ * (TIER_EVENT). Sweeps come at least once per slow-tier interval (stretched by adaptive
+ * collection), so a consumer may advance its timers on them. Must not block: a consumer with
+ * slow work signals its own thread. */
 typedef void (*sampler_sweep_fn)(void *userdata, enum field_tier tier);
 /* Called on the event thread for every NVML event, before on_sweep(TIER_EVENT), with the engine's
  * lock not held: kind is enum backend_event_kind, data the XID code for BEV_XID. */
@@ -46,6 +53,9 @@ typedef struct sampler_options {
         sampler_sweep_fn on_sweep; /* may be NULL */
         sampler_event_fn on_event; /* may be NULL; health is told of XIDs at once */
         void *userdata;
+        /* Wall clock of the sample timestamps (usec since epoch); NULL = time_real_us. Tests set
+         * the clock back with it. */
+        int64_t (*clock_real_us)(void);
 } sampler_options;
 
 #define SAMPLER_MAX_GPUS     64
@@ -87,6 +97,9 @@ typedef struct sampler_stats {
         sampler_tier_stats tier[TIER_COUNT]; /* indexed by enum field_tier (FAST, SLOW used) */
         uint64_t events;                     /* NVML events received */
         bool events_supported;               /* the event thread is running */
+        uint64_t clock_steps; /* samples stored at an earlier sample's timestamp because the wall
+                                 clock went back (count; vigil_sampler_clock_steps_total) */
+        uint64_t push_errors; /* samples the cache refused (count; logged) */
 } sampler_stats;
 
 unsigned sampler_max_gpus(void);
@@ -116,8 +129,9 @@ int64_t sampler_interval_of(sampler *e, uint16_t field_id);
 bool sampler_tier_stretched(sampler *e, enum field_tier tier, int64_t *since_us);
 void sampler_versions(sampler *e, const char **driver, const char **nvml);
 
-/* Watchdog on backend_sample (docs/internals/sampler.md): a thread started by sampler_start looks
- * every 250 ms at the sample call in progress on each (tier, GPU). One running longer than
+/* Watchdog on backend_sample (docs/internals/sampler.md): a thread started by sampler_start sleeps
+ * until a sweep has run for timeout_us (a one-shot timer per tier, armed only while a sweep is in
+ * progress), then looks at the sample call in progress on each GPU. One running longer than
  * timeout_us is given up: its tier thread is left blocked in the call (NVML calls cannot be
  * cancelled) and a fresh thread takes the tier over, skipping that GPU until the call returns;
  * the other GPUs and the other tier keep being sampled. fn(userdata, gpu, true) is called (on the
@@ -128,4 +142,4 @@ void sampler_versions(sampler *e, const char **driver, const char **nvml);
 typedef void (*sampler_stuck_fn)(void *userdata, unsigned gpu, bool stuck);
 void sampler_set_watchdog(sampler *e, int64_t timeout_us, sampler_stuck_fn fn, void *userdata);
 
-#endif
+#endif /* VIGIL_SAMPLER_H */

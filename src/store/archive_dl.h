@@ -5,7 +5,7 @@
  * Types and prototypes still come from <archive.h>: every entry in the table has the type of a
  * pointer to the real function (__typeof__(&archive_read_new)), so calls are checked by the
  * compiler exactly as direct calls would be. This is not a general wrapper: the table lists only
- * what backup.c calls; add a line to ARCHIVE_DL_FUNCS to use another function. */
+ * what the backup files call; add a line to ARCHIVE_DL_FUNCS to use another function. */
 #ifndef VIGIL_STORE_ARCHIVE_DL_H
 #define VIGIL_STORE_ARCHIVE_DL_H
 
@@ -53,7 +53,7 @@ typedef struct archive_dl {
 #undef ARCHIVE_DL_MEMBER
 } archive_dl;
 
-/* Load libarchive on the first call (once per process, pthread_once; any thread) and return its
+/* Load libarchive on the first call (once per process, common/lazydl.h; any thread) and return its
  * table in *ret. Returns 0, or -ELIBACC with the reason in err ("cannot load
  * 'libarchive.so.13': …; backups need the libarchive13 package") when the library or one of its
  * symbols is missing; the same error is returned on every later call. The table is never freed

@@ -19,9 +19,12 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "store.h"
+
+#define CRYPTO_KEYRING_MAX (1u << 20) /* bytes: a sealed keyring is a few KiB */
 
 typedef struct crypto_key {
         uint32_t id;                 /* 1, 2, ... (data keys) */
@@ -384,31 +387,24 @@ int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err,
 
 int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t errlen)
 {
-        _cleanup_free_ uint8_t *blob = NULL, *text = NULL;
+        _cleanup_free_ uint8_t *text = NULL;
+        _cleanup_free_ char *raw = NULL;
+        const uint8_t *blob;
         size_t len = 0, tlen = 0;
-        struct stat st;
         uint32_t id;
         int r;
 
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-                r = -errno;
+        r = file_read_all(path, CRYPTO_KEYRING_MAX, &raw, &len);
+        if (r == -EFBIG) {
+                snprintf(err, errlen, "keyring '%s' is too large", path);
+                return r;
+        }
+        if (r < 0) {
                 if (r != -ENOENT)
                         snprintf(err, errlen, "cannot read keyring '%s': %s", path, strerror(-r));
                 return r;
         }
-        if (fstat(fd, &st) < 0 || st.st_size > 1 << 20) {
-                snprintf(err, errlen, "keyring '%s' is too large", path);
-                return -EFBIG;
-        }
-        blob = malloc((size_t)st.st_size + 1);
-        if (!blob)
-                return -ENOMEM;
-        if (read(fd, blob, (size_t)st.st_size) != st.st_size) {
-                snprintf(err, errlen, "cannot read keyring '%s': short read", path);
-                return -EIO;
-        }
-        len = (size_t)st.st_size;
+        blob = (const uint8_t *)raw;
         if (crypto_blob_key_id(blob, len, &id) < 0) {
                 snprintf(err, errlen, "keyring '%s' is not a sealed vigil keyring", path);
                 return -EINVAL;

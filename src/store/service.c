@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/spawn.h"
 #include "common/vtime.h"
 
 static const struct sealed_column {
@@ -100,38 +101,17 @@ crypto_keyring *backup_service_keyring(backup_service *b)
         return b ? b->keyring : NULL;
 }
 
-/* Run the hook with the archive as argv[1]; 0, or -errno / -ETIMEDOUT / -ECHILD (non-zero exit). */
+/* Run the hook with the archive as argv[1] in its own process group (killed with it at the
+ * deadline); 0, or -errno / -ETIMEDOUT / -ECHILD (non-zero exit). */
 static int run_hook(backup_service *b, const char *archive)
 {
-        int64_t deadline = time_mono_us() + b->c.hook_timeout_us;
-        int status = 0;
-        pid_t pid = fork();
+        const char *argv[] = {b->c.hook, archive, NULL};
+        spawn_opts o = {.argv = argv, .timeout_us = b->c.hook_timeout_us, .new_pgrp = true};
+        int status = 0, r;
 
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                sigset_t all;
-                sigemptyset(&all);
-                pthread_sigmask(SIG_SETMASK, &all,
-                                NULL); /* vigild blocks some; the hook must not */
-                setpgid(0, 0);
-                execl(b->c.hook, b->c.hook, archive, (char *)NULL);
-                _exit(127);
-        }
-        for (;;) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                if (w == pid)
-                        break;
-                if (w < 0 && errno != EINTR)
-                        return -errno;
-                if (time_mono_us() > deadline) {
-                        kill(-pid, SIGKILL);
-                        kill(pid, SIGKILL);
-                        waitpid(pid, &status, 0);
-                        return -ETIMEDOUT;
-                }
-                usleep(20000);
-        }
+        r = spawn_run(&o, &status);
+        if (r < 0)
+                return r;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
                 return 0;
         if (WIFEXITED(status))

@@ -1,7 +1,7 @@
 /* store.c — the SQLite store: open/check/migrate, one writer thread with group commit, a
  * read-only connection for readers, and VACUUM INTO for online backups. See store.h for the
  * contract and docs/internals/store.md for the design. It is not the backup archive format
- * (backup.c) nor the encryption (crypto.c). */
+ * (backup_*.c) nor the encryption (crypto.c). */
 #include "store.h"
 
 #include <errno.h>
@@ -58,7 +58,8 @@ struct store {
         bool stopping;                /* store_close began: refuse new writes */
         bool writer_started;          /* the thread exists and must be joined */
         pthread_t writer;             /* the writer thread */
-        pthread_t writer_id;          /* to refuse store_write from the writer itself */
+        pthread_t writer_id;          /* to refuse store_write from the writer itself; under lock
+                                       * (set by the writer as it starts) */
         unsigned batch_max;           /* writes per transaction at most */
         unsigned batch_wait_ms;       /* how long to wait to fill a batch */
         _Atomic uint64_t failures;    /* writes answered -ENOSPC */
@@ -564,8 +565,8 @@ static void *writer_main(void *arg)
         store_req *batch[1024];
         unsigned max = MIN(s->batch_max, (unsigned)ARRAY_SIZE(batch));
 
-        s->writer_id = pthread_self();
         pthread_mutex_lock(&s->lock);
+        s->writer_id = pthread_self(); /* under lock: submit() reads it from other threads */
         for (;;) {
                 while (!s->head && !s->stopping)
                         pthread_cond_wait(&s->work, &s->lock);
@@ -611,9 +612,11 @@ static int submit(store *s, store_req *q)
 {
         if (!s)
                 return -EINVAL;
-        if (s->writer_started && pthread_equal(pthread_self(), s->writer_id))
-                return -EDEADLK;
         pthread_mutex_lock(&s->lock);
+        if (s->writer_started && pthread_equal(pthread_self(), s->writer_id)) {
+                pthread_mutex_unlock(&s->lock);
+                return -EDEADLK;
+        }
         if (s->stopping || !s->writer_started) {
                 pthread_mutex_unlock(&s->lock);
                 return -ESHUTDOWN;

@@ -8,6 +8,7 @@
  * both sides (fake: DCGM unit → NVML unit; backend: NVML unit → DCGM unit). Never mutates a real GPU. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,8 @@
 
 #include "backend/backend.h"
 #include "nvml/nvml_types.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 static int real;
 static backend *be;
@@ -312,6 +315,85 @@ static void test_events(void **state)
         }
 }
 
+/* The threads of backend.h at once, on the fake: two tiers sampling the same GPU (overlapping
+ * field sets, GPM and unsupported fields included, so the learned per-field state is written by
+ * both), the event thread waiting, and the owner losing and re-attaching GPU 1. Checks that every
+ * answer stays well-formed; under ThreadSanitizer (docs/internals/backend.md) it is the test that
+ * shows the backend free of data races. */
+#define STRESS_ROUNDS 300
+static int stress_stop; /* __atomic */
+
+static void *stress_sampler(void *arg)
+{
+        static const uint16_t f[] = {FLD_GPU_TEMP,          FLD_POWER_USAGE,
+                                     FLD_FB_USED,           FLD_SM_CLOCK,
+                                     FLD_ECC_DBE_VOL_TOTAL, FLD_PROF_GR_ENGINE_ACTIVE,
+                                     FLD_PROF_DRAM_ACTIVE,  FLD_TOTAL_ENERGY_CONSUMPTION,
+                                     FLD_ROW_REMAP_PENDING, FLD_FB_RESERVED};
+        field_value out[ARRAY_LEN(f)];
+        uintptr_t seed = (uintptr_t)arg;
+        long bad = 0;
+
+        for (int k = 0; k < STRESS_ROUNDS; k++) {
+                unsigned gpu = (unsigned)(k + seed) % ngpu;
+                size_t n = seed ? ARRAY_LEN(f) : ARRAY_LEN(f) - 3;
+                int r = backend_sample(be, gpu, seed ? f : f + 3, n, out);
+                if (r != 0 && r != -ENODEV)
+                        bad++;
+                for (size_t i = 0; i < n; i++)
+                        if (out[i].status > 0)
+                                bad++;
+                if (r == -ENODEV)
+                        backend_reattach(be, gpu); /* from the tier that saw the loss */
+        }
+        return (void *)bad;
+}
+
+static void *stress_events(void *arg)
+{
+        backend_event ev;
+        (void)arg;
+        while (!__atomic_load_n(&stress_stop, __ATOMIC_RELAXED))
+                backend_wait_event(be, 5, &ev);
+        return NULL;
+}
+
+static void test_concurrent_threads_fake(void **state)
+{
+        pthread_t t[3];
+        void *bad[2];
+        char err[256];
+        (void)state;
+
+        if (real || ngpu < 2)
+                skip();
+        __atomic_store_n(&stress_stop, 0, __ATOMIC_RELAXED); /* events started by test_events */
+        assert_int_equal(pthread_create(&t[0], NULL, stress_sampler, (void *)0), 0);
+        assert_int_equal(pthread_create(&t[1], NULL, stress_sampler, (void *)1), 0);
+        assert_int_equal(pthread_create(&t[2], NULL, stress_events, NULL), 0);
+        for (int k = 0; k < 20; k++) {
+                backend_injection lost = {
+                    .kind = BACKEND_INJECT_LOST, .gpu = 1, .count = k % 2 == 0};
+                backend_injection xid = {.kind = BACKEND_INJECT_XID, .gpu = 0, .count = 13};
+                gpu_identity id;
+                assert_int_equal(backend_inject(be, &lost, err, sizeof(err)), 0);
+                assert_int_equal(backend_inject(be, &xid, err, sizeof(err)), 0);
+                backend_device_info(be, 0, &id);
+                usleep(2000);
+        }
+        {
+                backend_injection back = {.kind = BACKEND_INJECT_LOST, .gpu = 1, .count = 0};
+                assert_int_equal(backend_inject(be, &back, err, sizeof(err)), 0);
+        }
+        pthread_join(t[0], &bad[0]);
+        pthread_join(t[1], &bad[1]);
+        __atomic_store_n(&stress_stop, 1, __ATOMIC_RELAXED);
+        pthread_join(t[2], NULL);
+        assert_int_equal((long)bad[0], 0);
+        assert_int_equal((long)bad[1], 0);
+        backend_reattach(be, 1);
+}
+
 static void test_errno_map(void **state)
 {
         (void)state;
@@ -346,6 +428,7 @@ int main(void)
             cmocka_unit_test(test_injection_and_loss_fake),
             cmocka_unit_test(test_gpm_profiling),
             cmocka_unit_test(test_events),
+            cmocka_unit_test(test_concurrent_threads_fake),
             cmocka_unit_test(test_errno_map),
             cmocka_unit_test(test_wrong_library_is_refused),
         };

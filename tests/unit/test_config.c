@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "daemon/config.h"
+#include "health/health.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
 
@@ -39,7 +40,7 @@ static void test_defaults(void **state)
         assert_int_equal(c.collection.n_fields, 0);
         assert_int_equal(c.collection.max_age_us, 3600 * S);
         assert_int_equal(c.collection.max_samples, 3600);
-        assert_int_equal(c.metrics.naming, CONFIG_NAMING_VIGIL);
+        assert_int_equal(c.metrics.naming, METRICS_NAMING_VIGIL);
         assert_string_equal(c.metrics.counters_csv, "");
         assert_int_equal(c.metrics.n_extra_labels, 0);
         assert_string_equal(c.metrics.hostname, "");
@@ -126,7 +127,7 @@ static void test_every_key(void **state)
         assert_int_equal(c.collection.fields[3].field_id, FLD_GPU_UTIL); /* DCGM 4.6 alias */
         assert_int_equal(c.collection.max_age_us, 7200 * S);
         assert_int_equal(c.collection.max_samples, 100);
-        assert_int_equal(c.metrics.naming, CONFIG_NAMING_DCGM);
+        assert_int_equal(c.metrics.naming, METRICS_NAMING_DCGM);
         assert_string_equal(c.metrics.counters_csv, "/etc/dcgm-exporter/default-counters.csv");
         assert_int_equal(c.metrics.n_extra_labels, 2);
         assert_string_equal(c.metrics.extra_labels[0].name, "cluster");
@@ -178,22 +179,33 @@ static void test_health_sections(void **state)
         assert_int_equal(c.health.temp_critical, 88);
         assert_false(c.health.systems[1]);
         assert_true(c.health.systems[0]);
-        assert_int_equal(config_parse_size(c.health.max_rss, &b), 0);
+        b = c.health.max_rss_bytes;
         assert_int_equal(b, 1ULL << 30);
         assert_int_equal(c.n_policies, 2);
-        assert_string_equal(c.policies[0].actions, "log,exec");
-        assert_string_equal(c.policies[0].rate_limit, "2/1h");
+        /* written straight into the health module's health_policy */
+        assert_int_equal(c.policies[0].actions, (1u << HEALTH_ACT_LOG) | (1u << HEALTH_ACT_EXEC));
+        assert_string_equal(c.policies[0].exec, "/bin/true");
+        assert_int_equal(c.policies[0].rate_count, 2);
+        assert_int_equal(c.policies[0].rate_window_us, 3600 * 1000000LL);
         assert_string_equal(c.policies[1].condition, "xid_79");
-        assert_string_equal(c.policies[1].actions, "log"); /* item default */
+        assert_int_equal(c.policies[1].actions, 1u << HEALTH_ACT_LOG); /* item default */
+        assert_int_equal(c.policies[1].rate_count, 1);                 /* 1/10m */
         assert_true(c.policies[1].dry_run);
         assert_int_equal(c.policies[1].power_limit_percent, 80);
         assert_string_equal(c.alerting.alertmanagers, "http://a:9093,https://b:9093");
         assert_int_equal(c.alerting.n_webhooks, 1);
         assert_string_equal(c.alerting.webhooks[0].secret, "s3cret");
-        assert_int_equal(c.alerting.resend_interval_us, 30 * 1000000LL);
+        assert_int_equal(c.health.resend_interval_us, 30 * 1000000LL);
         j = config_to_json(&c);
         assert_non_null(j);
         assert_int_equal(json_array_size(json_object_get(j, "policies")), 2);
+        {
+                json_t *p0 = json_array_get(json_object_get(j, "policies"), 0);
+                assert_int_equal(json_array_size(json_object_get(p0, "actions")), 2);
+                assert_string_equal(json_string_value(json_object_get(p0, "rate_limit")), "2/1h");
+                assert_string_equal(json_string_value(json_object_get(p0, "condition")),
+                                    "critical");
+        }
         assert_string_equal(
             json_string_value(json_object_get(
                 json_array_get(json_object_get(json_object_get(j, "alerting"), "webhooks"), 0),
@@ -285,6 +297,13 @@ static void test_bad_inputs(void **state)
              "'reboot' is not an action"},
             {"policies:\n  - {condition: critical, rate_limit: 5}\n", 2, "is not a rate limit"},
             {"policies:\n  - {condition: critical, bogus: 1}\n", 2, "unknown key 'bogus'"},
+            {"alerting:\n  webhooks: [{url: \"https://x/y\", secret: \""
+             "0123456789012345678901234567890123456789012345678901234567890123456789012345678901"
+             "2345678901234567890123456789012345678901234567890123456789012345678901234567890123"
+             "4567890123456789012345678901234567890123456789012345678901234567890123456789012345"
+             "4567890123456789012345678901234567890123456789012345678901234567890123456789012345"
+             "\"}]\n",
+             2, "is too long (at most 255 bytes)"},
             {"alerting:\n  alertmanagers: [ftp://x]\n", 2, "is not an http:// or https:// URL"},
             {"alerting:\n  webhooks: [{secret: s}]\n", 2, "'url' is required"},
             {"health:\n  max_rss: 12parsecs\n", 2, "is not a size"},
@@ -609,6 +628,200 @@ static void test_listen(void **state)
         assert_int_equal(config_parse_listen(NULL, host, sizeof(host), &port), -EINVAL);
 }
 
+/* Every key names its module and says whether a reload applies it; the ones a running process
+ * cannot change are restart-only. */
+static void test_table_owners(void **state)
+{
+        static const struct {
+                const char *path;
+                enum config_module mod;
+                enum config_apply apply;
+        } want[] = {
+            {"listen", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"socket", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"data_dir", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"collection.tiers.fast", CONFIG_MOD_SAMPLER, CONFIG_APPLY_RESTART},
+            {"metrics.counters_csv", CONFIG_MOD_API, CONFIG_APPLY_RESTART},
+            {"logging.level", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
+            {"logging.file.max_size", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
+            {"health.temperature.warning", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"health.max_rss", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"security.network.allowed_ips", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"security.tls.key_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RESTART},
+            {"security.web_config_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"security.encryption.encryption_key", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
+            {"backup.schedule", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
+        };
+        size_t n = config_key_count();
+        config_key_info ki;
+        (void)state;
+
+        assert_true(n > 100);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(config_key_info_at(i, &ki), 0);
+                assert_non_null(ki.path);
+                assert_non_null(ki.type);
+                assert_true((unsigned)ki.mod < CONFIG_MOD_COUNT);
+                assert_string_not_equal(config_module_name(ki.mod), "?");
+                assert_true(ki.apply == CONFIG_APPLY_RELOAD || ki.apply == CONFIG_APPLY_RESTART);
+                /* a key's first segment never spans two modules' sections by accident */
+                assert_int_equal(config_key_find(ki.path, &ki), 0);
+        }
+        assert_int_equal(config_key_info_at(n, &ki), -ERANGE);
+        assert_int_equal(config_key_find("no.such.key", &ki), -ENOENT);
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                assert_int_equal(config_key_find(want[i].path, &ki), 0);
+                assert_int_equal(ki.mod, want[i].mod);
+                assert_int_equal(ki.apply, want[i].apply);
+        }
+}
+
+/* One size parser for every size key: MB = 10^6, MiB = 2^20; "100M" is refused as ambiguous. */
+static void test_units(void **state)
+{
+        static const struct {
+                const char *s;
+                int r;
+                uint64_t v;
+        } cases[] = {
+            {"4096", 0, 4096},          {"10B", 0, 10},
+            {"1kB", 0, 1000},           {"1KB", 0, 1000},
+            {"100MB", 0, 100000000ULL}, {"100MiB", 0, 100ULL << 20},
+            {"2GB", 0, 2000000000ULL},  {"2GiB", 0, 2ULL << 30},
+            {"1TiB", 0, 1ULL << 40},    {"100M", -EDOM, 0},
+            {"1g", -EDOM, 0},           {"5Mi", -EDOM, 0},
+            {"12parsecs", -EINVAL, 0},  {"", -EINVAL, 0},
+            {"-1MB", -EINVAL, 0},       {"99999999999999999GiB", -ERANGE, 0},
+        };
+        vigil_config c;
+        char err[512];
+        uint64_t v;
+        json_t *j;
+        (void)state;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                v = 7;
+                assert_int_equal(config_parse_size(cases[i].s, &v), cases[i].r);
+                assert_int_equal(v, cases[i].r == 0 ? cases[i].v : 7);
+        }
+        /* the same text is the same size in both size keys */
+        config_init(&c);
+        assert_int_equal(parse("logging:\n  file: {max_size: 100MB}\nhealth:\n  max_rss: 100MB\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_int_equal(c.logging.file_max_size, 100000000ULL);
+        assert_int_equal(c.health.max_rss_bytes, 100000000ULL);
+        j = config_to_json(&c);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(j, "health"), "max_rss")), "100MB");
+        json_decref(j);
+        assert_int_equal(parse("health:\n  max_rss: 100M\n", &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "ambiguous"));
+        assert_int_equal(parse("logging:\n  file: {max_size: 1KiB}\n", &c, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "out of range"));
+        config_release(&c);
+}
+
+/* A reload keeps restart-only values running and names them; reloadable ones change. */
+static void test_keep_restart(void **state)
+{
+        vigil_config run, next;
+        const char *pending[8], *applied[8];
+        char err[512];
+        (void)state;
+
+        config_init(&run);
+        config_init(&next);
+        assert_int_equal(
+            parse("listen: \"127.0.0.1:1\"\nlogging: {level: warn}\n", &run, err, sizeof(err)), 0);
+        assert_int_equal(parse("listen: \"127.0.0.1:2\"\nlogging: {level: debug}\n"
+                               "health:\n  temperature: {warning: 70}\n",
+                               &next, err, sizeof(err)),
+                         0);
+        assert_int_equal(config_changed_reloadable(&next, &run, applied, 8), 2);
+        assert_string_equal(applied[0], "logging.level");
+        assert_string_equal(applied[1], "health.temperature.warning");
+        assert_int_equal(config_keep_restart(&next, &run, pending, 8), 1);
+        assert_string_equal(pending[0], "listen");
+        assert_string_equal(next.listen, "127.0.0.1:1"); /* keeps running */
+        assert_string_equal(run.listen, "127.0.0.1:2");  /* the waiting value */
+        assert_int_equal(next.logging.level, LOG_LVL_DEBUG);
+        assert_int_equal(config_keep_restart(&next, &next, pending, 8), 0);
+        /* a module whose apply failed keeps its running values */
+        assert_int_equal(config_keep_module(&next, &run, CONFIG_MOD_LOG), 1);
+        assert_int_equal(next.logging.level, LOG_LVL_WARN);
+        assert_int_equal(next.health.temp_warning, 70);
+        config_release(&run);
+        config_release(&next);
+}
+
+/* docs/configuration.md tells the truth: every row of its key tables says "reload" or "restart"
+ * as the table does, and every key of the table is documented. */
+static void test_docs_match_table(void **state)
+{
+        const char *src = getenv("VIGIL_SOURCE_DIR");
+        char path[4096], line[2048];
+        size_t rows = 0, n = config_key_count();
+        bool *seen = calloc(n, sizeof(bool));
+        FILE *f;
+        (void)state;
+
+        if (!src)
+                skip(); /* run outside ctest */
+        snprintf(path, sizeof(path), "%s/docs/configuration.md", src);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(seen);
+        while (fgets(line, sizeof(line), f)) {
+                char key[128], *b, *e, *apply;
+                config_key_info ki;
+                if (strncmp(line, "| `", 3))
+                        continue;
+                b = line + 3;
+                e = strchr(b, '`');
+                apply = e ? strstr(e, "| ") : NULL;
+                if (!e || !apply || (size_t)(e - b) >= sizeof(key))
+                        continue;
+                snprintf(key, sizeof(key), "%.*s", (int)(e - b), b);
+                apply += 2;
+                if (strncmp(apply, "reload |", 8) && strncmp(apply, "restart |", 9))
+                        continue; /* another table (policies entries) */
+                rows++;
+                if (config_key_find(key, &ki) < 0) {
+                        print_error("documented key '%s' is not in the table\n", key);
+                        fail();
+                }
+                if ((ki.apply == CONFIG_APPLY_RELOAD) != !strncmp(apply, "reload", 6)) {
+                        print_error("'%s': the docs and the table disagree on reload\n", key);
+                        fail();
+                }
+                /* the row's other keys ("`a.b.c` / `d`", "`.E`", "`a.b.x` … `y`") share its
+                 * first key's prefix: count every key under that prefix as documented */
+                e = strrchr(key, '.');
+                for (size_t i = 0; i < n; i++) {
+                        config_key_info k;
+                        config_key_info_at(i, &k);
+                        if (!strcmp(k.path, key) ||
+                            (e && !strncmp(k.path, key, (size_t)(e - key) + 1) &&
+                             strstr(line, strrchr(k.path, '.') + 1)))
+                                seen[i] = true;
+                }
+        }
+        fclose(f);
+        assert_true(rows > 60);
+        for (size_t i = 0; i < n; i++) {
+                config_key_info k;
+                config_key_info_at(i, &k);
+                if (!seen[i]) {
+                        print_error("key '%s' is not documented in docs/configuration.md\n",
+                                    k.path);
+                        fail();
+                }
+        }
+        free(seen);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -623,6 +836,10 @@ int main(void)
             cmocka_unit_test(test_json),
             cmocka_unit_test(test_example_is_defaults),
             cmocka_unit_test(test_listen),
+            cmocka_unit_test(test_table_owners),
+            cmocka_unit_test(test_units),
+            cmocka_unit_test(test_keep_restart),
+            cmocka_unit_test(test_docs_match_table),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

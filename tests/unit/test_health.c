@@ -11,6 +11,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "common/vtime.h"
 #include "health/health-internal.h"
 #include "health/xid.h"
@@ -522,6 +526,164 @@ static void test_payloads(void **state)
         assert_false(policy_matches("temperature", &in));
 }
 
+/* The incident store alone: one incident per (GPU, condition) until resolved, resolution only
+ * after resolve_after of continuous clear, an XID clears xid_hold after its last report, ack. */
+static void test_incident_store(void **state)
+{
+        incident_store s;
+        health_config cfg;
+        incident *a, *b;
+        const int64_t t0 = INT64_C(1767225600) * USEC_PER_SEC;
+        json_t *j = NULL;
+
+        (void)state;
+        health_config_defaults(&cfg);
+        incidents_init(&s, NULL);
+        a = incidents_open(&s, 0, "GPU-0", "temperature", health_rule_find("temperature"),
+                           HEALTH_SYS_THERMAL, HEALTH_WARN, "hot", "cool it", "86 C", t0);
+        assert_non_null(a);
+        assert_ptr_equal(incidents_find_open(&s, 0, "temperature"), a);
+        assert_null(incidents_find_open(&s, 1, "temperature"));
+        incident_holds(a, HEALTH_FAIL, "91 C", t0 + USEC_PER_SEC); /* escalates */
+        assert_int_equal(a->severity, HEALTH_FAIL);
+        assert_int_equal(incidents_worst(&s, 0, HEALTH_SYS_THERMAL), HEALTH_FAIL);
+        assert_int_equal(incidents_worst(&s, -1, -1), HEALTH_PASS);
+        incident_clears(a, t0 + 2 * USEC_PER_SEC);
+        incidents_resolve(&s, &cfg, t0 + 2 * USEC_PER_SEC + cfg.resolve_after_us - 1);
+        assert_int_equal(a->state, INCIDENT_OPEN);
+        incidents_resolve(&s, &cfg, t0 + 2 * USEC_PER_SEC + cfg.resolve_after_us);
+        assert_int_equal(a->state, INCIDENT_RESOLVED);
+        assert_null(incidents_find_open(&s, 0, "temperature"));
+        /* an XID: active until xid_hold after the report, then resolve_after */
+        b = incidents_open(&s, 1, "GPU-1", "xid_79", -1, HEALTH_SYS_GPU, HEALTH_FAIL, "XID 79",
+                           "reset", "fell off", t0);
+        b->xid = 79;
+        assert_int_equal(incidents_ack(&s, b->id, "ops", &j), 0);
+        assert_string_equal(json_string_value(json_object_get(j, "state")), "acknowledged");
+        json_decref(j);
+        assert_int_equal(incidents_ack(&s, a->id, "ops", NULL), -EALREADY);
+        assert_int_equal(incidents_ack(&s, 999, "ops", NULL), -ENOENT);
+        incidents_resolve(&s, &cfg, t0 + cfg.xid_hold_us);
+        assert_false(b->active);
+        assert_int_equal(b->state, INCIDENT_ACKNOWLEDGED);
+        incidents_resolve(&s, &cfg, t0 + cfg.xid_hold_us + cfg.resolve_after_us);
+        assert_int_equal(b->state, INCIDENT_RESOLVED);
+        incidents_release(&s);
+}
+
+static uint64_t evaluations(health *h)
+{
+        json_t *j = health_json(h);
+        uint64_t n = (uint64_t)json_integer_value(json_object_get(j, "evaluations"));
+
+        json_decref(j);
+        return n;
+}
+
+/* The health thread evaluates on "sweep done" only: no timer of its own (it used to wake every
+ * second), one evaluation per kick. The sampler is not started, so only health_on_sweep kicks. */
+static void test_sweep_driven(void **state)
+{
+        backend_options bo = {.simulate = 1};
+        char err[512], scen[4096], lib[4096];
+        const char *src = getenv("VIGIL_SOURCE_DIR"), *bld = getenv("VIGIL_BUILD_DIR");
+        backend *be = NULL;
+        cache *ca = NULL;
+        sampler *sa = NULL;
+        health *h = NULL;
+        health_config cfg;
+        int64_t t0;
+
+        (void)state;
+        snprintf(scen, sizeof(scen), "%s/tests/scenarios/constant-2gpu.yaml", src ? src : ".");
+        snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
+        setenv("VIGIL_FAKENVML", lib, 1);
+        bo.scenario = scen;
+        assert_int_equal(backend_open(&bo, &be, err, sizeof(err)), 0);
+        assert_int_equal(cache_new(sampler_max_gpus(), &ca), 0);
+        assert_int_equal(sampler_new(&(sampler_options){.backend = be,
+                                                        .cache = ca,
+                                                        .fast_us = USEC_PER_SEC,
+                                                        .slow_us = 10 * USEC_PER_SEC,
+                                                        .keep_max_age_us = 60 * USEC_PER_SEC,
+                                                        .keep_max_samples = 60},
+                                     &sa),
+                         0);
+        health_config_defaults(&cfg);
+        assert_int_equal(health_new(&(health_options){.sampler = sa,
+                                                      .cache = ca,
+                                                      .backend = be,
+                                                      .data_dir = "",
+                                                      .hostname = "node",
+                                                      .cfg = &cfg},
+                                    &h),
+                         0);
+        assert_int_equal(health_start(h), 0);
+        usleep(1500000); /* the old thread evaluated once a second without sweeps */
+        assert_int_equal(evaluations(h), 0);
+        for (unsigned want = 1; want <= 3; want++) {
+                health_on_sweep(h, TIER_FAST);
+                t0 = time_mono_us();
+                while (evaluations(h) < want && time_mono_us() - t0 < 2 * USEC_PER_SEC)
+                        usleep(5000);
+                assert_int_equal(evaluations(h), want);
+        }
+        usleep(300000);
+        assert_int_equal(evaluations(h), 3);
+        h = health_free(h);
+        sa = sampler_free(sa);
+        ca = cache_free(ca);
+        be = backend_close(be);
+}
+
+/* An exec hook gets the incident on stdin; once it closes its output the runner waits for it to
+ * exit (a pidfd, no 10 ms polling) and still kills it at exec_timeout. */
+static void test_exec_hook(void **state)
+{
+        char path[64], cmd[256];
+        health_policy po[2] = {0};
+        health_config cfg;
+        policy_runner *p = NULL;
+        incident in = {.id = 7, .gpu = 0, .condition = "temperature", .severity = HEALTH_WARN};
+        FILE *f;
+        char got[4096] = "";
+        int64_t t0, dt;
+
+        (void)state;
+        snprintf(path, sizeof(path), "/tmp/vigil-test-exec-%d", (int)getpid());
+        snprintf(cmd, sizeof(cmd), "cat > %s; exec >&- 2>&-; sleep 0.3", path);
+        snprintf(po[0].condition, sizeof(po[0].condition), "temperature");
+        po[0].actions = 1u << HEALTH_ACT_EXEC;
+        snprintf(po[0].exec, sizeof(po[0].exec), "%s", cmd);
+        po[0].exec_timeout_us = 5 * USEC_PER_SEC;
+        snprintf(po[1].condition, sizeof(po[1].condition), "xid");
+        po[1].actions = 1u << HEALTH_ACT_EXEC;
+        snprintf(po[1].exec, sizeof(po[1].exec), "exec >&- 2>&-; sleep 10");
+        po[1].exec_timeout_us = 400 * USEC_PER_MSEC;
+        health_config_defaults(&cfg);
+        cfg.policies = po;
+        cfg.n_policies = 2;
+        assert_int_equal(policy_new(&cfg, NULL, NULL, NULL, &p), 0);
+        t0 = time_mono_us();
+        policy_run(p, &in, time_real_us());
+        dt = time_mono_us() - t0;
+        assert_true(dt >= 250 * USEC_PER_MSEC && dt < 3 * USEC_PER_SEC);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        assert_true(fread(got, 1, sizeof(got) - 1, f) > 0);
+        fclose(f);
+        unlink(path);
+        assert_non_null(strstr(got, "\"temperature\""));
+        in.xid = 79;
+        snprintf(in.condition, sizeof(in.condition), "xid_79");
+        t0 = time_mono_us();
+        policy_run(p, &in, time_real_us());
+        dt = time_mono_us() - t0;
+        assert_true(dt >= 350 * USEC_PER_MSEC && dt < 3 * USEC_PER_SEC); /* killed */
+        assert_int_equal(policy_actions_total(p), 2);
+        p = policy_free(p);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -541,6 +703,9 @@ int main(void)
             cmocka_unit_test(test_extra_conditions),
             cmocka_unit_test(test_xid_classes),
             cmocka_unit_test(test_payloads),
+            cmocka_unit_test(test_incident_store),
+            cmocka_unit_test(test_sweep_driven),
+            cmocka_unit_test(test_exec_hook),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -242,11 +242,69 @@ static void test_watchdog(void **state)
         wc = cache_free(wc);
 }
 
+static _Atomic int64_t clock_offset_us; /* added to the wall clock the sampler sees */
+
+static int64_t test_clock(void)
+{
+        return time_real_us() + clock_offset_us;
+}
+
+/* The wall clock steps back an hour while sampling: readings must keep flowing (they froze
+ * before: the cache refused every older timestamp and the sampler ignored it), the step is
+ * counted, and the event thread's long NVML wait still ends promptly at stop. */
+static void test_clock_step_back(void **state)
+{
+        cache *cc = NULL;
+        sampler_options eo = {.backend = be,
+                              .fast_us = 50000,
+                              .slow_us = 5000000,
+                              .keep_max_age_us = 60 * USEC_PER_SEC,
+                              .keep_max_samples = 600,
+                              .clock_real_us = test_clock};
+        backend_injection hot = {
+            .kind = BACKEND_INJECT_FIELD, .gpu = 0, .field_id = FLD_GPU_TEMP, .value = 93};
+        sampler *e = NULL;
+        sampler_stats st;
+        field_value v;
+        int64_t ts_before, ts, t0;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(cache_new(sampler_max_gpus(), &cc), 0);
+        eo.cache = cc;
+        assert_int_equal(sampler_new(&eo, &e), 0);
+        assert_int_equal(sampler_start(e), 0);
+        assert_true(wait_ready(e, 5 * USEC_PER_SEC));
+        assert_int_equal(cache_latest(cc, 0, FLD_GPU_TEMP, &v, &ts_before), 0);
+        assert_int_equal(v.i, 45);
+        clock_offset_us = -3600 * USEC_PER_SEC;
+        assert_int_equal(backend_inject(be, &hot, err, sizeof(err)), 0);
+        t0 = time_mono_us();
+        do {
+                usleep(20000);
+                assert_int_equal(cache_latest(cc, 0, FLD_GPU_TEMP, &v, &ts), 0);
+        } while (v.i != 93 && time_mono_us() - t0 < 2 * USEC_PER_SEC);
+        assert_int_equal(v.i, 93); /* the GPU heats up: seen although its samples are "older" */
+        assert_true(ts >= ts_before);
+        sampler_get_stats(e, &st);
+        assert_true(st.clock_steps > 0);
+        assert_int_equal(st.push_errors, 0);
+        hot.kind = BACKEND_INJECT_FIELD_CLEAR;
+        assert_int_equal(backend_inject(be, &hot, err, sizeof(err)), 0);
+        clock_offset_us = 0;
+        t0 = time_mono_us();
+        sampler_stop(e);
+        assert_true(time_mono_us() - t0 < USEC_PER_SEC); /* the event wait was woken */
+        e = sampler_free(e);
+        cc = cache_free(cc);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_sampling_lost_and_xid),
             cmocka_unit_test(test_watchdog),
+            cmocka_unit_test(test_clock_step_back),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -224,7 +224,7 @@ static void test_savepoint_isolation(void **state)
 
 struct reader_arg {
         store *s;
-        volatile int stop;
+        int stop; /* __atomic: set by the test, read by the reader */
         int reads;
         int last;
         int bad;
@@ -233,7 +233,7 @@ struct reader_arg {
 static void *reader_thread(void *p)
 {
         struct reader_arg *a = p;
-        while (!a->stop) {
+        while (!__atomic_load_n(&a->stop, __ATOMIC_RELAXED)) {
                 int n = store_read(a->s, count_t, NULL);
                 if (n < a->last)
                         a->bad++; /* a committed row vanished */
@@ -255,7 +255,7 @@ static void test_read_while_writing(void **state)
         pthread_create(&r, NULL, reader_thread, &ra);
         pthread_create(&w, NULL, writer_thread, &wa);
         pthread_join(w, NULL);
-        ra.stop = 1;
+        __atomic_store_n(&ra.stop, 1, __ATOMIC_RELAXED);
         pthread_join(r, NULL);
         assert_int_equal(wa.failures, 0);
         assert_int_equal(ra.bad, 0);

@@ -1,0 +1,187 @@
+/* eval.c — rule evaluation: the node's facts, the rule table (rules.c) run per GPU and for the
+ * node against the cache, and the events that open incidents without a rule (XIDs, anomalies),
+ * all turned into incident changes in the incident store (incidents.c). It decides nothing about
+ * threads, persistence, notifications or policies: the health thread (health.c) calls it with the
+ * store's lock held and does those afterwards. */
+#include "health-internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "common/macros.h"
+#include "fields/fields.h"
+#include "health/xid.h"
+
+void health_host_facts(sampler *sa, const char *data_dir, host_facts *f)
+{
+        struct statvfs sv;
+        FILE *fp;
+
+        f->gpu_count = sampler_gpu_count(sa);
+        f->disk_pct = -1;
+        for (int t = 0; t < TIER_COUNT; t++)
+                f->stretched_since_us[t] = 0;
+        sampler_tier_stretched(sa, TIER_FAST, &f->stretched_since_us[TIER_FAST]);
+        sampler_tier_stretched(sa, TIER_SLOW, &f->stretched_since_us[TIER_SLOW]);
+        if (data_dir && data_dir[0] && statvfs(data_dir, &sv) == 0 && sv.f_blocks > 0) {
+                /* As df computes it: used / (used + available to unprivileged users). */
+                unsigned long long used = (unsigned long long)(sv.f_blocks - sv.f_bfree);
+                unsigned long long avail = (unsigned long long)sv.f_bavail;
+                if (used + avail > 0)
+                        f->disk_pct = (int)((used * 100 + (used + avail) - 1) / (used + avail));
+        }
+        f->rss_bytes = 0;
+        fp = fopen("/proc/self/statm", "re");
+        if (fp) {
+                unsigned long long size, rss;
+                if (fscanf(fp, "%llu %llu", &size, &rss) == 2)
+                        f->rss_bytes = rss * (unsigned long long)sysconf(_SC_PAGESIZE);
+                fclose(fp);
+        }
+}
+
+/* One rule's verdict on one GPU (gpu -1: the node) into its incident. */
+static void apply(incident_store *s, int gpu, const char *uuid, size_t rule, const rule_result *res,
+                  int64_t now)
+{
+        const health_rule *ru = &health_rules[rule];
+        incident *in = incidents_find_open(s, gpu, ru->name);
+
+        if (res->state == RULE_SKIP)
+                return;
+        if (res->state == RULE_FIRING) {
+                if (!in)
+                        incidents_open(s, gpu, uuid, ru->name, (int)rule, ru->system, res->sev,
+                                       ru->summary, ru->action, res->detail, now);
+                else
+                        incident_holds(in, res->sev, res->detail, now);
+        } else if (in) {
+                incident_clears(in, now);
+        }
+}
+
+void health_eval_rules(incident_store *s, const eval_input *e)
+{
+        const health_config *cfg = e->cfg;
+        unsigned n = MIN(e->host->gpu_count, (unsigned)SAMPLER_MAX_GPUS);
+
+        if (!cfg->enabled)
+                return;
+        for (unsigned gi = 0; gi < n; gi++) {
+                sampler_gpu g;
+                if (sampler_gpu_get(e->sampler, gi, &g) < 0)
+                        continue;
+                for (size_t ri = 0; ri < health_n_rules; ri++) {
+                        const health_rule *ru = &health_rules[ri];
+                        incident *in;
+                        rule_result res;
+                        rule_ctx c = {
+                            .cache = e->cache,
+                            .gpu = gi,
+                            .g = &g,
+                            .unresponsive = atomic_load(&e->unresponsive[gi]),
+                            .cfg = cfg,
+                            .host = e->host,
+                            .now_us = e->now_us,
+                            .memo = e->memo[gi],
+                        };
+                        if (ru->scope != RULE_SCOPE_GPU || !cfg->systems[ru->system])
+                                continue;
+                        in = incidents_find_open(s, (int)gi, ru->name);
+                        c.active = in && in->active;
+                        health_rule_eval(ri, &c, &res);
+                        apply(s, (int)gi, g.id.uuid, ri, &res, e->now_us);
+                }
+        }
+        for (size_t ri = 0; ri < health_n_rules; ri++) {
+                const health_rule *ru = &health_rules[ri];
+                incident *in;
+                rule_result res;
+                rule_ctx c = {.cache = e->cache, .cfg = cfg, .host = e->host, .now_us = e->now_us};
+                if (ru->scope != RULE_SCOPE_HOST || !cfg->systems[ru->system])
+                        continue;
+                in = incidents_find_open(s, -1, ru->name);
+                c.active = in && in->active;
+                health_rule_eval(ri, &c, &res);
+                apply(s, -1, "", ri, &res, e->now_us);
+        }
+}
+
+void health_eval_xid(incident_store *s, const health_config *cfg, sampler *sa, unsigned gpu,
+                     uint32_t code, int64_t ts)
+{
+        const xid_info *x = xid_lookup(code);
+        enum health_severity sev;
+        char cond[HEALTH_COND_MAX], summary[256], detail[192];
+        sampler_gpu g = {0};
+        incident *in;
+
+        if (!cfg->enabled || x->severity == XID_SEV_INFO)
+                return; /* application-caused: counted in /metrics, no incident */
+        sev = x->severity == XID_SEV_CRITICAL ? HEALTH_FAIL : HEALTH_WARN;
+        sampler_gpu_get(sa, gpu, &g);
+        snprintf(cond, sizeof(cond), "xid_%u", code);
+        snprintf(summary, sizeof(summary), "XID %u: %s", code, x->message);
+        snprintf(detail, sizeof(detail), "XID %u (%s) reported by the driver", code, x->message);
+        in = incidents_find_open(s, (int)gpu, cond);
+        if (in) {
+                in->count++;
+                in->dirty = true;
+                incident_holds(in, sev, detail, ts);
+                return;
+        }
+        if (!cfg->systems[health_xid_system(code)])
+                return;
+        in = incidents_open(s, (int)gpu, g.id.uuid, cond, -1, health_xid_system(code), sev, summary,
+                            xid_action_text(x->action), detail, ts);
+        if (in)
+                in->xid = code;
+}
+
+static enum health_system anomaly_system(uint16_t field_id)
+{
+        switch (field_id) {
+        case FLD_GPU_TEMP:
+        case FLD_MEMORY_TEMP:
+                return HEALTH_SYS_THERMAL;
+        case FLD_POWER_USAGE:
+                return HEALTH_SYS_POWER;
+        default:
+                return HEALTH_SYS_GPU;
+        }
+}
+
+void health_eval_anomaly(incident_store *s, const health_config *cfg, const anomaly_event *ev,
+                         int64_t now)
+{
+        bool peer = ev->kind == ANOMALY_PEER;
+        enum health_system sys = anomaly_system(ev->field_id);
+        char cond[HEALTH_COND_MAX], summary[256], detail[192];
+        incident *in;
+
+        snprintf(cond, sizeof(cond), ANOMALY_PREFIX "%s_%s", peer ? "peer" : "baseline", ev->field);
+        in = incidents_find_open(s, (int)ev->gpu, cond);
+        if (ev->open && cfg->enabled && cfg->systems[sys]) {
+                snprintf(detail, sizeof(detail), "%s %.1f, %s %.1f (%+.1f %ssigma)", ev->field,
+                         ev->value, peer ? "peers' median" : "baseline", ev->expected, ev->score,
+                         peer ? "robust " : "");
+                if (in) {
+                        incident_holds(in, HEALTH_WARN, detail, now);
+                } else {
+                        snprintf(summary, sizeof(summary),
+                                 peer ? "%s is far from the other GPUs of the node at similar "
+                                        "utilization"
+                                      : "%s left this GPU's learned baseline",
+                                 ev->field);
+                        incidents_open(s, (int)ev->gpu, ev->uuid, cond, -1, sys, HEALTH_WARN,
+                                       summary,
+                                       peer ? "check cooling / power delivery of this GPU"
+                                            : "investigate the workload or the GPU",
+                                       detail, ev->since_us ? ev->since_us : now);
+                }
+        } else if (!ev->open && in) {
+                incident_clears(in, now);
+        }
+}

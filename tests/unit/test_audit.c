@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -328,6 +332,72 @@ static void t_body_depth(void **state)
         assert_string_equal(out, "{\"a\":{\"b\":[{\"token\":\"<redacted>\"}]},\"x\":1}");
 }
 
+/* A one-shot HTTP server: accepts one request, keeps it in buf, answers 200. */
+struct hook_srv {
+        int fd;         /* listening socket */
+        char buf[4096]; /* the request received */
+};
+
+static void *hook_main(void *arg)
+{
+        struct hook_srv *h = arg;
+        int c = accept(h->fd, NULL, NULL);
+        size_t n = 0;
+        static const char ok[] =
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+        if (c < 0)
+                return NULL;
+        while (n < sizeof(h->buf) - 1) {
+                ssize_t r = read(c, h->buf + n, sizeof(h->buf) - 1 - n);
+                if (r <= 0)
+                        break;
+                n += (size_t)r;
+                h->buf[n] = '\0';
+                char *body = strstr(h->buf, "\r\n\r\n");
+                char *cl = strcasestr(h->buf, "Content-Length:");
+                if (body && cl && strlen(body + 4) >= (size_t)atoi(cl + 15))
+                        break;
+        }
+        if (write(c, ok, sizeof(ok) - 1) < 0)
+                h->buf[0] = '\0';
+        close(c);
+        return NULL;
+}
+
+/* The head goes to a webhook as JSON with its mac. */
+static void t_export_webhook(void **state)
+{
+        struct hook_srv h = {0};
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t al = sizeof(a);
+        char url[64], err[256];
+        audit_head head = {.seq = 7};
+        audit_export_options o = {.no_sidecar = true, .webhook_timeout_ms = 5000};
+        pthread_t t;
+
+        (void)state;
+        memset(head.hash, 'd', AUDIT_HASH_HEX - 1);
+        h.fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(h.fd >= 0);
+        assert_int_equal(bind(h.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(h.fd, 1), 0);
+        assert_int_equal(getsockname(h.fd, (struct sockaddr *)&a, &al), 0);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/audit", ntohs(a.sin_port));
+        o.webhook_url = url;
+        assert_int_equal(pthread_create(&t, NULL, hook_main, &h), 0);
+        assert_int_equal(audit_export_head(&o, &test_key, &head, NULL, err, sizeof(err)), 0);
+        pthread_join(t, NULL);
+        close(h.fd);
+        assert_non_null(strstr(h.buf, "POST /audit"));
+        assert_non_null(strstr(h.buf, "\"event\":\"vigil-audit-head\""));
+        assert_non_null(strstr(h.buf, "\"seq\":7"));
+        assert_non_null(strstr(h.buf, "\"mac\":\""));
+        /* nobody listening: the error names the webhook */
+        assert_true(audit_export_head(&o, &test_key, &head, NULL, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, "webhook"));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -335,7 +405,7 @@ int main(void)
             cmocka_unit_test(t_prune_checkpoint), cmocka_unit_test(t_list),
             cmocka_unit_test(t_trim_front),       cmocka_unit_test(t_trim_end),
             cmocka_unit_test(t_non_utf8),         cmocka_unit_test(t_export_sidecar),
-            cmocka_unit_test(t_body_depth),
+            cmocka_unit_test(t_body_depth),       cmocka_unit_test(t_export_webhook),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

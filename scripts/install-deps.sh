@@ -14,10 +14,10 @@ BUILD=(build-essential cmake pkg-config clang-format
        libgnutls28-dev)
 # tool -> package: promtool prometheus; amtool, prometheus-alertmanager prometheus-alertmanager;
 # prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
-# testssl.sh; openssl; curl; jq; wrk (bench); dpkg-query/apt-cache (Debian base).
+# testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base).
 TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
-      sslscan testssl.sh openssl prometheus-alertmanager)
+      sslscan testssl.sh openssl prometheus-alertmanager sqlite3)
 FUZZ=(clang)
 
 want=("${BUILD[@]}")

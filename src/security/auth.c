@@ -254,11 +254,22 @@ static bool num_claim(const json_t *c, const char *name, int64_t *v)
                 *v = json_integer_value(j);
                 return true;
         }
+        /* |v| < 9e18 < 2^63: the conversion is defined (a double beyond int64 is not) */
         if (json_is_real(j) && json_real_value(j) > -9e18 && json_real_value(j) < 9e18) {
                 *v = (int64_t)json_real_value(j);
                 return true;
         }
         return false;
+}
+
+/* a + b, clamped to [INT64_MIN, INT64_MAX] */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+        int64_t r;
+
+        if (__builtin_add_overflow(a, b, &r))
+                return b > 0 ? INT64_MAX : INT64_MIN;
+        return r;
 }
 
 int auth_check_claims(const json_t *c, const auth_jwt_key *k, int64_t now, auth_claims *out,
@@ -268,25 +279,29 @@ int auth_check_claims(const json_t *c, const auth_jwt_key *k, int64_t now, auth_
         int64_t exp, nbf, iat, L = k->leeway_s;
         auth_claims r = {0};
 
+        if (L < 0 || L > 86400) /* config allows 0..300 s; never negate INT64_MIN */
+                L = L < 0 ? 0 : 86400;
         if (!json_is_object(c))
                 REFUSE("malformed");
         if (json_object_get(c, "exp") && !num_claim(c, "exp", &exp))
                 REFUSE("bad_exp");
         if (!json_object_get(c, "exp"))
                 REFUSE("missing_exp");
-        if (now >= exp + L)
+        /* Claims may be anything int64 holds: saturate instead of overflowing (now >= exp + L,
+         * now < nbf - L, iat > now + L). */
+        if (now >= sat_add(exp, L))
                 REFUSE("expired");
         if (json_object_get(c, "nbf")) {
                 if (!num_claim(c, "nbf", &nbf))
                         REFUSE("bad_nbf");
-                if (now < nbf - L)
+                if (now < sat_add(nbf, -L))
                         REFUSE("not_yet_valid");
         }
         if (!json_object_get(c, "iat"))
                 REFUSE("missing_iat");
         if (!num_claim(c, "iat", &iat))
                 REFUSE("bad_iat");
-        if (iat > now + L)
+        if (iat > sat_add(now, L))
                 REFUSE("iat_in_future");
         if (k->issuer && *k->issuer) {
                 j = json_object_get(c, "iss");

@@ -805,25 +805,33 @@ static bool sensitive_key(const char *k)
         return false;
 }
 
-static void scrub(json_t *j, int depth)
+#define SCRUB_MAX_DEPTH 64 /* deeper bodies are not recorded at all */
+
+/* Redact sensitive keys at every level. false when the body nests deeper than SCRUB_MAX_DEPTH:
+ * then nothing of it may be recorded (a secret below the limit would stay in clear). */
+static bool scrub(json_t *j, int depth)
 {
         const char *k;
         json_t *v;
         size_t i;
+        bool ok = true;
 
-        if (depth > 64)
-                return;
+        if (!json_is_object(j) && !json_is_array(j))
+                return true;
+        if (depth >= SCRUB_MAX_DEPTH)
+                return false;
         if (json_is_object(j)) {
                 json_object_foreach(j, k, v)
                 {
                         if (sensitive_key(k))
                                 json_object_set_new(j, k, json_string("<redacted>"));
-                        else
-                                scrub(v, depth + 1);
+                        else if (!scrub(v, depth + 1))
+                                ok = false;
                 }
-        } else if (json_is_array(j)) {
-                json_array_foreach(j, i, v) scrub(v, depth + 1);
+        } else {
+                json_array_foreach(j, i, v) if (!scrub(v, depth + 1)) ok = false;
         }
+        return ok;
 }
 
 void audit_body_scrub(const char *body, size_t len, char *out, size_t outlen)
@@ -841,7 +849,13 @@ void audit_body_scrub(const char *body, size_t len, char *out, size_t outlen)
                 snprintf(out, outlen, "<non-JSON body, %zu bytes>", len);
                 return;
         }
-        scrub(j, 0);
+        if (!scrub(j, 0)) {
+                json_decref(j);
+                snprintf(out, outlen,
+                         "<body nested deeper than %d levels, %zu bytes: not recorded>",
+                         SCRUB_MAX_DEPTH, len);
+                return;
+        }
         s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
         json_decref(j);
         if (!s) {

@@ -36,6 +36,8 @@ struct api {
         snapshot_slot metrics_om;          /* the same, OpenMetrics 1.0.0 */
         _Atomic int64_t last_sweep_us;     /* realtime of the last api_render call */
         _Atomic int64_t last_wanted_us[2]; /* realtime of the last scrape of [text, OpenMetrics] */
+        _Atomic int64_t scrape_gap_us[2];  /* time between the last two scrapes of each variant */
+        _Atomic int64_t sweep_gap_us;      /* time between the last two api_render calls */
         pthread_mutex_t render_lock;       /* one renderer at a time */
         buf render_buf;                    /* reused between renders (render_lock) */
         _Atomic unsigned long long requests; /* served */

@@ -7,6 +7,7 @@
  * both formats are pre-rendered per sweep so a scrape of either stays a hand-off. */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,31 +510,53 @@ static snapshot *render_one(api *a, bool om)
         return s;
 }
 
-/* A variant (text or OpenMetrics) is rendered after each sweep only while a scraper has asked for
- * it in the last RENDER_KEEP_US; Prometheus asks for one variant, so the other costs nothing, and
- * with no scraper at all nothing is rendered. A scrape that finds its variant older than the last
- * sweep renders it once, and from then on it is rendered ahead of the scrapes again. */
+/* When /metrics is rendered. A variant (text or OpenMetrics) is rendered at most once per sweep,
+ * and only for a scraper:
+ *   - scrapers that come at least as often as sweeps (gap <= 2 sweeps): it is rendered right
+ *     after each sweep, so their scrape is a hand-off of ready bytes;
+ *   - scrapers that come less often (Prometheus every 15 s against a 1 s fast tier): the first
+ *     scrape after a sweep renders it, and concurrent scrapers share that render. Rendering after
+ *     every sweep would cost 15 renders for each page anyone reads;
+ *   - nobody asked in RENDER_KEEP_US: nothing is rendered.
+ * Either way no scrape is ever answered with a page older than the last sweep. */
 #define RENDER_KEEP_US (300 * USEC_PER_SEC)
 
+/* Render variant om unless a render newer than the last sweep was published meanwhile (two
+ * scrapers racing for the same sweep render once). */
 static void render_variant(api *a, bool om)
 {
+        snapshot_slot *slot = om ? &a->metrics_om : &a->metrics;
         snapshot *s;
 
         pthread_mutex_lock(&a->render_lock);
+        s = snapshot_slot_get(slot);
+        if (s && snapshot_ts(s) >= atomic_load(&a->last_sweep_us)) {
+                snapshot_unref(s);
+                pthread_mutex_unlock(&a->render_lock);
+                return;
+        }
+        snapshot_unref(s);
         s = render_one(a, om);
         pthread_mutex_unlock(&a->render_lock);
         if (s)
-                snapshot_slot_publish(om ? &a->metrics_om : &a->metrics, s);
+                snapshot_slot_publish(slot, s);
 }
 
 void api_render(api *a)
 {
-        int64_t now = time_real_us();
+        int64_t now = time_real_us(), prev = atomic_exchange(&a->last_sweep_us, now);
 
-        a->last_sweep_us = now;
-        for (int v = 0; v < 2; v++)
-                if (a->last_wanted_us[v] && now - a->last_wanted_us[v] < RENDER_KEEP_US)
-                        render_variant(a, v == 1);
+        if (prev)
+                atomic_store(&a->sweep_gap_us, now - prev);
+        for (int v = 0; v < 2; v++) {
+                int64_t wanted = atomic_load(&a->last_wanted_us[v]);
+                int64_t gap = atomic_load(&a->scrape_gap_us[v]);
+                int64_t sweep = atomic_load(&a->sweep_gap_us);
+                if (!wanted || now - wanted >= RENDER_KEEP_US)
+                        continue; /* nobody reads this variant */
+                if (gap > 0 && sweep > 0 && gap <= 2 * sweep)
+                        render_variant(a, v == 1); /* frequent scraper: render ahead */
+        }
 }
 
 static void unref_snapshot(void *cls)
@@ -564,9 +587,12 @@ enum MHD_Result h_metrics(request *r)
         snapshot_slot *slot = om ? &r->api->metrics_om : &r->api->metrics;
         snapshot *s = snapshot_slot_get(slot);
 
-        r->api->last_wanted_us[om] = time_real_us();
-        if (!s || snapshot_ts(s) < r->api->last_sweep_us) {
-                /* not rendered since the last sweep: nobody asked for this variant lately */
+        int64_t now = time_real_us(), prev = atomic_exchange(&r->api->last_wanted_us[om], now);
+
+        if (prev && now > prev)
+                atomic_store(&r->api->scrape_gap_us[om], now - prev);
+        if (!s || snapshot_ts(s) < atomic_load(&r->api->last_sweep_us)) {
+                /* not rendered since the last sweep: render it now (once per sweep) */
                 snapshot_unref(s);
                 render_variant(r->api, om);
                 s = snapshot_slot_get(slot);

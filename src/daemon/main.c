@@ -575,9 +575,10 @@ static json_t *reload(daemon_state *d, unsigned *status)
                 notify("READY=1");
                 return reload_refused(d, err, status);
         }
-        /* The TLS settings (paths, client auth, versions) of either source need a restart; the
-         * certificate files' contents are re-read now. */
-        bool tls_changed = strcmp(plan.sec.tls_key, d->tls_key) != 0;
+        /* TLS settings (certificate, key, CA, client auth, versions, headers) of either source
+         * apply now (prepared in plan.sec.tls_next); only switching TLS on or off needs a
+         * restart, since the listener is built with or without it. */
+        bool tls_changed = plan.sec.tls != (d->tls != NULL);
 
         /* commit: the only steps that can still fail (a certificate whose contents broke, a log
          * file) come first, so a failure leaves everything as it ran */
@@ -594,8 +595,29 @@ static json_t *reload(daemon_state *d, unsigned *status)
         bool log_failed = log_configure(&plan.log, err, sizeof(err)) < 0;
         if (log_failed)
                 log_error("config", "keeping the running log sinks and logging settings: %s", err);
-        if (d->health)
-                health_reconfigure(d->health, &plan.health);
+        if (d->api) {
+                size_t nl = MIN(next.metrics.n_extra_labels, ARRAY_SIZE(d->labels));
+                api_label labels[ARRAY_SIZE(d->labels)];
+                for (size_t i = 0; i < nl; i++)
+                        labels[i] = (api_label){next.metrics.extra_labels[i].name,
+                                                next.metrics.extra_labels[i].value};
+                r = api_set_metrics(d->api, plan.counters,
+                                    next.metrics.naming == METRICS_NAMING_DCGM || plan.counters,
+                                    labels, nl);
+                if (r < 0) {
+                        log_error("config", "failed to apply the metrics settings: %s",
+                                  strerror(-r));
+                } else { /* the api no longer reads the old set */
+                        counters_free(d->counters);
+                        d->counters = TAKE_PTR(plan.counters);
+                }
+        }
+        if (d->health) {
+                r = health_reconfigure(d->health, &plan.health);
+                if (r < 0) /* out of memory or threads only: the old health settings stay */
+                        log_error("config", "failed to apply the health and alerting settings: %s",
+                                  strerror(-r));
+        }
 
         pthread_mutex_lock(&d->cfg_lock);
         if (log_failed)
@@ -630,6 +652,8 @@ static json_t *reload(daemon_state *d, unsigned *status)
                     json_array_append_new(json_object_get(res, "pending_restart"), json_string(k));
         }
         pthread_mutex_unlock(&d->cfg_lock);
+        if (!tls_changed)
+                snprintf(d->tls_key, sizeof(d->tls_key), "%s", plan.sec.tls_key);
         plan_release(&plan);
 
         join(line, sizeof(line), applied, n_applied);

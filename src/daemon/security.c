@@ -45,7 +45,13 @@ int security_prepare(const vigil_config *c, bool simulate, bool tls_running, sec
         if (p->tls) {
                 if (tls_running) {
                         /* One TLS context per process: build its next settings instead. */
-                        r = tls_settings_new(&p->tls_opt, &p->tls_next, err, errlen);
+                        char why[512] = "";
+                        r = tls_settings_new(&p->tls_opt, &p->tls_next, why, sizeof(why));
+                        if (r < 0)
+                                snprintf(err, errlen,
+                                         "failed to load the new TLS settings, keeping the old "
+                                         "one: %s",
+                                         why);
                 } else {
                         tls_ctx *t = NULL;
                         r = tls_new(&p->tls_opt, &t, err, errlen);

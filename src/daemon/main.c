@@ -1181,7 +1181,7 @@ static void steps_stop(daemon_state *d, size_t n_started)
 static void run(daemon_state *d, int sfd)
 {
         bool announced_ready = false;
-        int64_t wd_us = 0, wd_last = 0;
+        int64_t wd_us = 0, wd_last = 0, log_due = 0;
         pid_t successor = 0;
         int r;
 
@@ -1197,6 +1197,7 @@ static void run(daemon_state *d, int sfd)
                 struct signalfd_siginfo si;
                 int tfd[2], tcp_fd, unix_fd;
                 size_t nt = takeover_poll_fds(d->tk, tfd);
+                int64_t now, due, log_iv;
 
                 if (!announced_ready && sampler_ready(d->en)) {
                         announced_ready = true;
@@ -1206,13 +1207,29 @@ static void run(daemon_state *d, int sfd)
                 }
                 if (announced_ready)
                         watchdog_ping(d->en, wd_us, &wd_last);
-                log_tick(); /* "suppressed N messages" lines */
+                now = time_mono_us();
+                log_iv = MAX(d->cfg.logging.rate_interval_us, 100 * USEC_PER_MSEC);
+                if (now >= log_due) {
+                        log_tick(); /* "suppressed N messages" lines */
+                        log_due = now + log_iv;
+                }
                 for (size_t i = 0; i < nt; i++)
                         pfd[1 + i] = (struct pollfd){.fd = tfd[i], .events = POLLIN};
                 pfd[1 + nt] = (struct pollfd){.fd = d->rl_fd, .events = POLLIN};
-                int wait_ms = wd_us ? (int)MIN(1000, wd_us / 4000) : 1000;
+                /* Sleep until the next thing due, not on a fixed tick: the first sweep (looked
+                 * for every 20 ms until then), the watchdog ping (half its interval, only under
+                 * systemd), the rate limiter's summaries (one look per rate-limit window: a
+                 * window's summary is due at its end), a successor's deadline. Signals, reload
+                 * requests and the takeover socket wake the poll themselves. */
+                due = MIN(log_due, takeover_next_due_us(d->tk));
+                if (!announced_ready)
+                        due = MIN(due, now + 20 * USEC_PER_MSEC);
+                else if (wd_us)
+                        due = MIN(due, wd_last >= 0 ? wd_last + wd_us / 2 : now + wd_us / 4);
+                int wait_ms =
+                    due == INT64_MAX ? -1 : (int)MIN(MAX((due - now + 999) / 1000, 0), INT_MAX);
 
-                r = poll(pfd, 2 + nt, announced_ready ? wait_ms : 20);
+                r = poll(pfd, 2 + nt, wait_ms);
                 if (r > 0 && (pfd[1 + nt].revents & POLLIN))
                         config_reload_serve(d);
                 api_listen_fds(d->api, &tcp_fd, &unix_fd);

@@ -439,7 +439,11 @@ def test_counters_csv():
             write(v, "metrics: {naming: vigil}\n")
             r = reload_api(v)
             wait_for(lambda: "vigil_gpu_temperature_celsius{" in v.metrics(), 5, "native names")
-            check("DCGM_FI_" not in v.metrics(), "dcgm families after the switch back")
+            m = v.metrics()
+            check("DCGM_FI_" not in m, "dcgm families after the switch back")
+            # the native exposition's sampler self-metrics (no clock step, no refused sample)
+            for fam in ("vigil_sampler_clock_steps_total", "vigil_sampler_push_errors_total"):
+                check("\n%s 0\n" % fam in m, "%s missing or not 0" % fam)
 
 
 def _pki(d):

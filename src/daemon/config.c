@@ -16,6 +16,7 @@
 #include <syslog.h>
 #include <yaml.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
@@ -1808,34 +1809,14 @@ static int read_fail(const char *path, int r, char *err, size_t errlen)
 
 int config_load(const char *path, vigil_config *c, char *err, size_t errlen)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
         size_t n = 0;
-        struct stat st;
+        int r = file_read_all(path, CONFIG_MAX_FILE_SIZE, &buf, &n);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return read_fail(path, -errno, err, errlen);
-        if (fstat(fd, &st) < 0)
-                return read_fail(path, -errno, err, errlen);
-        if (S_ISDIR(st.st_mode))
-                return read_fail(path, -EISDIR, err, errlen);
-        buf = malloc(CONFIG_MAX_FILE_SIZE + 1);
-        if (!buf)
-                return read_fail(path, -ENOMEM, err, errlen);
-        /* Read one byte past the limit to tell "exactly 1 MiB" from "bigger". */
-        while (n <= CONFIG_MAX_FILE_SIZE) {
-                ssize_t k = read(fd, buf + n, CONFIG_MAX_FILE_SIZE + 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return read_fail(path, -errno, err, errlen);
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        if (n > CONFIG_MAX_FILE_SIZE)
-                return read_fail(path, -E2BIG, err, errlen);
+        if (r == -EFBIG)
+                r = -E2BIG; /* the parser's code for "over a limit" (config.h) */
+        if (r < 0)
+                return read_fail(path, r, err, errlen);
         return config_parse(buf, n, path, c, err, errlen);
 }
 

@@ -28,6 +28,7 @@
 #include "api/counters.h"
 #include "backend/backend.h"
 #include "cache/cache.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
@@ -478,25 +479,6 @@ static int apply_overrides(vigil_config *c, const cli_overrides *o, char *err, s
         return r;
 }
 
-static int mkdir_p(const char *dir)
-{
-        char tmp[PATH_MAX];
-
-        if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
-                return -ENAMETOOLONG;
-        for (char *p = tmp + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 static int load_config(const cli_overrides *o, vigil_config *c, const char **path, char *err,
                        size_t errlen)
 {
@@ -756,7 +738,7 @@ typedef struct step {
 
 static int S_data_dir(daemon_state *d)
 {
-        int r = mkdir_p(d->cfg.data_dir);
+        int r = mkdir_p(d->cfg.data_dir, 0750, 0750);
 
         if (r < 0)
                 log_error("vigild", "failed to create data directory '%s': %s", d->cfg.data_dir,
@@ -777,7 +759,7 @@ static int S_socket_dir(daemon_state *d)
         /* /run/vigil is a tmpfs directory that systemd's RuntimeDirectory= creates; when started
          * by hand, create it rather than refuse to start. */
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - sock), sock);
-        r = mkdir_p(dir);
+        r = mkdir_p(dir, 0750, 0750);
         if (r < 0)
                 log_warn("vigild", "failed to create socket directory '%s': %s", dir, strerror(-r));
         return 0;

@@ -11,21 +11,15 @@
 #include "health-internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/spawn.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
 #include "store/store.h"
@@ -260,114 +254,26 @@ static void record(policy_runner *p, const incident *in, enum health_action a, b
 #endif
 }
 
-/* Run cmd with sh -c, the incident JSON on stdin; output captured (bounded); killed after
- * timeout. Returns the exit status (>= 0) or -errno; out gets the output. */
+/* Run cmd with sh -c, the incident JSON on stdin; output captured (bounded); the hook's whole
+ * process group killed after timeout. Returns the exit status (>= 0) or -errno; out gets the
+ * output. */
 static int run_exec(const char *cmd, const char *input, int64_t timeout_us, char *out,
                     size_t outlen)
 {
-        int in_pipe[2], out_pipe[2], status = 0, pidfd;
-        size_t o = 0, inlen = strlen(input), written = 0;
-        int64_t deadline = time_mono_us() + timeout_us;
-        pid_t pid;
+        const char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
+        spawn_opts o = {.argv = argv,
+                        .input = input,
+                        .input_len = strlen(input),
+                        .out = out,
+                        .outlen = outlen,
+                        .timeout_us = timeout_us,
+                        .quiet = true,
+                        .new_pgrp = true};
+        int ws = 0, r;
 
         out[0] = '\0';
-        if (pipe2(in_pipe, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(out_pipe, O_CLOEXEC) < 0) {
-                close(in_pipe[0]);
-                close(in_pipe[1]);
-                return -errno;
-        }
-        pid = fork();
-        if (pid < 0) {
-                int e = -errno;
-                close(in_pipe[0]);
-                close(in_pipe[1]);
-                close(out_pipe[0]);
-                close(out_pipe[1]);
-                return e;
-        }
-        if (pid == 0) {
-                sigset_t all;
-                sigemptyset(&all);
-                pthread_sigmask(SIG_SETMASK, &all, NULL);
-                dup2(in_pipe[0], 0);
-                dup2(out_pipe[1], 1);
-                dup2(out_pipe[1], 2);
-                setpgid(0, 0);
-                execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-                _exit(127);
-        }
-        close(in_pipe[0]);
-        close(out_pipe[1]);
-        fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
-        for (;;) {
-                struct pollfd pf[2] = {{.fd = out_pipe[0], .events = POLLIN},
-                                       {.fd = in_pipe[1], .events = POLLOUT}};
-                int64_t left = deadline - time_mono_us();
-                int np = in_pipe[1] >= 0 ? 2 : 1;
-                if (left <= 0) {
-                        kill(-pid, SIGKILL);
-                        kill(pid, SIGKILL);
-                        status = -ETIMEDOUT;
-                        break;
-                }
-                if (poll(pf, (nfds_t)np, (int)MIN(left / 1000 + 1, 1000)) < 0 && errno != EINTR)
-                        break;
-                if (np == 2 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-                        ssize_t w = write(in_pipe[1], input + written, inlen - written);
-                        if (w > 0)
-                                written += (size_t)w;
-                        if (w < 0 || written == inlen) {
-                                close(in_pipe[1]);
-                                in_pipe[1] = -1;
-                        }
-                }
-                if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-                        char b[512];
-                        ssize_t k = read(out_pipe[0], b, sizeof(b));
-                        if (k <= 0)
-                                break;
-                        if (o + 1 < outlen) {
-                                size_t c = MIN((size_t)k, outlen - 1 - o);
-                                memcpy(out + o, b, c);
-                                o += c;
-                                out[o] = '\0';
-                        }
-                }
-        }
-        if (in_pipe[1] >= 0)
-                close(in_pipe[1]);
-        close(out_pipe[0]);
-        if (status == -ETIMEDOUT) {
-                waitpid(pid, NULL, 0);
-                return -ETIMEDOUT;
-        }
-        /* Output closed: the hook is ending; wait for it within the deadline. A pidfd turns
-         * readable when it exits (no polling); without one (kernel < 5.3), look every 10 ms. */
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        for (;;) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                int64_t left = deadline - time_mono_us();
-                if (w == pid)
-                        break;
-                if (left <= 0) {
-                        kill(-pid, SIGKILL);
-                        kill(pid, SIGKILL);
-                        waitpid(pid, NULL, 0);
-                        if (pidfd >= 0)
-                                close(pidfd);
-                        return -ETIMEDOUT;
-                }
-                if (pidfd >= 0)
-                        poll(&(struct pollfd){.fd = pidfd, .events = POLLIN}, 1,
-                             (int)MIN(left / 1000 + 1, INT_MAX));
-                else
-                        usleep(10000);
-        }
-        if (pidfd >= 0)
-                close(pidfd);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        r = spawn_run(&o, &ws);
+        return r < 0 ? r : spawn_exit_code(ws);
 }
 
 /* (L) */

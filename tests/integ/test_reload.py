@@ -534,7 +534,58 @@ def test_tls():
         shutil.rmtree(pki, ignore_errors=True)
 
 
+def tls12_refused(url, pki):
+    host, port = url.split("//")[1].rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+    ctx.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname=host):
+                return False
+    except (ssl.SSLError, OSError):
+        return True
+
+
+def test_webconfig_tls():
+    """The web-config file's TLS settings (certificate, client CA, client_auth_type,
+    min_version) change with the file and a SIGHUP, as node_exporter re-reads its web config."""
+    pki = tempfile.mkdtemp(prefix="vigil-pki-")
+    try:
+        _pki(pki)
+        web = os.path.join(pki, "web.yml")
+        first = "tls_server_config:\n  cert_file: s1.pem\n  key_file: s1.key\n"
+        open(web, "w").write(first)
+        with Vigild(config="security: {web_config_file: %s}\n" % web) as v:
+            st, fp = tls_get(v.url, pki)
+            check(st == 200 and fp == der_fp(f"{pki}/s1.pem"), "first: %s" % st)
+            check(not tls12_refused(v.url, pki), "TLS 1.2 refused before min_version")
+            open(web, "w").write("tls_server_config:\n  cert_file: s2.pem\n  key_file: s2.key\n"
+                                 "  client_ca_file: ca.pem\n"
+                                 "  client_auth_type: RequireAndVerifyClientCert\n"
+                                 "  min_version: TLS13\n")
+            r = reload_api(v)
+            check(r["pending_restart"] == [], "web-config TLS pending: %s" % r)
+            st, fp = tls_get(v.url, pki, "client")
+            check(st == 200 and fp == der_fp(f"{pki}/s2.pem"), "new web-config cert: %s" % st)
+            check(tls_get(v.url, pki)[0] is None, "no client cert accepted after the reload")
+            check(tls12_refused(v.url, pki), "TLS 1.2 accepted after min_version TLS13")
+            # a broken CA file refuses the reload; the running settings stay
+            open(f"{pki}/badca.pem", "w").write("not a certificate\n")
+            open(web, "w").write("tls_server_config:\n  cert_file: s1.pem\n  key_file: s1.key\n"
+                                 "  client_ca_file: badca.pem\n"
+                                 "  client_auth_type: RequireAndVerifyClientCert\n")
+            r = reload_api(v, expect=400)
+            check("badca.pem" in r["error"]["message"], "refusal: %s" % r)
+            check(tls_get(v.url, pki, "client")[1] == der_fp(f"{pki}/s2.pem"), "refusal applied")
+            open(web, "w").write(first)
+            v.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: tls_get(v.url, pki)[0] == 200, 10, "client auth off again")
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main([test_check_config_refuses_what_start_refuses, test_restart_key_pending,
           test_refused_reload_changes_nothing, test_allowed_ips_applied, test_alerting_and_policies,
-          test_slow_policy_action, test_counters_csv, test_tls, test_every_reloadable_key])
+          test_slow_policy_action, test_counters_csv, test_tls, test_webconfig_tls, test_every_reloadable_key])

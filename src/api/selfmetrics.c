@@ -196,6 +196,12 @@ void selfmetrics_render(api *a, buf *b, bool om)
         for (int t = TIER_FAST; t <= TIER_SLOW; t++)
                 buf_printf(b, "vigil_collection_stretched{tier=\"%s\"} %d\n", tier_name(t),
                            st.tier[t].stretch > 1.0 ? 1 : 0);
+        family(b, om, "vigil_sampler_clock_steps_total", "counter",
+               "Samples stored at an earlier sample's timestamp because the wall clock went back");
+        buf_printf(b, "vigil_sampler_clock_steps_total %llu\n", (unsigned long long)st.clock_steps);
+        family(b, om, "vigil_sampler_push_errors_total", "counter",
+               "Samples the cache refused to store");
+        buf_printf(b, "vigil_sampler_push_errors_total %llu\n", (unsigned long long)st.push_errors);
 
         pthread_mutex_lock(&http_lock);
         family(b, om, "vigil_http_requests_total", "counter",

@@ -16,6 +16,7 @@
 #include <syslog.h>
 #include <yaml.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
@@ -178,10 +179,10 @@ static const struct option options[] = {
     {"collection.keep.max_samples", OPT_UINT, OFF(collection.max_samples), .def = "3600", .min = 1,
      .max = 1000000, M(SAMPLER, RS)},
     {"metrics.naming", OPT_ENUM, OFF(metrics.naming), .def = "vigil", .names = naming_names,
-     M(API, RS)},
-    {"metrics.counters_csv", OPT_STRING, OFF(metrics.counters_csv), .def = "", M(API, RS)},
+     M(API, RL)},
+    {"metrics.counters_csv", OPT_STRING, OFF(metrics.counters_csv), .def = "", M(API, RL)},
     {"metrics.extra_labels", OPT_LABEL_MAP, OFF(metrics.extra_labels), OFF(metrics.n_extra_labels),
-     M(API, RS)},
+     M(API, RL)},
     {"metrics.hostname", OPT_STRING, OFF(metrics.hostname), .def = "", M(API, RS)},
     {"http.max_connections", OPT_UINT, OFF(http.max_connections), .def = "256", .min = 1,
      .max = 10000, M(API, RS)},
@@ -291,11 +292,11 @@ static const struct option options[] = {
     {"security.authorization.unix_admin_group", OPT_STRING,
      OFF(security.authorization.unix_admin_group), .def = "vigil", M(SECURITY, RL)},
     {"security.tls.enabled", OPT_BOOL, OFF(security.tls.enabled), .def = "false", M(SECURITY, RS)},
-    {"security.tls.cert_file", OPT_STRING, OFF(security.tls.cert_file), .def = "", M(SECURITY, RS)},
-    {"security.tls.key_file", OPT_STRING, OFF(security.tls.key_file), .def = "", M(SECURITY, RS)},
-    {"security.tls.ca_file", OPT_STRING, OFF(security.tls.ca_file), .def = "", M(SECURITY, RS)},
+    {"security.tls.cert_file", OPT_STRING, OFF(security.tls.cert_file), .def = "", M(SECURITY, RL)},
+    {"security.tls.key_file", OPT_STRING, OFF(security.tls.key_file), .def = "", M(SECURITY, RL)},
+    {"security.tls.ca_file", OPT_STRING, OFF(security.tls.ca_file), .def = "", M(SECURITY, RL)},
     {"security.tls.client_auth", OPT_ENUM, OFF(security.tls.client_auth), .def = "none",
-     .names = client_auth_names, M(SECURITY, RS)},
+     .names = client_auth_names, M(SECURITY, RL)},
     {"security.network.allowed_ips", OPT_LIST, OFF(security.network.allowed_ips), .def = "",
      .check = check_cidr, M(SECURITY, RL)},
     {"security.network.trusted_proxies", OPT_LIST, OFF(security.network.trusted_proxies), .def = "",
@@ -355,16 +356,16 @@ static const struct option options[] = {
     {"health.systems.host", OPT_BOOL, OFF(health.systems[9]), .def = "true", M(HEALTH, RL)},
     {"policies", OPT_MAP_LIST, OFF(policies), OFF(n_policies), .items = policy_items,
      .n_items = ARRAY_SIZE(policy_items), .item_size = sizeof(health_policy), .max = 64,
-     M(HEALTH, RS)},
+     M(HEALTH, RL)},
     {"alerting.alertmanagers", OPT_LIST, OFF(alerting.alertmanagers), .def = "",
-     .check = check_http_urls, M(HEALTH, RS)},
+     .check = check_http_urls, M(HEALTH, RL)},
     {"alerting.webhooks", OPT_MAP_LIST, OFF(alerting.webhooks), OFF(alerting.n_webhooks),
      .items = webhook_items, .n_items = ARRAY_SIZE(webhook_items),
-     .item_size = sizeof(health_webhook), .max = 16, M(HEALTH, RS)},
+     .item_size = sizeof(health_webhook), .max = 16, M(HEALTH, RL)},
     {"alerting.resend_interval", OPT_DURATION, OFF(health.resend_interval_us), .def = "60s",
-     .min = 1 * S, .max = 86400 * S, M(HEALTH, RS)},
+     .min = 1 * S, .max = 86400 * S, M(HEALTH, RL)},
     {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
-     .max = 300 * S, M(HEALTH, RS)},
+     .max = 300 * S, M(HEALTH, RL)},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -1808,34 +1809,14 @@ static int read_fail(const char *path, int r, char *err, size_t errlen)
 
 int config_load(const char *path, vigil_config *c, char *err, size_t errlen)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
         size_t n = 0;
-        struct stat st;
+        int r = file_read_all(path, CONFIG_MAX_FILE_SIZE, &buf, &n);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return read_fail(path, -errno, err, errlen);
-        if (fstat(fd, &st) < 0)
-                return read_fail(path, -errno, err, errlen);
-        if (S_ISDIR(st.st_mode))
-                return read_fail(path, -EISDIR, err, errlen);
-        buf = malloc(CONFIG_MAX_FILE_SIZE + 1);
-        if (!buf)
-                return read_fail(path, -ENOMEM, err, errlen);
-        /* Read one byte past the limit to tell "exactly 1 MiB" from "bigger". */
-        while (n <= CONFIG_MAX_FILE_SIZE) {
-                ssize_t k = read(fd, buf + n, CONFIG_MAX_FILE_SIZE + 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return read_fail(path, -errno, err, errlen);
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        if (n > CONFIG_MAX_FILE_SIZE)
-                return read_fail(path, -E2BIG, err, errlen);
+        if (r == -EFBIG)
+                r = -E2BIG; /* the parser's code for "over a limit" (config.h) */
+        if (r < 0)
+                return read_fail(path, r, err, errlen);
         return config_parse(buf, n, path, c, err, errlen);
 }
 

@@ -218,6 +218,12 @@ typedef struct notifier_stats {
 
 int notifier_new(struct store *st, const health_config *cfg, const char *hostname, notifier **ret);
 int notifier_start(notifier *n);
+/* Replace the targets (Alertmanagers, webhooks) and the per-attempt timeout (a reload; main
+ * thread). Pending entries of a target still configured stay queued for it; those of a removed
+ * target are dropped from the outbox (logged); a send in progress finishes on the target it
+ * started with. Starts the sender thread when the first target appears after notifier_start.
+ * 0 or -errno. */
+int notifier_set_targets(notifier *n, const health_config *cfg);
 void notifier_stop(notifier *n);
 notifier *notifier_free(notifier *n);
 /* Queue the incident for every target (coalesced with a pending entry for the same pair);
@@ -236,8 +242,20 @@ int notifier_sign(const char *secret, const char *body, size_t len, char *out, s
 typedef struct policy_runner policy_runner;
 int policy_new(const health_config *cfg, backend *be, cache *ca, struct store *st,
                policy_runner **ret);
+/* Stops the worker after the action in progress (the queue is dropped). */
 policy_runner *policy_free(policy_runner *p);
-/* Run the policies matching a freshly opened incident. Health thread; may block for exec. */
+/* Start the worker thread. Before it runs, policy_submit runs the actions on the caller. */
+int policy_start(policy_runner *p);
+/* Queue a copy of a freshly opened incident for the worker; never blocks on an action. 0, or
+ * -ENOBUFS when the queue is full (logged). Health thread. */
+int policy_submit(policy_runner *p, const incident *in, int64_t now_us);
+/* Wait until the queue is empty and no action runs (tests, stop). */
+void policy_drain(policy_runner *p);
+/* Replace the policy table (a reload): the next incident taken sees it; an action in progress
+ * finishes with the policy it started with. Any thread; never waits for an action. */
+void policy_set(policy_runner *p, const health_policy *v, size_t n);
+/* Run the policies matching a freshly opened incident on the calling thread (the worker; tests).
+ * Blocks for exec hooks and resets; holds no lock meanwhile. */
 void policy_run(policy_runner *p, const incident *in, int64_t now_us);
 /* True when policy condition cond matches the incident. */
 bool policy_matches(const char *cond, const incident *in);

@@ -18,6 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "common/base64.h"
+#include "common/fileio.h"
 #include "common/macros.h"
 
 static const char *const perm_names[] = {
@@ -137,51 +139,26 @@ int auth_decide(const auth_policy *p, enum auth_transport t, enum auth_role role
 
 /* ---- base64url ---- */
 
-static int b64val(unsigned char c)
+/* A character of the base64url alphabet (a token holds only these and dots). */
+static bool b64url_char(char c)
 {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '-')
-                return 62;
-        if (c == '_')
-                return 63;
-        return -1;
+        return c && strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c);
 }
 
 int auth_b64url_decode(const char *s, size_t len, unsigned char **ret, size_t *retlen)
 {
-        unsigned char *out;
-        size_t o = 0;
-        uint32_t acc = 0;
-        unsigned bits = 0;
+        unsigned char *out = malloc(len * 3 / 4 + 2);
+        ssize_t n;
 
-        while (len && s[len - 1] == '=')
-                len--;
-        if (len % 4 == 1)
-                return -EINVAL;
-        out = malloc(len * 3 / 4 + 2);
         if (!out)
                 return -ENOMEM;
-        for (size_t i = 0; i < len; i++) {
-                int v = b64val((unsigned char)s[i]);
-                if (v < 0) {
-                        free(out);
-                        return -EINVAL;
-                }
-                acc = (acc << 6) | (uint32_t)v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        out[o++] = (unsigned char)(acc >> bits);
-                }
+        n = base64_decode(s, len, BASE64_URL, out, len * 3 / 4 + 2);
+        if (n < 0) {
+                free(out);
+                return (int)n;
         }
-        out[o] = '\0';
         *ret = out;
-        *retlen = o;
+        *retlen = (size_t)n;
         return 0;
 }
 
@@ -359,7 +336,7 @@ int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_
         if (len > AUTH_MAX_TOKEN)
                 REFUSE("too_large");
         for (size_t i = 0; i < len; i++)
-                if (token[i] != '.' && b64val((unsigned char)token[i]) < 0)
+                if (token[i] != '.' && !b64url_char(token[i]))
                         REFUSE("malformed");
         d1 = memchr(token, '.', len);
         d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
@@ -398,53 +375,20 @@ int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_
 
 /* ---- keys ---- */
 
-static int read_small_file(const char *path, unsigned char **ret, size_t *retlen)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        unsigned char *b;
-        size_t n = 0;
-
-        if (fd < 0)
-                return -errno;
-        b = malloc(65537);
-        if (!b)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, b + n, 65536 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int e = -errno;
-                        free(b);
-                        return e;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-                if (n == 65536) {
-                        free(b);
-                        return -E2BIG;
-                }
-        }
-        b[n] = '\0';
-        *ret = b;
-        *retlen = n;
-        return 0;
-}
+#define PUBKEY_MAX 65535 /* bytes of a PEM public key file */
 
 int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key *k, char *err,
                       size_t errlen)
 {
         memset(k, 0, sizeof(*k));
         if (pubkey_file && *pubkey_file) {
-                unsigned char *pem = NULL;
+                char *pem = NULL;
                 size_t n = 0;
                 BIO *bio;
                 EVP_PKEY *pk;
-                int r = read_small_file(pubkey_file, &pem, &n);
+                int r = file_read_all(pubkey_file, PUBKEY_MAX, &pem, &n);
                 if (r < 0) {
-                        snprintf(err, errlen, "cannot read public key '%s': %s", pubkey_file,
-                                 strerror(-r));
+                        file_read_strerror(r, "public key", pubkey_file, PUBKEY_MAX, err, errlen);
                         return r;
                 }
                 bio = BIO_new_mem_buf(pem, (int)n);
@@ -479,7 +423,7 @@ int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key 
                         return -EINVAL;
                 }
                 EVP_PKEY_free(pk);
-                k->key = pem;
+                k->key = (unsigned char *)pem;
                 k->key_len = n;
                 return 0;
         }

@@ -105,6 +105,8 @@ static void test_errmap(void **state)
         assert_int_equal(errmap_http_status(-ENOENT), 404);
         assert_int_equal(errmap_http_status(-EINVAL), 400);
         assert_int_equal(errmap_http_status(-EACCES), 403);
+        assert_int_equal(errmap_http_status(-ENOKEY), 409); /* key rotation, encryption off */
+        assert_int_equal(errmap_exit_code(-ENOKEY), 7);
         assert_int_equal(errmap_http_status(-12345), 500);
         assert_int_equal(errmap_exit_code(-ECONNREFUSED), 3);
 }

@@ -16,6 +16,7 @@
 #include <openssl/hmac.h>
 
 #include "security/auth.h"
+#include "common/base64.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef-test-secret"
 #define NOW    1700000000LL
@@ -24,25 +25,10 @@ static const char rsa_pub[] =
     "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAexample\n-----END "
     "PUBLIC KEY-----\n";
 
+/* The callers' buffers are sized for the encoding. */
 static void b64url(const unsigned char *in, size_t n, char *out)
 {
-        static const char tab[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        size_t o = 0;
-        uint32_t acc = 0;
-        int bits = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                acc = (acc << 8) | in[i];
-                bits += 8;
-                while (bits >= 6) {
-                        bits -= 6;
-                        out[o++] = tab[(acc >> bits) & 63];
-                }
-        }
-        if (bits)
-                out[o++] = tab[(acc << (6 - bits)) & 63];
-        out[o] = '\0';
+        base64_encode(in, n, BASE64_URL, out, base64_encoded_len(n, BASE64_URL) + 1);
 }
 
 /* header.payload.HMAC-SHA256(key) */

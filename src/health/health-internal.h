@@ -221,8 +221,13 @@ int notifier_start(notifier *n);
 void notifier_stop(notifier *n);
 notifier *notifier_free(notifier *n);
 /* Queue the incident for every target (coalesced with a pending entry for the same pair);
- * persists before returning when a store is set. Health thread. */
+ * persists before returning when a store is set. resend_us: the delay between two sends of an
+ * active alert, at least the evaluation interval (firing alerts stay valid notifier_valid_for it
+ * in Alertmanager). Health thread. */
 int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us);
+/* How long a firing Alertmanager alert stays valid after a send (endsAt - send time), usec:
+ * 4 x max(resend delay, evaluation interval), as Prometheus sets ValidUntil. */
+int64_t notifier_valid_for(int64_t resend_us, int64_t eval_us);
 void notifier_get_stats(notifier *n, notifier_stats *out);
 /* Payloads (exposed for tests). Caller owns the result. */
 json_t *notifier_am_payload(const incident *in, const char *hostname, int64_t now_us,

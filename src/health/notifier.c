@@ -64,7 +64,8 @@ struct notifier {
         notifier_stats stats;
         bool stopping, started;
         pthread_t thread;
-        uint64_t seq; /* last entry sequence number */
+        uint64_t seq;     /* last entry sequence number */
+        int64_t valid_us; /* usec a firing Alertmanager alert stays valid after a send */
 };
 
 /* ---- payloads -------------------------------------------------------------------------------- */
@@ -259,6 +260,9 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
 
         if (!n)
                 return 0;
+        pthread_mutex_lock(&n->lock);
+        n->valid_us = notifier_valid_for(resend_us, 0);
+        pthread_mutex_unlock(&n->lock);
         for (size_t t = 0; t < n->n_targets; t++) {
                 json_t *j = n->targets[t].kind == TARGET_ALERTMANAGER
                                 ? notifier_am_payload(in, n->hostname, now, resend_us)
@@ -336,24 +340,33 @@ static size_t discard(char *p, size_t s, size_t nm, void *u)
         return s * nm;
 }
 
-/* A firing Alertmanager alert gets endsAt at send time (now + 4 resend intervals, as Prometheus
- * does), so an alert delayed in the outbox is never delivered already expired. */
+int64_t notifier_valid_for(int64_t resend_us, int64_t eval_us)
+{
+        return 4 * MAX(resend_us, eval_us);
+}
+
+/* A firing Alertmanager alert gets endsAt at send time (now + notifier_valid_for, as Prometheus
+ * sets ValidUntil), so an alert delayed in the outbox is never delivered already expired and an
+ * alert resent every resend_interval never expires between two sends. */
 static char *finalize_body(notifier *n, const target *t, const char *body)
 {
         json_t *j;
         char *out;
+        int64_t valid;
 
-        (void)n;
         if (t->kind != TARGET_ALERTMANAGER)
                 return strdup(body);
         j = json_loads(body, 0, NULL);
         if (!j)
                 return strdup(body);
+        pthread_mutex_lock(&n->lock);
+        valid = n->valid_us;
+        pthread_mutex_unlock(&n->lock);
         for (size_t i = 0; i < json_array_size(j); i++) {
                 json_t *a = json_array_get(j, i);
                 if (!json_object_get(a, "endsAt")) {
                         char end[64];
-                        iso_time(time_real_us() + 4 * 60 * USEC_PER_SEC, end, sizeof(end));
+                        iso_time(time_real_us() + valid, end, sizeof(end));
                         json_object_set_new(a, "endsAt", json_string(end));
                 }
         }
@@ -522,6 +535,7 @@ int notifier_new(struct store *st, const health_config *cfg, const char *hostnam
         n->store = st;
         n->timeout_us = cfg->alert_timeout_us > 0 ? cfg->alert_timeout_us : 5 * USEC_PER_SEC;
         snprintf(n->hostname, sizeof(n->hostname), "%s", hostname ? hostname : "");
+        n->valid_us = notifier_valid_for(cfg->resend_interval_us, 0);
         for (size_t i = 0; i < cfg->n_alertmanagers && n->n_targets < HEALTH_MAX_TARGETS; i++) {
                 target *t = &n->targets[n->n_targets++];
                 t->kind = TARGET_ALERTMANAGER;

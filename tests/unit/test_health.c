@@ -515,6 +515,9 @@ static void test_payloads(void **state)
         a = notifier_am_payload(&in, "node1", NOW, 60 * USEC_PER_SEC);
         assert_non_null(json_object_get(json_array_get(a, 0), "endsAt"));
         json_decref(a);
+        /* endsAt as Prometheus sets ValidUntil: 4 x max(resend, evaluation interval) */
+        assert_int_equal(notifier_valid_for(300 * USEC_PER_SEC, USEC_PER_SEC), 1200 * USEC_PER_SEC);
+        assert_int_equal(notifier_valid_for(USEC_PER_SEC, 10 * USEC_PER_SEC), 40 * USEC_PER_SEC);
         /* RFC 4231 test case 2 */
         assert_int_equal(
             notifier_sign("Jefe", "what do ya want for nothing?", 28, sig, sizeof(sig)), 0);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +18,7 @@
 #include <yaml.h>
 
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
 
@@ -1841,15 +1843,33 @@ int config_load(const char *path, vigil_config *c, char *err, size_t errlen)
 
 /* ---- JSON view ------------------------------------------------------------------------------- */
 
-/* json_string refuses invalid UTF-8, which an environment variable may hold. */
-static json_t *jstr(const char *s, bool secret)
+/* json_string refuses invalid UTF-8, which an environment variable may hold. A value that is
+ * not a secret key may still hold one (a token in a webhook URL, a password in an exec command):
+ * redact_text hides those; reveal shows the value as it is. */
+static json_t *jstrn(const char *s, size_t len, bool secret, bool reveal)
 {
+        _cleanup_free_ char *red = NULL;
         json_t *j;
 
-        if (secret && *s)
+        if (secret && !reveal && len)
                 return json_string(REDACTED);
-        j = json_string(s);
+        if (!reveal) {
+                _cleanup_free_ char *raw = strndup(s, len);
+                size_t cap = len * 2 + sizeof(REDACT_MARK) + 1; /* a mark per word at most */
+                red = malloc(cap);
+                if (!raw || !red)
+                        return NULL;
+                redact_text(raw, red, cap);
+                s = red;
+                len = strlen(red);
+        }
+        j = json_stringn(s, len);
         return j ? j : json_string("<not utf-8>");
+}
+
+static json_t *jstr(const char *s, bool secret, bool reveal)
+{
+        return jstrn(s, strlen(s), secret, reveal);
 }
 
 /* The object for the section of path, created as needed; *leaf is the last key. */
@@ -1883,13 +1903,13 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
 
         switch (o->type) {
         case OPT_STRING:
-                return jstr(*(char *const *)p, o->secret && !reveal);
+                return jstr(*(char *const *)p, o->secret, reveal);
         case OPT_LIST: {
                 const char *s = *(char *const *)p;
                 json_t *a = json_array();
                 while (a && *s) {
                         const char *e = strchrnul(s, ',');
-                        json_array_append_new(a, json_stringn(s, (size_t)(e - s)));
+                        json_array_append_new(a, jstrn(s, (size_t)(e - s), o->secret, reveal));
                         s = *e ? e + 1 : e;
                 }
                 return a;
@@ -1910,7 +1930,7 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
         case OPT_SIZE:
                 return json_string(fmt_size(*(const uint64_t *)p, b, sizeof(b)));
         case OPT_CHARS:
-                return jstr((const char *)p, o->secret && !reveal);
+                return jstr((const char *)p, o->secret, reveal);
         case OPT_FLAGS: {
                 json_t *a = json_array();
                 for (int i = 0; a && o->names[i]; i++)
@@ -1955,8 +1975,8 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
                 size_t n = *(const size_t *)slot(c, o->count_offset);
                 json_t *m = json_object();
                 for (size_t i = 0; m && i < n; i++) {
-                        if (json_object_set_new(m, l[i].name,
-                                                jstr(l[i].value, o->secret && !reveal)) < 0) {
+                        if (json_object_set_new(m, l[i].name, jstr(l[i].value, o->secret, reveal)) <
+                            0) {
                                 json_decref(m);
                                 return NULL;
                         }

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
 #include "curl_dl.h"
@@ -501,12 +502,15 @@ static void *notifier_main(void *arg)
                                 n->stats.failures++;
                                 e->attempts++;
                                 e->next_us = time_real_us() + MIN(back, BACKOFF_MAX_US);
-                                if (e->attempts == 1 || e->attempts % 10 == 0)
+                                if (e->attempts == 1 || e->attempts % 10 == 0) {
+                                        char shown[HEALTH_URL_MAX + 64];
+                                        redact_text(n->targets[e->target].url, shown,
+                                                    sizeof(shown));
                                         log_warn("alerting",
                                                  "failed to send incident %" PRIu64 " to '%s': %s "
                                                  "(attempt %u, retrying)",
-                                                 e->incident, n->targets[e->target].url, why,
-                                                 e->attempts);
+                                                 e->incident, shown, why, e->attempts);
+                                }
                                 upd = *e;
                                 upd.body = strdup(e->body);
                                 pthread_mutex_unlock(&n->lock);

@@ -27,6 +27,8 @@ enum rule_state {
         RULE_CLEAR = 0,  /* the condition does not hold */
         RULE_FIRING = 1, /* the condition holds */
         RULE_SKIP = 2,   /* cannot tell (no data, not supported, GPU lost): keep the state */
+        RULE_NOTED = 3,  /* holds as DCGM sees it (its system result is WARN) but is expected
+                            (a GPU at its own power limit): state, no incident; clears one */
 };
 
 /* Node-wide facts gathered once per evaluation. */
@@ -133,6 +135,8 @@ typedef struct incident_store {
         size_t n;                         /* used entries of v (L) */
         uint64_t next_id;                 /* id of the next incident (L) */
         struct store *store;              /* borrowed; NULL = memory only */
+        uint32_t noted[SAMPLER_MAX_GPUS]; /* per GPU: 1 << system of rules RULE_NOTED at the
+                                             last evaluation (L) */
 } incident_store;
 
 void incidents_init(incident_store *s, struct store *st);

@@ -1858,7 +1858,7 @@ static json_t *jstrn(const char *s, size_t len, bool secret, bool reveal)
                 return json_string(REDACTED);
         if (!reveal) {
                 _cleanup_free_ char *raw = strndup(s, len);
-                size_t cap = len * 2 + sizeof(REDACT_MARK) + 1; /* a mark per word at most */
+                size_t cap = len * 5 + 32; /* a mark per 3-byte word at most */
                 red = malloc(cap);
                 if (!raw || !red)
                         return NULL;

@@ -324,8 +324,8 @@ enum MHD_Result h_status(request *r)
                                                       "cost_cpu_seconds", (double)cost_ns / 1e9));
         }
         json_object_set_new(o, "self", selfmetrics_json(a)); /* selfmetrics.c */
-        if (a->opt.config_json)
-                json_object_set_new(o, "config", a->opt.config_json(a->opt.userdata));
+        /* No configuration here: status is open to readers (and to anyone without
+         * authentication); the configuration is GET /api/v1/config, admin only, redacted. */
         return api_reply_json(r, 200, o);
 }
 

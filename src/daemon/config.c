@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +19,7 @@
 
 #include "common/fileio.h"
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
 
@@ -338,6 +340,9 @@ static const struct option options[] = {
      .def = "5m", .min = 0, .max = 86400 * S, M(HEALTH, RL)},
     {"health.throttle_sustain", OPT_DURATION, OFF(health.throttle_sustain_us), .def = "30s",
      .min = 1 * S, .max = 3600 * S, M(HEALTH, RL)},
+    {"health.power.sustain", OPT_DURATION, OFF(health.power_sustain_us), .def = "0s", .min = 0,
+     .max = 3600 * S, .why = "read from at most an hour of violation counter history",
+     M(HEALTH, RL)},
     {"health.max_rss", OPT_SIZE, OFF(health.max_rss_bytes), .def = "256MiB", .min = 0,
      .max = INT64_MAX, M(HEALTH, RL)},
     {"health.disk_warning", OPT_UINT, OFF(health.disk_warning), .def = "90", .min = 1, .max = 100,
@@ -1822,15 +1827,33 @@ int config_load(const char *path, vigil_config *c, char *err, size_t errlen)
 
 /* ---- JSON view ------------------------------------------------------------------------------- */
 
-/* json_string refuses invalid UTF-8, which an environment variable may hold. */
-static json_t *jstr(const char *s, bool secret)
+/* json_string refuses invalid UTF-8, which an environment variable may hold. A value that is
+ * not a secret key may still hold one (a token in a webhook URL, a password in an exec command):
+ * redact_text hides those; reveal shows the value as it is. */
+static json_t *jstrn(const char *s, size_t len, bool secret, bool reveal)
 {
+        _cleanup_free_ char *red = NULL;
         json_t *j;
 
-        if (secret && *s)
+        if (secret && !reveal && len)
                 return json_string(REDACTED);
-        j = json_string(s);
+        if (!reveal) {
+                _cleanup_free_ char *raw = strndup(s, len);
+                size_t cap = len * 5 + 32; /* a mark per 3-byte word at most */
+                red = malloc(cap);
+                if (!raw || !red)
+                        return NULL;
+                redact_text(raw, red, cap);
+                s = red;
+                len = strlen(red);
+        }
+        j = json_stringn(s, len);
         return j ? j : json_string("<not utf-8>");
+}
+
+static json_t *jstr(const char *s, bool secret, bool reveal)
+{
+        return jstrn(s, strlen(s), secret, reveal);
 }
 
 /* The object for the section of path, created as needed; *leaf is the last key. */
@@ -1864,13 +1887,13 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
 
         switch (o->type) {
         case OPT_STRING:
-                return jstr(*(char *const *)p, o->secret && !reveal);
+                return jstr(*(char *const *)p, o->secret, reveal);
         case OPT_LIST: {
                 const char *s = *(char *const *)p;
                 json_t *a = json_array();
                 while (a && *s) {
                         const char *e = strchrnul(s, ',');
-                        json_array_append_new(a, json_stringn(s, (size_t)(e - s)));
+                        json_array_append_new(a, jstrn(s, (size_t)(e - s), o->secret, reveal));
                         s = *e ? e + 1 : e;
                 }
                 return a;
@@ -1891,7 +1914,7 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
         case OPT_SIZE:
                 return json_string(fmt_size(*(const uint64_t *)p, b, sizeof(b)));
         case OPT_CHARS:
-                return jstr((const char *)p, o->secret && !reveal);
+                return jstr((const char *)p, o->secret, reveal);
         case OPT_FLAGS: {
                 json_t *a = json_array();
                 for (int i = 0; a && o->names[i]; i++)
@@ -1936,8 +1959,8 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
                 size_t n = *(const size_t *)slot(c, o->count_offset);
                 json_t *m = json_object();
                 for (size_t i = 0; m && i < n; i++) {
-                        if (json_object_set_new(m, l[i].name,
-                                                jstr(l[i].value, o->secret && !reveal)) < 0) {
+                        if (json_object_set_new(m, l[i].name, jstr(l[i].value, o->secret, reveal)) <
+                            0) {
                                 json_decref(m);
                                 return NULL;
                         }

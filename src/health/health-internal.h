@@ -27,6 +27,8 @@ enum rule_state {
         RULE_CLEAR = 0,  /* the condition does not hold */
         RULE_FIRING = 1, /* the condition holds */
         RULE_SKIP = 2,   /* cannot tell (no data, not supported, GPU lost): keep the state */
+        RULE_NOTED = 3,  /* holds as DCGM sees it (its system result is WARN) but is expected
+                            (a GPU at its own power limit): state, no incident; clears one */
 };
 
 /* Node-wide facts gathered once per evaluation. */
@@ -133,6 +135,8 @@ typedef struct incident_store {
         size_t n;                         /* used entries of v (L) */
         uint64_t next_id;                 /* id of the next incident (L) */
         struct store *store;              /* borrowed; NULL = memory only */
+        uint32_t noted[SAMPLER_MAX_GPUS]; /* per GPU: 1 << system of rules RULE_NOTED at the
+                                             last evaluation (L) */
 } incident_store;
 
 void incidents_init(incident_store *s, struct store *st);
@@ -227,8 +231,13 @@ int notifier_set_targets(notifier *n, const health_config *cfg);
 void notifier_stop(notifier *n);
 notifier *notifier_free(notifier *n);
 /* Queue the incident for every target (coalesced with a pending entry for the same pair);
- * persists before returning when a store is set. Health thread. */
+ * persists before returning when a store is set. resend_us: the delay between two sends of an
+ * active alert, at least the evaluation interval (firing alerts stay valid notifier_valid_for it
+ * in Alertmanager). Health thread. */
 int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us);
+/* How long a firing Alertmanager alert stays valid after a send (endsAt - send time), usec:
+ * 4 x max(resend delay, evaluation interval), as Prometheus sets ValidUntil. */
+int64_t notifier_valid_for(int64_t resend_us, int64_t eval_us);
 void notifier_get_stats(notifier *n, notifier_stats *out);
 /* Payloads (exposed for tests). Caller owns the result. */
 json_t *notifier_am_payload(const incident *in, const char *hostname, int64_t now_us,

@@ -53,9 +53,16 @@ void health_eval(health *h)
         pthread_mutex_unlock(&h->inc.lock);
 
         incidents_persist(&h->inc);
-        for (size_t i = 0; i < work.n_send; i++)
-                if (h->notifier)
-                        notifier_enqueue(h->notifier, &work.send[i], h->cfg.resend_interval_us);
+        if (work.n_send) {
+                /* Rules run once per fast sweep: a resend is never more often than that. */
+                sampler_stats st;
+                sampler_get_stats(h->opt.sampler, &st);
+                for (size_t i = 0; i < work.n_send; i++)
+                        if (h->notifier)
+                                notifier_enqueue(
+                                    h->notifier, &work.send[i],
+                                    MAX(h->cfg.resend_interval_us, st.tier[TIER_FAST].interval_us));
+        }
         for (size_t i = 0; i < work.n_fresh; i++)
                 if (h->policies) /* queued: the worker runs the actions */
                         policy_submit(h->policies, &work.fresh[i], now);

@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
 #include "curl_dl.h"
@@ -66,7 +67,8 @@ struct notifier {
         bool stopping, started;
         bool armed; /* notifier_start ran: a target added later starts the thread */
         pthread_t thread;
-        uint64_t seq; /* last entry sequence number */
+        uint64_t seq;     /* last entry sequence number */
+        int64_t valid_us; /* usec a firing Alertmanager alert stays valid after a send */
 };
 
 /* ---- payloads -------------------------------------------------------------------------------- */
@@ -269,6 +271,7 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
         pthread_mutex_lock(&n->lock);
         nt = n->n_targets;
         memcpy(tg, n->targets, nt * sizeof(*tg));
+        n->valid_us = notifier_valid_for(resend_us, 0);
         pthread_mutex_unlock(&n->lock);
         for (size_t t = 0; t < nt; t++) {
                 json_t *j = tg[t].kind == TARGET_ALERTMANAGER
@@ -353,24 +356,33 @@ static size_t discard(char *p, size_t s, size_t nm, void *u)
         return s * nm;
 }
 
-/* A firing Alertmanager alert gets endsAt at send time (now + 4 resend intervals, as Prometheus
- * does), so an alert delayed in the outbox is never delivered already expired. */
+int64_t notifier_valid_for(int64_t resend_us, int64_t eval_us)
+{
+        return 4 * MAX(resend_us, eval_us);
+}
+
+/* A firing Alertmanager alert gets endsAt at send time (now + notifier_valid_for, as Prometheus
+ * sets ValidUntil), so an alert delayed in the outbox is never delivered already expired and an
+ * alert resent every resend_interval never expires between two sends. */
 static char *finalize_body(notifier *n, const target *t, const char *body)
 {
         json_t *j;
         char *out;
+        int64_t valid;
 
-        (void)n;
         if (t->kind != TARGET_ALERTMANAGER)
                 return strdup(body);
         j = json_loads(body, 0, NULL);
         if (!j)
                 return strdup(body);
+        pthread_mutex_lock(&n->lock);
+        valid = n->valid_us;
+        pthread_mutex_unlock(&n->lock);
         for (size_t i = 0; i < json_array_size(j); i++) {
                 json_t *a = json_array_get(j, i);
                 if (!json_object_get(a, "endsAt")) {
                         char end[64];
-                        iso_time(time_real_us() + 4 * 60 * USEC_PER_SEC, end, sizeof(end));
+                        iso_time(time_real_us() + valid, end, sizeof(end));
                         json_object_set_new(a, "endsAt", json_string(end));
                 }
         }
@@ -523,11 +535,14 @@ static void *notifier_main(void *arg)
                                 n->stats.failures++;
                                 e->attempts++;
                                 e->next_us = time_real_us() + MIN(back, BACKOFF_MAX_US);
-                                if (e->attempts == 1 || e->attempts % 10 == 0)
+                                if (e->attempts == 1 || e->attempts % 10 == 0) {
+                                        char shown[HEALTH_URL_MAX + 64];
+                                        redact_text(tcopy.url, shown, sizeof(shown));
                                         log_warn("alerting",
                                                  "failed to send incident %" PRIu64 " to '%s': %s "
                                                  "(attempt %u, retrying)",
-                                                 e->incident, tcopy.url, why, e->attempts);
+                                                 e->incident, shown, why, e->attempts);
+                                }
                                 upd = *e;
                                 upd.body = strdup(e->body);
                                 pthread_mutex_unlock(&n->lock);
@@ -577,6 +592,7 @@ int notifier_new(struct store *st, const health_config *cfg, const char *hostnam
         n->timeout_us = cfg->alert_timeout_us > 0 ? cfg->alert_timeout_us : 5 * USEC_PER_SEC;
         snprintf(n->hostname, sizeof(n->hostname), "%s", hostname ? hostname : "");
         n->n_targets = build_targets(cfg, n->targets, HEALTH_MAX_TARGETS);
+        n->valid_us = notifier_valid_for(cfg->resend_interval_us, 0);
         pthread_mutex_init(&n->lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/spawn.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
@@ -238,8 +239,11 @@ static int rec_fn(sqlite3 *db, void *arg)
 #endif
 
 static void record(policy_runner *p, const incident *in, enum health_action a, bool dry_run,
-                   const char *result, const char *detail)
+                   const char *result, const char *detail_raw)
 {
+        char detail[HEALTH_URL_MAX + 256]; /* exec commands may hold credentials: never shown */
+
+        redact_text(detail_raw, detail, sizeof(detail));
         p->total++;
         log_info("policy", "%s%s on incident %" PRIu64 " (%s, %s%d): %s%s%s",
                  dry_run ? "dry run: " : "", health_action_name(a), in->id, in->condition,

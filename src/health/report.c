@@ -50,6 +50,17 @@ static bool system_monitored(enum health_system s)
         return false;
 }
 
+/* The system's result: its worst open incident, or WARN while a rule of it holds as expected
+ * state only (RULE_NOTED: DCGM's result, without an incident). Under h->inc.lock. */
+static enum health_severity system_worst(health *h, int gpu, int s)
+{
+        enum health_severity w = incidents_worst(&h->inc, gpu, s);
+
+        if (gpu >= 0 && gpu < SAMPLER_MAX_GPUS && (h->inc.noted[gpu] >> s & 1u))
+                w = MAX(w, HEALTH_WARN);
+        return w;
+}
+
 static json_t *systems_json(health *h, int gpu)
 {
         json_t *o = json_object();
@@ -59,8 +70,10 @@ static json_t *systems_json(health *h, int gpu)
                 json_t *e;
                 if ((gpu >= 0) == (s == HEALTH_SYS_HOST))
                         continue;
-                w = incidents_worst(&h->inc, gpu, s);
+                w = system_worst(h, gpu, s);
                 e = json_pack("{s:s}", "status", dcgm_result(w));
+                if (w != incidents_worst(&h->inc, gpu, s))
+                        json_object_set_new(e, "note", json_string("expected (no incident)"));
                 if (!h->cfg.systems[s])
                         json_object_set_new(e, "note", json_string("disabled"));
                 else if (!system_monitored((enum health_system)s))
@@ -154,7 +167,7 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                         const char *code = "DCGM_FR_OK";
                         if (s == HEALTH_SYS_HOST || !h->cfg.systems[s])
                                 continue;
-                        w = incidents_worst(&h->inc, (int)i, s);
+                        w = system_worst(h, (int)i, s);
                         if (dcgm) {
                                 if (!health_system_dcgm((enum health_system)s))
                                         continue;
@@ -168,6 +181,11 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                                                        : in->xid ? "DCGM_FR_XID_ERROR"
                                                                  : "DCGM_FR_OK";
                                 }
+                                for (size_t k = 0; !strcmp(code, "DCGM_FR_OK") &&
+                                                   w != HEALTH_PASS && k < health_n_rules;
+                                     k++)
+                                        if ((int)health_rules[k].system == s)
+                                                code = health_rules[k].dcgm_code; /* noted */
                                 buf_printf(b,
                                            "DCGM_EXP_GPU_HEALTH_STATUS{%s%shealth_watch=\"%s\","
                                            "health_error_code=\"%s\"} %d\n",

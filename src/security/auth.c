@@ -165,7 +165,7 @@ int auth_b64url_decode(const char *s, size_t len, unsigned char **ret, size_t *r
 static json_t *b64_json(const char *s, size_t len)
 {
         _cleanup_free_ unsigned char *raw = NULL;
-        size_t n;
+        size_t n = 0;
         json_error_t e;
 
         if (auth_b64url_decode(s, len, &raw, &n) < 0)

@@ -443,12 +443,31 @@ static void eval_collection_slow(const rule_ctx *c, rule_result *out)
 /* ---- the table ------------------------------------------------------------------------------- */
 
 const health_rule health_rules[] = {
-#define RULE(name, scope, sys, sev, code, fn, summary, action)                                     \
-        {#name, RULE_SCOPE_##scope, HEALTH_SYS_##sys, HEALTH_##sev, code, fn, summary, action},
+#define NEEDS(...)                                                                                 \
+        {                                                                                          \
+                __VA_ARGS__                                                                        \
+        }
+#define RULE(name, scope, sys, sev, code, fn, summary, action, needs)                              \
+        {#name,  RULE_SCOPE_##scope, HEALTH_SYS_##sys, HEALTH_##sev, code, fn, summary,            \
+         action, NEEDS needs},
 #include "rules.def"
 #undef RULE
+#undef NEEDS
 };
 const size_t health_n_rules = ARRAY_SIZE(health_rules);
+
+bool health_rule_monitors(size_t rule, cache *ca, unsigned gpu)
+{
+        if (rule >= health_n_rules)
+                return false;
+        for (size_t k = 0; k < RULE_MAX_NEEDS && health_rules[rule].needs[k]; k++) {
+                field_value v;
+                if (cache_latest(ca, gpu, health_rules[rule].needs[k], &v, NULL) < 0 ||
+                    v.status == -EOPNOTSUPP || v.status == -EACCES)
+                        return false;
+        }
+        return true;
+}
 
 int health_rule_find(const char *name)
 {

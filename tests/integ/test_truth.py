@@ -31,10 +31,10 @@ def stuck(d, gpu):
                if i["condition"] == "gpu_unresponsive" and i["gpu"] == gpu) and h
 
 
-def hang_gpu0(d):
+def hang_gpu0(d, temp="vigil_gpu_temperature_celsius"):
     wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
     m = parse_metrics(d.metrics())
-    check(series(m, "vigil_gpu_temperature_celsius", gpu=0), "temperature before the hang")
+    check(series(m, temp, gpu=0), "temperature before the hang")
     d.inject(call="nvmlDeviceGetTemperature", cost_us=8000000)
     wait_for(lambda: stuck(d, 0), 5, "gpu_unresponsive on GPU 0")
 
@@ -79,7 +79,7 @@ def test_hung_gpu_readings_are_not_current():
 
 def test_hung_gpu_dcgm_naming():
     with Vigild("health-watchdog.yaml", config=HANG + "metrics: {naming: dcgm}\n") as d:
-        hang_gpu0(d)
+        hang_gpu0(d, "DCGM_FI_DEV_GPU_TEMP")
         wait_for(lambda: not series(parse_metrics(d.metrics()), "DCGM_FI_DEV_GPU_TEMP", gpu=0), 3,
                  "DCGM_FI_DEV_GPU_TEMP of the stuck GPU left out")
         m = parse_metrics(d.metrics())
@@ -88,14 +88,14 @@ def test_hung_gpu_dcgm_naming():
 
 
 def test_dmon_not_watched():
-    cfg = "collection: {fields: {GPU_UTIL: 0}}\n"
+    cfg = "collection: {fields: {GPU_UTIL: 'off'}}\n"
     with Vigild("constant-2gpu.yaml", config=cfg) as d:
         wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
         f = d.get_json("/api/v1/gpus?fields=GPU_UTIL")["gpus"][0]["fields"][0]
         check(f["status"] == "not_watched", "status %r" % f)
         p = run_cli("--host", d.url, "dmon", "-e", "GPU_TEMP,GPU_UTIL", "-i", "0", "-c", "1")
         rows = [l.split() for l in p.stdout.splitlines() if l.split()[:2] == ["GPU", "0"]]
-        check(rows and rows[0][3] == "-" and "ERR" not in p.stdout, "dmon:\n%s" % p.stdout)
+        check(rows and rows[0][3] == "OFF" and "ERR" not in p.stdout, "dmon:\n%s" % p.stdout)
 
 
 def test_not_monitored_is_not_pass():

@@ -60,6 +60,7 @@ typedef struct rule_ctx {
         int64_t now_us;           /* realtime usec */
         bool active;              /* the condition is open and firing: clear thresholds apply */
         counter_memo *memo;       /* RULE_MEMO_SLOTS entries for this GPU, or NULL */
+        sampler *sampler;         /* staleness of readings (sampler_latest); NULL: not checked */
 } rule_ctx;
 
 typedef struct rule_result {

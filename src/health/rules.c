@@ -28,12 +28,25 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
+/* -ESTALE when the latest reading of field is stale (sampler_latest: the one definition), else
+ * 0: a rule judges current readings only, and keeps its state on a stale one. */
+static int stale(const rule_ctx *c, uint16_t field)
+{
+        sampler_reading rd;
+
+        if (!c->sampler || sampler_latest(c->sampler, c->gpu, field, c->now_us, &rd) < 0)
+                return 0;
+        return rd.v.status == 0 && rd.fresh != SAMPLER_FRESH ? -ESTALE : 0;
+}
+
 static int latest(const rule_ctx *c, uint16_t field, field_value *v)
 {
         int r = cache_latest(c->cache, c->gpu, field, v, NULL);
 
         if (r < 0)
                 return r;
+        if (v->status == 0 && stale(c, field) < 0)
+                return -ESTALE;
         return v->status;
 }
 
@@ -63,6 +76,10 @@ static int counter_increase(const rule_ctx *c, uint16_t field, int64_t window_us
         counter_memo *m = NULL;
         int64_t latest_ts = 0;
         field_value lv;
+
+        r = stale(c, field);
+        if (r < 0)
+                return r;
 
         if (c->memo && cache_latest(c->cache, c->gpu, field, &lv, &latest_ts) == 0) {
                 for (size_t i = 0; i < RULE_MEMO_SLOTS && !m; i++)
@@ -298,6 +315,7 @@ static void eval_power_unreadable(const rule_ctx *c, rule_result *out)
                 out->state = RULE_SKIP;
                 return;
         }
+        READ_OR_SKIP(stale(c, FLD_POWER_USAGE));
         r = cache_latest(c->cache, c->gpu, FLD_POWER_USAGE, &v, NULL);
         if (r < 0 || v.status == -EOPNOTSUPP || v.status == -ENODATA || v.status == -ENODEV) {
                 out->state = r < 0 || v.status == -EOPNOTSUPP ? RULE_CLEAR : RULE_SKIP;
@@ -318,6 +336,7 @@ static void eval_clock_throttle(const rule_ctx *c, rule_result *out)
                 out->state = RULE_SKIP;
                 return;
         }
+        READ_OR_SKIP(stale(c, FLD_CLOCKS_EVENT_REASONS));
         READ_OR_SKIP(cache_history(c->cache, c->gpu, FLD_CLOCKS_EVENT_REASONS, c->now_us - sustain,
                                    pts, HISTORY_MAX, &n));
         for (size_t i = 0; i < n; i++) {

@@ -360,6 +360,22 @@ enum MHD_Result h_inject(request *r)
                 return api_reply_errno(r, -EINVAL, "body must be a JSON object: %s",
                                        body ? "not an object" : jerr.text);
         }
+        if ((v = json_object_get(body, "advance_s"))) {
+                /* {"advance_s": S}: the fake's scenario clock moves S seconds ahead (tests). */
+                if (!json_is_number(v) || json_number_value(v) < 0 ||
+                    json_number_value(v) > 366.0 * 86400)
+                        goto bad_value;
+                req.kind = BACKEND_INJECT_ADVANCE;
+                req.count = (long long)(json_number_value(v) * 1e6);
+                rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
+                if (rr < 0) {
+                        json_decref(body);
+                        return api_reply_errno(r, -EINVAL, "injection refused: %s",
+                                               err[0] ? err : strerror(-rr));
+                }
+                log_info("inject", "advanced the fake clock by %.3f s", json_number_value(v));
+                return api_reply_json(r, 200, json_pack("{s:o}", "injected", body));
+        }
         if ((v = json_object_get(body, "call"))) {
                 /* {"call": "nvmlDeviceGetTemperature", "cost_us": N}: the modelled CPU cost of
                  * one NVML function from now on (adaptive collection tests). */

@@ -6,11 +6,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
-import time
 
-from harness import Vigild, check, free_port, main, wait_for
+from harness import Vigild, check, free_port, main, scratch_dir, skip, wait_for
 
 AM = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 AMTOOL = shutil.which("amtool")
@@ -18,7 +15,7 @@ AMTOOL = shutil.which("amtool")
 
 class Alertmanager:
     def __init__(self, port=None, data=None):
-        self.tmp = tempfile.TemporaryDirectory(prefix="vigil-am-")
+        self.tmp = scratch_dir("vigil-am-")
         self.data = data or self.tmp.name
         self.port = port or free_port()
         cfg = os.path.join(self.tmp.name, "am.yml")
@@ -90,7 +87,8 @@ def test_outbox_survives_outage_and_restart():
         v2 = Vigild(scenario="constant-2gpu.yaml", config=cfg_for(am.url), args=["--data-dir", d])
         v2.data = d
         with v2.wait_listening():
-            time.sleep(1)
+            # the restarted daemon reloaded the durable outbox and is still retrying
+            v2.wait_metric("vigil_alert_outbox_depth", lambda n: n >= 1, what="the outbox reloaded")
             am2 = Alertmanager(port=port, data=amdata)
             try:
                 a = wait_for(lambda: am2.alerts(alertname="VigilXid48"), 30, "alert after the outage")
@@ -104,6 +102,5 @@ def test_outbox_survives_outage_and_restart():
 
 if __name__ == "__main__":
     if not AM or not AMTOOL:
-        print("ok - # SKIP prometheus-alertmanager/amtool not installed")
-        sys.exit(77)
+        skip("prometheus-alertmanager/amtool not installed")
     main([test_alert_reaches_alertmanager, test_outbox_survives_outage_and_restart])

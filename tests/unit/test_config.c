@@ -609,7 +609,7 @@ static void test_listen(void **state)
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 int r;
-                strcpy(host, "untouched");
+                snprintf(host, sizeof(host), "untouched");
                 port = 4242;
                 r = config_parse_listen(cases[i].in, host, sizeof(host), &port);
                 if (r != cases[i].ret) {

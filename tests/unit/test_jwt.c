@@ -59,8 +59,8 @@ static char *make(const char *hdr, const char *payload, const void *key, size_t 
         b64url((const unsigned char *)payload, strlen(payload), t + n);
         HMAC(EVP_sha256(), key, (int)keylen, (unsigned char *)t, strlen(t), mac, &ml);
         b64url(mac, ml, sig);
-        strcat(t, ".");
-        strcat(t, sig);
+        n = strlen(t);
+        snprintf(t + n, 16384 - n, ".%s", sig);
         return t;
 }
 

@@ -256,9 +256,9 @@ static void t_audit_scrub(void **state)
                 size_t n = 3 * AUDIT_BODY_MAX;
                 char *big = malloc(n + 16);
                 assert_non_null(big);
-                strcpy(big, "{\"v\":\"");
+                memcpy(big, "{\"v\":\"", 6);
                 memset(big + 6, 'a', n);
-                strcpy(big + 6 + n, "\"}");
+                memcpy(big + 6 + n, "\"}", 3);
                 audit_body_scrub(big, strlen(big), out, sizeof(out));
                 assert_true(strlen(out) <= AUDIT_BODY_MAX + 20);
                 assert_non_null(strstr(out, "...(truncated)"));

@@ -45,7 +45,7 @@ static const char *dcgm_result(enum health_severity s)
 enum sys_view {
         SYS_CHECKED = 0,       /* a rule checks it on readings this GPU provides */
         SYS_NOT_MONITORED = 1, /* no rule, or only rules on fields the GPU lacks */
-        SYS_DISABLED = 2,      /* switched off in health.systems */
+        SYS_DISABLED = 2,      /* switched off in health.systems (or health.enabled false) */
         SYS_STALE = 3,         /* the GPU is lost or unresponsive: nothing is checked now */
 };
 
@@ -54,8 +54,8 @@ static enum sys_view system_view(health *h, int gpu, enum health_system s)
 {
         sampler_gpu g;
 
-        if (!h->cfg.systems[s])
-                return SYS_DISABLED;
+        if (!h->cfg.enabled || !h->cfg.systems[s])
+                return SYS_DISABLED; /* health.enabled false: no rule runs at all */
         if (gpu < 0 || s == HEALTH_SYS_GPU)
                 return SYS_CHECKED; /* the node's checks; the GPU system watches the GPU itself */
         if (sampler_gpu_get(h->opt.sampler, (unsigned)gpu, &g) < 0 || !g.up || g.stuck ||
@@ -68,8 +68,8 @@ static enum sys_view system_view(health *h, int gpu, enum health_system s)
         return SYS_NOT_MONITORED;
 }
 
-/* (L) The verdict shown for a system, or NULL when there is none: the worst open incident when
- * the system is checked, or when an XID opened one on a system no rule checks. */
+/* (L) Whether the system has a verdict to show (*w, the worst open incident): when it is
+ * checked, or when an XID opened an incident on a system no rule checks. *view says why not. */
 static bool system_verdict(health *h, int gpu, enum health_system s, enum sys_view *view,
                            enum health_severity *w)
 {

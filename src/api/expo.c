@@ -581,7 +581,11 @@ enum MHD_Result h_metrics(request *r)
         snapshot *s = snapshot_slot_get(slot);
 
         r->api->last_wanted_us[om] = time_real_us();
-        if (!s || snapshot_ts(s) < r->api->last_sweep_us) {
+        /* Render again when no sweep came since the snapshot was rendered for a while: with the
+         * sampling threads stuck nothing would render it, and its readings would be served as
+         * current for as long as they stay stuck. A render drops what has gone stale since. */
+        if (!s || snapshot_ts(s) < r->api->last_sweep_us ||
+            r->api->last_wanted_us[om] - snapshot_ts(s) > SAMPLER_STALE_MIN_US / 2) {
                 /* not rendered since the last sweep: nobody asked for this variant lately */
                 snapshot_unref(s);
                 render_variant(r->api, om);

@@ -87,6 +87,27 @@ def test_hung_gpu_dcgm_naming():
         d.inject(call="nvmlDeviceGetTemperature", cost_us=0)
 
 
+def test_stuck_tier_readings_age():
+    # No watchdog verdict (timeout 10m): the fast tier blocks inside the call on GPU 0, so no
+    # GPU gets fresh fast readings. After 3 x 200 ms (at least 2 s) they are stale by age: gone
+    # from /metrics even though no sweep renders it (the slow tier is 60 s), "aged" in the API.
+    cfg = ("collection:\n  tiers: {fast: 200ms, slow: 60s}\n  adaptive: {enabled: false}\n"
+           "health: {nvml_call_timeout: 10m}\n")
+    with Vigild("health-watchdog.yaml", config=cfg) as d:
+        wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
+        wait_for(lambda: series(parse_metrics(d.metrics()), "vigil_gpu_temperature_celsius", gpu=1),
+                 10, "temperature before the hang")
+        d.inject(call="nvmlDeviceGetTemperature", cost_us=6000000)
+        m = wait_for(lambda: (lambda m: m if not series(m, "vigil_gpu_temperature_celsius") else None)(
+            parse_metrics(d.metrics())), 10, "aged temperatures left out of /metrics")
+        check(not series(m, "vigil_gpu_power_watts"), "aged power left out")
+        check([v for _, v in series(m, "vigil_gpu_up")] == [1, 1], "vigil_gpu_up stays 1")
+        f = d.get_json("/api/v1/gpus?fields=GPU_TEMP")["gpus"][1]["fields"][0]
+        check(f["status"] == "stale" and f["stale_reason"] == "aged" and f["age_seconds"] > 2,
+              "API %r" % f)
+        d.inject(call="nvmlDeviceGetTemperature", cost_us=0)
+
+
 def test_dmon_not_watched():
     cfg = "collection: {fields: {GPU_UTIL: 'off'}}\n"
     with Vigild("constant-2gpu.yaml", config=cfg) as d:
@@ -141,5 +162,6 @@ def test_unsupported_field_not_monitored():
 
 
 if __name__ == "__main__":
-    main([test_hung_gpu_readings_are_not_current, test_hung_gpu_dcgm_naming, test_dmon_not_watched,
+    main([test_hung_gpu_readings_are_not_current, test_hung_gpu_dcgm_naming,
+          test_stuck_tier_readings_age, test_dmon_not_watched,
           test_not_monitored_is_not_pass, test_unsupported_field_not_monitored])

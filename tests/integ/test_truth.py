@@ -108,6 +108,23 @@ def test_stuck_tier_readings_age():
         d.inject(call="nvmlDeviceGetTemperature", cost_us=0)
 
 
+def test_lost_gpu_health_not_current():
+    # a lost GPU: only its gpu system keeps a verdict (FAIL); the others are not checked now
+    with Vigild("constant-2gpu.yaml", config="health: {resolve_after: 1s}\n") as d:
+        wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
+        d.inject(gpu=1, lost=True)
+        m = wait_for(lambda: (lambda m: m if series(m, "vigil_gpu_health", gpu=1, system="gpu") and
+                              series(m, "vigil_gpu_health", gpu=1, system="gpu")[0][1] == 2
+                              else None)(parse_metrics(d.metrics())), 10, "gpu system FAIL")
+        check([l["system"] for l, _ in series(m, "vigil_gpu_health", gpu=1)] == ["gpu"],
+              "lost GPU health series %r" % series(m, "vigil_gpu_health", gpu=1))
+        check(series(m, "vigil_gpu_health_monitored", gpu=1, system="thermal")[0][1] == 0,
+              "thermal monitored on a lost GPU")
+        sy = d.get_json("/api/v1/health")["gpus"][1]["systems"]
+        check(sy["thermal"]["status"] == "stale" and sy["gpu"]["status"] == "FAIL", "API %r" % sy)
+        d.inject(gpu=1, lost=False)
+
+
 def test_dmon_not_watched():
     cfg = "collection: {fields: {GPU_UTIL: 'off'}}\n"
     with Vigild("constant-2gpu.yaml", config=cfg) as d:
@@ -163,5 +180,5 @@ def test_unsupported_field_not_monitored():
 
 if __name__ == "__main__":
     main([test_hung_gpu_readings_are_not_current, test_hung_gpu_dcgm_naming,
-          test_stuck_tier_readings_age, test_dmon_not_watched,
+          test_stuck_tier_readings_age, test_lost_gpu_health_not_current, test_dmon_not_watched,
           test_not_monitored_is_not_pass, test_unsupported_field_not_monitored])

@@ -241,6 +241,10 @@ void selfmetrics_render(api *a, buf *b, bool om)
                        "1 while a GPU reading is anomalous: kind=baseline against its own "
                        "learned baseline, kind=peer against the node's other GPUs");
                 for (size_t i = 0; i < n; i++) {
+                        sampler_gpu g;
+                        /* a lost or hung GPU's readings are stale: so is a verdict on them */
+                        if (sampler_gpu_get(a->opt.sampler, as[i].gpu, &g) < 0 || !g.up || g.stuck)
+                                continue;
                         buf_printf(b, "vigil_gpu_anomaly{gpu=\"%u\",uuid=\"", as[i].gpu);
                         expo_escape(b, as[i].uuid);
                         buf_printf(b, "\",hostname=\"");

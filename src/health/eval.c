@@ -89,6 +89,7 @@ void health_eval_rules(incident_store *s, const eval_input *e)
                             .host = e->host,
                             .now_us = e->now_us,
                             .memo = e->memo[gi],
+                            .sampler = e->sampler,
                         };
                         if (ru->scope != RULE_SCOPE_GPU || !cfg->systems[ru->system])
                                 continue;

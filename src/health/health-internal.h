@@ -62,6 +62,7 @@ typedef struct rule_ctx {
         int64_t now_us;           /* realtime usec */
         bool active;              /* the condition is open and firing: clear thresholds apply */
         counter_memo *memo;       /* RULE_MEMO_SLOTS entries for this GPU, or NULL */
+        sampler *sampler;         /* staleness of readings (sampler_latest); NULL: not checked */
 } rule_ctx;
 
 typedef struct rule_result {
@@ -72,15 +73,18 @@ typedef struct rule_result {
 
 typedef void (*rule_fn)(const rule_ctx *c, rule_result *out);
 
+#define RULE_MAX_NEEDS 4 /* fields a rule may read (rules.def "needs") */
+
 typedef struct health_rule {
-        const char *name;          /* condition name */
-        enum rule_scope scope;     /* GPU or HOST */
-        enum health_system system; /* health system */
-        enum health_severity sev;  /* default severity when firing */
-        const char *dcgm_code;     /* DCGM error code name */
-        rule_fn eval;              /* evaluator */
-        const char *summary;       /* one line */
-        const char *action;        /* recommended action */
+        const char *name;               /* condition name */
+        enum rule_scope scope;          /* GPU or HOST */
+        enum health_system system;      /* health system */
+        enum health_severity sev;       /* default severity when firing */
+        const char *dcgm_code;          /* DCGM error code name */
+        rule_fn eval;                   /* evaluator */
+        const char *summary;            /* one line */
+        const char *action;             /* recommended action */
+        uint16_t needs[RULE_MAX_NEEDS]; /* DCGM ids the evaluator reads; 0 ends the list */
 } health_rule;
 
 extern const health_rule health_rules[];
@@ -88,6 +92,9 @@ extern const size_t health_n_rules;
 
 /* Index of a rule by name, or -1. */
 int health_rule_find(const char *name);
+/* True when the rule can check something on gpu: every field it needs is collected there and
+ * not refused (not supported, no permission). A missing first sample still counts as checked. */
+bool health_rule_monitors(size_t rule, cache *ca, unsigned gpu);
 /* Run one rule (tests drive this with a cache filled by hand). */
 void health_rule_eval(size_t rule, const rule_ctx *c, rule_result *out);
 /* Expected PCIe replays per minute for a link (DCGM's per-lane table, ceil). gen 1..6. */

@@ -35,12 +35,25 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
+/* -ESTALE when the latest reading of field is stale (sampler_latest: the one definition), else
+ * 0: a rule judges current readings only, and keeps its state on a stale one. */
+static int stale(const rule_ctx *c, uint16_t field)
+{
+        sampler_reading rd;
+
+        if (!c->sampler || sampler_latest(c->sampler, c->gpu, field, c->now_us, &rd) < 0)
+                return 0;
+        return rd.v.status == 0 && rd.fresh != SAMPLER_FRESH ? -ESTALE : 0;
+}
+
 static int latest(const rule_ctx *c, uint16_t field, field_value *v)
 {
         int r = cache_latest(c->cache, c->gpu, field, v, NULL);
 
         if (r < 0)
                 return r;
+        if (v->status == 0 && stale(c, field) < 0)
+                return -ESTALE;
         return v->status;
 }
 
@@ -70,6 +83,10 @@ static int counter_increase(const rule_ctx *c, uint16_t field, int64_t window_us
         counter_memo *m = NULL;
         int64_t latest_ts = 0;
         field_value lv;
+
+        r = stale(c, field);
+        if (r < 0)
+                return r;
 
         if (c->memo && cache_latest(c->cache, c->gpu, field, &lv, &latest_ts) == 0) {
                 for (size_t i = 0; i < RULE_MEMO_SLOTS && !m; i++)
@@ -418,6 +435,7 @@ static void eval_power_unreadable(const rule_ctx *c, rule_result *out)
                 out->state = RULE_SKIP;
                 return;
         }
+        READ_OR_SKIP(stale(c, FLD_POWER_USAGE));
         r = cache_latest(c->cache, c->gpu, FLD_POWER_USAGE, &v, NULL);
         if (r < 0 || v.status == -EOPNOTSUPP || v.status == -ENODATA || v.status == -ENODEV) {
                 out->state = r < 0 || v.status == -EOPNOTSUPP ? RULE_CLEAR : RULE_SKIP;
@@ -438,6 +456,7 @@ static void eval_clock_throttle(const rule_ctx *c, rule_result *out)
                 out->state = RULE_SKIP;
                 return;
         }
+        READ_OR_SKIP(stale(c, FLD_CLOCKS_EVENT_REASONS));
         READ_OR_SKIP(cache_history(c->cache, c->gpu, FLD_CLOCKS_EVENT_REASONS, c->now_us - sustain,
                                    pts, HISTORY_MAX, &n));
         for (size_t i = 0; i < n; i++) {
@@ -563,12 +582,31 @@ static void eval_collection_slow(const rule_ctx *c, rule_result *out)
 /* ---- the table ------------------------------------------------------------------------------- */
 
 const health_rule health_rules[] = {
-#define RULE(name, scope, sys, sev, code, fn, summary, action)                                     \
-        {#name, RULE_SCOPE_##scope, HEALTH_SYS_##sys, HEALTH_##sev, code, fn, summary, action},
+#define NEEDS(...)                                                                                 \
+        {                                                                                          \
+                __VA_ARGS__                                                                        \
+        }
+#define RULE(name, scope, sys, sev, code, fn, summary, action, needs)                              \
+        {#name,  RULE_SCOPE_##scope, HEALTH_SYS_##sys, HEALTH_##sev, code, fn, summary,            \
+         action, NEEDS needs},
 #include "rules.def"
 #undef RULE
+#undef NEEDS
 };
 const size_t health_n_rules = ARRAY_SIZE(health_rules);
+
+bool health_rule_monitors(size_t rule, cache *ca, unsigned gpu)
+{
+        if (rule >= health_n_rules)
+                return false;
+        for (size_t k = 0; k < RULE_MAX_NEEDS && health_rules[rule].needs[k]; k++) {
+                field_value v;
+                if (cache_latest(ca, gpu, health_rules[rule].needs[k], &v, NULL) < 0 ||
+                    v.status == -EOPNOTSUPP || v.status == -EACCES)
+                        return false;
+        }
+        return true;
+}
 
 int health_rule_find(const char *name)
 {

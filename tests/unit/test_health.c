@@ -154,6 +154,33 @@ static void test_table(void **state)
         assert_false(health_condition_valid("temprature"));
 }
 
+/* rules.def "needs": a rule checks nothing on a GPU without one of its fields, so its system is
+ * not monitored there (report.c); every field a rule needs is one the world collects. */
+static void test_rule_needs(void **state)
+{
+        world w;
+        int pcie = health_rule_find("pcie_replay_rate"), temp = health_rule_find("temperature");
+        int lost = health_rule_find("gpu_lost");
+
+        (void)state;
+        for (size_t i = 0; i < health_n_rules; i++)
+                for (size_t k = 0; k < RULE_MAX_NEEDS && health_rules[i].needs[k]; k++)
+                        assert_non_null(field_by_id(health_rules[i].needs[k]));
+        world_init(&w);
+        healthy(&w);
+        push(&w, NOW - USEC_PER_SEC);
+        assert_true(health_rule_monitors((size_t)pcie, w.c, 0));
+        assert_true(health_rule_monitors((size_t)temp, w.c, 0));
+        assert_true(health_rule_monitors((size_t)lost, w.c, 0)); /* needs nothing */
+        set_status(&w, FLD_PCIE_REPLAY_COUNTER, -EOPNOTSUPP);
+        push(&w, NOW);
+        assert_false(health_rule_monitors((size_t)pcie, w.c, 0));
+        assert_true(health_rule_monitors((size_t)temp, w.c, 0));
+        /* a GPU slot with nothing collected: no field rule checks anything */
+        assert_false(health_rule_monitors((size_t)temp, w.c, 1));
+        world_free(&w);
+}
+
 static void test_pcie_limits(void **state)
 {
         (void)state;
@@ -735,6 +762,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_table),
+            cmocka_unit_test(test_rule_needs),
             cmocka_unit_test(test_pcie_limits),
             cmocka_unit_test(test_pcie_replay),
             cmocka_unit_test(test_memory_rules),

@@ -781,7 +781,6 @@ static void t_memory(struct run *r, struct dgpu *g, const char *test, double fra
                 return;
         watch_start(r, g, &w);
         CU(r->cu->cuMemGetInfo_v2(&freeb, &totalb), "cuMemGetInfo");
-        CU(r->cu->cuMemAlloc_v2(&res, 16), "cuMemAlloc");
         target = MIN((size_t)((double)freeb * fraction), max_bytes) & ~(size_t)((1u << 20) - 1);
         while (total < target && nchunks < ARRAY_SIZE(chunks)) {
                 size_t want = MIN(chunk, target - total);
@@ -797,6 +796,8 @@ static void t_memory(struct run *r, struct dgpu *g, const char *test, double fra
                 sizes[nchunks++] = want;
                 total += want;
         }
+        /* the result words last, so that the chunks start at the lowest addresses */
+        CU(r->cu->cuMemAlloc_v2(&res, 16), "cuMemAlloc");
         t0 = now_s();
         deadline = t0 + duration;
         do {

@@ -819,6 +819,10 @@ CUresult cuMemFree_v2(CUdeviceptr p)
         LOCKED(struct fc_alloc *a = find_alloc(p); CUresult r = CUDA_ERROR_INVALID_VALUE;
                if (a && a->ptr == p) {
                        gpus[a->gpu].used -= a->size;
+                       /* an emptied device hands out addresses from its base again, so that
+                        * a memory fault's offset means the same in every test */
+                       if (gpus[a->gpu].used == 0)
+                               gpus[a->gpu].cursor = dev_base((unsigned)a->gpu);
                        free(a->host);
                        memset(a, 0, sizeof(*a));
                        r = CUDA_SUCCESS;

@@ -12,6 +12,7 @@
 #   -d  duration of each level-3 stress test in seconds (default 20; a full -r 3 is 240 each)
 #   -i  GPUs to test, comma-separated indexes (default all)
 #   -l  levels to run (default "1 2 3")
+#   -f  test GPUs that have compute processes too (vigil diag --force)
 # Libraries the binaries need but the machine lacks can be put beside them and named with
 # LD_LIBRARY_PATH, e.g. LD_LIBRARY_PATH=$PWD/carried-libs scripts/gpu-diag.sh
 # Exit: 0 every level ran (whatever the verdicts: read the JSON), 1 a level could not run,
@@ -23,13 +24,15 @@ OUT=gpu-diag-out
 DUR=20
 GPUS=
 LEVELS="1 2 3"
-while getopts "b:o:d:i:l:h" opt; do
+FORCE=()
+while getopts "b:o:d:i:l:fh" opt; do
 	case $opt in
 	b) BUILD=$OPTARG ;;
 	o) OUT=$OPTARG ;;
 	d) DUR=$OPTARG ;;
 	i) GPUS=$OPTARG ;;
 	l) LEVELS=$OPTARG ;;
+	f) FORCE=(--force) ;;
 	*) sed -n '2,20p' "$0"; exit 2 ;;
 	esac
 done
@@ -51,6 +54,8 @@ nvidia-smi -q >"$OUT/nvidia-smi-q.txt" 2>&1
 
 sel=()
 [ -n "$GPUS" ] && sel=(-i "$GPUS")
+# GPU_DIAG_SIMULATE=SCENARIO runs the script itself on the fakes (a check of the script only)
+[ -n "${GPU_DIAG_SIMULATE:-}" ] && sel+=("--simulate=$GPU_DIAG_SIMULATE")
 fail=0
 echo '{}' >"$OUT/timings.json"
 for lvl in $LEVELS; do
@@ -61,7 +66,7 @@ for lvl in $LEVELS; do
 	fi
 	echo "== vigil diag -r $lvl ${extra[*]}"
 	start=$(date +%s.%N)
-	"$BUILD/bin/vigil" diag -r "$lvl" --local --json "${sel[@]}" "${extra[@]}" \
+	"$BUILD/bin/vigil" diag -r "$lvl" --local --json "${sel[@]}" "${FORCE[@]}" "${extra[@]}" \
 		>"$OUT/diag-r$lvl.json" 2>"$OUT/diag-r$lvl.stderr"
 	rc=$?
 	end=$(date +%s.%N)

@@ -844,7 +844,7 @@ static void t_sm_check(struct run *r, struct dgpu *g)
 {
         const char *test = "sm_check";
         unsigned blocks = (unsigned)MAX(g->sms, 1) * 4;
-        unsigned long long spin = (unsigned long long)param_d(r, "sm_check.spin_cycles", 2e6, NULL);
+        unsigned long long spin = (unsigned long long)param_d(r, "sm_check.spin_cycles", 1e7, NULL);
         _cleanup_free_ uint32_t *ids = calloc(blocks, sizeof(uint32_t));
         _cleanup_free_ bool *seen = calloc(1024, sizeof(bool));
         CUdeviceptr out = 0;
@@ -860,7 +860,9 @@ static void t_sm_check(struct run *r, struct dgpu *g)
         }
         CU(r->cu->cuMemAlloc_v2(&out, blocks * sizeof(uint32_t)), "cuMemAlloc");
         CU(r->cu->cuMemsetD32_v2(out, 0xffffffffu, blocks), "cuMemsetD32");
-        CU(r->cu->cuLaunchKernel(g->f_smid, blocks, 1, 1, 32, 1, 1, 0, NULL, args, NULL),
+        /* 48 KiB of dynamic shared memory a block (the most without opting in) caps how many
+         * blocks one SM holds (4 on Hopper, 3 on A100), so the blocks spread over every SM */
+        CU(r->cu->cuLaunchKernel(g->f_smid, blocks, 1, 1, 32, 1, 1, 48 * 1024, NULL, args, NULL),
            "cuLaunchKernel vigil_smid");
         CU(r->cu->cuCtxSynchronize(), "cuCtxSynchronize");
         CU(r->cu->cuMemcpyDtoH_v2(ids, out, blocks * sizeof(uint32_t)), "cuMemcpyDtoH");

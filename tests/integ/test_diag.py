@@ -2,8 +2,10 @@
 is reported as the right test failing with the right reason, a hung kernel and a GPU falling off
 the bus cost a failed test and never the CLI, Ctrl-C cancels within seconds, and the exit codes
 are those of docs/diagnostics.md."""
+import http.client
 import json
 import os
+import socket
 import signal
 import subprocess
 import sys
@@ -136,7 +138,71 @@ def test_usage_errors():
     check(p.returncode != 0 and "unknown parameter" in p.stderr, p.stderr)
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def unix(v, method, path, body=None):
+    """Mutations go over the unix socket (TCP is read-only without authentication)."""
+    c = UnixHTTPConnection(v.sock)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"} if body is not None else {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def test_through_the_daemon_api_cli_and_metrics():
+    from harness import Vigild, parse_metrics, series, wait_for
+    with Vigild(scenario=os.path.join(SCENARIOS, "diag-faults.yaml")) as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        p = subprocess.run([VIGIL, "--socket", v.sock, "--timeout", "10", "diag", "-r", "2", "--json"],
+                           capture_output=True, text=True, timeout=120)
+        check(p.returncode == 11, "exit %d\n%s" % (p.returncode, p.stderr))
+        run = json.loads(p.stdout)
+        check(run["status"] == "completed" and run["id"].startswith("d-"), run.get("status"))
+        expect(run, "memory", 0, "fail", "0x10000100008")
+        expect(run, "pcie_h2d", 1, "fail")
+        got = v.get_json("/api/v1/diag/" + run["id"])
+        check(len(got["results"]) == len(run["results"]), "GET differs from the CLI's view")
+        check(v.get_json("/api/v1/diag")["runs"][0]["id"] == run["id"], "list")
+        check(v.get("/api/v1/diag/nope")[0] == 404, "unknown run must be 404")
+        status, _ = unix(v, "POST", "/api/v1/diag", {"level": 9})
+        check(status == 400, "level 9 answered %d" % status)
+
+        def metric():
+            m = parse_metrics(v.metrics())
+            return series(m, "vigil_diag_result", gpu="0", test="memory") and \
+                series(m, "vigil_diag_last_run_timestamp_seconds")
+        wait_for(metric, 5, "vigil_diag_result in /metrics")
+        m = parse_metrics(v.metrics())
+        check(series(m, "vigil_diag_result", gpu="0", test="memory")[0][1] == 3, "memory fail = 3")
+        check(series(m, "vigil_diag_result", gpu="2", test="memory")[0][1] == 0, "memory pass = 0")
+
+        # a long run is cancelled through DELETE and a second start meanwhile is refused
+        status, body = unix(v, "POST", "/api/v1/diag", {"level": 3})
+        check(status == 202, "start answered %d" % status)
+        rid = json.loads(body)["id"]
+        status, _ = unix(v, "POST", "/api/v1/diag", {"level": 1})
+        check(status == 409, "second run answered %d, expected 409" % status)
+        time.sleep(1)
+        status, _ = unix(v, "DELETE", "/api/v1/diag/" + rid)
+        check(status == 202, "DELETE answered %d" % status)
+        wait_for(lambda: v.get_json("/api/v1/diag/" + rid)["status"] == "cancelled", 5, "cancelled")
+        # TCP without authentication is read-only: starting a run there is refused
+        status, _, _ = v.request("POST", "/api/v1/diag", body={"level": 1})
+        check(status == 403, "anonymous TCP POST answered %d" % status)
+
+
 if __name__ == "__main__":
     main([test_level1_findings, test_level2_faults, test_level3_short_passes,
           test_level3_memtest_finds_fault_and_params_override, test_hung_kernel_fails_the_test_not_the_cli,
-          test_gpu_lost_mid_test, test_ctrl_c_cancels_within_seconds, test_usage_errors])
+          test_gpu_lost_mid_test, test_ctrl_c_cancels_within_seconds, test_usage_errors,
+          test_through_the_daemon_api_cli_and_metrics])

@@ -1001,7 +1001,8 @@ static int S_api(daemon_state *d)
         /* diagnostics run the worker on the same NVML (or fake) as the daemon */
         r = diag_service_new(&(diag_service_opts){.nvml_lib = d->bopt.library,
                                                   .simulate = d->bopt.simulate,
-                                                  .scenario = d->bopt.scenario},
+                                                  .scenario = d->bopt.scenario,
+                                                  .store = d->store},
                              &d->diag);
         if (r < 0)
                 return r;

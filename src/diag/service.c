@@ -13,6 +13,7 @@
 
 #include "common/macros.h"
 #include "diag.h"
+#include "store/store.h"
 
 struct drun {
         char id[40];                   /* "d-<epoch>-<n>" */
@@ -28,6 +29,7 @@ struct diag_service {
         pthread_mutex_t lock;
         char *worker, *nvml_lib, *scenario;
         bool simulate;
+        store *store;                         /* borrowed; NULL = memory only */
         struct drun *runs[DIAG_SERVICE_KEEP]; /* ring, newest at (next - 1) */
         size_t next;                          /* runs started */
         struct drun *active;                  /* running, or NULL */
@@ -51,6 +53,7 @@ int diag_service_new(const diag_service_opts *o, diag_service **ret)
         s->nvml_lib = dup_or_null(o->nvml_lib);
         s->scenario = dup_or_null(o->scenario);
         s->simulate = o->simulate;
+        s->store = o->store;
         *ret = s;
         return 0;
 }
@@ -103,6 +106,81 @@ static void on_event(const json_t *ev, void *ud)
         pthread_mutex_unlock(&d->s->lock);
 }
 
+#define DIAG_STORE_KEEP 1000
+
+struct persist {
+        const char *id, *status, *result, *text;
+        int level;
+        int64_t started_us, finished_us;
+};
+
+static int persist_fn(sqlite3 *db, void *ctx)
+{
+        struct persist *p = ctx;
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        rc = sqlite3_prepare_v2(db,
+                                "INSERT OR REPLACE INTO diag_runs (id, level, status, result, "
+                                "started_us, finished_us, run) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_errno(rc);
+        sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, p->level);
+        sqlite3_bind_text(st, 3, p->status, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, p->result, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, p->started_us);
+        sqlite3_bind_int64(st, 6, p->finished_us);
+        sqlite3_bind_text(st, 7, p->text, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+                return store_errno(rc);
+        return store_exec(db, "DELETE FROM diag_runs WHERE id NOT IN (SELECT id FROM diag_runs "
+                              "ORDER BY finished_us DESC LIMIT 1000)");
+}
+
+/* Keep a finished run in the store (the supervisor thread, after the run). */
+static void persist(diag_service *s, json_t *run)
+{
+        _cleanup_free_ char *text = json_dumps(run, JSON_COMPACT);
+        struct persist p = {
+            .id = json_string_value(json_object_get(run, "id")) ?: "",
+            .status = json_string_value(json_object_get(run, "status")) ?: "",
+            .result = json_string_value(json_object_get(run, "result")) ?: "",
+            .text = text,
+            .level = (int)json_integer_value(json_object_get(run, "level")),
+            .started_us = (int64_t)(json_number_value(json_object_get(run, "started")) * 1e6),
+            .finished_us = (int64_t)(json_number_value(json_object_get(run, "finished")) * 1e6),
+        };
+
+        if (s->store && text)
+                store_write(s->store, persist_fn, &p);
+}
+
+struct load {
+        const char *id;
+        json_t *run;
+};
+
+static int load_fn(sqlite3 *db, void *ctx)
+{
+        struct load *l = ctx;
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "SELECT run FROM diag_runs WHERE id = ?", -1, &st, NULL);
+
+        if (rc != SQLITE_OK)
+                return store_errno(rc);
+        sqlite3_bind_text(st, 1, l->id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(st, 0);
+                l->run = t ? json_loads(t, 0, NULL) : NULL;
+        }
+        sqlite3_finalize(st);
+        return l->run ? 0 : -ENOENT;
+}
+
 static void *supervise_thread(void *arg)
 {
         struct drun *d = arg;
@@ -135,7 +213,11 @@ static void *supervise_thread(void *arg)
         }
         d->done = true;
         s->active = NULL;
+        final = json_deep_copy(d->run);
         pthread_mutex_unlock(&s->lock);
+        if (final)
+                persist(s, final);
+        json_decref(final);
         return NULL;
 }
 
@@ -258,6 +340,13 @@ int diag_service_get(diag_service *s, const char *id, json_t **ret)
                 r = *ret ? 0 : -ENOMEM;
         }
         pthread_mutex_unlock(&s->lock);
+        if (r == -ENOENT && s->store) {
+                struct load l = {.id = id};
+                if (store_read(s->store, load_fn, &l) == 0) {
+                        *ret = l.run;
+                        r = 0;
+                }
+        }
         return r;
 }
 

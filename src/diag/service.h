@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+struct store;
+
 #define DIAG_SERVICE_KEEP 32
 
 typedef struct diag_service diag_service;
@@ -18,6 +20,8 @@ typedef struct diag_service_opts {
         const char *nvml_lib; /* as the daemon's backend: NULL = libnvidia-ml.so.1 */
         int simulate;         /* the daemon runs on the fake NVML: so does the worker */
         const char *scenario; /* fake scenario, NULL = built-in */
+        struct store *store;  /* finished runs are kept there (table diag_runs); borrowed, must
+                                 outlive the service; NULL = memory only */
 } diag_service_opts;
 
 /* Strings are copied. Caller owns *ret. 0 or -ENOMEM. */
@@ -32,7 +36,7 @@ diag_service *diag_service_free(diag_service *s);
 int diag_service_start(diag_service *s, const json_t *body, char *id, size_t idlen, char *err,
                        size_t errlen);
 /* A copy of run ID (see diag_supervise for the shape, plus "id" and "status" "running" while it
- * runs). Caller owns *ret. 0 or -ENOENT. */
+ * runs), from memory or, for an older run, the store. Caller owns *ret. 0 or -ENOENT. */
 int diag_service_get(diag_service *s, const char *id, json_t **ret);
 /* Ask run ID to stop; returns at once (GET shows "cancelled" within seconds). 0, -ENOENT, or
  * -EALREADY when it has ended. */

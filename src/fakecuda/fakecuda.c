@@ -423,16 +423,6 @@ static uint64_t pattern_value(uint32_t pattern, uint32_t seed, uint64_t i, uint6
         }
 }
 
-/* Run the statements under the lock and return the value of the last one (a CUresult). */
-#define LOCKED(...)                                                                                \
-        do {                                                                                       \
-                CUresult _r;                                                                       \
-                pthread_mutex_lock(&lock);                                                         \
-                _r = ({__VA_ARGS__});                                                              \
-                pthread_mutex_unlock(&lock);                                                       \
-                return _r;                                                                         \
-        } while (0)
-
 /* ---- the driver API ---------------------------------------------------------------------- */
 
 #define CUDA_PROTO(name, ret, args) FC_EXPORT ret name args;
@@ -627,7 +617,12 @@ CUresult cuCtxSetCurrent(CUcontext ctx)
 CUresult cuCtxSynchronize(void)
 {
         struct fc_gpu *g;
-        LOCKED(CUresult r = cur_gpu(&g); if (r == CUDA_SUCCESS && g->hung) hang_forever(); r;);
+        pthread_mutex_lock(&lock);
+        CUresult r = cur_gpu(&g);
+        if (r == CUDA_SUCCESS && g->hung)
+                hang_forever();
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuModuleLoadData(CUmodule *mod, const void *image)
@@ -776,57 +771,69 @@ out:
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 {
         struct fc_gpu *g;
-        LOCKED(CUresult r = cur_gpu(&g); if (r == CUDA_SUCCESS) {
+        pthread_mutex_lock(&lock);
+        CUresult r = cur_gpu(&g);
+        if (r == CUDA_SUCCESS) {
                 /* the driver and context keep about 0.5 GiB */
                 double fr = g->mem_bytes - (double)g->used - (512.0 * (1 << 20));
                 *free_bytes = fr > 0 ? (size_t)fr : 0;
                 *total = (size_t)g->mem_bytes;
-        } r;);
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes)
 {
         struct fc_gpu *g;
-        LOCKED(
-            CUresult r = cur_gpu(&g); unsigned slot = FC_ALLOCS_MAX;
-            uint64_t sz = ((uint64_t)bytes + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
-            for (unsigned i = 0; r == CUDA_SUCCESS && i < FC_ALLOCS_MAX; i++) if (!allocs[i].live) {
-                    slot = i;
-                    break;
-            } if (r == CUDA_SUCCESS &&
-                  (bytes == 0 || slot == FC_ALLOCS_MAX ||
-                   (double)(g->used + sz) + (512.0 * (1 << 20)) > g->mem_bytes)) r =
-                bytes == 0 ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_OUT_OF_MEMORY;
-            if (r == CUDA_SUCCESS) {
-                    struct fc_alloc *a = &allocs[slot];
-                    a->host = bytes <= FC_BACKED_MAX ? calloc(1, sz) : NULL;
-                    if (bytes <= FC_BACKED_MAX && !a->host) {
-                            r = CUDA_ERROR_OUT_OF_MEMORY;
-                    } else {
-                            a->ptr = g->cursor;
-                            a->size = sz;
-                            a->gpu = current;
-                            a->live = true;
-                            g->cursor += sz;
-                            g->used += sz;
-                            *p = a->ptr;
-                    }
-            } r;);
+        pthread_mutex_lock(&lock);
+        CUresult r = cur_gpu(&g);
+        unsigned slot = FC_ALLOCS_MAX;
+        uint64_t sz = ((uint64_t)bytes + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
+        for (unsigned i = 0; r == CUDA_SUCCESS && i < FC_ALLOCS_MAX; i++)
+                if (!allocs[i].live) {
+                        slot = i;
+                        break;
+                }
+        if (r == CUDA_SUCCESS && (bytes == 0 || slot == FC_ALLOCS_MAX ||
+                                  (double)(g->used + sz) + (512.0 * (1 << 20)) > g->mem_bytes))
+                r = bytes == 0 ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_OUT_OF_MEMORY;
+        if (r == CUDA_SUCCESS) {
+                struct fc_alloc *a = &allocs[slot];
+                a->host = bytes <= FC_BACKED_MAX ? calloc(1, sz) : NULL;
+                if (bytes <= FC_BACKED_MAX && !a->host) {
+                        r = CUDA_ERROR_OUT_OF_MEMORY;
+                } else {
+                        a->ptr = g->cursor;
+                        a->size = sz;
+                        a->gpu = current;
+                        a->live = true;
+                        g->cursor += sz;
+                        g->used += sz;
+                        *p = a->ptr;
+                }
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuMemFree_v2(CUdeviceptr p)
 {
-        LOCKED(struct fc_alloc *a = find_alloc(p); CUresult r = CUDA_ERROR_INVALID_VALUE;
-               if (a && a->ptr == p) {
-                       gpus[a->gpu].used -= a->size;
-                       /* an emptied device hands out addresses from its base again, so that
-                        * a memory fault's offset means the same in every test */
-                       if (gpus[a->gpu].used == 0)
-                               gpus[a->gpu].cursor = dev_base((unsigned)a->gpu);
-                       free(a->host);
-                       memset(a, 0, sizeof(*a));
-                       r = CUDA_SUCCESS;
-               } r;);
+        pthread_mutex_lock(&lock);
+        struct fc_alloc *a = find_alloc(p);
+        CUresult r = CUDA_ERROR_INVALID_VALUE;
+        if (a && a->ptr == p) {
+                gpus[a->gpu].used -= a->size;
+                /* an emptied device hands out addresses from its base again, so that
+                 * a memory fault's offset means the same in every test */
+                if (gpus[a->gpu].used == 0)
+                        gpus[a->gpu].cursor = dev_base((unsigned)a->gpu);
+                free(a->host);
+                memset(a, 0, sizeof(*a));
+                r = CUDA_SUCCESS;
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuMemAllocHost_v2(void **pp, size_t bytes)
@@ -846,74 +853,97 @@ CUresult cuMemFreeHost(void *p)
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes)
 {
         struct fc_gpu *g;
-        LOCKED(CUresult r = cur_gpu(&g);
-               if (r == CUDA_SUCCESS && !find_alloc(dst)) r = CUDA_ERROR_INVALID_VALUE;
-               if (r == CUDA_SUCCESS) {
-                       uint8_t *h = backing(dst, bytes);
-                       if (h)
-                               memcpy(h, src, bytes);
-                       g->clock_s += (double)bytes / (g->h2d_gbps * 1e9) + g->latency_us * 1e-6;
-               } r;);
+        pthread_mutex_lock(&lock);
+        CUresult r = cur_gpu(&g);
+        if (r == CUDA_SUCCESS && !find_alloc(dst))
+                r = CUDA_ERROR_INVALID_VALUE;
+        if (r == CUDA_SUCCESS) {
+                uint8_t *h = backing(dst, bytes);
+                if (h)
+                        memcpy(h, src, bytes);
+                g->clock_s += (double)bytes / (g->h2d_gbps * 1e9) + g->latency_us * 1e-6;
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
 {
         struct fc_gpu *g;
-        LOCKED(CUresult r = cur_gpu(&g); if (r == CUDA_SUCCESS && g->hung) hang_forever();
-               if (r == CUDA_SUCCESS && !find_alloc(src)) r = CUDA_ERROR_INVALID_VALUE;
-               if (r == CUDA_SUCCESS) {
-                       uint8_t *h = backing(src, bytes);
-                       if (h)
-                               memcpy(dst, h, bytes);
-                       g->clock_s += (double)bytes / (g->d2h_gbps * 1e9) + g->latency_us * 1e-6;
-               } r;);
+        pthread_mutex_lock(&lock);
+        CUresult r = cur_gpu(&g);
+        if (r == CUDA_SUCCESS && g->hung)
+                hang_forever();
+        if (r == CUDA_SUCCESS && !find_alloc(src))
+                r = CUDA_ERROR_INVALID_VALUE;
+        if (r == CUDA_SUCCESS) {
+                uint8_t *h = backing(src, bytes);
+                if (h)
+                        memcpy(dst, h, bytes);
+                g->clock_s += (double)bytes / (g->d2h_gbps * 1e9) + g->latency_us * 1e-6;
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
 {
         struct fc_gpu *g;
-        LOCKED(CUresult r = cur_gpu(&g);
-               if (r == CUDA_SUCCESS && (!find_alloc(dst) || !find_alloc(src))) r =
-                   CUDA_ERROR_INVALID_VALUE;
-               if (r == CUDA_SUCCESS) {
-                       uint8_t *d = backing(dst, bytes), *s = backing(src, bytes);
-                       if (d && s)
-                               memmove(d, s, bytes);
-                       /* a copy reads and writes every byte */
-                       g->clock_s += 2.0 * (double)bytes / (g->dram_gbps * 1e9);
-               } r;);
+        pthread_mutex_lock(&lock);
+        CUresult r = cur_gpu(&g);
+        if (r == CUDA_SUCCESS && (!find_alloc(dst) || !find_alloc(src)))
+                r = CUDA_ERROR_INVALID_VALUE;
+        if (r == CUDA_SUCCESS) {
+                uint8_t *d = backing(dst, bytes), *s = backing(src, bytes);
+                if (d && s)
+                        memmove(d, s, bytes);
+                /* a copy reads and writes every byte */
+                g->clock_s += 2.0 * (double)bytes / (g->dram_gbps * 1e9);
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuMemcpyPeer(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx,
                       size_t bytes)
 {
-        LOCKED(
-            uintptr_t dv = (uintptr_t)dctx, sv = (uintptr_t)sctx; CUresult r = CUDA_SUCCESS;
-            if (!initialized) r = CUDA_ERROR_NOT_INITIALIZED;
-            else if (dv == 0 || dv > ngpus || sv == 0 || sv > ngpus) r = CUDA_ERROR_INVALID_CONTEXT;
-            else if (gpus[dv - 1].is_lost || gpus[sv - 1].is_lost) r =
-                CUDA_ERROR_DEVICE_UNAVAILABLE;
-            else if (!find_alloc(dst) || !find_alloc(src)) r = CUDA_ERROR_INVALID_VALUE;
-            if (r == CUDA_SUCCESS) {
-                    struct fc_gpu *a = &gpus[sv - 1], *b = &gpus[dv - 1];
-                    double t = (double)bytes / (MIN(a->p2p_gbps, b->p2p_gbps) * 1e9);
-                    /* the copy runs in the current context's stream */
-                    if (current >= 0)
-                            gpus[current].clock_s += t;
-            } r;);
+        pthread_mutex_lock(&lock);
+        uintptr_t dv = (uintptr_t)dctx, sv = (uintptr_t)sctx;
+        CUresult r = CUDA_SUCCESS;
+        if (!initialized)
+                r = CUDA_ERROR_NOT_INITIALIZED;
+        else if (dv == 0 || dv > ngpus || sv == 0 || sv > ngpus)
+                r = CUDA_ERROR_INVALID_CONTEXT;
+        else if (gpus[dv - 1].is_lost || gpus[sv - 1].is_lost)
+                r = CUDA_ERROR_DEVICE_UNAVAILABLE;
+        else if (!find_alloc(dst) || !find_alloc(src))
+                r = CUDA_ERROR_INVALID_VALUE;
+        if (r == CUDA_SUCCESS) {
+                struct fc_gpu *a = &gpus[sv - 1], *b = &gpus[dv - 1];
+                double t = (double)bytes / (MIN(a->p2p_gbps, b->p2p_gbps) * 1e9);
+                /* the copy runs in the current context's stream */
+                if (current >= 0)
+                        gpus[current].clock_s += t;
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int value, size_t n)
 {
         struct fc_gpu *g;
-        LOCKED(CUresult r = cur_gpu(&g);
-               if (r == CUDA_SUCCESS && !find_alloc(dst)) r = CUDA_ERROR_INVALID_VALUE;
-               if (r == CUDA_SUCCESS) {
-                       uint32_t *h = (uint32_t *)backing(dst, (uint64_t)n * 4);
-                       for (size_t i = 0; h && i < n; i++)
-                               h[i] = value;
-                       g->clock_s += (double)n * 4 / (g->dram_gbps * 1e9);
-               } r;);
+        pthread_mutex_lock(&lock);
+        CUresult r = cur_gpu(&g);
+        if (r == CUDA_SUCCESS && !find_alloc(dst))
+                r = CUDA_ERROR_INVALID_VALUE;
+        if (r == CUDA_SUCCESS) {
+                uint32_t *h = (uint32_t *)backing(dst, (uint64_t)n * 4);
+                for (size_t i = 0; h && i < n; i++)
+                        h[i] = value;
+                g->clock_s += (double)n * 4 / (g->dram_gbps * 1e9);
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuEventCreate(CUevent *ev, unsigned int flags)
@@ -929,18 +959,27 @@ CUresult cuEventRecord(CUevent ev, CUstream stream)
 {
         struct fc_gpu *g;
         (void)stream;
-        LOCKED(CUresult r = ev ? cur_gpu(&g) : CUDA_ERROR_INVALID_HANDLE; if (r == CUDA_SUCCESS) {
+        pthread_mutex_lock(&lock);
+        CUresult r = ev ? cur_gpu(&g) : CUDA_ERROR_INVALID_HANDLE;
+        if (r == CUDA_SUCCESS) {
                 ev->gpu = current;
                 ev->t_s = g->clock_s;
                 ev->recorded = true;
-        } r;);
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuEventSynchronize(CUevent ev)
 {
-        LOCKED(CUresult r = ev && ev->recorded ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
-               if (r == CUDA_SUCCESS && gpus[ev->gpu].is_lost) r = CUDA_ERROR_LAUNCH_FAILED;
-               if (r == CUDA_SUCCESS && gpus[ev->gpu].hung) hang_forever(); r;);
+        pthread_mutex_lock(&lock);
+        CUresult r = ev && ev->recorded ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+        if (r == CUDA_SUCCESS && gpus[ev->gpu].is_lost)
+                r = CUDA_ERROR_LAUNCH_FAILED;
+        if (r == CUDA_SUCCESS && gpus[ev->gpu].hung)
+                hang_forever();
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b)

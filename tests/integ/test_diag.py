@@ -173,6 +173,11 @@ def test_through_the_daemon_api_cli_and_metrics():
         got = v.get_json("/api/v1/diag/" + run["id"])
         check(len(got["results"]) == len(run["results"]), "GET differs from the CLI's view")
         check(v.get_json("/api/v1/diag")["runs"][0]["id"] == run["id"], "list")
+        import sqlite3
+        db = sqlite3.connect(os.path.join(v.data, "vigil.db"))
+        rows = db.execute("SELECT id, level, status, result FROM diag_runs").fetchall()
+        db.close()
+        check(rows == [(run["id"], 2, "completed", "fail")], "diag_runs in the store: %r" % rows)
         check(v.get("/api/v1/diag/nope")[0] == 404, "unknown run must be 404")
         status, _ = unix(v, "POST", "/api/v1/diag", {"level": 9})
         check(status == 400, "level 9 answered %d" % status)

@@ -817,7 +817,7 @@ static void t_memory(struct run *r, struct dgpu *g, const char *test, double fra
         } while (now_s() < deadline && !bad);
         if (bad) {
                 result(r, test, (int)g->idx, DIAG_FAIL, (double)bad, "words", 0, NULL,
-                       "%llu word(s) read back wrong (pattern %s), first at device address "
+                       "%llu wrong read(s) (first with pattern %s), lowest bad device address "
                        "0x%llx",
                        (unsigned long long)bad, pat, (unsigned long long)first);
         } else if (watch_end(r, g, &w, why, sizeof(why))) {
@@ -826,10 +826,16 @@ static void t_memory(struct run *r, struct dgpu *g, const char *test, double fra
                 double pct = freeb ? 100.0 * (double)total / (double)freeb : 0;
                 double want = 100 * fraction;
                 bool enough = max_bytes != SIZE_MAX || pct + 0.5 >= want;
+                char what[64];
+                if (max_bytes != SIZE_MAX) /* level 2: a fixed size */
+                        snprintf(what, sizeof(what), "%.1f GiB", (double)total / (1 << 30));
+                else
+                        snprintf(what, sizeof(what), "%.1f GiB (%.0f %% of free memory)",
+                                 (double)total / (1 << 30), pct);
                 result(r, test, (int)g->idx, enough ? DIAG_PASS : DIAG_WARN, 0, "words", 0, NULL,
-                       "%.1f GiB (%.0f %% of free memory) tested, %u pass(es) of %u pattern(s), "
-                       "no errors; ECC and XID unchanged%s",
-                       (double)total / (1 << 30), pct, passes, npatterns,
+                       "%s tested, %u pass(es) of %u pattern(s), no errors; ECC and XID "
+                       "unchanged%s",
+                       what, passes, npatterns,
                        enough ? "" : "; could not allocate the fraction asked for");
         }
 out:
@@ -975,7 +981,7 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
                 CU(r->cu->cuEventRecord(e1, NULL), "cuEventRecord");
                 CU(r->cu->cuEventSynchronize(e1), "cuEventSynchronize");
                 CU(r->cu->cuEventElapsedTime(&ms, e0, e1), "cuEventElapsedTime");
-                flops += (double)blocks * threads * iters * 128;
+                flops += (double)blocks * threads * iters * 64; /* 32 FMAs a round */
                 secs += ms * 1e-3;
                 /* aim at ~50 ms a launch so the watchdog and the monitor stay responsive */
                 if (ms > 0 && ms < 25 && iters < (1u << 24))

@@ -754,7 +754,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
                 launch_mem(g, true, params);
         } else if (strcmp(f->name, "vigil_fma") == 0) {
                 uint32_t iters = *(uint32_t *)params[1];
-                double flops = (double)gx * bx * by * bz * iters * 128;
+                double flops = (double)gx * bx * by * bz * iters * 64;
                 double t = flops / (g->fp32_tflops * 1e12);
                 g->clock_s += t;
                 sleep = MIN(t, 0.002); /* keep duration-bound loops from spinning */

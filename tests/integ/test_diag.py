@@ -66,7 +66,7 @@ def test_level1_findings():
 def test_level2_faults():
     rc, run = diag(2, "diag-faults.yaml")
     check(rc == 11, "exit %d" % rc)
-    expect(run, "memory", 0, "fail", "first at device address 0x10000100008")
+    expect(run, "memory", 0, "fail", "lowest bad device address 0x10000100008")
     expect(run, "pcie_h2d", 1, "fail", "3.0 GB/s")
     expect(run, "pcie_d2h", 1, "fail")
     r = expect(run, "pcie_h2d", 0, "pass")

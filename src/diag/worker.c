@@ -761,6 +761,46 @@ out:
         return rc;
 }
 
+/* The check kernel must see errors where there are some: write one pattern over 1 MiB and check
+ * it against another, so that every word is wrong. A kernel that cannot find errors (a PTX or
+ * JIT fault) would otherwise make every memory test pass. 0 when it counted every word, else
+ * -EIO after a result was reported. */
+static int mem_selfcheck(struct run *r, struct dgpu *g, const char *test)
+{
+        const size_t bytes = 1u << 20;
+        uint64_t n = bytes / 8, init[2] = {0, UINT64_MAX}, got[2] = {0, 0};
+        uint32_t p0 = 0, p1 = 1, seed = 0;
+        CUdeviceptr buf = 0, res = 0;
+        void *wargs[] = {&buf, &n, &p0, &seed};
+        void *cargs[] = {&buf, &n, &p1, &seed, &res};
+        int rc = 0;
+
+        CU(r->cu->cuMemAlloc_v2(&buf, bytes), "cuMemAlloc");
+        CU(r->cu->cuMemAlloc_v2(&res, 16), "cuMemAlloc");
+        CU(r->cu->cuMemcpyHtoD_v2(res, init, sizeof(init)), "cuMemcpyHtoD");
+        CU(r->cu->cuLaunchKernel(g->f_write, 64, 1, 1, 256, 1, 1, 0, NULL, wargs, NULL),
+           "cuLaunchKernel vigil_mem_write");
+        CU(r->cu->cuLaunchKernel(g->f_check, 64, 1, 1, 256, 1, 1, 0, NULL, cargs, NULL),
+           "cuLaunchKernel vigil_mem_check");
+        CU(r->cu->cuCtxSynchronize(), "cuCtxSynchronize");
+        CU(r->cu->cuMemcpyDtoH_v2(got, res, sizeof(got)), "cuMemcpyDtoH");
+        /* a real bad cell may happen to hold the other pattern: allow a few */
+        if (got[0] + 16 < n || got[0] > n || got[1] < buf || got[1] >= buf + bytes) {
+                result(r, test, (int)g->idx, DIAG_FAIL, (double)got[0], "words", (double)n, NULL,
+                       "self-check failed: the check kernel found %llu of %llu planted errors "
+                       "(lowest at 0x%llx, expected 0x%llx); the memory test cannot be trusted",
+                       (unsigned long long)got[0], (unsigned long long)n,
+                       (unsigned long long)got[1], (unsigned long long)buf);
+                rc = -EIO;
+        }
+out:
+        if (res)
+                r->cu->cuMemFree_v2(res);
+        if (buf)
+                r->cu->cuMemFree_v2(buf);
+        return rc;
+}
+
 /* Memory test over `fraction` of free memory in chunks, patterns cycling until `duration`
  * (at least one pass of each pattern on every chunk). Level 2 runs it short. */
 static void t_memory(struct run *r, struct dgpu *g, const char *test, double fraction,
@@ -778,6 +818,8 @@ static void t_memory(struct run *r, struct dgpu *g, const char *test, double fra
         int rc = 0;
 
         if (!usable(r, g, test, duration * 3 + 120))
+                return;
+        if (mem_selfcheck(r, g, test) < 0)
                 return;
         watch_start(r, g, &w);
         CU(r->cu->cuMemGetInfo_v2(&freeb, &totalb), "cuMemGetInfo");

@@ -34,7 +34,7 @@ static void print_event(const json_t *ev, void *userdata)
 
 static const char usage[] =
     "usage: vigil-diag [--worker] -r 1|2|3 [-i GPUS] [--param test.key=value]... [--force]\n"
-    "                  [--simulate] [--scenario FILE] [--nvml-lib PATH] [--cuda-lib PATH]\n";
+    "                  [--simulate[=FILE]] [--scenario FILE] [--nvml-lib PATH] [--cuda-lib PATH]\n";
 
 int main(int argc, char **argv)
 {
@@ -44,7 +44,7 @@ int main(int argc, char **argv)
             {"gpus", required_argument, NULL, 'i'},
             {"param", required_argument, NULL, 'p'},
             {"force", no_argument, NULL, 'f'},
-            {"simulate", no_argument, NULL, 's'},
+            {"simulate", optional_argument, NULL, 's'},
             {"scenario", required_argument, NULL, 'S'},
             {"nvml-lib", required_argument, NULL, 'N'},
             {"cuda-lib", required_argument, NULL, 'C'},
@@ -91,6 +91,8 @@ int main(int argc, char **argv)
                         break;
                 case 's':
                         o.simulate = true;
+                        if (optarg)
+                                o.scenario = optarg;
                         break;
                 case 'S':
                         o.scenario = optarg;

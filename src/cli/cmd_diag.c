@@ -27,7 +27,7 @@
 #define DIAG_MAX_PARAMS      32
 
 static const char usage[] =
-    "vigil diag -r 1|2|3 [-i GPUS] [--param test.key=value]... [--force] [--local "
+    "vigil diag -r 1|2|3 [-i GPUS] [--param test.key=value]... [--force] [--no-wait] [--local "
     "[--simulate[=SCENARIO]] [--nvml-lib PATH] [--cuda-lib PATH]] [-j|--json]";
 
 static volatile sig_atomic_t interrupted;
@@ -246,7 +246,7 @@ static int run_local(cli_ctx *ctx, const char **argv)
 
 /* ---- through the daemon ---- */
 
-static int run_remote(cli_ctx *ctx, json_t *body)
+static int run_remote(cli_ctx *ctx, json_t *body, bool no_wait)
 {
         json_t *ans = NULL, *run = NULL;
         char path[128];
@@ -263,6 +263,15 @@ static int run_remote(cli_ctx *ctx, json_t *body)
                 json_decref(ans);
                 cli_error(ctx, "the daemon did not return a run id");
                 return -EBADMSG;
+        }
+        if (no_wait) {
+                /* start and return: a policy's exec hook must not wait for the run */
+                if (ctx->json)
+                        client_print_json(ctx, ans, true);
+                else
+                        fprintf(ctx->out, "%s\n", id);
+                json_decref(ans);
+                return 0;
         }
         snprintf(path, sizeof(path), "/api/v1/diag/%s", id);
         if (!ctx->json)
@@ -300,7 +309,7 @@ static int run_remote(cli_ctx *ctx, json_t *body)
         return r;
 }
 
-enum { OPT_PARAM = 0x100, OPT_FORCE, OPT_LOCAL, OPT_SIMULATE, OPT_NVML, OPT_CUDA };
+enum { OPT_PARAM = 0x100, OPT_FORCE, OPT_LOCAL, OPT_SIMULATE, OPT_NVML, OPT_CUDA, OPT_NO_WAIT };
 
 int cmd_diag(int argc, char **argv, cli_ctx *ctx)
 {
@@ -313,6 +322,7 @@ int cmd_diag(int argc, char **argv, cli_ctx *ctx)
             {"simulate", optional_argument, NULL, OPT_SIMULATE},
             {"nvml-lib", required_argument, NULL, OPT_NVML},
             {"cuda-lib", required_argument, NULL, OPT_CUDA},
+            {"no-wait", no_argument, NULL, OPT_NO_WAIT},
             {"json", no_argument, NULL, 'j'},
             {"help", no_argument, NULL, 'h'},
             {},
@@ -321,7 +331,7 @@ int cmd_diag(int argc, char **argv, cli_ctx *ctx)
                                              *cuda = NULL;
         size_t nparams = 0;
         long level = 0;
-        bool force = false, local = false, simulate = false;
+        bool force = false, local = false, simulate = false, no_wait = false;
         struct sigaction sa = {.sa_handler = on_sigint}, old_int, old_term;
         int c, r;
 
@@ -353,6 +363,9 @@ int cmd_diag(int argc, char **argv, cli_ctx *ctx)
                 case OPT_LOCAL:
                         local = true;
                         break;
+                case OPT_NO_WAIT:
+                        no_wait = true;
+                        break;
                 case OPT_SIMULATE:
                         simulate = true;
                         scenario = optarg;
@@ -380,6 +393,8 @@ int cmd_diag(int argc, char **argv, cli_ctx *ctx)
                 return cli_usage_error(ctx, usage, "unexpected argument '%s'", argv[optind]);
         if (!level)
                 return cli_usage_error(ctx, usage, "give a level with -r 1, 2 or 3");
+        if (local && no_wait)
+                return cli_usage_error(ctx, usage, "--no-wait needs the daemon (not --local)");
         if (!local && (simulate || nvml || cuda))
                 return cli_usage_error(ctx, usage,
                                        "--simulate, --nvml-lib and --cuda-lib need --local");
@@ -441,7 +456,7 @@ int cmd_diag(int argc, char **argv, cli_ctx *ctx)
                         json_object_set_new(body, "gpus", ga);
                 else
                         json_decref(ga);
-                r = run_remote(ctx, body);
+                r = run_remote(ctx, body, no_wait);
                 json_decref(body);
         }
 out:

@@ -201,6 +201,13 @@ def test_through_the_daemon_api_cli_and_metrics():
         status, _ = unix(v, "DELETE", "/api/v1/diag/" + rid)
         check(status == 202, "DELETE answered %d" % status)
         wait_for(lambda: v.get_json("/api/v1/diag/" + rid)["status"] == "cancelled", 5, "cancelled")
+        # --no-wait: start and return the id (what a policy's exec hook runs)
+        p = subprocess.run([VIGIL, "--socket", v.sock, "diag", "-r", "1", "-i", "1", "--no-wait"],
+                           capture_output=True, text=True, timeout=20)
+        check(p.returncode == 0 and p.stdout.strip().startswith("d-"), "--no-wait: %r %r" % (p.stdout, p.stderr))
+        nid = p.stdout.strip()
+        wait_for(lambda: v.get_json("/api/v1/diag/" + nid)["status"] == "completed", 10, "--no-wait run")
+        check(all(r["gpu"] in (1, None) for r in v.get_json("/api/v1/diag/" + nid)["results"]), "-i 1")
         # TCP without authentication is read-only: starting a run there is refused
         status, _, _ = v.request("POST", "/api/v1/diag", body={"level": 1})
         check(status == 403, "anonymous TCP POST answered %d" % status)

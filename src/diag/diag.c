@@ -65,6 +65,7 @@ static const char *const known_params[] = {
     "sm_stress.min_tflops",
     "targeted_power.duration",
     "targeted_power.min_fraction",
+    "level3.parallel",
 };
 
 int diag_param_check(const char *kv, char *err, size_t errlen)

@@ -76,6 +76,46 @@ static size_t build_argv(const diag_supervise_opts *so, const char **argv, size_
         return n;
 }
 
+/* Tests begun and not finished: several at once when GPUs are tested in parallel. */
+struct open_test {
+        char test[64];   /* name */
+        json_t *gpu;     /* integer or null; owned */
+        double deadline; /* monotonic seconds */
+};
+
+static void open_add(struct open_test *o, size_t *n, const json_t *ev, double deadline)
+{
+        const char *t = json_string_value(json_object_get(ev, "test"));
+        json_t *g = json_object_get(ev, "gpu");
+
+        /* the worker tests one GPU at a time in each thread: a new test on a GPU ends the last */
+        for (size_t i = 0; i < *n; i++)
+                if (json_equal(o[i].gpu, g ? g : json_null())) {
+                        json_decref(o[i].gpu);
+                        o[i] = o[--(*n)];
+                        break;
+                }
+        if (*n >= DIAG_MAX_GPUS + 1)
+                return;
+        snprintf(o[*n].test, sizeof(o[*n].test), "%s", t ? t : "?");
+        o[*n].gpu = g ? json_incref(g) : json_null();
+        o[*n].deadline = deadline;
+        (*n)++;
+}
+
+static void open_remove(struct open_test *o, size_t *n, const json_t *ev)
+{
+        const char *t = json_string_value(json_object_get(ev, "test"));
+        json_t *g = json_object_get(ev, "gpu");
+
+        for (size_t i = 0; t && i < *n; i++)
+                if (strcmp(o[i].test, t) == 0 && json_equal(o[i].gpu, g ? g : json_null())) {
+                        json_decref(o[i].gpu);
+                        o[i] = o[--(*n)];
+                        return;
+                }
+}
+
 static void add_result(json_t *results, const char *test, json_t *gpu, const char *verdict,
                        const char *reason)
 {
@@ -93,11 +133,13 @@ int diag_supervise(const diag_supervise_opts *so, json_t **ret)
         size_t used = 0;
         int pipefd[2], status = 0;
         pid_t pid;
-        double deadline = 0, scale = so->test_timeout_scale > 0 ? so->test_timeout_scale : 1;
+        double scale = so->test_timeout_scale > 0 ? so->test_timeout_scale : 1;
         const char *env_scale = getenv("VIGIL_DIAG_TIMEOUT_SCALE");
         double cancel_at = 0;
         char cur_test[64] = "";
-        json_t *cur_gpu = json_null(), *run, *results;
+        struct open_test opn[DIAG_MAX_GPUS + 1];
+        size_t nopen = 0;
+        json_t *run, *results;
         bool ended = false, timed_out = false, cancelled = false, errored = false;
         int worst = DIAG_PASS;
 
@@ -164,14 +206,12 @@ int diag_supervise(const diag_supervise_opts *so, json_t **ret)
                                         snprintf(cur_test, sizeof(cur_test), "%s",
                                                  json_string_value(json_object_get(ev, "test"))
                                                      ?: "?");
-                                        json_decref(cur_gpu);
-                                        cur_gpu = json_incref(json_object_get(ev, "gpu"));
-                                        if (!cur_gpu)
-                                                cur_gpu = json_null();
-                                        deadline = now + scale * json_number_value(json_object_get(
-                                                                     ev, "timeout_s"));
+                                        open_add(opn, &nopen, ev,
+                                                 now + scale * json_number_value(json_object_get(
+                                                                   ev, "timeout_s")));
                                 } else if (strcmp(kind, "result") == 0) {
                                         json_t *copy = json_deep_copy(ev);
+                                        open_remove(opn, &nopen, ev);
                                         int v = diag_verdict_parse(
                                             json_string_value(json_object_get(ev, "result")));
                                         json_object_del(copy, "event");
@@ -183,7 +223,9 @@ int diag_supervise(const diag_supervise_opts *so, json_t **ret)
                                         json_object_set(run, "gpus", json_object_get(ev, "gpus"));
                                 } else if (strcmp(kind, "end") == 0) {
                                         ended = true;
-                                        deadline = 0;
+                                        for (size_t i = 0; i < nopen; i++)
+                                                json_decref(opn[i].gpu);
+                                        nopen = 0;
                                 } else if (strcmp(kind, "error") == 0) {
                                         errored = true;
                                         snprintf(reason, sizeof(reason), "%s",
@@ -208,10 +250,12 @@ int diag_supervise(const diag_supervise_opts *so, json_t **ret)
                         kill(-pid, SIGKILL);
                         cancel_at = 0;
                 }
-                if (!cancelled && !timed_out && deadline > 0 && now > deadline) {
-                        timed_out = true;
-                        kill(-pid, SIGKILL);
-                }
+                for (size_t i = 0; !cancelled && !timed_out && i < nopen; i++)
+                        if (now > opn[i].deadline) {
+                                timed_out = true;
+                                snprintf(cur_test, sizeof(cur_test), "%s", opn[i].test);
+                                kill(-pid, SIGKILL);
+                        }
         }
         close(pipefd[0]);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -219,8 +263,8 @@ int diag_supervise(const diag_supervise_opts *so, json_t **ret)
         kill(-pid, SIGKILL); /* anything the worker left in its group */
 
         if (cancelled) {
-                if (*cur_test && !ended)
-                        add_result(results, cur_test, cur_gpu, "skip", "cancelled");
+                for (size_t i = 0; i < nopen && !ended; i++)
+                        add_result(results, opn[i].test, opn[i].gpu, "skip", "cancelled");
                 json_object_set_new(run, "status", json_string("cancelled"));
                 snprintf(reason, sizeof(reason), "cancelled%s%s", *cur_test ? " during " : "",
                          cur_test);
@@ -229,7 +273,9 @@ int diag_supervise(const diag_supervise_opts *so, json_t **ret)
                 snprintf(why, sizeof(why),
                          "did not finish within its timeout (hung kernel or driver call?); the "
                          "run was stopped");
-                add_result(results, cur_test, cur_gpu, "fail", why);
+                /* the test that overran and any running beside it (other GPUs) */
+                for (size_t i = 0; i < nopen; i++)
+                        add_result(results, opn[i].test, opn[i].gpu, "fail", why);
                 worst = DIAG_FAIL;
                 json_object_set_new(run, "status", json_string("failed"));
                 snprintf(reason, sizeof(reason), "test '%s' timed out", cur_test);
@@ -244,14 +290,18 @@ int diag_supervise(const diag_supervise_opts *so, json_t **ret)
                         snprintf(st, sizeof(st), "exit status %d",
                                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
                 snprintf(why, sizeof(why), "the test process ended unexpectedly (%s)", st);
-                add_result(results, *cur_test ? cur_test : "worker", cur_gpu, "fail", why);
+                for (size_t i = 0; i < nopen; i++)
+                        add_result(results, opn[i].test, opn[i].gpu, "fail", why);
+                if (nopen == 0)
+                        add_result(results, "worker", json_null(), "fail", why);
                 worst = DIAG_FAIL;
                 json_object_set_new(run, "status", json_string("failed"));
                 snprintf(reason, sizeof(reason), "%s", why);
         } else {
                 json_object_set_new(run, "status", json_string("completed"));
         }
-        json_decref(cur_gpu);
+        for (size_t i = 0; i < nopen; i++)
+                json_decref(opn[i].gpu);
         json_object_set_new(run, "result", json_string(diag_verdict_name(worst)));
         json_object_set_new(run, "reason", json_string(reason));
         json_object_set_new(run, "finished", json_real(wall()));

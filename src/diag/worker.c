@@ -38,6 +38,7 @@ struct dgpu {
 struct run {
         const diag_opts *o;
         FILE *out;
+        pthread_mutex_t out_lock; /* one line at a time when GPUs run in parallel */
         backend *b;
         cuda_api *cu;
         char cuda_err[256];
@@ -58,8 +59,10 @@ static void emit(struct run *r, json_t *o)
 {
         char *s = json_dumps(o, JSON_COMPACT);
         if (s) {
+                pthread_mutex_lock(&r->out_lock);
                 fprintf(r->out, "%s\n", s);
                 fflush(r->out);
+                pthread_mutex_unlock(&r->out_lock);
                 free(s);
         }
         json_decref(o);
@@ -1081,6 +1084,59 @@ out:
                 r->cu->cuMemFree_v2(out);
 }
 
+/* ---- level 3 on every GPU at once -------------------------------------------------------- */
+
+enum l3_test { L3_MEMTEST, L3_BANDWIDTH, L3_STRESS, L3_POWER, L3_COUNT };
+
+struct l3_job {
+        struct run *r;
+        struct dgpu *g;
+        enum l3_test t;
+};
+
+static void *l3_one(void *arg)
+{
+        struct l3_job *j = arg;
+        struct run *r = j->r;
+
+        switch (j->t) {
+        case L3_MEMTEST:
+                t_memory(r, j->g, "memtest", param_d(r, "memtest.fraction", 0.9, NULL), SIZE_MAX,
+                         param_d(r, "memtest.duration", 240, NULL), 4);
+                break;
+        case L3_BANDWIDTH:
+                t_mem_bandwidth(r, j->g);
+                break;
+        case L3_STRESS:
+                t_fma_load(r, j->g, "sm_stress", param_d(r, "sm_stress.duration", 240, NULL),
+                           false);
+                break;
+        default:
+                t_fma_load(r, j->g, "targeted_power",
+                           param_d(r, "targeted_power.duration", 240, NULL), true);
+                break;
+        }
+        return NULL;
+}
+
+static void run_l3(struct run *r, enum l3_test t, bool parallel)
+{
+        struct l3_job jobs[DIAG_MAX_GPUS];
+        pthread_t th[DIAG_MAX_GPUS];
+        bool started[DIAG_MAX_GPUS] = {false};
+
+        for (size_t i = 0; i < r->n; i++) {
+                jobs[i] = (struct l3_job){.r = r, .g = &r->g[i], .t = t};
+                if (parallel && r->n > 1 && pthread_create(&th[i], NULL, l3_one, &jobs[i]) == 0)
+                        started[i] = true;
+                else
+                        l3_one(&jobs[i]);
+        }
+        for (size_t i = 0; i < r->n; i++)
+                if (started[i])
+                        pthread_join(th[i], NULL);
+}
+
 /* ---- the run ------------------------------------------------------------------------------ */
 
 static void find_fakecuda(char *path, size_t len)
@@ -1136,6 +1192,7 @@ int diag_worker_run(const diag_opts *o, FILE *out)
                 return -ENOMEM;
         r->o = o;
         r->out = out;
+        pthread_mutex_init(&r->out_lock, NULL);
         ret = backend_open(&bo, &r->b, err, sizeof(err));
         if (ret < 0) {
                 emit(r, json_pack("{s:s, s:s}", "event", "error", "reason", err));
@@ -1212,17 +1269,11 @@ int diag_worker_run(const diag_opts *o, FILE *out)
                         t_sm_check(r, &r->g[i]);
         }
         if (o->level >= 3) {
-                for (size_t i = 0; i < r->n; i++)
-                        t_memory(r, &r->g[i], "memtest", param_d(r, "memtest.fraction", 0.9, NULL),
-                                 SIZE_MAX, param_d(r, "memtest.duration", 240, NULL), 4);
-                for (size_t i = 0; i < r->n; i++)
-                        t_mem_bandwidth(r, &r->g[i]);
-                for (size_t i = 0; i < r->n; i++)
-                        t_fma_load(r, &r->g[i], "sm_stress",
-                                   param_d(r, "sm_stress.duration", 240, NULL), false);
-                for (size_t i = 0; i < r->n; i++)
-                        t_fma_load(r, &r->g[i], "targeted_power",
-                                   param_d(r, "targeted_power.duration", 240, NULL), true);
+                /* Like DCGM, the long tests load every GPU at once (a node's power and cooling
+                 * are part of what is tested); --param level3.parallel=0 runs them in turn. */
+                bool par = param_d(r, "level3.parallel", 1, NULL) != 0;
+                for (int t = 0; t < L3_COUNT; t++)
+                        run_l3(r, (enum l3_test)t, par);
         }
         emit(r, json_pack("{s:s}", "event", "end"));
         if (r->xid_running) {
@@ -1239,6 +1290,7 @@ int diag_worker_run(const diag_opts *o, FILE *out)
                 }
         cuda_close(r->cu);
         backend_close(r->b);
+        pthread_mutex_destroy(&r->out_lock);
         free(r);
         return 0;
 }

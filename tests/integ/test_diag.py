@@ -107,6 +107,14 @@ def test_hung_kernel_fails_the_test_not_the_cli():
     check(time.monotonic() - start < 30, "took %.0fs" % (time.monotonic() - start))
 
 
+def test_hang_during_parallel_stress():
+    rc, run = diag(3, "diag-hang-stress.yaml", *SHORT, env={"VIGIL_DIAG_TIMEOUT_SCALE": "0.05"}, timeout=90)
+    check(rc == 12, "exit %d, expected 12" % rc)
+    expect(run, "sm_stress", 1, "fail", "did not finish within its timeout")
+    expect(run, "sm_stress", 0, "pass")
+    expect(run, "memtest", 1, "pass")
+
+
 def test_gpu_lost_mid_test():
     rc, run = diag(2, "diag-lost.yaml")
     check(rc == 11, "exit %d" % rc)
@@ -216,5 +224,5 @@ def test_through_the_daemon_api_cli_and_metrics():
 if __name__ == "__main__":
     main([test_level1_findings, test_level2_faults, test_level3_short_passes,
           test_level3_memtest_finds_fault_and_params_override, test_hung_kernel_fails_the_test_not_the_cli,
-          test_gpu_lost_mid_test, test_ctrl_c_cancels_within_seconds, test_usage_errors,
+          test_hang_during_parallel_stress, test_gpu_lost_mid_test, test_ctrl_c_cancels_within_seconds, test_usage_errors,
           test_through_the_daemon_api_cli_and_metrics])

@@ -13,12 +13,25 @@
 #   -i  GPUs to test, comma-separated indexes (default all)
 #   -l  levels to run (default "1 2 3")
 #   -f  test GPUs that have compute processes too (vigil diag --force)
-# Libraries the binaries need but the machine lacks can be put beside them and named with
-# LD_LIBRARY_PATH, e.g. LD_LIBRARY_PATH=$PWD/carried-libs scripts/gpu-diag.sh
+# Libraries the binaries need but the machine lacks: `scripts/gpu-diag.sh --collect-libs DIR` on
+# the build machine copies them into DIR; carry it and run LD_LIBRARY_PATH=$PWD/DIR
+# scripts/gpu-diag.sh. Where the CLI still cannot start, vigil-diag (jansson only) is run directly.
 # Exit: 0 every level ran (whatever the verdicts: read the JSON), 1 a level could not run,
 # 77 no NVIDIA GPU here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# --collect-libs DIR [BUILD_DIR]: copy the shared libraries vigil and vigil-diag need (all but
+# glibc's own) into DIR, to carry to a GPU machine that lacks them (then LD_LIBRARY_PATH=DIR).
+if [ "${1:-}" = "--collect-libs" ]; then
+	dir=${2:?usage: gpu-diag.sh --collect-libs DIR [BUILD_DIR]}
+	b=${3:-build}
+	mkdir -p "$dir"
+	ldd "$b/bin/vigil" "$b/bin/vigil-diag" | awk '/=> \//{print $3}' | sort -u |
+		grep -v -E '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*)\.so' |
+		while read -r lib; do cp -L "$lib" "$dir/"; done
+	echo "gpu-diag: $(ls "$dir" | wc -l) libraries in $dir"
+	exit 0
+fi
 BUILD=build
 OUT=gpu-diag-out
 DUR=20

@@ -13,9 +13,11 @@
 #   -i  GPUs to test, comma-separated indexes (default all)
 #   -l  levels to run (default "1 2 3")
 #   -f  test GPUs that have compute processes too (vigil diag --force)
+#   -L  directory of carried libraries (from --collect-libs), given to Vigil's binaries only
+#       (LD_LIBRARY_PATH for them, not for python3/torch, whose own libraries must win)
 # Libraries the binaries need but the machine lacks: `scripts/gpu-diag.sh --collect-libs DIR` on
-# the build machine copies them into DIR; carry it and run LD_LIBRARY_PATH=$PWD/DIR
-# scripts/gpu-diag.sh. Where the CLI still cannot start, vigil-diag (jansson only) is run directly.
+# the build machine copies them into DIR; carry it and run scripts/gpu-diag.sh -L DIR. Where the
+# CLI still cannot start, vigil-diag (jansson only) is run directly.
 # Exit: 0 every level ran (whatever the verdicts: read the JSON), 1 a level could not run,
 # 77 no NVIDIA GPU here.
 set -uo pipefail
@@ -38,7 +40,8 @@ DUR=20
 GPUS=
 LEVELS="1 2 3"
 FORCE=()
-while getopts "b:o:d:i:l:fh" opt; do
+LIBS=
+while getopts "b:o:d:i:l:fL:h" opt; do
 	case $opt in
 	b) BUILD=$OPTARG ;;
 	o) OUT=$OPTARG ;;
@@ -46,6 +49,7 @@ while getopts "b:o:d:i:l:fh" opt; do
 	i) GPUS=$OPTARG ;;
 	l) LEVELS=$OPTARG ;;
 	f) FORCE=(--force) ;;
+	L) LIBS=$(cd "$OPTARG" && pwd) ;;
 	*) sed -n '2,20p' "$0"; exit 2 ;;
 	esac
 done
@@ -65,14 +69,23 @@ nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,persistence_mode,pci
 	--format=csv | tee "$OUT/nvidia-smi-query.csv"
 nvidia-smi -q >"$OUT/nvidia-smi-q.txt" 2>&1
 
+# Vigil's binaries, with the carried libraries when -L was given
+vrun() {
+	if [ -n "$LIBS" ]; then
+		LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
+	else
+		"$@"
+	fi
+}
+
 sel=()
 [ -n "$GPUS" ] && sel=(-i "$GPUS")
 # GPU_DIAG_SIMULATE=SCENARIO runs the script itself on the fakes (a check of the script only)
 [ -n "${GPU_DIAG_SIMULATE:-}" ] && sel+=("--simulate=$GPU_DIAG_SIMULATE")
 fail=0
 cli_ok=0
-"$BUILD/bin/vigil" --version >/dev/null 2>&1 && cli_ok=1
-[ "$cli_ok" = 1 ] || echo "gpu-diag: '$BUILD/bin/vigil' does not run here ($(ldd "$BUILD/bin/vigil" 2>/dev/null | grep -c 'not found') libraries missing): using vigil-diag directly"
+vrun "$BUILD/bin/vigil" --version >/dev/null 2>&1 && cli_ok=1
+[ "$cli_ok" = 1 ] || echo "gpu-diag: '$BUILD/bin/vigil' does not run here ($(vrun ldd "$BUILD/bin/vigil" 2>/dev/null | grep -c 'not found') libraries missing): using vigil-diag directly"
 echo '{}' >"$OUT/timings.json"
 for lvl in $LEVELS; do
 	extra=()
@@ -83,12 +96,12 @@ for lvl in $LEVELS; do
 	echo "== vigil diag -r $lvl ${extra[*]}"
 	start=$(date +%s.%N)
 	if [ "$cli_ok" = 1 ]; then
-		"$BUILD/bin/vigil" diag -r "$lvl" --local --json "${sel[@]}" "${FORCE[@]}" "${extra[@]}" \
+		vrun "$BUILD/bin/vigil" diag -r "$lvl" --local --json "${sel[@]}" "${FORCE[@]}" "${extra[@]}" \
 			>"$OUT/diag-r$lvl.json" 2>"$OUT/diag-r$lvl.stderr"
 		rc=$?
 	else
 		# the CLI's libraries (libcurl, ...) are missing here: vigil-diag alone, same tests
-		"$BUILD/bin/vigil-diag" -r "$lvl" "${sel[@]}" "${FORCE[@]}" "${extra[@]}" \
+		vrun "$BUILD/bin/vigil-diag" -r "$lvl" "${sel[@]}" "${FORCE[@]}" "${extra[@]}" \
 			>"$OUT/diag-r$lvl.events" 2>"$OUT/diag-r$lvl.stderr"
 		rc=$(python3 - "$OUT/diag-r$lvl.events" "$OUT/diag-r$lvl.json" <<'PY'
 import json, sys

@@ -858,7 +858,9 @@ int sampler_start(sampler *e)
         if (backend_events_start(e->opt.backend) == 0 &&
             pthread_create(&e->event_thread, NULL, event_main, e) == 0) {
                 e->events_running = true;
+                pthread_mutex_lock(&e->lock); /* HTTP threads read stats already */
                 e->stats.events_supported = true;
+                pthread_mutex_unlock(&e->lock);
         } else {
                 log_info("events", "NVML events are not available: XIDs are not watched");
         }

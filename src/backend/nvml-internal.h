@@ -106,6 +106,7 @@ enum conv {
         C_MIB = NVML_CONV_MIB,     /* bytes → MiB */
         C_KIB = NVML_CONV_KIB,     /* KB/s → B/s (double) */
         C_PCT = NVML_CONV_PCT,     /* percent → ratio (double) */
+        C_MIBPS = NVML_CONV_MIBPS, /* MiB/s → B/s (double) */
 };
 
 typedef struct field_read {
@@ -116,7 +117,7 @@ typedef struct field_read {
         enum conv conv;     /* unit conversion */
 } field_read;
 
-#define GPM_FIELDS_MAX 3 /* getters.def rows with GPM_METRICS */
+#define GPM_FIELDS_MAX NVML_GPM_ROWS /* getters.def rows with GPM_METRICS */
 
 /* The row of getters.def for a DCGM field, or NULL. */
 const field_read *nvml_read_for(uint16_t field);

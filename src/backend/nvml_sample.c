@@ -250,6 +250,10 @@ static void store_value(const field_meta *m, enum conv conv, double dv, unsigned
                 dv = (is_double ? dv : (double)uv) / 100.0;
                 is_double = 1;
                 break;
+        case C_MIBPS:
+                dv = (is_double ? dv : (double)uv) * 1048576.0;
+                is_double = 1;
+                break;
         case C_ID:
                 break;
         }

@@ -385,6 +385,15 @@ static const struct {
     {FLD_PROF_GR_ENGINE_ACTIVE, FLD_GPU_UTIL, 0.01},    /* ratio ~ utilization */
     {FLD_PROF_PIPE_TENSOR_ACTIVE, FLD_GPU_UTIL, 0.006}, /* ratio ~ 0.6 x utilization */
     {FLD_PROF_DRAM_ACTIVE, FLD_GPU_UTIL, 0.005},        /* ratio ~ 0.5 x utilization */
+    {FLD_PROF_SM_ACTIVE, FLD_GPU_UTIL, 0.009},          /* ratio ~ 0.9 x utilization */
+    {FLD_PROF_SM_OCCUPANCY, FLD_GPU_UTIL, 0.004},
+    {FLD_PROF_PIPE_FP64_ACTIVE, FLD_GPU_UTIL, 0.0005},
+    {FLD_PROF_PIPE_FP32_ACTIVE, FLD_GPU_UTIL, 0.003},
+    {FLD_PROF_PIPE_FP16_ACTIVE, FLD_GPU_UTIL, 0.002},
+    {FLD_PROF_PIPE_TENSOR_HMMA_ACTIVE, FLD_GPU_UTIL, 0.006},
+    {FLD_PROF_PIPE_INT_ACTIVE, FLD_GPU_UTIL, 0.002},
+    {FLD_PROF_NVLINK_TX_BYTES, FLD_GPU_UTIL, 4e7}, /* B/s: 4 GB/s at 100 % */
+    {FLD_PROF_NVLINK_RX_BYTES, FLD_GPU_UTIL, 4e7},
 };
 
 static double value_locked(unsigned gpu, unsigned field, int idx, int64_t t)

@@ -967,42 +967,40 @@ nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t device, unsigned int
 
 /* ---- GPM (Hopper and newer) ---- */
 
-/* The GPM metrics the fake computes, each from the scenario source of a DCGM profiling field
- * (a ratio; GPM reports percent). Other metric ids answer NOT_SUPPORTED per metric. */
+/* The GPM metrics the fake computes: the GPM rows of nvml/getters.def (the table the backend
+ * reads with), each from the scenario source of its DCGM profiling field, converted back to GPM's
+ * unit (ratio → percent, B/s → MiB/s). Rows of other getters are in the expansion with metric 0,
+ * which no caller asks for; metric ids not in the table answer NOT_SUPPORTED per metric. */
 static const struct {
-        unsigned metric; /* NVML_GPM_METRIC_* */
+        unsigned metric; /* NVML_GPM_METRIC_*, 0 for a row of another getter */
         unsigned field;  /* FLD_* it is read from */
-        char *short_name, *long_name, *unit;
-} gpm_metrics[] = {
-    {NVML_GPM_METRIC_GRAPHICS_UTIL, FLD_PROF_GR_ENGINE_ACTIVE, "gr_util", "graphics utilization",
-     "%"},
-    {NVML_GPM_METRIC_ANY_TENSOR_UTIL, FLD_PROF_PIPE_TENSOR_ACTIVE, "any_tensor_util",
-     "any tensor utilization", "%"},
-    {NVML_GPM_METRIC_DRAM_BW_UTIL, FLD_PROF_DRAM_ACTIVE, "dram_bw_util",
-     "DRAM bandwidth utilization", "%"},
+        double scale;    /* DCGM unit -> GPM unit */
+} gpm_rows[] = {
+#define NVML_READ(fld, fi, fv_type, getter, slot, conv)                                            \
+        {NVML_GETTER_##getter == NVML_GETTER_GPM_METRICS ? (unsigned)(slot) : 0U, FLD_##fld,       \
+         NVML_CONV_SCALE_##conv},
+#include "nvml/getters.def"
 };
-#define GPM_N ARRAY_SIZE(gpm_metrics)
+#define GPM_N ARRAY_SIZE(gpm_rows) /* samples are indexed by row; rows with metric 0 unused */
 
 /* A sample: the metrics at the instant nvmlGpmSampleGet took it. */
 struct nvmlGpmSample_st {
         bool taken;             /* nvmlGpmSampleGet filled it */
         unsigned gpu;           /* GPU it was taken on */
         unsigned long long seq; /* order of samples (1, 2, ...) */
-        double pct[GPM_N];      /* percent, by gpm_metrics[] index */
-        nvmlReturn_t rc[GPM_N]; /* SUCCESS or NOT_SUPPORTED, by gpm_metrics[] index */
+        double val[GPM_N];      /* in GPM's unit, by GPM row */
+        nvmlReturn_t rc[GPM_N]; /* SUCCESS or NOT_SUPPORTED, by GPM row */
 };
 
 static unsigned long long gpm_seq; /* __atomic */
 
-/* Like NVML: GPM is a device capability. A GPU supports it unless the scenario lists all three
- * profiling fields as not supported (then it looks like a pre-Hopper GPU); listing only some
- * makes just those metrics answer NOT_SUPPORTED. */
+/* Like NVML: GPM is a device capability. Every GPU with GPM has the graphics activity metric, so
+ * a GPU supports GPM unless the scenario lists PROF_GR_ENGINE_ACTIVE as not supported (then it
+ * looks like a pre-Hopper GPU); listing other profiling fields makes just those metrics answer
+ * NOT_SUPPORTED. */
 static bool gpm_supported(unsigned gpu)
 {
-        for (size_t k = 0; k < GPM_N; k++)
-                if (fake_engine_supported(gpu, gpm_metrics[k].field) == NVML_SUCCESS)
-                        return true;
-        return false;
+        return fake_engine_supported(gpu, FLD_PROF_GR_ENGINE_ACTIVE) == NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t *support)
@@ -1039,6 +1037,7 @@ nvmlReturn_t nvmlGpmSampleFree(nvmlGpmSample_t sample)
 nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample)
 {
         unsigned fields[GPM_N], gpu;
+        size_t row[GPM_N], n = 0;
         double v[GPM_N] = {0};
         nvmlReturn_t rcs[GPM_N], r;
 
@@ -1048,13 +1047,16 @@ nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample)
         if (!gpm_supported(gpu))
                 return NVML_ERROR_NOT_SUPPORTED;
         for (size_t k = 0; k < GPM_N; k++)
-                fields[k] = gpm_metrics[k].field;
-        r = fake_engine_read(gpu, fields, GPM_N, v, rcs);
+                if (gpm_rows[k].metric) {
+                        row[n] = k;
+                        fields[n++] = gpm_rows[k].field;
+                }
+        r = fake_engine_read(gpu, fields, n, v, rcs);
         if (r != NVML_SUCCESS)
                 return r;
-        for (size_t k = 0; k < GPM_N; k++) {
-                sample->pct[k] = v[k] * 100.0;
-                sample->rc[k] = rcs[k];
+        for (size_t j = 0; j < n; j++) {
+                sample->val[row[j]] = v[j] * gpm_rows[row[j]].scale;
+                sample->rc[row[j]] = rcs[j];
         }
         sample->gpu = gpu;
         sample->seq = __atomic_add_fetch(&gpm_seq, 1, __ATOMIC_RELAXED);
@@ -1082,7 +1084,7 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg)
                 nvmlGpmMetric_t *m = &mg->metrics[i];
                 size_t k;
 
-                for (k = 0; k < GPM_N && gpm_metrics[k].metric != m->metricId; k++)
+                for (k = 0; k < GPM_N && (!m->metricId || gpm_rows[k].metric != m->metricId); k++)
                         ;
                 m->value = 0;
                 memset(&m->metricInfo, 0, sizeof(m->metricInfo));
@@ -1092,10 +1094,11 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg)
                 }
                 m->nvmlReturn = s2->rc[k];
                 if (m->nvmlReturn == NVML_SUCCESS)
-                        m->value = s2->pct[k];
-                m->metricInfo.shortName = gpm_metrics[k].short_name;
-                m->metricInfo.longName = gpm_metrics[k].long_name;
-                m->metricInfo.unit = gpm_metrics[k].unit;
+                        m->value = s2->val[k];
+                /* NVML owns these strings; ours are the catalog's, as long-lived. */
+                m->metricInfo.shortName = (char *)field_by_id(gpm_rows[k].field)->dcgm_name;
+                m->metricInfo.longName = (char *)field_by_id(gpm_rows[k].field)->help;
+                m->metricInfo.unit = gpm_rows[k].scale == NVML_CONV_SCALE_PCT ? "%" : "MiB/s";
         }
         return NVML_SUCCESS;
 }

@@ -249,15 +249,32 @@ typedef struct nvmlEventData_st {
  * the one DCGM ships, 210 in CUDA 13.0's, the driver 580 header of our H200; 333 in NVIDIA's
  * newest nvidia-ml-py), while NVML_GPM_METRICS_GET_VERSION has stayed 1, so the library cannot
  * tell the sizes apart. We take the largest: a library built for a smaller array reads and writes
- * only the numMetrics entries we fill (3), never past its own end, so a larger struct is safe for
+ * only the numMetrics entries we fill, never past its own end, so a larger struct is safe for
  * every version, and a smaller one would not be for a newer driver. */
 typedef struct nvmlGpmSample_st *nvmlGpmSample_t; /* opaque, from nvmlGpmSampleAlloc */
 
 typedef enum nvmlGpmMetricId_enum {
-        NVML_GPM_METRIC_GRAPHICS_UTIL = 1,   /* % of time any compute/graphics app was active */
-        NVML_GPM_METRIC_SM_UTIL = 2,         /* % of SMs busy */
-        NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5, /* % of time the SMs did any tensor operation */
-        NVML_GPM_METRIC_DRAM_BW_UTIL = 10,   /* % of the theoretical DRAM bandwidth used */
+        NVML_GPM_METRIC_GRAPHICS_UTIL = 1,    /* % of time any compute/graphics app was active */
+        NVML_GPM_METRIC_SM_UTIL = 2,          /* % of SMs busy */
+        NVML_GPM_METRIC_SM_OCCUPANCY = 3,     /* % of warps active vs the theoretical maximum */
+        NVML_GPM_METRIC_INTEGER_UTIL = 4,     /* % of time the SMs did integer operations */
+        NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5,  /* % of time the SMs did any tensor operation */
+        NVML_GPM_METRIC_DFMA_TENSOR_UTIL = 6, /* % of time the SMs did DFMA tensor operations */
+        NVML_GPM_METRIC_HMMA_TENSOR_UTIL = 7, /* % of time the SMs did HMMA tensor operations */
+        NVML_GPM_METRIC_IMMA_TENSOR_UTIL = 9, /* % of time the SMs did IMMA tensor operations */
+        NVML_GPM_METRIC_DRAM_BW_UTIL = 10,    /* % of the theoretical DRAM bandwidth used */
+        NVML_GPM_METRIC_FP64_UTIL = 11,       /* % of time the SMs did non-tensor FP64 math */
+        NVML_GPM_METRIC_FP32_UTIL = 12,       /* % of time the SMs did non-tensor FP32 math */
+        NVML_GPM_METRIC_FP16_UTIL = 13,       /* % of time the SMs did non-tensor FP16 math */
+        NVML_GPM_METRIC_PCIE_TX_PER_SEC = 20, /* PCIe traffic from the GPU, MiB/s */
+        NVML_GPM_METRIC_PCIE_RX_PER_SEC = 21, /* PCIe traffic to the GPU, MiB/s */
+        NVML_GPM_METRIC_NVDEC_0_UTIL = 30,    /* % utilization of NVDEC 0 (1..7 follow) */
+        NVML_GPM_METRIC_NVJPG_0_UTIL = 40,    /* % utilization of NVJPG 0 (1..7 follow) */
+        NVML_GPM_METRIC_NVOFA_0_UTIL = 50,    /* % utilization of NVOFA 0 */
+        NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC = 60, /* NVLink read bandwidth, all links, MiB/s */
+        NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC = 61, /* NVLink write bandwidth, all links, MiB/s */
+        NVML_GPM_METRIC_NVLINK_L0_RX_PER_SEC = 62,    /* link L: 62 + 2L rx, 63 + 2L tx, MiB/s */
+        NVML_GPM_METRIC_NVLINK_L0_TX_PER_SEC = 63,
 } nvmlGpmMetricId_t;
 
 #define NVML_GPM_METRIC_MAX          333 /* entries of nvmlGpmMetricsGet_t.metrics, see above */

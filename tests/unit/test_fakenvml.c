@@ -569,7 +569,7 @@ static void test_gpm(void **state)
         mg.metrics[0].metricId = NVML_GPM_METRIC_GRAPHICS_UTIL;
         mg.metrics[1].metricId = NVML_GPM_METRIC_ANY_TENSOR_UTIL;
         mg.metrics[2].metricId = NVML_GPM_METRIC_DRAM_BW_UTIL;
-        mg.metrics[3].metricId = NVML_GPM_METRIC_SM_UTIL;
+        mg.metrics[3].metricId = 8; /* no metric has this id */
         assert_int_equal(nv.gpm_metrics_get(&mg), NVML_ERROR_INVALID_ARGUMENT); /* not taken */
         assert_int_equal(nv.gpm_sample_get(dev(0), a), NVML_SUCCESS);
         assert_int_equal(nv.gpm_sample_get(dev(0), b), NVML_SUCCESS);
@@ -619,7 +619,7 @@ static void test_gpm(void **state)
         nv.gpm_sample_free(a);
         nv.gpm_sample_free(b);
 
-        /* all three not supported: no GPM on that GPU, like a pre-Hopper one */
+        /* graphics activity not supported: no GPM on that GPU, like a pre-Hopper one */
         fd = mkstemp(path);
         assert_true(fd >= 0);
         f = fdopen(fd, "w");

@@ -71,6 +71,8 @@ enum MHD_Result h_health(request *r);       /* h_health.c */
 enum MHD_Result h_incidents(request *r);    /* h_health.c */
 enum MHD_Result h_incident_ack(request *r); /* h_health.c */
 enum MHD_Result h_anomalies(request *r);    /* selfmetrics.c */
+enum MHD_Result h_nvlink(request *r);       /* h_topo.c */
+enum MHD_Result h_topology(request *r);     /* h_topo.c */
 /* auth_handlers.c */
 enum MHD_Result h_audit(request *r);
 enum MHD_Result h_audit_verify(request *r);

@@ -6,6 +6,8 @@
  *   nvml_errno.c   NVML return code → negative errno
  *   nvml_calls.c   the field → NVML table (nvml/getters.def) and the NVML call counters
  *   nvml_gpm.c     GPM profiling metrics (two samples per GPU, metrics between them)
+ *   nvml_nvlink.c  NVLink per link: state, version, remote end, error and traffic counters
+ *   nvml_topo.c    GPU pairs on the PCIe tree, CPU and NUMA affinity
  *   nvml_device.c  device identity and static info, attach / re-attach, the slot's handle
  *   nvml_sample.c  backend_sample: batched field values, getters, unit conversion
  *   nvml_events.c  XID / ECC event registration and wait
@@ -25,7 +27,7 @@
 #include "nvml/nvml_types.h"
 
 #define MAX_GPUS          64
-#define MAX_FIELDS_SAMPLE 128
+#define MAX_FIELDS_SAMPLE 192
 
 struct nvml_api {
 #define NVML_FN(ret, member, required, args, ...) ret(*member) args;
@@ -54,6 +56,8 @@ typedef struct gpu_slot {
         nvmlGpmSample_t gpm[2]; /* GPM samples, allocated at attach; NULL without GPM */
         int gpm_prev;           /* index in gpm[] of the previous sample, -1 when none */
         int gpm_supported;      /* GPM on this GPU: 1 yes, 0 no, -1 not known yet */
+        pthread_mutex_t nvl_lock; /* guards nvl */
+        backend_nvlink_info nvl;  /* last NVLink read (nvml_nvlink.c) */
 } gpu_slot;
 
 struct backend {
@@ -63,9 +67,11 @@ struct backend {
         struct nvml_api api;    /* resolved entry points */
         int (*fake_inject)(const struct fake_inject *, char *, size_t);
         void (*fake_stats)(struct fake_stats *);
-        unsigned count;          /* GPUs discovered at open */
-        gpu_slot gpus[MAX_GPUS]; /* per GPU */
-        nvmlEventSet_t events;   /* NULL until backend_events_start; events_get() */
+        unsigned count;            /* GPUs discovered at open */
+        gpu_slot gpus[MAX_GPUS];   /* per GPU */
+        nvmlEventSet_t events;     /* NULL until backend_events_start; events_get() */
+        pthread_mutex_t topo_lock; /* guards topo */
+        backend_topology *topo;    /* read at open and re-attach (nvml_topo.c); NULL before */
 };
 
 /* What was learned about a field is shared by the tiers that sample the same GPU concurrently
@@ -158,6 +164,16 @@ int nvml_attach(backend *b, unsigned idx);
 /* nvml_gpm.c */
 void nvml_gpm_release_locked(backend *b, gpu_slot *s);
 void nvml_gpm_attach(backend *b, gpu_slot *s, nvmlDevice_t h);
+/* nvml_nvlink.c: read every link of the GPU, keep the copy backend_nvlink_get() answers, and put
+ * the totals over links in tot[]: CRC flit, CRC data, replay, recovery, links up, links down.
+ * 0, -EOPNOTSUPP (no NVLink), -ENODEV or -errno. */
+int nvml_nvlink_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long long tot[6]);
+void nvml_nvlink_forget(gpu_slot *s);
+/* nvml_topo.c: read the topology of every attached GPU and keep it for backend_topology_get().
+ * Not on a sampling path (open and re-attach). */
+void nvml_topo_refresh(backend *b);
+void nvml_topo_free(backend *b);
+
 int nvml_gpm_read(backend *b, gpu_slot *s, nvmlDevice_t h, const uint16_t *fields,
                   const size_t *which, size_t nw, field_value *out);
 

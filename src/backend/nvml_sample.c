@@ -17,7 +17,7 @@
 typedef struct getter_result {
         int done;                /* called during this sample */
         int err;                 /* 0 or -errno */
-        unsigned long long u[4]; /* raw NVML numbers */
+        unsigned long long u[6]; /* raw NVML numbers */
 } getter_result;
 
 static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result *r)
@@ -381,6 +381,10 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                         if (ngpm < GPM_FIELDS_MAX)
                                 gpm_of[ngpm++] = i;
                         continue;
+                }
+                if (rd->getter == G_NVLINK && !gr[G_NVLINK].done) {
+                        gr[G_NVLINK].done = 1;
+                        gr[G_NVLINK].err = nvml_nvlink_refresh(b, s, h, gr[G_NVLINK].u);
                 }
                 if (!gr[rd->getter].done)
                         run_getter(b, h, rd->getter, &gr[rd->getter]);

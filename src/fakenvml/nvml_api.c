@@ -83,6 +83,13 @@ EXPORT fake_fnt_gpm_sample_alloc nvmlGpmSampleAlloc;
 EXPORT fake_fnt_gpm_sample_free nvmlGpmSampleFree;
 EXPORT fake_fnt_gpm_sample_get nvmlGpmSampleGet;
 EXPORT fake_fnt_gpm_metrics_get nvmlGpmMetricsGet;
+EXPORT fake_fnt_nvlink_state nvmlDeviceGetNvLinkState;
+EXPORT fake_fnt_nvlink_remote_pci nvmlDeviceGetNvLinkRemotePciInfo_v2;
+EXPORT fake_fnt_nvlink_remote_type nvmlDeviceGetNvLinkRemoteDeviceType;
+EXPORT fake_fnt_nvlink_error_counter nvmlDeviceGetNvLinkErrorCounter;
+EXPORT fake_fnt_topology_common_ancestor nvmlDeviceGetTopologyCommonAncestor;
+EXPORT fake_fnt_cpu_affinity nvmlDeviceGetCpuAffinity;
+EXPORT fake_fnt_numa_node_id nvmlDeviceGetNumaNodeId;
 
 #define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
 #define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
@@ -420,6 +427,8 @@ static const struct {
 #include "nvml/getters.def"
 };
 
+static bool nvlink_field(unsigned gpu, nvmlFieldValue_t *fv);
+
 nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldValue_t *values)
 {
         long long ts = time_real_us();
@@ -445,6 +454,8 @@ nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldV
                         fv->nvmlReturn = r;
                         continue;
                 }
+                if (nvlink_field(gpu, fv)) /* the NVLink ids, per link (scopeId) */
+                        continue;
                 for (m = 0; m < ARRAY_SIZE(fv_map) &&
                             (!fv_map[m].nvml_id || fv_map[m].nvml_id != fv->fieldId);
                      m++)
@@ -1100,6 +1111,255 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg)
                 m->metricInfo.longName = (char *)field_by_id(gpm_rows[k].field)->help;
                 m->metricInfo.unit = gpm_rows[k].scale == NVML_CONV_SCALE_PCT ? "%" : "MiB/s";
         }
+        return NVML_SUCCESS;
+}
+
+/* ---- NVLink (an HGX board: every link to an NVSwitch) ---- */
+
+/* The four NVSwitches of an HGX H100/H200 baseboard; link l of every GPU goes to switch
+ * l * 4 / links (5, 4, 5, 4 links per switch for 18 links). */
+static const unsigned nvswitch_bus[] = {0x05, 0x06, 0x07, 0x08};
+#define NVSWITCH_PCI_DEVICE_ID 0x22a310deU /* third-generation NVSwitch, vendor 0x10de */
+
+static long long nvl_t0_us; /* __atomic; first NVLink traffic read, the counters' origin */
+
+/* SUCCESS when link is one of the GPU's links, NOT_SUPPORTED on a GPU without NVLink,
+ * INVALID_ARGUMENT past the last link. */
+static nvmlReturn_t nvl_link_ok(unsigned gpu, unsigned link)
+{
+        unsigned links = fake_engine_scenario()->nvlink_links;
+        (void)gpu;
+        if (!links)
+                return NVML_ERROR_NOT_SUPPORTED;
+        return link < links ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
+}
+
+static bool nvl_up(unsigned gpu, unsigned link)
+{
+        return !(fake_engine_gpu(gpu)->nvlink_down & (1U << link));
+}
+
+/* Error counters: the scenario's (or an injected) total of the DCGM field, all on link 0, so that
+ * the totals the backend sums are the values the scenario gives. */
+static nvmlReturn_t nvl_errors(unsigned gpu, unsigned link, unsigned field, unsigned long long *v)
+{
+        double d = 0;
+        nvmlReturn_t r = read1(gpu, field, &d);
+        if (r == NVML_SUCCESS)
+                *v = link == 0 ? to_u64(d) : 0;
+        return r;
+}
+
+/* Payload KiB sent (tx) or received over one link since the first read: the GPU's NVLink rate
+ * (PROF_NVLINK_TX/RX_BYTES, B/s) shared by its up links. */
+static unsigned long long nvl_traffic(unsigned gpu, unsigned link, bool tx)
+{
+        long long now = time_real_us(), t0 = 0;
+        unsigned up = 0, links = fake_engine_scenario()->nvlink_links;
+        double rate = 0;
+
+        if (!__atomic_compare_exchange_n(&nvl_t0_us, &t0, now, false, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+                now = now > t0 ? now : t0;
+        else
+                t0 = now;
+        if (!nvl_up(gpu, link))
+                return 0;
+        for (unsigned l = 0; l < links; l++)
+                up += nvl_up(gpu, l);
+        if (read1(gpu, tx ? FLD_PROF_NVLINK_TX_BYTES : FLD_PROF_NVLINK_RX_BYTES, &rate) !=
+                NVML_SUCCESS ||
+            !up)
+                return 0;
+        return to_u64(rate / up * ((double)(now - t0) / 1e6) / 1024.0);
+}
+
+/* Answer an NVLink FieldValues entry; false when fv is not one. */
+static bool nvlink_field(unsigned gpu, nvmlFieldValue_t *fv)
+{
+        unsigned l = fv->scopeId;
+        unsigned long long v = 0;
+        nvmlReturn_t r;
+
+        switch (fv->fieldId) {
+        case NVML_FI_DEV_NVLINK_LINK_COUNT:
+                r = fake_engine_scenario()->nvlink_links ? NVML_SUCCESS : NVML_ERROR_NOT_SUPPORTED;
+                v = fake_engine_scenario()->nvlink_links;
+                break;
+        case NVML_FI_DEV_NVLINK_GET_STATE:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        v = nvl_up(gpu, l);
+                break;
+        case NVML_FI_DEV_NVLINK_GET_VERSION:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        v = fake_engine_scenario()->nvlink_version;
+                break;
+        case NVML_FI_DEV_NVLINK_ERROR_DL_CRC:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        r = nvl_errors(gpu, l, FLD_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, &v);
+                break;
+        case NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        r = nvl_errors(gpu, l, FLD_NVLINK_REPLAY_ERROR_COUNT_TOTAL, &v);
+                break;
+        case NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        r = nvl_errors(gpu, l, FLD_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, &v);
+                break;
+        case NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX:
+        case NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        v = nvl_traffic(gpu, l,
+                                        fv->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX);
+                break;
+        default:
+                return false;
+        }
+        fv->nvmlReturn = r;
+        if (r == NVML_SUCCESS) {
+                fv->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+                fv->value.ullVal = v;
+        }
+        return true;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+                                      nvmlEnableState_t *is_active)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_state, device, gpu);
+        if (!is_active)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        *is_active = nvl_up(gpu, link) ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+                                                 nvmlPciInfo_t *pci)
+{
+        unsigned gpu, links, sw;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_remote_pci, device, gpu);
+        if (!pci)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        links = fake_engine_scenario()->nvlink_links;
+        sw = link * (unsigned)ARRAY_SIZE(nvswitch_bus) / links;
+        memset(pci, 0, sizeof(*pci));
+        pci->bus = nvswitch_bus[sw];
+        snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "0000:%02X:00.0", pci->bus);
+        snprintf(pci->busId, sizeof(pci->busId), "00000000:%02X:00.0", pci->bus);
+        pci->pciDeviceId = NVSWITCH_PCI_DEVICE_ID;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link,
+                                                 nvmlIntNvLinkDeviceType_t *type)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_remote_type, device, gpu);
+        if (!type)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        *type = NVML_NVLINK_DEVICE_TYPE_SWITCH;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkErrorCounter(nvmlDevice_t device, unsigned int link,
+                                             nvmlNvLinkErrorCounter_t counter,
+                                             unsigned long long *value)
+{
+        static const unsigned field[NVML_NVLINK_ERROR_COUNT] = {
+            [NVML_NVLINK_ERROR_DL_REPLAY] = FLD_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
+            [NVML_NVLINK_ERROR_DL_RECOVERY] = FLD_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
+            [NVML_NVLINK_ERROR_DL_CRC_FLIT] = FLD_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL,
+            [NVML_NVLINK_ERROR_DL_CRC_DATA] = FLD_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
+        };
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_error_counter, device, gpu);
+        if (!value || (unsigned)counter >= NVML_NVLINK_ERROR_COUNT)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        if (!field[counter])
+                return NVML_ERROR_NOT_SUPPORTED; /* ECC data: NVLink 5 and newer */
+        return nvl_errors(gpu, link, field[counter], value);
+}
+
+/* ---- topology ---- */
+
+static unsigned numa_of(unsigned gpu)
+{
+        const struct fake_scenario *sc = fake_engine_scenario();
+        const struct fake_gpu_conf *g = fake_engine_gpu(gpu);
+        unsigned n = fake_engine_gpu_count();
+
+        if (g->numa_node >= 0)
+                return (unsigned)g->numa_node % sc->numa_nodes;
+        /* spread in order: the first half of the GPUs on node 0, ... */
+        return n ? gpu * sc->numa_nodes / n : 0;
+}
+
+/* GPUs 2k and 2k+1 share a PCIe switch (as on an HGX baseboard), others share a NUMA node or
+ * not. */
+nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevice_t device2,
+                                                 nvmlGpuTopologyLevel_t *level)
+{
+        unsigned a, b;
+        nvmlReturn_t r;
+
+        ENTER_DEV(topology_common_ancestor, device1, a);
+        if ((r = fake_engine_dev(device2, &b)) != NVML_SUCCESS)
+                return r;
+        if (!level)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (a == b)
+                *level = NVML_TOPOLOGY_INTERNAL;
+        else if (a / 2 == b / 2)
+                *level = NVML_TOPOLOGY_SINGLE;
+        else if (numa_of(a) == numa_of(b))
+                *level = NVML_TOPOLOGY_NODE;
+        else
+                *level = NVML_TOPOLOGY_SYSTEM;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetCpuAffinity(nvmlDevice_t device, unsigned int cpu_set_size,
+                                      unsigned long *cpu_set)
+{
+        const struct fake_scenario *sc;
+        unsigned gpu, first, bits = (unsigned)(sizeof(unsigned long) * 8);
+
+        ENTER_DEV(cpu_affinity, device, gpu);
+        if (!cpu_set || !cpu_set_size)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        sc = fake_engine_scenario();
+        memset(cpu_set, 0, cpu_set_size * sizeof(*cpu_set));
+        first = numa_of(gpu) * sc->cpus_per_node;
+        for (unsigned c = first; c < first + sc->cpus_per_node && c < cpu_set_size * bits; c++)
+                cpu_set[c / bits] |= 1UL << (c % bits);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node)
+{
+        unsigned gpu;
+
+        ENTER_DEV(numa_node_id, device, gpu);
+        if (!node)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        *node = numa_of(gpu);
         return NVML_SUCCESS;
 }
 

@@ -142,3 +142,28 @@ NVML_FN(nvmlReturn_t, gpm_sample_free, 0, (nvmlGpmSample_t sample), "nvmlGpmSamp
 NVML_FN(nvmlReturn_t, gpm_sample_get, 0, (nvmlDevice_t device, nvmlGpmSample_t sample),
         "nvmlGpmSampleGet")
 NVML_FN(nvmlReturn_t, gpm_metrics_get, 0, (nvmlGpmMetricsGet_t * metrics), "nvmlGpmMetricsGet")
+
+/* NVLink, per link (the counters come through nvmlDeviceGetFieldValues with scopeId = link). */
+NVML_FN(nvmlReturn_t, nvlink_state, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlEnableState_t *is_active),
+        "nvmlDeviceGetNvLinkState")
+NVML_FN(nvmlReturn_t, nvlink_remote_pci, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlPciInfo_t *pci),
+        "nvmlDeviceGetNvLinkRemotePciInfo_v2")
+NVML_FN(nvmlReturn_t, nvlink_remote_type, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlIntNvLinkDeviceType_t *type),
+        "nvmlDeviceGetNvLinkRemoteDeviceType")
+NVML_FN(nvmlReturn_t, nvlink_error_counter, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlNvLinkErrorCounter_t counter,
+         unsigned long long *value),
+        "nvmlDeviceGetNvLinkErrorCounter")
+
+/* Topology (read at attach). */
+NVML_FN(nvmlReturn_t, topology_common_ancestor, 0,
+        (nvmlDevice_t device1, nvmlDevice_t device2, nvmlGpuTopologyLevel_t *level),
+        "nvmlDeviceGetTopologyCommonAncestor")
+NVML_FN(nvmlReturn_t, cpu_affinity, 0,
+        (nvmlDevice_t device, unsigned int cpu_set_size, unsigned long *cpu_set),
+        "nvmlDeviceGetCpuAffinity")
+NVML_FN(nvmlReturn_t, numa_node_id, 0, (nvmlDevice_t device, unsigned int *node),
+        "nvmlDeviceGetNumaNodeId")

@@ -227,6 +227,44 @@ typedef struct nvmlFieldValue_st {
 #define NVML_FI_DEV_POWER_AVERAGE               185
 #define NVML_FI_DEV_POWER_INSTANT               186
 
+/* NVLink (per link: scopeId = link id, 0..NVML_NVLINK_MAX_LINKS-1). */
+#define NVML_FI_DEV_NVLINK_LINK_COUNT         91  /* links the device has (device scope) */
+#define NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX 138 /* KiB of payload sent, cumulative */
+#define NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX 139 /* KiB of payload received, cumulative */
+#define NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY    161 /* replay errors */
+#define NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY  162 /* recovery errors */
+#define NVML_FI_DEV_NVLINK_ERROR_DL_CRC       163 /* CRC (flit) errors */
+#define NVML_FI_DEV_NVLINK_GET_STATE          165 /* 1 active, 0 inactive */
+#define NVML_FI_DEV_NVLINK_GET_VERSION        166 /* NVLink version of the link */
+
+#define NVML_NVLINK_MAX_LINKS 18 /* nvml.h: links a device may have (Hopper: 18) */
+
+typedef enum nvmlNvLinkErrorCounter_enum {
+        NVML_NVLINK_ERROR_DL_REPLAY = 0,   /* data link transmit replay errors */
+        NVML_NVLINK_ERROR_DL_RECOVERY = 1, /* data link transmit recovery errors */
+        NVML_NVLINK_ERROR_DL_CRC_FLIT = 2, /* data link receive flow control digit CRC errors */
+        NVML_NVLINK_ERROR_DL_CRC_DATA = 3, /* data link receive data CRC errors */
+        NVML_NVLINK_ERROR_DL_ECC_DATA = 4, /* data link receive data ECC errors */
+        NVML_NVLINK_ERROR_COUNT,
+} nvmlNvLinkErrorCounter_t;
+
+typedef enum nvmlIntNvLinkDeviceType_enum {
+        NVML_NVLINK_DEVICE_TYPE_GPU = 0x00,
+        NVML_NVLINK_DEVICE_TYPE_IBMNPU = 0x01,
+        NVML_NVLINK_DEVICE_TYPE_SWITCH = 0x02,
+        NVML_NVLINK_DEVICE_TYPE_UNKNOWN = 0xFF,
+} nvmlIntNvLinkDeviceType_t;
+
+/* Topology: how far apart two GPUs are on the PCIe tree (nvmlDeviceGetTopologyCommonAncestor). */
+typedef enum nvmlGpuLevel_enum {
+        NVML_TOPOLOGY_INTERNAL = 0,    /* the same board (multi-GPU card) */
+        NVML_TOPOLOGY_SINGLE = 10,     /* one PCIe switch between them (PIX) */
+        NVML_TOPOLOGY_MULTIPLE = 20,   /* several PCIe switches, no host bridge (PXB) */
+        NVML_TOPOLOGY_HOSTBRIDGE = 30, /* the same host bridge (PHB) */
+        NVML_TOPOLOGY_NODE = 40,       /* host bridges of one NUMA node (NODE) */
+        NVML_TOPOLOGY_SYSTEM = 50,     /* across NUMA nodes, SMP interconnect (SYS) */
+} nvmlGpuTopologyLevel_t;
+
 /* Events. */
 #define nvmlEventTypeSingleBitEccError 0x0000000000000001ULL
 #define nvmlEventTypeDoubleBitEccError 0x0000000000000002ULL

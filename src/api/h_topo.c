@@ -1,0 +1,184 @@
+/* h_topo.c — GET /api/v1/gpus/{id}/nvlink and GET /api/v1/topology. Both answer from copies the
+ * backend keeps (the slow tier's NVLink read; the topology read at start and re-attach): no NVML
+ * call on an HTTP thread. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api-internal.h"
+#include "reply.h"
+#include "backend/backend.h"
+#include "common/vtime.h"
+#include "sampler/sampler.h"
+
+static const char *remote_name(enum backend_nvlink_remote r)
+{
+        switch (r) {
+        case BNL_REMOTE_GPU:
+                return "gpu";
+        case BNL_REMOTE_SWITCH:
+                return "nvswitch";
+        case BNL_REMOTE_OTHER:
+                return "other";
+        default:
+                return "unknown";
+        }
+}
+
+static void set_counter(json_t *o, const char *key, uint64_t v)
+{
+        json_object_set_new(o, key, v == UINT64_MAX ? json_null() : json_integer((json_int_t)v));
+}
+
+static json_t *link_json(unsigned l, const backend_nvlink *k)
+{
+        json_t *o = json_object();
+
+        json_object_set_new(o, "link", json_integer(l));
+        if (k->state < 0) {
+                json_object_set_new(o, "state", json_string("not_supported"));
+                return o;
+        }
+        json_object_set_new(o, "state", json_string(k->state ? "up" : "down"));
+        json_object_set_new(o, "version", k->version ? json_integer(k->version) : json_null());
+        json_object_set_new(o, "remote_type", json_string(remote_name(k->remote)));
+        json_object_set_new(o, "remote_pci_bus_id",
+                            k->remote_bus_id[0] ? json_string(k->remote_bus_id) : json_null());
+        set_counter(o, "crc_flit_errors", k->crc_flit);
+        set_counter(o, "crc_data_errors", k->crc_data);
+        set_counter(o, "replay_errors", k->replay);
+        set_counter(o, "recovery_errors", k->recovery);
+        set_counter(o, "tx_kib", k->tx_kib);
+        set_counter(o, "rx_kib", k->rx_kib);
+        return o;
+}
+
+/* The NVLink copy of one GPU as JSON; "status" says when there is none and why. */
+static json_t *nvlink_json(api *a, unsigned idx)
+{
+        backend_nvlink_info nv;
+        json_t *o = json_object(), *arr = json_array();
+        unsigned up = 0;
+
+        json_object_set_new(o, "gpu", json_integer(idx));
+        if (backend_nvlink_get(a->opt.backend, idx, &nv) < 0)
+                nv.status = -EINVAL;
+        switch (nv.status) {
+        case 0:
+                json_object_set_new(o, "status", json_string("ok"));
+                break;
+        case -EOPNOTSUPP:
+                json_object_set_new(o, "status", json_string("not_supported"));
+                break;
+        case -ENODATA:
+                json_object_set_new(o, "status", json_string("not_read_yet"));
+                break;
+        case -ENODEV:
+                json_object_set_new(o, "status", json_string("lost"));
+                break;
+        default:
+                json_object_set_new(o, "status", json_string(strerror(-nv.status)));
+                break;
+        }
+        if (nv.status == 0 || nv.status == -ENODEV) {
+                for (unsigned l = 0; l < nv.n_links && l < BACKEND_NVLINK_MAX; l++) {
+                        json_array_append_new(arr, link_json(l, &nv.links[l]));
+                        up += nv.links[l].state == 1;
+                }
+                json_object_set_new(o, "timestamp_us", json_integer(nv.ts_us));
+        }
+        json_object_set_new(o, "links_up", json_integer(up));
+        json_object_set_new(o, "links", arr);
+        return o;
+}
+
+enum MHD_Result h_nvlink(request *r)
+{
+        api *a = r->api;
+        unsigned idx;
+        sampler_gpu g;
+
+        if (sampler_gpu_find(a->opt.sampler, r->seg[0], &idx) < 0 ||
+            sampler_gpu_get(a->opt.sampler, idx, &g) < 0)
+                return api_reply_errno(r, -ENODEV, "no GPU '%s'", r->seg[0]);
+        return api_reply_json(r, 200, nvlink_json(a, idx));
+}
+
+enum MHD_Result h_topology(request *r)
+{
+        api *a = r->api;
+        backend_topology *t = malloc(sizeof(*t));
+        json_t *o, *gpus, *matrix;
+        int rc;
+
+        if (!t)
+                return api_reply_errno(r, -ENOMEM, "out of memory");
+        rc = backend_topology_get(a->opt.backend, t);
+        if (rc < 0) {
+                free(t);
+                return api_reply_errno(r, -EAGAIN, "the topology has not been read yet");
+        }
+        o = json_object();
+        gpus = json_array();
+        matrix = json_array();
+        for (unsigned i = 0; i < t->n; i++) {
+                backend_nvlink_info nv;
+                sampler_gpu g;
+                json_t *gi = json_object(), *row = json_array();
+                unsigned up = 0;
+
+                json_object_set_new(gi, "gpu", json_integer(i));
+                if (sampler_gpu_get(a->opt.sampler, i, &g) == 0) {
+                        json_object_set_new(gi, "uuid", json_string(g.id.uuid));
+                        json_object_set_new(gi, "pci_bus_id", json_string(g.id.pci_bus_id));
+                }
+                json_object_set_new(gi, "cpu_affinity",
+                                    t->cpus[i][0] ? json_string(t->cpus[i]) : json_null());
+                json_object_set_new(gi, "numa_node",
+                                    t->numa_node[i] >= 0 ? json_integer(t->numa_node[i])
+                                                         : json_null());
+                if (backend_nvlink_get(a->opt.backend, i, &nv) == 0 && nv.status == 0)
+                        for (unsigned l = 0; l < nv.n_links; l++)
+                                up += nv.links[l].state == 1;
+                json_object_set_new(gi, "nvlinks_up", json_integer(up));
+                json_array_append_new(gpus, gi);
+                /* Each pair: the PCIe path, and NVLink when both GPUs have links up to NVSwitches
+                 * or to each other ("NV<n>", n = links of the pair, as nvidia-smi topo -m). */
+                for (unsigned j = 0; j < t->n; j++) {
+                        json_t *c = json_object();
+                        unsigned nvl = 0;
+                        backend_nvlink_info nj;
+
+                        json_object_set_new(c, "pcie",
+                                            json_string(backend_topo_level_name(
+                                                (enum backend_topo_level)t->level[i][j])));
+                        if (i != j && backend_nvlink_get(a->opt.backend, i, &nv) == 0 &&
+                            nv.status == 0 && backend_nvlink_get(a->opt.backend, j, &nj) == 0 &&
+                            nj.status == 0) {
+                                unsigned sw_i = 0, sw_j = 0, direct = 0;
+                                sampler_gpu gj;
+                                bool have_j = sampler_gpu_get(a->opt.sampler, j, &gj) == 0;
+                                for (unsigned l = 0; l < nv.n_links; l++) {
+                                        const backend_nvlink *k = &nv.links[l];
+                                        if (k->state != 1)
+                                                continue;
+                                        sw_i += k->remote == BNL_REMOTE_SWITCH;
+                                        direct += have_j && k->remote == BNL_REMOTE_GPU &&
+                                                  !strcasecmp(k->remote_bus_id, gj.id.pci_bus_id);
+                                }
+                                for (unsigned l = 0; l < nj.n_links; l++)
+                                        sw_j += nj.links[l].state == 1 &&
+                                                nj.links[l].remote == BNL_REMOTE_SWITCH;
+                                nvl = direct ? direct : (sw_i < sw_j ? sw_i : sw_j);
+                        }
+                        json_object_set_new(c, "nvlinks", json_integer(nvl));
+                        json_array_append_new(row, c);
+                }
+                json_array_append_new(matrix, row);
+        }
+        json_object_set_new(o, "gpus", gpus);
+        json_object_set_new(o, "matrix", matrix);
+        json_object_set_new(o, "timestamp_us", json_integer(t->ts_us));
+        free(t);
+        return api_reply_json(r, 200, o);
+}

@@ -182,3 +182,54 @@ enum MHD_Result h_topology(request *r)
         free(t);
         return api_reply_json(r, 200, o);
 }
+
+/* GET /api/v1/gpus/{id}/mig: the MIG mode and instances the slow tier last read. */
+enum MHD_Result h_mig(request *r)
+{
+        api *a = r->api;
+        backend_mig_info mi;
+        unsigned idx;
+        sampler_gpu g;
+        json_t *o, *arr;
+
+        if (sampler_gpu_find(a->opt.sampler, r->seg[0], &idx) < 0 ||
+            sampler_gpu_get(a->opt.sampler, idx, &g) < 0)
+                return api_reply_errno(r, -ENODEV, "no GPU '%s'", r->seg[0]);
+        if (backend_mig_get(a->opt.backend, idx, &mi) < 0)
+                mi.status = -EINVAL;
+        o = json_object();
+        arr = json_array();
+        json_object_set_new(o, "gpu", json_integer(idx));
+        json_object_set_new(o, "status",
+                            json_string(mi.status == 0             ? "ok"
+                                        : mi.status == -EOPNOTSUPP ? "not_supported"
+                                        : mi.status == -ENODATA    ? "not_read_yet"
+                                        : mi.status == -ENODEV     ? "lost"
+                                                                   : strerror(-mi.status)));
+        if (mi.status == 0) {
+                json_object_set_new(o, "mode", json_string(mi.mode ? "enabled" : "disabled"));
+                json_object_set_new(o, "pending_mode",
+                                    json_string(mi.pending_mode ? "enabled" : "disabled"));
+                for (unsigned k = 0; k < mi.n && k < BACKEND_MIG_MAX; k++) {
+                        const backend_mig_instance *in = &mi.inst[k];
+                        json_t *e = json_object();
+                        json_object_set_new(e, "gpu_instance_id", json_integer(in->gpu_instance));
+                        json_object_set_new(e, "compute_instance_id",
+                                            json_integer(in->compute_instance));
+                        json_object_set_new(e, "uuid", json_string(in->uuid));
+                        json_object_set_new(e, "profile", json_string(in->profile));
+                        if (in->mem_status == 0) {
+                                json_object_set_new(e, "memory_total_bytes",
+                                                    json_integer((json_int_t)in->mem_total));
+                                json_object_set_new(e, "memory_used_bytes",
+                                                    json_integer((json_int_t)in->mem_used));
+                                json_object_set_new(e, "memory_free_bytes",
+                                                    json_integer((json_int_t)in->mem_free));
+                        }
+                        json_array_append_new(arr, e);
+                }
+                json_object_set_new(o, "timestamp_us", json_integer(mi.ts_us));
+        }
+        json_object_set_new(o, "instances", arr);
+        return api_reply_json(r, 200, o);
+}

@@ -158,6 +158,34 @@ typedef struct backend_nvlink_info {
  * for a bad index; out->status says what the read gave. */
 int backend_nvlink_get(backend *b, unsigned idx, backend_nvlink_info *out);
 
+/* MIG: the instances of a GPU in MIG mode, with their memory, as the slow tier last read them
+ * (it discovers them again every sweep, so a GPU switched into or out of MIG mode while vigild runs
+ * is picked up within one slow interval). Read-only: Vigil never changes the mode. */
+#define BACKEND_MIG_MAX 16
+
+typedef struct backend_mig_instance {
+        unsigned gpu_instance;     /* GPU instance id (GPU_I_ID) */
+        unsigned compute_instance; /* compute instance id */
+        char uuid[96];             /* "MIG-…" */
+        char profile[32];          /* "1g.18gb" (GPU_I_PROFILE), "" when unknown */
+        int mem_status;            /* 0, or -errno when memory could not be read */
+        uint64_t mem_total;        /* bytes */
+        uint64_t mem_used;         /* bytes */
+        uint64_t mem_free;         /* bytes */
+} backend_mig_instance;
+
+typedef struct backend_mig_info {
+        int status;       /* 0, -EOPNOTSUPP (no MIG), -ENODATA (not read yet), -ENODEV (lost) */
+        int64_t ts_us;    /* usec since epoch of the read */
+        int mode;         /* 1 enabled, 0 disabled */
+        int pending_mode; /* the mode after the next reset */
+        unsigned n;       /* instances in inst[] */
+        backend_mig_instance inst[BACKEND_MIG_MAX];
+} backend_mig_info;
+
+/* Copy of the last MIG read of GPU idx (no NVML call). 0 or -EINVAL. */
+int backend_mig_get(backend *b, unsigned idx, backend_mig_info *out);
+
 /* Topology: how each pair of GPUs is connected on the PCIe tree and which CPUs and NUMA node are
  * near each GPU. Read when the backend opens and again when a GPU is re-attached (never on a
  * sampling or HTTP path). */

@@ -8,6 +8,7 @@
  *   nvml_gpm.c     GPM profiling metrics (two samples per GPU, metrics between them)
  *   nvml_nvlink.c  NVLink per link: state, version, remote end, error and traffic counters
  *   nvml_topo.c    GPU pairs on the PCIe tree, CPU and NUMA affinity
+ *   nvml_mig.c     MIG mode and instances (GPU / compute instance ids, profile, memory)
  *   nvml_device.c  device identity and static info, attach / re-attach, the slot's handle
  *   nvml_sample.c  backend_sample: batched field values, getters, unit conversion
  *   nvml_events.c  XID / ECC event registration and wait
@@ -58,6 +59,7 @@ typedef struct gpu_slot {
         int gpm_supported;      /* GPM on this GPU: 1 yes, 0 no, -1 not known yet */
         pthread_mutex_t nvl_lock; /* guards nvl */
         backend_nvlink_info nvl;  /* last NVLink read (nvml_nvlink.c) */
+        backend_mig_info mig;     /* last MIG read (nvml_mig.c); under nvl_lock */
 } gpu_slot;
 
 struct backend {
@@ -169,6 +171,10 @@ void nvml_gpm_attach(backend *b, gpu_slot *s, nvmlDevice_t h);
  * 0, -EOPNOTSUPP (no NVLink), -ENODEV or -errno. */
 int nvml_nvlink_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long long tot[6]);
 void nvml_nvlink_forget(gpu_slot *s);
+/* nvml_mig.c: discover the MIG instances of the GPU and read their memory; keep the copy
+ * backend_mig_get() answers. tot[0] = mode (1/0), tot[1] = instances. 0, -EOPNOTSUPP, -ENODEV. */
+int nvml_mig_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long long tot[6]);
+
 /* nvml_topo.c: read the topology of every attached GPU and keep it for backend_topology_get().
  * Not on a sampling path (open and re-attach). */
 void nvml_topo_refresh(backend *b);

@@ -177,6 +177,8 @@ void nvml_nvlink_forget(gpu_slot *s)
         pthread_mutex_lock(&s->nvl_lock);
         memset(&s->nvl, 0, sizeof(s->nvl));
         s->nvl.status = -ENODATA;
+        memset(&s->mig, 0, sizeof(s->mig));
+        s->mig.status = -ENODATA;
         pthread_mutex_unlock(&s->nvl_lock);
 }
 

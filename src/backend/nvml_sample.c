@@ -386,6 +386,10 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                         gr[G_NVLINK].done = 1;
                         gr[G_NVLINK].err = nvml_nvlink_refresh(b, s, h, gr[G_NVLINK].u);
                 }
+                if (rd->getter == G_MIG && !gr[G_MIG].done) {
+                        gr[G_MIG].done = 1;
+                        gr[G_MIG].err = nvml_mig_refresh(b, s, h, gr[G_MIG].u);
+                }
                 if (!gr[rd->getter].done)
                         run_getter(b, h, rd->getter, &gr[rd->getter]);
                 if (gr[rd->getter].err == -ENODEV)

@@ -69,6 +69,16 @@ static int64_t now_t_locked(void)
         return w.started ? time_mono_us() - w.t0_mono : 0;
 }
 
+int64_t fake_engine_time_us(void)
+{
+        int64_t t;
+
+        pthread_mutex_lock(&lock);
+        t = now_t_locked();
+        pthread_mutex_unlock(&lock);
+        return t;
+}
+
 static void push_locked(struct nvmlEventSet_st *s, unsigned gpu, unsigned long long type,
                         unsigned long long data)
 {

@@ -90,6 +90,11 @@ EXPORT fake_fnt_nvlink_error_counter nvmlDeviceGetNvLinkErrorCounter;
 EXPORT fake_fnt_topology_common_ancestor nvmlDeviceGetTopologyCommonAncestor;
 EXPORT fake_fnt_cpu_affinity nvmlDeviceGetCpuAffinity;
 EXPORT fake_fnt_numa_node_id nvmlDeviceGetNumaNodeId;
+EXPORT fake_fnt_mig_mode nvmlDeviceGetMigMode;
+EXPORT fake_fnt_max_mig_device_count nvmlDeviceGetMaxMigDeviceCount;
+EXPORT fake_fnt_mig_device_handle_by_index nvmlDeviceGetMigDeviceHandleByIndex;
+EXPORT fake_fnt_gpu_instance_id nvmlDeviceGetGpuInstanceId;
+EXPORT fake_fnt_compute_instance_id nvmlDeviceGetComputeInstanceId;
 
 #define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
 #define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
@@ -274,6 +279,59 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
         return NVML_ERROR_NOT_FOUND;
 }
 
+/* ---- MIG devices (handles of their own; identity and memory getters take them) ---- */
+
+static char mig_handles[FAKE_GPUS_MAX][FAKE_MIG_MAX]; /* their addresses are the handles */
+
+/* The GPU and instance of a MIG handle; false for any other handle. */
+static bool mig_of(nvmlDevice_t dev, unsigned *gpu, unsigned *k)
+{
+        uintptr_t p = (uintptr_t)dev, base = (uintptr_t)mig_handles;
+        size_t i;
+
+        if (!dev || p < base || p >= base + sizeof(mig_handles))
+                return false;
+        i = p - base;
+        *gpu = (unsigned)(i / FAKE_MIG_MAX);
+        *k = (unsigned)(i % FAKE_MIG_MAX);
+        return *gpu < fake_engine_gpu_count() && *k < fake_engine_gpu(*gpu)->n_mig;
+}
+
+static bool mig_on(unsigned gpu)
+{
+        const struct fake_gpu_conf *g = fake_engine_gpu(gpu);
+        return g->n_mig > 0 && fake_engine_time_us() >= g->mig_at_us;
+}
+
+/* GPU instance id as an H100/H200 numbers them: 7g → 0, 3g → 1.., 2g → 3.., 1g → 7.. */
+static unsigned mig_gi(unsigned gpu, unsigned k)
+{
+        const struct fake_gpu_conf *g = fake_engine_gpu(gpu);
+        unsigned sl = (unsigned)atoi(g->mig[k]), base = sl >= 7 ? 0 : sl >= 3 ? 1 : sl == 2 ? 3 : 7;
+        unsigned same = 0;
+        for (unsigned j = 0; j < k; j++)
+                same += (unsigned)atoi(g->mig[j]) == sl;
+        return base + same;
+}
+
+/* Memory of an instance: its profile's GB (decimal), used in proportion to the GPU's. */
+static void mig_memory(unsigned gpu, unsigned k, unsigned long long *total,
+                       unsigned long long *used)
+{
+        unsigned sl = 0, gb = 0;
+        double fb_total = 0, fb_used = 0;
+
+        (void)sscanf(fake_engine_gpu(gpu)->mig[k], "%ug.%ugb", &sl, &gb);
+        *total = (unsigned long long)gb * 1000000000ULL;
+        if (read1(gpu, FLD_FB_TOTAL, &fb_total) == NVML_SUCCESS &&
+            read1(gpu, FLD_FB_USED, &fb_used) == NVML_SUCCESS && fb_total > 0)
+                *used = (unsigned long long)((double)*total * (fb_used / fb_total));
+        else
+                *used = 0;
+        if (*used > *total)
+                *used = *total;
+}
+
 /* An identity string of the GPU's configuration, unless its field is not supported. */
 #define IDENTITY(member, dev, field, member_str, buf, length)                                      \
         do {                                                                                       \
@@ -290,11 +348,30 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
 
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length)
 {
+        unsigned mg, mk;
+
+        if (mig_of(device, &mg, &mk)) {
+                char n[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+                ENTER(name);
+                snprintf(n, sizeof(n), "%.64s MIG %s", fake_engine_gpu(mg)->name,
+                         fake_engine_gpu(mg)->mig[mk]);
+                return copy_str(n, name, length);
+        }
         IDENTITY(name, device, FLD_NAME, name, name, length);
 }
 
 nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
 {
+        unsigned mg, mk;
+
+        if (mig_of(device, &mg, &mk)) {
+                char u[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
+                ENTER(uuid);
+                /* MIG-<the GPU's UUID digits with the instance in the last group> */
+                snprintf(u, sizeof(u), "MIG-%.32s%04x", fake_engine_gpu(mg)->uuid + 4,
+                         mig_gi(mg, mk));
+                return copy_str(u, uuid, length);
+        }
         IDENTITY(uuid, device, FLD_UUID, uuid, uuid, length);
 }
 
@@ -536,9 +613,22 @@ static nvmlReturn_t memory(unsigned gpu, unsigned long long *total, unsigned lon
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *mem)
 {
         unsigned long long total, reserved, used, free_b;
-        unsigned gpu;
+        unsigned gpu, mk;
         nvmlReturn_t r;
 
+        if (mig_of(device, &gpu, &mk)) {
+                ENTER(memory_info_v2);
+                if (!mem)
+                        return NVML_ERROR_INVALID_ARGUMENT;
+                if (mem->version != nvmlMemory_v2)
+                        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+                mig_memory(gpu, mk, &total, &used);
+                mem->total = total;
+                mem->reserved = 0;
+                mem->used = used;
+                mem->free = total - used;
+                return NVML_SUCCESS;
+        }
         ENTER_DEV(memory_info_v2, device, gpu);
         if (!mem)
                 return NVML_ERROR_INVALID_ARGUMENT;
@@ -1360,6 +1450,78 @@ nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node)
         if (!node)
                 return NVML_ERROR_INVALID_ARGUMENT;
         *node = numa_of(gpu);
+        return NVML_SUCCESS;
+}
+
+/* ---- MIG (read-only; the fake has no way to change the mode either) ---- */
+
+nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *current_mode,
+                                  unsigned int *pending_mode)
+{
+        unsigned gpu;
+        bool on;
+
+        ENTER_DEV(mig_mode, device, gpu);
+        if (!current_mode || !pending_mode)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (!fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_SUPPORTED; /* a GPU without MIG, as on a PCIe A10 */
+        on = mig_on(gpu);
+        *current_mode = on ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+        *pending_mode = NVML_DEVICE_MIG_ENABLE; /* turning on at mig_at, or on */
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count)
+{
+        unsigned gpu;
+
+        ENTER_DEV(max_mig_device_count, device, gpu);
+        if (!count)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (!fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_SUPPORTED;
+        *count = NVML_MAX_MIG_DEVICES;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                 nvmlDevice_t *mig_device)
+{
+        unsigned gpu;
+
+        ENTER_DEV(mig_device_handle_by_index, device, gpu);
+        if (!mig_device || index >= NVML_MAX_MIG_DEVICES)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (!fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_SUPPORTED;
+        if (!mig_on(gpu) || index >= fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_FOUND;
+        *mig_device = (nvmlDevice_t)(void *)&mig_handles[gpu][index];
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id)
+{
+        unsigned gpu, k;
+
+        ENTER(gpu_instance_id);
+        if (!id || !mig_of(device, &gpu, &k))
+                return fake_engine_dev_index(device) >= 0 ? NVML_ERROR_NOT_SUPPORTED
+                                                          : NVML_ERROR_INVALID_ARGUMENT;
+        *id = mig_gi(gpu, k);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int *id)
+{
+        unsigned gpu, k;
+
+        ENTER(compute_instance_id);
+        if (!id || !mig_of(device, &gpu, &k))
+                return fake_engine_dev_index(device) >= 0 ? NVML_ERROR_NOT_SUPPORTED
+                                                          : NVML_ERROR_INVALID_ARGUMENT;
+        *id = 0; /* one compute instance per GPU instance */
         return NVML_SUCCESS;
 }
 

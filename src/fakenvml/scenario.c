@@ -549,6 +549,36 @@ static int parse_link_list(struct pctx *p, const yaml_node_t *n, uint32_t *mask)
         return 0;
 }
 
+/* mig: [1g.18gb, 2g.35gb, ...]: the MIG instances, "<slices>g.<GB>gb" each, 7 slices at most. */
+static int parse_mig(struct pctx *p, const yaml_node_t *n, struct fake_gpu_conf *g)
+{
+        unsigned slices = 0;
+
+        if (!n || n->type != YAML_SEQUENCE_NODE)
+                return failf(p, n, -EINVAL, "mig must be a list of profiles like 1g.18gb");
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+             it++) {
+                const yaml_node_t *e = node(p, *it);
+                unsigned sl = 0, gb = 0;
+                char tail = 0;
+                int r;
+
+                if (g->n_mig >= FAKE_MIG_MAX)
+                        return failf(p, e, -EINVAL, "mig: at most %d instances", FAKE_MIG_MAX);
+                r = get_string(p, e, "mig profile", g->mig[g->n_mig], sizeof(g->mig[0]));
+                if (r < 0)
+                        return r;
+                if (sscanf(g->mig[g->n_mig], "%ug.%ugb%c", &sl, &gb, &tail) != 2 || !sl || !gb)
+                        return failf(p, e, -EINVAL, "mig: '%s' is not a profile like 1g.18gb",
+                                     g->mig[g->n_mig]);
+                slices += sl;
+                g->n_mig++;
+        }
+        if (slices > 7)
+                return failf(p, n, -EINVAL, "mig: %u compute slices, a GPU has 7", slices);
+        return 0;
+}
+
 /* nvlink: {links: N, version: V}; topology: {numa_nodes: N, cpus_per_node: C} */
 static int parse_small_map(struct pctx *p, const yaml_node_t *n, const char *what,
                            const char *const *keys, const unsigned long long *max, unsigned *out[],
@@ -578,7 +608,7 @@ static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
                                            "pci_bus_id",    "vbios_version", "inforom_version",
                                            "trace",         "trace_offset",  "fields",
                                            "not_supported", "processes",     "nvlink_down",
-                                           "numa_node"};
+                                           "numa_node",     "mig",           "mig_at"};
         const yaml_node_t *seen[ARRAY_SIZE(keys)] = {0}, *k, *v;
         struct fake_gpu_conf *g = &p->sc->gpus[gi];
         int r = want_mapping(p, n, "per_gpu entry");
@@ -641,6 +671,12 @@ static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
                         g->numa_node = (int)nn;
                         break;
                 }
+                case 13:
+                        r = parse_mig(p, v, g);
+                        break;
+                case 14:
+                        r = get_duration_us(p, v, "mig_at", &g->mig_at_us);
+                        break;
                 default:
                         r = i;
                 }

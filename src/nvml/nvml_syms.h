@@ -167,3 +167,18 @@ NVML_FN(nvmlReturn_t, cpu_affinity, 0,
         "nvmlDeviceGetCpuAffinity")
 NVML_FN(nvmlReturn_t, numa_node_id, 0, (nvmlDevice_t device, unsigned int *node),
         "nvmlDeviceGetNumaNodeId")
+
+/* MIG: discovery of the instances of a GPU in MIG mode (read-only; Vigil never changes the mode).
+ * The identity and memory getters above also take a MIG device handle. */
+NVML_FN(nvmlReturn_t, mig_mode, 0,
+        (nvmlDevice_t device, unsigned int *current_mode, unsigned int *pending_mode),
+        "nvmlDeviceGetMigMode")
+NVML_FN(nvmlReturn_t, max_mig_device_count, 0, (nvmlDevice_t device, unsigned int *count),
+        "nvmlDeviceGetMaxMigDeviceCount")
+NVML_FN(nvmlReturn_t, mig_device_handle_by_index, 0,
+        (nvmlDevice_t device, unsigned int index, nvmlDevice_t *mig_device),
+        "nvmlDeviceGetMigDeviceHandleByIndex")
+NVML_FN(nvmlReturn_t, gpu_instance_id, 0, (nvmlDevice_t device, unsigned int *id),
+        "nvmlDeviceGetGpuInstanceId")
+NVML_FN(nvmlReturn_t, compute_instance_id, 0, (nvmlDevice_t device, unsigned int *id),
+        "nvmlDeviceGetComputeInstanceId")

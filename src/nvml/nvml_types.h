@@ -255,6 +255,11 @@ typedef enum nvmlIntNvLinkDeviceType_enum {
         NVML_NVLINK_DEVICE_TYPE_UNKNOWN = 0xFF,
 } nvmlIntNvLinkDeviceType_t;
 
+/* MIG. */
+#define NVML_DEVICE_MIG_DISABLE 0x0
+#define NVML_DEVICE_MIG_ENABLE  0x1
+#define NVML_MAX_MIG_DEVICES    7 /* per GPU on Ampere/Hopper (nvmlDeviceGetMaxMigDeviceCount) */
+
 /* Topology: how far apart two GPUs are on the PCIe tree (nvmlDeviceGetTopologyCommonAncestor). */
 typedef enum nvmlGpuLevel_enum {
         NVML_TOPOLOGY_INTERNAL = 0,    /* the same board (multi-GPU card) */

@@ -154,7 +154,57 @@ def test_topology():
         check(row0[:4] == ["GPU0", "X", "NV18", "NV18"] and row0[-2:] == ["0-55", "0"], out)
 
 
+def test_mig_instances_and_labels():
+    with Vigild("mig-h200.yaml", config="metrics:\n  naming: dcgm\n") as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        mig = wait_for(lambda: (lambda d: d if d["status"] == "ok" else None)(
+            v.get_json("/api/v1/gpus/0/mig")), 15, "MIG read")
+        check(mig["mode"] == "enabled" and len(mig["instances"]) == 4, "4 instances: %r" % mig)
+        profs = sorted((i["profile"], i["gpu_instance_id"]) for i in mig["instances"])
+        check(profs == [("1g.18gb", 7), ("1g.18gb", 8), ("2g.35gb", 3), ("3g.71gb", 1)],
+              "profiles %r" % profs)
+        i0 = mig["instances"][0]
+        check(i0["uuid"].startswith("MIG-") and i0["memory_total_bytes"] == 18 * 10**9
+              and i0["memory_used_bytes"] + i0["memory_free_bytes"] == i0["memory_total_bytes"],
+              "instance %r" % i0)
+        m = parse_metrics(v.metrics())
+        used = series(m, "DCGM_FI_DEV_FB_USED", gpu=0)
+        inst = [d for d, _ in used if "GPU_I_ID" in d]
+        check(len(inst) == 4 and {d["GPU_I_PROFILE"] for d in inst} == {"1g.18gb", "2g.35gb",
+                                                                          "3g.71gb"},
+              "MIG samples %r" % inst)
+        check(all(d["device"] == "nvidia0" for d in inst), "device label")
+        text = v.metrics()
+        line = [l for l in text.splitlines() if l.startswith("DCGM_FI_DEV_FB_USED{") and
+                "GPU_I_ID" in l][0]
+        names = [x.split("=")[0] for x in line[line.index("{") + 1:line.rindex("}")].split('",')]
+        check(names[:8] == ["gpu", "UUID", "pci_bus_id", "device", "modelName", "GPU_I_PROFILE",
+                            "GPU_I_ID", "hostname"], "label order %r" % names)
+        # GPU 1 turns MIG on 8 s in: picked up by a later slow sweep.
+        check(v.get_json("/api/v1/gpus/1/mig")["mode"] == "disabled", "GPU 1 whole at start")
+        mig1 = wait_for(lambda: (lambda d: d if d.get("mode") == "enabled" else None)(
+            v.get_json("/api/v1/gpus/1/mig")), 30, "GPU 1 in MIG mode")
+        check([i["profile"] for i in mig1["instances"]] == ["7g.141gb"], "7g %r" % mig1)
+
+
+def test_mig_native():
+    with Vigild("mig-h200.yaml") as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        m = wait_for(lambda: (lambda x: x if series(x, "vigil_mig_memory_total_bytes") else None)(
+            parse_metrics(v.metrics())), 15, "MIG families")
+        tot = series(m, "vigil_mig_memory_total_bytes", gpu=0, profile="3g.71gb")
+        check(len(tot) == 1 and tot[0][1] == 71e9 and tot[0][0]["gpu_instance_id"] == "1",
+              "3g total %r" % tot)
+        check(series(m, "vigil_gpu_mig_mode", gpu=0)[0][1] == 1, "mode metric")
+        check(series(m, "vigil_gpu_mig_instances", gpu=0)[0][1] == 4, "instances metric")
+        check(not series(m, "vigil_mig_memory_total_bytes", gpu=1), "GPU 1 not in MIG yet")
+    with Vigild(HGX) as v:  # no MIG configured: NVML says not supported
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        check(v.get_json("/api/v1/gpus/0/mig")["status"] == "not_supported", "no MIG")
+
+
 if __name__ == "__main__":
     main([test_gpm_fields_native, test_dmon_profiling_ids, test_dcp_csv_loads,
           test_nvlink_api_cli, test_nvlink_dcgm_names, test_nvlink_down_fails_health,
-          test_no_nvlink_is_honest, test_topology])
+          test_no_nvlink_is_honest, test_topology, test_mig_instances_and_labels,
+          test_mig_native])

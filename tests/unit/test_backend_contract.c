@@ -247,6 +247,67 @@ static void test_gpm_all_metrics(void **state)
         }
 }
 
+/* NVLink, MIG and topology through the backend. Fake (constant-2gpu.yaml): no NVLink and no MIG,
+ * reported as not supported, never as "down"; the topology of the two GPUs is read at open.
+ * Real: whatever the GPU says, printed for the log; a link's counters are numbers or unknown. */
+static void test_nvlink_mig_topology(void **state)
+{
+        static const uint16_t ids[] = {FLD_NVLINK_LINKS_UP, FLD_NVLINK_LINKS_DOWN,
+                                       FLD_NVLINK_REPLAY_ERROR_COUNT_TOTAL, FLD_MIG_MODE,
+                                       FLD_MIG_INSTANCES};
+        backend_topology *t = calloc(1, sizeof(*t));
+        field_value v[5];
+
+        (void)state;
+        assert_non_null(t);
+        for (unsigned g = 0; g < ngpu; g++) {
+                backend_nvlink_info nl;
+                backend_mig_info mi;
+
+                assert_int_equal(backend_sample(be, g, ids, 5, v), 0);
+                assert_int_equal(backend_nvlink_get(be, g, &nl), 0);
+                assert_int_equal(backend_mig_get(be, g, &mi), 0);
+                fprintf(stderr, "# GPU %u NVLink: %s, %u links, %lld up; MIG: %s mode %d, %u inst\n",
+                        g, nl.status ? strerror(-nl.status) : "ok", nl.n_links,
+                        v[0].status ? -1LL : (long long)v[0].i,
+                        mi.status ? strerror(-mi.status) : "ok", mi.mode, mi.n);
+                for (unsigned l = 0; real && nl.status == 0 && l < nl.n_links; l++)
+                        fprintf(stderr, "#   link %2u state %d v%u remote %s replay %lld crc %lld\n",
+                                l, nl.links[l].state, nl.links[l].version,
+                                nl.links[l].remote_bus_id,
+                                nl.links[l].replay == UINT64_MAX ? -1LL
+                                                                 : (long long)nl.links[l].replay,
+                                nl.links[l].crc_flit == UINT64_MAX
+                                    ? -1LL
+                                    : (long long)nl.links[l].crc_flit);
+                if (!real) {
+                        assert_int_equal(v[0].status, -EOPNOTSUPP);
+                        assert_int_equal(nl.status, -EOPNOTSUPP);
+                        assert_int_equal(v[3].status, -EOPNOTSUPP);
+                        assert_int_equal(mi.status, -EOPNOTSUPP);
+                } else if (nl.status == 0) {
+                        assert_int_equal(v[0].status, 0);
+                        assert_true(nl.n_links <= BACKEND_NVLINK_MAX);
+                }
+        }
+        assert_int_equal(backend_topology_get(be, t), 0);
+        assert_int_equal(t->n, ngpu);
+        for (unsigned i = 0; i < t->n; i++) {
+                fprintf(stderr, "# GPU %u topo:", i);
+                for (unsigned j = 0; j < t->n; j++)
+                        fprintf(stderr, " %s",
+                                backend_topo_level_name((enum backend_topo_level)t->level[i][j]));
+                fprintf(stderr, "  cpus %s numa %d\n", t->cpus[i], t->numa_node[i]);
+                assert_int_equal(t->level[i][i], BTOPO_SELF);
+        }
+        if (!real && ngpu == 2) {
+                assert_int_equal(t->level[0][1], BTOPO_PIX);
+                assert_string_equal(t->cpus[0], "0-15");
+                assert_int_equal(t->numa_node[1], 0);
+        }
+        free(t);
+}
+
 /* Profiling fields through GPM. A GPM value is computed between two samples: the backend takes
  * the first at attach, so after a re-attach the first read already has one. Fake: exact values
  * (DCGM ratio x 100 in the fake, / 100 in the backend), -ENODATA when there is no previous
@@ -494,6 +555,7 @@ int main(void)
             cmocka_unit_test(test_injection_and_loss_fake),
             cmocka_unit_test(test_gpm_profiling),
             cmocka_unit_test(test_gpm_all_metrics),
+            cmocka_unit_test(test_nvlink_mig_topology),
             cmocka_unit_test(test_events),
             cmocka_unit_test(test_concurrent_threads_fake),
             cmocka_unit_test(test_errno_map),

@@ -188,6 +188,7 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 nvmlEnableState_t cur = NVML_FEATURE_DISABLED, pend = NVML_FEATURE_DISABLED;
                 rc = CALL(b, ecc_mode, h, &cur, &pend);
                 r->u[0] = cur == NVML_FEATURE_ENABLED;
+                r->u[1] = pend == NVML_FEATURE_ENABLED;
                 break;
         }
         case G_RETIRED_SBE:
@@ -220,6 +221,20 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 break;
         case G_MINOR:
                 rc = CALL(b, minor_number, h, &v);
+                r->u[0] = v;
+                break;
+        case G_COMPUTE_MODE: {
+                nvmlComputeMode_t cm = NVML_COMPUTEMODE_DEFAULT;
+                rc = CALL(b, compute_mode, h, &cm);
+                r->u[0] = (unsigned)cm;
+                break;
+        }
+        case G_APP_CLOCK_SM:
+                rc = CALL(b, applications_clock, h, NVML_CLOCK_SM, &v);
+                r->u[0] = v;
+                break;
+        case G_APP_CLOCK_MEM:
+                rc = CALL(b, applications_clock, h, NVML_CLOCK_MEM, &v);
                 r->u[0] = v;
                 break;
         default:

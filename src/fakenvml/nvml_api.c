@@ -89,6 +89,8 @@ EXPORT fake_fnt_nvlink_remote_type nvmlDeviceGetNvLinkRemoteDeviceType;
 EXPORT fake_fnt_nvlink_error_counter nvmlDeviceGetNvLinkErrorCounter;
 EXPORT fake_fnt_topology_common_ancestor nvmlDeviceGetTopologyCommonAncestor;
 EXPORT fake_fnt_cpu_affinity nvmlDeviceGetCpuAffinity;
+EXPORT fake_fnt_compute_mode nvmlDeviceGetComputeMode;
+EXPORT fake_fnt_applications_clock nvmlDeviceGetApplicationsClock;
 EXPORT fake_fnt_numa_node_id nvmlDeviceGetNumaNodeId;
 EXPORT fake_fnt_mig_mode nvmlDeviceGetMigMode;
 EXPORT fake_fnt_max_mig_device_count nvmlDeviceGetMaxMigDeviceCount;
@@ -931,6 +933,33 @@ nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t *curren
         if (r == NVML_SUCCESS)
                 *pending = *current; /* no mode change is ever pending in the fake */
         return r;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t *mode)
+{
+        unsigned gpu, v = 0;
+        nvmlReturn_t r;
+
+        ENTER_DEV(compute_mode, device, gpu);
+        if (!mode)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read_u32(device, gpu, FLD_COMPUTE_MODE, 1, &v);
+        if (r == NVML_SUCCESS)
+                *mode = (nvmlComputeMode_t)v;
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetApplicationsClock(nvmlDevice_t device, nvmlClockType_t type,
+                                            unsigned int *mhz)
+{
+        unsigned gpu;
+
+        ENTER_DEV(applications_clock, device, gpu);
+        if (type == NVML_CLOCK_SM)
+                return read_u32(device, gpu, FLD_APP_SM_CLOCK, 1, mhz);
+        if (type == NVML_CLOCK_MEM)
+                return read_u32(device, gpu, FLD_APP_MEM_CLOCK, 1, mhz);
+        return NVML_ERROR_NOT_SUPPORTED;
 }
 
 nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device, nvmlPageRetirementCause_t cause,

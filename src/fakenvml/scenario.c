@@ -91,6 +91,8 @@ static const struct {
     {FLD_POWER_USAGE_INSTANT, {SRC_CONST, 76, 0, 0, 0}},
     {FLD_TOTAL_ENERGY_CONSUMPTION, {SRC_RATE, 0, 76000, 0, 0}}, /* 76 W idle */
     {FLD_PERSISTENCE_MODE, {SRC_CONST, 1, 0, 0, 0}},
+    {FLD_APP_SM_CLOCK, {SRC_CONST, 1980, 0, 0, 0}},
+    {FLD_APP_MEM_CLOCK, {SRC_CONST, 3201, 0, 0, 0}},
     {FLD_ECC_CURRENT, {SRC_CONST, 1, 0, 0, 0}},
     {FLD_PSTATE, {SRC_CONST, 0, 0, 0, 0}},
 };

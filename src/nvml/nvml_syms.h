@@ -182,3 +182,10 @@ NVML_FN(nvmlReturn_t, gpu_instance_id, 0, (nvmlDevice_t device, unsigned int *id
         "nvmlDeviceGetGpuInstanceId")
 NVML_FN(nvmlReturn_t, compute_instance_id, 0, (nvmlDevice_t device, unsigned int *id),
         "nvmlDeviceGetComputeInstanceId")
+
+/* Configuration, read-only (vigil config get): compute mode and application clocks. */
+NVML_FN(nvmlReturn_t, compute_mode, 0, (nvmlDevice_t device, nvmlComputeMode_t *mode),
+        "nvmlDeviceGetComputeMode")
+NVML_FN(nvmlReturn_t, applications_clock, 0,
+        (nvmlDevice_t device, nvmlClockType_t type, unsigned int *mhz),
+        "nvmlDeviceGetApplicationsClock")

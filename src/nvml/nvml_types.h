@@ -255,6 +255,13 @@ typedef enum nvmlIntNvLinkDeviceType_enum {
         NVML_NVLINK_DEVICE_TYPE_UNKNOWN = 0xFF,
 } nvmlIntNvLinkDeviceType_t;
 
+typedef enum nvmlComputeMode_enum {
+        NVML_COMPUTEMODE_DEFAULT = 0,           /* several contexts per device */
+        NVML_COMPUTEMODE_EXCLUSIVE_THREAD = 1,  /* deprecated */
+        NVML_COMPUTEMODE_PROHIBITED = 2,        /* no contexts */
+        NVML_COMPUTEMODE_EXCLUSIVE_PROCESS = 3, /* one process at a time */
+} nvmlComputeMode_t;
+
 /* MIG. */
 #define NVML_DEVICE_MIG_DISABLE 0x0
 #define NVML_DEVICE_MIG_ENABLE  0x1

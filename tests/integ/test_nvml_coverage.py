@@ -203,8 +203,21 @@ def test_mig_native():
         check(v.get_json("/api/v1/gpus/0/mig")["status"] == "not_supported", "no MIG")
 
 
+def test_config_get():
+    with Vigild(HGX) as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        out = run_cli("--host", v.url, "config", "get", "-i", "0", check_rc=0).stdout
+        for want in ("SM Application Clock (MHz) | 1980", "Memory Application Clock (MHz) | 3201",
+                     "ECC Mode", "Enabled (pending Enabled)", "Power Limit (W)", "| 700",
+                     "Compute Mode", "Unrestricted", "Persistence Mode"):
+            check(want in " ".join(out.split()).replace("| ", "| ") or want in out,
+                  "%r in:\n%s" % (want, out))
+        p = run_cli("--host", v.url, "config", "set", "-P", "300")
+        check(p.returncode == 2 and "only 'get'" in p.stderr, "set refused: %s" % p.stderr)
+
+
 if __name__ == "__main__":
     main([test_gpm_fields_native, test_dmon_profiling_ids, test_dcp_csv_loads,
           test_nvlink_api_cli, test_nvlink_dcgm_names, test_nvlink_down_fails_health,
           test_no_nvlink_is_honest, test_topology, test_mig_instances_and_labels,
-          test_mig_native])
+          test_mig_native, test_config_get])

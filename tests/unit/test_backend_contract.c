@@ -267,19 +267,18 @@ static void test_nvlink_mig_topology(void **state)
                 assert_int_equal(backend_sample(be, g, ids, 5, v), 0);
                 assert_int_equal(backend_nvlink_get(be, g, &nl), 0);
                 assert_int_equal(backend_mig_get(be, g, &mi), 0);
-                fprintf(stderr, "# GPU %u NVLink: %s, %u links, %lld up; MIG: %s mode %d, %u inst\n",
-                        g, nl.status ? strerror(-nl.status) : "ok", nl.n_links,
+                fprintf(stderr,
+                        "# GPU %u NVLink: %s, %u links, %lld up; MIG: %s mode %d, %u inst\n", g,
+                        nl.status ? strerror(-nl.status) : "ok", nl.n_links,
                         v[0].status ? -1LL : (long long)v[0].i,
                         mi.status ? strerror(-mi.status) : "ok", mi.mode, mi.n);
                 for (unsigned l = 0; real && nl.status == 0 && l < nl.n_links; l++)
-                        fprintf(stderr, "#   link %2u state %d v%u remote %s replay %lld crc %lld\n",
-                                l, nl.links[l].state, nl.links[l].version,
-                                nl.links[l].remote_bus_id,
-                                nl.links[l].replay == UINT64_MAX ? -1LL
-                                                                 : (long long)nl.links[l].replay,
-                                nl.links[l].crc_flit == UINT64_MAX
-                                    ? -1LL
-                                    : (long long)nl.links[l].crc_flit);
+                        fprintf(
+                            stderr, "#   link %2u state %d v%u remote %s replay %lld crc %lld\n", l,
+                            nl.links[l].state, nl.links[l].version, nl.links[l].remote_bus_id,
+                            nl.links[l].replay == UINT64_MAX ? -1LL : (long long)nl.links[l].replay,
+                            nl.links[l].crc_flit == UINT64_MAX ? -1LL
+                                                               : (long long)nl.links[l].crc_flit);
                 if (!real) {
                         assert_int_equal(v[0].status, -EOPNOTSUPP);
                         assert_int_equal(nl.status, -EOPNOTSUPP);

@@ -127,6 +127,10 @@ static void test_nvlink_topo_mig(void **state)
         assert_int_equal(NVML_DEVICE_MIG_DISABLE, 0);
         assert_int_equal(NVML_DEVICE_MIG_ENABLE, 1);
         assert_int_equal(sizeof(nvmlPciInfo_t), 68); /* nvmlDeviceGetNvLinkRemotePciInfo_v2 */
+        assert_int_equal(sizeof(nvmlComputeMode_t), 4);
+        assert_int_equal(NVML_COMPUTEMODE_DEFAULT, 0);
+        assert_int_equal(NVML_COMPUTEMODE_PROHIBITED, 2);
+        assert_int_equal(NVML_COMPUTEMODE_EXCLUSIVE_PROCESS, 3);
 }
 
 static void test_constants(void **state)

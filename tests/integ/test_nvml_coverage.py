@@ -123,6 +123,24 @@ def test_nvlink_down_fails_health():
                   "GPU 3 NVLink FAIL")
 
 
+def test_nvlink_errors_rule():
+    # CRC errors on GPU 2 warn, a replay error on GPU 6 fails (DCGM's 1-minute deltas); the other
+    # GPUs stay quiet. The slow tier (10 s) needs two reads in the window.
+    with Vigild(HGX) as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        v.inject(gpu=2, field="NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", value=12)
+        v.inject(gpu=6, field="NVLINK_REPLAY_ERROR_COUNT_TOTAL", value=3)
+        inc = wait_for(lambda: (lambda l: l if len(l) >= 2 else None)(
+            [i for i in v.get_json("/api/v1/incidents")["incidents"]
+             if i.get("condition") == "nvlink_errors"]), 30, "nvlink_errors incidents")
+        by_gpu = {i["gpu"]: i for i in inc}
+        check(set(by_gpu) == {2, 6}, "incidents on GPUs 2 and 6 only: %r" % sorted(by_gpu))
+        check(by_gpu[2]["severity"].lower().startswith("warn"), "CRC warns: %r" % by_gpu[2])
+        check(by_gpu[6]["severity"].lower() in ("fail", "critical"), "replay fails: %r" % by_gpu[6])
+        nv = v.get_json("/api/v1/gpus/6/nvlink")
+        check(nv["links"][0]["replay_errors"] == 3, "per-link replay %r" % nv["links"][0])
+
+
 def test_no_nvlink_is_honest():
     with Vigild() as v:  # the default scenario: no NVLink
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
@@ -219,5 +237,6 @@ def test_config_get():
 if __name__ == "__main__":
     main([test_gpm_fields_native, test_dmon_profiling_ids, test_dcp_csv_loads,
           test_nvlink_api_cli, test_nvlink_dcgm_names, test_nvlink_down_fails_health,
+          test_nvlink_errors_rule,
           test_no_nvlink_is_honest, test_topology, test_mig_instances_and_labels,
           test_mig_native, test_config_get])

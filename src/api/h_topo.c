@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api-internal.h"
 #include "reply.h"
@@ -104,10 +105,29 @@ enum MHD_Result h_nvlink(request *r)
         return api_reply_json(r, 200, nvlink_json(a, idx));
 }
 
+/* Links of GPU i up to an NVSwitch, and up directly to the GPU at bus id peer. */
+static void nvlink_counts(const backend_nvlink_info *nv, const char *peer, unsigned *sw,
+                          unsigned *direct)
+{
+        *sw = *direct = 0;
+        if (nv->status != 0)
+                return;
+        for (unsigned l = 0; l < nv->n_links && l < BACKEND_NVLINK_MAX; l++) {
+                const backend_nvlink *k = &nv->links[l];
+                if (k->state != 1)
+                        continue;
+                *sw += k->remote == BNL_REMOTE_SWITCH;
+                *direct +=
+                    peer && k->remote == BNL_REMOTE_GPU && !strcasecmp(k->remote_bus_id, peer);
+        }
+}
+
 enum MHD_Result h_topology(request *r)
 {
         api *a = r->api;
         backend_topology *t = malloc(sizeof(*t));
+        backend_nvlink_info *nv = NULL;
+        sampler_gpu *g = NULL;
         json_t *o, *gpus, *matrix;
         int rc;
 
@@ -118,57 +138,56 @@ enum MHD_Result h_topology(request *r)
                 free(t);
                 return api_reply_errno(r, -EAGAIN, "the topology has not been read yet");
         }
+        nv = calloc(t->n ? t->n : 1, sizeof(*nv));
+        g = calloc(t->n ? t->n : 1, sizeof(*g));
+        if (!nv || !g) {
+                free(t);
+                free(nv);
+                free(g);
+                return api_reply_errno(r, -ENOMEM, "out of memory");
+        }
+        for (unsigned i = 0; i < t->n; i++) {
+                if (backend_nvlink_get(a->opt.backend, i, &nv[i]) < 0)
+                        nv[i].status = -EINVAL;
+                if (sampler_gpu_get(a->opt.sampler, i, &g[i]) < 0)
+                        memset(&g[i], 0, sizeof(g[i]));
+        }
         o = json_object();
         gpus = json_array();
         matrix = json_array();
         for (unsigned i = 0; i < t->n; i++) {
-                backend_nvlink_info nv;
-                sampler_gpu g;
                 json_t *gi = json_object(), *row = json_array();
                 unsigned up = 0;
 
                 json_object_set_new(gi, "gpu", json_integer(i));
-                if (sampler_gpu_get(a->opt.sampler, i, &g) == 0) {
-                        json_object_set_new(gi, "uuid", json_string(g.id.uuid));
-                        json_object_set_new(gi, "pci_bus_id", json_string(g.id.pci_bus_id));
+                if (g[i].id.uuid[0]) {
+                        json_object_set_new(gi, "uuid", json_string(g[i].id.uuid));
+                        json_object_set_new(gi, "pci_bus_id", json_string(g[i].id.pci_bus_id));
                 }
                 json_object_set_new(gi, "cpu_affinity",
                                     t->cpus[i][0] ? json_string(t->cpus[i]) : json_null());
                 json_object_set_new(gi, "numa_node",
                                     t->numa_node[i] >= 0 ? json_integer(t->numa_node[i])
                                                          : json_null());
-                if (backend_nvlink_get(a->opt.backend, i, &nv) == 0 && nv.status == 0)
-                        for (unsigned l = 0; l < nv.n_links; l++)
-                                up += nv.links[l].state == 1;
+                for (unsigned l = 0; nv[i].status == 0 && l < nv[i].n_links; l++)
+                        up += nv[i].links[l].state == 1;
                 json_object_set_new(gi, "nvlinks_up", json_integer(up));
                 json_array_append_new(gpus, gi);
-                /* Each pair: the PCIe path, and NVLink when both GPUs have links up to NVSwitches
-                 * or to each other ("NV<n>", n = links of the pair, as nvidia-smi topo -m). */
+                /* Each pair: the PCIe path, and the NVLinks between them: direct links to the
+                 * peer, else as many as both have up to NVSwitches ("NV<n>", as nvidia-smi topo
+                 * -m prints). */
                 for (unsigned j = 0; j < t->n; j++) {
                         json_t *c = json_object();
-                        unsigned nvl = 0;
-                        backend_nvlink_info nj;
+                        unsigned sw_i = 0, sw_j = 0, direct = 0, other = 0, nvl = 0;
 
                         json_object_set_new(c, "pcie",
                                             json_string(backend_topo_level_name(
                                                 (enum backend_topo_level)t->level[i][j])));
-                        if (i != j && backend_nvlink_get(a->opt.backend, i, &nv) == 0 &&
-                            nv.status == 0 && backend_nvlink_get(a->opt.backend, j, &nj) == 0 &&
-                            nj.status == 0) {
-                                unsigned sw_i = 0, sw_j = 0, direct = 0;
-                                sampler_gpu gj;
-                                bool have_j = sampler_gpu_get(a->opt.sampler, j, &gj) == 0;
-                                for (unsigned l = 0; l < nv.n_links; l++) {
-                                        const backend_nvlink *k = &nv.links[l];
-                                        if (k->state != 1)
-                                                continue;
-                                        sw_i += k->remote == BNL_REMOTE_SWITCH;
-                                        direct += have_j && k->remote == BNL_REMOTE_GPU &&
-                                                  !strcasecmp(k->remote_bus_id, gj.id.pci_bus_id);
-                                }
-                                for (unsigned l = 0; l < nj.n_links; l++)
-                                        sw_j += nj.links[l].state == 1 &&
-                                                nj.links[l].remote == BNL_REMOTE_SWITCH;
+                        if (i != j) {
+                                nvlink_counts(&nv[i],
+                                              g[j].id.pci_bus_id[0] ? g[j].id.pci_bus_id : NULL,
+                                              &sw_i, &direct);
+                                nvlink_counts(&nv[j], NULL, &sw_j, &other);
                                 nvl = direct ? direct : (sw_i < sw_j ? sw_i : sw_j);
                         }
                         json_object_set_new(c, "nvlinks", json_integer(nvl));
@@ -180,6 +199,8 @@ enum MHD_Result h_topology(request *r)
         json_object_set_new(o, "matrix", matrix);
         json_object_set_new(o, "timestamp_us", json_integer(t->ts_us));
         free(t);
+        free(nv);
+        free(g);
         return api_reply_json(r, 200, o);
 }
 

@@ -303,7 +303,9 @@ static void eval_nvlink_errors(const rule_ctx *c, rule_result *out)
 }
 
 /* DCGM's MonitorNVLinkStatus: a link the GPU has that reports down fails; absent links (not
- * supported) are not counted. */
+ * supported) are not counted. Unlike DCGM, a GPU with every link down and none up is NVLink not in
+ * use (a single SXM GPU passed through to a VM, a board without its NVSwitch tray): the links are
+ * reported down in the API and metrics, but that is not an incident. */
 static void eval_nvlink_down(const rule_ctx *c, rule_result *out)
 {
         int64_t down, up;
@@ -314,7 +316,7 @@ static void eval_nvlink_down(const rule_ctx *c, rule_result *out)
         }
         READ_OR_SKIP(latest_i64(c, FLD_NVLINK_LINKS_DOWN, &down));
         READ_OR_SKIP(latest_i64(c, FLD_NVLINK_LINKS_UP, &up));
-        if (down > 0)
+        if (down > 0 && up > 0)
                 fire(out, HEALTH_FAIL, "%lld of %lld NVLinks are down", (long long)down,
                      (long long)(down + up));
 }

@@ -107,7 +107,8 @@ def test_nvlink_down_fails_health():
         with open(os.path.join(SRC, "tests", "scenarios", HGX)) as f:
             text = f.read()
         with open(p, "w") as f:
-            f.write(text.replace("per_gpu:\n", "per_gpu:\n  3:\n    nvlink_down: [7, 9]\n"))
+            f.write(text.replace("per_gpu:\n", "per_gpu:\n  3:\n    nvlink_down: [7, 9]\n"
+                                 "  5:\n    nvlink_down: [%s]\n" % ", ".join(map(str, range(18)))))
         with Vigild(p) as v:
             wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
             nv = wait_for(lambda: (lambda d: d if d["status"] == "ok" else None)(
@@ -118,7 +119,9 @@ def test_nvlink_down_fails_health():
             inc = wait_for(lambda: [i for i in v.get_json("/api/v1/incidents")["incidents"]
                                     if i.get("condition") == "nvlink_down"] or None, 20,
                            "nvlink_down incident")
-            check(inc[0]["gpu"] == 3, "incident on GPU 3: %r" % inc)
+            check([i["gpu"] for i in inc] == [3], "incident on GPU 3 only (GPU 5: all down, "
+                  "NVLink not in use): %r" % inc)
+            check(v.get_json("/api/v1/gpus/5/nvlink")["links_up"] == 0, "GPU 5 all down")
             check(v.get_json("/api/v1/health")["gpus"][3]["systems"]["nvlink"]["status"] == "FAIL",
                   "GPU 3 NVLink FAIL")
 

@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--quick] [--only LIST] [--out DIR]
 #
-#   LIST   comma-separated subset of: cache,cost,scrape,memory,soak   (default: all)
+#   LIST   comma-separated subset of: cache,cost,timings,scrape,memory,soak   (default: all)
 #   --quick  short smoke versions (a minute or two in all); the numbers are NOT valid against
 #            the targets (windows shorter than the 60 s the targets ask for, rings not filled).
 #   --out    where the JSON results and logs go (default: build/bench-results/DATE)
@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
 BUILD=${VIGIL_BUILD_DIR:-$SRC/build}
 QUICK=0
-ONLY=cache,cost,scrape,memory,soak
+ONLY=cache,cost,timings,scrape,memory,soak
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,6 +66,11 @@ if want cost; then
   echo "== cost: python3 bench/agent_cost.py $COST"
   python3 agent_cost.py $COST --json "$OUT/agent_cost.json" | tee "$OUT/agent_cost.log"
 fi
+if want timings; then
+  # the latencies the pass/fail tests no longer assert (bench/timings.py says which)
+  echo "== timings: python3 bench/timings.py"
+  python3 timings.py --json "$OUT/timings.json" | tee "$OUT/timings.log"
+fi
 if want scrape; then
   echo "== scrape: python3 bench/scrape.py $SCRAPE"
   python3 scrape.py $SCRAPE --json "$OUT/scrape.json" | tee "$OUT/scrape.log"
@@ -90,6 +95,6 @@ echo
 echo "================ summary ($OUT) ================"
 cat "$OUT/machine.txt"
 want cache && grep -E "compressed bytes|push" "$OUT/cache.txt" | head -2 | sed 's/^ */CACHE 1 Hz hour: /'
-grep -h -E "^(AGENT_COST|SWEEP|STARTUP|SCRAPE|MEMORY|SOAK)" "$OUT"/*.log 2>/dev/null || true
+grep -h -E "^(AGENT_COST|SWEEP|STARTUP|TIMING|SCRAPE|MEMORY|SOAK)" "$OUT"/*.log 2>/dev/null || true
 [ $QUICK = 1 ] && echo "(--quick: smoke numbers only, not valid against the targets)"
 exit $rc

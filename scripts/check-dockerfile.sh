@@ -8,9 +8,11 @@
 # 2. libraries: every shared library that BUILD_DIR's vigild, vigil and libvigil-fakenvml.so need
 #    (ldd) belongs (dpkg -S) to a package that the final stage installs, directly or as a
 #    dependency (apt-cache depends --recurse), or to the base image's required set.
-# Exit 0 ok, 1 findings, 77 (skip) when the binaries or dpkg are missing.
+# Exit 0 ok, 1 findings, 77 (skip) when the binaries or dpkg are missing (under VIGIL_CI=1 a skip
+# fails: scripts/ci-skip.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/ci-skip.sh"
 df=${DOCKERFILE:-$root/deploy/docker/Dockerfile}
 build=${1:-$root/build}
 fail=0
@@ -55,19 +57,19 @@ grep -Eiq -- '--privileged|cap-add|CAP_' <<<"$final" && bad "capabilities reques
 
 # ---- 2. libraries
 if ! command -v dpkg >/dev/null || ! command -v apt-cache >/dev/null; then
-	echo "check-dockerfile: SKIP library check: dpkg/apt-cache not available"
-	[ $fail -eq 0 ] && exit 77 || exit 1
+	[ $fail -eq 0 ] || exit 1
+	ci_skip "check-dockerfile: library check: dpkg/apt-cache not available"
 fi
 bins=()
 for b in bin/vigild bin/vigil lib/libvigil-fakenvml.so; do
 	[ -e "$build/$b" ] && bins+=("$build/$b")
 done
 if [ ${#bins[@]} -eq 0 ]; then
-	echo "check-dockerfile: SKIP library check: no binaries under '$build' (build first)"
-	[ $fail -eq 0 ] && exit 77 || exit 1
+	[ $fail -eq 0 ] || exit 1
+	ci_skip "check-dockerfile: library check: no binaries under '$build' (build first)"
 fi
-if ldd "${bins[@]}" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-	echo "check-dockerfile: note: '$build' is a sanitizer build; its libasan/libubsan are not checked"
+if ldd "${bins[@]}" 2>/dev/null | grep -q 'libasan\|libubsan\|libtsan'; then
+	echo "check-dockerfile: note: '$build' is a sanitizer build; its libasan/libubsan/libtsan are not checked"
 fi
 # shellcheck disable=SC2086
 provided=$( (echo $runtime_pkgs | tr ' ' '\n'
@@ -77,7 +79,7 @@ provided=$( (echo $runtime_pkgs | tr ' ' '\n'
 	) | sed 's/:.*//' | sort -u)
 missing=0 checked=0
 while read -r lib path; do
-	case $lib in libasan* | libubsan* | linux-vdso* | "") continue ;; esac
+	case $lib in libasan* | libubsan* | libtsan* | linux-vdso* | "") continue ;; esac
 	[ -e "$path" ] || { bad "'$lib' is not found on this machine (ldd)"; continue; }
 	real=$(readlink -f "$path")
 	pkg=""

@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # install-deps.sh — install every Debian 12 package that building, running and testing Vigil need.
 # Idempotent: only missing packages are installed. Needs root (or sudo).
+#   install-deps.sh              build + test (what `make test` needs; CI runs this)
+#   install-deps.sh --build-only build only
+#   install-deps.sh --fuzz       also clang for `make fuzz` (libFuzzer)
+# Every tool a test looks for is in TEST: under VIGIL_CI=1 a test that cannot find one fails
+# instead of skipping (tests/integ/harness.py skip(), scripts/ci-skip.sh).
 set -euo pipefail
 
 BUILD=(build-essential cmake pkg-config clang-format
        libmicrohttpd-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev
        libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev
        libgnutls28-dev)
+# tool -> package: promtool prometheus; amtool, prometheus-alertmanager prometheus-alertmanager;
+# prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
+# testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base).
 TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
-      sslscan testssl.sh openssl prometheus-alertmanager)
+      sslscan testssl.sh openssl prometheus-alertmanager sqlite3)
+FUZZ=(clang)
 
 want=("${BUILD[@]}")
-if [ "${1:-}" != "--build-only" ]; then
-	want+=("${TEST[@]}")
-fi
+case "${1:-}" in
+--build-only) ;;
+--fuzz) want+=("${TEST[@]}" "${FUZZ[@]}") ;;
+*) want+=("${TEST[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

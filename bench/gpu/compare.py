@@ -41,6 +41,22 @@ def rss(pid):
                 return int(line.split()[1]) / 1024.0
 
 
+def switches(pid):
+    """Context switches (voluntary + involuntary) per thread name of pid."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            comm = open("/proc/%d/task/%s/comm" % (pid, tid)).read().strip()
+            n = 0
+            for line in open("/proc/%d/task/%s/status" % (pid, tid)):
+                if "ctxt_switches:" in line:
+                    n += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+        out[comm] = out.get(comm, 0) + n
+    return out
+
+
 def scrape(url):
     t = time.perf_counter()
     with urllib.request.urlopen(url, timeout=30) as r:
@@ -48,7 +64,7 @@ def scrape(url):
     return time.perf_counter() - t, n
 
 
-def measure(name, cmd, url, env=None):
+def measure(name, cmd, url, env=None, idle=0):
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, name + ".log"), "w"),
                          env=dict(os.environ, **(env or {})))
     try:
@@ -61,6 +77,13 @@ def measure(name, cmd, url, env=None):
                     return {"error": "did not start"}
                 time.sleep(0.2)
         time.sleep(5)
+        wake = None
+        if idle:  # nothing scraped: how often does each thread wake?
+            s0 = switches(p.pid)
+            time.sleep(idle)
+            s1 = switches(p.pid)
+            wake = {k: s1[k] - s0.get(k, 0) for k in s1}
+            wake["total_per_s"] = round(sum(wake.values()) / idle, 2)
         c0, t0 = cpu(p.pid), time.time()
         nxt = t0
         while time.time() - t0 < WINDOW:   # Prometheus-like: one scrape every 15 s
@@ -75,7 +98,8 @@ def measure(name, cmd, url, env=None):
         lat.sort()
         return {"cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 3), "rss_mib": round(rss(p.pid), 1),
                 "scrape_p50_ms": round(1e3 * statistics.median(lat), 3),
-                "scrape_p99_ms": round(1e3 * lat[int(0.99 * (len(lat) - 1))], 3), "page_bytes": size}
+                "scrape_p99_ms": round(1e3 * lat[int(0.99 * (len(lat) - 1))], 3), "page_bytes": size,
+                **({"idle_wakeups": wake, "idle_window_s": idle} if wake else {})}
     finally:
         p.terminate(); p.wait()
 
@@ -91,7 +115,8 @@ for name, bdir in builds:
     pv = port()
     res[name] = measure(name.replace(" ", "_").replace("(", "").replace(")", ""),
                         [os.path.join(bdir, "bin/vigild"), "--listen", "127.0.0.1:%d" % pv,
-                         "--socket", "", "--data-dir", d], "http://127.0.0.1:%d/metrics" % pv)
+                         "--socket", "", "--data-dir", d], "http://127.0.0.1:%d/metrics" % pv,
+                        idle=int(os.environ.get("IDLE", "30")))
 f = subprocess.run([os.path.join(BUILD, "bench/nvml_floor"), str(WINDOW)], capture_output=True, text=True)
 fl = json.loads(f.stdout) if f.returncode == 0 else {"error": f.stderr}
 if "cpu_seconds" in fl:

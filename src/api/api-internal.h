@@ -36,6 +36,8 @@ struct api {
         snapshot_slot metrics_om;          /* the same, OpenMetrics 1.0.0 */
         _Atomic int64_t last_sweep_us;     /* realtime of the last api_render call */
         _Atomic int64_t last_wanted_us[2]; /* realtime of the last scrape of [text, OpenMetrics] */
+        _Atomic int64_t scrape_gap_us[2];  /* time between the last two scrapes of each variant */
+        _Atomic int64_t sweep_gap_us;      /* time between the last two api_render calls */
         pthread_mutex_t render_lock;       /* one renderer at a time */
         buf render_buf;                    /* reused between renders (render_lock) */
         _Atomic unsigned long long requests; /* served */
@@ -88,6 +90,13 @@ enum MHD_Result h_backup_create(request *r);
 enum MHD_Result h_backups(request *r);
 enum MHD_Result h_keys(request *r);
 enum MHD_Result h_keys_rotate(request *r);
+/* h_diag.c */
+enum MHD_Result h_diag_start(request *r);
+enum MHD_Result h_diag_list(request *r);
+enum MHD_Result h_diag_get(request *r);
+enum MHD_Result h_diag_cancel(request *r);
+/* The vigil_diag_* families (h_diag.c). */
+int expo_render_diag(api *a, buf *b, bool om);
 
 /* Render the native exposition into b; om: OpenMetrics 1.0.0 instead of text 0.0.4. */
 int expo_render_native(api *a, buf *b, bool om);

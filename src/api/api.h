@@ -63,6 +63,8 @@ typedef struct api_options {
          * borrowed; NULL = the backup and keys routes answer 503. */
         store *store;
         struct backup_service *backup;
+        /* Diagnostic runs (diag/service.h), borrowed; NULL = the diag routes answer 503. */
+        struct diag_service *diag;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */
@@ -73,6 +75,13 @@ int api_start(api *a, char *url, size_t urllen, char *err, size_t errlen);
 /* Render the /metrics snapshots (text 0.0.4 and OpenMetrics) from the current cache and engine
  * state. Any thread; serialised. */
 void api_render(api *a);
+/* Replace the exported families and labels (a reload; main thread): counters (borrowed, must
+ * outlive the api or the next call) selects dcgm-exporter's families; NULL with dcgm_naming =
+ * dcgm-exporter's default set; NULL without = native names. labels are copied. The next render
+ * uses them; a scrape before the next sweep renders again. The previous counters are no longer
+ * read when this returns. 0 or -ENOMEM (nothing changed). */
+int api_set_metrics(api *a, const struct counter_set *counters, bool dcgm_naming,
+                    const api_label *labels, size_t n_labels);
 void api_stop(api *a);
 api *api_free(api *a);
 /* The listening sockets (-1 when off), borrowed, e.g. to hand to a successor vigild. */

@@ -1,12 +1,15 @@
 /* expo.c — Prometheus text exposition. Rendered once per sampler sweep into a snapshot; a scrape
  * is a reference-counted hand-off of that buffer to libmicrohttpd (no copy, no NVML).
- * Only valid readings are written: a field a GPU does not support, or any reading of a GPU that
- * stopped answering, is left out rather than replaced by a sentinel number.
+ * Only valid, current readings are written: a field a GPU does not support, and a stale reading
+ * (sampler_latest: too old for its interval, or from a GPU that is lost or has a hung call) are
+ * left out rather than replaced by a sentinel number or repeated as if new, so that Prometheus
+ * marks the series stale (dcgm-exporter likewise skips a value DCGM no longer has).
  * Two namings (native vigil_*, or dcgm-exporter's DCGM_FI_* families chosen by a counters CSV) and
  * two formats (Prometheus text 0.0.4 and OpenMetrics 1.0.0) are rendered from the same readings:
  * both formats are pre-rendered per sweep so a scrape of either stays a hand-off. */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +96,25 @@ static void number(buf *b, double v)
                 buf_printf(b, "%.15g", v);
 }
 
+/* The latest reading of (gpu, field) when it is valid and current (sampler_latest), else false:
+ * the one test every per-GPU reading of /metrics passes. */
+static bool current(api *a, unsigned gpu, uint16_t field, field_value *v)
+{
+        sampler_reading rd;
+
+        if (sampler_latest(a->opt.sampler, gpu, field, 0, &rd) < 0 || rd.v.status != 0 ||
+            rd.fresh != SAMPLER_FRESH)
+                return false;
+        *v = rd.v;
+        return true;
+}
+
+/* Answering: attached and without a sample call the watchdog gave up on. */
+static bool answering(const sampler_gpu *g)
+{
+        return g->up && !g->stuck;
+}
+
 static const struct {
         unsigned long long bit; /* NVML clock event reason */
         const char *reason;     /* label value */
@@ -142,10 +164,12 @@ int expo_render_native(api *a, buf *b, bool om)
                 label(b, "driver_version", driver, false);
                 buf_puts(b, "} 1\n");
         }
-        family(b, om, "vigil_gpu_up", "gauge",
-               "1 when the GPU answers, 0 when it is lost (fell off the bus or stopped answering)");
+        family(
+            b, om, "vigil_gpu_up", "gauge",
+            "1 when the GPU answers, 0 when it is lost (fell off the bus) or a sample call on it "
+            "hangs (see vigil_gpu_responsive): its readings are then not exported");
         for (unsigned i = 0; i < n; i++)
-                buf_printf(b, "vigil_gpu_up{%s} %d\n", lab[i].data, gpus[i].up ? 1 : 0);
+                buf_printf(b, "vigil_gpu_up{%s} %d\n", lab[i].data, answering(&gpus[i]) ? 1 : 0);
 
         for (size_t f = 0; f < field_count(); f++) {
                 const field_meta *m = field_at(f);
@@ -155,9 +179,7 @@ int expo_render_native(api *a, buf *b, bool om)
                 for (unsigned i = 0; i < n; i++) {
                         field_value v;
                         double x;
-                        if (!gpus[i].up)
-                                continue;
-                        if (cache_latest(a->opt.cache, i, m->id, &v, NULL) < 0 || v.status != 0)
+                        if (!gpus[i].up || !current(a, i, m->id, &v))
                                 continue;
                         x = m->type == FT_F64 ? v.d : (double)v.i;
                         if (!header) {
@@ -180,9 +202,7 @@ int expo_render_native(api *a, buf *b, bool om)
                 bool header = false;
                 for (unsigned i = 0; i < n; i++) {
                         field_value v;
-                        if (!gpus[i].up ||
-                            cache_latest(a->opt.cache, i, FLD_CLOCKS_EVENT_REASONS, &v, NULL) < 0 ||
-                            v.status != 0)
+                        if (!gpus[i].up || !current(a, i, FLD_CLOCKS_EVENT_REASONS, &v))
                                 continue;
                         if (!header) {
                                 family(b, om, "vigil_gpu_clock_event_active", "gauge",
@@ -274,6 +294,7 @@ int expo_render_native(api *a, buf *b, bool om)
         expo_mig_native(a, b, om);    /* expo_mig.c: MIG instances' memory */
         selfmetrics_render(a, b, om); /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
         backup_service_metrics(a->opt.backup, b, om); /* store, backups, keys (service.h) */
+        expo_render_diag(a, b, om);                   /* last diagnostic run (h_diag.c) */
 
         if (om)
                 buf_puts(b, "# EOF\n");
@@ -325,9 +346,7 @@ static const char *label_value(api *a, const counter_entry *ce, const sampler_gp
                 snprintf(tmp, tmplen, "%d", g->id.minor);
                 return tmp;
         default:
-                if (ce->field->type == FT_STR ||
-                    cache_latest(a->opt.cache, g->index, ce->field->id, &fv, NULL) < 0 ||
-                    fv.status != 0)
+                if (ce->field->type == FT_STR || !current(a, g->index, ce->field->id, &fv))
                         return NULL;
                 if (ce->field->type == FT_F64)
                         snprintf(tmp, tmplen, "%g", fv.d);
@@ -379,7 +398,8 @@ static const char *counter_prom_type(enum counter_type t)
 }
 
 /* dcgm-exporter naming: exactly the CSV's families, names, types and help, values in DCGM units
- * (the stored units). A lost GPU exports nothing; an unsupported field is left out. */
+ * (the stored units). A lost or hung GPU exports no readings; an unsupported field and a stale
+ * reading are left out, as dcgm-exporter skips a blank or non-OK value. */
 int expo_render_dcgm(api *a, buf *b, bool om)
 {
         sampler *e = a->opt.sampler;
@@ -409,9 +429,7 @@ int expo_render_dcgm(api *a, buf *b, bool om)
                         continue;
                 for (unsigned i = 0; i < n; i++) {
                         field_value v;
-                        if (!gpus[i].up)
-                                continue;
-                        if (cache_latest(a->opt.cache, i, m->id, &v, NULL) < 0 || v.status != 0)
+                        if (!gpus[i].up || !current(a, i, m->id, &v))
                                 continue;
                         if (m->type == FT_F64 && !isfinite(v.d))
                                 continue;
@@ -512,31 +530,63 @@ static snapshot *render_one(api *a, bool om)
         return s;
 }
 
-/* A variant (text or OpenMetrics) is rendered after each sweep only while a scraper has asked for
- * it in the last RENDER_KEEP_US; Prometheus asks for one variant, so the other costs nothing, and
- * with no scraper at all nothing is rendered. A scrape that finds its variant older than the last
- * sweep renders it once, and from then on it is rendered ahead of the scrapes again. */
+/* When /metrics is rendered. A variant (text or OpenMetrics) is rendered at most once per sweep,
+ * and only for a scraper:
+ *   - scrapers that come at least as often as sweeps (gap <= 2 sweeps): it is rendered right
+ *     after each sweep, so their scrape is a hand-off of ready bytes;
+ *   - scrapers that come less often (Prometheus every 15 s against a 1 s fast tier): the first
+ *     scrape after a sweep renders it, and concurrent scrapers share that render. Rendering after
+ *     every sweep would cost 15 renders for each page anyone reads;
+ *   - nobody asked in RENDER_KEEP_US: nothing is rendered.
+ * Either way no scrape is ever answered with a page older than the last sweep. */
 #define RENDER_KEEP_US (300 * USEC_PER_SEC)
 
+/* Whether snapshot s (NULL ok) can be served at now: rendered after the last sweep, and not long
+ * ago. The second half matters when no sweep comes (sampling threads stuck): a render then drops
+ * the readings that have gone stale, where the old page would serve them as current for as long
+ * as the threads stay stuck. */
+static bool snapshot_current(api *a, snapshot *s, int64_t now)
+{
+        return s && snapshot_ts(s) >= atomic_load(&a->last_sweep_us) &&
+               now - snapshot_ts(s) <= SAMPLER_STALE_MIN_US / 2;
+}
+
+/* Render variant om unless a current render was published meanwhile (two scrapers racing for the
+ * same sweep render once). */
 static void render_variant(api *a, bool om)
 {
+        snapshot_slot *slot = om ? &a->metrics_om : &a->metrics;
         snapshot *s;
 
         pthread_mutex_lock(&a->render_lock);
+        s = snapshot_slot_get(slot);
+        if (snapshot_current(a, s, time_real_us())) {
+                snapshot_unref(s);
+                pthread_mutex_unlock(&a->render_lock);
+                return;
+        }
+        snapshot_unref(s);
         s = render_one(a, om);
         pthread_mutex_unlock(&a->render_lock);
         if (s)
-                snapshot_slot_publish(om ? &a->metrics_om : &a->metrics, s);
+                snapshot_slot_publish(slot, s);
 }
 
 void api_render(api *a)
 {
-        int64_t now = time_real_us();
+        int64_t now = time_real_us(), prev = atomic_exchange(&a->last_sweep_us, now);
 
-        a->last_sweep_us = now;
-        for (int v = 0; v < 2; v++)
-                if (a->last_wanted_us[v] && now - a->last_wanted_us[v] < RENDER_KEEP_US)
-                        render_variant(a, v == 1);
+        if (prev)
+                atomic_store(&a->sweep_gap_us, now - prev);
+        for (int v = 0; v < 2; v++) {
+                int64_t wanted = atomic_load(&a->last_wanted_us[v]);
+                int64_t gap = atomic_load(&a->scrape_gap_us[v]);
+                int64_t sweep = atomic_load(&a->sweep_gap_us);
+                if (!wanted || now - wanted >= RENDER_KEEP_US)
+                        continue; /* nobody reads this variant */
+                if (gap > 0 && sweep > 0 && gap <= 2 * sweep)
+                        render_variant(a, v == 1); /* frequent scraper: render ahead */
+        }
 }
 
 static void unref_snapshot(void *cls)
@@ -567,9 +617,13 @@ enum MHD_Result h_metrics(request *r)
         snapshot_slot *slot = om ? &r->api->metrics_om : &r->api->metrics;
         snapshot *s = snapshot_slot_get(slot);
 
-        r->api->last_wanted_us[om] = time_real_us();
-        if (!s || snapshot_ts(s) < r->api->last_sweep_us) {
-                /* not rendered since the last sweep: nobody asked for this variant lately */
+        int64_t now = time_real_us(), prev = atomic_exchange(&r->api->last_wanted_us[om], now);
+
+        if (prev && now > prev)
+                atomic_store(&r->api->scrape_gap_us[om], now - prev);
+        if (!snapshot_current(r->api, s, now)) {
+                /* not rendered since the last sweep (or no sweep came for a while): render it
+                 * now, once */
                 snapshot_unref(s);
                 render_variant(r->api, om);
                 s = snapshot_slot_get(slot);

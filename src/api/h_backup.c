@@ -83,9 +83,7 @@ enum MHD_Result h_keys_rotate(request *r)
         if (!b)
                 return api_reply_errno(r, -EAGAIN, "key rotation is not available: no store");
         int rc = backup_service_rotate_key(b, &id, err, sizeof(err));
-        if (rc == -ENOKEY) /* encryption is off: a conflict with the request (409) */
-                return api_reply_errno(r, -EBUSY, "%s", err);
-        if (rc < 0)
+        if (rc < 0) /* -ENOKEY: encryption is off, a conflict with the request (409) */
                 return api_reply_errno(r, rc, "%s", err);
         return api_reply_json(r, 200,
                               json_pack("{s:i, s:b}", "active_key", (int)id, "reencrypting", 1));

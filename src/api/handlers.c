@@ -42,36 +42,48 @@ static json_t *value_json(const field_meta *m, const field_value *v)
         return json_integer(v->i);
 }
 
-/* FIELDVALUE object, or NULL when the field is not watched on that GPU. */
+/* FIELDVALUE object, or NULL when the field is not watched on that GPU. Staleness is the
+ * sampler's (sampler_latest): a stale reading is "status": "stale" with its "last_value" and
+ * "age_seconds", never a "value"; a lost GPU's readings are "gpu_lost". */
 static json_t *field_json(api *a, unsigned gpu, const field_meta *m, bool gpu_is_up)
 {
+        sampler_reading rd;
         field_value v;
-        int64_t ts = 0;
         json_t *o, *val;
+        bool stale;
 
-        if (cache_latest(a->opt.cache, gpu, m->id, &v, &ts) < 0)
+        if (sampler_latest(a->opt.sampler, gpu, m->id, 0, &rd) < 0)
                 return NULL;
+        v = rd.v;
         if (!gpu_is_up && m->tier != TIER_STATIC)
                 v.status = -ENODEV; /* never present a lost GPU's last reading as current */
         o = json_pack("{s:i,s:s,s:s}", "id", m->id, "name", m->sym, "unit", m->unit);
         val = v.status == 0 ? value_json(m, &v) : NULL;
         if (v.status == 0 && !val)
                 v.status = -EIO;
-        json_object_set_new(o, "status", json_string(status_name(v.status)));
+        stale = v.status == 0 && rd.fresh != SAMPLER_FRESH;
+        json_object_set_new(o, "status", json_string(stale ? "stale" : status_name(v.status)));
         if (val)
-                json_object_set_new(o, "value", val);
-        if (ts)
-                json_object_set_new(o, "timestamp_us", json_integer(ts));
+                json_object_set_new(o, stale ? "last_value" : "value", val);
+        if (stale)
+                json_object_set_new(o, "stale_reason",
+                                    json_string(sampler_freshness_name(rd.fresh)));
+        if (rd.ts_us) {
+                json_object_set_new(o, "timestamp_us", json_integer(rd.ts_us));
+                json_object_set_new(o, "age_seconds", json_real((double)rd.age_us / 1e6));
+        }
         return o;
 }
 
 static json_t *gpu_json(api *a, const sampler_gpu *g)
 {
         field_value total;
-        json_t *o =
-            json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "index", g->index, "uuid", g->id.uuid,
-                      "name", g->id.name, "serial", g->id.serial, "pci_bus_id", g->id.pci_bus_id,
-                      "vbios_version", g->id.vbios, "state", g->up ? "up" : "lost");
+        json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "index", g->index, "uuid",
+                              g->id.uuid, "name", g->id.name, "serial", g->id.serial, "pci_bus_id",
+                              g->id.pci_bus_id, "vbios_version", g->id.vbios, "state",
+                              !g->up     ? "lost"
+                              : g->stuck ? "unresponsive"
+                                         : "up");
 
         if (g->id.minor >= 0)
                 json_object_set_new(o, "minor_number", json_integer(g->id.minor));
@@ -324,8 +336,8 @@ enum MHD_Result h_status(request *r)
                                                       "cost_cpu_seconds", (double)cost_ns / 1e9));
         }
         json_object_set_new(o, "self", selfmetrics_json(a)); /* selfmetrics.c */
-        if (a->opt.config_json)
-                json_object_set_new(o, "config", a->opt.config_json(a->opt.userdata));
+        /* No configuration here: status is open to readers (and to anyone without
+         * authentication); the configuration is GET /api/v1/config, admin only, redacted. */
         return api_reply_json(r, 200, o);
 }
 
@@ -347,6 +359,22 @@ enum MHD_Result h_inject(request *r)
                 json_decref(body);
                 return api_reply_errno(r, -EINVAL, "body must be a JSON object: %s",
                                        body ? "not an object" : jerr.text);
+        }
+        if ((v = json_object_get(body, "advance_s"))) {
+                /* {"advance_s": S}: the fake's scenario clock moves S seconds ahead (tests). */
+                if (!json_is_number(v) || json_number_value(v) < 0 ||
+                    json_number_value(v) > 366.0 * 86400)
+                        goto bad_value;
+                req.kind = BACKEND_INJECT_ADVANCE;
+                req.count = (long long)(json_number_value(v) * 1e6);
+                rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
+                if (rr < 0) {
+                        json_decref(body);
+                        return api_reply_errno(r, -EINVAL, "injection refused: %s",
+                                               err[0] ? err : strerror(-rr));
+                }
+                log_info("inject", "advanced the fake clock by %.3f s", json_number_value(v));
+                return api_reply_json(r, 200, json_pack("{s:o}", "injected", body));
         }
         if ((v = json_object_get(body, "call"))) {
                 /* {"call": "nvmlDeviceGetTemperature", "cost_us": N}: the modelled CPU cost of

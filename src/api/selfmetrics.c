@@ -196,6 +196,12 @@ void selfmetrics_render(api *a, buf *b, bool om)
         for (int t = TIER_FAST; t <= TIER_SLOW; t++)
                 buf_printf(b, "vigil_collection_stretched{tier=\"%s\"} %d\n", tier_name(t),
                            st.tier[t].stretch > 1.0 ? 1 : 0);
+        family(b, om, "vigil_sampler_clock_steps_total", "counter",
+               "Samples stored at an earlier sample's timestamp because the wall clock went back");
+        buf_printf(b, "vigil_sampler_clock_steps_total %llu\n", (unsigned long long)st.clock_steps);
+        family(b, om, "vigil_sampler_push_errors_total", "counter",
+               "Samples the cache refused to store");
+        buf_printf(b, "vigil_sampler_push_errors_total %llu\n", (unsigned long long)st.push_errors);
 
         pthread_mutex_lock(&http_lock);
         family(b, om, "vigil_http_requests_total", "counter",
@@ -235,6 +241,10 @@ void selfmetrics_render(api *a, buf *b, bool om)
                        "1 while a GPU reading is anomalous: kind=baseline against its own "
                        "learned baseline, kind=peer against the node's other GPUs");
                 for (size_t i = 0; i < n; i++) {
+                        sampler_gpu g;
+                        /* a lost or hung GPU's readings are stale: so is a verdict on them */
+                        if (sampler_gpu_get(a->opt.sampler, as[i].gpu, &g) < 0 || !g.up || g.stuck)
+                                continue;
                         buf_printf(b, "vigil_gpu_anomaly{gpu=\"%u\",uuid=\"", as[i].gpu);
                         expo_escape(b, as[i].uuid);
                         buf_printf(b, "\",hostname=\"");

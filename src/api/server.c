@@ -532,6 +532,58 @@ void api_stop(api *a)
         }
 }
 
+int api_set_metrics(api *a, const struct counter_set *counters, bool dcgm_naming,
+                    const api_label *labels, size_t n_labels)
+{
+        counter_set *own = NULL, *old_own;
+        api_label *nl = calloc(n_labels + 1, sizeof(*nl)), *old_labels;
+        size_t old_n;
+        int r = 0;
+
+        if (!nl)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_labels; i++) {
+                nl[i].name = strdup(labels[i].name);
+                nl[i].value = strdup(labels[i].value);
+                if (!nl[i].name || !nl[i].value)
+                        r = -ENOMEM;
+        }
+        if (r == 0 && dcgm_naming && !counters)
+                r = counters_default(&own, NULL, 0);
+        if (r < 0) {
+                for (size_t i = 0; i < n_labels; i++) {
+                        free((char *)nl[i].name);
+                        free((char *)nl[i].value);
+                }
+                free(nl);
+                return r;
+        }
+        /* Every reader of the families and labels renders under render_lock. */
+        pthread_mutex_lock(&a->render_lock);
+        old_own = a->own_counters;
+        old_labels = a->labels;
+        old_n = a->n_labels;
+        a->own_counters = own;
+        a->counters = counters ? counters : own;
+        a->labels = nl;
+        a->n_labels = n_labels;
+        a->opt.counters = a->counters;
+        a->opt.dcgm_naming = a->counters != NULL;
+        a->opt.extra_labels = a->labels;
+        a->opt.n_extra_labels = a->n_labels;
+        pthread_mutex_unlock(&a->render_lock);
+        /* The snapshots were rendered with the old set: a scrape before the next sweep renders
+         * its variant again. */
+        a->last_sweep_us = time_real_us();
+        counters_free(old_own);
+        for (size_t i = 0; i < old_n; i++) {
+                free((char *)old_labels[i].name);
+                free((char *)old_labels[i].value);
+        }
+        free(old_labels);
+        return 0;
+}
+
 api *api_free(api *a)
 {
         if (!a)

@@ -1,9 +1,15 @@
 /* cmd_audit.c — `vigil audit [--since 1h]` lists the audit trail (daemon, admin);
- * `vigil audit verify [--db PATH]` checks its hash chain, through the daemon or offline on the
- * database file (opened read-only, so it works while vigild runs and on a copy). */
+ * `vigil audit verify [--db PATH] [--head SEQ:HASH | --head-file FILE] [--key-file FILE]` checks
+ * its hash chain, through the daemon or offline on the database file (opened read-only for real,
+ * store_open_ro, so it works while vigild runs and on a copy, and changes nothing). Offline, the
+ * audit key (DIR/audit.key, or DIR/audit.key.sealed with VIGIL_ENCRYPTION_KEY) authenticates the
+ * checkpoint, and the exported head (--head, else DIR/audit.head) must be reached: deleting the
+ * oldest or the newest records is reported as truncation. */
 #include "commands.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +18,113 @@
 #include <sqlite3.h>
 
 #include "security/audit.h"
+#include "security/audit_export.h"
+#include "store/crypto.h"
+#include "store/store.h"
 #include "common/vtime.h"
 
-static int verify_offline(const char *path, cli_ctx *ctx)
+typedef struct verify_args {
+        const char *db;        /* --db */
+        const char *head;      /* --head SEQ:HASH */
+        const char *head_file; /* --head-file (default: DIR/audit.head when it exists) */
+        const char *key_file;  /* --key-file (default: DIR/audit.key or the sealed one) */
+} verify_args;
+
+/* The audit key for an offline verify: --key-file, else the data dir's (plain, or sealed with
+ * $VIGIL_ENCRYPTION_KEY). Unset key (and 0) when there is none. */
+static int offline_key(cli_ctx *ctx, const verify_args *a, const char *dir, audit_key *key)
 {
-        sqlite3 *db = NULL;
-        audit_verify_result res;
+        char err[PATH_MAX + 256];
+        crypto_keyring *kr = NULL;
+        const char *secret = getenv("VIGIL_ENCRYPTION_KEY");
         int r;
 
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-                cli_error(ctx, "cannot open '%s': %s", path, db ? sqlite3_errmsg(db) : "no memory");
-                sqlite3_close(db);
+        memset(key, 0, sizeof(*key));
+        if (a->key_file) {
+                r = audit_key_load_file(a->key_file, key, err, sizeof(err));
+                if (r < 0)
+                        cli_error(ctx, "%s", err);
+                return r;
+        }
+        if (secret && *secret && crypto_keyring_new(secret, &kr, err, sizeof(err)) < 0) {
+                cli_error(ctx, "%s", err);
+                return -EINVAL;
+        }
+        r = audit_key_load(dir, kr, false, key, NULL, err, sizeof(err));
+        crypto_keyring_free(kr);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                cli_error(ctx, "%s", err);
+        return r;
+}
+
+static int verify_offline(const verify_args *a, cli_ctx *ctx)
+{
+        const char *path = a->db, *slash = strrchr(path, '/');
+        char dir[PATH_MAX], sidecar[PATH_MAX + 16], mac[AUDIT_HASH_HEX] = "";
+        char want[AUDIT_HASH_HEX], from[PATH_MAX + 32] = "";
+        audit_head head;
+        audit_key key;
+        audit_verify_opts o = {0};
+        store_ro ro;
+        audit_verify_result res;
+        char err[PATH_MAX + 256];
+        int r;
+
+        if (!slash)
+                snprintf(dir, sizeof(dir), ".");
+        else
+                snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        r = offline_key(ctx, a, dir, &key);
+        if (r < 0)
+                return r;
+        if (key.set)
+                o.key = &key;
+        if (a->head) {
+                if (audit_head_parse(a->head, &head) < 0)
+                        return cli_usage_error(ctx, NULL, "--head: '%s' is not SEQ:HASH", a->head);
+                o.head = &head;
+                snprintf(from, sizeof(from), "--head");
+        } else {
+                const char *hf = a->head_file;
+                snprintf(sidecar, sizeof(sidecar), "%s/" AUDIT_HEAD_FILE, dir);
+                if (!hf && access(sidecar, F_OK) == 0)
+                        hf = sidecar;
+                if (hf) {
+                        r = audit_head_read(hf, &head, mac);
+                        if (r < 0) {
+                                cli_error(ctx, "cannot read the audit head '%s': %s", hf,
+                                          strerror(-r));
+                                return r;
+                        }
+                        o.head = &head;
+                        snprintf(from, sizeof(from), "'%s'", hf);
+                        /* a sidecar carries the key's mac: a forged one is refused */
+                        if (key.set &&
+                            (audit_mac(&key, "vigil-audit-head", head.seq, head.hash, want) < 0 ||
+                             strcmp(mac, want) != 0)) {
+                                fprintf(ctx->out,
+                                        "audit chain BROKEN in '%s': the head in '%s' is not "
+                                        "authenticated by the audit key (forged or replaced)\n",
+                                        path, hf);
+                                explicit_bzero(&key, sizeof(key));
+                                return 1;
+                        }
+                }
+        }
+
+        /* Read-only for real: no -wal/-shm appears and no byte changes (store.h). */
+        r = store_open_ro(path, &ro, err, sizeof(err));
+        if (r < 0) {
+                explicit_bzero(&key, sizeof(key));
+                cli_error(ctx, "%s", err);
                 return -EIO;
         }
-        r = audit_verify(db, &res);
-        sqlite3_close(db);
+        r = audit_verify_ex(ro.db, &o, &res);
+        store_close_ro(&ro);
+        bool have_key = key.set;
+        explicit_bzero(&key, sizeof(key));
         if (r == -EIO) {
                 cli_error(ctx, "cannot read the audit trail in '%s': %s", path, res.reason);
                 return r;
@@ -38,6 +136,20 @@ static int verify_offline(const char *path, cli_ctx *ctx)
         fprintf(ctx->out, "audit chain intact: %lld records (seq %lld..%lld), head %s\n",
                 (long long)res.checked, (long long)res.first_seq, (long long)res.last_seq,
                 res.head);
+        if (res.checkpoint_authenticated)
+                fprintf(ctx->out, "checkpoint at record %lld authenticated by the audit key\n",
+                        (long long)res.checkpoint_seq);
+        if (res.head_checked)
+                fprintf(ctx->out, "reaches the exported head (record %lld, from %s)\n",
+                        (long long)head.seq, from);
+        else if (!o.head)
+                fprintf(ctx->out, "note: no exported head given (--head SEQ:HASH): records "
+                                  "deleted at the end cannot be detected\n");
+        if (!have_key)
+                fprintf(ctx->out, "note: no audit key (--key-file): a forged checkpoint cannot be "
+                                  "detected\n");
+        if (res.note[0])
+                fprintf(ctx->out, "note: %s\n", res.note);
         return 0;
 }
 
@@ -66,7 +178,8 @@ static int verify_online(cli_ctx *ctx)
 int cmd_audit(int argc, char **argv, cli_ctx *ctx)
 {
         static const char usage[] =
-            "vigil audit [--since DURATION] | vigil audit verify [--db PATH]";
+            "vigil audit [--since DURATION] | vigil audit verify [--db PATH [--head SEQ:HASH | "
+            "--head-file FILE] [--key-file FILE]]";
         int64_t since_us = 0;
         char path[128];
         json_t *res = NULL, *rows;
@@ -75,11 +188,24 @@ int cmd_audit(int argc, char **argv, cli_ctx *ctx)
         int r;
 
         if (argc >= 2 && !strcmp(argv[1], "verify")) {
-                if (argc == 4 && !strcmp(argv[2], "--db"))
-                        return verify_offline(argv[3], ctx);
+                verify_args a = {0};
                 if (argc == 2)
                         return verify_online(ctx);
-                return cli_usage_error(ctx, usage, NULL);
+                for (int k = 2; k < argc; k += 2) {
+                        const char **dst = !strcmp(argv[k], "--db")          ? &a.db
+                                           : !strcmp(argv[k], "--head")      ? &a.head
+                                           : !strcmp(argv[k], "--head-file") ? &a.head_file
+                                           : !strcmp(argv[k], "--key-file")  ? &a.key_file
+                                                                             : NULL;
+                        if (!dst || k + 1 >= argc)
+                                return cli_usage_error(ctx, usage, NULL);
+                        *dst = argv[k + 1];
+                }
+                if (!a.db)
+                        return cli_usage_error(ctx, usage, "--head and --key-file need --db");
+                if (a.head && a.head_file)
+                        return cli_usage_error(ctx, usage, "--head or --head-file, not both");
+                return verify_offline(&a, ctx);
         }
         if (argc == 3 && !strcmp(argv[1], "--since")) {
                 if (time_parse_duration(argv[2], &since_us) < 0)

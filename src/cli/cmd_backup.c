@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/fileio.h"
 #include "common/vtime.h"
 #include "store/backup.h"
 #include "store/crypto.h"
@@ -57,14 +58,20 @@ static int load_key(cli_ctx *ctx, const char *key_file, crypto_keyring **ret)
 
         *ret = NULL;
         if (key_file) {
-                FILE *f = fopen(key_file, "r");
-                if (!f) {
-                        cli_error(ctx, "cannot read key file '%s': %s", key_file, strerror(errno));
-                        return -errno;
+                /* refused when it does not fit, never cut off into a different key */
+                char *text = NULL;
+                size_t n = 0;
+                int r = file_read_all(key_file, sizeof(key) - 1, &text, &n);
+                if (r < 0) {
+                        char why[PATH_MAX + 128];
+                        cli_error(ctx, "%s",
+                                  file_read_strerror(r, "key file", key_file, sizeof(key) - 1, why,
+                                                     sizeof(why)));
+                        return r;
                 }
-                size_t n = fread(key, 1, sizeof(key) - 1, f);
-                fclose(f);
-                key[n] = 0;
+                memcpy(key, text, n + 1);
+                explicit_bzero(text, n);
+                free(text);
                 key[strcspn(key, "\r\n")] = 0;
         } else if (env) {
                 snprintf(key, sizeof(key), "%s", env);

@@ -1,6 +1,7 @@
 /* cmd_dmon.c — `vigil dmon`: a rolling table of field values per GPU, like `dcgmi dmon`. One
  * GET /api/v1/gpus?fields=... per tick returns every GPU; -i filters here. Values that are not
- * valid print as N/A, LOST, ... and never as a number. Ticks are scheduled on a monotonic
+ * valid print as N/A, LOST, OFF, ... and never as a number; a stale one prints its last value
+ * followed by '*' (docs/cli.md). Ticks are scheduled on a monotonic
  * deadline so that a slow answer does not make the cadence drift. */
 #include "commands.h"
 
@@ -94,7 +95,17 @@ const char *dmon_format_value(const json_t *fv, char *out, size_t len)
 {
         const char *status = json_string_value(json_object_get(fv, "status"));
         const json_t *v = json_object_get(fv, "value");
+        bool stale = status && strcmp(status, "stale") == 0;
 
+        if (stale) {
+                /* the last value, marked: it is not the GPU's value now */
+                v = json_object_get(fv, "last_value");
+                if (!v) {
+                        snprintf(out, len, "STALE");
+                        return out;
+                }
+                status = "ok";
+        }
         if (!fv || !status) {
                 snprintf(out, len, "N/A");
         } else if (strcmp(status, "ok") == 0) {
@@ -119,12 +130,21 @@ const char *dmon_format_value(const json_t *fv, char *out, size_t len)
                         /* "ok" without a value breaks the contract; say so rather than invent */
                         snprintf(out, len, "ERR");
                 }
+                if (stale) {
+                        size_t l = strlen(out);
+                        if (l + 1 < len) {
+                                out[l] = '*';
+                                out[l + 1] = '\0';
+                        }
+                }
         } else if (strcmp(status, "not_supported") == 0 || strcmp(status, "no_permission") == 0) {
                 snprintf(out, len, "N/A");
         } else if (strcmp(status, "gpu_lost") == 0) {
                 snprintf(out, len, "LOST");
         } else if (strcmp(status, "no_data") == 0) {
                 snprintf(out, len, "-");
+        } else if (strcmp(status, "not_watched") == 0) {
+                snprintf(out, len, "OFF");
         } else {
                 snprintf(out, len, "ERR");
         }

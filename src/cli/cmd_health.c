@@ -16,7 +16,8 @@ static void help(cli_ctx *ctx)
         fprintf(ctx->out,
                 "usage: %s\n\n"
                 "Show the health of every GPU per system (pcie, memory, thermal, ...) and of the\n"
-                "node, with DCGM's PASS/WARN/FAIL.\n\n"
+                "node, with DCGM's PASS/WARN/FAIL; systems nothing checks on a GPU are listed\n"
+                "as not monitored, never as PASS.\n\n"
                 "  --check      print one line and exit 0 healthy, 1 warning, 2 critical,\n"
                 "               3 daemon unreachable\n"
                 "  -j, --json   print the daemon's JSON (GET /api/v1/health)\n"
@@ -40,7 +41,9 @@ static const char *str(const json_t *o, const char *k)
         return json_string_value(json_object_get(o, k));
 }
 
-static void systems_cell(const json_t *systems, char *out, size_t len)
+/* The systems whose status is not PASS (name=STATUS ...), or with not_monitored set the names
+ * of those not monitored (a,b,...); "-" when none. */
+static void systems_cell(const json_t *systems, bool not_monitored, char *out, size_t len)
 {
         const char *name;
         json_t *v;
@@ -50,7 +53,13 @@ static void systems_cell(const json_t *systems, char *out, size_t len)
         json_object_foreach((json_t *)systems, name, v)
         {
                 const char *st = str(v, "status");
-                if (!st || !strcmp(st, "PASS"))
+                if (not_monitored) {
+                        if (st && !strcmp(st, "not_monitored"))
+                                o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%s",
+                                                      o ? "," : "", name);
+                        continue;
+                }
+                if (!st || !strcmp(st, "PASS") || !strcmp(st, "not_monitored"))
                         continue;
                 o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%s=%s", o ? " " : "", name,
                                       st);
@@ -103,17 +112,17 @@ int cmd_health(int argc, char **argv, cli_ctx *ctx)
                         (long long)json_integer_value(json_object_get(h, "open_incidents")));
         } else {
                 _cleanup_(buf_release) buf b = {0};
-                static const char *const hdr[] = {"GPU", "UUID", "STATUS", "SYSTEMS NOT PASSING",
-                                                  "INCIDENTS"};
+                static const char *const hdr[] = {
+                    "GPU", "UUID", "STATUS", "SYSTEMS NOT PASSING", "INCIDENTS", "NOT MONITORED"};
                 table *t = NULL;
                 const json_t *g, *node = json_object_get(h, "node");
                 size_t i;
-                char sys[512], inc[256];
+                char sys[512], inc[256], nm[256];
 
                 buf_init(&b, 0);
                 buf_printf(&b, "Overall: %s (%lld open incidents)\n\n", str(h, "status") ?: "?",
                            (long long)json_integer_value(json_object_get(h, "open_incidents")));
-                if (table_new(5, hdr, &t) < 0) {
+                if (table_new(6, hdr, &t) < 0) {
                         json_decref(h);
                         return -ENOMEM;
                 }
@@ -124,18 +133,20 @@ int cmd_health(int argc, char **argv, cli_ctx *ctx)
                         const json_t *id;
                         snprintf(idx, sizeof(idx), "%lld",
                                  (long long)json_integer_value(json_object_get(g, "index")));
-                        systems_cell(json_object_get(g, "systems"), sys, sizeof(sys));
+                        systems_cell(json_object_get(g, "systems"), false, sys, sizeof(sys));
+                        systems_cell(json_object_get(g, "systems"), true, nm, sizeof(nm));
                         inc[0] = '\0';
                         json_array_foreach(json_object_get(g, "incidents"), k, id) o +=
                             (size_t)snprintf(inc + o, o < sizeof(inc) ? sizeof(inc) - o : 0,
                                              "%s%lld", o ? "," : "",
                                              (long long)json_integer_value(id));
                         table_add_rowv(t, idx, str(g, "uuid") ?: "", str(g, "status") ?: "?", sys,
-                                       inc[0] ? inc : "-");
+                                       inc[0] ? inc : "-", nm);
                 }
                 if (node) {
-                        systems_cell(json_object_get(node, "systems"), sys, sizeof(sys));
-                        table_add_rowv(t, "node", "", str(node, "status") ?: "?", sys, "");
+                        systems_cell(json_object_get(node, "systems"), false, sys, sizeof(sys));
+                        systems_cell(json_object_get(node, "systems"), true, nm, sizeof(nm));
+                        table_add_rowv(t, "node", "", str(node, "status") ?: "?", sys, "", nm);
                 }
                 table_render(t, &b);
                 table_free(t);

@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "security/auth.h"
+#include "common/fileio.h"
 #include "common/macros.h"
 #include "common/vtime.h"
 
@@ -21,19 +23,22 @@ static const char usage_create[] =
     "[--secret-file FILE] [--issuer ISS] [--audience AUD]";
 static const char usage_revoke[] = "vigil token revoke JTI [--exp UNIX_SECONDS]";
 
+/* The secret file's text without its trailing newline, into out. A file that does not fit is
+ * refused (-EFBIG), never cut off: a truncated secret would sign tokens the daemon rejects. */
 static int read_secret(const char *file, char *out, size_t len)
 {
-        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
-        ssize_t n;
+        char *text = NULL;
+        size_t n = 0;
+        int r = file_read_all(file, len - 1, &text, &n);
 
-        if (fd < 0)
-                return -errno;
-        n = read(fd, out, len - 1);
-        if (n < 0)
-                return -errno;
+        if (r < 0)
+                return r;
+        while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+                n--;
+        memcpy(out, text, n);
         out[n] = '\0';
-        while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-                out[--n] = '\0';
+        explicit_bzero(text, n);
+        free(text);
         return 0;
 }
 
@@ -93,7 +98,10 @@ static int token_create(int argc, char **argv, cli_ctx *ctx)
         if (file) {
                 r = read_secret(file, secret, sizeof(secret));
                 if (r < 0) {
-                        cli_error(ctx, "cannot read secret file '%s': %s", file, strerror(-r));
+                        char why[PATH_MAX + 128];
+                        cli_error(ctx, "%s",
+                                  file_read_strerror(r, "secret file", file, sizeof(secret) - 1,
+                                                     why, sizeof(why)));
                         return r;
                 }
         } else if (getenv("VIGIL_JWT_SECRET")) {

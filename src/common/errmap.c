@@ -22,6 +22,7 @@ static const struct {
     {E2BIG, 413, 2, "result too large"},
     {EBUSY, 409, 7, "busy"},
     {EEXIST, 409, 7, "already exists"},
+    {ENOKEY, 409, 7, "no key"}, /* key rotation while encryption is off */
     {EAGAIN, 503, 8, "try again"},
     {ENOSPC, 503, 8, "no space left"},
     {ETIMEDOUT, 504, 3, "timed out"},

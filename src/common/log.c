@@ -474,7 +474,7 @@ static void rotate_locked(void)
         if (fd < 0)
                 return; /* keep writing to the renamed file rather than lose lines */
         close(file_fd);
-        file_fd = fd;
+        __atomic_store_n(&file_fd, fd, __ATOMIC_RELAXED);
         file_size = sz;
 }
 
@@ -563,7 +563,8 @@ static void emit(enum log_level l, const char *component, const log_field *f, si
         else
 #endif
                 ok = write_all(STDERR_FILENO, line, len);
-        if (file_fd >= 0) /* racy peek; file_write re-checks under the lock */
+        /* A peek without the lock (atomic: rotation stores under it); file_write re-checks. */
+        if (__atomic_load_n(&file_fd, __ATOMIC_RELAXED) >= 0)
                 file_write(line, len);
         if (use_syslog && l >= LOG_LVL_WARN) {
                 /* syslog adds its own time; drop ours from a text line */
@@ -788,7 +789,7 @@ int log_configure(const log_options *o, char *err, size_t errlen)
         pthread_mutex_lock(&file_lock);
         if (file_fd >= 0)
                 close(file_fd);
-        file_fd = fd;
+        __atomic_store_n(&file_fd, fd, __ATOMIC_RELAXED);
         file_size = sz;
         snprintf(file_path, sizeof(file_path), "%s", fd >= 0 ? o->file_path : "");
         file_max_size = o->file_max_size;
@@ -816,7 +817,7 @@ int log_reopen(void)
                 int fd = open_log_file(file_path, &sz);
                 if (fd >= 0) {
                         close(file_fd);
-                        file_fd = fd;
+                        __atomic_store_n(&file_fd, fd, __ATOMIC_RELAXED);
                         file_size = sz;
                 } else {
                         r = fd;
@@ -837,7 +838,7 @@ void log_close(void)
         pthread_mutex_lock(&file_lock);
         if (file_fd >= 0)
                 close(file_fd);
-        file_fd = -1;
+        __atomic_store_n(&file_fd, -1, __ATOMIC_RELAXED);
         file_path[0] = '\0';
         if (syslog_opened)
                 closelog();

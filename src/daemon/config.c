@@ -10,13 +10,16 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <yaml.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
 
@@ -178,10 +181,10 @@ static const struct option options[] = {
     {"collection.keep.max_samples", OPT_UINT, OFF(collection.max_samples), .def = "3600", .min = 1,
      .max = 1000000, M(SAMPLER, RS)},
     {"metrics.naming", OPT_ENUM, OFF(metrics.naming), .def = "vigil", .names = naming_names,
-     M(API, RS)},
-    {"metrics.counters_csv", OPT_STRING, OFF(metrics.counters_csv), .def = "", M(API, RS)},
+     M(API, RL)},
+    {"metrics.counters_csv", OPT_STRING, OFF(metrics.counters_csv), .def = "", M(API, RL)},
     {"metrics.extra_labels", OPT_LABEL_MAP, OFF(metrics.extra_labels), OFF(metrics.n_extra_labels),
-     M(API, RS)},
+     M(API, RL)},
     {"metrics.hostname", OPT_STRING, OFF(metrics.hostname), .def = "", M(API, RS)},
     {"http.max_connections", OPT_UINT, OFF(http.max_connections), .def = "256", .min = 1,
      .max = 10000, M(API, RS)},
@@ -291,11 +294,11 @@ static const struct option options[] = {
     {"security.authorization.unix_admin_group", OPT_STRING,
      OFF(security.authorization.unix_admin_group), .def = "vigil", M(SECURITY, RL)},
     {"security.tls.enabled", OPT_BOOL, OFF(security.tls.enabled), .def = "false", M(SECURITY, RS)},
-    {"security.tls.cert_file", OPT_STRING, OFF(security.tls.cert_file), .def = "", M(SECURITY, RS)},
-    {"security.tls.key_file", OPT_STRING, OFF(security.tls.key_file), .def = "", M(SECURITY, RS)},
-    {"security.tls.ca_file", OPT_STRING, OFF(security.tls.ca_file), .def = "", M(SECURITY, RS)},
+    {"security.tls.cert_file", OPT_STRING, OFF(security.tls.cert_file), .def = "", M(SECURITY, RL)},
+    {"security.tls.key_file", OPT_STRING, OFF(security.tls.key_file), .def = "", M(SECURITY, RL)},
+    {"security.tls.ca_file", OPT_STRING, OFF(security.tls.ca_file), .def = "", M(SECURITY, RL)},
     {"security.tls.client_auth", OPT_ENUM, OFF(security.tls.client_auth), .def = "none",
-     .names = client_auth_names, M(SECURITY, RS)},
+     .names = client_auth_names, M(SECURITY, RL)},
     {"security.network.allowed_ips", OPT_LIST, OFF(security.network.allowed_ips), .def = "",
      .check = check_cidr, M(SECURITY, RL)},
     {"security.network.trusted_proxies", OPT_LIST, OFF(security.network.trusted_proxies), .def = "",
@@ -337,6 +340,9 @@ static const struct option options[] = {
      .def = "5m", .min = 0, .max = 86400 * S, M(HEALTH, RL)},
     {"health.throttle_sustain", OPT_DURATION, OFF(health.throttle_sustain_us), .def = "30s",
      .min = 1 * S, .max = 3600 * S, M(HEALTH, RL)},
+    {"health.power.sustain", OPT_DURATION, OFF(health.power_sustain_us), .def = "0s", .min = 0,
+     .max = 3600 * S, .why = "read from at most an hour of violation counter history",
+     M(HEALTH, RL)},
     {"health.max_rss", OPT_SIZE, OFF(health.max_rss_bytes), .def = "256MiB", .min = 0,
      .max = INT64_MAX, M(HEALTH, RL)},
     {"health.disk_warning", OPT_UINT, OFF(health.disk_warning), .def = "90", .min = 1, .max = 100,
@@ -355,16 +361,16 @@ static const struct option options[] = {
     {"health.systems.host", OPT_BOOL, OFF(health.systems[9]), .def = "true", M(HEALTH, RL)},
     {"policies", OPT_MAP_LIST, OFF(policies), OFF(n_policies), .items = policy_items,
      .n_items = ARRAY_SIZE(policy_items), .item_size = sizeof(health_policy), .max = 64,
-     M(HEALTH, RS)},
+     M(HEALTH, RL)},
     {"alerting.alertmanagers", OPT_LIST, OFF(alerting.alertmanagers), .def = "",
-     .check = check_http_urls, M(HEALTH, RS)},
+     .check = check_http_urls, M(HEALTH, RL)},
     {"alerting.webhooks", OPT_MAP_LIST, OFF(alerting.webhooks), OFF(alerting.n_webhooks),
      .items = webhook_items, .n_items = ARRAY_SIZE(webhook_items),
-     .item_size = sizeof(health_webhook), .max = 16, M(HEALTH, RS)},
+     .item_size = sizeof(health_webhook), .max = 16, M(HEALTH, RL)},
     {"alerting.resend_interval", OPT_DURATION, OFF(health.resend_interval_us), .def = "60s",
-     .min = 1 * S, .max = 86400 * S, M(HEALTH, RS)},
+     .min = 1 * S, .max = 86400 * S, M(HEALTH, RL)},
     {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
-     .max = 300 * S, M(HEALTH, RS)},
+     .max = 300 * S, M(HEALTH, RL)},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -1808,48 +1814,46 @@ static int read_fail(const char *path, int r, char *err, size_t errlen)
 
 int config_load(const char *path, vigil_config *c, char *err, size_t errlen)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
         size_t n = 0;
-        struct stat st;
+        int r = file_read_all(path, CONFIG_MAX_FILE_SIZE, &buf, &n);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return read_fail(path, -errno, err, errlen);
-        if (fstat(fd, &st) < 0)
-                return read_fail(path, -errno, err, errlen);
-        if (S_ISDIR(st.st_mode))
-                return read_fail(path, -EISDIR, err, errlen);
-        buf = malloc(CONFIG_MAX_FILE_SIZE + 1);
-        if (!buf)
-                return read_fail(path, -ENOMEM, err, errlen);
-        /* Read one byte past the limit to tell "exactly 1 MiB" from "bigger". */
-        while (n <= CONFIG_MAX_FILE_SIZE) {
-                ssize_t k = read(fd, buf + n, CONFIG_MAX_FILE_SIZE + 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return read_fail(path, -errno, err, errlen);
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        if (n > CONFIG_MAX_FILE_SIZE)
-                return read_fail(path, -E2BIG, err, errlen);
+        if (r == -EFBIG)
+                r = -E2BIG; /* the parser's code for "over a limit" (config.h) */
+        if (r < 0)
+                return read_fail(path, r, err, errlen);
         return config_parse(buf, n, path, c, err, errlen);
 }
 
 /* ---- JSON view ------------------------------------------------------------------------------- */
 
-/* json_string refuses invalid UTF-8, which an environment variable may hold. */
-static json_t *jstr(const char *s, bool secret)
+/* json_string refuses invalid UTF-8, which an environment variable may hold. A value that is
+ * not a secret key may still hold one (a token in a webhook URL, a password in an exec command):
+ * redact_text hides those; reveal shows the value as it is. */
+static json_t *jstrn(const char *s, size_t len, bool secret, bool reveal)
 {
+        _cleanup_free_ char *red = NULL;
         json_t *j;
 
-        if (secret && *s)
+        if (secret && !reveal && len)
                 return json_string(REDACTED);
-        j = json_string(s);
+        if (!reveal) {
+                _cleanup_free_ char *raw = strndup(s, len);
+                size_t cap = len * 5 + 32; /* a mark per 3-byte word at most */
+                red = malloc(cap);
+                if (!raw || !red)
+                        return NULL;
+                redact_text(raw, red, cap);
+                s = red;
+                len = strlen(red);
+        }
+        j = json_stringn(s, len);
         return j ? j : json_string("<not utf-8>");
+}
+
+static json_t *jstr(const char *s, bool secret, bool reveal)
+{
+        return jstrn(s, strlen(s), secret, reveal);
 }
 
 /* The object for the section of path, created as needed; *leaf is the last key. */
@@ -1883,13 +1887,13 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
 
         switch (o->type) {
         case OPT_STRING:
-                return jstr(*(char *const *)p, o->secret && !reveal);
+                return jstr(*(char *const *)p, o->secret, reveal);
         case OPT_LIST: {
                 const char *s = *(char *const *)p;
                 json_t *a = json_array();
                 while (a && *s) {
                         const char *e = strchrnul(s, ',');
-                        json_array_append_new(a, json_stringn(s, (size_t)(e - s)));
+                        json_array_append_new(a, jstrn(s, (size_t)(e - s), o->secret, reveal));
                         s = *e ? e + 1 : e;
                 }
                 return a;
@@ -1910,7 +1914,7 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
         case OPT_SIZE:
                 return json_string(fmt_size(*(const uint64_t *)p, b, sizeof(b)));
         case OPT_CHARS:
-                return jstr((const char *)p, o->secret && !reveal);
+                return jstr((const char *)p, o->secret, reveal);
         case OPT_FLAGS: {
                 json_t *a = json_array();
                 for (int i = 0; a && o->names[i]; i++)
@@ -1955,8 +1959,8 @@ static json_t *option_json(const struct option *o, const vigil_config *c, bool r
                 size_t n = *(const size_t *)slot(c, o->count_offset);
                 json_t *m = json_object();
                 for (size_t i = 0; m && i < n; i++) {
-                        if (json_object_set_new(m, l[i].name,
-                                                jstr(l[i].value, o->secret && !reveal)) < 0) {
+                        if (json_object_set_new(m, l[i].name, jstr(l[i].value, o->secret, reveal)) <
+                            0) {
                                 json_decref(m);
                                 return NULL;
                         }

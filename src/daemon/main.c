@@ -28,6 +28,8 @@
 #include "api/counters.h"
 #include "backend/backend.h"
 #include "cache/cache.h"
+#include "common/fileio.h"
+#include "diag/service.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
@@ -87,6 +89,7 @@ typedef struct daemon_state {
         store *store;            /* DATA_DIR/vigil.db; opened before the backend, closed last */
         crypto_keyring *keyring; /* when security.encryption.encryption_key is set */
         backup_service *backup;  /* backups, schedule, key rotation */
+        diag_service *diag;      /* diagnostic runs (vigil diag, POST /api/v1/diag) */
         health *health;          /* health rules, incidents, alerts; NULL until set up */
         auth_gate *gate;         /* security gate (security.c) */
         tls_ctx *tls;            /* HTTPS context, NULL when security.tls is off */
@@ -478,25 +481,6 @@ static int apply_overrides(vigil_config *c, const cli_overrides *o, char *err, s
         return r;
 }
 
-static int mkdir_p(const char *dir)
-{
-        char tmp[PATH_MAX];
-
-        if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
-                return -ENAMETOOLONG;
-        for (char *p = tmp + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 static int load_config(const cli_overrides *o, vigil_config *c, const char **path, char *err,
                        size_t errlen)
 {
@@ -575,9 +559,10 @@ static json_t *reload(daemon_state *d, unsigned *status)
                 notify("READY=1");
                 return reload_refused(d, err, status);
         }
-        /* The TLS settings (paths, client auth, versions) of either source need a restart; the
-         * certificate files' contents are re-read now. */
-        bool tls_changed = strcmp(plan.sec.tls_key, d->tls_key) != 0;
+        /* TLS settings (certificate, key, CA, client auth, versions, headers) of either source
+         * apply now (prepared in plan.sec.tls_next); only switching TLS on or off needs a
+         * restart, since the listener is built with or without it. */
+        bool tls_changed = plan.sec.tls != (d->tls != NULL);
 
         /* commit: the only steps that can still fail (a certificate whose contents broke, a log
          * file) come first, so a failure leaves everything as it ran */
@@ -594,8 +579,29 @@ static json_t *reload(daemon_state *d, unsigned *status)
         bool log_failed = log_configure(&plan.log, err, sizeof(err)) < 0;
         if (log_failed)
                 log_error("config", "keeping the running log sinks and logging settings: %s", err);
-        if (d->health)
-                health_reconfigure(d->health, &plan.health);
+        if (d->api) {
+                size_t nl = MIN(next.metrics.n_extra_labels, ARRAY_SIZE(d->labels));
+                api_label labels[ARRAY_SIZE(d->labels)];
+                for (size_t i = 0; i < nl; i++)
+                        labels[i] = (api_label){next.metrics.extra_labels[i].name,
+                                                next.metrics.extra_labels[i].value};
+                r = api_set_metrics(d->api, plan.counters,
+                                    next.metrics.naming == METRICS_NAMING_DCGM || plan.counters,
+                                    labels, nl);
+                if (r < 0) {
+                        log_error("config", "failed to apply the metrics settings: %s",
+                                  strerror(-r));
+                } else { /* the api no longer reads the old set */
+                        counters_free(d->counters);
+                        d->counters = TAKE_PTR(plan.counters);
+                }
+        }
+        if (d->health) {
+                r = health_reconfigure(d->health, &plan.health);
+                if (r < 0) /* out of memory or threads only: the old health settings stay */
+                        log_error("config", "failed to apply the health and alerting settings: %s",
+                                  strerror(-r));
+        }
 
         pthread_mutex_lock(&d->cfg_lock);
         if (log_failed)
@@ -630,6 +636,8 @@ static json_t *reload(daemon_state *d, unsigned *status)
                     json_array_append_new(json_object_get(res, "pending_restart"), json_string(k));
         }
         pthread_mutex_unlock(&d->cfg_lock);
+        if (!tls_changed)
+                snprintf(d->tls_key, sizeof(d->tls_key), "%s", plan.sec.tls_key);
         plan_release(&plan);
 
         join(line, sizeof(line), applied, n_applied);
@@ -732,7 +740,7 @@ typedef struct step {
 
 static int S_data_dir(daemon_state *d)
 {
-        int r = mkdir_p(d->cfg.data_dir);
+        int r = mkdir_p(d->cfg.data_dir, 0750, 0750);
 
         if (r < 0)
                 log_error("vigild", "failed to create data directory '%s': %s", d->cfg.data_dir,
@@ -753,7 +761,7 @@ static int S_socket_dir(daemon_state *d)
         /* /run/vigil is a tmpfs directory that systemd's RuntimeDirectory= creates; when started
          * by hand, create it rather than refuse to start. */
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - sock), sock);
-        r = mkdir_p(dir);
+        r = mkdir_p(dir, 0750, 0750);
         if (r < 0)
                 log_warn("vigild", "failed to create socket directory '%s': %s", dir, strerror(-r));
         return 0;
@@ -1003,6 +1011,15 @@ static int S_api(daemon_state *d)
                 d->labels[i].name = c->metrics.extra_labels[i].name;
                 d->labels[i].value = c->metrics.extra_labels[i].value;
         }
+        /* diagnostics run the worker on the same NVML (or fake) as the daemon */
+        r = diag_service_new(&(diag_service_opts){.nvml_lib = d->bopt.library,
+                                                  .simulate = d->bopt.simulate,
+                                                  .scenario = d->bopt.scenario,
+                                                  .store = d->store},
+                             &d->diag);
+        if (r < 0)
+                return r;
+        ao.diag = d->diag;
         d->tk_tcp = d->tk_unix = -1; /* the api owns them now */
         r = api_new(&ao, &d->api);
         if (r < 0)
@@ -1013,6 +1030,7 @@ static int S_api(daemon_state *d)
 static void T_api(daemon_state *d)
 {
         d->api = api_free(d->api);
+        d->diag = diag_service_free(d->diag); /* after the HTTP threads that read it */
 }
 
 /* Taking over: serve the inherited sockets only once our first sweep is done. Its stop stops
@@ -1164,7 +1182,7 @@ static void steps_stop(daemon_state *d, size_t n_started)
 static void run(daemon_state *d, int sfd)
 {
         bool announced_ready = false;
-        int64_t wd_us = 0, wd_last = 0;
+        int64_t wd_us = 0, wd_last = 0, log_due = 0;
         pid_t successor = 0;
         int r;
 
@@ -1180,6 +1198,7 @@ static void run(daemon_state *d, int sfd)
                 struct signalfd_siginfo si;
                 int tfd[2], tcp_fd, unix_fd;
                 size_t nt = takeover_poll_fds(d->tk, tfd);
+                int64_t now, due, log_iv;
 
                 if (!announced_ready && sampler_ready(d->en)) {
                         announced_ready = true;
@@ -1189,13 +1208,29 @@ static void run(daemon_state *d, int sfd)
                 }
                 if (announced_ready)
                         watchdog_ping(d->en, wd_us, &wd_last);
-                log_tick(); /* "suppressed N messages" lines */
+                now = time_mono_us();
+                log_iv = MAX(d->cfg.logging.rate_interval_us, 100 * USEC_PER_MSEC);
+                if (now >= log_due) {
+                        log_tick(); /* "suppressed N messages" lines */
+                        log_due = now + log_iv;
+                }
                 for (size_t i = 0; i < nt; i++)
                         pfd[1 + i] = (struct pollfd){.fd = tfd[i], .events = POLLIN};
                 pfd[1 + nt] = (struct pollfd){.fd = d->rl_fd, .events = POLLIN};
-                int wait_ms = wd_us ? (int)MIN(1000, wd_us / 4000) : 1000;
+                /* Sleep until the next thing due, not on a fixed tick: the first sweep (looked
+                 * for every 20 ms until then), the watchdog ping (half its interval, only under
+                 * systemd), the rate limiter's summaries (one look per rate-limit window: a
+                 * window's summary is due at its end), a successor's deadline. Signals, reload
+                 * requests and the takeover socket wake the poll themselves. */
+                due = MIN(log_due, takeover_next_due_us(d->tk));
+                if (!announced_ready)
+                        due = MIN(due, now + 20 * USEC_PER_MSEC);
+                else if (wd_us)
+                        due = MIN(due, wd_last >= 0 ? wd_last + wd_us / 2 : now + wd_us / 4);
+                int wait_ms =
+                    due == INT64_MAX ? -1 : (int)MIN(MAX((due - now + 999) / 1000, 0), INT_MAX);
 
-                r = poll(pfd, 2 + nt, announced_ready ? wait_ms : 20);
+                r = poll(pfd, 2 + nt, wait_ms);
                 if (r > 0 && (pfd[1 + nt].revents & POLLIN))
                         config_reload_serve(d);
                 api_listen_fds(d->api, &tcp_fd, &unix_fd);

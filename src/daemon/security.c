@@ -9,28 +9,13 @@
 
 #include "security/gate_config.h"
 #include "common/log.h"
+#include "common/macros.h"
 #include "security/webconfig.h"
-
-/* A key or certificate file that a start would need: readable now. */
-static int readable(const char *what, const char *path, char *err, size_t errlen)
-{
-        int fd;
-
-        if (!path || !*path)
-                return 0;
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-                int e = errno;
-                snprintf(err, errlen, "cannot read %s '%s': %s", what, path, strerror(e));
-                return -e;
-        }
-        close(fd);
-        return 0;
-}
 
 void security_plan_release(security_plan *p)
 {
         webconfig_free(p->web);
+        tls_settings_free(p->tls_next);
         memset(p, 0, sizeof(*p));
 }
 
@@ -59,13 +44,14 @@ int security_prepare(const vigil_config *c, bool simulate, bool tls_running, sec
                          p->tls_opt.min_tls13, p->tls_opt.max_tls12);
         if (p->tls) {
                 if (tls_running) {
-                        /* One TLS context per process: a second cannot be built to check the
-                         * pair, so check what a restart would read first. */
-                        r = readable("certificate", p->tls_opt.cert_file, err, errlen);
-                        if (r == 0)
-                                r = readable("key", p->tls_opt.key_file, err, errlen);
-                        if (r == 0)
-                                r = readable("CA", p->tls_opt.ca_file, err, errlen);
+                        /* One TLS context per process: build its next settings instead. */
+                        char why[512] = "";
+                        r = tls_settings_new(&p->tls_opt, &p->tls_next, why, sizeof(why));
+                        if (r < 0)
+                                snprintf(err, errlen,
+                                         "failed to load the new TLS settings, keeping the old "
+                                         "one: %s",
+                                         why);
                 } else {
                         tls_ctx *t = NULL;
                         r = tls_new(&p->tls_opt, &t, err, errlen);
@@ -131,16 +117,6 @@ int security_commit(security_plan *p, struct store *st, auth_gate *gate, tls_ctx
         char why[512] = "";
         int r;
 
-        if (tls) {
-                r = tls_reload(tls, why, sizeof(why));
-                if (r < 0) {
-                        snprintf(err, errlen,
-                                 "failed to reload the TLS certificate, keeping the old one: %s",
-                                 why);
-                        return r;
-                }
-                log_info("security", "reloaded the TLS certificate");
-        }
         p->gate.store = st;
         r = gate_reload(gate, &p->gate, why, sizeof(why));
         if (r < 0) {
@@ -148,5 +124,12 @@ int security_commit(security_plan *p, struct store *st, auth_gate *gate, tls_ctx
                 return r;
         }
         gate_prune(gate);
+        /* Cannot fail: everything was read and checked by security_prepare. New handshakes and
+         * requests see the new certificate, CA, client auth, versions and headers. */
+        if (tls && p->tls_next) {
+                tls_apply(tls, TAKE_PTR(p->tls_next));
+                log_info("security", "applied the TLS settings (certificate '%s', client auth %d)",
+                         p->tls_opt.cert_file, (int)p->tls_opt.client_auth);
+        }
         return 0;
 }

@@ -164,6 +164,17 @@ static void accept_successor(takeover *t, int tcp_fd, int unix_fd)
                  (int)cred.pid);
 }
 
+int64_t takeover_next_due_us(takeover *t)
+{
+        if (!t)
+                return INT64_MAX;
+        if (t->conn_fd >= 0) /* the successor's deadline */
+                return t->conn_since + SUCCESSOR_WAIT + 1;
+        if (t->spawned > 0) /* reap it when it dies (no SIGCHLD here): only during an upgrade */
+                return time_mono_us() + USEC_PER_SEC;
+        return INT64_MAX;
+}
+
 int takeover_process(takeover *t, int tcp_fd, int unix_fd, pid_t *successor)
 {
         char msg[MSG_MAX];

@@ -33,6 +33,9 @@ size_t takeover_poll_fds(takeover *t, int *fds);
  * Returns 1 when the successor is serving (then *successor is its pid and this vigild must drain
  * and exit), 0 otherwise. A successor that dies or gives up is logged, and we keep serving. */
 int takeover_process(takeover *t, int tcp_fd, int unix_fd, pid_t *successor);
+/* Monotonic usec at which takeover_process must run even when no fd is readable (a successor's
+ * readiness deadline, reaping a spawned successor), or INT64_MAX when nothing is due. */
+int64_t takeover_next_due_us(takeover *t);
 /* Start a successor: exe (the installed path, so an upgraded binary is what runs) with argv
  * (our own, minus any --takeover) plus "--takeover PATH". Signals unblocked, WATCHDOG_PID dropped
  * so its own sd_watchdog_enabled() works. */

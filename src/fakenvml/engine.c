@@ -35,12 +35,14 @@ static pthread_cond_t cond;
 static pthread_once_t cond_once = PTHREAD_ONCE_INIT;
 
 static struct {
-        struct fake_scenario *sc;                        /* owned; NULL until configured */
-        int refcount;                                    /* nvmlInit minus nvmlShutdown */
-        bool started;                                    /* t0 is set */
-        int64_t t0_mono;                                 /* first nvmlInit (CLOCK_MONOTONIC us) */
-        size_t next_event;                               /* first scripted event not yet applied */
-        bool lost[FAKE_GPUS_MAX];                        /* fell off the bus */
+        struct fake_scenario *sc; /* owned; NULL until configured */
+        int refcount;             /* nvmlInit minus nvmlShutdown */
+        bool started;             /* t0 is set */
+        int64_t t0_mono;          /* first nvmlInit (CLOCK_MONOTONIC us) */
+        int64_t offset_us;        /* fake time added by vigil_fake_advance (us); scenario time is
+                              real time since t0 plus this */
+        size_t next_event;        /* first scripted event not yet applied */
+        bool lost[FAKE_GPUS_MAX]; /* fell off the bus */
         long long ecc[FAKE_GPUS_MAX][ECC_N];             /* errors added by events and injection */
         bool held[FAKE_GPUS_MAX][FAKE_FIELDS_MAX];       /* injected value replaces the source */
         double held_val[FAKE_GPUS_MAX][FAKE_FIELDS_MAX]; /* DCGM unit */
@@ -66,7 +68,7 @@ static void cond_setup(void)
 
 static int64_t now_t_locked(void)
 {
-        return w.started ? time_mono_us() - w.t0_mono : 0;
+        return (w.started ? time_mono_us() - w.t0_mono : 0) + w.offset_us;
 }
 
 int64_t fake_engine_time_us(void)
@@ -149,6 +151,7 @@ static void reset_locked(struct fake_scenario *sc)
         fake_scenario_free(w.sc);
         w.sc = sc;
         w.started = false;
+        w.offset_us = 0;
         w.next_event = 0;
         memset(w.lost, 0, sizeof(w.lost));
         memset(w.ecc, 0, sizeof(w.ecc));
@@ -588,7 +591,8 @@ nvmlReturn_t fake_engine_wait(nvmlEventSet_t set, nvmlEventData_t *data, unsigne
                 }
                 /* Sleep until the deadline, an injected event, or the next scripted one. */
                 if (w.sc && w.started && w.next_event < w.sc->n_events)
-                        wake = MIN(wake, w.t0_mono + w.sc->events[w.next_event].at_us);
+                        wake =
+                            MIN(wake, w.t0_mono - w.offset_us + w.sc->events[w.next_event].at_us);
                 if (wake <= now)
                         continue;
                 ts = mono_ts(wake);
@@ -615,7 +619,8 @@ int fake_engine_inject(const struct fake_inject *req, char *err, size_t errlen)
                 r = -ENODEV;
                 goto out;
         }
-        if (req->kind != FAKE_INJECT_CALL_COST && req->gpu >= w.sc->gpu_count) {
+        if (req->kind != FAKE_INJECT_CALL_COST && req->kind != FAKE_INJECT_ADVANCE &&
+            req->gpu >= w.sc->gpu_count) {
                 snprintf(err, errlen, "no GPU %u (the scenario has %u)", req->gpu, w.sc->gpu_count);
                 r = -ENODEV;
                 goto out;
@@ -695,6 +700,17 @@ int fake_engine_inject(const struct fake_inject *req, char *err, size_t errlen)
                         w.resets[req->gpu]);
                 break;
         }
+        case FAKE_INJECT_ADVANCE:
+                if (req->count < 0 || req->count > FAKE_ADVANCE_MAX_US) {
+                        snprintf(err, errlen, "advance %lld us not in 0..%lld", req->count,
+                                 (long long)FAKE_ADVANCE_MAX_US);
+                        r = -EINVAL;
+                        break;
+                }
+                w.offset_us += req->count;
+                advance_locked(); /* scripted events now due happen before the call returns */
+                pthread_cond_broadcast(&cond); /* event waits recompute their wake-up time */
+                break;
         case FAKE_INJECT_CALL_COST: {
                 int c;
 
@@ -729,6 +745,24 @@ int fake_engine_inject(const struct fake_inject *req, char *err, size_t errlen)
 out:
         pthread_mutex_unlock(&lock);
         return r;
+}
+
+int vigil_fake_advance(long long us)
+{
+        struct fake_inject req = {.kind = FAKE_INJECT_ADVANCE, .count = us};
+        char err[128];
+
+        return fake_engine_inject(&req, err, sizeof(err));
+}
+
+int64_t fake_engine_now_us(void)
+{
+        int64_t t;
+
+        pthread_mutex_lock(&lock);
+        t = now_t_locked();
+        pthread_mutex_unlock(&lock);
+        return t;
 }
 
 unsigned fake_engine_resets(unsigned gpu)

@@ -5,7 +5,8 @@
  *
  * Units: every simulated value is a double in the DCGM unit of its field (fields.def `unit`);
  * conversion to NVML units happens in nvml_api.c. Scenario times are microseconds since the
- * first nvmlInit after the scenario was configured. */
+ * first nvmlInit after the scenario was configured, plus the fake time that tests added with
+ * vigil_fake_advance (FAKE_INJECT_ADVANCE). */
 #ifndef VIGIL_FAKENVML_INTERNAL_H
 #define VIGIL_FAKENVML_INTERNAL_H
 
@@ -25,6 +26,7 @@
 #define FAKE_TRACE_MAX      (64 << 20) /* bytes of trace CSV */
 #define FAKE_TRACE_ROWS_MAX 1000000    /* rows of trace CSV */
 #define FAKE_QUEUE_LEN      256        /* undelivered events per event set; oldest dropped */
+#define FAKE_ADVANCE_MAX_US (366LL * 86400 * 1000000) /* one advance step: a year (us) */
 
 /* One entry per NVML_FN line of nvml_syms.h: all versions of a function share one slot. */
 enum fake_call {
@@ -205,6 +207,8 @@ nvmlReturn_t fake_engine_supported(unsigned gpu, unsigned field);
  * SUCCESS / NOT_SUPPORTED per field (rcs may be NULL: then any NOT_SUPPORTED is returned). */
 nvmlReturn_t fake_engine_read(unsigned gpu, const unsigned *fields, size_t n, double *vals,
                               nvmlReturn_t *rcs);
+/* Scenario time now (us): real time since the first nvmlInit plus the advanced fake time. */
+int64_t fake_engine_now_us(void);
 /* GPU resets done through FAKE_INJECT_RESET since the scenario was configured. */
 unsigned fake_engine_resets(unsigned gpu);
 /* Hold a field at a value (nvmlDeviceSetPowerManagementLimit uses this). */

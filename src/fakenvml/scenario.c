@@ -908,6 +908,7 @@ enum top_key {
         K_EVENTS,
         K_NVLINK,
         K_TOPOLOGY,
+        K_CUDA, /* the fake CUDA's section (src/fakecuda), not read here */
         K_COUNT,
 };
 
@@ -928,6 +929,7 @@ static const char *const top_keys[K_COUNT] = {
     [K_EVENTS] = "events",
     [K_NVLINK] = "nvlink",
     [K_TOPOLOGY] = "topology",
+    [K_CUDA] = "cuda",
 };
 
 static int parse_root(struct pctx *p, const yaml_node_t *root)

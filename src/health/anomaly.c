@@ -399,13 +399,15 @@ void anomaly_eval(anomaly *a, sampler *e, cache *c)
         sampler_gpu g;
         unsigned n;
 
+        (void)c; /* the sampler's cache: read through sampler_latest, which knows staleness */
         if (!a || !a->opt.enabled)
                 return;
         n = MIN(sampler_gpu_count(e), (unsigned)ANOMALY_MAX_GPUS);
         for (unsigned i = 0; i < n; i++) {
-                field_value v;
+                sampler_reading rd;
                 memset(&s[i], 0, sizeof(s[i]));
-                if (sampler_gpu_get(e, i, &g) < 0 || !g.up)
+                /* a lost or hung GPU has no current readings: it is not judged */
+                if (sampler_gpu_get(e, i, &g) < 0 || !g.up || g.stuck)
                         continue;
                 s[i].up = true;
                 snprintf(uuids[i], sizeof(uuids[i]), "%s", g.id.uuid);
@@ -413,12 +415,15 @@ void anomaly_eval(anomaly *a, sampler *e, cache *c)
                 for (size_t f = 0; f < a->opt.n_fields; f++) {
                         const field_meta *m = field_by_id(a->fields[f]);
                         s[i].v[f] = NAN;
-                        if (cache_latest(c, i, a->fields[f], &v, NULL) == 0 && v.status == 0)
-                                s[i].v[f] = m && m->type == FT_F64 ? v.d : (double)v.i;
+                        /* only current readings (sampler_latest): a stale one is no data */
+                        if (sampler_latest(e, i, a->fields[f], 0, &rd) == 0 && rd.v.status == 0 &&
+                            rd.fresh == SAMPLER_FRESH)
+                                s[i].v[f] = m && m->type == FT_F64 ? rd.v.d : (double)rd.v.i;
                 }
                 s[i].util = NAN;
-                if (cache_latest(c, i, FLD_GPU_UTIL, &v, NULL) == 0 && v.status == 0)
-                        s[i].util = (double)v.i;
+                if (sampler_latest(e, i, FLD_GPU_UTIL, 0, &rd) == 0 && rd.v.status == 0 &&
+                    rd.fresh == SAMPLER_FRESH)
+                        s[i].util = (double)rd.v.i;
         }
         anomaly_update(a, s, n, time_real_us());
 }

@@ -1,59 +1,50 @@
-/* curl_dl.c — dlopen of libcurl at first use, and its table of entry points (modeled on
- * backend/nvml.c). See curl_dl.h for why. */
+/* curl_dl.c — dlopen of libcurl at first use, and its table of entry points (through
+ * common/lazydl.h). See curl_dl.h for why. */
 #include "curl_dl.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static curl_dl api;           /* filled by load(); read-only afterwards */
-static int load_r = -ELIBACC; /* 0 once everything resolved and initialized */
-static char load_err[512];    /* why loading failed */
+#include "common/lazydl.h"
+#include "common/macros.h"
 
-static void load(void)
+static lazy_dl lib = LAZY_DL_INIT(CURL_DL_SONAME, "curl_", "alerting needs the libcurl4 package");
+static curl_dl api; /* filled by the first lazy_dl_open(); read-only afterwards */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_r = -ELIBACC; /* 0 once curl_global_init succeeded */
+static char init_err[512];    /* why it failed */
+
+/* curl_global_init is not thread-safe; pthread_once makes this the only call. */
+static void global_init(void)
 {
-        void *dl = dlopen(CURL_DL_SONAME, RTLD_NOW | RTLD_LOCAL);
-        const char *missing = NULL;
-        CURLcode cc;
+        CURLcode cc = api.global_init(CURL_GLOBAL_DEFAULT);
 
-        if (!dl) {
-                snprintf(load_err, sizeof(load_err),
-                         "cannot load '%s': %s; alerting needs the libcurl4 package",
-                         CURL_DL_SONAME, dlerror());
-                return;
-        }
-#define CURL_DL_RESOLVE(name)                                                                      \
-        *(void **)&api.name = dlsym(dl, "curl_" #name);                                            \
-        if (!api.name && !missing)                                                                 \
-                missing = "curl_" #name;
-        CURL_DL_FUNCS(CURL_DL_RESOLVE)
-#undef CURL_DL_RESOLVE
-        if (missing) {
-                snprintf(load_err, sizeof(load_err),
-                         "cannot load '%s': symbol '%s' is missing (libcurl too old?); alerting "
-                         "needs the libcurl4 package",
-                         CURL_DL_SONAME, missing);
-                return;
-        }
-        /* curl_global_init is not thread-safe; pthread_once makes this the only call. */
-        cc = api.global_init(CURL_GLOBAL_DEFAULT);
         if (cc != CURLE_OK) {
-                snprintf(load_err, sizeof(load_err), "cannot initialize '%s': %s", CURL_DL_SONAME,
+                snprintf(init_err, sizeof(init_err), "cannot initialize '%s': %s", CURL_DL_SONAME,
                          api.easy_strerror(cc));
                 return;
         }
-        load_r = 0;
+        init_r = 0;
 }
 
 int curl_dl_get(const curl_dl **ret, char *err, size_t errlen)
 {
-        pthread_once(&once, load);
-        if (load_r < 0) {
+#define CURL_DL_NAME(name) #name,
+#define CURL_DL_SLOT(name) (void **)&api.name,
+        static const char *const names[] = {CURL_DL_FUNCS(CURL_DL_NAME)};
+        void **const slots[] = {CURL_DL_FUNCS(CURL_DL_SLOT)};
+#undef CURL_DL_NAME
+#undef CURL_DL_SLOT
+        int r = lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err, errlen);
+
+        if (r < 0)
+                return r;
+        pthread_once(&init_once, global_init);
+        if (init_r < 0) {
                 if (err && errlen)
-                        snprintf(err, errlen, "%s", load_err);
-                return load_r;
+                        snprintf(err, errlen, "%s", init_err);
+                return init_r;
         }
         *ret = &api;
         return 0;

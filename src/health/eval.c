@@ -49,6 +49,8 @@ static void apply(incident_store *s, int gpu, const char *uuid, size_t rule, con
         const health_rule *ru = &health_rules[rule];
         incident *in = incidents_find_open(s, gpu, ru->name);
 
+        if (res->state == RULE_NOTED && gpu >= 0 && gpu < SAMPLER_MAX_GPUS)
+                s->noted[gpu] |= 1u << ru->system; /* cleared per GPU before its rules run */
         if (res->state == RULE_SKIP)
                 return;
         if (res->state == RULE_FIRING) {
@@ -73,6 +75,7 @@ void health_eval_rules(incident_store *s, const eval_input *e)
                 sampler_gpu g;
                 if (sampler_gpu_get(e->sampler, gi, &g) < 0)
                         continue;
+                s->noted[gi] = 0;
                 for (size_t ri = 0; ri < health_n_rules; ri++) {
                         const health_rule *ru = &health_rules[ri];
                         incident *in;
@@ -86,6 +89,7 @@ void health_eval_rules(incident_store *s, const eval_input *e)
                             .host = e->host,
                             .now_us = e->now_us,
                             .memo = e->memo[gi],
+                            .sampler = e->sampler,
                         };
                         if (ru->scope != RULE_SCOPE_GPU || !cfg->systems[ru->system])
                                 continue;

@@ -27,6 +27,8 @@ enum rule_state {
         RULE_CLEAR = 0,  /* the condition does not hold */
         RULE_FIRING = 1, /* the condition holds */
         RULE_SKIP = 2,   /* cannot tell (no data, not supported, GPU lost): keep the state */
+        RULE_NOTED = 3,  /* holds as DCGM sees it (its system result is WARN) but is expected
+                            (a GPU at its own power limit): state, no incident; clears one */
 };
 
 /* Node-wide facts gathered once per evaluation. */
@@ -60,6 +62,7 @@ typedef struct rule_ctx {
         int64_t now_us;           /* realtime usec */
         bool active;              /* the condition is open and firing: clear thresholds apply */
         counter_memo *memo;       /* RULE_MEMO_SLOTS entries for this GPU, or NULL */
+        sampler *sampler;         /* staleness of readings (sampler_latest); NULL: not checked */
 } rule_ctx;
 
 typedef struct rule_result {
@@ -70,15 +73,18 @@ typedef struct rule_result {
 
 typedef void (*rule_fn)(const rule_ctx *c, rule_result *out);
 
+#define RULE_MAX_NEEDS 4 /* fields a rule may read (rules.def "needs") */
+
 typedef struct health_rule {
-        const char *name;          /* condition name */
-        enum rule_scope scope;     /* GPU or HOST */
-        enum health_system system; /* health system */
-        enum health_severity sev;  /* default severity when firing */
-        const char *dcgm_code;     /* DCGM error code name */
-        rule_fn eval;              /* evaluator */
-        const char *summary;       /* one line */
-        const char *action;        /* recommended action */
+        const char *name;               /* condition name */
+        enum rule_scope scope;          /* GPU or HOST */
+        enum health_system system;      /* health system */
+        enum health_severity sev;       /* default severity when firing */
+        const char *dcgm_code;          /* DCGM error code name */
+        rule_fn eval;                   /* evaluator */
+        const char *summary;            /* one line */
+        const char *action;             /* recommended action */
+        uint16_t needs[RULE_MAX_NEEDS]; /* DCGM ids the evaluator reads; 0 ends the list */
 } health_rule;
 
 extern const health_rule health_rules[];
@@ -86,6 +92,9 @@ extern const size_t health_n_rules;
 
 /* Index of a rule by name, or -1. */
 int health_rule_find(const char *name);
+/* True when the rule can check something on gpu: every field it needs is collected there and
+ * not refused (not supported, no permission). A missing first sample still counts as checked. */
+bool health_rule_monitors(size_t rule, cache *ca, unsigned gpu);
 /* Run one rule (tests drive this with a cache filled by hand). */
 void health_rule_eval(size_t rule, const rule_ctx *c, rule_result *out);
 /* Expected PCIe replays per minute for a link (DCGM's per-lane table, ceil). gen 1..6. */
@@ -133,6 +142,8 @@ typedef struct incident_store {
         size_t n;                         /* used entries of v (L) */
         uint64_t next_id;                 /* id of the next incident (L) */
         struct store *store;              /* borrowed; NULL = memory only */
+        uint32_t noted[SAMPLER_MAX_GPUS]; /* per GPU: 1 << system of rules RULE_NOTED at the
+                                             last evaluation (L) */
 } incident_store;
 
 void incidents_init(incident_store *s, struct store *st);
@@ -218,11 +229,22 @@ typedef struct notifier_stats {
 
 int notifier_new(struct store *st, const health_config *cfg, const char *hostname, notifier **ret);
 int notifier_start(notifier *n);
+/* Replace the targets (Alertmanagers, webhooks) and the per-attempt timeout (a reload; main
+ * thread). Pending entries of a target still configured stay queued for it; those of a removed
+ * target are dropped from the outbox (logged); a send in progress finishes on the target it
+ * started with. Starts the sender thread when the first target appears after notifier_start.
+ * 0 or -errno. */
+int notifier_set_targets(notifier *n, const health_config *cfg);
 void notifier_stop(notifier *n);
 notifier *notifier_free(notifier *n);
 /* Queue the incident for every target (coalesced with a pending entry for the same pair);
- * persists before returning when a store is set. Health thread. */
+ * persists before returning when a store is set. resend_us: the delay between two sends of an
+ * active alert, at least the evaluation interval (firing alerts stay valid notifier_valid_for it
+ * in Alertmanager). Health thread. */
 int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us);
+/* How long a firing Alertmanager alert stays valid after a send (endsAt - send time), usec:
+ * 4 x max(resend delay, evaluation interval), as Prometheus sets ValidUntil. */
+int64_t notifier_valid_for(int64_t resend_us, int64_t eval_us);
 void notifier_get_stats(notifier *n, notifier_stats *out);
 /* Payloads (exposed for tests). Caller owns the result. */
 json_t *notifier_am_payload(const incident *in, const char *hostname, int64_t now_us,
@@ -236,8 +258,20 @@ int notifier_sign(const char *secret, const char *body, size_t len, char *out, s
 typedef struct policy_runner policy_runner;
 int policy_new(const health_config *cfg, backend *be, cache *ca, struct store *st,
                policy_runner **ret);
+/* Stops the worker after the action in progress (the queue is dropped). */
 policy_runner *policy_free(policy_runner *p);
-/* Run the policies matching a freshly opened incident. Health thread; may block for exec. */
+/* Start the worker thread. Before it runs, policy_submit runs the actions on the caller. */
+int policy_start(policy_runner *p);
+/* Queue a copy of a freshly opened incident for the worker; never blocks on an action. 0, or
+ * -ENOBUFS when the queue is full (logged). Health thread. */
+int policy_submit(policy_runner *p, const incident *in, int64_t now_us);
+/* Wait until the queue is empty and no action runs (tests, stop). */
+void policy_drain(policy_runner *p);
+/* Replace the policy table (a reload): the next incident taken sees it; an action in progress
+ * finishes with the policy it started with. Any thread; never waits for an action. */
+void policy_set(policy_runner *p, const health_policy *v, size_t n);
+/* Run the policies matching a freshly opened incident on the calling thread (the worker; tests).
+ * Blocks for exec hooks and resets; holds no lock meanwhile. */
 void policy_run(policy_runner *p, const incident *in, int64_t now_us);
 /* True when policy condition cond matches the incident. */
 bool policy_matches(const char *cond, const incident *in);

@@ -53,12 +53,19 @@ void health_eval(health *h)
         pthread_mutex_unlock(&h->inc.lock);
 
         incidents_persist(&h->inc);
-        for (size_t i = 0; i < work.n_send; i++)
-                if (h->notifier)
-                        notifier_enqueue(h->notifier, &work.send[i], h->cfg.resend_interval_us);
+        if (work.n_send) {
+                /* Rules run once per fast sweep: a resend is never more often than that. */
+                sampler_stats st;
+                sampler_get_stats(h->opt.sampler, &st);
+                for (size_t i = 0; i < work.n_send; i++)
+                        if (h->notifier)
+                                notifier_enqueue(
+                                    h->notifier, &work.send[i],
+                                    MAX(h->cfg.resend_interval_us, st.tier[TIER_FAST].interval_us));
+        }
         for (size_t i = 0; i < work.n_fresh; i++)
-                if (h->policies)
-                        policy_run(h->policies, &work.fresh[i], now);
+                if (h->policies) /* queued: the worker runs the actions */
+                        policy_submit(h->policies, &work.fresh[i], now);
         incident_work_release(&work);
         pthread_mutex_unlock(&h->eval_lock);
 }
@@ -210,6 +217,9 @@ int health_start(health *h)
         r = notifier_start(h->notifier);
         if (r < 0)
                 return r;
+        r = policy_start(h->policies);
+        if (r < 0)
+                return r;
         r = pthread_create(&h->thread, NULL, health_main, h);
         if (r)
                 return -r;
@@ -255,31 +265,29 @@ health *health_free(health *h)
 
 int health_reconfigure(health *h, const health_config *cfg)
 {
-        health_config next;
+        health_config next, old;
         int r = health_config_copy(&next, cfg);
 
         if (r < 0)
                 return r;
-        /* Thresholds only: targets and policies keep the ones the threads started with. */
+        /* Targets first: the only step that can fail (a thread to start), before anything
+         * else changed. Pending alerts of targets kept stay in the outbox. */
+        r = notifier_set_targets(h->notifier, &next);
+        if (r < 0) {
+                health_config_free(&next);
+                return r;
+        }
+        /* The policy table: an action in progress on the worker ends with its old policy;
+         * the evaluation lock below is never held across an action. */
+        policy_set(h->policies, next.policies, next.n_policies);
+        /* Thresholds, switches, resend interval: the whole configuration, between evaluations. */
         pthread_mutex_lock(&h->eval_lock);
         pthread_mutex_lock(&h->inc.lock);
-        h->cfg.enabled = next.enabled;
-        h->cfg.expected_gpus = next.expected_gpus;
-        h->cfg.temp_warning = next.temp_warning;
-        h->cfg.temp_critical = next.temp_critical;
-        h->cfg.temp_hysteresis = next.temp_hysteresis;
-        h->cfg.resolve_after_us = next.resolve_after_us;
-        h->cfg.xid_hold_us = next.xid_hold_us;
-        h->cfg.nvml_call_timeout_us = next.nvml_call_timeout_us;
-        h->cfg.collection_stretched_after_us = next.collection_stretched_after_us;
-        h->cfg.throttle_sustain_us = next.throttle_sustain_us;
-        h->cfg.max_rss_bytes = next.max_rss_bytes;
-        h->cfg.disk_warning = next.disk_warning;
-        h->cfg.disk_critical = next.disk_critical;
-        memcpy(h->cfg.systems, next.systems, sizeof(h->cfg.systems));
+        old = h->cfg;
+        h->cfg = next;
         pthread_mutex_unlock(&h->inc.lock);
         pthread_mutex_unlock(&h->eval_lock);
-        sampler_set_watchdog(h->opt.sampler, next.nvml_call_timeout_us, on_stuck, h);
-        health_config_free(&next);
+        sampler_set_watchdog(h->opt.sampler, h->cfg.nvml_call_timeout_us, on_stuck, h);
+        health_config_free(&old);
         return 0;
 }

@@ -69,7 +69,11 @@ int health_start(health *h);
 void health_stop(health *h);
 health *health_free(health *h);
 
-/* Replace the configuration (SIGHUP). Thresholds apply at the next evaluation. */
+/* Replace the configuration (a reload; main thread): thresholds and the resend interval apply at
+ * the next evaluation, the policy table to the next incident the policy worker takes, the alert
+ * targets and timeout to the next send (a send in progress finishes on its old target; queued
+ * alerts of a target still configured stay queued). Never waits for a policy action. 0, or
+ * -errno with nothing changed. */
 int health_reconfigure(health *h, const health_config *cfg);
 
 /* Sampler hooks (any sampler thread; never block). health_on_sweep: "sweep done" of tier (FAST,

@@ -19,6 +19,7 @@ void health_config_defaults(health_config *c)
         c->nvml_call_timeout_us = 5 * USEC_PER_SEC;
         c->collection_stretched_after_us = 5 * 60 * USEC_PER_SEC;
         c->throttle_sustain_us = 30 * USEC_PER_SEC;
+        c->power_sustain_us = 0;
         c->max_rss_bytes = 256ULL << 20;
         c->disk_warning = 90;
         c->disk_critical = 97;

@@ -65,11 +65,13 @@ typedef struct health_config {
         int64_t collection_stretched_after_us; /* usec a tier may stay stretched before
                                                   collection_slow opens; 0 = never */
         int64_t throttle_sustain_us;           /* usec a HW slowdown must last to count */
-        uint64_t max_rss_bytes;                /* bytes; 0 = do not check */
-        unsigned disk_warning;                 /* percent of the data dir's filesystem used */
-        unsigned disk_critical;                /* percent */
-        bool systems[HEALTH_SYS_COUNT];        /* per-system switch */
-        const health_policy *policies;         /* borrowed during health_new; copied */
+        int64_t power_sustain_us;       /* usec a GPU may stay capped at its own power limit before
+                                     power_violation opens; 0 = never */
+        uint64_t max_rss_bytes;         /* bytes; 0 = do not check */
+        unsigned disk_warning;          /* percent of the data dir's filesystem used */
+        unsigned disk_critical;         /* percent */
+        bool systems[HEALTH_SYS_COUNT]; /* per-system switch */
+        const health_policy *policies;  /* borrowed during health_new; copied */
         size_t n_policies;
         const char *const *alertmanagers; /* base URLs ("http://am:9093"); copied */
         size_t n_alertmanagers;

@@ -5,7 +5,8 @@
  * deleted only after the target answered 2xx, so neither a restart of vigild nor an outage of
  * the target loses it. A pending entry for the same (target, incident) is replaced, not added:
  * the outbox never holds more than incidents × targets entries. Failed sends back off
- * exponentially (1 s doubling to 5 min). */
+ * exponentially (1 s doubling to 5 min). A reload replaces the targets (notifier_set_targets):
+ * entries follow their target by kind and URL, a send in progress uses the copy it took. */
 #include "health-internal.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
 #include "curl_dl.h"
@@ -42,7 +44,7 @@ typedef struct target {
 
 typedef struct entry {
         int64_t rowid;     /* store row, 0 without a store */
-        int target;        /* index in targets */
+        int target;        /* index in targets; -1: its target was removed (dropped) */
         uint64_t incident; /* incident id */
         char *body;        /* payload; owned */
         unsigned attempts; /* failed attempts so far */
@@ -52,19 +54,21 @@ typedef struct entry {
 } entry;
 
 struct notifier {
-        struct store *store; /* borrowed; NULL = memory only */
-        target targets[HEALTH_MAX_TARGETS];
-        size_t n_targets;
+        struct store *store;                /* borrowed; NULL = memory only */
+        target targets[HEALTH_MAX_TARGETS]; /* (lock) */
+        size_t n_targets;                   /* (lock) */
         char hostname[256];
-        int64_t timeout_us;   /* per attempt */
-        pthread_mutex_t lock; /* guards entries, stats, stopping */
+        int64_t timeout_us;   /* per attempt (lock) */
+        pthread_mutex_t lock; /* guards entries, targets, stats, stopping */
         pthread_cond_t wake;
         entry entries[OUTBOX_MAX];
         size_t n;
         notifier_stats stats;
         bool stopping, started;
+        bool armed; /* notifier_start ran: a target added later starts the thread */
         pthread_t thread;
-        uint64_t seq; /* last entry sequence number */
+        uint64_t seq;     /* last entry sequence number */
+        int64_t valid_us; /* usec a firing Alertmanager alert stays valid after a send */
 };
 
 /* ---- payloads -------------------------------------------------------------------------------- */
@@ -198,9 +202,10 @@ static int ob_fn(sqlite3 *db, void *arg)
         return r;
 }
 
-static int ob_write(notifier *n, int op, entry *e)
+/* t: the entry's target, copied under the lock (used by an insert only) */
+static int ob_write(notifier *n, int op, entry *e, const target *t)
 {
-        ob_op o = {op, e, &n->targets[e->target]};
+        ob_op o = {op, e, t};
 
         if (!n->store)
                 return 0;
@@ -242,11 +247,12 @@ static int load_fn(sqlite3 *db, void *arg)
         return 0;
 }
 #else
-static int ob_write(notifier *n, int op, entry *e)
+static int ob_write(notifier *n, int op, entry *e, const target *t)
 {
         (void)n;
         (void)op;
         (void)e;
+        (void)t;
         return 0;
 }
 #endif
@@ -257,10 +263,18 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
 {
         int64_t now = time_real_us();
 
+        target tg[HEALTH_MAX_TARGETS];
+        size_t nt;
+
         if (!n)
                 return 0;
-        for (size_t t = 0; t < n->n_targets; t++) {
-                json_t *j = n->targets[t].kind == TARGET_ALERTMANAGER
+        pthread_mutex_lock(&n->lock);
+        nt = n->n_targets;
+        memcpy(tg, n->targets, nt * sizeof(*tg));
+        n->valid_us = notifier_valid_for(resend_us, 0);
+        pthread_mutex_unlock(&n->lock);
+        for (size_t t = 0; t < nt; t++) {
+                json_t *j = tg[t].kind == TARGET_ALERTMANAGER
                                 ? notifier_am_payload(in, n->hostname, now, resend_us)
                                 : notifier_webhook_payload(in, n->hostname);
                 char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -271,6 +285,12 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
                 if (!body)
                         return -ENOMEM;
                 pthread_mutex_lock(&n->lock);
+                if (t >= n->n_targets || n->targets[t].kind != tg[t].kind ||
+                    strcmp(n->targets[t].url, tg[t].url) != 0) {
+                        pthread_mutex_unlock(&n->lock); /* the targets changed meanwhile */
+                        free(body);
+                        continue;
+                }
                 for (size_t i = 0; i < n->n; i++)
                         if (n->entries[i].target == (int)t && n->entries[i].incident == in->id &&
                             !n->entries[i].busy)
@@ -300,7 +320,7 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
                 e->busy = true;
                 tmp = *e;
                 pthread_mutex_unlock(&n->lock);
-                r = ob_write(n, op, &tmp);
+                r = ob_write(n, op, &tmp, &tg[t]);
                 pthread_mutex_lock(&n->lock);
                 for (size_t i = 0; i < n->n; i++)
                         if (n->entries[i].seq == tmp.seq) {
@@ -336,24 +356,33 @@ static size_t discard(char *p, size_t s, size_t nm, void *u)
         return s * nm;
 }
 
-/* A firing Alertmanager alert gets endsAt at send time (now + 4 resend intervals, as Prometheus
- * does), so an alert delayed in the outbox is never delivered already expired. */
+int64_t notifier_valid_for(int64_t resend_us, int64_t eval_us)
+{
+        return 4 * MAX(resend_us, eval_us);
+}
+
+/* A firing Alertmanager alert gets endsAt at send time (now + notifier_valid_for, as Prometheus
+ * sets ValidUntil), so an alert delayed in the outbox is never delivered already expired and an
+ * alert resent every resend_interval never expires between two sends. */
 static char *finalize_body(notifier *n, const target *t, const char *body)
 {
         json_t *j;
         char *out;
+        int64_t valid;
 
-        (void)n;
         if (t->kind != TARGET_ALERTMANAGER)
                 return strdup(body);
         j = json_loads(body, 0, NULL);
         if (!j)
                 return strdup(body);
+        pthread_mutex_lock(&n->lock);
+        valid = n->valid_us;
+        pthread_mutex_unlock(&n->lock);
         for (size_t i = 0; i < json_array_size(j); i++) {
                 json_t *a = json_array_get(j, i);
                 if (!json_object_get(a, "endsAt")) {
                         char end[64];
-                        iso_time(time_real_us() + 4 * 60 * USEC_PER_SEC, end, sizeof(end));
+                        iso_time(time_real_us() + valid, end, sizeof(end));
                         json_object_set_new(a, "endsAt", json_string(end));
                 }
         }
@@ -362,7 +391,8 @@ static char *finalize_body(notifier *n, const target *t, const char *body)
         return out;
 }
 
-static int send_one(notifier *n, const target *t, const char *body, char *why, size_t whylen)
+static int send_one(notifier *n, const target *t, int64_t timeout_us, const char *body, char *why,
+                    size_t whylen)
 {
         const curl_dl *cu = NULL;
         CURL *c;
@@ -400,8 +430,8 @@ static int send_one(notifier *n, const target *t, const char *body, char *why, s
         cu->easy_setopt(c, CURLOPT_HTTPHEADER, h);
         cu->easy_setopt(c, CURLOPT_POSTFIELDS, b);
         cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        cu->easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(n->timeout_us / 1000));
-        cu->easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(n->timeout_us / 1000, 3000));
+        cu->easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_us / 1000));
+        cu->easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(timeout_us / 1000, 3000));
         cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
         cu->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
         cc = cu->easy_perform(c);
@@ -431,6 +461,8 @@ static void *notifier_main(void *arg)
                 int64_t now = time_real_us(), next = INT64_MAX;
                 entry *due = NULL;
                 entry copy;
+                target tcopy;
+                int64_t timeout;
                 char why[256] = "";
                 int r;
 
@@ -438,6 +470,18 @@ static void *notifier_main(void *arg)
                         entry *e = &n->entries[i];
                         if (e->busy)
                                 continue;
+                        if (e->target < 0) { /* its target was removed by a reload */
+                                entry gone = *e;
+                                n->entries[i] = n->entries[--n->n];
+                                pthread_mutex_unlock(&n->lock);
+                                ob_write(n, 2, &gone, NULL);
+                                free(gone.body);
+                                pthread_mutex_lock(&n->lock);
+                                due = NULL;
+                                i = (size_t)-1; /* the array changed: look again */
+                                next = INT64_MAX;
+                                continue;
+                        }
                         if (e->next_us <= now && (!due || e->next_us < due->next_us))
                                 due = e;
                         else if (e->next_us > now)
@@ -463,9 +507,10 @@ static void *notifier_main(void *arg)
                 due->busy = true;
                 copy = *due;
                 copy.body = strdup(due->body);
+                tcopy = n->targets[due->target]; /* a reload meanwhile: this send finishes here */
+                timeout = n->timeout_us;
                 pthread_mutex_unlock(&n->lock);
-                r = copy.body ? send_one(n, &n->targets[copy.target], copy.body, why, sizeof(why))
-                              : -ENOMEM;
+                r = copy.body ? send_one(n, &tcopy, timeout, copy.body, why, sizeof(why)) : -ENOMEM;
                 pthread_mutex_lock(&n->lock);
                 /* Find it again: the array may have been compacted meanwhile. */
                 for (size_t i = 0; i < n->n; i++) {
@@ -474,12 +519,14 @@ static void *notifier_main(void *arg)
                                 continue;
                         bool replaced = strcmp(e->body, copy.body ? copy.body : "") != 0;
                         e->busy = false;
+                        if (e->target < 0)
+                                break; /* removed meanwhile: the next pass drops it */
                         if (r == 0 && !replaced) {
                                 entry gone = *e;
                                 n->stats.sent++;
                                 n->entries[i] = n->entries[--n->n];
                                 pthread_mutex_unlock(&n->lock);
-                                ob_write(n, 2, &gone);
+                                ob_write(n, 2, &gone, NULL);
                                 free(gone.body);
                                 pthread_mutex_lock(&n->lock);
                         } else if (r < 0) {
@@ -488,17 +535,19 @@ static void *notifier_main(void *arg)
                                 n->stats.failures++;
                                 e->attempts++;
                                 e->next_us = time_real_us() + MIN(back, BACKOFF_MAX_US);
-                                if (e->attempts == 1 || e->attempts % 10 == 0)
+                                if (e->attempts == 1 || e->attempts % 10 == 0) {
+                                        char shown[HEALTH_URL_MAX + 64];
+                                        redact_text(tcopy.url, shown, sizeof(shown));
                                         log_warn("alerting",
                                                  "failed to send incident %" PRIu64 " to '%s': %s "
                                                  "(attempt %u, retrying)",
-                                                 e->incident, n->targets[e->target].url, why,
-                                                 e->attempts);
+                                                 e->incident, shown, why, e->attempts);
+                                }
                                 upd = *e;
                                 upd.body = strdup(e->body);
                                 pthread_mutex_unlock(&n->lock);
                                 if (upd.body)
-                                        ob_write(n, 1, &upd);
+                                        ob_write(n, 1, &upd, NULL);
                                 free(upd.body);
                                 pthread_mutex_lock(&n->lock);
                         }
@@ -512,6 +561,26 @@ static void *notifier_main(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
+/* The targets of cfg: Alertmanagers first, then webhooks. Returns how many (<= max). */
+static size_t build_targets(const health_config *cfg, target *v, size_t max)
+{
+        size_t k = 0;
+
+        memset(v, 0, max * sizeof(*v));
+        for (size_t i = 0; i < cfg->n_alertmanagers && k < max; i++) {
+                target *t = &v[k++];
+                t->kind = TARGET_ALERTMANAGER;
+                snprintf(t->url, sizeof(t->url), "%s", cfg->alertmanagers[i]);
+        }
+        for (size_t i = 0; i < cfg->n_webhooks && k < max; i++) {
+                target *t = &v[k++];
+                t->kind = TARGET_WEBHOOK;
+                snprintf(t->url, sizeof(t->url), "%s", cfg->webhooks[i].url);
+                snprintf(t->secret, sizeof(t->secret), "%s", cfg->webhooks[i].secret);
+        }
+        return k;
+}
+
 int notifier_new(struct store *st, const health_config *cfg, const char *hostname, notifier **ret)
 {
         notifier *n = calloc(1, sizeof(*n));
@@ -522,17 +591,8 @@ int notifier_new(struct store *st, const health_config *cfg, const char *hostnam
         n->store = st;
         n->timeout_us = cfg->alert_timeout_us > 0 ? cfg->alert_timeout_us : 5 * USEC_PER_SEC;
         snprintf(n->hostname, sizeof(n->hostname), "%s", hostname ? hostname : "");
-        for (size_t i = 0; i < cfg->n_alertmanagers && n->n_targets < HEALTH_MAX_TARGETS; i++) {
-                target *t = &n->targets[n->n_targets++];
-                t->kind = TARGET_ALERTMANAGER;
-                snprintf(t->url, sizeof(t->url), "%s", cfg->alertmanagers[i]);
-        }
-        for (size_t i = 0; i < cfg->n_webhooks && n->n_targets < HEALTH_MAX_TARGETS; i++) {
-                target *t = &n->targets[n->n_targets++];
-                t->kind = TARGET_WEBHOOK;
-                snprintf(t->url, sizeof(t->url), "%s", cfg->webhooks[i].url);
-                snprintf(t->secret, sizeof(t->secret), "%s", cfg->webhooks[i].secret);
-        }
+        n->n_targets = build_targets(cfg, n->targets, HEALTH_MAX_TARGETS);
+        n->valid_us = notifier_valid_for(cfg->resend_interval_us, 0);
         pthread_mutex_init(&n->lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -548,6 +608,7 @@ int notifier_start(notifier *n)
 
         if (!n || n->started)
                 return 0;
+        n->armed = true;
 #ifdef VIGIL_HAVE_STORE
         if (n->store) {
                 r = store_read(n->store, load_fn, n);
@@ -574,6 +635,51 @@ int notifier_start(notifier *n)
         if (r)
                 return -r;
         n->started = true;
+        return 0;
+}
+
+int notifier_set_targets(notifier *n, const health_config *cfg)
+{
+        target next[HEALTH_MAX_TARGETS];
+        size_t nn = build_targets(cfg, next, HEALTH_MAX_TARGETS), dropped = 0;
+        bool start;
+
+        if (!n)
+                return 0;
+        pthread_mutex_lock(&n->lock);
+        for (size_t i = 0; i < n->n; i++) {
+                entry *e = &n->entries[i];
+                int to = -1;
+                if (e->target < 0)
+                        continue;
+                for (size_t k = 0; k < nn && to < 0; k++)
+                        if (next[k].kind == n->targets[e->target].kind &&
+                            !strcmp(next[k].url, n->targets[e->target].url))
+                                to = (int)k;
+                if (to < 0)
+                        dropped++;
+                e->target = to;
+        }
+        memcpy(n->targets, next, sizeof(next));
+        n->n_targets = nn;
+        n->timeout_us = cfg->alert_timeout_us > 0 ? cfg->alert_timeout_us : 5 * USEC_PER_SEC;
+        start = n->armed && !n->started && nn > 0 && !n->stopping;
+        pthread_cond_signal(&n->wake);
+        pthread_mutex_unlock(&n->lock);
+        if (dropped)
+                log_warn("alerting", "dropping %zu queued alerts of targets no longer configured",
+                         dropped);
+        if (start) {
+                const curl_dl *cu;
+                char err[512];
+                int r;
+                if (curl_dl_get(&cu, err, sizeof(err)) < 0)
+                        log_error("alerting", "failed to start alert delivery: %s", err);
+                r = pthread_create(&n->thread, NULL, notifier_main, n);
+                if (r)
+                        return -r;
+                n->started = true;
+        }
         return 0;
 }
 

@@ -2,24 +2,25 @@
  * actions in order (log, alert, exec, set_power_limit, reset_gpu), subject to the policy's rate
  * limit per GPU and its dry-run switch. Every run is recorded (the store's health_actions table
  * and the log), dry runs and refusals included. Mutating actions go through the backend's guarded
- * mutators; the tests exercise them against the fake NVML only. */
+ * mutators; the tests exercise them against the fake NVML only.
+ *
+ * The actions run on the runner's own worker thread (policy_submit queues a copy of the incident):
+ * a hook that sleeps or a reset that takes seconds never holds the health thread, and no lock is
+ * held while an action runs, so policy_set (a reload, main thread) swaps the table at once. A run
+ * takes a copy of the matching policies under the lock. */
 #include "health-internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/redact.h"
+#include "common/spawn.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
 #include "store/store.h"
@@ -27,20 +28,32 @@
 
 #define EXEC_OUTPUT_MAX 4096 /* bytes of a hook's output kept */
 #define RATE_SLOTS      64   /* remembered runs per (policy, GPU) */
+#define QUEUE_MAX       256  /* incidents waiting for the worker */
 
 typedef struct rate_state {
         int64_t runs[RATE_SLOTS]; /* realtime usec of recent runs (ring) */
         unsigned next;            /* ring position */
 } rate_state;
 
+typedef struct policy_job {
+        incident in; /* copy of the freshly opened incident */
+        int64_t now; /* realtime usec it was taken */
+} policy_job;
+
 struct policy_runner {
-        health_policy policies[HEALTH_MAX_POLICIES];
-        size_t n;
+        pthread_mutex_t lock;                                       /* guards (L) */
+        health_policy policies[HEALTH_MAX_POLICIES];                /* (L) */
+        size_t n;                                                   /* (L) */
         backend *backend;                                           /* borrowed */
         cache *cache;                                               /* borrowed */
         struct store *store;                                        /* borrowed, may be NULL */
-        rate_state rate[HEALTH_MAX_POLICIES][SAMPLER_MAX_GPUS + 1]; /* last slot: node */
+        rate_state rate[HEALTH_MAX_POLICIES][SAMPLER_MAX_GPUS + 1]; /* (L) last slot: node */
         _Atomic uint64_t total;                                     /* actions run */
+        pthread_cond_t wake;                                        /* work queued or stop (L) */
+        policy_job *queue;                                          /* ring of QUEUE_MAX (L) */
+        size_t q_head, q_len;                                       /* (L) */
+        bool stopping, started, busy;                               /* (L) busy: a job runs */
+        pthread_t thread;                                           /* the worker */
 };
 
 bool policy_matches(const char *cond, const incident *in)
@@ -63,6 +76,13 @@ int policy_new(const health_config *cfg, backend *be, cache *ca, struct store *s
 
         if (!p)
                 return -ENOMEM;
+        p->queue = calloc(QUEUE_MAX, sizeof(*p->queue));
+        if (!p->queue) {
+                free(p);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->wake, NULL);
         p->n = MIN(cfg->n_policies, (size_t)HEALTH_MAX_POLICIES);
         if (p->n)
                 memcpy(p->policies, cfg->policies, p->n * sizeof(health_policy));
@@ -73,8 +93,108 @@ int policy_new(const health_config *cfg, backend *be, cache *ca, struct store *s
         return 0;
 }
 
+void policy_set(policy_runner *p, const health_policy *v, size_t n)
+{
+        n = MIN(n, (size_t)HEALTH_MAX_POLICIES);
+        pthread_mutex_lock(&p->lock);
+        /* A policy that did not change keeps its rate-limit history; a changed one starts over. */
+        for (size_t i = 0; i < n; i++)
+                if (i >= p->n || memcmp(&p->policies[i], &v[i], sizeof(v[i])) != 0)
+                        memset(p->rate[i], 0, sizeof(p->rate[i]));
+        if (n)
+                memcpy(p->policies, v, n * sizeof(*v));
+        p->n = n;
+        pthread_mutex_unlock(&p->lock);
+}
+
+static void *policy_main(void *arg)
+{
+        policy_runner *p = arg;
+
+        pthread_setname_np(pthread_self(), "vg-policy");
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                policy_job job;
+                while (!p->q_len && !p->stopping)
+                        pthread_cond_wait(&p->wake, &p->lock);
+                if (p->stopping)
+                        break;
+                job = p->queue[p->q_head];
+                p->q_head = (p->q_head + 1) % QUEUE_MAX;
+                p->q_len--;
+                p->busy = true;
+                pthread_mutex_unlock(&p->lock);
+                policy_run(p, &job.in, job.now);
+                pthread_mutex_lock(&p->lock);
+                p->busy = false;
+                pthread_cond_broadcast(&p->wake);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+int policy_start(policy_runner *p)
+{
+        int r;
+
+        if (p->started)
+                return 0;
+        r = pthread_create(&p->thread, NULL, policy_main, p);
+        if (r)
+                return -r;
+        p->started = true;
+        return 0;
+}
+
+int policy_submit(policy_runner *p, const incident *in, int64_t now_us)
+{
+        pthread_mutex_lock(&p->lock);
+        if (!p->n) { /* nothing could match */
+                pthread_mutex_unlock(&p->lock);
+                return 0;
+        }
+        if (!p->started) { /* no worker (tests, or a start that failed): run here */
+                pthread_mutex_unlock(&p->lock);
+                policy_run(p, in, now_us);
+                return 0;
+        }
+        if (p->q_len == QUEUE_MAX) {
+                pthread_mutex_unlock(&p->lock);
+                log_error("policy",
+                          "%d incidents wait for policy actions: skipping incident %" PRIu64
+                          " (%s)",
+                          QUEUE_MAX, in->id, in->condition);
+                return -ENOBUFS;
+        }
+        p->queue[(p->q_head + p->q_len) % QUEUE_MAX] = (policy_job){*in, now_us};
+        p->q_len++;
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+}
+
+void policy_drain(policy_runner *p)
+{
+        pthread_mutex_lock(&p->lock);
+        while (p->started && (p->q_len || p->busy))
+                pthread_cond_wait(&p->wake, &p->lock);
+        pthread_mutex_unlock(&p->lock);
+}
+
 policy_runner *policy_free(policy_runner *p)
 {
+        if (!p)
+                return NULL;
+        if (p->started) {
+                pthread_mutex_lock(&p->lock);
+                p->stopping = true;
+                pthread_cond_broadcast(&p->wake);
+                pthread_mutex_unlock(&p->lock);
+                pthread_join(p->thread, NULL); /* an action in progress ends first */
+        }
+        pthread_cond_destroy(&p->wake);
+        pthread_mutex_destroy(&p->lock);
+        free(p->queue);
         free(p);
         return NULL;
 }
@@ -119,8 +239,11 @@ static int rec_fn(sqlite3 *db, void *arg)
 #endif
 
 static void record(policy_runner *p, const incident *in, enum health_action a, bool dry_run,
-                   const char *result, const char *detail)
+                   const char *result, const char *detail_raw)
 {
+        char detail[HEALTH_URL_MAX + 256]; /* exec commands may hold credentials: never shown */
+
+        redact_text(detail_raw, detail, sizeof(detail));
         p->total++;
         log_info("policy", "%s%s on incident %" PRIu64 " (%s, %s%d): %s%s%s",
                  dry_run ? "dry run: " : "", health_action_name(a), in->id, in->condition,
@@ -135,116 +258,29 @@ static void record(policy_runner *p, const incident *in, enum health_action a, b
 #endif
 }
 
-/* Run cmd with sh -c, the incident JSON on stdin; output captured (bounded); killed after
- * timeout. Returns the exit status (>= 0) or -errno; out gets the output. */
+/* Run cmd with sh -c, the incident JSON on stdin; output captured (bounded); the hook's whole
+ * process group killed after timeout. Returns the exit status (>= 0) or -errno; out gets the
+ * output. */
 static int run_exec(const char *cmd, const char *input, int64_t timeout_us, char *out,
                     size_t outlen)
 {
-        int in_pipe[2], out_pipe[2], status = 0, pidfd;
-        size_t o = 0, inlen = strlen(input), written = 0;
-        int64_t deadline = time_mono_us() + timeout_us;
-        pid_t pid;
+        const char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
+        spawn_opts o = {.argv = argv,
+                        .input = input,
+                        .input_len = strlen(input),
+                        .out = out,
+                        .outlen = outlen,
+                        .timeout_us = timeout_us,
+                        .quiet = true,
+                        .new_pgrp = true};
+        int ws = 0, r;
 
         out[0] = '\0';
-        if (pipe2(in_pipe, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(out_pipe, O_CLOEXEC) < 0) {
-                close(in_pipe[0]);
-                close(in_pipe[1]);
-                return -errno;
-        }
-        pid = fork();
-        if (pid < 0) {
-                int e = -errno;
-                close(in_pipe[0]);
-                close(in_pipe[1]);
-                close(out_pipe[0]);
-                close(out_pipe[1]);
-                return e;
-        }
-        if (pid == 0) {
-                sigset_t all;
-                sigemptyset(&all);
-                pthread_sigmask(SIG_SETMASK, &all, NULL);
-                dup2(in_pipe[0], 0);
-                dup2(out_pipe[1], 1);
-                dup2(out_pipe[1], 2);
-                setpgid(0, 0);
-                execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-                _exit(127);
-        }
-        close(in_pipe[0]);
-        close(out_pipe[1]);
-        fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
-        for (;;) {
-                struct pollfd pf[2] = {{.fd = out_pipe[0], .events = POLLIN},
-                                       {.fd = in_pipe[1], .events = POLLOUT}};
-                int64_t left = deadline - time_mono_us();
-                int np = in_pipe[1] >= 0 ? 2 : 1;
-                if (left <= 0) {
-                        kill(-pid, SIGKILL);
-                        kill(pid, SIGKILL);
-                        status = -ETIMEDOUT;
-                        break;
-                }
-                if (poll(pf, (nfds_t)np, (int)MIN(left / 1000 + 1, 1000)) < 0 && errno != EINTR)
-                        break;
-                if (np == 2 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-                        ssize_t w = write(in_pipe[1], input + written, inlen - written);
-                        if (w > 0)
-                                written += (size_t)w;
-                        if (w < 0 || written == inlen) {
-                                close(in_pipe[1]);
-                                in_pipe[1] = -1;
-                        }
-                }
-                if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-                        char b[512];
-                        ssize_t k = read(out_pipe[0], b, sizeof(b));
-                        if (k <= 0)
-                                break;
-                        if (o + 1 < outlen) {
-                                size_t c = MIN((size_t)k, outlen - 1 - o);
-                                memcpy(out + o, b, c);
-                                o += c;
-                                out[o] = '\0';
-                        }
-                }
-        }
-        if (in_pipe[1] >= 0)
-                close(in_pipe[1]);
-        close(out_pipe[0]);
-        if (status == -ETIMEDOUT) {
-                waitpid(pid, NULL, 0);
-                return -ETIMEDOUT;
-        }
-        /* Output closed: the hook is ending; wait for it within the deadline. A pidfd turns
-         * readable when it exits (no polling); without one (kernel < 5.3), look every 10 ms. */
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        for (;;) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                int64_t left = deadline - time_mono_us();
-                if (w == pid)
-                        break;
-                if (left <= 0) {
-                        kill(-pid, SIGKILL);
-                        kill(pid, SIGKILL);
-                        waitpid(pid, NULL, 0);
-                        if (pidfd >= 0)
-                                close(pidfd);
-                        return -ETIMEDOUT;
-                }
-                if (pidfd >= 0)
-                        poll(&(struct pollfd){.fd = pidfd, .events = POLLIN}, 1,
-                             (int)MIN(left / 1000 + 1, INT_MAX));
-                else
-                        usleep(10000);
-        }
-        if (pidfd >= 0)
-                close(pidfd);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        r = spawn_run(&o, &ws);
+        return r < 0 ? r : spawn_exit_code(ws);
 }
 
+/* (L) */
 static bool rate_allows(policy_runner *p, size_t pi, const incident *in, int64_t now)
 {
         const health_policy *po = &p->policies[pi];
@@ -376,17 +412,29 @@ static void run_action(policy_runner *p, const health_policy *po, const incident
 
 void policy_run(policy_runner *p, const incident *in, int64_t now_us)
 {
-        for (size_t i = 0; i < p->n; i++) {
-                const health_policy *po = &p->policies[i];
-                if (!policy_matches(po->condition, in))
-                        continue;
-                if (!rate_allows(p, i, in, now_us)) {
-                        log_info("policy", "policy %zu ('%s') rate-limited for incident %" PRIu64,
-                                 i, po->condition, in->id);
+        for (size_t i = 0;; i++) {
+                health_policy po;
+                bool allowed;
+                pthread_mutex_lock(&p->lock);
+                if (i >= p->n) {
+                        pthread_mutex_unlock(&p->lock);
+                        break;
+                }
+                po = p->policies[i];
+                if (!policy_matches(po.condition, in)) {
+                        pthread_mutex_unlock(&p->lock);
                         continue;
                 }
+                allowed = rate_allows(p, i, in, now_us);
+                pthread_mutex_unlock(&p->lock);
+                if (!allowed) {
+                        log_info("policy", "policy %zu ('%s') rate-limited for incident %" PRIu64,
+                                 i, po.condition, in->id);
+                        continue;
+                }
+                /* no lock held: an exec hook may run for its whole timeout */
                 for (int a = 0; a < HEALTH_ACT_COUNT; a++)
-                        if (po->actions & (1u << a))
-                                run_action(p, po, in, (enum health_action)a);
+                        if (po.actions & (1u << a))
+                                run_action(p, &po, in, (enum health_action)a);
         }
 }

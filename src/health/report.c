@@ -39,15 +39,56 @@ static const char *dcgm_result(enum health_severity s)
         return s == HEALTH_FAIL ? "FAIL" : s == HEALTH_WARN ? "WARN" : "PASS";
 }
 
-/* Systems with no rule (no NVML field for them here): reported PASS, "not monitored". */
-static bool system_monitored(enum health_system s)
+/* What can be said of one system of one GPU (or of the node, gpu -1) now. Only SYS_CHECKED
+ * has a verdict of its own; the others are never reported as PASS (docs/health.md, "Not
+ * monitored"). */
+enum sys_view {
+        SYS_CHECKED = 0,       /* a rule checks it on readings this GPU provides */
+        SYS_NOT_MONITORED = 1, /* no rule, or only rules on fields the GPU lacks */
+        SYS_DISABLED = 2,      /* switched off in health.systems (or health.enabled false) */
+        SYS_STALE = 3,         /* the GPU is lost or unresponsive: nothing is checked now */
+};
+
+/* (L) */
+static enum sys_view system_view(health *h, int gpu, enum health_system s)
 {
-        if (s == HEALTH_SYS_GPU)
-                return true;
+        sampler_gpu g;
+
+        if (!h->cfg.enabled || !h->cfg.systems[s])
+                return SYS_DISABLED; /* health.enabled false: no rule runs at all */
+        if (gpu < 0 || s == HEALTH_SYS_GPU)
+                return SYS_CHECKED; /* the node's checks; the GPU system watches the GPU itself */
+        if (sampler_gpu_get(h->opt.sampler, (unsigned)gpu, &g) < 0 || !g.up || g.stuck ||
+            (gpu < SAMPLER_MAX_GPUS && atomic_load(&h->unresponsive[gpu])))
+                return SYS_STALE;
         for (size_t i = 0; i < health_n_rules; i++)
-                if (health_rules[i].system == s)
-                        return true;
-        return false;
+                if (health_rules[i].scope == RULE_SCOPE_GPU && health_rules[i].system == s &&
+                    health_rule_monitors(i, h->opt.cache, (unsigned)gpu))
+                        return SYS_CHECKED;
+        return SYS_NOT_MONITORED;
+}
+
+/* The system's result: its worst open incident, or WARN while a rule of it holds as expected
+ * state only (RULE_NOTED: DCGM's result, without an incident). Under h->inc.lock. */
+static enum health_severity system_worst(health *h, int gpu, int s)
+{
+        enum health_severity w = incidents_worst(&h->inc, gpu, s);
+
+        if (gpu >= 0 && gpu < SAMPLER_MAX_GPUS && (h->inc.noted[gpu] >> s & 1u))
+                w = MAX(w, HEALTH_WARN);
+        return w;
+}
+
+/* (L) Whether the system has a verdict to show (*w, the worst open incident): when it is
+ * checked, or when an XID opened an incident on a system no rule checks. *view says why not. */
+static bool system_verdict(health *h, int gpu, enum health_system s, enum sys_view *view,
+                           enum health_severity *w)
+{
+        *view = system_view(h, gpu, s);
+        *w = system_worst(h, gpu, (int)s);
+        if (*view == SYS_CHECKED)
+                return true;
+        return *view == SYS_NOT_MONITORED && *w != HEALTH_PASS;
 }
 
 static json_t *systems_json(health *h, int gpu)
@@ -56,16 +97,30 @@ static json_t *systems_json(health *h, int gpu)
 
         for (int s = 0; o && s < HEALTH_SYS_COUNT; s++) {
                 enum health_severity w;
+                enum sys_view view;
+                bool verdict;
                 json_t *e;
                 if ((gpu >= 0) == (s == HEALTH_SYS_HOST))
                         continue;
-                w = incidents_worst(&h->inc, gpu, s);
-                e = json_pack("{s:s}", "status", dcgm_result(w));
-                if (!h->cfg.systems[s])
+                verdict = system_verdict(h, gpu, (enum health_system)s, &view, &w);
+                e = json_pack("{s:s}", "status",
+                              verdict             ? dcgm_result(w)
+                              : view == SYS_STALE ? "stale"
+                                                  : "not_monitored");
+                if (view == SYS_DISABLED)
                         json_object_set_new(e, "note", json_string("disabled"));
-                else if (!system_monitored((enum health_system)s))
+                else if (view == SYS_STALE)
                         json_object_set_new(e, "note",
-                                            json_string("not monitored (no NVML field)"));
+                                            json_string("GPU lost or unresponsive: not checked"));
+                else if (view == SYS_NOT_MONITORED)
+                        json_object_set_new(e, "note",
+                                            json_string(verdict ? "not monitored: only XIDs "
+                                                                  "mapped to it are seen"
+                                                                : "not monitored (no supported "
+                                                                  "NVML field is checked)"));
+                if (view == SYS_CHECKED && w != incidents_worst(&h->inc, gpu, s))
+                        json_object_set_new(e, "note", json_string("expected (no incident)"));
+                json_object_set_new(e, "monitored", json_boolean(view == SYS_CHECKED));
                 json_object_set_new(o, health_system_name((enum health_system)s), e);
         }
         return o;
@@ -143,7 +198,8 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                             "# TYPE DCGM_EXP_GPU_HEALTH_STATUS gauge\n");
         } else {
                 buf_puts(b, "# HELP vigil_gpu_health Health of one system of the GPU (0 pass, 1 "
-                            "warn, 2 fail).\n# TYPE vigil_gpu_health gauge\n");
+                            "warn, 2 fail); no series for a system that is not checked "
+                            "(vigil_gpu_health_monitored 0).\n# TYPE vigil_gpu_health gauge\n");
         }
         for (unsigned i = 0; i < n; i++) {
                 buf_reset(&lb);
@@ -151,10 +207,13 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                         labels(userdata, i, &lb);
                 for (int s = 0; s < HEALTH_SYS_COUNT; s++) {
                         enum health_severity w;
+                        enum sys_view view;
                         const char *code = "DCGM_FR_OK";
-                        if (s == HEALTH_SYS_HOST || !h->cfg.systems[s])
+                        /* a system without a verdict has no series: never a PASS for what
+                         * is not checked, nor an old verdict of a lost or hung GPU */
+                        if (s == HEALTH_SYS_HOST ||
+                            !system_verdict(h, (int)i, (enum health_system)s, &view, &w))
                                 continue;
-                        w = incidents_worst(&h->inc, (int)i, s);
                         if (dcgm) {
                                 if (!health_system_dcgm((enum health_system)s))
                                         continue;
@@ -168,6 +227,11 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                                                        : in->xid ? "DCGM_FR_XID_ERROR"
                                                                  : "DCGM_FR_OK";
                                 }
+                                for (size_t k = 0; !strcmp(code, "DCGM_FR_OK") &&
+                                                   w != HEALTH_PASS && k < health_n_rules;
+                                     k++)
+                                        if ((int)health_rules[k].system == s)
+                                                code = health_rules[k].dcgm_code; /* noted */
                                 buf_printf(b,
                                            "DCGM_EXP_GPU_HEALTH_STATUS{%s%shealth_watch=\"%s\","
                                            "health_error_code=\"%s\"} %d\n",
@@ -182,6 +246,25 @@ int health_render_metrics(health *h, buf *b, bool dcgm, bool om, health_label_fn
                 }
         }
         if (!dcgm) {
+                /* Which systems are checked: 0 for one with no rule on a field this GPU
+                 * provides, switched off, or of a lost or unresponsive GPU. */
+                buf_puts(b, "# HELP vigil_gpu_health_monitored 1 when the system is checked on "
+                            "the GPU's current readings, 0 when it is not (no check on a field "
+                            "the GPU supports, switched off, GPU lost or unresponsive).\n"
+                            "# TYPE vigil_gpu_health_monitored gauge\n");
+                for (unsigned i = 0; i < n; i++) {
+                        buf_reset(&lb);
+                        if (labels)
+                                labels(userdata, i, &lb);
+                        for (int s = 0; s < HEALTH_SYS_COUNT; s++)
+                                if (s != HEALTH_SYS_HOST)
+                                        buf_printf(
+                                            b, "vigil_gpu_health_monitored{%s%ssystem=\"%s\"} %d\n",
+                                            lb.data ? lb.data : "", lb.len ? "," : "",
+                                            health_system_name((enum health_system)s),
+                                            system_view(h, (int)i, (enum health_system)s) ==
+                                                SYS_CHECKED);
+                }
                 /* The watchdog's verdict: 0 while a sample call on the GPU hangs. */
                 buf_puts(b, "# HELP vigil_gpu_responsive 1 when the GPU's NVML calls return "
                             "within health.nvml_call_timeout, 0 while one hangs.\n"

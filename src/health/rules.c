@@ -25,8 +25,26 @@
 #define REASON_HW_THERMAL     0x40ULL
 #define REASON_HW_POWER_BRAKE 0x80ULL
 #define REASON_HW_MASK        (REASON_HW_SLOWDOWN | REASON_HW_THERMAL | REASON_HW_POWER_BRAKE)
+#define REASON_SW_POWER_CAP   0x04ULL
+
+/* Power capping: a capped sample drawing at least this share of the enforced limit is "at the
+ * limit" (1 s averages of a capped GPU sit at 90-99 % of it; the recorded H200 trace: 630-693 W
+ * of 700 W). */
+#define POWER_AT_LIMIT_SHARE 0.85
+#define POWER_LIMIT_SLACK_W  1.0 /* W an enforced limit may sit below the default by rounding */
 
 /* ---- helpers --------------------------------------------------------------------------------- */
+
+/* -ESTALE when the latest reading of field is stale (sampler_latest: the one definition), else
+ * 0: a rule judges current readings only, and keeps its state on a stale one. */
+static int stale(const rule_ctx *c, uint16_t field)
+{
+        sampler_reading rd;
+
+        if (!c->sampler || sampler_latest(c->sampler, c->gpu, field, c->now_us, &rd) < 0)
+                return 0;
+        return rd.v.status == 0 && rd.fresh != SAMPLER_FRESH ? -ESTALE : 0;
+}
 
 static int latest(const rule_ctx *c, uint16_t field, field_value *v)
 {
@@ -34,6 +52,8 @@ static int latest(const rule_ctx *c, uint16_t field, field_value *v)
 
         if (r < 0)
                 return r;
+        if (v->status == 0 && stale(c, field) < 0)
+                return -ESTALE;
         return v->status;
 }
 
@@ -63,6 +83,10 @@ static int counter_increase(const rule_ctx *c, uint16_t field, int64_t window_us
         counter_memo *m = NULL;
         int64_t latest_ts = 0;
         field_value lv;
+
+        r = stale(c, field);
+        if (r < 0)
+                return r;
 
         if (c->memo && cache_latest(c->cache, c->gpu, field, &lv, &latest_ts) == 0) {
                 for (size_t i = 0; i < RULE_MEMO_SLOTS && !m; i++)
@@ -345,9 +369,122 @@ static void eval_thermal_violation(const rule_ctx *c, rule_result *out)
         violation(c, out, FLD_THERMAL_VIOLATION, "thermal limits");
 }
 
+static bool latest_f64(const rule_ctx *c, uint16_t field, double *out)
+{
+        field_value v;
+
+        if (latest(c, field, &v) < 0)
+                return false;
+        *out = v.d;
+        return true;
+}
+
+/* Was the GPU capped for at least 80 % of the last sustain (violation counter, slow tier)? */
+static bool power_capped_sustained(const rule_ctx *c, int64_t sustain, int64_t *capped_us)
+{
+        _cleanup_free_ cache_point *pts = calloc(HISTORY_MAX, sizeof(*pts));
+        int64_t first = 0, last = 0, prev = 0, inc = 0;
+        bool have = false;
+        size_t n = 0;
+
+        if (!pts || sustain <= 0 ||
+            cache_history(c->cache, c->gpu, FLD_POWER_VIOLATION, c->now_us - sustain, pts,
+                          HISTORY_MAX, &n) < 0)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                if (pts[i].v.status != 0)
+                        continue;
+                if (!have)
+                        first = pts[i].ts_us;
+                else if (pts[i].v.i > prev)
+                        inc += pts[i].v.i - prev;
+                prev = pts[i].v.i;
+                last = pts[i].ts_us;
+                have = true;
+        }
+        *capped_us = inc / 1000;
+        return have && last - first >= sustain * 3 / 4 && inc / 1000 >= (last - first) * 4 / 5;
+}
+
+/* Why capping seen in the last window is not what a GPU working at its own limit does, into why
+ * (empty: expected). Unexpected: an enforced limit below the default limit; a HW slowdown or
+ * power brake; capped samples mostly drawing well below the limit; capped past
+ * health.power.sustain. */
+static void power_capping_unexpected(const rule_ctx *c, char *why, size_t whylen)
+{
+        _cleanup_free_ cache_point *rs = calloc(HISTORY_MAX, sizeof(*rs));
+        _cleanup_free_ cache_point *ps = calloc(HISTORY_MAX, sizeof(*ps));
+        double enforced = 0, def = 0;
+        bool have_limit = latest_f64(c, FLD_ENFORCED_POWER_LIMIT, &enforced) && enforced > 0;
+        size_t nr = 0, np = 0, capped = 0, at = 0, k = 0;
+        uint64_t hw = 0;
+        int64_t capped_us = 0;
+
+        why[0] = '\0';
+        if (have_limit && latest_f64(c, FLD_POWER_LIMIT_DEFAULT, &def) &&
+            enforced + POWER_LIMIT_SLACK_W < def) {
+                snprintf(why, whylen, "the enforced limit (%.0f W) is below the default (%.0f W)",
+                         enforced, def);
+                return;
+        }
+        if (rs && ps &&
+            cache_history(c->cache, c->gpu, FLD_CLOCKS_EVENT_REASONS,
+                          c->now_us - HEALTH_COUNTER_WINDOW_US, rs, HISTORY_MAX, &nr) == 0) {
+                if (cache_history(c->cache, c->gpu, FLD_POWER_USAGE,
+                                  c->now_us - HEALTH_COUNTER_WINDOW_US, ps, HISTORY_MAX, &np) < 0)
+                        np = 0;
+                for (size_t i = 0; i < nr; i++) {
+                        uint64_t v = (uint64_t)rs[i].v.i;
+                        if (rs[i].v.status != 0)
+                                continue;
+                        hw |= v & (REASON_HW_SLOWDOWN | REASON_HW_POWER_BRAKE);
+                        if (!(v & REASON_SW_POWER_CAP) || !have_limit)
+                                continue;
+                        /* samples of one sweep share a timestamp: the power drawn meanwhile */
+                        while (k < np && ps[k].ts_us < rs[i].ts_us)
+                                k++;
+                        if (k < np && ps[k].ts_us == rs[i].ts_us && ps[k].v.status == 0) {
+                                capped++;
+                                at += ps[k].v.d >= enforced * POWER_AT_LIMIT_SHARE;
+                        }
+                }
+        }
+        if (hw) {
+                snprintf(why, whylen, "with %s",
+                         hw & REASON_HW_POWER_BRAKE ? "the HW power brake" : "HW slowdown");
+                return;
+        }
+        if (capped >= 3 && at * 2 < capped) {
+                snprintf(why, whylen, "while drawing under %.0f%% of the %.0f W limit",
+                         POWER_AT_LIMIT_SHARE * 100, enforced);
+                return;
+        }
+        if (power_capped_sustained(c, c->cfg->power_sustain_us, &capped_us))
+                snprintf(why, whylen, "at the power limit for %llds of the last %llds",
+                         (long long)(capped_us / 1000000),
+                         (long long)(c->cfg->power_sustain_us / 1000000));
+}
+
+/* DCGM's POWER watch: the violation counter rose in the window -> WARN. A GPU held at its own
+ * limit by a full workload is working as designed: that is RULE_NOTED (DCGM's system result WARN,
+ * the counters and reasons in /metrics) and no incident; only unexpected capping fires. An open
+ * incident holds while the capping lasts, so it does not flap. */
 static void eval_power_violation(const rule_ctx *c, rule_result *out)
 {
+        char why[96];
+        size_t len;
+
         violation(c, out, FLD_POWER_VIOLATION, "the power limit");
+        if (out->state != RULE_FIRING)
+                return;
+        power_capping_unexpected(c, why, sizeof(why));
+        if (!why[0]) {
+                if (!c->active)
+                        out->state = RULE_NOTED;
+                return;
+        }
+        len = strlen(out->detail);
+        snprintf(out->detail + len, sizeof(out->detail) - len, " %s", why);
 }
 
 static void eval_power_unreadable(const rule_ctx *c, rule_result *out)
@@ -359,6 +496,7 @@ static void eval_power_unreadable(const rule_ctx *c, rule_result *out)
                 out->state = RULE_SKIP;
                 return;
         }
+        READ_OR_SKIP(stale(c, FLD_POWER_USAGE));
         r = cache_latest(c->cache, c->gpu, FLD_POWER_USAGE, &v, NULL);
         if (r < 0 || v.status == -EOPNOTSUPP || v.status == -ENODATA || v.status == -ENODEV) {
                 out->state = r < 0 || v.status == -EOPNOTSUPP ? RULE_CLEAR : RULE_SKIP;
@@ -379,6 +517,7 @@ static void eval_clock_throttle(const rule_ctx *c, rule_result *out)
                 out->state = RULE_SKIP;
                 return;
         }
+        READ_OR_SKIP(stale(c, FLD_CLOCKS_EVENT_REASONS));
         READ_OR_SKIP(cache_history(c->cache, c->gpu, FLD_CLOCKS_EVENT_REASONS, c->now_us - sustain,
                                    pts, HISTORY_MAX, &n));
         for (size_t i = 0; i < n; i++) {
@@ -504,12 +643,31 @@ static void eval_collection_slow(const rule_ctx *c, rule_result *out)
 /* ---- the table ------------------------------------------------------------------------------- */
 
 const health_rule health_rules[] = {
-#define RULE(name, scope, sys, sev, code, fn, summary, action)                                     \
-        {#name, RULE_SCOPE_##scope, HEALTH_SYS_##sys, HEALTH_##sev, code, fn, summary, action},
+#define NEEDS(...)                                                                                 \
+        {                                                                                          \
+                __VA_ARGS__                                                                        \
+        }
+#define RULE(name, scope, sys, sev, code, fn, summary, action, needs)                              \
+        {#name,  RULE_SCOPE_##scope, HEALTH_SYS_##sys, HEALTH_##sev, code, fn, summary,            \
+         action, NEEDS needs},
 #include "rules.def"
 #undef RULE
+#undef NEEDS
 };
 const size_t health_n_rules = ARRAY_SIZE(health_rules);
+
+bool health_rule_monitors(size_t rule, cache *ca, unsigned gpu)
+{
+        if (rule >= health_n_rules)
+                return false;
+        for (size_t k = 0; k < RULE_MAX_NEEDS && health_rules[rule].needs[k]; k++) {
+                field_value v;
+                if (cache_latest(ca, gpu, health_rules[rule].needs[k], &v, NULL) < 0 ||
+                    v.status == -EOPNOTSUPP || v.status == -EACCES)
+                        return false;
+        }
+        return true;
+}
 
 int health_rule_find(const char *name)
 {

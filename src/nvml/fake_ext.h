@@ -29,7 +29,8 @@ enum fake_inject_kind {
         FAKE_INJECT_ECC_SBE = 5,
         FAKE_INJECT_LOST = 6,
         FAKE_INJECT_CALL_COST = 7,
-        FAKE_INJECT_RESET = 8, /* GPU reset: volatile ECC counters and pending flags cleared */
+        FAKE_INJECT_RESET = 8,   /* GPU reset: volatile ECC counters and pending flags cleared */
+        FAKE_INJECT_ADVANCE = 9, /* fake clock: scenario time moves count us ahead (no gpu) */
 };
 
 struct fake_inject {
@@ -38,7 +39,7 @@ struct fake_inject {
         unsigned field_id; /* DCGM field id (FIELD, FIELD_CLEAR) */
         double value;      /* FIELD: value in the field's DCGM unit, held until FIELD_CLEAR */
         long long count;   /* XID: the code; ECC_*: errors to add (also raises the event); LOST: 1
-                              lost, 0 back; CALL_COST: cost in ns */
+                              lost, 0 back; CALL_COST: cost in ns; ADVANCE: us */
         const char *call;  /* CALL_COST: NVML function name, or "*" for the global scale in
                               percent (count) */
 };
@@ -46,6 +47,13 @@ struct fake_inject {
 /* Returns 0, -EINVAL (bad kind/field/value), -ENODEV (no such GPU, or no scenario loaded);
  * err gets a reason. */
 FAKE_EXPORT int vigil_fake_inject(const struct fake_inject *req, char *err, size_t errlen);
+
+/* The fake clock. Scenario time (ramps, steps at t, noise, trace replay, events at t) is the real
+ * time since the first nvmlInit plus an offset; this moves the offset us microseconds ahead
+ * (0..one year per call), so a test sees a ramp's end or an event at t=300s at once. Scripted
+ * events that became due are raised before it returns. Time never goes back. Returns 0,
+ * -EINVAL (us out of range) or -ENODEV (no scenario loaded). Same as FAKE_INJECT_ADVANCE. */
+FAKE_EXPORT int vigil_fake_advance(long long us);
 
 struct fake_stats {
         unsigned long long calls;   /* NVML entry points called since load */

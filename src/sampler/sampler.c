@@ -1023,6 +1023,72 @@ int64_t sampler_interval_of(sampler *e, uint16_t field_id)
         return field_interval(&e->opt, m) > 0 ? field_interval(&e->opt, m) : 0;
 }
 
+int64_t sampler_stale_after(sampler *e, uint16_t field_id)
+{
+        const field_meta *m = field_by_id(field_id);
+        int64_t iv, bound;
+        double stretch;
+
+        if (!m || (m->tier != TIER_FAST && m->tier != TIER_SLOW))
+                return 0;
+        iv = field_interval(&e->opt, m);
+        if (iv <= 0)
+                return 0;
+        pthread_mutex_lock(&e->lock);
+        stretch = e->stats.tier[m->tier].stretch;
+        pthread_mutex_unlock(&e->lock);
+        bound = (int64_t)((double)iv * (stretch >= 1.0 ? stretch : 1.0)) * SAMPLER_STALE_FACTOR;
+        return MAX(bound, SAMPLER_STALE_MIN_US);
+}
+
+int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
+                   sampler_reading *out)
+{
+        const field_meta *m = field_by_id(field_id);
+        sampler_reading rd = {0};
+        int64_t bound;
+        bool up;
+        int r;
+
+        if (gpu >= e->n_gpus || !m)
+                return -ENOENT;
+        r = cache_latest(e->opt.cache, gpu, field_id, &rd.v, &rd.ts_us);
+        if (r < 0)
+                return r;
+        if (!now_us)
+                now_us = e->now_real();
+        rd.age_us = rd.ts_us ? MAX(now_us - rd.ts_us, 0) : 0;
+        if (m->tier == TIER_FAST || m->tier == TIER_SLOW) {
+                pthread_mutex_lock(&e->lock);
+                up = e->gpus[gpu].up;
+                pthread_mutex_unlock(&e->lock);
+                bound = sampler_stale_after(e, field_id);
+                if (!up)
+                        rd.fresh = SAMPLER_LOST;
+                else if (atomic_load(&e->stuck[gpu]))
+                        rd.fresh = SAMPLER_UNRESPONSIVE;
+                else if (bound && rd.ts_us && rd.age_us > bound)
+                        rd.fresh = SAMPLER_AGED;
+        }
+        *out = rd;
+        return 0;
+}
+
+const char *sampler_freshness_name(enum sampler_freshness f)
+{
+        switch (f) {
+        case SAMPLER_FRESH:
+                return "fresh";
+        case SAMPLER_AGED:
+                return "aged";
+        case SAMPLER_UNRESPONSIVE:
+                return "unresponsive";
+        case SAMPLER_LOST:
+                return "lost";
+        }
+        return "unknown";
+}
+
 bool sampler_tier_stretched(sampler *e, enum field_tier tier, int64_t *since_us)
 {
         int64_t since = 0;

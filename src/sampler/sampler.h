@@ -129,6 +129,45 @@ int64_t sampler_interval_of(sampler *e, uint16_t field_id);
 bool sampler_tier_stretched(sampler *e, enum field_tier tier, int64_t *since_us);
 void sampler_versions(sampler *e, const char **driver, const char **nvml);
 
+/* Staleness, defined once here and applied by every reader that shows a reading as current
+ * (/metrics in both namings, the API, and through it `vigil dmon`; the health rules skip it).
+ * A reading of a sampled field (fast or slow tier) is stale when
+ *   - its GPU is lost (SAMPLER_LOST) or has a sample call the watchdog gave up on
+ *     (SAMPLER_UNRESPONSIVE), whatever its age; or
+ *   - it is older than sampler_stale_after(): SAMPLER_STALE_FACTOR x the field's effective
+ *     interval (its configured interval times its tier's adaptive stretch), at least
+ *     SAMPLER_STALE_MIN_US (SAMPLER_AGED).
+ * Static fields (read at attach) and event fields (XIDs) are never stale by age; static fields
+ * of a lost or unresponsive GPU stay current (identity and limits do not change while it hangs).
+ * docs/metrics.md, "Stale readings". */
+#define SAMPLER_STALE_FACTOR 3
+#define SAMPLER_STALE_MIN_US (2 * INT64_C(1000000))
+
+enum sampler_freshness {
+        SAMPLER_FRESH = 0,        /* current (or a status, e.g. not supported, that is current) */
+        SAMPLER_AGED = 1,         /* older than its staleness bound */
+        SAMPLER_UNRESPONSIVE = 2, /* its GPU has a hung sample call */
+        SAMPLER_LOST = 3,         /* its GPU is lost */
+};
+
+typedef struct sampler_reading {
+        field_value v;                /* status 0: valid; -errno otherwise (-ENODATA: none yet) */
+        int64_t ts_us;                /* when sampled, usec since epoch; 0 before the first */
+        int64_t age_us;               /* now - ts_us, usec (>= 0); 0 without ts */
+        enum sampler_freshness fresh; /* SAMPLER_FRESH unless stale */
+} sampler_reading;
+
+/* Usec after which a reading of the field is stale by age; 0 = never by age (static, event and
+ * unknown fields, fields not collected). Any thread. */
+int64_t sampler_stale_after(sampler *e, uint16_t field_id);
+/* The latest reading of (gpu, field) and its freshness at now_us (usec since epoch; 0 = the
+ * sampler's clock). Returns 0, or -ENOENT when the GPU or the field is not watched (*out
+ * untouched). Any thread; copies out under the locks, never blocks on NVML. */
+int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
+                   sampler_reading *out);
+/* Short name of a freshness: "fresh", "aged", "unresponsive", "lost". */
+const char *sampler_freshness_name(enum sampler_freshness f);
+
 /* Watchdog on backend_sample (docs/internals/sampler.md): a thread started by sampler_start sleeps
  * until a sweep has run for timeout_us (a one-shot timer per tier, armed only while a sweep is in
  * progress), then looks at the sample call in progress on each GPU. One running longer than

@@ -18,6 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "common/base64.h"
+#include "common/fileio.h"
 #include "common/macros.h"
 
 static const char *const perm_names[] = {
@@ -137,58 +139,33 @@ int auth_decide(const auth_policy *p, enum auth_transport t, enum auth_role role
 
 /* ---- base64url ---- */
 
-static int b64val(unsigned char c)
+/* A character of the base64url alphabet (a token holds only these and dots). */
+static bool b64url_char(char c)
 {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '-')
-                return 62;
-        if (c == '_')
-                return 63;
-        return -1;
+        return c && strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c);
 }
 
 int auth_b64url_decode(const char *s, size_t len, unsigned char **ret, size_t *retlen)
 {
-        unsigned char *out;
-        size_t o = 0;
-        uint32_t acc = 0;
-        unsigned bits = 0;
+        unsigned char *out = malloc(len * 3 / 4 + 2);
+        ssize_t n;
 
-        while (len && s[len - 1] == '=')
-                len--;
-        if (len % 4 == 1)
-                return -EINVAL;
-        out = malloc(len * 3 / 4 + 2);
         if (!out)
                 return -ENOMEM;
-        for (size_t i = 0; i < len; i++) {
-                int v = b64val((unsigned char)s[i]);
-                if (v < 0) {
-                        free(out);
-                        return -EINVAL;
-                }
-                acc = (acc << 6) | (uint32_t)v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        out[o++] = (unsigned char)(acc >> bits);
-                }
+        n = base64_decode(s, len, BASE64_URL, out, len * 3 / 4 + 2);
+        if (n < 0) {
+                free(out);
+                return (int)n;
         }
-        out[o] = '\0';
         *ret = out;
-        *retlen = o;
+        *retlen = (size_t)n;
         return 0;
 }
 
 static json_t *b64_json(const char *s, size_t len)
 {
         _cleanup_free_ unsigned char *raw = NULL;
-        size_t n;
+        size_t n = 0;
         json_error_t e;
 
         if (auth_b64url_decode(s, len, &raw, &n) < 0)
@@ -254,11 +231,22 @@ static bool num_claim(const json_t *c, const char *name, int64_t *v)
                 *v = json_integer_value(j);
                 return true;
         }
+        /* |v| < 9e18 < 2^63: the conversion is defined (a double beyond int64 is not) */
         if (json_is_real(j) && json_real_value(j) > -9e18 && json_real_value(j) < 9e18) {
                 *v = (int64_t)json_real_value(j);
                 return true;
         }
         return false;
+}
+
+/* a + b, clamped to [INT64_MIN, INT64_MAX] */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+        int64_t r;
+
+        if (__builtin_add_overflow(a, b, &r))
+                return b > 0 ? INT64_MAX : INT64_MIN;
+        return r;
 }
 
 int auth_check_claims(const json_t *c, const auth_jwt_key *k, int64_t now, auth_claims *out,
@@ -268,25 +256,29 @@ int auth_check_claims(const json_t *c, const auth_jwt_key *k, int64_t now, auth_
         int64_t exp, nbf, iat, L = k->leeway_s;
         auth_claims r = {0};
 
+        if (L < 0 || L > 86400) /* config allows 0..300 s; never negate INT64_MIN */
+                L = L < 0 ? 0 : 86400;
         if (!json_is_object(c))
                 REFUSE("malformed");
         if (json_object_get(c, "exp") && !num_claim(c, "exp", &exp))
                 REFUSE("bad_exp");
         if (!json_object_get(c, "exp"))
                 REFUSE("missing_exp");
-        if (now >= exp + L)
+        /* Claims may be anything int64 holds: saturate instead of overflowing (now >= exp + L,
+         * now < nbf - L, iat > now + L). */
+        if (now >= sat_add(exp, L))
                 REFUSE("expired");
         if (json_object_get(c, "nbf")) {
                 if (!num_claim(c, "nbf", &nbf))
                         REFUSE("bad_nbf");
-                if (now < nbf - L)
+                if (now < sat_add(nbf, -L))
                         REFUSE("not_yet_valid");
         }
         if (!json_object_get(c, "iat"))
                 REFUSE("missing_iat");
         if (!num_claim(c, "iat", &iat))
                 REFUSE("bad_iat");
-        if (iat > now + L)
+        if (iat > sat_add(now, L))
                 REFUSE("iat_in_future");
         if (k->issuer && *k->issuer) {
                 j = json_object_get(c, "iss");
@@ -344,7 +336,7 @@ int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_
         if (len > AUTH_MAX_TOKEN)
                 REFUSE("too_large");
         for (size_t i = 0; i < len; i++)
-                if (token[i] != '.' && b64val((unsigned char)token[i]) < 0)
+                if (token[i] != '.' && !b64url_char(token[i]))
                         REFUSE("malformed");
         d1 = memchr(token, '.', len);
         d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
@@ -383,53 +375,20 @@ int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_
 
 /* ---- keys ---- */
 
-static int read_small_file(const char *path, unsigned char **ret, size_t *retlen)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        unsigned char *b;
-        size_t n = 0;
-
-        if (fd < 0)
-                return -errno;
-        b = malloc(65537);
-        if (!b)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, b + n, 65536 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int e = -errno;
-                        free(b);
-                        return e;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-                if (n == 65536) {
-                        free(b);
-                        return -E2BIG;
-                }
-        }
-        b[n] = '\0';
-        *ret = b;
-        *retlen = n;
-        return 0;
-}
+#define PUBKEY_MAX 65535 /* bytes of a PEM public key file */
 
 int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key *k, char *err,
                       size_t errlen)
 {
         memset(k, 0, sizeof(*k));
         if (pubkey_file && *pubkey_file) {
-                unsigned char *pem = NULL;
+                char *pem = NULL;
                 size_t n = 0;
                 BIO *bio;
                 EVP_PKEY *pk;
-                int r = read_small_file(pubkey_file, &pem, &n);
+                int r = file_read_all(pubkey_file, PUBKEY_MAX, &pem, &n);
                 if (r < 0) {
-                        snprintf(err, errlen, "cannot read public key '%s': %s", pubkey_file,
-                                 strerror(-r));
+                        file_read_strerror(r, "public key", pubkey_file, PUBKEY_MAX, err, errlen);
                         return r;
                 }
                 bio = BIO_new_mem_buf(pem, (int)n);
@@ -464,7 +423,7 @@ int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key 
                         return -EINVAL;
                 }
                 EVP_PKEY_free(pk);
-                k->key = pem;
+                k->key = (unsigned char *)pem;
                 k->key_len = n;
                 return 0;
         }

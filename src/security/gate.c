@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <limits.h>
 #include <sys/random.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,7 +27,18 @@
 #include "store/store.h"
 #include "webconfig.h"
 
-#define REVOKED_MAX 65536 /* revoked token ids kept in memory */
+/* A revocation is enforced while the token could still be accepted: until its expiry plus the
+ * largest leeway the configuration allows (security.authentication.leeway <= 300 s). */
+#define REVOKE_GRACE_S 300
+/* A revocation whose exp is already past cannot be the expiry of a token that still works: the
+ * caller's exp is wrong or unknown, so it is kept as long as a revocation without exp. */
+#define REVOKE_KEEP_UNKNOWN_S (366LL * 86400)
+
+/* One revoked token id; the set is open-addressed and grows (no count limit). */
+typedef struct rev_entry {
+        char *jti;       /* owned; NULL = empty slot */
+        int64_t expires; /* seconds since epoch: enforced until expires + REVOKE_GRACE_S */
+} rev_entry;
 
 struct gate_cfg {
         auth_policy pol;         /* decision inputs */
@@ -54,9 +67,23 @@ struct auth_gate {
         ratelimit *rl;         /* buckets (survive reloads) */
         struct store *store;   /* borrowed */
         pthread_mutex_t rev_lock;
-        char (*revoked)[AUTH_MAX_JTI]; /* cached revoked jtis */
-        size_t n_revoked;
+        audit_key akey;              /* authenticates checkpoints and heads; unset = audit off */
+        char audit_dir[PATH_MAX];    /* where the key and the sidecar live */
+        char sidecar[PATH_MAX + 16]; /* audit_dir/audit.head */
+        pthread_mutex_t exp_lock; /* guards exp, exp_url, exp_stop, last_seq; serialises exports */
+        pthread_cond_t exp_wake;  /* wakes the export thread (stop, reload) */
+        audit_export_options exp; /* current head export settings (exp_url owned) */
+        char *exp_url;            /* exp.webhook_url's storage */
+        bool exp_stop;            /* gate_free began */
+        bool exp_started;         /* the export thread exists */
+        pthread_t exp_thread;     /* exports every exp.interval_s */
+        int64_t exp_last_seq;     /* head seq of the last successful export, -1 = none */
+        rev_entry *rev;           /* revoked token ids (open addressing), under rev_lock */
+        size_t rev_cap;           /* slots in rev: 0 or a power of two */
+        size_t n_revoked;         /* used slots */
 };
+
+static bool revoked_token(auth_gate *g, const char *jti, int64_t token_exp);
 
 static void cfg_free(struct gate_cfg *c)
 {
@@ -143,20 +170,97 @@ static int cfg_build(const gate_options *o, struct gate_cfg **ret, char *err, si
         return 0;
 }
 
+static uint64_t rev_hash(const char *s)
+{
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h;
+}
+
+/* The slot holding jti, or the empty slot where it would go. rev_cap > 0. */
+static rev_entry *rev_slot(rev_entry *tab, size_t cap, const char *jti)
+{
+        size_t i = (size_t)rev_hash(jti) & (cap - 1);
+
+        while (tab[i].jti && strcmp(tab[i].jti, jti) != 0)
+                i = (i + 1) & (cap - 1);
+        return &tab[i];
+}
+
+/* Find jti; NULL when not revoked. Under rev_lock. */
+static rev_entry *rev_find(auth_gate *g, const char *jti)
+{
+        rev_entry *e;
+
+        if (!g->rev_cap)
+                return NULL;
+        e = rev_slot(g->rev, g->rev_cap, jti);
+        return e->jti ? e : NULL;
+}
+
+/* Add jti (or raise its expiry). Under rev_lock. 0 or -ENOMEM. */
+static int rev_put(auth_gate *g, const char *jti, int64_t expires)
+{
+        rev_entry *e;
+
+        if ((g->n_revoked + 1) * 2 > g->rev_cap) { /* keep the load under 1/2 */
+                size_t cap = g->rev_cap ? g->rev_cap * 2 : 1024;
+                rev_entry *tab = calloc(cap, sizeof(*tab));
+                if (!tab)
+                        return -ENOMEM;
+                for (size_t i = 0; i < g->rev_cap; i++)
+                        if (g->rev[i].jti)
+                                *rev_slot(tab, cap, g->rev[i].jti) = g->rev[i];
+                free(g->rev);
+                g->rev = tab;
+                g->rev_cap = cap;
+        }
+        e = rev_slot(g->rev, g->rev_cap, jti);
+        if (e->jti) {
+                if (expires > e->expires)
+                        e->expires = expires;
+                return 0;
+        }
+        e->jti = strdup(jti);
+        if (!e->jti)
+                return -ENOMEM;
+        e->expires = expires;
+        g->n_revoked++;
+        return 0;
+}
+
+static void rev_clear(auth_gate *g)
+{
+        for (size_t i = 0; i < g->rev_cap; i++)
+                free(g->rev[i].jti);
+        free(g->rev);
+        g->rev = NULL;
+        g->rev_cap = g->n_revoked = 0;
+}
+
+/* Every revocation whose token could still be accepted. A failure refuses start: a daemon that
+ * silently forgot its revocations would accept revoked tokens. */
 static int load_revoked_fn(sqlite3 *db, void *ctx)
 {
         auth_gate *g = ctx;
         sqlite3_stmt *st = NULL;
+        int rc, r = 0;
 
-        if (sqlite3_prepare_v2(db, "SELECT jti FROM auth_revoked WHERE expires > ?", -1, &st,
-                               NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(db, "SELECT jti, expires FROM auth_revoked WHERE expires >= ?", -1,
+                               &st, NULL) != SQLITE_OK)
                 return -EIO;
-        sqlite3_bind_int64(st, 1, time_real_us() / 1000000);
-        while (sqlite3_step(st) == SQLITE_ROW && g->n_revoked < REVOKED_MAX)
-                snprintf(g->revoked[g->n_revoked++], AUTH_MAX_JTI, "%s",
-                         (const char *)sqlite3_column_text(st, 0));
+        sqlite3_bind_int64(st, 1, time_real_us() / 1000000 - REVOKE_GRACE_S);
+        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *jti = (const char *)sqlite3_column_text(st, 0);
+                if (jti)
+                        r = rev_put(g, jti, sqlite3_column_int64(st, 1));
+        }
         sqlite3_finalize(st);
-        return 0;
+        if (r < 0)
+                return r;
+        return rc == SQLITE_DONE ? 0 : store_errno(rc) ?: -EIO;
 }
 
 static char *dup_or_empty(const char *s)
@@ -188,6 +292,124 @@ static void cfg_destroy(struct gate_cfg *c)
         cfg_free(c);
 }
 
+/* exp->webhook_url copied into g (under exp_lock). */
+static int export_set(auth_gate *g, const audit_export_options *o)
+{
+        char *url = o->webhook_url && *o->webhook_url ? strdup(o->webhook_url) : NULL;
+
+        if (o->webhook_url && *o->webhook_url && !url)
+                return -ENOMEM;
+        free(g->exp_url);
+        g->exp_url = url;
+        g->exp = *o;
+        g->exp.webhook_url = url;
+        return 0;
+}
+
+static int64_t export_interval_s(const audit_export_options *o)
+{
+        return o->interval_s == 0 ? 60 : o->interval_s;
+}
+
+/* One export if the head moved (or always when force). Under exp_lock. */
+static int export_locked(auth_gate *g, bool force, char *err, size_t errlen)
+{
+        audit_head h = {0};
+        int r;
+
+        err[0] = '\0';
+        if (!g->store || !g->akey.set)
+                return 0;
+        r = store_read(g->store, audit_head_fn, &h);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot read the audit head: %s", strerror(-r));
+                return r;
+        }
+        if (!force && h.seq == g->exp_last_seq)
+                return 0;
+        r = audit_export_head(&g->exp, &g->akey, &h, g->sidecar, err, errlen);
+        if (r == 0)
+                g->exp_last_seq = h.seq;
+        return r;
+}
+
+static void *export_main(void *arg)
+{
+        auth_gate *g = arg;
+        char err[512];
+
+        pthread_mutex_lock(&g->exp_lock);
+        while (!g->exp_stop) {
+                int64_t iv = export_interval_s(&g->exp);
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += iv > 0 ? iv : 3600;
+                pthread_cond_timedwait(&g->exp_wake, &g->exp_lock, &ts);
+                if (g->exp_stop || export_interval_s(&g->exp) < 0)
+                        continue;
+                if (export_locked(g, false, err, sizeof(err)) < 0)
+                        log_warn("security", "failed to export the audit head: %s", err);
+        }
+        pthread_mutex_unlock(&g->exp_lock);
+        return NULL;
+}
+
+/* The audit key and the export thread, when the trail is kept. */
+static int audit_setup(auth_gate *g, const gate_options *o, char *err, size_t errlen)
+{
+        const char *dir = o->audit_dir;
+        char sdir[PATH_MAX];
+        bool created = false;
+        pthread_condattr_t ca;
+        int r;
+
+        r = audit_export_options_check(&o->head_export, err, errlen);
+        if (r < 0)
+                return r;
+        r = export_set(g, &o->head_export);
+        if (r < 0)
+                return r;
+        if (!g->store || !o->audit)
+                return 0;
+        if (!dir || !*dir) {
+                const char *p = store_path(g->store), *slash = strrchr(p, '/');
+                if (!slash)
+                        snprintf(sdir, sizeof(sdir), ".");
+                else
+                        snprintf(sdir, sizeof(sdir), "%.*s", (int)(slash - p), p);
+                dir = slash == p ? "/" : sdir;
+        }
+        snprintf(g->audit_dir, sizeof(g->audit_dir), "%s", dir);
+        snprintf(g->sidecar, sizeof(g->sidecar), "%s/" AUDIT_HEAD_FILE, dir);
+        r = audit_key_load(dir, o->keyring, true, &g->akey, &created, err, errlen);
+        if (r < 0)
+                return r;
+        if (created) {
+                /* Trust on first use: a checkpoint written before checkpoints were
+                 * authenticated is signed now; later, an unsigned one is an intrusion. */
+                r = store_write(g->store, audit_checkpoint_adopt_fn, &g->akey);
+                if (r < 0) {
+                        snprintf(err, errlen, "cannot authenticate the audit checkpoint: %s",
+                                 strerror(-r));
+                        return r;
+                }
+                log_info("security", "created the audit key in '%s'%s", dir,
+                         o->keyring ? " (sealed by the master key)" : "");
+        }
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&g->exp_wake, &ca);
+        pthread_condattr_destroy(&ca);
+        r = -pthread_create(&g->exp_thread, NULL, export_main, g);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot start the audit head export: %s", strerror(-r));
+                pthread_cond_destroy(&g->exp_wake);
+                return r;
+        }
+        g->exp_started = true;
+        return 0;
+}
+
 int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen)
 {
         auth_gate *g = calloc(1, sizeof(*g));
@@ -195,26 +417,33 @@ int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen)
 
         if (!g)
                 return -ENOMEM;
-        g->revoked = calloc(REVOKED_MAX, AUTH_MAX_JTI);
-        if (!g->revoked) {
-                free(g);
-                return -ENOMEM;
-        }
         r = cfg_build(o, &g->cfg, err, errlen);
         if (r == 0 && (r = cfg_own_strings(g->cfg)) < 0)
                 cfg_destroy(g->cfg);
         if (r == 0)
                 r = ratelimit_new(g->cfg->rl_per_minute, g->cfg->rl_burst, &g->rl);
         if (r < 0) {
-                free(g->revoked);
                 free(g);
                 return r;
         }
         pthread_rwlock_init(&g->lock, NULL);
         pthread_mutex_init(&g->rev_lock, NULL);
+        pthread_mutex_init(&g->exp_lock, NULL);
+        g->exp_last_seq = -1;
         g->store = o->store;
-        if (g->store)
-                store_read(g->store, load_revoked_fn, g);
+        if (g->store && (r = store_read(g->store, load_revoked_fn, g)) < 0) {
+                snprintf(err, errlen,
+                         "cannot load the token revocation list from '%s': %s (refusing to start: "
+                         "revoked tokens would be accepted)",
+                         store_path(g->store), strerror(-r));
+                gate_free(g);
+                return r;
+        }
+        r = audit_setup(g, o, err, errlen);
+        if (r < 0) {
+                gate_free(g);
+                return r;
+        }
         *ret = g;
         return 0;
 }
@@ -228,6 +457,17 @@ int gate_reload(auth_gate *g, const gate_options *o, char *err, size_t errlen)
                 cfg_destroy(c);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&g->exp_lock);
+        r = audit_export_options_check(&o->head_export, err, errlen);
+        if (r == 0)
+                r = export_set(g, &o->head_export);
+        if (g->exp_started)
+                pthread_cond_signal(&g->exp_wake);
+        pthread_mutex_unlock(&g->exp_lock);
+        if (r < 0) {
+                cfg_destroy(c);
+                return r;
+        }
         pthread_rwlock_wrlock(&g->lock);
         old = g->cfg;
         g->cfg = c;
@@ -241,11 +481,28 @@ auth_gate *gate_free(auth_gate *g)
 {
         if (!g)
                 return NULL;
+        if (g->exp_started) {
+                char err[512];
+                pthread_mutex_lock(&g->exp_lock);
+                g->exp_stop = true;
+                pthread_cond_signal(&g->exp_wake);
+                pthread_mutex_unlock(&g->exp_lock);
+                pthread_join(g->exp_thread, NULL);
+                /* the last head, as the daemon stops */
+                pthread_mutex_lock(&g->exp_lock);
+                if (export_locked(g, false, err, sizeof(err)) < 0)
+                        log_warn("security", "failed to export the audit head: %s", err);
+                pthread_mutex_unlock(&g->exp_lock);
+                pthread_cond_destroy(&g->exp_wake);
+        }
+        pthread_mutex_destroy(&g->exp_lock);
+        free(g->exp_url);
+        explicit_bzero(&g->akey, sizeof(g->akey));
         cfg_destroy(g->cfg);
         ratelimit_free(g->rl);
         pthread_rwlock_destroy(&g->lock);
         pthread_mutex_destroy(&g->rev_lock);
-        free(g->revoked);
+        rev_clear(g);
         free(g);
         return NULL;
 }
@@ -440,6 +697,22 @@ static void audit_req(auth_gate *g, const gate_input *in, gate_req *s, unsigned 
         free(d);
 }
 
+/* s for a log line: bytes outside printable ASCII as \xNN (a probing client chooses the path). */
+static const char *log_safe(const char *s, char *buf, size_t len)
+{
+        size_t o = 0;
+
+        for (; s && *s && o + 5 < len; s++) {
+                unsigned char c = (unsigned char)*s;
+                if (c >= 0x20 && c < 0x7f && c != '\\')
+                        buf[o++] = (char)c;
+                else
+                        o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+        }
+        buf[o] = '\0';
+        return buf;
+}
+
 /* Fill a denial; the server replies and gate_done audits it. */
 static void deny(const gate_input *in, const gate_req *s, gate_verdict *v, unsigned status,
                  const char *event, const char *detail, unsigned retry_after)
@@ -457,8 +730,9 @@ static void deny(const gate_input *in, const gate_req *s, gate_verdict *v, unsig
                          retry_after);
         else
                 snprintf(v->message, sizeof(v->message), "forbidden: %s", detail);
-        log_info("security", "denied %s %s from %s (%s): %u %s", in->method, in->path, s->source_ip,
-                 s->principal, status, event);
+        char path[256];
+        log_info("security", "denied %s %s from %s (%s): %u %s", in->method,
+                 log_safe(in->path, path, sizeof(path)), s->source_ip, s->principal, status, event);
 }
 
 void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v)
@@ -526,7 +800,7 @@ void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v
                         reason = "not_bearer";
                 } else if (auth_jwt_verify(&c->key, tok, toklen, time_real_us() / 1000000, &cl,
                                            &reason) == 0) {
-                        if (cl.jti[0] && gate_is_revoked(g, cl.jti)) {
+                        if (cl.jti[0] && revoked_token(g, cl.jti, cl.exp)) {
                                 reason = "revoked";
                         } else {
                                 s->authenticated = true;
@@ -631,8 +905,9 @@ static int revoke_fn(sqlite3 *db, void *ctx)
         int r;
 
         if (sqlite3_prepare_v2(db,
-                               "INSERT OR REPLACE INTO auth_revoked (jti, expires, revoked, "
-                               "revoked_by) VALUES (?, ?, ?, ?)",
+                               "INSERT INTO auth_revoked (jti, expires, revoked, revoked_by) "
+                               "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (jti) DO UPDATE SET expires = "
+                               "max(expires, excluded.expires)",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_text(st, 1, rc->jti, -1, SQLITE_STATIC);
@@ -644,37 +919,65 @@ static int revoke_fn(sqlite3 *db, void *ctx)
         return r == SQLITE_DONE ? 0 : store_errno(r);
 }
 
+/* The expiry a revocation is kept until: the token's exp as given, unless that is already past
+ * (then the token's real expiry is unknown: REVOKE_KEEP_UNKNOWN_S). */
+static int64_t revoke_expiry(int64_t exp, int64_t now)
+{
+        return exp < now ? now + REVOKE_KEEP_UNKNOWN_S : exp;
+}
+
 int gate_revoke(auth_gate *g, const char *jti, int64_t exp, const char *by)
 {
-        struct revoke_ctx rc = {.jti = jti, .by = by ? by : "", .exp = exp};
-        int r = 0;
+        int64_t now = time_real_us() / 1000000;
+        struct revoke_ctx rc = {.jti = jti, .by = by ? by : "", .exp = revoke_expiry(exp, now)};
+        int r, w = 0;
 
-        if (!jti || !*jti || strlen(jti) >= AUTH_MAX_JTI)
+        if (!g || !jti || !*jti || strlen(jti) >= AUTH_MAX_JTI)
                 return -EINVAL;
-        if (g->store) {
-                r = store_write(g->store, revoke_fn, &rc);
-                if (r < 0)
-                        return r;
-        }
-        if (gate_is_revoked(g, jti))
-                return 0;
+        /* Enforced first, then persisted: a store failure still refuses the token until the
+         * daemon stops, and the caller hears that it did not persist. */
         pthread_mutex_lock(&g->rev_lock);
-        if (g->n_revoked < REVOKED_MAX)
-                snprintf(g->revoked[g->n_revoked++], AUTH_MAX_JTI, "%s", jti);
-        else
-                r = -ENOSPC;
+        r = rev_put(g, jti, rc.exp);
         pthread_mutex_unlock(&g->rev_lock);
-        return r;
+        if (g->store)
+                w = store_write(g->store, revoke_fn, &rc);
+        return r < 0 ? r : w;
 }
 
 bool gate_is_revoked(auth_gate *g, const char *jti)
 {
-        bool found = false;
+        bool found;
+
+        if (!g || !jti)
+                return false;
+        pthread_mutex_lock(&g->rev_lock);
+        found = rev_find(g, jti) != NULL;
+        pthread_mutex_unlock(&g->rev_lock);
+        return found;
+}
+
+/* A revoked token was presented: its own exp is known now. If the revocation would lapse before
+ * the token does (a wrong exp at revoke time), extend it to the token's exp. */
+static bool revoked_token(auth_gate *g, const char *jti, int64_t token_exp)
+{
+        rev_entry *e;
+        bool found, extend = false;
 
         pthread_mutex_lock(&g->rev_lock);
-        for (size_t i = 0; i < g->n_revoked && !found; i++)
-                found = !strcmp(g->revoked[i], jti);
+        e = rev_find(g, jti);
+        found = e != NULL;
+        if (e && token_exp > e->expires) {
+                e->expires = token_exp;
+                extend = true;
+        }
         pthread_mutex_unlock(&g->rev_lock);
+        if (extend && g->store) {
+                struct revoke_ctx rc = {.jti = jti, .by = "", .exp = token_exp};
+                int r = store_write(g->store, revoke_fn, &rc);
+                if (r < 0)
+                        log_error("security", "failed to extend the revocation of a token: %s",
+                                  strerror(-r));
+        }
         return found;
 }
 
@@ -690,6 +993,78 @@ int64_t gate_prune(auth_gate *g)
         if (!g->store || days == 0)
                 return 0;
         req.before = time_real_us() - (int64_t)days * 86400 * 1000000;
+        req.key = &g->akey;
         r = store_write(g->store, audit_prune_fn, &req);
         return r < 0 ? r : req.removed;
+}
+
+int gate_audit_head_export(auth_gate *g, char *err, size_t errlen)
+{
+        int r;
+
+        if (!g) {
+                err[0] = '\0';
+                return 0;
+        }
+        pthread_mutex_lock(&g->exp_lock);
+        r = export_locked(g, true, err, errlen);
+        pthread_mutex_unlock(&g->exp_lock);
+        return r;
+}
+
+const audit_key *gate_audit_key(auth_gate *g)
+{
+        return g ? &g->akey : NULL;
+}
+
+int gate_audit_reload(auth_gate *g, bool ok, const char *source, const char *reason)
+{
+        char detail[512];
+
+        snprintf(detail, sizeof(detail), "%s%s%s", source && *source ? source : "reload",
+                 ok ? "" : ": ", ok ? "" : (reason && *reason ? reason : "refused"));
+        return gate_audit(g, "vigild", "admin", "local", "-", "config", ok ? 200 : 400,
+                          ok ? "config_reload" : "config_reload_refused", detail, "");
+}
+
+struct verify_ctx {
+        const audit_verify_opts *o; /* what to check */
+        audit_verify_result *res;   /* out */
+};
+
+static int verify_fn(sqlite3 *db, void *ctx)
+{
+        struct verify_ctx *v = ctx;
+
+        return audit_verify_ex(db, v->o, v->res);
+}
+
+int gate_audit_verify(auth_gate *g, audit_verify_result *res)
+{
+        audit_head head;
+        audit_verify_opts o = {0};
+        char mac[AUDIT_HASH_HEX], want[AUDIT_HASH_HEX];
+        struct verify_ctx v = {.o = &o, .res = res};
+
+        memset(res, 0, sizeof(*res));
+        if (!g || !g->store) {
+                snprintf(res->reason, sizeof(res->reason), "no store");
+                return -EIO;
+        }
+        if (g->akey.set) {
+                o.key = &g->akey;
+                if (audit_head_read(g->sidecar, &head, mac) == 0) {
+                        if (audit_mac(&g->akey, "vigil-audit-head", head.seq, head.hash, want) <
+                                0 ||
+                            strcmp(mac, want) != 0) {
+                                snprintf(res->reason, sizeof(res->reason),
+                                         "the head in '%.120s' is not authenticated by the audit "
+                                         "key (forged or replaced)",
+                                         g->sidecar);
+                                return -EBADMSG;
+                        }
+                        o.head = &head;
+                }
+        }
+        return store_read(g->store, verify_fn, &v);
 }

@@ -16,9 +16,11 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "audit_export.h"
 #include "auth.h"
 
 struct store;
+struct crypto_keyring;
 struct webconfig;
 struct cidr_list;
 typedef struct auth_gate auth_gate;
@@ -47,6 +49,12 @@ typedef struct gate_options {
                                              * call; NULL = none */
         enum auth_role web_role;            /* role of web-config basic_auth_users */
         bool audit_bodies;                  /* audit.include_sensitive_data: scrubbed bodies */
+        const char *audit_dir;              /* where the audit key and the audit.head sidecar
+                                             * live: the data dir; NULL = the store's directory */
+        struct crypto_keyring *keyring;     /* borrowed; non-NULL (encryption configured): the
+                                             * audit key is sealed by its master key */
+        audit_export_options head_export;   /* security.audit.head_export (audit_export.h);
+                                             * strings borrowed during the call */
 } gate_options;
 
 /* Per-request security state, kept by the server for the request's lifetime. */
@@ -99,6 +107,8 @@ typedef struct gate_verdict {
  * does not already carry that header. */
 typedef void (*gate_header_fn)(void *ctx, const char *name, const char *value, bool if_absent);
 
+/* Fails (and the daemon must not start) when the revocation list or the audit key cannot be
+ * loaded; err says which and why. */
 int gate_new(const gate_options *o, auth_gate **ret, char *err, size_t errlen);
 /* Replace the configuration; on failure the old one stays and err says why. */
 int gate_reload(auth_gate *g, const gate_options *o, char *err, size_t errlen);
@@ -123,7 +133,24 @@ void gate_each_header(auth_gate *g, gate_header_fn fn, void *ctx);
 int gate_audit(auth_gate *g, const char *principal, const char *role, const char *ip,
                const char *method, const char *route, int status, const char *event,
                const char *detail, const char *request_id);
-/* Revoke a token id until exp (seconds since epoch); persisted and cached. */
+/* A configuration reload, audited: ok = applied, else refused with reason (the file's error, e.g.
+ * "vigil.yaml:12: unknown key 'foo'"). source: "SIGHUP", "api", … Returns gate_audit's result.
+ * Any thread except the store writer. */
+int gate_audit_reload(auth_gate *g, bool ok, const char *source, const char *reason);
+/* Export the audit chain's head now (sidecar, syslog, webhook as configured). The gate also does
+ * it every head_export.interval_s on a thread of its own and in gate_free. 0 or -errno with err.
+ * Any thread except the store writer. */
+int gate_audit_head_export(auth_gate *g, char *err, size_t errlen);
+/* Verify the audit trail as `vigil audit verify --db` does offline: the chain, the checkpoint
+ * against the audit key, and the last exported head (the sidecar, when its mac matches; a head
+ * that does not match is reported as tampering). For GET /api/v1/audit/verify. 0, -EBADMSG or
+ * -EIO (audit.h). */
+int gate_audit_verify(auth_gate *g, audit_verify_result *res);
+/* The audit key the gate uses (unset when the audit trail is off). */
+const audit_key *gate_audit_key(auth_gate *g);
+/* Revoke a token id until exp (seconds since epoch); persisted and cached. An exp in the past is
+ * taken as unknown (kept REVOKE_KEEP_UNKNOWN_S, 366 days); a revoked token presented later with
+ * a later exp extends the revocation to it. The set has no size limit. */
 int gate_revoke(auth_gate *g, const char *jti, int64_t exp, const char *by);
 bool gate_is_revoked(auth_gate *g, const char *jti);
 /* Drop audit rows older than retention_days (checkpointed). Returns rows removed or -errno. */

@@ -1,24 +1,26 @@
-/* tls.c — HTTPS settings, certificate hot swap and the client-certificate policy (see tls.h).
- * Every certificate pair ever loaded stays allocated until tls_free: a handshake in flight may
- * still use the previous one, and reloads are rare. */
+/* tls.c — HTTPS settings, their hot swap and the client-certificate policy (see tls.h). The
+ * settings a handshake or a request sees are one immutable tls_settings (certificate pair,
+ * client-auth policy, CA trust list, protocol versions, headers); a reload prepares a new one and
+ * tls_apply swaps the pointer, as node_exporter re-reads its web config per connection. Every
+ * settings object ever applied stays allocated until tls_free: a handshake in flight may still
+ * use the previous one, and reloads are rare. */
 #include "tls.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
+#include "common/fileio.h"
 #include "common/macros.h"
 
-#define MAX_CHAIN 8
-#define MAX_PAIRS 64 /* reloads kept before refusing more */
+#define MAX_CHAIN    8
+#define TLS_FILE_MAX (1 << 20) /* bytes of a certificate, key or CA file */
 
 struct pair {
         gnutls_pcert_st pcert[MAX_CHAIN]; /* the chain */
@@ -26,20 +28,24 @@ struct pair {
         gnutls_privkey_t key;             /* the private key */
 };
 
-struct tls_ctx {
-        char *cert_file, *key_file; /* owned paths */
-        char *ca_pem;               /* CA PEM text, owned, or NULL */
-        char *priority;             /* owned */
-        enum tls_client_auth client_auth;
-        char *hdr[TLS_MAX_HEADERS][2]; /* owned */
+struct tls_settings {
+        struct pair *pair;                /* the certificate chain and key served */
+        enum tls_client_auth client_auth; /* policy */
+        bool min_tls13, max_tls12;        /* protocol bounds, checked per handshake */
+        char *ca_pem;                     /* CA PEM text, or NULL */
+        gnutls_x509_trust_list_t trust;   /* from ca_pem, or NULL */
+        char *hdr[TLS_MAX_HEADERS][2];    /* extra response headers */
         size_t n_hdr;
-        pthread_mutex_t lock; /* guards pairs/n_pairs/cur */
-        struct pair *pairs[MAX_PAIRS];
-        size_t n_pairs;
-        struct pair *cur; /* served now */
+        struct tls_settings *older; /* applied before this one (kept until tls_free) */
 };
 
-static tls_ctx *the_ctx; /* for the GnuTLS callback */
+struct tls_ctx {
+        char *priority;       /* owned; what libmicrohttpd was given: TLS 1.2 and 1.3 */
+        pthread_mutex_t lock; /* guards cur */
+        struct tls_settings *cur;
+};
+
+static tls_ctx *the_ctx; /* for the GnuTLS callbacks */
 
 const char *tls_priority(bool min_tls13, bool max_tls12)
 {
@@ -54,39 +60,6 @@ const char *tls_priority(bool min_tls13, bool max_tls12)
         return "NONE:+VERS-TLS1.3:+VERS-TLS1.2:+AEAD:+ECDHE-ECDSA:+ECDHE-RSA:+AES-256-GCM:"
                "+AES-128-GCM:+CHACHA20-POLY1305:+SIGN-ALL:+GROUP-ALL:+COMP-NULL:+CTYPE-ALL:"
                "%SERVER_PRECEDENCE";
-}
-
-static int read_file(const char *path, char **ret)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        char *b;
-        size_t n = 0;
-
-        if (fd < 0)
-                return -errno;
-        b = malloc(1 << 20);
-        if (!b)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, b + n, (1 << 20) - 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int e = -errno;
-                        free(b);
-                        return e;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-                if (n == (1 << 20) - 1) {
-                        free(b);
-                        return -E2BIG;
-                }
-        }
-        b[n] = '\0';
-        *ret = b;
-        return 0;
 }
 
 static void pair_free(struct pair *p)
@@ -106,14 +79,15 @@ static int pair_load(const char *cert_file, const char *key_file, struct pair **
         _cleanup_free_ char *cert = NULL, *key = NULL;
         struct pair *p;
         gnutls_datum_t cd, kd;
+        size_t len;
         int r;
 
-        if ((r = read_file(cert_file, &cert)) < 0) {
-                snprintf(err, errlen, "cannot read certificate '%s': %s", cert_file, strerror(-r));
+        if ((r = file_read_all(cert_file, TLS_FILE_MAX, &cert, &len)) < 0) {
+                file_read_strerror(r, "certificate", cert_file, TLS_FILE_MAX, err, errlen);
                 return r;
         }
-        if ((r = read_file(key_file, &key)) < 0) {
-                snprintf(err, errlen, "cannot read key '%s': %s", key_file, strerror(-r));
+        if ((r = file_read_all(key_file, TLS_FILE_MAX, &key, &len)) < 0) {
+                file_read_strerror(r, "key", key_file, TLS_FILE_MAX, err, errlen);
                 return r;
         }
         p = calloc(1, sizeof(*p));
@@ -157,71 +131,32 @@ static int pair_load(const char *cert_file, const char *key_file, struct pair **
         return 0;
 }
 
-static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nreqs,
-                   const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
-                   gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
-{
-        struct pair *p;
-
-        (void)req_ca_rdn;
-        (void)nreqs;
-        (void)pk_algos;
-        (void)pk_algos_length;
-        if (!the_ctx)
-                return -1;
-        /* Called while the ClientHello is processed, before the CertificateRequest is sent:
-         * the place to turn libmicrohttpd's "request" into Go's handshake-time requirements. */
-        switch (the_ctx->client_auth) {
-        case TLS_CLIENT_ASK_ANY:
-                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
-                break;
-        case TLS_CLIENT_REQUIRE_ANY:
-                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
-                break;
-        case TLS_CLIENT_REQUIRE_VERIFY:
-                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
-                gnutls_session_set_verify_cert(s, NULL, 0);
-                break;
-        default:
-                break;
-        }
-        pthread_mutex_lock(&the_ctx->lock);
-        p = the_ctx->cur;
-        pthread_mutex_unlock(&the_ctx->lock);
-        *pcert = p->pcert;
-        *pcert_length = p->n;
-        *pkey = p->key;
-        return 0;
-}
-
-static int add_pair(tls_ctx *t, struct pair *p)
-{
-        int r = 0;
-
-        pthread_mutex_lock(&t->lock);
-        if (t->n_pairs == MAX_PAIRS)
-                r = -ENOSPC;
-        else {
-                t->pairs[t->n_pairs++] = p;
-                t->cur = p;
-        }
-        pthread_mutex_unlock(&t->lock);
-        return r;
-}
-
 static bool needs_ca(enum tls_client_auth a)
 {
         return a == TLS_CLIENT_REQUEST || a == TLS_CLIENT_REQUIRE || a == TLS_CLIENT_REQUIRE_VERIFY;
 }
 
-int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
+tls_settings *tls_settings_free(tls_settings *st)
 {
-        tls_ctx *t;
-        struct pair *p = NULL;
+        if (!st)
+                return NULL;
+        pair_free(st->pair);
+        if (st->trust)
+                gnutls_x509_trust_list_deinit(st->trust, 1);
+        free(st->ca_pem);
+        for (size_t i = 0; i < st->n_hdr; i++) {
+                free(st->hdr[i][0]);
+                free(st->hdr[i][1]);
+        }
+        free(st);
+        return NULL;
+}
+
+int tls_settings_new(const tls_options *o, tls_settings **ret, char *err, size_t errlen)
+{
+        tls_settings *st;
         int r;
 
-        if (the_ctx)
-                return -EBUSY;
         if (!o->cert_file || !*o->cert_file || !o->key_file || !*o->key_file) {
                 snprintf(err, errlen, "TLS needs cert_file and key_file");
                 return -EINVAL;
@@ -230,50 +165,173 @@ int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
                 snprintf(err, errlen, "client_auth needs ca_file");
                 return -EINVAL;
         }
-        r = pair_load(o->cert_file, o->key_file, &p, err, errlen);
+        if (o->min_tls13 && o->max_tls12) {
+                snprintf(err, errlen, "min_version TLS13 is above max_version TLS12");
+                return -EINVAL;
+        }
+        st = calloc(1, sizeof(*st));
+        if (!st)
+                return -ENOMEM;
+        st->client_auth = o->client_auth;
+        st->min_tls13 = o->min_tls13;
+        st->max_tls12 = o->max_tls12;
+        r = pair_load(o->cert_file, o->key_file, &st->pair, err, errlen);
+        if (r < 0)
+                goto fail;
+        if (o->ca_file && *o->ca_file && o->client_auth != TLS_CLIENT_NONE) {
+                gnutls_datum_t d;
+                size_t len;
+                r = file_read_all(o->ca_file, TLS_FILE_MAX, &st->ca_pem, &len);
+                if (r < 0) {
+                        file_read_strerror(r, "CA", o->ca_file, TLS_FILE_MAX, err, errlen);
+                        goto fail;
+                }
+                d = (gnutls_datum_t){(unsigned char *)st->ca_pem, (unsigned)strlen(st->ca_pem)};
+                if (gnutls_x509_trust_list_init(&st->trust, 0) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                r = gnutls_x509_trust_list_add_trust_mem(st->trust, &d, NULL, GNUTLS_X509_FMT_PEM,
+                                                         0, 0);
+                if (r <= 0) {
+                        snprintf(err, errlen, "CA '%s' holds no PEM certificate", o->ca_file);
+                        r = -EINVAL;
+                        goto fail;
+                }
+        }
+        for (size_t i = 0; i < o->n_headers && i < TLS_MAX_HEADERS; i++) {
+                st->hdr[i][0] = strdup(o->headers[i][0]);
+                st->hdr[i][1] = strdup(o->headers[i][1]);
+                st->n_hdr++;
+                if (!st->hdr[i][0] || !st->hdr[i][1]) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        *ret = st;
+        return 0;
+fail:
+        tls_settings_free(st);
+        return r;
+}
+
+/* The settings handshakes and requests use now; never freed before tls_free. */
+static const tls_settings *current(tls_ctx *t)
+{
+        const tls_settings *st;
+
+        pthread_mutex_lock(&t->lock);
+        st = t->cur;
+        pthread_mutex_unlock(&t->lock);
+        return st;
+}
+
+/* Verify the peer's chain against the CA of st: true when it verifies. */
+static bool peer_verifies(const tls_settings *st, gnutls_session_t s)
+{
+        const gnutls_datum_t *raw;
+        gnutls_x509_crt_t crts[MAX_CHAIN];
+        unsigned n = 0, k = 0, status = 1;
+
+        if (!st->trust)
+                return false;
+        raw = gnutls_certificate_get_peers(s, &n);
+        if (!raw || !n)
+                return false;
+        for (; k < n && k < MAX_CHAIN; k++)
+                if (gnutls_x509_crt_init(&crts[k]) < 0 ||
+                    gnutls_x509_crt_import(crts[k], &raw[k], GNUTLS_X509_FMT_DER) < 0) {
+                        gnutls_x509_crt_deinit(crts[k]);
+                        break;
+                }
+        if (k == MIN(n, (unsigned)MAX_CHAIN) &&
+            gnutls_x509_trust_list_verify_crt(st->trust, crts, k, 0, &status, NULL) < 0)
+                status = 1;
+        for (unsigned i = 0; i < k; i++)
+                gnutls_x509_crt_deinit(crts[i]);
+        return status == 0;
+}
+
+/* RequireAndVerifyClientCert: the handshake fails unless the chain verifies against the CA of
+ * the settings the handshake started with. */
+static int verify_cb(gnutls_session_t s)
+{
+        return the_ctx && peer_verifies(current(the_ctx), s) ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
+}
+
+static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                   const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                   gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+        const tls_settings *st;
+        gnutls_protocol_t v = gnutls_protocol_get_version(s);
+
+        (void)req_ca_rdn;
+        (void)nreqs;
+        (void)pk_algos;
+        (void)pk_algos_length;
+        if (!the_ctx)
+                return -1;
+        st = current(the_ctx);
+        /* libmicrohttpd was given both versions; the running settings' bounds apply here, once
+         * the version is negotiated, so a reload can move them. */
+        if ((st->min_tls13 && v != GNUTLS_TLS1_3) || (st->max_tls12 && v == GNUTLS_TLS1_3))
+                return -1;
+        /* Called while the ClientHello is processed, before the CertificateRequest is sent:
+         * the place to turn libmicrohttpd's "request" into Go's handshake-time requirements. */
+        switch (st->client_auth) {
+        case TLS_CLIENT_REQUEST:
+        case TLS_CLIENT_REQUIRE:
+        case TLS_CLIENT_ASK_ANY:
+                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
+                break;
+        case TLS_CLIENT_REQUIRE_ANY:
+                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+                break;
+        case TLS_CLIENT_REQUIRE_VERIFY:
+                gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+                gnutls_session_set_verify_function(s, verify_cb);
+                break;
+        default:
+                gnutls_certificate_server_set_request(s, GNUTLS_CERT_IGNORE);
+                break;
+        }
+        *pcert = st->pair->pcert;
+        *pcert_length = st->pair->n;
+        *pkey = st->pair->key;
+        return 0;
+}
+
+int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen)
+{
+        tls_settings *st = NULL;
+        tls_ctx *t;
+        int r;
+
+        if (the_ctx)
+                return -EBUSY;
+        r = tls_settings_new(o, &st, err, errlen);
         if (r < 0)
                 return r;
         t = calloc(1, sizeof(*t));
-        if (!t) {
-                pair_free(p);
+        if (!t || !(t->priority = strdup(tls_priority(false, false)))) {
+                free(t);
+                tls_settings_free(st);
                 return -ENOMEM;
         }
         pthread_mutex_init(&t->lock, NULL);
-        t->cert_file = strdup(o->cert_file);
-        t->key_file = strdup(o->key_file);
-        t->priority = strdup(tls_priority(o->min_tls13, o->max_tls12));
-        t->client_auth = o->client_auth;
-        if (o->ca_file && *o->ca_file && o->client_auth != TLS_CLIENT_NONE &&
-            (r = read_file(o->ca_file, &t->ca_pem)) < 0) {
-                snprintf(err, errlen, "cannot read CA '%s': %s", o->ca_file, strerror(-r));
-                pair_free(p);
-                tls_free(t);
-                return r;
-        }
-        for (size_t i = 0; i < o->n_headers && i < TLS_MAX_HEADERS; i++) {
-                t->hdr[i][0] = strdup(o->headers[i][0]);
-                t->hdr[i][1] = strdup(o->headers[i][1]);
-                t->n_hdr++;
-        }
-        add_pair(t, p);
+        t->cur = st;
         the_ctx = t;
         *ret = t;
         return 0;
 }
 
-int tls_reload(tls_ctx *t, char *err, size_t errlen)
+void tls_apply(tls_ctx *t, tls_settings *st)
 {
-        struct pair *p = NULL;
-        int r = pair_load(t->cert_file, t->key_file, &p, err, errlen);
-
-        if (r < 0)
-                return r;
-        r = add_pair(t, p);
-        if (r < 0) {
-                pair_free(p);
-                snprintf(err, errlen, "too many certificate reloads; restart vigild");
-        }
-        return r;
+        pthread_mutex_lock(&t->lock);
+        st->older = t->cur;
+        t->cur = st;
+        pthread_mutex_unlock(&t->lock);
 }
 
 tls_ctx *tls_free(tls_ctx *t)
@@ -282,15 +340,10 @@ tls_ctx *tls_free(tls_ctx *t)
                 return NULL;
         if (the_ctx == t)
                 the_ctx = NULL;
-        for (size_t i = 0; i < t->n_pairs; i++)
-                pair_free(t->pairs[i]);
-        for (size_t i = 0; i < t->n_hdr; i++) {
-                free(t->hdr[i][0]);
-                free(t->hdr[i][1]);
+        for (tls_settings *st = t->cur, *next; st; st = next) {
+                next = st->older;
+                tls_settings_free(st);
         }
-        free(t->cert_file);
-        free(t->key_file);
-        free(t->ca_pem);
         free(t->priority);
         pthread_mutex_destroy(&t->lock);
         free(t);
@@ -301,32 +354,37 @@ void tls_params(tls_ctx *t, tls_server_params *out)
 {
         out->priority = t->priority;
         out->cert_callback = (void *)cert_cb;
-        out->ca_pem = t->ca_pem;
+        out->ca_pem = NULL; /* client certificates: asked in cert_cb, verified against cur */
 }
 
 bool tls_session_client_ok(tls_ctx *t, void *gnutls_session)
 {
         gnutls_session_t s = gnutls_session;
-        unsigned status = 0, n = 0;
+        const tls_settings *st;
+        unsigned n = 0;
 
-        if (!t || t->client_auth == TLS_CLIENT_NONE || t->client_auth == TLS_CLIENT_ASK_ANY ||
-            t->client_auth == TLS_CLIENT_REQUIRE_ANY)
+        if (!t)
+                return true;
+        st = current(t);
+        if (st->client_auth == TLS_CLIENT_NONE || st->client_auth == TLS_CLIENT_ASK_ANY ||
+            st->client_auth == TLS_CLIENT_REQUIRE_ANY)
                 return true; /* Go does not verify these; REQUIRE_ANY's handshake needed one */
         if (!s)
                 return false;
         if (!gnutls_certificate_get_peers(s, &n) || n == 0)
-                return t->client_auth == TLS_CLIENT_REQUEST;
-        if (gnutls_certificate_verify_peers2(s, &status) < 0 || status != 0)
-                return false;
-        return true;
+                return st->client_auth == TLS_CLIENT_REQUEST;
+        return peer_verifies(st, s);
 }
 
 void tls_each_header(tls_ctx *t, gate_header_fn fn, void *ctx)
 {
+        const tls_settings *st;
+
         if (!t)
                 return;
+        st = current(t);
         /* web-config.yml may have set its own (the gate's headers are added first) */
         fn(ctx, "Strict-Transport-Security", "max-age=31536000", true);
-        for (size_t i = 0; i < t->n_hdr; i++)
-                fn(ctx, t->hdr[i][0], t->hdr[i][1], false);
+        for (size_t i = 0; i < st->n_hdr; i++)
+                fn(ctx, st->hdr[i][0], st->hdr[i][1], false);
 }

@@ -1,11 +1,13 @@
 /* tls.h — HTTPS settings for the TCP listener: TLS 1.2 and 1.3 only, AEAD ciphers only (a GnuTLS
- * priority string), the certificate pair served through a GnuTLS retrieve callback so tls_reload
- * can swap it without a restart or a dropped connection (a bad new pair keeps the old one), the
- * CA for client certificates and the client-auth policy, and the response headers TLS adds.
+ * priority string), the certificate pair served through a GnuTLS retrieve callback, the CA for
+ * client certificates and the client-auth policy, the protocol bounds and the response headers
+ * TLS adds. All of these are one tls_settings: a reload builds a new one (tls_settings_new: a bad
+ * certificate, key or CA refuses it) and tls_apply swaps it in, so new connections get the new
+ * settings without a restart or a dropped connection.
  * What it is not: the HTTP server's wiring (src/api/https.c hands these to libmicrohttpd and
  * asks tls_session_client_ok on every request, since libmicrohttpd only *requests* a client
  * certificate). One TLS context per process (GnuTLS's retrieve callback has no user pointer).
- * tls_new/tls_reload/tls_free: main thread; the rest: any thread. */
+ * tls_new/tls_apply/tls_free: main thread; the rest: any thread. */
 #ifndef VIGIL_SECURITY_TLS_H
 #define VIGIL_SECURITY_TLS_H
 
@@ -15,6 +17,7 @@
 #include "gate.h"
 
 typedef struct tls_ctx tls_ctx;
+typedef struct tls_settings tls_settings;
 
 enum tls_client_auth {
         TLS_CLIENT_NONE = 0,    /* no client certificate asked */
@@ -47,12 +50,20 @@ typedef struct tls_server_params {
         const char *ca_pem;   /* CA PEM text for client certificates, or NULL */
 } tls_server_params;
 
-/* The GnuTLS priority string used (exposed for tests and `gnutls-cli --priority X -l`). */
+/* The GnuTLS priority string for these bounds (exposed for tests and `gnutls-cli --priority X
+ * -l`). The listener is given tls_priority(false, false); the bounds are checked per handshake. */
 const char *tls_priority(bool min_tls13, bool max_tls12);
 
+/* The context, serving the settings of o. -EBUSY when one exists (one per process). */
 int tls_new(const tls_options *o, tls_ctx **ret, char *err, size_t errlen);
-/* Re-read cert_file and key_file; on failure the old pair stays served. */
-int tls_reload(tls_ctx *t, char *err, size_t errlen);
+/* Read and check everything o names (pair, key matching the certificate, CA) into new settings;
+ * caller owns *ret until tls_apply. 0 or -errno with the reason in err. Touches nothing that
+ * runs. */
+int tls_settings_new(const tls_options *o, tls_settings **ret, char *err, size_t errlen);
+tls_settings *tls_settings_free(tls_settings *st);
+/* Serve st from the next handshake and request on; t takes st (the previous settings stay
+ * allocated for handshakes in flight, until tls_free). Cannot fail. */
+void tls_apply(tls_ctx *t, tls_settings *st);
 tls_ctx *tls_free(tls_ctx *t);
 void tls_params(tls_ctx *t, tls_server_params *out);
 /* Whether a connection's GnuTLS session (gnutls_session_t, NULL when unknown) satisfies

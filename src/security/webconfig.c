@@ -20,6 +20,8 @@
 #include <openssl/evp.h>
 #include <yaml.h>
 
+#include "common/base64.h"
+#include "common/fileio.h"
 #include "common/macros.h"
 
 /* ---- parsing ---- */
@@ -504,37 +506,14 @@ int webconfig_parse(const char *name, const char *dir, const char *text, size_t 
 
 int webconfig_load(const char *path, webconfig **ret, char *err, size_t errlen)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         _cleanup_free_ char *text = NULL, *dir = NULL;
         size_t n = 0;
         char *slash;
+        int r = file_read_all(path, WEBCONFIG_MAX_FILE, &text, &n);
 
-        if (fd < 0) {
-                int e = -errno;
-                snprintf(err, errlen, "cannot read web config '%s': %s", path, strerror(-e));
-                return e;
-        }
-        text = malloc(WEBCONFIG_MAX_FILE + 1);
-        if (!text)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, text + n, WEBCONFIG_MAX_FILE + 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int e = -errno;
-                        snprintf(err, errlen, "cannot read web config '%s': %s", path,
-                                 strerror(-e));
-                        return e;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-                if (n > WEBCONFIG_MAX_FILE) {
-                        snprintf(err, errlen, "web config '%s' is larger than %u bytes", path,
-                                 WEBCONFIG_MAX_FILE);
-                        return -EFBIG;
-                }
+        if (r < 0) {
+                file_read_strerror(r, "web config", path, WEBCONFIG_MAX_FILE, err, errlen);
+                return r;
         }
         dir = strdup(path);
         if (!dir)
@@ -632,52 +611,6 @@ uint64_t basic_auth_bcrypt_runs(basic_auth *b)
         return n;
 }
 
-static int b64std(unsigned char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return -1;
-}
-
-/* Standard base64 with padding (RFC 7617). Returns bytes written or -EINVAL. */
-static ssize_t b64_decode(const char *s, size_t n, char *out, size_t outlen)
-{
-        size_t o = 0;
-        unsigned acc = 0, bits = 0, pad = 0;
-
-        if (n % 4)
-                return -EINVAL;
-        for (size_t i = 0; i < n; i++) {
-                int v;
-                if (s[i] == '=') {
-                        if (i + 2 < n)
-                                return -EINVAL;
-                        pad++;
-                        continue;
-                }
-                if (pad || (v = b64std((unsigned char)s[i])) < 0)
-                        return -EINVAL;
-                acc = (acc << 6) | (unsigned)v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        if (o + 1 >= outlen)
-                                return -EINVAL;
-                        out[o++] = (char)((acc >> bits) & 0xff);
-                }
-        }
-        out[o] = '\0';
-        return (ssize_t)o;
-}
-
 static bool ct_equal(const char *a, const char *b)
 {
         size_t la = strlen(a), lb = strlen(b);
@@ -747,7 +680,7 @@ int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *us
         p += 6;
         while (*p == ' ' || *p == '\t')
                 p++;
-        n = b64_decode(p, strlen(p), dec, sizeof(dec));
+        n = base64_decode(p, strlen(p), BASE64_STD, dec, sizeof(dec)); /* RFC 7617 */
         if (n < 0 || memchr(dec, '\0', (size_t)n) || !(colon = strchr(dec, ':'))) {
                 explicit_bzero(dec, sizeof(dec));
                 *reason = "malformed";
@@ -805,25 +738,33 @@ static bool sensitive_key(const char *k)
         return false;
 }
 
-static void scrub(json_t *j, int depth)
+#define SCRUB_MAX_DEPTH 64 /* deeper bodies are not recorded at all */
+
+/* Redact sensitive keys at every level. false when the body nests deeper than SCRUB_MAX_DEPTH:
+ * then nothing of it may be recorded (a secret below the limit would stay in clear). */
+static bool scrub(json_t *j, int depth)
 {
         const char *k;
         json_t *v;
         size_t i;
+        bool ok = true;
 
-        if (depth > 64)
-                return;
+        if (!json_is_object(j) && !json_is_array(j))
+                return true;
+        if (depth >= SCRUB_MAX_DEPTH)
+                return false;
         if (json_is_object(j)) {
                 json_object_foreach(j, k, v)
                 {
                         if (sensitive_key(k))
                                 json_object_set_new(j, k, json_string("<redacted>"));
-                        else
-                                scrub(v, depth + 1);
+                        else if (!scrub(v, depth + 1))
+                                ok = false;
                 }
-        } else if (json_is_array(j)) {
-                json_array_foreach(j, i, v) scrub(v, depth + 1);
+        } else {
+                json_array_foreach(j, i, v) if (!scrub(v, depth + 1)) ok = false;
         }
+        return ok;
 }
 
 void audit_body_scrub(const char *body, size_t len, char *out, size_t outlen)
@@ -841,7 +782,13 @@ void audit_body_scrub(const char *body, size_t len, char *out, size_t outlen)
                 snprintf(out, outlen, "<non-JSON body, %zu bytes>", len);
                 return;
         }
-        scrub(j, 0);
+        if (!scrub(j, 0)) {
+                json_decref(j);
+                snprintf(out, outlen,
+                         "<body nested deeper than %d levels, %zu bytes: not recorded>",
+                         SCRUB_MAX_DEPTH, len);
+                return;
+        }
         s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
         json_decref(j);
         if (!s) {

@@ -91,7 +91,9 @@ uint64_t basic_auth_bcrypt_runs(basic_auth *b);
  * (token, secret, password, passwd, key, authorization, credential, cookie; any case, any
  * position in the name) replaced by "<redacted>", then cut to AUDIT_BODY_MAX bytes (marked
  * "...(truncated)"); anything else becomes "<non-JSON body, N bytes>" so raw text never
- * reaches the trail. Pure. */
+ * reaches the trail. A body nested deeper than 64 objects/arrays is not recorded at all ("<body
+ * nested deeper than 64 levels, N bytes: not recorded>"): every level is redacted or none is
+ * kept. Pure. */
 void audit_body_scrub(const char *body, size_t len, char *out, size_t outlen);
 
 #endif

@@ -148,19 +148,45 @@ crypto_keyring *crypto_keyring_free(crypto_keyring *kr)
         return NULL;
 }
 
+/* The readers below take the lock: rotation (an HTTP thread) appends keys while the backup
+ * timer and handlers read the active one. */
 uint32_t crypto_keyring_active(const crypto_keyring *kr)
 {
-        return kr && kr->n ? kr->keys[kr->n - 1].id : 0;
+        pthread_mutex_t *lock = kr ? (pthread_mutex_t *)&kr->lock : NULL;
+        uint32_t id;
+
+        if (!kr)
+                return 0;
+        pthread_mutex_lock(lock);
+        id = kr->n ? kr->keys[kr->n - 1].id : 0;
+        pthread_mutex_unlock(lock);
+        return id;
 }
 
 int64_t crypto_keyring_active_created(const crypto_keyring *kr)
 {
-        return kr && kr->n ? kr->keys[kr->n - 1].created_us : 0;
+        pthread_mutex_t *lock = kr ? (pthread_mutex_t *)&kr->lock : NULL;
+        int64_t created;
+
+        if (!kr)
+                return 0;
+        pthread_mutex_lock(lock);
+        created = kr->n ? kr->keys[kr->n - 1].created_us : 0;
+        pthread_mutex_unlock(lock);
+        return created;
 }
 
 unsigned crypto_keyring_count(const crypto_keyring *kr)
 {
-        return kr ? kr->n : 0;
+        pthread_mutex_t *lock = kr ? (pthread_mutex_t *)&kr->lock : NULL;
+        unsigned n;
+
+        if (!kr)
+                return 0;
+        pthread_mutex_lock(lock);
+        n = kr->n;
+        pthread_mutex_unlock(lock);
+        return n;
 }
 
 uint32_t crypto_keyring_master_id(const crypto_keyring *kr)

@@ -231,13 +231,19 @@ static enum open_result open_writer(const char *path, bool check, sqlite3 **ret,
         char mode[32];
         int rc;
 
-        /* Create the file ourselves so that it (and the -wal/-shm SQLite derives from it) is 0600. */
-        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        /* Create the file ourselves so that it (and the -wal/-shm SQLite derives from it) is 0600,
+         * and close our descriptor BEFORE SQLite opens it: closing any descriptor of the database
+         * file drops every POSIX lock this process holds on it, SQLite's included ("How To Corrupt
+         * An SQLite Database File" §2.2). Another process closing its connection would then take
+         * the exclusive lock, checkpoint and delete the WAL that we still write to, and every
+         * commit after that is lost at the next crash. */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0) {
                 *err = -errno;
                 snprintf(why, whylen, "%s", strerror(errno));
                 return OPEN_FAILED;
         }
+        close(fd);
 
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
         if (rc != SQLITE_OK) {
@@ -728,24 +734,180 @@ void store_test_fail_next_commit(store *s, int sqlite_rc)
                 atomic_store(&s->fail_next_commit, sqlite_rc);
 }
 
+/* "file:" URI of path with every byte outside the unreserved set percent-encoded. */
+static int file_uri(const char *path, const char *query, char *out, size_t outlen)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        size_t n = 0;
+
+        if (outlen < 6)
+                return -ENAMETOOLONG;
+        memcpy(out, "file:", 5);
+        n = 5;
+        for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+                bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                             (*p >= '0' && *p <= '9') || strchr("/-._~", *p);
+                if (n + 4 >= outlen)
+                        return -ENAMETOOLONG;
+                if (plain) {
+                        out[n++] = (char)*p;
+                } else {
+                        out[n++] = '%';
+                        out[n++] = hex[*p >> 4];
+                        out[n++] = hex[*p & 15];
+                }
+        }
+        if (snprintf(out + n, outlen - n, "?%s", query) >= (int)(outlen - n))
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+static bool sidecar_exists(const char *path, const char *suffix)
+{
+        char p[PATH_MAX];
+
+        return snprintf(p, sizeof(p), "%s%s", path, suffix) < (int)sizeof(p) &&
+               access(p, F_OK) == 0;
+}
+
+static int copy_file(const char *from, const char *to)
+{
+        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int out = -1;
+        char buf[65536];
+        ssize_t n;
+
+        if (in < 0)
+                return -errno;
+        out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (out < 0)
+                return -errno;
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                for (ssize_t off = 0; off < n;) {
+                        ssize_t w = write(out, buf + off, (size_t)(n - off));
+                        if (w < 0)
+                                return -errno;
+                        off += w;
+                }
+        return n < 0 ? -errno : 0;
+}
+
+static void remove_copy(store_ro *ro)
+{
+        char p[PATH_MAX + 16];
+
+        if (!ro->copy_dir[0])
+                return;
+        for (const char *const *sfx = (const char *const[]){"", "-wal", "-shm", NULL}; *sfx;
+             sfx++) {
+                snprintf(p, sizeof(p), "%s/db%s", ro->copy_dir, *sfx);
+                (void)unlink(p);
+        }
+        (void)rmdir(ro->copy_dir);
+        ro->copy_dir[0] = '\0';
+}
+
+/* A -wal without its -shm: nobody runs on it, so the pair is stable; copy it and open the copy. */
+static int open_private_copy(const char *path, store_ro *ro, char *err, size_t errlen)
+{
+        const char *base = getenv("TMPDIR");
+        char from[PATH_MAX], to[PATH_MAX + 16];
+        int r;
+
+        snprintf(ro->copy_dir, sizeof(ro->copy_dir), "%s/vigil-ro-XXXXXX",
+                 base && *base ? base : "/tmp");
+        if (!mkdtemp(ro->copy_dir)) {
+                r = -errno;
+                ro->copy_dir[0] = '\0';
+                snprintf(err, errlen, "cannot open '%s' read-only: no temporary directory: %s",
+                         path, strerror(-r));
+                return r;
+        }
+        for (const char *const *sfx = (const char *const[]){"", "-wal", NULL}; *sfx; sfx++) {
+                snprintf(from, sizeof(from), "%s%s", path, *sfx);
+                snprintf(to, sizeof(to), "%s/db%s", ro->copy_dir, *sfx);
+                r = copy_file(from, to);
+                if (r < 0) {
+                        snprintf(err, errlen, "cannot open '%s' read-only: cannot copy '%s': %s",
+                                 path, from, strerror(-r));
+                        remove_copy(ro);
+                        return r;
+                }
+        }
+        snprintf(to, sizeof(to), "%s/db", ro->copy_dir);
+        r = sqlite3_open_v2(to, &ro->db, SQLITE_OPEN_READWRITE, NULL);
+        if (r != SQLITE_OK) {
+                snprintf(err, errlen, "cannot open a copy of '%s': %s", path,
+                         ro->db ? sqlite3_errmsg(ro->db) : sqlite3_errstr(r));
+                sqlite3_close(ro->db);
+                ro->db = NULL;
+                remove_copy(ro);
+                return store_errno(r);
+        }
+        return 0;
+}
+
+int store_open_ro(const char *path, store_ro *ro, char *err, size_t errlen)
+{
+        char uri[PATH_MAX * 3 + 64];
+        bool wal = sidecar_exists(path, "-wal"), shm = sidecar_exists(path, "-shm");
+        int rc;
+
+        memset(ro, 0, sizeof(*ro));
+        if (access(path, R_OK) != 0) {
+                rc = -errno;
+                snprintf(err, errlen, "cannot open '%s' read-only: %s", path, strerror(-rc));
+                return rc;
+        }
+        if (wal && !shm)
+                rc = open_private_copy(path, ro, err, errlen);
+        else if (file_uri(path, wal ? "mode=ro&readonly_shm=1" : "immutable=1", uri, sizeof(uri)) <
+                 0) {
+                snprintf(err, errlen, "cannot open '%s' read-only: path too long", path);
+                return -ENAMETOOLONG;
+        } else {
+                rc = sqlite3_open_v2(uri, &ro->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+                if (rc != SQLITE_OK) {
+                        snprintf(err, errlen, "cannot open '%s' read-only: %s", path,
+                                 ro->db ? sqlite3_errmsg(ro->db) : sqlite3_errstr(rc));
+                        sqlite3_close(ro->db);
+                        ro->db = NULL;
+                        return store_errno(rc);
+                }
+        }
+        if (rc < 0)
+                return rc;
+        harden(ro->db);
+        sqlite3_exec(ro->db, "PRAGMA query_only=ON", NULL, NULL, NULL);
+        return 0;
+}
+
+void store_close_ro(store_ro *ro)
+{
+        if (!ro)
+                return;
+        sqlite3_close(ro->db);
+        ro->db = NULL;
+        remove_copy(ro);
+}
+
 int store_check_file(const char *path, bool full, char *err, size_t errlen)
 {
-        sqlite3 *db = NULL;
+        store_ro ro;
         char res[512] = "";
-        int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+        int rc, r = store_open_ro(path, &ro, err, errlen);
 
-        if (rc == SQLITE_OK) {
-                harden(db);
-                rc = pragma_text(db, full ? "PRAGMA integrity_check" : "PRAGMA quick_check", res,
-                                 sizeof(res));
-        }
+        if (r < 0)
+                return r == -EIO || r == -ENOENT || r == -EACCES ? -EIO : -EBADMSG;
+        rc = pragma_text(ro.db, full ? "PRAGMA integrity_check" : "PRAGMA quick_check", res,
+                         sizeof(res));
         if (rc != SQLITE_OK) {
                 snprintf(err, errlen, "cannot check database '%s': %s", path,
-                         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-                sqlite3_close(db);
+                         sqlite3_errmsg(ro.db));
+                store_close_ro(&ro);
                 return store_errno(rc) == -EIO ? -EIO : -EBADMSG;
         }
-        sqlite3_close(db);
+        store_close_ro(&ro);
         if (strcmp(res, "ok") != 0) {
                 snprintf(err, errlen, "database '%s' failed %s: %s", path,
                          full ? "integrity_check" : "quick_check", res);

@@ -17,6 +17,7 @@
 #ifndef VIGIL_STORE_H
 #define VIGIL_STORE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,9 +78,27 @@ uint64_t store_write_failures(const store *s);
 /* Transactions committed and writes acknowledged since open (for metrics). */
 uint64_t store_commits(const store *s);
 uint64_t store_writes(const store *s);
-/* Check a database file offline, read-only: PRAGMA integrity_check (full) or quick_check.
+/* Check a database file offline, read-only (store_open_ro): PRAGMA integrity_check (full) or
+ * quick_check.
  * Returns 0, -EBADMSG (corrupt or not a database) or -EIO, with a reason in err. */
 int store_check_file(const char *path, bool full, char *err, size_t errlen);
+/* A database file opened for reading only, by a process that is not vigild (`vigil audit verify
+ * --db`, checks of extracted backups): no byte of the file or of its -wal/-shm changes and no
+ * file appears beside it, whether vigild runs on it, was killed, or stopped cleanly:
+ *  - no -wal and no -shm (a clean stop, a copy): immutable=1, no locks, nothing created;
+ *  - -wal and -shm (vigild running, or killed): mode=ro with a read-only -shm; committed
+ *    records still in the WAL are read;
+ *  - a -wal without its -shm (a copied or half-removed set): a private copy in a temporary
+ *    directory is opened, and removed by store_close_ro. */
+typedef struct store_ro {
+        sqlite3 *db;             /* the connection (read-only unless it is the private copy) */
+        char copy_dir[PATH_MAX]; /* the private copy's directory, "" when none */
+} store_ro;
+/* 0, or -errno with a reason in err ("cannot open '/x/vigil.db' read-only: …"). On success call
+ * store_close_ro. */
+int store_open_ro(const char *path, store_ro *ro, char *err, size_t errlen);
+void store_close_ro(store_ro *ro);
+
 /* fsync a file, or the directory that holds path. 0 or -errno. */
 int store_fsync_file(const char *path);
 int store_fsync_dir_of(const char *path);

@@ -2,7 +2,13 @@
 
 Each test starts `vigild --simulate=SCENARIO --listen 127.0.0.1:0` with a temporary data dir,
 reads the bound URL from DATA_DIR/vigild.addr, and stops it at the end. Only the standard library.
+
+The shared habits (docs/testing.md): wait with wait_for() / Vigild.wait_sweeps() /
+wait_evaluations() / wait_metric(), never a fixed sleep; move scenario time with
+Vigild.advance(); skip with skip() / skip_part(), which fail under VIGIL_CI=1 unless CI cannot
+have the thing; temporary directories from scratch_dir().
 """
+import atexit
 import json
 import os
 import signal
@@ -30,7 +36,49 @@ def check(cond, msg):
         raise Failure(msg)
 
 
+# CI (VIGIL_CI=1, set by .ci/run) turns a skip into a failure unless its reason is one CI cannot
+# have. Keep this list short; docs/testing.md explains each entry.
+CI_CANNOT = {
+    "gpu": "no NVIDIA GPU on CI machines",
+    "systemd-pid1": "no systemd as PID 1 in the CI container",
+    "container-engine": "no container engine (docker/podman) in the CI container",
+}
+SKIP = 77
+# Every wait has at least this timeout (seconds), times VIGIL_TIMEOUT_SCALE (make test-tsan sets
+# it: everything runs several times slower there). A short timeout would be a latency assert in
+# disguise; latencies are measured in bench/, never asserted here.
+WAIT_FLOOR = 10.0
+TIMEOUT_SCALE = float(os.environ.get("VIGIL_TIMEOUT_SCALE", "1") or 1)
+
+
+def in_ci():
+    return os.environ.get("VIGIL_CI", "") not in ("", "0")
+
+
+def skip(why, cannot=None):
+    """Skip the whole test program (ctest SKIP, exit 77). In CI this fails (exit 1) unless cannot
+    names an entry of CI_CANNOT: a tool that scripts/install-deps.sh installs must be there."""
+    if in_ci() and cannot not in CI_CANNOT:
+        print("FAIL: would skip in CI (VIGIL_CI=1): %s; scripts/install-deps.sh must provide it" % why,
+              flush=True)
+        sys.exit(1)
+    print("SKIP: %s%s" % (why, " (%s)" % CI_CANNOT[cannot] if cannot in CI_CANNOT else ""), flush=True)
+    sys.exit(SKIP)
+
+
+def skip_part(why, cannot=None):
+    """Skip one part of a test (it goes on). In CI a part skipped for a reason that is not in
+    CI_CANNOT fails the test."""
+    check(not in_ci() or cannot in CI_CANNOT,
+          "would skip in CI (VIGIL_CI=1): %s; scripts/install-deps.sh must provide it" % why)
+    print("# skip: %s" % why, flush=True)
+
+
 def wait_for(pred, timeout, what, interval=0.05):
+    """The one way a test waits for the daemon (or a tool) to do something: poll pred until it
+    returns something true (returned), or fail after timeout seconds naming what it waited for.
+    The timeout is a safety net for a loaded machine, not a measurement: make it generous."""
+    timeout = max(timeout, WAIT_FLOOR) * TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -44,9 +92,38 @@ def wait_for(pred, timeout, what, interval=0.05):
     raise Failure("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def holds_for(pred, seconds, what, interval=0.1):
+    """A fact that must stay true for a span of the daemon's own real time (a timer such as
+    resolve_after, or a peer's timeout that has to pass): poll pred for seconds and fail at the
+    first poll where it is false. Prefer Vigild.wait_sweeps when sweeps are what must pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        v = pred()
+        check(v, "%s stopped holding (%r)" % (what, v))
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def scratch_dir(prefix="vigil-test-"):
+    """A temporary directory removed with its contents at the end of a with block."""
+    return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+_started = []  # every vigild this process started: none may outlive the test program
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in _started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 class Vigild:
     def __init__(self, scenario=None, args=(), config=None, env=None, simulate=True):
-        self.tmp = tempfile.TemporaryDirectory(prefix="vigil-integ-")
+        self.tmp = scratch_dir("vigil-integ-")
         self.data = self.tmp.name
         self.sock = os.path.join(self.data, "vigild.sock")
         cmd = [VIGILD, "--listen", "127.0.0.1:0", "--data-dir", self.data, "--socket", self.sock]
@@ -69,6 +146,7 @@ class Vigild:
         e.update(env or {})
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        _started.append(self.proc)
         self.url = None
 
     def wait_listening(self, timeout=10):
@@ -104,9 +182,11 @@ class Vigild:
                 self.proc.kill()
                 self.proc.wait()
                 raise Failure("vigild did not stop within %ds of %s" % (timeout, sig))
-        # Under the ASan/UBSan build a report goes to vigild's stderr: any report fails the test.
+        # Under the ASan/UBSan or TSan build a report goes to vigild's stderr: any report fails
+        # the test.
         log = self.logs()
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer:"):
             if marker in log:
                 raise Failure("sanitizer report from vigild:\n" + log[log.index(marker) - 200:][:4000])
         return self.proc.returncode
@@ -151,6 +231,34 @@ class Vigild:
 
     def inject(self, **kw):
         return self.post_json("/api/v1/inject", kw)
+
+    def advance(self, seconds):
+        """Move the fake NVML's scenario clock seconds ahead: ramps, steps at t, events at t and
+        the trace replay jump there at once (the daemon's own clock is untouched)."""
+        return self.inject(advance_s=seconds)
+
+    def metric(self, name, **labels):
+        """Sum of the samples of one family whose labels include labels (0 when none)."""
+        return sum(v for _, v in series(parse_metrics(self.metrics()), name, **labels))
+
+    def wait_metric(self, name, pred, timeout=15, what=None, **labels):
+        """Wait until pred(sum of the family's samples matching labels) holds."""
+        return wait_for(lambda: (lambda v: (v,) if pred(v) else None)(self.metric(name, **labels)),
+                        timeout, what or "%s%s to satisfy the condition" % (name, labels))[0]
+
+    def wait_sweeps(self, n=1, tier="fast", timeout=30):
+        """Wait until n more sweeps of a tier are done (the next /metrics snapshot shows the
+        state they saw). Use it where a test used to sleep 'a sweep or two'."""
+        name = "vigil_collection_sweeps_total"
+        start = self.metric(name, tier=tier)
+        self.wait_metric(name, lambda v: v >= start + n, timeout,
+                         "%d more %s sweeps (from %d)" % (n, tier, start), tier=tier)
+
+    def wait_evaluations(self, n=1, timeout=30):
+        """Wait until the health engine has evaluated n more sweeps (GET /api/v1/health)."""
+        start = self.get_json("/api/v1/health")["evaluations"]
+        wait_for(lambda: self.get_json("/api/v1/health")["evaluations"] >= start + n, timeout,
+                 "%d more health evaluations (from %d)" % (n, start))
 
 
 def parse_metrics(text):
@@ -217,7 +325,7 @@ def free_port():
 def main(tests):
     """Run test functions; print TAP-ish lines; exit 1 on any failure."""
     failed = 0
-    only = sys.argv[1:] 
+    only = sys.argv[1:]
     for t in tests:
         if only and t.__name__ not in only:
             continue

@@ -1,11 +1,9 @@
 #!/usr/bin/env python3
 """test_adaptive.py — adaptive collection: raise one NVML call's cost at run time (POST
 /api/v1/inject {"call", "cost_us"}) until fast sweeps take more than max_share of the interval;
-the fast tier's effective interval stretches (gauge, interval metric, log line, status), and
+the fast tier's effective interval stretches (gauge, interval metric, status), and
 returns to the configured interval once the cost falls. The slow tier and events are untouched.
 """
-import time
-
 from harness import Vigild, check, main, parse_metrics, series, wait_for
 
 CONFIG = """
@@ -34,11 +32,10 @@ def test_stretch_and_recover():
         st = d.get_json("/api/v1/status")
         check(st["self"]["adaptive"]["fast"]["stretched"] is True, "status: %r" % st["self"]["adaptive"])
         check(st["self"]["adaptive"]["slow"]["stretched"] is False, "slow tier stretched")
-        check("fast tier sweeps take" in d.logs() and "stretching the interval" in d.logs(),
-              "no log line on stretch")
         d.inject(call="nvmlDeviceGetTemperature", cost_us=0)
         wait_for(lambda: tier(d, "fast") == (0, 0.2), 20, "the fast tier to recover")
-        check("back to the configured interval" in d.logs(), "no log line on recovery")
+        st = d.get_json("/api/v1/status")
+        check(st["self"]["adaptive"]["fast"]["stretched"] is False, "status: %r" % st["self"]["adaptive"])
         check(tier(d, "slow") == (0, 10), "slow tier changed: %r" % (tier(d, "slow"),))
 
 
@@ -46,7 +43,7 @@ def test_disabled_never_stretches():
     with Vigild(None, config=CONFIG.replace("enabled: true", "enabled: false")) as d:
         wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
         d.inject(call="nvmlDeviceGetTemperature", cost_us=20000)
-        time.sleep(4)
+        d.wait_sweeps(8)  # 8 sweeps of 160 ms each at the raised cost
         check(tier(d, "fast") == (0, 0.2), "stretched while disabled: %r" % (tier(d, "fast"),))
         m = parse_metrics(d.metrics())
         calls = series(m, "vigil_nvml_calls_total", call="nvmlDeviceGetTemperature")

@@ -6,11 +6,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 
-from harness import Vigild, check, free_port, main, wait_for
+from harness import Vigild, check, free_port, main, scratch_dir, skip, wait_for
 
 AM = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 AMTOOL = shutil.which("amtool")
@@ -18,7 +16,7 @@ AMTOOL = shutil.which("amtool")
 
 class Alertmanager:
     def __init__(self, port=None, data=None):
-        self.tmp = tempfile.TemporaryDirectory(prefix="vigil-am-")
+        self.tmp = scratch_dir("vigil-am-")
         self.data = data or self.tmp.name
         self.port = port or free_port()
         cfg = os.path.join(self.tmp.name, "am.yml")
@@ -90,7 +88,8 @@ def test_outbox_survives_outage_and_restart():
         v2 = Vigild(scenario="constant-2gpu.yaml", config=cfg_for(am.url), args=["--data-dir", d])
         v2.data = d
         with v2.wait_listening():
-            time.sleep(1)
+            # the restarted daemon reloaded the durable outbox and is still retrying
+            v2.wait_metric("vigil_alert_outbox_depth", lambda n: n >= 1, what="the outbox reloaded")
             am2 = Alertmanager(port=port, data=amdata)
             try:
                 a = wait_for(lambda: am2.alerts(alertname="VigilXid48"), 30, "alert after the outage")
@@ -102,8 +101,57 @@ def test_outbox_survives_outage_and_restart():
             keep.cleanup()
 
 
+def _ends_in(alert):
+    """Seconds from now until the alert's endsAt, as Alertmanager keeps it."""
+    from datetime import datetime, timezone
+    end = alert["endsAt"]
+    end = end[:19] + "+00:00"  # drop fractions and zone: Alertmanager answers in UTC
+    return (datetime.fromisoformat(end) - datetime.now(timezone.utc)).total_seconds()
+
+
+def test_endsat_outlives_resend_interval():
+    """endsAt = send time + 4 x max(resend_interval, evaluation interval), as Prometheus sets
+    ValidUntil: an alert resent every 5 minutes must not expire in Alertmanager between two
+    sends (a fixed 4 minutes made it resolve by itself and fire again: flapping)."""
+    am = Alertmanager()
+    try:
+        cfg = ("health: {resolve_after: 2s}\nalerting: {alertmanagers: ['%s'], "
+               "resend_interval: 5m, timeout: 2s}\n" % am.url)
+        with Vigild(scenario="constant-2gpu.yaml", config=cfg) as v:
+            wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+            v.inject(gpu=1, xid=79)
+            a = wait_for(lambda: am.alerts(alertname="VigilXid79"), 15, "alert in Alertmanager")
+            left = _ends_in(a[0])
+            check(left > 19 * 60 and left < 21 * 60,
+                  "endsAt %s is %.0fs away; want about 4 x 5m" % (a[0]["endsAt"], left))
+    finally:
+        am.stop()
+
+
+def test_endsat_scaled_short_interval():
+    """The same ratio scaled down: resend 2 s gives endsAt about 8 s ahead, and the alert stays
+    active in Alertmanager across several resend gaps while the incident is open."""
+    am = Alertmanager()
+    try:
+        cfg = ("health: {resolve_after: 60s, xid_hold: 1h}\nalerting: {alertmanagers: ['%s'], "
+               "resend_interval: 2s, timeout: 2s}\n" % am.url)
+        with Vigild(scenario="constant-2gpu.yaml", config=cfg) as v:
+            wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+            v.inject(gpu=0, xid=79)
+            a = wait_for(lambda: am.alerts(alertname="VigilXid79"), 15, "alert in Alertmanager")
+            left = _ends_in(a[0])
+            check(0 < left <= 10, "endsAt %s is %.0fs away; want about 4 x 2s" % (a[0]["endsAt"], left))
+            end = time.monotonic() + 10
+            while time.monotonic() < end:  # five resend gaps
+                a = am.alerts(alertname="VigilXid79")
+                check(a and a[0]["status"]["state"] == "active", "alert not active: %r" % a)
+                time.sleep(0.5)
+    finally:
+        am.stop()
+
+
 if __name__ == "__main__":
     if not AM or not AMTOOL:
-        print("ok - # SKIP prometheus-alertmanager/amtool not installed")
-        sys.exit(77)
-    main([test_alert_reaches_alertmanager, test_outbox_survives_outage_and_restart])
+        skip("prometheus-alertmanager/amtool not installed")
+    main([test_alert_reaches_alertmanager, test_outbox_survives_outage_and_restart,
+          test_endsat_outlives_resend_interval, test_endsat_scaled_short_interval])

@@ -17,14 +17,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "deploy"))
-from harness import BUILD, SRC, VIGILD, Failure, check, wait_for  # noqa: E402
+from harness import BUILD, Failure, SRC, VIGILD, check, scratch_dir, skip, wait_for  # noqa: E402
 import netns  # noqa: E402
 
 SCRIPT = os.path.join(SRC, "deploy", "scripts", "blue-green.sh")
@@ -79,6 +78,13 @@ class Scraper(threading.Thread):
             time.sleep(0.005)
 
 
+def progress(scrapers, n=5):
+    """Wait until every scraper has n more good scrapes through HAProxy (no stall)."""
+    base = [s.snapshot()[0] for s in scrapers]
+    wait_for(lambda: all(s.snapshot()[0] >= b + n for s, b in zip(scrapers, base)), 20,
+             "%d more good scrapes on every scraper" % n)
+
+
 def run_bg(ns, state, vigild, timeout=5):
     env = dict(os.environ, VIGIL_CLI=os.path.join(BUILD, "bin", "vigil"))
     t0 = time.monotonic()
@@ -98,11 +104,10 @@ def active_pid(state, color):
 def main():
     netns.skip_without_netns()
     if not shutil.which("haproxy"):
-        print("SKIP: haproxy is not installed (apt-get install haproxy)")
-        sys.exit(netns.SKIP)
+        skip("haproxy is not installed (apt-get install haproxy)")
     net = netns.Net(2, 1)
     ns, ip = net.hosts[0]
-    tmp = tempfile.TemporaryDirectory(prefix="vigil-bg-")
+    tmp = scratch_dir("vigil-bg-")
     state = tmp.name
     scrapers = []
     try:
@@ -120,7 +125,7 @@ def main():
         print("# blue -> green switch: %.2f s" % took)
         check(open(os.path.join(state, "active")).read().strip() == "green", "green is not active")
         check(not netns.pid_alive(blue), "blue still runs after the switch")
-        time.sleep(0.5)
+        progress(scrapers)
         switch_failed = sum(s.snapshot()[1] for s in scrapers)
         print("# failed scrapes during the blue -> green switch: %d" % switch_failed)
         check(switch_failed == 0, "%d scrapes failed during the switch" % switch_failed)
@@ -134,9 +139,8 @@ def main():
             check(open(os.path.join(state, "active")).read().strip() == "green", "active color changed")
             check(netns.pid_alive(green), "the live color was stopped by a failed deployment")
             check(not os.path.exists(os.path.join(state, "blue", "vigild.pid")), "broken blue left running")
-            time.sleep(0.3)
+            progress(scrapers)
             after = [s.snapshot() for s in scrapers]
-            check(all(a[0] > b[0] for a, b in zip(after, base)), "scrapes stalled")
             failed = sum(a[1] - b[1] for a, b in zip(after, base))
             check(failed == 0, "%s: %d scrapes failed while rolling back" % (broken, failed))
     finally:

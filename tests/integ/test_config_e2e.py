@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Configuration as a user meets it: --check-config, refusal at start with file:line, per-field
 intervals, extra labels, and SIGHUP reloads that keep the running config when the file is bad."""
+import json
 import os
 import signal
 import subprocess
@@ -56,7 +57,9 @@ def test_sighup_keeps_running_config_when_bad():
         open(cpath, "w").write("logging: {level: debug}\n")
         v.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reloaded the configuration" in v.logs(), 5, "good reload logged")
-        cfg = v.get_json("/api/v1/status")["config"]
+        p = subprocess.run(["curl", "-s", "--unix-socket", v.sock, "http://localhost/api/v1/config"],
+                           capture_output=True, text=True, timeout=10)
+        cfg = json.loads(p.stdout)
         check(cfg["logging"]["level"] == "debug", "effective config after reload: %s" % cfg["logging"])
 
 

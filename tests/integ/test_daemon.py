@@ -125,7 +125,7 @@ def test_promtool_check_metrics():
         raise Failure("promtool is not installed (scripts/install-deps.sh installs it)")
     with Vigild() as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
-        time.sleep(1.2)
+        v.wait_sweeps(1)
         text = v.metrics()
         p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
         check(p.returncode == 0, "promtool check metrics:\n%s%s" % (p.stdout, p.stderr))

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 
-from harness import (SRC, Failure, Vigild, check, main, parse_metrics, series, wait_for)
+from harness import (Failure, SRC, Vigild, check, main, parse_metrics, scratch_dir, series, wait_for)
 
 CSV = os.path.join(SRC, "deploy", "dcgm", "default-counters.csv")
 OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
@@ -177,8 +177,7 @@ def test_naming_dcgm_and_46_names():
         check("DCGM_FI_DEV_GPU_TEMP" in fam and "vigil_gpu_up" not in fam, "naming dcgm families %s" % sorted(fam))
         line = [l for l in text.splitlines() if l.startswith("DCGM_FI_DEV_GPU_TEMP{")][0]
         check(label_names(line) == LABEL_ORDER + ["cluster"], "labels %s" % label_names(line))
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
+    with scratch_dir() as d:
         p = os.path.join(d, "c46.csv")
         with open(p, "w") as f:
             f.write("# 4.6 names\nDCGM_FI_DEV_GPU_TEMP_CELSIUS, gauge, GPU temperature (in C).\n"
@@ -200,8 +199,7 @@ def test_naming_dcgm_and_46_names():
 def test_health_status_when_listed():
     """DCGM_EXP_GPU_HEALTH_STATUS is opt-in, as in dcgm-exporter: present only when listed, with
     health_watch labels and DCGM's 0/10/20 values; an injected XID 79 turns a system to 20."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
+    with scratch_dir() as d:
         p = os.path.join(d, "c.csv")
         with open(p, "w") as f:
             f.write("DCGM_FI_DEV_GPU_TEMP, gauge, GPU temperature (in C).\n"
@@ -223,8 +221,7 @@ def test_health_status_when_listed():
 
 
 def test_malformed_csv_refused_at_start():
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
+    with scratch_dir() as d:
         cases = [("DCGM_FI_DEV_GPU_TEMP, gauge\n", ":1: malformed CSV record"),
                  ("# ok\nDCGM_FI_DEV_GPU_TEMP, gauge, x\nDCGM_FI_DEV_NOPE, gauge, y\n",
                   ":3: unknown DCGM field 'DCGM_FI_DEV_NOPE'"),
@@ -265,8 +262,7 @@ def test_openmetrics_negotiation_both_namings():
                       "native OM families: %s" % sorted(declared.items())[:10])
                 # same series names in both formats: once both are wanted they are rendered from
                 # the same sweep, so compare a pair taken after the next sweep
-                import time
-                time.sleep(1.3)
+                v.wait_sweeps(1)
                 _, _, body = v.request("GET", "/metrics", headers={"Accept": OM_ACCEPT})
                 _, _, text = v.request("GET", "/metrics", headers={"Accept": "text/plain;version=0.0.4"})
                 om = {k[0] for k in parse_metrics(body.decode().replace("# EOF\n", ""))}

@@ -29,7 +29,8 @@ def test_gpu_lost_and_back():
         wait_for(lambda: gpu_up(v, 3) == 1, 12, "GPU 3 re-attached without a restart")
         wait_for(lambda: series(parse_metrics(v.metrics()), "vigil_gpu_temperature_celsius", gpu=3),
                  5, "GPU 3 temperature back")
-        check("re-attached" in v.logs(), "no log line for the re-attach")
+        check(v.get_json("/api/v1/gpus/3")["state"] == "up", "API state after the re-attach")
+        check(v.get_json("/api/v1/status")["gpus_up"] == 8, "status gpus_up after the re-attach")
 
 
 def test_xid_is_counted_per_code_at_once():
@@ -78,7 +79,7 @@ def test_not_supported_fields_are_left_out():
     check(os.path.exists(path), "scenario %s missing" % path)
     with Vigild(scenario=path) as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
-        time.sleep(1.2)
+        v.wait_sweeps(1)
         text = v.metrics()
         m = parse_metrics(text)
         check(not series(m, "vigil_gpu_memory_temperature_celsius"),
@@ -93,6 +94,21 @@ def test_not_supported_fields_are_left_out():
         check(mt["status"] == "not_supported" and "value" not in mt, "API MEMORY_TEMP %s" % mt)
 
 
+def test_fake_clock_moves_scenario_time():
+    # gpu-lost.yaml: GPU 1 is lost at t=2s and back at t=5s; the test moves the fake clock there
+    with Vigild(scenario="gpu-lost.yaml") as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        check(gpu_up(v, 1) == 1, "GPU 1 up at t=0")
+        for bad in (-1, "1", 400 * 86400):
+            st, _, body = v.request("POST", "/api/v1/inject", {"advance_s": bad})
+            check(st == 400, "advance_s %r answered %d: %s" % (bad, st, body[:200]))
+        check(v.advance(2.5) == {"injected": {"advance_s": 2.5}}, "advance answer")
+        wait_for(lambda: gpu_up(v, 1) == 0, 10, "GPU 1 lost at t=2s")
+        v.advance(3)
+        wait_for(lambda: gpu_up(v, 1) == 1, 15, "GPU 1 back at t=5s")
+
+
 if __name__ == "__main__":
     main([test_gpu_lost_and_back, test_xid_is_counted_per_code_at_once, test_ecc_dbe_counts,
-          test_field_injection_holds_and_clears, test_not_supported_fields_are_left_out])
+          test_field_injection_holds_and_clears, test_not_supported_fields_are_left_out,
+          test_fake_clock_moves_scenario_time])

@@ -2,10 +2,8 @@
 GET /api/v1/health, `vigil health --check` exit codes, acknowledgement, resolution after the
 condition clears (with hysteresis), persistence across a restart, metrics, and a healthy run that
 must stay quiet."""
-import os
-import time
 
-from harness import Vigild, check, main, parse_metrics, run_cli, series, wait_for
+from harness import Vigild, check, holds_for, main, parse_metrics, run_cli, series, wait_for
 
 FAST = "health: {resolve_after: 2s}\n"
 
@@ -22,26 +20,24 @@ def test_healthy_default_quiet():
     # The built-in scenario (8 H200s replaying a real trace) must not open anything.
     with Vigild(config=FAST) as v:
         wait_for(lambda: v.get_json("/api/v1/health")["evaluations"] > 3, 10, "evaluations")
-        time.sleep(10)
+        v.wait_evaluations(10)  # 10 more sweeps of the trace replay
         inc = incidents(v, True)
         check(inc == [], "healthy run opened incidents: %r" % inc)
         h = v.get_json("/api/v1/health")
         check(h["status"] == "PASS", "status %r" % h["status"])
         check(len(h["gpus"]) == 8, "8 GPUs")
-        # NVLink has rules now (nvlink_errors, nvlink_down); these GPUs have no NVLink: PASS.
-        check(h["gpus"][0]["systems"]["nvlink"]["status"] == "PASS", "nvlink system")
+        check(h["gpus"][0]["systems"]["nvlink"].get("note", "").startswith("not monitored"), "nvlink note")
         p = run_cli("--host", v.url, "health", "--check")
         check(p.returncode == 0, "--check exit %d: %s" % (p.returncode, p.stdout + p.stderr))
 
 
-def test_xid79_critical_within_a_second():
+def test_xid79_critical():
+    # How fast the XID turns /api/v1/health to FAIL is measured in bench/timings.py.
     with Vigild(scenario="constant-2gpu.yaml", config=FAST) as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
-        t0 = time.monotonic()
         v.inject(gpu=1, xid=79)
         h = wait_for(lambda: (lambda j: j if j["status"] == "FAIL" else None)(v.get_json("/api/v1/health")),
-                     1.0, "FAIL in /api/v1/health")
-        check(time.monotonic() - t0 < 1.0, "took too long")
+                     10, "FAIL in /api/v1/health")
         check(h["gpus"][1]["status"] == "FAIL" and h["gpus"][0]["status"] == "PASS", "per-GPU status")
         inc = find(v, "xid_79", 1)
         check(len(inc) == 1 and inc[0]["severity"] == "critical", "incident %r" % inc)
@@ -77,16 +73,18 @@ def test_temperature_hysteresis_and_resolve():
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
         # noise just under the threshold: nothing
         v.inject(gpu=0, field="GPU_TEMP", value=79)
-        time.sleep(2.5)
+        v.wait_metric("vigil_gpu_temperature_celsius", lambda t: t == 79, gpu=0)
+        v.wait_evaluations(3)
         check(find(v, "temperature") == [], "fired below the threshold")
         v.inject(gpu=0, field="GPU_TEMP", value=81)
         wait_for(lambda: find(v, "temperature", 0), 3, "temperature incident")
         check(find(v, "temperature", 0)[0]["severity"] == "warning", "warning")
         # back to 78: above threshold - hysteresis (77), so it stays open well past resolve_after
         v.inject(gpu=0, field="GPU_TEMP", value=78)
-        time.sleep(3.5)
-        inc = find(v, "temperature", 0)
-        check(inc and inc[0]["state"] == "open", "flapped: %r" % inc)
+        v.wait_metric("vigil_gpu_temperature_celsius", lambda t: t == 78, gpu=0)
+        # resolve_after is the daemon's own timer: 2 s of real time must pass (with margin)
+        holds_for(lambda: (lambda i: i and i[0]["state"] == "open")(find(v, "temperature", 0)), 3,
+                  "the temperature incident open under the hysteresis")
         v.inject(gpu=0, field="GPU_TEMP", value=90)
         wait_for(lambda: find(v, "temperature", 0)[0]["severity"] == "critical", 3, "escalated")
         v.inject(gpu=0, field="GPU_TEMP", clear=True)
@@ -124,9 +122,11 @@ def test_incidents_survive_restart():
     d = None
     with Vigild(scenario="constant-2gpu.yaml", config=FAST) as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        commits = v.metric("vigil_store_commits_total")
         v.inject(gpu=0, xid=48)
         wait_for(lambda: find(v, "xid_48", 0), 2, "xid_48")
-        time.sleep(1.5)  # persisted by the health thread
+        v.wait_metric("vigil_store_commits_total", lambda c: c > commits,
+                      what="the store to commit the incident")
         first = find(v, "xid_48", 0)[0]
         d = v.data
         keep = v.tmp
@@ -144,6 +144,6 @@ def test_incidents_survive_restart():
 
 
 if __name__ == "__main__":
-    main([test_healthy_default_quiet, test_xid79_critical_within_a_second,
+    main([test_healthy_default_quiet, test_xid79_critical,
           test_temperature_hysteresis_and_resolve, test_gpu_lost_and_back,
           test_memory_and_count_rules, test_incidents_survive_restart])

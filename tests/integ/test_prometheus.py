@@ -9,12 +9,10 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
-import time
 import urllib.parse
 import urllib.request
 
-from harness import SRC, Failure, Vigild, check, free_port, main, wait_for
+from harness import Failure, SRC, Vigild, check, free_port, main, scratch_dir, wait_for
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTS = os.path.join(SRC, "deploy", "prometheus", "vigil-alerts.yml")
@@ -39,7 +37,7 @@ def shortened_rules(path):
 
 class Prometheus:
     def __init__(self, targets):
-        self.tmp = tempfile.TemporaryDirectory(prefix="vigil-prom-")
+        self.tmp = scratch_dir("vigil-prom-")
         d = self.tmp.name
         with open(os.path.join(d, "alerts.yml"), "w") as f:
             f.write(shortened_rules(ALERTS))

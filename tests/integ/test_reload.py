@@ -2,15 +2,25 @@
 """Reloads that tell the truth: every reloadable key changed through SIGHUP or
 POST /api/v1/config/reload takes effect in the running daemon (seen through the API, metrics and
 behaviour), a restart-only key is reported as pending and keeps its running value, and a refused
-reload (a TLS key file that does not exist) changes nothing and is audited."""
+reload (a TLS key file that does not exist) changes nothing and is audited. The keys that
+reconfigure running threads are each changed and seen at work: policies (a new one runs; a slow
+hook on the policy worker holds neither evaluations nor a reload), Alertmanager and webhook
+targets (a local receiver gets the next alert), the counters CSV (families appear and disappear
+on /metrics; a bad CSV refuses the reload), and TLS (a new certificate is served, a client-auth
+change is enforced)."""
 import base64
 import hashlib
 import hmac
+import http.server
 import json
 import os
+import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 from harness import VIGILD, Vigild, check, main, wait_for
@@ -40,6 +50,18 @@ RELOADABLE = {
     "health.systems.memory", "health.systems.inforom", "health.systems.thermal",
     "health.systems.power", "health.systems.driver", "health.systems.gpu",
     "health.systems.clocks", "health.systems.host",
+    # applied by their own tests below (test_alerting_and_policies, test_counters_csv, test_tls)
+    "policies", "alerting.alertmanagers", "alerting.webhooks", "alerting.resend_interval",
+    "alerting.timeout", "metrics.counters_csv", "metrics.naming", "metrics.extra_labels",
+    "security.tls.cert_file", "security.tls.key_file", "security.tls.ca_file",
+    "security.tls.client_auth",
+}
+# the keys above whose own tests below change them and check their effect
+APPLIED_ELSEWHERE = {
+    "policies", "alerting.alertmanagers", "alerting.webhooks", "alerting.resend_interval",
+    "alerting.timeout", "metrics.counters_csv", "metrics.naming", "metrics.extra_labels",
+    "security.tls.cert_file", "security.tls.key_file", "security.tls.ca_file",
+    "security.tls.client_auth",
 }
 
 SECRET = "0123456789abcdef0123456789abcdef-reload"
@@ -191,7 +213,7 @@ def test_every_reloadable_key():
         check(code == 200, "reload over the socket: %d %s" % (code, out))
         r3 = json.loads(out)
         applied |= set(r3["applied"])
-        missing = RELOADABLE - applied
+        missing = RELOADABLE - applied - APPLIED_ELSEWHERE
         check(not missing, "reloadable keys never applied: %s" % sorted(missing))
         check(r3["pending_restart"] == [], "pending after a revert: %s" % r3)
         cfg = json.loads(unix(v, "GET", "/api/v1/config")[1])
@@ -296,7 +318,274 @@ def test_check_config_refuses_what_start_refuses():
             check(not os.path.exists(data), "a refused start touched the data dir")
 
 
+class Receiver:
+    """A local HTTP receiver: records every POST (path, body) it is sent and answers 200."""
+
+    def __init__(self):
+        self.posts = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                outer.posts.append((self.path, self.rfile.read(n).decode()))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def paths(self):
+        return [p for p, _ in self.posts]
+
+    def close(self):
+        self.srv.shutdown()
+
+
+def test_alerting_and_policies():
+    """No targets and no policies at start; one reload adds an Alertmanager, a webhook and a
+    policy, and the incident that the same reload's lower threshold opens reaches both targets
+    and runs the policy. A second reload swaps the targets: the next alert goes to the new ones
+    only."""
+    a, b = Receiver(), Receiver()
+    try:
+        with Vigild(config="health: {resolve_after: 1s}\n") as v:
+            wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+            mark = os.path.join(v.data, "policy-ran")
+            write(v, "health: {resolve_after: 1s, temperature: {warning: 20}}\n"
+                     "policies:\n  - {condition: temperature, actions: [log, exec], "
+                     "exec: 'touch %s', rate_limit: 60/1m}\n"
+                     "alerting:\n  alertmanagers: ['%s']\n  webhooks: [{url: '%s/hook'}]\n"
+                     "  resend_interval: 2s\n  timeout: 2s\n" % (mark, a.url, a.url))
+            r = reload_api(v)
+            for k in ("policies", "alerting.alertmanagers", "alerting.webhooks",
+                      "alerting.resend_interval", "alerting.timeout"):
+                check(k in r["applied"], "%s not applied: %s" % (k, r))
+            wait_for(lambda: "/api/v2/alerts" in a.paths() and "/hook" in a.paths(), 15,
+                     "the new Alertmanager and webhook receive the alert")
+            wait_for(lambda: os.path.exists(mark), 10, "the new policy ran")
+            # swap the targets: b only, through SIGHUP
+            write(v, "health: {resolve_after: 1s, temperature: {warning: 20}}\n"
+                     "alerting:\n  alertmanagers: ['%s']\n  resend_interval: 1s\n" % b.url)
+            v.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "/api/v2/alerts" in b.paths(), 15, "the next alert at the new target")
+            n = len(a.posts)
+            time.sleep(2.5)  # two resend intervals
+            check(len(a.posts) <= n + 1, "the removed target still receives: %d -> %d"
+                  % (n, len(a.posts)))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_slow_policy_action():
+    """A hook that sleeps 6 s runs on the policy worker: evaluations go on and a reload answers
+    at once meanwhile."""
+    with Vigild(config="health: {resolve_after: 1s}\n") as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        done = os.path.join(v.data, "slow-done")
+        started = os.path.join(v.data, "slow-started")
+        write(v, "health: {temperature: {warning: 20}}\npolicies:\n"
+                 "  - {condition: temperature, actions: [exec], exec: 'touch %s; sleep 6; touch %s',"
+                 " exec_timeout: 20s, rate_limit: 60/1m}\n" % (started, done))
+        reload_api(v)
+        wait_for(lambda: os.path.exists(started), 10, "the slow hook started")
+        e0 = v.get_json("/api/v1/health").get("evaluations", 0)
+        t0 = time.monotonic()
+        write(v, "health: {temperature: {warning: 20}}\nlogging: {level: debug}\npolicies:\n"
+                 "  - {condition: temperature, actions: [exec], exec: 'touch %s; sleep 6; touch %s',"
+                 " exec_timeout: 20s, rate_limit: 60/1m}\n" % (started, done))
+        r = reload_api(v)
+        dt = time.monotonic() - t0
+        check(r["reloaded"] is True and dt < 2.0, "reload took %.1fs during a slow hook" % dt)
+        time.sleep(2.5)
+        check(not os.path.exists(done), "the hook ended early: the test proves nothing")
+        e1 = v.get_json("/api/v1/health").get("evaluations", 0)
+        check(e1 >= e0 + 2, "evaluations stalled behind the hook: %d -> %d" % (e0, e1))
+        wait_for(lambda: os.path.exists(done), 15, "the slow hook finished")
+
+
+CSV_TEMP = "DCGM_FI_DEV_GPU_TEMP, gauge, GPU temperature (in C).\n"
+CSV_POWER = "DCGM_FI_DEV_POWER_USAGE, gauge, Power draw (in W).\n"
+
+
+def test_counters_csv():
+    with tempfile.TemporaryDirectory() as d:
+        a, b, bad = (os.path.join(d, x) for x in ("a.csv", "b.csv", "bad.csv"))
+        open(a, "w").write(CSV_TEMP)
+        open(b, "w").write(CSV_POWER)
+        open(bad, "w").write("DCGM_FI_NO_SUCH_FIELD, gauge, nothing\n")
+        with Vigild(config="metrics: {counters_csv: %s}\n" % a) as v:
+            wait_for(lambda: "DCGM_FI_DEV_GPU_TEMP{" in v.metrics(), 10, "the first CSV")
+            check("DCGM_FI_DEV_POWER_USAGE" not in v.metrics(), "power before the swap")
+            write(v, "metrics: {counters_csv: %s, extra_labels: {cluster: c1}}\n" % b)
+            r = reload_api(v)
+            check("metrics.counters_csv" in r["applied"] and
+                  "metrics.extra_labels" in r["applied"], "applied: %s" % r)
+            m = v.metrics()
+            check("DCGM_FI_DEV_POWER_USAGE{" in m and 'cluster="c1"' in m,
+                  "the new CSV's family and label: %s" % m[:500])
+            check("DCGM_FI_DEV_GPU_TEMP" not in m, "the removed family is still exported")
+            # a bad CSV refuses the whole reload
+            write(v, "metrics: {counters_csv: %s}\nlogging: {level: debug}\n" % bad)
+            r = reload_api(v, expect=400)
+            check("counters CSV" in r["error"]["message"], "refusal: %s" % r)
+            check("DCGM_FI_DEV_POWER_USAGE{" in v.metrics(), "a refused CSV changed /metrics")
+            # back to native names
+            write(v, "metrics: {naming: vigil}\n")
+            r = reload_api(v)
+            wait_for(lambda: "vigil_gpu_temperature_celsius{" in v.metrics(), 5, "native names")
+            m = v.metrics()
+            check("DCGM_FI_" not in m, "dcgm families after the switch back")
+            # the native exposition's sampler self-metrics (no clock step, no refused sample)
+            for fam in ("vigil_sampler_clock_steps_total", "vigil_sampler_push_errors_total"):
+                check("\n%s 0\n" % fam in m, "%s missing or not 0" % fam)
+
+
+def _pki(d):
+    def sh(*args):
+        subprocess.run(args, check=True, capture_output=True)
+
+    def ca(name):
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-nodes", "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.pem", "-days", "2",
+           "-subj", f"/CN={name}")
+
+    def leaf(name, issuer, ext):
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj", f"/CN={name}")
+        with open(f"{d}/{name}.ext", "w") as f:
+            f.write(ext)
+        sh("openssl", "x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/{issuer}.pem",
+           "-CAkey", f"{d}/{issuer}.key", "-CAcreateserial", "-out", f"{d}/{name}.pem", "-days",
+           "2", "-extfile", f"{d}/{name}.ext")
+
+    ca("ca")
+    for n in ("s1", "s2"):
+        leaf(n, "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    leaf("client", "ca", "extendedKeyUsage=clientAuth\n")
+
+
+def tls_get(url, pki, cert=None):
+    """(status or None when the handshake or request was refused, SHA-256 of the peer cert)"""
+    host, port = url.split("//")[1].rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+    if cert:
+        ctx.load_cert_chain(f"{pki}/{cert}.pem", f"{pki}/{cert}.key")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname=host) as t:
+                fp = hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest()
+                t.sendall(b"GET /api/v1/gpus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    c = t.recv(65536)
+                    if not c:
+                        break
+                    data += c
+        return int(data.split(b" ", 2)[1]), fp
+    except (ssl.SSLError, OSError, IndexError, ValueError):
+        return None, None
+
+
+def der_fp(pem):
+    der = ssl.PEM_cert_to_DER_cert(open(pem).read())
+    return hashlib.sha256(der).hexdigest()
+
+
+def test_tls():
+    pki = tempfile.mkdtemp(prefix="vigil-pki-")
+    try:
+        _pki(pki)
+        tls = "security:\n  tls: {enabled: true, cert_file: %s/%s.pem, key_file: %s/%s.key%s}\n"
+        with Vigild(config=tls % (pki, "s1", pki, "s1", "")) as v:
+            st, fp = tls_get(v.url, pki)
+            check(st == 200 and fp == der_fp(f"{pki}/s1.pem"), "first certificate: %s" % st)
+            # a new certificate and a client-auth policy, through SIGHUP
+            write(v, tls % (pki, "s2", pki, "s2", ", ca_file: %s/ca.pem, client_auth: require"
+                            % pki))
+            v.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: tls_get(v.url, pki, "client")[1] == der_fp(f"{pki}/s2.pem"), 10,
+                     "the new certificate served")
+            check(tls_get(v.url, pki, "client")[0] == 200, "a client certificate accepted")
+            check(tls_get(v.url, pki)[0] in (None, 403), "client_auth: require not enforced")
+            # a bad key refuses the reload; the old settings stay
+            write(v, tls % (pki, "s1", pki, "s2", ""))
+            r = reload_api(v, expect=400)
+            check("does not match" in r["error"]["message"], "refusal: %s" % r)
+            st, fp = tls_get(v.url, pki, "client")
+            check(st == 200 and fp == der_fp(f"{pki}/s2.pem"), "a refused reload changed TLS")
+            check(tls_get(v.url, pki)[0] in (None, 403), "a refused reload changed client_auth")
+            # client_auth back to none, the first certificate again
+            write(v, tls % (pki, "s1", pki, "s1", ""))
+            r = reload_api(v)
+            check(r["pending_restart"] == [], "TLS settings pending: %s" % r)
+            st, fp = tls_get(v.url, pki)
+            check(st == 200 and fp == der_fp(f"{pki}/s1.pem"), "client_auth none: %s" % st)
+            # switching TLS off waits for a restart
+            write(v, "")
+            r = reload_api(v)
+            check("security.tls.enabled" in r["pending_restart"], "TLS off: %s" % r)
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
+
+
+def tls12_refused(url, pki):
+    host, port = url.split("//")[1].rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+    ctx.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname=host):
+                return False
+    except (ssl.SSLError, OSError):
+        return True
+
+
+def test_webconfig_tls():
+    """The web-config file's TLS settings (certificate, client CA, client_auth_type,
+    min_version) change with the file and a SIGHUP, as node_exporter re-reads its web config."""
+    pki = tempfile.mkdtemp(prefix="vigil-pki-")
+    try:
+        _pki(pki)
+        web = os.path.join(pki, "web.yml")
+        first = "tls_server_config:\n  cert_file: s1.pem\n  key_file: s1.key\n"
+        open(web, "w").write(first)
+        with Vigild(config="security: {web_config_file: %s}\n" % web) as v:
+            st, fp = tls_get(v.url, pki)
+            check(st == 200 and fp == der_fp(f"{pki}/s1.pem"), "first: %s" % st)
+            check(not tls12_refused(v.url, pki), "TLS 1.2 refused before min_version")
+            open(web, "w").write("tls_server_config:\n  cert_file: s2.pem\n  key_file: s2.key\n"
+                                 "  client_ca_file: ca.pem\n"
+                                 "  client_auth_type: RequireAndVerifyClientCert\n"
+                                 "  min_version: TLS13\n")
+            r = reload_api(v)
+            check(r["pending_restart"] == [], "web-config TLS pending: %s" % r)
+            st, fp = tls_get(v.url, pki, "client")
+            check(st == 200 and fp == der_fp(f"{pki}/s2.pem"), "new web-config cert: %s" % st)
+            check(tls_get(v.url, pki)[0] is None, "no client cert accepted after the reload")
+            check(tls12_refused(v.url, pki), "TLS 1.2 accepted after min_version TLS13")
+            # a broken CA file refuses the reload; the running settings stay
+            open(f"{pki}/badca.pem", "w").write("not a certificate\n")
+            open(web, "w").write("tls_server_config:\n  cert_file: s1.pem\n  key_file: s1.key\n"
+                                 "  client_ca_file: badca.pem\n"
+                                 "  client_auth_type: RequireAndVerifyClientCert\n")
+            r = reload_api(v, expect=400)
+            check("badca.pem" in r["error"]["message"], "refusal: %s" % r)
+            check(tls_get(v.url, pki, "client")[1] == der_fp(f"{pki}/s2.pem"), "refusal applied")
+            open(web, "w").write(first)
+            v.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: tls_get(v.url, pki)[0] == 200, 10, "client auth off again")
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main([test_check_config_refuses_what_start_refuses, test_restart_key_pending,
-          test_refused_reload_changes_nothing, test_allowed_ips_applied,
-          test_every_reloadable_key])
+          test_refused_reload_changes_nothing, test_allowed_ips_applied, test_alerting_and_policies,
+          test_slow_policy_action, test_counters_csv, test_tls, test_webconfig_tls, test_every_reloadable_key])

@@ -13,14 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "deploy"))
-from harness import BUILD, SRC, VIGILD, Failure, check, wait_for  # noqa: E402
+from harness import BUILD, Failure, SRC, VIGILD, check, scratch_dir, wait_for  # noqa: E402
 import netns  # noqa: E402
 
 SCRIPT = os.path.join(SRC, "deploy", "scripts", "rolling-deploy.sh")
@@ -60,7 +59,7 @@ def run_rollout(state_path, hosts, targets, extra=()):
 def main():
     netns.skip_without_netns()
     net = netns.Net(1, 3)
-    tmp = tempfile.TemporaryDirectory(prefix="vigil-rolling-")
+    tmp = scratch_dir("vigil-rolling-")
     try:
         targets = os.path.join(tmp.name, "targets.json")
         st = {"hosts": {}, "old_bin": VIGILD, "new_bin": VIGILD, "targets": targets}

@@ -7,7 +7,9 @@
    READY=1 after the first sweep, WATCHDOG=1 while sampling, RELOADING=1 then READY=1 on SIGHUP,
    STOPPING=1 and exit 0 on SIGTERM.
 3. A stuck sampler (every NVML field read sleeps 3 s) withholds the watchdog pings.
-Timings are printed (and recorded in bench/RESULTS-deploy.md by hand), never asserted tightly.
+Timings are printed (and recorded in bench/RESULTS-deploy.md by hand), never asserted. The one
+time bound checked is the protocol itself: a healthy daemon never leaves a gap between pings that
+systemd would kill it for (WATCHDOG_USEC), and a stuck one leaves such a gap.
 """
 import http.client
 import os
@@ -17,19 +19,18 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SRC, Failure, Vigild, check, wait_for  # noqa: E402
+from harness import Failure, SRC, Vigild, check, scratch_dir, skip_part, wait_for  # noqa: E402
 
 UNIT = os.path.join(SRC, "deploy", "systemd", "vigild.service")
 
 
 def test_unit_security():
     if not shutil.which("systemd-analyze"):
-        print("SKIP unit checks: systemd-analyze is not installed (static checks only)")
+        skip_part("unit checks: systemd-analyze is not installed (static checks only)")
     else:
         out = subprocess.run(["systemd-analyze", "security", "--offline=yes", UNIT],
                              capture_output=True, text=True)
@@ -38,7 +39,7 @@ def test_unit_security():
         score = float(m.group(1))
         print("systemd-analyze security exposure: %.1f" % score)
         check(score <= 2.0, "exposure %.1f > 2.0" % score)
-        with tempfile.TemporaryDirectory() as d:
+        with scratch_dir() as d:
             # verify resolves ExecStart: point it at an existing binary
             with open(UNIT) as f:
                 text = f.read().replace("/usr/bin/vigild", "/bin/true")
@@ -75,7 +76,7 @@ class NotifySocket:
     """Stands in for systemd: records every datagram with its arrival time."""
 
     def __init__(self):
-        self.dir = tempfile.TemporaryDirectory(prefix="vigil-notify-")
+        self.dir = scratch_dir("vigil-notify-")
         self.path = os.path.join(self.dir.name, "notify")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
@@ -120,18 +121,17 @@ def max_gap(ts, start, end):
 def test_notify_protocol():
     ns = NotifySocket()
     try:
-        env = {"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "1000000"}
+        env = {"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "2000000"}  # vigild pings every 1 s
         v = Vigild("constant-2gpu.yaml", env=env)
         try:
             v.wait_listening()
             t_ready = wait_for(lambda: ns.first("READY=1"), 15, "READY=1")
             print("# start -> READY=1: %.3f s" % (t_ready - v.started))
-            time.sleep(3)
-            pings = ns.times("WATCHDOG=1")
-            check(len(pings) >= 3, "expected >= 3 WATCHDOG=1 in 3 s, got %d" % len(pings))
-            gap = max_gap(pings, t_ready + 0.6, time.monotonic())
-            print("# healthy sampler: %d pings, largest gap %.2f s (WATCHDOG_USEC=1s)" % (len(pings), gap))
-            check(gap < 1.5, "healthy sampler: watchdog gap %.2f s" % gap)
+            pings = wait_for(lambda: (lambda p: p if len(p) >= 3 else None)(ns.times("WATCHDOG=1")), 15,
+                             "3 WATCHDOG=1 pings")
+            gap = max_gap(pings, pings[0], pings[-1])
+            print("# healthy sampler: %d pings, largest gap %.2f s (WATCHDOG_USEC=2s)" % (len(pings), gap))
+            check(gap < 2.0, "healthy sampler: a watchdog gap of %.2f s (systemd kills at 2 s)" % gap)
             t_hup = time.monotonic()
             v.proc.send_signal(signal.SIGHUP)
             t_rel = wait_for(lambda: ns.first("RELOADING=1", t_hup), 10, "RELOADING=1")
@@ -168,11 +168,11 @@ def test_notify_protocol():
             threads = [threading.Thread(target=scrape, daemon=True) for _ in range(4)]
             for t in threads:
                 t.start()
-            time.sleep(0.3)
+            wait_for(lambda: results["ok"] > 10, 10, "scrapes before the stop")
             t_term = time.monotonic()
             rc = v.stop()
             t_exit = time.monotonic()
-            time.sleep(0.1)
+            wait_for(lambda: results["refused"] > 0, 10, "scrapes to find the door closed")
             stop.set()
             for t in threads:
                 t.join(5)
@@ -182,7 +182,6 @@ def test_notify_protocol():
             check(rc == 0, "vigild exited %s on SIGTERM" % rc)
             check(ns.first("STOPPING=1", t_term) is not None, "no STOPPING=1")
             print("# SIGTERM -> exit: %.3f s" % (t_exit - t_term))
-            check(t_exit - t_term < 10, "stop took %.1f s" % (t_exit - t_term))
         finally:
             v.stop()
     finally:
@@ -199,12 +198,17 @@ def test_stuck_sampler():
         try:
             v.wait_listening(20)
             t_ready = wait_for(lambda: ns.first("READY=1"), 30, "READY=1")
-            time.sleep(7)
+
+            def silent_for():  # seconds since the last ping (or READY=1)
+                return time.monotonic() - max([t_ready] + ns.times("WATCHDOG=1"))
+            # the pings stop: a gap of twice WATCHDOG_USEC (systemd would have killed it at 1 s)
+            wait_for(lambda: silent_for() >= 2.0, 30, "the watchdog pings to stop")
             pings = ns.times("WATCHDOG=1")
-            gap = max_gap(pings, t_ready, time.monotonic())
-            print("# stuck sampler: %d pings in 7 s, largest gap %.2f s" % (len(pings), gap))
-            check(gap >= 2.0, "stuck sampler still pinged the watchdog (largest gap %.2f s)" % gap)
-            check("sampler stalled" in v.logs(), "no 'sampler stalled' warning in the log")
+            print("# stuck sampler: %d pings, silent for %.2f s" % (len(pings), silent_for()))
+            # what vigild tells the operator: the fast tier's last sweep is stale
+            fast = v.get_json("/api/v1/status")["tiers"]["fast"]
+            age = time.time() - fast["last_sweep_us"] / 1e6
+            check(age > 3 * fast["interval_seconds"], "fast tier not stale: %.1f s %r" % (age, fast))
         finally:
             v.stop()
     finally:

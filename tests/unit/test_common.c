@@ -22,6 +22,7 @@
 #include "common/fileio.h"
 #include "common/lazydl.h"
 #include "common/macros.h"
+#include "common/redact.h"
 #include "common/spawn.h"
 #include "common/yamldoc.h"
 #include "common/vtime.h"
@@ -105,6 +106,8 @@ static void test_errmap(void **state)
         assert_int_equal(errmap_http_status(-ENOENT), 404);
         assert_int_equal(errmap_http_status(-EINVAL), 400);
         assert_int_equal(errmap_http_status(-EACCES), 403);
+        assert_int_equal(errmap_http_status(-ENOKEY), 409); /* key rotation, encryption off */
+        assert_int_equal(errmap_exit_code(-ENOKEY), 7);
         assert_int_equal(errmap_http_status(-12345), 500);
         assert_int_equal(errmap_exit_code(-ECONNREFUSED), 3);
 }
@@ -418,6 +421,51 @@ static void test_yamldoc(void **state)
         ydoc_release(&d);
 }
 
+/* redact_text: every kind of secret in configuration text, and what must stay readable. */
+static void test_redact(void **state)
+{
+        static const struct {
+                const char *in, *want;
+        } cases[] = {
+            {"", ""},
+            {"/var/lib/vigil", "/var/lib/vigil"},
+            {"0.0.0.0:5555", "0.0.0.0:5555"},
+            {"http://am:9093", "http://am:9093"},
+            {"https://hooks.example/x?token=S3CRET", "https://hooks.example/x?<redacted>"},
+            {"https://user:pw@am.example:9093/api", "https://<redacted>@am.example:9093/api"},
+            {"http://u:p@h/p?a=1#frag", "http://<redacted>@h/p?<redacted>"},
+            {"http://h/p#frag", "http://h/p#<redacted>"},
+            {"/usr/bin/page --token S3CRET --gpu 1", "/usr/bin/page --token <redacted> --gpu 1"},
+            {"notify --password=S3CRET", "notify --password=<redacted>"},
+            {"notify --api-key 'S3CRET' -v", "notify --api-key '<redacted>' -v"},
+            {"API_KEY=S3CRET FOO=bar /bin/x", "API_KEY=<redacted> FOO=<redacted> /bin/x"},
+            {"run secret=S3CRET mode=fast", "run secret=<redacted> mode=fast"},
+            {"curl -H 'Authorization: Bearer S3CRET' https://x/y?k=v",
+             "curl -H 'Authorization: Bearer <redacted>' https://x/y?<redacted>"},
+            {"curl -H \"Authorization: Basic dXNlcjpw\" http://a",
+             "curl -H \"Authorization: Basic <redacted>\" http://a"},
+            {"send --url=https://u:S3CRET@h/", "send --url=https://<redacted>@h/"},
+            {"logger -t vigil incident", "logger -t vigil incident"},
+            {"--token", "--token"},
+        };
+        char out[256];
+        (void)state;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                bool hid = redact_text(cases[i].in, out, sizeof(out));
+                assert_string_equal(out, cases[i].want);
+                assert_int_equal(hid, strcmp(cases[i].in, cases[i].want) != 0);
+        }
+        /* bounded: cut, terminated */
+        assert_true(redact_text("https://h/?token=S3CRET", out, 12));
+        assert_int_equal(strlen(out), 11);
+        assert_null(strstr(out, "S3CRET"));
+        assert_false(redact_text(NULL, out, sizeof(out)));
+        assert_string_equal(out, "");
+        assert_true(redact_name_is_secret("--Password", 10));
+        assert_true(redact_name_is_secret("jwt_secret", 10));
+        assert_false(redact_name_is_secret("--gpu", 5));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -432,6 +480,7 @@ int main(void)
             cmocka_unit_test(test_lazy_dl),
             cmocka_unit_test(test_base64),
             cmocka_unit_test(test_yamldoc),
+            cmocka_unit_test(test_redact),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

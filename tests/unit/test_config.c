@@ -609,7 +609,7 @@ static void test_listen(void **state)
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 int r;
-                strcpy(host, "untouched");
+                snprintf(host, sizeof(host), "untouched");
                 port = 4242;
                 r = config_parse_listen(cases[i].in, host, sizeof(host), &port);
                 if (r != cases[i].ret) {
@@ -641,13 +641,22 @@ static void test_table_owners(void **state)
             {"socket", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
             {"data_dir", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
             {"collection.tiers.fast", CONFIG_MOD_SAMPLER, CONFIG_APPLY_RESTART},
-            {"metrics.counters_csv", CONFIG_MOD_API, CONFIG_APPLY_RESTART},
+            {"metrics.counters_csv", CONFIG_MOD_API, CONFIG_APPLY_RELOAD},
+            {"metrics.naming", CONFIG_MOD_API, CONFIG_APPLY_RELOAD},
+            {"metrics.hostname", CONFIG_MOD_API, CONFIG_APPLY_RESTART},
+            {"policies", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.alertmanagers", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.webhooks", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.resend_interval", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.timeout", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"security.tls.enabled", CONFIG_MOD_SECURITY, CONFIG_APPLY_RESTART},
+            {"security.tls.client_auth", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
             {"logging.level", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
             {"logging.file.max_size", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
             {"health.temperature.warning", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
             {"health.max_rss", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
             {"security.network.allowed_ips", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
-            {"security.tls.key_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RESTART},
+            {"security.tls.key_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
             {"security.web_config_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
             {"security.encryption.encryption_key", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
             {"backup.schedule", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},

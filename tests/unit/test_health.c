@@ -40,6 +40,8 @@ static const uint16_t fields[] = {
     FLD_POWER_VIOLATION,
     FLD_POWER_USAGE,
     FLD_CLOCKS_EVENT_REASONS,
+    FLD_ENFORCED_POWER_LIMIT,
+    FLD_POWER_LIMIT_DEFAULT,
 };
 #define NF (sizeof(fields) / sizeof(fields[0]))
 
@@ -150,6 +152,33 @@ static void test_table(void **state)
         assert_true(health_condition_valid("critical"));
         assert_false(health_condition_valid("xid_"));
         assert_false(health_condition_valid("temprature"));
+}
+
+/* rules.def "needs": a rule checks nothing on a GPU without one of its fields, so its system is
+ * not monitored there (report.c); every field a rule needs is one the world collects. */
+static void test_rule_needs(void **state)
+{
+        world w;
+        int pcie = health_rule_find("pcie_replay_rate"), temp = health_rule_find("temperature");
+        int lost = health_rule_find("gpu_lost");
+
+        (void)state;
+        for (size_t i = 0; i < health_n_rules; i++)
+                for (size_t k = 0; k < RULE_MAX_NEEDS && health_rules[i].needs[k]; k++)
+                        assert_non_null(field_by_id(health_rules[i].needs[k]));
+        world_init(&w);
+        healthy(&w);
+        push(&w, NOW - USEC_PER_SEC);
+        assert_true(health_rule_monitors((size_t)pcie, w.c, 0));
+        assert_true(health_rule_monitors((size_t)temp, w.c, 0));
+        assert_true(health_rule_monitors((size_t)lost, w.c, 0)); /* needs nothing */
+        set_status(&w, FLD_PCIE_REPLAY_COUNTER, -EOPNOTSUPP);
+        push(&w, NOW);
+        assert_false(health_rule_monitors((size_t)pcie, w.c, 0));
+        assert_true(health_rule_monitors((size_t)temp, w.c, 0));
+        /* a GPU slot with nothing collected: no field rule checks anything */
+        assert_false(health_rule_monitors((size_t)temp, w.c, 1));
+        world_free(&w);
 }
 
 static void test_pcie_limits(void **state)
@@ -264,9 +293,51 @@ static void test_violations(void **state)
                 assert_int_equal(eval(&w, rules[k], false, NULL), RULE_CLEAR);
                 set(&w, f[k], 123456789 + 5000000);
                 push(&w, NOW);
-                assert_int_equal(eval(&w, rules[k], false, NULL), RULE_FIRING);
+                /* power: capped with the SW power cap reason, no limits known: DCGM's WARN as
+                 * state, no incident */
+                assert_int_equal(eval(&w, rules[k], false, NULL),
+                                 k == 0 ? RULE_FIRING : RULE_NOTED);
                 world_free(&w);
         }
+}
+
+/* Power capping: at the GPU's own limit is state (RULE_NOTED); below the default limit, with a
+ * HW brake, far under the limit or past health.power.sustain it fires; an open one holds. */
+static void power_world(world *w, int64_t enforced, int64_t draw, int64_t reasons)
+{
+        world_init(w);
+        healthy(w);
+        set(w, FLD_POWER_LIMIT_DEFAULT, 700);
+        set(w, FLD_ENFORCED_POWER_LIMIT, enforced);
+        set(w, FLD_CLOCKS_EVENT_REASONS, reasons);
+        set(w, FLD_POWER_USAGE, draw);
+        for (int i = 20; i >= 0; i--) {
+                set(w, FLD_POWER_VIOLATION, (int64_t)(20 - i) * 900000000);
+                push(w, NOW - i * USEC_PER_SEC);
+        }
+}
+
+static void test_power_capping(void **state)
+{
+        world w;
+        (void)state;
+        power_world(&w, 700, 690, 0x4); /* full load at its own limit */
+        assert_int_equal(eval(&w, "power_violation", false, NULL), RULE_NOTED);
+        assert_int_equal(eval(&w, "power_violation", true, NULL), RULE_FIRING); /* holds */
+        w.cfg.power_sustain_us = 15 * USEC_PER_SEC; /* capped 90 % of 20 s */
+        assert_int_equal(eval(&w, "power_violation", false, NULL), RULE_FIRING);
+        w.cfg.power_sustain_us = 60 * USEC_PER_SEC; /* history shorter than sustain */
+        assert_int_equal(eval(&w, "power_violation", false, NULL), RULE_NOTED);
+        world_free(&w);
+        power_world(&w, 450, 449, 0x4); /* enforced below the default */
+        assert_int_equal(eval(&w, "power_violation", false, NULL), RULE_FIRING);
+        world_free(&w);
+        power_world(&w, 700, 690, 0x84); /* HW power brake */
+        assert_int_equal(eval(&w, "power_violation", false, NULL), RULE_FIRING);
+        world_free(&w);
+        power_world(&w, 700, 300, 0x4); /* capped at 43 % of the limit */
+        assert_int_equal(eval(&w, "power_violation", false, NULL), RULE_FIRING);
+        world_free(&w);
 }
 
 static void test_power_unreadable(void **state)
@@ -515,6 +586,9 @@ static void test_payloads(void **state)
         a = notifier_am_payload(&in, "node1", NOW, 60 * USEC_PER_SEC);
         assert_non_null(json_object_get(json_array_get(a, 0), "endsAt"));
         json_decref(a);
+        /* endsAt as Prometheus sets ValidUntil: 4 x max(resend, evaluation interval) */
+        assert_int_equal(notifier_valid_for(300 * USEC_PER_SEC, USEC_PER_SEC), 1200 * USEC_PER_SEC);
+        assert_int_equal(notifier_valid_for(USEC_PER_SEC, 10 * USEC_PER_SEC), 40 * USEC_PER_SEC);
         /* RFC 4231 test case 2 */
         assert_int_equal(
             notifier_sign("Jefe", "what do ya want for nothing?", 28, sig, sizeof(sig)), 0);
@@ -688,11 +762,13 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_table),
+            cmocka_unit_test(test_rule_needs),
             cmocka_unit_test(test_pcie_limits),
             cmocka_unit_test(test_pcie_replay),
             cmocka_unit_test(test_memory_rules),
             cmocka_unit_test(test_retired_dbe_rate),
             cmocka_unit_test(test_violations),
+            cmocka_unit_test(test_power_capping),
             cmocka_unit_test(test_power_unreadable),
             cmocka_unit_test(test_clock_throttle),
             cmocka_unit_test(test_temperature_hysteresis),

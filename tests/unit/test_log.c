@@ -18,26 +18,21 @@
 
 #include "common/log.h"
 #include "common/vtime.h"
+#include "testutil.h"
 
-static char dir[256];
+static char dir[TEST_TMPDIR_LEN];
 
 static int setup(void **state)
 {
         (void)state;
-        snprintf(dir, sizeof(dir), "/tmp/vigil-test-log-XXXXXX");
-        if (!mkdtemp(dir))
-                return -1;
-        return 0;
+        return test_tmpdir_new("log", dir, sizeof(dir)) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-        char cmd[300];
-
         (void)state;
         log_close();
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        return system(cmd) == 0 ? 0 : -1;
+        return test_tmpdir_remove(dir) == 0 ? 0 : -1;
 }
 
 /* Silence stderr while a test floods the logger; returns the saved fd. */

@@ -11,9 +11,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -22,6 +24,7 @@
 #include "security/cidr.h"
 #include "security/gate.h"
 #include "security/tls.h"
+#include "store/store.h"
 
 enum col { NONE, VIEWER, OPERATOR, ADMIN, ANON_NOAUTH, UNIX_VIEWER, UNIX_ADMIN, N_COLS };
 
@@ -315,12 +318,208 @@ static void t_gate_headers(void **state)
         gate_free(g);
 }
 
+/* ---- revocations that stay revoked ---- */
+
+static store *rev_store(char *dir, size_t len)
+{
+        store_options so = {0};
+        char path[512], err[512];
+        store *st = NULL;
+
+        snprintf(dir, len, "/tmp/vigil-rbac-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/vigil.db", dir);
+        so.path = path;
+        assert_int_equal(store_open(&so, &st, NULL, err, sizeof(err)), 0);
+        return st;
+}
+
+static void rev_store_remove(store *st, const char *dir)
+{
+        char cmd[600];
+
+        store_close(st);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static gate_options rev_opts(store *st)
+{
+        gate_options o = {.authn = true, .jwt_secret = SECRET, .leeway_s = 60, .store = st};
+        return o;
+}
+
+static int drop_revoked_fn(sqlite3 *db, void *ctx)
+{
+        (void)ctx;
+        return store_exec(db, "DROP TABLE auth_revoked");
+}
+
+/* A revocation list that cannot be loaded refuses start, with the reason. */
+static void t_revocations_load_failure(void **state)
+{
+        char dir[64], err[512] = "";
+        store *st = rev_store(dir, sizeof(dir));
+        gate_options o = rev_opts(st);
+        auth_gate *g = NULL;
+
+        (void)state;
+        assert_int_equal(store_write(st, drop_revoked_fn, NULL), 0);
+        assert_true(gate_new(&o, &g, err, sizeof(err)) < 0);
+        assert_null(g);
+        assert_non_null(strstr(err, "revocation"));
+        rev_store_remove(st, dir);
+}
+
+/* No count beyond which a revocation is stored but not enforced. */
+static void t_revocations_unbounded(void **state)
+{
+        gate_options o = rev_opts(NULL);
+        auth_gate *g = NULL;
+        char err[256], jti[64];
+
+        (void)state;
+        assert_int_equal(gate_new(&o, &g, err, sizeof(err)), 0);
+        for (int i = 0; i < 70000; i++) {
+                snprintf(jti, sizeof(jti), "jti-%d", i);
+                assert_int_equal(gate_revoke(g, jti, time(NULL) + 3600, "test"), 0);
+        }
+        for (int i = 0; i < 70000; i += 997) {
+                snprintf(jti, sizeof(jti), "jti-%d", i);
+                assert_true(gate_is_revoked(g, jti));
+        }
+        assert_true(gate_is_revoked(g, "jti-69999"));
+        assert_false(gate_is_revoked(g, "jti-70000"));
+        gate_free(g);
+}
+
+/* A revocation whose exp is already past (or wrong) is kept across a restart while the token
+ * itself can still be valid; so is one inside the leeway. */
+static int expires_of_fn(sqlite3 *db, void *ctx)
+{
+        int64_t *out = ctx;
+        sqlite3_stmt *st = NULL;
+
+        assert_int_equal(
+            sqlite3_prepare_v2(db, "SELECT expires FROM auth_revoked WHERE jti = ?", -1, &st, NULL),
+            SQLITE_OK);
+        sqlite3_bind_text(st, 1, (const char *)(uintptr_t)*out, -1, SQLITE_STATIC);
+        *out = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+        sqlite3_finalize(st);
+        return 0;
+}
+
+static void t_revocations_past_exp_restart(void **state)
+{
+        char dir[64], err[512] = "", jti[64];
+        store *st = rev_store(dir, sizeof(dir));
+        gate_options o = rev_opts(st);
+        auth_gate *g = NULL;
+        int64_t now = time(NULL);
+        char *tok = NULL, hdr[1024];
+        gate_input in;
+        gate_req s;
+        gate_verdict v;
+
+        (void)state;
+        /* a token valid for an hour, revoked with an exp that is already past */
+        assert_int_equal(auth_jwt_mint((const unsigned char *)SECRET, strlen(SECRET), "alice",
+                                       ROLE_ADMIN, now, 3600, "", "", &tok, jti, sizeof(jti)),
+                         0);
+        assert_int_equal(gate_new(&o, &g, err, sizeof(err)), 0);
+        assert_int_equal(gate_revoke(g, jti, now - 10, "test"), 0);
+        assert_int_equal(gate_revoke(g, "in-leeway", now - 30, "test"), 0);
+        assert_int_equal(gate_revoke(g, "future", now + 3600, "test"), 0);
+        g = gate_free(g);
+        assert_int_equal(gate_new(&o, &g, err, sizeof(err)), 0);
+        assert_true(gate_is_revoked(g, jti));
+        assert_true(gate_is_revoked(g, "in-leeway"));
+        assert_true(gate_is_revoked(g, "future"));
+        /* kept in the store at least until the token's own exp, so later restarts keep it */
+        int64_t kept = (int64_t)(uintptr_t)jti;
+        assert_int_equal(store_read(st, expires_of_fn, &kept), 0);
+        assert_true(kept >= now + 3600);
+        snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
+        in = tcp_in("192.0.2.9", "GET", "/api/v1/gpus", PERM_READ);
+        in.authorization = hdr;
+        verdict(g, &in, &s, &v);
+        assert_false(v.allow);
+        assert_string_equal(v.event, "auth_failure:revoked");
+        free(tok);
+        gate_free(g);
+        rev_store_remove(st, dir);
+}
+
+static int last_event_fn(sqlite3 *db, void *ctx)
+{
+        char *out = ctx;
+        sqlite3_stmt *st = NULL;
+
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT event || ' ' || status || ' ' || detail FROM "
+                                            "audit_log ORDER BY seq DESC LIMIT 1",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        out[0] = '\0';
+        if (sqlite3_step(st) == SQLITE_ROW)
+                snprintf(out, 256, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return 0;
+}
+
+/* A refused reload is audited; the head is exported to the sidecar on demand and at stop, with
+ * the key created beside the database. */
+static void t_audit_reload_and_head(void **state)
+{
+        char dir[64], err[512] = "", ev[256], path[128], mac[AUDIT_HASH_HEX];
+        store *st = rev_store(dir, sizeof(dir));
+        gate_options o = rev_opts(st);
+        auth_gate *g = NULL;
+        audit_head h;
+
+        (void)state;
+        o.audit = true;
+        o.head_export.interval_s = -1; /* only on demand and at stop */
+        assert_int_equal(gate_new(&o, &g, err, sizeof(err)), 0);
+        assert_true(gate_audit_key(g)->set);
+        assert_int_equal(gate_audit_reload(g, false, "SIGHUP", "vigil.yaml:3: unknown key 'x'"), 0);
+        assert_int_equal(store_read(st, last_event_fn, ev), 0);
+        assert_string_equal(ev, "config_reload_refused 400 SIGHUP: vigil.yaml:3: unknown key 'x'");
+        assert_int_equal(gate_audit_reload(g, true, "api", NULL), 0);
+        assert_int_equal(store_read(st, last_event_fn, ev), 0);
+        assert_string_equal(ev, "config_reload 200 api");
+        assert_int_equal(gate_audit_head_export(g, err, sizeof(err)), 0);
+        snprintf(path, sizeof(path), "%s/audit.head", dir);
+        assert_int_equal(audit_head_read(path, &h, mac), 0);
+        assert_int_equal(h.seq, 2);
+        assert_int_equal(
+            gate_audit(g, "uid:0", "admin", "unix", "POST", "/x", 200, "request", "", ""), 0);
+        {
+                audit_verify_result res;
+                assert_int_equal(gate_audit_verify(g, &res), 0);
+                assert_int_equal(res.checked, 3);
+        }
+        gate_free(g); /* exports the last head */
+        assert_int_equal(audit_head_read(path, &h, mac), 0);
+        assert_int_equal(h.seq, 3);
+        snprintf(path, sizeof(path), "%s/audit.key", dir);
+        assert_int_equal(access(path, R_OK), 0);
+        rev_store_remove(st, dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(t_matrix),         cmocka_unit_test(t_special_cases),
-            cmocka_unit_test(t_unknown_routes), cmocka_unit_test(t_gate_verdicts),
-            cmocka_unit_test(t_gate_allowlist), cmocka_unit_test(t_gate_headers),
+            cmocka_unit_test(t_matrix),
+            cmocka_unit_test(t_special_cases),
+            cmocka_unit_test(t_unknown_routes),
+            cmocka_unit_test(t_gate_verdicts),
+            cmocka_unit_test(t_gate_allowlist),
+            cmocka_unit_test(t_gate_headers),
+            cmocka_unit_test(t_revocations_load_failure),
+            cmocka_unit_test(t_revocations_unbounded),
+            cmocka_unit_test(t_revocations_past_exp_restart),
+            cmocka_unit_test(t_audit_reload_and_head),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

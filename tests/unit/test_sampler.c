@@ -121,6 +121,14 @@ static void test_sampling_lost_and_xid(void **state)
                 sampler_gpu_get(e, 1, &g);
                 assert_false(g.up);
                 assert_true(g.lost_since_us > 0);
+                {
+                        /* a lost GPU's last reading is stale whatever its age */
+                        sampler_reading rd;
+                        assert_int_equal(sampler_latest(e, 1, FLD_SM_CLOCK, 0, &rd), 0);
+                        assert_int_equal(rd.fresh, SAMPLER_LOST);
+                        assert_int_equal(sampler_latest(e, 0, FLD_SM_CLOCK, 0, &rd), 0);
+                        assert_int_equal(rd.fresh, SAMPLER_FRESH);
+                }
                 req.count = 0;
                 assert_int_equal(backend_inject(be, &req, err, sizeof(err)), 0);
                 while (sampler_gpus_up(e) != 2 && time_mono_us() - t0 < 5 * USEC_PER_SEC)
@@ -155,10 +163,8 @@ static void test_sampling_lost_and_xid(void **state)
                 assert_int_equal(v.i, 3);
         }
 
-        /* stop is prompt even with a 5 s slow tier */
-        t0 = time_mono_us();
+        /* stop returns with a 5 s slow tier (how fast: bench/timings.py) */
         sampler_stop(e);
-        assert_true(time_mono_us() - t0 < USEC_PER_SEC);
         e = sampler_free(e);
 }
 
@@ -204,7 +210,6 @@ static void test_watchdog(void **state)
         sampler_gpu g;
         char err[256];
         unsigned before;
-        int64_t t0;
 
         (void)state;
         stuck_state[0] = stuck_state[1] = -1;
@@ -235,9 +240,7 @@ static void test_watchdog(void **state)
         assert_int_equal(backend_inject(be, &scale, err, sizeof(err)), 0);
         /* off: no callback after this */
         sampler_set_watchdog(e, 0, NULL, NULL);
-        t0 = time_mono_us();
         sampler_stop(e);
-        assert_true(time_mono_us() - t0 < USEC_PER_SEC);
         e = sampler_free(e);
         wc = cache_free(wc);
 }
@@ -299,12 +302,71 @@ static void test_clock_step_back(void **state)
         cc = cache_free(cc);
 }
 
+/* The one definition of staleness: older than 3x the field's effective interval (at least
+ * 2 s) by age; static fields never by age; a field not watched is -ENOENT. */
+static void test_staleness(void **state)
+{
+        cache *sc = NULL;
+        sampler_options eo = {.backend = be,
+                              .fast_us = 100000,
+                              .slow_us = 6000000,
+                              .keep_max_age_us = 60 * USEC_PER_SEC,
+                              .keep_max_samples = 600};
+        sampler *e = NULL;
+        sampler_reading rd;
+        int64_t ts;
+
+        (void)state;
+        assert_int_equal(cache_new(sampler_max_gpus(), &sc), 0);
+        eo.cache = sc;
+        assert_int_equal(sampler_new(&eo, &e), 0);
+        assert_int_equal(sampler_start(e), 0);
+        assert_true(wait_ready(e, 5 * USEC_PER_SEC));
+        sampler_stop(e); /* the readings stay as they are: ages are given by now_us below */
+
+        assert_int_equal(sampler_stale_after(e, FLD_GPU_TEMP), 2 * USEC_PER_SEC); /* floor */
+        assert_int_equal(sampler_stale_after(e, FLD_PERSISTENCE_MODE), 18 * USEC_PER_SEC);
+        assert_int_equal(sampler_stale_after(e, FLD_FB_TOTAL), 0);   /* static */
+        assert_int_equal(sampler_stale_after(e, FLD_XID_ERRORS), 0); /* event */
+
+        assert_int_equal(sampler_latest(e, 0, FLD_GPU_TEMP, 0, &rd), 0);
+        assert_int_equal(rd.v.status, 0);
+        assert_int_equal(rd.v.i, 45);
+        ts = rd.ts_us;
+        assert_true(ts > 0);
+        assert_int_equal(sampler_latest(e, 0, FLD_GPU_TEMP, ts + 1900000, &rd), 0);
+        assert_int_equal(rd.fresh, SAMPLER_FRESH);
+        assert_int_equal(rd.age_us, 1900000);
+        assert_int_equal(sampler_latest(e, 0, FLD_GPU_TEMP, ts + 2100000, &rd), 0);
+        assert_int_equal(rd.fresh, SAMPLER_AGED);
+        assert_int_equal(rd.v.i, 45); /* the value is kept: the caller says it is old */
+
+        assert_int_equal(sampler_latest(e, 0, FLD_PERSISTENCE_MODE, 0, &rd), 0);
+        ts = rd.ts_us;
+        assert_int_equal(sampler_latest(e, 0, FLD_PERSISTENCE_MODE, ts + 17 * USEC_PER_SEC, &rd),
+                         0);
+        assert_int_equal(rd.fresh, SAMPLER_FRESH);
+        assert_int_equal(sampler_latest(e, 0, FLD_PERSISTENCE_MODE, ts + 19 * USEC_PER_SEC, &rd),
+                         0);
+        assert_int_equal(rd.fresh, SAMPLER_AGED);
+
+        assert_int_equal(sampler_latest(e, 0, FLD_FB_TOTAL, 0, &rd), 0);
+        assert_int_equal(sampler_latest(e, 0, FLD_FB_TOTAL, rd.ts_us + 3600 * USEC_PER_SEC, &rd),
+                         0);
+        assert_int_equal(rd.fresh, SAMPLER_FRESH);
+        assert_int_equal(sampler_latest(e, 7, FLD_GPU_TEMP, 0, &rd), -ENOENT);
+        assert_string_equal(sampler_freshness_name(SAMPLER_AGED), "aged");
+        e = sampler_free(e);
+        sc = cache_free(sc);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_sampling_lost_and_xid),
             cmocka_unit_test(test_watchdog),
             cmocka_unit_test(test_clock_step_back),
+            cmocka_unit_test(test_staleness),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

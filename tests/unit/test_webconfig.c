@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "security/webconfig.h"
+#include "common/base64.h"
 
 /* htpasswd-style hashes at cost 4 (fast tests): alice/s3cret, bob/hunter2 */
 #define H_ALICE "$2b$04$iUIS4sWgyi3Cv/QNjjCQ8ehmnVipn9mEdhs4BUQsMCCT.i0Q8UEN."
@@ -129,23 +130,10 @@ static void t_refusals(void **state)
         }
 }
 
+/* out holds base64_encoded_len(strlen(s)) + 1 bytes (the callers' 200). */
 static const char *b64(const char *s, char *out)
 {
-        static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t n = strlen(s), o = 0;
-
-        for (size_t i = 0; i < n; i += 3) {
-                unsigned v = (unsigned char)s[i] << 16;
-                if (i + 1 < n)
-                        v |= (unsigned char)s[i + 1] << 8;
-                if (i + 2 < n)
-                        v |= (unsigned char)s[i + 2];
-                out[o++] = t[(v >> 18) & 63];
-                out[o++] = t[(v >> 12) & 63];
-                out[o++] = i + 1 < n ? t[(v >> 6) & 63] : '=';
-                out[o++] = i + 2 < n ? t[v & 63] : '=';
-        }
-        out[o] = '\0';
+        base64_encode(s, strlen(s), BASE64_STD, out, base64_encoded_len(strlen(s), BASE64_STD) + 1);
         return out;
 }
 
@@ -256,9 +244,9 @@ static void t_audit_scrub(void **state)
                 size_t n = 3 * AUDIT_BODY_MAX;
                 char *big = malloc(n + 16);
                 assert_non_null(big);
-                strcpy(big, "{\"v\":\"");
+                memcpy(big, "{\"v\":\"", 6);
                 memset(big + 6, 'a', n);
-                strcpy(big + 6 + n, "\"}");
+                memcpy(big + 6 + n, "\"}", 3);
                 audit_body_scrub(big, strlen(big), out, sizeof(out));
                 assert_true(strlen(out) <= AUDIT_BODY_MAX + 20);
                 assert_non_null(strstr(out, "...(truncated)"));

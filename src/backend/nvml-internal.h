@@ -60,6 +60,7 @@ typedef struct gpu_slot {
         pthread_mutex_t nvl_lock; /* guards nvl */
         backend_nvlink_info nvl;  /* last NVLink read (nvml_nvlink.c) */
         backend_mig_info mig;     /* last MIG read (nvml_mig.c); under nvl_lock */
+        int nvl_supported;        /* NVLink on this GPU: 1 yes, 0 no, -1 not known (attach) */
 } gpu_slot;
 
 struct backend {
@@ -171,6 +172,9 @@ void nvml_gpm_attach(backend *b, gpu_slot *s, nvmlDevice_t h);
  * 0, -EOPNOTSUPP (no NVLink), -ENODEV or -errno. */
 int nvml_nvlink_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long long tot[6]);
 void nvml_nvlink_forget(gpu_slot *s);
+/* At attach: forget the copies and ask whether the GPU has NVLink (one cheap per-link getter, not
+ * the batched read), so a GPU without it costs nothing on the sampling path. */
+void nvml_nvlink_attach(backend *b, gpu_slot *s, nvmlDevice_t h);
 /* nvml_mig.c: discover the MIG instances of the GPU and read their memory; keep the copy
  * backend_mig_get() answers. tot[0] = mode (1/0), tot[1] = instances. 0, -EOPNOTSUPP, -ENODEV. */
 int nvml_mig_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long long tot[6]);

@@ -55,7 +55,7 @@ int nvml_attach(backend *b, unsigned idx)
                 method_set(s, (int)fi, M_UNKNOWN);
         pthread_mutex_unlock(&s->lock);
         nvml_gpm_attach(b, s, h);
-        nvml_nvlink_forget(s); /* the links are read again by the next slow sweep */
+        nvml_nvlink_attach(b, s, h); /* the links are read again by the next slow sweep */
         return 0;
 }
 

@@ -131,6 +131,7 @@ int backend_open(const backend_options *opt, backend **ret, char *err, size_t er
                 pthread_mutex_init(&b->gpus[i].nvl_lock, NULL);
                 b->gpus[i].nvl.status = -ENODATA;
                 b->gpus[i].mig.status = -ENODATA;
+                b->gpus[i].nvl_supported = -1;
                 b->gpus[i].gpm_prev = -1;
                 b->gpus[i].gpm_supported = -1;
                 b->gpus[i].method = calloc(field_count(), 1);

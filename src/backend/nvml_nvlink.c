@@ -84,8 +84,15 @@ int nvml_nvlink_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long l
         int any = 0, rc, err = 0;
         int64_t t0;
 
-        if (!b->api.field_values)
+        if (!b->api.field_values || __atomic_load_n(&s->nvl_supported, __ATOMIC_RELAXED) == 0) {
+                pthread_mutex_lock(&s->nvl_lock);
+                s->nvl.status = -EOPNOTSUPP;
+                s->nvl.n_links = 0;
+                s->nvl.ts_us = time_real_us();
+                pthread_mutex_unlock(&s->nvl_lock);
+                memset(tot, 0, 6 * sizeof(tot[0]));
                 return -EOPNOTSUPP;
+        }
         memset(fvs, 0, sizeof(fvs));
         fvs[nfv++].fieldId = NVML_FI_DEV_NVLINK_LINK_COUNT;
         for (unsigned l = 0; l < BACKEND_NVLINK_MAX; l++)
@@ -180,6 +187,20 @@ void nvml_nvlink_forget(gpu_slot *s)
         memset(&s->mig, 0, sizeof(s->mig));
         s->mig.status = -ENODATA;
         pthread_mutex_unlock(&s->nvl_lock);
+}
+
+void nvml_nvlink_attach(backend *b, gpu_slot *s, nvmlDevice_t h)
+{
+        nvmlEnableState_t st = NVML_FEATURE_DISABLED;
+        int rc = CALL(b, nvlink_state, h, 0, &st), known;
+
+        nvml_nvlink_forget(s);
+        known = rc == NVML_SUCCESS ? 1
+                : rc == NVML_ERROR_NOT_SUPPORTED || rc == NVML_ERROR_INVALID_ARGUMENT ||
+                        rc == NVML_ERROR_FUNCTION_NOT_FOUND
+                    ? 0
+                    : -1;
+        __atomic_store_n(&s->nvl_supported, known, __ATOMIC_RELAXED);
 }
 
 int backend_nvlink_get(backend *b, unsigned idx, backend_nvlink_info *out)

@@ -5,6 +5,9 @@
 #   2. vigild on the real GPUs, its readings compared with `nvidia-smi --query-gpu`
 #      (temperature ±2 C, power ±10 %, memory used ±1 % of the GPU's memory)
 #   3. which fields each GPU supports, and what a fast-tier sweep costs per GPU
+#   4. NVLink, topology, MIG and the GPM profiling fields: vigil's view next to nvidia-smi's
+#      (nvidia-smi nvlink -s, topo -m, mig -lgi: all read-only), and the measured cost of the
+#      GPM and NVLink/MIG calls from vigild's self-monitoring (for the tier choice, docs/metrics.md)
 # usage: scripts/gpu-check.sh [BUILD_DIR] [OUT_DIR]
 # BUILD_DIR defaults to ./build (built here if it is missing and the build dependencies exist).
 # Exit: 0 pass, 1 a check failed, 77 no GPU on this machine.
@@ -44,6 +47,42 @@ if [ -z "$url" ]; then
 	echo "gpu-check: vigild did not start:"; cat "$OUT/vigild.log"; exit 1
 fi
 python3 scripts/compare-nvidia-smi.py "$url" "$pid" "$OUT" || fail=1
+
+echo "== 4. NVLink, topology, MIG, GPM (read-only)"
+sleep 25 # at least two slow sweeps: GPM intervals, NVLink and MIG read twice
+V="$BUILD/bin/vigil --host $url"
+$V topo | tee "$OUT/vigil-topo.txt"
+nvidia-smi topo -m | tee "$OUT/nvidia-smi-topo.txt"
+$V nvlink | tee "$OUT/vigil-nvlink-s.txt"
+$V nvlink -i 0 -e >"$OUT/vigil-nvlink-e0.txt"
+nvidia-smi nvlink -s >"$OUT/nvidia-smi-nvlink-s.txt" 2>&1 || true
+nvidia-smi nvlink -e -i 0 >"$OUT/nvidia-smi-nvlink-e0.txt" 2>&1 || true
+curl -s "$url/api/v1/topology" >"$OUT/topology.json"
+ngpu=$(nvidia-smi -L | grep -c '^GPU ')
+for i in $(seq 0 $((ngpu - 1))); do
+	curl -s "$url/api/v1/gpus/$i/nvlink" >"$OUT/nvlink-$i.json"
+	curl -s "$url/api/v1/gpus/$i/mig" >"$OUT/mig-$i.json"
+done
+nvidia-smi --query-gpu=index,mig.mode.current,mig.mode.pending --format=csv | tee "$OUT/nvidia-smi-mig.csv"
+nvidia-smi mig -lgi >"$OUT/nvidia-smi-mig-lgi.txt" 2>&1 || true
+$V dmon -e 1001,1002,1003,1004,1005,1006,1007,1008,1011,1012 -c 3 -d 1000 | tee "$OUT/vigil-dmon-prof.txt"
+python3 - "$OUT" "$ngpu" <<'PY' || fail=1
+import json, sys
+out, n = sys.argv[1], int(sys.argv[2])
+topo = json.load(open(out + "/topology.json"))
+ok = len(topo["gpus"]) == n and all(topo["matrix"][i][i]["pcie"] == "X" for i in range(n))
+smi = open(out + "/nvidia-smi-nvlink-s.txt").read()
+for i in range(n):
+    nv = json.load(open("%s/nvlink-%d.json" % (out, i)))
+    # nvidia-smi prints one "Link N: <speed>" line per active link, "<inactive>" otherwise
+    print("GPU %d: vigil %s, %d links up" % (i, nv["status"], nv["links_up"]))
+    if nv["status"] not in ("ok", "not_supported"):
+        ok = False
+print("topology %s" % ("ok" if ok else "MISMATCH"))
+sys.exit(0 if ok else 1)
+PY
+curl -s "$url/metrics" | grep -E 'vigil_nvml_call(s_total|_duration_seconds_total)\{call="(nvmlGpm|nvmlDeviceGetMigMode|nvmlDeviceGetFieldValues)' \
+	| tee "$OUT/gpm-nvlink-mig-costs.txt"
 kill -TERM "$pid"; wait "$pid"
 rm -rf "$data"
 [ $fail -eq 0 ] && echo "gpu-check: PASS" || echo "gpu-check: FAIL"

@@ -291,6 +291,7 @@ int expo_render_native(api *a, buf *b, bool om)
                 family(b, om, "vigil_cache_samples", "gauge", "Samples held in history");
                 buf_printf(b, "vigil_cache_samples %llu\n", (unsigned long long)cs.samples);
         }
+        expo_mig_native(a, b, om);    /* expo_mig.c: MIG instances' memory */
         selfmetrics_render(a, b, om); /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
         backup_service_metrics(a->opt.backup, b, om); /* store, backups, keys (service.h) */
         expo_render_diag(a, b, om);                   /* last diagnostic run (h_diag.c) */
@@ -453,6 +454,8 @@ int expo_render_dcgm(api *a, buf *b, bool om)
                                 buf_puts(b, "\n");
                         }
                 }
+                if (header) /* expo_mig.c: the MIG instances' FB_* samples */
+                        expo_mig_dcgm(a, b, m->id, ce->name, lab, n);
         }
         if (om)
                 buf_puts(b, "# EOF\n");

@@ -123,6 +123,99 @@ typedef struct backend_call_stat {
 } backend_call_stat;
 size_t backend_call_stats(backend_call_stat *out, size_t max);
 
+/* NVLink, per link, as the slow tier last read it (the sweep that reads the NVLink error fields
+ * 409/419/429/439 refreshes it: one batched nvmlDeviceGetFieldValues over every link, one CRC
+ * data counter per link, the remote end when a link comes up). Counters are UINT64_MAX when the
+ * GPU does not report them. */
+#define BACKEND_NVLINK_MAX 18
+
+enum backend_nvlink_remote {
+        BNL_REMOTE_UNKNOWN = 0, /* not known (link down, or NVML does not say) */
+        BNL_REMOTE_GPU = 1,     /* another GPU (direct NVLink) */
+        BNL_REMOTE_SWITCH = 2,  /* an NVSwitch */
+        BNL_REMOTE_OTHER = 3,   /* e.g. an IBM NPU */
+};
+
+typedef struct backend_nvlink {
+        int state;                         /* 1 up, 0 down, -EOPNOTSUPP when the link is absent */
+        unsigned version;                  /* NVLink version (4 on Hopper), 0 when unknown */
+        enum backend_nvlink_remote remote; /* what is at the other end */
+        char remote_bus_id[32];            /* PCI bus id of the other end, "" when unknown */
+        unsigned remote_pci_device_id;     /* its 16-bit device << 16 | vendor, 0 when unknown */
+        uint64_t crc_flit, crc_data;       /* CRC errors (flow-control digit, data) */
+        uint64_t replay, recovery;         /* replay and recovery errors */
+        uint64_t tx_kib, rx_kib;           /* payload sent / received, KiB, cumulative */
+} backend_nvlink;
+
+typedef struct backend_nvlink_info {
+        int status;                               /* 0, -EOPNOTSUPP (no NVLink), -ENODATA (not
+                                                  * read yet), -ENODEV (lost) */
+        int64_t ts_us;                            /* usec since epoch of the read */
+        unsigned n_links;                         /* entries of links[] the GPU reports */
+        backend_nvlink links[BACKEND_NVLINK_MAX]; /* by link id */
+} backend_nvlink_info;
+
+/* Copy of the last NVLink read of GPU idx (no NVML call: safe from HTTP threads). 0, or -EINVAL
+ * for a bad index; out->status says what the read gave. */
+int backend_nvlink_get(backend *b, unsigned idx, backend_nvlink_info *out);
+
+/* MIG: the instances of a GPU in MIG mode, with their memory, as the slow tier last read them
+ * (it discovers them again every sweep, so a GPU switched into or out of MIG mode while vigild runs
+ * is picked up within one slow interval). Read-only: Vigil never changes the mode. */
+#define BACKEND_MIG_MAX 16
+
+typedef struct backend_mig_instance {
+        unsigned gpu_instance;     /* GPU instance id (GPU_I_ID) */
+        unsigned compute_instance; /* compute instance id */
+        char uuid[96];             /* "MIG-…" */
+        char profile[32];          /* "1g.18gb" (GPU_I_PROFILE), "" when unknown */
+        int mem_status;            /* 0, or -errno when memory could not be read */
+        uint64_t mem_total;        /* bytes */
+        uint64_t mem_used;         /* bytes */
+        uint64_t mem_free;         /* bytes */
+} backend_mig_instance;
+
+typedef struct backend_mig_info {
+        int status;       /* 0, -EOPNOTSUPP (no MIG), -ENODATA (not read yet), -ENODEV (lost) */
+        int64_t ts_us;    /* usec since epoch of the read */
+        int mode;         /* 1 enabled, 0 disabled */
+        int pending_mode; /* the mode after the next reset */
+        unsigned n;       /* instances in inst[] */
+        backend_mig_instance inst[BACKEND_MIG_MAX];
+} backend_mig_info;
+
+/* Copy of the last MIG read of GPU idx (no NVML call). 0 or -EINVAL. */
+int backend_mig_get(backend *b, unsigned idx, backend_mig_info *out);
+
+/* Topology: how each pair of GPUs is connected on the PCIe tree and which CPUs and NUMA node are
+ * near each GPU. Read when the backend opens and again when a GPU is re-attached (never on a
+ * sampling or HTTP path). */
+#define BACKEND_TOPO_MAX 64
+
+enum backend_topo_level {
+        BTOPO_SELF = 0,    /* the same GPU */
+        BTOPO_BOARD = 1,   /* the same board (NVML INTERNAL) */
+        BTOPO_PIX = 2,     /* one PCIe switch between them (SINGLE) */
+        BTOPO_PXB = 3,     /* several PCIe switches, no host bridge (MULTIPLE) */
+        BTOPO_PHB = 4,     /* the same PCIe host bridge (HOSTBRIDGE) */
+        BTOPO_NODE = 5,    /* host bridges of one NUMA node (NODE) */
+        BTOPO_SYS = 6,     /* across NUMA nodes (SYSTEM) */
+        BTOPO_UNKNOWN = 7, /* NVML could not tell */
+};
+
+typedef struct backend_topology {
+        unsigned n;                                              /* GPUs */
+        int64_t ts_us;                                           /* usec since epoch of the read */
+        unsigned char level[BACKEND_TOPO_MAX][BACKEND_TOPO_MAX]; /* enum backend_topo_level */
+        int numa_node[BACKEND_TOPO_MAX];                         /* -1 when unknown */
+        char cpus[BACKEND_TOPO_MAX][128];                        /* CPU list "0-55,112-167", "" */
+} backend_topology;
+
+/* Copy of the topology read at open / re-attach (no NVML call). 0 or -ENODATA (not read). */
+int backend_topology_get(backend *b, backend_topology *out);
+/* The short name nvidia-smi topo -m prints for a level: "X", "PIX", "SYS", … */
+const char *backend_topo_level_name(enum backend_topo_level l);
+
 /* NVML return code → negative errno (exposed for the contract test). */
 int backend_errno_from_nvml(int nvml_return);
 

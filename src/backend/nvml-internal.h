@@ -6,6 +6,9 @@
  *   nvml_errno.c   NVML return code → negative errno
  *   nvml_calls.c   the field → NVML table (nvml/getters.def) and the NVML call counters
  *   nvml_gpm.c     GPM profiling metrics (two samples per GPU, metrics between them)
+ *   nvml_nvlink.c  NVLink per link: state, version, remote end, error and traffic counters
+ *   nvml_topo.c    GPU pairs on the PCIe tree, CPU and NUMA affinity
+ *   nvml_mig.c     MIG mode and instances (GPU / compute instance ids, profile, memory)
  *   nvml_device.c  device identity and static info, attach / re-attach, the slot's handle
  *   nvml_sample.c  backend_sample: batched field values, getters, unit conversion
  *   nvml_events.c  XID / ECC event registration and wait
@@ -25,7 +28,7 @@
 #include "nvml/nvml_types.h"
 
 #define MAX_GPUS          64
-#define MAX_FIELDS_SAMPLE 128
+#define MAX_FIELDS_SAMPLE 192
 
 struct nvml_api {
 #define NVML_FN(ret, member, required, args, ...) ret(*member) args;
@@ -54,6 +57,10 @@ typedef struct gpu_slot {
         nvmlGpmSample_t gpm[2]; /* GPM samples, allocated at attach; NULL without GPM */
         int gpm_prev;           /* index in gpm[] of the previous sample, -1 when none */
         int gpm_supported;      /* GPM on this GPU: 1 yes, 0 no, -1 not known yet */
+        pthread_mutex_t nvl_lock; /* guards nvl */
+        backend_nvlink_info nvl;  /* last NVLink read (nvml_nvlink.c) */
+        backend_mig_info mig;     /* last MIG read (nvml_mig.c); under nvl_lock */
+        int nvl_supported;        /* NVLink on this GPU: 1 yes, 0 no, -1 not known (attach) */
 } gpu_slot;
 
 struct backend {
@@ -63,9 +70,11 @@ struct backend {
         struct nvml_api api;    /* resolved entry points */
         int (*fake_inject)(const struct fake_inject *, char *, size_t);
         void (*fake_stats)(struct fake_stats *);
-        unsigned count;          /* GPUs discovered at open */
-        gpu_slot gpus[MAX_GPUS]; /* per GPU */
-        nvmlEventSet_t events;   /* NULL until backend_events_start; events_get() */
+        unsigned count;            /* GPUs discovered at open */
+        gpu_slot gpus[MAX_GPUS];   /* per GPU */
+        nvmlEventSet_t events;     /* NULL until backend_events_start; events_get() */
+        pthread_mutex_t topo_lock; /* guards topo */
+        backend_topology *topo;    /* read at open and re-attach (nvml_topo.c); NULL before */
 };
 
 /* What was learned about a field is shared by the tiers that sample the same GPU concurrently
@@ -106,6 +115,7 @@ enum conv {
         C_MIB = NVML_CONV_MIB,     /* bytes → MiB */
         C_KIB = NVML_CONV_KIB,     /* KB/s → B/s (double) */
         C_PCT = NVML_CONV_PCT,     /* percent → ratio (double) */
+        C_MIBPS = NVML_CONV_MIBPS, /* MiB/s → B/s (double) */
 };
 
 typedef struct field_read {
@@ -116,7 +126,7 @@ typedef struct field_read {
         enum conv conv;     /* unit conversion */
 } field_read;
 
-#define GPM_FIELDS_MAX 3 /* getters.def rows with GPM_METRICS */
+#define GPM_FIELDS_MAX NVML_GPM_ROWS /* getters.def rows with GPM_METRICS */
 
 /* The row of getters.def for a DCGM field, or NULL. */
 const field_read *nvml_read_for(uint16_t field);
@@ -157,6 +167,23 @@ int nvml_attach(backend *b, unsigned idx);
 /* nvml_gpm.c */
 void nvml_gpm_release_locked(backend *b, gpu_slot *s);
 void nvml_gpm_attach(backend *b, gpu_slot *s, nvmlDevice_t h);
+/* nvml_nvlink.c: read every link of the GPU, keep the copy backend_nvlink_get() answers, and put
+ * the totals over links in tot[]: CRC flit, CRC data, replay, recovery, links up, links down.
+ * 0, -EOPNOTSUPP (no NVLink), -ENODEV or -errno. */
+int nvml_nvlink_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long long tot[6]);
+void nvml_nvlink_forget(gpu_slot *s);
+/* At attach: forget the copies and ask whether the GPU has NVLink (one cheap per-link getter, not
+ * the batched read), so a GPU without it costs nothing on the sampling path. */
+void nvml_nvlink_attach(backend *b, gpu_slot *s, nvmlDevice_t h);
+/* nvml_mig.c: discover the MIG instances of the GPU and read their memory; keep the copy
+ * backend_mig_get() answers. tot[0] = mode (1/0), tot[1] = instances. 0, -EOPNOTSUPP, -ENODEV. */
+int nvml_mig_refresh(backend *b, gpu_slot *s, nvmlDevice_t h, unsigned long long tot[6]);
+
+/* nvml_topo.c: read the topology of every attached GPU and keep it for backend_topology_get().
+ * Not on a sampling path (open and re-attach). */
+void nvml_topo_refresh(backend *b);
+void nvml_topo_free(backend *b);
+
 int nvml_gpm_read(backend *b, gpu_slot *s, nvmlDevice_t h, const uint16_t *fields,
                   const size_t *which, size_t nw, field_value *out);
 

@@ -55,6 +55,7 @@ int nvml_attach(backend *b, unsigned idx)
                 method_set(s, (int)fi, M_UNKNOWN);
         pthread_mutex_unlock(&s->lock);
         nvml_gpm_attach(b, s, h);
+        nvml_nvlink_attach(b, s, h); /* the links are read again by the next slow sweep */
         return 0;
 }
 
@@ -131,5 +132,6 @@ int backend_reattach(backend *b, unsigned idx)
                                 b->api.register_events(h, types, events_get(b));
                 }
         }
+        nvml_topo_refresh(b); /* a GPU back may sit elsewhere (or be another board) */
         return 0;
 }

@@ -1,4 +1,4 @@
-/* nvml_gpm.c — the profiling fields through GPM (Hopper and newer): two samples per GPU,
+/* nvml_gpm.c — the profiling fields (DCGM 1001-1033) through GPM (Hopper and newer): two samples per GPU,
  * allocated at attach; each read takes one nvmlGpmSampleGet into the spare sample and one
  * nvmlGpmMetricsGet between the previous sample and this one. */
 #include "nvml-internal.h"
@@ -141,11 +141,16 @@ int nvml_gpm_read(backend *b, gpu_slot *s, nvmlDevice_t h, const uint16_t *field
                                 o->status = -ENODATA;
                                 continue;
                         }
-                        /* Counters read at two instants can overshoot 100 % by a rounding hair;
-                         * the DCGM field is a ratio of time, 0..1. */
-                        ratio = m->value / 100.0;
                         o->status = 0;
-                        o->d = ratio < 0 ? 0 : ratio > 1 ? 1 : ratio;
+                        if (nvml_read_for(fields[which[k]])->conv == C_MIBPS) {
+                                /* MiB/s → B/s; a rate is never negative. */
+                                o->d = m->value < 0 ? 0 : m->value * 1048576.0;
+                        } else {
+                                /* Counters read at two instants can overshoot 100 % by a
+                                 * rounding hair; the DCGM field is a ratio of time, 0..1. */
+                                ratio = m->value / 100.0;
+                                o->d = ratio < 0 ? 0 : ratio > 1 ? 1 : ratio;
+                        }
                         method_set(s, fi, M_PRIMARY);
                         continue;
                 }

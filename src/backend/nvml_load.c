@@ -128,6 +128,10 @@ int backend_open(const backend_options *opt, backend **ret, char *err, size_t er
         for (unsigned i = 0; i < MAX_GPUS; i++) {
                 pthread_mutex_init(&b->gpus[i].lock, NULL);
                 pthread_mutex_init(&b->gpus[i].gpm_lock, NULL);
+                pthread_mutex_init(&b->gpus[i].nvl_lock, NULL);
+                b->gpus[i].nvl.status = -ENODATA;
+                b->gpus[i].mig.status = -ENODATA;
+                b->gpus[i].nvl_supported = -1;
                 b->gpus[i].gpm_prev = -1;
                 b->gpus[i].gpm_supported = -1;
                 b->gpus[i].method = calloc(field_count(), 1);
@@ -144,6 +148,8 @@ int backend_open(const backend_options *opt, backend **ret, char *err, size_t er
                         b->gpus[i].lost = 1;
                 }
         }
+        pthread_mutex_init(&b->topo_lock, NULL);
+        nvml_topo_refresh(b);
         *ret = TAKE_PTR(b);
         return 0;
 fail:
@@ -169,7 +175,10 @@ backend *backend_close(backend *b)
                 free(b->gpus[i].method);
                 pthread_mutex_destroy(&b->gpus[i].lock);
                 pthread_mutex_destroy(&b->gpus[i].gpm_lock);
+                pthread_mutex_destroy(&b->gpus[i].nvl_lock);
         }
+        nvml_topo_free(b);
+        pthread_mutex_destroy(&b->topo_lock);
         dlclose(b->dl);
         free(b);
         return NULL;

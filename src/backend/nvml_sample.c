@@ -17,7 +17,7 @@
 typedef struct getter_result {
         int done;                /* called during this sample */
         int err;                 /* 0 or -errno */
-        unsigned long long u[4]; /* raw NVML numbers */
+        unsigned long long u[6]; /* raw NVML numbers */
 } getter_result;
 
 static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result *r)
@@ -188,6 +188,7 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 nvmlEnableState_t cur = NVML_FEATURE_DISABLED, pend = NVML_FEATURE_DISABLED;
                 rc = CALL(b, ecc_mode, h, &cur, &pend);
                 r->u[0] = cur == NVML_FEATURE_ENABLED;
+                r->u[1] = pend == NVML_FEATURE_ENABLED;
                 break;
         }
         case G_RETIRED_SBE:
@@ -222,6 +223,20 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 rc = CALL(b, minor_number, h, &v);
                 r->u[0] = v;
                 break;
+        case G_COMPUTE_MODE: {
+                nvmlComputeMode_t cm = NVML_COMPUTEMODE_DEFAULT;
+                rc = CALL(b, compute_mode, h, &cm);
+                r->u[0] = (unsigned)cm;
+                break;
+        }
+        case G_APP_CLOCK_SM:
+                rc = CALL(b, applications_clock, h, NVML_CLOCK_SM, &v);
+                r->u[0] = v;
+                break;
+        case G_APP_CLOCK_MEM:
+                rc = CALL(b, applications_clock, h, NVML_CLOCK_MEM, &v);
+                r->u[0] = v;
+                break;
         default:
                 rc = NVML_ERROR_NOT_SUPPORTED;
                 break;
@@ -248,6 +263,10 @@ static void store_value(const field_meta *m, enum conv conv, double dv, unsigned
                 break;
         case C_PCT:
                 dv = (is_double ? dv : (double)uv) / 100.0;
+                is_double = 1;
+                break;
+        case C_MIBPS:
+                dv = (is_double ? dv : (double)uv) * 1048576.0;
                 is_double = 1;
                 break;
         case C_ID:
@@ -377,6 +396,14 @@ int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, f
                         if (ngpm < GPM_FIELDS_MAX)
                                 gpm_of[ngpm++] = i;
                         continue;
+                }
+                if (rd->getter == G_NVLINK && !gr[G_NVLINK].done) {
+                        gr[G_NVLINK].done = 1;
+                        gr[G_NVLINK].err = nvml_nvlink_refresh(b, s, h, gr[G_NVLINK].u);
+                }
+                if (rd->getter == G_MIG && !gr[G_MIG].done) {
+                        gr[G_MIG].done = 1;
+                        gr[G_MIG].err = nvml_mig_refresh(b, s, h, gr[G_MIG].u);
                 }
                 if (!gr[rd->getter].done)
                         run_getter(b, h, rd->getter, &gr[rd->getter]);

@@ -61,6 +61,23 @@ const char *dmon_field_tag(const char *sym, char *out, size_t len)
             {"POWER_USAGE_INSTANT", "POWIN"},
             {"PSTATE", "PSTAT"},
             {"POWER_LIMIT", "PWLIM"},
+            /* dcgmi's tags for the profiling fields */
+            {"PROF_GR_ENGINE_ACTIVE", "GRACT"},
+            {"PROF_SM_ACTIVE", "SMACT"},
+            {"PROF_SM_OCCUPANCY", "SMOCC"},
+            {"PROF_PIPE_TENSOR_ACTIVE", "TENSO"},
+            {"PROF_DRAM_ACTIVE", "DRAMA"},
+            {"PROF_PIPE_FP64_ACTIVE", "FP64A"},
+            {"PROF_PIPE_FP32_ACTIVE", "FP32A"},
+            {"PROF_PIPE_FP16_ACTIVE", "FP16A"},
+            {"PROF_PCIE_TX_BYTES", "PCITX"},
+            {"PROF_PCIE_RX_BYTES", "PCIRX"},
+            {"PROF_NVLINK_TX_BYTES", "NVLTX"},
+            {"PROF_NVLINK_RX_BYTES", "NVLRX"},
+            {"PROF_PIPE_TENSOR_IMMA_ACTIVE", "TIMMA"},
+            {"PROF_PIPE_TENSOR_HMMA_ACTIVE", "THMMA"},
+            {"PROF_PIPE_TENSOR_DFMA_ACTIVE", "TDFMA"},
+            {"PROF_PIPE_INT_ACTIVE", "INTAC"},
         };
 
         for (size_t i = 0; i < ARRAY_SIZE(tags); i++)

@@ -28,7 +28,10 @@ int cmd_token(int argc, char **argv, cli_ctx *ctx);     /* cmd_token.c */
 int cmd_audit(int argc, char **argv, cli_ctx *ctx);     /* cmd_audit.c */
 int cmd_backup(int argc, char **argv, cli_ctx *ctx);
 int cmd_keys(int argc, char **argv, cli_ctx *ctx);
-int cmd_diag(int argc, char **argv, cli_ctx *ctx); /* cmd_diag.c */
+int cmd_diag(int argc, char **argv, cli_ctx *ctx);   /* cmd_diag.c */
+int cmd_nvlink(int argc, char **argv, cli_ctx *ctx); /* cmd_nvlink.c */
+int cmd_topo(int argc, char **argv, cli_ctx *ctx);   /* cmd_topo.c */
+int cmd_config(int argc, char **argv, cli_ctx *ctx); /* cmd_config.c */
 
 /* ---- shared helpers (cmd_util.c) ---- */
 

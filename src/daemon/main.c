@@ -883,6 +883,13 @@ static int S_counters(daemon_state *d)
         d->counters = TAKE_PTR(d->plan.counters); /* read at start (plan.c); outlives the api */
         log_info("vigild", "exporting %zu dcgm-exporter families from '%s'",
                  d->counters->n - d->counters->n_labels, d->cfg.metrics.counters_csv);
+        /* Rows Vigil has no reading for: accepted (the file works unchanged), named, skipped. */
+        for (size_t i = 0; i < d->counters->n; i++)
+                if (d->counters->entries[i].src == CS_UNCOLLECTED)
+                        log_warn("vigild",
+                                 "skipping '%s' (line %u of '%s'): not collected by Vigil",
+                                 d->counters->entries[i].name, d->counters->entries[i].line,
+                                 d->cfg.metrics.counters_csv);
         return 0;
 }
 

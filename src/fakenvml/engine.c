@@ -71,6 +71,16 @@ static int64_t now_t_locked(void)
         return (w.started ? time_mono_us() - w.t0_mono : 0) + w.offset_us;
 }
 
+int64_t fake_engine_time_us(void)
+{
+        int64_t t;
+
+        pthread_mutex_lock(&lock);
+        t = now_t_locked();
+        pthread_mutex_unlock(&lock);
+        return t;
+}
+
 static void push_locked(struct nvmlEventSet_st *s, unsigned gpu, unsigned long long type,
                         unsigned long long data)
 {
@@ -388,6 +398,15 @@ static const struct {
     {FLD_PROF_GR_ENGINE_ACTIVE, FLD_GPU_UTIL, 0.01},    /* ratio ~ utilization */
     {FLD_PROF_PIPE_TENSOR_ACTIVE, FLD_GPU_UTIL, 0.006}, /* ratio ~ 0.6 x utilization */
     {FLD_PROF_DRAM_ACTIVE, FLD_GPU_UTIL, 0.005},        /* ratio ~ 0.5 x utilization */
+    {FLD_PROF_SM_ACTIVE, FLD_GPU_UTIL, 0.009},          /* ratio ~ 0.9 x utilization */
+    {FLD_PROF_SM_OCCUPANCY, FLD_GPU_UTIL, 0.004},
+    {FLD_PROF_PIPE_FP64_ACTIVE, FLD_GPU_UTIL, 0.0005},
+    {FLD_PROF_PIPE_FP32_ACTIVE, FLD_GPU_UTIL, 0.003},
+    {FLD_PROF_PIPE_FP16_ACTIVE, FLD_GPU_UTIL, 0.002},
+    {FLD_PROF_PIPE_TENSOR_HMMA_ACTIVE, FLD_GPU_UTIL, 0.006},
+    {FLD_PROF_PIPE_INT_ACTIVE, FLD_GPU_UTIL, 0.002},
+    {FLD_PROF_NVLINK_TX_BYTES, FLD_GPU_UTIL, 4e7}, /* B/s: 4 GB/s at 100 % */
+    {FLD_PROF_NVLINK_RX_BYTES, FLD_GPU_UTIL, 4e7},
 };
 
 static double value_locked(unsigned gpu, unsigned field, int idx, int64_t t)

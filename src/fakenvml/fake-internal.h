@@ -18,8 +18,9 @@
 #include "nvml/fake_ext.h"
 
 #define FAKE_GPUS_MAX       64         /* simulated GPUs per scenario */
-#define FAKE_FIELDS_MAX     128        /* catalog entries the value model can hold */
+#define FAKE_FIELDS_MAX     192        /* catalog entries the value model can hold */
 #define FAKE_EVENTS_MAX     4096       /* scripted events per scenario */
+#define FAKE_MIG_MAX        7          /* MIG instances per GPU (H100/H200: 7) */
 #define FAKE_FV_IDS         512        /* NVML field ids with their own FieldValues cost: 0..511 */
 #define FAKE_SCENARIO_MAX   (1 << 20)  /* bytes of scenario YAML */
 #define FAKE_TRACE_MAX      (64 << 20) /* bytes of trace CSV */
@@ -118,6 +119,11 @@ struct fake_gpu_conf {
         struct fake_source src[FAKE_FIELDS_MAX];  /* by field_index() */
         bool unsupported[FAKE_FIELDS_MAX];        /* by field_index() */
         unsigned processes;                       /* compute processes the GPU reports running */
+        uint32_t nvlink_down;                     /* bit l: NVLink l reports inactive */
+        int numa_node;                            /* NUMA node of the GPU, -1 for the default */
+        char mig[FAKE_MIG_MAX][16];               /* MIG instance profiles, "1g.18gb" */
+        unsigned n_mig;                           /* MIG instances (0: MIG mode off) */
+        int64_t mig_at_us;                        /* scenario time MIG mode turns on (us) */
 };
 
 enum fake_event_kind {
@@ -138,6 +144,10 @@ struct fake_scenario {
         char driver_version[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
         char nvml_version[NVML_SYSTEM_NVML_VERSION_BUFFER_SIZE];
         unsigned gpu_count;       /* 1..FAKE_GPUS_MAX */
+        unsigned nvlink_links;    /* NVLinks per GPU (0: no NVLink, a PCIe card), <= 18 */
+        unsigned nvlink_version;  /* NVLink version the links report */
+        unsigned numa_nodes;      /* NUMA nodes the GPUs are spread over (>= 1) */
+        unsigned cpus_per_node;   /* CPUs per NUMA node, for the CPU affinity masks */
         struct fake_trace *trace; /* owned; NULL when no GPU replays */
         struct fake_gpu_conf gpus[FAKE_GPUS_MAX];
         int64_t cost_cpu_ns[FAKE_CALL_COUNT];   /* CPU burnt per call (ns) */
@@ -182,6 +192,8 @@ nvmlReturn_t fake_engine_enter(enum fake_call c, int64_t extra_ns);
 int64_t fake_engine_fv_cost(const nvmlFieldValue_t *values, int count);
 
 unsigned fake_engine_gpu_count(void);
+/* Scenario time (us since the scenario started). */
+int64_t fake_engine_time_us(void);
 /* The configuration of a GPU (immutable while initialized), or NULL. */
 const struct fake_gpu_conf *fake_engine_gpu(unsigned gpu);
 const struct fake_scenario *fake_engine_scenario(void);

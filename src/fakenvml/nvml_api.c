@@ -83,6 +83,20 @@ EXPORT fake_fnt_gpm_sample_alloc nvmlGpmSampleAlloc;
 EXPORT fake_fnt_gpm_sample_free nvmlGpmSampleFree;
 EXPORT fake_fnt_gpm_sample_get nvmlGpmSampleGet;
 EXPORT fake_fnt_gpm_metrics_get nvmlGpmMetricsGet;
+EXPORT fake_fnt_nvlink_state nvmlDeviceGetNvLinkState;
+EXPORT fake_fnt_nvlink_remote_pci nvmlDeviceGetNvLinkRemotePciInfo_v2;
+EXPORT fake_fnt_nvlink_remote_type nvmlDeviceGetNvLinkRemoteDeviceType;
+EXPORT fake_fnt_nvlink_error_counter nvmlDeviceGetNvLinkErrorCounter;
+EXPORT fake_fnt_topology_common_ancestor nvmlDeviceGetTopologyCommonAncestor;
+EXPORT fake_fnt_cpu_affinity nvmlDeviceGetCpuAffinity;
+EXPORT fake_fnt_compute_mode nvmlDeviceGetComputeMode;
+EXPORT fake_fnt_applications_clock nvmlDeviceGetApplicationsClock;
+EXPORT fake_fnt_numa_node_id nvmlDeviceGetNumaNodeId;
+EXPORT fake_fnt_mig_mode nvmlDeviceGetMigMode;
+EXPORT fake_fnt_max_mig_device_count nvmlDeviceGetMaxMigDeviceCount;
+EXPORT fake_fnt_mig_device_handle_by_index nvmlDeviceGetMigDeviceHandleByIndex;
+EXPORT fake_fnt_gpu_instance_id nvmlDeviceGetGpuInstanceId;
+EXPORT fake_fnt_compute_instance_id nvmlDeviceGetComputeInstanceId;
 
 #define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
 #define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
@@ -267,6 +281,59 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
         return NVML_ERROR_NOT_FOUND;
 }
 
+/* ---- MIG devices (handles of their own; identity and memory getters take them) ---- */
+
+static char mig_handles[FAKE_GPUS_MAX][FAKE_MIG_MAX]; /* their addresses are the handles */
+
+/* The GPU and instance of a MIG handle; false for any other handle. */
+static bool mig_of(nvmlDevice_t dev, unsigned *gpu, unsigned *k)
+{
+        uintptr_t p = (uintptr_t)dev, base = (uintptr_t)mig_handles;
+        size_t i;
+
+        if (!dev || p < base || p >= base + sizeof(mig_handles))
+                return false;
+        i = p - base;
+        *gpu = (unsigned)(i / FAKE_MIG_MAX);
+        *k = (unsigned)(i % FAKE_MIG_MAX);
+        return *gpu < fake_engine_gpu_count() && *k < fake_engine_gpu(*gpu)->n_mig;
+}
+
+static bool mig_on(unsigned gpu)
+{
+        const struct fake_gpu_conf *g = fake_engine_gpu(gpu);
+        return g->n_mig > 0 && fake_engine_time_us() >= g->mig_at_us;
+}
+
+/* GPU instance id as an H100/H200 numbers them: 7g → 0, 3g → 1.., 2g → 3.., 1g → 7.. */
+static unsigned mig_gi(unsigned gpu, unsigned k)
+{
+        const struct fake_gpu_conf *g = fake_engine_gpu(gpu);
+        unsigned sl = (unsigned)atoi(g->mig[k]), base = sl >= 7 ? 0 : sl >= 3 ? 1 : sl == 2 ? 3 : 7;
+        unsigned same = 0;
+        for (unsigned j = 0; j < k; j++)
+                same += (unsigned)atoi(g->mig[j]) == sl;
+        return base + same;
+}
+
+/* Memory of an instance: its profile's GB (decimal), used in proportion to the GPU's. */
+static void mig_memory(unsigned gpu, unsigned k, unsigned long long *total,
+                       unsigned long long *used)
+{
+        unsigned sl = 0, gb = 0;
+        double fb_total = 0, fb_used = 0;
+
+        (void)sscanf(fake_engine_gpu(gpu)->mig[k], "%ug.%ugb", &sl, &gb);
+        *total = (unsigned long long)gb * 1000000000ULL;
+        if (read1(gpu, FLD_FB_TOTAL, &fb_total) == NVML_SUCCESS &&
+            read1(gpu, FLD_FB_USED, &fb_used) == NVML_SUCCESS && fb_total > 0)
+                *used = (unsigned long long)((double)*total * (fb_used / fb_total));
+        else
+                *used = 0;
+        if (*used > *total)
+                *used = *total;
+}
+
 /* An identity string of the GPU's configuration, unless its field is not supported. */
 #define IDENTITY(member, dev, field, member_str, buf, length)                                      \
         do {                                                                                       \
@@ -283,11 +350,30 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
 
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length)
 {
+        unsigned mg, mk;
+
+        if (mig_of(device, &mg, &mk)) {
+                char n[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+                ENTER(name);
+                snprintf(n, sizeof(n), "%.64s MIG %s", fake_engine_gpu(mg)->name,
+                         fake_engine_gpu(mg)->mig[mk]);
+                return copy_str(n, name, length);
+        }
         IDENTITY(name, device, FLD_NAME, name, name, length);
 }
 
 nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
 {
+        unsigned mg, mk;
+
+        if (mig_of(device, &mg, &mk)) {
+                char u[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
+                ENTER(uuid);
+                /* MIG-<the GPU's UUID digits with the instance in the last group> */
+                snprintf(u, sizeof(u), "MIG-%.32s%04x", fake_engine_gpu(mg)->uuid + 4,
+                         mig_gi(mg, mk));
+                return copy_str(u, uuid, length);
+        }
         IDENTITY(uuid, device, FLD_UUID, uuid, uuid, length);
 }
 
@@ -420,6 +506,8 @@ static const struct {
 #include "nvml/getters.def"
 };
 
+static bool nvlink_field(unsigned gpu, nvmlFieldValue_t *fv);
+
 nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldValue_t *values)
 {
         long long ts = time_real_us();
@@ -445,6 +533,8 @@ nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldV
                         fv->nvmlReturn = r;
                         continue;
                 }
+                if (nvlink_field(gpu, fv)) /* the NVLink ids, per link (scopeId) */
+                        continue;
                 for (m = 0; m < ARRAY_SIZE(fv_map) &&
                             (!fv_map[m].nvml_id || fv_map[m].nvml_id != fv->fieldId);
                      m++)
@@ -525,9 +615,22 @@ static nvmlReturn_t memory(unsigned gpu, unsigned long long *total, unsigned lon
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *mem)
 {
         unsigned long long total, reserved, used, free_b;
-        unsigned gpu;
+        unsigned gpu, mk;
         nvmlReturn_t r;
 
+        if (mig_of(device, &gpu, &mk)) {
+                ENTER(memory_info_v2);
+                if (!mem)
+                        return NVML_ERROR_INVALID_ARGUMENT;
+                if (mem->version != nvmlMemory_v2)
+                        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+                mig_memory(gpu, mk, &total, &used);
+                mem->total = total;
+                mem->reserved = 0;
+                mem->used = used;
+                mem->free = total - used;
+                return NVML_SUCCESS;
+        }
         ENTER_DEV(memory_info_v2, device, gpu);
         if (!mem)
                 return NVML_ERROR_INVALID_ARGUMENT;
@@ -832,6 +935,33 @@ nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t *curren
         return r;
 }
 
+nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t *mode)
+{
+        unsigned gpu, v = 0;
+        nvmlReturn_t r;
+
+        ENTER_DEV(compute_mode, device, gpu);
+        if (!mode)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        r = read_u32(device, gpu, FLD_COMPUTE_MODE, 1, &v);
+        if (r == NVML_SUCCESS)
+                *mode = (nvmlComputeMode_t)v;
+        return r;
+}
+
+nvmlReturn_t nvmlDeviceGetApplicationsClock(nvmlDevice_t device, nvmlClockType_t type,
+                                            unsigned int *mhz)
+{
+        unsigned gpu;
+
+        ENTER_DEV(applications_clock, device, gpu);
+        if (type == NVML_CLOCK_SM)
+                return read_u32(device, gpu, FLD_APP_SM_CLOCK, 1, mhz);
+        if (type == NVML_CLOCK_MEM)
+                return read_u32(device, gpu, FLD_APP_MEM_CLOCK, 1, mhz);
+        return NVML_ERROR_NOT_SUPPORTED;
+}
+
 nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device, nvmlPageRetirementCause_t cause,
                                        unsigned int *count, unsigned long long *addresses)
 {
@@ -967,42 +1097,40 @@ nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t device, unsigned int
 
 /* ---- GPM (Hopper and newer) ---- */
 
-/* The GPM metrics the fake computes, each from the scenario source of a DCGM profiling field
- * (a ratio; GPM reports percent). Other metric ids answer NOT_SUPPORTED per metric. */
+/* The GPM metrics the fake computes: the GPM rows of nvml/getters.def (the table the backend
+ * reads with), each from the scenario source of its DCGM profiling field, converted back to GPM's
+ * unit (ratio → percent, B/s → MiB/s). Rows of other getters are in the expansion with metric 0,
+ * which no caller asks for; metric ids not in the table answer NOT_SUPPORTED per metric. */
 static const struct {
-        unsigned metric; /* NVML_GPM_METRIC_* */
+        unsigned metric; /* NVML_GPM_METRIC_*, 0 for a row of another getter */
         unsigned field;  /* FLD_* it is read from */
-        char *short_name, *long_name, *unit;
-} gpm_metrics[] = {
-    {NVML_GPM_METRIC_GRAPHICS_UTIL, FLD_PROF_GR_ENGINE_ACTIVE, "gr_util", "graphics utilization",
-     "%"},
-    {NVML_GPM_METRIC_ANY_TENSOR_UTIL, FLD_PROF_PIPE_TENSOR_ACTIVE, "any_tensor_util",
-     "any tensor utilization", "%"},
-    {NVML_GPM_METRIC_DRAM_BW_UTIL, FLD_PROF_DRAM_ACTIVE, "dram_bw_util",
-     "DRAM bandwidth utilization", "%"},
+        double scale;    /* DCGM unit -> GPM unit */
+} gpm_rows[] = {
+#define NVML_READ(fld, fi, fv_type, getter, slot, conv)                                            \
+        {NVML_GETTER_##getter == NVML_GETTER_GPM_METRICS ? (unsigned)(slot) : 0U, FLD_##fld,       \
+         NVML_CONV_SCALE_##conv},
+#include "nvml/getters.def"
 };
-#define GPM_N ARRAY_SIZE(gpm_metrics)
+#define GPM_N ARRAY_SIZE(gpm_rows) /* samples are indexed by row; rows with metric 0 unused */
 
 /* A sample: the metrics at the instant nvmlGpmSampleGet took it. */
 struct nvmlGpmSample_st {
         bool taken;             /* nvmlGpmSampleGet filled it */
         unsigned gpu;           /* GPU it was taken on */
         unsigned long long seq; /* order of samples (1, 2, ...) */
-        double pct[GPM_N];      /* percent, by gpm_metrics[] index */
-        nvmlReturn_t rc[GPM_N]; /* SUCCESS or NOT_SUPPORTED, by gpm_metrics[] index */
+        double val[GPM_N];      /* in GPM's unit, by GPM row */
+        nvmlReturn_t rc[GPM_N]; /* SUCCESS or NOT_SUPPORTED, by GPM row */
 };
 
 static unsigned long long gpm_seq; /* __atomic */
 
-/* Like NVML: GPM is a device capability. A GPU supports it unless the scenario lists all three
- * profiling fields as not supported (then it looks like a pre-Hopper GPU); listing only some
- * makes just those metrics answer NOT_SUPPORTED. */
+/* Like NVML: GPM is a device capability. Every GPU with GPM has the graphics activity metric, so
+ * a GPU supports GPM unless the scenario lists PROF_GR_ENGINE_ACTIVE as not supported (then it
+ * looks like a pre-Hopper GPU); listing other profiling fields makes just those metrics answer
+ * NOT_SUPPORTED. */
 static bool gpm_supported(unsigned gpu)
 {
-        for (size_t k = 0; k < GPM_N; k++)
-                if (fake_engine_supported(gpu, gpm_metrics[k].field) == NVML_SUCCESS)
-                        return true;
-        return false;
+        return fake_engine_supported(gpu, FLD_PROF_GR_ENGINE_ACTIVE) == NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t *support)
@@ -1039,6 +1167,7 @@ nvmlReturn_t nvmlGpmSampleFree(nvmlGpmSample_t sample)
 nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample)
 {
         unsigned fields[GPM_N], gpu;
+        size_t row[GPM_N], n = 0;
         double v[GPM_N] = {0};
         nvmlReturn_t rcs[GPM_N], r;
 
@@ -1048,13 +1177,16 @@ nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample)
         if (!gpm_supported(gpu))
                 return NVML_ERROR_NOT_SUPPORTED;
         for (size_t k = 0; k < GPM_N; k++)
-                fields[k] = gpm_metrics[k].field;
-        r = fake_engine_read(gpu, fields, GPM_N, v, rcs);
+                if (gpm_rows[k].metric) {
+                        row[n] = k;
+                        fields[n++] = gpm_rows[k].field;
+                }
+        r = fake_engine_read(gpu, fields, n, v, rcs);
         if (r != NVML_SUCCESS)
                 return r;
-        for (size_t k = 0; k < GPM_N; k++) {
-                sample->pct[k] = v[k] * 100.0;
-                sample->rc[k] = rcs[k];
+        for (size_t j = 0; j < n; j++) {
+                sample->val[row[j]] = v[j] * gpm_rows[row[j]].scale;
+                sample->rc[row[j]] = rcs[j];
         }
         sample->gpu = gpu;
         sample->seq = __atomic_add_fetch(&gpm_seq, 1, __ATOMIC_RELAXED);
@@ -1082,7 +1214,7 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg)
                 nvmlGpmMetric_t *m = &mg->metrics[i];
                 size_t k;
 
-                for (k = 0; k < GPM_N && gpm_metrics[k].metric != m->metricId; k++)
+                for (k = 0; k < GPM_N && (!m->metricId || gpm_rows[k].metric != m->metricId); k++)
                         ;
                 m->value = 0;
                 memset(&m->metricInfo, 0, sizeof(m->metricInfo));
@@ -1092,11 +1224,333 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg)
                 }
                 m->nvmlReturn = s2->rc[k];
                 if (m->nvmlReturn == NVML_SUCCESS)
-                        m->value = s2->pct[k];
-                m->metricInfo.shortName = gpm_metrics[k].short_name;
-                m->metricInfo.longName = gpm_metrics[k].long_name;
-                m->metricInfo.unit = gpm_metrics[k].unit;
+                        m->value = s2->val[k];
+                /* NVML owns these strings; ours are the catalog's, as long-lived. */
+                m->metricInfo.shortName = (char *)field_by_id(gpm_rows[k].field)->dcgm_name;
+                m->metricInfo.longName = (char *)field_by_id(gpm_rows[k].field)->help;
+                m->metricInfo.unit = gpm_rows[k].scale == NVML_CONV_SCALE_PCT ? "%" : "MiB/s";
         }
+        return NVML_SUCCESS;
+}
+
+/* ---- NVLink (an HGX board: every link to an NVSwitch) ---- */
+
+/* The four NVSwitches of an HGX H100/H200 baseboard; link l of every GPU goes to switch
+ * l * 4 / links (5, 4, 5, 4 links per switch for 18 links). */
+static const unsigned nvswitch_bus[] = {0x05, 0x06, 0x07, 0x08};
+#define NVSWITCH_PCI_DEVICE_ID 0x22a310deU /* third-generation NVSwitch, vendor 0x10de */
+
+static long long nvl_t0_us; /* __atomic; first NVLink traffic read, the counters' origin */
+
+/* SUCCESS when link is one of the GPU's links, NOT_SUPPORTED on a GPU without NVLink,
+ * INVALID_ARGUMENT past the last link. */
+static nvmlReturn_t nvl_link_ok(unsigned gpu, unsigned link)
+{
+        unsigned links = fake_engine_scenario()->nvlink_links;
+        (void)gpu;
+        if (!links)
+                return NVML_ERROR_NOT_SUPPORTED;
+        return link < links ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
+}
+
+static bool nvl_up(unsigned gpu, unsigned link)
+{
+        return !(fake_engine_gpu(gpu)->nvlink_down & (1U << link));
+}
+
+/* Error counters: the scenario's (or an injected) total of the DCGM field, all on link 0, so that
+ * the totals the backend sums are the values the scenario gives. */
+static nvmlReturn_t nvl_errors(unsigned gpu, unsigned link, unsigned field, unsigned long long *v)
+{
+        double d = 0;
+        nvmlReturn_t r = read1(gpu, field, &d);
+        if (r == NVML_SUCCESS)
+                *v = link == 0 ? to_u64(d) : 0;
+        return r;
+}
+
+/* Payload KiB sent (tx) or received over one link since the first read: the GPU's NVLink rate
+ * (PROF_NVLINK_TX/RX_BYTES, B/s) shared by its up links. */
+static unsigned long long nvl_traffic(unsigned gpu, unsigned link, bool tx)
+{
+        long long now = time_real_us(), t0 = 0;
+        unsigned up = 0, links = fake_engine_scenario()->nvlink_links;
+        double rate = 0;
+
+        if (!__atomic_compare_exchange_n(&nvl_t0_us, &t0, now, false, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+                now = now > t0 ? now : t0;
+        else
+                t0 = now;
+        if (!nvl_up(gpu, link))
+                return 0;
+        for (unsigned l = 0; l < links; l++)
+                up += nvl_up(gpu, l);
+        if (read1(gpu, tx ? FLD_PROF_NVLINK_TX_BYTES : FLD_PROF_NVLINK_RX_BYTES, &rate) !=
+                NVML_SUCCESS ||
+            !up)
+                return 0;
+        return to_u64(rate / up * ((double)(now - t0) / 1e6) / 1024.0);
+}
+
+/* Answer an NVLink FieldValues entry; false when fv is not one. */
+static bool nvlink_field(unsigned gpu, nvmlFieldValue_t *fv)
+{
+        unsigned l = fv->scopeId;
+        unsigned long long v = 0;
+        nvmlReturn_t r;
+
+        switch (fv->fieldId) {
+        case NVML_FI_DEV_NVLINK_LINK_COUNT:
+                r = fake_engine_scenario()->nvlink_links ? NVML_SUCCESS : NVML_ERROR_NOT_SUPPORTED;
+                v = fake_engine_scenario()->nvlink_links;
+                break;
+        case NVML_FI_DEV_NVLINK_GET_STATE:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        v = nvl_up(gpu, l);
+                break;
+        case NVML_FI_DEV_NVLINK_GET_VERSION:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        v = fake_engine_scenario()->nvlink_version;
+                break;
+        case NVML_FI_DEV_NVLINK_ERROR_DL_CRC:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        r = nvl_errors(gpu, l, FLD_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, &v);
+                break;
+        case NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        r = nvl_errors(gpu, l, FLD_NVLINK_REPLAY_ERROR_COUNT_TOTAL, &v);
+                break;
+        case NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        r = nvl_errors(gpu, l, FLD_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, &v);
+                break;
+        case NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX:
+        case NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
+                if ((r = nvl_link_ok(gpu, l)) == NVML_SUCCESS)
+                        v = nvl_traffic(gpu, l,
+                                        fv->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX);
+                break;
+        default:
+                return false;
+        }
+        fv->nvmlReturn = r;
+        if (r == NVML_SUCCESS) {
+                fv->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+                fv->value.ullVal = v;
+        }
+        return true;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+                                      nvmlEnableState_t *is_active)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_state, device, gpu);
+        if (!is_active)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        *is_active = nvl_up(gpu, link) ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+                                                 nvmlPciInfo_t *pci)
+{
+        unsigned gpu, links, sw;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_remote_pci, device, gpu);
+        if (!pci)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        links = fake_engine_scenario()->nvlink_links;
+        sw = link * (unsigned)ARRAY_SIZE(nvswitch_bus) / links;
+        memset(pci, 0, sizeof(*pci));
+        pci->bus = nvswitch_bus[sw];
+        snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "0000:%02X:00.0", pci->bus);
+        snprintf(pci->busId, sizeof(pci->busId), "00000000:%02X:00.0", pci->bus);
+        pci->pciDeviceId = NVSWITCH_PCI_DEVICE_ID;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link,
+                                                 nvmlIntNvLinkDeviceType_t *type)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_remote_type, device, gpu);
+        if (!type)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        *type = NVML_NVLINK_DEVICE_TYPE_SWITCH;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkErrorCounter(nvmlDevice_t device, unsigned int link,
+                                             nvmlNvLinkErrorCounter_t counter,
+                                             unsigned long long *value)
+{
+        static const unsigned field[NVML_NVLINK_ERROR_COUNT] = {
+            [NVML_NVLINK_ERROR_DL_REPLAY] = FLD_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
+            [NVML_NVLINK_ERROR_DL_RECOVERY] = FLD_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
+            [NVML_NVLINK_ERROR_DL_CRC_FLIT] = FLD_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL,
+            [NVML_NVLINK_ERROR_DL_CRC_DATA] = FLD_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
+        };
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(nvlink_error_counter, device, gpu);
+        if (!value || (unsigned)counter >= NVML_NVLINK_ERROR_COUNT)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if ((r = nvl_link_ok(gpu, link)) != NVML_SUCCESS)
+                return r;
+        if (!field[counter])
+                return NVML_ERROR_NOT_SUPPORTED; /* ECC data: NVLink 5 and newer */
+        return nvl_errors(gpu, link, field[counter], value);
+}
+
+/* ---- topology ---- */
+
+static unsigned numa_of(unsigned gpu)
+{
+        const struct fake_scenario *sc = fake_engine_scenario();
+        const struct fake_gpu_conf *g = fake_engine_gpu(gpu);
+        unsigned n = fake_engine_gpu_count();
+
+        if (g->numa_node >= 0)
+                return (unsigned)g->numa_node % sc->numa_nodes;
+        /* spread in order: the first half of the GPUs on node 0, ... */
+        return n ? gpu * sc->numa_nodes / n : 0;
+}
+
+/* GPUs 2k and 2k+1 share a PCIe switch (as on an HGX baseboard), others share a NUMA node or
+ * not. */
+nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevice_t device2,
+                                                 nvmlGpuTopologyLevel_t *level)
+{
+        unsigned a, b;
+        nvmlReturn_t r;
+
+        ENTER_DEV(topology_common_ancestor, device1, a);
+        if ((r = fake_engine_dev(device2, &b)) != NVML_SUCCESS)
+                return r;
+        if (!level)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (a == b)
+                *level = NVML_TOPOLOGY_INTERNAL;
+        else if (a / 2 == b / 2)
+                *level = NVML_TOPOLOGY_SINGLE;
+        else if (numa_of(a) == numa_of(b))
+                *level = NVML_TOPOLOGY_NODE;
+        else
+                *level = NVML_TOPOLOGY_SYSTEM;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetCpuAffinity(nvmlDevice_t device, unsigned int cpu_set_size,
+                                      unsigned long *cpu_set)
+{
+        const struct fake_scenario *sc;
+        unsigned gpu, first, bits = (unsigned)(sizeof(unsigned long) * 8);
+
+        ENTER_DEV(cpu_affinity, device, gpu);
+        if (!cpu_set || !cpu_set_size)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        sc = fake_engine_scenario();
+        memset(cpu_set, 0, cpu_set_size * sizeof(*cpu_set));
+        first = numa_of(gpu) * sc->cpus_per_node;
+        for (unsigned c = first; c < first + sc->cpus_per_node && c < cpu_set_size * bits; c++)
+                cpu_set[c / bits] |= 1UL << (c % bits);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node)
+{
+        unsigned gpu;
+
+        ENTER_DEV(numa_node_id, device, gpu);
+        if (!node)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        *node = numa_of(gpu);
+        return NVML_SUCCESS;
+}
+
+/* ---- MIG (read-only; the fake has no way to change the mode either) ---- */
+
+nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *current_mode,
+                                  unsigned int *pending_mode)
+{
+        unsigned gpu;
+        bool on;
+
+        ENTER_DEV(mig_mode, device, gpu);
+        if (!current_mode || !pending_mode)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (!fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_SUPPORTED; /* a GPU without MIG, as on a PCIe A10 */
+        on = mig_on(gpu);
+        *current_mode = on ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+        *pending_mode = NVML_DEVICE_MIG_ENABLE; /* turning on at mig_at, or on */
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count)
+{
+        unsigned gpu;
+
+        ENTER_DEV(max_mig_device_count, device, gpu);
+        if (!count)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (!fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_SUPPORTED;
+        *count = NVML_MAX_MIG_DEVICES;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                 nvmlDevice_t *mig_device)
+{
+        unsigned gpu;
+
+        ENTER_DEV(mig_device_handle_by_index, device, gpu);
+        if (!mig_device || index >= NVML_MAX_MIG_DEVICES)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (!fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_SUPPORTED;
+        if (!mig_on(gpu) || index >= fake_engine_gpu(gpu)->n_mig)
+                return NVML_ERROR_NOT_FOUND;
+        *mig_device = (nvmlDevice_t)(void *)&mig_handles[gpu][index];
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id)
+{
+        unsigned gpu, k;
+
+        ENTER(gpu_instance_id);
+        if (!id || !mig_of(device, &gpu, &k))
+                return fake_engine_dev_index(device) >= 0 ? NVML_ERROR_NOT_SUPPORTED
+                                                          : NVML_ERROR_INVALID_ARGUMENT;
+        *id = mig_gi(gpu, k);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int *id)
+{
+        unsigned gpu, k;
+
+        ENTER(compute_instance_id);
+        if (!id || !mig_of(device, &gpu, &k))
+                return fake_engine_dev_index(device) >= 0 ? NVML_ERROR_NOT_SUPPORTED
+                                                          : NVML_ERROR_INVALID_ARGUMENT;
+        *id = 0; /* one compute instance per GPU instance */
         return NVML_SUCCESS;
 }
 

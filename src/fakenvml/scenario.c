@@ -91,6 +91,8 @@ static const struct {
     {FLD_POWER_USAGE_INSTANT, {SRC_CONST, 76, 0, 0, 0}},
     {FLD_TOTAL_ENERGY_CONSUMPTION, {SRC_RATE, 0, 76000, 0, 0}}, /* 76 W idle */
     {FLD_PERSISTENCE_MODE, {SRC_CONST, 1, 0, 0, 0}},
+    {FLD_APP_SM_CLOCK, {SRC_CONST, 1980, 0, 0, 0}},
+    {FLD_APP_MEM_CLOCK, {SRC_CONST, 3201, 0, 0, 0}},
     {FLD_ECC_CURRENT, {SRC_CONST, 1, 0, 0, 0}},
     {FLD_PSTATE, {SRC_CONST, 0, 0, 0, 0}},
 };
@@ -118,6 +120,7 @@ static void gpu_defaults(struct fake_gpu_conf *g, unsigned i, const char *model)
         g->pci_subsystem_id = H200_PCI_SUBSYS_ID;
         snprintf(g->vbios, sizeof(g->vbios), "96.00.A5.00.01");
         snprintf(g->inforom, sizeof(g->inforom), "G525.0210.00.05");
+        g->numa_node = -1; /* spread by topology.numa_nodes */
 }
 
 void fake_default_source(unsigned gpu, unsigned field, struct fake_source *out)
@@ -531,11 +534,83 @@ static int parse_trace_ref(struct pctx *p, const yaml_node_t *n, bool *on)
         return 0;
 }
 
+/* nvlink_down: [0, 5]: link ids below 18, as a bit mask. */
+static int parse_link_list(struct pctx *p, const yaml_node_t *n, uint32_t *mask)
+{
+        if (!n || n->type != YAML_SEQUENCE_NODE)
+                return failf(p, n, -EINVAL, "nvlink_down must be a list of link ids");
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+             it++) {
+                unsigned long long l;
+                int r =
+                    get_uint(p, node(p, *it), "nvlink_down link", NVML_NVLINK_MAX_LINKS - 1, &l);
+                if (r < 0)
+                        return r;
+                *mask |= 1U << l;
+        }
+        return 0;
+}
+
+/* mig: [1g.18gb, 2g.35gb, ...]: the MIG instances, "<slices>g.<GB>gb" each, 7 slices at most. */
+static int parse_mig(struct pctx *p, const yaml_node_t *n, struct fake_gpu_conf *g)
+{
+        unsigned slices = 0;
+
+        if (!n || n->type != YAML_SEQUENCE_NODE)
+                return failf(p, n, -EINVAL, "mig must be a list of profiles like 1g.18gb");
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+             it++) {
+                const yaml_node_t *e = node(p, *it);
+                unsigned sl = 0, gb = 0;
+                char tail = 0;
+                int r;
+
+                if (g->n_mig >= FAKE_MIG_MAX)
+                        return failf(p, e, -EINVAL, "mig: at most %d instances", FAKE_MIG_MAX);
+                r = get_string(p, e, "mig profile", g->mig[g->n_mig], sizeof(g->mig[0]));
+                if (r < 0)
+                        return r;
+                if (sscanf(g->mig[g->n_mig], "%ug.%ugb%c", &sl, &gb, &tail) != 2 || !sl || !gb)
+                        return failf(p, e, -EINVAL, "mig: '%s' is not a profile like 1g.18gb",
+                                     g->mig[g->n_mig]);
+                slices += sl;
+                g->n_mig++;
+        }
+        if (slices > 7)
+                return failf(p, n, -EINVAL, "mig: %u compute slices, a GPU has 7", slices);
+        return 0;
+}
+
+/* nvlink: {links: N, version: V}; topology: {numa_nodes: N, cpus_per_node: C} */
+static int parse_small_map(struct pctx *p, const yaml_node_t *n, const char *what,
+                           const char *const *keys, const unsigned long long *max, unsigned *out[],
+                           size_t nk)
+{
+        const yaml_node_t *seen[4] = {0}, *k, *v;
+        int r = want_mapping(p, n, what);
+
+        if (r < 0)
+                return r;
+        FOR_PAIRS(p, n, k, v)
+        {
+                unsigned long long u;
+                int i = key_index(p, k, keys, nk, seen, what);
+                if (i < 0)
+                        return i;
+                if ((r = get_uint(p, v, keys[i], max[i], &u)) < 0)
+                        return r;
+                *out[i] = (unsigned)u;
+        }
+        return 0;
+}
+
 static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
 {
-        static const char *const keys[] = {
-            "name",  "uuid",         "serial", "pci_bus_id",    "vbios_version", "inforom_version",
-            "trace", "trace_offset", "fields", "not_supported", "processes"};
+        static const char *const keys[] = {"name",          "uuid",          "serial",
+                                           "pci_bus_id",    "vbios_version", "inforom_version",
+                                           "trace",         "trace_offset",  "fields",
+                                           "not_supported", "processes",     "nvlink_down",
+                                           "numa_node",     "mig",           "mig_at"};
         const yaml_node_t *seen[ARRAY_SIZE(keys)] = {0}, *k, *v;
         struct fake_gpu_conf *g = &p->sc->gpus[gi];
         int r = want_mapping(p, n, "per_gpu entry");
@@ -589,6 +664,21 @@ static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
                         g->processes = (unsigned)np;
                         break;
                 }
+                case 11:
+                        r = parse_link_list(p, v, &g->nvlink_down);
+                        break;
+                case 12: {
+                        unsigned long long nn = 0;
+                        r = get_uint(p, v, "numa_node", 63, &nn);
+                        g->numa_node = (int)nn;
+                        break;
+                }
+                case 13:
+                        r = parse_mig(p, v, g);
+                        break;
+                case 14:
+                        r = get_duration_us(p, v, "mig_at", &g->mig_at_us);
+                        break;
                 default:
                         r = i;
                 }
@@ -816,6 +906,8 @@ enum top_key {
         K_PER_GPU,
         K_COSTS,
         K_EVENTS,
+        K_NVLINK,
+        K_TOPOLOGY,
         K_CUDA, /* the fake CUDA's section (src/fakecuda), not read here */
         K_COUNT,
 };
@@ -835,6 +927,8 @@ static const char *const top_keys[K_COUNT] = {
     [K_PER_GPU] = "per_gpu",
     [K_COSTS] = "costs",
     [K_EVENTS] = "events",
+    [K_NVLINK] = "nvlink",
+    [K_TOPOLOGY] = "topology",
     [K_CUDA] = "cuda",
 };
 
@@ -924,6 +1018,26 @@ static int parse_root(struct pctx *p, const yaml_node_t *root)
                 return r;
         if (val[K_EVENTS] && (r = parse_events(p, val[K_EVENTS])) < 0)
                 return r;
+        sc->nvlink_version = 4;
+        sc->numa_nodes = 1;
+        sc->cpus_per_node = 16;
+        if (val[K_NVLINK]) {
+                static const char *const nk[] = {"links", "version"};
+                static const unsigned long long nm[] = {NVML_NVLINK_MAX_LINKS, 10};
+                unsigned *no[] = {&sc->nvlink_links, &sc->nvlink_version};
+                if ((r = parse_small_map(p, val[K_NVLINK], "nvlink", nk, nm, no, 2)) < 0)
+                        return r;
+        }
+        if (val[K_TOPOLOGY]) {
+                static const char *const tk[] = {"numa_nodes", "cpus_per_node"};
+                static const unsigned long long tm[] = {64, 1024};
+                unsigned *to[] = {&sc->numa_nodes, &sc->cpus_per_node};
+                if ((r = parse_small_map(p, val[K_TOPOLOGY], "topology", tk, tm, to, 2)) < 0)
+                        return r;
+                if (!sc->numa_nodes || !sc->cpus_per_node)
+                        return failf(p, val[K_TOPOLOGY], -EINVAL,
+                                     "topology: numa_nodes and cpus_per_node must be at least 1");
+        }
         /* Two GPUs with one UUID would break lookups by UUID. */
         for (unsigned a = 0; a < sc->gpu_count; a++)
                 for (unsigned b = a + 1; b < sc->gpu_count; b++)

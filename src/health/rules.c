@@ -284,6 +284,67 @@ static void eval_row_remap_uncorr(const rule_ctx *c, rule_result *out)
                      (long long)v, MAX_ROW_REMAP_UNCORR);
 }
 
+/* NVLink (DCGM's MonitorNVLink4Fields, pre-Blackwell): over the last minute any replay or recovery
+ * error fails, CRC errors (flit + data) at DCGM_LIMIT_MAX_NVLINK_CRC_ERROR per second or more
+ * fail, fewer warn. A GPU without NVLink reads "not supported" and is skipped. */
+#define MAX_NVLINK_CRC_PER_S 100 /* DCGM_LIMIT_MAX_NVLINK_CRC_ERROR */
+
+static void eval_nvlink_errors(const rule_ctx *c, rule_result *out)
+{
+        int64_t flit, data, replay, recovery;
+        size_t n1, n2, n3, n4;
+        double crc_per_s;
+
+        if (!gpu_readable(c)) {
+                out->state = RULE_SKIP;
+                return;
+        }
+        READ_OR_SKIP(counter_increase(c, FLD_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
+                                      HEALTH_COUNTER_WINDOW_US, &replay, &n1));
+        READ_OR_SKIP(counter_increase(c, FLD_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
+                                      HEALTH_COUNTER_WINDOW_US, &recovery, &n2));
+        READ_OR_SKIP(counter_increase(c, FLD_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL,
+                                      HEALTH_COUNTER_WINDOW_US, &flit, &n3));
+        READ_OR_SKIP(counter_increase(c, FLD_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
+                                      HEALTH_COUNTER_WINDOW_US, &data, &n4));
+        if (n1 < 2 || n2 < 2 || n3 < 2 || n4 < 2) {
+                out->state = RULE_SKIP;
+                return;
+        }
+        crc_per_s = (double)(flit + data) / ((double)HEALTH_COUNTER_WINDOW_US / 1e6);
+        if (replay > 0 || recovery > 0)
+                fire(out, HEALTH_FAIL,
+                     "%lld NVLink replay and %lld recovery errors in the last minute",
+                     (long long)replay, (long long)recovery);
+        else if (crc_per_s >= MAX_NVLINK_CRC_PER_S)
+                fire(out, HEALTH_FAIL,
+                     "NVLink CRC errors at %.1f/s over the last minute (limit %d/s)", crc_per_s,
+                     MAX_NVLINK_CRC_PER_S);
+        else if (flit + data > 0)
+                fire(out, HEALTH_WARN,
+                     "%lld NVLink CRC errors (%lld flit, %lld data) in the last minute",
+                     (long long)(flit + data), (long long)flit, (long long)data);
+}
+
+/* DCGM's MonitorNVLinkStatus: a link the GPU has that reports down fails; absent links (not
+ * supported) are not counted. Unlike DCGM, a GPU with every link down and none up is NVLink not in
+ * use (a single SXM GPU passed through to a VM, a board without its NVSwitch tray): the links are
+ * reported down in the API and metrics, but that is not an incident. */
+static void eval_nvlink_down(const rule_ctx *c, rule_result *out)
+{
+        int64_t down, up;
+
+        if (!gpu_readable(c)) {
+                out->state = RULE_SKIP;
+                return;
+        }
+        READ_OR_SKIP(latest_i64(c, FLD_NVLINK_LINKS_DOWN, &down));
+        READ_OR_SKIP(latest_i64(c, FLD_NVLINK_LINKS_UP, &up));
+        if (down > 0 && up > 0)
+                fire(out, HEALTH_FAIL, "%lld of %lld NVLinks are down", (long long)down,
+                     (long long)(down + up));
+}
+
 static void violation(const rule_ctx *c, rule_result *out, uint16_t field, const char *what)
 {
         int64_t inc;

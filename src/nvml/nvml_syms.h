@@ -142,3 +142,50 @@ NVML_FN(nvmlReturn_t, gpm_sample_free, 0, (nvmlGpmSample_t sample), "nvmlGpmSamp
 NVML_FN(nvmlReturn_t, gpm_sample_get, 0, (nvmlDevice_t device, nvmlGpmSample_t sample),
         "nvmlGpmSampleGet")
 NVML_FN(nvmlReturn_t, gpm_metrics_get, 0, (nvmlGpmMetricsGet_t * metrics), "nvmlGpmMetricsGet")
+
+/* NVLink, per link (the counters come through nvmlDeviceGetFieldValues with scopeId = link). */
+NVML_FN(nvmlReturn_t, nvlink_state, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlEnableState_t *is_active),
+        "nvmlDeviceGetNvLinkState")
+NVML_FN(nvmlReturn_t, nvlink_remote_pci, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlPciInfo_t *pci),
+        "nvmlDeviceGetNvLinkRemotePciInfo_v2")
+NVML_FN(nvmlReturn_t, nvlink_remote_type, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlIntNvLinkDeviceType_t *type),
+        "nvmlDeviceGetNvLinkRemoteDeviceType")
+NVML_FN(nvmlReturn_t, nvlink_error_counter, 0,
+        (nvmlDevice_t device, unsigned int link, nvmlNvLinkErrorCounter_t counter,
+         unsigned long long *value),
+        "nvmlDeviceGetNvLinkErrorCounter")
+
+/* Topology (read at attach). */
+NVML_FN(nvmlReturn_t, topology_common_ancestor, 0,
+        (nvmlDevice_t device1, nvmlDevice_t device2, nvmlGpuTopologyLevel_t *level),
+        "nvmlDeviceGetTopologyCommonAncestor")
+NVML_FN(nvmlReturn_t, cpu_affinity, 0,
+        (nvmlDevice_t device, unsigned int cpu_set_size, unsigned long *cpu_set),
+        "nvmlDeviceGetCpuAffinity")
+NVML_FN(nvmlReturn_t, numa_node_id, 0, (nvmlDevice_t device, unsigned int *node),
+        "nvmlDeviceGetNumaNodeId")
+
+/* MIG: discovery of the instances of a GPU in MIG mode (read-only; Vigil never changes the mode).
+ * The identity and memory getters above also take a MIG device handle. */
+NVML_FN(nvmlReturn_t, mig_mode, 0,
+        (nvmlDevice_t device, unsigned int *current_mode, unsigned int *pending_mode),
+        "nvmlDeviceGetMigMode")
+NVML_FN(nvmlReturn_t, max_mig_device_count, 0, (nvmlDevice_t device, unsigned int *count),
+        "nvmlDeviceGetMaxMigDeviceCount")
+NVML_FN(nvmlReturn_t, mig_device_handle_by_index, 0,
+        (nvmlDevice_t device, unsigned int index, nvmlDevice_t *mig_device),
+        "nvmlDeviceGetMigDeviceHandleByIndex")
+NVML_FN(nvmlReturn_t, gpu_instance_id, 0, (nvmlDevice_t device, unsigned int *id),
+        "nvmlDeviceGetGpuInstanceId")
+NVML_FN(nvmlReturn_t, compute_instance_id, 0, (nvmlDevice_t device, unsigned int *id),
+        "nvmlDeviceGetComputeInstanceId")
+
+/* Configuration, read-only (vigil config get): compute mode and application clocks. */
+NVML_FN(nvmlReturn_t, compute_mode, 0, (nvmlDevice_t device, nvmlComputeMode_t *mode),
+        "nvmlDeviceGetComputeMode")
+NVML_FN(nvmlReturn_t, applications_clock, 0,
+        (nvmlDevice_t device, nvmlClockType_t type, unsigned int *mhz),
+        "nvmlDeviceGetApplicationsClock")

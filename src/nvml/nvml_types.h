@@ -227,6 +227,56 @@ typedef struct nvmlFieldValue_st {
 #define NVML_FI_DEV_POWER_AVERAGE               185
 #define NVML_FI_DEV_POWER_INSTANT               186
 
+/* NVLink (per link: scopeId = link id, 0..NVML_NVLINK_MAX_LINKS-1). */
+#define NVML_FI_DEV_NVLINK_LINK_COUNT         91  /* links the device has (device scope) */
+#define NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX 138 /* KiB of payload sent, cumulative */
+#define NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX 139 /* KiB of payload received, cumulative */
+#define NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY    161 /* replay errors */
+#define NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY  162 /* recovery errors */
+#define NVML_FI_DEV_NVLINK_ERROR_DL_CRC       163 /* CRC (flit) errors */
+#define NVML_FI_DEV_NVLINK_GET_STATE          165 /* 1 active, 0 inactive */
+#define NVML_FI_DEV_NVLINK_GET_VERSION        166 /* NVLink version of the link */
+
+#define NVML_NVLINK_MAX_LINKS 18 /* nvml.h: links a device may have (Hopper: 18) */
+
+typedef enum nvmlNvLinkErrorCounter_enum {
+        NVML_NVLINK_ERROR_DL_REPLAY = 0,   /* data link transmit replay errors */
+        NVML_NVLINK_ERROR_DL_RECOVERY = 1, /* data link transmit recovery errors */
+        NVML_NVLINK_ERROR_DL_CRC_FLIT = 2, /* data link receive flow control digit CRC errors */
+        NVML_NVLINK_ERROR_DL_CRC_DATA = 3, /* data link receive data CRC errors */
+        NVML_NVLINK_ERROR_DL_ECC_DATA = 4, /* data link receive data ECC errors */
+        NVML_NVLINK_ERROR_COUNT,
+} nvmlNvLinkErrorCounter_t;
+
+typedef enum nvmlIntNvLinkDeviceType_enum {
+        NVML_NVLINK_DEVICE_TYPE_GPU = 0x00,
+        NVML_NVLINK_DEVICE_TYPE_IBMNPU = 0x01,
+        NVML_NVLINK_DEVICE_TYPE_SWITCH = 0x02,
+        NVML_NVLINK_DEVICE_TYPE_UNKNOWN = 0xFF,
+} nvmlIntNvLinkDeviceType_t;
+
+typedef enum nvmlComputeMode_enum {
+        NVML_COMPUTEMODE_DEFAULT = 0,           /* several contexts per device */
+        NVML_COMPUTEMODE_EXCLUSIVE_THREAD = 1,  /* deprecated */
+        NVML_COMPUTEMODE_PROHIBITED = 2,        /* no contexts */
+        NVML_COMPUTEMODE_EXCLUSIVE_PROCESS = 3, /* one process at a time */
+} nvmlComputeMode_t;
+
+/* MIG. */
+#define NVML_DEVICE_MIG_DISABLE 0x0
+#define NVML_DEVICE_MIG_ENABLE  0x1
+#define NVML_MAX_MIG_DEVICES    7 /* per GPU on Ampere/Hopper (nvmlDeviceGetMaxMigDeviceCount) */
+
+/* Topology: how far apart two GPUs are on the PCIe tree (nvmlDeviceGetTopologyCommonAncestor). */
+typedef enum nvmlGpuLevel_enum {
+        NVML_TOPOLOGY_INTERNAL = 0,    /* the same board (multi-GPU card) */
+        NVML_TOPOLOGY_SINGLE = 10,     /* one PCIe switch between them (PIX) */
+        NVML_TOPOLOGY_MULTIPLE = 20,   /* several PCIe switches, no host bridge (PXB) */
+        NVML_TOPOLOGY_HOSTBRIDGE = 30, /* the same host bridge (PHB) */
+        NVML_TOPOLOGY_NODE = 40,       /* host bridges of one NUMA node (NODE) */
+        NVML_TOPOLOGY_SYSTEM = 50,     /* across NUMA nodes, SMP interconnect (SYS) */
+} nvmlGpuTopologyLevel_t;
+
 /* Events. */
 #define nvmlEventTypeSingleBitEccError 0x0000000000000001ULL
 #define nvmlEventTypeDoubleBitEccError 0x0000000000000002ULL
@@ -249,15 +299,32 @@ typedef struct nvmlEventData_st {
  * the one DCGM ships, 210 in CUDA 13.0's, the driver 580 header of our H200; 333 in NVIDIA's
  * newest nvidia-ml-py), while NVML_GPM_METRICS_GET_VERSION has stayed 1, so the library cannot
  * tell the sizes apart. We take the largest: a library built for a smaller array reads and writes
- * only the numMetrics entries we fill (3), never past its own end, so a larger struct is safe for
+ * only the numMetrics entries we fill, never past its own end, so a larger struct is safe for
  * every version, and a smaller one would not be for a newer driver. */
 typedef struct nvmlGpmSample_st *nvmlGpmSample_t; /* opaque, from nvmlGpmSampleAlloc */
 
 typedef enum nvmlGpmMetricId_enum {
-        NVML_GPM_METRIC_GRAPHICS_UTIL = 1,   /* % of time any compute/graphics app was active */
-        NVML_GPM_METRIC_SM_UTIL = 2,         /* % of SMs busy */
-        NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5, /* % of time the SMs did any tensor operation */
-        NVML_GPM_METRIC_DRAM_BW_UTIL = 10,   /* % of the theoretical DRAM bandwidth used */
+        NVML_GPM_METRIC_GRAPHICS_UTIL = 1,    /* % of time any compute/graphics app was active */
+        NVML_GPM_METRIC_SM_UTIL = 2,          /* % of SMs busy */
+        NVML_GPM_METRIC_SM_OCCUPANCY = 3,     /* % of warps active vs the theoretical maximum */
+        NVML_GPM_METRIC_INTEGER_UTIL = 4,     /* % of time the SMs did integer operations */
+        NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5,  /* % of time the SMs did any tensor operation */
+        NVML_GPM_METRIC_DFMA_TENSOR_UTIL = 6, /* % of time the SMs did DFMA tensor operations */
+        NVML_GPM_METRIC_HMMA_TENSOR_UTIL = 7, /* % of time the SMs did HMMA tensor operations */
+        NVML_GPM_METRIC_IMMA_TENSOR_UTIL = 9, /* % of time the SMs did IMMA tensor operations */
+        NVML_GPM_METRIC_DRAM_BW_UTIL = 10,    /* % of the theoretical DRAM bandwidth used */
+        NVML_GPM_METRIC_FP64_UTIL = 11,       /* % of time the SMs did non-tensor FP64 math */
+        NVML_GPM_METRIC_FP32_UTIL = 12,       /* % of time the SMs did non-tensor FP32 math */
+        NVML_GPM_METRIC_FP16_UTIL = 13,       /* % of time the SMs did non-tensor FP16 math */
+        NVML_GPM_METRIC_PCIE_TX_PER_SEC = 20, /* PCIe traffic from the GPU, MiB/s */
+        NVML_GPM_METRIC_PCIE_RX_PER_SEC = 21, /* PCIe traffic to the GPU, MiB/s */
+        NVML_GPM_METRIC_NVDEC_0_UTIL = 30,    /* % utilization of NVDEC 0 (1..7 follow) */
+        NVML_GPM_METRIC_NVJPG_0_UTIL = 40,    /* % utilization of NVJPG 0 (1..7 follow) */
+        NVML_GPM_METRIC_NVOFA_0_UTIL = 50,    /* % utilization of NVOFA 0 */
+        NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC = 60, /* NVLink read bandwidth, all links, MiB/s */
+        NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC = 61, /* NVLink write bandwidth, all links, MiB/s */
+        NVML_GPM_METRIC_NVLINK_L0_RX_PER_SEC = 62,    /* link L: 62 + 2L rx, 63 + 2L tx, MiB/s */
+        NVML_GPM_METRIC_NVLINK_L0_TX_PER_SEC = 63,
 } nvmlGpmMetricId_t;
 
 #define NVML_GPM_METRIC_MAX          333 /* entries of nvmlGpmMetricsGet_t.metrics, see above */

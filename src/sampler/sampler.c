@@ -25,7 +25,7 @@
 #include "common/vtime.h"
 
 #define MAX_GROUPS       16
-#define MAX_GROUP_FIELDS 64
+#define MAX_GROUP_FIELDS 192 /* the slow tier alone holds ~100 catalog fields */
 /* The event thread's wait in nvmlEventSetWait. Long: it returns at once for an event; the
  * timeout only bounds how long sampler_stop waits for it on the real NVML, which cannot be woken
  * (the fake is woken at stop, see wake_event_wait). */

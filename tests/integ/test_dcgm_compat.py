@@ -184,7 +184,7 @@ def test_naming_dcgm_and_46_names():
                     "DCGM_FI_DEV_BOARD_POWER_WATTS, gauge, Power draw (in W).\n"
                     "DCGM_FI_SYSTEM_DRIVER_VERSION, label, Driver Version\n"
                     "DCGM_FI_DEV_SERIAL, label, Device Serial Number\n"
-                    "DCGM_FI_PROF_SM_ACTIVE, gauge, not collected\n")
+                    "DCGM_FI_DEV_OEM_INFOROM_VER, gauge, not collected\n")
         with start(config="metrics:\n  counters_csv: %s\n" % p) as v:
             text = v.metrics()
             fam = families(text)

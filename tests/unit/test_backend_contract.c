@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
+#include "nvml/nvml_reads.h"
 #include "nvml/nvml_types.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -179,6 +181,130 @@ static void test_exact_values_fake(void **state)
         assert_true(value_of(0, FLD_PCIE_REPLAY_COUNTER) == 7);
         assert_true(value_of(0, FLD_THERMAL_VIOLATION) == 123456789);
         assert_true(fabs(value_of(0, FLD_PROF_PCIE_TX_BYTES) - 1048576) < 1e-6);
+}
+
+/* Every GPM row of getters.def in one request (one SampleGet + one MetricsGet): percentages as
+ * 0..1 ratios, MiB/s rates as B/s. Fake (constant-2gpu.yaml, GPU utilization 75 %): the fields the
+ * scenario does not set follow utilization (SM active 0.9 x, NVLink 4e7 B/s per %), the engines it
+ * does not model read 0. Real: each is a finite, non-negative number or honestly unsupported. */
+static void test_gpm_all_metrics(void **state)
+{
+        static const struct {
+                uint16_t field; /* FLD_* */
+                bool gpm;       /* read through GPM */
+        } rows[] = {
+#define NVML_READ(fld, fi, fv_type, getter, slot, conv)                                            \
+        {FLD_##fld, NVML_GETTER_##getter == NVML_GETTER_GPM_METRICS},
+#include "nvml/getters.def"
+        };
+        uint16_t ids[NVML_GPM_ROWS];
+        field_value v[NVML_GPM_ROWS];
+        size_t n = 0;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+                if (rows[i].gpm && n < NVML_GPM_ROWS)
+                        ids[n++] = rows[i].field;
+        assert_int_equal(n, NVML_GPM_ROWS);
+        assert_int_equal(n, 31); /* 1001-1008 and 1011-1033 */
+        for (unsigned g = 0; g < ngpu; g++) {
+                assert_int_equal(backend_reattach(be, g), 0);
+                if (real)
+                        usleep(300000);
+                assert_int_equal(backend_sample(be, g, ids, n, v), 0);
+                for (size_t k = 0; k < n; k++) {
+                        const field_meta *m = field_by_id(ids[k]);
+                        if (v[k].status != 0) {
+                                fprintf(stderr, "# GPU %u %-30s %s\n", g, m->sym,
+                                        strerror(-v[k].status));
+                                assert_true(v[k].status == -EOPNOTSUPP || v[k].status == -EACCES ||
+                                            v[k].status == -ENODATA ||
+                                            (!real && g == 1 && ids[k] == FLD_PROF_DRAM_ACTIVE));
+                                continue;
+                        }
+                        if (real)
+                                fprintf(stderr, "# GPU %u %-30s %.4f (GPM)\n", g, m->sym, v[k].d);
+                        assert_true(isfinite(v[k].d) && v[k].d >= 0);
+                        if (strcmp(m->unit, "ratio") == 0)
+                                assert_true(v[k].d <= 1);
+                        if (real)
+                                continue;
+                        switch (ids[k]) {
+                        case FLD_PROF_SM_ACTIVE:
+                                assert_true(fabs(v[k].d - 0.675) < 1e-9);
+                                break;
+                        case FLD_PROF_NVLINK_TX_BYTES:
+                        case FLD_PROF_NVLINK_RX_BYTES:
+                                assert_true(fabs(v[k].d - 3e9) < 1e-3);
+                                break;
+                        case FLD_PROF_NVDEC0_ACTIVE:
+                                assert_true(v[k].d == 0);
+                                break;
+                        default:
+                                break;
+                        }
+                }
+        }
+}
+
+/* NVLink, MIG and topology through the backend. Fake (constant-2gpu.yaml): no NVLink and no MIG,
+ * reported as not supported, never as "down"; the topology of the two GPUs is read at open.
+ * Real: whatever the GPU says, printed for the log; a link's counters are numbers or unknown. */
+static void test_nvlink_mig_topology(void **state)
+{
+        static const uint16_t ids[] = {FLD_NVLINK_LINKS_UP, FLD_NVLINK_LINKS_DOWN,
+                                       FLD_NVLINK_REPLAY_ERROR_COUNT_TOTAL, FLD_MIG_MODE,
+                                       FLD_MIG_INSTANCES};
+        backend_topology *t = calloc(1, sizeof(*t));
+        field_value v[5];
+
+        (void)state;
+        assert_non_null(t);
+        for (unsigned g = 0; g < ngpu; g++) {
+                backend_nvlink_info nl;
+                backend_mig_info mi;
+
+                assert_int_equal(backend_sample(be, g, ids, 5, v), 0);
+                assert_int_equal(backend_nvlink_get(be, g, &nl), 0);
+                assert_int_equal(backend_mig_get(be, g, &mi), 0);
+                fprintf(stderr,
+                        "# GPU %u NVLink: %s, %u links, %lld up; MIG: %s mode %d, %u inst\n", g,
+                        nl.status ? strerror(-nl.status) : "ok", nl.n_links,
+                        v[0].status ? -1LL : (long long)v[0].i,
+                        mi.status ? strerror(-mi.status) : "ok", mi.mode, mi.n);
+                for (unsigned l = 0; real && nl.status == 0 && l < nl.n_links; l++)
+                        fprintf(
+                            stderr, "#   link %2u state %d v%u remote %s replay %lld crc %lld\n", l,
+                            nl.links[l].state, nl.links[l].version, nl.links[l].remote_bus_id,
+                            nl.links[l].replay == UINT64_MAX ? -1LL : (long long)nl.links[l].replay,
+                            nl.links[l].crc_flit == UINT64_MAX ? -1LL
+                                                               : (long long)nl.links[l].crc_flit);
+                if (!real) {
+                        assert_int_equal(v[0].status, -EOPNOTSUPP);
+                        assert_int_equal(nl.status, -EOPNOTSUPP);
+                        assert_int_equal(v[3].status, -EOPNOTSUPP);
+                        assert_int_equal(mi.status, -EOPNOTSUPP);
+                } else if (nl.status == 0) {
+                        assert_int_equal(v[0].status, 0);
+                        assert_true(nl.n_links <= BACKEND_NVLINK_MAX);
+                }
+        }
+        assert_int_equal(backend_topology_get(be, t), 0);
+        assert_int_equal(t->n, ngpu);
+        for (unsigned i = 0; i < t->n; i++) {
+                fprintf(stderr, "# GPU %u topo:", i);
+                for (unsigned j = 0; j < t->n; j++)
+                        fprintf(stderr, " %s",
+                                backend_topo_level_name((enum backend_topo_level)t->level[i][j]));
+                fprintf(stderr, "  cpus %s numa %d\n", t->cpus[i], t->numa_node[i]);
+                assert_int_equal(t->level[i][i], BTOPO_SELF);
+        }
+        if (!real && ngpu == 2) {
+                assert_int_equal(t->level[0][1], BTOPO_PIX);
+                assert_string_equal(t->cpus[0], "0-15");
+                assert_int_equal(t->numa_node[1], 0);
+        }
+        free(t);
 }
 
 /* Profiling fields through GPM. A GPM value is computed between two samples: the backend takes
@@ -427,6 +553,8 @@ int main(void)
             cmocka_unit_test(test_exact_values_fake),
             cmocka_unit_test(test_injection_and_loss_fake),
             cmocka_unit_test(test_gpm_profiling),
+            cmocka_unit_test(test_gpm_all_metrics),
+            cmocka_unit_test(test_nvlink_mig_topology),
             cmocka_unit_test(test_events),
             cmocka_unit_test(test_concurrent_threads_fake),
             cmocka_unit_test(test_errno_map),

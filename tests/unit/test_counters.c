@@ -125,7 +125,7 @@ static void test_spellings_labels_quotes(void **state)
                      "DCGM_FI_DEV_SERIAL, label, Device Serial Number\n"
                      "DCGM_FI_DEV_POWER_USAGE, histogram, \"say \"\"hi\"\"\"\n"
                      "DCGM_FI_DEV_FB_USED, summary,\n"
-                     "DCGM_FI_PROF_SM_ACTIVE, gauge, not collected by Vigil\n"
+                     "DCGM_FI_DEV_OEM_INFOROM_VER, gauge, not collected by Vigil\n"
                      "DCGM_FI_PROF_PCIE_RX_BYTES, counter, dcp");
         (void)state;
         assert_int_equal(s->n, 9);

@@ -537,6 +537,110 @@ static void test_not_supported(void **state)
         assert_int_equal(fv[2].nvmlReturn, NVML_ERROR_NOT_SUPPORTED);
 }
 
+/* NVLink on the HGX scenario: 18 links to four NVSwitches, per-link FieldValues (scopeId), the
+ * per-link getters, counters from the scenario's totals on link 0; a link past the last is an
+ * invalid argument; a scenario without NVLink answers NOT_SUPPORTED. */
+static void test_nvlink(void **state)
+{
+        nvmlFieldValue_t fv[4];
+        nvmlEnableState_t st;
+        nvmlPciInfo_t pci;
+        nvmlIntNvLinkDeviceType_t t;
+        unsigned long long v = 1;
+
+        (void)state;
+        start("hgx-h200.yaml", 0);
+        memset(fv, 0, sizeof(fv));
+        fv[0].fieldId = NVML_FI_DEV_NVLINK_LINK_COUNT;
+        fv[1].fieldId = NVML_FI_DEV_NVLINK_GET_STATE;
+        fv[1].scopeId = 17;
+        fv[2].fieldId = NVML_FI_DEV_NVLINK_GET_VERSION;
+        fv[2].scopeId = 3;
+        fv[3].fieldId = NVML_FI_DEV_NVLINK_GET_STATE;
+        fv[3].scopeId = 18;
+        assert_int_equal(nv.field_values(dev(0), 4, fv), NVML_SUCCESS);
+        assert_int_equal(fv[0].nvmlReturn, NVML_SUCCESS);
+        assert_int_equal(fv[0].value.ullVal, 18);
+        assert_int_equal(fv[1].value.ullVal, 1);
+        assert_int_equal(fv[2].value.ullVal, 4);
+        assert_int_equal(fv[3].nvmlReturn, NVML_ERROR_INVALID_ARGUMENT);
+        assert_int_equal(nv.nvlink_state(dev(1), 0, &st), NVML_SUCCESS);
+        assert_int_equal(st, NVML_FEATURE_ENABLED);
+        assert_int_equal(nv.nvlink_remote_pci(dev(1), 9, &pci), NVML_SUCCESS);
+        assert_string_equal(pci.busId, "00000000:07:00.0");
+        assert_int_equal(nv.nvlink_remote_type(dev(1), 9, &t), NVML_SUCCESS);
+        assert_int_equal(t, NVML_NVLINK_DEVICE_TYPE_SWITCH);
+        assert_int_equal(nv.nvlink_error_counter(dev(1), 0, NVML_NVLINK_ERROR_DL_CRC_DATA, &v),
+                         NVML_SUCCESS);
+        assert_int_equal(v, 0);
+        assert_int_equal(nv.nvlink_error_counter(dev(1), 0, NVML_NVLINK_ERROR_DL_ECC_DATA, &v),
+                         NVML_ERROR_NOT_SUPPORTED);
+        start(NULL, 0); /* the default scenario: no NVLink */
+        assert_int_equal(nv.nvlink_state(dev(0), 0, &st), NVML_ERROR_NOT_SUPPORTED);
+        fv[0].scopeId = 0;
+        assert_int_equal(nv.field_values(dev(0), 1, fv), NVML_SUCCESS);
+        assert_int_equal(fv[0].nvmlReturn, NVML_ERROR_NOT_SUPPORTED);
+}
+
+/* Topology on the HGX scenario: pairs share a PCIe switch, halves a NUMA node. */
+static void test_topology(void **state)
+{
+        nvmlGpuTopologyLevel_t l;
+        unsigned long mask[4] = {0};
+        unsigned node = 9;
+
+        (void)state;
+        start("hgx-h200.yaml", 0);
+        assert_int_equal(nv.topology_common_ancestor(dev(0), dev(1), &l), NVML_SUCCESS);
+        assert_int_equal(l, NVML_TOPOLOGY_SINGLE);
+        assert_int_equal(nv.topology_common_ancestor(dev(0), dev(3), &l), NVML_SUCCESS);
+        assert_int_equal(l, NVML_TOPOLOGY_NODE);
+        assert_int_equal(nv.topology_common_ancestor(dev(0), dev(7), &l), NVML_SUCCESS);
+        assert_int_equal(l, NVML_TOPOLOGY_SYSTEM);
+        assert_int_equal(nv.cpu_affinity(dev(5), 4, mask), NVML_SUCCESS);
+        assert_true(mask[0] == 0xff00000000000000UL); /* CPUs 56..63 (node 1: 56..111) */
+        assert_true(mask[1] == 0xffffffffffffUL);     /* CPUs 64..111 */
+        assert_int_equal(nv.numa_node_id(dev(5), &node), NVML_SUCCESS);
+        assert_int_equal(node, 1);
+}
+
+/* MIG on the MIG scenario: GPU 0 split in four, GPU 1 whole until 8 s; MIG handles answer the
+ * identity and memory getters; ids as an H200 numbers them. */
+static void test_mig(void **state)
+{
+        unsigned cur = 9, pend = 9, max = 0, gi = 99, ci = 99;
+        nvmlDevice_t m = NULL;
+        nvmlMemory_v2_t mem = {.version = nvmlMemory_v2};
+        char name[96], uuid[96];
+
+        (void)state;
+        start("mig-h200.yaml", 0);
+        assert_int_equal(nv.mig_mode(dev(0), &cur, &pend), NVML_SUCCESS);
+        assert_int_equal(cur, NVML_DEVICE_MIG_ENABLE);
+        assert_int_equal(nv.mig_mode(dev(1), &cur, &pend), NVML_SUCCESS);
+        assert_int_equal(cur, NVML_DEVICE_MIG_DISABLE);
+        assert_int_equal(pend, NVML_DEVICE_MIG_ENABLE);
+        assert_int_equal(nv.max_mig_device_count(dev(0), &max), NVML_SUCCESS);
+        assert_int_equal(max, 7);
+        assert_int_equal(nv.mig_device_handle_by_index(dev(0), 4, &m), NVML_ERROR_NOT_FOUND);
+        assert_int_equal(nv.mig_device_handle_by_index(dev(1), 0, &m), NVML_ERROR_NOT_FOUND);
+        assert_int_equal(nv.mig_device_handle_by_index(dev(0), 3, &m), NVML_SUCCESS);
+        assert_int_equal(nv.gpu_instance_id(m, &gi), NVML_SUCCESS);
+        assert_int_equal(gi, 1); /* 3g */
+        assert_int_equal(nv.compute_instance_id(m, &ci), NVML_SUCCESS);
+        assert_int_equal(ci, 0);
+        assert_int_equal(nv.name(m, name, sizeof(name)), NVML_SUCCESS);
+        assert_string_equal(name, "NVIDIA H200 MIG 3g.71gb");
+        assert_int_equal(nv.uuid(m, uuid, sizeof(uuid)), NVML_SUCCESS);
+        assert_true(strncmp(uuid, "MIG-", 4) == 0);
+        assert_int_equal(nv.memory_info_v2(m, &mem), NVML_SUCCESS);
+        assert_int_equal(mem.total, 71000000000ULL);
+        assert_true(mem.used + mem.free == mem.total);
+        assert_int_equal(nv.gpu_instance_id(dev(0), &gi), NVML_ERROR_NOT_SUPPORTED);
+        start(NULL, 0);
+        assert_int_equal(nv.mig_mode(dev(0), &cur, &pend), NVML_ERROR_NOT_SUPPORTED);
+}
+
 /* GPM: two samples, metrics from the profiling fields as percent, NVML's argument checks,
  * per-metric NOT_SUPPORTED, and a GPU without GPM when all three fields are unsupported. */
 static void test_gpm(void **state)
@@ -565,7 +669,7 @@ static void test_gpm(void **state)
         mg.metrics[0].metricId = NVML_GPM_METRIC_GRAPHICS_UTIL;
         mg.metrics[1].metricId = NVML_GPM_METRIC_ANY_TENSOR_UTIL;
         mg.metrics[2].metricId = NVML_GPM_METRIC_DRAM_BW_UTIL;
-        mg.metrics[3].metricId = NVML_GPM_METRIC_SM_UTIL;
+        mg.metrics[3].metricId = 8; /* no metric has this id */
         assert_int_equal(nv.gpm_metrics_get(&mg), NVML_ERROR_INVALID_ARGUMENT); /* not taken */
         assert_int_equal(nv.gpm_sample_get(dev(0), a), NVML_SUCCESS);
         assert_int_equal(nv.gpm_sample_get(dev(0), b), NVML_SUCCESS);
@@ -615,7 +719,7 @@ static void test_gpm(void **state)
         nv.gpm_sample_free(a);
         nv.gpm_sample_free(b);
 
-        /* all three not supported: no GPM on that GPU, like a pre-Hopper one */
+        /* graphics activity not supported: no GPM on that GPU, like a pre-Hopper one */
         assert_int_equal(test_tmpdir_new("gpm", dir, sizeof(dir)), 0);
         snprintf(path, sizeof(path), "%s/no-gpm.yaml", dir);
         f = fopen(path, "w");
@@ -1015,6 +1119,8 @@ int main(void)
             cmocka_unit_test(test_inject),        cmocka_unit_test(test_call_cost),
             cmocka_unit_test(test_parse_errors),  cmocka_unit_test(test_durations),
             cmocka_unit_test(test_gpm),           cmocka_unit_test(test_fake_clock),
+            cmocka_unit_test(test_nvlink),        cmocka_unit_test(test_topology),
+            cmocka_unit_test(test_mig),
         };
 
         return cmocka_run_group_tests(tests, setup_lib, teardown_lib);

@@ -72,6 +72,65 @@ static void test_gpm_layouts(void **state)
         assert_int_equal(NVML_GPM_METRIC_SM_UTIL, 2);
         assert_int_equal(NVML_GPM_METRIC_ANY_TENSOR_UTIL, 5);
         assert_int_equal(NVML_GPM_METRIC_DRAM_BW_UTIL, 10);
+        /* the rest of the profiling metrics (nvml.h nvmlGpmMetricId_t) */
+        assert_int_equal(NVML_GPM_METRIC_SM_OCCUPANCY, 3);
+        assert_int_equal(NVML_GPM_METRIC_INTEGER_UTIL, 4);
+        assert_int_equal(NVML_GPM_METRIC_DFMA_TENSOR_UTIL, 6);
+        assert_int_equal(NVML_GPM_METRIC_HMMA_TENSOR_UTIL, 7);
+        assert_int_equal(NVML_GPM_METRIC_IMMA_TENSOR_UTIL, 9);
+        assert_int_equal(NVML_GPM_METRIC_FP64_UTIL, 11);
+        assert_int_equal(NVML_GPM_METRIC_FP32_UTIL, 12);
+        assert_int_equal(NVML_GPM_METRIC_FP16_UTIL, 13);
+        assert_int_equal(NVML_GPM_METRIC_PCIE_TX_PER_SEC, 20);
+        assert_int_equal(NVML_GPM_METRIC_PCIE_RX_PER_SEC, 21);
+        assert_int_equal(NVML_GPM_METRIC_NVDEC_0_UTIL, 30);
+        assert_int_equal(NVML_GPM_METRIC_NVJPG_0_UTIL, 40);
+        assert_int_equal(NVML_GPM_METRIC_NVOFA_0_UTIL, 50);
+        assert_int_equal(NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC, 60);
+        assert_int_equal(NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC, 61);
+        assert_int_equal(NVML_GPM_METRIC_NVLINK_L0_RX_PER_SEC, 62);
+        assert_int_equal(NVML_GPM_METRIC_NVLINK_L0_TX_PER_SEC, 63);
+}
+
+/* NVLink, topology and MIG: the entry points take scalars, enums and nvmlPciInfo_t (pinned above:
+ * nvmlDeviceGetNvLinkRemotePciInfo_v2 fills the same struct as nvmlDeviceGetPciInfo_v3). Enums are
+ * 4-byte ints whose values are pinned here against nvml.h. */
+static void test_nvlink_topo_mig(void **state)
+{
+        (void)state;
+        assert_int_equal(sizeof(nvmlNvLinkErrorCounter_t), 4);
+        assert_int_equal(sizeof(nvmlIntNvLinkDeviceType_t), 4);
+        assert_int_equal(sizeof(nvmlGpuTopologyLevel_t), 4);
+        assert_int_equal(NVML_NVLINK_MAX_LINKS, 18);
+        assert_int_equal(NVML_NVLINK_ERROR_DL_REPLAY, 0);
+        assert_int_equal(NVML_NVLINK_ERROR_DL_RECOVERY, 1);
+        assert_int_equal(NVML_NVLINK_ERROR_DL_CRC_FLIT, 2);
+        assert_int_equal(NVML_NVLINK_ERROR_DL_CRC_DATA, 3);
+        assert_int_equal(NVML_NVLINK_ERROR_DL_ECC_DATA, 4);
+        assert_int_equal(NVML_NVLINK_DEVICE_TYPE_GPU, 0);
+        assert_int_equal(NVML_NVLINK_DEVICE_TYPE_SWITCH, 2);
+        assert_int_equal(NVML_NVLINK_DEVICE_TYPE_UNKNOWN, 0xFF);
+        assert_int_equal(NVML_FI_DEV_NVLINK_LINK_COUNT, 91);
+        assert_int_equal(NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 138);
+        assert_int_equal(NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, 139);
+        assert_int_equal(NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY, 161);
+        assert_int_equal(NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY, 162);
+        assert_int_equal(NVML_FI_DEV_NVLINK_ERROR_DL_CRC, 163);
+        assert_int_equal(NVML_FI_DEV_NVLINK_GET_STATE, 165);
+        assert_int_equal(NVML_FI_DEV_NVLINK_GET_VERSION, 166);
+        assert_int_equal(NVML_TOPOLOGY_INTERNAL, 0);
+        assert_int_equal(NVML_TOPOLOGY_SINGLE, 10);
+        assert_int_equal(NVML_TOPOLOGY_MULTIPLE, 20);
+        assert_int_equal(NVML_TOPOLOGY_HOSTBRIDGE, 30);
+        assert_int_equal(NVML_TOPOLOGY_NODE, 40);
+        assert_int_equal(NVML_TOPOLOGY_SYSTEM, 50);
+        assert_int_equal(NVML_DEVICE_MIG_DISABLE, 0);
+        assert_int_equal(NVML_DEVICE_MIG_ENABLE, 1);
+        assert_int_equal(sizeof(nvmlPciInfo_t), 68); /* nvmlDeviceGetNvLinkRemotePciInfo_v2 */
+        assert_int_equal(sizeof(nvmlComputeMode_t), 4);
+        assert_int_equal(NVML_COMPUTEMODE_DEFAULT, 0);
+        assert_int_equal(NVML_COMPUTEMODE_PROHIBITED, 2);
+        assert_int_equal(NVML_COMPUTEMODE_EXCLUSIVE_PROCESS, 3);
 }
 
 static void test_constants(void **state)
@@ -94,6 +153,7 @@ int main(void)
             cmocka_unit_test(test_struct_layouts),
             cmocka_unit_test(test_constants),
             cmocka_unit_test(test_gpm_layouts),
+            cmocka_unit_test(test_nvlink_topo_mig),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,7 +104,10 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                          strerror(-r));
                 return r;
         }
-        if (snprintf(work, sizeof(work), "%s/.tmp-backup-XXXXXX", o->dir) >= (int)sizeof(work) ||
+        /* The pid in the name lets the next start remove what a killed backup left
+         * (backup_clean_tmp) without touching the work of another running vigild. */
+        if (snprintf(work, sizeof(work), "%s/.tmp-backup-%ld-XXXXXX", o->dir, (long)getpid()) >=
+                (int)sizeof(work) ||
             !mkdtemp(work)) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create a temporary directory in '%s': %s", o->dir,

@@ -177,9 +177,29 @@ int backup_restore(const restore_options *o, restore_result *res, char *err, siz
                          strerror(-r));
                 goto out;
         }
+        if (o->encrypted_only && !backup_file_encrypted(o->archive)) {
+                snprintf(err, errlen,
+                         "archive '%s' is not encrypted but encryption is configured: refused "
+                         "(anyone who can write the backup directory could have made it)",
+                         o->archive);
+                r = -EPERM;
+                goto out;
+        }
         r = backup_extract(o->archive, o->keyring, stage, &res->info, err, errlen);
         if (r < 0)
                 goto out;
+        if (o->not_after_us > 0) {
+                struct tm tm = {0};
+                const char *end = strptime(res->info.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+                if (!end || (int64_t)timegm(&tm) * USEC_PER_SEC > o->not_after_us) {
+                        snprintf(err, errlen,
+                                 "archive '%s' says it was created at '%s', in the future: "
+                                 "refused",
+                                 o->archive, res->info.created);
+                        r = -EBADMSG;
+                        goto out;
+                }
+        }
         /* 2. keep the current state */
         snprintf(db, sizeof(db), "%s/" DB_NAME, o->data_dir);
         checkpoint_offline(db);

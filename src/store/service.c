@@ -80,6 +80,12 @@ int backup_service_new(const backup_service_config *c, store *s, crypto_keyring 
         pthread_mutex_init(&b->run_lock, NULL);
         pthread_mutex_init(&b->lock, NULL);
         pthread_cond_init(&b->wake, NULL);
+        /* A backup killed part-way (kill -9, power loss) left its temporary directory. */
+        int cleaned = backup_clean_tmp(b->c.dir);
+        if (cleaned > 0)
+                log_info("backup",
+                         "removed %d temporary directories of interrupted backups in '%s'", cleaned,
+                         b->c.dir);
         /* A restart does not reset the schedule: the newest archive tells when the last was. */
         backup_entry *v = NULL;
         size_t n = 0;

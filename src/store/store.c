@@ -915,3 +915,152 @@ int store_check_file(const char *path, bool full, char *err, size_t errlen)
         }
         return 0;
 }
+
+/* One schema object: what sqlite_schema says about it. */
+struct schema_obj {
+        char *type; /* table, index, trigger, view */
+        char *name;
+        char *sql; /* "" for automatic indexes */
+};
+
+static void schema_free(struct schema_obj *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].type);
+                free(v[i].name);
+                free(v[i].sql);
+        }
+        free(v);
+}
+
+/* Every object of db's schema, sorted by type and name. Bounded: a hostile file cannot make us
+ * read more than SCHEMA_MAX objects. */
+#define SCHEMA_MAX 4096
+static int schema_read(sqlite3 *db, struct schema_obj **ret, size_t *n)
+{
+        sqlite3_stmt *st = NULL;
+        struct schema_obj *v = calloc(SCHEMA_MAX, sizeof(*v));
+        size_t cnt = 0;
+        int rc;
+
+        if (!v)
+                return -ENOMEM;
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT type, name, coalesce(sql, '') FROM sqlite_schema "
+                                "ORDER BY type, name",
+                                -1, &st, NULL);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (cnt >= SCHEMA_MAX) {
+                        rc = SQLITE_TOOBIG;
+                        break;
+                }
+                v[cnt].type = strdup((const char *)sqlite3_column_text(st, 0));
+                v[cnt].name = strdup((const char *)sqlite3_column_text(st, 1));
+                v[cnt].sql = strdup((const char *)sqlite3_column_text(st, 2));
+                if (!v[cnt].type || !v[cnt].name || !v[cnt].sql) {
+                        cnt++;
+                        rc = SQLITE_NOMEM;
+                        break;
+                }
+                cnt++;
+                rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+                schema_free(v, cnt);
+                return rc == SQLITE_TOOBIG ? -E2BIG : store_errno(rc);
+        }
+        *ret = v;
+        *n = cnt;
+        return 0;
+}
+
+/* A fresh in-memory database with the migrations up to version applied. */
+static int schema_reference(int version, sqlite3 **ret, char *err, size_t errlen)
+{
+        struct migration sorted[ARRAY_SIZE(migrations)];
+        sqlite3 *db = NULL;
+
+        memcpy(sorted, migrations, sizeof(sorted));
+        qsort(sorted, ARRAY_SIZE(sorted), sizeof(sorted[0]), cmp_migration);
+        if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL) !=
+            SQLITE_OK) {
+                sqlite3_close(db);
+                return -ENOMEM;
+        }
+        harden(db);
+        for (size_t i = 0; i < ARRAY_SIZE(sorted) && sorted[i].version <= version; i++) {
+                char *msg = NULL;
+                if (sqlite3_exec(db, sorted[i].sql, NULL, NULL, &msg) != SQLITE_OK) {
+                        snprintf(err, errlen, "migration %d: %s", sorted[i].version,
+                                 msg ? msg : "failed");
+                        sqlite3_free(msg);
+                        sqlite3_close(db);
+                        return -EINVAL;
+                }
+        }
+        *ret = db;
+        return 0;
+}
+
+int store_check_schema(const char *path, char *err, size_t errlen)
+{
+        struct schema_obj *have = NULL, *want = NULL;
+        size_t nhave = 0, nwant = 0, i = 0, j = 0;
+        sqlite3 *ref = NULL;
+        store_ro ro;
+        int version = 0, newest = 0, r;
+
+        err[0] = '\0';
+        for (size_t k = 0; k < ARRAY_SIZE(migrations); k++)
+                if (migrations[k].version > newest)
+                        newest = migrations[k].version;
+        r = store_open_ro(path, &ro, err, errlen);
+        if (r < 0)
+                return r;
+        /* Nothing in the file runs while we look: no trigger, no view body is evaluated. */
+        sqlite3_db_config(ro.db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+        r = pragma_int(ro.db, "PRAGMA user_version", &version) == SQLITE_OK ? 0 : -EBADMSG;
+        if (r == 0 && version > newest) {
+                snprintf(err, errlen,
+                         "database schema version %d is newer than this vigil knows (%d)", version,
+                         newest);
+                r = -EPROTO;
+        }
+        if (r == 0)
+                r = schema_read(ro.db, &have, &nhave);
+        if (r == 0)
+                r = schema_reference(version, &ref, err, errlen);
+        if (r == 0)
+                r = schema_read(ref, &want, &nwant);
+        if (r < 0 && !err[0])
+                snprintf(err, errlen, "cannot read the schema of '%s': %s", path, strerror(-r));
+        /* Both lists are sorted by (type, name): walk them together. */
+        while (r == 0 && (i < nhave || j < nwant)) {
+                int c = i == nhave ? 1 : j == nwant ? -1 : strcmp(have[i].type, want[j].type);
+                if (c == 0)
+                        c = strcmp(have[i].name, want[j].name);
+                if (c < 0) {
+                        snprintf(err, errlen, "%s '%.100s' is not part of Vigil's schema (v%d)",
+                                 have[i].type, have[i].name, version);
+                        r = -EBADMSG;
+                } else if (c > 0) {
+                        snprintf(err, errlen, "%s '%.100s' of Vigil's schema (v%d) is missing",
+                                 want[j].type, want[j].name, version);
+                        r = -EBADMSG;
+                } else if (strcmp(have[i].sql, want[j].sql) != 0) {
+                        snprintf(err, errlen,
+                                 "%s '%.100s' differs from Vigil's schema (v%d): '%.200s'",
+                                 have[i].type, have[i].name, version, have[i].sql);
+                        r = -EBADMSG;
+                } else {
+                        i++;
+                        j++;
+                }
+        }
+        schema_free(have, nhave);
+        schema_free(want, nwant);
+        sqlite3_close(ref);
+        store_close_ro(&ro);
+        return r;
+}

@@ -82,6 +82,12 @@ uint64_t store_writes(const store *s);
  * quick_check.
  * Returns 0, -EBADMSG (corrupt or not a database) or -EIO, with a reason in err. */
 int store_check_file(const char *path, bool full, char *err, size_t errlen);
+/* Check that a database file (an archive's, before it is restored) holds exactly the schema this
+ * vigild's migrations create up to its user_version: the same tables, indexes and nothing else
+ * (no trigger, view or table they do not make; a trigger in a restored database would run inside
+ * vigild). Read-only (store_open_ro). 0; -EPROTO for a newer schema than this vigild knows;
+ * -EBADMSG with the first difference in err ("trigger 'x' is not part of Vigil's schema"). */
+int store_check_schema(const char *path, char *err, size_t errlen);
 /* A database file opened for reading only, by a process that is not vigild (`vigil audit verify
  * --db`, checks of extracted backups): no byte of the file or of its -wal/-shm changes and no
  * file appears beside it, whether vigild runs on it, was killed, or stopped cleanly:

@@ -104,7 +104,7 @@ def reader_loop(db, stop, errors):
             con = sqlite3.connect(db, timeout=5)
             con.execute("select count(*) from sqlite_master").fetchall()
             try:
-                con.execute("select count(*) from crash_rows").fetchall()
+                con.execute("select count(*) from store_events").fetchall()
             except sqlite3.OperationalError:
                 pass
             con.close()
@@ -411,7 +411,36 @@ def test_revocation_past_exp_survives_restart():
             d.stop()
 
 
+HEAD_EXPORT = AUTH.replace("audit: {enabled: true, retention_days: 365}",
+                           "audit: {enabled: true, retention_days: 365, "
+                           "head_export: {interval: %s, sidecar: true}}")
+
+
+def test_head_export_interval_reloads():
+    """security.audit.head_export.* are configuration keys, and a changed interval applies on
+    reload: with 1h nothing is exported while vigild runs; after SIGHUP with 1s the sidecar
+    appears within seconds, and it names the newest audit record."""
+    with tempfile.TemporaryDirectory(prefix="vigil-head-export-") as data:
+        head = os.path.join(data, "audit.head")
+        d = start_on(data, HEAD_EXPORT % "1h")
+        try:
+            code, out = unix(d, "POST", "/api/v1/tokens/revoke", {"jti": "head-export"})
+            check(code == 200, "revoke: %d %s" % (code, out))
+            time.sleep(1.5)
+            check(not os.path.exists(head), "exported although the interval is 1h")
+            with open(os.path.join(data, "vigil.yaml"), "w") as f:
+                f.write(HEAD_EXPORT % "1s")
+            d.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: os.path.exists(head), 10, "the head exported after the reload to 1s")
+            with open(head) as f:
+                seq = int(f.read().split(":")[0])
+            check(seq >= 1, "sidecar seq %d" % seq)
+        finally:
+            d.stop()
+
+
 if __name__ == "__main__":
     main([test_revocation_survives_reader_and_kill9, test_kill9_with_concurrent_reader,
           test_verify_is_read_only, test_audit_trim_detected, test_every_refusal_audited,
-          test_unreadable_revocations_refuse_start, test_revocation_past_exp_survives_restart])
+          test_unreadable_revocations_refuse_start, test_revocation_past_exp_survives_restart,
+          test_head_export_interval_reloads])

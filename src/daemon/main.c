@@ -161,7 +161,10 @@ static int open_store(daemon_state *d)
                 log_info("store", "encryption at rest: data key %u active, master key %08x",
                          crypto_keyring_active(d->keyring), crypto_keyring_master_id(d->keyring));
         }
-        store_options so = {.path = db, .integrity_check = true};
+        store_options so = {.path = db,
+                            .integrity_check = true,
+                            .keyring = d->keyring,
+                            .seal = c->encryption.data_at_rest};
         r = store_open(&so, &d->store, &info, err, sizeof(err));
         if (r < 0) {
                 log_error("store", "%s", err);

@@ -195,6 +195,8 @@ struct reenc_batch {
         struct reenc_row rows[64];       /* this batch */
         size_t n;                        /* rows in it */
         int64_t after;                   /* rowid cursor */
+        unsigned changed;                /* rows reenc_write re-sealed (store_write answers 0
+                                          * for any success, so the count travels here) */
 };
 
 static int reenc_read(sqlite3 *db, void *ctx)
@@ -262,7 +264,8 @@ static int reenc_write(sqlite3 *db, void *ctx)
                 changed += sqlite3_changes(db);
         }
         sqlite3_finalize(st);
-        return changed;
+        bt->changed = (unsigned)changed;
+        return 0;
 }
 
 static void *reenc_main(void *arg)
@@ -300,9 +303,10 @@ static void *reenc_main(void *arg)
                                         row->fresh = NULL;
                                 free(pt);
                         }
+                        bt->changed = 0;
                         int w = store_write(b->store, reenc_write, bt);
-                        if (w > 0)
-                                done += (uint64_t)w;
+                        if (w == 0)
+                                done += bt->changed;
                         for (size_t i = 0; i < bt->n; i++) {
                                 free(bt->rows[i].blob);
                                 free(bt->rows[i].fresh);

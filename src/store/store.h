@@ -26,8 +26,24 @@
 
 typedef struct store store;
 
+struct crypto_keyring;
+
+/* Sealed columns (sealed.def). Every connection the store opens has two SQL functions:
+ *   vigil_seal(value, 'table.column')  with store_options.seal and a keyring: the value as an
+ *                                      AES-256-GCM blob (crypto.h, AAD "table.column"); else
+ *                                      the value unchanged (NULL stays NULL);
+ *   vigil_open(value, 'table.column')  a sealed blob → its text; anything else unchanged. A
+ *                                      sealed value without the key is an SQL error ("sealed
+ *                                      value: no encryption key").
+ * A module writes vigil_seal(?, 'audit_log.detail') where it binds a sensitive value and reads
+ * vigil_open(detail, 'audit_log.detail'); adding the column to sealed.def makes `vigil keys
+ * rotate` re-encrypt it. Offline readers (store_open_ro) take the key from the environment
+ * variable VIGIL_ENCRYPTION_KEY and the keyring file beside the database, at the first sealed
+ * value they meet. */
 typedef struct store_options {
-        const char *path;       /* database file, e.g. DATA_DIR/vigil.db */
+        const char *path;               /* database file, e.g. DATA_DIR/vigil.db */
+        struct crypto_keyring *keyring; /* borrowed, outlives the store; NULL = no key */
+        bool seal;                      /* security.encryption.data_at_rest: seal new values */
         bool integrity_check;   /* run PRAGMA quick_check at open (default on in the daemon) */
         unsigned batch_max;     /* writes per transaction at most (0 = 64) */
         unsigned batch_wait_ms; /* how long the writer may wait to fill a batch (0 = none) */
@@ -98,6 +114,7 @@ int store_check_schema(const char *path, char *err, size_t errlen);
  *    directory is opened, and removed by store_close_ro. */
 typedef struct store_ro {
         sqlite3 *db;             /* the connection (read-only unless it is the private copy) */
+        void *seal;              /* vigil_open's key, loaded at the first sealed value; owned */
         char copy_dir[PATH_MAX]; /* the private copy's directory, "" when none */
 } store_ro;
 /* 0, or -errno with a reason in err ("cannot open '/x/vigil.db' read-only: …"). On success call

@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "common/macros.h"
+#include "store/crypto.h"
 #include "store/store.h"
 
 static char tmpdir[256];
@@ -415,6 +417,103 @@ static void test_close_refuses(void **state)
         assert_int_equal(store_write(NULL, create_t, NULL), -EINVAL);
 }
 
+static int exec_sql(sqlite3 *db, void *ctx)
+{
+        return store_exec(db, ctx);
+}
+
+/* A database with anything Vigil's migrations do not make (a trigger, a view, a table) is not
+ * Vigil's schema; a freshly migrated one is. */
+static void test_check_schema(void **state)
+{
+        (void)state;
+        static const char *const extra[] = {
+            "CREATE TRIGGER vanish AFTER INSERT ON audit_log BEGIN DELETE FROM audit_log WHERE "
+            "seq = new.seq; END",
+            "CREATE VIEW v AS SELECT 1",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+            "CREATE INDEX audit_extra ON audit_log (principal)",
+        };
+        char path[512], err[512];
+        store_open_info info;
+
+        for (size_t i = 0; i <= ARRAY_SIZE(extra); i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "schema%zu.db", i);
+                store *s = open_at(name, &info);
+                if (i < ARRAY_SIZE(extra))
+                        assert_int_equal(store_write(s, exec_sql, (void *)extra[i]), 0);
+                store_close(s);
+                snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+                err[0] = '\0';
+                int r = store_check_schema(path, err, sizeof(err));
+                if (i < ARRAY_SIZE(extra)) {
+                        assert_int_equal(r, -EBADMSG);
+                        assert_non_null(strstr(err, "Vigil's schema"));
+                } else if (r != 0) {
+                        fail_msg("a migrated database: %d %s", r, err);
+                }
+        }
+}
+
+static int seal_insert(sqlite3 *db, void *ctx)
+{
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO store_events (ts, kind, detail) VALUES (0, 'k', "
+                 "vigil_seal('%s', 'store_events.detail'))",
+                 (const char *)ctx);
+        return store_exec(db, sql);
+}
+
+static int seal_read(sqlite3 *db, void *ctx)
+{
+        sqlite3_stmt *st = NULL;
+        char *out = ctx;
+        int rc = sqlite3_prepare_v2(db,
+                                    "SELECT typeof(detail), vigil_open(detail, "
+                                    "'store_events.detail') FROM store_events ORDER BY id DESC "
+                                    "LIMIT 1",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+                snprintf(out, 128, "%s:%s", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1));
+        sqlite3_finalize(st);
+        return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/* vigil_seal stores a blob when sealing is on, vigil_open gives the text back; without the
+ * seal switch values stay text; an offline reader without the key gets an error. */
+static void test_sealed_values(void **state)
+{
+        (void)state;
+        char path[512], err[512] = "", out[128] = "";
+        crypto_keyring *kr = NULL;
+        store_open_info info;
+        store *s = NULL;
+
+        assert_int_equal(crypto_keyring_new("0123456789abcdef0123456789abcdef0123456789abcdef0"
+                                            "123456789abcdef",
+                                            &kr, err, sizeof(err)),
+                         0);
+        snprintf(path, sizeof(path), "%s/sealed.db", tmpdir);
+        store_options o = {.path = path, .keyring = kr, .seal = true};
+        assert_int_equal(store_open(&o, &s, &info, err, sizeof(err)), 0);
+        assert_int_equal(store_write(s, seal_insert, "SEALED-MARKER"), 0);
+        assert_int_equal(store_read(s, seal_read, out), 0);
+        assert_string_equal(out, "blob:SEALED-MARKER");
+        store_close(s);
+        /* the key present, sealing off: new values in clear, old ones still open */
+        o.seal = false;
+        assert_int_equal(store_open(&o, &s, &info, err, sizeof(err)), 0);
+        assert_int_equal(store_read(s, seal_read, out), 0);
+        assert_string_equal(out, "blob:SEALED-MARKER");
+        assert_int_equal(store_write(s, seal_insert, "CLEAR"), 0);
+        assert_int_equal(store_read(s, seal_read, out), 0);
+        assert_string_equal(out, "text:CLEAR");
+        store_close(s);
+        crypto_keyring_free(kr);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -423,7 +522,8 @@ int main(void)
             cmocka_unit_test(test_group_commit),       cmocka_unit_test(test_savepoint_isolation),
             cmocka_unit_test(test_read_while_writing), cmocka_unit_test(test_corrupt_moved_aside),
             cmocka_unit_test(test_disk_full_injected), cmocka_unit_test(test_disk_full_tmpfs),
-            cmocka_unit_test(test_vacuum_into),
+            cmocka_unit_test(test_vacuum_into),        cmocka_unit_test(test_check_schema),
+            cmocka_unit_test(test_sealed_values),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -19,6 +19,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
+#include "sysio.h"
 
 struct event_arg {
         const char *kind, *detail;
@@ -97,15 +98,17 @@ static int keep_state(const char *data_dir, const char *keep, char *err, size_t 
         for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
                 snprintf(from, sizeof(from), "%s/%s", data_dir, names[i]);
                 snprintf(to, sizeof(to), "%s/%s", keep, names[i]);
-                if (link(from, to) < 0 && errno != ENOENT) {
+                if (sysio.link(from, to) < 0 && errno != ENOENT) {
                         r = -errno;
                         snprintf(err, errlen, "cannot keep '%s' in '%s': %s", from, keep,
                                  strerror(-r));
                         return r;
                 }
         }
-        (void)store_fsync_dir_of(to);
-        return 0;
+        r = store_fsync_dir_of(to);
+        if (r < 0)
+                snprintf(err, errlen, "cannot make '%s' durable: %s", keep, strerror(-r));
+        return r;
 }
 
 /* Put the files of src (db and keyring; a missing one is removed from live) into data_dir by
@@ -116,15 +119,15 @@ static int swap_in(const char *src, const char *data_dir, bool with_wal, char *e
         int r;
 
         snprintf(to, sizeof(to), "%s/" DB_NAME "-wal", data_dir);
-        if (unlink(to) < 0 && errno != ENOENT)
+        if (sysio.unlink(to) < 0 && errno != ENOENT)
                 return -errno;
         snprintf(to, sizeof(to), "%s/" DB_NAME "-shm", data_dir);
-        if (unlink(to) < 0 && errno != ENOENT)
+        if (sysio.unlink(to) < 0 && errno != ENOENT)
                 return -errno;
         if (with_wal) {
                 snprintf(from, sizeof(from), "%s/" DB_NAME "-wal", src);
                 snprintf(to, sizeof(to), "%s/" DB_NAME "-wal", data_dir);
-                if (link(from, to) < 0 && errno != ENOENT)
+                if (sysio.link(from, to) < 0 && errno != ENOENT)
                         return -errno;
         }
         snprintf(from, sizeof(from), "%s/" KEYRING_NAME, src);
@@ -132,8 +135,8 @@ static int swap_in(const char *src, const char *data_dir, bool with_wal, char *e
         if (access(from, F_OK) == 0) {
                 char tmp[PATH_MAX];
                 snprintf(tmp, sizeof(tmp), "%s.swap", to);
-                unlink(tmp);
-                if (link(from, tmp) < 0 || rename(tmp, to) < 0) {
+                sysio.unlink(tmp);
+                if (sysio.link(from, tmp) < 0 || sysio.rename(tmp, to) < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
                         return r;
@@ -144,8 +147,8 @@ static int swap_in(const char *src, const char *data_dir, bool with_wal, char *e
         {
                 char tmp[PATH_MAX];
                 snprintf(tmp, sizeof(tmp), "%s.swap", to);
-                unlink(tmp);
-                if (link(from, tmp) < 0 || rename(tmp, to) < 0) {
+                sysio.unlink(tmp);
+                if (sysio.link(from, tmp) < 0 || sysio.rename(tmp, to) < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
                         return r;

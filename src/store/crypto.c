@@ -23,6 +23,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "store.h"
+#include "sysio.h"
 
 #define CRYPTO_KEYRING_MAX (1u << 20) /* bytes: a sealed keyring is a few KiB */
 
@@ -394,20 +395,33 @@ int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err,
         }
         if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
                 return -ENAMETOOLONG;
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0 || write(fd, blob, bloblen) != (ssize_t)bloblen || fsync(fd) < 0) {
+        /* tmp + fsync + rename + fsync of the directory, each through sysio (sysio.h): the
+         * keyring at path is the old one or the new one, never a part of either. */
+        _cleanup_close_ int fd = sysio.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        r = fd < 0 ? -errno : sysio_write_all(fd, blob, bloblen);
+        if (r == 0 && sysio.fsync(fd) < 0)
                 r = -errno;
-                snprintf(err, errlen, "cannot write keyring '%s': %s", tmp, strerror(errno));
-                unlink(tmp);
-                return r ? r : -EIO;
-        }
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                snprintf(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(-r));
-                unlink(tmp);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot write keyring '%s': %s", tmp, strerror(-r));
+                if (fd >= 0)
+                        sysio.unlink(tmp);
                 return r;
         }
-        (void)store_fsync_dir_of(path);
+        if (sysio.rename(tmp, path) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(-r));
+                sysio.unlink(tmp);
+                return r;
+        }
+        r = store_fsync_dir_of(path);
+        if (r < 0) {
+                /* The new keyring is in place but may not survive a power loss: say so, so
+                 * that a rotation is not reported done. */
+                snprintf(err, errlen,
+                         "cannot make keyring '%s' durable (fsync of its directory): %s", path,
+                         strerror(-r));
+                return r;
+        }
         return 0;
 }
 

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "crypto.h"
+#include "sysio.h"
 #include "common/macros.h"
 
 #define BUSY_TIMEOUT_MS   5000
@@ -124,11 +125,12 @@ int store_exec(sqlite3 *db, const char *sql)
 
 static int fsync_path(const char *path, bool dir)
 {
-        _cleanup_close_ int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+        _cleanup_close_ int fd =
+            sysio.open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC, 0);
 
         if (fd < 0)
                 return -errno;
-        if (fsync(fd) < 0)
+        if (sysio.fsync(fd) < 0)
                 return -errno;
         return 0;
 }

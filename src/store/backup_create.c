@@ -21,6 +21,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
+#include "sysio.h"
 
 static int add_file(const archive_dl *ar, struct archive *a, const char *src, const char *name,
                     char *err, size_t errlen)
@@ -251,7 +252,7 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                         snprintf(final, sizeof(final), "%s/" BACKUP_PREFIX "%s-%s%s.tar.%s%s",
                                  o->dir, host, stamp, suffix, ext, o->keyring ? ".enc" : "");
                         /* link() never replaces an existing archive (rename would). */
-                        if (link(src, final) == 0) {
+                        if (sysio.link(src, final) == 0) {
                                 r = 0;
                                 break;
                         }
@@ -263,7 +264,13 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                         snprintf(err, errlen, "cannot create '%s': %s", final, strerror(-r));
                         goto out;
                 }
-                (void)store_fsync_dir_of(final);
+                r = store_fsync_dir_of(final);
+                if (r < 0) {
+                        /* not durable: an archive reported made must survive a power loss */
+                        snprintf(err, errlen, "cannot make '%s' durable: %s", final, strerror(-r));
+                        sysio.unlink(final);
+                        goto out;
+                }
                 snprintf(res->path, sizeof(res->path), "%s", final);
                 r = backup_sha256_file(final, res->sha256, &res->size);
                 if (r < 0) {

@@ -118,17 +118,22 @@ static int swap_in(const char *src, const char *data_dir, bool with_wal, char *e
         char from[PATH_MAX], to[PATH_MAX];
         int r;
 
-        snprintf(to, sizeof(to), "%s/" DB_NAME "-wal", data_dir);
-        if (sysio.unlink(to) < 0 && errno != ENOENT)
-                return -errno;
-        snprintf(to, sizeof(to), "%s/" DB_NAME "-shm", data_dir);
-        if (sysio.unlink(to) < 0 && errno != ENOENT)
-                return -errno;
+        for (const char *const *sfx = (const char *const[]){"-wal", "-shm", NULL}; *sfx; sfx++) {
+                snprintf(to, sizeof(to), "%s/" DB_NAME "%s", data_dir, *sfx);
+                if (sysio.unlink(to) < 0 && errno != ENOENT) {
+                        r = -errno;
+                        snprintf(err, errlen, "cannot remove '%s': %s", to, strerror(-r));
+                        return r;
+                }
+        }
         if (with_wal) {
                 snprintf(from, sizeof(from), "%s/" DB_NAME "-wal", src);
                 snprintf(to, sizeof(to), "%s/" DB_NAME "-wal", data_dir);
-                if (sysio.link(from, to) < 0 && errno != ENOENT)
-                        return -errno;
+                if (sysio.link(from, to) < 0 && errno != ENOENT) {
+                        r = -errno;
+                        snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
+                        return r;
+                }
         }
         snprintf(from, sizeof(from), "%s/" KEYRING_NAME, src);
         snprintf(to, sizeof(to), "%s/" KEYRING_NAME, data_dir);
@@ -139,8 +144,12 @@ static int swap_in(const char *src, const char *data_dir, bool with_wal, char *e
                 if (sysio.link(from, tmp) < 0 || sysio.rename(tmp, to) < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
+                        (void)sysio.unlink(tmp); /* a link made before the rename failed */
                         return r;
                 }
+                /* rename() of two links to one file (a roll back onto a state that was never
+                 * swapped out) succeeds and does nothing: the .swap name would stay. */
+                (void)unlink(tmp);
         }
         snprintf(from, sizeof(from), "%s/" DB_NAME, src);
         snprintf(to, sizeof(to), "%s/" DB_NAME, data_dir);
@@ -151,10 +160,17 @@ static int swap_in(const char *src, const char *data_dir, bool with_wal, char *e
                 if (sysio.link(from, tmp) < 0 || sysio.rename(tmp, to) < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
+                        (void)sysio.unlink(tmp); /* a link made before the rename failed */
                         return r;
                 }
+                /* rename() of two links to one file (a roll back onto a state that was never
+                 * swapped out) succeeds and does nothing: the .swap name would stay. */
+                (void)unlink(tmp);
         }
-        return store_fsync_dir_of(to);
+        r = store_fsync_dir_of(to);
+        if (r < 0)
+                snprintf(err, errlen, "cannot make '%s' durable: %s", to, strerror(-r));
+        return r;
 }
 
 int backup_restore(const restore_options *o, restore_result *res, char *err, size_t errlen)

@@ -21,6 +21,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
+#include "sysio.h"
 
 struct manifest_member {
         char name[256];  /* in the archive */
@@ -231,7 +232,8 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                         mkdir(out, 0700);
                 }
                 snprintf(out, sizeof(out), "%s/%s", dest, name);
-                int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                int fd =
+                    sysio.open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
                 if (fd < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));
@@ -249,17 +251,16 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                                 r = -EBADMSG;
                                 break;
                         }
-                        if (write(fd, buf, (size_t)n) != n) {
-                                r = -errno ? -errno : -EIO;
+                        r = sysio_write_all(fd, buf, (size_t)n);
+                        if (r < 0)
                                 break;
-                        }
                 }
                 if (n < 0) {
                         snprintf(err, errlen, "archive '%s' is truncated or damaged: %s", shown,
                                  ar->error_string(a));
                         r = -EBADMSG;
                 }
-                if (r == 0 && fsync(fd) < 0)
+                if (r == 0 && sysio.fsync(fd) < 0)
                         r = -errno;
                 close(fd);
                 if (r < 0) {

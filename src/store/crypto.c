@@ -413,7 +413,7 @@ int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err,
                 sysio.unlink(tmp);
                 return r;
         }
-        r = store_fsync_dir_of(path);
+        r = sysio_fsync_dir_of(path);
         if (r < 0) {
                 /* The new keyring is in place but may not survive a power loss: say so, so
                  * that a rotation is not reported done. */

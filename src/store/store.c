@@ -125,30 +125,12 @@ int store_exec(sqlite3 *db, const char *sql)
 
 static int fsync_path(const char *path, bool dir)
 {
-        _cleanup_close_ int fd =
-            sysio.open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC, 0);
-
-        if (fd < 0)
-                return -errno;
-        if (sysio.fsync(fd) < 0)
-                return -errno;
-        return 0;
+        return sysio_fsync_path(path, dir);
 }
 
 int store_fsync_dir_of(const char *path)
 {
-        char dir[PATH_MAX];
-        const char *slash = strrchr(path, '/');
-
-        if (!slash)
-                return fsync_path(".", true);
-        if (slash == path)
-                return fsync_path("/", true);
-        if ((size_t)(slash - path) >= sizeof(dir))
-                return -ENAMETOOLONG;
-        memcpy(dir, path, (size_t)(slash - path));
-        dir[slash - path] = '\0';
-        return fsync_path(dir, true);
+        return sysio_fsync_dir_of(path);
 }
 
 int store_fsync_file(const char *path)
@@ -363,6 +345,12 @@ static int seal_register(sqlite3 *db, struct seal_ctx *sc)
                                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC, sc, fn_open,
                                                 NULL, NULL, NULL);
         return rc;
+}
+
+int store_sql_functions(sqlite3 *db)
+{
+        static struct seal_ctx none = {.tried = true, .mu = PTHREAD_MUTEX_INITIALIZER};
+        return seal_register(db, &none);
 }
 
 /* Result of one attempt at opening the file. */

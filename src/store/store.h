@@ -40,6 +40,11 @@ struct crypto_keyring;
  * rotate` re-encrypt it. Offline readers (store_open_ro) take the key from the environment
  * variable VIGIL_ENCRYPTION_KEY and the keyring file beside the database, at the first sealed
  * value they meet. */
+/* Give a connection the store did not open (a test's in-memory database) vigil_seal and
+ * vigil_open without a key: values pass through, a sealed one is an SQL error. SQLITE_OK or an
+ * SQLite code. */
+int store_sql_functions(sqlite3 *db);
+
 typedef struct store_options {
         const char *path;               /* database file, e.g. DATA_DIR/vigil.db */
         struct crypto_keyring *keyring; /* borrowed, outlives the store; NULL = no key */

@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static int real_open(const char *path, int flags, mode_t mode)
@@ -50,4 +52,30 @@ int sysio_write_all(int fd, const void *buf, size_t len)
                 len -= (size_t)n;
         }
         return 0;
+}
+
+int sysio_fsync_path(const char *path, bool dir)
+{
+        int fd = sysio.open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC, 0);
+        int r = 0;
+
+        if (fd < 0)
+                return -errno;
+        if (sysio.fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        return r;
+}
+
+int sysio_fsync_dir_of(const char *path)
+{
+        char dir[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+
+        if (!slash)
+                return sysio_fsync_path(".", true);
+        if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >=
+            (int)sizeof(dir))
+                return -ENAMETOOLONG;
+        return sysio_fsync_path(dir, true);
 }

@@ -8,6 +8,7 @@
 #ifndef VIGIL_STORE_SYSIO_H
 #define VIGIL_STORE_SYSIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -27,6 +28,11 @@ extern const sysio_table sysio_default;
 
 /* Tests: replace the table (NULL restores the real calls). */
 void sysio_set(const sysio_table *t);
+
+/* fsync a file (dir false) or a directory, opened through the table: 0 or -errno. */
+int sysio_fsync_path(const char *path, bool dir);
+/* fsync the directory that holds path. 0 or -errno. */
+int sysio_fsync_dir_of(const char *path);
 
 /* Write all of buf (short writes and EINTR retried): 0 or -errno (-EIO when write returned 0). */
 int sysio_write_all(int fd, const void *buf, size_t len);

@@ -148,37 +148,45 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
         {
                 char mpath[PATH_MAX];
                 snprintf(mpath, sizeof(mpath), "%s/" MANIFEST_NAME, work);
-                FILE *f = fopen(mpath, "w");
-                if (!f) {
-                        r = -errno;
-                        snprintf(err, errlen, "cannot write '%s': %s", mpath, strerror(-r));
-                        goto out;
-                }
+                /* Built in memory (it is small: BACKUP_MAX_MANIFEST) and written through
+                 * sysio like every other file of the backup. */
+                char text[BACKUP_MAX_MANIFEST];
+                size_t len = 0;
                 backup_utc_stamp(now, iso, sizeof(iso), true);
-                fprintf(f,
-                        "vigil-backup 1\nversion %s\nhost %s\ncreated %s\nschema %d\n"
-                        "encrypted %d\n",
-                        VIGIL_VERSION, o->hostname ? o->hostname : "", iso,
-                        store_read(s, read_schema, NULL), o->keyring ? 1 : 0);
-                for (size_t i = 0; i < nm; i++) {
+                len = (size_t)snprintf(text, sizeof(text),
+                                       "vigil-backup 1\nversion %s\nhost %s\ncreated %s\n"
+                                       "schema %d\nencrypted %d\n",
+                                       VIGIL_VERSION, o->hostname ? o->hostname : "", iso,
+                                       store_read(s, read_schema, NULL), o->keyring ? 1 : 0);
+                for (size_t i = 0; i < nm && len < sizeof(text); i++) {
                         char hex[65];
                         uint64_t size;
                         r = backup_sha256_file(m[i].src, hex, &size);
                         if (r < 0) {
                                 snprintf(err, errlen, "cannot read '%s': %s", m[i].src,
                                          strerror(-r));
-                                fclose(f);
                                 goto out;
                         }
-                        fprintf(f, "member %s %llu %s\n", hex, (unsigned long long)size, m[i].name);
+                        len +=
+                            (size_t)snprintf(text + len, sizeof(text) - len, "member %s %llu %s\n",
+                                             hex, (unsigned long long)size, m[i].name);
                 }
-                if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
+                if (len >= sizeof(text)) {
+                        snprintf(err, errlen, "the manifest is longer than %zu bytes",
+                                 sizeof(text));
+                        r = -E2BIG;
+                        goto out;
+                }
+                int mfd = sysio.open(mpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                r = mfd < 0 ? -errno : sysio_write_all(mfd, text, len);
+                if (r == 0 && sysio.fsync(mfd) < 0)
                         r = -errno;
-                        fclose(f);
+                if (mfd >= 0)
+                        close(mfd);
+                if (r < 0) {
                         snprintf(err, errlen, "cannot write '%s': %s", mpath, strerror(-r));
                         goto out;
                 }
-                fclose(f);
                 /* MANIFEST goes first so a reader knows what to expect. */
                 memmove(&m[1], &m[0], nm * sizeof(m[0]));
                 snprintf(m[0].src, sizeof(m[0].src), "%s", mpath);

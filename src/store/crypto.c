@@ -513,18 +513,7 @@ int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t 
 
 static int write_all(int fd, const void *p, size_t n)
 {
-        const uint8_t *b = p;
-        while (n) {
-                ssize_t w = write(fd, b, n);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                b += w;
-                n -= (size_t)w;
-        }
-        return 0;
+        return sysio_write_all(fd, p, n);
 }
 
 static int read_all(int fd, void *p, size_t n)
@@ -560,7 +549,7 @@ int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *
                 snprintf(err, errlen, "cannot read '%s': %s", in, strerror(-r));
                 return r;
         }
-        _cleanup_close_ int ofd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        _cleanup_close_ int ofd = sysio.open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (ofd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));
@@ -596,13 +585,13 @@ int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *
                 r = -EIO;
         if (r == 0)
                 r = write_all(ofd, tag, sizeof(tag));
-        if (r == 0 && fsync(ofd) < 0)
+        if (r == 0 && sysio.fsync(ofd) < 0)
                 r = -errno;
 fail:
         EVP_CIPHER_CTX_free(c);
         if (r < 0) {
                 snprintf(err, errlen, "cannot encrypt '%s' to '%s': %s", in, out, strerror(-r));
-                unlink(out);
+                sysio.unlink(out);
         }
         return r;
 }
@@ -649,7 +638,7 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                 r = -EIO;
                 goto fail;
         }
-        ofd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ofd = sysio.open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (ofd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));
@@ -685,15 +674,15 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                          "tampered with",
                          in);
                 r = -EBADMSG;
-                unlink(out);
+                sysio.unlink(out);
                 goto done;
         }
-        if (fsync(ofd) < 0)
+        if (sysio.fsync(ofd) < 0)
                 r = -errno;
 fail_out:
         if (r < 0) {
                 snprintf(err, errlen, "cannot decrypt '%s' to '%s': %s", in, out, strerror(-r));
-                unlink(out);
+                sysio.unlink(out);
         }
 done:
         EVP_CIPHER_CTX_free(c);

@@ -666,6 +666,56 @@ static void test_restore_faults(void **state)
         assert_true(tried >= 8);
 }
 
+/* A backup with each of its file-system calls failing in turn (encrypted: the sealing of the
+ * archive is in the path): an error that says why, no archive under a final name and no
+ * temporary directory left; the run with no call left to fail makes an archive that verifies. */
+static void test_backup_faults(void **state)
+{
+        (void)state;
+        char src[512], bk[512], err[1024];
+        crypto_keyring *kr = NULL;
+        backup_result res;
+        store_open_info info;
+        store *s = NULL;
+        unsigned tried = 0;
+
+        snprintf(src, sizeof(src), "%s/bsrc.db", tmpdir);
+        snprintf(bk, sizeof(bk), "%s/bfault", tmpdir);
+        store_options so = {.path = src};
+        assert_int_equal(store_open(&so, &s, &info, err, sizeof(err)), 0);
+        assert_int_equal(store_event(s, "archived", "in the backup"), 0);
+        assert_int_equal(
+            crypto_keyring_new("correct horse battery staple 42", &kr, err, sizeof(err)), 0);
+        backup_options bo = {.dir = bk, .hostname = "h", .keyring = kr};
+        for (fail_at = 1;; fail_at++) {
+                calls = 0;
+                err[0] = '\0';
+                sysio_set(&faulty);
+                int r = backup_create(s, &bo, &res, err, sizeof(err));
+                sysio_set(NULL);
+                if (calls < fail_at) {
+                        assert_int_equal(r, 0);
+                        assert_int_equal(backup_verify(res.path, kr, NULL, err, sizeof(err)), 0);
+                        break;
+                }
+                tried++;
+                if (r == 0)
+                        fail_msg("call %u failed but the backup reported success", fail_at);
+                assert_true(err[0] != '\0');
+                DIR *d = opendir(bk);
+                struct dirent *e;
+                assert_non_null(d);
+                while ((e = readdir(d)))
+                        if (e->d_name[0] != '.' || !strncmp(e->d_name, ".tmp-backup-", 12))
+                                fail_msg("call %u failed (%s): '%s' left behind", fail_at, err,
+                                         e->d_name);
+                closedir(d);
+        }
+        assert_true(tried >= 6);
+        store_close(s);
+        crypto_keyring_free(kr);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -676,6 +726,7 @@ int main(void)
             cmocka_unit_test(test_disk_full_injected), cmocka_unit_test(test_disk_full_tmpfs),
             cmocka_unit_test(test_vacuum_into),        cmocka_unit_test(test_check_schema),
             cmocka_unit_test(test_sealed_values),      cmocka_unit_test(test_restore_faults),
+            cmocka_unit_test(test_backup_faults),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

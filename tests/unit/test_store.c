@@ -458,6 +458,14 @@ static void test_check_schema(void **state)
                         fail_msg("a migrated database: %d %s", r, err);
                 }
         }
+        /* the planner's statistics are not code */
+        store *s = open_at("schema-stat.db", &info);
+        assert_int_equal(store_event(s, "k", "d"), 0);
+        assert_int_equal(store_write(s, exec_sql, (void *)"ANALYZE"), 0);
+        store_close(s);
+        snprintf(path, sizeof(path), "%s/schema-stat.db", tmpdir);
+        if (store_check_schema(path, err, sizeof(err)) != 0)
+                fail_msg("a database after ANALYZE: %s", err);
 }
 
 static int seal_insert(sqlite3 *db, void *ctx)

@@ -40,14 +40,17 @@ int cmd_keys(int argc, char **argv, cli_ctx *ctx)
                         fprintf(ctx->out, "encryption at rest is off (no "
                                           "security.encryption.encryption_key)\n");
                 else
-                        fprintf(ctx->out, "active key %lld (of %lld), %.1f days old%s\n",
+                        fprintf(ctx->out,
+                                "active key %lld (of %lld), %.1f days old%s; %lld sealed values "
+                                "re-encrypted since the last rotation\n",
                                 (long long)json_integer_value(json_object_get(res, "active_key")),
                                 (long long)json_integer_value(json_object_get(res, "keys")),
                                 json_number_value(json_object_get(res, "active_key_age_seconds")) /
                                     86400.0,
                                 json_is_true(json_object_get(res, "reencrypting"))
                                     ? ", re-encrypting"
-                                    : "");
+                                    : "",
+                                (long long)json_integer_value(json_object_get(res, "reencrypted")));
                 json_decref(res);
                 return 0;
         }

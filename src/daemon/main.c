@@ -163,7 +163,10 @@ static int open_store(daemon_state *d)
                 log_info("store", "encryption at rest: data key %u active, master key %08x",
                          crypto_keyring_active(d->keyring), crypto_keyring_master_id(d->keyring));
         }
-        store_options so = {.path = db, .integrity_check = true};
+        store_options so = {.path = db,
+                            .integrity_check = true,
+                            .keyring = d->keyring,
+                            .seal = c->encryption.data_at_rest};
         r = store_open(&so, &d->store, &info, err, sizeof(err));
         if (r < 0) {
                 log_error("store", "%s", err);
@@ -179,10 +182,24 @@ static int open_store(daemon_state *d)
                     backup_list(dir, &v, &n, err, sizeof(err)) == 0 && n > 0) {
                         d->store = store_close(d->store);
                         for (size_t i = 0; i < n && i < 5 && !restored; i++) {
+                                /* Never an archive anyone who can write the backup directory
+                                 * could have planted: with encryption configured only one the
+                                 * master key made, and none from the future (it would always
+                                 * be the newest). */
+                                int64_t now = time_real_us();
                                 restore_options ro = {.archive = v[i].path,
                                                       .data_dir = c->data_dir,
                                                       .keyring = d->keyring,
-                                                      .check = true};
+                                                      .check = true,
+                                                      .encrypted_only = d->keyring != NULL,
+                                                      .not_after_us = now + 300 * USEC_PER_SEC};
+                                if (v[i].time_us > ro.not_after_us) {
+                                        log_error("store",
+                                                  "not restoring '%s': its name dates it in "
+                                                  "the future",
+                                                  v[i].path);
+                                        continue;
+                                }
                                 restore_result rr;
                                 r = backup_restore(&ro, &rr, err, sizeof(err));
                                 if (r == 0) {
@@ -956,8 +973,13 @@ static void T_health(daemon_state *d)
 static int S_security(daemon_state *d)
 {
         char err[1024] = "";
-        int r =
-            security_start(&d->plan.sec, &d->cfg, d->store, &d->gate, &d->tls, err, sizeof(err));
+        int r;
+
+        /* The audit key and the exported head live in the data directory; with encryption the
+         * key is sealed by the master key. */
+        d->plan.sec.gate.audit_dir = d->cfg.data_dir;
+        d->plan.sec.gate.keyring = d->keyring;
+        r = security_start(&d->plan.sec, &d->cfg, d->store, &d->gate, &d->tls, err, sizeof(err));
 
         if (r < 0)
                 log_error("vigild", "failed to set up security: %s", err);

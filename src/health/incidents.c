@@ -173,7 +173,8 @@ static int save_fn(sqlite3 *db, void *arg)
                                "INSERT OR REPLACE INTO health_incidents (id, gpu, uuid, condition, "
                                "xid, system, severity, state, summary, detail, action, acked_by, "
                                "first_us, last_us, acked_us, resolved_us, count) VALUES "
-                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                               "(?,?,?,?,?,?,?,?,?,vigil_seal(?, 'health_incidents.detail'),?,"
+                               "vigil_seal(?, 'health_incidents.acked_by'),?,?,?,?,?)",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         for (size_t i = 0; i < s->n && r == 0; i++) {
@@ -232,7 +233,9 @@ static int load_fn(sqlite3 *db, void *arg)
         sqlite3_finalize(st);
         if (sqlite3_prepare_v2(db,
                                "SELECT id, gpu, uuid, condition, xid, system, severity, state, "
-                               "summary, detail, action, acked_by, first_us, last_us, acked_us, "
+                               "summary, vigil_open(detail, 'health_incidents.detail'), action, "
+                               "vigil_open(acked_by, 'health_incidents.acked_by'), first_us, "
+                               "last_us, acked_us, "
                                "resolved_us, count FROM health_incidents WHERE state != 2 "
                                "ORDER BY id",
                                -1, &st, NULL) != SQLITE_OK)

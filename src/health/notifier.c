@@ -173,8 +173,11 @@ static int ob_fn(sqlite3 *db, void *arg)
         ob_op *o = arg;
         sqlite3_stmt *st = NULL;
         const char *sql = o->op == 0   ? "INSERT INTO health_outbox (kind, url, incident_id, body, "
-                                         "attempts, next_us, created_us) VALUES (?,?,?,?,?,?,?)"
-                          : o->op == 1 ? "UPDATE health_outbox SET body = ?4, attempts = ?5, "
+                                         "attempts, next_us, created_us) VALUES (?, vigil_seal(?, "
+                                         "'health_outbox.url'), ?, vigil_seal(?, "
+                                         "'health_outbox.body'), ?, ?, ?)"
+                          : o->op == 1 ? "UPDATE health_outbox SET body = vigil_seal(?4, "
+                                         "'health_outbox.body'), attempts = ?5, "
                                          "next_us = ?6 WHERE id = ?8"
                                        : "DELETE FROM health_outbox WHERE id = ?8";
         int r = 0;
@@ -217,10 +220,12 @@ static int load_fn(sqlite3 *db, void *arg)
         notifier *n = arg;
         sqlite3_stmt *st = NULL;
 
-        if (sqlite3_prepare_v2(db,
-                               "SELECT id, kind, url, incident_id, body, attempts FROM "
-                               "health_outbox ORDER BY id",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                db,
+                "SELECT id, kind, vigil_open(url, 'health_outbox.url'), incident_id, "
+                "vigil_open(body, 'health_outbox.body'), attempts FROM "
+                "health_outbox ORDER BY id",
+                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         while (sqlite3_step(st) == SQLITE_ROW && n->n < OUTBOX_MAX) {
                 const char *url = (const char *)sqlite3_column_text(st, 2);

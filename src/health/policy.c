@@ -220,7 +220,8 @@ static int rec_fn(sqlite3 *db, void *arg)
         if (sqlite3_prepare_v2(
                 db,
                 "INSERT INTO health_actions (ts, incident_id, gpu, condition, action, "
-                "dry_run, result, detail) VALUES (?,?,?,?,?,?,?,?)",
+                "dry_run, result, detail) VALUES (?,?,?,?,?,?,?,"
+                "vigil_seal(?, 'health_actions.detail'))",
                 -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_int64(st, 1, time_real_us());

@@ -243,7 +243,7 @@ static int append_clean(sqlite3 *db, const audit_record *rec)
         if (sqlite3_prepare_v2(db,
                                "INSERT INTO audit_log (seq, ts, request_id, principal, role, "
                                "source_ip, method, route, status, event, detail, prev_hash, hash) "
-                               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                               "VALUES (?,?,?,?,?,?,?,?,?,?,vigil_seal(?, 'audit_log.detail'),?,?)",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_int64(st, 1, seq);
@@ -443,8 +443,8 @@ int audit_verify_ex(sqlite3 *db, const audit_verify_opts *o, audit_verify_result
         /* Physical order (rowid = seq) and the hashed seq must agree, with no gaps. */
         rc = sqlite3_prepare_v2(db,
                                 "SELECT seq, ts, request_id, principal, role, source_ip, method, "
-                                "route, status, event, detail, prev_hash, hash FROM audit_log "
-                                "ORDER BY seq",
+                                "route, status, event, vigil_open(detail, 'audit_log.detail'), "
+                                "prev_hash, hash FROM audit_log ORDER BY seq",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return -EIO;
@@ -528,7 +528,8 @@ int audit_list_fn(sqlite3 *db, void *ctx)
                 return -ENOMEM;
         if (sqlite3_prepare_v2(db,
                                "SELECT * FROM (SELECT seq, ts, request_id, principal, role, "
-                               "source_ip, method, route, status, event, detail, hash FROM "
+                               "source_ip, method, route, status, event, "
+                               "vigil_open(detail, 'audit_log.detail'), hash FROM "
                                "audit_log WHERE ts >= ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 json_decref(rows);

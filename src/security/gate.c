@@ -248,8 +248,11 @@ static int load_revoked_fn(sqlite3 *db, void *ctx)
         sqlite3_stmt *st = NULL;
         int rc, r = 0;
 
-        if (sqlite3_prepare_v2(db, "SELECT jti, expires FROM auth_revoked WHERE expires >= ?", -1,
-                               &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                db,
+                "SELECT vigil_open(jti, 'auth_revoked.jti'), expires FROM auth_revoked "
+                "WHERE expires >= ?",
+                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_int64(st, 1, time_real_us() / 1000000 - REVOKE_GRACE_S);
         while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -906,8 +909,9 @@ static int revoke_fn(sqlite3 *db, void *ctx)
 
         if (sqlite3_prepare_v2(db,
                                "INSERT INTO auth_revoked (jti, expires, revoked, revoked_by) "
-                               "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (jti) DO UPDATE SET expires = "
-                               "max(expires, excluded.expires)",
+                               "VALUES (vigil_seal(?1, 'auth_revoked.jti'), ?2, ?3, "
+                               "vigil_seal(?4, 'auth_revoked.revoked_by')) ON CONFLICT (jti) DO "
+                               "UPDATE SET expires = max(expires, excluded.expires)",
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_text(st, 1, rc->jti, -1, SQLITE_STATIC);

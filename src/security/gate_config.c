@@ -35,6 +35,13 @@ void gate_options_from_config(const security_config *c, bool simulate, const str
         o->web = web;
         o->web_role = (enum auth_role)(ROLE_VIEWER + c->web_config_role);
         o->audit_bodies = c->audit.include_sensitive_data;
+        o->head_export = (audit_export_options){
+            .interval_s = c->audit.head_export.interval_us / USEC_PER_SEC,
+            .no_sidecar = !c->audit.head_export.sidecar,
+            .syslog = c->audit.head_export.syslog,
+            .webhook_url = c->audit.head_export.webhook_url,
+            .webhook_timeout_ms = c->audit.head_export.webhook_timeout_us / 1000,
+        };
 }
 
 static enum tls_client_auth web_client_auth(enum webconfig_client_auth a)

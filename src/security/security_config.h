@@ -45,6 +45,13 @@ typedef struct security_config {
                 bool enabled;                /* hash-chained audit records */
                 unsigned retention_days;     /* days kept; 0 = forever */
                 bool include_sensitive_data; /* request bodies in records (never tokens) */
+                struct {
+                        int64_t interval_us;        /* usec between head exports */
+                        bool sidecar;               /* write DATA_DIR/audit.head */
+                        bool syslog;                /* also to syslog (LOG_AUTHPRIV) */
+                        char *webhook_url;          /* POST the head here; "" = none */
+                        int64_t webhook_timeout_us; /* usec per webhook POST */
+                } head_export;
         } audit;
         bool metrics_public; /* /metrics without authentication */
 

@@ -21,6 +21,8 @@
 #define DB_NAME       "vigil.db"
 #define KEYRING_NAME  "keyring"
 
+/* The file starts with the sealed-file magic (crypto.h): an encrypted archive. */
+bool backup_file_encrypted(const char *path);
 /* rm -rf PATH (no symlinks followed); 0 or -errno. An absent PATH is 0. */
 int backup_rm_rf(const char *path);
 /* usec since epoch → "20260101T120000Z" (iso false) or "2026-01-01T12:00:00Z" (iso true). */

@@ -26,10 +26,16 @@
 #include "crypto.h"
 #include "store.h"
 
-#define BACKUP_PREFIX      "vigil-backup-"
-#define BACKUP_MAX_MEMBER  (UINT64_C(64) << 30) /* bytes: a bigger member is refused */
-#define BACKUP_MAX_MEMBERS 64                   /* members in one archive */
-#define BACKUP_MAX_LIST    4096                 /* archives listed in one directory */
+#define BACKUP_PREFIX       "vigil-backup-"
+#define BACKUP_MAX_MEMBER   (UINT64_C(64) << 30) /* bytes: a bigger member is refused */
+#define BACKUP_MAX_MEMBERS  64                   /* members in one archive */
+#define BACKUP_MAX_TOTAL    (UINT64_C(64) << 30) /* bytes: all members of one archive together */
+#define BACKUP_MAX_MANIFEST (UINT64_C(64) << 10) /* bytes of the MANIFEST member */
+/* An archive may unpack to at most BACKUP_MAX_RATIO times its own size, or BACKUP_RATIO_FLOOR
+ * bytes, whichever is more: a VACUUM'd SQLite file compresses far less than a bomb does. */
+#define BACKUP_MAX_RATIO   200
+#define BACKUP_RATIO_FLOOR (UINT64_C(256) << 20)
+#define BACKUP_MAX_LIST    4096 /* archives listed in one directory */
 
 enum backup_compression { BACKUP_ZSTD = 0, BACKUP_GZIP = 1 };
 
@@ -93,6 +99,10 @@ typedef struct restore_options {
         const char *data_dir;    /* of a STOPPED vigild */
         crypto_keyring *keyring; /* for encrypted archives; may be NULL */
         bool check;              /* full integrity_check after the swap; roll back on failure */
+        bool encrypted_only;     /* refuse a plaintext archive (encryption is configured: only
+                                  * the master key's tag proves who made an archive) */
+        int64_t not_after_us;    /* usec since epoch; refuse an archive created later (by its
+                                  * name or its manifest); 0 = no limit */
 } restore_options;
 
 typedef struct restore_result {
@@ -110,6 +120,10 @@ int backup_restore(const restore_options *o, restore_result *res, char *err, siz
  * DATA_DIR/rolled-back-STAMP. */
 int backup_rollback(const char *data_dir, const char *previous, char *used, size_t usedlen,
                     char *err, size_t errlen);
+
+/* Remove the temporary directories (.tmp-backup-PID-*) that a backup killed part-way left in
+ * dir: those of processes that no longer run. Returns how many were removed. */
+int backup_clean_tmp(const char *dir);
 
 /* Hex SHA-256 of a file. */
 int backup_sha256_file(const char *path, char hex[65], uint64_t *size);

@@ -21,6 +21,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
+#include "sysio.h"
 
 static int add_file(const archive_dl *ar, struct archive *a, const char *src, const char *name,
                     char *err, size_t errlen)
@@ -104,7 +105,10 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                          strerror(-r));
                 return r;
         }
-        if (snprintf(work, sizeof(work), "%s/.tmp-backup-XXXXXX", o->dir) >= (int)sizeof(work) ||
+        /* The pid in the name lets the next start remove what a killed backup left
+         * (backup_clean_tmp) without touching the work of another running vigild. */
+        if (snprintf(work, sizeof(work), "%s/.tmp-backup-%ld-XXXXXX", o->dir, (long)getpid()) >=
+                (int)sizeof(work) ||
             !mkdtemp(work)) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create a temporary directory in '%s': %s", o->dir,
@@ -144,37 +148,45 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
         {
                 char mpath[PATH_MAX];
                 snprintf(mpath, sizeof(mpath), "%s/" MANIFEST_NAME, work);
-                FILE *f = fopen(mpath, "w");
-                if (!f) {
-                        r = -errno;
-                        snprintf(err, errlen, "cannot write '%s': %s", mpath, strerror(-r));
-                        goto out;
-                }
+                /* Built in memory (it is small: BACKUP_MAX_MANIFEST) and written through
+                 * sysio like every other file of the backup. */
+                char text[BACKUP_MAX_MANIFEST];
+                size_t len = 0;
                 backup_utc_stamp(now, iso, sizeof(iso), true);
-                fprintf(f,
-                        "vigil-backup 1\nversion %s\nhost %s\ncreated %s\nschema %d\n"
-                        "encrypted %d\n",
-                        VIGIL_VERSION, o->hostname ? o->hostname : "", iso,
-                        store_read(s, read_schema, NULL), o->keyring ? 1 : 0);
-                for (size_t i = 0; i < nm; i++) {
+                len = (size_t)snprintf(text, sizeof(text),
+                                       "vigil-backup 1\nversion %s\nhost %s\ncreated %s\n"
+                                       "schema %d\nencrypted %d\n",
+                                       VIGIL_VERSION, o->hostname ? o->hostname : "", iso,
+                                       store_read(s, read_schema, NULL), o->keyring ? 1 : 0);
+                for (size_t i = 0; i < nm && len < sizeof(text); i++) {
                         char hex[65];
                         uint64_t size;
                         r = backup_sha256_file(m[i].src, hex, &size);
                         if (r < 0) {
                                 snprintf(err, errlen, "cannot read '%s': %s", m[i].src,
                                          strerror(-r));
-                                fclose(f);
                                 goto out;
                         }
-                        fprintf(f, "member %s %llu %s\n", hex, (unsigned long long)size, m[i].name);
+                        len +=
+                            (size_t)snprintf(text + len, sizeof(text) - len, "member %s %llu %s\n",
+                                             hex, (unsigned long long)size, m[i].name);
                 }
-                if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
+                if (len >= sizeof(text)) {
+                        snprintf(err, errlen, "the manifest is longer than %zu bytes",
+                                 sizeof(text));
+                        r = -E2BIG;
+                        goto out;
+                }
+                int mfd = sysio.open(mpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                r = mfd < 0 ? -errno : sysio_write_all(mfd, text, len);
+                if (r == 0 && sysio.fsync(mfd) < 0)
                         r = -errno;
-                        fclose(f);
+                if (mfd >= 0)
+                        close(mfd);
+                if (r < 0) {
                         snprintf(err, errlen, "cannot write '%s': %s", mpath, strerror(-r));
                         goto out;
                 }
-                fclose(f);
                 /* MANIFEST goes first so a reader knows what to expect. */
                 memmove(&m[1], &m[0], nm * sizeof(m[0]));
                 snprintf(m[0].src, sizeof(m[0].src), "%s", mpath);
@@ -248,7 +260,7 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                         snprintf(final, sizeof(final), "%s/" BACKUP_PREFIX "%s-%s%s.tar.%s%s",
                                  o->dir, host, stamp, suffix, ext, o->keyring ? ".enc" : "");
                         /* link() never replaces an existing archive (rename would). */
-                        if (link(src, final) == 0) {
+                        if (sysio.link(src, final) == 0) {
                                 r = 0;
                                 break;
                         }
@@ -260,7 +272,13 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                         snprintf(err, errlen, "cannot create '%s': %s", final, strerror(-r));
                         goto out;
                 }
-                (void)store_fsync_dir_of(final);
+                r = store_fsync_dir_of(final);
+                if (r < 0) {
+                        /* not durable: an archive reported made must survive a power loss */
+                        snprintf(err, errlen, "cannot make '%s' durable: %s", final, strerror(-r));
+                        sysio.unlink(final);
+                        goto out;
+                }
                 snprintf(res->path, sizeof(res->path), "%s", final);
                 r = backup_sha256_file(final, res->sha256, &res->size);
                 if (r < 0) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -126,4 +127,33 @@ int backup_prune(const char *dir, unsigned keep_count, int64_t max_age_us, unsig
         if (removed)
                 *removed = gone;
         return r;
+}
+
+int backup_clean_tmp(const char *dir)
+{
+        static const char prefix[] = ".tmp-backup-";
+        struct dirent *e;
+        int removed = 0;
+        DIR *d = opendir(dir);
+
+        if (!d)
+                return 0;
+        while ((e = readdir(d))) {
+                char path[PATH_MAX], *end = NULL;
+                if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) != 0)
+                        continue;
+                /* ".tmp-backup-PID-XXXXXX"; an older "-XXXXXX" without a pid is stale too */
+                long pid = strtol(e->d_name + sizeof(prefix) - 1, &end, 10);
+                if (end && *end == '-' && pid > 0 && pid != (long)getpid() &&
+                    (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+                        continue;
+                if (pid == (long)getpid() && end && *end == '-')
+                        continue;
+                if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+                        continue;
+                if (backup_rm_rf(path) == 0)
+                        removed++;
+        }
+        closedir(d);
+        return removed;
 }

@@ -19,6 +19,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
+#include "sysio.h"
 
 struct event_arg {
         const char *kind, *detail;
@@ -97,15 +98,17 @@ static int keep_state(const char *data_dir, const char *keep, char *err, size_t 
         for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
                 snprintf(from, sizeof(from), "%s/%s", data_dir, names[i]);
                 snprintf(to, sizeof(to), "%s/%s", keep, names[i]);
-                if (link(from, to) < 0 && errno != ENOENT) {
+                if (sysio.link(from, to) < 0 && errno != ENOENT) {
                         r = -errno;
                         snprintf(err, errlen, "cannot keep '%s' in '%s': %s", from, keep,
                                  strerror(-r));
                         return r;
                 }
         }
-        (void)store_fsync_dir_of(to);
-        return 0;
+        r = store_fsync_dir_of(to);
+        if (r < 0)
+                snprintf(err, errlen, "cannot make '%s' durable: %s", keep, strerror(-r));
+        return r;
 }
 
 /* Put the files of src (db and keyring; a missing one is removed from live) into data_dir by
@@ -115,43 +118,59 @@ static int swap_in(const char *src, const char *data_dir, bool with_wal, char *e
         char from[PATH_MAX], to[PATH_MAX];
         int r;
 
-        snprintf(to, sizeof(to), "%s/" DB_NAME "-wal", data_dir);
-        if (unlink(to) < 0 && errno != ENOENT)
-                return -errno;
-        snprintf(to, sizeof(to), "%s/" DB_NAME "-shm", data_dir);
-        if (unlink(to) < 0 && errno != ENOENT)
-                return -errno;
+        for (const char *const *sfx = (const char *const[]){"-wal", "-shm", NULL}; *sfx; sfx++) {
+                snprintf(to, sizeof(to), "%s/" DB_NAME "%s", data_dir, *sfx);
+                if (sysio.unlink(to) < 0 && errno != ENOENT) {
+                        r = -errno;
+                        snprintf(err, errlen, "cannot remove '%s': %s", to, strerror(-r));
+                        return r;
+                }
+        }
         if (with_wal) {
                 snprintf(from, sizeof(from), "%s/" DB_NAME "-wal", src);
                 snprintf(to, sizeof(to), "%s/" DB_NAME "-wal", data_dir);
-                if (link(from, to) < 0 && errno != ENOENT)
-                        return -errno;
+                if (sysio.link(from, to) < 0 && errno != ENOENT) {
+                        r = -errno;
+                        snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
+                        return r;
+                }
         }
         snprintf(from, sizeof(from), "%s/" KEYRING_NAME, src);
         snprintf(to, sizeof(to), "%s/" KEYRING_NAME, data_dir);
         if (access(from, F_OK) == 0) {
                 char tmp[PATH_MAX];
                 snprintf(tmp, sizeof(tmp), "%s.swap", to);
-                unlink(tmp);
-                if (link(from, tmp) < 0 || rename(tmp, to) < 0) {
+                sysio.unlink(tmp);
+                if (sysio.link(from, tmp) < 0 || sysio.rename(tmp, to) < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
+                        (void)sysio.unlink(tmp); /* a link made before the rename failed */
                         return r;
                 }
+                /* rename() of two links to one file (a roll back onto a state that was never
+                 * swapped out) succeeds and does nothing: the .swap name would stay. */
+                (void)unlink(tmp);
         }
         snprintf(from, sizeof(from), "%s/" DB_NAME, src);
         snprintf(to, sizeof(to), "%s/" DB_NAME, data_dir);
         {
                 char tmp[PATH_MAX];
                 snprintf(tmp, sizeof(tmp), "%s.swap", to);
-                unlink(tmp);
-                if (link(from, tmp) < 0 || rename(tmp, to) < 0) {
+                sysio.unlink(tmp);
+                if (sysio.link(from, tmp) < 0 || sysio.rename(tmp, to) < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot put '%s' in place: %s", to, strerror(-r));
+                        (void)sysio.unlink(tmp); /* a link made before the rename failed */
                         return r;
                 }
+                /* rename() of two links to one file (a roll back onto a state that was never
+                 * swapped out) succeeds and does nothing: the .swap name would stay. */
+                (void)unlink(tmp);
         }
-        return store_fsync_dir_of(to);
+        r = store_fsync_dir_of(to);
+        if (r < 0)
+                snprintf(err, errlen, "cannot make '%s' durable: %s", to, strerror(-r));
+        return r;
 }
 
 int backup_restore(const restore_options *o, restore_result *res, char *err, size_t errlen)
@@ -177,9 +196,29 @@ int backup_restore(const restore_options *o, restore_result *res, char *err, siz
                          strerror(-r));
                 goto out;
         }
+        if (o->encrypted_only && !backup_file_encrypted(o->archive)) {
+                snprintf(err, errlen,
+                         "archive '%s' is not encrypted but encryption is configured: refused "
+                         "(anyone who can write the backup directory could have made it)",
+                         o->archive);
+                r = -EPERM;
+                goto out;
+        }
         r = backup_extract(o->archive, o->keyring, stage, &res->info, err, errlen);
         if (r < 0)
                 goto out;
+        if (o->not_after_us > 0) {
+                struct tm tm = {0};
+                const char *end = strptime(res->info.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+                if (!end || (int64_t)timegm(&tm) * USEC_PER_SEC > o->not_after_us) {
+                        snprintf(err, errlen,
+                                 "archive '%s' says it was created at '%s', in the future: "
+                                 "refused",
+                                 o->archive, res->info.created);
+                        r = -EBADMSG;
+                        goto out;
+                }
+        }
         /* 2. keep the current state */
         snprintf(db, sizeof(db), "%s/" DB_NAME, o->data_dir);
         checkpoint_offline(db);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
+#include "sysio.h"
 
 struct manifest_member {
         char name[256];  /* in the archive */
@@ -97,7 +99,50 @@ static int parse_manifest(const char *path, backup_info *info, struct manifest_m
         return 0;
 }
 
-/* Unpack a plaintext tar.{zst,gz} into dest, checking names and hashes. */
+/* What the manifest allows before a byte of a member is written: the sum of the sizes it lists
+ * under BACKUP_MAX_TOTAL, under the expansion limit for an archive of arsize bytes, and within
+ * the free space of dest. */
+static int check_total(const struct manifest_member *mm, size_t nmm, uint64_t arsize,
+                       const char *shown, const char *dest, char *err, size_t errlen)
+{
+        uint64_t total = 0, cap = arsize * BACKUP_MAX_RATIO;
+        struct statvfs vfs;
+
+        for (size_t i = 0; i < nmm; i++) {
+                if (mm[i].size > BACKUP_MAX_MEMBER || total + mm[i].size > BACKUP_MAX_TOTAL) {
+                        snprintf(err, errlen,
+                                 "archive '%s': the manifest lists more than %llu GiB: refused "
+                                 "before unpacking",
+                                 shown, (unsigned long long)(BACKUP_MAX_TOTAL >> 30));
+                        return -EFBIG;
+                }
+                total += mm[i].size;
+        }
+        if (cap < BACKUP_RATIO_FLOOR)
+                cap = BACKUP_RATIO_FLOOR;
+        if (total > cap) {
+                snprintf(err, errlen,
+                         "archive '%s' (%llu bytes) would unpack to %llu bytes, more than %d "
+                         "times its size: refused before unpacking (a decompression bomb?)",
+                         shown, (unsigned long long)arsize, (unsigned long long)total,
+                         BACKUP_MAX_RATIO);
+                return -EFBIG;
+        }
+        if (statvfs(dest, &vfs) == 0 && total > (uint64_t)vfs.f_bavail * vfs.f_frsize) {
+                snprintf(err, errlen,
+                         "archive '%s' unpacks to %llu bytes but '%s' has %llu bytes free: refused "
+                         "before unpacking",
+                         shown, (unsigned long long)total, dest,
+                         (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+                return -ENOSPC;
+        }
+        return 0;
+}
+
+/* Unpack a plaintext tar.{zst,gz} into dest, checking names and hashes. The MANIFEST must come
+ * first (backup_create writes it first): every later member is checked against it — listed,
+ * the size it gives in its header equal to the manifest's, and never more bytes than that while
+ * streaming — and the total against check_total, all before anything of it is written. */
 static int unpack(const char *tarpath, const char *shown, const char *dest, backup_info *info,
                   char *err, size_t errlen)
 {
@@ -108,8 +153,14 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
         char names[BACKUP_MAX_MEMBERS][256];
         size_t nnames = 0;
         const archive_dl *ar = NULL;
+        struct stat ast;
         int r, st;
 
+        if (stat(tarpath, &ast) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "cannot read archive '%s': %s", shown, strerror(-r));
+                return r;
+        }
         r = archive_dl_get(&ar, err, errlen);
         if (r < 0)
                 return r;
@@ -127,10 +178,19 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
         while ((st = ar->read_next_header(a, &e)) == ARCHIVE_OK) {
                 const char *name = ar->entry_pathname(e);
                 char out[PATH_MAX];
+                uint64_t limit = BACKUP_MAX_MANIFEST, written = 0;
                 if (!name || !member_allowed(name) || ar->entry_filetype(e) != AE_IFREG ||
                     ar->entry_size(e) < 0 || (uint64_t)ar->entry_size(e) > BACKUP_MAX_MEMBER) {
                         snprintf(err, errlen, "archive '%s': unexpected member '%.100s'", shown,
                                  name ? name : "?");
+                        r = -EBADMSG;
+                        break;
+                }
+                if (!have_manifest && strcmp(name, MANIFEST_NAME) != 0) {
+                        snprintf(err, errlen,
+                                 "archive '%s': member '%.100s' comes before the MANIFEST: not a "
+                                 "vigil backup",
+                                 shown, name);
                         r = -EBADMSG;
                         break;
                 }
@@ -144,13 +204,36 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                         r = -EBADMSG;
                         break;
                 }
+                if (have_manifest) {
+                        size_t j = 0;
+                        while (j < nmm && strcmp(mm[j].name, name) != 0)
+                                j++;
+                        if (j == nmm) {
+                                snprintf(err, errlen,
+                                         "archive '%s': member '%s' is not in the manifest", shown,
+                                         name);
+                                r = -EBADMSG;
+                                break;
+                        }
+                        limit = mm[j].size;
+                }
+                if ((uint64_t)ar->entry_size(e) > limit) {
+                        snprintf(err, errlen,
+                                 "archive '%s': member '%s' is %lld bytes, the manifest says %llu: "
+                                 "refused before unpacking",
+                                 shown, name, (long long)ar->entry_size(e),
+                                 (unsigned long long)limit);
+                        r = -EBADMSG;
+                        break;
+                }
                 snprintf(names[nnames++], 256, "%s", name);
                 if (!strncmp(name, "config/", 7)) {
                         snprintf(out, sizeof(out), "%s/config", dest);
                         mkdir(out, 0700);
                 }
                 snprintf(out, sizeof(out), "%s/%s", dest, name);
-                int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                int fd =
+                    sysio.open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
                 if (fd < 0) {
                         r = -errno;
                         snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));
@@ -158,17 +241,26 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                 }
                 ssize_t n;
                 char buf[65536];
-                while ((n = ar->read_data(a, buf, sizeof(buf))) > 0)
-                        if (write(fd, buf, (size_t)n) != n) {
-                                r = -errno ? -errno : -EIO;
+                while ((n = ar->read_data(a, buf, sizeof(buf))) > 0) {
+                        written += (uint64_t)n;
+                        if (written > limit) {
+                                snprintf(err, errlen,
+                                         "archive '%s': member '%s' is longer than the manifest "
+                                         "says (%llu bytes)",
+                                         shown, name, (unsigned long long)limit);
+                                r = -EBADMSG;
                                 break;
                         }
+                        r = sysio_write_all(fd, buf, (size_t)n);
+                        if (r < 0)
+                                break;
+                }
                 if (n < 0) {
                         snprintf(err, errlen, "archive '%s' is truncated or damaged: %s", shown,
                                  ar->error_string(a));
                         r = -EBADMSG;
                 }
-                if (r == 0 && fsync(fd) < 0)
+                if (r == 0 && sysio.fsync(fd) < 0)
                         r = -errno;
                 close(fd);
                 if (r < 0) {
@@ -178,6 +270,9 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                 }
                 if (!strcmp(name, MANIFEST_NAME)) {
                         r = parse_manifest(out, info, mm, &nmm, err, errlen);
+                        if (r == 0)
+                                r = check_total(mm, nmm, (uint64_t)ast.st_size, shown, dest, err,
+                                                errlen);
                         if (r < 0)
                                 break;
                         have_manifest = true;
@@ -248,10 +343,19 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                          why);
                 return -EBADMSG;
         }
+        /* A database is code as well as data: a trigger or view in it would run inside vigild
+         * after a restore. Only the schema Vigil's migrations make is accepted. */
+        why[0] = '\0';
+        r = store_check_schema(db, why, sizeof(why));
+        if (r < 0) {
+                snprintf(err, errlen, "archive '%s': the database is not Vigil's schema: %s", shown,
+                         why);
+                return r == -EPROTO ? r : -EBADMSG;
+        }
         return 0;
 }
 
-static bool file_is_encrypted(const char *path)
+bool backup_file_encrypted(const char *path)
 {
         char magic[CRYPTO_MAGIC_LEN];
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -273,7 +377,7 @@ int backup_extract(const char *archive, crypto_keyring *keyring, const char *des
                 snprintf(err, errlen, "cannot read archive '%s': %s", archive, strerror(-r));
                 return r;
         }
-        if (file_is_encrypted(archive)) {
+        if (backup_file_encrypted(archive)) {
                 local.encrypted = true;
                 if (!keyring) {
                         snprintf(err, errlen,

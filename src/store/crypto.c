@@ -23,6 +23,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "store.h"
+#include "sysio.h"
 
 #define CRYPTO_KEYRING_MAX (1u << 20) /* bytes: a sealed keyring is a few KiB */
 
@@ -394,20 +395,33 @@ int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err,
         }
         if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
                 return -ENAMETOOLONG;
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0 || write(fd, blob, bloblen) != (ssize_t)bloblen || fsync(fd) < 0) {
+        /* tmp + fsync + rename + fsync of the directory, each through sysio (sysio.h): the
+         * keyring at path is the old one or the new one, never a part of either. */
+        _cleanup_close_ int fd = sysio.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        r = fd < 0 ? -errno : sysio_write_all(fd, blob, bloblen);
+        if (r == 0 && sysio.fsync(fd) < 0)
                 r = -errno;
-                snprintf(err, errlen, "cannot write keyring '%s': %s", tmp, strerror(errno));
-                unlink(tmp);
-                return r ? r : -EIO;
-        }
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                snprintf(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(-r));
-                unlink(tmp);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot write keyring '%s': %s", tmp, strerror(-r));
+                if (fd >= 0)
+                        sysio.unlink(tmp);
                 return r;
         }
-        (void)store_fsync_dir_of(path);
+        if (sysio.rename(tmp, path) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(-r));
+                sysio.unlink(tmp);
+                return r;
+        }
+        r = sysio_fsync_dir_of(path);
+        if (r < 0) {
+                /* The new keyring is in place but may not survive a power loss: say so, so
+                 * that a rotation is not reported done. */
+                snprintf(err, errlen,
+                         "cannot make keyring '%s' durable (fsync of its directory): %s", path,
+                         strerror(-r));
+                return r;
+        }
         return 0;
 }
 
@@ -499,18 +513,7 @@ int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t 
 
 static int write_all(int fd, const void *p, size_t n)
 {
-        const uint8_t *b = p;
-        while (n) {
-                ssize_t w = write(fd, b, n);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                b += w;
-                n -= (size_t)w;
-        }
-        return 0;
+        return sysio_write_all(fd, p, n);
 }
 
 static int read_all(int fd, void *p, size_t n)
@@ -546,7 +549,7 @@ int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *
                 snprintf(err, errlen, "cannot read '%s': %s", in, strerror(-r));
                 return r;
         }
-        _cleanup_close_ int ofd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        _cleanup_close_ int ofd = sysio.open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (ofd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));
@@ -582,13 +585,13 @@ int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *
                 r = -EIO;
         if (r == 0)
                 r = write_all(ofd, tag, sizeof(tag));
-        if (r == 0 && fsync(ofd) < 0)
+        if (r == 0 && sysio.fsync(ofd) < 0)
                 r = -errno;
 fail:
         EVP_CIPHER_CTX_free(c);
         if (r < 0) {
                 snprintf(err, errlen, "cannot encrypt '%s' to '%s': %s", in, out, strerror(-r));
-                unlink(out);
+                sysio.unlink(out);
         }
         return r;
 }
@@ -635,7 +638,7 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                 r = -EIO;
                 goto fail;
         }
-        ofd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ofd = sysio.open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (ofd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));
@@ -671,15 +674,15 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                          "tampered with",
                          in);
                 r = -EBADMSG;
-                unlink(out);
+                sysio.unlink(out);
                 goto done;
         }
-        if (fsync(ofd) < 0)
+        if (sysio.fsync(ofd) < 0)
                 r = -errno;
 fail_out:
         if (r < 0) {
                 snprintf(err, errlen, "cannot decrypt '%s' to '%s': %s", in, out, strerror(-r));
-                unlink(out);
+                sysio.unlink(out);
         }
 done:
         EVP_CIPHER_CTX_free(c);

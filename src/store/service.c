@@ -80,6 +80,12 @@ int backup_service_new(const backup_service_config *c, store *s, crypto_keyring 
         pthread_mutex_init(&b->run_lock, NULL);
         pthread_mutex_init(&b->lock, NULL);
         pthread_cond_init(&b->wake, NULL);
+        /* A backup killed part-way (kill -9, power loss) left its temporary directory. */
+        int cleaned = backup_clean_tmp(b->c.dir);
+        if (cleaned > 0)
+                log_info("backup",
+                         "removed %d temporary directories of interrupted backups in '%s'", cleaned,
+                         b->c.dir);
         /* A restart does not reset the schedule: the newest archive tells when the last was. */
         backup_entry *v = NULL;
         size_t n = 0;
@@ -189,6 +195,8 @@ struct reenc_batch {
         struct reenc_row rows[64];       /* this batch */
         size_t n;                        /* rows in it */
         int64_t after;                   /* rowid cursor */
+        unsigned changed;                /* rows reenc_write re-sealed (store_write answers 0
+                                          * for any success, so the count travels here) */
 };
 
 static int reenc_read(sqlite3 *db, void *ctx)
@@ -256,7 +264,8 @@ static int reenc_write(sqlite3 *db, void *ctx)
                 changed += sqlite3_changes(db);
         }
         sqlite3_finalize(st);
-        return changed;
+        bt->changed = (unsigned)changed;
+        return 0;
 }
 
 static void *reenc_main(void *arg)
@@ -294,9 +303,10 @@ static void *reenc_main(void *arg)
                                         row->fresh = NULL;
                                 free(pt);
                         }
+                        bt->changed = 0;
                         int w = store_write(b->store, reenc_write, bt);
-                        if (w > 0)
-                                done += (uint64_t)w;
+                        if (w == 0)
+                                done += bt->changed;
                         for (size_t i = 0; i < bt->n; i++) {
                                 free(bt->rows[i].blob);
                                 free(bt->rows[i].fresh);

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "crypto.h"
+#include "sysio.h"
 #include "common/macros.h"
 
 #define BUSY_TIMEOUT_MS   5000
@@ -44,8 +46,20 @@ typedef struct store_req {
         struct store_req *next; /* queue link */
 } store_req;
 
+/* What vigil_seal / vigil_open need: one per store or read-only connection, at a stable
+ * address (SQLite keeps the pointer). */
+struct seal_ctx {
+        crypto_keyring *kr; /* the key; borrowed unless owned */
+        bool owned;         /* kr was loaded here (offline reader) and is freed with the ctx */
+        bool seal;          /* vigil_seal seals (data_at_rest) */
+        bool tried;         /* the offline reader already looked for a key */
+        char dir[PATH_MAX]; /* the database's directory: its keyring file */
+        pthread_mutex_t mu; /* an offline reader's lazy load; the keyring itself is safe */
+};
+
 struct store {
         char *path;                   /* database file; owned */
+        struct seal_ctx *sc;          /* vigil_seal / vigil_open; owned */
         int lock_fd;                  /* flock on PATH.lock: one process per database */
         sqlite3 *wdb;                 /* the writer connection: only the writer thread after open */
         sqlite3 *rdb;                 /* read-only connection, under rlock */
@@ -111,29 +125,12 @@ int store_exec(sqlite3 *db, const char *sql)
 
 static int fsync_path(const char *path, bool dir)
 {
-        _cleanup_close_ int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                return -errno;
-        return 0;
+        return sysio_fsync_path(path, dir);
 }
 
 int store_fsync_dir_of(const char *path)
 {
-        char dir[PATH_MAX];
-        const char *slash = strrchr(path, '/');
-
-        if (!slash)
-                return fsync_path(".", true);
-        if (slash == path)
-                return fsync_path("/", true);
-        if ((size_t)(slash - path) >= sizeof(dir))
-                return -ENAMETOOLONG;
-        memcpy(dir, path, (size_t)(slash - path));
-        dir[slash - path] = '\0';
-        return fsync_path(dir, true);
+        return sysio_fsync_dir_of(path);
 }
 
 int store_fsync_file(const char *path)
@@ -219,6 +216,141 @@ static void harden(sqlite3 *db)
         sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
         sqlite3_extended_result_codes(db, 1);
         sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+}
+
+static bool is_sealed(const void *b, int n)
+{
+        return b && n >= (int)CRYPTO_OVERHEAD && !memcmp(b, CRYPTO_MAGIC, CRYPTO_MAGIC_LEN);
+}
+
+static void fn_seal(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+        struct seal_ctx *sc = sqlite3_user_data(cx);
+        const void *pt;
+        const char *aad;
+        uint8_t *blob = NULL;
+        size_t len = 0;
+        int n;
+
+        (void)argc;
+        if (!sc->seal || !sc->kr || sqlite3_value_type(argv[0]) == SQLITE_NULL ||
+            (sqlite3_value_type(argv[0]) == SQLITE_BLOB &&
+             is_sealed(sqlite3_value_blob(argv[0]), sqlite3_value_bytes(argv[0])))) {
+                sqlite3_result_value(cx, argv[0]);
+                return;
+        }
+        pt = sqlite3_value_text(argv[0]);
+        n = sqlite3_value_bytes(argv[0]);
+        aad = (const char *)sqlite3_value_text(argv[1]);
+        if (!pt || !aad) {
+                sqlite3_result_error_nomem(cx);
+                return;
+        }
+        if (crypto_seal(sc->kr, pt, (size_t)n, aad, strlen(aad), &blob, &len) < 0) {
+                sqlite3_result_error(cx, "cannot seal a value", -1);
+                return;
+        }
+        sqlite3_result_blob64(cx, blob, len, free);
+}
+
+/* An offline reader's key: VIGIL_ENCRYPTION_KEY and DIR/keyring (data keys 2..). */
+static crypto_keyring *offline_key(struct seal_ctx *sc)
+{
+        pthread_mutex_lock(&sc->mu);
+        if (!sc->kr && !sc->tried) {
+                const char *k = getenv("VIGIL_ENCRYPTION_KEY");
+                char err[256], path[PATH_MAX + 16];
+                crypto_keyring *kr = NULL;
+                sc->tried = true;
+                if (k && *k && crypto_keyring_new(k, &kr, err, sizeof(err)) == 0) {
+                        snprintf(path, sizeof(path), "%s/keyring", sc->dir);
+                        int r = crypto_keyring_load(kr, path, err, sizeof(err));
+                        if (r < 0 && r != -ENOENT)
+                                kr = crypto_keyring_free(kr);
+                        sc->kr = kr;
+                        sc->owned = kr != NULL;
+                }
+        }
+        pthread_mutex_unlock(&sc->mu);
+        return sc->kr;
+}
+
+static void fn_open(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+        struct seal_ctx *sc = sqlite3_user_data(cx);
+        const void *b = sqlite3_value_blob(argv[0]);
+        int n = sqlite3_value_bytes(argv[0]);
+        const char *aad;
+        crypto_keyring *kr;
+        uint8_t *pt = NULL;
+        size_t len = 0;
+
+        (void)argc;
+        if (sqlite3_value_type(argv[0]) != SQLITE_BLOB || !is_sealed(b, n)) {
+                sqlite3_result_value(cx, argv[0]);
+                return;
+        }
+        kr = sc->kr ? sc->kr : offline_key(sc);
+        aad = (const char *)sqlite3_value_text(argv[1]);
+        if (!kr) {
+                sqlite3_result_error(
+                    cx, "sealed value: no encryption key (set VIGIL_ENCRYPTION_KEY)", -1);
+                return;
+        }
+        /* value_text may have moved the blob: take it again */
+        b = sqlite3_value_blob(argv[0]);
+        n = sqlite3_value_bytes(argv[0]);
+        if (!aad || crypto_open(kr, b, (size_t)n, aad, strlen(aad), &pt, &len) < 0) {
+                sqlite3_result_error(cx, "sealed value: cannot open it with any key", -1);
+                return;
+        }
+        sqlite3_result_text64(cx, (const char *)pt, len, free, SQLITE_UTF8);
+}
+
+static struct seal_ctx *seal_ctx_new(crypto_keyring *kr, bool seal, const char *path)
+{
+        struct seal_ctx *sc = calloc(1, sizeof(*sc));
+        const char *slash;
+
+        if (!sc)
+                return NULL;
+        sc->kr = kr;
+        sc->seal = seal && kr;
+        slash = strrchr(path, '/');
+        if (!slash)
+                snprintf(sc->dir, sizeof(sc->dir), ".");
+        else
+                snprintf(sc->dir, sizeof(sc->dir), "%.*s", slash == path ? 1 : (int)(slash - path),
+                         path);
+        pthread_mutex_init(&sc->mu, NULL);
+        return sc;
+}
+
+static void seal_ctx_free(struct seal_ctx *sc)
+{
+        if (!sc)
+                return;
+        if (sc->owned)
+                crypto_keyring_free(sc->kr);
+        pthread_mutex_destroy(&sc->mu);
+        free(sc);
+}
+
+static int seal_register(sqlite3 *db, struct seal_ctx *sc)
+{
+        int rc = sqlite3_create_function_v2(db, "vigil_seal", 2, SQLITE_UTF8, sc, fn_seal, NULL,
+                                            NULL, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_create_function_v2(db, "vigil_open", 2,
+                                                SQLITE_UTF8 | SQLITE_DETERMINISTIC, sc, fn_open,
+                                                NULL, NULL, NULL);
+        return rc;
+}
+
+int store_sql_functions(sqlite3 *db)
+{
+        static struct seal_ctx none = {.tried = true, .mu = PTHREAD_MUTEX_INITIALIZER};
+        return seal_register(db, &none);
 }
 
 /* Result of one attempt at opening the file. */
@@ -426,6 +558,15 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
         }
         s->wdb = wdb;
         s->lock_fd = TAKE_FD(lock_fd);
+        s->sc = seal_ctx_new(opt->keyring, opt->seal, opt->path);
+        if (!s->sc || seal_register(wdb, s->sc) != SQLITE_OK) {
+                seal_ctx_free(s->sc);
+                free(s->path);
+                free(s);
+                sqlite3_close(wdb);
+                snprintf(err, errlen, "cannot open store '%s': out of memory", opt->path);
+                return -ENOMEM;
+        }
         s->batch_max = opt->batch_max ? opt->batch_max : DEFAULT_BATCH_MAX;
         s->batch_wait_ms = opt->batch_wait_ms;
         pthread_mutex_init(&s->lock, NULL);
@@ -436,8 +577,10 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
         int rc = sqlite3_open_v2(opt->path, &s->rdb, SQLITE_OPEN_READONLY, NULL);
         if (rc == SQLITE_OK) {
                 harden(s->rdb);
-                rc = sqlite3_exec(s->rdb, "PRAGMA query_only=ON", NULL, NULL, NULL);
+                rc = seal_register(s->rdb, s->sc);
         }
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(s->rdb, "PRAGMA query_only=ON", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
                 snprintf(err, errlen, "cannot open store '%s' for reading: %s", opt->path,
                          s->rdb ? sqlite3_errmsg(s->rdb) : sqlite3_errstr(rc));
@@ -703,6 +846,7 @@ store *store_close(store *s)
         pthread_cond_destroy(&s->done);
         if (s->lock_fd >= 0)
                 close(s->lock_fd); /* releases the flock */
+        seal_ctx_free(s->sc);
         free(s->path);
         free(s);
         return NULL;
@@ -879,6 +1023,14 @@ int store_open_ro(const char *path, store_ro *ro, char *err, size_t errlen)
                 return rc;
         harden(ro->db);
         sqlite3_exec(ro->db, "PRAGMA query_only=ON", NULL, NULL, NULL);
+        struct seal_ctx *sc = seal_ctx_new(NULL, false, path);
+        if (!sc || seal_register(ro->db, sc) != SQLITE_OK) {
+                seal_ctx_free(sc);
+                store_close_ro(ro);
+                snprintf(err, errlen, "cannot open '%s' read-only: out of memory", path);
+                return -ENOMEM;
+        }
+        ro->seal = sc;
         return 0;
 }
 
@@ -888,6 +1040,8 @@ void store_close_ro(store_ro *ro)
                 return;
         sqlite3_close(ro->db);
         ro->db = NULL;
+        seal_ctx_free(ro->seal);
+        ro->seal = NULL;
         remove_copy(ro);
 }
 
@@ -914,4 +1068,160 @@ int store_check_file(const char *path, bool full, char *err, size_t errlen)
                 return -EBADMSG;
         }
         return 0;
+}
+
+/* One schema object: what sqlite_schema says about it. */
+struct schema_obj {
+        char *type; /* table, index, trigger, view */
+        char *name;
+        char *sql; /* "" for automatic indexes */
+};
+
+static void schema_free(struct schema_obj *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].type);
+                free(v[i].name);
+                free(v[i].sql);
+        }
+        free(v);
+}
+
+/* Every object of db's schema, sorted by type and name. Bounded: a hostile file cannot make us
+ * read more than SCHEMA_MAX objects. */
+#define SCHEMA_MAX 4096
+static int schema_read(sqlite3 *db, struct schema_obj **ret, size_t *n)
+{
+        sqlite3_stmt *st = NULL;
+        struct schema_obj *v = calloc(SCHEMA_MAX, sizeof(*v));
+        size_t cnt = 0;
+        int rc;
+
+        if (!v)
+                return -ENOMEM;
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT type, name, coalesce(sql, '') FROM sqlite_schema "
+                                "ORDER BY type, name",
+                                -1, &st, NULL);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (cnt >= SCHEMA_MAX) {
+                        rc = SQLITE_TOOBIG;
+                        break;
+                }
+                v[cnt].type = strdup((const char *)sqlite3_column_text(st, 0));
+                v[cnt].name = strdup((const char *)sqlite3_column_text(st, 1));
+                v[cnt].sql = strdup((const char *)sqlite3_column_text(st, 2));
+                if (!v[cnt].type || !v[cnt].name || !v[cnt].sql) {
+                        cnt++;
+                        rc = SQLITE_NOMEM;
+                        break;
+                }
+                cnt++;
+                rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+                schema_free(v, cnt);
+                return rc == SQLITE_TOOBIG ? -E2BIG : store_errno(rc);
+        }
+        *ret = v;
+        *n = cnt;
+        return 0;
+}
+
+/* A fresh in-memory database with the migrations up to version applied. */
+static int schema_reference(int version, sqlite3 **ret, char *err, size_t errlen)
+{
+        struct migration sorted[ARRAY_SIZE(migrations)];
+        sqlite3 *db = NULL;
+
+        memcpy(sorted, migrations, sizeof(sorted));
+        qsort(sorted, ARRAY_SIZE(sorted), sizeof(sorted[0]), cmp_migration);
+        if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL) !=
+            SQLITE_OK) {
+                sqlite3_close(db);
+                return -ENOMEM;
+        }
+        harden(db);
+        for (size_t i = 0; i < ARRAY_SIZE(sorted) && sorted[i].version <= version; i++) {
+                char *msg = NULL;
+                if (sqlite3_exec(db, sorted[i].sql, NULL, NULL, &msg) != SQLITE_OK) {
+                        snprintf(err, errlen, "migration %d: %s", sorted[i].version,
+                                 msg ? msg : "failed");
+                        sqlite3_free(msg);
+                        sqlite3_close(db);
+                        return -EINVAL;
+                }
+        }
+        *ret = db;
+        return 0;
+}
+
+int store_check_schema(const char *path, char *err, size_t errlen)
+{
+        struct schema_obj *have = NULL, *want = NULL;
+        size_t nhave = 0, nwant = 0, i = 0, j = 0;
+        sqlite3 *ref = NULL;
+        store_ro ro;
+        int version = 0, newest = 0, r;
+
+        err[0] = '\0';
+        for (size_t k = 0; k < ARRAY_SIZE(migrations); k++)
+                if (migrations[k].version > newest)
+                        newest = migrations[k].version;
+        r = store_open_ro(path, &ro, err, errlen);
+        if (r < 0)
+                return r;
+        /* Nothing in the file runs while we look: no trigger, no view body is evaluated. */
+        sqlite3_db_config(ro.db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+        r = pragma_int(ro.db, "PRAGMA user_version", &version) == SQLITE_OK ? 0 : -EBADMSG;
+        if (r == 0 && version > newest) {
+                snprintf(err, errlen,
+                         "database schema version %d is newer than this vigil knows (%d)", version,
+                         newest);
+                r = -EPROTO;
+        }
+        if (r == 0)
+                r = schema_read(ro.db, &have, &nhave);
+        if (r == 0)
+                r = schema_reference(version, &ref, err, errlen);
+        if (r == 0)
+                r = schema_read(ref, &want, &nwant);
+        if (r < 0 && !err[0])
+                snprintf(err, errlen, "cannot read the schema of '%s': %s", path, strerror(-r));
+        /* Both lists are sorted by (type, name): walk them together. */
+        while (r == 0 && (i < nhave || j < nwant)) {
+                /* The planner's statistics (ANALYZE, PRAGMA optimize) hold no code. */
+                if (i < nhave && !strcmp(have[i].type, "table") &&
+                    (!strcmp(have[i].name, "sqlite_stat1") ||
+                     !strcmp(have[i].name, "sqlite_stat4"))) {
+                        i++;
+                        continue;
+                }
+                int c = i == nhave ? 1 : j == nwant ? -1 : strcmp(have[i].type, want[j].type);
+                if (c == 0)
+                        c = strcmp(have[i].name, want[j].name);
+                if (c < 0) {
+                        snprintf(err, errlen, "%s '%.100s' is not part of Vigil's schema (v%d)",
+                                 have[i].type, have[i].name, version);
+                        r = -EBADMSG;
+                } else if (c > 0) {
+                        snprintf(err, errlen, "%s '%.100s' of Vigil's schema (v%d) is missing",
+                                 want[j].type, want[j].name, version);
+                        r = -EBADMSG;
+                } else if (strcmp(have[i].sql, want[j].sql) != 0) {
+                        snprintf(err, errlen,
+                                 "%s '%.100s' differs from Vigil's schema (v%d): '%.200s'",
+                                 have[i].type, have[i].name, version, have[i].sql);
+                        r = -EBADMSG;
+                } else {
+                        i++;
+                        j++;
+                }
+        }
+        schema_free(have, nhave);
+        schema_free(want, nwant);
+        sqlite3_close(ref);
+        store_close_ro(&ro);
+        return r;
 }

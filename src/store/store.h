@@ -26,8 +26,29 @@
 
 typedef struct store store;
 
+struct crypto_keyring;
+
+/* Sealed columns (sealed.def). Every connection the store opens has two SQL functions:
+ *   vigil_seal(value, 'table.column')  with store_options.seal and a keyring: the value as an
+ *                                      AES-256-GCM blob (crypto.h, AAD "table.column"); else
+ *                                      the value unchanged (NULL stays NULL);
+ *   vigil_open(value, 'table.column')  a sealed blob → its text; anything else unchanged. A
+ *                                      sealed value without the key is an SQL error ("sealed
+ *                                      value: no encryption key").
+ * A module writes vigil_seal(?, 'audit_log.detail') where it binds a sensitive value and reads
+ * vigil_open(detail, 'audit_log.detail'); adding the column to sealed.def makes `vigil keys
+ * rotate` re-encrypt it. Offline readers (store_open_ro) take the key from the environment
+ * variable VIGIL_ENCRYPTION_KEY and the keyring file beside the database, at the first sealed
+ * value they meet. */
+/* Give a connection the store did not open (a test's in-memory database) vigil_seal and
+ * vigil_open without a key: values pass through, a sealed one is an SQL error. SQLITE_OK or an
+ * SQLite code. */
+int store_sql_functions(sqlite3 *db);
+
 typedef struct store_options {
-        const char *path;       /* database file, e.g. DATA_DIR/vigil.db */
+        const char *path;               /* database file, e.g. DATA_DIR/vigil.db */
+        struct crypto_keyring *keyring; /* borrowed, outlives the store; NULL = no key */
+        bool seal;                      /* security.encryption.data_at_rest: seal new values */
         bool integrity_check;   /* run PRAGMA quick_check at open (default on in the daemon) */
         unsigned batch_max;     /* writes per transaction at most (0 = 64) */
         unsigned batch_wait_ms; /* how long the writer may wait to fill a batch (0 = none) */
@@ -82,6 +103,12 @@ uint64_t store_writes(const store *s);
  * quick_check.
  * Returns 0, -EBADMSG (corrupt or not a database) or -EIO, with a reason in err. */
 int store_check_file(const char *path, bool full, char *err, size_t errlen);
+/* Check that a database file (an archive's, before it is restored) holds exactly the schema this
+ * vigild's migrations create up to its user_version: the same tables, indexes and nothing else
+ * (no trigger, view or table they do not make; a trigger in a restored database would run inside
+ * vigild). Read-only (store_open_ro). 0; -EPROTO for a newer schema than this vigild knows;
+ * -EBADMSG with the first difference in err ("trigger 'x' is not part of Vigil's schema"). */
+int store_check_schema(const char *path, char *err, size_t errlen);
 /* A database file opened for reading only, by a process that is not vigild (`vigil audit verify
  * --db`, checks of extracted backups): no byte of the file or of its -wal/-shm changes and no
  * file appears beside it, whether vigild runs on it, was killed, or stopped cleanly:
@@ -92,6 +119,7 @@ int store_check_file(const char *path, bool full, char *err, size_t errlen);
  *    directory is opened, and removed by store_close_ro. */
 typedef struct store_ro {
         sqlite3 *db;             /* the connection (read-only unless it is the private copy) */
+        void *seal;              /* vigil_open's key, loaded at the first sealed value; owned */
         char copy_dir[PATH_MAX]; /* the private copy's directory, "" when none */
 } store_ro;
 /* 0, or -errno with a reason in err ("cannot open '/x/vigil.db' read-only: …"). On success call

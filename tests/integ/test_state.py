@@ -104,7 +104,7 @@ def reader_loop(db, stop, errors):
             con = sqlite3.connect(db, timeout=5)
             con.execute("select count(*) from sqlite_master").fetchall()
             try:
-                con.execute("select count(*) from crash_rows").fetchall()
+                con.execute("select count(*) from store_events").fetchall()
             except sqlite3.OperationalError:
                 pass
             con.close()
@@ -411,7 +411,135 @@ def test_revocation_past_exp_survives_restart():
             d.stop()
 
 
+HEAD_EXPORT = AUTH.replace("audit: {enabled: true, retention_days: 365}",
+                           "audit: {enabled: true, retention_days: 365, "
+                           "head_export: {interval: %s, sidecar: true}}")
+
+
+def test_head_export_interval_reloads():
+    """security.audit.head_export.* are configuration keys, and a changed interval applies on
+    reload: with 1h nothing is exported while vigild runs; after SIGHUP with 1s the sidecar
+    appears within seconds, and it names the newest audit record."""
+    with tempfile.TemporaryDirectory(prefix="vigil-head-export-") as data:
+        head = os.path.join(data, "audit.head")
+        d = start_on(data, HEAD_EXPORT % "1h")
+        try:
+            code, out = unix(d, "POST", "/api/v1/tokens/revoke", {"jti": "head-export"})
+            check(code == 200, "revoke: %d %s" % (code, out))
+            time.sleep(1.5)
+            check(not os.path.exists(head), "exported although the interval is 1h")
+            with open(os.path.join(data, "vigil.yaml"), "w") as f:
+                f.write(HEAD_EXPORT % "1s")
+            d.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: os.path.exists(head), 10, "the head exported after the reload to 1s")
+            with open(head) as f:
+                seq = int(f.read().split(":")[0])
+            check(seq >= 1, "sidecar seq %d" % seq)
+        finally:
+            d.stop()
+
+
+ENC_KEY = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+SEALED_CONFIG = AUTH.replace("audit: {enabled: true, retention_days: 365}",
+                             "audit: {enabled: true, retention_days: 365, "
+                             "include_sensitive_data: true}") + """  encryption:
+    data_at_rest: true
+    encryption_key: "${VIGIL_ENCRYPTION_KEY}"
+"""
+SEALED_COLUMNS = [("audit_log", "detail"), ("auth_revoked", "jti"), ("auth_revoked", "revoked_by"),
+                  ("health_incidents", "detail"), ("health_incidents", "acked_by")]
+
+
+def raw_bytes(directory):
+    out = b""
+    for n in ("vigil.db", "vigil.db-wal"):
+        p = os.path.join(directory, n)
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                out += f.read()
+    return out
+
+
+def test_data_at_rest_sealed():
+    """With data_at_rest, an audit detail, a token revocation and an incident's detail written
+    through the API appear in no byte of the database, its WAL or a restored backup, while the
+    API still shows them; `vigil keys rotate` re-encrypts every sealed value."""
+    marker_jti = "MARKER-REVOKED-JTI-5c81d2"
+    marker_audit = "MARKER-AUDIT-DETAIL-0be7a4"
+    with tempfile.TemporaryDirectory(prefix="vigil-sealed-") as data:
+        os.environ["VIGIL_ENCRYPTION_KEY"] = ENC_KEY
+        try:
+            d = start_on(data, SEALED_CONFIG)
+        finally:
+            os.environ.pop("VIGIL_ENCRYPTION_KEY", None)
+        try:
+            code, out = unix(d, "POST", "/api/v1/tokens/revoke",
+                             {"jti": marker_jti, "comment": marker_audit})
+            check(code in (200, 400), "revoke: %d %s" % (code, out))
+            if code == 400:  # a body with an unknown field is refused but audited
+                code, out = unix(d, "POST", "/api/v1/tokens/revoke", {"jti": marker_jti})
+                check(code == 200, "revoke: %d %s" % (code, out))
+            code, out = unix(d, "POST", "/api/v1/inject", {"gpu": 0, "xid": 79})
+            check(code == 200, "inject: %d %s" % (code, out))
+            incidents = wait_for(lambda: [i for i in json.loads(unix(d, "GET", "/api/v1/incidents")[1])
+                                          .get("incidents", []) if i.get("detail")], 10,
+                                 "an incident with a detail")
+            detail = incidents[0]["detail"]
+            iid = incidents[0]["id"]
+            code, out = unix(d, "POST", "/api/v1/incidents/%s/ack" % iid, {})
+            check(code == 200, "ack: %d %s" % (code, out))
+            records = json.loads(unix(d, "GET", "/api/v1/audit?limit=1000")[1])["records"]
+            check(any(marker_audit in json.dumps(r) for r in records),
+                  "the audit detail is not readable through the API")
+            markers = [marker_jti.encode(), marker_audit.encode(), detail.encode()]
+            # the store committed them (audit and revocation synchronously, incidents soon)
+            wait_for(lambda: sqlite_shell(os.path.join(data, "vigil.db"),
+                                          "select count(*) from health_incidents;").strip() != "0",
+                     10, "the incident stored")
+            raw = raw_bytes(data)
+            for m in markers:
+                check(m not in raw, "%r in the database or its WAL" % m)
+            code, out = unix(d, "POST", "/api/v1/backup")
+            check(code == 201, "backup: %d %s" % (code, out))
+            archive = json.loads(out)["path"]
+            # rotation: every sealed value is re-encrypted with the new key
+            code, out = unix(d, "POST", "/api/v1/keys/rotate")
+            check(code in (200, 201), "rotate: %d %s" % (code, out))
+            new_key = json.loads(out)["active_key"]
+            keys = wait_for(lambda: (lambda k: k if not k.get("reencrypting") else None)(
+                json.loads(unix(d, "GET", "/api/v1/keys")[1])), 20, "the re-encryption to finish")
+            check(keys.get("reencrypted", 0) > 0, "re-encrypted %s values" % keys.get("reencrypted"))
+        finally:
+            d.stop()
+        db = os.path.join(data, "vigil.db")
+        kid = "%08x" % new_key
+        for table, col in SEALED_COLUMNS:
+            old = sqlite_shell(db, "select count(*) from %s where typeof(%s) = 'blob' and "
+                               "hex(substr(%s, 10, 4)) != upper('%s');" % (table, col, col, kid))
+            check(old.strip() == "0", "%s.%s: %s values still sealed with an old key" % (
+                table, col, old.strip()))
+            plain = sqlite_shell(db, "select count(*) from %s where typeof(%s) = 'text' and "
+                                 "%s != '';" % (table, col, col))
+            check(plain.strip() == "0", "%s.%s: %s values in clear" % (table, col, plain.strip()))
+        # a restored backup holds no marker either, and vigild reads it back with the key
+        target = os.path.join(data, "restored")
+        os.makedirs(target)
+        p = subprocess.run([os.path.join(BUILD, "bin", "vigil"), "backup", "restore", archive,
+                            "--data-dir", target], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, VIGIL_ENCRYPTION_KEY=ENC_KEY))
+        check(p.returncode == 0, "restore: %s %s" % (p.stdout, p.stderr))
+        raw = raw_bytes(target)
+        for m in markers:
+            check(m not in raw, "%r in the restored backup" % m)
+        # offline verification opens the sealed details with the key
+        p = subprocess.run([os.path.join(BUILD, "bin", "vigil"), "audit", "verify", "--db", db],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, VIGIL_ENCRYPTION_KEY=ENC_KEY))
+        check(p.returncode == 0, "audit verify --db of a sealed trail: %s %s" % (p.stdout, p.stderr))
+
+
 if __name__ == "__main__":
     main([test_revocation_survives_reader_and_kill9, test_kill9_with_concurrent_reader,
           test_verify_is_read_only, test_audit_trim_detected, test_every_refusal_audited,
-          test_unreadable_revocations_refuse_start, test_revocation_past_exp_survives_restart])
+          test_unreadable_revocations_refuse_start, test_revocation_past_exp_survives_restart,
+          test_head_export_interval_reloads, test_data_at_rest_sealed])

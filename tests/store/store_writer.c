@@ -7,7 +7,9 @@
  *                                        print "integrity ok", "count N" and "id ID" per row
  *   store_writer backup DB DIR [KEYENV]   write in the background while making a backup;
  *                                        prints "acked_before N" and "archive PATH"
- * Rows carry the marker "ROW-PLAINTEXT-MARKER" so tests can look for plaintext leaks. */
+ * Rows carry the marker "ROW-PLAINTEXT-MARKER" so tests can look for plaintext leaks. They go
+ * into Vigil's own store_events table (kind "crash_row"): a backup holds only the schema Vigil's
+ * migrations make, and a restore refuses anything else. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,17 +32,18 @@ static int quiet;
 static int create(sqlite3 *db, void *ctx)
 {
         (void)ctx;
-        return store_exec(db, "CREATE TABLE IF NOT EXISTS crash_rows (id INTEGER PRIMARY KEY, "
-                              "v TEXT NOT NULL)");
+        (void)db;
+        return 0; /* store_events comes with the migrations */
 }
 
 static int insert(sqlite3 *db, void *ctx)
 {
         sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(db,
-                                    "INSERT INTO crash_rows (id, v) VALUES (?1, "
-                                    "'ROW-PLAINTEXT-MARKER')",
-                                    -1, &st, NULL);
+        int rc =
+            sqlite3_prepare_v2(db,
+                               "INSERT INTO store_events (id, ts, kind, detail) VALUES (?1, 0, "
+                               "'crash_row', 'ROW-PLAINTEXT-MARKER')",
+                               -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_int64(st, 1, *(long *)ctx);
                 rc = sqlite3_step(st);
@@ -54,8 +57,8 @@ static int max_id(sqlite3 *db, void *ctx)
         sqlite3_stmt *st = NULL;
         (void)ctx;
         long m = 0;
-        if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM crash_rows", -1, &st, NULL) ==
-                SQLITE_OK &&
+        if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM store_events", -1, &st,
+                               NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
                 m = (long)sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
@@ -106,8 +109,9 @@ static int print_rows(sqlite3 *db, void *ctx)
         sqlite3_stmt *st = NULL;
         long n = 0;
         (void)ctx;
-        if (sqlite3_prepare_v2(db, "SELECT id FROM crash_rows ORDER BY id", -1, &st, NULL) !=
-            SQLITE_OK)
+        if (sqlite3_prepare_v2(db,
+                               "SELECT id FROM store_events WHERE kind = 'crash_row' ORDER BY id",
+                               -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         while (sqlite3_step(st) == SQLITE_ROW) {
                 printf("id %lld\n", (long long)sqlite3_column_int64(st, 0));

@@ -22,6 +22,7 @@
 #include "security/audit.h"
 #include "security/audit_export.h"
 #include "security/webconfig.h"
+#include "store/store.h"
 
 static const struct {
         int version;
@@ -37,6 +38,7 @@ static sqlite3 *fresh(int n_records)
         sqlite3 *db = NULL;
 
         assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+        assert_int_equal(store_sql_functions(db), SQLITE_OK); /* vigil_seal / vigil_open */
         for (size_t i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++)
                 if (migrations[i].version >= 20 && migrations[i].version <= 39)
                         assert_int_equal(sqlite3_exec(db, migrations[i].sql, NULL, NULL, NULL),

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "store/crypto.h"
+#include "store/sysio.h"
 
 #define SECRET  "correct horse battery staple 42"
 #define SECRET2 "another passphrase entirely 777"
@@ -270,12 +272,99 @@ static void test_files(void **state)
         crypto_keyring_free(other);
 }
 
+/* Fault injection through the store's syscall table (sysio.h): the call numbered fail_at fails
+ * with EIO, every other one runs for real. */
+static unsigned calls, fail_at;
+
+static bool fault(void)
+{
+        if (++calls == fail_at) {
+                errno = EIO;
+                return true;
+        }
+        return false;
+}
+static int f_open(const char *p, int fl, mode_t m)
+{
+        return fault() ? -1 : sysio_default.open(p, fl, m);
+}
+static ssize_t f_write(int fd, const void *b, size_t n)
+{
+        return fault() ? -1 : sysio_default.write(fd, b, n);
+}
+static int f_fsync(int fd)
+{
+        return fault() ? -1 : sysio_default.fsync(fd);
+}
+static int f_rename(const char *a, const char *b)
+{
+        return fault() ? -1 : sysio_default.rename(a, b);
+}
+static int f_unlink(const char *p)
+{
+        return fault() ? -1 : sysio_default.unlink(p);
+}
+static int f_link(const char *a, const char *b)
+{
+        return fault() ? -1 : sysio_default.link(a, b);
+}
+static const sysio_table faulty = {f_open, f_write, f_fsync, f_rename, f_unlink, f_link};
+
+/* Saving the keyring with each of its calls failing in turn: an error that says why every time
+ * (the directory's fsync included: a rotation must not be reported done when the new keyring
+ * may not survive a power loss), no keyring.tmp left, and a keyring file that loads and is the
+ * old one or the new one. */
+static void test_keyring_save_faults(void **state)
+{
+        (void)state;
+        char path[512], tmp[600], err[512];
+        crypto_keyring *kr = NULL;
+        uint32_t id;
+        unsigned tried = 0;
+
+        snprintf(path, sizeof(path), "%s/faulty-keyring", tmpdir);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        assert_int_equal(crypto_keyring_new(SECRET, &kr, err, sizeof(err)), 0);
+        assert_int_equal(crypto_keyring_rotate(kr, &id), 0);
+        assert_int_equal(crypto_keyring_save(kr, path, err, sizeof(err)), 0); /* old: 2 keys */
+        assert_int_equal(crypto_keyring_rotate(kr, &id), 0);                  /* new: 3 keys */
+        for (fail_at = 1;; fail_at++) {
+                calls = 0;
+                err[0] = '\0';
+                sysio_set(&faulty);
+                int r = crypto_keyring_save(kr, path, err, sizeof(err));
+                sysio_set(NULL);
+                if (calls < fail_at) {
+                        assert_int_equal(r, 0); /* no call left to fail: done */
+                        break;
+                }
+                tried++;
+                if (r == 0)
+                        fail_msg("call %u failed but the save reported success", fail_at);
+                assert_true(err[0] != '\0');
+                assert_int_not_equal(access(tmp, F_OK), 0);
+                crypto_keyring *back = NULL;
+                assert_int_equal(crypto_keyring_new(SECRET, &back, err, sizeof(err)), 0);
+                if (crypto_keyring_load(back, path, err, sizeof(err)) < 0)
+                        fail_msg("call %u failed: the keyring no longer loads: %s", fail_at, err);
+                unsigned n = crypto_keyring_count(back);
+                assert_true(n == 3 || n == 2);
+                crypto_keyring_free(back);
+        }
+        assert_true(tried >= 6); /* open, write, fsync, rename, open dir, fsync dir */
+        crypto_keyring_free(kr);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_round_trip), cmocka_unit_test(test_tamper),
-            cmocka_unit_test(test_truncated),  cmocka_unit_test(test_wrong_key),
-            cmocka_unit_test(test_rotation),   cmocka_unit_test(test_files),
+            cmocka_unit_test(test_round_trip),
+            cmocka_unit_test(test_tamper),
+            cmocka_unit_test(test_truncated),
+            cmocka_unit_test(test_wrong_key),
+            cmocka_unit_test(test_rotation),
+            cmocka_unit_test(test_files),
+            cmocka_unit_test(test_keyring_save_faults),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

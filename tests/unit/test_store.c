@@ -1,11 +1,13 @@
 /* test_store.c — the SQLite store: migrations, group commit from many threads, savepoint isolation
  * of a failing write, reads while writing, a corrupt file moved aside, disk full (a real tmpfs
  * when this runs as root and mount works, else the injected commit failure) and recovery. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +18,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "common/macros.h"
+#include "store/backup.h"
+#include "store/crypto.h"
+#include "store/sysio.h"
 #include "store/store.h"
 
 static char tmpdir[256];
@@ -415,6 +421,309 @@ static void test_close_refuses(void **state)
         assert_int_equal(store_write(NULL, create_t, NULL), -EINVAL);
 }
 
+static int exec_sql(sqlite3 *db, void *ctx)
+{
+        return store_exec(db, ctx);
+}
+
+/* A database with anything Vigil's migrations do not make (a trigger, a view, a table) is not
+ * Vigil's schema; a freshly migrated one is. */
+static void test_check_schema(void **state)
+{
+        (void)state;
+        static const char *const extra[] = {
+            "CREATE TRIGGER vanish AFTER INSERT ON audit_log BEGIN DELETE FROM audit_log WHERE "
+            "seq = new.seq; END",
+            "CREATE VIEW v AS SELECT 1",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+            "CREATE INDEX audit_extra ON audit_log (principal)",
+        };
+        char path[512], err[512];
+        store_open_info info;
+
+        for (size_t i = 0; i <= ARRAY_SIZE(extra); i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "schema%zu.db", i);
+                store *s = open_at(name, &info);
+                if (i < ARRAY_SIZE(extra))
+                        assert_int_equal(store_write(s, exec_sql, (void *)extra[i]), 0);
+                store_close(s);
+                snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+                err[0] = '\0';
+                int r = store_check_schema(path, err, sizeof(err));
+                if (i < ARRAY_SIZE(extra)) {
+                        assert_int_equal(r, -EBADMSG);
+                        assert_non_null(strstr(err, "Vigil's schema"));
+                } else if (r != 0) {
+                        fail_msg("a migrated database: %d %s", r, err);
+                }
+        }
+        /* the planner's statistics are not code */
+        store *s = open_at("schema-stat.db", &info);
+        assert_int_equal(store_event(s, "k", "d"), 0);
+        assert_int_equal(store_write(s, exec_sql, (void *)"ANALYZE"), 0);
+        store_close(s);
+        snprintf(path, sizeof(path), "%s/schema-stat.db", tmpdir);
+        if (store_check_schema(path, err, sizeof(err)) != 0)
+                fail_msg("a database after ANALYZE: %s", err);
+}
+
+static int seal_insert(sqlite3 *db, void *ctx)
+{
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO store_events (ts, kind, detail) VALUES (0, 'k', "
+                 "vigil_seal('%s', 'store_events.detail'))",
+                 (const char *)ctx);
+        return store_exec(db, sql);
+}
+
+static int seal_read(sqlite3 *db, void *ctx)
+{
+        sqlite3_stmt *st = NULL;
+        char *out = ctx;
+        int rc = sqlite3_prepare_v2(db,
+                                    "SELECT typeof(detail), vigil_open(detail, "
+                                    "'store_events.detail') FROM store_events ORDER BY id DESC "
+                                    "LIMIT 1",
+                                    -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+                snprintf(out, 128, "%s:%s", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1));
+        sqlite3_finalize(st);
+        return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/* vigil_seal stores a blob when sealing is on, vigil_open gives the text back; without the
+ * seal switch values stay text; an offline reader without the key gets an error. */
+static void test_sealed_values(void **state)
+{
+        (void)state;
+        char path[512], err[512] = "", out[128] = "";
+        crypto_keyring *kr = NULL;
+        store_open_info info;
+        store *s = NULL;
+
+        assert_int_equal(crypto_keyring_new("0123456789abcdef0123456789abcdef0123456789abcdef0"
+                                            "123456789abcdef",
+                                            &kr, err, sizeof(err)),
+                         0);
+        snprintf(path, sizeof(path), "%s/sealed.db", tmpdir);
+        store_options o = {.path = path, .keyring = kr, .seal = true};
+        assert_int_equal(store_open(&o, &s, &info, err, sizeof(err)), 0);
+        assert_int_equal(store_write(s, seal_insert, "SEALED-MARKER"), 0);
+        assert_int_equal(store_read(s, seal_read, out), 0);
+        assert_string_equal(out, "blob:SEALED-MARKER");
+        store_close(s);
+        /* the key present, sealing off: new values in clear, old ones still open */
+        o.seal = false;
+        assert_int_equal(store_open(&o, &s, &info, err, sizeof(err)), 0);
+        assert_int_equal(store_read(s, seal_read, out), 0);
+        assert_string_equal(out, "blob:SEALED-MARKER");
+        assert_int_equal(store_write(s, seal_insert, "CLEAR"), 0);
+        assert_int_equal(store_read(s, seal_read, out), 0);
+        assert_string_equal(out, "text:CLEAR");
+        store_close(s);
+        crypto_keyring_free(kr);
+}
+
+/* Fault injection through the store's syscall table (sysio.h): the call numbered fail_at fails
+ * with EIO, every other one runs for real. */
+static unsigned calls, fail_at;
+
+static bool fault(void)
+{
+        if (++calls == fail_at) {
+                errno = EIO;
+                return true;
+        }
+        return false;
+}
+static int f_open(const char *p, int fl, mode_t m)
+{
+        return fault() ? -1 : sysio_default.open(p, fl, m);
+}
+static ssize_t f_write(int fd, const void *b, size_t n)
+{
+        return fault() ? -1 : sysio_default.write(fd, b, n);
+}
+static int f_fsync(int fd)
+{
+        return fault() ? -1 : sysio_default.fsync(fd);
+}
+static int f_rename(const char *a, const char *b)
+{
+        return fault() ? -1 : sysio_default.rename(a, b);
+}
+static int f_unlink(const char *p)
+{
+        return fault() ? -1 : sysio_default.unlink(p);
+}
+static int f_link(const char *a, const char *b)
+{
+        return fault() ? -1 : sysio_default.link(a, b);
+}
+static const sysio_table faulty = {f_open, f_write, f_fsync, f_rename, f_unlink, f_link};
+
+static int count_kind(sqlite3 *db, void *ctx)
+{
+        sqlite3_stmt *st = NULL;
+        long *n = ctx;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM store_events WHERE kind = ?1", -1, &st,
+                               NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, (const char *)(n + 1), -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+                n[0] = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return 0;
+}
+
+/* Rows of kind in the database at dir/vigil.db. */
+static long rows_of(const char *dir, const char *kind)
+{
+        char path[600], err[512];
+        long n[8] = {0};
+        store *s = NULL;
+        store_open_info info;
+        snprintf(path, sizeof(path), "%s/vigil.db", dir);
+        snprintf((char *)(n + 1), sizeof(n) - sizeof(n[0]), "%s", kind);
+        store_options o = {.path = path};
+        if (store_open(&o, &s, &info, err, sizeof(err)) < 0)
+                fail_msg("'%s' does not open: %s", path, err);
+        assert_false(info.moved_corrupt);
+        assert_int_equal(store_read(s, count_kind, n), 0);
+        store_close(s);
+        return n[0];
+}
+
+static void fresh_state(const char *dir)
+{
+        char cmd[600], path[600], err[512];
+        store *s = NULL;
+        store_open_info info;
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        snprintf(path, sizeof(path), "%s/vigil.db", dir);
+        store_options o = {.path = path};
+        assert_int_equal(store_open(&o, &s, &info, err, sizeof(err)), 0);
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(store_event(s, "live", "acknowledged before the restore"), 0);
+        store_close(s);
+}
+
+/* A restore with each of its file-system calls failing in turn: every failure is an error that
+ * says why, the data directory then holds either its previous state whole (every acknowledged
+ * row) or the archive's, never a mix, a half-written file or nothing; no staging directory or
+ * .swap file is left. */
+static void test_restore_faults(void **state)
+{
+        (void)state;
+        char src[512], bk[512], data[512], err[1024];
+        backup_result res;
+        store_open_info info;
+        store *s = NULL;
+        unsigned tried = 0;
+
+        snprintf(src, sizeof(src), "%s/rsrc.db", tmpdir);
+        snprintf(bk, sizeof(bk), "%s/rbk", tmpdir);
+        snprintf(data, sizeof(data), "%s/rdata", tmpdir);
+        store_options so = {.path = src};
+        assert_int_equal(store_open(&so, &s, &info, err, sizeof(err)), 0);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(store_event(s, "archived", "in the backup"), 0);
+        backup_options bo = {.dir = bk, .hostname = "h", .compression = BACKUP_GZIP};
+        if (backup_create(s, &bo, &res, err, sizeof(err)) < 0)
+                fail_msg("backup_create: %s", err);
+        store_close(s);
+        for (fail_at = 1;; fail_at++) {
+                restore_options ro = {.archive = res.path, .data_dir = data, .check = true};
+                restore_result rr;
+                fresh_state(data);
+                calls = 0;
+                err[0] = '\0';
+                sysio_set(&faulty);
+                int r = backup_restore(&ro, &rr, err, sizeof(err));
+                sysio_set(NULL);
+                if (calls < fail_at) {
+                        assert_int_equal(r, 0);
+                        break;
+                }
+                tried++;
+                long live = rows_of(data, "live"), archived = rows_of(data, "archived");
+                if (r < 0) {
+                        if (!err[0])
+                                fail_msg("call %u failed: restore returned %d with no reason",
+                                         fail_at, r);
+                        if (!(live == 5 && archived == 0))
+                                fail_msg("call %u failed (%s): previous state not kept: %ld live, "
+                                         "%ld archived rows",
+                                         fail_at, err, live, archived);
+                } else if (!(live == 0 && archived == 3)) {
+                        fail_msg("call %u failed, restore said done: %ld live, %ld archived rows",
+                                 fail_at, live, archived);
+                }
+                DIR *d = opendir(data);
+                struct dirent *e;
+                assert_non_null(d);
+                while ((e = readdir(d)))
+                        if (!strncmp(e->d_name, ".restore-", 9) || strstr(e->d_name, ".swap"))
+                                fail_msg("call %u failed: '%s' left behind", fail_at, e->d_name);
+                closedir(d);
+        }
+        assert_true(tried >= 8);
+}
+
+/* A backup with each of its file-system calls failing in turn (encrypted: the sealing of the
+ * archive is in the path): an error that says why, no archive under a final name and no
+ * temporary directory left; the run with no call left to fail makes an archive that verifies. */
+static void test_backup_faults(void **state)
+{
+        (void)state;
+        char src[512], bk[512], err[1024];
+        crypto_keyring *kr = NULL;
+        backup_result res;
+        store_open_info info;
+        store *s = NULL;
+        unsigned tried = 0;
+
+        snprintf(src, sizeof(src), "%s/bsrc.db", tmpdir);
+        snprintf(bk, sizeof(bk), "%s/bfault", tmpdir);
+        store_options so = {.path = src};
+        assert_int_equal(store_open(&so, &s, &info, err, sizeof(err)), 0);
+        assert_int_equal(store_event(s, "archived", "in the backup"), 0);
+        assert_int_equal(
+            crypto_keyring_new("correct horse battery staple 42", &kr, err, sizeof(err)), 0);
+        backup_options bo = {.dir = bk, .hostname = "h", .keyring = kr};
+        for (fail_at = 1;; fail_at++) {
+                calls = 0;
+                err[0] = '\0';
+                sysio_set(&faulty);
+                int r = backup_create(s, &bo, &res, err, sizeof(err));
+                sysio_set(NULL);
+                if (calls < fail_at) {
+                        assert_int_equal(r, 0);
+                        assert_int_equal(backup_verify(res.path, kr, NULL, err, sizeof(err)), 0);
+                        break;
+                }
+                tried++;
+                if (r == 0)
+                        fail_msg("call %u failed but the backup reported success", fail_at);
+                assert_true(err[0] != '\0');
+                DIR *d = opendir(bk);
+                struct dirent *e;
+                assert_non_null(d);
+                while ((e = readdir(d)))
+                        if (e->d_name[0] != '.' || !strncmp(e->d_name, ".tmp-backup-", 12))
+                                fail_msg("call %u failed (%s): '%s' left behind", fail_at, err,
+                                         e->d_name);
+                closedir(d);
+        }
+        assert_true(tried >= 6);
+        store_close(s);
+        crypto_keyring_free(kr);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -423,7 +732,9 @@ int main(void)
             cmocka_unit_test(test_group_commit),       cmocka_unit_test(test_savepoint_isolation),
             cmocka_unit_test(test_read_while_writing), cmocka_unit_test(test_corrupt_moved_aside),
             cmocka_unit_test(test_disk_full_injected), cmocka_unit_test(test_disk_full_tmpfs),
-            cmocka_unit_test(test_vacuum_into),
+            cmocka_unit_test(test_vacuum_into),        cmocka_unit_test(test_check_schema),
+            cmocka_unit_test(test_sealed_values),      cmocka_unit_test(test_restore_faults),
+            cmocka_unit_test(test_backup_faults),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -328,9 +329,23 @@ static int run(int argc, char **argv, cli_ctx *ctx)
                 cli_error(ctx, "invalid host list '%s' in VIGIL_HOST", getenv("VIGIL_HOST"));
                 return r;
         }
+        if (user && token && token != getenv("VIGIL_TOKEN"))
+                return cli_usage_error(ctx, usage, "--token or --user, not both");
+        if (cacert || cert) {
+                bool https = false;
+                for (size_t i = 0; i < ctx->n_targets; i++)
+                        https |= strncasecmp(ctx->targets[i].base, "https://", 8) == 0 &&
+                                 !ctx->targets[i].socket;
+                if (!https)
+                        return cli_usage_error(ctx, usage,
+                                               "%s applies to https:// hosts, and none is given",
+                                               cacert ? "--cacert" : "--cert");
+        }
         r = setup_security(ctx, cacert, cert, key, user);
         if (r < 0)
                 return r;
+        if (ctx->user)
+                token = NULL; /* basic auth asked for: an exported VIGIL_TOKEN is not sent too */
         if (token && *token) {
                 r = set_token(ctx, token);
                 if (r < 0) {

@@ -66,6 +66,10 @@ security:
             check(p.returncode == 2 and "nope.pem" in p.stderr, "missing CA file: " + p.stderr)
             p = cli("--host", url, "--key", f"{pki}/client.key", "status")
             check(p.returncode == 2 and "--cert" in p.stderr, "--key alone: " + p.stderr)
+            p = cli("--host", "http://127.0.0.1:1", "--cacert", f"{pki}/ca.pem", "status")
+            check(p.returncode == 2 and "https://" in p.stderr, "--cacert on http: " + p.stderr)
+            p = cli("--host", url, "--token", "t", "--user", "u", "status")
+            check(p.returncode == 2 and "not both" in p.stderr, "--token and --user: " + p.stderr)
     finally:
         shutil.rmtree(pki, ignore_errors=True)
 

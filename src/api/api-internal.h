@@ -84,6 +84,13 @@ enum MHD_Result h_backup_create(request *r);
 enum MHD_Result h_backups(request *r);
 enum MHD_Result h_keys(request *r);
 enum MHD_Result h_keys_rotate(request *r);
+/* h_diag.c */
+enum MHD_Result h_diag_start(request *r);
+enum MHD_Result h_diag_list(request *r);
+enum MHD_Result h_diag_get(request *r);
+enum MHD_Result h_diag_cancel(request *r);
+/* The vigil_diag_* families (h_diag.c). */
+int expo_render_diag(api *a, buf *b, bool om);
 
 /* Render the native exposition into b; om: OpenMetrics 1.0.0 instead of text 0.0.4. */
 int expo_render_native(api *a, buf *b, bool om);

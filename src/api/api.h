@@ -63,6 +63,8 @@ typedef struct api_options {
          * borrowed; NULL = the backup and keys routes answer 503. */
         store *store;
         struct backup_service *backup;
+        /* Diagnostic runs (diag/service.h), borrowed; NULL = the diag routes answer 503. */
+        struct diag_service *diag;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */

@@ -293,6 +293,7 @@ int expo_render_native(api *a, buf *b, bool om)
         }
         selfmetrics_render(a, b, om); /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
         backup_service_metrics(a->opt.backup, b, om); /* store, backups, keys (service.h) */
+        expo_render_diag(a, b, om);                   /* last diagnostic run (h_diag.c) */
 
         if (om)
                 buf_puts(b, "# EOF\n");

@@ -32,6 +32,10 @@ static const route routes[] = {
     {"GET", "/api/v1/config", h_config, PERM_ADMIN, false},
     {"POST", "/api/v1/config/reload", h_config_reload, PERM_ADMIN, false},
     {"POST", "/api/v1/tokens/revoke", h_token_revoke, PERM_ADMIN, false},
+    {"POST", "/api/v1/diag", h_diag_start, PERM_EXECUTE, false},
+    {"GET", "/api/v1/diag", h_diag_list, PERM_READ, false},
+    {"GET", "/api/v1/diag/{id}", h_diag_get, PERM_READ, false},
+    {"DELETE", "/api/v1/diag/{id}", h_diag_cancel, PERM_EXECUTE, false},
 };
 
 /* Match path against pattern; captures go to r->seg. Segments are compared without copying. */

@@ -28,6 +28,7 @@ int cmd_token(int argc, char **argv, cli_ctx *ctx);     /* cmd_token.c */
 int cmd_audit(int argc, char **argv, cli_ctx *ctx);     /* cmd_audit.c */
 int cmd_backup(int argc, char **argv, cli_ctx *ctx);
 int cmd_keys(int argc, char **argv, cli_ctx *ctx);
+int cmd_diag(int argc, char **argv, cli_ctx *ctx); /* cmd_diag.c */
 
 /* ---- shared helpers (cmd_util.c) ---- */
 

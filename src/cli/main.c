@@ -31,6 +31,7 @@ static const cli_command commands[] = {
     {"audit", "show the audit trail; 'audit verify [--db PATH]' checks its hash chain", cmd_audit},
     {"backup", "create, list, verify, prune, restore and roll back backups", cmd_backup},
     {"keys", "show or rotate the data encryption keys", cmd_keys},
+    {"diag", "run GPU diagnostics, levels 1-3 (like dcgmi diag -r)", cmd_diag},
     {"help", "show help for a command", cmd_help},
 };
 

@@ -31,6 +31,7 @@
 #include "backend/backend.h"
 #include "cache/cache.h"
 #include "common/fileio.h"
+#include "diag/service.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"
@@ -90,6 +91,7 @@ typedef struct daemon_state {
         store *store;            /* DATA_DIR/vigil.db; opened before the backend, closed last */
         crypto_keyring *keyring; /* when security.encryption.encryption_key is set */
         backup_service *backup;  /* backups, schedule, key rotation */
+        diag_service *diag;      /* diagnostic runs (vigil diag, POST /api/v1/diag) */
         health *health;          /* health rules, incidents, alerts; NULL until set up */
         auth_gate *gate;         /* security gate (security.c) */
         tls_ctx *tls;            /* HTTPS context, NULL when security.tls is off */
@@ -1071,6 +1073,15 @@ static int S_api(daemon_state *d)
                 d->labels[i].name = c->metrics.extra_labels[i].name;
                 d->labels[i].value = c->metrics.extra_labels[i].value;
         }
+        /* diagnostics run the worker on the same NVML (or fake) as the daemon */
+        r = diag_service_new(&(diag_service_opts){.nvml_lib = d->bopt.library,
+                                                  .simulate = d->bopt.simulate,
+                                                  .scenario = d->bopt.scenario,
+                                                  .store = d->store},
+                             &d->diag);
+        if (r < 0)
+                return r;
+        ao.diag = d->diag;
         d->tk_tcp = d->tk_unix = -1; /* the api owns them now */
         r = api_new(&ao, &d->api);
         if (r < 0)
@@ -1081,6 +1092,7 @@ static int S_api(daemon_state *d)
 static void T_api(daemon_state *d)
 {
         d->api = api_free(d->api);
+        d->diag = diag_service_free(d->diag); /* after the HTTP threads that read it */
 }
 
 /* Taking over: serve the inherited sockets only once our first sweep is done. Its stop stops

@@ -816,6 +816,7 @@ enum top_key {
         K_PER_GPU,
         K_COSTS,
         K_EVENTS,
+        K_CUDA, /* the fake CUDA's section (src/fakecuda), not read here */
         K_COUNT,
 };
 
@@ -834,6 +835,7 @@ static const char *const top_keys[K_COUNT] = {
     [K_PER_GPU] = "per_gpu",
     [K_COSTS] = "costs",
     [K_EVENTS] = "events",
+    [K_CUDA] = "cuda",
 };
 
 static int parse_root(struct pctx *p, const yaml_node_t *root)

@@ -1,0 +1,15 @@
+/* diag-internal.h — what the diag module's files share and nothing else sees: the SKU spec table
+ * that thresholds come from when no --param is given. */
+#ifndef VIGIL_DIAG_INTERNAL_H
+#define VIGIL_DIAG_INTERNAL_H
+
+typedef struct diag_sku {
+        const char *match;  /* substring of the NVML product name, most specific first */
+        double dram_gbps;   /* memory bandwidth from the data sheet, GB/s */
+        double fp32_tflops; /* FP32 (non-tensor) peak from the data sheet, TFLOPS */
+} diag_sku;
+
+/* The first entry whose match is a substring of NAME, or NULL. */
+const diag_sku *diag_sku_find(const char *name);
+
+#endif

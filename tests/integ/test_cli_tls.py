@@ -3,10 +3,13 @@
 basic auth with --user and VIGIL_PASSWORD, and errors that name the TLS problem with curl's own
 text (exit 4), not "cannot reach". Also: text from the daemon reaches the terminal without
 control sequences."""
+import fcntl
 import os
+import select
 import shutil
 import subprocess
 import tempfile
+import termios
 
 from harness import VIGIL, Vigild, check, main
 from test_tls import make_pki
@@ -20,6 +23,39 @@ def cli(*args, env=None):
     e.update(env or {})
     return subprocess.run([VIGIL] + list(args), capture_output=True, text=True, timeout=30, env=e,
                           stdin=subprocess.DEVNULL)
+
+
+def cli_on_terminal(password, *args):
+    """vigil on a pseudo-terminal of its own (its controlling terminal): answer the password
+    prompt, return (rc, everything the terminal showed)."""
+    master, slave = os.openpty()
+
+    def own_terminal():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    e = {k: v for k, v in os.environ.items() if k not in ("VIGIL_PASSWORD", "VIGIL_TOKEN")}
+    p = subprocess.Popen([VIGIL] + list(args), stdin=slave, stdout=slave, stderr=slave, env=e,
+                         preexec_fn=own_terminal, close_fds=True)
+    os.close(slave)
+    shown, sent = b"", False
+    while True:
+        r, _, _ = select.select([master], [], [], 10)
+        if not r:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if not sent and b"password for 'alice'" in shown:
+            os.write(master, password.encode() + b"\n")
+            sent = True
+    rc = p.wait(10)
+    os.close(master)
+    return rc, shown.decode(errors="replace")
 
 
 def test_tls_and_mtls():
@@ -95,6 +131,9 @@ def test_basic_auth():
             p = cli("--host", d.url, "status", env={"VIGIL_USER": "alice",
                                                     "VIGIL_PASSWORD": PASSWORD})
             check(p.returncode == 0, "VIGIL_USER: rc %d %s" % (p.returncode, p.stderr))
+            rc, shown = cli_on_terminal(PASSWORD, "--host", d.url, "--user", "alice", "status")
+            check(rc == 0 and "password for 'alice'" in shown, "prompt: rc %d %r" % (rc, shown))
+            check(PASSWORD not in shown, "the password was echoed: %r" % shown)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

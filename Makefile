@@ -21,7 +21,12 @@ build: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j$(JOBS)
 
 # Start vigild in the foreground. Without an NVIDIA GPU it runs on simulated GPUs and says so.
-run: deps build
+# Installs only what building and running need (install-deps.sh --run) and builds only vigild,
+# vigil and the fake NVML, not the tests.
+run:
+	@./scripts/install-deps.sh --run
+	@$(MAKE) --no-print-directory $(BUILD)/Makefile
+	cmake --build $(BUILD) -j$(JOBS) --target vigild vigil vigil-fakenvml
 	@mkdir -p $(RUN_DIR)
 	@if [ -e /dev/nvidiactl ] && ldconfig -p 2>/dev/null | grep -q libnvidia-ml.so.1; then \
 		echo "vigil: NVIDIA GPU found, starting vigild on the real GPUs"; \

@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
-# install-deps.sh — install every Debian 12 package that building, running and testing Vigil need.
+# install-deps.sh — install the Debian 12 packages that building, running and testing Vigil need.
 # Idempotent: only missing packages are installed. Needs root (or sudo).
-#   install-deps.sh              build + test (what `make test` needs; CI runs this)
-#   install-deps.sh --build-only build only
+#   install-deps.sh              build + run + test (what `make test` needs; CI runs this)
+#   install-deps.sh --run        build + run only (what `make run` needs: compilers and the
+#                                libraries vigild and vigil link; no Prometheus, Alertmanager,
+#                                HAProxy or other test tools). --build-only is the same set.
 #   install-deps.sh --fuzz       also clang for `make fuzz` (libFuzzer)
 # Every tool a test looks for is in TEST: under VIGIL_CI=1 a test that cannot find one fails
 # instead of skipping (tests/integ/harness.py skip(), scripts/ci-skip.sh).
 set -euo pipefail
 
-BUILD=(build-essential cmake pkg-config clang-format
+# Building and running: the -dev packages pull in the run-time libraries. libcmocka-dev is here
+# because configuring the build requires it (CMakeLists.txt: pkg_check_modules(CMOCKA REQUIRED)),
+# even when only vigild and vigil are built.
+BUILD=(build-essential cmake pkg-config
        libmicrohttpd-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev
        libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev
-       libgnutls28-dev)
+       libgnutls28-dev libcmocka-dev)
 # tool -> package: promtool prometheus; amtool, prometheus-alertmanager prometheus-alertmanager;
 # prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
 # testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base).
-TEST=(libcmocka-dev curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
+TEST=(clang-format curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
       sslscan testssl.sh openssl prometheus-alertmanager sqlite3)
 FUZZ=(clang)
 
 want=("${BUILD[@]}")
 case "${1:-}" in
---build-only) ;;
+--run | --build-only) ;;
 --fuzz) want+=("${TEST[@]}" "${FUZZ[@]}") ;;
-*) want+=("${TEST[@]}") ;;
+"") want+=("${TEST[@]}") ;;
+*)
+	echo "install-deps: unknown option '$1' (--run, --build-only, --fuzz)" >&2
+	exit 2
+	;;
 esac
 
 missing=()
@@ -46,6 +55,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian's prometheus and node-exporter packages start system services; tests start their own.
+# (Only the test set installs them: nothing to stop after --run.)
 for svc in prometheus prometheus-node-exporter prometheus-alertmanager haproxy; do
 	$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

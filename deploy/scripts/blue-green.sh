@@ -5,24 +5,29 @@
 #   blue-green.sh --state-dir DIR [--frontend 0.0.0.0:5555] [--ports "5556 5557"]
 #                 [--vigild PATH] [--args "EXTRA VIGILD ARGS"] [--health-timeout 30]
 #                 [--haproxy-reload CMD]
+#   blue-green.sh --state-dir DIR --teardown [--purge]
 #
 # Blue and green are two vigild instances on two loopback ports with two data dirs
 # (DIR/blue, DIR/green). DIR/active names the one HAProxy sends traffic to. Steps:
 #   1. start the idle color beside the active one (its own port and data dir);
-#   2. gate: it must become healthy (/readyz or `vigil health --check`) and serve /metrics;
+#   2. gate: it must serve /metrics and reach a health state (`vigil health --check`, else
+#      /readyz) no worse than the active color's (a warning counts as healthy; a GPU that is
+#      already failed on this node is failed for both colors and does not block the switch);
 #      otherwise stop it and exit 1: traffic never left the active color (rollback);
 #   3. switch: rewrite DIR/haproxy.cfg to the new backend and reload HAProxy gracefully (the new
 #      HAProxy takes the listening sockets over with -x, so no connection is refused);
 #   4. verify through the frontend; on failure switch back, stop the new color, exit 1;
 #   5. stop the old color; DIR/active names the new one.
 # The first run (no DIR/active) starts blue and HAProxy.
+# --teardown stops both colors and the HAProxy this script started, and removes DIR/active and
+# the generated HAProxy files; the data directories stay unless --purge is given too.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=deploy/scripts/lib.sh
 . "$here/lib.sh"
 
 state="" frontend=0.0.0.0:5555 ports="5556 5557" vigild=${VIGILD:-vigild} args="" timeout=30
-reload_cmd=""
+reload_cmd="" teardown=0 purge=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--state-dir) state=$2; shift 2 ;;
@@ -32,12 +37,15 @@ while [ $# -gt 0 ]; do
 	--args) args=$2; shift 2 ;;
 	--health-timeout) timeout=$2; shift 2 ;;
 	--haproxy-reload) reload_cmd=$2; shift 2 ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	--teardown) teardown=1; shift ;;
+	--purge) purge=1; shift ;;
+	-h | --help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) die "unknown option '$1'" ;;
 	esac
 done
 [ -n "$state" ] || die "--state-dir is required"
-mkdir -p "$state"
+[ "$purge" -eq 0 ] || [ "$teardown" -eq 1 ] || die "--purge goes with --teardown"
+[ "$teardown" -eq 1 ] || mkdir -p "$state"
 read -r blue_port green_port <<<"$ports"
 port_of() { if [ "$1" = blue ]; then echo "$blue_port"; else echo "$green_port"; fi; }
 other() { if [ "$1" = blue ]; then echo green; else echo blue; fi; }
@@ -110,6 +118,28 @@ front_url() { # the frontend as a client reaches it
 	echo "http://$a:$p"
 }
 
+if [ "$teardown" -eq 1 ]; then
+	[ -d "$state" ] || die "no state directory '$state': nothing to tear down"
+	stop_color blue
+	stop_color green
+	if [ -f "$state/haproxy.pid" ]; then
+		while read -r pid; do
+			[ -n "$pid" ] || continue
+			kill -TERM "$pid" 2>/dev/null && log "stopped HAProxy (pid $pid)"
+		done <"$state/haproxy.pid"
+	fi
+	rm -f "$state/active" "$state/haproxy.cfg" "$state/haproxy.cfg.tmp" "$state/haproxy.pid" \
+		"$state/haproxy.sock"
+	if [ "$purge" -eq 1 ]; then
+		rm -rf "$state/blue" "$state/green"
+		rmdir "$state" 2>/dev/null || true
+		log "torn down; data directories removed"
+	else
+		log "torn down; data directories kept in $state/blue and $state/green"
+	fi
+	exit 0
+fi
+
 if [ ! -f "$state/active" ]; then
 	start_color blue
 	wait_healthy "http://127.0.0.1:$blue_port" "$timeout" || { stop_color blue; die "blue did not become healthy"; }
@@ -122,13 +152,17 @@ fi
 cur=$(cat "$state/active")
 new=$(other "$cur")
 new_url="http://127.0.0.1:$(port_of "$new")"
+# the gate: no worse than the active color now (a warning is healthy enough)
+cur_state=$(node_state "http://127.0.0.1:$(port_of "$cur")")
+worst=$((cur_state == 2 ? 2 : 1))
+[ "$cur_state" -ne 2 ] || log "$cur is critical (a GPU already failed on this node): $new must be no worse"
 stop_color "$new" # a leftover from an interrupted run
 start_color "$new"
 metrics_ok() { # the whole page first: `curl | grep -q` fails under pipefail when grep exits early
 	local page
 	page=$(curl -fsS --max-time 5 "$new_url/metrics") && grep -q '^vigil_' <<<"$page"
 }
-if ! wait_healthy "$new_url" "$timeout" || ! metrics_ok; then
+if ! wait_state "$new_url" "$timeout" "$worst" || ! metrics_ok; then
 	log "$new failed its health gate: rolling back (traffic stays on $cur)"
 	stop_color "$new"
 	exit 1

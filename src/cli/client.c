@@ -37,6 +37,21 @@ void cli_ctx_release(cli_ctx *ctx)
                 free(ctx->token);
                 ctx->token = NULL;
         }
+        if (ctx->password) {
+                explicit_bzero(ctx->password, strlen(ctx->password));
+                free(ctx->password);
+                ctx->password = NULL;
+        }
+        free(ctx->user);
+        ctx->user = NULL;
+        free(ctx->cacert);
+        ctx->cacert = NULL;
+        free(ctx->capath);
+        ctx->capath = NULL;
+        free(ctx->cert);
+        ctx->cert = NULL;
+        free(ctx->key);
+        ctx->key = NULL;
         if (ctx->curl)
                 curl_easy_cleanup(ctx->curl);
         ctx->curl = NULL;
@@ -196,6 +211,14 @@ int client_compose_unreachable(buf *b, const client_attempt *a, size_t n)
         return b->err;
 }
 
+int client_compose_tls_failure(buf *b, const client_attempt *a, size_t n)
+{
+        buf_puts(b, "TLS failure with vigild at ");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(b, "%s'%s' (%s)", i ? ", " : "", a[i].target, a[i].reason);
+        return b->err;
+}
+
 int client_status_to_errno(long status)
 {
         static const struct {
@@ -243,39 +266,94 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
         return ctx->interrupted && *ctx->interrupted ? 1 : 0;
 }
 
-/* Why a transport-level failure happened, lowercase, for the unreachable message. */
-static void describe_failure(CURL *c, CURLcode cc, char *out, size_t len)
+const char *client_tls_problem(int curl_code, const char *msg)
 {
+        static const struct {
+                const char *needle; /* in curl's (OpenSSL's) text, case-insensitive */
+                const char *problem;
+        } alerts[] = {
+            {"certificate required", "client certificate required"},
+            {"alert handshake failure", "client certificate required or no common cipher"},
+            {"unknown ca", "client certificate not trusted by the daemon"},
+            {"bad certificate", "client certificate refused by the daemon"},
+            {"certificate expired", "certificate expired"},
+            {"wrong version number", "not a TLS server (plain http?)"},
+            {"protocol version", "no common TLS version"},
+        };
+        const char *m = msg ? msg : "";
+
+        switch (curl_code) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_ISSUER_ERROR:
+                if (strcasestr(m, "subject name") || strcasestr(m, "does not match") ||
+                    strcasestr(m, "hostname"))
+                        return "hostname mismatch";
+                if (strcasestr(m, "expired"))
+                        return "certificate expired";
+                if (strcasestr(m, "self-signed") || strcasestr(m, "self signed"))
+                        return "certificate not trusted (self-signed)";
+                return "certificate not trusted";
+        case CURLE_SSL_CACERT_BADFILE:
+                return "cannot read the CA certificates";
+        case CURLE_SSL_CERTPROBLEM:
+                return "cannot use the client certificate or key";
+        case CURLE_SSL_CIPHER:
+                return "no common cipher";
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+                for (size_t i = 0; i < ARRAY_SIZE(alerts); i++)
+                        if (strcasestr(m, alerts[i].needle))
+                                return alerts[i].problem;
+                return curl_code == CURLE_SSL_CONNECT_ERROR ? "TLS handshake failed" : NULL;
+        default:
+                return NULL;
+        }
+}
+
+/* Why a transport-level failure happened, for the unreachable message. curl's own text is kept
+ * as it is: it names the file, host or alert involved. Returns the TLS problem or NULL. */
+static const char *describe_failure(CURL *c, CURLcode cc, const char *errbuf, char *out, size_t len)
+{
+        const char *curl_msg = errbuf && *errbuf ? errbuf : curl_easy_strerror(cc);
+        const char *tls = client_tls_problem((int)cc, curl_msg);
         long os_err = 0;
 
+        if (tls) {
+                snprintf(out, len, "%s: %s", tls, curl_msg);
+                return tls;
+        }
         curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_err);
         switch (cc) {
         case CURLE_OPERATION_TIMEDOUT:
                 snprintf(out, len, "timed out");
-                return;
+                break;
         case CURLE_COULDNT_RESOLVE_HOST:
                 snprintf(out, len, "cannot resolve host");
-                return;
+                break;
         case CURLE_COULDNT_CONNECT:
                 if (os_err > 0) {
                         snprintf(out, len, "%s", strerror((int)os_err));
                         out[0] = (char)tolower((unsigned char)out[0]);
-                        return;
+                        break;
                 }
                 snprintf(out, len, "cannot connect");
-                return;
+                break;
         case CURLE_GOT_NOTHING:
                 snprintf(out, len, "empty reply");
-                return;
+                break;
         default:
-                snprintf(out, len, "%s", curl_easy_strerror(cc));
-                out[0] = (char)tolower((unsigned char)out[0]);
-                return;
+                snprintf(out, len, "%s", curl_msg);
+                break;
         }
+        return NULL;
 }
 
-static bool failover_allowed(CURLcode cc, bool idempotent)
+static bool failover_allowed(CURLcode cc, bool idempotent, bool tls)
 {
+        /* a TLS failure happens before the daemon acts on the request */
+        if (tls)
+                return true;
         switch (cc) {
         case CURLE_COULDNT_CONNECT:
         case CURLE_COULDNT_RESOLVE_HOST:
@@ -305,9 +383,19 @@ static void report_http_error(cli_ctx *ctx, const char *url, long status, const 
                 if (!msg)
                         msg = json_string_value(e);
         }
-        if (msg)
+        if (msg) {
+                size_t n = strlen(msg);
+                _cleanup_free_ char *clean = malloc(n + 1);
+                unsigned st = 0;
+
+                if (clean) {
+                        client_strip_controls(clean, msg, n, &st);
+                        msg = clean;
+                } else {
+                        msg = "(unprintable message)";
+                }
                 cli_error(ctx, "%s (HTTP %ld)", msg, status);
-        else
+        } else
                 cli_error(ctx, "request '%s' failed with HTTP %ld", url, status);
         json_decref(j);
 }
@@ -324,7 +412,9 @@ static CURL *get_handle(cli_ctx *ctx)
 int client_request(cli_ctx *ctx, const char *method, const char *path, const json_t *body,
                    json_t **ret)
 {
-        char reasons[CLIENT_MAX_TARGETS][128];
+        char reasons[CLIENT_MAX_TARGETS][CURL_ERROR_SIZE + 128];
+        char errbuf[CURL_ERROR_SIZE];
+        size_t n_tls = 0;
         client_attempt attempts[CLIENT_MAX_TARGETS];
         size_t n_attempts = 0;
         bool idempotent = strcmp(method, "GET") == 0;
@@ -395,6 +485,21 @@ int client_request(cli_ctx *ctx, const char *method, const char *path, const jso
                 /* vigild is addressed directly; an http_proxy meant for the internet must not
                  * stand between an operator and the node (and mask "unreachable") */
                 curl_easy_setopt(c, CURLOPT_PROXY, "");
+                errbuf[0] = '\0';
+                curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+                if (ctx->cacert)
+                        curl_easy_setopt(c, CURLOPT_CAINFO, ctx->cacert);
+                if (ctx->capath)
+                        curl_easy_setopt(c, CURLOPT_CAPATH, ctx->capath);
+                if (ctx->cert) {
+                        curl_easy_setopt(c, CURLOPT_SSLCERT, ctx->cert);
+                        curl_easy_setopt(c, CURLOPT_SSLKEY, ctx->key ? ctx->key : ctx->cert);
+                }
+                if (ctx->user) {
+                        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+                        curl_easy_setopt(c, CURLOPT_USERNAME, ctx->user);
+                        curl_easy_setopt(c, CURLOPT_PASSWORD, ctx->password ? ctx->password : "");
+                }
 
                 cc = curl_easy_perform(c);
                 if (cc == CURLE_ABORTED_BY_CALLBACK) {
@@ -410,14 +515,19 @@ int client_request(cli_ctx *ctx, const char *method, const char *path, const jso
                         goto out;
                 }
                 if (cc != CURLE_OK) {
+                        const char *tls;
+
                         buf_release(&s.body);
-                        describe_failure(c, cc, reasons[n_attempts], sizeof(reasons[0]));
+                        tls = describe_failure(c, cc, errbuf, reasons[n_attempts],
+                                               sizeof(reasons[0]));
                         attempts[n_attempts] =
                             (client_attempt){client_target_name(t), reasons[n_attempts]};
                         n_attempts++;
+                        if (tls)
+                                n_tls++;
                         if (cc != CURLE_OPERATION_TIMEDOUT)
                                 all_timeouts = false;
-                        if (failover_allowed(cc, idempotent))
+                        if (failover_allowed(cc, idempotent, tls != NULL))
                                 continue;
                         break;
                 }
@@ -451,11 +561,18 @@ int client_request(cli_ctx *ctx, const char *method, const char *path, const jso
         {
                 buf m;
                 buf_init(&m, 0);
-                client_compose_unreachable(&m, attempts, n_attempts);
+                if (n_tls > 0 && n_tls == n_attempts)
+                        client_compose_tls_failure(&m, attempts, n_attempts);
+                else
+                        client_compose_unreachable(&m, attempts, n_attempts);
                 cli_error(ctx, "%s", m.data ? m.data : "cannot reach vigild");
                 buf_release(&m);
         }
-        r = all_timeouts && n_attempts > 0 ? -ETIMEDOUT : -EHOSTUNREACH;
+        /* a TLS failure is a refusal to talk (exit 4), not an absent daemon (exit 3) */
+        if (n_tls > 0)
+                r = -EACCES;
+        else
+                r = all_timeouts && n_attempts > 0 ? -ETIMEDOUT : -EHOSTUNREACH;
 out:
         curl_slist_free_all(hdrs);
         if (auth)
@@ -468,9 +585,97 @@ int client_print_json(cli_ctx *ctx, const json_t *j, bool compact)
         _cleanup_free_ char *s = json_dumps(j, (compact ? JSON_COMPACT : JSON_INDENT(2)) |
                                                    JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 
+        FILE *f = ctx->raw_out ? ctx->raw_out : ctx->out;
+
         if (!s)
                 return -ENOMEM;
-        fputs(s, ctx->out);
-        fputc('\n', ctx->out);
+        /* text already written to the sanitizing stream goes out first */
+        fflush(ctx->out);
+        fputs(s, f);
+        fputc('\n', f);
         return 0;
+}
+
+size_t client_strip_controls(char *dst, const char *src, size_t n, unsigned *state)
+{
+        char *w = dst;
+
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)src[i];
+
+                if (*state == 0xC2) {
+                        *state = 0;
+                        if (ch >= 0x80 && ch <= 0x9F) {
+                                *w++ = '?'; /* a C1 control: CSI, OSC, ... in one byte */
+                                continue;
+                        }
+                        *w++ = (char)0xC2;
+                }
+                if (ch == 0xC2) {
+                        *state = 0xC2;
+                        continue;
+                }
+                if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7F)
+                        *w++ = '?';
+                else
+                        *w++ = (char)ch;
+        }
+        *w = '\0';
+        return (size_t)(w - dst);
+}
+
+typedef struct sanitizer {
+        FILE *under;    /* where clean bytes go; not owned */
+        unsigned state; /* client_strip_controls() carry */
+} sanitizer;
+
+static ssize_t sanitizer_write(void *cookie, const char *data, size_t n)
+{
+        sanitizer *sz = cookie;
+        char tmp[4096 + 2];
+        size_t done = 0;
+
+        while (done < n) {
+                size_t k = MIN(n - done, (size_t)4096), w;
+
+                w = client_strip_controls(tmp, data + done, k, &sz->state);
+                if (w && fwrite(tmp, 1, w, sz->under) != w)
+                        return done ? (ssize_t)done : -1;
+                done += k;
+        }
+        /* the stream above is line-buffered; keep the lines moving through a pipe too */
+        fflush(sz->under);
+        return (ssize_t)n;
+}
+
+static int sanitizer_close(void *cookie)
+{
+        sanitizer *sz = cookie;
+        int r = 0;
+
+        if (sz->state == 0xC2 && fputc(0xC2, sz->under) == EOF)
+                r = EOF;
+        if (fflush(sz->under) != 0)
+                r = EOF;
+        free(sz);
+        return r;
+}
+
+FILE *client_sanitizing_stream(FILE *under)
+{
+        cookie_io_functions_t io = {.write = sanitizer_write, .close = sanitizer_close};
+        sanitizer *sz = calloc(1, sizeof(*sz));
+        FILE *f;
+
+        if (!sz)
+                return NULL;
+        sz->under = under;
+        f = fopencookie(sz, "w", io);
+        if (!f) {
+                free(sz);
+                return NULL;
+        }
+        /* line-buffered like a terminal, so dmon rows appear as they are made */
+        setvbuf(f, NULL, _IOLBF, 0);
+        return f;
 }

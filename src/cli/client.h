@@ -40,11 +40,19 @@ typedef struct cli_ctx {
         size_t n_targets;                          /* entries used */
         size_t active;      /* index of the target that answered last; tried first */
         char *token;        /* bearer token or NULL; owned; never printed */
+        char *user;         /* --user: basic-auth user name or NULL; owned */
+        char *password;     /* basic-auth password (VIGIL_PASSWORD or prompt); owned; never
+                               printed, wiped on release */
+        char *cacert;       /* --cacert / SSL_CERT_FILE: CA bundle file or NULL; owned */
+        char *capath;       /* SSL_CERT_DIR: CA directory (c_rehash layout) or NULL; owned */
+        char *cert;         /* --cert: client certificate (PEM) or NULL; owned */
+        char *key;          /* --key: its private key (PEM) or NULL (key inside --cert); owned */
         bool json;          /* --json: print the daemon's JSON instead of text */
         int64_t timeout_us; /* whole request, usec */
         int64_t connect_us; /* per-target connect, usec */
         size_t max_body;    /* bytes; 0 = CLIENT_MAX_BODY */
-        FILE *out;          /* normal output (stdout) */
+        FILE *out;          /* normal output: stdout through client_sanitizing_stream() */
+        FILE *raw_out;      /* stdout itself, for JSON (already escaped); NULL = out */
         FILE *err;          /* messages (stderr) */
         volatile sig_atomic_t
             *interrupted; /* set by a signal handler: abort transfers; may be NULL */
@@ -89,6 +97,9 @@ typedef struct client_attempt {
 /* "cannot reach vigild at 'A' (why), 'B' (why)" into b. */
 int client_compose_unreachable(buf *b, const client_attempt *a, size_t n);
 
+/* "TLS failure with vigild at 'A' (problem: curl's message), ..." into b. */
+int client_compose_tls_failure(buf *b, const client_attempt *a, size_t n);
+
 /* Map an HTTP status (>= 400) to a negative errno, inverse of errmap_http_status(). */
 int client_status_to_errno(long status);
 
@@ -106,6 +117,21 @@ static inline int client_get(cli_ctx *ctx, const char *path, json_t **ret)
 {
         return client_request(ctx, "GET", path, NULL, ret);
 }
+
+/* Copy n bytes of src to dst without terminal control sequences: every C0 control except '\n'
+ * and '\t', DEL, and the C1 controls (U+0080..U+009F, as UTF-8 "\xC2\x80".."\xC2\x9F")
+ * become '?', so that text from the daemon cannot move the cursor, retitle the terminal or
+ * hide lines. *state carries a pending 0xC2 byte between calls (start with 0). dst must hold
+ * n + 1 bytes. Returns the bytes written to dst. */
+size_t client_strip_controls(char *dst, const char *src, size_t n, unsigned *state);
+/* A stream that writes to `under` through client_strip_controls(); used for ctx->out in text
+ * mode. Returns NULL on failure (the caller keeps `under`). Closing it does not close `under`. */
+FILE *client_sanitizing_stream(FILE *under);
+
+/* Why a TLS handshake or verification failed, from curl's code and error text: "certificate not
+ * trusted", "hostname mismatch", "client certificate required", ... or NULL when cc is not a
+ * TLS failure. */
+const char *client_tls_problem(int curl_code, const char *curl_message);
 
 /* Print j on ctx->out as indented JSON (compact = one line), with a newline. */
 int client_print_json(cli_ctx *ctx, const json_t *j, bool compact);

@@ -8,6 +8,7 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -59,6 +60,18 @@ static int offline_key(cli_ctx *ctx, const verify_args *a, const char *dir, audi
         return r;
 }
 
+/* {"db":..., "ok":false, "reason":...} for a broken chain; returns 1 (the verdict's exit). */
+static int print_verdict_json(cli_ctx *ctx, const char *path, bool ok, const char *reason)
+{
+        json_t *j = json_pack("{s:s, s:b, s:s}", "db", path, "ok", ok, "reason", reason);
+
+        if (!j)
+                return -ENOMEM;
+        client_print_json(ctx, j, false);
+        json_decref(j);
+        return ok ? 0 : 1;
+}
+
 static int verify_offline(const verify_args *a, cli_ctx *ctx)
 {
         const char *path = a->db, *slash = strrchr(path, '/');
@@ -104,11 +117,16 @@ static int verify_offline(const verify_args *a, cli_ctx *ctx)
                         if (key.set &&
                             (audit_mac(&key, "vigil-audit-head", head.seq, head.hash, want) < 0 ||
                              strcmp(mac, want) != 0)) {
+                                explicit_bzero(&key, sizeof(key));
+                                if (ctx->json)
+                                        return print_verdict_json(
+                                            ctx, path, false,
+                                            "the head is not authenticated by the audit key "
+                                            "(forged or replaced)");
                                 fprintf(ctx->out,
                                         "audit chain BROKEN in '%s': the head in '%s' is not "
                                         "authenticated by the audit key (forged or replaced)\n",
                                         path, hf);
-                                explicit_bzero(&key, sizeof(key));
                                 return 1;
                         }
                 }
@@ -130,8 +148,23 @@ static int verify_offline(const verify_args *a, cli_ctx *ctx)
                 return r;
         }
         if (r < 0) {
+                if (ctx->json)
+                        return print_verdict_json(ctx, path, false, res.reason);
                 fprintf(ctx->out, "audit chain BROKEN in '%s': %s\n", path, res.reason);
                 return 1;
+        }
+        if (ctx->json) {
+                json_t *j = json_pack(
+                    "{s:s, s:b, s:I, s:I, s:I, s:s, s:b, s:b, s:b, s:s}", "db", path, "ok", 1,
+                    "checked", (json_int_t)res.checked, "first_seq", (json_int_t)res.first_seq,
+                    "last_seq", (json_int_t)res.last_seq, "head", res.head,
+                    "checkpoint_authenticated", res.checkpoint_authenticated, "head_checked",
+                    res.head_checked, "audit_key", have_key, "note", res.note);
+                if (!j)
+                        return -ENOMEM;
+                client_print_json(ctx, j, false);
+                json_decref(j);
+                return 0;
         }
         fprintf(ctx->out, "audit chain intact: %lld records (seq %lld..%lld), head %s\n",
                 (long long)res.checked, (long long)res.first_seq, (long long)res.last_seq,
@@ -175,45 +208,99 @@ static int verify_online(cli_ctx *ctx)
         return ok ? 0 : 1;
 }
 
+static void help(cli_ctx *ctx, const char *usage)
+{
+        fprintf(ctx->out,
+                "usage: %s\n\n"
+                "Show the audit trail (who did what through the API; admin), or check its hash\n"
+                "chain.\n\n"
+                "  --since DURATION     only records newer than this (e.g. 1h, 2d)\n"
+                "  verify               ask the daemon to check the chain (exit 1 when broken)\n"
+                "    --db PATH          offline, on the database file (read-only; works while\n"
+                "                       vigild runs and on a copy)\n"
+                "    --head SEQ:HASH    the exported head the chain must reach\n"
+                "    --head-file FILE   the same, from a file (default: DIR/audit.head)\n"
+                "    --key-file FILE    the audit key (default: DIR/audit.key, or the sealed\n"
+                "                       one with VIGIL_ENCRYPTION_KEY)\n"
+                "  -j, --json           print JSON\n"
+                "  -h, --help           show this help\n",
+                usage);
+}
+
 int cmd_audit(int argc, char **argv, cli_ctx *ctx)
 {
-        static const char usage[] =
-            "vigil audit [--since DURATION] | vigil audit verify [--db PATH [--head SEQ:HASH | "
-            "--head-file FILE] [--key-file FILE]]";
+        static const char usage[] = "vigil audit [--since DURATION] [-j] | vigil audit verify "
+                                    "[--db PATH [--head SEQ:HASH | "
+                                    "--head-file FILE] [--key-file FILE]] [-j]";
+        static const struct option opts[] = {
+            {"since", required_argument, NULL, 's'},    {"db", required_argument, NULL, 'd'},
+            {"head", required_argument, NULL, 'H'},     {"head-file", required_argument, NULL, 'f'},
+            {"key-file", required_argument, NULL, 'k'}, {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        };
+        verify_args a = {0};
+        const char *since = NULL;
+        bool verify = false;
         int64_t since_us = 0;
         char path[128];
         json_t *res = NULL, *rows;
         size_t i;
         json_t *row;
-        int r;
+        int c, r;
 
-        if (argc >= 2 && !strcmp(argv[1], "verify")) {
-                verify_args a = {0};
-                if (argc == 2)
-                        return verify_online(ctx);
-                for (int k = 2; k < argc; k += 2) {
-                        const char **dst = !strcmp(argv[k], "--db")          ? &a.db
-                                           : !strcmp(argv[k], "--head")      ? &a.head
-                                           : !strcmp(argv[k], "--head-file") ? &a.head_file
-                                           : !strcmp(argv[k], "--key-file")  ? &a.key_file
-                                                                             : NULL;
-                        if (!dst || k + 1 >= argc)
-                                return cli_usage_error(ctx, usage, NULL);
-                        *dst = argv[k + 1];
+        optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
+                switch (c) {
+                case 's':
+                        since = optarg;
+                        break;
+                case 'd':
+                        a.db = optarg;
+                        break;
+                case 'H':
+                        a.head = optarg;
+                        break;
+                case 'f':
+                        a.head_file = optarg;
+                        break;
+                case 'k':
+                        a.key_file = optarg;
+                        break;
+                case 'j':
+                        ctx->json = true;
+                        break;
+                case 'h':
+                        help(ctx, usage);
+                        return 0;
+                case ':':
+                        return cli_usage_error(ctx, usage, "option '%s' needs a value",
+                                               argv[optind - 1]);
+                default:
+                        return cli_usage_error(ctx, usage, "unknown option '%s'", argv[optind - 1]);
                 }
-                if (!a.db)
-                        return cli_usage_error(ctx, usage, "--head and --key-file need --db");
+        }
+        if (optind < argc && !strcmp(argv[optind], "verify")) {
+                verify = true;
+                optind++;
+        }
+        if (optind < argc)
+                return cli_usage_error(ctx, usage, "unexpected argument '%s'", argv[optind]);
+        if (verify) {
+                if (since)
+                        return cli_usage_error(ctx, usage, "--since is for listing, not verify");
+                if (!a.db && (a.head || a.head_file || a.key_file))
+                        return cli_usage_error(ctx, usage,
+                                               "--head, --head-file and --key-file need --db");
                 if (a.head && a.head_file)
                         return cli_usage_error(ctx, usage, "--head or --head-file, not both");
-                return verify_offline(&a, ctx);
+                return a.db ? verify_offline(&a, ctx) : verify_online(ctx);
         }
-        if (argc == 3 && !strcmp(argv[1], "--since")) {
-                if (time_parse_duration(argv[2], &since_us) < 0)
-                        return cli_usage_error(ctx, usage, "--since: '%s' is not a duration",
-                                               argv[2]);
-        } else if (argc != 1) {
-                return cli_usage_error(ctx, usage, NULL);
-        }
+        if (a.db || a.head || a.head_file || a.key_file)
+                return cli_usage_error(ctx, usage,
+                                       "--db, --head, --head-file and --key-file are for 'verify'");
+        if (since && time_parse_duration(since, &since_us) < 0)
+                return cli_usage_error(ctx, usage, "--since: '%s' is not a duration", since);
         snprintf(path, sizeof(path), "/api/v1/audit?since=%lld", (long long)(since_us / 1000000));
         r = client_get(ctx, path, &res);
         if (r < 0)

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/fileio.h"
@@ -16,20 +17,22 @@
 #include "store/backup.h"
 #include "store/crypto.h"
 
-#define DEFAULT_DATA_DIR "/var/lib/vigil"
+/* restore and rollback change a data directory: it is named, never guessed */
+#define DATA_DIR_ENV "VIGIL_DATA_DIR"
 
 static const char usage[] =
-    "vigil backup create [--dir DIR] | list [--dir DIR] | verify FILE | prune --dir DIR "
-    "[--keep N] [--max-age DURATION] | restore FILE [--data-dir DIR] [--no-check] | rollback "
-    "[--data-dir DIR] [PRE_RESTORE_DIR]";
+    "vigil backup create | list [--dir DIR] | verify FILE [--key-file FILE] | prune --dir DIR "
+    "[--keep N] [--max-age DURATION] | restore FILE --data-dir DIR [--no-check] [--key-file "
+    "FILE] | rollback --data-dir DIR [PRE_RESTORE_DIR]";
 
 static void help(cli_ctx *ctx)
 {
         fprintf(ctx->out,
                 "usage: %s\n\n"
                 "Backups of the daemon's state (the SQLite store, keyring and config file).\n\n"
-                "  create [--dir DIR]    the daemon makes a backup now (online, consistent) and\n"
-                "                        prints the archive path (POST /api/v1/backup)\n"
+                "  create                the daemon makes a backup now (online, consistent) in\n"
+                "                        its backup.dir and prints the archive path\n"
+                "                        (POST /api/v1/backup); copy it elsewhere yourself\n"
                 "  list [--dir DIR]      the daemon's archives, newest first; with --dir: the\n"
                 "                        archives in DIR, without asking the daemon\n"
                 "  verify FILE           offline: decrypt (tag), every member's SHA-256, and\n"
@@ -39,15 +42,18 @@ static void help(cli_ctx *ctx)
                 "  restore FILE          offline, with vigild STOPPED: verify, keep the current\n"
                 "                        state in DATA_DIR/pre-restore-STAMP/, swap the database\n"
                 "                        in atomically, open and check it, roll back on failure\n"
-                "      --data-dir DIR    data directory (default %s)\n"
+                "      --data-dir DIR    the daemon's data directory (storage.data_dir); required\n"
+                "                        (or env %s); it must exist\n"
                 "      --no-check        skip the full integrity_check after the swap\n"
-                "  rollback              offline: put back the newest pre-restore-* state\n\n"
+                "  rollback              offline: put back the newest pre-restore-* state\n"
+                "      --data-dir DIR    as for restore\n"
+                "  -j, --json            print JSON\n\n"
                 "Encrypted archives (.enc) need the key: env VIGIL_ENCRYPTION_KEY or\n"
                 "--key-file FILE (the value of security.encryption.encryption_key).\n"
                 "systemd: systemctl stop vigild && vigil backup restore FILE && systemctl start\n"
                 "vigild && curl -f http://127.0.0.1:5555/readyz || (systemctl stop vigild &&\n"
                 "vigil backup rollback && systemctl start vigild)\n",
-                usage, DEFAULT_DATA_DIR);
+                usage, DATA_DIR_ENV);
 }
 
 /* The key for offline commands: --key-file, else $VIGIL_ENCRYPTION_KEY; NULL keyring if none. */
@@ -93,9 +99,9 @@ static void fmt_time(int64_t us, char *out, size_t len)
         strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int do_create(cli_ctx *ctx, const char *dir)
+static int do_create(cli_ctx *ctx)
 {
-        json_t *res = NULL, *body = dir ? json_pack("{s:s}", "dir", dir) : json_object();
+        json_t *res = NULL, *body = json_object();
         int64_t saved = ctx->timeout_us;
 
         /* A backup of a big store takes a while: do not give up after the default 5 s. */
@@ -116,6 +122,20 @@ static int do_create(cli_ctx *ctx, const char *dir)
 
 static int print_list(cli_ctx *ctx, const backup_entry *v, size_t n)
 {
+        if (ctx->json) {
+                json_t *arr = json_array(), *j;
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(
+                            arr, json_pack("{s:s, s:I, s:b, s:f}", "path", v[i].path, "size",
+                                           (json_int_t)v[i].size, "encrypted", v[i].encrypted,
+                                           "time", (double)v[i].time_us / 1e6));
+                j = json_pack("{s:o}", "backups", arr);
+                if (!j)
+                        return -ENOMEM;
+                client_print_json(ctx, j, false);
+                json_decref(j);
+                return 0;
+        }
         for (size_t i = 0; i < n; i++) {
                 char t[32];
                 fmt_time(v[i].time_us, t, sizeof(t));
@@ -229,12 +249,84 @@ static int do_restore(cli_ctx *ctx, const char *file, const char *data_dir, bool
                         cli_error(ctx, "nothing was changed in '%s'", data_dir);
                 return r == -EBUSY ? -EBUSY : r == -ENOKEY ? -EACCES : -EBADMSG;
         }
+        if (ctx->json) {
+                json_t *j =
+                    json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "archive", file, "host",
+                              res.info.host, "created", res.info.created, "schema", res.info.schema,
+                              "data_dir", data_dir, "previous", res.previous);
+                if (!j)
+                        return -ENOMEM;
+                client_print_json(ctx, j, false);
+                json_decref(j);
+                return 0;
+        }
         fprintf(ctx->out,
                 "restored '%s' (host %s, created %s, schema v%d) into '%s'\n"
                 "the previous state is in '%s' (undo: vigil backup rollback --data-dir %s)\n"
                 "now start vigild and check /readyz\n",
                 file, res.info.host, res.info.created, res.info.schema, data_dir, res.previous,
                 data_dir);
+        return 0;
+}
+
+/* The options, as bits: each subcommand names the ones it honours; any other is refused. */
+enum {
+        O_DIR = 1 << 0,
+        O_DATA_DIR = 1 << 1,
+        O_KEEP = 1 << 2,
+        O_MAX_AGE = 1 << 3,
+        O_KEY_FILE = 1 << 4,
+        O_CHECK = 1 << 5,
+};
+
+static const struct {
+        const char *name; /* subcommand */
+        unsigned allowed; /* O_* bits it honours (-j and -h always) */
+} subs[] = {
+    {"create", 0},
+    {"list", O_DIR},
+    {"verify", O_KEY_FILE},
+    {"prune", O_DIR | O_KEEP | O_MAX_AGE},
+    {"restore", O_DATA_DIR | O_KEY_FILE | O_CHECK},
+    {"rollback", O_DATA_DIR},
+};
+
+static const char *option_name(unsigned bit)
+{
+        switch (bit) {
+        case O_DIR:
+                return "--dir";
+        case O_DATA_DIR:
+                return "--data-dir";
+        case O_KEEP:
+                return "--keep";
+        case O_MAX_AGE:
+                return "--max-age";
+        case O_KEY_FILE:
+                return "--key-file";
+        default:
+                return "--check/--no-check";
+        }
+}
+
+/* --data-dir, else $VIGIL_DATA_DIR; it must be an existing directory (never created here). */
+static int resolve_data_dir(cli_ctx *ctx, const char *sub, const char *given, const char **ret)
+{
+        const char *d = given ? given : getenv(DATA_DIR_ENV);
+        struct stat st;
+
+        if (!d || !*d)
+                return cli_usage_error(ctx, usage,
+                                       "%s needs --data-dir DIR (the daemon's storage.data_dir, "
+                                       "or env %s); nothing was changed",
+                                       sub, DATA_DIR_ENV);
+        errno = 0;
+        if (stat(d, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                cli_error(ctx, "data directory '%s' is not a directory (%s); nothing was changed",
+                          d, errno ? strerror(errno) : "not a directory");
+                return -ENOENT;
+        }
+        *ret = d;
         return 0;
 }
 
@@ -247,11 +339,13 @@ int cmd_backup(int argc, char **argv, cli_ctx *ctx)
             {"check", no_argument, NULL, 'c'},          {"json", no_argument, NULL, 'j'},
             {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
         };
-        const char *dir = NULL, *data_dir = DEFAULT_DATA_DIR, *key_file = NULL;
+        const char *dir = NULL, *data_dir = NULL, *key_file = NULL;
         long keep = 7;
         int64_t max_age = 30 * 86400 * USEC_PER_SEC;
         bool check = true;
-        int c;
+        unsigned given = 0, allowed = 0;
+        bool known = false;
+        int c, r;
 
         if (argc < 2)
                 return cli_usage_error(ctx, usage, "missing subcommand");
@@ -260,33 +354,48 @@ int cmd_backup(int argc, char **argv, cli_ctx *ctx)
                 return 0;
         }
         const char *sub = argv[1];
+        for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
+                if (!strcmp(subs[i].name, sub)) {
+                        allowed = subs[i].allowed;
+                        known = true;
+                }
+        if (!known)
+                return cli_usage_error(ctx, usage, "unknown subcommand '%s'", sub);
         optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
-        while ((c = getopt_long(argc - 1, argv + 1, "jh", opts, NULL)) != -1) {
+        opterr = 0;
+        while ((c = getopt_long(argc - 1, argv + 1, ":jh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'd':
                         dir = optarg;
+                        given |= O_DIR;
                         break;
                 case 'D':
                         data_dir = optarg;
+                        given |= O_DATA_DIR;
                         break;
                 case 'k':
                         if (cli_parse_long(optarg, 1, 100000, &keep) < 0)
                                 return cli_usage_error(ctx, usage, "--keep: '%s' is not 1..100000",
                                                        optarg);
+                        given |= O_KEEP;
                         break;
                 case 'a':
                         if (time_parse_duration(optarg, &max_age) < 0)
                                 return cli_usage_error(ctx, usage,
                                                        "--max-age: '%s' is not a duration", optarg);
+                        given |= O_MAX_AGE;
                         break;
                 case 'K':
                         key_file = optarg;
+                        given |= O_KEY_FILE;
                         break;
                 case 'n':
                         check = false;
+                        given |= O_CHECK;
                         break;
                 case 'c':
                         check = true;
+                        given |= O_CHECK;
                         break;
                 case 'j':
                         ctx->json = true;
@@ -294,26 +403,37 @@ int cmd_backup(int argc, char **argv, cli_ctx *ctx)
                 case 'h':
                         help(ctx);
                         return 0;
+                case ':':
+                        return cli_usage_error(ctx, usage, "option '%s' needs a value",
+                                               argv[optind]);
                 default:
-                        return cli_usage_error(ctx, usage, "bad option");
+                        return cli_usage_error(ctx, usage, "unknown option '%s'", argv[optind]);
                 }
+        }
+        if (given & ~allowed) {
+                unsigned bit = given & ~allowed;
+                bit &= -bit; /* the first one */
+                if (!strcmp(sub, "create") && bit == O_DIR)
+                        return cli_usage_error(ctx, usage,
+                                               "'backup create' does not take --dir: the daemon "
+                                               "writes into its backup.dir (see 'vigil backup "
+                                               "list'); copy the archive from there");
+                return cli_usage_error(ctx, usage, "'backup %s' does not take %s", sub,
+                                       option_name(bit));
         }
         int nargs = argc - 1 - optind;
         char **args = argv + 1 + optind;
 
         if (!strcmp(sub, "create")) {
-                char abs[PATH_MAX];
-                if (dir && dir[0] != '/') {
-                        if (!realpath(".", abs))
-                                return -errno;
-                        size_t l = strlen(abs);
-                        snprintf(abs + l, sizeof(abs) - l, "/%s", dir);
-                        dir = abs;
-                }
-                return do_create(ctx, dir);
+                if (nargs)
+                        return cli_usage_error(ctx, usage, "unexpected argument '%s'", args[0]);
+                return do_create(ctx);
         }
-        if (!strcmp(sub, "list"))
+        if (!strcmp(sub, "list")) {
+                if (nargs)
+                        return cli_usage_error(ctx, usage, "unexpected argument '%s'", args[0]);
                 return do_list(ctx, dir);
+        }
         if (!strcmp(sub, "verify")) {
                 if (nargs != 1)
                         return cli_usage_error(ctx, usage, "verify needs one FILE");
@@ -324,29 +444,52 @@ int cmd_backup(int argc, char **argv, cli_ctx *ctx)
                 char err[512];
                 if (!dir)
                         return cli_usage_error(ctx, usage, "prune needs --dir DIR");
-                int r = backup_prune(dir, (unsigned)keep, max_age, &removed, err, sizeof(err));
+                if (nargs)
+                        return cli_usage_error(ctx, usage, "unexpected argument '%s'", args[0]);
+                r = backup_prune(dir, (unsigned)keep, max_age, &removed, err, sizeof(err));
                 if (r < 0) {
                         cli_error(ctx, "%s", err);
                         return r;
                 }
-                fprintf(ctx->out, "removed %u archives from '%s'\n", removed, dir);
+                if (ctx->json) {
+                        json_t *j = json_pack("{s:s, s:i}", "dir", dir, "removed", (int)removed);
+                        if (!j)
+                                return -ENOMEM;
+                        client_print_json(ctx, j, false);
+                        json_decref(j);
+                } else {
+                        fprintf(ctx->out, "removed %u archives from '%s'\n", removed, dir);
+                }
                 return 0;
         }
         if (!strcmp(sub, "restore")) {
                 if (nargs != 1)
                         return cli_usage_error(ctx, usage, "restore needs one FILE");
+                r = resolve_data_dir(ctx, sub, data_dir, &data_dir);
+                if (r < 0)
+                        return r;
                 return do_restore(ctx, args[0], data_dir, check, key_file);
         }
-        if (!strcmp(sub, "rollback")) {
-                char used[PATH_MAX] = "", err[1024] = "";
-                int r = backup_rollback(data_dir, nargs ? args[0] : NULL, used, sizeof(used), err,
-                                        sizeof(err));
-                if (r < 0) {
-                        cli_error(ctx, "rollback failed: %s", err);
-                        return r;
-                }
-                fprintf(ctx->out, "rolled back '%s' to '%s'\n", data_dir, used);
-                return 0;
+        /* rollback */
+        char used[PATH_MAX] = "", err[1024] = "";
+        if (nargs > 1)
+                return cli_usage_error(ctx, usage, "unexpected argument '%s'", args[1]);
+        r = resolve_data_dir(ctx, sub, data_dir, &data_dir);
+        if (r < 0)
+                return r;
+        r = backup_rollback(data_dir, nargs ? args[0] : NULL, used, sizeof(used), err, sizeof(err));
+        if (r < 0) {
+                cli_error(ctx, "rollback failed: %s", err);
+                return r;
         }
-        return cli_usage_error(ctx, usage, "unknown subcommand '%s'", sub);
+        if (ctx->json) {
+                json_t *j = json_pack("{s:s, s:s}", "data_dir", data_dir, "restored_from", used);
+                if (!j)
+                        return -ENOMEM;
+                client_print_json(ctx, j, false);
+                json_decref(j);
+        } else {
+                fprintf(ctx->out, "rolled back '%s' to '%s'\n", data_dir, used);
+        }
+        return 0;
 }

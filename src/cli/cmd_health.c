@@ -19,7 +19,9 @@ static void help(cli_ctx *ctx)
                 "node, with DCGM's PASS/WARN/FAIL; systems nothing checks on a GPU are listed\n"
                 "as not monitored, never as PASS.\n\n"
                 "  --check      print one line and exit 0 healthy, 1 warning, 2 critical,\n"
-                "               3 daemon unreachable\n"
+                "               3 unknown: daemon unreachable or refused (with -j: the JSON, same "
+                "exit status);\n"
+                "               without --check the exit status is 0 when the health was shown\n"
                 "  -j, --json   print the daemon's JSON (GET /api/v1/health)\n"
                 "  -h, --help   show this help\n",
                 usage);
@@ -153,5 +155,7 @@ int cmd_health(int argc, char **argv, cli_ctx *ctx)
                 cli_write_buf(ctx, &b);
         }
         json_decref(h);
-        return code;
+        /* only --check turns the verdict into the exit status; showing the table (or the JSON)
+         * succeeded whatever it says, as for every other command */
+        return check ? code : 0;
 }

@@ -61,7 +61,9 @@ int cmd_incidents(int argc, char **argv, cli_ctx *ctx)
         int c, r;
 
         optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
-        while ((c = getopt_long(argc, argv, "+ajh", opts, NULL)) != -1) {
+        opterr = 0;
+        /* no '+': options may follow "ack ID" too (vigil incidents ack 5 -j) */
+        while ((c = getopt_long(argc, argv, "ajh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'a':
                         all = true;
@@ -81,6 +83,8 @@ int cmd_incidents(int argc, char **argv, cli_ctx *ctx)
                         return cli_usage_error(ctx, usage, "unknown subcommand '%s'", argv[optind]);
                 if (optind + 2 != argc)
                         return cli_usage_error(ctx, usage, "ack needs exactly one incident id");
+                if (all)
+                        return cli_usage_error(ctx, usage, "--all is for listing, not ack");
                 return ack(ctx, argv[optind + 1]);
         }
         r = client_get(ctx, all ? "/api/v1/incidents?all=true" : "/api/v1/incidents", &res);

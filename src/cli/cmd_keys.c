@@ -4,9 +4,10 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <string.h>
 
-static const char usage[] = "vigil keys status | rotate";
+static const char usage[] = "vigil keys [status | rotate] [-j]";
 
 static void help(cli_ctx *ctx)
 {
@@ -14,23 +15,39 @@ static void help(cli_ctx *ctx)
                 "usage: %s\n\n"
                 "  status   active key, its age, keys in the keyring (GET /api/v1/keys)\n"
                 "  rotate   add a key and re-encrypt in the background (POST "
-                "/api/v1/keys/rotate)\n",
+                "/api/v1/keys/rotate)\n"
+                "  -j, --json   print the daemon's JSON\n",
                 usage);
 }
 
 int cmd_keys(int argc, char **argv, cli_ctx *ctx)
 {
+        static const struct option opts[] = {
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        const char *sub = NULL;
         json_t *res = NULL;
-        int r;
+        int c, r;
 
-        if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-                help(ctx);
-                return 0;
-        }
-        for (int i = 2; i < argc; i++)
-                if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json"))
+        optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+                if (c == 'j') {
                         ctx->json = true;
-        if (argc < 2 || !strcmp(argv[1], "status")) {
+                } else if (c == 'h') {
+                        help(ctx);
+                        return 0;
+                } else {
+                        return cli_usage_error(ctx, usage, "unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                sub = argv[optind++];
+        if (optind < argc)
+                return cli_usage_error(ctx, usage, "unexpected argument '%s'", argv[optind]);
+        if (!sub || !strcmp(sub, "status")) {
                 r = client_get(ctx, "/api/v1/keys", &res);
                 if (r < 0)
                         return r;
@@ -54,7 +71,7 @@ int cmd_keys(int argc, char **argv, cli_ctx *ctx)
                 json_decref(res);
                 return 0;
         }
-        if (!strcmp(argv[1], "rotate")) {
+        if (!strcmp(sub, "rotate")) {
                 json_t *body = json_object();
                 r = client_request(ctx, "POST", "/api/v1/keys/rotate", body, &res);
                 json_decref(body);
@@ -70,5 +87,5 @@ int cmd_keys(int argc, char **argv, cli_ctx *ctx)
                 json_decref(res);
                 return 0;
         }
-        return cli_usage_error(ctx, usage, "unknown subcommand '%s'", argv[1]);
+        return cli_usage_error(ctx, usage, "unknown subcommand '%s'", sub);
 }

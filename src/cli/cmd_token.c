@@ -20,8 +20,8 @@
 
 static const char usage_create[] =
     "vigil token create --role admin|operator|viewer [--ttl 24h] [--subject NAME] "
-    "[--secret-file FILE] [--issuer ISS] [--audience AUD]";
-static const char usage_revoke[] = "vigil token revoke JTI [--exp UNIX_SECONDS]";
+    "[--secret-file FILE] [--issuer ISS] [--audience AUD] [-j]";
+static const char usage_revoke[] = "vigil token revoke JTI [--exp UNIX_SECONDS] [-j]";
 
 /* The secret file's text without its trailing newline, into out. A file that does not fit is
  * refused (-EFBIG), never cut off: a truncated secret would sign tokens the daemon rejects. */
@@ -51,6 +51,7 @@ static int token_create(int argc, char **argv, cli_ctx *ctx)
             {"secret-file", required_argument, NULL, 'f'},
             {"issuer", required_argument, NULL, 'i'},
             {"audience", required_argument, NULL, 'a'},
+            {"json", no_argument, NULL, 'j'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -62,7 +63,8 @@ static int token_create(int argc, char **argv, cli_ctx *ctx)
         int c, r;
 
         optind = 0; /* 0: GNU getopt starts over (main() parsed the global options) */
-        while ((c = getopt_long(argc, argv, "r:t:s:f:i:a:h", opts, NULL)) != -1) {
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":r:t:s:f:i:a:jh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'r':
                         role_s = optarg;
@@ -85,13 +87,22 @@ static int token_create(int argc, char **argv, cli_ctx *ctx)
                 case 'a':
                         aud = optarg;
                         break;
+                case 'j':
+                        ctx->json = true;
+                        break;
                 case 'h':
                         fprintf(ctx->out, "usage: %s\n", usage_create);
                         return 0;
+                case ':':
+                        return cli_usage_error(ctx, usage_create, "option '%s' needs a value",
+                                               argv[optind - 1]);
                 default:
-                        return cli_usage_error(ctx, usage_create, NULL);
+                        return cli_usage_error(ctx, usage_create, "unknown option '%s'",
+                                               argv[optind - 1]);
                 }
         }
+        if (optind < argc)
+                return cli_usage_error(ctx, usage_create, "unexpected argument '%s'", argv[optind]);
         if (!role_s || auth_role_from_name(role_s, &role) < 0)
                 return cli_usage_error(ctx, usage_create,
                                        "--role must be admin, operator or viewer");
@@ -123,6 +134,16 @@ static int token_create(int argc, char **argv, cli_ctx *ctx)
                 cli_error(ctx, "failed to sign the token: %s", strerror(-r));
                 return r;
         }
+        if (ctx->json) {
+                json_t *j = json_pack("{s:s, s:s, s:s, s:I}", "token", tok, "jti", jti, "role",
+                                      role_s, "ttl_seconds", (json_int_t)(ttl_us / 1000000));
+                if (j)
+                        client_print_json(ctx, j, false);
+                json_decref(j);
+                explicit_bzero(tok, strlen(tok));
+                free(tok);
+                return j ? 0 : -ENOMEM;
+        }
         fprintf(ctx->out, "%s\n", tok);
         fprintf(ctx->err ? ctx->err : stderr, "jti: %s\n", jti);
         free(tok);
@@ -131,17 +152,47 @@ static int token_create(int argc, char **argv, cli_ctx *ctx)
 
 static int token_revoke(int argc, char **argv, cli_ctx *ctx)
 {
-        long long exp = 0;
+        static const struct option opts[] = {
+            {"exp", required_argument, NULL, 'e'},
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        long exp = 0;
         json_t *body, *res = NULL;
-        int r;
+        const char *jti;
+        int c, r;
 
-        if (argc < 2)
-                return cli_usage_error(ctx, usage_revoke, "missing JTI");
-        if (argc == 4 && !strcmp(argv[2], "--exp"))
-                exp = strtoll(argv[3], NULL, 10);
-        else if (argc != 2)
-                return cli_usage_error(ctx, usage_revoke, NULL);
-        body = json_pack("{s:s,s:I}", "jti", argv[1], "exp", (json_int_t)exp);
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
+                switch (c) {
+                case 'e':
+                        if (cli_parse_long(optarg, 0, 0x7fffffffffffffffL, &exp) < 0)
+                                return cli_usage_error(ctx, usage_revoke,
+                                                       "--exp: '%s' is not unix seconds", optarg);
+                        break;
+                case 'j':
+                        ctx->json = true;
+                        break;
+                case 'h':
+                        fprintf(ctx->out, "usage: %s\n", usage_revoke);
+                        return 0;
+                case ':':
+                        return cli_usage_error(ctx, usage_revoke, "option '%s' needs a value",
+                                               argv[optind - 1]);
+                default:
+                        return cli_usage_error(ctx, usage_revoke, "unknown option '%s'",
+                                               argv[optind - 1]);
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage_error(ctx, usage_revoke,
+                                       optind >= argc ? "missing JTI" : "one JTI only");
+        jti = argv[optind];
+        body = json_pack("{s:s,s:I}", "jti", jti, "exp", (json_int_t)exp);
+        if (!body)
+                return -ENOMEM;
         r = client_request(ctx, "POST", "/api/v1/tokens/revoke", body, &res);
         json_decref(body);
         if (r < 0)
@@ -149,16 +200,23 @@ static int token_revoke(int argc, char **argv, cli_ctx *ctx)
         if (ctx->json)
                 client_print_json(ctx, res, false);
         else
-                fprintf(ctx->out, "revoked %s\n", argv[1]);
+                fprintf(ctx->out, "revoked %s\n", jti);
         json_decref(res);
         return 0;
 }
 
 int cmd_token(int argc, char **argv, cli_ctx *ctx)
 {
+        if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+                fprintf(ctx->out, "usage: %s\n       %s\n", usage_create, usage_revoke);
+                return 0;
+        }
         if (argc >= 2 && !strcmp(argv[1], "create"))
                 return token_create(argc - 1, argv + 1, ctx);
         if (argc >= 2 && !strcmp(argv[1], "revoke"))
                 return token_revoke(argc - 1, argv + 1, ctx);
-        return cli_usage_error(ctx, "vigil token create|revoke ...", NULL);
+        if (argc < 2)
+                return cli_usage_error(ctx, "vigil token create|revoke ...", "missing subcommand");
+        return cli_usage_error(ctx, "vigil token create|revoke ...", "unknown subcommand '%s'",
+                               argv[1]);
 }

@@ -2,9 +2,13 @@
  * table below. Adding a command is one line in `commands[]` plus its cmd_*.c file. Exit codes
  * come from src/common/errmap.h (2 usage, 3 daemon unreachable, 4 auth, 5 not found, ...). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -36,8 +40,8 @@ static const cli_command commands[] = {
 };
 
 static const char usage[] =
-    "vigil [--host URL[,URL...]] [--socket PATH] [--token TOKEN] [--json] [--timeout SECONDS] "
-    "COMMAND [ARGS]";
+    "vigil [--host URL[,URL...]] [--socket PATH] [--token TOKEN | --user NAME] [--cacert FILE] "
+    "[--cert FILE [--key FILE]] [--json] [--timeout SECONDS] COMMAND [ARGS]";
 
 static void print_help(FILE *f)
 {
@@ -55,6 +59,12 @@ static void print_help(FILE *f)
                 "                       else %s)\n"
                 "  --socket PATH        talk over a unix socket (tried after --host)\n"
                 "  --token TOKEN        bearer token (env VIGIL_TOKEN)\n"
+                "  --user NAME          basic-auth user (env VIGIL_USER); the password comes\n"
+                "                       from VIGIL_PASSWORD or a prompt on the terminal\n"
+                "  --cacert FILE        CA certificates to verify the daemon with\n"
+                "                       (env SSL_CERT_FILE; SSL_CERT_DIR for a directory)\n"
+                "  --cert FILE          client certificate for mTLS (PEM)\n"
+                "  --key FILE           its private key (PEM; default: inside --cert)\n"
                 "  -j, --json           print JSON instead of text\n"
                 "  --timeout SECONDS    whole-request timeout (default 5; also '500ms')\n"
                 "  -h, --help           show this help\n"
@@ -122,11 +132,120 @@ static int set_token(cli_ctx *ctx, const char *tok)
         return ctx->token ? 0 : -ENOMEM;
 }
 
+/* Read a password from the controlling terminal without echo. Caller frees (and wipes). */
+static int prompt_password(const char *user, char **ret)
+{
+        _cleanup_close_ int fd = -1;
+        struct termios old, quiet;
+        char line[1024];
+        ssize_t n;
+        size_t len = 0;
+        int r = 0;
+
+        if (!isatty(STDIN_FILENO))
+                return -ENOTTY;
+        fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -ENOTTY;
+        if (tcgetattr(fd, &old) < 0)
+                return -ENOTTY;
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        quiet.c_lflag |= ICANON;
+        dprintf(fd, "password for '%s': ", user);
+        if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0)
+                return -ENOTTY;
+        while (len < sizeof(line) - 1) {
+                n = read(fd, line + len, 1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0 || line[len] == '\n')
+                        break;
+                len++;
+        }
+        line[len] = '\0';
+        (void)tcsetattr(fd, TCSAFLUSH, &old);
+        dprintf(fd, "\n");
+        *ret = strdup(line);
+        if (!*ret)
+                r = -ENOMEM;
+        explicit_bzero(line, sizeof(line));
+        return r;
+}
+
+/* A file option must name a readable file now, not fail later inside the TLS handshake. */
+static int set_file(cli_ctx *ctx, char **field, const char *what, const char *path)
+{
+        if (!path || !*path || access(path, R_OK) < 0) {
+                cli_error(ctx, "cannot read %s '%s': %s", what, path ? path : "",
+                          path && *path ? strerror(errno) : "empty path");
+                return -EINVAL;
+        }
+        free(*field);
+        *field = strdup(path);
+        return *field ? 0 : -ENOMEM;
+}
+
+/* --cacert/--cert/--key/--user and their environment variables. */
+static int setup_security(cli_ctx *ctx, const char *cacert, const char *cert, const char *key,
+                          const char *user)
+{
+        const char *env;
+        int r;
+
+        if (!cacert && (env = getenv("SSL_CERT_FILE")) && *env)
+                cacert = env;
+        if (cacert && (r = set_file(ctx, &ctx->cacert, "CA file", cacert)) < 0)
+                return r;
+        if ((env = getenv("SSL_CERT_DIR")) && *env) {
+                /* OpenSSL's convention: several directories separated by ':' are not for
+                 * libcurl's CAPATH, which takes one */
+                ctx->capath = strdup(env);
+                if (!ctx->capath)
+                        return -ENOMEM;
+        }
+        if (key && !cert) {
+                cli_error(ctx, "option '--key' needs '--cert'");
+                return -EINVAL;
+        }
+        if (cert && (r = set_file(ctx, &ctx->cert, "client certificate", cert)) < 0)
+                return r;
+        if (key && (r = set_file(ctx, &ctx->key, "client key", key)) < 0)
+                return r;
+        if (!user && (env = getenv("VIGIL_USER")) && *env)
+                user = env;
+        if (!user)
+                return 0;
+        if (!*user || strchr(user, ':') || strpbrk(user, "\r\n")) {
+                cli_error(ctx, "invalid user name '%s' (empty, or with ':' or a line break)", user);
+                return -EINVAL;
+        }
+        ctx->user = strdup(user);
+        if (!ctx->user)
+                return -ENOMEM;
+        env = getenv("VIGIL_PASSWORD");
+        if (env) {
+                ctx->password = strdup(env);
+                return ctx->password ? 0 : -ENOMEM;
+        }
+        r = prompt_password(user, &ctx->password);
+        if (r == -ENOTTY) {
+                cli_error(ctx, "no password for '%s': set VIGIL_PASSWORD (no terminal to ask on)",
+                          user);
+                return -EINVAL;
+        }
+        return r;
+}
+
 enum {
         OPT_HOST = 0x100,
         OPT_SOCKET,
         OPT_TOKEN,
         OPT_TIMEOUT,
+        OPT_CACERT,
+        OPT_CERT,
+        OPT_KEY,
+        OPT_USER,
 };
 
 static int run(int argc, char **argv, cli_ctx *ctx)
@@ -136,12 +255,17 @@ static int run(int argc, char **argv, cli_ctx *ctx)
             {"socket", required_argument, NULL, OPT_SOCKET},
             {"token", required_argument, NULL, OPT_TOKEN},
             {"timeout", required_argument, NULL, OPT_TIMEOUT},
+            {"cacert", required_argument, NULL, OPT_CACERT},
+            {"cert", required_argument, NULL, OPT_CERT},
+            {"key", required_argument, NULL, OPT_KEY},
+            {"user", required_argument, NULL, OPT_USER},
             {"json", no_argument, NULL, 'j'},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
             {},
         };
         const char *hosts = NULL, *sock = NULL, *token = getenv("VIGIL_TOKEN");
+        const char *cacert = NULL, *cert = NULL, *key = NULL, *user = NULL;
         const cli_command *cmd;
         int c, r;
 
@@ -156,6 +280,18 @@ static int run(int argc, char **argv, cli_ctx *ctx)
                         break;
                 case OPT_TOKEN:
                         token = optarg;
+                        break;
+                case OPT_CACERT:
+                        cacert = optarg;
+                        break;
+                case OPT_CERT:
+                        cert = optarg;
+                        break;
+                case OPT_KEY:
+                        key = optarg;
+                        break;
+                case OPT_USER:
+                        user = optarg;
                         break;
                 case OPT_TIMEOUT:
                         if (parse_timeout(optarg, &ctx->timeout_us) < 0)
@@ -198,6 +334,23 @@ static int run(int argc, char **argv, cli_ctx *ctx)
                 cli_error(ctx, "invalid host list '%s' in VIGIL_HOST", getenv("VIGIL_HOST"));
                 return r;
         }
+        if (user && token && token != getenv("VIGIL_TOKEN"))
+                return cli_usage_error(ctx, usage, "--token or --user, not both");
+        if (cacert || cert) {
+                bool https = false;
+                for (size_t i = 0; i < ctx->n_targets; i++)
+                        https |= strncasecmp(ctx->targets[i].base, "https://", 8) == 0 &&
+                                 !ctx->targets[i].socket;
+                if (!https)
+                        return cli_usage_error(ctx, usage,
+                                               "%s applies to https:// hosts, and none is given",
+                                               cacert ? "--cacert" : "--cert");
+        }
+        r = setup_security(ctx, cacert, cert, key, user);
+        if (r < 0)
+                return r;
+        if (ctx->user)
+                token = NULL; /* basic auth asked for: an exported VIGIL_TOKEN is not sent too */
         if (token && *token) {
                 r = set_token(ctx, token);
                 if (r < 0) {
@@ -219,7 +372,16 @@ int main(int argc, char **argv)
                 return 1;
         }
         cli_ctx_init(&ctx);
+        /* nothing the daemon sends may reach the terminal as a control sequence */
+        ctx.out = client_sanitizing_stream(stdout);
+        if (ctx.out)
+                ctx.raw_out = stdout;
+        else
+                ctx.out = stdout;
         r = run(argc, argv, &ctx);
+        if (ctx.out != stdout && fclose(ctx.out) != 0 && r >= 0)
+                r = 1;
+        ctx.out = stdout;
         cli_ctx_release(&ctx);
         curl_global_cleanup();
         if (fflush(stdout) != 0 && r >= 0)

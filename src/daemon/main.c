@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -125,6 +127,8 @@ typedef struct daemon_state {
         takeover *tk;                          /* our takeover control socket */
         char tk_path[PATH_MAX];                /* DATA_DIR/takeover.sock */
         int tk_conn, tk_tcp, tk_unix; /* from the vigild we replace (--takeover); -1 = none */
+        int tk_lock;                  /* its data-directory lock (--takeover); -1 = none */
+        int lock_fd;                  /* DATA_DIR/vigild.lock, flock'ed; -1 = not held */
         bool sampler_started;         /* sweeps started early (takeover) or by step "sampling" */
         bool handed_over;             /* a successor serves our sockets now */
 } daemon_state;
@@ -755,16 +759,79 @@ typedef struct step {
         void (*stop)(daemon_state *d);
 } step;
 
+/* One vigild per data directory: an flock on DATA_DIR/vigild.lock, taken before anything else
+ * is written there, held until exit, with the holder's pid inside for the refusal message. A
+ * successor (--takeover) receives the lock of the vigild it replaces with the listeners: the
+ * flock belongs to the open file they share, so it is never free in between. */
+static int data_dir_lock(daemon_state *d)
+{
+        char path[PATH_MAX], pid[32] = "", text[32];
+        struct stat a, b;
+        int fd, n;
+
+        snprintf(path, sizeof(path), "%s/vigild.lock", d->cfg.data_dir);
+        if (d->tk_lock >= 0) {
+                /* only the lock of this very file counts (the same data directory) */
+                if (fstat(d->tk_lock, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+                    a.st_ino == b.st_ino) {
+                        d->lock_fd = d->tk_lock;
+                        d->tk_lock = -1;
+                        goto write_pid;
+                }
+                log_warn("vigild", "the lock handed over is not '%s': taking it here", path);
+                close(d->tk_lock);
+                d->tk_lock = -1;
+        }
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0) {
+                log_error("vigild", "failed to open the lock '%s': %s", path, strerror(errno));
+                return -errno;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                n = (int)pread(fd, pid, sizeof(pid) - 1, 0);
+                pid[n > 0 ? n : 0] = '\0';
+                pid[strcspn(pid, "\n")] = '\0';
+                close(fd);
+                if (e != EWOULDBLOCK) {
+                        log_error("vigild", "failed to lock '%s': %s", path, strerror(e));
+                        return -e;
+                }
+                log_error("vigild",
+                          "data directory '%s' is in use by vigild pid %s (lock '%s'): one vigild "
+                          "per data directory; use another storage.data_dir, or --takeover to "
+                          "replace it",
+                          d->cfg.data_dir, pid[0] ? pid : "?", path);
+                return -EBUSY;
+        }
+        d->lock_fd = fd;
+write_pid:
+        n = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+        if (ftruncate(d->lock_fd, 0) < 0 || pwrite(d->lock_fd, text, (size_t)n, 0) != n)
+                log_warn("vigild", "failed to write our pid into '%s': %s", path, strerror(errno));
+        return 0;
+}
+
 static int S_data_dir(daemon_state *d)
 {
         int r = mkdir_p(d->cfg.data_dir, 0750, 0750);
 
-        if (r < 0)
+        if (r < 0) {
                 log_error("vigild", "failed to create data directory '%s': %s", d->cfg.data_dir,
                           strerror(-r));
+                return r;
+        }
         snprintf(d->addr_file, sizeof(d->addr_file), "%s/vigild.addr", d->cfg.data_dir);
         snprintf(d->tk_path, sizeof(d->tk_path), "%s/takeover.sock", d->cfg.data_dir);
-        return r;
+        return data_dir_lock(d);
+}
+
+static void T_data_dir(daemon_state *d)
+{
+        /* closed last (this step stops last): the lock outlives every file written */
+        if (d->lock_fd >= 0)
+                close(d->lock_fd);
+        d->lock_fd = -1;
 }
 
 static int S_socket_dir(daemon_state *d)
@@ -924,7 +991,7 @@ static int S_takeover_connect(daemon_state *d)
                 snprintf(d->exe, sizeof(d->exe), "%s", d->argv[0]);
         if (!d->o->takeover)
                 return 0;
-        r = takeover_connect(d->o->takeover, &d->tk_conn, &d->tk_tcp, &d->tk_unix, err,
+        r = takeover_connect(d->o->takeover, &d->tk_conn, &d->tk_tcp, &d->tk_unix, &d->tk_lock, err,
                              sizeof(err));
         if (r < 0)
                 log_error("takeover", "%s", err);
@@ -939,7 +1006,9 @@ static void T_takeover_connect(daemon_state *d)
                 close(d->tk_tcp);
         if (d->tk_unix >= 0)
                 close(d->tk_unix);
-        d->tk_conn = d->tk_tcp = d->tk_unix = -1;
+        if (d->tk_lock >= 0)
+                close(d->tk_lock);
+        d->tk_conn = d->tk_tcp = d->tk_unix = d->tk_lock = -1;
 }
 
 /* health: rules, incidents (reloaded from the store), alerts, policies */
@@ -1116,6 +1185,7 @@ static int S_takeover(daemon_state *d)
                         log_info("takeover", "took over the listeners from '%s'", d->o->takeover);
         }
         r = takeover_listen(d->tk_path, &d->tk);
+        takeover_set_lock(d->tk, d->lock_fd);
         if (r < 0)
                 log_warn("takeover", "failed to listen on '%s', upgrades will not be seamless: %s",
                          d->tk_path, strerror(-r));
@@ -1156,17 +1226,19 @@ static int S_store(daemon_state *d)
 }
 
 /* The start, in order; a stop runs in reverse for every step that started, so no request or
- * hook may see a freed sampler, health engine or store. */
+ * hook may see a freed sampler, health engine or store. Nothing is written before the start is
+ * known to go ahead: the GPUs first (no GPU, no start, nothing created), then the listeners and
+ * lock of the vigild we replace, then the data directory and its lock, and only then files. */
 static const step steps[] = {
-    {"data directory", S_data_dir, NULL},
+    {"backend", S_backend, T_backend},
+    {"takeover connection", S_takeover_connect, T_takeover_connect},
+    {"data directory", S_data_dir, T_data_dir},
     {"socket directory", S_socket_dir, NULL},
     {"store", S_store, T_store},
-    {"backend", S_backend, T_backend},
     {"cache", S_cache, T_cache},
     {"sampler", S_sampler, T_sampler},
     {"anomaly detection", S_anomaly, T_anomaly},
     {"counters", S_counters, T_counters},
-    {"takeover connection", S_takeover_connect, T_takeover_connect},
     {"health", S_health, T_health},
     {"security", S_security, T_security},
     {"http", S_api, T_api},
@@ -1321,7 +1393,8 @@ static int check_config(cli_overrides *o)
 int main(int argc, char **argv)
 {
         cli_overrides o = {0};
-        daemon_state d = {.rl_fd = -1, .tk_conn = -1, .tk_tcp = -1, .tk_unix = -1};
+        daemon_state d = {
+            .rl_fd = -1, .tk_conn = -1, .tk_tcp = -1, .tk_unix = -1, .tk_lock = -1, .lock_fd = -1};
         char err[1024] = "";
         sigset_t mask;
         size_t started = 0;
@@ -1387,13 +1460,15 @@ int main(int argc, char **argv)
 
         /* 4. stop in reverse order */
         reloads_close(&d);
+        /* while the data-directory lock is still ours: a vigild that starts after us writes
+         * its own address, which must not be the one removed */
+        if (rc == 0 && !d.handed_over) /* a successor in the same data dir wrote its own */
+                unlink(d.addr_file);
         steps_stop(&d, started);
         if (sfd >= 0)
                 close(sfd);
         if (d.rl_fd >= 0)
                 close(d.rl_fd);
-        if (rc == 0 && !d.handed_over) /* a successor in the same data dir wrote its own */
-                unlink(d.addr_file);
         log_close();
         json_decref(d.rl_result);
         json_decref(d.pending);

@@ -32,6 +32,7 @@ struct takeover {
         int conn_fd;        /* the successor's connection, -1 when none */
         int64_t conn_since; /* usec, monotonic: when the successor connected */
         pid_t spawned;      /* pid we started on SIGUSR2, 0 when none */
+        int lock_fd;        /* the data-directory lock sent along, -1 when none; not owned */
 };
 
 static int fill_addr(const char *path, struct sockaddr_un *sa)
@@ -59,6 +60,7 @@ int takeover_listen(const char *path, takeover **ret)
                 return -ENOMEM;
         snprintf(t->path, sizeof(t->path), "%s", path);
         t->conn_fd = -1;
+        t->lock_fd = -1;
         t->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (t->listen_fd < 0) {
                 r = -errno;
@@ -98,10 +100,16 @@ static void drop_successor(takeover *t, const char *why)
         t->conn_fd = -1;
 }
 
-static int send_fds(int conn, int tcp_fd, int unix_fd)
+void takeover_set_lock(takeover *t, int lock_fd)
+{
+        if (t)
+                t->lock_fd = lock_fd;
+}
+
+static int send_fds(int conn, int tcp_fd, int unix_fd, int lock_fd)
 {
         char text[MSG_MAX];
-        int fds[2], n = 0;
+        int fds[3], n = 0;
         union {
                 char buf[CMSG_SPACE(sizeof(fds))];
                 struct cmsghdr align;
@@ -113,7 +121,10 @@ static int send_fds(int conn, int tcp_fd, int unix_fd)
                 fds[n++] = tcp_fd;
         if (unix_fd >= 0)
                 fds[n++] = unix_fd;
-        snprintf(text, sizeof(text), "VIGIL-TAKEOVER 1 tcp=%d unix=%d", tcp_fd >= 0, unix_fd >= 0);
+        if (lock_fd >= 0)
+                fds[n++] = lock_fd;
+        snprintf(text, sizeof(text), "VIGIL-TAKEOVER 1 tcp=%d unix=%d lock=%d", tcp_fd >= 0,
+                 unix_fd >= 0, lock_fd >= 0);
         iov.iov_base = text;
         iov.iov_len = strlen(text);
         if (n > 0) {
@@ -151,7 +162,7 @@ static void accept_successor(takeover *t, int tcp_fd, int unix_fd)
                 close(c);
                 return;
         }
-        r = send_fds(c, tcp_fd, unix_fd);
+        r = send_fds(c, tcp_fd, unix_fd, t->lock_fd);
         if (r < 0) {
                 log_warn("takeover", "failed to hand the listeners to pid %d: %s", (int)cred.pid,
                          strerror(-r));
@@ -283,13 +294,14 @@ takeover *takeover_free(takeover *t)
         return NULL;
 }
 
-int takeover_connect(const char *path, int *conn, int *tcp_fd, int *unix_fd, char *err,
-                     size_t errlen)
+int takeover_connect(const char *path, int *conn, int *tcp_fd, int *unix_fd, int *lock_fd,
+                     char *err, size_t errlen)
 {
         struct sockaddr_un sa;
         struct timeval tv = {.tv_sec = 10};
         char text[MSG_MAX];
-        int fds[2] = {-1, -1}, has_tcp = 0, has_unix = 0, c, r, n = 0;
+        const char *lk;
+        int fds[3] = {-1, -1, -1}, has_tcp = 0, has_unix = 0, has_lock = 0, c, r, n = 0;
         union {
                 char buf[CMSG_SPACE(sizeof(fds))];
                 struct cmsghdr align;
@@ -331,12 +343,16 @@ int takeover_connect(const char *path, int *conn, int *tcp_fd, int *unix_fd, cha
                 if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
                         continue;
                 n = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-                if (n > 2)
-                        n = 2;
+                if (n > 3)
+                        n = 3;
                 memcpy(fds, CMSG_DATA(h), sizeof(int) * (size_t)n);
         }
+        /* "lock=" is absent when the running vigild predates the data-directory lock */
+        lk = strstr(text, " lock=");
+        if (lk && sscanf(lk, " lock=%d", &has_lock) != 1)
+                has_lock = -1;
         if (sscanf(text, "VIGIL-TAKEOVER 1 tcp=%d unix=%d", &has_tcp, &has_unix) != 2 ||
-            has_tcp + has_unix != n || (m.msg_flags & MSG_CTRUNC)) {
+            has_lock < 0 || has_tcp + has_unix + has_lock != n || (m.msg_flags & MSG_CTRUNC)) {
                 snprintf(err, errlen, "the running vigild at '%s' answered '%.64s' with %d fds",
                          path, text, n);
                 for (int i = 0; i < n; i++)
@@ -346,6 +362,7 @@ int takeover_connect(const char *path, int *conn, int *tcp_fd, int *unix_fd, cha
         }
         *tcp_fd = has_tcp ? fds[0] : -1;
         *unix_fd = has_unix ? fds[has_tcp] : -1;
+        *lock_fd = has_lock ? fds[has_tcp + has_unix] : -1;
         *conn = c;
         return 0;
 }

@@ -2,9 +2,13 @@
  *
  * Every vigild listens on a control socket (SOCK_SEQPACKET, mode 0600, DATA_DIR/takeover.sock).
  * A successor started with `vigild --takeover PATH` (or spawned by the running one on SIGUSR2):
- *   1. connects; the running vigild answers "VIGIL-TAKEOVER 1 tcp=T unix=U" with its TCP and unix
- *      API listeners attached (SCM_RIGHTS). Both processes now hold the same sockets: the kernel's
- *      accept queue is shared, so no connection is refused or reset while they overlap;
+ *   1. connects; the running vigild answers "VIGIL-TAKEOVER 1 tcp=T unix=U lock=L" with its TCP
+ *      and unix API listeners and its data-directory lock (DATA_DIR/vigild.lock, an flock)
+ *      attached (SCM_RIGHTS). Both processes now hold the same sockets: the kernel's accept queue
+ *      is shared, so no connection is refused or reset while they overlap; the flock belongs to
+ *      the open file both now hold, so it stays taken when the old vigild exits and no third
+ *      vigild can start on the directory in between. An older vigild sends no lock ("lock="
+ *      absent);
  *   2. the successor samples until its first sweep is done, starts serving the sockets, and sends
  *      "READY <pid>";
  *   3. the running vigild answers "OK", stops accepting, answers its in-flight requests with
@@ -36,6 +40,8 @@ int takeover_process(takeover *t, int tcp_fd, int unix_fd, pid_t *successor);
 /* Monotonic usec at which takeover_process must run even when no fd is readable (a successor's
  * readiness deadline, reaping a spawned successor), or INT64_MAX when nothing is due. */
 int64_t takeover_next_due_us(takeover *t);
+/* The data-directory lock fd to hand to a successor (not owned; -1 = none). */
+void takeover_set_lock(takeover *t, int lock_fd);
 /* Start a successor: exe (the installed path, so an upgraded binary is what runs) with argv
  * (our own, minus any --takeover) plus "--takeover PATH". Signals unblocked, WATCHDOG_PID dropped
  * so its own sd_watchdog_enabled() works. */
@@ -45,10 +51,10 @@ takeover *takeover_free(takeover *t);
 
 /* The successor side ----------------------------------------------------------------------- */
 
-/* Connect to the running vigild at path and receive its listeners (-1 = it had none).
- * Caller owns the fds and *conn (the connection to keep until takeover_confirm). */
-int takeover_connect(const char *path, int *conn, int *tcp_fd, int *unix_fd, char *err,
-                     size_t errlen);
+/* Connect to the running vigild at path and receive its listeners and data-directory lock (-1 =
+ * it had none). Caller owns the fds and *conn (the connection to keep until takeover_confirm). */
+int takeover_connect(const char *path, int *conn, int *tcp_fd, int *unix_fd, int *lock_fd,
+                     char *err, size_t errlen);
 /* Tell the old vigild we are serving and wait (up to timeout_ms) for its "OK". Closes conn. */
 int takeover_confirm(int conn, int timeout_ms);
 

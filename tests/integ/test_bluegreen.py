@@ -7,7 +7,8 @@ the root namespace scrapes the frontend continuously (keep-alive and new connect
    with -x), blue stops; the scrapes continue;
 3. a broken green (never becomes ready): the gate fails, green is stopped, traffic never leaves
    the live color, exit 1 (automatic rollback); ZERO failed scrapes during the attempt;
-4. a release that exits at once: same.
+4. a release that exits at once: same;
+5. --teardown stops both colors and HAProxy and removes the state; --purge the data too.
 Zero failed scrapes are required throughout (a keep-alive connection that HAProxy's old process
 closes while idle is retried once on a new connection, as Prometheus' Go client does).
 Skips (exit 77) without `ip netns` or haproxy.
@@ -143,6 +144,25 @@ def main():
             after = [s.snapshot() for s in scrapers]
             failed = sum(a[1] - b[1] for a, b in zip(after, base))
             check(failed == 0, "%s: %d scrapes failed while rolling back" % (broken, failed))
+
+        # 5. teardown: nothing of the deployment keeps running
+        for sc in scrapers:
+            sc.stop.set()
+        green = active_pid(state, "green")
+        with open(os.path.join(state, "haproxy.pid")) as f:
+            haproxy = [int(x) for x in f.read().split()]
+        r = subprocess.run(["ip", "netns", "exec", ns, SCRIPT, "--state-dir", state, "--teardown"],
+                           capture_output=True, text=True, timeout=60)
+        print(r.stderr.rstrip())
+        check(r.returncode == 0, "teardown exited %d" % r.returncode)
+        wait_for(lambda: not netns.pid_alive(green) and not any(netns.pid_alive(p) for p in haproxy),
+                 10, "green and HAProxy stopped")
+        check(not os.path.exists(os.path.join(state, "active")), "DIR/active left behind")
+        check(os.path.isdir(os.path.join(state, "green")), "teardown without --purge removed data")
+        r = subprocess.run([SCRIPT, "--state-dir", state, "--teardown", "--purge"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0 and not os.path.exists(os.path.join(state, "green")),
+              "teardown --purge: %d %s" % (r.returncode, r.stderr))
     finally:
         for s in scrapers:
             s.stop.set()

@@ -7,6 +7,8 @@ namespaces, 10.200.1.10-12, each running `vigild --simulate` on :5555).
    rolled back to the old binary and is healthy again, the rollout stops with exit 1, and the
    other hosts are not touched.
 3. --expect-version: a healthy node running another version counts as failed (rolled back).
+4. A node whose GPU is already failed (critical before the upgrade) does not stop the rollout:
+   the gate compares the node's state before and after.
 Skips (exit 77) where `ip netns` is not permitted.
 """
 import json
@@ -115,6 +117,22 @@ def main():
         check(rc == 1, "rollout with the wrong version exited %d, expected 1" % rc)
         rc, _ = run_rollout(state_path, hosts[:1], targets, ["--expect-version", status_version(hosts[0])])
         check(rc == 0, "rollout with the right version exited %d" % rc)
+
+        # 4. a node with a GPU already failed (XID 79) is upgraded, and so are the ones after it
+        sick = hosts[1]
+        st["hosts"][sick]["args"][0] = "--simulate=" + os.path.join(SRC, "tests", "scenarios", "xid-ecc.yaml")
+        with open(state_path, "w") as f:
+            json.dump(st, f)
+        subprocess.run(["python3", NODECTL, state_path, "install"], check=True,
+                       env=dict(os.environ, HOST=sick))
+        cli = os.path.join(BUILD, "bin", "vigil")
+        wait_for(lambda: subprocess.run([cli, "--host", "http://%s:5555" % sick, "health", "--check"],
+                                        capture_output=True).returncode == 2, 20, "%s critical" % sick)
+        before = {h: status_pid(h) for h in hosts}
+        rc, _ = run_rollout(state_path, hosts, targets)
+        check(rc == 0, "rollout across a node with a failed GPU exited %d" % rc)
+        for h in hosts:
+            check(status_pid(h) != before[h], "%s was not upgraded" % h)
     finally:
         net.close()
         bad = netns.sanitizer_reports([d["data"] for d in st["hosts"].values()])

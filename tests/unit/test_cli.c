@@ -538,6 +538,63 @@ static void test_unreachable_message(void **state)
         buf_release(&b);
 }
 
+static void test_strip_controls(void **state)
+{
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+            {"plain text\twith tab\n", "plain text\twith tab\n"},
+            {"\x1b[31mred\x1b[0m", "?[31mred?[0m"},
+            {"\x1b]0;title\x07x", "?]0;title?x"},
+            {"a\rb\x7f", "a?b?"},
+            {"\xc2\x9b"
+             "2J",
+             "?2J"}, /* C1 CSI */
+            {"caf\xc3\xa9 \xc2\xb0"
+             "C",
+             "caf\xc3\xa9 \xc2\xb0"
+             "C"}, /* UTF-8 kept */
+        };
+        char out[64];
+
+        (void)state;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                unsigned st = 0;
+                size_t n = client_strip_controls(out, cases[i].in, strlen(cases[i].in), &st);
+                assert_int_equal(st, 0);
+                assert_int_equal(n, strlen(cases[i].out));
+                assert_string_equal(out, cases[i].out);
+        }
+        {
+                /* a C1 control split across two writes */
+                unsigned st = 0;
+                size_t n = client_strip_controls(out, "x\xc2", 2, &st);
+                assert_int_equal(n, 1);
+                assert_int_equal(client_strip_controls(out + n, "\x9b", 1, &st), 1);
+                assert_string_equal(out, "x?");
+        }
+}
+
+static void test_tls_problem(void **state)
+{
+        (void)state;
+        assert_string_equal(
+            client_tls_problem(60,
+                               "SSL certificate problem: unable to get local issuer certificate"),
+            "certificate not trusted");
+        assert_string_equal(client_tls_problem(60, "SSL: no alternative certificate subject name "
+                                                   "matches target host name 'localhost'"),
+                            "hostname mismatch");
+        assert_string_equal(client_tls_problem(56, "OpenSSL SSL_read: error:0A00045C:SSL "
+                                                   "routines::tlsv13 alert certificate required"),
+                            "client certificate required");
+        assert_string_equal(client_tls_problem(35, "error:0A00010B:SSL routines::wrong version "
+                                                   "number"),
+                            "not a TLS server (plain http?)");
+        assert_null(client_tls_problem(7, "Failed to connect"));
+        assert_null(client_tls_problem(56, "Connection reset by peer"));
+}
+
 static void test_status_map(void **state)
 {
         static const struct {
@@ -882,6 +939,8 @@ int main(void)
             cmocka_unit_test(test_dmon_tags),
             cmocka_unit_test(test_dmon_resolve_and_render),
             cmocka_unit_test(test_unreachable_message),
+            cmocka_unit_test(test_strip_controls),
+            cmocka_unit_test(test_tls_problem),
             cmocka_unit_test(test_status_map),
             cmocka_unit_test(test_parse_helpers),
             cmocka_unit_test(test_failover),

@@ -34,6 +34,8 @@ struct api {
         counter_set *own_counters;         /* the built-in default set, when we loaded it */
         snapshot_slot metrics;             /* the current /metrics page, text 0.0.4 */
         snapshot_slot metrics_om;          /* the same, OpenMetrics 1.0.0 */
+        snapshot_slot metrics_gz[2];       /* gzip of [text, OpenMetrics], same ts as its source */
+        pthread_mutex_t gzip_lock;         /* one compression per snapshot */
         _Atomic int64_t last_sweep_us;     /* realtime of the last api_render call */
         _Atomic int64_t last_wanted_us[2]; /* realtime of the last scrape of [text, OpenMetrics] */
         _Atomic int64_t scrape_gap_us[2];  /* time between the last two scrapes of each variant */
@@ -63,6 +65,7 @@ typedef struct request {
 enum MHD_Result h_metrics(request *r);
 enum MHD_Result h_healthz(request *r);
 enum MHD_Result h_readyz(request *r);
+enum MHD_Result h_dcgm_health(request *r);
 enum MHD_Result h_status(request *r);
 enum MHD_Result h_gpus(request *r);
 enum MHD_Result h_gpu(request *r);

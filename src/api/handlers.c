@@ -131,6 +131,14 @@ enum MHD_Result h_healthz(request *r)
         return api_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* dcgm-exporter's probe, as its Helm chart's liveness and readiness probes read it: 200 "OK"
+ * once the server answers (its registry may still be loading; that is not a reason to restart
+ * the pod). Open like /healthz. */
+enum MHD_Result h_dcgm_health(request *r)
+{
+        return api_reply_plain(r, "OK");
+}
+
 enum MHD_Result h_readyz(request *r)
 {
         if (sampler_ready(r->api->opt.sampler))

@@ -387,7 +387,10 @@ int api_new(const api_options *opt, api **ret)
         a->opt.dcgm_naming = a->counters != NULL;
         snapshot_slot_init(&a->metrics);
         snapshot_slot_init(&a->metrics_om);
+        snapshot_slot_init(&a->metrics_gz[0]);
+        snapshot_slot_init(&a->metrics_gz[1]);
         pthread_mutex_init(&a->render_lock, NULL);
+        pthread_mutex_init(&a->gzip_lock, NULL);
         buf_init(&a->render_buf, 64u << 20);
         *ret = TAKE_PTR(a);
         return 0;
@@ -591,6 +594,9 @@ api *api_free(api *a)
         api_stop(a);
         snapshot_slot_release(&a->metrics);
         snapshot_slot_release(&a->metrics_om);
+        snapshot_slot_release(&a->metrics_gz[0]);
+        snapshot_slot_release(&a->metrics_gz[1]);
+        pthread_mutex_destroy(&a->gzip_lock);
         a->own_counters = counters_free(a->own_counters);
         pthread_mutex_destroy(&a->render_lock);
         buf_release(&a->render_buf);

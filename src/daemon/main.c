@@ -978,6 +978,7 @@ static int S_api(daemon_state *d)
             .extra_labels = d->labels,
             .n_extra_labels = nl,
             .dcgm_naming = c->metrics.naming == METRICS_NAMING_DCGM || d->counters,
+            .dcgm_host_label = c->metrics.dcgm_compat == DCGM_COMPAT_MAIN ? "hostname" : "Hostname",
             .counters = d->counters,
             .threads = c->http.threads,
             .max_connections = c->http.max_connections,

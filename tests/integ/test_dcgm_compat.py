@@ -15,7 +15,8 @@ OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics
              "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 OM_CTYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TEXT_CTYPE = "text/plain; version=0.0.4; charset=utf-8"
-LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "hostname",
+# released dcgm-exporter (4.5.x) spells the host label "Hostname"; its main branch "hostname"
+LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname",
                "DCGM_FI_DRIVER_VERSION"]
 # Enabled in dcgm-exporter's default file but NOT_SUPPORTED by our NVML backend: must be absent.
 # (The profiling fields 1001/1004/1005 are read through NVML GPM and present.)
@@ -168,6 +169,15 @@ def test_xid_err_code_and_msg():
         check(label_names(line)[-2:] == ["err_code", "err_msg"], "err labels order: %s" % line)
         other = series(parse_metrics(v.metrics()), "DCGM_FI_DEV_XID_ERRORS", gpu="1")
         check(other and other[0][1] == 0, "GPU 1 XID %s" % other)
+        check(other[0][0]["err_msg"] == "No Error", "XID 0 err_msg %s" % other)
+        # catalog wording as dcgm-exporter carries it, and "Unknown Error" past its table
+        for code, msg in ((70, "CE3: Unknown Error"), (173, "Unknown Error")):
+            v.inject(gpu=0, xid=code)
+            wait_for(lambda: (lambda s: s and s[0][1] == code and s[0][0])(
+                series(parse_metrics(v.metrics()), "DCGM_FI_DEV_XID_ERRORS", gpu="0")), 10,
+                "XID %d" % code)
+            d = series(parse_metrics(v.metrics()), "DCGM_FI_DEV_XID_ERRORS", gpu="0")[0][0]
+            check(d["err_msg"] == msg, "XID %d err_msg %r, want %r" % (code, d["err_msg"], msg))
 
 
 def test_naming_dcgm_and_46_names():
@@ -177,6 +187,9 @@ def test_naming_dcgm_and_46_names():
         check("DCGM_FI_DEV_GPU_TEMP" in fam and "vigil_gpu_up" not in fam, "naming dcgm families %s" % sorted(fam))
         line = [l for l in text.splitlines() if l.startswith("DCGM_FI_DEV_GPU_TEMP{")][0]
         check(label_names(line) == LABEL_ORDER + ["cluster"], "labels %s" % label_names(line))
+    with start(config="metrics:\n  naming: dcgm\n  dcgm_exporter_compat: \"main\"\n") as v:
+        line = [l for l in v.metrics().splitlines() if l.startswith("DCGM_FI_DEV_GPU_TEMP{")][0]
+        check(label_names(line)[5] == "hostname", "compat main labels %s" % label_names(line))
     with scratch_dir() as d:
         p = os.path.join(d, "c46.csv")
         with open(p, "w") as f:
@@ -241,8 +254,28 @@ def test_malformed_csv_refused_at_start():
             check(p + want in logs, "error for %s does not say %r:\n%s" % (p, p + want, logs))
 
 
+def test_dcgm_health_probe():
+    """GET /health as dcgm-exporter's Helm chart probes it: 200, body "OK"."""
+    with start(["--collectors", CSV]) as v:
+        st, hdr, body = v.request("GET", "/health")
+        check(st == 200 and body == b"OK", "/health %d %r" % (st, body))
+        check(hdr.get("Content-Type", "").startswith("text/plain"), "/health type %s" % hdr)
+
+
+def test_dcgm_naming_serves_text_only():
+    """dcgm-exporter serves text 0.0.4 whatever Accept says: its counters stay counters."""
+    with start(["--collectors", CSV]) as v:
+        st, hdr, body = v.request("GET", "/metrics", headers={"Accept": OM_ACCEPT})
+        check(st == 200 and hdr.get("Content-Type") == TEXT_CTYPE,
+              "dcgm naming answered %r to an OpenMetrics Accept" % hdr.get("Content-Type"))
+        check(b"# EOF" not in body, "dcgm naming served OpenMetrics")
+        fam = families(body.decode())
+        check(fam.get("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", ("",))[0] == "counter",
+              "remapped rows type %r" % (fam.get("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"),))
+
+
 def test_openmetrics_negotiation_both_namings():
-    for args in ([], ["--collectors", CSV]):
+    for args in ([],):
         with start(args) as v:
             st, hdr, body = v.request("GET", "/metrics", headers={"Accept": OM_ACCEPT})
             check(st == 200 and hdr.get("Content-Type") == OM_CTYPE, "OM content type %r" % hdr.get("Content-Type"))
@@ -273,4 +306,5 @@ def test_openmetrics_negotiation_both_namings():
 if __name__ == "__main__":
     main([test_default_counters_exact_families, test_xid_err_code_and_msg,
           test_naming_dcgm_and_46_names, test_health_status_when_listed, test_malformed_csv_refused_at_start,
-          test_openmetrics_negotiation_both_namings])
+          test_openmetrics_negotiation_both_namings, test_dcgm_health_probe,
+          test_dcgm_naming_serves_text_only])

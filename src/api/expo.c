@@ -366,7 +366,7 @@ static void dcgm_labels(api *a, buf *b, const sampler_gpu *g, const char *driver
         snprintf(idx, sizeof(idx), "%u", g->index);
         snprintf(dev, sizeof(dev), "nvidia%d", g->id.minor >= 0 ? g->id.minor : (int)g->index);
         label(b, "gpu", idx, true);
-        label(b, "UUID", g->id.uuid, false);
+        label(b, cs->legacy ? "uuid" : "UUID", g->id.uuid, false); /* 1.x names: 1.x label */
         label(b, "pci_bus_id", g->id.pci_bus_id, false);
         label(b, "device", dev, false);
         label(b, "modelName", g->id.name, false);
@@ -570,12 +570,61 @@ static void render_variant(api *a, bool om)
                 snapshot_slot_publish(slot, s);
 }
 
+/* Once per counter set, after the first sweep that saw it: how many families the page has
+ * (the count a user finds on /metrics) and which listed fields these GPUs do not provide. */
+static void log_exported(api *a)
+{
+        const counter_set *cs;
+        unsigned n;
+        size_t shown = 0;
+        char missing[512] = "";
+        size_t ml = 0;
+        sampler_stats st;
+
+        /* both tiers must have read once, or a slow-tier field would look unsupported */
+        sampler_get_stats(a->opt.sampler, &st);
+        if (!st.tier[TIER_FAST].sweeps || !st.tier[TIER_SLOW].sweeps)
+                return;
+        pthread_mutex_lock(&a->render_lock);
+        cs = a->counters;
+        if (!cs || a->logged_counters == cs) {
+                pthread_mutex_unlock(&a->render_lock);
+                return;
+        }
+        a->logged_counters = cs;
+        n = sampler_gpu_count(a->opt.sampler);
+        for (size_t k = 0; k < cs->n; k++) {
+                const counter_entry *ce = &cs->entries[k];
+                bool any = false;
+                if (ce->type == CT_LABEL)
+                        continue;
+                if (ce->src == CS_HEALTH)
+                        any = a->opt.health != NULL;
+                for (unsigned i = 0; ce->src == CS_FIELD && i < n && !any; i++) {
+                        field_value v;
+                        any = current(a, i, ce->field->id, &v);
+                }
+                if (any)
+                        shown++;
+                else if (ml + 4 < sizeof(missing))
+                        ml += (size_t)snprintf(missing + ml, sizeof(missing) - ml, "%s%s",
+                                               ml ? ", " : "", ce->name);
+        }
+        pthread_mutex_unlock(&a->render_lock);
+        if (ml >= sizeof(missing))
+                ml = sizeof(missing) - 1;
+        log_info("http", "exporting %zu dcgm-exporter families%s%s%s", shown,
+                 missing[0] ? " (not provided by these GPUs: " : "", missing,
+                 missing[0] ? ")" : "");
+}
+
 void api_render(api *a)
 {
         int64_t now = time_real_us(), prev = atomic_exchange(&a->last_sweep_us, now);
 
         if (prev)
                 atomic_store(&a->sweep_gap_us, now - prev);
+        log_exported(a);
         for (int v = 0; v < 2; v++) {
                 int64_t wanted = atomic_load(&a->last_wanted_us[v]);
                 int64_t gap = atomic_load(&a->scrape_gap_us[v]);

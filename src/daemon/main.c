@@ -879,8 +879,7 @@ static int S_counters(daemon_state *d)
         if (!d->plan.counters)
                 return 0;
         d->counters = TAKE_PTR(d->plan.counters); /* read at start (plan.c); outlives the api */
-        log_info("vigild", "exporting %zu dcgm-exporter families from '%s'",
-                 d->counters->n - d->counters->n_labels, d->cfg.metrics.counters_csv);
+        counters_log(d->counters, d->cfg.metrics.counters_csv);
         return 0;
 }
 

@@ -233,11 +233,43 @@ def test_health_status_when_listed():
               "health status exported without being listed")
 
 
+def test_unreadable_rows_logged_and_count_matches():
+    """A row naming what Vigil cannot read is logged by name and skipped; the "exporting N
+    families" line counts exactly the families /metrics shows."""
+    with scratch_dir() as d:
+        p = os.path.join(d, "mixed.csv")
+        with open(p, "w") as f:
+            f.write("DCGM_FI_DEV_GPU_TEMP, gauge, t\nDCGM_FI_DEV_CPU_TEMP_CURRENT, gauge, cpu\n"
+                    "DCGM_EXP_XID_ERRORS_COUNT, gauge, x\nDCGM_FI_DEV_POWER_USAGE, gauge, p\n")
+        with start(["--collectors", p]) as v:
+            for name in ("DCGM_FI_DEV_CPU_TEMP_CURRENT", "DCGM_EXP_XID_ERRORS_COUNT"):
+                check("skipping '%s'" % name in v.logs(), "%s not logged:\n%s" % (name, v.logs()))
+            check(set(families(v.metrics())) == {"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"},
+                  "families %s" % sorted(families(v.metrics())))
+    with start(["--collectors", CSV]) as v:
+        m = wait_for(lambda: re.search(r"exporting (\d+) dcgm-exporter families", v.logs()), 10,
+                     "the exporting line")
+        shown = len(families(v.metrics()))
+        check(int(m.group(1)) == shown, "log says %s families, /metrics has %d" % (m.group(1), shown))
+
+
+def test_1x_compatibility_csv():
+    """dcgm-exporter's etc/1.x-compatibility-metrics.csv loads: 1.x names, uuid label."""
+    p = os.path.join(SRC, "deploy", "dcgm", "1.x-compatibility-metrics.csv")
+    with start(["--collectors", p]) as v:
+        text = v.metrics()
+        fam = families(text)
+        check({"dcgm_gpu_temp", "dcgm_sm_clock", "dcgm_power_usage", "dcgm_fb_used"} <= set(fam),
+              "1.x families %s" % sorted(fam))
+        line = [l for l in text.splitlines() if l.startswith("dcgm_gpu_temp{")][0]
+        check(label_names(line)[:2] == ["gpu", "uuid"], "1.x labels %s" % label_names(line))
+
+
 def test_malformed_csv_refused_at_start():
     with scratch_dir() as d:
         cases = [("DCGM_FI_DEV_GPU_TEMP, gauge\n", ":1: malformed CSV record"),
-                 ("# ok\nDCGM_FI_DEV_GPU_TEMP, gauge, x\nDCGM_FI_DEV_NOPE, gauge, y\n",
-                  ":3: unknown DCGM field 'DCGM_FI_DEV_NOPE'"),
+                 ("# ok\nDCGM_FI_DEV_GPU_TEMP, gauge, x\nGPU_NOPE, gauge, y\n",
+                  ":3: unknown DCGM field 'GPU_NOPE'"),
                  ("DCGM_FI_DEV_GPU_TEMP, gaug, x\n", ":1: unknown metric type 'gaug'")]
         for i, (content, want) in enumerate(cases):
             p = os.path.join(d, "bad%d.csv" % i)
@@ -307,4 +339,5 @@ if __name__ == "__main__":
     main([test_default_counters_exact_families, test_xid_err_code_and_msg,
           test_naming_dcgm_and_46_names, test_health_status_when_listed, test_malformed_csv_refused_at_start,
           test_openmetrics_negotiation_both_namings, test_dcgm_health_probe,
-          test_dcgm_naming_serves_text_only])
+          test_dcgm_naming_serves_text_only, test_unreadable_rows_logged_and_count_matches,
+          test_1x_compatibility_csv])

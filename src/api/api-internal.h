@@ -33,6 +33,8 @@ struct api {
         const counter_set *counters;        /* dcgm naming: the families to export; NULL = native */
         counter_set *own_counters;          /* the built-in default set, when we loaded it */
         const counter_set *logged_counters; /* the set log_exported last described */
+        int64_t counters_checked_us;        /* monotonic; last stat of the counters file */
+        uint64_t counters_bad_id;           /* file id that failed to parse (reported once) */
         snapshot_slot metrics;              /* the current /metrics page, text 0.0.4 */
         snapshot_slot metrics_om;           /* the same, OpenMetrics 1.0.0 */
         snapshot_slot metrics_gz[2];        /* gzip of [text, OpenMetrics], same ts as its source */

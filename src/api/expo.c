@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "store/service.h"
@@ -21,6 +22,7 @@
 #include "selfmetrics.h"
 #include "health/health.h"
 #include "common/log.h"
+#include "common/macros.h"
 #include "common/vtime.h"
 #include "health/xid.h"
 
@@ -618,12 +620,63 @@ static void log_exported(api *a)
                  missing[0] ? ")" : "");
 }
 
+/* dcgm-exporter re-reads its counters file when it changes (at most every 2 s); so does this,
+ * on the sweep event: a stat of the file, and a parse only when its identity changed. A file
+ * that no longer parses keeps the families in use and is reported once. SIGHUP still reloads
+ * the whole configuration (api_set_metrics). */
+#define COUNTERS_CHECK_US (2 * USEC_PER_SEC)
+
+static void watch_counters(api *a)
+{
+        int64_t now = time_mono_us();
+        _cleanup_free_ char *path = NULL;
+        uint64_t id = 0, fid;
+        counter_set *ns = NULL, *old;
+        struct stat st;
+        char err[512];
+        int r;
+
+        if (now - a->counters_checked_us < COUNTERS_CHECK_US)
+                return;
+        a->counters_checked_us = now;
+        pthread_mutex_lock(&a->render_lock);
+        if (a->counters && a->counters->path) {
+                path = strdup(a->counters->path);
+                id = a->counters->file_id;
+        }
+        pthread_mutex_unlock(&a->render_lock);
+        if (!path || stat(path, &st) < 0)
+                return;
+        fid = counters_file_id(&st);
+        if (fid == id || fid == a->counters_bad_id)
+                return;
+        r = counters_load(path, &ns, err, sizeof(err));
+        if (r < 0) {
+                a->counters_bad_id = fid;
+                log_error("http",
+                          "failed to re-read the counters file: %s; keeping the families "
+                          "in use",
+                          err);
+                return;
+        }
+        counters_log(ns, path);
+        pthread_mutex_lock(&a->render_lock);
+        old = a->own_counters;
+        a->own_counters = ns;
+        a->counters = ns;
+        a->opt.counters = ns;
+        pthread_mutex_unlock(&a->render_lock);
+        counters_free(old);
+        log_info("http", "counters file '%s' changed: re-read", path);
+}
+
 void api_render(api *a)
 {
         int64_t now = time_real_us(), prev = atomic_exchange(&a->last_sweep_us, now);
 
         if (prev)
                 atomic_store(&a->sweep_gap_us, now - prev);
+        watch_counters(a);
         log_exported(a);
         for (int v = 0; v < 2; v++) {
                 int64_t wanted = atomic_load(&a->last_wanted_us[v]);

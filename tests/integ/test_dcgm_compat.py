@@ -253,6 +253,27 @@ def test_unreadable_rows_logged_and_count_matches():
         check(int(m.group(1)) == shown, "log says %s families, /metrics has %d" % (m.group(1), shown))
 
 
+def test_counters_file_reread_on_change():
+    """Like dcgm-exporter, an edit of the counters file applies without SIGHUP; a broken edit
+    keeps the families in use."""
+    with scratch_dir() as d:
+        p = os.path.join(d, "live.csv")
+        with open(p, "w") as f:
+            f.write("DCGM_FI_DEV_GPU_TEMP, gauge, t\n")
+        with start(["--collectors", p]) as v:
+            check(set(families(v.metrics())) == {"DCGM_FI_DEV_GPU_TEMP"}, "first set")
+            tmp = p + ".new"
+            with open(tmp, "w") as f:
+                f.write("DCGM_FI_DEV_GPU_TEMP, gauge, t\nDCGM_FI_DEV_POWER_USAGE, gauge, p\n")
+            os.rename(tmp, p)
+            wait_for(lambda: "DCGM_FI_DEV_POWER_USAGE" in families(v.metrics()), 10,
+                     "the new family after the file changed")
+            with open(p, "w") as f:
+                f.write("DCGM_FI_DEV_GPU_TEMP, gaug, t\n")
+            wait_for(lambda: "failed to re-read the counters file" in v.logs(), 10, "the error")
+            check("DCGM_FI_DEV_POWER_USAGE" in families(v.metrics()), "a broken file dropped families")
+
+
 def test_1x_compatibility_csv():
     """dcgm-exporter's etc/1.x-compatibility-metrics.csv loads: 1.x names, uuid label."""
     p = os.path.join(SRC, "deploy", "dcgm", "1.x-compatibility-metrics.csv")
@@ -340,4 +361,4 @@ if __name__ == "__main__":
           test_naming_dcgm_and_46_names, test_health_status_when_listed, test_malformed_csv_refused_at_start,
           test_openmetrics_negotiation_both_namings, test_dcgm_health_probe,
           test_dcgm_naming_serves_text_only, test_unreadable_rows_logged_and_count_matches,
-          test_1x_compatibility_csv])
+          test_1x_compatibility_csv, test_counters_file_reread_on_change])

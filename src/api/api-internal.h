@@ -63,6 +63,9 @@ typedef struct request {
         bool challenge;       /* a 401 carries WWW-Authenticate: Basic (the gate's verdict) */
         const char *route;    /* matched route pattern, for self-metrics; NULL = none */
         unsigned status;      /* HTTP status queued, for self-metrics; 0 = not yet */
+        bool started;         /* the first access-handler call set the fields above */
+        bool bad_target;      /* the request target as sent has %00 or a broken %-escape */
+        bool close;           /* answer with "Connection: close" (a refused request) */
 } request;
 
 enum MHD_Result h_metrics(request *r);

@@ -40,7 +40,7 @@ static enum MHD_Result queue(request *r, unsigned status, struct MHD_Response *r
         if (status == 401 && r->challenge)
                 MHD_add_response_header(resp, "WWW-Authenticate", "Basic");
         tls_each_header(r->api->opt.tls, add_header, resp);
-        if (r->api->draining) /* the client reconnects, to our successor */
+        if (r->api->draining || r->close) /* draining: the client reconnects, to our successor */
                 MHD_add_response_header(resp, "Connection", "close");
         r->status = status;
         ret = MHD_queue_response(r->conn, status, resp);

@@ -136,11 +136,19 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
 /* A request that must be refused before its body is read, or NULL (first handler call). These
  * answer on the first call on purpose: libmicrohttpd then closes the connection, which is what
  * a request that cannot be framed needs. */
-static enum MHD_Result refuse_early(request *r, bool *refused)
+static enum MHD_Result refuse_early(request *r, const char *version, bool *refused)
 {
         const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding");
 
         *refused = false;
+        /* RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Checked here, not by
+         * libmicrohttpd's strict mode, whose answer is HTML with its status line sent twice. */
+        if (version && !strcmp(version, "HTTP/1.1") &&
+            !MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host")) {
+                *refused = true;
+                r->close = true;
+                return api_reply_errno(r, -EINVAL, "an HTTP/1.1 request needs a Host header");
+        }
         if (te && strcasecmp(te, "chunked")) {
                 /* libmicrohttpd would wait for a body it cannot frame */
                 *refused = true;
@@ -203,7 +211,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         api *a = cls;
         request *r = *con_cls;
 
-        (void)version;
         if (!r || !r->started) {
                 /* First call: only set up. Answering now would cost keep-alive. */
                 bool refused;
@@ -220,7 +227,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 gate_begin(&r->sec);
                 *con_cls = r;
                 {
-                        enum MHD_Result res = refuse_early(r, &refused);
+                        enum MHD_Result res = refuse_early(r, version, &refused);
                         if (refused)
                                 return res;
                 }
@@ -445,7 +452,7 @@ static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
             MHD_OPTION_PER_IP_CONNECTION_LIMIT,
             per_ip ? (a->opt.max_per_ip ? a->opt.max_per_ip : 32) : 0,
             MHD_OPTION_CONNECTION_TIMEOUT, a->opt.timeout_s ? a->opt.timeout_s : 30,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_STRICT_FOR_CLIENT, 0,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a,
             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_END);
 }

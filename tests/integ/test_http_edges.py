@@ -3,6 +3,7 @@
 right status (docs/api.md), and the connection is closed when the request cannot be framed or is
 refused; nothing hangs. Also the injection route's range checks."""
 import json
+import re
 import socket
 import time
 
@@ -41,7 +42,7 @@ def exchange(v, raw, timeout=5):
     for l in lines[1:]:
         k, _, val = l.partition(":")
         hdrs[k.strip().lower()] = val.strip()
-    check(body.count(b"HTTP/1.1 ") == 0, "status line twice: %r" % data[:400])
+    check(len(re.findall(rb"(?:^|\n)HTTP/1\.[01] \d{3} ", data)) == 1, "status line twice: %r" % data[:400])
     return status, hdrs, body, closed
 
 
@@ -57,6 +58,10 @@ def check_error(v, raw, status, what):
 
 def test_refusals_are_json_and_close():
     with Vigild() as v:
+        msg = check_error(v, b"GET /healthz HTTP/1.1\r\n\r\n", 400, "HTTP/1.1 without Host")
+        check("Host" in msg, "message does not name Host: %s" % msg)
+        st, _, _, _ = exchange(v, b"GET /healthz HTTP/1.0\r\n\r\n")
+        check(st == 200, "HTTP/1.0 needs no Host: %d" % st)
         check_error(v, b"GET /healthz%00/x HTTP/1.1\r\nHost: x\r\n\r\n", 400, "%00 in path")
         check_error(v, b"GET /api/v1/gpus/0%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "%00 at the end")
         check_error(v, b"GET /health%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid escape")

@@ -20,16 +20,17 @@ struct api {
         char *hostname;    /* owned */
         api_label *labels; /* owned copies of extra labels */
         size_t n_labels;
-        struct MHD_Daemon *tcp;             /* TCP server, NULL when off */
-        struct MHD_Daemon *unix_srv;        /* unix socket server, NULL when off */
-        char *listen;                       /* owned; "" = no TCP */
-        char *socket_path;                  /* owned; "" = no unix socket; unlinked at stop */
-        char *addr_file;                    /* owned; "" = none */
-        int tcp_fd, unix_fd;                /* listening sockets we created */
-        bool unix_bound;                    /* socket_path exists and is ours */
-        bool quiesced;                      /* MHD no longer accepts; we close the listeners */
-        _Atomic bool draining;              /* answer with "Connection: close" (api_drain) */
-        int64_t start_us;                   /* realtime at api_new */
+        struct MHD_Daemon *tcp;      /* TCP server, NULL when off */
+        struct MHD_Daemon *unix_srv; /* unix socket server, NULL when off */
+        char *listen;                /* owned; "" = no TCP */
+        char *socket_path;           /* owned; "" = no unix socket; unlinked at stop */
+        char *addr_file;             /* owned; "" = none */
+        int tcp_fd, unix_fd;         /* listening sockets we created */
+        bool unix_bound;             /* socket_path exists and is ours */
+        bool quiesced;               /* MHD no longer accepts; we close the listeners */
+        _Atomic bool draining;       /* answer with "Connection: close" (api_drain) */
+        _Atomic bool dcgm; /* dcgm naming now (opt.dcgm_naming, read without render_lock) */
+        int64_t start_us;  /* realtime at api_new */
         const counter_set *counters;        /* dcgm naming: the families to export; NULL = native */
         counter_set *own_counters;          /* the built-in default set, when we loaded it */
         const counter_set *logged_counters; /* the set log_exported last described */

@@ -742,7 +742,7 @@ static snapshot *gzip_of(const snapshot *src)
         int r;
 
         /* windowBits 15 + 16: a gzip wrapper; level 6 (zlib's default): on a /metrics page it
-         * is within a few percent of 9 at a third of the CPU (bench/RESULTS.md). */
+         * is what gzip(1) uses by default; bench/RESULTS.md has its cost per page. */
         if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
                 return NULL;
         cap = deflateBound(&z, snapshot_len(src)) + 64;
@@ -791,7 +791,7 @@ enum MHD_Result h_metrics(request *r)
         /* dcgm naming serves what dcgm-exporter serves, text 0.0.4 whatever Accept says: its
          * counters (DCGM_FI_PROF_PCIE_TX_BYTES …) have no _total and would turn "unknown" in
          * OpenMetrics, which breaks rate() recording rules written against dcgm-exporter. */
-        bool om = !r->api->opt.dcgm_naming && wants_openmetrics(accept);
+        bool om = !atomic_load(&r->api->dcgm) && wants_openmetrics(accept);
         snapshot_slot *slot = om ? &r->api->metrics_om : &r->api->metrics;
         snapshot *s = snapshot_slot_get(slot);
         bool gz = false;

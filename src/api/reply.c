@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +114,7 @@ enum MHD_Result api_reply_errno(request *r, int err, const char *fmt, ...)
                 vsnprintf(msg, sizeof(msg), fmt, ap);
                 va_end(ap);
         }
-        if (errmap_http_status(err) == 401 && r->api->opt.dcgm_naming) {
+        if (errmap_http_status(err) == 401 && atomic_load(&r->api->dcgm)) {
                 /* dcgm-exporter's web-config (exporter-toolkit) answers a failed basic auth
                  * with Go's http.Error: the status text as plain text. */
                 char *t = strdup("Unauthorized\n");

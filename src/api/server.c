@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -496,6 +497,7 @@ int api_new(const api_options *opt, api **ret)
         }
         a->opt.counters = a->counters;
         a->opt.dcgm_naming = a->counters != NULL;
+        atomic_store(&a->dcgm, a->counters != NULL);
         snapshot_slot_init(&a->metrics);
         snapshot_slot_init(&a->metrics_om);
         snapshot_slot_init(&a->metrics_gz[0]);
@@ -683,6 +685,7 @@ int api_set_metrics(api *a, const struct counter_set *counters, bool dcgm_naming
         a->n_labels = n_labels;
         a->opt.counters = a->counters;
         a->opt.dcgm_naming = a->counters != NULL;
+        atomic_store(&a->dcgm, a->counters != NULL);
         a->opt.extra_labels = a->labels;
         a->opt.n_extra_labels = a->n_labels;
         pthread_mutex_unlock(&a->render_lock);

@@ -94,10 +94,16 @@ def check_openmetrics(text, counters_total=True):
     return declared
 
 
-def start(args=(), config=None):
+def start(args=(), config=None, auth=None):
     v = Vigild(args=args, config=config)
     v.wait_listening()
-    wait_for(lambda: 'gpu="0"' in v.metrics(), 10, "first sweep")
+    if auth:
+        import base64
+        hdr = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+        wait_for(lambda: 'gpu="0"' in v.request("GET", "/metrics", headers=hdr)[2].decode(), 10,
+                 "first sweep")
+    else:
+        wait_for(lambda: 'gpu="0"' in v.metrics(), 10, "first sweep")
     return v
 
 
@@ -274,6 +280,30 @@ def test_counters_file_reread_on_change():
             check("DCGM_FI_DEV_POWER_USAGE" in families(v.metrics()), "a broken file dropped families")
 
 
+def test_basic_auth_401_says_unauthorized():
+    """With dcgm naming, a failed basic auth answers as dcgm-exporter's web-config does: 401,
+    WWW-Authenticate: Basic, body "Unauthorized" as plain text."""
+    import base64
+    import ctypes
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    h = lib.crypt(b"pw", lib.crypt_gensalt(b"$2y$", 5, None, 0)).decode()
+    with scratch_dir() as d:
+        web = os.path.join(d, "web.yml")
+        with open(web, "w") as f:
+            f.write("basic_auth_users:\n  alice: %s\n" % h)
+        cfg = "security:\n  web_config_file: %s\n" % web
+        with start(["--collectors", CSV], config=cfg, auth="alice:pw") as v:
+            bad = base64.b64encode(b"alice:wrong").decode()
+            st, hdr, body = v.request("GET", "/metrics", headers={"Authorization": "Basic " + bad})
+            check(st == 401 and body == b"Unauthorized\n", "401 body %d %r" % (st, body))
+            check(hdr.get("Content-Type", "").startswith("text/plain"), "401 type %r" % hdr)
+            check(hdr.get("WWW-Authenticate") == "Basic", "401 challenge %r" % hdr)
+
+
 def test_1x_compatibility_csv():
     """dcgm-exporter's etc/1.x-compatibility-metrics.csv loads: 1.x names, uuid label."""
     p = os.path.join(SRC, "deploy", "dcgm", "1.x-compatibility-metrics.csv")
@@ -361,4 +391,5 @@ if __name__ == "__main__":
           test_naming_dcgm_and_46_names, test_health_status_when_listed, test_malformed_csv_refused_at_start,
           test_openmetrics_negotiation_both_namings, test_dcgm_health_probe,
           test_dcgm_naming_serves_text_only, test_unreadable_rows_logged_and_count_matches,
-          test_1x_compatibility_csv, test_counters_file_reread_on_change])
+          test_1x_compatibility_csv, test_counters_file_reread_on_change,
+          test_basic_auth_401_says_unauthorized])

@@ -16,7 +16,7 @@ set -euo pipefail
 BUILD=(build-essential cmake pkg-config
        libmicrohttpd-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev
        libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev
-       libgnutls28-dev libcmocka-dev)
+       libgnutls28-dev libcmocka-dev zlib1g-dev)
 # tool -> package: promtool prometheus; amtool, prometheus-alertmanager prometheus-alertmanager;
 # prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
 # testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base).

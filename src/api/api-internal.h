@@ -20,26 +20,32 @@ struct api {
         char *hostname;    /* owned */
         api_label *labels; /* owned copies of extra labels */
         size_t n_labels;
-        struct MHD_Daemon *tcp;            /* TCP server, NULL when off */
-        struct MHD_Daemon *unix_srv;       /* unix socket server, NULL when off */
-        char *listen;                      /* owned; "" = no TCP */
-        char *socket_path;                 /* owned; "" = no unix socket; unlinked at stop */
-        char *addr_file;                   /* owned; "" = none */
-        int tcp_fd, unix_fd;               /* listening sockets we created */
-        bool unix_bound;                   /* socket_path exists and is ours */
-        bool quiesced;                     /* MHD no longer accepts; we close the listeners */
-        _Atomic bool draining;             /* answer with "Connection: close" (api_drain) */
-        int64_t start_us;                  /* realtime at api_new */
-        const counter_set *counters;       /* dcgm naming: the families to export; NULL = native */
-        counter_set *own_counters;         /* the built-in default set, when we loaded it */
-        snapshot_slot metrics;             /* the current /metrics page, text 0.0.4 */
-        snapshot_slot metrics_om;          /* the same, OpenMetrics 1.0.0 */
-        _Atomic int64_t last_sweep_us;     /* realtime of the last api_render call */
-        _Atomic int64_t last_wanted_us[2]; /* realtime of the last scrape of [text, OpenMetrics] */
-        _Atomic int64_t scrape_gap_us[2];  /* time between the last two scrapes of each variant */
-        _Atomic int64_t sweep_gap_us;      /* time between the last two api_render calls */
-        pthread_mutex_t render_lock;       /* one renderer at a time */
-        buf render_buf;                    /* reused between renders (render_lock) */
+        struct MHD_Daemon *tcp;      /* TCP server, NULL when off */
+        struct MHD_Daemon *unix_srv; /* unix socket server, NULL when off */
+        char *listen;                /* owned; "" = no TCP */
+        char *socket_path;           /* owned; "" = no unix socket; unlinked at stop */
+        char *addr_file;             /* owned; "" = none */
+        int tcp_fd, unix_fd;         /* listening sockets we created */
+        bool unix_bound;             /* socket_path exists and is ours */
+        bool quiesced;               /* MHD no longer accepts; we close the listeners */
+        _Atomic bool draining;       /* answer with "Connection: close" (api_drain) */
+        _Atomic bool dcgm; /* dcgm naming now (opt.dcgm_naming, read without render_lock) */
+        int64_t start_us;  /* realtime at api_new */
+        const counter_set *counters;        /* dcgm naming: the families to export; NULL = native */
+        counter_set *own_counters;          /* the built-in default set, when we loaded it */
+        const counter_set *logged_counters; /* the set log_exported last described */
+        int64_t counters_checked_us;        /* monotonic; last stat of the counters file */
+        uint64_t counters_bad_id;           /* file id that failed to parse (reported once) */
+        snapshot_slot metrics;              /* the current /metrics page, text 0.0.4 */
+        snapshot_slot metrics_om;           /* the same, OpenMetrics 1.0.0 */
+        snapshot_slot metrics_gz[2];        /* gzip of [text, OpenMetrics], same ts as its source */
+        pthread_mutex_t gzip_lock;          /* one compression per snapshot */
+        _Atomic int64_t last_sweep_us;      /* realtime of the last api_render call */
+        _Atomic int64_t last_wanted_us[2];  /* realtime of the last scrape of [text, OpenMetrics] */
+        _Atomic int64_t scrape_gap_us[2];   /* time between the last two scrapes of each variant */
+        _Atomic int64_t sweep_gap_us;       /* time between the last two api_render calls */
+        pthread_mutex_t render_lock;        /* one renderer at a time */
+        buf render_buf;                     /* reused between renders (render_lock) */
         _Atomic unsigned long long requests; /* served */
         struct MHD_OptionItem tls_opts[8];   /* MHD options of the TLS listener (https.c) */
 };
@@ -58,11 +64,15 @@ typedef struct request {
         bool challenge;       /* a 401 carries WWW-Authenticate: Basic (the gate's verdict) */
         const char *route;    /* matched route pattern, for self-metrics; NULL = none */
         unsigned status;      /* HTTP status queued, for self-metrics; 0 = not yet */
+        bool started;         /* the first access-handler call set the fields above */
+        bool bad_target;      /* the request target as sent has %00 or a broken %-escape */
+        bool close;           /* answer with "Connection: close" (a refused request) */
 } request;
 
 enum MHD_Result h_metrics(request *r);
 enum MHD_Result h_healthz(request *r);
 enum MHD_Result h_readyz(request *r);
+enum MHD_Result h_dcgm_health(request *r);
 enum MHD_Result h_status(request *r);
 enum MHD_Result h_gpus(request *r);
 enum MHD_Result h_gpu(request *r);

@@ -38,6 +38,9 @@ typedef struct api_options {
          * counters set without dcgm_naming also selects dcgm naming. */
         bool dcgm_naming;
         const struct counter_set *counters;
+        /* dcgm naming's host label: "Hostname" (released dcgm-exporter 4.5) or "hostname" (its
+         * main branch); static storage; NULL = "Hostname". */
+        const char *dcgm_host_label;
         size_t n_extra_labels;
         unsigned threads;         /* libmicrohttpd thread pool size */
         unsigned max_connections; /* total */

@@ -13,6 +13,12 @@ enum metrics_naming {
         METRICS_NAMING_DCGM = 1,  /* dcgm-exporter DCGM_FI_* families and labels */
 };
 
+/* Which dcgm-exporter the dcgm naming matches where its releases differ. */
+enum dcgm_exporter_compat {
+        DCGM_COMPAT_4_5 = 0,  /* released 4.5.x: host label "Hostname" */
+        DCGM_COMPAT_MAIN = 1, /* its main branch (after #655): host label "hostname" */
+};
+
 /* One metrics.extra_labels entry. */
 typedef struct metrics_label {
         char *name;  /* Prometheus label name, validated */
@@ -20,11 +26,12 @@ typedef struct metrics_label {
 } metrics_label;
 
 typedef struct metrics_config {
-        enum metrics_naming naming;  /* family and label naming */
-        char *counters_csv;          /* dcgm-exporter counters CSV path; "" = none */
-        metrics_label *extra_labels; /* added to every series, in file order */
-        size_t n_extra_labels;       /* entries in extra_labels */
-        char *hostname;              /* hostname label; "" = gethostname() */
+        enum metrics_naming naming;            /* family and label naming */
+        char *counters_csv;                    /* dcgm-exporter counters CSV path; "" = none */
+        metrics_label *extra_labels;           /* added to every series, in file order */
+        size_t n_extra_labels;                 /* entries in extra_labels */
+        char *hostname;                        /* hostname label; "" = gethostname() */
+        enum dcgm_exporter_compat dcgm_compat; /* metrics.dcgm_exporter_compat */
 } metrics_config;
 
 typedef struct http_config {

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "common/log.h"
 #include "common/macros.h"
 
 extern const unsigned char counters_default_csv[];
@@ -19,6 +21,55 @@ static const char *const uncollected[] = {
     "DCGM_FI_DEV_ECC_INFOROM_VER",     "DCGM_FI_DEV_INFOROM_ECC_VERSION",
     "DCGM_FI_DEV_POWER_INFOROM_VER",   "DCGM_FI_DEV_INFOROM_POWER_VERSION",
     "DCGM_FI_DEV_NVLINK_BANDWIDTH_L0", "DCGM_FI_DEV_NVLINK_THROUGHPUT_L0",
+};
+
+/* dcgm-exporter 1.x names (etc/1.x-compatibility-metrics.csv) and the DCGM field ids go-dcgm
+ * maps them to (its legacy field table). The family keeps the 1.x name. */
+static const struct {
+        const char *name; /* 1.x metric name */
+        unsigned id;      /* DCGM field id */
+} legacy[] = {
+    {"dcgm_board_limit_violation", 243},
+    {"dcgm_dec_utilization", 207},
+    {"dcgm_ecc_dbe_aggregate_total", 313},
+    {"dcgm_ecc_dbe_volatile_total", 311},
+    {"dcgm_ecc_sbe_aggregate_total", 312},
+    {"dcgm_ecc_sbe_volatile_total", 310},
+    {"dcgm_enc_utilization", 206},
+    {"dcgm_fb_free", 251},
+    {"dcgm_fb_used", 252},
+    {"dcgm_fi_prof_dram_active", 1005},
+    {"dcgm_fi_prof_gr_engine_active", 1001},
+    {"dcgm_fi_prof_pcie_rx_bytes", 1010},
+    {"dcgm_fi_prof_pcie_tx_bytes", 1009},
+    {"dcgm_fi_prof_pipe_tensor_active", 1004},
+    {"dcgm_fi_prof_sm_active", 1002},
+    {"dcgm_fi_prof_sm_occupancy", 1003},
+    {"dcgm_gpu_temp", 150},
+    {"dcgm_gpu_utilization", 203},
+    {"dcgm_low_util_violation", 244},
+    {"dcgm_mem_copy_utilization", 204},
+    {"dcgm_memory_clock", 101},
+    {"dcgm_memory_temp", 140},
+    {"dcgm_nvlink_bandwidth_total", 449},
+    {"dcgm_nvlink_data_crc_error_count_total", 419},
+    {"dcgm_nvlink_flit_crc_error_count_total", 409},
+    {"dcgm_nvlink_recovery_error_count_total", 439},
+    {"dcgm_nvlink_replay_error_count_total", 429},
+    {"dcgm_pcie_replay_counter", 202},
+    {"dcgm_pcie_rx_throughput", 201},
+    {"dcgm_pcie_tx_throughput", 200},
+    {"dcgm_power_usage", 155},
+    {"dcgm_power_violation", 240},
+    {"dcgm_reliability_violation", 245},
+    {"dcgm_retired_pages_dbe", 391},
+    {"dcgm_retired_pages_pending", 392},
+    {"dcgm_retired_pages_sbe", 390},
+    {"dcgm_sm_clock", 100},
+    {"dcgm_sync_boost_violation", 242},
+    {"dcgm_thermal_violation", 241},
+    {"dcgm_total_energy_consumption", 156},
+    {"dcgm_xid_errors", 230},
 };
 
 static const char *const type_names[] = {
@@ -39,7 +90,11 @@ counter_set *counters_free(counter_set *s)
                 free(s->entries[i].name);
                 free(s->entries[i].help);
         }
+        for (size_t i = 0; i < s->n_skipped; i++)
+                free(s->skipped[i].name);
+        free(s->skipped);
         free(s->entries);
+        free(s->path);
         free(s);
         return NULL;
 }
@@ -160,17 +215,33 @@ static bool is_uncollected(const char *name)
 }
 
 /* Resolve a name to a source. Only DCGM spellings count: not Vigil's symbols, native names or
- * numeric ids, which field_by_name also accepts. */
-static int resolve(const char *name, counter_entry *ce)
+ * numeric ids, which field_by_name also accepts. -EOPNOTSUPP: a dcgm-exporter name Vigil does
+ * not read (*why says which kind); -ENOENT: not a DCGM name at all. */
+static int resolve(const char *name, counter_entry *ce, const char **why)
 {
         const field_meta *m;
 
+        for (size_t i = 0; i < ARRAY_SIZE(legacy); i++)
+                if (!strcmp(name, legacy[i].name)) {
+                        ce->legacy = true;
+                        m = field_by_id(legacy[i].id);
+                        if (!m) {
+                                *why = "a DCGM field Vigil does not collect";
+                                return -EOPNOTSUPP;
+                        }
+                        ce->src = CS_FIELD;
+                        ce->field = m;
+                        return 0;
+                }
         if (!strcmp(name, "DCGM_EXP_GPU_HEALTH_STATUS")) {
                 ce->src = CS_HEALTH;
                 return 0;
         }
-        if (!strncmp(name, "DCGM_EXP_", 9))
+        if (!strncmp(name, "DCGM_EXP_", 9)) {
+                *why = "a windowed exporter count Vigil does not keep (see "
+                       "vigil_gpu_xid_errors_total, vigil_gpu_clock_event_active)";
                 return -EOPNOTSUPP;
+        }
         m = field_by_name(name);
         if (m &&
             (!strcmp(name, m->dcgm_name) || (m->dcgm46_name && !strcmp(name, m->dcgm46_name)))) {
@@ -178,11 +249,31 @@ static int resolve(const char *name, counter_entry *ce)
                 ce->field = m;
                 return 0;
         }
-        if (is_uncollected(name)) {
-                ce->src = CS_UNCOLLECTED;
-                return 0;
+        if (is_uncollected(name) || !strncmp(name, "DCGM_FI_", 8)) {
+                *why = "a DCGM field Vigil does not collect";
+                return -EOPNOTSUPP;
         }
         return -ENOENT;
+}
+
+/* Remember a record that is skipped: the daemon logs each by name at start. */
+static int skip(counter_set *s, const char *name, unsigned line, const char *why)
+{
+        counter_skip *ns;
+
+        if (s->n_skipped >= COUNTERS_MAX_ENTRIES)
+                return -E2BIG;
+        ns = realloc(s->skipped, (s->n_skipped + 1) * sizeof(*ns));
+        if (!ns)
+                return -ENOMEM;
+        s->skipped = ns;
+        ns[s->n_skipped].name = strdup(name);
+        if (!ns[s->n_skipped].name)
+                return -ENOMEM;
+        ns[s->n_skipped].line = line;
+        ns[s->n_skipped].why = why;
+        s->n_skipped++;
+        return 0;
 }
 
 int counters_parse(const char *text, size_t len, const char *name, counter_set **ret, char *err,
@@ -213,6 +304,7 @@ int counters_parse(const char *text, size_t len, const char *name, counter_set *
         while (p < end) {
                 const char *ls = p, *le = memchr(p, '\n', (size_t)(end - p));
                 counter_entry ce = {0};
+                const char *why = "";
                 int n;
 
                 if (!le)
@@ -258,16 +350,14 @@ int counters_parse(const char *text, size_t len, const char *name, counter_set *
                                  c[1], c[0]);
                         goto out;
                 }
-                switch (resolve(c[0], &ce)) {
+                switch (resolve(c[0], &ce, &why)) {
                 case 0:
                         break;
                 case -EOPNOTSUPP:
-                        r = fail(err, errlen, -EINVAL, name, line,
-                                 "exporter field '%s' is not supported: its windowed counts have "
-                                 "no Vigil equivalent yet; use vigil_gpu_xid_errors_total and "
-                                 "vigil_gpu_clock_event_active (metrics.naming: vigil)",
-                                 c[0]);
-                        goto out;
+                        r = skip(s, c[0], line, why);
+                        if (r < 0)
+                                goto out;
+                        continue;
                 default:
                         r = fail(err, errlen, -EINVAL, name, line, "unknown DCGM field '%s'", c[0]);
                         goto out;
@@ -278,13 +368,20 @@ int counters_parse(const char *text, size_t len, const char *name, counter_set *
                                  "'%s' is an identity field: use type 'label'", c[0]);
                         goto out;
                 }
-                for (size_t i = 0; i < s->n; i++)
-                        if (!strcmp(s->entries[i].name, c[0])) {
-                                r = fail(err, errlen, -EINVAL, name, line,
-                                         "'%s' is listed twice (first at line %u)", c[0],
-                                         s->entries[i].line);
-                                goto out;
+                {
+                        /* dcgm-exporter's own 1.x file lists two PCIe counters twice: the first
+                         * row wins, a repeat is skipped (two families of one name would not
+                         * parse) */
+                        bool dup = false;
+                        for (size_t i = 0; i < s->n && !dup; i++)
+                                dup = !strcmp(s->entries[i].name, c[0]);
+                        if (dup) {
+                                r = skip(s, c[0], line, "listed before; the first row counts");
+                                if (r < 0)
+                                        goto out;
+                                continue;
                         }
+                }
                 if (s->n >= COUNTERS_MAX_ENTRIES) {
                         r = fail(err, errlen, -E2BIG, name, line, "more than %d records",
                                  COUNTERS_MAX_ENTRIES);
@@ -311,6 +408,10 @@ int counters_parse(const char *text, size_t len, const char *name, counter_set *
                 s->entries[s->n++] = ce;
                 if (ce.type == CT_LABEL)
                         s->n_labels++;
+                else
+                        s->n_families++;
+                if (ce.legacy)
+                        s->legacy = true;
         }
 out:
         free(c);
@@ -351,7 +452,12 @@ int counters_load(const char *path, counter_set **ret, char *err, size_t errlen)
                         snprintf(err, errlen, "cannot read '%s': file is over %d bytes", path,
                                  COUNTERS_MAX_FILE_SIZE);
         } else {
+                struct stat st;
                 r = counters_parse(data, n, path, ret, err, errlen);
+                if (r >= 0 && fstat(fileno(f), &st) == 0) {
+                        (*ret)->path = strdup(path);
+                        (*ret)->file_id = counters_file_id(&st);
+                }
         }
         fclose(f);
         free(data);
@@ -369,6 +475,30 @@ int counters_default(counter_set **ret, char *err, size_t errlen)
 {
         return counters_parse((const char *)counters_default_csv, counters_default_csv_len,
                               "default-counters.csv", ret, err, errlen);
+}
+
+uint64_t counters_file_id(const struct stat *st)
+{
+        /* inode, size and mtime (ns) folded: an editor's rename, an in-place write and a
+         * ConfigMap symlink swap all change it */
+        uint64_t h = 1469598103934665603ull;
+        const uint64_t parts[] = {(uint64_t)st->st_ino, (uint64_t)st->st_size,
+                                  (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec,
+                                  (uint64_t)st->st_dev};
+        for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
+                h = (h ^ parts[i]) * 1099511628211ull;
+        return h;
+}
+
+void counters_log(const counter_set *s, const char *name)
+{
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n_skipped; i++)
+                log_warn("vigild", "skipping '%s' (%s:%u): %s", s->skipped[i].name, name,
+                         s->skipped[i].line, s->skipped[i].why);
+        log_info("vigild", "counters file '%s': %zu families and %zu labels read, %zu rows skipped",
+                 name, s->n_families, s->n_labels, s->n_skipped);
 }
 
 bool counters_has_health(const counter_set *s)

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
 
 #include "store/service.h"
 #include "api-internal.h"
@@ -20,6 +22,7 @@
 #include "selfmetrics.h"
 #include "health/health.h"
 #include "common/log.h"
+#include "common/macros.h"
 #include "common/vtime.h"
 #include "health/xid.h"
 
@@ -358,7 +361,7 @@ static const char *label_value(api *a, const counter_entry *ce, const sampler_gp
 }
 
 /* dcgm-exporter's per-GPU label set, in its order: gpu, UUID, pci_bus_id, device, modelName,
- * hostname, the CSV's label-type fields, then metrics.extra_labels. */
+ * Hostname (hostname with metrics.dcgm_exporter_compat: main), the CSV's label-type fields, then metrics.extra_labels. */
 static void dcgm_labels(api *a, buf *b, const sampler_gpu *g, const char *driver, const char *nvml)
 {
         const counter_set *cs = a->counters;
@@ -367,11 +370,11 @@ static void dcgm_labels(api *a, buf *b, const sampler_gpu *g, const char *driver
         snprintf(idx, sizeof(idx), "%u", g->index);
         snprintf(dev, sizeof(dev), "nvidia%d", g->id.minor >= 0 ? g->id.minor : (int)g->index);
         label(b, "gpu", idx, true);
-        label(b, "UUID", g->id.uuid, false);
+        label(b, cs->legacy ? "uuid" : "UUID", g->id.uuid, false); /* 1.x names: 1.x label */
         label(b, "pci_bus_id", g->id.pci_bus_id, false);
         label(b, "device", dev, false);
         label(b, "modelName", g->id.name, false);
-        label(b, "hostname", a->hostname, false);
+        label(b, a->opt.dcgm_host_label ? a->opt.dcgm_host_label : "Hostname", a->hostname, false);
         for (size_t k = 0; k < cs->n; k++) {
                 const counter_entry *ce = &cs->entries[k];
                 const char *v;
@@ -443,7 +446,8 @@ int expo_render_dcgm(api *a, buf *b, bool om)
                                 snprintf(code, sizeof(code), "%lld", (long long)v.i);
                                 label(b, "err_code", code, false);
                                 label(b, "err_msg",
-                                      v.i == 0 ? "No Error" : xid_lookup((uint32_t)v.i)->message,
+                                      v.i < 0 || v.i > UINT32_MAX ? "Unknown Error"
+                                                                  : xid_err_msg((uint32_t)v.i),
                                       false);
                         }
                         buf_puts(b, "} ");
@@ -572,12 +576,112 @@ static void render_variant(api *a, bool om)
                 snapshot_slot_publish(slot, s);
 }
 
+/* Once per counter set, after the first sweep that saw it: how many families the page has
+ * (the count a user finds on /metrics) and which listed fields these GPUs do not provide. */
+static void log_exported(api *a)
+{
+        const counter_set *cs;
+        unsigned n;
+        size_t shown = 0;
+        char missing[512] = "";
+        size_t ml = 0;
+        sampler_stats st;
+
+        /* both tiers must have read once, or a slow-tier field would look unsupported */
+        sampler_get_stats(a->opt.sampler, &st);
+        if (!st.tier[TIER_FAST].sweeps || !st.tier[TIER_SLOW].sweeps)
+                return;
+        pthread_mutex_lock(&a->render_lock);
+        cs = a->counters;
+        if (!cs || a->logged_counters == cs) {
+                pthread_mutex_unlock(&a->render_lock);
+                return;
+        }
+        a->logged_counters = cs;
+        n = sampler_gpu_count(a->opt.sampler);
+        for (size_t k = 0; k < cs->n; k++) {
+                const counter_entry *ce = &cs->entries[k];
+                bool any = false;
+                if (ce->type == CT_LABEL)
+                        continue;
+                if (ce->src == CS_HEALTH)
+                        any = a->opt.health != NULL;
+                for (unsigned i = 0; ce->src == CS_FIELD && i < n && !any; i++) {
+                        field_value v;
+                        any = current(a, i, ce->field->id, &v);
+                }
+                if (any)
+                        shown++;
+                else if (ml + 4 < sizeof(missing))
+                        ml += (size_t)snprintf(missing + ml, sizeof(missing) - ml, "%s%s",
+                                               ml ? ", " : "", ce->name);
+        }
+        pthread_mutex_unlock(&a->render_lock);
+        if (ml >= sizeof(missing))
+                ml = sizeof(missing) - 1;
+        log_info("http", "exporting %zu dcgm-exporter families%s%s%s", shown,
+                 missing[0] ? " (not provided by these GPUs: " : "", missing,
+                 missing[0] ? ")" : "");
+}
+
+/* dcgm-exporter re-reads its counters file when it changes (at most every 2 s); so does this,
+ * on the sweep event: a stat of the file, and a parse only when its identity changed. A file
+ * that no longer parses keeps the families in use and is reported once. SIGHUP still reloads
+ * the whole configuration (api_set_metrics). */
+#define COUNTERS_CHECK_US (2 * USEC_PER_SEC)
+
+static void watch_counters(api *a)
+{
+        int64_t now = time_mono_us();
+        _cleanup_free_ char *path = NULL;
+        uint64_t id = 0, fid;
+        counter_set *ns = NULL, *old;
+        struct stat st;
+        char err[512];
+        int r;
+
+        if (now - a->counters_checked_us < COUNTERS_CHECK_US)
+                return;
+        a->counters_checked_us = now;
+        pthread_mutex_lock(&a->render_lock);
+        if (a->counters && a->counters->path) {
+                path = strdup(a->counters->path);
+                id = a->counters->file_id;
+        }
+        pthread_mutex_unlock(&a->render_lock);
+        if (!path || stat(path, &st) < 0)
+                return;
+        fid = counters_file_id(&st);
+        if (fid == id || fid == a->counters_bad_id)
+                return;
+        r = counters_load(path, &ns, err, sizeof(err));
+        if (r < 0) {
+                a->counters_bad_id = fid;
+                log_error("http",
+                          "failed to re-read the counters file: %s; keeping the families "
+                          "in use",
+                          err);
+                return;
+        }
+        counters_log(ns, path);
+        pthread_mutex_lock(&a->render_lock);
+        old = a->own_counters;
+        a->own_counters = ns;
+        a->counters = ns;
+        a->opt.counters = ns;
+        pthread_mutex_unlock(&a->render_lock);
+        counters_free(old);
+        log_info("http", "counters file '%s' changed: re-read", path);
+}
+
 void api_render(api *a)
 {
         int64_t now = time_real_us(), prev = atomic_exchange(&a->last_sweep_us, now);
 
         if (prev)
                 atomic_store(&a->sweep_gap_us, now - prev);
+        watch_counters(a);
+        log_exported(a);
         for (int v = 0; v < 2; v++) {
                 int64_t wanted = atomic_load(&a->last_wanted_us[v]);
                 int64_t gap = atomic_load(&a->scrape_gap_us[v]);
@@ -610,12 +714,91 @@ static bool wants_openmetrics(const char *accept)
         return false;
 }
 
+/* True when Accept-Encoding lists gzip (or *) without q=0. */
+static bool wants_gzip(const char *ae)
+{
+        const char *p = ae;
+
+        while (p && *p) {
+                const char *end = strchrnul(p, ',');
+                const char *q;
+                size_t n;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                n = strcspn(p, " \t;,");
+                if ((n == 4 && !strncasecmp(p, "gzip", 4)) || (n == 1 && *p == '*')) {
+                        q = strstr(p, "q=");
+                        if (!q || q > end || strtod(q + 2, NULL) > 0)
+                                return true;
+                }
+                p = *end ? end + 1 : end;
+        }
+        return false;
+}
+
+/* gzip of src (a rendered page), or NULL when it cannot be compressed. Caller owns the result. */
+static snapshot *gzip_of(const snapshot *src)
+{
+        z_stream z = {0};
+        size_t cap;
+        char *out;
+        snapshot *s = NULL;
+        int r;
+
+        /* windowBits 15 + 16: a gzip wrapper; level 6 (zlib's default): on a /metrics page it
+         * is what gzip(1) uses by default; bench/RESULTS.md has its cost per page. */
+        if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+                return NULL;
+        cap = deflateBound(&z, snapshot_len(src)) + 64;
+        out = malloc(cap);
+        if (!out) {
+                deflateEnd(&z);
+                return NULL;
+        }
+        z.next_in = (Bytef *)snapshot_data(src);
+        z.avail_in = (uInt)snapshot_len(src);
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)cap;
+        r = deflate(&z, Z_FINISH);
+        deflateEnd(&z);
+        if (r != Z_STREAM_END || snapshot_new(out, z.total_out, snapshot_ts(src), &s) < 0) {
+                if (r != Z_STREAM_END)
+                        free(out);
+                return NULL;
+        }
+        return s;
+}
+
+/* The gzip twin of src (variant om): compressed once per rendered snapshot and shared by every
+ * gzip scraper until the next render. NULL when compression fails (serve src plain). */
+static snapshot *gzip_twin(api *a, bool om, const snapshot *src)
+{
+        snapshot *g;
+
+        pthread_mutex_lock(&a->gzip_lock);
+        g = snapshot_slot_get(&a->metrics_gz[om]);
+        if (!g || snapshot_ts(g) != snapshot_ts(src)) {
+                snapshot_unref(g);
+                g = gzip_of(src);
+                if (g) {
+                        snapshot_ref(g);
+                        snapshot_slot_publish(&a->metrics_gz[om], g);
+                }
+        }
+        pthread_mutex_unlock(&a->gzip_lock);
+        return g;
+}
+
 enum MHD_Result h_metrics(request *r)
 {
         const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
-        bool om = wants_openmetrics(accept);
+        /* dcgm naming serves what dcgm-exporter serves, text 0.0.4 whatever Accept says: its
+         * counters (DCGM_FI_PROF_PCIE_TX_BYTES …) have no _total and would turn "unknown" in
+         * OpenMetrics, which breaks rate() recording rules written against dcgm-exporter. */
+        bool om = !atomic_load(&r->api->dcgm) && wants_openmetrics(accept);
         snapshot_slot *slot = om ? &r->api->metrics_om : &r->api->metrics;
         snapshot *s = snapshot_slot_get(slot);
+        bool gz = false;
 
         int64_t now = time_real_us(), prev = atomic_exchange(&r->api->last_wanted_us[om], now);
 
@@ -630,9 +813,17 @@ enum MHD_Result h_metrics(request *r)
                 if (!s)
                         return api_reply_errno(r, -EAGAIN, "metrics are not rendered yet");
         }
+        if (wants_gzip(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept-Encoding"))) {
+                snapshot *g = gzip_twin(r->api, om, s);
+                if (g) {
+                        snapshot_unref(s);
+                        s = g;
+                        gz = true;
+                }
+        }
         /* a hand-off of the snapshot: unref_snapshot runs when libmicrohttpd is done */
         return api_reply_static(r, 200, snapshot_data(s), snapshot_len(s),
                                 om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
                                    : "text/plain; version=0.0.4; charset=utf-8",
-                                "Accept", unref_snapshot, s);
+                                "Accept, Accept-Encoding", gz ? "gzip" : NULL, unref_snapshot, s);
 }

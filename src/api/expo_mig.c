@@ -85,8 +85,12 @@ void expo_mig_native(api *a, buf *b, bool om)
 
 void expo_mig_dcgm(api *a, buf *b, uint16_t field, const char *name, const buf *labels, unsigned n)
 {
+        char hostkey[64];
+
         if (field != FLD_FB_TOTAL && field != FLD_FB_USED && field != FLD_FB_FREE)
                 return;
+        snprintf(hostkey, sizeof(hostkey), ",%s=\"",
+                 a->opt.dcgm_host_label ? a->opt.dcgm_host_label : "Hostname");
         for (unsigned i = 0; i < n; i++) {
                 backend_mig_info mi;
                 const char *lab = labels[i].data, *host;
@@ -96,8 +100,8 @@ void expo_mig_dcgm(api *a, buf *b, uint16_t field, const char *name, const buf *
                     backend_mig_get(a->opt.backend, i, &mi) < 0 || mi.status != 0 || !mi.mode)
                         continue;
                 /* dcgm-exporter's order: gpu, UUID, pci_bus_id, device, modelName, GPU_I_PROFILE,
-                 * GPU_I_ID, hostname, ... */
-                host = strstr(lab, ",hostname=\"");
+                 * GPU_I_ID, Hostname (or hostname), ... */
+                host = strstr(lab, hostkey);
                 for (unsigned k = 0; k < mi.n && k < BACKEND_MIG_MAX; k++) {
                         const backend_mig_instance *in = &mi.inst[k];
                         char gi[16];

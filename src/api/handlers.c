@@ -131,6 +131,14 @@ enum MHD_Result h_healthz(request *r)
         return api_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* dcgm-exporter's probe, as its Helm chart's liveness and readiness probes read it: 200 "OK"
+ * once the server answers (its registry may still be loading; that is not a reason to restart
+ * the pod). Open like /healthz. */
+enum MHD_Result h_dcgm_health(request *r)
+{
+        return api_reply_plain(r, "OK");
+}
+
 enum MHD_Result h_readyz(request *r)
 {
         if (sampler_ready(r->api->opt.sampler))
@@ -385,7 +393,10 @@ enum MHD_Result h_inject(request *r)
                         goto bad_value;
                 req.kind = BACKEND_INJECT_CALL_COST;
                 req.call = json_string_value(v);
-                req.count = json_integer_value(cost) * 1000;
+                /* "*" sets the scale of every cost, in percent (docs/simulation.md); a function
+                 * name its cost in microseconds (the fake counts ns) */
+                req.count = strcmp(req.call, "*") ? json_integer_value(cost) * 1000
+                                                  : json_integer_value(cost);
                 rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
                 if (rr < 0) {
                         json_decref(body);
@@ -415,7 +426,8 @@ enum MHD_Result h_inject(request *r)
         if ((v = json_object_get(body, "ecc_dbe")) || (v = json_object_get(body, "ecc_sbe"))) {
                 kinds +=
                     json_object_get(body, "ecc_dbe") && json_object_get(body, "ecc_sbe") ? 2 : 1;
-                if (!json_is_integer(v) || json_integer_value(v) <= 0)
+                if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+                    json_integer_value(v) > 1000000)
                         goto bad_value;
                 req.kind = json_object_get(body, "ecc_dbe") ? BACKEND_INJECT_ECC_DBE
                                                             : BACKEND_INJECT_ECC_SBE;
@@ -435,7 +447,8 @@ enum MHD_Result h_inject(request *r)
                 kinds++;
                 if (json_is_string(v))
                         m = field_by_name(json_string_value(v));
-                else if (json_is_integer(v))
+                else if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+                         json_integer_value(v) <= 65535) /* DCGM field ids are 16-bit */
                         m = field_by_id((unsigned)json_integer_value(v));
                 if (!m) {
                         json_decref(body);

@@ -2,9 +2,65 @@
  * file only hands them to libmicrohttpd and reads its connection info. */
 #include "https.h"
 
+#include <poll.h>
 #include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "security/tls.h"
+
+/* How long a new TLS connection may take to send its first bytes before we stop looking for a
+ * plain HTTP request: a TLS client sends its ClientHello at once, and a silent client must not
+ * hold the accepting thread (it then goes on to the handshake, and the connection timeout). */
+#define PEEK_WAIT_MS 10
+
+/* Whether the first bytes are a plain HTTP request line, as Go's server tells them from a TLS
+ * record header. */
+static bool looks_like_http(const char *b, size_t n)
+{
+        static const char *const starts[] = {"GET /", "HEAD ", "POST ", "PUT /", "OPTIO"};
+
+        for (size_t i = 0; n >= 5 && i < sizeof(starts) / sizeof(starts[0]); i++)
+                if (!memcmp(b, starts[i], 5))
+                        return true;
+        return false;
+}
+
+/* A new connection on the TLS listener: plain HTTP sent to it gets Go's answer (what
+ * dcgm-exporter and node_exporter send) instead of a closed connection, so a scrape with the
+ * wrong scheme says why it failed. The request is read and the socket shut down: the TLS
+ * handshake libmicrohttpd then tries fails at once and it closes the connection. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+        static const char answer[] = "HTTP/1.0 400 Bad Request\r\n\r\n"
+                                     "Client sent an HTTP request to an HTTPS server.\n";
+        const union MHD_ConnectionInfo *fi;
+        struct pollfd pfd;
+        char head[8], sink[4096];
+        ssize_t n;
+
+        (void)cls;
+        (void)socket_context;
+        if (toe != MHD_CONNECTION_NOTIFY_STARTED)
+                return;
+        fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!fi)
+                return;
+        pfd = (struct pollfd){.fd = fi->connect_fd, .events = POLLIN};
+        n = recv(pfd.fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 5 && poll(&pfd, 1, PEEK_WAIT_MS) == 1)
+                n = recv(pfd.fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 5 || !looks_like_http(head, (size_t)n))
+                return;
+        /* read what came (so closing sends no RST over our answer), answer, end our side */
+        while (recv(pfd.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+                ;
+        if (send(pfd.fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+                /* nothing more to do: the handshake fails and the connection closes */
+        }
+        shutdown(pfd.fd, SHUT_RDWR);
+}
 
 struct MHD_OptionItem *https_options(api *a, bool tls)
 {
@@ -22,6 +78,8 @@ struct MHD_OptionItem *https_options(api *a, bool tls)
         if (p.ca_pem) /* asks for a client certificate; https_client_ok enforces it */
                 a->tls_opts[k++] =
                     (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)p.ca_pem};
+        a->tls_opts[k++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
         a->tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
         return a->tls_opts;
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ static enum MHD_Result queue(request *r, unsigned status, struct MHD_Response *r
         if (status == 401 && r->challenge)
                 MHD_add_response_header(resp, "WWW-Authenticate", "Basic");
         tls_each_header(r->api->opt.tls, add_header, resp);
-        if (r->api->draining) /* the client reconnects, to our successor */
+        if (r->api->draining || r->close) /* draining: the client reconnects, to our successor */
                 MHD_add_response_header(resp, "Connection", "close");
         r->status = status;
         ret = MHD_queue_response(r->conn, status, resp);
@@ -113,7 +114,24 @@ enum MHD_Result api_reply_errno(request *r, int err, const char *fmt, ...)
                 vsnprintf(msg, sizeof(msg), fmt, ap);
                 va_end(ap);
         }
+        if (errmap_http_status(err) == 401 && atomic_load(&r->api->dcgm)) {
+                /* dcgm-exporter's web-config (exporter-toolkit) answers a failed basic auth
+                 * with Go's http.Error: the status text as plain text. */
+                char *t = strdup("Unauthorized\n");
+                if (!t)
+                        return MHD_NO;
+                return reply_text(r, 401, t, strlen(t), "text/plain; charset=utf-8", NULL);
+        }
         return reply_error(r, (unsigned)errmap_http_status(err), NULL, msg);
+}
+
+enum MHD_Result api_reply_plain(request *r, const char *text)
+{
+        char *t = strdup(text);
+
+        if (!t)
+                return MHD_NO;
+        return reply_text(r, 200, t, strlen(t), "text/plain; charset=utf-8", NULL);
 }
 
 enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *allow,
@@ -131,8 +149,8 @@ enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *al
 }
 
 enum MHD_Result api_reply_static(request *r, unsigned status, const void *data, size_t len,
-                                 const char *ctype, const char *vary, void (*release)(void *),
-                                 void *cls)
+                                 const char *ctype, const char *vary, const char *encoding,
+                                 void (*release)(void *), void *cls)
 {
         struct MHD_Response *resp =
             MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)data, release, cls);
@@ -143,5 +161,7 @@ enum MHD_Result api_reply_static(request *r, unsigned status, const void *data, 
         }
         if (vary)
                 MHD_add_response_header(resp, "Vary", vary);
+        if (encoding)
+                MHD_add_response_header(resp, "Content-Encoding", encoding);
         return queue(r, status, resp, ctype);
 }

@@ -28,9 +28,13 @@ enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *al
                                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Queue a borrowed buffer without copying (the /metrics snapshot): release(cls) runs when
- * libmicrohttpd is done with it, also when this fails. vary: a Vary header value, or NULL. */
+ * libmicrohttpd is done with it, also when this fails. vary: a Vary header value, or NULL;
+ * encoding: a Content-Encoding value ("gzip"), or NULL. */
 enum MHD_Result api_reply_static(request *r, unsigned status, const void *data, size_t len,
-                                 const char *ctype, const char *vary, void (*release)(void *),
-                                 void *cls);
+                                 const char *ctype, const char *vary, const char *encoding,
+                                 void (*release)(void *), void *cls);
+
+/* 200 with a copy of text as text/plain (dcgm-exporter's GET /health "OK"). */
+enum MHD_Result api_reply_plain(request *r, const char *text);
 
 #endif

@@ -13,6 +13,7 @@ static const route routes[] = {
     {"GET", "/metrics", h_metrics, PERM_METRICS, false},
     {"GET", "/healthz", h_healthz, PERM_OPEN, false},
     {"GET", "/readyz", h_readyz, PERM_OPEN, false},
+    {"GET", "/health", h_dcgm_health, PERM_OPEN, false},
     {"GET", "/api/v1/status", h_status, PERM_READ, false},
     {"GET", "/api/v1/gpus", h_gpus, PERM_READ, false},
     {"GET", "/api/v1/gpus/{id}", h_gpu, PERM_READ, false},

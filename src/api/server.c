@@ -8,13 +8,16 @@
 #include "api.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -82,6 +85,81 @@ static enum MHD_Result reply_denied(request *r, const gate_verdict *v)
         return api_reply_http_error(r, v->status, NULL, "%s", v->message);
 }
 
+/* The request target as sent (before libmicrohttpd unescapes it): a %00 would cut the path
+ * short where the router reads it, and a '%' without two hex digits is not a path at all. */
+static bool target_ok(const char *t)
+{
+        for (const char *p = t; *p && *p != '?'; p++) {
+                if (*p != '%')
+                        continue;
+                if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
+                        return false;
+                if (p[1] == '0' && p[2] == '0')
+                        return false;
+                p += 2;
+        }
+        return true;
+}
+
+/* The bytes allowed in a header name (RFC 9110 "token"). */
+static bool token_char(unsigned char c)
+{
+        return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+struct header_check {
+        const char *bad; /* first header that fails, NULL = all good */
+        const char *why;
+};
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size)
+{
+        struct header_check *hc = cls;
+
+        (void)kind;
+        for (size_t i = 0; i < key_size; i++)
+                if (!token_char((unsigned char)key[i])) {
+                        hc->bad = key;
+                        hc->why =
+                            "a header name must be a token (no spaces, controls or separators)";
+                        return MHD_NO;
+                }
+        if (key_size == 0 || (value && memchr(value, '\0', value_size))) {
+                hc->bad = key;
+                hc->why = key_size ? "a header value may not contain a NUL byte"
+                                   : "a header name may not be empty";
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
+/* A request that must be refused before its body is read, or NULL (first handler call). These
+ * answer on the first call on purpose: libmicrohttpd then closes the connection, which is what
+ * a request that cannot be framed needs. */
+static enum MHD_Result refuse_early(request *r, const char *version, bool *refused)
+{
+        const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+
+        *refused = false;
+        /* RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Checked here, not by
+         * libmicrohttpd's strict mode, whose answer is HTML with its status line sent twice. */
+        if (version && !strcmp(version, "HTTP/1.1") &&
+            !MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host")) {
+                *refused = true;
+                r->close = true;
+                return api_reply_errno(r, -EINVAL, "an HTTP/1.1 request needs a Host header");
+        }
+        if (te && strcasecmp(te, "chunked")) {
+                /* libmicrohttpd would wait for a body it cannot frame */
+                *refused = true;
+                r->close = true;
+                return api_reply_errno(r, -EOPNOTSUPP, "transfer encoding '%.64s' is not supported",
+                                       te);
+        }
+        return MHD_YES;
+}
+
 static enum MHD_Result dispatch(request *r)
 {
         char path[1024];
@@ -94,6 +172,19 @@ static enum MHD_Result dispatch(request *r)
 
         if (strlen(r->path) >= sizeof(path))
                 return api_reply_http_error(r, 414, NULL, "request path is too long");
+        if (r->bad_target) {
+                r->close = true;
+                return api_reply_errno(r, -EINVAL,
+                                       "request path has a NUL byte (%%00) or an invalid escape");
+        }
+        {
+                struct header_check hc = {0};
+                MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, check_header, &hc);
+                if (hc.bad) {
+                        r->close = true;
+                        return api_reply_errno(r, -EINVAL, "%s: '%.64s'", hc.why, hc.bad);
+                }
+        }
         snprintf(path, sizeof(path), "%s", r->path);
         rt = routes_find(r->method, path, r, &path_known, allow, sizeof(allow));
         if (!rt && path_known)
@@ -121,12 +212,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         api *a = cls;
         request *r = *con_cls;
 
-        (void)version;
-        if (!r) {
+        if (!r || !r->started) {
                 /* First call: only set up. Answering now would cost keep-alive. */
-                r = calloc(1, sizeof(*r));
+                bool refused;
+                if (!r)
+                        r = calloc(1, sizeof(*r));
                 if (!r)
                         return MHD_NO;
+                r->started = true;
                 r->api = a;
                 r->conn = conn;
                 r->method = method;
@@ -134,6 +227,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 buf_init(&r->body, a->opt.max_body ? a->opt.max_body : 65536);
                 gate_begin(&r->sec);
                 *con_cls = r;
+                {
+                        enum MHD_Result res = refuse_early(r, version, &refused);
+                        if (refused)
+                                return res;
+                }
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
@@ -152,6 +250,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
 }
 
+/* libmicrohttpd's URI log hook: the request target as the client sent it. The request struct
+ * starts here (its result becomes con_cls); on_request fills it in. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+        request *r = calloc(1, sizeof(*r));
+
+        (void)cls;
+        (void)conn;
+        if (r)
+                r->bad_target = !target_ok(uri);
+        return r;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -162,7 +273,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         (void)toe;
         if (!r)
                 return;
-        buf_release(&r->body);
+        if (r->started)
+                buf_release(&r->body);
         free(r);
         *con_cls = NULL;
 }
@@ -341,9 +453,9 @@ static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
             MHD_OPTION_PER_IP_CONNECTION_LIMIT,
             per_ip ? (a->opt.max_per_ip ? a->opt.max_per_ip : 32) : 0,
             MHD_OPTION_CONNECTION_TIMEOUT, a->opt.timeout_s ? a->opt.timeout_s : 30,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_STRICT_FOR_CLIENT, 1,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-            MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_STRICT_FOR_CLIENT, 0,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_END);
 }
 
 int api_new(const api_options *opt, api **ret)
@@ -385,9 +497,13 @@ int api_new(const api_options *opt, api **ret)
         }
         a->opt.counters = a->counters;
         a->opt.dcgm_naming = a->counters != NULL;
+        atomic_store(&a->dcgm, a->counters != NULL);
         snapshot_slot_init(&a->metrics);
         snapshot_slot_init(&a->metrics_om);
+        snapshot_slot_init(&a->metrics_gz[0]);
+        snapshot_slot_init(&a->metrics_gz[1]);
         pthread_mutex_init(&a->render_lock, NULL);
+        pthread_mutex_init(&a->gzip_lock, NULL);
         buf_init(&a->render_buf, 64u << 20);
         *ret = TAKE_PTR(a);
         return 0;
@@ -569,6 +685,7 @@ int api_set_metrics(api *a, const struct counter_set *counters, bool dcgm_naming
         a->n_labels = n_labels;
         a->opt.counters = a->counters;
         a->opt.dcgm_naming = a->counters != NULL;
+        atomic_store(&a->dcgm, a->counters != NULL);
         a->opt.extra_labels = a->labels;
         a->opt.n_extra_labels = a->n_labels;
         pthread_mutex_unlock(&a->render_lock);
@@ -591,6 +708,9 @@ api *api_free(api *a)
         api_stop(a);
         snapshot_slot_release(&a->metrics);
         snapshot_slot_release(&a->metrics_om);
+        snapshot_slot_release(&a->metrics_gz[0]);
+        snapshot_slot_release(&a->metrics_gz[1]);
+        pthread_mutex_destroy(&a->gzip_lock);
         a->own_counters = counters_free(a->own_counters);
         pthread_mutex_destroy(&a->render_lock);
         buf_release(&a->render_buf);

@@ -93,6 +93,7 @@ static const char *const auth_method_names[] = {"jwt", NULL};
 static const char *const client_auth_names[] = {"none", "request", "require", NULL};
 static const char *const web_role_names[] = {"viewer", "operator", "admin", NULL};
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
+static const char *const dcgm_compat_names[] = {"4.5", "main", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
 /* logging.syslog.facility: the name, and the LOG_* value log_options wants */
@@ -186,6 +187,8 @@ static const struct option options[] = {
     {"metrics.extra_labels", OPT_LABEL_MAP, OFF(metrics.extra_labels), OFF(metrics.n_extra_labels),
      M(API, RL)},
     {"metrics.hostname", OPT_STRING, OFF(metrics.hostname), .def = "", M(API, RS)},
+    {"metrics.dcgm_exporter_compat", OPT_ENUM, OFF(metrics.dcgm_compat), .def = "4.5",
+     .names = dcgm_compat_names, M(API, RS)},
     {"http.max_connections", OPT_UINT, OFF(http.max_connections), .def = "256", .min = 1,
      .max = 10000, M(API, RS)},
     {"http.max_connections_per_ip", OPT_UINT, OFF(http.max_connections_per_ip), .def = "32",

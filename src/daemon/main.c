@@ -965,15 +965,7 @@ static int S_counters(daemon_state *d)
         if (!d->plan.counters)
                 return 0;
         d->counters = TAKE_PTR(d->plan.counters); /* read at start (plan.c); outlives the api */
-        log_info("vigild", "exporting %zu dcgm-exporter families from '%s'",
-                 d->counters->n - d->counters->n_labels, d->cfg.metrics.counters_csv);
-        /* Rows Vigil has no reading for: accepted (the file works unchanged), named, skipped. */
-        for (size_t i = 0; i < d->counters->n; i++)
-                if (d->counters->entries[i].src == CS_UNCOLLECTED)
-                        log_warn("vigild",
-                                 "skipping '%s' (line %u of '%s'): not collected by Vigil",
-                                 d->counters->entries[i].name, d->counters->entries[i].line,
-                                 d->cfg.metrics.counters_csv);
+        counters_log(d->counters, d->cfg.metrics.counters_csv);
         return 0;
 }
 
@@ -1078,6 +1070,7 @@ static int S_api(daemon_state *d)
             .extra_labels = d->labels,
             .n_extra_labels = nl,
             .dcgm_naming = c->metrics.naming == METRICS_NAMING_DCGM || d->counters,
+            .dcgm_host_label = c->metrics.dcgm_compat == DCGM_COMPAT_MAIN ? "hostname" : "Hostname",
             .counters = d->counters,
             .threads = c->http.threads,
             .max_connections = c->http.max_connections,

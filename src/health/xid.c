@@ -4,9 +4,27 @@
 
 static const xid_info catalog[] = {
 #define XID(c, msg, sev, act) {c, msg, XID_SEV_##sev, XID_ACT_##act, 1},
+#define XID_TEXT(c, text)
 #include "xid.def"
 #undef XID
+#undef XID_TEXT
 };
+
+/* dcgm-exporter's err_msg label text, indexed by code. */
+static const char *const err_text[] = {
+#define XID(c, msg, sev, act)
+#define XID_TEXT(c, text) [c] = text,
+#include "xid.def"
+#undef XID
+#undef XID_TEXT
+};
+
+const char *xid_err_msg(uint32_t code)
+{
+        if (code < sizeof(err_text) / sizeof(err_text[0]) && err_text[code])
+                return err_text[code];
+        return "Unknown Error";
+}
 
 static const xid_info unknown = {0, "Unknown XID", XID_SEV_INFO, XID_ACT_CHECK_APP, 0};
 

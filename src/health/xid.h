@@ -36,6 +36,9 @@ const xid_info *xid_lookup(uint32_t code);
 /* Catalog entries in code order, for listing; i in [0, xid_count()). */
 size_t xid_count(void);
 const xid_info *xid_at(size_t i);
+/* The err_msg label dcgm-exporter gives code: NVIDIA's catalog wording ("No Error" for 0),
+ * "Unknown Error" for a code it does not list. Never NULL; static storage. */
+const char *xid_err_msg(uint32_t code);
 const char *xid_severity_name(enum xid_severity s); /* "info", "warning", "critical" */
 const char *xid_action_name(enum xid_action a);     /* "none", "check_app", ... */
 const char *xid_action_text(enum xid_action a);     /* one sentence for operators */

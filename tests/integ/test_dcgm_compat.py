@@ -15,7 +15,8 @@ OM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics
              "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 OM_CTYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TEXT_CTYPE = "text/plain; version=0.0.4; charset=utf-8"
-LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "hostname",
+# released dcgm-exporter (4.5.x) spells the host label "Hostname"; its main branch "hostname"
+LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname",
                "DCGM_FI_DRIVER_VERSION"]
 # Enabled in dcgm-exporter's default file but NOT_SUPPORTED by our NVML backend: must be absent.
 # (The profiling fields 1001/1004/1005 are read through NVML GPM and present.)
@@ -93,10 +94,16 @@ def check_openmetrics(text, counters_total=True):
     return declared
 
 
-def start(args=(), config=None):
+def start(args=(), config=None, auth=None):
     v = Vigild(args=args, config=config)
     v.wait_listening()
-    wait_for(lambda: 'gpu="0"' in v.metrics(), 10, "first sweep")
+    if auth:
+        import base64
+        hdr = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+        wait_for(lambda: 'gpu="0"' in v.request("GET", "/metrics", headers=hdr)[2].decode(), 10,
+                 "first sweep")
+    else:
+        wait_for(lambda: 'gpu="0"' in v.metrics(), 10, "first sweep")
     return v
 
 
@@ -168,6 +175,15 @@ def test_xid_err_code_and_msg():
         check(label_names(line)[-2:] == ["err_code", "err_msg"], "err labels order: %s" % line)
         other = series(parse_metrics(v.metrics()), "DCGM_FI_DEV_XID_ERRORS", gpu="1")
         check(other and other[0][1] == 0, "GPU 1 XID %s" % other)
+        check(other[0][0]["err_msg"] == "No Error", "XID 0 err_msg %s" % other)
+        # catalog wording as dcgm-exporter carries it, and "Unknown Error" past its table
+        for code, msg in ((70, "CE3: Unknown Error"), (173, "Unknown Error")):
+            v.inject(gpu=0, xid=code)
+            wait_for(lambda: (lambda s: s and s[0][1] == code and s[0][0])(
+                series(parse_metrics(v.metrics()), "DCGM_FI_DEV_XID_ERRORS", gpu="0")), 10,
+                "XID %d" % code)
+            d = series(parse_metrics(v.metrics()), "DCGM_FI_DEV_XID_ERRORS", gpu="0")[0][0]
+            check(d["err_msg"] == msg, "XID %d err_msg %r, want %r" % (code, d["err_msg"], msg))
 
 
 def test_naming_dcgm_and_46_names():
@@ -177,6 +193,9 @@ def test_naming_dcgm_and_46_names():
         check("DCGM_FI_DEV_GPU_TEMP" in fam and "vigil_gpu_up" not in fam, "naming dcgm families %s" % sorted(fam))
         line = [l for l in text.splitlines() if l.startswith("DCGM_FI_DEV_GPU_TEMP{")][0]
         check(label_names(line) == LABEL_ORDER + ["cluster"], "labels %s" % label_names(line))
+    with start(config="metrics:\n  naming: dcgm\n  dcgm_exporter_compat: \"main\"\n") as v:
+        line = [l for l in v.metrics().splitlines() if l.startswith("DCGM_FI_DEV_GPU_TEMP{")][0]
+        check(label_names(line)[5] == "hostname", "compat main labels %s" % label_names(line))
     with scratch_dir() as d:
         p = os.path.join(d, "c46.csv")
         with open(p, "w") as f:
@@ -220,11 +239,88 @@ def test_health_status_when_listed():
               "health status exported without being listed")
 
 
+def test_unreadable_rows_logged_and_count_matches():
+    """A row naming what Vigil cannot read is logged by name and skipped; the "exporting N
+    families" line counts exactly the families /metrics shows."""
+    with scratch_dir() as d:
+        p = os.path.join(d, "mixed.csv")
+        with open(p, "w") as f:
+            f.write("DCGM_FI_DEV_GPU_TEMP, gauge, t\nDCGM_FI_DEV_CPU_TEMP_CURRENT, gauge, cpu\n"
+                    "DCGM_EXP_XID_ERRORS_COUNT, gauge, x\nDCGM_FI_DEV_POWER_USAGE, gauge, p\n")
+        with start(["--collectors", p]) as v:
+            for name in ("DCGM_FI_DEV_CPU_TEMP_CURRENT", "DCGM_EXP_XID_ERRORS_COUNT"):
+                check("skipping '%s'" % name in v.logs(), "%s not logged:\n%s" % (name, v.logs()))
+            check(set(families(v.metrics())) == {"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"},
+                  "families %s" % sorted(families(v.metrics())))
+    with start(["--collectors", CSV]) as v:
+        m = wait_for(lambda: re.search(r"exporting (\d+) dcgm-exporter families", v.logs()), 10,
+                     "the exporting line")
+        shown = len(families(v.metrics()))
+        check(int(m.group(1)) == shown, "log says %s families, /metrics has %d" % (m.group(1), shown))
+
+
+def test_counters_file_reread_on_change():
+    """Like dcgm-exporter, an edit of the counters file applies without SIGHUP; a broken edit
+    keeps the families in use."""
+    with scratch_dir() as d:
+        p = os.path.join(d, "live.csv")
+        with open(p, "w") as f:
+            f.write("DCGM_FI_DEV_GPU_TEMP, gauge, t\n")
+        with start(["--collectors", p]) as v:
+            check(set(families(v.metrics())) == {"DCGM_FI_DEV_GPU_TEMP"}, "first set")
+            tmp = p + ".new"
+            with open(tmp, "w") as f:
+                f.write("DCGM_FI_DEV_GPU_TEMP, gauge, t\nDCGM_FI_DEV_POWER_USAGE, gauge, p\n")
+            os.rename(tmp, p)
+            wait_for(lambda: "DCGM_FI_DEV_POWER_USAGE" in families(v.metrics()), 10,
+                     "the new family after the file changed")
+            with open(p, "w") as f:
+                f.write("DCGM_FI_DEV_GPU_TEMP, gaug, t\n")
+            wait_for(lambda: "failed to re-read the counters file" in v.logs(), 10, "the error")
+            check("DCGM_FI_DEV_POWER_USAGE" in families(v.metrics()), "a broken file dropped families")
+
+
+def test_basic_auth_401_says_unauthorized():
+    """With dcgm naming, a failed basic auth answers as dcgm-exporter's web-config does: 401,
+    WWW-Authenticate: Basic, body "Unauthorized" as plain text."""
+    import base64
+    import ctypes
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    h = lib.crypt(b"pw", lib.crypt_gensalt(b"$2y$", 5, None, 0)).decode()
+    with scratch_dir() as d:
+        web = os.path.join(d, "web.yml")
+        with open(web, "w") as f:
+            f.write("basic_auth_users:\n  alice: %s\n" % h)
+        cfg = "security:\n  web_config_file: %s\n" % web
+        with start(["--collectors", CSV], config=cfg, auth="alice:pw") as v:
+            bad = base64.b64encode(b"alice:wrong").decode()
+            st, hdr, body = v.request("GET", "/metrics", headers={"Authorization": "Basic " + bad})
+            check(st == 401 and body == b"Unauthorized\n", "401 body %d %r" % (st, body))
+            check(hdr.get("Content-Type", "").startswith("text/plain"), "401 type %r" % hdr)
+            check(hdr.get("WWW-Authenticate") == "Basic", "401 challenge %r" % hdr)
+
+
+def test_1x_compatibility_csv():
+    """dcgm-exporter's etc/1.x-compatibility-metrics.csv loads: 1.x names, uuid label."""
+    p = os.path.join(SRC, "deploy", "dcgm", "1.x-compatibility-metrics.csv")
+    with start(["--collectors", p]) as v:
+        text = v.metrics()
+        fam = families(text)
+        check({"dcgm_gpu_temp", "dcgm_sm_clock", "dcgm_power_usage", "dcgm_fb_used"} <= set(fam),
+              "1.x families %s" % sorted(fam))
+        line = [l for l in text.splitlines() if l.startswith("dcgm_gpu_temp{")][0]
+        check(label_names(line)[:2] == ["gpu", "uuid"], "1.x labels %s" % label_names(line))
+
+
 def test_malformed_csv_refused_at_start():
     with scratch_dir() as d:
         cases = [("DCGM_FI_DEV_GPU_TEMP, gauge\n", ":1: malformed CSV record"),
-                 ("# ok\nDCGM_FI_DEV_GPU_TEMP, gauge, x\nDCGM_FI_DEV_NOPE, gauge, y\n",
-                  ":3: unknown DCGM field 'DCGM_FI_DEV_NOPE'"),
+                 ("# ok\nDCGM_FI_DEV_GPU_TEMP, gauge, x\nGPU_NOPE, gauge, y\n",
+                  ":3: unknown DCGM field 'GPU_NOPE'"),
                  ("DCGM_FI_DEV_GPU_TEMP, gaug, x\n", ":1: unknown metric type 'gaug'")]
         for i, (content, want) in enumerate(cases):
             p = os.path.join(d, "bad%d.csv" % i)
@@ -241,8 +337,28 @@ def test_malformed_csv_refused_at_start():
             check(p + want in logs, "error for %s does not say %r:\n%s" % (p, p + want, logs))
 
 
+def test_dcgm_health_probe():
+    """GET /health as dcgm-exporter's Helm chart probes it: 200, body "OK"."""
+    with start(["--collectors", CSV]) as v:
+        st, hdr, body = v.request("GET", "/health")
+        check(st == 200 and body == b"OK", "/health %d %r" % (st, body))
+        check(hdr.get("Content-Type", "").startswith("text/plain"), "/health type %s" % hdr)
+
+
+def test_dcgm_naming_serves_text_only():
+    """dcgm-exporter serves text 0.0.4 whatever Accept says: its counters stay counters."""
+    with start(["--collectors", CSV]) as v:
+        st, hdr, body = v.request("GET", "/metrics", headers={"Accept": OM_ACCEPT})
+        check(st == 200 and hdr.get("Content-Type") == TEXT_CTYPE,
+              "dcgm naming answered %r to an OpenMetrics Accept" % hdr.get("Content-Type"))
+        check(b"# EOF" not in body, "dcgm naming served OpenMetrics")
+        fam = families(body.decode())
+        check(fam.get("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", ("",))[0] == "counter",
+              "remapped rows type %r" % (fam.get("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"),))
+
+
 def test_openmetrics_negotiation_both_namings():
-    for args in ([], ["--collectors", CSV]):
+    for args in ([],):
         with start(args) as v:
             st, hdr, body = v.request("GET", "/metrics", headers={"Accept": OM_ACCEPT})
             check(st == 200 and hdr.get("Content-Type") == OM_CTYPE, "OM content type %r" % hdr.get("Content-Type"))
@@ -273,4 +389,7 @@ def test_openmetrics_negotiation_both_namings():
 if __name__ == "__main__":
     main([test_default_counters_exact_families, test_xid_err_code_and_msg,
           test_naming_dcgm_and_46_names, test_health_status_when_listed, test_malformed_csv_refused_at_start,
-          test_openmetrics_negotiation_both_namings])
+          test_openmetrics_negotiation_both_namings, test_dcgm_health_probe,
+          test_dcgm_naming_serves_text_only, test_unreadable_rows_logged_and_count_matches,
+          test_1x_compatibility_csv, test_counters_file_reread_on_change,
+          test_basic_auth_401_says_unauthorized])

@@ -200,7 +200,7 @@ def test_mig_instances_and_labels():
                 "GPU_I_ID" in l][0]
         names = [x.split("=")[0] for x in line[line.index("{") + 1:line.rindex("}")].split('",')]
         check(names[:8] == ["gpu", "UUID", "pci_bus_id", "device", "modelName", "GPU_I_PROFILE",
-                            "GPU_I_ID", "hostname"], "label order %r" % names)
+                            "GPU_I_ID", "Hostname"], "label order %r" % names)
         # GPU 1 turns MIG on 8 s in: picked up by a later slow sweep.
         check(v.get_json("/api/v1/gpus/1/mig")["mode"] == "disabled", "GPU 1 whole at start")
         mig1 = wait_for(lambda: (lambda d: d if d.get("mode") == "enabled" else None)(

@@ -133,5 +133,33 @@ def test_prometheus_scrapes_and_alerts():
         dcgm.stop()
 
 
+def test_gzip_once_per_snapshot():
+    """Accept-Encoding: gzip (what Prometheus sends) gets the page gzip-compressed, with
+    Content-Encoding and Vary; every gzip scraper of one snapshot gets the same bytes, and they
+    decompress to the page a plain scrape of that snapshot gets."""
+    import gzip
+    with Vigild(scenario="constant-2gpu.yaml") as v:
+        wait_for(lambda: 'gpu="0"' in v.metrics(), 10, "first sweep")
+        for accept in ("text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0"):
+            for _ in range(5):
+                hz = {"Accept": accept, "Accept-Encoding": "gzip"}
+                st, h1, z1 = v.request("GET", "/metrics", headers=hz)
+                st2, h2, z2 = v.request("GET", "/metrics", headers=hz)
+                _, hp, plain = v.request("GET", "/metrics", headers={"Accept": accept})
+                st3, h3, z3 = v.request("GET", "/metrics", headers=hz)
+                if z1 == z2 == z3:
+                    break
+            check(st == 200 and h1.get("Content-Encoding") == "gzip",
+                  "gzip not served: %d %r" % (st, h1))
+            check("Accept-Encoding" in h1.get("Vary", ""), "Vary %r" % h1.get("Vary"))
+            check(z1 == z2 == z3, "gzip scrapers of one snapshot got different bytes")
+            check(gzip.decompress(z1) == plain, "gzip page differs from the plain page")
+            check(len(z1) * 3 < len(plain), "gzip %d bytes vs plain %d" % (len(z1), len(plain)))
+            check("Content-Encoding" not in hp, "plain scrape encoded: %r" % hp)
+            _, h0, _ = v.request("GET", "/metrics", headers={"Accept": accept,
+                                                             "Accept-Encoding": "gzip;q=0, identity"})
+            check("Content-Encoding" not in h0, "gzip;q=0 still compressed")
+
+
 if __name__ == "__main__":
-    main([test_prometheus_scrapes_and_alerts])
+    main([test_prometheus_scrapes_and_alerts, test_gzip_once_per_snapshot])

@@ -287,7 +287,7 @@ def test_check_config_refuses_what_start_refuses():
     with tempfile.TemporaryDirectory() as d:
         missing = os.path.join(d, "missing")
         bad_csv = os.path.join(d, "bad.csv")
-        open(bad_csv, "w").write("DCGM_FI_NO_SUCH_FIELD, gauge, nothing\n")
+        open(bad_csv, "w").write("DCGM_FI_DEV_GPU_TEMP, gaug, unknown type\n")
         cases = [
             ("security:\n  tls: {enabled: true, cert_file: %s.pem, key_file: %s.key}\n"
              % (missing, missing), missing + ".pem"),
@@ -418,7 +418,7 @@ def test_counters_csv():
         a, b, bad = (os.path.join(d, x) for x in ("a.csv", "b.csv", "bad.csv"))
         open(a, "w").write(CSV_TEMP)
         open(b, "w").write(CSV_POWER)
-        open(bad, "w").write("DCGM_FI_NO_SUCH_FIELD, gauge, nothing\n")
+        open(bad, "w").write("DCGM_FI_DEV_GPU_TEMP, gaug, unknown type\n")
         with Vigild(config="metrics: {counters_csv: %s}\n" % a) as v:
             wait_for(lambda: "DCGM_FI_DEV_GPU_TEMP{" in v.metrics(), 10, "the first CSV")
             check("DCGM_FI_DEV_POWER_USAGE" not in v.metrics(), "power before the swap")

@@ -131,5 +131,39 @@ security:
         shutil.rmtree(pki, ignore_errors=True)
 
 
+def test_plain_http_to_tls_port():
+    """Plain HTTP sent to the TLS port is answered as Go's server (dcgm-exporter) answers it: 400
+    with "Client sent an HTTP request to an HTTPS server.", not a silently closed connection;
+    TLS clients on the same port are unaffected."""
+    pki = tempfile.mkdtemp(prefix="vigil-pki-")
+    try:
+        make_pki(pki)
+        cfg = f"""
+security:
+  tls: {{enabled: true, cert_file: {pki}/server.pem, key_file: {pki}/server.key}}
+"""
+        with Vigild(config=cfg) as d:
+            host, port = d.url.split("//")[1].rsplit(":", 1)
+            for _ in range(5):
+                with socket.create_connection((host, int(port)), timeout=5) as s:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                    data = b""
+                    while True:
+                        try:
+                            c = s.recv(4096)
+                        except ConnectionResetError:
+                            break
+                        if not c:
+                            break
+                        data += c
+                check(data.startswith(b"HTTP/1.0 400 Bad Request\r\n")
+                      and b"Client sent an HTTP request to an HTTPS server." in data,
+                      "plain HTTP on the TLS port got %r" % data[:200])
+            st, _, _ = get(d.url, pki, None, path="/healthz")
+            check(st == 200, "TLS after plain attempts: %d" % st)
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    main([test_mtls_and_reload])
+    main([test_mtls_and_reload, test_plain_http_to_tls_port])

@@ -128,7 +128,8 @@ static void test_spellings_labels_quotes(void **state)
                      "DCGM_FI_DEV_OEM_INFOROM_VER, gauge, not collected by Vigil\n"
                      "DCGM_FI_PROF_PCIE_RX_BYTES, counter, dcp");
         (void)state;
-        assert_int_equal(s->n, 9);
+        assert_int_equal(s->n, 8);
+        assert_int_equal(s->n_families, 6);
         assert_int_equal(s->n_labels, 2);
         assert_string_equal(s->entries[0].name, "DCGM_FI_DEV_GPU_TEMP_CELSIUS");
         assert_int_equal(s->entries[0].field->id, 150);
@@ -145,11 +146,13 @@ static void test_spellings_labels_quotes(void **state)
         assert_string_equal(s->entries[5].help, "say \"hi\"");
         assert_int_equal(s->entries[6].type, CT_SUMMARY);
         assert_string_equal(s->entries[6].help, "");
-        assert_int_equal(s->entries[7].src, CS_UNCOLLECTED);
-        assert_null(s->entries[7].field);
-        assert_int_equal(s->entries[8].field->id, 1010);
-        assert_int_equal(s->entries[8].type, CT_COUNTER);
-        assert_int_equal(s->entries[8].line, 13);
+        /* DCGM_FI_DEV_OEM_INFOROM_VER: a DCGM field Vigil does not collect, skipped and listed */
+        assert_int_equal(s->n_skipped, 1);
+        assert_string_equal(s->skipped[0].name, "DCGM_FI_DEV_OEM_INFOROM_VER");
+        assert_int_equal(s->skipped[0].line, 12);
+        assert_int_equal(s->entries[7].field->id, 1010);
+        assert_int_equal(s->entries[7].type, CT_COUNTER);
+        assert_int_equal(s->entries[7].line, 13);
         counters_free(s);
 
         s = parse_ok("");
@@ -157,6 +160,61 @@ static void test_spellings_labels_quotes(void **state)
         counters_free(s);
         s = parse_ok("# only comments\n\n");
         assert_int_equal(s->n, 0);
+        counters_free(s);
+}
+
+/* Rows naming what Vigil cannot read are skipped and listed (the daemon logs them by name), and
+ * only the rest count as exported families. */
+static void test_skipped_rows(void **state)
+{
+        counter_set *s = parse_ok("DCGM_FI_DEV_GPU_TEMP, gauge, t\n"
+                                  "DCGM_FI_DEV_GPU_TEMP, gauge, again\n"
+                                  "DCGM_FI_DEV_NOPE, gauge, x\n"
+                                  "DCGM_EXP_P2P_STATUS, counter, x\n"
+                                  "DCGM_EXP_XID_ERRORS_COUNT, counter, x\n"
+                                  "DCGM_FI_DEV_CPU_TEMP_CURRENT, gauge, x\n"
+                                  "DCGM_FI_DRIVER_VERSION, label, d\n");
+        (void)state;
+        assert_int_equal(s->n, 2);
+        assert_int_equal(s->n_families, 1);
+        assert_int_equal(s->n_skipped, 5);
+        assert_string_equal(s->skipped[0].name, "DCGM_FI_DEV_GPU_TEMP");
+        assert_string_equal(s->skipped[1].name, "DCGM_FI_DEV_NOPE");
+        assert_int_equal(s->skipped[1].line, 3);
+        assert_string_equal(s->skipped[2].name, "DCGM_EXP_P2P_STATUS");
+        assert_non_null(strstr(s->skipped[2].why, "windowed"));
+        assert_string_equal(s->skipped[4].name, "DCGM_FI_DEV_CPU_TEMP_CURRENT");
+        counters_free(s);
+}
+
+/* dcgm-exporter's etc/1.x-compatibility-metrics.csv (copied to deploy/dcgm/): the 1.x names map
+ * to field ids as go-dcgm maps them and keep their spelling. */
+static void test_legacy_file(void **state)
+{
+        const char *src = getenv("VIGIL_SOURCE_DIR");
+        counter_set *s = NULL;
+        char err[512] = "", path[4096];
+        (void)state;
+        if (!src)
+                skip();
+        snprintf(path, sizeof(path), "%s/deploy/dcgm/1.x-compatibility-metrics.csv", src);
+        if (counters_load(path, &s, err, sizeof(err)) != 0)
+                fail_msg("%s", err);
+        assert_true(s->legacy);
+        assert_true(s->n_families >= 15);
+        for (size_t i = 0; i < s->n; i++) {
+                assert_true(s->entries[i].legacy);
+                if (!strcmp(s->entries[i].name, "dcgm_sm_clock"))
+                        assert_int_equal(s->entries[i].field->id, 100);
+                if (!strcmp(s->entries[i].name, "dcgm_total_energy_consumption"))
+                        assert_int_equal(s->entries[i].field->id, 156);
+                if (!strcmp(s->entries[i].name, "dcgm_xid_errors"))
+                        assert_int_equal(s->entries[i].field->id, 230);
+        }
+        assert_non_null(s->path);
+        /* 22 rows, two of them repeats of the PCIe counters */
+        assert_int_equal(s->n + s->n_skipped, 22);
+        assert_string_equal(s->skipped[s->n_skipped - 1].name, "dcgm_fi_prof_pcie_rx_bytes");
         counters_free(s);
 }
 
@@ -175,20 +233,13 @@ static void test_malformed(void **state)
             {"DCGM_FI_DEV_GPU_TEMP, gauge, a\"b\n", "bad.csv:1: malformed CSV record"},
             {"DCGM_FI_DEV_GPU_TEMP, Gauge, x\n", "bad.csv:1: unknown metric type 'Gauge'"},
             {"DCGM_FI_DEV_GPU_TEMP, , x\n", "bad.csv:1: unknown metric type ''"},
-            {"\nDCGM_FI_DEV_NOPE, gauge, x\n", "bad.csv:2: unknown DCGM field 'DCGM_FI_DEV_NOPE'"},
             {"GPU_TEMP, gauge, x\n", "bad.csv:1: unknown DCGM field 'GPU_TEMP'"},
             {"vigil_gpu_temperature_celsius, gauge, x\n", "bad.csv:1: unknown DCGM field"},
             {"150, gauge, x\n", "bad.csv:1: '150' is not a valid field name"},
             {", gauge, x\n", "bad.csv:1: '' is not a valid field name"},
             {"DCGM FI, gauge, x\n", "bad.csv:1: 'DCGM FI' is not a valid field name"},
-            {"DCGM_EXP_P2P_STATUS, counter, x\n",
-             "bad.csv:1: exporter field 'DCGM_EXP_P2P_STATUS' is not supported"},
-            {"DCGM_EXP_XID_ERRORS_COUNT, counter, x\n",
-             "bad.csv:1: exporter field 'DCGM_EXP_XID_ERRORS_COUNT' is not supported"},
             {"DCGM_FI_DRIVER_VERSION, gauge, x\n",
              "bad.csv:1: 'DCGM_FI_DRIVER_VERSION' is an identity"},
-            {"DCGM_FI_DEV_GPU_TEMP, gauge, x\nDCGM_FI_DEV_GPU_TEMP, gauge, y\n",
-             "bad.csv:2: 'DCGM_FI_DEV_GPU_TEMP' is listed twice (first at line 1)"},
         };
         (void)state;
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -249,6 +300,8 @@ int main(void)
             cmocka_unit_test(test_default_matches_deploy_file),
             cmocka_unit_test(test_spellings_labels_quotes),
             cmocka_unit_test(test_malformed),
+            cmocka_unit_test(test_skipped_rows),
+            cmocka_unit_test(test_legacy_file),
             cmocka_unit_test(test_health_status_entry),
             cmocka_unit_test(test_limits),
         };

@@ -85,13 +85,25 @@ static void test_unknown(void **state)
         assert_true(strlen(xid_action_text(XID_ACT_RESET_GPU)) > 10);
 }
 
+/* err_msg as dcgm-exporter writes it: NVIDIA's catalog wording, "Unknown Error" past it. */
+static void test_err_msg(void **state)
+{
+        (void)state;
+        assert_string_equal(xid_err_msg(0), "No Error");
+        assert_string_equal(xid_err_msg(5), "Unused");
+        assert_string_equal(xid_err_msg(79), "GPU has fallen off the bus");
+        assert_string_equal(xid_err_msg(70), "CE3: Unknown Error");
+        assert_string_equal(xid_err_msg(167), xid_err_msg(167)); /* listed: never NULL */
+        assert_string_equal(xid_err_msg(173), "Unknown Error");
+        assert_string_equal(xid_err_msg(99999), "Unknown Error");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_sorted_unique),
-            cmocka_unit_test(test_known_codes),
-            cmocka_unit_test(test_coverage),
-            cmocka_unit_test(test_unknown),
+            cmocka_unit_test(test_sorted_unique), cmocka_unit_test(test_known_codes),
+            cmocka_unit_test(test_coverage),      cmocka_unit_test(test_unknown),
+            cmocka_unit_test(test_err_msg),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -469,6 +469,17 @@ static int out_of_range(const struct option *o, const char *shown, char *why, si
         return -EINVAL;
 }
 
+/* What an error message may quote of value v: nothing of a secret option, and the value with its
+ * credentials masked otherwise (a URL's userinfo and query, token arguments: common/redact.h),
+ * since refusals are logged, audited and answered to reload requests. */
+static const char *shown_value(const struct option *o, const char *v, char *buf, size_t len)
+{
+        if (o->secret)
+                return REDACTED;
+        redact_text(v, buf, len);
+        return buf;
+}
+
 /* Convert text to the option's type and store it in *c. shown is what messages may quote. */
 static int option_set(const struct option *o, vigil_config *c, const char *v, const char *shown,
                       char *why, size_t whylen)
@@ -1286,7 +1297,7 @@ static int parse_item_value(struct parser *p, const struct option *it, char *ite
 {
         _cleanup_event_ yaml_event_t e = {0};
         _cleanup_free_ char *v = NULL;
-        char why[512];
+        char why[512], shown[512];
         int r = next_event(p, &e);
 
         if (r < 0)
@@ -1331,7 +1342,8 @@ static int parse_item_value(struct parser *p, const struct option *it, char *ite
                 if ((r = expand(p, &e, what, &v)) < 0)
                         return r;
         }
-        r = option_set(it, (vigil_config *)item, v, it->secret ? REDACTED : v, why, sizeof(why));
+        r = option_set(it, (vigil_config *)item, v, shown_value(it, v, shown, sizeof(shown)), why,
+                       sizeof(why));
         if (r == -ENOMEM)
                 return fail(p, e.start_mark, "out of memory"), -ENOMEM;
         if (r < 0) {
@@ -1548,9 +1560,10 @@ static int check_http_urls(const struct option *o, const char *shown, const char
         (void)shown;
         while (*s) {
                 const char *e = strchrnul(s, ',');
-                char one[1024];
+                char one[1024], masked[1024];
                 snprintf(one, sizeof(one), "%.*s", (int)(e - s), s);
-                if (check_http_url(o, one, one, why, whylen) < 0)
+                redact_text(one, masked, sizeof(masked));
+                if (check_http_url(o, masked, one, why, whylen) < 0)
                         return -EINVAL;
                 s = *e ? e + 1 : e;
         }
@@ -1561,7 +1574,7 @@ static int parse_option(struct parser *p, const struct option *o)
 {
         _cleanup_event_ yaml_event_t e = {0};
         _cleanup_free_ char *v = NULL;
-        char why[512];
+        char why[512], shown[512];
         int r;
 
         if (o->type == OPT_FIELD_MAP || o->type == OPT_LABEL_MAP) {
@@ -1582,7 +1595,7 @@ static int parse_option(struct parser *p, const struct option *o)
         r = read_scalar(p, o->path, expected_of(o), &e, &v);
         if (r < 0)
                 return r;
-        r = option_set(o, p->cfg, v, o->secret ? REDACTED : v, why, sizeof(why));
+        r = option_set(o, p->cfg, v, shown_value(o, v, shown, sizeof(shown)), why, sizeof(why));
         if (r == -ENOMEM)
                 return fail(p, e.start_mark, "out of memory"), -ENOMEM;
         if (r < 0)

@@ -767,6 +767,28 @@ static void test_keep_restart(void **state)
 
 /* docs/configuration.md tells the truth: every row of its key tables says "reload" or "restart"
  * as the table does, and every key of the table is documented. */
+/* A refused value is quoted in the message (logged, audited, answered to a reload request) with
+ * its credentials masked: no password, token or query string of a bad URL leaks through it. */
+static void test_refusal_masks_credentials(void **state)
+{
+        static const char *const bad[] = {
+            "alerting: {alertmanagers: ['ftp://am:PWMARK@am.example/?token=TOKMARK']}\n",
+            "alerting: {webhooks: [{url: 'gopher://u:PWMARK@h/p?token=TOKMARK'}]}\n",
+        };
+        vigil_config c;
+        char err[1024];
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                config_init(&c);
+                assert_int_equal(parse(bad[i], &c, err, sizeof(err)), -EINVAL);
+                assert_non_null(strstr(err, "not an http"));
+                assert_null(strstr(err, "PWMARK"));
+                assert_null(strstr(err, "TOKMARK"));
+                config_release(&c);
+        }
+}
+
 static void test_docs_match_table(void **state)
 {
         const char *src = getenv("VIGIL_SOURCE_DIR");
@@ -849,6 +871,7 @@ int main(void)
             cmocka_unit_test(test_units),
             cmocka_unit_test(test_keep_restart),
             cmocka_unit_test(test_docs_match_table),
+            cmocka_unit_test(test_refusal_masks_credentials),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,12 +48,19 @@ static int stale(const rule_ctx *c, uint16_t field)
 
 static int latest(const rule_ctx *c, uint16_t field, field_value *v)
 {
-        int r = cache_latest(c->cache, c->gpu, field, v, NULL);
+        sampler_reading rd;
+        int r;
 
+        /* One read for value and freshness; without a sampler's answer, as stale() judges it. */
+        if (c->sampler && sampler_latest(c->sampler, c->gpu, field, c->now_us, &rd) == 0) {
+                *v = rd.v;
+                if (v->status == 0 && rd.fresh != SAMPLER_FRESH)
+                        return -ESTALE;
+                return v->status;
+        }
+        r = cache_latest(c->cache, c->gpu, field, v, NULL);
         if (r < 0)
                 return r;
-        if (v->status == 0 && stale(c, field) < 0)
-                return -ESTALE;
         return v->status;
 }
 

@@ -1046,21 +1046,30 @@ int64_t sampler_interval_of(sampler *e, uint16_t field_id)
         return field_interval(&e->opt, m) > 0 ? field_interval(&e->opt, m) : 0;
 }
 
-static int64_t stale_bound(sampler *e, const field_meta *m)
+/* The staleness bound of m's readings for a tier stretched by stretch (e->stats under e->lock). */
+static int64_t stale_bound_at(const sampler *e, const field_meta *m, double stretch)
 {
         int64_t iv, bound;
-        double stretch;
 
         if (!m || (m->tier != TIER_FAST && m->tier != TIER_SLOW))
                 return 0;
         iv = field_interval(&e->opt, m);
         if (iv <= 0)
                 return 0;
-        pthread_mutex_lock(&e->lock);
-        stretch = e->stats.tier[m->tier].stretch;
-        pthread_mutex_unlock(&e->lock);
         bound = (int64_t)((double)iv * (stretch >= 1.0 ? stretch : 1.0)) * SAMPLER_STALE_FACTOR;
         return MAX(bound, SAMPLER_STALE_MIN_US);
+}
+
+static int64_t stale_bound(sampler *e, const field_meta *m)
+{
+        double stretch = 1.0;
+
+        if (m && (m->tier == TIER_FAST || m->tier == TIER_SLOW)) {
+                pthread_mutex_lock(&e->lock);
+                stretch = e->stats.tier[m->tier].stretch;
+                pthread_mutex_unlock(&e->lock);
+        }
+        return stale_bound_at(e, m, stretch);
 }
 
 int64_t sampler_stale_after(sampler *e, uint16_t field_id)
@@ -1074,6 +1083,7 @@ int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
         const field_meta *m = meta_of(field_id);
         sampler_reading rd = {0};
         int64_t bound;
+        double stretch;
         bool up;
         int r;
 
@@ -1086,10 +1096,11 @@ int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
                 now_us = e->now_real();
         rd.age_us = rd.ts_us ? MAX(now_us - rd.ts_us, 0) : 0;
         if (m->tier == TIER_FAST || m->tier == TIER_SLOW) {
-                pthread_mutex_lock(&e->lock);
+                pthread_mutex_lock(&e->lock); /* one lock for both */
                 up = e->gpus[gpu].up;
+                stretch = e->stats.tier[m->tier].stretch;
                 pthread_mutex_unlock(&e->lock);
-                bound = stale_bound(e, m);
+                bound = stale_bound_at(e, m, stretch);
                 if (!up)
                         rd.fresh = SAMPLER_LOST;
                 else if (atomic_load(&e->stuck[gpu]))

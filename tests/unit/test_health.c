@@ -604,7 +604,7 @@ static void test_payloads(void **state)
  * after resolve_after of continuous clear, an XID clears xid_hold after its last report, ack. */
 static void test_incident_store(void **state)
 {
-        incident_store s;
+        static incident_store s; /* zeroed, as incidents_init requires */
         health_config cfg;
         incident *a, *b;
         const int64_t t0 = INT64_C(1767225600) * USEC_PER_SEC;

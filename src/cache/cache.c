@@ -24,6 +24,10 @@
 #define WORST_FIELD_BITS 113
 #define CHUNK_ALIGN      64 /* bytes */
 #define GROUP_MAX_BYTES  (UINT64_C(1) << 30)
+/* Field ids below this find their catalog index in one load (c->index); the few above it (GPM,
+ * ids in the 60000s) fall back to the catalog's scan. Every lookup of a sweep, a health rule and
+ * a render goes through lookup(), so a scan of the catalog there cost more than the decode. */
+#define INDEX_IDS 1024
 
 enum {
         FF_F64 = 1 << 0, /* Gorilla/decimal float code */
@@ -64,13 +68,14 @@ typedef struct group {
 } group;
 
 struct cache {
-        pthread_mutex_t lock; /* serialises cache_group_add */
-        unsigned max_gpus;    /* GPU slots */
-        size_t n_cat;         /* field_count() */
-        int32_t *map;         /* [max_gpus * n_cat] group << 16 | slot, or -1 (atomic) */
-        group **groups;       /* [cap_groups] published with release stores */
-        size_t cap_groups;    /* max_gpus * n_cat: one field per group at most */
-        int n_groups;         /* groups added (atomic) */
+        pthread_mutex_t lock;     /* serialises cache_group_add */
+        unsigned max_gpus;        /* GPU slots */
+        size_t n_cat;             /* field_count() */
+        int32_t *map;             /* [max_gpus * n_cat] group << 16 | slot, or -1 (atomic) */
+        group **groups;           /* [cap_groups] published with release stores */
+        size_t cap_groups;        /* max_gpus * n_cat: one field per group at most */
+        int n_groups;             /* groups added (atomic) */
+        int16_t index[INDEX_IDS]; /* field id -> catalog index, -1 = none (ids < INDEX_IDS) */
 };
 
 static group *group_free(group *g)
@@ -110,6 +115,10 @@ int cache_new(unsigned max_gpus, cache **ret)
         }
         for (size_t i = 0; i < nmap; i++)
                 c->map[i] = -1;
+        memset(c->index, -1, sizeof(c->index));
+        for (size_t i = 0; i < c->n_cat; i++)
+                if (field_at(i)->id < INDEX_IDS)
+                        c->index[field_at(i)->id] = (int16_t)i;
         c->cap_groups = nmap;
         pthread_mutex_init(&c->lock, NULL);
         *ret = TAKE_PTR(c);
@@ -250,10 +259,13 @@ static group *group_get(cache *c, int id)
 /* (gpu, field) → group and slot, or NULL. Lock-free: the map only ever gains entries. */
 static group *lookup(cache *c, unsigned gpu, uint16_t field_id, size_t *slot)
 {
-        int idx = field_index(field_id);
+        int idx;
         int32_t e;
 
-        if (!c || gpu >= c->max_gpus || idx < 0)
+        if (!c)
+                return NULL;
+        idx = field_id < INDEX_IDS ? c->index[field_id] : field_index(field_id);
+        if (gpu >= c->max_gpus || idx < 0)
                 return NULL;
         e = map_load(c, gpu, idx);
         if (e < 0)

@@ -396,6 +396,7 @@ void anomaly_eval(anomaly *a, sampler *e, cache *c)
 {
         anomaly_sample s[ANOMALY_MAX_GPUS];
         char uuids[ANOMALY_MAX_GPUS][96];
+        bool is_f64[ANOMALY_MAX_FIELDS]; /* per watched field: read .d rather than .i */
         sampler_gpu g;
         unsigned n;
 
@@ -403,6 +404,10 @@ void anomaly_eval(anomaly *a, sampler *e, cache *c)
         if (!a || !a->opt.enabled)
                 return;
         n = MIN(sampler_gpu_count(e), (unsigned)ANOMALY_MAX_GPUS);
+        for (size_t f = 0; f < a->opt.n_fields; f++) {
+                const field_meta *m = field_by_id(a->fields[f]);
+                is_f64[f] = m && m->type == FT_F64;
+        }
         for (unsigned i = 0; i < n; i++) {
                 sampler_reading rd;
                 memset(&s[i], 0, sizeof(s[i]));
@@ -413,12 +418,11 @@ void anomaly_eval(anomaly *a, sampler *e, cache *c)
                 snprintf(uuids[i], sizeof(uuids[i]), "%s", g.id.uuid);
                 s[i].uuid = uuids[i];
                 for (size_t f = 0; f < a->opt.n_fields; f++) {
-                        const field_meta *m = field_by_id(a->fields[f]);
                         s[i].v[f] = NAN;
                         /* only current readings (sampler_latest): a stale one is no data */
                         if (sampler_latest(e, i, a->fields[f], 0, &rd) == 0 && rd.v.status == 0 &&
                             rd.fresh == SAMPLER_FRESH)
-                                s[i].v[f] = m && m->type == FT_F64 ? rd.v.d : (double)rd.v.i;
+                                s[i].v[f] = is_f64[f] ? rd.v.d : (double)rd.v.i;
                 }
                 s[i].util = NAN;
                 if (sampler_latest(e, i, FLD_GPU_UTIL, 0, &rd) == 0 && rd.v.status == 0 &&

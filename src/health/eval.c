@@ -5,7 +5,9 @@
  * store's lock held and does those afterwards. */
 #include "health-internal.h"
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -14,10 +16,34 @@
 #include "fields/fields.h"
 #include "health/xid.h"
 
+/* Resident bytes from /proc/self/statm, 0 when unreadable. Called once per fast sweep: one
+ * pread on a descriptor kept open rather than fopen + fscanf + fclose (an allocation, three
+ * system calls and the scanf machinery each time). */
+static uint64_t statm_rss_bytes(void)
+{
+        static int fd = -1; /* health thread only (eval_lock) */
+        char text[128], *p, *end;
+        unsigned long long rss;
+        ssize_t n;
+
+        if (fd < 0)
+                fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = pread(fd, text, sizeof(text) - 1, 0);
+        if (n <= 0)
+                return 0;
+        text[n] = '\0';
+        strtoull(text, &p, 10); /* size */
+        rss = strtoull(p, &end, 10);
+        if (end == p)
+                return 0;
+        return rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 void health_host_facts(sampler *sa, const char *data_dir, host_facts *f)
 {
         struct statvfs sv;
-        FILE *fp;
 
         f->gpu_count = sampler_gpu_count(sa);
         f->disk_pct = -1;
@@ -32,14 +58,7 @@ void health_host_facts(sampler *sa, const char *data_dir, host_facts *f)
                 if (used + avail > 0)
                         f->disk_pct = (int)((used * 100 + (used + avail) - 1) / (used + avail));
         }
-        f->rss_bytes = 0;
-        fp = fopen("/proc/self/statm", "re");
-        if (fp) {
-                unsigned long long size, rss;
-                if (fscanf(fp, "%llu %llu", &size, &rss) == 2)
-                        f->rss_bytes = rss * (unsigned long long)sysconf(_SC_PAGESIZE);
-                fclose(fp);
-        }
+        f->rss_bytes = statm_rss_bytes();
 }
 
 /* One rule's verdict on one GPU (gpu -1: the node) into its incident. */

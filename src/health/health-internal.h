@@ -146,6 +146,8 @@ typedef struct incident_store {
                                              last evaluation (L) */
 } incident_store;
 
+/* s must be zeroed memory (calloc, static): the store is ~1.3 MB of incident slots, and zeroing
+ * it here again would make every one of its pages resident in an idle daemon. */
 void incidents_init(incident_store *s, struct store *st);
 void incidents_release(incident_store *s);
 /* Load the incidents not resolved and the next id from the store (takes the lock). 0 without a

@@ -146,7 +146,6 @@ json_t *incident_json(const incident *in)
 
 void incidents_init(incident_store *s, struct store *st)
 {
-        memset(s, 0, sizeof(*s));
         pthread_mutex_init(&s->lock, NULL);
         s->next_id = 1;
         s->store = st;

@@ -48,12 +48,19 @@ static int stale(const rule_ctx *c, uint16_t field)
 
 static int latest(const rule_ctx *c, uint16_t field, field_value *v)
 {
-        int r = cache_latest(c->cache, c->gpu, field, v, NULL);
+        sampler_reading rd;
+        int r;
 
+        /* One read for value and freshness; without a sampler's answer, as stale() judges it. */
+        if (c->sampler && sampler_latest(c->sampler, c->gpu, field, c->now_us, &rd) == 0) {
+                *v = rd.v;
+                if (v->status == 0 && rd.fresh != SAMPLER_FRESH)
+                        return -ESTALE;
+                return v->status;
+        }
+        r = cache_latest(c->cache, c->gpu, field, v, NULL);
         if (r < 0)
                 return r;
-        if (v->status == 0 && stale(c, field) < 0)
-                return -ESTALE;
         return v->status;
 }
 
@@ -508,16 +515,29 @@ static void eval_power_unreadable(const rule_ctx *c, rule_result *out)
 
 static void eval_clock_throttle(const rule_ctx *c, rule_result *out)
 {
-        _cleanup_free_ cache_point *pts = calloc(HISTORY_MAX, sizeof(*pts));
-        int64_t sustain = c->cfg->throttle_sustain_us, oldest = 0;
+        _cleanup_free_ cache_point *pts = NULL;
+        int64_t sustain = c->cfg->throttle_sustain_us, oldest = 0, latest_ts = 0;
         uint64_t all = REASON_HW_MASK, last = 0;
         size_t n = 0, valid = 0;
+        field_value lv;
 
-        if (!pts || !gpu_readable(c)) {
+        if (!gpu_readable(c)) {
                 out->state = RULE_SKIP;
                 return;
         }
         READ_OR_SKIP(stale(c, FLD_CLOCKS_EVENT_REASONS));
+        /* The common case without decoding the window: a current latest sample inside the window
+         * with no hardware reason is the window's last valid point, so neither an open incident
+         * holds (it looks at that point) nor a new one opens (every point must have one). */
+        if (cache_latest(c->cache, c->gpu, FLD_CLOCKS_EVENT_REASONS, &lv, &latest_ts) == 0 &&
+            lv.status == 0 && latest_ts >= c->now_us - sustain &&
+            !((uint64_t)lv.i & REASON_HW_MASK))
+                return;
+        pts = calloc(HISTORY_MAX, sizeof(*pts));
+        if (!pts) {
+                out->state = RULE_SKIP;
+                return;
+        }
         READ_OR_SKIP(cache_history(c->cache, c->gpu, FLD_CLOCKS_EVENT_REASONS, c->now_us - sustain,
                                    pts, HISTORY_MAX, &n));
         for (size_t i = 0; i < n; i++) {

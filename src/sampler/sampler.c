@@ -141,6 +141,29 @@ static void push(sampler *e, int group, int64_t ts, const field_value *vals)
         }
 }
 
+/* Field id -> catalog entry in one load for ids below META_IDS (the others scan the catalog):
+ * sampler_latest runs for every rule input, anomaly field and render of every GPU each sweep. */
+#define META_IDS 1024
+static int16_t meta_index[META_IDS]; /* catalog index, -1 = none; filled once */
+static pthread_once_t meta_once = PTHREAD_ONCE_INIT;
+
+static void meta_fill(void)
+{
+        for (size_t i = 0; i < META_IDS; i++)
+                meta_index[i] = -1;
+        for (size_t i = 0; i < field_count(); i++)
+                if (field_at(i)->id < META_IDS)
+                        meta_index[field_at(i)->id] = (int16_t)i;
+}
+
+static const field_meta *meta_of(uint16_t field_id)
+{
+        if (field_id >= META_IDS)
+                return field_by_id(field_id);
+        pthread_once(&meta_once, meta_fill);
+        return meta_index[field_id] < 0 ? NULL : field_at((size_t)meta_index[field_id]);
+}
+
 static int64_t field_interval(const sampler_options *o, const field_meta *m)
 {
         for (size_t i = 0; i < o->n_overrides; i++)
@@ -1016,7 +1039,7 @@ size_t sampler_xids(sampler *e, unsigned gpu, sampler_xid *out, size_t max)
 
 int64_t sampler_interval_of(sampler *e, uint16_t field_id)
 {
-        const field_meta *m = field_by_id(field_id);
+        const field_meta *m = meta_of(field_id);
 
         if (!m)
                 return 0;
@@ -1025,30 +1048,44 @@ int64_t sampler_interval_of(sampler *e, uint16_t field_id)
         return field_interval(&e->opt, m) > 0 ? field_interval(&e->opt, m) : 0;
 }
 
-int64_t sampler_stale_after(sampler *e, uint16_t field_id)
+/* The staleness bound of m's readings for a tier stretched by stretch (e->stats under e->lock). */
+static int64_t stale_bound_at(const sampler *e, const field_meta *m, double stretch)
 {
-        const field_meta *m = field_by_id(field_id);
         int64_t iv, bound;
-        double stretch;
 
         if (!m || (m->tier != TIER_FAST && m->tier != TIER_SLOW))
                 return 0;
         iv = field_interval(&e->opt, m);
         if (iv <= 0)
                 return 0;
-        pthread_mutex_lock(&e->lock);
-        stretch = e->stats.tier[m->tier].stretch;
-        pthread_mutex_unlock(&e->lock);
         bound = (int64_t)((double)iv * (stretch >= 1.0 ? stretch : 1.0)) * SAMPLER_STALE_FACTOR;
         return MAX(bound, SAMPLER_STALE_MIN_US);
+}
+
+static int64_t stale_bound(sampler *e, const field_meta *m)
+{
+        double stretch = 1.0;
+
+        if (m && (m->tier == TIER_FAST || m->tier == TIER_SLOW)) {
+                pthread_mutex_lock(&e->lock);
+                stretch = e->stats.tier[m->tier].stretch;
+                pthread_mutex_unlock(&e->lock);
+        }
+        return stale_bound_at(e, m, stretch);
+}
+
+int64_t sampler_stale_after(sampler *e, uint16_t field_id)
+{
+        return stale_bound(e, meta_of(field_id));
 }
 
 int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
                    sampler_reading *out)
 {
-        const field_meta *m = field_by_id(field_id);
+        const field_meta *m = meta_of(field_id);
         sampler_reading rd = {0};
         int64_t bound;
+        double stretch;
         bool up;
         int r;
 
@@ -1061,10 +1098,11 @@ int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
                 now_us = e->now_real();
         rd.age_us = rd.ts_us ? MAX(now_us - rd.ts_us, 0) : 0;
         if (m->tier == TIER_FAST || m->tier == TIER_SLOW) {
-                pthread_mutex_lock(&e->lock);
+                pthread_mutex_lock(&e->lock); /* one lock for both */
                 up = e->gpus[gpu].up;
+                stretch = e->stats.tier[m->tier].stretch;
                 pthread_mutex_unlock(&e->lock);
-                bound = sampler_stale_after(e, field_id);
+                bound = stale_bound_at(e, m, stretch);
                 if (!up)
                         rd.fresh = SAMPLER_LOST;
                 else if (atomic_load(&e->stuck[gpu]))

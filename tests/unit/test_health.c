@@ -382,6 +382,18 @@ static void test_clock_throttle(void **state)
         push(&w, NOW);
         assert_int_equal(eval(&w, "clock_throttle_hw", true, NULL), RULE_CLEAR);
         world_free(&w);
+
+        /* the latest sample alone has one (the window is read, not only the latest sample):
+         * no new incident, an open one holds */
+        world_init(&w);
+        healthy(&w);
+        for (int i = 10; i >= 0; i--) {
+                set(&w, FLD_CLOCKS_EVENT_REASONS, i == 0 ? 0x8 : 0x4);
+                push(&w, NOW - i * USEC_PER_SEC);
+        }
+        assert_int_equal(eval(&w, "clock_throttle_hw", false, NULL), RULE_CLEAR);
+        assert_int_equal(eval(&w, "clock_throttle_hw", true, NULL), RULE_FIRING);
+        world_free(&w);
 }
 
 static void test_temperature_hysteresis(void **state)
@@ -604,7 +616,7 @@ static void test_payloads(void **state)
  * after resolve_after of continuous clear, an XID clears xid_hold after its last report, ack. */
 static void test_incident_store(void **state)
 {
-        incident_store s;
+        static incident_store s; /* zeroed, as incidents_init requires */
         health_config cfg;
         incident *a, *b;
         const int64_t t0 = INT64_C(1767225600) * USEC_PER_SEC;

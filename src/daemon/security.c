@@ -63,6 +63,10 @@ int security_prepare(const vigil_config *c, bool simulate, bool tls_running, sec
         /* The gate offers no validate function: build one and drop it (no store, so nothing is
          * read or written). */
         gate_options_from_config(&c->security, simulate, p->web, &p->gate);
+        /* The unix-socket admin group matters only with a socket; looking it up otherwise maps
+         * the NSS modules (libnss_systemd, ~0.3 MiB resident) for nothing. */
+        if (!c->socket || !*c->socket)
+                p->gate.unix_admin_group = "";
         r = gate_new(&p->gate, &probe, err, errlen);
         if (r < 0)
                 goto fail;

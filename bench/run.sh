@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--quick] [--only LIST] [--out DIR]
 #
-#   LIST   comma-separated subset of: cache,cost,timings,scrape,memory,soak   (default: all)
+#   LIST   comma-separated subset of: cache,cost,timings,scrape,memory,soak,kill9   (default: all)
 #   --quick  short smoke versions (a minute or two in all); the numbers are NOT valid against
 #            the targets (windows shorter than the 60 s the targets ask for, rings not filled).
 #   --out    where the JSON results and logs go (default: build/bench-results/DATE)
@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
 BUILD=${VIGIL_BUILD_DIR:-$SRC/build}
 QUICK=0
-ONLY=cache,cost,timings,scrape,memory,soak
+ONLY=cache,cost,timings,scrape,memory,soak,kill9
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -70,6 +70,12 @@ if want timings; then
   # the latencies the pass/fail tests no longer assert (bench/timings.py says which)
   echo "== timings: python3 bench/timings.py"
   python3 timings.py --json "$OUT/timings.json" | tee "$OUT/timings.log"
+fi
+if want kill9; then
+  # the kill -9 loop with a concurrent reader, 200 iterations (make test runs 50)
+  echo "== kill9: python3 tests/integ/test_state.py --bench test_kill9_with_concurrent_reader"
+  VIGIL_SOURCE_DIR=$SRC python3 "$SRC/tests/integ/test_state.py" --bench test_kill9_with_concurrent_reader \
+    | tee "$OUT/kill9.log"
 fi
 if want scrape; then
   echo "== scrape: python3 bench/scrape.py $SCRAPE"

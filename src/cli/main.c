@@ -152,9 +152,11 @@ static int prompt_password(const char *user, char **ret)
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         quiet.c_lflag |= ICANON;
-        dprintf(fd, "password for '%s': ", user);
+        /* Echo off (and earlier typing dropped) before the prompt shows: an answer typed after
+         * the prompt is never flushed away. */
         if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0)
                 return -ENOTTY;
+        dprintf(fd, "password for '%s': ", user);
         while (len < sizeof(line) - 1) {
                 n = read(fd, line + len, 1);
                 if (n < 0 && errno == EINTR)

@@ -34,18 +34,18 @@ struct api {
         const counter_set *counters;        /* dcgm naming: the families to export; NULL = native */
         counter_set *own_counters;          /* the built-in default set, when we loaded it */
         const counter_set *logged_counters; /* the set log_exported last described */
-        int64_t counters_checked_us;        /* monotonic; last stat of the counters file */
-        uint64_t counters_bad_id;           /* file id that failed to parse (reported once) */
-        snapshot_slot metrics;              /* the current /metrics page, text 0.0.4 */
-        snapshot_slot metrics_om;           /* the same, OpenMetrics 1.0.0 */
-        snapshot_slot metrics_gz[2];        /* gzip of [text, OpenMetrics], same ts as its source */
-        pthread_mutex_t gzip_lock;          /* one compression per snapshot */
-        _Atomic int64_t last_sweep_us;      /* realtime of the last api_render call */
-        _Atomic int64_t last_wanted_us[2];  /* realtime of the last scrape of [text, OpenMetrics] */
-        _Atomic int64_t scrape_gap_us[2];   /* time between the last two scrapes of each variant */
-        _Atomic int64_t sweep_gap_us;       /* time between the last two api_render calls */
-        pthread_mutex_t render_lock;        /* one renderer at a time */
-        buf render_buf;                     /* reused between renders (render_lock) */
+        _Atomic int64_t counters_checked_us; /* monotonic; last stat of the counters file */
+        uint64_t counters_bad_id;            /* file id that failed to parse (reported once) */
+        snapshot_slot metrics;               /* the current /metrics page, text 0.0.4 */
+        snapshot_slot metrics_om;            /* the same, OpenMetrics 1.0.0 */
+        snapshot_slot metrics_gz[2];       /* gzip of [text, OpenMetrics], same ts as its source */
+        pthread_mutex_t gzip_lock;         /* one compression per snapshot */
+        _Atomic int64_t last_sweep_us;     /* realtime of the last api_render call */
+        _Atomic int64_t last_wanted_us[2]; /* realtime of the last scrape of [text, OpenMetrics] */
+        _Atomic int64_t scrape_gap_us[2];  /* time between the last two scrapes of each variant */
+        _Atomic int64_t sweep_gap_us;      /* time between the last two api_render calls */
+        pthread_mutex_t render_lock;       /* one renderer at a time */
+        buf render_buf;                    /* reused between renders (render_lock) */
         _Atomic unsigned long long requests; /* served */
         struct MHD_OptionItem tls_opts[8];   /* MHD options of the TLS listener (https.c) */
 };

@@ -640,9 +640,12 @@ static void watch_counters(api *a)
         char err[512];
         int r;
 
-        if (now - a->counters_checked_us < COUNTERS_CHECK_US)
+        int64_t last = atomic_load(&a->counters_checked_us);
+
+        /* Both tiers' sweeps come here: one of them wins the check for this period. */
+        if (now - last < COUNTERS_CHECK_US ||
+            !atomic_compare_exchange_strong(&a->counters_checked_us, &last, now))
                 return;
-        a->counters_checked_us = now;
         pthread_mutex_lock(&a->render_lock);
         if (a->counters && a->counters->path) {
                 path = strdup(a->counters->path);

@@ -35,11 +35,14 @@ int nvml_attach(backend *b, unsigned idx)
 {
         gpu_slot *s = &b->gpus[idx];
         nvmlDevice_t h = NULL;
-        char uuid[96] = "";
+        char uuid[96] = "", known[sizeof(s->uuid)];
         int rc = NVML_ERROR_NOT_FOUND;
 
-        if (s->uuid[0] && b->api.handle_by_uuid)
-                rc = b->api.handle_by_uuid(s->uuid, &h);
+        pthread_mutex_lock(&s->lock); /* another thread may be re-attaching the same GPU */
+        memcpy(known, s->uuid, sizeof(known));
+        pthread_mutex_unlock(&s->lock);
+        if (known[0] && b->api.handle_by_uuid)
+                rc = b->api.handle_by_uuid(known, &h);
         if (rc != NVML_SUCCESS)
                 rc = b->api.handle_by_index(idx, &h);
         if (rc != NVML_SUCCESS)

@@ -839,8 +839,12 @@ static void wake_event_wait(sampler *e)
 int sampler_start(sampler *e)
 {
         int r;
+        bool events;
 
         atomic_store(&e->stopping, false);
+        /* Events are registered before the first sweep: once sampler_ready() says ready, an XID
+         * the GPU reports is delivered (NVML drops events that come before the registration). */
+        events = backend_events_start(e->opt.backend) == 0;
         /* The watchdog's timers and stop event. Without them the watchdog cannot run: sampling
          * goes on, hung calls are not given up (logged). */
         if (e->wd_stop < 0)
@@ -878,8 +882,7 @@ int sampler_start(sampler *e)
                 return -r;
         }
         e->started = true;
-        if (backend_events_start(e->opt.backend) == 0 &&
-            pthread_create(&e->event_thread, NULL, event_main, e) == 0) {
+        if (events && pthread_create(&e->event_thread, NULL, event_main, e) == 0) {
                 e->events_running = true;
                 pthread_mutex_lock(&e->lock); /* HTTP threads read stats already */
                 e->stats.events_supported = true;

@@ -210,6 +210,15 @@ class Vigild:
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
+        except (OSError, urllib.error.URLError):
+            self.check_alive()
+            raise
+
+    def check_alive(self):
+        """A request that cannot connect because vigild died fails at once with its exit status
+        and log, instead of a wait that times out on "connection refused"."""
+        if self.proc.poll() is not None:
+            raise Failure("vigild exited with %s:\n%s" % (self.proc.returncode, self.logs()[-6000:]))
 
     def get(self, path):
         return self.request("GET", path)
@@ -230,7 +239,21 @@ class Vigild:
         return body.decode()
 
     def inject(self, **kw):
+        if "xid" in kw and not getattr(self, "_watching", False):
+            self.wait_events_watched()
         return self.post_json("/api/v1/inject", kw)
+
+    def wait_events_watched(self):
+        """Like NVML, the fake delivers an XID only to an event set registered before it: wait
+        until vigild watches events (status "events.watching") before injecting one."""
+        def watching():
+            st, _, body = self.get("/api/v1/status")
+            return st != 200 or json.loads(body).get("events", {}).get("watching")
+        try:
+            wait_for(watching, 10, "vigild to watch NVML events")
+        except Failure:
+            pass  # a scenario without events: the test itself checks what happens
+        self._watching = True
 
     def advance(self, seconds):
         """Move the fake NVML's scenario clock seconds ahead: ramps, steps at t, events at t and

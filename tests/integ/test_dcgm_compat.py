@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 from harness import (Failure, SRC, Vigild, check, main, parse_metrics, scratch_dir, series, wait_for)
 
@@ -96,14 +97,19 @@ def check_openmetrics(text, counters_total=True):
 
 def start(args=(), config=None, auth=None):
     v = Vigild(args=args, config=config)
-    v.wait_listening()
+    hdr = {}
     if auth:
         import base64
         hdr = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+    try:
+        v.wait_listening()
+        # ready: the first sweeps of both tiers are done and XIDs are watched
+        wait_for(lambda: v.request("GET", "/readyz", headers=hdr)[0] == 200, 10, "vigild to be ready")
         wait_for(lambda: 'gpu="0"' in v.request("GET", "/metrics", headers=hdr)[2].decode(), 10,
                  "first sweep")
-    else:
-        wait_for(lambda: 'gpu="0"' in v.metrics(), 10, "first sweep")
+    except BaseException:
+        v.__exit__(*sys.exc_info())  # stops vigild and prints its log
+        raise
     return v
 
 

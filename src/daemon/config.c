@@ -93,6 +93,7 @@ static const char *const auth_method_names[] = {"jwt", NULL};
 static const char *const client_auth_names[] = {"none", "request", "require", NULL};
 static const char *const web_role_names[] = {"viewer", "operator", "admin", NULL};
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
+static const char *const profiling_names[] = {"auto", "all", NULL};
 static const char *const dcgm_compat_names[] = {"4.5", "main", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
@@ -177,6 +178,8 @@ static const struct option options[] = {
      M(SAMPLER, RS)},
     {"collection.fields", OPT_FIELD_MAP, OFF(collection.fields), OFF(collection.n_fields),
      M(SAMPLER, RS)},
+    {"collection.profiling", OPT_ENUM, OFF(collection.profiling), .def = "auto",
+     .names = profiling_names, M(SAMPLER, RS)},
     {"collection.keep.max_age", OPT_DURATION, OFF(collection.max_age_us), .def = "1h", .min = 1 * S,
      .max = 30 * 86400 * S, M(SAMPLER, RS)},
     {"collection.keep.max_samples", OPT_UINT, OFF(collection.max_samples), .def = "3600", .min = 1,

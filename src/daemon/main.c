@@ -927,6 +927,7 @@ static int S_sampler(daemon_state *d)
             .on_sweep = on_sweep,
             .on_event = on_event,
             .userdata = d,
+            .profiling_all = c->collection.profiling == 1,
         };
         int r;
 

@@ -6,8 +6,7 @@
 #include "common/macros.h"
 
 /* The native default profile: the profiling fields dcgm-exporter's default-counters.csv exports
- * (graphics engine, tensor pipe, DRAM active, PCIe TX/RX). Reading all 31 GPM metrics cost 2 ms per
- * GPU per slow sweep on an H100 (bench/RESULTS.md); the others are read when asked for. */
+ * (graphics engine, tensor pipe, DRAM active, PCIe TX/RX); the others are read when asked for. */
 static const uint16_t native_profile[] = {
     FLD_PROF_GR_ENGINE_ACTIVE, FLD_PROF_PIPE_TENSOR_ACTIVE, FLD_PROF_DRAM_ACTIVE,
     FLD_PROF_PCIE_TX_BYTES,    FLD_PROF_PCIE_RX_BYTES,

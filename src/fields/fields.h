@@ -73,9 +73,9 @@ const field_meta *field_by_name(const char *name);
 /* Index of the field in catalog order, or -1. */
 int field_index(unsigned id);
 
-/* DCGM's profiling fields (DCGM_FI_PROF_*, ids 1001-1099), which Vigil reads through NVML GPM:
- * one nvmlGpmMetricsGet per GPU per slow sweep, whose cost grows with the number of metrics asked
- * (docs/metrics.md, "Profiling fields"), so the sampler reads only those something wants. */
+/* DCGM's profiling fields (DCGM_FI_PROF_*, ids 1001-1099), read through NVML GPM (PCIe 1009/1010
+ * through nvmlDeviceGetPcieThroughput): the sampler reads only those something wants
+ * (docs/metrics.md, "Profiling fields"). */
 #define FIELD_PROF_FIRST 1001
 #define FIELD_PROF_LAST  1099
 static inline bool field_is_profiling(unsigned id)

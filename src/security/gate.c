@@ -737,7 +737,7 @@ static void deny(const gate_input *in, const gate_req *s, gate_verdict *v, unsig
 {
         v->allow = false;
         v->status = status;
-        v->err = status == 401 ? -EPERM : status == 403 ? -EACCES : 0;
+        v->err = status == 401 ? -EPERM : status == 403 ? -EACCES : status == 503 ? -EAGAIN : 0;
         snprintf(v->event, sizeof(v->event), "%s", event);
         snprintf(v->reason, sizeof(v->reason), "%s", detail);
         v->retry_after = status == 429 ? retry_after : 0;

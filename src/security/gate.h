@@ -96,8 +96,8 @@ typedef struct gate_input {
 typedef struct gate_verdict {
         bool allow;           /* go on to the handler */
         unsigned status;      /* deny: 401, 403, 429 or 503 (bcrypt slots busy) */
-        int err;              /* deny: -EPERM (401) or -EACCES (403), through errmap; 0 for
-                                * 429, which has no errno */
+        int err;              /* deny: -EPERM (401), -EACCES (403) or -EAGAIN (503), through
+                                * errmap; 0 for 429, which has no errno */
         char event[64];       /* audit event: "forbidden", "rate_limited", "auth_failure:…" */
         char reason[128];     /* why, for the audit record */
         char message[192];    /* for the client: "authentication required", … */

@@ -784,6 +784,16 @@ static const char *decoy_for(basic_auth *b, const char *name)
         return b->decoy[hash_cost(b->users[v % b->n_users].hash)];
 }
 
+unsigned basic_auth_busy(basic_auth *b)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&b->lock);
+        n = b->busy;
+        pthread_mutex_unlock(&b->lock);
+        return n;
+}
+
 unsigned basic_auth_decoy_cost(basic_auth *b, const char *name)
 {
         return hash_cost(decoy_for(b, name));

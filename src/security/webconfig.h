@@ -95,6 +95,8 @@ int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *us
                      const char **reason);
 /* Verifications that ran bcrypt (cache misses); for tests. */
 uint64_t basic_auth_bcrypt_runs(basic_auth *b);
+/* bcrypt verifications running now; for tests. */
+unsigned basic_auth_busy(basic_auth *b);
 /* The bcrypt cost an unknown user `name` is verified at; for tests. */
 unsigned basic_auth_decoy_cost(basic_auth *b, const char *name);
 

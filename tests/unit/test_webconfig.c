@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <crypt.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "security/gate_config.h"
 #include "security/tls.h"
@@ -546,6 +549,59 @@ static void t_decoy_costs(void **state)
         basic_auth_free(b);
 }
 
+/* One bcrypt slot: while a slow verification holds it, another answers -EBUSY at once, and a
+ * cached success still passes. */
+struct slow_arg {
+        basic_auth *b;
+        int r;
+};
+
+static void *slow_check(void *p)
+{
+        struct slow_arg *a = p;
+        char user[WEBCONFIG_MAX_USER];
+        const char *why;
+
+        a->r = check(a->b, "carol:wrong", 1, user, &why);
+        return NULL;
+}
+
+static void t_bcrypt_slots(void **state)
+{
+        /* carol: cost 13 (about half a second), so the slot is seen busy */
+        static char y[640];
+        webconfig *w = NULL;
+        basic_auth *b = NULL;
+        char err[256], user[WEBCONFIG_MAX_USER], salt[CRYPT_GENSALT_OUTPUT_SIZE];
+        struct crypt_data cd = {0};
+        const char *why;
+        struct slow_arg a = {.r = 1};
+        pthread_t th;
+
+        (void)state;
+        assert_non_null(crypt_gensalt_rn("$2b$", 13, NULL, 0, salt, sizeof(salt)));
+        assert_non_null(crypt_rn("pw", salt, &cd, sizeof(cd)));
+        snprintf(y, sizeof(y), "basic_auth_users:\n  alice: %s\n  carol: %s\n", H_ALICE, cd.output);
+        assert_int_equal(parse(y, &w, err, sizeof(err)), 0);
+        assert_int_equal(basic_auth_new(w, 1, &b), 0);
+        webconfig_free(w);
+        assert_int_equal(check(b, "alice:s3cret", 1, user, &why), 0); /* now cached */
+        a.b = b;
+        assert_int_equal(pthread_create(&th, NULL, slow_check, &a), 0);
+        for (int i = 0; i < 10000 && !basic_auth_busy(b); i++)
+                usleep(1000);
+        assert_int_equal(basic_auth_busy(b), 1);
+        assert_int_equal(check(b, "alice:wrong", 1, user, &why), -EBUSY);
+        assert_string_equal(why, "busy");
+        assert_int_equal(check(b, "nobody:x", 1, user, &why), -EBUSY);
+        assert_int_equal(check(b, "alice:s3cret", 2, user, &why), 0); /* the cache needs no slot */
+        pthread_join(th, NULL);
+        assert_int_equal(a.r, -EACCES);
+        assert_int_equal(basic_auth_busy(b), 0);
+        assert_int_equal(check(b, "alice:wrong", 3, user, &why), -EACCES); /* free again */
+        basic_auth_free(b);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -553,6 +609,7 @@ int main(void)
             cmocka_unit_test(t_basic_auth),     cmocka_unit_test(t_audit_scrub),
             cmocka_unit_test(t_upstream_files), cmocka_unit_test(t_upstream_meaning),
             cmocka_unit_test(t_inline_pem),     cmocka_unit_test(t_decoy_costs),
+            cmocka_unit_test(t_bcrypt_slots),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

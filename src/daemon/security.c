@@ -106,6 +106,10 @@ int security_start(security_plan *p, const vigil_config *c, struct store *st, au
                                  p->web->max_version == 13 ? "1.3" : "1.2",
                                  webconfig_client_auth_name(p->web->client_auth), p->web->n_users);
         }
+        if (p->web && p->web->n_users && c->http.threads < 2)
+                log_warn("security",
+                         "web config: with http.threads 1 a bcrypt check holds the only HTTP "
+                         "thread; set http.threads to 2 or more");
         if (p->web && p->web->rl_interval_us)
                 log_info("security", "web config: rate_limit %u per %lld ms for the listener%s",
                          p->web->rl_burst, (long long)(p->web->rl_interval_us / 1000),

@@ -52,7 +52,7 @@ static enum tls_client_auth web_client_auth(enum webconfig_client_auth a)
         case WC_REQUIRE_ANY_CLIENT_CERT:
                 return TLS_CLIENT_REQUIRE_ANY;
         case WC_VERIFY_CLIENT_CERT_IF_GIVEN:
-                return TLS_CLIENT_REQUEST;
+                return TLS_CLIENT_VERIFY_IF_GIVEN;
         case WC_REQUIRE_AND_VERIFY:
                 return TLS_CLIENT_REQUIRE_VERIFY;
         default:

@@ -195,7 +195,8 @@ static int pair_load(const tls_options *o, struct pair **ret, char *err, size_t 
 
 static bool needs_ca(enum tls_client_auth a)
 {
-        return a == TLS_CLIENT_REQUEST || a == TLS_CLIENT_REQUIRE || a == TLS_CLIENT_REQUIRE_VERIFY;
+        return a == TLS_CLIENT_REQUEST || a == TLS_CLIENT_REQUIRE ||
+               a == TLS_CLIENT_REQUIRE_VERIFY || a == TLS_CLIENT_VERIFY_IF_GIVEN;
 }
 
 tls_settings *tls_settings_free(tls_settings *st)
@@ -428,6 +429,7 @@ static int verify_cb(gnutls_session_t s)
                            ? GNUTLS_E_CERTIFICATE_ERROR
                            : 0;
         if ((st->client_auth == TLS_CLIENT_REQUIRE_VERIFY ||
+             st->client_auth == TLS_CLIENT_VERIFY_IF_GIVEN ||
              st->client_auth == TLS_CLIENT_REQUEST) &&
             !peer_verifies(st, s))
                 return GNUTLS_E_CERTIFICATE_ERROR;
@@ -456,6 +458,7 @@ static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nre
          * the place to turn libmicrohttpd's "request" into Go's handshake-time requirements. */
         switch (st->client_auth) {
         case TLS_CLIENT_REQUEST:
+        case TLS_CLIENT_VERIFY_IF_GIVEN:
         case TLS_CLIENT_REQUIRE:
         case TLS_CLIENT_ASK_ANY:
                 gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
@@ -472,6 +475,7 @@ static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nre
         }
         /* web-config's client_auth_type checks happen in the handshake, as Go does them */
         if (st->client_auth == TLS_CLIENT_REQUIRE_VERIFY ||
+            st->client_auth == TLS_CLIENT_VERIFY_IF_GIVEN ||
             (st->n_sans && st->client_auth != TLS_CLIENT_NONE))
                 gnutls_session_set_verify_function(s, verify_cb);
         *pcert = st->pair->pcert;
@@ -555,7 +559,9 @@ bool tls_session_client_ok(tls_ctx *t, void *gnutls_session)
         if (!s)
                 return false;
         if (!gnutls_certificate_get_peers(s, &n) || n == 0)
-                return st->client_auth == TLS_CLIENT_REQUEST && !st->n_sans;
+                return (st->client_auth == TLS_CLIENT_REQUEST ||
+                        st->client_auth == TLS_CLIENT_VERIFY_IF_GIVEN) &&
+                       !st->n_sans;
         return peer_verifies(st, s) && peer_san_ok(st, s);
 }
 

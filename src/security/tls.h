@@ -24,10 +24,12 @@ enum tls_client_auth {
         TLS_CLIENT_REQUEST = 1, /* asked; verified when given */
         TLS_CLIENT_REQUIRE = 2, /* a valid certificate from ca_file on every request */
         /* Go's tls.ClientAuthType for web-config.yml (webconfig.h), enforced in the handshake: */
-        TLS_CLIENT_ASK_ANY = 3,        /* RequestClientCert: asked, never verified */
-        TLS_CLIENT_REQUIRE_ANY = 4,    /* RequireAnyClientCert: handshake needs one, unverified */
-        TLS_CLIENT_REQUIRE_VERIFY = 5, /* RequireAndVerifyClientCert: handshake needs a cert
+        TLS_CLIENT_ASK_ANY = 3,         /* RequestClientCert: asked, never verified */
+        TLS_CLIENT_REQUIRE_ANY = 4,     /* RequireAnyClientCert: handshake needs one, unverified */
+        TLS_CLIENT_REQUIRE_VERIFY = 5,  /* RequireAndVerifyClientCert: handshake needs a cert
                                         * that verifies against ca_file; checked per request too */
+        TLS_CLIENT_VERIFY_IF_GIVEN = 6, /* VerifyClientCertIfGiven: a cert given must verify in
+                                         * the handshake; checked per request too */
 };
 
 #define TLS_MAX_HEADERS 16

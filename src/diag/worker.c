@@ -93,7 +93,16 @@ static void result(struct run *r, const char *test, int gpu, enum diag_verdict v
         json_object_set_new(o, "value", isnan(value) ? json_null() : json_real(value));
         json_object_set_new(o, "unit", unit ? json_string(unit) : json_null());
         json_object_set_new(o, "threshold", isnan(threshold) ? json_null() : json_real(threshold));
-        json_object_set_new(o, "threshold_source", tsrc ? json_string(tsrc) : json_null());
+        /* tsrc is "KIND:DETAIL": KIND spec, default, config or param (docs/diagnostics.md) */
+        if (tsrc && strchr(tsrc, ':')) {
+                const char *colon = strchr(tsrc, ':');
+                json_object_set_new(o, "threshold_source",
+                                    json_stringn(tsrc, (size_t)(colon - tsrc)));
+                json_object_set_new(o, "threshold_detail", json_string(colon + 1));
+        } else {
+                json_object_set_new(o, "threshold_source", tsrc ? json_string(tsrc) : json_null());
+                json_object_set_new(o, "threshold_detail", json_null());
+        }
         emit(r, o);
 }
 
@@ -101,24 +110,31 @@ static void result(struct run *r, const char *test, int gpu, enum diag_verdict v
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
-static const char *param(struct run *r, const char *key)
+static const char *lookup(const char *const *list, size_t n, const char *key)
 {
         size_t kl = strlen(key);
-        for (size_t i = 0; i < r->o->nparams; i++)
-                if (strncmp(r->o->params[i], key, kl) == 0 && r->o->params[i][kl] == '=')
-                        return r->o->params[i] + kl + 1;
+        for (size_t i = 0; i < n; i++)
+                if (strncmp(list[i], key, kl) == 0 && list[i][kl] == '=')
+                        return list[i] + kl + 1;
         return NULL;
 }
 
-/* The value of KEY, or DEF; *src (when given) becomes "param KEY" for a configured value. */
+/* The value of KEY: a --param first, then the daemon's diag: configuration, else DEF. *src (when
+ * given) becomes "param:--param KEY" or "config:diag KEY" for a value from either. */
 static double param_d(struct run *r, const char *key, double def, const char **src)
 {
-        const char *s = param(r, key);
+        const char *s = lookup(r->o->params, r->o->nparams, key);
+        const char *kind = "param:--param";
         static _Thread_local char buf[96];
+
+        if (!s) {
+                s = lookup(r->o->config, r->o->nconfig, key);
+                kind = "config:diag";
+        }
         if (!s)
                 return def;
         if (src) {
-                snprintf(buf, sizeof(buf), "param %s", key);
+                snprintf(buf, sizeof(buf), "%s %s", kind, key);
                 *src = buf;
         }
         return strtod(s, NULL);
@@ -317,7 +333,7 @@ static void t_system(struct run *r)
 
         begin(r, "environment", -1, 5);
         if (cvd && r->cu && visible < r->nvml_count)
-                result(r, "environment", -1, DIAG_WARN, visible, "GPUs", r->nvml_count, "NVML",
+                result(r, "environment", -1, DIAG_WARN, visible, "GPUs", r->nvml_count, "spec:NVML",
                        "CUDA_VISIBLE_DEVICES='%.64s' hides %u of %u GPUs from CUDA", cvd,
                        r->nvml_count - visible, r->nvml_count);
         else if (getenv("CUDA_INJECTION64_PATH"))
@@ -386,7 +402,7 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                        "persistence mode not reported: %s", strerror(-v[L_PERSIST].status));
         else
                 result(r, "persistence_mode", gi, v[L_PERSIST].i ? DIAG_PASS : DIAG_WARN,
-                       (double)v[L_PERSIST].i, "bool", 1, "DCGM deployment check",
+                       (double)v[L_PERSIST].i, "bool", 1, "default:DCGM deployment check",
                        v[L_PERSIST].i ? "persistence mode is on"
                                       : "persistence mode is off: the driver unloads between "
                                         "jobs and the first CUDA call is slow");
@@ -401,10 +417,10 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
 
         begin(r, "page_retirement", gi, 5);
         if (i64(&v[L_RMFAIL], 0))
-                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "NVML",
+                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "default:NVML",
                        "row remapping has failed: the GPU needs service");
         else if (i64(&v[L_RMPEND], 0) || i64(&v[L_RPEND], 0))
-                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "NVML",
+                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "default:NVML",
                        "%s pending: reset the GPU (or reboot) to apply it",
                        i64(&v[L_RMPEND], 0) ? "a row remapping is" : "a page retirement is");
         else if (v[L_RMUNC].status < 0 && v[L_RDBE].status < 0)
@@ -421,14 +437,14 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                 result(r, "ecc", gi, DIAG_SKIP, NONE, NULL, NONE, NULL, "ECC mode not reported: %s",
                        strerror(-v[L_ECC].status));
         else if (!v[L_ECC].i)
-                result(r, "ecc", gi, DIAG_WARN, 0, "bool", 1, "DCGM deployment check",
+                result(r, "ecc", gi, DIAG_WARN, 0, "bool", 1, "default:DCGM deployment check",
                        "ECC is disabled");
         else if (i64(&v[L_DBE], 0) > 0)
-                result(r, "ecc", gi, DIAG_FAIL, (double)v[L_DBE].i, "errors", 0, "NVML",
+                result(r, "ecc", gi, DIAG_FAIL, (double)v[L_DBE].i, "errors", 0, "default:NVML",
                        "%lld double-bit ECC error(s) since the driver loaded",
                        (long long)v[L_DBE].i);
         else
-                result(r, "ecc", gi, DIAG_PASS, 0, "errors", 0, "NVML",
+                result(r, "ecc", gi, DIAG_PASS, 0, "errors", 0, "default:NVML",
                        "ECC enabled, no volatile double-bit errors");
 
         begin(r, "pcie_link", gi, 5);
@@ -438,13 +454,13 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                        "PCIe link generation not reported");
         else if (i64(&v[L_WIDTH], 0) < i64(&v[L_MAXWIDTH], 0))
                 result(r, "pcie_link", gi, DIAG_FAIL, (double)v[L_WIDTH].i, "lanes",
-                       (double)v[L_MAXWIDTH].i, "NVML max link width",
+                       (double)v[L_MAXWIDTH].i, "spec:NVML max link width",
                        "link trained at x%lld of x%lld: a degraded slot, riser or cable",
                        (long long)v[L_WIDTH].i, (long long)v[L_MAXWIDTH].i);
         else if (v[L_GEN].i < v[L_MAXGEN].i)
                 result(r, "pcie_link", gi,
                        (reasons & 0x1) || i64(&v[L_UTIL], 0) == 0 ? DIAG_PASS : DIAG_WARN,
-                       (double)v[L_GEN].i, "gen", (double)v[L_MAXGEN].i, "NVML max link gen",
+                       (double)v[L_GEN].i, "gen", (double)v[L_MAXGEN].i, "spec:NVML max link gen",
                        "link at gen %lld of gen %lld x%lld%s", (long long)v[L_GEN].i,
                        (long long)v[L_MAXGEN].i, (long long)i64(&v[L_WIDTH], 0),
                        (reasons & 0x1) || i64(&v[L_UTIL], 0) == 0
@@ -453,8 +469,9 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                            : " while busy");
         else
                 result(r, "pcie_link", gi, DIAG_PASS, (double)v[L_GEN].i, "gen",
-                       (double)v[L_MAXGEN].i, "NVML max link gen", "link at gen %lld x%lld (max)",
-                       (long long)v[L_GEN].i, (long long)i64(&v[L_WIDTH], 0));
+                       (double)v[L_MAXGEN].i, "spec:NVML max link gen",
+                       "link at gen %lld x%lld (max)", (long long)v[L_GEN].i,
+                       (long long)i64(&v[L_WIDTH], 0));
 
         begin(r, "clock_events", gi, 5);
         if (v[L_REASONS].status < 0)
@@ -618,9 +635,9 @@ static void t_pcie(struct run *r, struct dgpu *g)
         if (v[0].status == 0 && v[1].status == 0 && v[0].i > 0 &&
             v[0].i < (int64_t)ARRAY_SIZE(pcie_lane_gbps)) {
                 theory = pcie_lane_gbps[v[0].i] * (double)v[1].i;
-                min = 0.5 * theory;
-                snprintf(srcbuf, sizeof(srcbuf), "PCIe gen%lld x%lld spec %.1f GB/s x 0.5",
-                         (long long)v[0].i, (long long)v[1].i, theory);
+                min = DIAG_PCIE_FRAC * theory;
+                snprintf(srcbuf, sizeof(srcbuf), "spec:PCIe gen%lld x%lld %.1f GB/s x %.2f",
+                         (long long)v[0].i, (long long)v[1].i, theory, DIAG_PCIE_FRAC);
                 src = srcbuf;
         }
         min = param_d(r, "pcie.min_gbps", min, &src);
@@ -662,7 +679,7 @@ static void t_pcie(struct run *r, struct dgpu *g)
         CU(r->cu->cuEventSynchronize(e1), "cuEventSynchronize");
         CU(r->cu->cuEventElapsedTime(&ms, e0, e1), "cuEventElapsedTime");
         lat_us = ms * 1e3 / 100;
-        src = "default 50 us";
+        src = "default:built-in 50 us";
         min = param_d(r, "pcie.max_latency_us", 50, &src);
         result(r, "pcie_latency", (int)g->idx, lat_us <= min ? DIAG_PASS : DIAG_WARN, lat_us, "us",
                min, src, "%.1f us per 4-byte host to device copy (maximum %.0f)", lat_us, min);
@@ -923,7 +940,7 @@ static void t_sm_check(struct run *r, struct dgpu *g)
                         distinct++;
                 }
         result(r, test, (int)g->idx, distinct >= (unsigned)g->sms ? DIAG_PASS : DIAG_FAIL, distinct,
-               "SMs", g->sms, "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)",
+               "SMs", g->sms, "spec:cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)",
                "%u of %d SMs ran a block", distinct, g->sms);
 out:
         if (out)
@@ -948,9 +965,9 @@ static void t_mem_bandwidth(struct run *r, struct dgpu *g)
         if (!usable(r, g, test, duration * 3 + 60))
                 return;
         if (!isnan(spec)) {
-                min = 0.5 * spec;
-                snprintf(srcbuf, sizeof(srcbuf), "SKU table %s %.0f GB/s x 0.5", g->sku->match,
-                         spec);
+                min = g->sku->dram_frac * spec;
+                snprintf(srcbuf, sizeof(srcbuf), "spec:SKU table %s %.0f GB/s x %.2f (%s)",
+                         g->sku->match, spec, g->sku->dram_frac, g->sku->basis);
                 src = srcbuf;
         }
         min = param_d(r, "memory_bandwidth.min_gbps", min, &src);
@@ -1042,9 +1059,10 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
                        power ? "W" : "TFLOPS", NONE, NULL, "%s", why);
         } else if (!power) {
                 if (!isnan(spec)) {
-                        min = 0.5 * spec;
-                        snprintf(srcbuf, sizeof(srcbuf), "SKU table %s FP32 %.1f TFLOPS x 0.5",
-                                 g->sku->match, spec);
+                        min = g->sku->fp32_frac * spec;
+                        snprintf(srcbuf, sizeof(srcbuf),
+                                 "spec:SKU table %s FP32 %.1f TFLOPS x %.2f (%s)", g->sku->match,
+                                 spec, g->sku->fp32_frac, g->sku->basis);
                         src = srcbuf;
                 }
                 min = param_d(r, "sm_stress.min_tflops", min, &src);
@@ -1061,8 +1079,8 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
                 double limit, frac;
                 sample(r, g, lim_ids, 2, lim);
                 limit = f64(&lim[0], f64(&lim[1], NAN));
-                src = "power limit x 0.6";
-                frac = param_d(r, "targeted_power.min_fraction", 0.6, &src);
+                src = "default:enforced power limit x 0.6";
+                frac = param_d(r, "targeted_power.min_fraction", DIAG_POWER_FRAC, &src);
                 if (isnan(limit) || w.power_samples == 0)
                         result(r, test, (int)g->idx, DIAG_SKIP, w.max_power, "W", NONE, NULL,
                                "power or power limit not reported");

@@ -23,6 +23,7 @@ struct drun {
         char cfgp[DIAG_CONFIG_MAX][DIAG_CONFIG_PARAM_LEN]; /* the diag: section, behind
                                                               opts.config */
         atomic_bool cancel;                                /* set by DELETE */
+        atomic_bool stored;                                /* finished and in the store */
         bool done;                                         /* the supervisor finished */
         struct diag_service *s;
 };
@@ -36,6 +37,7 @@ struct diag_service {
         struct drun *runs[DIAG_SERVICE_KEEP]; /* ring, newest at (next - 1) */
         size_t next;                          /* runs started */
         struct drun *active;                  /* running, or NULL */
+        struct drun *last_done;               /* the last run that finished (stored or not) */
         pthread_t thread;                     /* of active (or of the last run, until joined) */
         bool joinable;
 };
@@ -190,7 +192,7 @@ static int persist_fn(sqlite3 *db, void *ctx)
 }
 
 /* Keep a finished run in the store (the supervisor thread, after the run). */
-static void persist(diag_service *s, json_t *run)
+static void persist(diag_service *s, json_t *run, struct retention keep)
 {
         _cleanup_free_ char *text = json_dumps(run, JSON_COMPACT);
         struct persist p = {
@@ -203,9 +205,7 @@ static void persist(diag_service *s, json_t *run)
             .finished_us = (int64_t)(json_number_value(json_object_get(run, "finished")) * 1e6),
         };
 
-        pthread_mutex_lock(&s->lock);
-        p.keep = (struct retention){s->cfg.retention_count, s->cfg.retention_max_age_us};
-        pthread_mutex_unlock(&s->lock);
+        p.keep = keep;
         if (s->store && text)
                 store_write(s->store, persist_fn, &p);
 }
@@ -238,6 +238,7 @@ static void *supervise_thread(void *arg)
         diag_service *s = d->s;
         char path[4096];
         json_t *final = NULL;
+        struct retention keep;
         diag_supervise_opts so = {
             .opts = &d->opts, .cancel = &d->cancel, .on_event = on_event, .userdata = d};
         int r;
@@ -264,15 +265,16 @@ static void *supervise_thread(void *arg)
                 d->run = final;
         }
         d->done = true;
+        s->active = NULL;
+        s->last_done = d; /* listed from memory until stored */
+        keep = (struct retention){s->cfg.retention_count, s->cfg.retention_max_age_us};
         final = json_deep_copy(d->run);
         pthread_mutex_unlock(&s->lock);
         if (final)
-                persist(s, final);
+                persist(s, final, keep);
         json_decref(final);
-        /* active until stored, so that the list shows it in one place or the other */
-        pthread_mutex_lock(&s->lock);
-        s->active = NULL;
-        pthread_mutex_unlock(&s->lock);
+        /* without the lock: diag_service_start may be joining this thread while holding it */
+        atomic_store(&d->stored, true);
         return NULL;
 }
 
@@ -457,7 +459,7 @@ static json_t *summary(const json_t *run)
 }
 
 struct list_req {
-        const char *skip_id; /* the run in progress, listed from memory */
+        const char *skip[2]; /* runs listed from memory (in progress, or not stored yet) */
         size_t offset, limit;
         json_t *runs; /* appended to */
         int64_t total;
@@ -467,24 +469,26 @@ static int list_fn(sqlite3 *db, void *ctx)
 {
         struct list_req *q = ctx;
         sqlite3_stmt *st = NULL;
-        int rc =
-            sqlite3_prepare_v2(db, "SELECT count(*) FROM diag_runs WHERE id != ?", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM diag_runs WHERE id NOT IN (?, ?)", -1,
+                                    &st, NULL);
 
         if (rc != SQLITE_OK)
                 return store_errno(rc);
-        sqlite3_bind_text(st, 1, q->skip_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, q->skip[0], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, q->skip[1], -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW)
                 q->total = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
         rc = sqlite3_prepare_v2(db,
-                                "SELECT run FROM diag_runs WHERE id != ? ORDER BY started_us DESC, "
-                                "id DESC LIMIT ? OFFSET ?",
+                                "SELECT run FROM diag_runs WHERE id NOT IN (?, ?) ORDER BY "
+                                "started_us DESC, id DESC LIMIT ? OFFSET ?",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
                 return store_errno(rc);
-        sqlite3_bind_text(st, 1, q->skip_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)q->limit);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)q->offset);
+        sqlite3_bind_text(st, 1, q->skip[0], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, q->skip[1], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)q->limit);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)q->offset);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *t = (const char *)sqlite3_column_text(st, 0);
                 json_t *run = t ? json_loads(t, 0, NULL) : NULL;
@@ -499,23 +503,28 @@ static int list_fn(sqlite3 *db, void *ctx)
 json_t *diag_service_list(diag_service *s, size_t offset, size_t limit)
 {
         json_t *arr = json_array();
-        struct list_req q = {.runs = arr, .skip_id = ""};
-        char active_id[sizeof(((struct drun *)0)->id)] = "";
-        size_t skip = offset, running = 0;
+        struct list_req q = {.runs = arr, .skip = {"", ""}};
+        char ids[2][sizeof(((struct drun *)0)->id)] = {"", ""};
+        size_t skip = offset, mem = 0;
 
         if (!arr)
                 return NULL;
         pthread_mutex_lock(&s->lock);
         if (s->store) {
-                /* the run in progress is not in the store yet: it comes first */
-                if (s->active) {
-                        running = 1;
-                        snprintf(active_id, sizeof(active_id), "%s", s->active->id);
-                        q.skip_id = active_id;
-                        if (skip == 0 && limit > 0)
-                                json_array_append_new(arr, summary(s->active->run));
-                        else
+                /* newest first: the run in progress, then the last finished one while it is
+                 * not stored yet (its flag is read before the store is: listed once either
+                 * way), then the store */
+                struct drun *m[2] = {s->active, s->last_done};
+                for (size_t i = 0; i < 2; i++) {
+                        if (!m[i] || (i == 1 && atomic_load(&m[i]->stored)))
+                                continue;
+                        snprintf(ids[mem], sizeof(ids[mem]), "%s", m[i]->id);
+                        q.skip[mem] = ids[mem];
+                        mem++;
+                        if (skip > 0)
                                 skip--;
+                        else if (json_array_size(arr) < limit)
+                                json_array_append_new(arr, summary(m[i]->run));
                 }
         } else {
                 for (size_t k = 0; k < DIAG_SERVICE_KEEP && k < s->next; k++) {
@@ -534,7 +543,7 @@ json_t *diag_service_list(diag_service *s, size_t offset, size_t limit)
                         json_decref(arr);
                         return NULL;
                 }
-                q.total += (int64_t)running;
+                q.total += (int64_t)mem;
         }
         return json_pack("{s:o, s:I, s:I, s:I}", "runs", arr, "total", (json_int_t)q.total,
                          "offset", (json_int_t)offset, "limit", (json_int_t)limit);

@@ -21,6 +21,7 @@
 #include "diag-internal.h"
 
 extern const unsigned char diag_kernels_ptx[];
+extern const unsigned char diag_kernels_tc_ptx[];
 
 struct dgpu {
         unsigned idx;    /* NVML index */
@@ -28,7 +29,11 @@ struct dgpu {
         int cudev;       /* CUDA ordinal, -1 when CUDA does not see this GPU */
         CUcontext ctx;   /* primary context, NULL until set up */
         CUmodule mod;    /* kernels.ptx */
+        CUmodule mod_tc; /* kernels_tc.ptx (sm_80 and later), NULL when not loaded */
         CUfunction f_smid, f_write, f_check, f_fma;
+        CUfunction f_mma;    /* tensor-core load (kernels_tc.ptx), NULL: FMA load instead */
+        int cc;              /* compute capability, major * 10 + minor */
+        char tc_note[192];   /* why there is no tensor-core load ("" when there is one) */
         int sms;             /* multiprocessors */
         const diag_sku *sku; /* spec entry, NULL when unknown */
         bool lost;           /* fell off the bus during this run */
@@ -564,6 +569,38 @@ static bool usable(struct run *r, struct dgpu *g, const char *test, double timeo
         return true;
 }
 
+/* The tensor-core kernel (kernels_tc.ptx) on a GPU of compute capability 8.0 or later. Not a
+ * failure when it does not load: targeted power then uses the FMA load and says so. */
+static void tc_setup(struct run *r, struct dgpu *g, CUdevice dev)
+{
+        int major = 0, minor = 0;
+        CUresult cr;
+        char desc[128];
+
+        if (r->cu->cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                        dev) != CUDA_SUCCESS ||
+            r->cu->cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                        dev) != CUDA_SUCCESS) {
+                snprintf(g->tc_note, sizeof(g->tc_note), "compute capability unknown: FMA load");
+                return;
+        }
+        g->cc = major * 10 + minor;
+        if (major < 8) {
+                snprintf(g->tc_note, sizeof(g->tc_note),
+                         "no FP16 mma.sync before compute capability 8.0: FMA load");
+                return;
+        }
+        cr = r->cu->cuModuleLoadData(&g->mod_tc, diag_kernels_tc_ptx);
+        if (cr == CUDA_SUCCESS)
+                cr = r->cu->cuModuleGetFunction(&g->f_mma, g->mod_tc, "vigil_mma");
+        if (cr != CUDA_SUCCESS) {
+                cuda_describe(r->cu, cr, desc, sizeof(desc));
+                snprintf(g->tc_note, sizeof(g->tc_note),
+                         "tensor-core kernel did not load (%s): FMA load", desc);
+                g->f_mma = NULL;
+        }
+}
+
 /* Context, module, kernels and SM count of one GPU; the result of test "cuda_context". */
 static void gpu_setup(struct run *r, struct dgpu *g)
 {
@@ -600,9 +637,12 @@ static void gpu_setup(struct run *r, struct dgpu *g)
         CU(r->cu->cuModuleGetFunction(&g->f_check, g->mod, "vigil_mem_check"),
            "cuModuleGetFunction");
         CU(r->cu->cuModuleGetFunction(&g->f_fma, g->mod, "vigil_fma"), "cuModuleGetFunction");
+        tc_setup(r, g, dev);
         result(r, test, (int)g->idx, DIAG_PASS, g->sms, "SMs", NONE, NULL,
-               "context created and kernels JIT-compiled on CUDA device %d (%d SMs)", g->cudev,
-               g->sms);
+               "context created and kernels JIT-compiled on CUDA device %d (%d SMs, compute "
+               "capability %d.%d%s%s)",
+               g->cudev, g->sms, g->cc / 10, g->cc % 10, *g->tc_note ? "; " : ", tensor-core load",
+               g->tc_note);
 out:
         if (rc < 0 && !*g->skip)
                 snprintf(g->skip, sizeof(g->skip), "CUDA context could not be set up");
@@ -1013,7 +1053,13 @@ out:
 static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double duration, bool power)
 {
         unsigned blocks = (unsigned)MAX(g->sms, 1) * 8, threads = 256;
-        uint32_t iters = 4096;
+        /* targeted power drives the tensor cores where it can: FP32 FMA alone leaves an H100
+         * near half its power limit (docs/gpu-validation.md) */
+        bool tc = power && g->f_mma;
+        CUfunction fn = tc ? g->f_mma : g->f_fma;
+        /* flops per thread per iteration: 8 MMAs of 4096 flops a warp, or 32 FMAs */
+        double per_iter = tc ? 8.0 * 4096 / 32 : 64;
+        uint32_t iters = tc ? 64 : 4096;
         CUdeviceptr out = 0;
         CUevent e0 = NULL, e1 = NULL;
         void *args[] = {&out, &iters};
@@ -1037,13 +1083,12 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
         next_tick = now_s() + (power ? 2 : 0.5); /* power: let it ramp first */
         while (now_s() < t_end) {
                 CU(r->cu->cuEventRecord(e0, NULL), "cuEventRecord");
-                CU(r->cu->cuLaunchKernel(g->f_fma, blocks, 1, 1, threads, 1, 1, 0, NULL, args,
-                                         NULL),
-                   "cuLaunchKernel vigil_fma");
+                CU(r->cu->cuLaunchKernel(fn, blocks, 1, 1, threads, 1, 1, 0, NULL, args, NULL),
+                   tc ? "cuLaunchKernel vigil_mma" : "cuLaunchKernel vigil_fma");
                 CU(r->cu->cuEventRecord(e1, NULL), "cuEventRecord");
                 CU(r->cu->cuEventSynchronize(e1), "cuEventSynchronize");
                 CU(r->cu->cuEventElapsedTime(&ms, e0, e1), "cuEventElapsedTime");
-                flops += (double)blocks * threads * iters * 64; /* 32 FMAs a round */
+                flops += (double)blocks * threads * iters * per_iter;
                 secs += ms * 1e-3;
                 /* aim at ~50 ms a launch so the watchdog and the monitor stay responsive */
                 if (ms > 0 && ms < 25 && iters < (1u << 24))
@@ -1088,10 +1133,14 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
                         result(r, test, (int)g->idx,
                                w.max_power >= frac * limit ? DIAG_PASS : DIAG_WARN, w.max_power,
                                "W", frac * limit, src,
-                               "%.0f W peak, %.0f W mean under FMA load for %.0f s (limit %.0f W, "
-                               "clock reasons 0x%llx, max %lld C)",
-                               w.max_power, w.sum_power / w.power_samples, duration, limit,
-                               (unsigned long long)w.reasons, (long long)w.max_temp);
+                               "%.0f W peak (%.0f %% of the %.0f W limit), %.0f W mean under %s "
+                               "load (%.1f TFLOPS) for %.0f s (clock reasons 0x%llx, max %lld "
+                               "C)%s%s",
+                               w.max_power, 100 * w.max_power / limit, limit,
+                               w.sum_power / w.power_samples,
+                               tc ? "tensor-core FP16 (mma.sync)" : "FP32 FMA", tflops, duration,
+                               (unsigned long long)w.reasons, (long long)w.max_temp,
+                               *g->tc_note ? "; " : "", g->tc_note);
         }
 out:
         if (e0)
@@ -1303,6 +1352,8 @@ int diag_worker_run(const diag_opts *o, FILE *out)
                         CUdevice d;
                         if (r->g[i].mod)
                                 r->cu->cuModuleUnload(r->g[i].mod);
+                        if (r->g[i].mod_tc)
+                                r->cu->cuModuleUnload(r->g[i].mod_tc);
                         if (r->cu->cuDeviceGet(&d, r->g[i].cudev) == CUDA_SUCCESS)
                                 r->cu->cuDevicePrimaryCtxRelease_v2(d);
                 }

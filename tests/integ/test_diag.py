@@ -87,7 +87,10 @@ def test_level3_short_passes():
         check(r["threshold_source"] == "spec" and r["threshold_detail"].startswith(
             "SKU table H200 4800 GB/s x 0.80") and r["threshold"] == 3840, r)
         expect(run, "sm_stress", g, "pass", "FP32 TFLOPS")
-        r = expect(run, "targeted_power", g, "pass", "limit 700 W")
+        # the tensor-core kernel (kernels_tc.ptx) is the load on compute capability 8.0 and up
+        r = expect(run, "targeted_power", g, "pass", "of the 700 W limit")
+        check("under tensor-core FP16 (mma.sync) load" in r["reason"], r["reason"])
+        check("tensor-core load" in res(run, "cuda_context", g)["reason"], "cuda_context")
         check(r["threshold"] == 210 and r["threshold_source"] == "param" and
               r["threshold_detail"] == "--param targeted_power.min_fraction", r)
     check(run["status"] == "completed" and run["result"] == "pass", run["status"])

@@ -79,14 +79,15 @@ enum MHD_Result h_gpu(request *r);
 enum MHD_Result h_history(request *r);
 enum MHD_Result h_fields(request *r);
 enum MHD_Result h_inject(request *r);
-enum MHD_Result h_health(request *r);           /* h_health.c */
-enum MHD_Result h_incidents(request *r);        /* h_health.c */
-enum MHD_Result h_incident_ack(request *r);     /* h_health.c */
-enum MHD_Result h_incident_actions(request *r); /* h_health.c */
-enum MHD_Result h_anomalies(request *r);        /* selfmetrics.c */
-enum MHD_Result h_nvlink(request *r);           /* h_topo.c */
-enum MHD_Result h_topology(request *r);         /* h_topo.c */
-enum MHD_Result h_mig(request *r);              /* h_topo.c */
+enum MHD_Result h_health(request *r);       /* h_health.c */
+enum MHD_Result h_incidents(request *r);    /* h_health.c */
+enum MHD_Result h_incident_ack(request *r); /* h_health.c */
+enum MHD_Result h_anomalies(request *r);    /* selfmetrics.c */
+enum MHD_Result h_nvlink(request *r);       /* h_topo.c */
+enum MHD_Result h_topology(request *r);     /* h_topo.c */
+enum MHD_Result h_mig(request *r);          /* h_topo.c */
+/* h_health.c: an incident's action log */
+enum MHD_Result h_incident_actions(request *r);
 /* expo_mig.c: the MIG instances' memory, native families / samples in dcgm families. */
 void expo_mig_native(api *a, buf *b, bool om);
 void expo_mig_dcgm(api *a, buf *b, uint16_t field, const char *name, const buf *labels, unsigned n);

@@ -1009,12 +1009,16 @@ static void T_takeover_connect(daemon_state *d)
  * diag policy action starts runs) and the api; freed after both. */
 static int S_diag(daemon_state *d)
 {
-        return diag_service_new(&(diag_service_opts){.nvml_lib = d->bopt.library,
-                                                     .simulate = d->bopt.simulate,
-                                                     .scenario = d->bopt.scenario,
-                                                     .store = d->store,
-                                                     .config = &d->cfg.diag},
-                                &d->diag);
+        int r = diag_service_new(&(diag_service_opts){.nvml_lib = d->bopt.library,
+                                                      .simulate = d->bopt.simulate,
+                                                      .scenario = d->bopt.scenario,
+                                                      .store = d->store,
+                                                      .config = &d->cfg.diag},
+                                 &d->diag);
+
+        if (r < 0)
+                log_error("vigild", "failed to set up diagnostics: %s", strerror(-r));
+        return r;
 }
 
 static void T_diag(daemon_state *d)

@@ -314,6 +314,11 @@ def backup(d):
     return json.loads(out)["path"]
 
 
+def curl_mapped(d):
+    with open("/proc/%d/maps" % d.proc.pid) as f:
+        return "libcurl" in f.read()
+
+
 def metric(d, name):
     code, out = unix(d, "GET", "/metrics")
     check(code == 200, "metrics: %d" % code)
@@ -391,16 +396,19 @@ def test_wrong_secret_refused():
 
 def test_unreachable_then_back():
     """The bucket unreachable: the backup succeeds and stays local, the upload is retried with
-    backoff and each failure counted; once the server is back the archive is uploaded."""
+    backoff and each failure counted; once the server is back the archive is uploaded. libcurl
+    is mapped only from the first upload on."""
     with S3() as s3, scratch_dir() as data:
         d = start(data, config(s3), env_creds())
         try:
+            check(not curl_mapped(d), "libcurl mapped before the first upload")
             s3.proxy.stop()
             path = backup(d)
             check(os.path.exists(path), "local archive")
             wait_for(lambda: (metric(d, "vigil_backup_upload_failures_total") or 0) >= 3, 30,
                      "3 failed attempts")
             check(metric(d, "vigil_backup_uploads_pending") == 1, "one pending")
+            check(curl_mapped(d), "libcurl not mapped after an upload attempt")
             check(metric(d, "vigil_backup_uploads_total") == 0, "none uploaded")
             check(metric(d, "vigil_backup_last_upload_timestamp_seconds") is None,
                   "no last upload while none succeeded")

@@ -487,8 +487,13 @@ out:
         if (q->h)
                 cu->easy_cleanup(q->h);
         q->h = NULL;
+        /* the session token was in these */
+        for (struct curl_slist *e = hl; e; e = e->next)
+                explicit_bzero(e->data, strlen(e->data));
         if (hl)
                 cu->slist_free_all(hl);
+        if (hdr.data)
+                explicit_bzero(hdr.data, hdr.len);
         buf_release(&url);
         buf_release(&hdr);
         return r;

@@ -718,7 +718,7 @@ static int newest_first(const void *a, const void *b)
 int s3_prune(const s3_target *t, const char *host, unsigned keep_count, int64_t max_age_us,
              unsigned *removed, char *err, size_t errlen)
 {
-        char safe[256], pfx[S3_MAX_KEY];
+        char safe[128], pfx[S3_MAX_KEY]; /* safe: as long as backup_create's host */
         s3_object *v = NULL;
         size_t n = 0, mine = 0;
         int r;

@@ -283,6 +283,14 @@ static void s3_fetch_done(const char *tmpdir, const char *file)
         rmdir(tmpdir);
 }
 
+static int newest_object_first(const void *a, const void *b)
+{
+        const s3_object *x = a, *y = b;
+        if (x->mtime_us != y->mtime_us)
+                return x->mtime_us < y->mtime_us ? 1 : -1;
+        return strcmp(x->key, y->key);
+}
+
 static int do_list_remote(cli_ctx *ctx, const struct s3_opts *so, const char *url)
 {
         char bucket[256] = "", err[2048] = "";
@@ -305,14 +313,13 @@ static int do_list_remote(cli_ctx *ctx, const struct s3_opts *so, const char *ur
                 cli_error(ctx, "%s", err);
                 return r;
         }
-        /* newest first, archives only */
-        for (size_t i = 0; i < n; i++)
-                for (size_t j = i + 1; j < n; j++)
-                        if (v[j].mtime_us > v[i].mtime_us) {
-                                s3_object tmp = v[i];
-                                v[i] = v[j];
-                                v[j] = tmp;
-                        }
+        /* newest first by the time in the name (as a local list), else LastModified */
+        for (size_t i = 0; i < n; i++) {
+                int64_t made = s3_backup_time(v[i].key);
+                if (made >= 0)
+                        v[i].mtime_us = made;
+        }
+        qsort(v, n, sizeof(*v), newest_object_first);
         json_t *arr = ctx->json ? json_array() : NULL;
         for (size_t i = 0; i < n; i++) {
                 const char *base = strrchr(v[i].key, '/') ? strrchr(v[i].key, '/') + 1 : v[i].key;

@@ -707,6 +707,27 @@ static int64_t name_stamp(const char *rest)
         return (int64_t)timegm(&tm) * USEC_PER_SEC;
 }
 
+int64_t s3_backup_time(const char *key)
+{
+        const char *base = strrchr(key, '/') ? strrchr(key, '/') + 1 : key;
+        const char *tar = strstr(base, ".tar.");
+
+        if (strncmp(base, BACKUP_PREFIX, strlen(BACKUP_PREFIX)) || !tar)
+                return -1;
+        /* the last "-" + 16 characters that read as a stamp before ".tar." or "-N.tar." */
+        for (const char *p = tar - 1; p > base; p--) {
+                if (*p != '-' || tar - (p + 1) < 16)
+                        continue;
+                int64_t st = name_stamp(p + 1);
+                const char *end = p + 17;
+                if (st < 0 || (end != tar && *end != '-'))
+                        continue;
+                unsigned long seq = *end == '-' ? strtoul(end + 1, NULL, 10) : 1;
+                return st + (int64_t)MIN(seq, 999999UL);
+        }
+        return -1;
+}
+
 static int newest_first(const void *a, const void *b)
 {
         const s3_object *x = a, *y = b;
@@ -731,14 +752,16 @@ int s3_prune(const s3_target *t, const char *host, unsigned keep_count, int64_t 
                 return r;
         /* Only this host's archives: the rest of the name must start with the stamp (so host
          * "node1" never prunes "node1-b"'s), directly under the prefix. The stamp in the name
-         * (creation time) orders them; LastModified only when absent. */
+         * (creation time, whole seconds) orders them, then the "-N" of several archives made in
+         * one second (added as microseconds: N was made after N-1, and after the plain name). */
         for (size_t i = 0; i < n; i++) {
                 const char *rest = v[i].key + strlen(pfx);
                 int64_t st = name_stamp(rest);
                 if (st < 0 || strchr(rest, '/'))
                         continue;
+                unsigned long seq = rest[16] == '-' ? strtoul(rest + 17, NULL, 10) : 1;
                 v[mine] = v[i];
-                v[mine].mtime_us = st;
+                v[mine].mtime_us = st + (int64_t)MIN(seq, 999999UL);
                 mine++;
         }
         qsort(v, mine, sizeof(*v), newest_first);

@@ -74,6 +74,12 @@ int s3_get_file(const s3_target *t, const char *key, const char *dest, uint64_t 
 int s3_list(const s3_target *t, const char *prefix, s3_object **ret, size_t *n, char *err,
             size_t errlen);
 
+/* When the archive named by KEY was made: the UTC stamp of its base name
+ * (vigil-backup-HOST-YYYYmmddTHHMMSSZ[-N].tar…), usec since epoch plus N usec for the N-th of
+ * one second, so that sorting on it puts archives in the order they were made; -1 when KEY is
+ * not so named. */
+int64_t s3_backup_time(const char *key);
+
 /* DELETE KEY (an absent key is success, as S3 answers it). */
 int s3_delete(const s3_target *t, const char *key, char *err, size_t errlen);
 

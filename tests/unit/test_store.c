@@ -751,6 +751,15 @@ static void test_s3_credentials(void **state)
         assert_int_equal(s3_parse_url("/tmp/x", b, sizeof(b), k, sizeof(k), err, sizeof(err)),
                          -EINVAL);
 
+        /* archive times from names: "-2" comes after the plain name of the same second */
+        int64_t t0 = s3_backup_time("p/vigil-backup-node-1-20260101T000000Z.tar.zst.enc");
+        int64_t t2 = s3_backup_time("p/vigil-backup-node-1-20260101T000000Z-2.tar.zst.enc");
+        assert_int_equal(t0, INT64_C(1767225600) * 1000000 + 1);
+        assert_int_equal(t2, t0 + 1);
+        assert_true(s3_backup_time("vigil-backup-n-20260101T000001Z.tar.gz") > t2);
+        assert_int_equal(s3_backup_time("p/notes.txt"), -1);
+        assert_int_equal(s3_backup_time("vigil-backup-n-2026.tar.gz"), -1);
+
         assert_non_null(mkdtemp(dir));
         snprintf(path, sizeof(path), "%s/creds", dir);
         t.credentials_file = path;

@@ -440,6 +440,39 @@ def test_unreachable_then_back():
         check(s3.get("nodes/" + os.path.basename(path)) == open(path, "rb").read(), "same bytes")
 
 
+def test_restart_uploads_what_is_missing():
+    """An upload still pending when vigild stops is made at the next start (the newest local
+    archive is checked against the bucket); one already there is not uploaded again."""
+    with S3() as s3, scratch_dir() as data:
+        d = start(data, config(s3), env_creds())
+        try:
+            s3.proxy.stop()
+            path = backup(d)
+            wait_for(lambda: (metric(d, "vigil_backup_upload_failures_total") or 0) >= 1, 30,
+                     "a failed attempt")
+        finally:
+            d.stop()
+        s3.proxy.start()
+        key = "nodes/" + os.path.basename(path)
+        check(s3.keys("nodes/") == [], "nothing uploaded yet: %s" % s3.keys("nodes/"))
+        d = start(data, config(s3), env_creds())
+        try:
+            wait_for(lambda: metric(d, "vigil_backup_uploads_total") == 1, 30, "the upload at start")
+        finally:
+            d.stop()
+        check(s3.keys("nodes/") == [key], "uploaded at start: %s" % s3.keys("nodes/"))
+        puts = len(s3.proxy.requests("PUT"))
+        d = start(data, config(s3), env_creds())
+        try:
+            wait_for(lambda: "is already in s3://" in d.logs(), 30, "the check at start")
+            check(metric(d, "vigil_backup_uploads_total") == 0, "uploaded again")
+            check(metric(d, "vigil_backup_last_upload_timestamp_seconds") is not None,
+                  "the archive found in the bucket counts as the last upload")
+        finally:
+            d.stop()
+        check(len(s3.proxy.requests("PUT")) == puts, "a PUT for an archive already there")
+
+
 def test_tampered_and_truncated_refused():
     """An object changed or cut in the bucket is refused by verify and restore; nothing is
     changed in the data directory. Encrypted (the GCM tag) and plaintext (zstd/tar/manifest)."""
@@ -535,5 +568,5 @@ def test_secret_in_config_refused():
 
 if __name__ == "__main__":
     main([test_round_trip_and_retention, test_wrong_secret_refused, test_list_pages,
-          test_unreachable_then_back,
+          test_unreachable_then_back, test_restart_uploads_what_is_missing,
           test_tampered_and_truncated_refused, test_credentials_file, test_secret_in_config_refused])

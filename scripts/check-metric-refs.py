@@ -79,6 +79,8 @@ FIXED_FAMILIES = {
     "vigil_collection_sweeps_total": "counter",
     "vigil_collection_late_sweeps_total": "counter",
     "vigil_collection_last_sweep_timestamp_seconds": "gauge",
+    "vigil_backup_upload_failures_total": "counter",
+    "vigil_backup_uploads_pending": "gauge",
 }
 
 

@@ -19,10 +19,13 @@ BUILD=(build-essential cmake pkg-config
        libgnutls28-dev libcmocka-dev zlib1g-dev)
 # tool -> package: promtool prometheus; amtool, prometheus-alertmanager prometheus-alertmanager;
 # prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
-# testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base).
+# testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base);
+# node (nodejs) for s3rver, the S3-compatible server of tests/integ/test_backup_s3.py, which npm
+# installs below (S3RVER_VERSION).
 TEST=(clang-format curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
-      sslscan testssl.sh openssl prometheus-alertmanager sqlite3)
+      sslscan testssl.sh openssl prometheus-alertmanager sqlite3 nodejs)
+S3RVER_VERSION=3.7.1
 FUZZ=(clang)
 
 want=("${BUILD[@]}")
@@ -40,15 +43,30 @@ missing=()
 for p in "${want[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO=sudo
+fi
+
+# s3rver from the npm registry (test set only): installed globally, so the test runs offline.
+# npm comes with nodejs from some repositories (NodeSource); Debian's is the npm package.
+install_s3rver() {
+	case "${1:-}" in --run | --build-only) return 0 ;; esac
+	if ! s3rver --version 2>/dev/null | grep -qx "$S3RVER_VERSION"; then
+		command -v npm >/dev/null || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm; }
+		echo "install-deps: installing s3rver@$S3RVER_VERSION (npm)"
+		$SUDO npm install -g --no-audit --no-fund "s3rver@$S3RVER_VERSION"
+	fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "install-deps: all ${#want[@]} packages are installed"
+	install_s3rver "${1:-}"
 	exit 0
 fi
 
-SUDO=
-if [ "$(id -u)" -ne 0 ]; then
+if [ -n "$SUDO" ]; then
 	command -v sudo >/dev/null || { echo "install-deps: run as root (missing: ${missing[*]})" >&2; exit 1; }
-	SUDO=sudo
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
@@ -59,3 +77,4 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 for svc in prometheus prometheus-node-exporter prometheus-alertmanager haproxy; do
 	$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done
+install_s3rver "${1:-}"

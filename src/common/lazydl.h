@@ -1,5 +1,5 @@
 /* lazydl.h — dlopen a shared library at its first use and resolve a table of entry points, once
- * per process. The one copy behind store/archive_dl.c (libarchive) and health/curl_dl.c (libcurl):
+ * per process. The one copy behind store/archive_dl.c (libarchive) and common/curl_dl.c (libcurl):
  * vigild does not map those libraries (nor what they pull in) until a backup or an alert needs
  * them, and a missing library is a clear error rather than a failure to start.
  *

@@ -88,6 +88,14 @@ static int check_cidr(const struct option *o, const char *shown, const char *v, 
                       size_t whylen);
 static int check_perms(const struct option *o, const char *shown, const char *v, char *why,
                        size_t whylen);
+static int check_s3_endpoint(const struct option *o, const char *shown, const char *v, char *why,
+                             size_t whylen);
+static int check_s3_bucket(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen);
+static int check_s3_prefix(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen);
+static int check_no_secret(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen);
 
 static const char *const auth_method_names[] = {"jwt", NULL};
 static const char *const client_auth_names[] = {"none", "request", "require", NULL};
@@ -106,6 +114,7 @@ static const int facility_values[] = {LOG_DAEMON, LOG_USER,   LOG_AUTH,   LOG_SY
                                       LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 
 static const char *const compression_names[] = {"zstd", "gzip", NULL};
+static const char *const s3_addressing_names[] = {"path", "virtual", NULL};
 
 #define OFF(m) offsetof(vigil_config, m)
 /* Owner and apply flag of a table entry: M(HEALTH, RL) = health's, applied on reload;
@@ -267,6 +276,28 @@ static const struct option options[] = {
      M(STORE, RS)},
     {"backup.compression", OPT_ENUM, OFF(backup.compression), .def = "zstd",
      .names = compression_names, M(STORE, RS)},
+    {"backup.s3.endpoint", OPT_STRING, OFF(backup.s3.endpoint), .def = "",
+     .check = check_s3_endpoint, M(STORE, RS)},
+    {"backup.s3.bucket", OPT_STRING, OFF(backup.s3.bucket), .def = "", .check = check_s3_bucket,
+     M(STORE, RS)},
+    {"backup.s3.prefix", OPT_STRING, OFF(backup.s3.prefix), .def = "", .check = check_s3_prefix,
+     M(STORE, RS)},
+    {"backup.s3.region", OPT_STRING, OFF(backup.s3.region), .def = "us-east-1",
+     .check = check_nonempty, M(STORE, RS)},
+    {"backup.s3.addressing", OPT_ENUM, OFF(backup.s3.addressing), .def = "path",
+     .names = s3_addressing_names, M(STORE, RS)},
+    {"backup.s3.credentials_file", OPT_STRING, OFF(backup.s3.credentials_file), .def = "",
+     M(STORE, RS)},
+    {"backup.s3.keep", OPT_UINT, OFF(backup.s3.keep_count), .def = "30", .min = 1, .max = 100000,
+     M(STORE, RS)},
+    {"backup.s3.max_age", OPT_DURATION, OFF(backup.s3.keep_max_age_us), .def = "90d",
+     .min = 3600 * S, .max = 3650 * 86400 * S, M(STORE, RS)},
+    {"backup.s3.timeout", OPT_DURATION, OFF(backup.s3.timeout_us), .def = "5m", .min = 1 * S,
+     .max = 86400 * S, M(STORE, RS)},
+    {"backup.s3.retry_max", OPT_DURATION, OFF(backup.s3.retry_max_us), .def = "5m", .min = 1 * S,
+     .max = 86400 * S, M(STORE, RS)},
+    {"backup.s3.secret_access_key", OPT_STRING, OFF(backup.s3.secret_access_key), .def = "",
+     .check = check_no_secret, .secret = true, M(STORE, RS)},
     {"security.encryption.data_at_rest", OPT_BOOL, OFF(encryption.data_at_rest), .def = "false",
      M(STORE, RS)},
     {"security.encryption.encryption_key", OPT_STRING, OFF(encryption.encryption_key), .def = "",
@@ -697,6 +728,76 @@ static int check_schedule(const struct option *o, const char *shown, const char 
                 return -EINVAL;
         }
         return 0;
+}
+
+/* backup.s3.endpoint: "" (AWS, from the region) or http(s)://HOST[:PORT] with no path. */
+static int check_s3_endpoint(const struct option *o, const char *shown, const char *v, char *why,
+                             size_t whylen)
+{
+        const char *hp = !strncmp(v, "https://", 8)  ? v + 8
+                         : !strncmp(v, "http://", 7) ? v + 7
+                                                     : NULL;
+        size_t hl = hp ? strcspn(hp, "/?#@ ") : 0;
+
+        if (!*v || (hp && hl && (!hp[hl] || !strcmp(hp + hl, "/"))))
+                return 0;
+        snprintf(why, whylen,
+                 "%s: '%s' is not http(s)://HOST[:PORT] (no path, no user; \"\" for AWS)", o->path,
+                 shown);
+        return -EINVAL;
+}
+
+/* backup.s3.bucket: S3's bucket naming rules (3..63 of [a-z0-9.-], letter or digit at the ends),
+ * so that path and virtual-host URLs both hold it as is; "" = no S3 copies. */
+static int check_s3_bucket(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen)
+{
+        size_t n = strlen(v);
+        bool ok = n == 0 || (n >= 3 && n <= 63);
+
+        for (size_t i = 0; ok && i < n; i++)
+                ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') ||
+                     ((v[i] == '.' || v[i] == '-') && i > 0 && i + 1 < n);
+        if (ok)
+                return 0;
+        snprintf(why, whylen,
+                 "%s: '%s' is not a bucket name (3..63 characters of a-z, 0-9, '.' and '-', "
+                 "starting and ending with a letter or digit)",
+                 o->path, shown);
+        return -EINVAL;
+}
+
+/* backup.s3.prefix: key prefix of [A-Za-z0-9._/-], no leading '/', no "..", at most 512. */
+static int check_s3_prefix(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen)
+{
+        bool ok = strlen(v) <= 512 && v[0] != '/' && !strstr(v, "..") && !strstr(v, "//");
+
+        for (const char *p = v; ok && *p; p++)
+                ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || strchr("._/-", *p);
+        if (ok)
+                return 0;
+        snprintf(why, whylen,
+                 "%s: '%s' is not a key prefix (at most 512 of A-Z a-z 0-9 . _ / -, not "
+                 "starting with '/', no '..' or '//')",
+                 o->path, shown);
+        return -EINVAL;
+}
+
+/* backup.s3.secret_access_key: exists only to be refused with the way to do it right. */
+static int check_no_secret(const struct option *o, const char *shown, const char *v, char *why,
+                           size_t whylen)
+{
+        (void)shown;
+        if (!*v)
+                return 0;
+        snprintf(why, whylen,
+                 "%s: the S3 secret is never read from the configuration file; set "
+                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in vigild's environment, or "
+                 "backup.s3.credentials_file (an AWS credentials file, mode 0600)",
+                 o->path);
+        return -EINVAL;
 }
 
 static int check_nonempty(const struct option *o, const char *shown, const char *v, char *why,

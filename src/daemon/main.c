@@ -43,6 +43,7 @@
 #include "plan.h"
 #include "store/backup.h"
 #include "store/crypto.h"
+#include "store/s3.h"
 #include "store/service.h"
 #include "store/store.h"
 #include "takeover.h"
@@ -262,13 +263,33 @@ static int open_store(daemon_state *d)
             .compression = (enum backup_compression)c->backup.compression,
             .key_rotation_days = c->encryption.key_rotation_days,
         };
-        r = backup_service_new(&bc, d->store, d->keyring, &d->backup);
+        s3_target s3 = {
+            .endpoint = c->backup.s3.endpoint,
+            .bucket = c->backup.s3.bucket,
+            .prefix = c->backup.s3.prefix,
+            .region = c->backup.s3.region,
+            .virtual_host = c->backup.s3.addressing == 1,
+            .credentials_file = c->backup.s3.credentials_file,
+            .timeout_us = c->backup.s3.timeout_us,
+        };
+        if (c->backup.s3.bucket && c->backup.s3.bucket[0]) {
+                bc.s3 = &s3;
+                bc.s3_keep_count = c->backup.s3.keep_count;
+                bc.s3_keep_max_age_us = c->backup.s3.keep_max_age_us;
+                bc.s3_retry_max_us = c->backup.s3.retry_max_us;
+        }
+        err[0] = 0;
+        r = backup_service_new(&bc, d->store, d->keyring, &d->backup, err, sizeof(err));
         if (r == 0)
                 r = backup_service_start(d->backup);
         if (r < 0) {
-                log_error("store", "failed to start the backup service: %s", strerror(-r));
+                log_error("store", "failed to start the backup service: %s",
+                          err[0] ? err : strerror(-r));
                 return r;
         }
+        if (bc.s3)
+                log_info("backup", "archives are copied to s3://%s/%s (%s)", s3.bucket, s3.prefix,
+                         s3.endpoint && s3.endpoint[0] ? s3.endpoint : "AWS");
         if (!d->keyring)
                 log_info("backup",
                          "backups go to '%s'%s, NOT encrypted (no "

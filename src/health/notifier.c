@@ -23,7 +23,7 @@
 #include "common/redact.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
-#include "curl_dl.h"
+#include "common/curl_dl.h"
 #include "store/store.h"
 #endif
 

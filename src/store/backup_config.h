@@ -17,6 +17,19 @@ typedef struct backup_config {
         int64_t hook_timeout_us; /* usec; the hook is killed after this */
         bool restore_on_corrupt; /* corrupt store at start: restore the newest backup */
         int compression;         /* 0 = zstd, 1 = gzip */
+        struct {
+                char *endpoint;          /* "http(s)://HOST[:PORT]"; "" = AWS for region */
+                char *bucket;            /* "" = no copies off the node */
+                char *prefix;            /* object key prefix ("vigil/") */
+                char *region;            /* signing region */
+                int addressing;          /* 0 = path style, 1 = virtual-host style */
+                char *credentials_file;  /* AWS credentials file; "" = the environment */
+                unsigned keep_count;     /* archives of this host kept in the bucket */
+                int64_t keep_max_age_us; /* usec; older ones are deleted from the bucket */
+                int64_t timeout_us;      /* usec per request */
+                int64_t retry_max_us;    /* usec: longest wait between upload retries */
+                char *secret_access_key; /* refused when set: never a secret in the file */
+        } s3;                            /* backup.s3: (docs/backup.md) */
 } backup_config;
 
 typedef struct encryption_config {

@@ -1,16 +1,20 @@
-/* service.c — backups and keys inside vigild: a timer thread for scheduled backups and the key
- * age check, the post-backup hook (never silent: an error line and a metric), and key rotation
- * with a background re-encryption of the sealed.def columns in small batches through the store
+/* service.c — backups and keys inside vigild: a timer thread for scheduled backups, the key
+ * age check and the uploads to the S3 target (a queue of archives, retried with backoff, so that
+ * neither the HTTP thread that asked for a backup nor the sampler ever waits on the network),
+ * the post-backup hook (never silent: an error line and a metric), and key rotation with a
+ * background re-encryption of the sealed.def columns in small batches through the store
  * writer. */
 #include "service.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +23,15 @@
 #include "common/macros.h"
 #include "common/spawn.h"
 #include "common/vtime.h"
+
+#define UPLOAD_QUEUE     16                     /* archives waiting for the upload, at most */
+#define UPLOAD_RETRY_MIN (INT64_C(1) * 1000000) /* usec: the first retry; then doubled */
+
+struct upload {
+        char path[PATH_MAX]; /* local archive */
+        char sha256[65];     /* its SHA-256, hex; "" = compute */
+        bool if_missing;     /* upload only if the bucket lacks it (the newest archive at start) */
+};
 
 static const struct sealed_column {
         const char *table;  /* SQL identifier from sealed.def (trusted, compiled in) */
@@ -31,26 +44,36 @@ static const struct sealed_column {
 };
 
 struct backup_service {
-        backup_service_config c;      /* strings owned */
-        store *store;                 /* borrowed */
-        crypto_keyring *keyring;      /* borrowed; NULL = no encryption */
-        pthread_mutex_t run_lock;     /* one backup at a time */
-        pthread_mutex_t lock;         /* timer state below */
-        pthread_cond_t wake;          /* timer */
-        bool stopping;                /* free began */
-        bool timer_started;           /* timer thread to join */
-        pthread_t timer;              /* schedule and key age */
-        bool reenc_started;           /* re-encryption thread to join */
-        pthread_t reenc;              /* re-encryption */
-        _Atomic bool reenc_running;   /* for status */
-        _Atomic uint64_t reencrypted; /* rows */
-        _Atomic uint64_t ok;          /* backups made */
-        _Atomic uint64_t failed;      /* backups that failed */
-        _Atomic uint64_t hook_failed; /* hook runs that failed or timed out */
-        _Atomic int64_t last_ok_us;   /* realtime of the last good backup */
-        _Atomic uint64_t last_size;   /* bytes of the last good backup */
-        _Atomic int64_t last_dur_us;  /* usec the last good backup took */
-        int64_t key_warned_us;        /* last key-age warning, realtime */
+        backup_service_config c;           /* strings owned */
+        store *store;                      /* borrowed */
+        crypto_keyring *keyring;           /* borrowed; NULL = no encryption */
+        pthread_mutex_t run_lock;          /* one backup at a time */
+        pthread_mutex_t lock;              /* timer state below */
+        pthread_cond_t wake;               /* timer */
+        bool stopping;                     /* free began */
+        bool timer_started;                /* timer thread to join */
+        pthread_t timer;                   /* schedule and key age */
+        bool reenc_started;                /* re-encryption thread to join */
+        pthread_t reenc;                   /* re-encryption */
+        _Atomic bool reenc_running;        /* for status */
+        _Atomic uint64_t reencrypted;      /* rows */
+        _Atomic uint64_t ok;               /* backups made */
+        _Atomic uint64_t failed;           /* backups that failed */
+        _Atomic uint64_t hook_failed;      /* hook runs that failed or timed out */
+        _Atomic int64_t last_ok_us;        /* realtime of the last good backup */
+        _Atomic uint64_t last_size;        /* bytes of the last good backup */
+        _Atomic int64_t last_dur_us;       /* usec the last good backup took */
+        int64_t key_warned_us;             /* last key-age warning, realtime */
+        bool has_s3;                       /* s3 below is configured */
+        s3_target s3;                      /* strings owned */
+        struct upload queue[UPLOAD_QUEUE]; /* oldest first; under lock */
+        size_t nqueue;                     /* entries in queue */
+        int64_t next_upload_us;            /* monotonic: the next try; under lock */
+        int64_t backoff_us;                /* usec before the next retry; 0 = none failed */
+        _Atomic uint64_t uploads_ok;       /* archives uploaded */
+        _Atomic uint64_t upload_fail;      /* upload attempts that failed */
+        _Atomic uint64_t remote_pruned;    /* objects deleted from the bucket by retention */
+        _Atomic int64_t last_upload_us;    /* realtime of the last good upload; 0 = none */
 };
 
 static char *dup_or_null(const char *s)
@@ -58,8 +81,34 @@ static char *dup_or_null(const char *s)
         return s && *s ? strdup(s) : NULL;
 }
 
+static bool service_stopping(void *arg)
+{
+        backup_service *b = arg;
+        pthread_mutex_lock(&b->lock);
+        bool stop = b->stopping;
+        pthread_mutex_unlock(&b->lock);
+        return stop;
+}
+
+/* Queue an archive for the timer thread; the oldest waiting one is dropped when full. Called
+ * with b->lock held. */
+static void enqueue_upload(backup_service *b, const char *path, const char *sha, bool if_missing)
+{
+        if (b->nqueue == UPLOAD_QUEUE) {
+                log_error("backup", "upload queue full: '%s' will not be uploaded",
+                          b->queue[0].path);
+                memmove(&b->queue[0], &b->queue[1], sizeof(b->queue[0]) * (UPLOAD_QUEUE - 1));
+                b->nqueue--;
+        }
+        struct upload *u = &b->queue[b->nqueue++];
+        snprintf(u->path, sizeof(u->path), "%s", path);
+        snprintf(u->sha256, sizeof(u->sha256), "%s", sha ? sha : "");
+        u->if_missing = if_missing;
+        pthread_cond_broadcast(&b->wake);
+}
+
 int backup_service_new(const backup_service_config *c, store *s, crypto_keyring *keyring,
-                       backup_service **ret)
+                       backup_service **ret, char *err, size_t errlen)
 {
         backup_service *b = calloc(1, sizeof(*b));
 
@@ -71,7 +120,30 @@ int backup_service_new(const backup_service_config *c, store *s, crypto_keyring 
         b->c.config_file = dup_or_null(c->config_file);
         b->c.hostname = dup_or_null(c->hostname);
         b->c.hook = dup_or_null(c->hook);
+        b->c.s3 = NULL;
+        if (c->s3 && c->s3->bucket && c->s3->bucket[0]) {
+                b->has_s3 = true;
+                b->s3 = *c->s3;
+                b->s3.endpoint = strdup(c->s3->endpoint ? c->s3->endpoint : "");
+                b->s3.bucket = strdup(c->s3->bucket);
+                b->s3.prefix = strdup(c->s3->prefix ? c->s3->prefix : "");
+                b->s3.region = strdup(c->s3->region ? c->s3->region : "us-east-1");
+                b->s3.credentials_file = dup_or_null(c->s3->credentials_file);
+                b->s3.cancelled = service_stopping;
+                b->s3.cancel_arg = b;
+                if (!b->s3.endpoint || !b->s3.bucket || !b->s3.prefix || !b->s3.region) {
+                        backup_service_free(b);
+                        return -ENOMEM;
+                }
+                /* Missing or unsafe credentials refuse the start, not every upload later. */
+                int r = s3_check_credentials(&b->s3, err, errlen);
+                if (r < 0) {
+                        backup_service_free(b);
+                        return r;
+                }
+        }
         if (!b->c.dir) {
+                snprintf(err, errlen, "no backup directory");
                 backup_service_free(b);
                 return -EINVAL;
         }
@@ -89,9 +161,13 @@ int backup_service_new(const backup_service_config *c, store *s, crypto_keyring 
         /* A restart does not reset the schedule: the newest archive tells when the last was. */
         backup_entry *v = NULL;
         size_t n = 0;
-        char err[256];
-        if (backup_list(b->c.dir, &v, &n, err, sizeof(err)) == 0 && n > 0)
+        char lerr[256];
+        if (backup_list(b->c.dir, &v, &n, lerr, sizeof(lerr)) == 0 && n > 0) {
                 b->last_ok_us = v[0].time_us;
+                /* Its upload may have been pending when the last vigild stopped. */
+                if (b->has_s3)
+                        enqueue_upload(b, v[0].path, NULL, true);
+        }
         free(v);
         *ret = b;
         return 0;
@@ -175,8 +251,114 @@ int backup_service_run(backup_service *b, backup_result *res, char *err, size_t 
                                                    : strerror(-hr));
                 }
         }
+        if (b->has_s3) {
+                pthread_mutex_lock(&b->lock);
+                enqueue_upload(b, res->path, res->sha256, false);
+                b->next_upload_us = 0; /* a new archive is tried at once, whatever the backoff */
+                pthread_mutex_unlock(&b->lock);
+        }
         pthread_mutex_unlock(&b->run_lock);
         return 0;
+}
+
+/* ---- uploads to the S3 target (timer thread only) ---- */
+
+static const char *base_name(const char *path)
+{
+        const char *sl = strrchr(path, '/');
+        return sl ? sl + 1 : path;
+}
+
+/* Try the oldest queued archive once. Called without b->lock. */
+static void upload_next(backup_service *b)
+{
+        struct upload u;
+        char key[S3_MAX_KEY], err[2048] = "";
+        int r;
+
+        pthread_mutex_lock(&b->lock);
+        if (!b->nqueue) {
+                pthread_mutex_unlock(&b->lock);
+                return;
+        }
+        u = b->queue[0];
+        pthread_mutex_unlock(&b->lock);
+
+        snprintf(key, sizeof(key), "%s%s", b->s3.prefix, base_name(u.path));
+        if (access(u.path, R_OK) < 0) {
+                /* pruned locally (or removed by hand) before it could be uploaded */
+                r = -errno;
+                snprintf(err, sizeof(err), "the archive '%s' is gone (%s)", u.path, strerror(-r));
+        } else if (u.if_missing) {
+                s3_object *v = NULL;
+                size_t n = 0;
+                struct stat st;
+                r = s3_list(&b->s3, key, &v, &n, err, sizeof(err));
+                bool there = false;
+                for (size_t i = 0; r == 0 && i < n && stat(u.path, &st) == 0; i++)
+                        there |= !strcmp(v[i].key, key) && v[i].size == (uint64_t)st.st_size;
+                free(v);
+                if (r == 0 && !there)
+                        r = s3_put_file(&b->s3, key, u.path, NULL, err, sizeof(err));
+                else if (r == 0)
+                        r = 1; /* already there */
+        } else {
+                r = s3_put_file(&b->s3, key, u.path, u.sha256[0] ? u.sha256 : NULL, err,
+                                sizeof(err));
+        }
+        if (r == -ECANCELED)
+                return; /* stopping: the newest archive is looked at again at the next start */
+
+        bool gone = r < 0 && access(u.path, R_OK) < 0;
+        pthread_mutex_lock(&b->lock);
+        if (r >= 0 || gone) {
+                /* done with it (the queue only grows at its end meanwhile) */
+                if (b->nqueue && !strcmp(b->queue[0].path, u.path)) {
+                        memmove(&b->queue[0], &b->queue[1], sizeof(b->queue[0]) * (b->nqueue - 1));
+                        b->nqueue--;
+                }
+        }
+        if (r >= 0) {
+                b->backoff_us = 0;
+                b->next_upload_us = 0;
+        } else if (!gone) {
+                int64_t cap = b->c.s3_retry_max_us > 0 ? b->c.s3_retry_max_us : 300 * USEC_PER_SEC;
+                b->backoff_us =
+                    b->backoff_us ? MIN(b->backoff_us * 2, cap) : MIN(UPLOAD_RETRY_MIN, cap);
+                /* up to a quarter more, so that a fleet does not retry in step */
+                int64_t jitter = (int64_t)((uint64_t)random() % (uint64_t)(b->backoff_us / 4 + 1));
+                b->next_upload_us = time_mono_us() + b->backoff_us + jitter;
+        }
+        int64_t wait = b->backoff_us;
+        pthread_mutex_unlock(&b->lock);
+
+        if (r < 0) {
+                atomic_fetch_add(&b->upload_fail, 1);
+                if (gone)
+                        log_error("backup", "cannot upload to s3://%s/%s: %s", b->s3.bucket, key,
+                                  err);
+                else
+                        log_error("backup", "%s; the local archive is kept, retrying in %.0fs", err,
+                                  (double)wait / 1e6);
+                return;
+        }
+        atomic_store(&b->last_upload_us, time_real_us());
+        if (r == 1) {
+                log_info("backup", "'%s' is already in s3://%s/%s", u.path, b->s3.bucket, key);
+                return;
+        }
+        atomic_fetch_add(&b->uploads_ok, 1);
+        log_info("backup", "uploaded '%s' to s3://%s/%s", u.path, b->s3.bucket, key);
+        unsigned removed = 0;
+        if (s3_prune(&b->s3, b->c.hostname ? b->c.hostname : "", b->c.s3_keep_count,
+                     b->c.s3_keep_max_age_us, &removed, err, sizeof(err)) < 0)
+                log_error("backup", "failed to prune old backups in s3://%s/%s: %s", b->s3.bucket,
+                          b->s3.prefix, err);
+        if (removed) {
+                atomic_fetch_add(&b->remote_pruned, removed);
+                log_info("backup", "removed %u old archives from s3://%s/%s", removed, b->s3.bucket,
+                         b->s3.prefix);
+        }
 }
 
 /* ---- key rotation and re-encryption ---- */
@@ -419,6 +601,16 @@ static void *timer_main(void *arg)
                         }
                         wait_us = MIN(wait_us, due - now);
                 }
+                if (b->nqueue) {
+                        int64_t mono = time_mono_us();
+                        if (b->next_upload_us <= mono) {
+                                pthread_mutex_unlock(&b->lock);
+                                upload_next(b);
+                                pthread_mutex_lock(&b->lock);
+                                continue;
+                        }
+                        wait_us = MIN(wait_us, b->next_upload_us - mono);
+                }
                 pthread_mutex_unlock(&b->lock);
                 check_key_age(b);
                 pthread_mutex_lock(&b->lock);
@@ -463,6 +655,13 @@ backup_service *backup_service_free(backup_service *b)
         free((char *)b->c.config_file);
         free((char *)b->c.hostname);
         free((char *)b->c.hook);
+        if (b->has_s3) {
+                free((char *)b->s3.endpoint);
+                free((char *)b->s3.bucket);
+                free((char *)b->s3.prefix);
+                free((char *)b->s3.region);
+                free((char *)b->s3.credentials_file);
+        }
         free(b);
         return NULL;
 }
@@ -520,6 +719,33 @@ void backup_service_metrics(backup_service *b, buf *out, bool om)
                        "How long the last backup took");
                 buf_printf(out, "vigil_backup_last_duration_seconds %.3f\n",
                            (double)atomic_load(&b->last_dur_us) / 1e6);
+        }
+        if (b->has_s3) {
+                family(out, om, "vigil_backup_uploads_total", "counter",
+                       "Archives uploaded to the S3 target");
+                buf_printf(out, "vigil_backup_uploads_total %llu\n",
+                           (unsigned long long)atomic_load(&b->uploads_ok));
+                family(out, om, "vigil_backup_upload_failures_total", "counter",
+                       "Upload attempts to the S3 target that failed (each retry counts)");
+                buf_printf(out, "vigil_backup_upload_failures_total %llu\n",
+                           (unsigned long long)atomic_load(&b->upload_fail));
+                pthread_mutex_lock(&b->lock);
+                size_t pending = b->nqueue;
+                pthread_mutex_unlock(&b->lock);
+                family(out, om, "vigil_backup_uploads_pending", "gauge",
+                       "Archives waiting for their upload to the S3 target");
+                buf_printf(out, "vigil_backup_uploads_pending %zu\n", pending);
+                family(out, om, "vigil_backup_remote_pruned_total", "counter",
+                       "Archives deleted from the S3 target by retention");
+                buf_printf(out, "vigil_backup_remote_pruned_total %llu\n",
+                           (unsigned long long)atomic_load(&b->remote_pruned));
+                int64_t up = atomic_load(&b->last_upload_us);
+                if (up) {
+                        family(out, om, "vigil_backup_last_upload_timestamp_seconds", "gauge",
+                               "Unix time of the last archive found or put in the S3 target");
+                        buf_printf(out, "vigil_backup_last_upload_timestamp_seconds %.3f\n",
+                                   (double)up / 1e6);
+                }
         }
         if (b->keyring) {
                 family(out, om, "vigil_encryption_key_age_seconds", "gauge",

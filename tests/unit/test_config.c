@@ -830,6 +830,49 @@ static void test_keep_restart(void **state)
         config_release(&next);
 }
 
+/* backup.s3: good values parse; a secret in the file, a bad bucket, endpoint or prefix is refused
+ * with the key named, and the secret never appears in the message. */
+static void test_backup_s3(void **state)
+{
+        static const struct {
+                const char *yaml; /* document */
+                const char *want; /* in the error; NULL = valid */
+        } cases[] = {
+            {"backup: {s3: {bucket: ops-backups, endpoint: 'http://127.0.0.1:9000', prefix: "
+             "vigil/, addressing: virtual, keep: 5, max_age: 7d}}\n",
+             NULL},
+            {"backup: {s3: {bucket: b12, secret_access_key: SECRETMARK}}\n",
+             "never read from the configuration"},
+            {"backup: {s3: {bucket: Bad_Bucket}}\n", "is not a bucket name"},
+            {"backup: {s3: {bucket: ab}}\n", "is not a bucket name"},
+            {"backup: {s3: {bucket: ok-b, endpoint: 'ftp://h'}}\n", "is not http(s)://HOST"},
+            {"backup: {s3: {bucket: ok-b, endpoint: 'https://h/path'}}\n", "is not http(s)://HOST"},
+            {"backup: {s3: {bucket: ok-b, prefix: '/abs'}}\n", "is not a key prefix"},
+            {"backup: {s3: {bucket: ok-b, prefix: 'a/../b'}}\n", "is not a key prefix"},
+            {"backup: {s3: {bucket: ok-b, addressing: dns}}\n", "addressing"},
+        };
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                vigil_config c;
+                char err[1024] = "";
+                config_init(&c);
+                int r = parse(cases[i].yaml, &c, err, sizeof(err));
+                if (!cases[i].want) {
+                        assert_int_equal(r, 0);
+                        assert_string_equal(c.backup.s3.bucket, "ops-backups");
+                        assert_int_equal(c.backup.s3.addressing, 1);
+                        assert_int_equal(c.backup.s3.keep_count, 5);
+                } else {
+                        assert_int_equal(r, -EINVAL);
+                        if (!strstr(err, cases[i].want))
+                                print_error("case %zu: '%s'\n", i, err);
+                        assert_non_null(strstr(err, cases[i].want));
+                        assert_null(strstr(err, "SECRETMARK"));
+                }
+                config_release(&c);
+        }
+}
+
 /* docs/configuration.md tells the truth: every row of its key tables says "reload" or "restart"
  * as the table does, and every key of the table is documented. */
 /* A refused value is quoted in the message (logged, audited, answered to a reload request) with
@@ -938,6 +981,7 @@ int main(void)
             cmocka_unit_test(test_keep_restart),
             cmocka_unit_test(test_docs_match_table),
             cmocka_unit_test(test_refusal_masks_credentials),
+            cmocka_unit_test(test_backup_s3),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

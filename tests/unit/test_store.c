@@ -21,6 +21,7 @@
 #include "common/macros.h"
 #include "store/backup.h"
 #include "store/crypto.h"
+#include "store/s3.h"
 #include "store/sysio.h"
 #include "store/store.h"
 
@@ -724,6 +725,67 @@ static void test_backup_faults(void **state)
         crypto_keyring_free(kr);
 }
 
+/* S3 URLs and where credentials come from: a credentials file only its owner can read, with
+ * the [default] section; the environment otherwise; nothing at all is -ENOKEY. */
+static void write_text(const char *path, const char *text, mode_t mode)
+{
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_s3_credentials(void **state)
+{
+        char dir[] = "/tmp/vigil-s3-XXXXXX", path[PATH_MAX], b[64], k[S3_MAX_KEY], err[512];
+        s3_target t = {.bucket = "b", .region = "us-east-1"};
+
+        (void)state;
+        assert_int_equal(
+            s3_parse_url("s3://bkt/a/b.tar.zst", b, sizeof(b), k, sizeof(k), err, sizeof(err)), 0);
+        assert_string_equal(b, "bkt");
+        assert_string_equal(k, "a/b.tar.zst");
+        assert_int_equal(s3_parse_url("s3://bkt/", b, sizeof(b), k, sizeof(k), err, sizeof(err)),
+                         -EINVAL);
+        assert_int_equal(s3_parse_url("/tmp/x", b, sizeof(b), k, sizeof(k), err, sizeof(err)),
+                         -EINVAL);
+
+        /* archive times from names: "-2" comes after the plain name of the same second */
+        int64_t t0 = s3_backup_time("p/vigil-backup-node-1-20260101T000000Z.tar.zst.enc");
+        int64_t t2 = s3_backup_time("p/vigil-backup-node-1-20260101T000000Z-2.tar.zst.enc");
+        assert_int_equal(t0, INT64_C(1767225600) * 1000000 + 1);
+        assert_int_equal(t2, t0 + 1);
+        assert_true(s3_backup_time("vigil-backup-n-20260101T000001Z.tar.gz") > t2);
+        assert_int_equal(s3_backup_time("p/notes.txt"), -1);
+        assert_int_equal(s3_backup_time("vigil-backup-n-2026.tar.gz"), -1);
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/creds", dir);
+        t.credentials_file = path;
+        write_text(path, "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n", 0600);
+        assert_int_equal(s3_check_credentials(&t, err, sizeof(err)), 0);
+        chmod(path, 0640);
+        assert_int_equal(s3_check_credentials(&t, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "chmod 600"));
+        write_text(path, "[prod]\naws_access_key_id = AK\naws_secret_access_key = SK\n", 0600);
+        assert_int_equal(s3_check_credentials(&t, err, sizeof(err)), -ENOKEY);
+        unlink(path);
+        assert_int_equal(s3_check_credentials(&t, err, sizeof(err)), -ENOENT);
+
+        t.credentials_file = NULL;
+        unsetenv("AWS_ACCESS_KEY_ID");
+        unsetenv("AWS_SECRET_ACCESS_KEY");
+        assert_int_equal(s3_check_credentials(&t, err, sizeof(err)), -ENOKEY);
+        assert_non_null(strstr(err, "AWS_SECRET_ACCESS_KEY"));
+        setenv("AWS_ACCESS_KEY_ID", "AK", 1);
+        setenv("AWS_SECRET_ACCESS_KEY", "SK", 1);
+        assert_int_equal(s3_check_credentials(&t, err, sizeof(err)), 0);
+        unsetenv("AWS_ACCESS_KEY_ID");
+        unsetenv("AWS_SECRET_ACCESS_KEY");
+        rmdir(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -734,7 +796,7 @@ int main(void)
             cmocka_unit_test(test_disk_full_injected), cmocka_unit_test(test_disk_full_tmpfs),
             cmocka_unit_test(test_vacuum_into),        cmocka_unit_test(test_check_schema),
             cmocka_unit_test(test_sealed_values),      cmocka_unit_test(test_restore_faults),
-            cmocka_unit_test(test_backup_faults),
+            cmocka_unit_test(test_backup_faults),      cmocka_unit_test(test_s3_credentials),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,10 +6,11 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#include "common/lazydl.h"
-#include "common/macros.h"
+#include "lazydl.h"
+#include "macros.h"
 
-static lazy_dl lib = LAZY_DL_INIT(CURL_DL_SONAME, "curl_", "alerting needs the libcurl4 package");
+static lazy_dl lib =
+    LAZY_DL_INIT(CURL_DL_SONAME, "curl_", "alerting and S3 backups need the libcurl4 package");
 static curl_dl api; /* filled by the first lazy_dl_open(); read-only afterwards */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_r = -ELIBACC; /* 0 once curl_global_init succeeded */

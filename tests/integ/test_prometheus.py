@@ -90,6 +90,39 @@ class Prometheus:
         self.tmp.cleanup()
 
 
+DASHBOARD = os.path.join(SRC, "deploy", "grafana", "vigil-dashboard.json")
+# Panels that must show data on healthy fake GPUs: Vigil's health engine (checked systems, systems
+# not monitored, incidents, responsiveness).
+HEALTH_PANELS = ("Health per system (checked systems only)", "Systems not monitored",
+                 "Incidents open and acknowledged", "Responsive (NVML calls answer)")
+
+
+def dashboard_queries_answer(prom):
+    """Every query of every dashboard panel, its Grafana variables set to match all, runs without
+    error in the real Prometheus scraping vigild; the health panels return series."""
+    with open(DASHBOARD) as f:
+        dash = json.load(f)
+
+    def panels(ps):
+        for p in ps:
+            yield p
+            yield from panels(p.get("panels", []))
+    n = 0
+    for p in panels(dash["panels"]):
+        for t in p.get("targets", []):
+            e = t["expr"].replace("$__rate_interval", "1m").replace("$__range", "1h")
+            e = e.replace("$__interval", "1m")
+            e = re.sub(r"\$\{?(\w+)\}?", ".*", e)
+            r = prom.query(e)            # raises on a query Prometheus refuses
+            n += 1
+            if p["title"] in HEALTH_PANELS:
+                check(r, "dashboard panel %r: no series for %s" % (p["title"], e))
+    found = {p["title"] for p in panels(dash["panels"])}
+    check(set(HEALTH_PANELS) <= found, "health panels missing from the dashboard: %s"
+          % (set(HEALTH_PANELS) - found))
+    check(n > 40, "only %d dashboard queries found" % n)
+
+
 def hostport(v):
     return v.url.split("://", 1)[1]
 
@@ -116,6 +149,7 @@ def test_prometheus_scrapes_and_alerts():
             check(all(k in m for k in ("UUID", "modelName", "device", "DCGM_FI_DRIVER_VERSION")),
                   "%s labels %s" % (fam, m))
         check(not prom.query('{job="dcgm-exporter",__name__=~"vigil_.*"}'), "vigil_ families in dcgm job")
+        dashboard_queries_answer(prom)
 
         native.inject(gpu=2, field="GPU_TEMP", value=95)
 

@@ -7,8 +7,10 @@ slugs) or an explicit <a id/name> of that file; a docs/*.md path or a DESIGN sec
 text (outside code blocks) must exist too: the design document is not part of the repository.
 
 test_shell_examples: every fenced ```sh / ```console block in README.md and docs/ runs against a
-live simulated vigild (PATH has the built vigil and vigild; VIGIL_HOST points at the daemon) and
-exits 0, unless the block is preceded by a marker saying why it cannot run here:
+live simulated vigild and exits 0 (PATH has the built vigil and vigild; VIGIL_HOST points at the
+daemon, whose address also stands in for 127.0.0.1:5555, localhost:5555 and NODE:5555; the working
+directory is a scratch copy of the tree's layout: the source directories linked, build/ the build),
+unless the block is preceded by a marker saying why it cannot run here:
 
     <!-- no-test: needs a GPU -->
 
@@ -22,7 +24,7 @@ import re
 import subprocess
 import sys
 
-from harness import BUILD, SRC, Failure, Vigild, check, main, scratch_dir, wait_for
+from harness import BUILD, SRC, Vigild, check, main, scratch_dir, wait_for
 
 DOCS = [os.path.join(SRC, "README.md")] + sorted(
     glob.glob(os.path.join(SRC, "docs", "**", "*.md"), recursive=True))
@@ -174,12 +176,30 @@ def commands(lang, body):
     return "\n".join(cmds) + "\n"
 
 
+def run_example(script, env, addr):
+    """Run one block with bash (set -e -o pipefail) in a scratch copy of the tree's layout: the
+    daemon's address replaces the documented ones. (exit status, last output)."""
+    for placeholder in ("127.0.0.1:5555", "localhost:5555", "NODE:5555"):
+        script = script.replace(placeholder, addr)
+    work = scratch_dir("vigil-doc-example-")
+    try:
+        for name in os.listdir(SRC):
+            if name not in ("build", ".git") and not name.startswith("build-"):
+                os.symlink(os.path.join(SRC, name), os.path.join(work.name, name))
+        os.symlink(BUILD, os.path.join(work.name, "build"))
+        p = subprocess.run(["bash", "-c", "set -e -o pipefail\n" + script], cwd=work.name,
+                           env=env, capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stdout[-1500:] + p.stderr[-1500:]
+    finally:
+        work.cleanup()
+
+
 def test_shell_examples():
     all_blocks = [(p, b) for p in DOCS for b in blocks(p)]
     runnable = [(p, b) for p, b in all_blocks if b[3] is None]
     check(runnable, "no runnable shell examples found")
     # the placeholder a reader replaces, in examples that can run, is the simulated daemon
-    with Vigild(scenario="xid-ecc.yaml") as v:
+    with Vigild() as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 15, "ready")
         addr = v.url.split("://", 1)[1]
         env = dict(os.environ)
@@ -189,19 +209,30 @@ def test_shell_examples():
             "VIGIL_SOURCE_DIR": SRC, "VIGIL_BUILD_DIR": BUILD,
         })
         failures = []
+        # the runner itself: a failing command in the middle of a block fails it, a console
+        # block runs only its "$ " lines, and a marker two lines above a fence skips it
+        check(run_example("true\nfalse\ntrue\n", env, addr)[0] != 0, "a failing line passed")
+        check(commands("console", ["$ vigil status\n", "Version: 1\n", "$ true \\\n", "  x\n"])
+              == "vigil status\ntrue \\\n  x\n", "console commands")
+        check(run_example(commands("console", ["$ vigil status\n", "Version: 1\n"]), env,
+                          addr)[0] == 0, "vigil status against the daemon")
+        tmp = scratch_dir("vigil-docs-")
+        probe = os.path.join(tmp.name, "p.md")
+        with open(probe, "w") as f:
+            f.write("<!-- no-test: needs a GPU -->\n```sh\nvigild\n```\n\n```console\n$ vigil status\n```\n"
+                    "```yaml\na: 1\n```\n")
+        got = [(b[1], b[3]) for b in blocks(probe)]
+        tmp.cleanup()
+        check(got == [("sh", "needs a GPU"), ("console", None)], "blocks: %s" % got)
         for path, (line, lang, body, _) in runnable:
-            script = commands(lang, body).replace("NODE:5555", addr).replace("localhost:5555", addr)
-            work = scratch_dir("vigil-doc-example-")
+            script = commands(lang, body)
             try:
-                p = subprocess.run(["bash", "-c", "set -e -o pipefail\n" + script], cwd=work.name,
-                                   env=env, capture_output=True, text=True, timeout=30)
-                if p.returncode != 0:
-                    failures.append("%s:%d (exit %d):\n%s\n--- output ---\n%s%s" % (
-                        rel(path), line, p.returncode, script, p.stdout[-1500:], p.stderr[-1500:]))
+                rc, out = run_example(script, env, addr)
+                if rc != 0:
+                    failures.append("%s:%d (exit %d):\n%s\n--- output ---\n%s" % (
+                        rel(path), line, rc, script, out))
             except subprocess.TimeoutExpired:
                 failures.append("%s:%d: timed out after 30 s:\n%s" % (rel(path), line, script))
-            finally:
-                work.cleanup()
         v.check_alive()
     check(not failures, "%d of %d shell examples failed (mark one that cannot run here with "
           "<!-- no-test: REASON -->):\n\n%s" % (len(failures), len(runnable), "\n\n".join(failures)))

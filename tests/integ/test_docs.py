@@ -117,6 +117,12 @@ def test_links():
     for p in DOCS:
         errs += broken_links(p)
     check(not errs, "%d broken references in the docs:\n  %s" % (len(errs), "\n  ".join(errs)))
+    # every user doc is reachable from the README's table
+    with open(os.path.join(SRC, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    unlisted = [rel(p) for p in glob.glob(os.path.join(SRC, "docs", "*.md"))
+                if "(%s)" % rel(p) not in readme]
+    check(not unlisted, "docs not linked from README.md: %s" % unlisted)
     # the checker itself: a missing file and a missing anchor are found; a good anchor, a link
     # in inline code and one in a code block are not
     tmp = scratch_dir("vigil-docs-")

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A real Prometheus (Debian's /usr/bin/prometheus) scrapes `vigild --simulate` on loopback with
-the shipped alert rules (GPUTemperatureHigh's `for:` shortened): up==1, one temperature series per
-GPU, an injected temperature rise on GPU 2 fires GPUTemperatureHigh for gpu="2" and for no other
-GPU. A second vigild in dcgm naming is scraped too and its families land in Prometheus.
+the shipped alert rules (the `for:` of GPUTemperatureHigh and GPUHealthFail shortened): up==1, one
+temperature series per GPU, an injected temperature rise on GPU 2 fires GPUTemperatureHigh for
+gpu="2" and for no other GPU, a double-bit ECC error on GPU 5 fires GPUHealthFail for its memory
+system only, and every dashboard panel query runs. A second vigild in dcgm naming is scraped too and its families land in Prometheus.
 Prometheus negotiates OpenMetrics first, so this also checks that its parser accepts ours.
 test_seed_config_alerts loads the seed's own prometheus-config.yaml and dcgm-alerts.yml
 (tests/data/seed/) and checks that each of its five alerts fires on its fault and on nothing
@@ -23,19 +24,23 @@ CSV = os.path.join(SRC, "deploy", "dcgm", "default-counters.csv")
 SEED = os.path.join(SRC, "tests", "data", "seed")
 
 
+SHORTENED = ("GPUTemperatureHigh", "GPUHealthFail")
+
+
 def shortened_rules(path):
-    """The shipped rules with GPUTemperatureHigh's `for:` cut to 2s (text edit, no YAML lib)."""
+    """The shipped rules with the `for:` of SHORTENED cut to 2s (text edit, no YAML lib)."""
     out, in_rule = [], False
     with open(path) as f:
         for line in f:
-            if re.match(r"\s*- alert: ", line):
-                in_rule = "GPUTemperatureHigh" in line
+            m = re.match(r"\s*- alert: (\S+)", line)
+            if m:
+                in_rule = m.group(1) in SHORTENED
             elif in_rule and re.match(r"\s*for: ", line):
                 line = re.sub(r"for: .*", "for: 2s", line)
                 in_rule = False
             out.append(line)
     text = "".join(out)
-    check("for: 2s" in text, "GPUTemperatureHigh rule not found in %s" % path)
+    check(text.count("for: 2s") == len(SHORTENED), "%s not all found in %s" % (SHORTENED, path))
     return text
 
 
@@ -165,6 +170,28 @@ def test_prometheus_scrapes_and_alerts():
         a = [a for a in hot if a["labels"].get("gpu") == "2"][0]
         check(a["labels"].get("job") == "vigil" and a["labels"].get("severity") == "warning",
               "alert labels %s" % a["labels"])
+
+        # the health engine in Prometheus: a double-bit ECC error fails GPU 5's memory system;
+        # GPUHealthFail fires for it, and for no system that is not monitored (nvlink, inforom
+        # and driver on the fake: vigil_gpu_health_monitored 0, no vigil_gpu_health series)
+        native.inject(gpu=5, ecc_dbe=1)
+
+        def health_fail():
+            alerts = prom.api("/api/v1/alerts")["alerts"]
+            f = [a for a in alerts if a["labels"].get("alertname") == "GPUHealthFail"]
+            if any(a["labels"].get("gpu") == "5" and a["labels"].get("system") == "memory"
+                   and a["state"] == "firing" for a in f):
+                return f
+            return None
+        fail = wait_for(health_fail, 30, "GPUHealthFail firing for gpu 5 system memory", 0.5)
+        # GPU 2, held at 95 C above, fails thermal (health.temperature.critical 90) as it should
+        check([a["labels"] for a in fail if (a["labels"].get("gpu"), a["labels"].get("system"))
+               not in (("5", "memory"), ("2", "thermal"))] == [], "GPUHealthFail elsewhere: %s" % fail)
+        unmonitored = prom.query('vigil_gpu_health_monitored{job="vigil"} == 0')
+        check(unmonitored, "no system is 'not monitored' on the fake (nvlink expected)")
+        check(not prom.query('vigil_gpu_health{job="vigil"} and on (gpu, system) '
+                             'vigil_gpu_health_monitored{job="vigil"} == 0'),
+              "vigil_gpu_health series for systems not monitored")
     except Exception:
         import sys
         sys.stderr.write("---- prometheus log ----\n" + prom.logs()[-4000:] + "\n")

@@ -253,13 +253,16 @@ def seed_prometheus_files(targets):
         conf = f.readlines()
     with open(os.path.join(SEED, "dcgm-alerts.yml")) as f:
         rules = f.readlines()
-    out_conf, replaced = [], 0
+    out_conf, replaced, job = [], 0, None
     for line in conf:
-        if re.match(r"\s*- targets: \[", line):
+        m = re.match(r"\s*- job_name:\s*['\"]?([\w-]+)", line)
+        if m:
+            job = m.group(1)
+        if job == "dcgm-hostengine" and re.match(r"\s*- targets: \[", line):
             line = re.sub(r"\[.*\]", "[%s]" % ", ".join("'%s'" % t for t in targets), line)
             replaced += 1
         out_conf.append(scale_duration(line))
-    check(replaced == 1, "the seed config has %d target lists, want 1" % replaced)
+    check(replaced == 1, "the seed's dcgm-hostengine job has %d target lists, want 1" % replaced)
     out_rules = [scale_duration(line) for line in rules]
     for orig, new in zip(conf + rules, out_conf + out_rules):
         check(orig == new or SCALED_LINE.match(orig) or "targets:" in orig,

@@ -72,6 +72,8 @@ FIXED_FAMILIES = {
     "vigil_gpu_responsive": "gauge",
     "vigil_gpu_health": "gauge",
     "vigil_gpu_health_monitored": "gauge",
+    "vigil_gpu_anomaly": "gauge",
+    "vigil_incidents": "gauge",
     "vigil_gpus": "gauge",
     "vigil_gpu_xid_errors_total": "counter",
     "vigil_gpu_clock_event_active": "gauge",

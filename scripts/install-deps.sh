@@ -21,10 +21,11 @@ BUILD=(build-essential cmake pkg-config
 # prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
 # testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base);
 # node (nodejs) for s3rver, the S3-compatible server of tests/integ/test_backup_s3.py, which npm
-# installs below (S3RVER_VERSION).
+# installs below (S3RVER_VERSION); podman, mmdebstrap, runc (tests/integ/test_container.py builds
+# and runs the image).
 TEST=(clang-format curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
-      sslscan testssl.sh openssl prometheus-alertmanager sqlite3 nodejs)
+      sslscan testssl.sh openssl prometheus-alertmanager sqlite3 nodejs podman mmdebstrap runc)
 S3RVER_VERSION=3.7.1
 FUZZ=(clang)
 

@@ -132,6 +132,101 @@ static const struct {
     {0x80, "hw_power_brake_slowdown"},
 };
 
+/* One sample of a hostengine family: the name, gpu_id (the seed's alerts print it), then the
+ * GPU's native labels. */
+static void hostengine_sample(buf *b, const char *name, const sampler_gpu *g, const buf *lab,
+                              double v)
+{
+        buf_printf(b, "%s{gpu_id=\"%u\",%s} ", name, g->index, lab->data);
+        number(b, v);
+        buf_puts(b, "\n");
+}
+
+/* The families of the hostengine monitoring config that the product's seed ships (its
+ * prometheus-config.yaml scrapes port 5555 as job dcgm-hostengine; dcgm-alerts.yml alerts on
+ * these five expressions), so that config works against vigild unchanged (docs/metrics.md,
+ * "The seed's hostengine config"). Same truthfulness rules as the native families: a stale or
+ * unsupported reading is left out. */
+static void render_hostengine(api *a, buf *b, bool om, const sampler_gpu *gpus, const buf *lab,
+                              unsigned n)
+{
+        static const struct {
+                const char *name;
+                uint16_t field;
+                const char *help;
+        } gauges[] = {
+            {"dcgm_gpu_temperature_celsius", FLD_GPU_TEMP,
+             "GPU core temperature (vigil_gpu_temperature_celsius, hostengine name)"},
+            {"dcgm_gpu_memory_usage_bytes", FLD_FB_USED,
+             "Used framebuffer memory (vigil_gpu_memory_used_bytes, hostengine name)"},
+            {"dcgm_gpu_memory_total_bytes", FLD_FB_TOTAL,
+             "Total framebuffer memory (vigil_gpu_memory_total_bytes, hostengine name)"},
+        };
+        int64_t now = time_real_us();
+        bool header;
+
+        for (size_t k = 0; k < sizeof(gauges) / sizeof(gauges[0]); k++) {
+                const field_meta *m = field_by_id(gauges[k].field);
+                header = false;
+                for (unsigned i = 0; i < n; i++) {
+                        field_value v;
+                        if (!gpus[i].up || !m || !current(a, i, m->id, &v))
+                                continue;
+                        if (!header) {
+                                family(b, om, gauges[k].name, "gauge", gauges[k].help);
+                                header = true;
+                        }
+                        hostengine_sample(b, gauges[k].name, &gpus[i], &lab[i],
+                                          (m->type == FT_F64 ? v.d : (double)v.i) *
+                                              m->native_scale);
+                }
+        }
+
+        /* Errors: XIDs of every code plus volatile double-bit ECC errors, the sum
+         * GPUErrorRateHigh uses. A GPU without ECC counts XIDs only; a DBE count that is
+         * supported but stale leaves the series out, since a sum without it would read as a
+         * counter reset. */
+        header = false;
+        for (unsigned i = 0; i < n; i++) {
+                sampler_reading rd;
+                field_value x;
+                double sum;
+
+                if (!gpus[i].up || !current(a, i, FLD_XID_COUNT, &x))
+                        continue;
+                sum = (double)x.i;
+                if (sampler_latest(a->opt.sampler, i, FLD_ECC_DBE_VOL_TOTAL, 0, &rd) >= 0 &&
+                    rd.v.status == 0) {
+                        if (rd.fresh != SAMPLER_FRESH)
+                                continue;
+                        sum += (double)rd.v.i;
+                }
+                if (!header) {
+                        family(b, om, "dcgm_gpu_errors_total", "counter",
+                               "XID errors (all codes) plus volatile double-bit ECC errors");
+                        header = true;
+                }
+                hostengine_sample(b, "dcgm_gpu_errors_total", &gpus[i], &lab[i], sum);
+        }
+
+        /* Collection latency: how old the GPU's newest reading is. About the fast interval while
+         * sampling works; it grows while a call on the GPU hangs, the GPU is lost or sampling
+         * stops, where the readings themselves are left out. */
+        header = false;
+        for (unsigned i = 0; i < n; i++) {
+                if (!gpus[i].last_seen_us)
+                        continue;
+                if (!header) {
+                        family(b, om, "dcgm_collection_latency_seconds", "gauge",
+                               "Seconds since the GPU's last completed sample");
+                        header = true;
+                }
+                hostengine_sample(
+                    b, "dcgm_collection_latency_seconds", &gpus[i], &lab[i],
+                    now > gpus[i].last_seen_us ? (double)(now - gpus[i].last_seen_us) / 1e6 : 0.0);
+        }
+}
+
 int expo_render_native(api *a, buf *b, bool om)
 {
         sampler *e = a->opt.sampler;
@@ -294,6 +389,7 @@ int expo_render_native(api *a, buf *b, bool om)
                 family(b, om, "vigil_cache_samples", "gauge", "Samples held in history");
                 buf_printf(b, "vigil_cache_samples %llu\n", (unsigned long long)cs.samples);
         }
+        render_hostengine(a, b, om, gpus, lab, n);
         expo_mig_native(a, b, om);    /* expo_mig.c: MIG instances' memory */
         selfmetrics_render(a, b, om); /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
         backup_service_metrics(a->opt.backup, b, om); /* store, backups, keys (service.h) */

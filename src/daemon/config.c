@@ -420,6 +420,7 @@ static const struct option options[] = {
     {"alerting.webhooks", OPT_MAP_LIST, OFF(alerting.webhooks), OFF(alerting.n_webhooks),
      .items = webhook_items, .n_items = ARRAY_SIZE(webhook_items),
      .item_size = sizeof(health_webhook), .max = 16, M(HEALTH, RL)},
+    {"alerting.labels", OPT_LABEL_MAP, OFF(alerting.labels), OFF(alerting.n_labels), M(HEALTH, RL)},
     {"alerting.resend_interval", OPT_DURATION, OFF(health.resend_interval_us), .def = "60s",
      .min = 1 * S, .max = 86400 * S, M(HEALTH, RL)},
     {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
@@ -491,6 +492,8 @@ static const struct {
 static const char *const reserved_labels[] = {
     "gpu", "uuid", "UUID", "pci_bus_id", "model", "modelName", "hostname", "Hostname", "device",
 };
+/* Labels Vigil's own alerts carry besides those (notifier.c): refused in alerting.labels. */
+static const char *const reserved_alert_labels[] = {"alertname", "severity", "condition"};
 
 #define REDACTED     "<redacted>"
 #define MAX_PATH_LEN 64 /* longest option path, with room */
@@ -1313,6 +1316,13 @@ static int parse_label_map(struct parser *p, const struct option *o)
                                 return fail(p, k.start_mark,
                                             "%s: '%s' is a reserved label (Vigil sets it)", o->path,
                                             name);
+                for (size_t i = 0;
+                     !strncmp(o->path, "alerting.", 9) && i < ARRAY_SIZE(reserved_alert_labels);
+                     i++)
+                        if (!strcmp(name, reserved_alert_labels[i]))
+                                return fail(p, k.start_mark,
+                                            "%s: '%s' is a reserved label (Vigil's alerts set it)",
+                                            o->path, name);
                 for (size_t i = 0; i < *n; i++)
                         if (!strcmp((*arr)[i].name, name))
                                 return fail(p, k.start_mark, "%s: duplicate label '%s'", o->path,

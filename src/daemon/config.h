@@ -73,6 +73,8 @@ typedef struct vigil_config {
                 char *alertmanagers;      /* comma-joined base URLs */
                 health_webhook *webhooks; /* in file order (health/health_config.h) */
                 size_t n_webhooks;
+                metrics_label *labels; /* alerting.labels: added to every alert, in file order */
+                size_t n_labels;
         } alerting;
         diag_config diag; /* diag: thresholds, durations, retention (diag/diag_config.h) */
 } vigil_config;

@@ -14,6 +14,7 @@ void plan_release(config_plan *p)
         for (size_t i = 0; p->am && i < p->health.n_alertmanagers; i++)
                 free(p->am[i]);
         free(p->am);
+        free(p->alert_labels);
         p->counters = counters_free(p->counters);
         memset(p, 0, sizeof(*p));
 }
@@ -70,6 +71,18 @@ int plan_prepare(const vigil_config *c, bool simulate, bool tls_running, config_
                 s = *e ? e + 1 : e;
         }
         p->health.alertmanagers = (const char *const *)p->am;
+        p->health.alert_labels = NULL;
+        p->health.n_alert_labels = 0;
+        if (c->alerting.n_labels) {
+                p->alert_labels = calloc(c->alerting.n_labels, sizeof(*p->alert_labels));
+                if (!p->alert_labels)
+                        goto oom;
+                for (size_t i = 0; i < c->alerting.n_labels; i++)
+                        p->alert_labels[i] =
+                            (health_label){c->alerting.labels[i].name, c->alerting.labels[i].value};
+                p->health.alert_labels = p->alert_labels;
+                p->health.n_alert_labels = c->alerting.n_labels;
+        }
         return 0;
 oom:
         snprintf(err, errlen, "out of memory");

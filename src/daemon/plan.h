@@ -17,12 +17,14 @@
 #include "security.h"
 
 typedef struct config_plan {
-        log_options log;       /* logging: sinks (points into the config) */
-        security_plan sec;     /* security: gate options, TLS, web-config */
-        health_config health;  /* health: the table's health_config, with policies, webhooks
+        log_options log;            /* logging: sinks (points into the config) */
+        security_plan sec;          /* security: gate options, TLS, web-config */
+        health_config health;       /* health: the table's health_config, with policies, webhooks
                                   (borrowed from the config) and Alertmanagers (owned: am) */
-        char **am;             /* alerting.alertmanagers split; owned */
-        counter_set *counters; /* metrics.counters_csv parsed; NULL = none; owned */
+        char **am;                  /* alerting.alertmanagers split; owned */
+        health_label *alert_labels; /* alerting.labels as the health module's struct; owned
+                                       array, strings borrowed from the config */
+        counter_set *counters;      /* metrics.counters_csv parsed; NULL = none; owned */
 } config_plan;
 
 /* Prepare c (which must outlive the plan). simulate: the process runs on the fake NVML;

@@ -38,6 +38,11 @@ void health_config_free(health_config *c)
                 free((void *)c->alertmanagers[i]);
         free((void *)c->alertmanagers);
         free((void *)c->webhooks);
+        for (size_t i = 0; i < c->n_alert_labels; i++) {
+                free((void *)c->alert_labels[i].name);
+                free((void *)c->alert_labels[i].value);
+        }
+        free((void *)c->alert_labels);
         memset(c, 0, sizeof(*c));
 }
 
@@ -49,6 +54,21 @@ int health_config_copy(health_config *dst, const health_config *src)
         c.policies = NULL;
         c.alertmanagers = NULL;
         c.webhooks = NULL;
+        c.alert_labels = NULL;
+        c.n_alert_labels = 0;
+        if (src->n_alert_labels) {
+                health_label *l = calloc(src->n_alert_labels, sizeof(*l));
+                if (!l)
+                        goto oom;
+                c.alert_labels = l;
+                for (size_t i = 0; i < src->n_alert_labels; i++) {
+                        l[i].name = strdup(src->alert_labels[i].name);
+                        l[i].value = strdup(src->alert_labels[i].value);
+                        c.n_alert_labels = i + 1;
+                        if (!l[i].name || !l[i].value)
+                                goto oom;
+                }
+        }
         if (src->n_policies) {
                 health_policy *p = calloc(src->n_policies, sizeof(*p));
                 if (!p)

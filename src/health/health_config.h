@@ -48,6 +48,12 @@ typedef struct health_policy {
         int64_t rate_window_us;          /* ... per this window, usec */
 } health_policy;
 
+/* One alerting.labels entry: a label every alert Vigil sends carries (e.g. cluster). */
+typedef struct health_label {
+        const char *name;  /* label name, validated by the config parser */
+        const char *value; /* label value, not empty */
+} health_label;
+
 typedef struct health_webhook {
         char url[HEALTH_URL_MAX]; /* http(s) URL */
         char secret[256];         /* HMAC-SHA256 key; "" = unsigned */
@@ -79,6 +85,8 @@ typedef struct health_config {
         size_t n_alertmanagers;
         const health_webhook *webhooks; /* copied */
         size_t n_webhooks;
+        const health_label *alert_labels; /* alerting.labels, added to every alert sent; copied */
+        size_t n_alert_labels;
         int64_t resend_interval_us; /* usec between re-sends of an active alert */
         int64_t alert_timeout_us;   /* usec per HTTP attempt */
 } health_config;

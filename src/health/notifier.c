@@ -6,7 +6,9 @@
  * the target loses it. A pending entry for the same (target, incident) is replaced, not added:
  * the outbox never holds more than incidents × targets entries. Failed sends back off
  * exponentially (1 s doubling to 5 min). A reload replaces the targets (notifier_set_targets):
- * entries follow their target by kind and URL, a send in progress uses the copy it took. */
+ * entries follow their target by kind and URL, a send in progress uses the copy it took.
+ * alerting.labels (e.g. cluster) are added to every alert: to an Alertmanager alert's labels, as
+ * "labels" to a webhook's payload; a reload changes them for the alerts built after it. */
 #include "health-internal.h"
 
 #include <errno.h>
@@ -69,6 +71,8 @@ struct notifier {
         pthread_t thread;
         uint64_t seq;     /* last entry sequence number */
         int64_t valid_us; /* usec a firing Alertmanager alert stays valid after a send */
+        json_t *labels;   /* alerting.labels as a JSON object (lock); never changed once set,
+                             replaced whole on a reload, so a reference can be read unlocked */
 };
 
 /* ---- payloads -------------------------------------------------------------------------------- */
@@ -157,6 +161,34 @@ int notifier_sign(const char *secret, const char *body, size_t len, char *out, s
         for (unsigned i = 0; i < ml; i++)
                 o += (size_t)snprintf(out + o, outlen - o, "%02x", mac[i]);
         return 0;
+}
+
+/* alerting.labels as a JSON object of strings; NULL on allocation failure. */
+static json_t *labels_json(const health_config *cfg)
+{
+        json_t *o = json_object();
+
+        for (size_t i = 0; o && i < cfg->n_alert_labels; i++)
+                if (json_object_set_new(o, cfg->alert_labels[i].name,
+                                        json_string(cfg->alert_labels[i].value)) < 0) {
+                        json_decref(o);
+                        return NULL;
+                }
+        return o;
+}
+
+/* Add the configured labels to payload j of a target of kind k. Vigil's own labels win (the
+ * config refuses their names anyway). */
+static int add_labels(json_t *j, enum target_kind k, json_t *labels)
+{
+        if (!json_object_size(labels))
+                return 0;
+        if (k == TARGET_ALERTMANAGER)
+                return json_object_update_missing(json_object_get(json_array_get(j, 0), "labels"),
+                                                  labels) < 0
+                           ? -ENOMEM
+                           : 0;
+        return json_object_set(j, "labels", labels) < 0 ? -ENOMEM : 0;
 }
 
 /* ---- store ----------------------------------------------------------------------------------- */
@@ -270,6 +302,7 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
 
         target tg[HEALTH_MAX_TARGETS];
         size_t nt;
+        json_t *labels;
 
         if (!n)
                 return 0;
@@ -277,18 +310,23 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
         nt = n->n_targets;
         memcpy(tg, n->targets, nt * sizeof(*tg));
         n->valid_us = notifier_valid_for(resend_us, 0);
+        labels = json_incref(n->labels);
         pthread_mutex_unlock(&n->lock);
         for (size_t t = 0; t < nt; t++) {
                 json_t *j = tg[t].kind == TARGET_ALERTMANAGER
                                 ? notifier_am_payload(in, n->hostname, now, resend_us)
                                 : notifier_webhook_payload(in, n->hostname);
-                char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+                char *body = j && add_labels(j, tg[t].kind, labels) == 0
+                                 ? json_dumps(j, JSON_COMPACT)
+                                 : NULL;
                 entry *e = NULL, tmp;
                 int op = 0, r;
 
                 json_decref(j);
-                if (!body)
+                if (!body) {
+                        json_decref(labels);
                         return -ENOMEM;
+                }
                 pthread_mutex_lock(&n->lock);
                 if (t >= n->n_targets || n->targets[t].kind != tg[t].kind ||
                     strcmp(n->targets[t].url, tg[t].url) != 0) {
@@ -341,6 +379,7 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
                                   " in the outbox: %s (kept in memory)",
                                   in->id, strerror(-r));
         }
+        json_decref(labels);
         return 0;
 }
 
@@ -598,6 +637,11 @@ int notifier_new(struct store *st, const health_config *cfg, const char *hostnam
         snprintf(n->hostname, sizeof(n->hostname), "%s", hostname ? hostname : "");
         n->n_targets = build_targets(cfg, n->targets, HEALTH_MAX_TARGETS);
         n->valid_us = notifier_valid_for(cfg->resend_interval_us, 0);
+        n->labels = labels_json(cfg);
+        if (!n->labels) {
+                free(n);
+                return -ENOMEM;
+        }
         pthread_mutex_init(&n->lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -648,10 +692,16 @@ int notifier_set_targets(notifier *n, const health_config *cfg)
         target next[HEALTH_MAX_TARGETS];
         size_t nn = build_targets(cfg, next, HEALTH_MAX_TARGETS), dropped = 0;
         bool start;
+        json_t *labels, *old_labels;
 
         if (!n)
                 return 0;
+        labels = labels_json(cfg);
+        if (!labels)
+                return -ENOMEM;
         pthread_mutex_lock(&n->lock);
+        old_labels = n->labels;
+        n->labels = labels;
         for (size_t i = 0; i < n->n; i++) {
                 entry *e = &n->entries[i];
                 int to = -1;
@@ -671,6 +721,7 @@ int notifier_set_targets(notifier *n, const health_config *cfg)
         start = n->armed && !n->started && nn > 0 && !n->stopping;
         pthread_cond_signal(&n->wake);
         pthread_mutex_unlock(&n->lock);
+        json_decref(old_labels);
         if (dropped)
                 log_warn("alerting", "dropping %zu queued alerts of targets no longer configured",
                          dropped);
@@ -709,6 +760,7 @@ notifier *notifier_free(notifier *n)
                 free(n->entries[i].body);
         pthread_cond_destroy(&n->wake);
         pthread_mutex_destroy(&n->lock);
+        json_decref(n->labels);
         free(n);
         return NULL;
 }

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 
-from harness import Vigild, check, free_port, main, scratch_dir, skip, wait_for
+from harness import VIGILD, Vigild, check, free_port, main, scratch_dir, skip, wait_for
 
 AM = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 AMTOOL = shutil.which("amtool")
@@ -150,8 +150,68 @@ def test_endsat_scaled_short_interval():
         am.stop()
 
 
+def test_configured_labels():
+    """alerting.labels (e.g. cluster) are on every alert Vigil sends, as Alertmanager stores it;
+    a reload (SIGHUP) changes them for the next alert; a label Vigil sets itself is refused."""
+    import http.server
+    import signal
+    import threading
+    hooks = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            hooks.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    am = Alertmanager()
+    try:
+        base = ("health: {resolve_after: 60s, xid_hold: 1h}\nalerting:\n  alertmanagers: ['%s']\n"
+                "  webhooks: [{url: 'http://127.0.0.1:%d/hook'}]\n"
+                "  resend_interval: 2s\n  timeout: 2s\n" % (am.url, srv.server_address[1]))
+        with Vigild(scenario="constant-2gpu.yaml",
+                    config=base + "  labels: {cluster: training-a, region: eu-1}\n") as v:
+            wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+            v.inject(gpu=1, xid=79)
+            a = wait_for(lambda: am.alerts(alertname="VigilXid79", cluster="training-a"), 15,
+                         "alert with cluster=training-a in Alertmanager")
+            lab = a[0]["labels"]
+            check(lab.get("region") == "eu-1" and lab["gpu"] == "1" and lab["severity"] == "critical"
+                  and lab["condition"] == "xid_79", "labels %r" % lab)
+            h = wait_for(lambda: [x for x in hooks if x.get("incident", {}).get("gpu") == 1], 15,
+                         "the webhook's alert")
+            check(h[0].get("labels") == {"cluster": "training-a", "region": "eu-1"},
+                  "webhook labels %r" % h[0].get("labels"))
+            # reload: the next alert (a new incident, and the resends) carries the new value
+            with open(os.path.join(v.data, "vigil.yaml"), "w") as f:
+                f.write(base + "  labels: {cluster: training-b}\n")
+            v.proc.send_signal(signal.SIGHUP)
+            v.inject(gpu=0, xid=48)
+            a = wait_for(lambda: am.alerts(alertname="VigilXid48", cluster="training-b"), 15,
+                         "alert with cluster=training-b after the reload")
+            check("region" not in a[0]["labels"], "a removed label is still sent: %r" % a[0]["labels"])
+            wait_for(lambda: am.alerts(alertname="VigilXid79", cluster="training-b"), 15,
+                     "the open incident's resend carries the new labels")
+        bad_cfg = os.path.join(am.tmp.name, "bad.yaml")
+        for bad in ("severity", "alertname", "condition", "gpu", "hostname"):
+            with open(bad_cfg, "w") as f:
+                f.write("alerting: {labels: {cluster: a, %s: x}}\n" % bad)
+            p = subprocess.run([VIGILD, "--check-config", bad_cfg], capture_output=True,
+                               text=True, timeout=30)
+            check(p.returncode != 0 and "alerting.labels" in p.stderr and bad in p.stderr,
+                  "alerting.labels.%s accepted: rc %d %s" % (bad, p.returncode, p.stderr))
+    finally:
+        am.stop()
+        srv.shutdown()
+
+
 if __name__ == "__main__":
     if not AM or not AMTOOL:
         skip("prometheus-alertmanager/amtool not installed")
     main([test_alert_reaches_alertmanager, test_outbox_survives_outage_and_restart,
-          test_endsat_outlives_resend_interval, test_endsat_scaled_short_interval])
+          test_endsat_outlives_resend_interval, test_endsat_scaled_short_interval,
+          test_configured_labels])

@@ -278,6 +278,25 @@ static void test_diag_section(void **state)
                 }
                 config_release(&c);
         }
+/* alerting.labels: a label map of its own (Vigil's alert label names refused above); metrics
+ * labels may use those names, since they are not on alerts. */
+static void test_alerting_labels(void **state)
+{
+        vigil_config c;
+        char err[512];
+
+        (void)state;
+        config_init(&c);
+        assert_int_equal(parse("alerting:\n  labels: {cluster: training-a, region: eu-1}\n"
+                               "metrics:\n  extra_labels: {severity: x}\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_int_equal(c.alerting.n_labels, 2);
+        assert_string_equal(c.alerting.labels[0].name, "cluster");
+        assert_string_equal(c.alerting.labels[0].value, "training-a");
+        assert_string_equal(c.alerting.labels[1].name, "region");
+        assert_string_equal(c.alerting.labels[1].value, "eu-1");
+        config_release(&c);
 }
 
 static void test_bad_inputs(void **state)
@@ -354,6 +373,12 @@ static void test_bad_inputs(void **state)
             {"metrics:\n  extra_labels:\n    a: x\n    a: y\n", 4, "duplicate label 'a'"},
             {"metrics:\n  extra_labels:\n    a: \"\"\n", 3, "must not be empty"},
             {"metrics:\n  extra_labels: [a]\n", 2, "expected a mapping, got a list"},
+            {"alerting:\n  labels:\n    severity: x\n", 3,
+             "alerting.labels: 'severity' is a reserved label (Vigil's alerts set it)"},
+            {"alerting:\n  labels:\n    alertname: x\n", 3, "'alertname' is a reserved label"},
+            {"alerting:\n  labels:\n    condition: x\n", 3, "'condition' is a reserved label"},
+            {"alerting:\n  labels:\n    uuid: x\n", 3, "'uuid' is a reserved label"},
+            {"alerting:\n  labels:\n    cluster: \"\"\n", 3, "must not be empty"},
             {"health:\n  temperature: {warning: 95, critical: 90}\n", 2,
              "health.temperature.warning ('95') must not be higher than"},
             {"policies:\n  - condition: temprature\n", 2, "'temprature' is not a condition"},
@@ -969,6 +994,7 @@ int main(void)
             cmocka_unit_test(test_empty_is_defaults),
             cmocka_unit_test(test_every_key),
             cmocka_unit_test(test_bad_inputs),
+            cmocka_unit_test(test_alerting_labels),
             cmocka_unit_test(test_health_sections),
             cmocka_unit_test(test_env_expansion),
             cmocka_unit_test(test_failure_keeps_previous),

@@ -6,6 +6,7 @@
 #include "nvml-internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,11 +58,18 @@ static backend_process *find_pid(backend_process *out, size_t n, unsigned pid)
         return NULL;
 }
 
-static void merge(const nvmlProcessInfo_t *in, unsigned n, unsigned type, backend_process *out,
-                  size_t max, backend_proc_list *list)
+/* Add the entries of one list; prev/nprev is the list merged before (a process in both lists
+ * that did not fit was already counted as dropped). */
+static void merge(const nvmlProcessInfo_t *in, unsigned n, unsigned type,
+                  const nvmlProcessInfo_t *prev, unsigned nprev, backend_process *out, size_t max,
+                  backend_proc_list *list)
 {
         for (unsigned i = 0; i < n; i++) {
                 backend_process *p = find_pid(out, list->n, in[i].pid);
+                bool seen_before = false;
+
+                for (unsigned k = 0; !p && k < nprev; k++)
+                        seen_before |= prev[k].pid == in[i].pid;
 
                 if (p) { /* in both lists: one process, the larger memory figure */
                         p->type |= type;
@@ -71,7 +79,8 @@ static void merge(const nvmlProcessInfo_t *in, unsigned n, unsigned type, backen
                         continue;
                 }
                 if (list->n >= max) {
-                        list->dropped++;
+                        if (!seen_before)
+                                list->dropped++;
                         continue;
                 }
                 p = &out[list->n++];
@@ -172,11 +181,11 @@ static void read_accounting(backend *b, nvmlDevice_t h, backend_process *p)
 int backend_processes(backend *b, unsigned idx, uint64_t *last_seen_us, backend_process *out,
                       size_t max, backend_proc_list *list)
 {
-        nvmlProcessInfo_t stack[PROC_STACK], *got = NULL;
-        _cleanup_free_ nvmlProcessInfo_t *heap = NULL;
+        nvmlProcessInfo_t stack[PROC_STACK], stack2[PROC_STACK], *got = NULL, *got2 = NULL;
+        _cleanup_free_ nvmlProcessInfo_t *heap = NULL, *heap2 = NULL;
         backend_proc_list l = {.accounting = -1};
         nvmlEnableState_t mode = NVML_FEATURE_DISABLED;
-        unsigned n = 0;
+        unsigned n = 0, n2 = 0;
         int lost, rc, lists = 0;
         nvmlDevice_t h;
 
@@ -190,16 +199,18 @@ int backend_processes(backend *b, unsigned idx, uint64_t *last_seen_us, backend_
         if (rc == NVML_ERROR_GPU_IS_LOST)
                 return -ENODEV;
         if (rc == NVML_SUCCESS) {
-                merge(got, n, BPROC_COMPUTE, out, max, &l);
+                merge(got, n, BPROC_COMPUTE, NULL, 0, out, max, &l);
                 lists++;
         } else if (rc != NVML_ERROR_NOT_SUPPORTED && rc != NVML_ERROR_FUNCTION_NOT_FOUND) {
                 return backend_errno_from_nvml(rc);
+        } else {
+                n = 0;
         }
-        rc = read_list(b->api.graphics_processes, h, stack, &heap, &got, &n);
+        rc = read_list(b->api.graphics_processes, h, stack2, &heap2, &got2, &n2);
         if (rc == NVML_ERROR_GPU_IS_LOST)
                 return -ENODEV;
         if (rc == NVML_SUCCESS) {
-                merge(got, n, BPROC_GRAPHICS, out, max, &l);
+                merge(got2, n2, BPROC_GRAPHICS, got, n, out, max, &l);
                 lists++;
         } else if (rc != NVML_ERROR_NOT_SUPPORTED && rc != NVML_ERROR_FUNCTION_NOT_FOUND) {
                 return backend_errno_from_nvml(rc);

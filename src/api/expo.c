@@ -49,6 +49,7 @@ static void gpu_labels(api *a, buf *b, const sampler_gpu *g)
         label(b, "hostname", a->hostname, false);
         for (size_t i = 0; i < a->n_labels; i++)
                 label(b, a->labels[i].name, a->labels[i].value, false);
+        expo_workload_labels(a, b, g->index); /* expo_workload.c: pod / hpc_job */
 }
 
 /* HELP text: text 0.0.4 escapes backslash and newline; OpenMetrics also the double quote. */
@@ -386,6 +387,7 @@ static void dcgm_labels(api *a, buf *b, const sampler_gpu *g, const char *driver
         }
         for (size_t i = 0; i < a->n_labels; i++)
                 label(b, a->labels[i].name, a->labels[i].value, false);
+        expo_workload_labels(a, b, g->index); /* expo_workload.c: pod / hpc_job */
 }
 
 static const char *counter_prom_type(enum counter_type t)
@@ -518,6 +520,8 @@ static snapshot *render_one(api *a, bool om)
                         : expo_render_native(a, &a->render_buf, om);
         if (r >= 0)
                 r = render_health(a, &a->render_buf, om);
+        if (r >= 0)
+                r = expo_workload_render(a, &a->render_buf, om); /* expo_workload.c */
         if (r < 0) {
                 log_error("http", "failed to render /metrics (%s): %s", om ? "OpenMetrics" : "text",
                           strerror(-r));

@@ -387,6 +387,22 @@ static const struct option options[] = {
      .min = 1 * S, .max = 86400 * S, M(HEALTH, RL)},
     {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
      .max = 300 * S, M(HEALTH, RL)},
+    /* workload: processes per GPU and their owners (docs/workloads.md) */
+    {"workload.enabled", OPT_BOOL, OFF(workload.enabled), .def = "true", M(WORKLOAD, RS)},
+    {"workload.proc_root", OPT_STRING, OFF(workload.proc_root), .def = "/proc",
+     .check = check_nonempty, M(WORKLOAD, RS)},
+    {"workload.interval", OPT_DURATION, OFF(workload.interval_us), .def = "0s", .min = 0,
+     .max = 3600 * S, M(WORKLOAD, RS)},
+    {"workload.max_processes", OPT_UINT, OFF(workload.max_processes), .def = "256", .min = 1,
+     .max = 1024, M(WORKLOAD, RS)},
+    {"workload.kubernetes", OPT_BOOL, OFF(workload.kubernetes), .def = "false", M(WORKLOAD, RS)},
+    {"workload.pod_uid_label", OPT_BOOL, OFF(workload.pod_uid_label), .def = "false",
+     M(WORKLOAD, RS)},
+    {"workload.slurm", OPT_BOOL, OFF(workload.slurm), .def = "false", M(WORKLOAD, RS)},
+    {"workload.process_metrics", OPT_BOOL, OFF(workload.process_metrics), .def = "true",
+     M(WORKLOAD, RS)},
+    {"workload.max_process_series", OPT_UINT, OFF(workload.max_process_series), .def = "256",
+     .min = 0, .max = 100000, M(WORKLOAD, RS)},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -2102,6 +2118,7 @@ static const char *const module_names[CONFIG_MOD_COUNT] = {
     [CONFIG_MOD_SAMPLER] = "sampler",   [CONFIG_MOD_API] = "api",
     [CONFIG_MOD_LOG] = "log",           [CONFIG_MOD_HEALTH] = "health",
     [CONFIG_MOD_SECURITY] = "security", [CONFIG_MOD_STORE] = "store",
+    [CONFIG_MOD_WORKLOAD] = "workload",
 };
 
 const char *config_module_name(enum config_module m)

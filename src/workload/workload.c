@@ -314,3 +314,8 @@ void workload_get_stats(workload *w, workload_stats *out)
         *out = w->stats;
         pthread_mutex_unlock(&w->lock);
 }
+
+int64_t workload_interval(const workload *w)
+{
+        return w ? w->opt.interval_us : 0;
+}

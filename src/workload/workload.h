@@ -93,6 +93,8 @@ typedef struct workload_stats {
 } workload_stats;
 
 void workload_get_stats(workload *w, workload_stats *out);
+/* The configured read interval (usec; 0 = after every slow-tier sweep). NULL ok (0). */
+int64_t workload_interval(const workload *w);
 
 /* "pod", "slurm", "unit", "docker", "none". */
 const char *workload_owner_kind_name(enum workload_owner_kind k);

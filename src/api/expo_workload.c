@@ -194,6 +194,15 @@ int expo_workload_render(api *a, buf *b, bool om)
         free(gpus);
 
         workload_get_stats(a->opt.workload, &st);
+        {
+                workload_kubelet k;
+                workload_kubelet_get(a->opt.workload, &k);
+                if (k.enabled) {
+                        family(b, "vigil_workload_kubelet_up", "gauge",
+                               "1 when the kubelet's pod-resources API answered the last read");
+                        buf_printf(b, "vigil_workload_kubelet_up %d\n", k.status == 0);
+                }
+        }
         family(b, "vigil_workload_process_series_dropped", "gauge",
                "Per-process series left out of this page by workload.max_process_series");
         buf_printf(b, "vigil_workload_process_series_dropped %zu\n", dropped);

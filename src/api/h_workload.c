@@ -208,5 +208,24 @@ enum MHD_Result h_processes(request *r)
         for (unsigned i = 0; i < n; i++)
                 json_array_append_new(arr, gpu_json(a, i));
         json_object_set_new(o, "gpus", arr);
+        {
+                workload_kubelet k;
+                json_t *ko = json_object();
+                workload_kubelet_get(a->opt.workload, &k);
+                json_object_set_new(ko, "enabled", json_boolean(k.enabled));
+                if (k.enabled) {
+                        json_object_set_new(ko, "up", json_boolean(k.status == 0));
+                        set_str_or_null(ko, "error",
+                                        k.status == -ENODATA ? "not asked yet" : k.error);
+                        json_object_set_new(ko, "last_answer",
+                                            k.last_ok_us ? json_real((double)k.last_ok_us / 1e6)
+                                                         : json_null());
+                        json_object_set_new(ko, "gpu_allocations",
+                                            json_integer((json_int_t)k.allocations));
+                        json_object_set_new(ko, "container_names",
+                                            json_integer((json_int_t)k.names));
+                }
+                json_object_set_new(o, "kubelet", ko);
+        }
         return api_reply_json(r, 200, o);
 }

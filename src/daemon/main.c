@@ -971,7 +971,11 @@ static int S_workload(daemon_state *d)
                                              .sampler = d->en,
                                              .proc_root = c->proc_root,
                                              .interval_us = c->interval_us,
-                                             .max_processes = c->max_processes},
+                                             .max_processes = c->max_processes,
+                                             .kubernetes = c->kubernetes,
+                                             .kubelet_socket = c->kubelet_socket,
+                                             .kubelet_timeout_us = c->kubelet_timeout_us,
+                                             .container_logs_dir = c->container_logs_dir},
                          &d->workload);
         if (r == 0)
                 r = workload_start(d->workload);

@@ -4,9 +4,10 @@
  * container or a systemd unit. Read on its own thread ("vg-workload") after each slow-tier sweep
  * (or on its own interval), never on the HTTP path: readers get copies of the last read.
  *
- * Not here: Kubernetes pod names (the kubelet's pod-resources API) — owners carry the pod UID and
- * container id from the cgroup path; namespace/pod/container names stay "" until a kubelet
- * client fills them. Job statistics build on workload_gpu_processes(). */
+ * With kubernetes on, pod owners also get their namespace, pod and container names: from the
+ * kubelet's container log links (container id -> names) and the kubelet's pod-resources API
+ * (which container holds which GPU, as dcgm-exporter reads it). Job statistics build on
+ * workload_gpu_processes(). */
 #ifndef VIGIL_WORKLOAD_H
 #define VIGIL_WORKLOAD_H
 
@@ -57,6 +58,10 @@ typedef struct workload_options {
         const char *proc_root;   /* host /proc ("/proc"); copied */
         int64_t interval_us;     /* 0 = after every slow-tier sweep; else own period (usec) */
         size_t max_processes;    /* processes kept per GPU (1..BACKEND_PROC_MAX); extra dropped */
+        bool kubernetes;         /* ask the kubelet and read the container log links */
+        const char *kubelet_socket;     /* pod-resources socket ("unix://" optional); copied */
+        int64_t kubelet_timeout_us;     /* deadline of one List call */
+        const char *container_logs_dir; /* "/var/log/containers"; copied */
 } workload_options;
 
 /* Set up (no thread yet). Caller owns *ret. -EINVAL for a bad option. */
@@ -79,9 +84,10 @@ void workload_on_sweep(workload *w, enum field_tier tier);
 int workload_gpu_processes(workload *w, unsigned gpu, workload_process **ret, size_t *n,
                            int64_t *ts_us);
 
-/* The one owner of GPU gpu, for the labels of its metrics: 0 when every attributed process on it
- * has the same pod (or the same Slurm job), -ENOENT when none, -EMLINK when several share it (the
- * per-process families carry the split). Any thread. */
+/* The one owner of GPU gpu, for the labels of its metrics: the one pod the kubelet assigned the
+ * GPU to (dcgm-exporter's mapping); else the one pod or Slurm job all attributed processes on it
+ * belong to. 0, -ENOENT when none, -EMLINK when several share it (the per-process families carry
+ * the split). Any thread. */
 int workload_gpu_owner(workload *w, unsigned gpu, workload_owner *out);
 
 typedef struct workload_stats {
@@ -95,6 +101,18 @@ typedef struct workload_stats {
 void workload_get_stats(workload *w, workload_stats *out);
 /* The configured read interval (usec; 0 = after every slow-tier sweep). NULL ok (0). */
 int64_t workload_interval(const workload *w);
+
+/* The kubelet client's state (kubernetes on). */
+typedef struct workload_kubelet {
+        bool enabled;       /* workload.kubernetes */
+        int status;         /* 0 answered at the last read; -errno; -ENODATA not asked yet */
+        char error[256];    /* why the last call failed, "" when it answered */
+        int64_t last_ok_us; /* usec since epoch of the last answer; 0 = never */
+        size_t allocations; /* GPU devices assigned to containers in the last answer */
+        size_t names;       /* container log links read at the last read */
+} workload_kubelet;
+
+void workload_kubelet_get(workload *w, workload_kubelet *out);
 
 /* "pod", "slurm", "unit", "docker", "none". */
 const char *workload_owner_kind_name(enum workload_owner_kind k);

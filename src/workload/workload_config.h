@@ -13,7 +13,10 @@ typedef struct workload_config {
         char *proc_root;             /* host /proc ("/proc"; "/host/proc" in a DaemonSet) */
         int64_t interval_us;         /* usec between reads; 0 = after every slow-tier sweep */
         unsigned max_processes;      /* processes kept per GPU (1..1024) */
-        bool kubernetes;             /* GPU metrics carry pod labels (dcgm-exporter's) */
+        bool kubernetes;             /* ask the kubelet; GPU metrics carry pod labels */
+        char *kubelet_socket;        /* pod-resources socket path ("unix://" optional) */
+        int64_t kubelet_timeout_us;  /* usec; deadline of one List call */
+        char *container_logs_dir;    /* the kubelet's container log links (container id -> names) */
         bool pod_uid_label;          /* also pod_uid (dcgm-exporter --kubernetes-enable-pod-uid) */
         bool slurm;                  /* GPU metrics carry hpc_job (dcgm-exporter's label) */
         bool process_metrics;        /* per-process families in /metrics */

@@ -260,6 +260,24 @@ workload: {proc_root: %s, interval: 1s, max_process_series: 2}
         check(sum(len(g["processes"]) for g in r["gpus"]) >= 6, "the API lists them all")
 
 
+def mapped(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {os.path.basename(l.split()[5]) for l in f if len(l.split()) >= 6}
+
+
+def test_grpc_loaded_only_for_kubernetes():
+    """libgrpc (several MiB with what it pulls in) is mapped only once the kubelet is asked."""
+    w = World()
+    with Vigild("workload.yaml", config="workload: {proc_root: %s, interval: 1s}\n" % w.proc) as d:
+        wait_for(lambda: d.metric("vigil_workload_reads_total") >= 2, 20, "two reads")
+        libs = mapped(d.proc.pid)
+        check(not any(l.startswith("libgrpc") for l in libs), "libgrpc mapped: %s" % sorted(libs))
+    need_grpc()
+    with PodResourcesServer(w.sock), Vigild("workload.yaml", config=w.config()) as d:
+        wait_metric_value(d, "vigil_workload_kubelet_up", 1)
+        check(any(l.startswith("libgrpc.so") for l in mapped(d.proc.pid)), "libgrpc loaded")
+
+
 def test_disabled():
     with Vigild("workload.yaml", config="workload: {enabled: false}\n") as d:
         st, _, body = d.get("/api/v1/processes")
@@ -268,4 +286,5 @@ def test_disabled():
 
 
 if __name__ == "__main__":
-    main([test_attribution, test_kubelet_slow_then_missing, test_cardinality_cap, test_disabled])
+    main([test_attribution, test_kubelet_slow_then_missing, test_cardinality_cap,
+          test_grpc_loaded_only_for_kubernetes, test_disabled])

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "workload/workload-internal.h"
 #include "workload/workload.h"
+#include "podresources.pb-c.h"
 
 static const char *proc_root(void)
 {
@@ -163,13 +165,109 @@ static void test_bounds(void **state)
         free(text);
 }
 
+/* /var/log/containers names: POD_NAMESPACE_CONTAINER-ID.log */
+static void test_names_parse(void **state)
+{
+        kube_names k;
+        char id[65];
+
+        (void)state;
+        memset(id, 'a', 64);
+        id[64] = '\0';
+        {
+                char f[256];
+                snprintf(f, sizeof(f), "train-a-7d9f_ml-team_trainer-sidecar-%s.log", id);
+                assert_int_equal(names_parse(f, &k), 0);
+                assert_string_equal(k.pod, "train-a-7d9f");
+                assert_string_equal(k.ns, "ml-team");
+                assert_string_equal(k.container, "trainer-sidecar");
+                assert_string_equal(k.id, id);
+                snprintf(f, sizeof(f), "a_b_c_d-%s.log", id); /* a fourth '_' */
+                assert_int_equal(names_parse(f, &k), -EINVAL);
+                snprintf(f, sizeof(f), "a_b-%s.log", id); /* no container */
+                assert_int_equal(names_parse(f, &k), -EINVAL);
+                snprintf(f, sizeof(f), "a_b_c-%s.txt", id);
+                assert_int_equal(names_parse(f, &k), -EINVAL);
+                assert_int_equal(names_parse("a_b_c-nothex.log", &k), -EINVAL);
+                assert_int_equal(names_parse(".log", &k), -EINVAL);
+        }
+}
+
+/* The decoder against bytes protobuf-c packs from the same messages: only nvidia.com/ devices are
+ * kept, with their pod, namespace and container. */
+static void test_kubelet_decode(void **state)
+{
+        V1__ContainerDevices gpu = V1__CONTAINER_DEVICES__INIT, fpga = V1__CONTAINER_DEVICES__INIT;
+        V1__ContainerResources c = V1__CONTAINER_RESOURCES__INIT;
+        V1__PodResources p = V1__POD_RESOURCES__INIT;
+        V1__ListPodResourcesResponse resp = V1__LIST_POD_RESOURCES_RESPONSE__INIT;
+        char *gids[] = {"GPU-1111::0", "GPU-2222"}, *fids[] = {"fpga0"};
+        V1__ContainerDevices *devs[] = {&gpu, &fpga};
+        V1__ContainerResources *cs[] = {&c};
+        V1__PodResources *ps[] = {&p};
+        uint8_t buf[1024];
+        kube_alloc *a = NULL;
+        size_t n = 0, len;
+        char err[256];
+
+        (void)state;
+        gpu.resource_name = "nvidia.com/gpu";
+        gpu.n_device_ids = 2;
+        gpu.device_ids = gids;
+        fpga.resource_name = "example.com/fpga";
+        fpga.n_device_ids = 1;
+        fpga.device_ids = fids;
+        c.name = "trainer";
+        c.n_devices = 2;
+        c.devices = devs;
+        p.name = "train-a";
+        p.namespace_ = "ml";
+        p.n_containers = 1;
+        p.containers = cs;
+        resp.n_pod_resources = 1;
+        resp.pod_resources = ps;
+        len = v1__list_pod_resources_response__pack(&resp, buf);
+        assert_true(len > 0 && len < sizeof(buf));
+        assert_int_equal(kubelet_decode(buf, len, &a, &n, err, sizeof(err)), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(a[0].pod, "train-a");
+        assert_string_equal(a[0].ns, "ml");
+        assert_string_equal(a[0].container, "trainer");
+        assert_string_equal(a[0].device, "GPU-1111::0");
+        assert_string_equal(a[1].device, "GPU-2222");
+        free(a);
+        /* garbage: a clear error, nothing returned */
+        a = NULL;
+        memset(buf, 0xff, 16);
+        assert_int_equal(kubelet_decode(buf, 16, &a, &n, err, sizeof(err)), -EPROTO);
+        assert_null(a);
+        assert_non_null(strstr(err, "ListPodResourcesResponse"));
+        /* an empty answer is no allocation */
+        assert_int_equal(kubelet_decode(buf, 0, &a, &n, err, sizeof(err)), 0);
+        assert_int_equal(n, 0);
+}
+
+/* A socket that is not there: -ENOENT naming the path, before libgrpc is even loaded. */
+static void test_kubelet_missing(void **state)
+{
+        kube_alloc *a = NULL;
+        size_t n = 0;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(
+            kubelet_list("unix:///nonexistent/kubelet.sock", 100000, &a, &n, err, sizeof(err)),
+            -ENOENT);
+        assert_non_null(strstr(err, "/nonexistent/kubelet.sock"));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_fake_proc),
-            cmocka_unit_test(test_missing_and_junk),
-            cmocka_unit_test(test_parser_table),
-            cmocka_unit_test(test_bounds),
+            cmocka_unit_test(test_fake_proc),       cmocka_unit_test(test_missing_and_junk),
+            cmocka_unit_test(test_parser_table),    cmocka_unit_test(test_bounds),
+            cmocka_unit_test(test_names_parse),     cmocka_unit_test(test_kubelet_decode),
+            cmocka_unit_test(test_kubelet_missing),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -295,8 +295,9 @@ int expo_render_native(api *a, buf *b, bool om)
                 family(b, om, "vigil_cache_samples", "gauge", "Samples held in history");
                 buf_printf(b, "vigil_cache_samples %llu\n", (unsigned long long)cs.samples);
         }
-        expo_mig_native(a, b, om);    /* expo_mig.c: MIG instances' memory */
-        selfmetrics_render(a, b, om); /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
+        expo_mig_native(a, b, om);      /* expo_mig.c: MIG instances' memory */
+        expo_workload_render(a, b, om); /* expo_workload.c: processes (native naming only) */
+        selfmetrics_render(a, b, om);   /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
         backup_service_metrics(a->opt.backup, b, om); /* store, backups, keys (service.h) */
         expo_render_diag(a, b, om);                   /* last diagnostic run (h_diag.c) */
 
@@ -520,8 +521,6 @@ static snapshot *render_one(api *a, bool om)
                         : expo_render_native(a, &a->render_buf, om);
         if (r >= 0)
                 r = render_health(a, &a->render_buf, om);
-        if (r >= 0)
-                r = expo_workload_render(a, &a->render_buf, om); /* expo_workload.c */
         if (r < 0) {
                 log_error("http", "failed to render /metrics (%s): %s", om ? "OpenMetrics" : "text",
                           strerror(-r));

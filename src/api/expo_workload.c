@@ -29,9 +29,15 @@ static void label(buf *b, const char *name, const char *value, bool first)
         buf_puts(b, "\"");
 }
 
-static void family(buf *b, const char *name, const char *type, const char *help)
+/* HELP/TYPE; OpenMetrics names a counter family without its _total (as expo.c does). Help texts
+ * here hold no character that needs escaping. */
+static void family(buf *b, bool om, const char *name, const char *type, const char *help)
 {
-        buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        size_t nl = strlen(name);
+
+        if (om && !strcmp(type, "counter") && nl > 6 && !strcmp(name + nl - 6, "_total"))
+                nl -= 6;
+        buf_printf(b, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)nl, name, help, (int)nl, name, type);
 }
 
 /* The owner's labels, dcgm-exporter's names; nothing for an owner they do not describe. */
@@ -134,7 +140,6 @@ int expo_workload_render(api *a, buf *b, bool om)
         sampler_gpu *gpus;
         workload_stats st;
 
-        (void)om;
         if (!a->opt.workload)
                 return 0;
         procs = calloc(n ? n : 1, sizeof(*procs));
@@ -146,7 +151,7 @@ int expo_workload_render(api *a, buf *b, bool om)
                 free(gpus);
                 return -ENOMEM;
         }
-        family(b, "vigil_gpu_processes", "gauge",
+        family(b, om, "vigil_gpu_processes", "gauge",
                "Processes on the GPU (compute and graphics), as last read");
         for (unsigned i = 0; i < n; i++) {
                 int64_t ts = 0;
@@ -171,7 +176,7 @@ int expo_workload_render(api *a, buf *b, bool om)
         }
         for (int f = 0; a->opt.workload_process_metrics && f < F_COUNT; f++) {
                 unsigned series = 0;
-                family(b, fam[f].name, "gauge", fam[f].help);
+                family(b, om, fam[f].name, "gauge", fam[f].help);
                 for (unsigned i = 0; i < n; i++)
                         for (size_t k = 0; k < np[i]; k++) {
                                 double v;
@@ -198,24 +203,25 @@ int expo_workload_render(api *a, buf *b, bool om)
                 workload_kubelet k;
                 workload_kubelet_get(a->opt.workload, &k);
                 if (k.enabled) {
-                        family(b, "vigil_workload_kubelet_up", "gauge",
+                        family(b, om, "vigil_workload_kubelet_up", "gauge",
                                "1 when the kubelet's pod-resources API answered the last read");
                         buf_printf(b, "vigil_workload_kubelet_up %d\n", k.status == 0);
                 }
         }
-        family(b, "vigil_workload_process_series_dropped", "gauge",
+        family(b, om, "vigil_workload_process_series_dropped", "gauge",
                "Per-process series left out of this page by workload.max_process_series");
         buf_printf(b, "vigil_workload_process_series_dropped %zu\n", dropped);
-        family(b, "vigil_workload_processes_dropped_total", "counter",
+        family(b, om, "vigil_workload_processes_dropped_total", "counter",
                "Processes left out of reads by workload.max_processes");
         buf_printf(b, "vigil_workload_processes_dropped_total %llu\n",
                    (unsigned long long)st.dropped);
-        family(b, "vigil_workload_reads_total", "counter", "Reads of the processes of every GPU");
+        family(b, om, "vigil_workload_reads_total", "counter",
+               "Reads of the processes of every GPU");
         buf_printf(b, "vigil_workload_reads_total %llu\n", (unsigned long long)st.reads);
-        family(b, "vigil_workload_read_errors_total", "counter",
+        family(b, om, "vigil_workload_read_errors_total", "counter",
                "Per-GPU process reads that failed (lost GPUs not counted)");
         buf_printf(b, "vigil_workload_read_errors_total %llu\n", (unsigned long long)st.errors);
-        family(b, "vigil_workload_read_duration_seconds", "gauge",
+        family(b, om, "vigil_workload_read_duration_seconds", "gauge",
                "Wall time of the last read of every GPU's processes");
         buf_printf(b, "vigil_workload_read_duration_seconds %.6f\n", st.last_duration_s);
         return 0;

@@ -1781,6 +1781,12 @@ static int check_relations(struct parser *p)
                 return fail(p, m, "%s ('%s') must not be %s %s ('%s')", lo->path, a, ordered[i].rel,
                             hi->path, b);
         }
+        /* pod_uid is a pod label: without workload.kubernetes there is none to add it to */
+        if (p->cfg->workload.pod_uid_label && !p->cfg->workload.kubernetes) {
+                const struct option *o = option_find("workload.pod_uid_label");
+                return fail(p, p->set_at[(size_t)(o - options)],
+                            "workload.pod_uid_label needs workload.kubernetes: true");
+        }
         return 0;
 }
 

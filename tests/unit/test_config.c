@@ -769,6 +769,40 @@ static void test_keep_restart(void **state)
  * as the table does, and every key of the table is documented. */
 /* A refused value is quoted in the message (logged, audited, answered to a reload request) with
  * its credentials masked: no password, token or query string of a bad URL leaks through it. */
+/* workload: defaults, a DaemonSet's settings, and pod_uid_label without kubernetes refused. */
+static void test_workload_keys(void **state)
+{
+        vigil_config c;
+        char err[512];
+
+        (void)state;
+        config_init(&c);
+        assert_int_equal(parse("", &c, err, sizeof(err)), 0);
+        assert_true(c.workload.enabled);
+        assert_string_equal(c.workload.proc_root, "/proc");
+        assert_int_equal(c.workload.interval_us, 0);
+        assert_false(c.workload.kubernetes);
+        config_release(&c);
+        config_init(&c);
+        assert_int_equal(parse("workload: {proc_root: /host/proc, kubernetes: true, "
+                               "pod_uid_label: true, kubelet_timeout: 500ms, interval: 2s}\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_string_equal(c.workload.proc_root, "/host/proc");
+        assert_int_equal(c.workload.kubelet_timeout_us, 500000);
+        assert_int_equal(c.workload.interval_us, 2000000);
+        config_release(&c);
+        config_init(&c);
+        assert_int_equal(parse("workload:\n  pod_uid_label: true\n", &c, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "t.yaml:2"));
+        assert_non_null(strstr(err, "workload.kubernetes"));
+        config_release(&c);
+        config_init(&c);
+        assert_int_equal(parse("workload: {max_processes: 0}\n", &c, err, sizeof(err)), -EINVAL);
+        config_release(&c);
+}
+
 static void test_refusal_masks_credentials(void **state)
 {
         static const char *const bad[] = {
@@ -872,6 +906,7 @@ int main(void)
             cmocka_unit_test(test_keep_restart),
             cmocka_unit_test(test_docs_match_table),
             cmocka_unit_test(test_refusal_masks_credentials),
+            cmocka_unit_test(test_workload_keys),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

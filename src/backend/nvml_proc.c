@@ -113,6 +113,7 @@ static int read_util(backend *b, nvmlDevice_t h, uint64_t *last_seen, backend_pr
         if (rc != NVML_SUCCESS && rc != NVML_ERROR_INSUFFICIENT_SIZE)
                 return backend_errno_from_nvml(rc);
         if (cnt > PROC_STACK) {
+                cnt += PROC_MARGIN; /* samples that arrive between the two calls */
                 heap = calloc(cnt, sizeof(*heap));
                 if (!heap)
                         return -ENOMEM;
@@ -125,35 +126,41 @@ static int read_util(backend *b, nvmlDevice_t h, uint64_t *last_seen, backend_pr
                 return -ENODATA;
         if (rc != NVML_SUCCESS)
                 return backend_errno_from_nvml(rc);
-        {
-                unsigned seen[PROC_STACK] = {0}; /* samples per out[] entry (first PROC_STACK) */
-                uint64_t sum[PROC_STACK][4] = {{0}};
-                size_t lim = MIN(n, (size_t)PROC_STACK);
+        if (n) {
+                /* per out[] entry: samples seen, and the sums of sm, mem, enc, dec */
+                _cleanup_free_ uint64_t *acc = calloc(n * 5, sizeof(*acc));
 
+                if (!acc)
+                        return -ENOMEM;
                 for (unsigned i = 0; i < cnt; i++) {
-                        backend_process *p = find_pid(out, lim, buf[i].pid);
-                        size_t k;
+                        backend_process *p = find_pid(out, n, buf[i].pid);
+                        uint64_t *a;
 
                         if (buf[i].timeStamp > newest)
                                 newest = buf[i].timeStamp;
                         if (!p)
                                 continue; /* a process that ended since the list was read */
-                        k = (size_t)(p - out);
-                        seen[k]++;
-                        sum[k][0] += buf[i].smUtil;
-                        sum[k][1] += buf[i].memUtil;
-                        sum[k][2] += buf[i].encUtil;
-                        sum[k][3] += buf[i].decUtil;
+                        a = &acc[(size_t)(p - out) * 5];
+                        a[0]++;
+                        a[1] += buf[i].smUtil;
+                        a[2] += buf[i].memUtil;
+                        a[3] += buf[i].encUtil;
+                        a[4] += buf[i].decUtil;
                 }
-                for (size_t k = 0; k < lim; k++) {
-                        if (!seen[k])
+                for (size_t k = 0; k < n; k++) {
+                        const uint64_t *a = &acc[k * 5];
+                        if (!a[0])
                                 continue;
                         out[k].util_status = 0;
-                        out[k].sm_pct = (unsigned)(sum[k][0] / seen[k]);
-                        out[k].mem_pct = (unsigned)(sum[k][1] / seen[k]);
-                        out[k].enc_pct = (unsigned)(sum[k][2] / seen[k]);
-                        out[k].dec_pct = (unsigned)(sum[k][3] / seen[k]);
+                        out[k].sm_pct = (unsigned)(a[1] / a[0]);
+                        out[k].mem_pct = (unsigned)(a[2] / a[0]);
+                        out[k].enc_pct = (unsigned)(a[3] / a[0]);
+                        out[k].dec_pct = (unsigned)(a[4] / a[0]);
                 }
+        } else {
+                for (unsigned i = 0; i < cnt; i++)
+                        if (buf[i].timeStamp > newest)
+                                newest = buf[i].timeStamp;
         }
         *last_seen = newest;
         return 0;

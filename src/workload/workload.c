@@ -3,7 +3,9 @@
  * workload.proc_root. Attribution is read again every time, not cached by PID: a PID reused by
  * another container is attributed to its new owner at the next read, and a process that exited
  * between NVML's list and the /proc read is kept with owner_status -ENOENT (NVML still listed it).
- * The copy is swapped in whole per GPU under the lock; readers copy it out. */
+ * With kubernetes on, each read first asks the kubelet (kubelet.c) and reads the container log
+ * links (names.c), then joins: names by container id, and the GPU's pod from the kubelet's
+ * assignment. The copy is swapped in whole per GPU under the lock; readers copy it out. */
 #include "workload.h"
 #include "workload-internal.h"
 

@@ -16,7 +16,8 @@ set -euo pipefail
 BUILD=(build-essential cmake pkg-config
        libmicrohttpd-dev libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev
        libsqlite3-dev libsystemd-dev libjwt-dev libarchive-dev libcrypt-dev
-       libgnutls28-dev libcmocka-dev zlib1g-dev)
+       libgnutls28-dev libcmocka-dev zlib1g-dev
+       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler)
 # tool -> package: promtool prometheus; amtool, prometheus-alertmanager prometheus-alertmanager;
 # prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
 # testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base);
@@ -25,7 +26,8 @@ BUILD=(build-essential cmake pkg-config
 # and runs the image).
 TEST=(clang-format curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
-      sslscan testssl.sh openssl prometheus-alertmanager sqlite3 nodejs podman mmdebstrap runc)
+      sslscan testssl.sh openssl prometheus-alertmanager sqlite3 nodejs podman mmdebstrap runc
+      python3-grpcio)
 S3RVER_VERSION=3.7.1
 FUZZ=(clang)
 

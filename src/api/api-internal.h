@@ -79,13 +79,20 @@ enum MHD_Result h_gpu(request *r);
 enum MHD_Result h_history(request *r);
 enum MHD_Result h_fields(request *r);
 enum MHD_Result h_inject(request *r);
-enum MHD_Result h_health(request *r);       /* h_health.c */
-enum MHD_Result h_incidents(request *r);    /* h_health.c */
-enum MHD_Result h_incident_ack(request *r); /* h_health.c */
-enum MHD_Result h_anomalies(request *r);    /* selfmetrics.c */
-enum MHD_Result h_nvlink(request *r);       /* h_topo.c */
-enum MHD_Result h_topology(request *r);     /* h_topo.c */
-enum MHD_Result h_mig(request *r);          /* h_topo.c */
+enum MHD_Result h_health(request *r);        /* h_health.c */
+enum MHD_Result h_incidents(request *r);     /* h_health.c */
+enum MHD_Result h_incident_ack(request *r);  /* h_health.c */
+enum MHD_Result h_anomalies(request *r);     /* selfmetrics.c */
+enum MHD_Result h_nvlink(request *r);        /* h_topo.c */
+enum MHD_Result h_topology(request *r);      /* h_topo.c */
+enum MHD_Result h_mig(request *r);           /* h_topo.c */
+enum MHD_Result h_gpu_processes(request *r); /* h_workload.c */
+enum MHD_Result h_processes(request *r);     /* h_workload.c */
+/* h_workload.c: usec after which a workload read is stale (3 x its interval, >= 2 s). */
+int64_t api_workload_stale_after(api *a);
+/* expo_workload.c: owner labels appended to a GPU's label set; the workload families. */
+void expo_workload_labels(api *a, buf *b, unsigned gpu);
+int expo_workload_render(api *a, buf *b, bool om);
 /* expo_profile.c: tell the sampler which profiling fields the exported families need
  * (sampler_profiling_pin): the set's profiling rows in dcgm naming (s != NULL), else the native
  * default profile. Call whenever the exported set changes. */

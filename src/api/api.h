@@ -68,6 +68,14 @@ typedef struct api_options {
         struct backup_service *backup;
         /* Diagnostic runs (diag/service.h), borrowed; NULL = the diag routes answer 503. */
         struct diag_service *diag;
+        /* Processes per GPU and their owners (workload/workload.h), borrowed; NULL = the process
+         * routes answer 503 and no workload labels or families. */
+        struct workload *workload;
+        bool workload_pod_labels;      /* pod, namespace, container on GPU series */
+        bool workload_pod_uid;         /* and pod_uid */
+        bool workload_hpc_job;         /* hpc_job on GPU series */
+        bool workload_process_metrics; /* vigil_gpu_process_* families */
+        unsigned workload_max_series;  /* per-process series per family, all GPUs */
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */

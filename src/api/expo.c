@@ -49,6 +49,7 @@ static void gpu_labels(api *a, buf *b, const sampler_gpu *g)
         label(b, "hostname", a->hostname, false);
         for (size_t i = 0; i < a->n_labels; i++)
                 label(b, a->labels[i].name, a->labels[i].value, false);
+        expo_workload_labels(a, b, g->index); /* expo_workload.c: pod / hpc_job */
 }
 
 /* HELP text: text 0.0.4 escapes backslash and newline; OpenMetrics also the double quote. */
@@ -390,8 +391,9 @@ int expo_render_native(api *a, buf *b, bool om)
                 buf_printf(b, "vigil_cache_samples %llu\n", (unsigned long long)cs.samples);
         }
         render_hostengine(a, b, om, gpus, lab, n);
-        expo_mig_native(a, b, om);    /* expo_mig.c: MIG instances' memory */
-        selfmetrics_render(a, b, om); /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
+        expo_mig_native(a, b, om);      /* expo_mig.c: MIG instances' memory */
+        expo_workload_render(a, b, om); /* expo_workload.c: processes (native naming only) */
+        selfmetrics_render(a, b, om);   /* selfmetrics.c: logger, NVML calls, process, HTTP, ... */
         backup_service_metrics(a->opt.backup, b, om); /* store, backups, keys (service.h) */
         expo_render_diag(a, b, om);                   /* last diagnostic run (h_diag.c) */
 
@@ -482,6 +484,7 @@ static void dcgm_labels(api *a, buf *b, const sampler_gpu *g, const char *driver
         }
         for (size_t i = 0; i < a->n_labels; i++)
                 label(b, a->labels[i].name, a->labels[i].value, false);
+        expo_workload_labels(a, b, g->index); /* expo_workload.c: pod / hpc_job */
 }
 
 static const char *counter_prom_type(enum counter_type t)

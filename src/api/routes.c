@@ -20,6 +20,8 @@ static const route routes[] = {
     {"GET", "/api/v1/gpus/{id}/history", h_history, PERM_READ, false},
     {"GET", "/api/v1/gpus/{id}/nvlink", h_nvlink, PERM_READ, false},
     {"GET", "/api/v1/gpus/{id}/mig", h_mig, PERM_READ, false},
+    {"GET", "/api/v1/gpus/{id}/processes", h_gpu_processes, PERM_READ, false},
+    {"GET", "/api/v1/processes", h_processes, PERM_READ, false},
     {"GET", "/api/v1/topology", h_topology, PERM_READ, false},
     {"GET", "/api/v1/fields", h_fields, PERM_READ, false},
     {"GET", "/api/v1/anomalies", h_anomalies, PERM_READ, false},

@@ -219,6 +219,52 @@ int backend_topology_get(backend *b, backend_topology *out);
 /* The short name nvidia-smi topo -m prints for a level: "X", "PIX", "SYS", … */
 const char *backend_topo_level_name(enum backend_topo_level l);
 
+/* Processes on a GPU (read-only; src/workload reads them on the slow tier). One call reads the
+ * compute and graphics lists (nvmlDeviceGet{Compute,Graphics}RunningProcesses_v3, merged by PID),
+ * the per-process utilisation samples newer than *last_seen_us (nvmlDeviceGetProcessUtilization;
+ * several samples of one PID are averaged) and, only when accounting mode is already on, the
+ * accounting stats of each PID (Vigil never switches accounting on). */
+#define BACKEND_PROC_MAX 1024 /* processes per GPU one call returns; the rest are counted */
+
+enum backend_proc_type {
+        BPROC_COMPUTE = 1,  /* bit: in the compute list (CUDA context) */
+        BPROC_GRAPHICS = 2, /* bit: in the graphics list */
+};
+
+typedef struct backend_process {
+        unsigned pid;              /* process id, as the host's /proc numbers it */
+        unsigned type;             /* enum backend_proc_type bits */
+        uint64_t mem_bytes;        /* GPU memory used, bytes; UINT64_MAX when NVML cannot tell */
+        unsigned gpu_instance;     /* MIG GPU instance id; UINT32_MAX when not on a MIG instance */
+        unsigned compute_instance; /* MIG compute instance id; UINT32_MAX when not MIG */
+        int util_status;           /* 0, -ENODATA (no sample in the window), -EOPNOTSUPP */
+        unsigned sm_pct;           /* SM utilisation, percent (mean of the window's samples) */
+        unsigned mem_pct;          /* memory bandwidth utilisation, percent */
+        unsigned enc_pct;          /* encoder utilisation, percent */
+        unsigned dec_pct;          /* decoder utilisation, percent */
+        int acct_status;           /* 0, -EOPNOTSUPP (accounting mode off), -ENOENT, -errno */
+        unsigned acct_gpu_pct;     /* accounting: average SM utilisation, percent */
+        unsigned acct_mem_pct;     /* accounting: average memory utilisation, percent */
+        uint64_t acct_max_mem;     /* accounting: peak GPU memory, bytes */
+        uint64_t acct_time_ms;     /* accounting: run time, ms (ended processes) */
+        int64_t acct_start_us;     /* accounting: start, usec since epoch */
+} backend_process;
+
+typedef struct backend_proc_list {
+        int util_status; /* 0, -ENODATA (no samples), -EOPNOTSUPP (GPU does not sample) */
+        int accounting;  /* accounting mode: 1 on, 0 off, -1 unknown */
+        size_t n;        /* entries of procs[] filled */
+        size_t dropped;  /* processes beyond max, not returned */
+} backend_proc_list;
+
+/* Read the processes of GPU idx into out[0..max). *last_seen_us (CPU timestamp, usec; 0 = all the
+ * driver keeps) is advanced to the newest utilisation sample, so the next call sees only newer
+ * ones. Returns 0 with *list filled, -ENODEV (lost), -EOPNOTSUPP (the GPU lists no processes), or
+ * -errno. Allocates only when the driver lists more than an internal buffer holds. Any thread;
+ * not on the sampling hot path. */
+int backend_processes(backend *b, unsigned idx, uint64_t *last_seen_us, backend_process *out,
+                      size_t max, backend_proc_list *list);
+
 /* NVML return code → negative errno (exposed for the contract test). */
 int backend_errno_from_nvml(int nvml_return);
 

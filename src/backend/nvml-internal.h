@@ -13,6 +13,7 @@
  *   nvml_sample.c  backend_sample: batched field values, getters, unit conversion
  *   nvml_events.c  XID / ECC event registration and wait
  *   nvml_mutate.c  guarded mutators: power limit, reset, compute processes, fake injection
+ *   nvml_proc.c    processes per GPU: lists, utilisation samples, accounting (read-only)
  *   nvml_load.c    dlopen, symbol resolution newest version first, backend_open/close */
 #ifndef VIGIL_BACKEND_NVML_INTERNAL_H
 #define VIGIL_BACKEND_NVML_INTERNAL_H

@@ -25,6 +25,7 @@ static const cli_command commands[] = {
     {"fields", "list the fields the daemon samples", cmd_fields},
     {"nvlink", "NVLink link status (-s) or per-link errors (-e) (like dcgmi nvlink)", cmd_nvlink},
     {"topo", "GPU topology matrix with CPU and NUMA affinity (like nvidia-smi topo -m)", cmd_topo},
+    {"ps", "processes on each GPU and who owns them (pod, Slurm job, container, unit)", cmd_ps},
     {"config", "show GPU configuration, read-only: 'config get' (like dcgmi config --get)",
      cmd_config},
     {"health", "show GPU health per system; --check exits 0/1/2 (healthy/warning/critical)",

@@ -460,6 +460,29 @@ static const struct option options[] = {
     {"diag.targeted_power.min_fraction", OPT_DOUBLE, OFF(diag.targeted_power_min_fraction),
      .def = "0", .dmin = 0, .dmax = 1, M(DIAG, RL)},
     {"diag.level3.parallel", OPT_BOOL, OFF(diag.level3_parallel), .def = "true", M(DIAG, RL)},
+    /* workload: processes per GPU and their owners (docs/workloads.md) */
+    {"workload.enabled", OPT_BOOL, OFF(workload.enabled), .def = "true", M(WORKLOAD, RS)},
+    {"workload.proc_root", OPT_STRING, OFF(workload.proc_root), .def = "/proc",
+     .check = check_nonempty, M(WORKLOAD, RS)},
+    {"workload.interval", OPT_DURATION, OFF(workload.interval_us), .def = "0s", .min = 0,
+     .max = 3600 * S, M(WORKLOAD, RS)},
+    {"workload.max_processes", OPT_UINT, OFF(workload.max_processes), .def = "256", .min = 1,
+     .max = 1024, M(WORKLOAD, RS)},
+    {"workload.kubernetes", OPT_BOOL, OFF(workload.kubernetes), .def = "false", M(WORKLOAD, RS)},
+    {"workload.kubelet_socket", OPT_STRING, OFF(workload.kubelet_socket),
+     .def = "/var/lib/kubelet/pod-resources/kubelet.sock", .check = check_nonempty,
+     M(WORKLOAD, RS)},
+    {"workload.kubelet_timeout", OPT_DURATION, OFF(workload.kubelet_timeout_us), .def = "2s",
+     .min = 100 * MS, .max = 30 * S, M(WORKLOAD, RS)},
+    {"workload.container_logs_dir", OPT_STRING, OFF(workload.container_logs_dir),
+     .def = "/var/log/containers", .check = check_nonempty, M(WORKLOAD, RS)},
+    {"workload.pod_uid_label", OPT_BOOL, OFF(workload.pod_uid_label), .def = "false",
+     M(WORKLOAD, RS)},
+    {"workload.slurm", OPT_BOOL, OFF(workload.slurm), .def = "false", M(WORKLOAD, RS)},
+    {"workload.process_metrics", OPT_BOOL, OFF(workload.process_metrics), .def = "true",
+     M(WORKLOAD, RS)},
+    {"workload.max_process_series", OPT_UINT, OFF(workload.max_process_series), .def = "256",
+     .min = 0, .max = 100000, M(WORKLOAD, RS)},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -1911,6 +1934,12 @@ static int check_relations(struct parser *p)
                 return fail(p, m, "%s ('%s') must not be %s %s ('%s')", lo->path, a, ordered[i].rel,
                             hi->path, b);
         }
+        /* pod_uid is a pod label: without workload.kubernetes there is none to add it to */
+        if (p->cfg->workload.pod_uid_label && !p->cfg->workload.kubernetes) {
+                const struct option *o = option_find("workload.pod_uid_label");
+                return fail(p, p->set_at[(size_t)(o - options)],
+                            "workload.pod_uid_label needs workload.kubernetes: true");
+        }
         return 0;
 }
 
@@ -2255,7 +2284,7 @@ static const char *const module_names[CONFIG_MOD_COUNT] = {
     [CONFIG_MOD_SAMPLER] = "sampler",   [CONFIG_MOD_API] = "api",
     [CONFIG_MOD_LOG] = "log",           [CONFIG_MOD_HEALTH] = "health",
     [CONFIG_MOD_SECURITY] = "security", [CONFIG_MOD_STORE] = "store",
-    [CONFIG_MOD_DIAG] = "diag",
+    [CONFIG_MOD_DIAG] = "diag",         [CONFIG_MOD_WORKLOAD] = "workload",
 };
 
 const char *config_module_name(enum config_module m)

@@ -23,6 +23,7 @@
 #include "sampler/collection_config.h"
 #include "security/security_config.h"
 #include "store/backup_config.h"
+#include "workload/workload_config.h"
 
 #define CONFIG_MAX_FILE_SIZE    (1024 * 1024) /* bytes; bigger files are refused */
 #define CONFIG_MAX_VALUE_LEN    4096          /* bytes of one scalar after ${VAR} expansion */
@@ -63,6 +64,7 @@ typedef struct vigil_config {
         security_config security;     /* security: (security/security_config.h) */
         backup_config backup;         /* backup: (store/backup_config.h) */
         encryption_config encryption; /* security.encryption: (store/backup_config.h) */
+        workload_config workload;     /* workload: (workload/workload_config.h) */
         /* health: (docs/health.md), in the health module's own struct; the table writes
          * its scalars and alerting.resend_interval / alerting.timeout; the list pointers stay
          * NULL here (plan.c fills them from policies and alerting below). */
@@ -98,6 +100,7 @@ enum config_module {
         CONFIG_MOD_SECURITY,   /* security: authn, authz, network, audit, web-config, TLS */
         CONFIG_MOD_STORE,      /* store: backups and encryption at rest */
         CONFIG_MOD_DIAG,       /* diag: thresholds, durations, retention of diagnostic runs */
+        CONFIG_MOD_WORKLOAD,   /* workload: processes per GPU, attribution, labels */
         CONFIG_MOD_COUNT,
 };
 

@@ -47,6 +47,7 @@
 #include "store/service.h"
 #include "store/store.h"
 #include "takeover.h"
+#include "workload/workload.h"
 
 #define DEFAULT_CONFIG "/etc/vigil/vigil.yaml"
 
@@ -93,6 +94,7 @@ typedef struct daemon_state {
         crypto_keyring *keyring; /* when security.encryption.encryption_key is set */
         backup_service *backup;  /* backups, schedule, key rotation */
         diag_service *diag;      /* diagnostic runs (vigil diag, POST /api/v1/diag) */
+        workload *workload;      /* processes per GPU and owners; NULL when workload.enabled off */
         health *health;          /* health rules, incidents, alerts; NULL until set up */
         auth_gate *gate;         /* security gate (security.c) */
         tls_ctx *tls;            /* HTTPS context, NULL when security.tls is off */
@@ -303,6 +305,7 @@ static void on_sweep(void *userdata, enum field_tier tier)
         daemon_state *d = userdata;
 
         health_on_sweep(d->health, tier);
+        workload_on_sweep(d->workload, tier);
         if (tier == TIER_FAST)
                 anomaly_eval(d->anomaly, d->en, d->ca); /* before the render: fresh gauges */
         else if (tier == TIER_SLOW)
@@ -980,6 +983,41 @@ static void T_anomaly(daemon_state *d)
         d->anomaly = anomaly_free(d->anomaly);
 }
 
+/* Step "workload": the reader of processes per GPU (its thread waits for the slow sweeps). */
+static int S_workload(daemon_state *d)
+{
+        const workload_config *c = &d->cfg.workload;
+        int r;
+
+        if (!c->enabled)
+                return 0;
+        r = workload_new(&(workload_options){.backend = d->be,
+                                             .sampler = d->en,
+                                             .proc_root = c->proc_root,
+                                             .interval_us = c->interval_us,
+                                             .max_processes = c->max_processes,
+                                             .kubernetes = c->kubernetes,
+                                             .kubelet_socket = c->kubelet_socket,
+                                             .kubelet_timeout_us = c->kubelet_timeout_us,
+                                             .container_logs_dir = c->container_logs_dir},
+                         &d->workload);
+        if (r == 0)
+                r = workload_start(d->workload);
+        if (r < 0) {
+                log_error("workload", "failed to start reading processes per GPU: %s",
+                          strerror(-r));
+                return r;
+        }
+        log_info("workload", "reading processes per GPU %s; owners from '%s'",
+                 c->interval_us ? "on workload.interval" : "after each slow sweep", c->proc_root);
+        return 0;
+}
+
+static void T_workload(daemon_state *d)
+{
+        d->workload = workload_free(d->workload); /* after the sweeps and HTTP that use it */
+}
+
 static int S_counters(daemon_state *d)
 {
         if (d->cfg.metrics.hostname && d->cfg.metrics.hostname[0])
@@ -1153,6 +1191,12 @@ static int S_api(daemon_state *d)
             .userdata = d,
             .store = d->store,
             .backup = d->backup,
+            .workload = d->workload,
+            .workload_pod_labels = c->workload.kubernetes,
+            .workload_pod_uid = c->workload.kubernetes && c->workload.pod_uid_label,
+            .workload_hpc_job = c->workload.slurm,
+            .workload_process_metrics = c->workload.process_metrics,
+            .workload_max_series = c->workload.max_process_series,
             .inherit_tcp_fd = d->tk_tcp >= 0 ? d->tk_tcp : 0,
             .inherit_unix_fd = d->tk_unix >= 0 ? d->tk_unix : 0,
         };
@@ -1289,6 +1333,7 @@ static const step steps[] = {
     {"cache", S_cache, T_cache},
     {"sampler", S_sampler, T_sampler},
     {"anomaly detection", S_anomaly, T_anomaly},
+    {"workload", S_workload, T_workload},
     {"counters", S_counters, T_counters},
     {"diagnostics", S_diag, T_diag},
     {"health", S_health, T_health},

@@ -27,6 +27,7 @@
 #define FAKE_TRACE_ROWS_MAX 1000000    /* rows of trace CSV */
 #define FAKE_QUEUE_LEN      256        /* undelivered events per event set; oldest dropped */
 #define FAKE_ADVANCE_MAX_US (366LL * 86400 * 1000000) /* one advance step: a year (us) */
+#define FAKE_PROCS_MAX      64 /* scripted processes per GPU (per_gpu.processes list) */
 
 /* One entry per NVML_FN line of nvml_syms.h: all versions of a function share one slot. */
 enum fake_call {
@@ -104,6 +105,18 @@ double fake_source_eval(const struct fake_source *s, int64_t t_us, unsigned gpu,
 
 /* ---- scenario (scenario.c) ---- */
 
+/* A scripted process on a GPU (per_gpu.processes as a list). */
+struct fake_proc {
+        unsigned pid;               /* process id reported */
+        uint64_t mem_bytes;         /* usedGpuMemory, bytes */
+        bool compute, graphics;     /* which running-process lists report it */
+        bool util;                  /* has utilisation samples (any of sm/mem/enc/dec given) */
+        unsigned sm, mem, enc, dec; /* utilisation, percent */
+        unsigned gi, ci;            /* MIG GPU / compute instance, 0xFFFFFFFF when not MIG */
+        int64_t from_us;            /* scenario time it starts (us) */
+        int64_t until_us;           /* scenario time it ends (us); 0 = runs on */
+};
+
 struct fake_gpu_conf {
         char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
         char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
@@ -119,6 +132,9 @@ struct fake_gpu_conf {
         struct fake_source src[FAKE_FIELDS_MAX];  /* by field_index() */
         bool unsupported[FAKE_FIELDS_MAX];        /* by field_index() */
         unsigned processes;                       /* compute processes the GPU reports running */
+        struct fake_proc procs[FAKE_PROCS_MAX];   /* scripted processes (list form) */
+        unsigned n_procs;                         /* entries of procs[]; 0: use processes */
+        bool accounting;                          /* accounting mode reported on */
         uint32_t nvlink_down;                     /* bit l: NVLink l reports inactive */
         int numa_node;                            /* NUMA node of the GPU, -1 for the default */
         char mig[FAKE_MIG_MAX][16];               /* MIG instance profiles, "1g.18gb" */

@@ -72,6 +72,10 @@ EXPORT fake_fnt_ecc_mode nvmlDeviceGetEccMode;
 EXPORT fake_fnt_retired_pages nvmlDeviceGetRetiredPages;
 EXPORT fake_fnt_retired_pages_pending nvmlDeviceGetRetiredPagesPendingStatus;
 EXPORT fake_fnt_compute_processes nvmlDeviceGetComputeRunningProcesses_v3;
+EXPORT fake_fnt_graphics_processes nvmlDeviceGetGraphicsRunningProcesses_v3;
+EXPORT fake_fnt_process_utilization nvmlDeviceGetProcessUtilization;
+EXPORT fake_fnt_accounting_mode nvmlDeviceGetAccountingMode;
+EXPORT fake_fnt_accounting_stats nvmlDeviceGetAccountingStats;
 EXPORT fake_fnt_event_set_create nvmlEventSetCreate;
 EXPORT fake_fnt_supported_event_types nvmlDeviceGetSupportedEventTypes;
 EXPORT fake_fnt_register_events nvmlDeviceRegisterEvents;
@@ -1000,28 +1004,166 @@ nvmlReturn_t nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device, nvmlEna
         return read_state(gpu, FLD_RETIRED_PENDING, pending);
 }
 
-nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *count,
-                                                     nvmlProcessInfo_t *infos)
+/* Is a scripted process running at scenario time now? */
+static bool proc_alive(const struct fake_proc *fp, int64_t now)
 {
-        unsigned gpu;
+        return now >= fp->from_us && (!fp->until_us || now < fp->until_us);
+}
 
-        const struct fake_gpu_conf *g;
-        unsigned n, cap;
+/* The running-process lists, with NVML's answers: INSUFFICIENT_SIZE and the count when the buffer
+ * is too small (or NULL with processes running), no entries written then. Scripted processes
+ * (per_gpu.processes as a list) or, with processes: N, N anonymous compute processes of 1 GiB. */
+static nvmlReturn_t running_processes(unsigned gpu, bool graphics, unsigned int *count,
+                                      nvmlProcessInfo_t *infos)
+{
+        const struct fake_gpu_conf *g = fake_engine_gpu(gpu);
+        int64_t now = fake_engine_now_us();
+        unsigned n = 0, cap;
 
-        ENTER_DEV(compute_processes, device, gpu);
         if (!count)
                 return NVML_ERROR_INVALID_ARGUMENT;
-        g = fake_engine_gpu(gpu);
-        n = g ? g->processes : 0; /* per_gpu: {N: {processes: K}} */
         cap = *count;
+        if (g && g->n_procs) {
+                for (unsigned i = 0; i < g->n_procs; i++) {
+                        const struct fake_proc *fp = &g->procs[i];
+                        if (proc_alive(fp, now) && (graphics ? fp->graphics : fp->compute))
+                                n++;
+                }
+        } else if (g && !graphics) {
+                n = g->processes; /* per_gpu: {N: {processes: K}} */
+        }
         *count = n;
         if (n > cap || (n && !infos))
                 return NVML_ERROR_INSUFFICIENT_SIZE; /* NVML's answer: the count, no entries */
+        if (g && g->n_procs) {
+                unsigned k = 0;
+                for (unsigned i = 0; i < g->n_procs; i++) {
+                        const struct fake_proc *fp = &g->procs[i];
+                        if (!proc_alive(fp, now) || !(graphics ? fp->graphics : fp->compute))
+                                continue;
+                        infos[k++] = (nvmlProcessInfo_t){.pid = fp->pid,
+                                                         .usedGpuMemory = fp->mem_bytes,
+                                                         .gpuInstanceId = fp->gi,
+                                                         .computeInstanceId = fp->ci};
+                }
+                return NVML_SUCCESS;
+        }
         for (unsigned i = 0; i < n; i++)
                 infos[i] = (nvmlProcessInfo_t){.pid = 100000 + gpu * 1000 + i,
                                                .usedGpuMemory = 1ULL << 30,
                                                .gpuInstanceId = 0xFFFFFFFFu,
                                                .computeInstanceId = 0xFFFFFFFFu};
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *count,
+                                                     nvmlProcessInfo_t *infos)
+{
+        unsigned gpu;
+
+        ENTER_DEV(compute_processes, device, gpu);
+        return running_processes(gpu, false, count, infos);
+}
+
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device, unsigned int *count,
+                                                      nvmlProcessInfo_t *infos)
+{
+        unsigned gpu;
+
+        ENTER_DEV(graphics_processes, device, gpu);
+        return running_processes(gpu, true, count, infos);
+}
+
+/* One sample per running scripted process that has utilisation, stamped now (wall clock, usec,
+ * as NVML's CPU timestamps): samples not newer than lastSeen are left out, and none at all is
+ * NOT_FOUND, as NVML answers. NULL utilization asks for the count (INSUFFICIENT_SIZE). */
+nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
+                                             nvmlProcessUtilizationSample_t *utilization,
+                                             unsigned int *processSamplesCount,
+                                             unsigned long long lastSeenTimeStamp)
+{
+        const struct fake_gpu_conf *g;
+        unsigned gpu, n = 0, cap, k = 0;
+        int64_t now;
+        unsigned long long ts = (unsigned long long)time_real_us();
+
+        ENTER_DEV(process_utilization, device, gpu);
+        if (!processSamplesCount)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        g = fake_engine_gpu(gpu);
+        now = fake_engine_now_us();
+        for (unsigned i = 0; g && i < g->n_procs; i++)
+                if (proc_alive(&g->procs[i], now) && g->procs[i].util && ts > lastSeenTimeStamp)
+                        n++;
+        if (!n)
+                return NVML_ERROR_NOT_FOUND;
+        cap = *processSamplesCount;
+        *processSamplesCount = n;
+        if (!utilization || n > cap)
+                return NVML_ERROR_INSUFFICIENT_SIZE;
+        for (unsigned i = 0; i < g->n_procs; i++) {
+                const struct fake_proc *fp = &g->procs[i];
+                if (!proc_alive(fp, now) || !fp->util)
+                        continue;
+                utilization[k++] = (nvmlProcessUtilizationSample_t){.pid = fp->pid,
+                                                                    .timeStamp = ts,
+                                                                    .smUtil = fp->sm,
+                                                                    .memUtil = fp->mem,
+                                                                    .encUtil = fp->enc,
+                                                                    .decUtil = fp->dec};
+        }
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetAccountingMode(nvmlDevice_t device, nvmlEnableState_t *mode)
+{
+        const struct fake_gpu_conf *g;
+        unsigned gpu;
+
+        ENTER_DEV(accounting_mode, device, gpu);
+        if (!mode)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        g = fake_engine_gpu(gpu);
+        *mode = g && g->accounting ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+        return NVML_SUCCESS;
+}
+
+/* Accounting keeps ended processes too (isRunning 0, time = how long it ran); a PID never seen is
+ * NOT_FOUND; accounting mode off is NOT_SUPPORTED, as NVML documents. */
+nvmlReturn_t nvmlDeviceGetAccountingStats(nvmlDevice_t device, unsigned int pid,
+                                          nvmlAccountingStats_t *stats)
+{
+        const struct fake_gpu_conf *g;
+        const struct fake_proc *best = NULL;
+        unsigned gpu;
+        int64_t now, wall, start;
+
+        ENTER_DEV(accounting_stats, device, gpu);
+        if (!stats)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        g = fake_engine_gpu(gpu);
+        if (!g || !g->accounting)
+                return NVML_ERROR_NOT_SUPPORTED;
+        now = fake_engine_now_us();
+        for (unsigned i = 0; i < g->n_procs; i++) {
+                const struct fake_proc *fp = &g->procs[i];
+                if (fp->pid != pid || fp->from_us > now)
+                        continue;
+                if (!best || fp->from_us > best->from_us)
+                        best = fp; /* the latest process that had this PID */
+        }
+        if (!best)
+                return NVML_ERROR_NOT_FOUND;
+        wall = time_real_us();
+        start = wall - (now - best->from_us);
+        memset(stats, 0, sizeof(*stats));
+        stats->gpuUtilization = best->sm;
+        stats->memoryUtilization = best->mem;
+        stats->maxMemoryUsage = best->mem_bytes;
+        stats->startTime = (unsigned long long)(start > 0 ? start : 0);
+        stats->isRunning = proc_alive(best, now);
+        if (!stats->isRunning)
+                stats->time = (unsigned long long)((best->until_us - best->from_us) / 1000);
         return NVML_SUCCESS;
 }
 

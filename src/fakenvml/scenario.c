@@ -581,6 +581,106 @@ static int parse_mig(struct pctx *p, const yaml_node_t *n, struct fake_gpu_conf 
         return 0;
 }
 
+/* processes: [{pid: P, memory_mib: M, type: compute|graphics|both, sm: %, mem: %, enc: %,
+ * dec: %, from: DUR, until: DUR, gpu_instance: GI, compute_instance: CI}, ...] */
+static int parse_proc(struct pctx *p, const yaml_node_t *n, struct fake_proc *fp)
+{
+        static const char *const keys[] = {
+            "pid",          "memory_mib",      "type", "sm", "mem", "enc", "dec", "from", "until",
+            "gpu_instance", "compute_instance"};
+        const yaml_node_t *seen[ARRAY_SIZE(keys)] = {0}, *k, *v;
+        int r = want_mapping(p, n, "processes entry");
+
+        if (r < 0)
+                return r;
+        *fp = (struct fake_proc){.compute = true, .gi = 0xFFFFFFFFu, .ci = 0xFFFFFFFFu};
+        FOR_PAIRS(p, n, k, v)
+        {
+                int i = key_index(p, k, keys, ARRAY_SIZE(keys), seen, "processes entry");
+                unsigned long long u = 0;
+                const char *t = NULL;
+
+                if (i < 0)
+                        return i;
+                switch (i) {
+                case 0:
+                        r = get_uint(p, v, "pid", 4194304, &u);
+                        fp->pid = (unsigned)u;
+                        break;
+                case 1:
+                        r = get_uint(p, v, "memory_mib", 1ULL << 24, &u);
+                        fp->mem_bytes = (uint64_t)u << 20;
+                        break;
+                case 2:
+                        r = want_scalar(p, v, "type", &t);
+                        if (r < 0)
+                                break;
+                        fp->compute = !strcmp(t, "compute") || !strcmp(t, "both");
+                        fp->graphics = !strcmp(t, "graphics") || !strcmp(t, "both");
+                        if (!fp->compute && !fp->graphics)
+                                r = failf(p, v, -EINVAL,
+                                          "type: '%.32s' is not compute, graphics or both", t);
+                        break;
+                case 3:
+                case 4:
+                case 5:
+                case 6: {
+                        unsigned *dst[] = {&fp->sm, &fp->mem, &fp->enc, &fp->dec};
+                        r = get_uint(p, v, keys[i], 100, &u);
+                        *dst[i - 3] = (unsigned)u;
+                        fp->util = true;
+                        break;
+                }
+                case 7:
+                        r = get_duration_us(p, v, "from", &fp->from_us);
+                        break;
+                case 8:
+                        r = get_duration_us(p, v, "until", &fp->until_us);
+                        break;
+                case 9:
+                        r = get_uint(p, v, "gpu_instance", 14, &u);
+                        fp->gi = (unsigned)u;
+                        break;
+                case 10:
+                        r = get_uint(p, v, "compute_instance", 7, &u);
+                        fp->ci = (unsigned)u;
+                        break;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (!seen[0])
+                return failf(p, n, -EINVAL, "processes entry: 'pid' is required");
+        if (fp->until_us && fp->until_us <= fp->from_us)
+                return failf(p, n, -EINVAL, "processes entry: 'until' must be after 'from'");
+        return 0;
+}
+
+/* processes: N (N anonymous compute processes) or a list of scripted processes. */
+static int parse_processes(struct pctx *p, const yaml_node_t *n, struct fake_gpu_conf *g)
+{
+        if (n && n->type == YAML_SEQUENCE_NODE) {
+                for (yaml_node_item_t *it = n->data.sequence.items.start;
+                     it < n->data.sequence.items.top; it++) {
+                        int r;
+                        if (g->n_procs >= FAKE_PROCS_MAX)
+                                return failf(p, n, -EINVAL, "processes: at most %d per GPU",
+                                             FAKE_PROCS_MAX);
+                        r = parse_proc(p, node(p, *it), &g->procs[g->n_procs]);
+                        if (r < 0)
+                                return r;
+                        g->n_procs++;
+                }
+                return 0;
+        }
+        {
+                unsigned long long np = 0;
+                int r = get_uint(p, n, "processes", 4096, &np);
+                g->processes = (unsigned)np;
+                return r;
+        }
+}
+
 /* nvlink: {links: N, version: V}; topology: {numa_nodes: N, cpus_per_node: C} */
 static int parse_small_map(struct pctx *p, const yaml_node_t *n, const char *what,
                            const char *const *keys, const unsigned long long *max, unsigned *out[],
@@ -610,7 +710,8 @@ static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
                                            "pci_bus_id",    "vbios_version", "inforom_version",
                                            "trace",         "trace_offset",  "fields",
                                            "not_supported", "processes",     "nvlink_down",
-                                           "numa_node",     "mig",           "mig_at"};
+                                           "numa_node",     "mig",           "mig_at",
+                                           "accounting"};
         const yaml_node_t *seen[ARRAY_SIZE(keys)] = {0}, *k, *v;
         struct fake_gpu_conf *g = &p->sc->gpus[gi];
         int r = want_mapping(p, n, "per_gpu entry");
@@ -658,12 +759,9 @@ static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
                 case 9:
                         r = parse_field_list(p, v, gi, gi + 1);
                         break;
-                case 10: {
-                        unsigned long long np = 0;
-                        r = get_uint(p, v, "processes", 4096, &np);
-                        g->processes = (unsigned)np;
+                case 10:
+                        r = parse_processes(p, v, g);
                         break;
-                }
                 case 11:
                         r = parse_link_list(p, v, &g->nvlink_down);
                         break;
@@ -678,6 +776,9 @@ static int parse_gpu(struct pctx *p, const yaml_node_t *n, unsigned gi)
                         break;
                 case 14:
                         r = get_duration_us(p, v, "mig_at", &g->mig_at_us);
+                        break;
+                case 15:
+                        r = get_bool(p, v, "accounting", &g->accounting);
                         break;
                 default:
                         r = i;

@@ -189,3 +189,17 @@ NVML_FN(nvmlReturn_t, compute_mode, 0, (nvmlDevice_t device, nvmlComputeMode_t *
 NVML_FN(nvmlReturn_t, applications_clock, 0,
         (nvmlDevice_t device, nvmlClockType_t type, unsigned int *mhz),
         "nvmlDeviceGetApplicationsClock")
+
+/* Workloads (src/workload via backend_processes): read-only; accounting is never switched on. */
+NVML_FN(nvmlReturn_t, graphics_processes, 0,
+        (nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos),
+        "nvmlDeviceGetGraphicsRunningProcesses_v3")
+NVML_FN(nvmlReturn_t, process_utilization, 0,
+        (nvmlDevice_t device, nvmlProcessUtilizationSample_t *utilization,
+         unsigned int *processSamplesCount, unsigned long long lastSeenTimeStamp),
+        "nvmlDeviceGetProcessUtilization")
+NVML_FN(nvmlReturn_t, accounting_mode, 0, (nvmlDevice_t device, nvmlEnableState_t *mode),
+        "nvmlDeviceGetAccountingMode")
+NVML_FN(nvmlReturn_t, accounting_stats, 0,
+        (nvmlDevice_t device, unsigned int pid, nvmlAccountingStats_t *stats),
+        "nvmlDeviceGetAccountingStats")

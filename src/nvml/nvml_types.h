@@ -159,6 +159,30 @@ typedef struct nvmlProcessInfo_st {
         unsigned int computeInstanceId;   /* MIG CI, 0xFFFFFFFF when not MIG */
 } nvmlProcessInfo_t;
 
+/* usedGpuMemory when the driver cannot tell (e.g. not permitted to see the process). */
+#define NVML_VALUE_NOT_AVAILABLE_ULL 0xFFFFFFFFFFFFFFFFULL
+
+/* One sample of nvmlDeviceGetProcessUtilization. */
+typedef struct nvmlProcessUtilizationSample_st {
+        unsigned int pid;             /* process id */
+        unsigned long long timeStamp; /* CPU timestamp, usec */
+        unsigned int smUtil;          /* percent */
+        unsigned int memUtil;         /* percent (frame buffer bandwidth) */
+        unsigned int encUtil;         /* percent */
+        unsigned int decUtil;         /* percent */
+} nvmlProcessUtilizationSample_t;
+
+/* nvmlDeviceGetAccountingStats (accounting mode on). */
+typedef struct nvmlAccountingStats_st {
+        unsigned int gpuUtilization;       /* percent, average over the process' life */
+        unsigned int memoryUtilization;    /* percent */
+        unsigned long long maxMemoryUsage; /* bytes */
+        unsigned long long time;           /* ms the process ran (when it has ended) */
+        unsigned long long startTime;      /* CPU timestamp, usec */
+        unsigned int isRunning;            /* 1 running, 0 ended */
+        unsigned int reserved[5];
+} nvmlAccountingStats_t;
+
 /* Clock event reasons (nvmlDeviceGetCurrentClocksEventReasons bitmask). */
 #define nvmlClocksEventReasonGpuIdle                   0x0000000000000001ULL
 #define nvmlClocksEventReasonApplicationsClocksSetting 0x0000000000000002ULL

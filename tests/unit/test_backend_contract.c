@@ -532,6 +532,148 @@ static void test_errno_map(void **state)
         assert_int_equal(backend_errno_from_nvml(12345), -EIO);
 }
 
+/* Processes (backend_processes): real NVML — every entry sane (PID > 0, memory within the GPU,
+ * utilisation in 0..100); fake (tests/scenarios/workload.yaml, its own group) — exact lists,
+ * merged compute + graphics, utilisation averaged, accounting only where the mode is on, and a
+ * second read sees no utilisation sample older than the first's. */
+static void test_processes(void **state)
+{
+        backend_process *p = calloc(BACKEND_PROC_MAX, sizeof(*p));
+
+        (void)state;
+        assert_non_null(p);
+        for (unsigned g = 0; g < ngpu; g++) {
+                backend_proc_list l;
+                uint64_t seen = 0;
+                int r = backend_processes(be, g, &seen, p, BACKEND_PROC_MAX, &l);
+
+                fprintf(stderr, "# GPU %u processes: %s, %zu listed, util %s, accounting %d\n", g,
+                        r ? strerror(-r) : "ok", r ? 0 : l.n,
+                        r ? "-" : (l.util_status ? strerror(-l.util_status) : "ok"),
+                        r ? -1 : l.accounting);
+                if (r == -EOPNOTSUPP && real)
+                        continue;
+                assert_int_equal(r, 0);
+                for (size_t i = 0; i < l.n; i++) {
+                        fprintf(stderr, "#   pid %u type %u mem %llu sm %u%% util %d acct %d\n",
+                                p[i].pid, p[i].type, (unsigned long long)p[i].mem_bytes,
+                                p[i].sm_pct, p[i].util_status, p[i].acct_status);
+                        assert_true(p[i].pid > 0);
+                        assert_true(p[i].type & (BPROC_COMPUTE | BPROC_GRAPHICS));
+                        assert_true(p[i].sm_pct <= 100 && p[i].mem_pct <= 100);
+                        if (!l.accounting)
+                                assert_int_equal(p[i].acct_status, -EOPNOTSUPP);
+                }
+        }
+        free(p);
+}
+
+static const backend_process *pid_in(const backend_process *p, size_t n, unsigned pid)
+{
+        for (size_t i = 0; i < n; i++)
+                if (p[i].pid == pid)
+                        return &p[i];
+        return NULL;
+}
+
+static void test_processes_exact_fake(void **state)
+{
+        backend_process p[8];
+        backend_proc_list l;
+        const backend_process *q;
+        uint64_t seen = 0;
+
+        (void)state;
+        assert_int_equal(ngpu, 4);
+        assert_int_equal(backend_processes(be, 0, &seen, p, 8, &l), 0);
+        assert_int_equal(l.n, 2);
+        q = pid_in(p, l.n, 1001);
+        assert_non_null(q);
+        assert_int_equal(q->mem_bytes, 20480ULL << 20);
+        assert_int_equal(q->type, BPROC_COMPUTE);
+        assert_int_equal(q->util_status, 0);
+        assert_int_equal(q->sm_pct, 80);
+        assert_int_equal(q->mem_pct, 30);
+        assert_int_equal(q->gpu_instance, UINT32_MAX);
+        assert_int_equal(l.accounting, 0);
+        assert_true(seen > 0);
+        /* NVML keeps no sample newer than the one just read: NOT_FOUND -> -ENODATA, the list
+         * itself still answers */
+        {
+                uint64_t later = UINT64_MAX - 1;
+                assert_int_equal(backend_processes(be, 0, &later, p, 8, &l), 0);
+                assert_int_equal(l.util_status, -ENODATA);
+                assert_int_equal(pid_in(p, l.n, 1001)->util_status, -ENODATA);
+        }
+
+        /* GPU 1: 1003 is in both lists: one entry, both bits; enc/dec carried */
+        seen = 0;
+        assert_int_equal(backend_processes(be, 1, &seen, p, 8, &l), 0);
+        assert_int_equal(l.n, 2);
+        q = pid_in(p, l.n, 1003);
+        assert_non_null(q);
+        assert_int_equal(q->type, BPROC_COMPUTE | BPROC_GRAPHICS);
+        assert_int_equal(q->enc_pct, 3);
+        assert_int_equal(q->dec_pct, 7);
+
+        /* a buffer of one: the rest are counted, never written past max */
+        seen = 0;
+        assert_int_equal(backend_processes(be, 1, &seen, p, 1, &l), 0);
+        assert_int_equal(l.n, 1);
+        assert_int_equal(l.dropped, 1);
+
+        /* GPU 2: accounting mode on: stats read for every process */
+        seen = 0;
+        assert_int_equal(backend_processes(be, 2, &seen, p, 8, &l), 0);
+        assert_int_equal(l.accounting, 1);
+        q = pid_in(p, l.n, 2001);
+        assert_non_null(q);
+        assert_int_equal(q->acct_status, 0);
+        assert_int_equal(q->acct_gpu_pct, 90);
+        assert_int_equal(q->acct_max_mem, 30720ULL << 20);
+        q = pid_in(p, l.n, 7007);
+        assert_non_null(q);
+        assert_int_equal(q->util_status, -ENODATA); /* no utilisation scripted */
+
+        /* the fake clock moves past pid 6006's end: gone from the list */
+        {
+                backend_injection adv = {.kind = BACKEND_INJECT_ADVANCE, .count = 150000000};
+                char err[256];
+                assert_int_equal(backend_inject(be, &adv, err, sizeof(err)), 0);
+                seen = 0;
+                assert_int_equal(backend_processes(be, 0, &seen, p, 8, &l), 0);
+                assert_int_equal(l.n, 1);
+                assert_null(pid_in(p, l.n, 6006));
+                adv.count = 100000000;
+                assert_int_equal(backend_inject(be, &adv, err, sizeof(err)), 0);
+                assert_int_equal(backend_processes(be, 0, &seen, p, 8, &l), 0);
+                q = pid_in(p, l.n, 6006);
+                assert_non_null(q);
+                assert_int_equal(q->mem_bytes, 2048ULL << 20); /* the reused PID's process */
+        }
+        assert_int_equal(backend_processes(be, 9, &seen, p, 8, &l), -EINVAL);
+}
+
+static int setup_procs(void **state)
+{
+        backend_options o = {0};
+        char err[512] = "", scen[4096], lib[4096];
+        const char *src = getenv("VIGIL_SOURCE_DIR"), *bld = getenv("VIGIL_BUILD_DIR");
+
+        (void)state;
+        snprintf(scen, sizeof(scen), "%s/tests/scenarios/workload.yaml", src ? src : ".");
+        snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
+        setenv("VIGIL_FAKENVML", lib, 1);
+        o.simulate = 1;
+        o.scenario = scen;
+        if (backend_open(&o, &be, err, sizeof(err)) < 0) {
+                fprintf(stderr, "# cannot open the backend: %s\n", err);
+                return -1;
+        }
+        backend_device_count(be, &ngpu);
+        return 0;
+}
+
 static void test_wrong_library_is_refused(void **state)
 {
         backend_options o = {.library = "/nonexistent/libnvidia-ml.so.1"};
@@ -558,7 +700,17 @@ int main(void)
             cmocka_unit_test(test_events),
             cmocka_unit_test(test_concurrent_threads_fake),
             cmocka_unit_test(test_errno_map),
+            cmocka_unit_test(test_processes),
             cmocka_unit_test(test_wrong_library_is_refused),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        const struct CMUnitTest procs[] = {
+            cmocka_unit_test(test_processes),
+            cmocka_unit_test(test_processes_exact_fake),
+        };
+        int failed = cmocka_run_group_tests(tests, setup, teardown);
+
+        if (real)
+                return failed;
+        return failed + cmocka_run_group_tests_name("processes (workload.yaml)", procs, setup_procs,
+                                                    teardown);
 }

@@ -38,6 +38,14 @@ static void test_struct_layouts(void **state)
         assert_int_equal(offsetof(nvmlEventData_t, gpuInstanceId), 24);
         assert_int_equal(sizeof(nvmlProcessInfo_t), 24);
         assert_int_equal(offsetof(nvmlProcessInfo_t, usedGpuMemory), 8);
+        assert_int_equal(sizeof(nvmlProcessUtilizationSample_t), 32);
+        assert_int_equal(offsetof(nvmlProcessUtilizationSample_t, timeStamp), 8);
+        assert_int_equal(offsetof(nvmlProcessUtilizationSample_t, smUtil), 16);
+        assert_int_equal(offsetof(nvmlProcessUtilizationSample_t, decUtil), 28);
+        assert_int_equal(sizeof(nvmlAccountingStats_t), 56);
+        assert_int_equal(offsetof(nvmlAccountingStats_t, maxMemoryUsage), 8);
+        assert_int_equal(offsetof(nvmlAccountingStats_t, startTime), 24);
+        assert_int_equal(offsetof(nvmlAccountingStats_t, isRunning), 32);
         assert_int_equal(offsetof(nvmlProcessInfo_t, computeInstanceId), 20);
         assert_int_equal(sizeof(nvmlReturn_t), 4);
         assert_int_equal(sizeof(nvmlEnableState_t), 4);

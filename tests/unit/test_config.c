@@ -278,811 +278,779 @@ static void test_diag_section(void **state)
                 }
                 config_release(&c);
         }
-        /* alerting.labels: a label map of its own (Vigil's alert label names refused above); metrics
+}
+
+/* alerting.labels: a label map of its own (Vigil's alert label names refused above); metrics
  * labels may use those names, since they are not on alerts. */
-        static void test_alerting_labels(void **state)
-        {
+static void test_alerting_labels(void **state)
+{
+        vigil_config c;
+        char err[512];
+
+        (void)state;
+        config_init(&c);
+        assert_int_equal(parse("alerting:\n  labels: {cluster: training-a, region: eu-1}\n"
+                               "metrics:\n  extra_labels: {severity: x}\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_int_equal(c.alerting.n_labels, 2);
+        assert_string_equal(c.alerting.labels[0].name, "cluster");
+        assert_string_equal(c.alerting.labels[0].value, "training-a");
+        assert_string_equal(c.alerting.labels[1].name, "region");
+        assert_string_equal(c.alerting.labels[1].value, "eu-1");
+        config_release(&c);
+}
+
+static void test_bad_inputs(void **state)
+{
+        static const struct {
+                const char *text;
+                int line;
+                const char *want;
+        } cases[] = {
+            {"colection: {}\n", 1, "unknown key 'colection' (did you mean 'collection'?)"},
+            {"listen: \"1.2.3.4:1\"\nlisten_addr: x\n", 2, "unknown key 'listen_addr'"},
+            {"collection:\n  tiers:\n    fast: 0s\n", 3,
+             "collection.tiers.fast: '0s' is out of range (100ms..60s)"},
+            {"collection:\n  tiers:\n    fast: 2m\n", 3, "'2m' is out of range (100ms..60s)"},
+            {"collection: {tiers: {slow: 1s}}\n", 1,
+             "collection.tiers.slow: '1s' is out of range (5s..1h): energy"},
+            {"collection: {tiers: {fast: soon}}\n", 1,
+             "collection.tiers.fast: 'soon' is not a duration"},
+            {"collection: {tiers: {fast: 30s, slow: 10s}}\n", 1,
+             "collection.tiers.fast ('30s') must not be longer than collection.tiers.slow "
+             "('10s')"},
+            {"collection:\n  tiers:\n    slow: 5s\n    fast: 6s\n", 4, "must not be longer"},
+            {"collection:\n  tiers: [1s, 10s]\n", 2,
+             "collection.tiers: expected a mapping, got a list"},
+            {"collection: {keep: {max_age: 31d}}\n", 1, "'31d' is out of range (1s..30d)"},
+            {"collection: {keep: {max_samples: 0}}\n", 1,
+             "collection.keep.max_samples: '0' is out of range (1..1000000)"},
+            {"collection: {keep: {max_samples: -5}}\n", 1, "'-5' is out of range"},
+            {"collection: {keep: {max_samples: 1e3}}\n", 1, "'1e3' is not an integer"},
+            {"collection: {keep: {max_samples: 99999999999999999999}}\n", 1, "is out of range"},
+            {"collection:\n  fields:\n    NOT_A_FIELD: 1s\n", 3,
+             "collection.fields: unknown field 'NOT_A_FIELD'"},
+            {"collection:\n  fields:\n    GPU_TEMP: 10ms\n", 3,
+             "collection.fields.GPU_TEMP: '10ms' is out of range (100ms..1h)"},
+            {"collection:\n  fields:\n    TOTAL_ENERGY_CONSUMPTION: 1s\n", 3,
+             "'1s' is out of range (5s..1h) for a slow-tier field"},
+            {"collection:\n  fields:\n    UUID: 1s\n", 3, "only 'off' is accepted"},
+            {"collection:\n  fields:\n    GPU_TEMP: sometimes\n", 3, "is not a duration"},
+            {"collection:\n  fields:\n    GPU_TEMP: 1s\n    \"150\": 2s\n", 4,
+             "duplicate field (GPU_TEMP, id 150"},
+            {"collection:\n  fields: [GPU_TEMP]\n", 2, "expected a mapping, got a list"},
+            {"collection:\n  fields:\n    GPU_TEMP: {a: 1}\n", 3,
+             "expected a duration or 'off', got a mapping"},
+            {"http:\n  threads: 2\n  threads: 3\n", 3,
+             "duplicate key 'http.threads' (first given at line 2)"},
+            {"http: {}\nlogging: {}\nhttp: {}\n", 3, "duplicate key 'http'"},
+            {"http:\n  threads: 65\n", 2, "http.threads: '65' is out of range (1..64)"},
+            {"http:\n  threads: many\n", 2, "http.threads: 'many' is not an integer"},
+            {"http:\n  threads:\n", 2, "http.threads: a value is required"},
+            {"http:\n  threads: [1]\n", 2, "expected an integer, got a list"},
+            {"http: {max_request_body: 1023}\n", 1, "(1024..16777216)"},
+            {"http: {connection_timeout: 11m}\n", 1, "(1s..10m)"},
+            {"http: {max_connections: 10, max_connections_per_ip: 11}\n", 1,
+             "http.max_connections_per_ip ('11') must not be more than "
+             "http.max_connections ('10')"},
+            {"http: {max_connections: 0}\n", 1, "http.max_connections: '0' is out of range"},
+            {"logging:\n  level: verbose\n", 2,
+             "logging.level: 'verbose' is not one of debug, info, warn, error"},
+            {"logging: {format: xml}\n", 1, "'xml' is not one of text, json"},
+            {"metrics: {naming: prometheus}\n", 1, "is not one of vigil, dcgm"},
+            {"simulate: {enabled: yes}\n", 1,
+             "simulate.enabled: 'yes' is not a boolean (true or false)"},
+            {"listen: 5555\n", 1, "listen: '5555' is not ADDR:PORT"},
+            {"listen: \"0.0.0.0:70000\"\n", 1, "is not ADDR:PORT"},
+            {"listen: {host: a}\n", 1, "listen: expected a string, got a mapping"},
+            {"data_dir: \"\"\n", 1, "data_dir: must not be empty"},
+            {"socket: "
+             "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+             1, "too long for a unix socket path"},
+            {"metrics:\n  extra_labels:\n    gpu: x\n", 3, "'gpu' is a reserved label"},
+            {"metrics:\n  extra_labels:\n    __meta: x\n", 3, "is not a valid label name"},
+            {"metrics:\n  extra_labels:\n    9lives: x\n", 3, "is not a valid label name"},
+            {"metrics:\n  extra_labels:\n    a-b: x\n", 3, "is not a valid label name"},
+            {"metrics:\n  extra_labels:\n    a: x\n    a: y\n", 4, "duplicate label 'a'"},
+            {"metrics:\n  extra_labels:\n    a: \"\"\n", 3, "must not be empty"},
+            {"metrics:\n  extra_labels: [a]\n", 2, "expected a mapping, got a list"},
+            {"alerting:\n  labels:\n    severity: x\n", 3,
+             "alerting.labels: 'severity' is a reserved label (Vigil's alerts set it)"},
+            {"alerting:\n  labels:\n    alertname: x\n", 3, "'alertname' is a reserved label"},
+            {"alerting:\n  labels:\n    condition: x\n", 3, "'condition' is a reserved label"},
+            {"alerting:\n  labels:\n    uuid: x\n", 3, "'uuid' is a reserved label"},
+            {"alerting:\n  labels:\n    cluster: \"\"\n", 3, "must not be empty"},
+            {"health:\n  temperature: {warning: 95, critical: 90}\n", 2,
+             "health.temperature.warning ('95') must not be higher than"},
+            {"policies:\n  - condition: temprature\n", 2, "'temprature' is not a condition"},
+            {"policies:\n  - actions: [log]\n", 2, "policies[0]: 'condition' is required"},
+            {"policies:\n  - {condition: xid_79, actions: [reboot]}\n", 2,
+             "'reboot' is not an action"},
+            {"policies:\n  - {condition: critical, rate_limit: 5}\n", 2, "is not a rate limit"},
+            {"policies:\n  - {condition: critical, bogus: 1}\n", 2, "unknown key 'bogus'"},
+            {"alerting:\n  webhooks: [{url: \"https://x/y\", secret: \""
+             "01234567890123456789012345678901234567890123456789012345678901234567890123456"
+             "78901"
+             "23456789012345678901234567890123456789012345678901234567890123456789012345678"
+             "90123"
+             "45678901234567890123456789012345678901234567890123456789012345678901234567890"
+             "12345"
+             "45678901234567890123456789012345678901234567890123456789012345678901234567890"
+             "12345"
+             "\"}]\n",
+             2, "is too long (at most 255 bytes)"},
+            {"alerting:\n  alertmanagers: [ftp://x]\n", 2, "is not an http:// or https:// URL"},
+            {"alerting:\n  webhooks: [{secret: s}]\n", 2, "'url' is required"},
+            {"health:\n  max_rss: 12parsecs\n", 2, "is not a size"},
+            {"listen: \"0.0.0.0:1\"\nsecurity: {metrics_public: maybe}\n", 2,
+             "security.metrics_public: 'maybe' is not a boolean"},
+            {"security:\n  authentication: {jwt_secret: short}\n", 2,
+             "HS256 needs at least 32 random bytes"},
+            {"security:\n  network: {allowed_ips: [\"10.0.0.0/33\"]}\n", 2,
+             "'10.0.0.0/33' is not an address or CIDR"},
+            {"policies: {a: 1}\n", 1, "policies: expected a list of mappings, got a mapping"},
+            {"alerting: {bogus: 1}\n", 1, "unknown key 'alerting.bogus'"},
+            {"backup: {schedule: 10s}\n", 1, "backup.schedule: '10s' is not an interval"},
+            {"backup:\n  keep: {count: 0}\n", 2, "backup.keep.count"},
+            {"backup: {compression: lz4}\n", 1, "backup.compression"},
+            {"security:\n  encryption: {key_rotation_days: -1}\n", 2,
+             "security.encryption.key_rotation_days"},
+            {"logging:\n  file: {nope: /x}\n", 2, "unknown key 'logging.file.nope'"},
+            {"a: &x 1\nb: *x\n", 1, "unknown key 'a'"},
+            {"http: &h {threads: 2}\nmetrics: *h\n", 2, "aliases ('*h') are not supported"},
+            {"- listen\n", 1, "the top level must be a mapping, not a list"},
+            {"just a string\n", 1, "the top level must be a mapping, not a scalar"},
+            {"listen: \"0.0.0.0:1\"\n---\nlisten: \"0.0.0.0:2\"\n", 2,
+             "only one YAML document is allowed"},
+            {"listen: \"0.0.0.0:1\n", 2, "invalid YAML: found unexpected end of stream"},
+            {"http:\n  threads: 2\n bad: 1\n", 3, "invalid YAML"},
+            {"? [a, b]\n: 1\n", 1, "keys must be names, not a list"},
+            {"collection.tiers: {fast: 1s}\n", 1, "unknown key 'collection.tiers'"},
+            {"listen: \"a\\0b:1\"\n", 1, "contains a NUL byte"},
+            {"metrics: {hostname: \"${NOT_SET_VIGIL_TEST}\"}\n", 1,
+             "metrics.hostname: environment variable 'NOT_SET_VIGIL_TEST' is not set"},
+            {"metrics:\n  hostname: \"${1BAD}\"\n", 2, "is not a valid variable reference"},
+            {"metrics:\n  hostname: \"${UNCLOSED\"\n", 2, "unterminated '${'"},
+            {"collection: {tiers: {fast: \"${VIGIL_TEST_ZERO}\"}}\n", 1,
+             "'0s' is out of range (100ms..60s) (expanded from '${VIGIL_TEST_ZERO}')"},
+        };
+        (void)state;
+
+        setenv("VIGIL_TEST_ZERO", "0s", 1);
+        unsetenv("NOT_SET_VIGIL_TEST");
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 vigil_config c;
-                char err[512];
-
-                (void)state;
-                config_init(&c);
-                assert_int_equal(parse("alerting:\n  labels: {cluster: training-a, region: eu-1}\n"
-                                       "metrics:\n  extra_labels: {severity: x}\n",
-                                       &c, err, sizeof(err)),
-                                 0);
-                assert_int_equal(c.alerting.n_labels, 2);
-                assert_string_equal(c.alerting.labels[0].name, "cluster");
-                assert_string_equal(c.alerting.labels[0].value, "training-a");
-                assert_string_equal(c.alerting.labels[1].name, "region");
-                assert_string_equal(c.alerting.labels[1].value, "eu-1");
-                config_release(&c);
-        }
-
-        static void test_bad_inputs(void **state)
-        {
-                static const struct {
-                        const char *text;
-                        int line;
-                        const char *want;
-                } cases[] = {
-                    {"colection: {}\n", 1, "unknown key 'colection' (did you mean 'collection'?)"},
-                    {"listen: \"1.2.3.4:1\"\nlisten_addr: x\n", 2, "unknown key 'listen_addr'"},
-                    {"collection:\n  tiers:\n    fast: 0s\n", 3,
-                     "collection.tiers.fast: '0s' is out of range (100ms..60s)"},
-                    {"collection:\n  tiers:\n    fast: 2m\n", 3,
-                     "'2m' is out of range (100ms..60s)"},
-                    {"collection: {tiers: {slow: 1s}}\n", 1,
-                     "collection.tiers.slow: '1s' is out of range (5s..1h): energy"},
-                    {"collection: {tiers: {fast: soon}}\n", 1,
-                     "collection.tiers.fast: 'soon' is not a duration"},
-                    {"collection: {tiers: {fast: 30s, slow: 10s}}\n", 1,
-                     "collection.tiers.fast ('30s') must not be longer than collection.tiers.slow "
-                     "('10s')"},
-                    {"collection:\n  tiers:\n    slow: 5s\n    fast: 6s\n", 4,
-                     "must not be longer"},
-                    {"collection:\n  tiers: [1s, 10s]\n", 2,
-                     "collection.tiers: expected a mapping, got a list"},
-                    {"collection: {keep: {max_age: 31d}}\n", 1, "'31d' is out of range (1s..30d)"},
-                    {"collection: {keep: {max_samples: 0}}\n", 1,
-                     "collection.keep.max_samples: '0' is out of range (1..1000000)"},
-                    {"collection: {keep: {max_samples: -5}}\n", 1, "'-5' is out of range"},
-                    {"collection: {keep: {max_samples: 1e3}}\n", 1, "'1e3' is not an integer"},
-                    {"collection: {keep: {max_samples: 99999999999999999999}}\n", 1,
-                     "is out of range"},
-                    {"collection:\n  fields:\n    NOT_A_FIELD: 1s\n", 3,
-                     "collection.fields: unknown field 'NOT_A_FIELD'"},
-                    {"collection:\n  fields:\n    GPU_TEMP: 10ms\n", 3,
-                     "collection.fields.GPU_TEMP: '10ms' is out of range (100ms..1h)"},
-                    {"collection:\n  fields:\n    TOTAL_ENERGY_CONSUMPTION: 1s\n", 3,
-                     "'1s' is out of range (5s..1h) for a slow-tier field"},
-                    {"collection:\n  fields:\n    UUID: 1s\n", 3, "only 'off' is accepted"},
-                    {"collection:\n  fields:\n    GPU_TEMP: sometimes\n", 3, "is not a duration"},
-                    {"collection:\n  fields:\n    GPU_TEMP: 1s\n    \"150\": 2s\n", 4,
-                     "duplicate field (GPU_TEMP, id 150"},
-                    {"collection:\n  fields: [GPU_TEMP]\n", 2, "expected a mapping, got a list"},
-                    {"collection:\n  fields:\n    GPU_TEMP: {a: 1}\n", 3,
-                     "expected a duration or 'off', got a mapping"},
-                    {"http:\n  threads: 2\n  threads: 3\n", 3,
-                     "duplicate key 'http.threads' (first given at line 2)"},
-                    {"http: {}\nlogging: {}\nhttp: {}\n", 3, "duplicate key 'http'"},
-                    {"http:\n  threads: 65\n", 2, "http.threads: '65' is out of range (1..64)"},
-                    {"http:\n  threads: many\n", 2, "http.threads: 'many' is not an integer"},
-                    {"http:\n  threads:\n", 2, "http.threads: a value is required"},
-                    {"http:\n  threads: [1]\n", 2, "expected an integer, got a list"},
-                    {"http: {max_request_body: 1023}\n", 1, "(1024..16777216)"},
-                    {"http: {connection_timeout: 11m}\n", 1, "(1s..10m)"},
-                    {"http: {max_connections: 10, max_connections_per_ip: 11}\n", 1,
-                     "http.max_connections_per_ip ('11') must not be more than "
-                     "http.max_connections ('10')"},
-                    {"http: {max_connections: 0}\n", 1,
-                     "http.max_connections: '0' is out of range"},
-                    {"logging:\n  level: verbose\n", 2,
-                     "logging.level: 'verbose' is not one of debug, info, warn, error"},
-                    {"logging: {format: xml}\n", 1, "'xml' is not one of text, json"},
-                    {"metrics: {naming: prometheus}\n", 1, "is not one of vigil, dcgm"},
-                    {"simulate: {enabled: yes}\n", 1,
-                     "simulate.enabled: 'yes' is not a boolean (true or false)"},
-                    {"listen: 5555\n", 1, "listen: '5555' is not ADDR:PORT"},
-                    {"listen: \"0.0.0.0:70000\"\n", 1, "is not ADDR:PORT"},
-                    {"listen: {host: a}\n", 1, "listen: expected a string, got a mapping"},
-                    {"data_dir: \"\"\n", 1, "data_dir: must not be empty"},
-                    {"socket: "
-                     "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
-                     1, "too long for a unix socket path"},
-                    {"metrics:\n  extra_labels:\n    gpu: x\n", 3, "'gpu' is a reserved label"},
-                    {"metrics:\n  extra_labels:\n    __meta: x\n", 3, "is not a valid label name"},
-                    {"metrics:\n  extra_labels:\n    9lives: x\n", 3, "is not a valid label name"},
-                    {"metrics:\n  extra_labels:\n    a-b: x\n", 3, "is not a valid label name"},
-                    {"metrics:\n  extra_labels:\n    a: x\n    a: y\n", 4, "duplicate label 'a'"},
-                    {"metrics:\n  extra_labels:\n    a: \"\"\n", 3, "must not be empty"},
-                    {"metrics:\n  extra_labels: [a]\n", 2, "expected a mapping, got a list"},
-                    {"alerting:\n  labels:\n    severity: x\n", 3,
-                     "alerting.labels: 'severity' is a reserved label (Vigil's alerts set it)"},
-                    {"alerting:\n  labels:\n    alertname: x\n", 3,
-                     "'alertname' is a reserved label"},
-                    {"alerting:\n  labels:\n    condition: x\n", 3,
-                     "'condition' is a reserved label"},
-                    {"alerting:\n  labels:\n    uuid: x\n", 3, "'uuid' is a reserved label"},
-                    {"alerting:\n  labels:\n    cluster: \"\"\n", 3, "must not be empty"},
-                    {"health:\n  temperature: {warning: 95, critical: 90}\n", 2,
-                     "health.temperature.warning ('95') must not be higher than"},
-                    {"policies:\n  - condition: temprature\n", 2,
-                     "'temprature' is not a condition"},
-                    {"policies:\n  - actions: [log]\n", 2, "policies[0]: 'condition' is required"},
-                    {"policies:\n  - {condition: xid_79, actions: [reboot]}\n", 2,
-                     "'reboot' is not an action"},
-                    {"policies:\n  - {condition: critical, rate_limit: 5}\n", 2,
-                     "is not a rate limit"},
-                    {"policies:\n  - {condition: critical, bogus: 1}\n", 2, "unknown key 'bogus'"},
-                    {"alerting:\n  webhooks: [{url: \"https://x/y\", secret: \""
-                     "01234567890123456789012345678901234567890123456789012345678901234567890123456"
-                     "78901"
-                     "23456789012345678901234567890123456789012345678901234567890123456789012345678"
-                     "90123"
-                     "45678901234567890123456789012345678901234567890123456789012345678901234567890"
-                     "12345"
-                     "45678901234567890123456789012345678901234567890123456789012345678901234567890"
-                     "12345"
-                     "\"}]\n",
-                     2, "is too long (at most 255 bytes)"},
-                    {"alerting:\n  alertmanagers: [ftp://x]\n", 2,
-                     "is not an http:// or https:// URL"},
-                    {"alerting:\n  webhooks: [{secret: s}]\n", 2, "'url' is required"},
-                    {"health:\n  max_rss: 12parsecs\n", 2, "is not a size"},
-                    {"listen: \"0.0.0.0:1\"\nsecurity: {metrics_public: maybe}\n", 2,
-                     "security.metrics_public: 'maybe' is not a boolean"},
-                    {"security:\n  authentication: {jwt_secret: short}\n", 2,
-                     "HS256 needs at least 32 random bytes"},
-                    {"security:\n  network: {allowed_ips: [\"10.0.0.0/33\"]}\n", 2,
-                     "'10.0.0.0/33' is not an address or CIDR"},
-                    {"policies: {a: 1}\n", 1,
-                     "policies: expected a list of mappings, got a mapping"},
-                    {"alerting: {bogus: 1}\n", 1, "unknown key 'alerting.bogus'"},
-                    {"backup: {schedule: 10s}\n", 1, "backup.schedule: '10s' is not an interval"},
-                    {"backup:\n  keep: {count: 0}\n", 2, "backup.keep.count"},
-                    {"backup: {compression: lz4}\n", 1, "backup.compression"},
-                    {"security:\n  encryption: {key_rotation_days: -1}\n", 2,
-                     "security.encryption.key_rotation_days"},
-                    {"logging:\n  file: {nope: /x}\n", 2, "unknown key 'logging.file.nope'"},
-                    {"a: &x 1\nb: *x\n", 1, "unknown key 'a'"},
-                    {"http: &h {threads: 2}\nmetrics: *h\n", 2, "aliases ('*h') are not supported"},
-                    {"- listen\n", 1, "the top level must be a mapping, not a list"},
-                    {"just a string\n", 1, "the top level must be a mapping, not a scalar"},
-                    {"listen: \"0.0.0.0:1\"\n---\nlisten: \"0.0.0.0:2\"\n", 2,
-                     "only one YAML document is allowed"},
-                    {"listen: \"0.0.0.0:1\n", 2, "invalid YAML: found unexpected end of stream"},
-                    {"http:\n  threads: 2\n bad: 1\n", 3, "invalid YAML"},
-                    {"? [a, b]\n: 1\n", 1, "keys must be names, not a list"},
-                    {"collection.tiers: {fast: 1s}\n", 1, "unknown key 'collection.tiers'"},
-                    {"listen: \"a\\0b:1\"\n", 1, "contains a NUL byte"},
-                    {"metrics: {hostname: \"${NOT_SET_VIGIL_TEST}\"}\n", 1,
-                     "metrics.hostname: environment variable 'NOT_SET_VIGIL_TEST' is not set"},
-                    {"metrics:\n  hostname: \"${1BAD}\"\n", 2, "is not a valid variable reference"},
-                    {"metrics:\n  hostname: \"${UNCLOSED\"\n", 2, "unterminated '${'"},
-                    {"collection: {tiers: {fast: \"${VIGIL_TEST_ZERO}\"}}\n", 1,
-                     "'0s' is out of range (100ms..60s) (expanded from '${VIGIL_TEST_ZERO}')"},
-                };
-                (void)state;
-
-                setenv("VIGIL_TEST_ZERO", "0s", 1);
-                unsetenv("NOT_SET_VIGIL_TEST");
-                for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                        vigil_config c;
-                        char err[512], prefix[32];
-                        int r;
-
-                        config_init(&c);
-                        r = parse(cases[i].text, &c, err, sizeof(err));
-                        if (r != -EINVAL || !strstr(err, cases[i].want)) {
-                                print_error("case %zu: r=%d err='%s' want '%s'\n", i, r, err,
-                                            cases[i].want);
-                                fail();
-                        }
-                        snprintf(prefix, sizeof(prefix), "t.yaml:%d:", cases[i].line);
-                        if (strncmp(err, prefix, strlen(prefix)) != 0) {
-                                print_error("case %zu: err='%s' want line %d\n", i, err,
-                                            cases[i].line);
-                                fail();
-                        }
-                        config_release(&c);
-                }
-        }
-
-        static void test_env_expansion(void **state)
-        {
-                vigil_config c;
-                char err[256];
-                (void)state;
-
-                setenv("VIGIL_TEST_NODE", "gpu-node-3", 1);
-                setenv("VIGIL_TEST_EMPTY", "", 1);
-                setenv("VIGIL_TEST_FAST", "500ms", 1);
-                setenv("VIGIL_TEST_SIM", "true", 1);
-                unsetenv("VIGIL_TEST_UNSET");
-                config_init(&c);
-                assert_int_equal(parse("metrics:\n"
-                                       "  hostname: ${VIGIL_TEST_NODE}\n"
-                                       "  counters_csv: \"/etc/${VIGIL_TEST_NODE}/x-$$HOME.csv\"\n"
-                                       "  extra_labels:\n"
-                                       "    zone: ${VIGIL_TEST_UNSET:-eu-west-1}\n"
-                                       "    tier: ${VIGIL_TEST_EMPTY:-gold}\n"
-                                       "    price: \"$5 and $$ and $\"\n"
-                                       "collection: {tiers: {fast: \"${VIGIL_TEST_FAST}\"}}\n"
-                                       "simulate: {enabled: \"${VIGIL_TEST_SIM}\", scenario: "
-                                       "\"${VIGIL_TEST_EMPTY}\"}\n",
-                                       &c, err, sizeof(err)),
-                                 0);
-                assert_string_equal(c.metrics.hostname, "gpu-node-3");
-                assert_string_equal(c.metrics.counters_csv, "/etc/gpu-node-3/x-$HOME.csv");
-                assert_string_equal(c.metrics.extra_labels[0].value, "eu-west-1");
-                assert_string_equal(c.metrics.extra_labels[1].value,
-                                    "gold"); /* :- also covers "" */
-                assert_string_equal(c.metrics.extra_labels[2].value, "$5 and $ and $");
-                assert_int_equal(c.collection.fast_us, 500 * USEC_PER_MSEC);
-                assert_true(c.simulate.enabled);
-                assert_string_equal(c.simulate.scenario, "");
-
-                /* Unset: refused, naming the variable and the line; the config is untouched. */
-                assert_int_equal(
-                    parse("listen: \"0.0.0.0:1\"\nmetrics:\n  hostname: ${VIGIL_TEST_UNSET}\n", &c,
-                          err, sizeof(err)),
-                    -EINVAL);
-                assert_non_null(strstr(err, "t.yaml:3:13: metrics.hostname: environment variable "
-                                            "'VIGIL_TEST_UNSET' is not set"));
-                assert_string_equal(c.metrics.hostname, "gpu-node-3");
-                config_release(&c);
-        }
-
-        static void test_failure_keeps_previous(void **state)
-        {
-                vigil_config c;
-                char err[256];
-                (void)state;
+                char err[512], prefix[32];
+                int r;
 
                 config_init(&c);
-                assert_int_equal(parse(full, &c, err, sizeof(err)), 0);
-                assert_int_equal(
-                    parse("http: {threads: 4}\nlogging: {level: loud}\n", &c, err, sizeof(err)),
-                    -EINVAL);
-                assert_string_equal(err,
-                                    "t.yaml:2:18: logging.level: 'loud' is not one of debug, info, "
-                                    "warn, error");
-                /* Still the full config, not half of the new one. */
-                assert_int_equal(c.http.threads, 8);
-                assert_string_equal(c.listen, "[::1]:9400");
-                assert_int_equal(c.collection.n_fields, 4);
-                assert_int_equal(c.metrics.n_extra_labels, 2);
-                /* err may be NULL. */
-                assert_int_equal(parse("nope: 1\n", &c, NULL, 0), -EINVAL);
-                assert_int_equal(c.http.threads, 8);
-                config_release(&c);
-        }
-
-        static void test_size_limit_and_load(void **state)
-        {
-                vigil_config c;
-                char err[512], path[] = "/tmp/vigil-test-config-XXXXXX";
-                char *big;
-                int fd;
-                (void)state;
-
-                config_init(&c);
-                big = malloc(CONFIG_MAX_FILE_SIZE + 2);
-                assert_non_null(big);
-                memset(big, '#', CONFIG_MAX_FILE_SIZE + 1);
-                big[CONFIG_MAX_FILE_SIZE + 1] = '\0';
-                assert_int_equal(
-                    config_parse(big, CONFIG_MAX_FILE_SIZE + 1, "big.yaml", &c, err, sizeof(err)),
-                    -E2BIG);
-                assert_non_null(strstr(err, "big.yaml"));
-
-                fd = mkstemp(path);
-                assert_true(fd >= 0);
-                assert_int_equal(write(fd, big, CONFIG_MAX_FILE_SIZE + 1),
-                                 CONFIG_MAX_FILE_SIZE + 1);
-                assert_int_equal(config_load(path, &c, err, sizeof(err)), -E2BIG);
-                assert_non_null(strstr(err, "cannot read '"));
-                assert_non_null(strstr(err, "larger than 1 MiB"));
-
-                assert_int_equal(ftruncate(fd, 0), 0);
-                assert_int_equal(pwrite(fd, "http:\n  threads: 9\n", 19, 0), 19);
-                assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
-                assert_int_equal(c.http.threads, 9);
-
-                assert_int_equal(pwrite(fd, "http:\n  threads: 99\n", 20, 0), 20);
-                assert_int_equal(config_load(path, &c, err, sizeof(err)), -EINVAL);
-                assert_int_equal(strncmp(err, path, strlen(path)), 0);
-                assert_non_null(strstr(err, ":2:12: http.threads: '99' is out of range (1..64)"));
-                assert_int_equal(c.http.threads, 9);
-                close(fd);
-                unlink(path);
-
-                assert_int_equal(config_load("/nonexistent/vigil.yaml", &c, err, sizeof(err)),
-                                 -ENOENT);
-                assert_string_equal(
-                    err, "cannot read '/nonexistent/vigil.yaml': no such file or directory");
-                assert_int_equal(config_load("/tmp", &c, err, sizeof(err)), -EISDIR);
-                free(big);
-                config_release(&c);
-        }
-
-        static void test_json(void **state)
-        {
-                vigil_config a, b;
-                char err[256];
-                json_t *ja, *jb;
-                char *text;
-                (void)state;
-
-                config_init(&a);
-                assert_int_equal(parse(full, &a, err, sizeof(err)), 0);
-                ja = config_to_json(&a);
-                assert_non_null(ja);
-                assert_string_equal(json_string_value(json_object_get(ja, "listen")), "[::1]:9400");
-                assert_string_equal(
-                    json_string_value(json_object_get(json_object_get(ja, "nvml"), "library")),
-                    "/opt/nvidia/libnvidia-ml.so");
-                json_t *col = json_object_get(ja, "collection");
-                assert_string_equal(
-                    json_string_value(json_object_get(json_object_get(col, "tiers"), "fast")),
-                    "250ms");
-                assert_string_equal(
-                    json_string_value(json_object_get(json_object_get(col, "fields"), "GPU_TEMP")),
-                    "500ms");
-                assert_string_equal(json_string_value(json_object_get(
-                                        json_object_get(col, "fields"), "POWER_USAGE")),
-                                    "off");
-                assert_int_equal(json_integer_value(
-                                     json_object_get(json_object_get(col, "keep"), "max_samples")),
-                                 100);
-                assert_true(
-                    json_is_true(json_object_get(json_object_get(ja, "simulate"), "enabled")));
-                json_t *m = json_object_get(ja, "metrics");
-                assert_string_equal(json_string_value(json_object_get(m, "naming")), "dcgm");
-                assert_string_equal(
-                    json_string_value(json_object_get(json_object_get(m, "extra_labels"), "rack")),
-                    "12");
-                assert_string_equal(
-                    json_string_value(json_object_get(json_object_get(ja, "logging"), "level")),
-                    "debug");
-                assert_int_equal(
-                    json_integer_value(json_object_get(json_object_get(ja, "http"), "threads")), 8);
-
-                /* Round trip: JSON is YAML, so the view parses back to the same config. */
-                text = json_dumps(ja, JSON_INDENT(2));
-                assert_non_null(text);
-                config_init(&b);
-                assert_int_equal(parse(text, &b, err, sizeof(err)), 0);
-                jb = config_to_json(&b);
-                assert_true(json_equal(ja, jb));
-                assert_int_equal(b.collection.n_fields, 4);
-                assert_int_equal(b.http.connection_timeout_us, 300 * S);
-                free(text);
-                json_decref(ja);
-                json_decref(jb);
-                config_release(&b);
-
-                /* Defaults: every section is present. */
-                ja = config_to_json(&a);
-                config_release(&a);
-                config_init(&a);
-                json_decref(ja);
-                ja = config_to_json(&a);
-                assert_string_equal(json_string_value(json_object_get(ja, "socket")),
-                                    "/run/vigil/vigild.sock");
-                assert_int_equal(
-                    json_object_size(json_object_get(json_object_get(ja, "collection"), "fields")),
-                    0);
-                assert_string_equal(json_string_value(json_object_get(json_object_get(ja, "http"),
-                                                                      "connection_timeout")),
-                                    "30s");
-                json_decref(ja);
-                config_release(&a);
-        }
-
-        /* deploy/config/vigil.yaml documents every key at its default: it must say exactly that. */
-        static void test_example_is_defaults(void **state)
-        {
-                const char *src = getenv("VIGIL_SOURCE_DIR");
-                vigil_config c, d;
-                char path[4096], err[512];
-                json_t *jc, *jd;
-                (void)state;
-
-                if (!src)
-                        skip(); /* run outside ctest */
-                snprintf(path, sizeof(path), "%s/deploy/config/vigil.yaml", src);
-                config_init(&c);
-                config_init(&d);
-                if (config_load(path, &c, err, sizeof(err)) < 0) {
-                        print_error("%s\n", err);
+                r = parse(cases[i].text, &c, err, sizeof(err));
+                if (r != -EINVAL || !strstr(err, cases[i].want)) {
+                        print_error("case %zu: r=%d err='%s' want '%s'\n", i, r, err,
+                                    cases[i].want);
                         fail();
                 }
-                jc = config_to_json(&c);
-                jd = config_to_json(&d);
-                assert_true(json_equal(jc, jd));
-                json_decref(jc);
-                json_decref(jd);
+                snprintf(prefix, sizeof(prefix), "t.yaml:%d:", cases[i].line);
+                if (strncmp(err, prefix, strlen(prefix)) != 0) {
+                        print_error("case %zu: err='%s' want line %d\n", i, err, cases[i].line);
+                        fail();
+                }
                 config_release(&c);
-                config_release(&d);
         }
+}
 
-        static void test_listen(void **state)
-        {
-                static const struct {
-                        const char *in;
-                        int ret;
-                        const char *host;
-                        unsigned port;
-                } cases[] = {
-                    {"0.0.0.0:5555", 0, "0.0.0.0", 5555},
-                    {"127.0.0.1:0", 0, "127.0.0.1", 0},
-                    {"[::1]:5555", 0, "::1", 5555},
-                    {"[::]:80", 0, "::", 80},
-                    {"[fe80::1:2]:65535", 0, "fe80::1:2", 65535},
-                    {"localhost:9400", 0, "localhost", 9400},
-                    {"gpu-node-1.example.com:1", 0, "gpu-node-1.example.com", 1},
-                    {"0.0.0.0", -EINVAL, NULL, 0},
-                    {"0.0.0.0:", -EINVAL, NULL, 0},
-                    {":5555", -EINVAL, NULL, 0},
-                    {"0.0.0.0:65536", -EINVAL, NULL, 0},
-                    {"0.0.0.0:99999999", -EINVAL, NULL, 0},
-                    {"0.0.0.0:-1", -EINVAL, NULL, 0},
-                    {"0.0.0.0:http", -EINVAL, NULL, 0},
-                    {"0.0.0.0:55 ", -EINVAL, NULL, 0},
-                    {"::1:5555", -EINVAL, NULL, 0},
-                    {"[::1]5555", -EINVAL, NULL, 0},
-                    {"[::1]", -EINVAL, NULL, 0},
-                    {"[]:1", -EINVAL, NULL, 0},
-                    {"[nope]:1", -EINVAL, NULL, 0},
-                    {"[1.2.3.4]:1", -EINVAL, NULL, 0},
-                    {"999.1.1.1:1", -EINVAL, NULL, 0},
-                    {"a b:1", -EINVAL, NULL, 0},
-                    {"", -EINVAL, NULL, 0},
-                };
-                char host[64];
+static void test_env_expansion(void **state)
+{
+        vigil_config c;
+        char err[256];
+        (void)state;
+
+        setenv("VIGIL_TEST_NODE", "gpu-node-3", 1);
+        setenv("VIGIL_TEST_EMPTY", "", 1);
+        setenv("VIGIL_TEST_FAST", "500ms", 1);
+        setenv("VIGIL_TEST_SIM", "true", 1);
+        unsetenv("VIGIL_TEST_UNSET");
+        config_init(&c);
+        assert_int_equal(parse("metrics:\n"
+                               "  hostname: ${VIGIL_TEST_NODE}\n"
+                               "  counters_csv: \"/etc/${VIGIL_TEST_NODE}/x-$$HOME.csv\"\n"
+                               "  extra_labels:\n"
+                               "    zone: ${VIGIL_TEST_UNSET:-eu-west-1}\n"
+                               "    tier: ${VIGIL_TEST_EMPTY:-gold}\n"
+                               "    price: \"$5 and $$ and $\"\n"
+                               "collection: {tiers: {fast: \"${VIGIL_TEST_FAST}\"}}\n"
+                               "simulate: {enabled: \"${VIGIL_TEST_SIM}\", scenario: "
+                               "\"${VIGIL_TEST_EMPTY}\"}\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_string_equal(c.metrics.hostname, "gpu-node-3");
+        assert_string_equal(c.metrics.counters_csv, "/etc/gpu-node-3/x-$HOME.csv");
+        assert_string_equal(c.metrics.extra_labels[0].value, "eu-west-1");
+        assert_string_equal(c.metrics.extra_labels[1].value, "gold"); /* :- also covers "" */
+        assert_string_equal(c.metrics.extra_labels[2].value, "$5 and $ and $");
+        assert_int_equal(c.collection.fast_us, 500 * USEC_PER_MSEC);
+        assert_true(c.simulate.enabled);
+        assert_string_equal(c.simulate.scenario, "");
+
+        /* Unset: refused, naming the variable and the line; the config is untouched. */
+        assert_int_equal(parse("listen: \"0.0.0.0:1\"\nmetrics:\n  hostname: ${VIGIL_TEST_UNSET}\n",
+                               &c, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "t.yaml:3:13: metrics.hostname: environment variable "
+                                    "'VIGIL_TEST_UNSET' is not set"));
+        assert_string_equal(c.metrics.hostname, "gpu-node-3");
+        config_release(&c);
+}
+
+static void test_failure_keeps_previous(void **state)
+{
+        vigil_config c;
+        char err[256];
+        (void)state;
+
+        config_init(&c);
+        assert_int_equal(parse(full, &c, err, sizeof(err)), 0);
+        assert_int_equal(
+            parse("http: {threads: 4}\nlogging: {level: loud}\n", &c, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "t.yaml:2:18: logging.level: 'loud' is not one of debug, info, "
+                                 "warn, error");
+        /* Still the full config, not half of the new one. */
+        assert_int_equal(c.http.threads, 8);
+        assert_string_equal(c.listen, "[::1]:9400");
+        assert_int_equal(c.collection.n_fields, 4);
+        assert_int_equal(c.metrics.n_extra_labels, 2);
+        /* err may be NULL. */
+        assert_int_equal(parse("nope: 1\n", &c, NULL, 0), -EINVAL);
+        assert_int_equal(c.http.threads, 8);
+        config_release(&c);
+}
+
+static void test_size_limit_and_load(void **state)
+{
+        vigil_config c;
+        char err[512], path[] = "/tmp/vigil-test-config-XXXXXX";
+        char *big;
+        int fd;
+        (void)state;
+
+        config_init(&c);
+        big = malloc(CONFIG_MAX_FILE_SIZE + 2);
+        assert_non_null(big);
+        memset(big, '#', CONFIG_MAX_FILE_SIZE + 1);
+        big[CONFIG_MAX_FILE_SIZE + 1] = '\0';
+        assert_int_equal(
+            config_parse(big, CONFIG_MAX_FILE_SIZE + 1, "big.yaml", &c, err, sizeof(err)), -E2BIG);
+        assert_non_null(strstr(err, "big.yaml"));
+
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, big, CONFIG_MAX_FILE_SIZE + 1), CONFIG_MAX_FILE_SIZE + 1);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -E2BIG);
+        assert_non_null(strstr(err, "cannot read '"));
+        assert_non_null(strstr(err, "larger than 1 MiB"));
+
+        assert_int_equal(ftruncate(fd, 0), 0);
+        assert_int_equal(pwrite(fd, "http:\n  threads: 9\n", 19, 0), 19);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
+        assert_int_equal(c.http.threads, 9);
+
+        assert_int_equal(pwrite(fd, "http:\n  threads: 99\n", 20, 0), 20);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -EINVAL);
+        assert_int_equal(strncmp(err, path, strlen(path)), 0);
+        assert_non_null(strstr(err, ":2:12: http.threads: '99' is out of range (1..64)"));
+        assert_int_equal(c.http.threads, 9);
+        close(fd);
+        unlink(path);
+
+        assert_int_equal(config_load("/nonexistent/vigil.yaml", &c, err, sizeof(err)), -ENOENT);
+        assert_string_equal(err,
+                            "cannot read '/nonexistent/vigil.yaml': no such file or directory");
+        assert_int_equal(config_load("/tmp", &c, err, sizeof(err)), -EISDIR);
+        free(big);
+        config_release(&c);
+}
+
+static void test_json(void **state)
+{
+        vigil_config a, b;
+        char err[256];
+        json_t *ja, *jb;
+        char *text;
+        (void)state;
+
+        config_init(&a);
+        assert_int_equal(parse(full, &a, err, sizeof(err)), 0);
+        ja = config_to_json(&a);
+        assert_non_null(ja);
+        assert_string_equal(json_string_value(json_object_get(ja, "listen")), "[::1]:9400");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(ja, "nvml"), "library")),
+            "/opt/nvidia/libnvidia-ml.so");
+        json_t *col = json_object_get(ja, "collection");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(col, "tiers"), "fast")), "250ms");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(col, "fields"), "GPU_TEMP")),
+            "500ms");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(col, "fields"), "POWER_USAGE")),
+            "off");
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(col, "keep"), "max_samples")), 100);
+        assert_true(json_is_true(json_object_get(json_object_get(ja, "simulate"), "enabled")));
+        json_t *m = json_object_get(ja, "metrics");
+        assert_string_equal(json_string_value(json_object_get(m, "naming")), "dcgm");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(m, "extra_labels"), "rack")), "12");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(ja, "logging"), "level")), "debug");
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(ja, "http"), "threads")), 8);
+
+        /* Round trip: JSON is YAML, so the view parses back to the same config. */
+        text = json_dumps(ja, JSON_INDENT(2));
+        assert_non_null(text);
+        config_init(&b);
+        assert_int_equal(parse(text, &b, err, sizeof(err)), 0);
+        jb = config_to_json(&b);
+        assert_true(json_equal(ja, jb));
+        assert_int_equal(b.collection.n_fields, 4);
+        assert_int_equal(b.http.connection_timeout_us, 300 * S);
+        free(text);
+        json_decref(ja);
+        json_decref(jb);
+        config_release(&b);
+
+        /* Defaults: every section is present. */
+        ja = config_to_json(&a);
+        config_release(&a);
+        config_init(&a);
+        json_decref(ja);
+        ja = config_to_json(&a);
+        assert_string_equal(json_string_value(json_object_get(ja, "socket")),
+                            "/run/vigil/vigild.sock");
+        assert_int_equal(
+            json_object_size(json_object_get(json_object_get(ja, "collection"), "fields")), 0);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(ja, "http"), "connection_timeout")),
+            "30s");
+        json_decref(ja);
+        config_release(&a);
+}
+
+/* deploy/config/vigil.yaml documents every key at its default: it must say exactly that. */
+static void test_example_is_defaults(void **state)
+{
+        const char *src = getenv("VIGIL_SOURCE_DIR");
+        vigil_config c, d;
+        char path[4096], err[512];
+        json_t *jc, *jd;
+        (void)state;
+
+        if (!src)
+                skip(); /* run outside ctest */
+        snprintf(path, sizeof(path), "%s/deploy/config/vigil.yaml", src);
+        config_init(&c);
+        config_init(&d);
+        if (config_load(path, &c, err, sizeof(err)) < 0) {
+                print_error("%s\n", err);
+                fail();
+        }
+        jc = config_to_json(&c);
+        jd = config_to_json(&d);
+        assert_true(json_equal(jc, jd));
+        json_decref(jc);
+        json_decref(jd);
+        config_release(&c);
+        config_release(&d);
+}
+
+static void test_listen(void **state)
+{
+        static const struct {
+                const char *in;
+                int ret;
+                const char *host;
                 unsigned port;
-                (void)state;
+        } cases[] = {
+            {"0.0.0.0:5555", 0, "0.0.0.0", 5555},
+            {"127.0.0.1:0", 0, "127.0.0.1", 0},
+            {"[::1]:5555", 0, "::1", 5555},
+            {"[::]:80", 0, "::", 80},
+            {"[fe80::1:2]:65535", 0, "fe80::1:2", 65535},
+            {"localhost:9400", 0, "localhost", 9400},
+            {"gpu-node-1.example.com:1", 0, "gpu-node-1.example.com", 1},
+            {"0.0.0.0", -EINVAL, NULL, 0},
+            {"0.0.0.0:", -EINVAL, NULL, 0},
+            {":5555", -EINVAL, NULL, 0},
+            {"0.0.0.0:65536", -EINVAL, NULL, 0},
+            {"0.0.0.0:99999999", -EINVAL, NULL, 0},
+            {"0.0.0.0:-1", -EINVAL, NULL, 0},
+            {"0.0.0.0:http", -EINVAL, NULL, 0},
+            {"0.0.0.0:55 ", -EINVAL, NULL, 0},
+            {"::1:5555", -EINVAL, NULL, 0},
+            {"[::1]5555", -EINVAL, NULL, 0},
+            {"[::1]", -EINVAL, NULL, 0},
+            {"[]:1", -EINVAL, NULL, 0},
+            {"[nope]:1", -EINVAL, NULL, 0},
+            {"[1.2.3.4]:1", -EINVAL, NULL, 0},
+            {"999.1.1.1:1", -EINVAL, NULL, 0},
+            {"a b:1", -EINVAL, NULL, 0},
+            {"", -EINVAL, NULL, 0},
+        };
+        char host[64];
+        unsigned port;
+        (void)state;
 
-                for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                        int r;
-                        snprintf(host, sizeof(host), "untouched");
-                        port = 4242;
-                        r = config_parse_listen(cases[i].in, host, sizeof(host), &port);
-                        if (r != cases[i].ret) {
-                                print_error("case %zu '%s': r=%d\n", i, cases[i].in, r);
-                                fail();
-                        }
-                        if (r == 0) {
-                                assert_string_equal(host, cases[i].host);
-                                assert_int_equal(port, cases[i].port);
-                        } else {
-                                assert_string_equal(host, "untouched");
-                                assert_int_equal(port, 4242);
-                        }
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                int r;
+                snprintf(host, sizeof(host), "untouched");
+                port = 4242;
+                r = config_parse_listen(cases[i].in, host, sizeof(host), &port);
+                if (r != cases[i].ret) {
+                        print_error("case %zu '%s': r=%d\n", i, cases[i].in, r);
+                        fail();
                 }
-                assert_int_equal(config_parse_listen("localhost:1", host, 5, &port), -ENAMETOOLONG);
-                assert_int_equal(config_parse_listen(NULL, host, sizeof(host), &port), -EINVAL);
+                if (r == 0) {
+                        assert_string_equal(host, cases[i].host);
+                        assert_int_equal(port, cases[i].port);
+                } else {
+                        assert_string_equal(host, "untouched");
+                        assert_int_equal(port, 4242);
+                }
         }
+        assert_int_equal(config_parse_listen("localhost:1", host, 5, &port), -ENAMETOOLONG);
+        assert_int_equal(config_parse_listen(NULL, host, sizeof(host), &port), -EINVAL);
+}
 
-        /* Every key names its module and says whether a reload applies it; the ones a running process
+/* Every key names its module and says whether a reload applies it; the ones a running process
  * cannot change are restart-only. */
-        static void test_table_owners(void **state)
-        {
-                static const struct {
-                        const char *path;
-                        enum config_module mod;
-                        enum config_apply apply;
-                } want[] = {
-                    {"listen", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
-                    {"socket", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
-                    {"data_dir", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
-                    {"collection.tiers.fast", CONFIG_MOD_SAMPLER, CONFIG_APPLY_RESTART},
-                    {"metrics.counters_csv", CONFIG_MOD_API, CONFIG_APPLY_RELOAD},
-                    {"metrics.naming", CONFIG_MOD_API, CONFIG_APPLY_RELOAD},
-                    {"metrics.hostname", CONFIG_MOD_API, CONFIG_APPLY_RESTART},
-                    {"policies", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
-                    {"alerting.alertmanagers", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
-                    {"alerting.webhooks", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
-                    {"alerting.resend_interval", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
-                    {"alerting.timeout", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
-                    {"security.tls.enabled", CONFIG_MOD_SECURITY, CONFIG_APPLY_RESTART},
-                    {"security.tls.client_auth", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
-                    {"logging.level", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
-                    {"logging.file.max_size", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
-                    {"health.temperature.warning", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
-                    {"health.max_rss", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
-                    {"security.network.allowed_ips", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
-                    {"security.tls.key_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
-                    {"security.web_config_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
-                    {"security.encryption.encryption_key", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
-                    {"backup.schedule", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
-                };
-                size_t n = config_key_count();
-                config_key_info ki;
-                (void)state;
+static void test_table_owners(void **state)
+{
+        static const struct {
+                const char *path;
+                enum config_module mod;
+                enum config_apply apply;
+        } want[] = {
+            {"listen", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"socket", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"data_dir", CONFIG_MOD_DAEMON, CONFIG_APPLY_RESTART},
+            {"collection.tiers.fast", CONFIG_MOD_SAMPLER, CONFIG_APPLY_RESTART},
+            {"metrics.counters_csv", CONFIG_MOD_API, CONFIG_APPLY_RELOAD},
+            {"metrics.naming", CONFIG_MOD_API, CONFIG_APPLY_RELOAD},
+            {"metrics.hostname", CONFIG_MOD_API, CONFIG_APPLY_RESTART},
+            {"policies", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.alertmanagers", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.webhooks", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.resend_interval", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"alerting.timeout", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"security.tls.enabled", CONFIG_MOD_SECURITY, CONFIG_APPLY_RESTART},
+            {"security.tls.client_auth", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"logging.level", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
+            {"logging.file.max_size", CONFIG_MOD_LOG, CONFIG_APPLY_RELOAD},
+            {"health.temperature.warning", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"health.max_rss", CONFIG_MOD_HEALTH, CONFIG_APPLY_RELOAD},
+            {"security.network.allowed_ips", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"security.tls.key_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"security.web_config_file", CONFIG_MOD_SECURITY, CONFIG_APPLY_RELOAD},
+            {"security.encryption.encryption_key", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
+            {"backup.schedule", CONFIG_MOD_STORE, CONFIG_APPLY_RESTART},
+        };
+        size_t n = config_key_count();
+        config_key_info ki;
+        (void)state;
 
-                assert_true(n > 100);
-                for (size_t i = 0; i < n; i++) {
-                        assert_int_equal(config_key_info_at(i, &ki), 0);
-                        assert_non_null(ki.path);
-                        assert_non_null(ki.type);
-                        assert_true((unsigned)ki.mod < CONFIG_MOD_COUNT);
-                        assert_string_not_equal(config_module_name(ki.mod), "?");
-                        assert_true(ki.apply == CONFIG_APPLY_RELOAD ||
-                                    ki.apply == CONFIG_APPLY_RESTART);
-                        /* a key's first segment never spans two modules' sections by accident */
-                        assert_int_equal(config_key_find(ki.path, &ki), 0);
-                }
-                assert_int_equal(config_key_info_at(n, &ki), -ERANGE);
-                assert_int_equal(config_key_find("no.such.key", &ki), -ENOENT);
-                for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-                        assert_int_equal(config_key_find(want[i].path, &ki), 0);
-                        assert_int_equal(ki.mod, want[i].mod);
-                        assert_int_equal(ki.apply, want[i].apply);
-                }
+        assert_true(n > 100);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(config_key_info_at(i, &ki), 0);
+                assert_non_null(ki.path);
+                assert_non_null(ki.type);
+                assert_true((unsigned)ki.mod < CONFIG_MOD_COUNT);
+                assert_string_not_equal(config_module_name(ki.mod), "?");
+                assert_true(ki.apply == CONFIG_APPLY_RELOAD || ki.apply == CONFIG_APPLY_RESTART);
+                /* a key's first segment never spans two modules' sections by accident */
+                assert_int_equal(config_key_find(ki.path, &ki), 0);
         }
+        assert_int_equal(config_key_info_at(n, &ki), -ERANGE);
+        assert_int_equal(config_key_find("no.such.key", &ki), -ENOENT);
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                assert_int_equal(config_key_find(want[i].path, &ki), 0);
+                assert_int_equal(ki.mod, want[i].mod);
+                assert_int_equal(ki.apply, want[i].apply);
+        }
+}
 
-        /* One size parser for every size key: MB = 10^6, MiB = 2^20; "100M" is refused as ambiguous. */
-        static void test_units(void **state)
-        {
-                static const struct {
-                        const char *s;
-                        int r;
-                        uint64_t v;
-                } cases[] = {
-                    {"4096", 0, 4096},          {"10B", 0, 10},
-                    {"1kB", 0, 1000},           {"1KB", 0, 1000},
-                    {"100MB", 0, 100000000ULL}, {"100MiB", 0, 100ULL << 20},
-                    {"2GB", 0, 2000000000ULL},  {"2GiB", 0, 2ULL << 30},
-                    {"1TiB", 0, 1ULL << 40},    {"100M", -EDOM, 0},
-                    {"1g", -EDOM, 0},           {"5Mi", -EDOM, 0},
-                    {"12parsecs", -EINVAL, 0},  {"", -EINVAL, 0},
-                    {"-1MB", -EINVAL, 0},       {"99999999999999999GiB", -ERANGE, 0},
-                };
-                vigil_config c;
-                char err[512];
+/* One size parser for every size key: MB = 10^6, MiB = 2^20; "100M" is refused as ambiguous. */
+static void test_units(void **state)
+{
+        static const struct {
+                const char *s;
+                int r;
                 uint64_t v;
-                json_t *j;
-                (void)state;
+        } cases[] = {
+            {"4096", 0, 4096},          {"10B", 0, 10},
+            {"1kB", 0, 1000},           {"1KB", 0, 1000},
+            {"100MB", 0, 100000000ULL}, {"100MiB", 0, 100ULL << 20},
+            {"2GB", 0, 2000000000ULL},  {"2GiB", 0, 2ULL << 30},
+            {"1TiB", 0, 1ULL << 40},    {"100M", -EDOM, 0},
+            {"1g", -EDOM, 0},           {"5Mi", -EDOM, 0},
+            {"12parsecs", -EINVAL, 0},  {"", -EINVAL, 0},
+            {"-1MB", -EINVAL, 0},       {"99999999999999999GiB", -ERANGE, 0},
+        };
+        vigil_config c;
+        char err[512];
+        uint64_t v;
+        json_t *j;
+        (void)state;
 
-                for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                        v = 7;
-                        assert_int_equal(config_parse_size(cases[i].s, &v), cases[i].r);
-                        assert_int_equal(v, cases[i].r == 0 ? cases[i].v : 7);
-                }
-                /* the same text is the same size in both size keys */
-                config_init(&c);
-                assert_int_equal(
-                    parse("logging:\n  file: {max_size: 100MB}\nhealth:\n  max_rss: 100MB\n", &c,
-                          err, sizeof(err)),
-                    0);
-                assert_int_equal(c.logging.file_max_size, 100000000ULL);
-                assert_int_equal(c.health.max_rss_bytes, 100000000ULL);
-                j = config_to_json(&c);
-                assert_string_equal(
-                    json_string_value(json_object_get(json_object_get(j, "health"), "max_rss")),
-                    "100MB");
-                json_decref(j);
-                assert_int_equal(parse("health:\n  max_rss: 100M\n", &c, err, sizeof(err)),
-                                 -EINVAL);
-                assert_non_null(strstr(err, "ambiguous"));
-                assert_int_equal(
-                    parse("logging:\n  file: {max_size: 1KiB}\n", &c, err, sizeof(err)), -EINVAL);
-                assert_non_null(strstr(err, "out of range"));
-                config_release(&c);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                v = 7;
+                assert_int_equal(config_parse_size(cases[i].s, &v), cases[i].r);
+                assert_int_equal(v, cases[i].r == 0 ? cases[i].v : 7);
         }
+        /* the same text is the same size in both size keys */
+        config_init(&c);
+        assert_int_equal(parse("logging:\n  file: {max_size: 100MB}\nhealth:\n  max_rss: 100MB\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_int_equal(c.logging.file_max_size, 100000000ULL);
+        assert_int_equal(c.health.max_rss_bytes, 100000000ULL);
+        j = config_to_json(&c);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(j, "health"), "max_rss")), "100MB");
+        json_decref(j);
+        assert_int_equal(parse("health:\n  max_rss: 100M\n", &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "ambiguous"));
+        assert_int_equal(parse("logging:\n  file: {max_size: 1KiB}\n", &c, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "out of range"));
+        config_release(&c);
+}
 
-        /* A reload keeps restart-only values running and names them; reloadable ones change. */
-        static void test_keep_restart(void **state)
-        {
-                vigil_config run, next;
-                const char *pending[8], *applied[8];
-                char err[512];
-                (void)state;
+/* A reload keeps restart-only values running and names them; reloadable ones change. */
+static void test_keep_restart(void **state)
+{
+        vigil_config run, next;
+        const char *pending[8], *applied[8];
+        char err[512];
+        (void)state;
 
-                config_init(&run);
-                config_init(&next);
-                assert_int_equal(parse("listen: \"127.0.0.1:1\"\nlogging: {level: warn}\n", &run,
-                                       err, sizeof(err)),
-                                 0);
-                assert_int_equal(parse("listen: \"127.0.0.1:2\"\nlogging: {level: debug}\n"
-                                       "health:\n  temperature: {warning: 70}\n",
-                                       &next, err, sizeof(err)),
-                                 0);
-                assert_int_equal(config_changed_reloadable(&next, &run, applied, 8), 2);
-                assert_string_equal(applied[0], "logging.level");
-                assert_string_equal(applied[1], "health.temperature.warning");
-                assert_int_equal(config_keep_restart(&next, &run, pending, 8), 1);
-                assert_string_equal(pending[0], "listen");
-                assert_string_equal(next.listen, "127.0.0.1:1"); /* keeps running */
-                assert_string_equal(run.listen, "127.0.0.1:2");  /* the waiting value */
-                assert_int_equal(next.logging.level, LOG_LVL_DEBUG);
-                assert_int_equal(config_keep_restart(&next, &next, pending, 8), 0);
-                /* a module whose apply failed keeps its running values */
-                assert_int_equal(config_keep_module(&next, &run, CONFIG_MOD_LOG), 1);
-                assert_int_equal(next.logging.level, LOG_LVL_WARN);
-                assert_int_equal(next.health.temp_warning, 70);
-                config_release(&run);
-                config_release(&next);
-        }
+        config_init(&run);
+        config_init(&next);
+        assert_int_equal(
+            parse("listen: \"127.0.0.1:1\"\nlogging: {level: warn}\n", &run, err, sizeof(err)), 0);
+        assert_int_equal(parse("listen: \"127.0.0.1:2\"\nlogging: {level: debug}\n"
+                               "health:\n  temperature: {warning: 70}\n",
+                               &next, err, sizeof(err)),
+                         0);
+        assert_int_equal(config_changed_reloadable(&next, &run, applied, 8), 2);
+        assert_string_equal(applied[0], "logging.level");
+        assert_string_equal(applied[1], "health.temperature.warning");
+        assert_int_equal(config_keep_restart(&next, &run, pending, 8), 1);
+        assert_string_equal(pending[0], "listen");
+        assert_string_equal(next.listen, "127.0.0.1:1"); /* keeps running */
+        assert_string_equal(run.listen, "127.0.0.1:2");  /* the waiting value */
+        assert_int_equal(next.logging.level, LOG_LVL_DEBUG);
+        assert_int_equal(config_keep_restart(&next, &next, pending, 8), 0);
+        /* a module whose apply failed keeps its running values */
+        assert_int_equal(config_keep_module(&next, &run, CONFIG_MOD_LOG), 1);
+        assert_int_equal(next.logging.level, LOG_LVL_WARN);
+        assert_int_equal(next.health.temp_warning, 70);
+        config_release(&run);
+        config_release(&next);
+}
 
-        /* backup.s3: good values parse; a secret in the file, a bad bucket, endpoint or prefix is refused
+/* backup.s3: good values parse; a secret in the file, a bad bucket, endpoint or prefix is refused
  * with the key named, and the secret never appears in the message. */
-        static void test_backup_s3(void **state)
-        {
-                static const struct {
-                        const char *yaml; /* document */
-                        const char *want; /* in the error; NULL = valid */
-                } cases[] = {
-                    {"backup: {s3: {bucket: ops-backups, endpoint: 'http://127.0.0.1:9000', "
-                     "prefix: "
-                     "vigil/, addressing: virtual, keep: 5, max_age: 7d}}\n",
-                     NULL},
-                    {"backup: {s3: {bucket: b12, secret_access_key: SECRETMARK}}\n",
-                     "never read from the configuration"},
-                    {"backup: {s3: {bucket: Bad_Bucket}}\n", "is not a bucket name"},
-                    {"backup: {s3: {bucket: ab}}\n", "is not a bucket name"},
-                    {"backup: {s3: {bucket: ok-b, endpoint: 'ftp://h'}}\n",
-                     "is not http(s)://HOST"},
-                    {"backup: {s3: {bucket: ok-b, endpoint: 'https://h/path'}}\n",
-                     "is not http(s)://HOST"},
-                    {"backup: {s3: {bucket: ok-b, prefix: '/abs'}}\n", "is not a key prefix"},
-                    {"backup: {s3: {bucket: ok-b, prefix: 'a/../b'}}\n", "is not a key prefix"},
-                    {"backup: {s3: {bucket: ok-b, addressing: dns}}\n", "addressing"},
-                };
-                (void)state;
-                for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                        vigil_config c;
-                        char err[1024] = "";
-                        config_init(&c);
-                        int r = parse(cases[i].yaml, &c, err, sizeof(err));
-                        if (!cases[i].want) {
-                                assert_int_equal(r, 0);
-                                assert_string_equal(c.backup.s3.bucket, "ops-backups");
-                                assert_int_equal(c.backup.s3.addressing, 1);
-                                assert_int_equal(c.backup.s3.keep_count, 5);
-                        } else {
-                                assert_int_equal(r, -EINVAL);
-                                if (!strstr(err, cases[i].want))
-                                        print_error("case %zu: '%s'\n", i, err);
-                                assert_non_null(strstr(err, cases[i].want));
-                                assert_null(strstr(err, "SECRETMARK"));
-                        }
-                        config_release(&c);
+static void test_backup_s3(void **state)
+{
+        static const struct {
+                const char *yaml; /* document */
+                const char *want; /* in the error; NULL = valid */
+        } cases[] = {
+            {"backup: {s3: {bucket: ops-backups, endpoint: 'http://127.0.0.1:9000', "
+             "prefix: "
+             "vigil/, addressing: virtual, keep: 5, max_age: 7d}}\n",
+             NULL},
+            {"backup: {s3: {bucket: b12, secret_access_key: SECRETMARK}}\n",
+             "never read from the configuration"},
+            {"backup: {s3: {bucket: Bad_Bucket}}\n", "is not a bucket name"},
+            {"backup: {s3: {bucket: ab}}\n", "is not a bucket name"},
+            {"backup: {s3: {bucket: ok-b, endpoint: 'ftp://h'}}\n", "is not http(s)://HOST"},
+            {"backup: {s3: {bucket: ok-b, endpoint: 'https://h/path'}}\n", "is not http(s)://HOST"},
+            {"backup: {s3: {bucket: ok-b, prefix: '/abs'}}\n", "is not a key prefix"},
+            {"backup: {s3: {bucket: ok-b, prefix: 'a/../b'}}\n", "is not a key prefix"},
+            {"backup: {s3: {bucket: ok-b, addressing: dns}}\n", "addressing"},
+        };
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                vigil_config c;
+                char err[1024] = "";
+                config_init(&c);
+                int r = parse(cases[i].yaml, &c, err, sizeof(err));
+                if (!cases[i].want) {
+                        assert_int_equal(r, 0);
+                        assert_string_equal(c.backup.s3.bucket, "ops-backups");
+                        assert_int_equal(c.backup.s3.addressing, 1);
+                        assert_int_equal(c.backup.s3.keep_count, 5);
+                } else {
+                        assert_int_equal(r, -EINVAL);
+                        if (!strstr(err, cases[i].want))
+                                print_error("case %zu: '%s'\n", i, err);
+                        assert_non_null(strstr(err, cases[i].want));
+                        assert_null(strstr(err, "SECRETMARK"));
                 }
+                config_release(&c);
         }
+}
 
-        /* docs/configuration.md tells the truth: every row of its key tables says "reload" or "restart"
+/* docs/configuration.md tells the truth: every row of its key tables says "reload" or "restart"
  * as the table does, and every key of the table is documented. */
-        /* A refused value is quoted in the message (logged, audited, answered to a reload request) with
+/* A refused value is quoted in the message (logged, audited, answered to a reload request) with
  * its credentials masked: no password, token or query string of a bad URL leaks through it. */
-        /* workload: defaults, a DaemonSet's settings, and pod_uid_label without kubernetes refused. */
-        static void test_workload_keys(void **state)
-        {
-                vigil_config c;
-                char err[512];
+/* workload: defaults, a DaemonSet's settings, and pod_uid_label without kubernetes refused. */
+static void test_workload_keys(void **state)
+{
+        vigil_config c;
+        char err[512];
 
-                (void)state;
+        (void)state;
+        config_init(&c);
+        assert_int_equal(parse("", &c, err, sizeof(err)), 0);
+        assert_true(c.workload.enabled);
+        assert_string_equal(c.workload.proc_root, "/proc");
+        assert_int_equal(c.workload.interval_us, 0);
+        assert_false(c.workload.kubernetes);
+        config_release(&c);
+        config_init(&c);
+        assert_int_equal(parse("workload: {proc_root: /host/proc, kubernetes: true, "
+                               "pod_uid_label: true, kubelet_timeout: 500ms, interval: 2s}\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_string_equal(c.workload.proc_root, "/host/proc");
+        assert_int_equal(c.workload.kubelet_timeout_us, 500000);
+        assert_int_equal(c.workload.interval_us, 2000000);
+        config_release(&c);
+        config_init(&c);
+        assert_int_equal(parse("workload:\n  pod_uid_label: true\n", &c, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "t.yaml:2"));
+        assert_non_null(strstr(err, "workload.kubernetes"));
+        config_release(&c);
+        config_init(&c);
+        assert_int_equal(parse("workload: {max_processes: 0}\n", &c, err, sizeof(err)), -EINVAL);
+        config_release(&c);
+}
+
+static void test_refusal_masks_credentials(void **state)
+{
+        static const char *const bad[] = {
+            "alerting: {alertmanagers: ['ftp://am:PWMARK@am.example/?token=TOKMARK']}\n",
+            "alerting: {webhooks: [{url: 'gopher://u:PWMARK@h/p?token=TOKMARK'}]}\n",
+        };
+        vigil_config c;
+        char err[1024];
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 config_init(&c);
-                assert_int_equal(parse("", &c, err, sizeof(err)), 0);
-                assert_true(c.workload.enabled);
-                assert_string_equal(c.workload.proc_root, "/proc");
-                assert_int_equal(c.workload.interval_us, 0);
-                assert_false(c.workload.kubernetes);
-                config_release(&c);
-                config_init(&c);
-                assert_int_equal(
-                    parse("workload: {proc_root: /host/proc, kubernetes: true, "
-                          "pod_uid_label: true, kubelet_timeout: 500ms, interval: 2s}\n",
-                          &c, err, sizeof(err)),
-                    0);
-                assert_string_equal(c.workload.proc_root, "/host/proc");
-                assert_int_equal(c.workload.kubelet_timeout_us, 500000);
-                assert_int_equal(c.workload.interval_us, 2000000);
-                config_release(&c);
-                config_init(&c);
-                assert_int_equal(parse("workload:\n  pod_uid_label: true\n", &c, err, sizeof(err)),
-                                 -EINVAL);
-                assert_non_null(strstr(err, "t.yaml:2"));
-                assert_non_null(strstr(err, "workload.kubernetes"));
-                config_release(&c);
-                config_init(&c);
-                assert_int_equal(parse("workload: {max_processes: 0}\n", &c, err, sizeof(err)),
-                                 -EINVAL);
+                assert_int_equal(parse(bad[i], &c, err, sizeof(err)), -EINVAL);
+                assert_non_null(strstr(err, "not an http"));
+                assert_null(strstr(err, "PWMARK"));
+                assert_null(strstr(err, "TOKMARK"));
                 config_release(&c);
         }
+}
 
-        static void test_refusal_masks_credentials(void **state)
-        {
-                static const char *const bad[] = {
-                    "alerting: {alertmanagers: ['ftp://am:PWMARK@am.example/?token=TOKMARK']}\n",
-                    "alerting: {webhooks: [{url: 'gopher://u:PWMARK@h/p?token=TOKMARK'}]}\n",
-                };
-                vigil_config c;
-                char err[1024];
+static void test_docs_match_table(void **state)
+{
+        const char *src = getenv("VIGIL_SOURCE_DIR");
+        char path[4096], line[2048];
+        size_t rows = 0, n = config_key_count();
+        bool *seen = calloc(n, sizeof(bool));
+        FILE *f;
+        (void)state;
 
-                (void)state;
-                for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                        config_init(&c);
-                        assert_int_equal(parse(bad[i], &c, err, sizeof(err)), -EINVAL);
-                        assert_non_null(strstr(err, "not an http"));
-                        assert_null(strstr(err, "PWMARK"));
-                        assert_null(strstr(err, "TOKMARK"));
-                        config_release(&c);
+        if (!src)
+                skip(); /* run outside ctest */
+        snprintf(path, sizeof(path), "%s/docs/configuration.md", src);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(seen);
+        while (fgets(line, sizeof(line), f)) {
+                char key[128], *b, *e, *apply;
+                config_key_info ki;
+                if (strncmp(line, "| `", 3))
+                        continue;
+                b = line + 3;
+                e = strchr(b, '`');
+                apply = e ? strstr(e, "| ") : NULL;
+                if (!e || !apply || (size_t)(e - b) >= sizeof(key))
+                        continue;
+                snprintf(key, sizeof(key), "%.*s", (int)(e - b), b);
+                apply += 2;
+                if (strncmp(apply, "reload |", 8) && strncmp(apply, "restart |", 9))
+                        continue; /* another table (policies entries) */
+                rows++;
+                if (config_key_find(key, &ki) < 0) {
+                        print_error("documented key '%s' is not in the table\n", key);
+                        fail();
                 }
-        }
-
-        static void test_docs_match_table(void **state)
-        {
-                const char *src = getenv("VIGIL_SOURCE_DIR");
-                char path[4096], line[2048];
-                size_t rows = 0, n = config_key_count();
-                bool *seen = calloc(n, sizeof(bool));
-                FILE *f;
-                (void)state;
-
-                if (!src)
-                        skip(); /* run outside ctest */
-                snprintf(path, sizeof(path), "%s/docs/configuration.md", src);
-                f = fopen(path, "r");
-                assert_non_null(f);
-                assert_non_null(seen);
-                while (fgets(line, sizeof(line), f)) {
-                        char key[128], *b, *e, *apply;
-                        config_key_info ki;
-                        if (strncmp(line, "| `", 3))
-                                continue;
-                        b = line + 3;
-                        e = strchr(b, '`');
-                        apply = e ? strstr(e, "| ") : NULL;
-                        if (!e || !apply || (size_t)(e - b) >= sizeof(key))
-                                continue;
-                        snprintf(key, sizeof(key), "%.*s", (int)(e - b), b);
-                        apply += 2;
-                        if (strncmp(apply, "reload |", 8) && strncmp(apply, "restart |", 9))
-                                continue; /* another table (policies entries) */
-                        rows++;
-                        if (config_key_find(key, &ki) < 0) {
-                                print_error("documented key '%s' is not in the table\n", key);
-                                fail();
-                        }
-                        if ((ki.apply == CONFIG_APPLY_RELOAD) != !strncmp(apply, "reload", 6)) {
-                                print_error("'%s': the docs and the table disagree on reload\n",
-                                            key);
-                                fail();
-                        }
-                        /* the row's other keys ("`a.b.c` / `d`", "`.E`", "`a.b.x` … `y`") share its
+                if ((ki.apply == CONFIG_APPLY_RELOAD) != !strncmp(apply, "reload", 6)) {
+                        print_error("'%s': the docs and the table disagree on reload\n", key);
+                        fail();
+                }
+                /* the row's other keys ("`a.b.c` / `d`", "`.E`", "`a.b.x` … `y`") share its
                  * first key's prefix: count every key under that prefix as documented */
-                        e = strrchr(key, '.');
-                        for (size_t i = 0; i < n; i++) {
-                                config_key_info k;
-                                config_key_info_at(i, &k);
-                                if (!strcmp(k.path, key) ||
-                                    (e && !strncmp(k.path, key, (size_t)(e - key) + 1) &&
-                                     strstr(line, strrchr(k.path, '.') + 1)))
-                                        seen[i] = true;
-                        }
-                }
-                fclose(f);
-                assert_true(rows > 60);
+                e = strrchr(key, '.');
                 for (size_t i = 0; i < n; i++) {
                         config_key_info k;
                         config_key_info_at(i, &k);
-                        if (!seen[i]) {
-                                print_error("key '%s' is not documented in docs/configuration.md\n",
-                                            k.path);
-                                fail();
-                        }
+                        if (!strcmp(k.path, key) ||
+                            (e && !strncmp(k.path, key, (size_t)(e - key) + 1) &&
+                             strstr(line, strrchr(k.path, '.') + 1)))
+                                seen[i] = true;
                 }
-                free(seen);
         }
+        fclose(f);
+        assert_true(rows > 60);
+        for (size_t i = 0; i < n; i++) {
+                config_key_info k;
+                config_key_info_at(i, &k);
+                if (!seen[i]) {
+                        print_error("key '%s' is not documented in docs/configuration.md\n",
+                                    k.path);
+                        fail();
+                }
+        }
+        free(seen);
+}
 
-        int main(void)
-        {
-                const struct CMUnitTest tests[] = {
-                    cmocka_unit_test(test_defaults),
-                    cmocka_unit_test(test_diag_section),
-                    cmocka_unit_test(test_empty_is_defaults),
-                    cmocka_unit_test(test_every_key),
-                    cmocka_unit_test(test_bad_inputs),
-                    cmocka_unit_test(test_alerting_labels),
-                    cmocka_unit_test(test_health_sections),
-                    cmocka_unit_test(test_env_expansion),
-                    cmocka_unit_test(test_failure_keeps_previous),
-                    cmocka_unit_test(test_size_limit_and_load),
-                    cmocka_unit_test(test_json),
-                    cmocka_unit_test(test_example_is_defaults),
-                    cmocka_unit_test(test_listen),
-                    cmocka_unit_test(test_table_owners),
-                    cmocka_unit_test(test_units),
-                    cmocka_unit_test(test_keep_restart),
-                    cmocka_unit_test(test_docs_match_table),
-                    cmocka_unit_test(test_refusal_masks_credentials),
-                    cmocka_unit_test(test_backup_s3),
-                    cmocka_unit_test(test_workload_keys),
-                };
-                return cmocka_run_group_tests(tests, NULL, NULL);
-        }
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_diag_section),
+            cmocka_unit_test(test_empty_is_defaults),
+            cmocka_unit_test(test_every_key),
+            cmocka_unit_test(test_bad_inputs),
+            cmocka_unit_test(test_alerting_labels),
+            cmocka_unit_test(test_health_sections),
+            cmocka_unit_test(test_env_expansion),
+            cmocka_unit_test(test_failure_keeps_previous),
+            cmocka_unit_test(test_size_limit_and_load),
+            cmocka_unit_test(test_json),
+            cmocka_unit_test(test_example_is_defaults),
+            cmocka_unit_test(test_listen),
+            cmocka_unit_test(test_table_owners),
+            cmocka_unit_test(test_units),
+            cmocka_unit_test(test_keep_restart),
+            cmocka_unit_test(test_docs_match_table),
+            cmocka_unit_test(test_refusal_masks_credentials),
+            cmocka_unit_test(test_backup_s3),
+            cmocka_unit_test(test_workload_keys),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -68,6 +68,8 @@ typedef struct api_options {
         struct backup_service *backup;
         /* Diagnostic runs (diag/service.h), borrowed; NULL = the diag routes answer 503. */
         struct diag_service *diag;
+        /* GPU configuration (health/gpuconfig.h), borrowed; NULL = the config routes answer 503. */
+        struct gpuconfig *gpuconfig;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */

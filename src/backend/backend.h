@@ -94,6 +94,7 @@ enum backend_inject_kind {
         BACKEND_INJECT_LOST = 6,        /* count = 1 lost, 0 back */
         BACKEND_INJECT_CALL_COST = 7,   /* call = NVML function or "*", count = ns (or % for "*") */
         BACKEND_INJECT_ADVANCE = 8,     /* count = us the fake's scenario clock moves ahead */
+        BACKEND_INJECT_RESET = 9,       /* a GPU reset: counters, pending flags and settings */
 };
 
 typedef struct backend_injection {

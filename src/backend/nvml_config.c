@@ -77,7 +77,8 @@ int backend_supported_mem_clocks(backend *b, unsigned idx, unsigned *out, size_t
 
         if (r < 0)
                 return r;
-        return give(CALL(b, supported_memory_clocks, h, &cnt, out), cnt, max, n);
+        r = CALL(b, supported_memory_clocks, h, &cnt, out);
+        return give(r, cnt, max, n);
 }
 
 int backend_supported_sm_clocks(backend *b, unsigned idx, unsigned mem_mhz, unsigned *out,
@@ -89,7 +90,8 @@ int backend_supported_sm_clocks(backend *b, unsigned idx, unsigned mem_mhz, unsi
 
         if (r < 0)
                 return r;
-        return give(CALL(b, supported_graphics_clocks, h, mem_mhz, &cnt, out), cnt, max, n);
+        r = CALL(b, supported_graphics_clocks, h, mem_mhz, &cnt, out);
+        return give(r, cnt, max, n);
 }
 
 int backend_gpu_config_set(backend *b, unsigned idx, enum backend_cfg_setting s, unsigned a,

@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "api/api_config.h"
+#include "health/gpuconfig.h"
 #include "health/health_config.h"
 #include "sampler/collection_config.h"
 #include "security/security_config.h"
@@ -73,6 +74,9 @@ typedef struct vigil_config {
                 health_webhook *webhooks; /* in file order (health/health_config.h) */
                 size_t n_webhooks;
         } alerting;
+        /* config.enforce: desired GPU settings, in file order (health/gpuconfig.h) */
+        gpucfg_desired *gpu_enforce;
+        size_t n_gpu_enforce;
 } vigil_config;
 
 /* The one size parser of every size key (docs/configuration.md, "Units"): "N" or "NB" bytes,

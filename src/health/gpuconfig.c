@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/vtime.h"

@@ -19,10 +19,10 @@
 #include <jansson.h>
 
 #include "backend/backend.h"
-#include "common/buf.h"
 #include "sampler/sampler.h"
 
 struct store;
+struct buf;
 typedef struct gpuconfig gpuconfig;
 
 #define GPUCFG_VALUE_MAX   32 /* bytes of a setting's text value */
@@ -103,7 +103,8 @@ int gpuconfig_restore(gpuconfig *g, unsigned gpu, unsigned mask, bool dry_run, j
 
 /* vigil_gpu_config_drift{gpu,UUID,setting} 1/0 for the settings config.enforce governs, and
  * vigil_gpu_config_enforcements_total. labels(i) writes "gpu=…,UUID=…" of GPU i. Any thread. */
-typedef void (*gpuconfig_label_fn)(void *userdata, unsigned gpu, buf *b);
-int gpuconfig_render_metrics(gpuconfig *g, buf *b, gpuconfig_label_fn labels, void *userdata);
+typedef void (*gpuconfig_label_fn)(void *userdata, unsigned gpu, struct buf *b);
+int gpuconfig_render_metrics(gpuconfig *g, struct buf *b, gpuconfig_label_fn labels,
+                             void *userdata);
 
 #endif

@@ -60,6 +60,8 @@ typedef struct gpucfg_desired {
 
 /* Check the GPU list of an entry: "all" or indexes and UUIDs separated by commas. 0 or -EINVAL. */
 int gpucfg_gpus_check(const char *gpus, char *err, size_t errlen);
+/* Whether a GPU list names GPU idx (by index or UUID). */
+bool gpucfg_gpus_match(const char *gpus, unsigned idx, const char *uuid);
 
 /* Called for every change the module makes on its own (enforcement), on the worker thread:
  * event "gpu_config_enforce", detail "GPU 0 (GPU-…) power_limit 700 -> 500 W: applied". */

@@ -237,6 +237,27 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 rc = CALL(b, applications_clock, h, NVML_CLOCK_MEM, &v);
                 r->u[0] = v;
                 break;
+        case G_INFOROM_VALID:
+                /* a corrupted InfoROM is the answer, not a failed read */
+                rc = CALL(b, validate_inforom, h);
+                r->u[0] = rc == NVML_SUCCESS;
+                if (rc == NVML_ERROR_CORRUPTED_INFOROM)
+                        rc = NVML_SUCCESS;
+                break;
+        case G_FABRIC: {
+                nvmlGpuFabricInfo_v2_t fi = {.version = nvmlGpuFabricInfo_v2};
+                rc = CALL(b, gpu_fabric_info, h, &fi);
+                if (rc == NVML_SUCCESS && fi.state == NVML_GPU_FABRIC_STATE_NOT_SUPPORTED)
+                        rc = NVML_ERROR_NOT_SUPPORTED; /* no NVSwitch fabric: not a state */
+                /* DCGM's dcgmFabricManagerStatus_t: 1 not started, 2 in progress, 3 success,
+                 * 4 failure (registration completed with an error), 5 unrecognized */
+                r->u[0] = fi.state == NVML_GPU_FABRIC_STATE_COMPLETED
+                              ? (fi.status == NVML_SUCCESS ? 3 : 4)
+                          : fi.state <= NVML_GPU_FABRIC_STATE_IN_PROGRESS ? fi.state
+                                                                          : 5;
+                r->u[1] = fi.healthMask;
+                break;
+        }
         default:
                 rc = NVML_ERROR_NOT_SUPPORTED;
                 break;

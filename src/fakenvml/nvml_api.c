@@ -109,6 +109,8 @@ EXPORT fake_fnt_reset_memory_locked_clocks nvmlDeviceResetMemoryLockedClocks;
 EXPORT fake_fnt_set_compute_mode nvmlDeviceSetComputeMode;
 EXPORT fake_fnt_set_persistence_mode nvmlDeviceSetPersistenceMode;
 EXPORT fake_fnt_set_ecc_mode nvmlDeviceSetEccMode;
+EXPORT fake_fnt_validate_inforom nvmlDeviceValidateInforom;
+EXPORT fake_fnt_gpu_fabric_info nvmlDeviceGetGpuFabricInfoV;
 
 #define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
 #define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
@@ -1322,6 +1324,54 @@ nvmlReturn_t nvmlDeviceSetEccMode(nvmlDevice_t device, nvmlEnableState_t ecc)
         fake_engine_cfg_get(gpu, &c);
         c.ecc_pending = ecc == NVML_FEATURE_ENABLED; /* takes effect at the next reset */
         fake_engine_cfg_put(gpu, &c);
+        return NVML_SUCCESS;
+}
+
+/* ---- InfoROM and fabric ---- */
+
+/* INFOROM_VALID 1 (default) → SUCCESS, 0 → CORRUPTED_INFOROM, as NVML answers. */
+nvmlReturn_t nvmlDeviceValidateInforom(nvmlDevice_t device)
+{
+        unsigned gpu;
+        double v;
+        nvmlReturn_t r;
+
+        ENTER_DEV(validate_inforom, device, gpu);
+        r = read1(gpu, FLD_INFOROM_VALID, &v);
+        if (r != NVML_SUCCESS)
+                return r;
+        return v >= 0.5 ? NVML_SUCCESS : NVML_ERROR_CORRUPTED_INFOROM;
+}
+
+/* A GPU without NVLink (a PCIe card) has no fabric: NOT_SUPPORTED. Otherwise the state comes from
+ * FABRIC_MANAGER_STATUS in DCGM's encoding (1 not started, 2 in progress, 3 success, 4 failure:
+ * registration completed with an error) and the health mask from FABRIC_HEALTH_MASK. */
+nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfo_v2_t *info)
+{
+        unsigned gpu;
+        double st, mask;
+        nvmlReturn_t r;
+
+        ENTER_DEV(gpu_fabric_info, device, gpu);
+        if (!info)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (info->version != nvmlGpuFabricInfo_v2)
+                return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        if (!fake_engine_scenario()->nvlink_links)
+                return NVML_ERROR_NOT_SUPPORTED;
+        r = read1(gpu, FLD_FABRIC_MANAGER_STATUS, &st);
+        if (r == NVML_SUCCESS)
+                r = read1(gpu, FLD_FABRIC_HEALTH_MASK, &mask);
+        if (r != NVML_SUCCESS)
+                return r;
+        memset(info->clusterUuid, 0, sizeof(info->clusterUuid));
+        info->clusterUuid[0] = 0xc1;
+        info->cliqueId = 1;
+        info->state = st >= 3   ? NVML_GPU_FABRIC_STATE_COMPLETED
+                      : st >= 2 ? NVML_GPU_FABRIC_STATE_IN_PROGRESS
+                                : NVML_GPU_FABRIC_STATE_NOT_STARTED;
+        info->status = st >= 4 ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
+        info->healthMask = to_u32(mask);
         return NVML_SUCCESS;
 }
 

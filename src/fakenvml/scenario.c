@@ -94,6 +94,8 @@ static const struct {
     {FLD_APP_SM_CLOCK, {SRC_CONST, 1980, 0, 0, 0}},
     {FLD_APP_MEM_CLOCK, {SRC_CONST, 3201, 0, 0, 0}},
     {FLD_ECC_CURRENT, {SRC_CONST, 1, 0, 0, 0}},
+    {FLD_INFOROM_VALID, {SRC_CONST, 1, 0, 0, 0}},
+    {FLD_FABRIC_MANAGER_STATUS, {SRC_CONST, 3, 0, 0, 0}}, /* registered (NVSwitch boards) */
     {FLD_PSTATE, {SRC_CONST, 0, 0, 0, 0}},
 };
 

@@ -223,3 +223,9 @@ NVML_FN(nvmlReturn_t, set_persistence_mode, 0, (nvmlDevice_t device, nvmlEnableS
         "nvmlDeviceSetPersistenceMode")
 NVML_FN(nvmlReturn_t, set_ecc_mode, 0, (nvmlDevice_t device, nvmlEnableState_t ecc),
         "nvmlDeviceSetEccMode")
+
+/* Fields the catalog had without a reader: InfoROM validity (the `inforom` health system) and the
+ * GPU fabric state on NVSwitch systems (Fabric Manager). */
+NVML_FN(nvmlReturn_t, validate_inforom, 0, (nvmlDevice_t device), "nvmlDeviceValidateInforom")
+NVML_FN(nvmlReturn_t, gpu_fabric_info, 0, (nvmlDevice_t device, nvmlGpuFabricInfo_v2_t *info),
+        "nvmlDeviceGetGpuFabricInfoV")

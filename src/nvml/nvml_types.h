@@ -226,6 +226,14 @@ typedef struct nvmlFieldValue_st {
 #define NVML_FI_DEV_REMAPPED_FAILURE            145
 #define NVML_FI_DEV_POWER_AVERAGE               185
 #define NVML_FI_DEV_POWER_INSTANT               186
+#define NVML_FI_DEV_GET_GPU_RECOVERY_ACTION     230 /* nvmlDeviceGpuRecoveryAction_t, r570+ */
+
+/* nvmlDeviceGpuRecoveryAction_t: what the driver says the GPU needs. */
+#define NVML_GPU_RECOVERY_ACTION_NONE            0
+#define NVML_GPU_RECOVERY_ACTION_GPU_RESET       1
+#define NVML_GPU_RECOVERY_ACTION_NODE_REBOOT     2
+#define NVML_GPU_RECOVERY_ACTION_DRAIN_P2P       3
+#define NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET 4
 
 /* NVLink (per link: scopeId = link id, 0..NVML_NVLINK_MAX_LINKS-1). */
 #define NVML_FI_DEV_NVLINK_LINK_COUNT         91  /* links the device has (device scope) */
@@ -349,6 +357,25 @@ typedef struct nvmlGpmMetricsGet_st {
         nvmlGpmSample_t sample2;                      /* IN: the later sample */
         nvmlGpmMetric_t metrics[NVML_GPM_METRIC_MAX]; /* IN metricId, OUT nvmlReturn and value */
 } nvmlGpmMetricsGet_t;
+
+/* GPU fabric (NVSwitch systems): nvmlDeviceGetGpuFabricInfoV with version 2. The struct is
+ * versioned: version = sizeof | 2 << 24; state is one byte (nvmlGpuFabricState_t). */
+#define NVML_GPU_FABRIC_UUID_LEN            16
+#define NVML_GPU_FABRIC_STATE_NOT_SUPPORTED 0
+#define NVML_GPU_FABRIC_STATE_NOT_STARTED   1
+#define NVML_GPU_FABRIC_STATE_IN_PROGRESS   2
+#define NVML_GPU_FABRIC_STATE_COMPLETED     3
+
+typedef struct nvmlGpuFabricInfo_v2_st {
+        unsigned int version;                                /* IN: nvmlGpuFabricInfo_v2 */
+        unsigned char clusterUuid[NVML_GPU_FABRIC_UUID_LEN]; /* OUT: cluster of the GPU */
+        nvmlReturn_t status;     /* OUT: registration error, valid when state is COMPLETED */
+        unsigned int cliqueId;   /* OUT: fabric clique of the GPU */
+        unsigned char state;     /* OUT: NVML_GPU_FABRIC_STATE_* */
+        unsigned int healthMask; /* OUT: NVML_GPU_FABRIC_HEALTH_MASK_* bits */
+} nvmlGpuFabricInfo_v2_t;
+
+#define nvmlGpuFabricInfo_v2 ((unsigned int)(sizeof(nvmlGpuFabricInfo_v2_t) | (2U << 24)))
 
 typedef struct nvmlGpmSupport_st {
         unsigned int version;           /* IN: NVML_GPM_SUPPORT_VERSION */

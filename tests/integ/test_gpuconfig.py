@@ -240,5 +240,56 @@ config:
         check(cfg(d, 1)["power_limit"]["desired"] == "400", "running config kept")
 
 
+def field_status(d, gpu, name):
+    for f in d.get_json("/api/v1/gpus/%d" % gpu)["fields"]:
+        if f["name"] == name:
+            return f["status"], f.get("value")
+    return None, None
+
+
+def incidents(d):
+    return d.get_json("/api/v1/incidents")["incidents"]
+
+
+def test_recovery_inforom_fabric():
+    """Part 6: the driver's recovery action and InfoROM validity in health, the fabric state."""
+    with Vigild("hgx-h200.yaml") as d:
+        wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
+        d.wait_metric("vigil_gpu_fabric_manager_status", lambda v: v == 3, gpu="0")
+        d.wait_metric("vigil_gpu_inforom_valid", lambda v: v == 1, gpu="0")
+        h = wait_for(lambda: d.get_json("/api/v1/health")["gpus"][1]["systems"]["inforom"]
+                     .get("monitored") and d.get_json("/api/v1/health"), 20, "inforom monitored")
+        sy = h["gpus"][1]["systems"]
+        check(sy["driver"] == {"status": "PASS", "monitored": True} and
+              sy["inforom"] == {"status": "PASS", "monitored": True}, "monitored and passing: %r" % sy)
+        d.inject(gpu=1, field="GPU_RECOVERY_ACTION", value=1)
+        d.inject(gpu=2, field="GPU_RECOVERY_ACTION", value=3)
+        d.inject(gpu=3, field="INFOROM_VALID", value=0)
+        d.inject(gpu=4, field="FABRIC_MANAGER_STATUS", value=4)
+        wait_for(lambda: {(i["gpu"], i["condition"]) for i in incidents(d)} >=
+                 {(1, "gpu_recovery_reset"), (2, "gpu_recovery_drain_p2p"), (3, "inforom_corrupt")},
+                 20, "recovery and InfoROM incidents")
+        by = {(i["gpu"], i["condition"]): i for i in incidents(d)}
+        check(by[(1, "gpu_recovery_reset")]["severity"] == "critical" and
+              "needs a reset" in by[(1, "gpu_recovery_reset")]["summary"], by)
+        check(by[(2, "gpu_recovery_drain_p2p")]["severity"] == "warning", by)
+        h = d.get_json("/api/v1/health")["gpus"]
+        check(h[1]["systems"]["driver"]["status"] == "FAIL", "driver FAIL: %r" % h[1])
+        check(h[3]["systems"]["inforom"]["status"] == "WARN", "inforom WARN: %r" % h[3])
+        d.wait_metric("vigil_gpu_fabric_manager_status", lambda v: v == 4, gpu="4")
+        out = run_cli("--host", d.url, "health", check_rc=0).stdout
+        check("driver" in out.lower() and "inforom" in out.lower(), out)
+    with Vigild("constant-2gpu.yaml") as d:  # a PCIe card: no fabric, honestly
+        wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
+        d.wait_metric("vigil_gpu_inforom_valid", lambda v: v == 1, gpu="0")
+        st, _ = wait_for(lambda: field_status(d, 0, "FABRIC_MANAGER_STATUS")[0] not in
+                         (None, "no_data") and field_status(d, 0, "FABRIC_MANAGER_STATUS"), 20,
+                         "fabric status read")
+        check(st == "not_supported", "no fabric on a PCIe card: %r" % st)
+        check(not series(parse_metrics(d.metrics()), "vigil_gpu_fabric_manager_status"),
+              "no fabric series")
+
+
 if __name__ == "__main__":
-    main([test_set_dry_run_restore, test_refused_values, test_roles, test_enforce_reset_reload])
+    main([test_set_dry_run_restore, test_refused_values, test_roles, test_enforce_reset_reload,
+          test_recovery_inforom_fabric])

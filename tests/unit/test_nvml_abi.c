@@ -41,6 +41,14 @@ static void test_struct_layouts(void **state)
         assert_int_equal(offsetof(nvmlProcessInfo_t, computeInstanceId), 20);
         assert_int_equal(sizeof(nvmlReturn_t), 4);
         assert_int_equal(sizeof(nvmlEnableState_t), 4);
+        /* nvml.h: nvmlGpuFabricInfo_v2 is 0x02000024 (36 bytes, version 2) */
+        assert_int_equal(sizeof(nvmlGpuFabricInfo_v2_t), 36);
+        assert_int_equal(nvmlGpuFabricInfo_v2, 0x02000024);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, clusterUuid), 4);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, status), 20);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, cliqueId), 24);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, state), 28);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, healthMask), 32);
 }
 
 /* GPM: nvmlGpmMetricsGet_t is passed by pointer and written by the library. The element layout

@@ -258,6 +258,25 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 r->u[1] = fi.healthMask;
                 break;
         }
+        case G_VGPU_LICENSE: {
+                nvmlGridLicensableFeatures_t lf;
+                unsigned enabled = 0, licensed = 0;
+                memset(&lf, 0, sizeof(lf));
+                rc = CALL(b, grid_licensable_features, h, &lf);
+                if (rc == NVML_SUCCESS && !lf.isGridLicenseSupported)
+                        rc = NVML_ERROR_NOT_SUPPORTED; /* bare metal: no vGPU licensing */
+                for (unsigned i = 0;
+                     rc == NVML_SUCCESS && i < MIN(lf.licensableFeaturesCount,
+                                                   (unsigned)NVML_GRID_LICENSE_FEATURE_MAX_COUNT);
+                     i++) {
+                        const nvmlGridLicensableFeature_t *f = &lf.gridLicensableFeatures[i];
+                        enabled += f->featureEnabled != 0;
+                        licensed += f->featureEnabled && f->featureState;
+                }
+                /* DCGM: 0 not licensed, 1 licensed */
+                r->u[0] = enabled && licensed == enabled;
+                break;
+        }
         default:
                 rc = NVML_ERROR_NOT_SUPPORTED;
                 break;

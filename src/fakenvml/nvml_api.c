@@ -111,6 +111,7 @@ EXPORT fake_fnt_set_persistence_mode nvmlDeviceSetPersistenceMode;
 EXPORT fake_fnt_set_ecc_mode nvmlDeviceSetEccMode;
 EXPORT fake_fnt_validate_inforom nvmlDeviceValidateInforom;
 EXPORT fake_fnt_gpu_fabric_info nvmlDeviceGetGpuFabricInfoV;
+EXPORT fake_fnt_grid_licensable_features nvmlDeviceGetGridLicensableFeatures_v4;
 
 #define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
 #define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
@@ -1372,6 +1373,39 @@ nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfo_
                                 : NVML_GPU_FABRIC_STATE_NOT_STARTED;
         info->status = st >= 4 ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
         info->healthMask = to_u32(mask);
+        return NVML_SUCCESS;
+}
+
+/* A vGPU guest is what a scenario says by giving VGPU_LICENSE_STATUS a value (1 licensed, 0 not):
+ * one enabled vGPU feature in that state. Without it the GPU is bare metal: licensing is not
+ * supported (isGridLicenseSupported 0), as NVML answers there. */
+nvmlReturn_t nvmlDeviceGetGridLicensableFeatures_v4(nvmlDevice_t device,
+                                                    nvmlGridLicensableFeatures_t *features)
+{
+        const struct fake_gpu_conf *c;
+        unsigned gpu;
+        double v = 0;
+        int idx = field_index(FLD_VGPU_LICENSE_STATUS);
+        nvmlReturn_t r;
+
+        ENTER_DEV(grid_licensable_features, device, gpu);
+        if (!features)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        memset(features, 0, sizeof(*features));
+        c = fake_engine_gpu(gpu);
+        if (!c || idx < 0 || idx >= FAKE_FIELDS_MAX || c->src[idx].kind == SRC_DEFAULT)
+                return NVML_SUCCESS; /* isGridLicenseSupported = 0 */
+        r = read1(gpu, FLD_VGPU_LICENSE_STATUS, &v);
+        if (r != NVML_SUCCESS)
+                return r;
+        features->isGridLicenseSupported = 1;
+        features->licensableFeaturesCount = 1;
+        features->gridLicensableFeatures[0].featureCode = 1; /* vGPU */
+        features->gridLicensableFeatures[0].featureEnabled = 1;
+        features->gridLicensableFeatures[0].featureState = v >= 0.5;
+        snprintf(features->gridLicensableFeatures[0].productName,
+                 sizeof(features->gridLicensableFeatures[0].productName),
+                 "NVIDIA Virtual Compute Server");
         return NVML_SUCCESS;
 }
 

@@ -229,3 +229,6 @@ NVML_FN(nvmlReturn_t, set_ecc_mode, 0, (nvmlDevice_t device, nvmlEnableState_t e
 NVML_FN(nvmlReturn_t, validate_inforom, 0, (nvmlDevice_t device), "nvmlDeviceValidateInforom")
 NVML_FN(nvmlReturn_t, gpu_fabric_info, 0, (nvmlDevice_t device, nvmlGpuFabricInfo_v2_t *info),
         "nvmlDeviceGetGpuFabricInfoV")
+NVML_FN(nvmlReturn_t, grid_licensable_features, 0,
+        (nvmlDevice_t device, nvmlGridLicensableFeatures_t *features),
+        "nvmlDeviceGetGridLicensableFeatures_v4")

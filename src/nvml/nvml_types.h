@@ -377,6 +377,36 @@ typedef struct nvmlGpuFabricInfo_v2_st {
 
 #define nvmlGpuFabricInfo_v2 ((unsigned int)(sizeof(nvmlGpuFabricInfo_v2_t) | (2U << 24)))
 
+/* vGPU software licensing (nvmlDeviceGetGridLicensableFeatures_v4): the layout of nvml.h's v4
+ * structs (productName, featureEnabled and licenseExpiry appended to each feature). */
+#define NVML_GRID_LICENSE_BUFFER_SIZE       128
+#define NVML_GRID_LICENSE_FEATURE_MAX_COUNT 3
+
+typedef struct nvmlGridLicenseExpiry_st {
+        unsigned int year;    /* expiry date and time */
+        unsigned short month; /* 1..12 */
+        unsigned short day;
+        unsigned short hour;
+        unsigned short min;
+        unsigned short sec;
+        unsigned char status; /* expiry status */
+} nvmlGridLicenseExpiry_t;
+
+typedef struct nvmlGridLicensableFeature_st {
+        int featureCode;           /* 1 vGPU, 2 RTX virtual workstation, 3 gaming, 4 compute */
+        unsigned int featureState; /* nonzero: licensed now */
+        char licenseInfo[NVML_GRID_LICENSE_BUFFER_SIZE]; /* deprecated */
+        char productName[NVML_GRID_LICENSE_BUFFER_SIZE]; /* feature's product name */
+        unsigned int featureEnabled;                     /* nonzero: the feature is in use */
+        nvmlGridLicenseExpiry_t licenseExpiry;           /* when the license expires */
+} nvmlGridLicensableFeature_t;
+
+typedef struct nvmlGridLicensableFeatures_st {
+        int isGridLicenseSupported;           /* nonzero: vGPU software licensing applies */
+        unsigned int licensableFeaturesCount; /* entries filled below */
+        nvmlGridLicensableFeature_t gridLicensableFeatures[NVML_GRID_LICENSE_FEATURE_MAX_COUNT];
+} nvmlGridLicensableFeatures_t;
+
 typedef struct nvmlGpmSupport_st {
         unsigned int version;           /* IN: NVML_GPM_SUPPORT_VERSION */
         unsigned int isSupportedDevice; /* OUT: nonzero when the device supports GPM */

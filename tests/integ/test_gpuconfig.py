@@ -288,6 +288,11 @@ def test_recovery_inforom_fabric():
         check(st == "not_supported", "no fabric on a PCIe card: %r" % st)
         check(not series(parse_metrics(d.metrics()), "vigil_gpu_fabric_manager_status"),
               "no fabric series")
+        check(field_status(d, 0, "VGPU_LICENSE_STATUS")[0] == "not_supported",
+              "bare metal: no vGPU licensing")
+    with Vigild("vgpu-guest.yaml") as d:
+        d.wait_metric("vigil_gpu_vgpu_license_status", lambda v: v == 1, gpu="0")
+        d.wait_metric("vigil_gpu_vgpu_license_status", lambda v: v == 0, gpu="1")
 
 
 if __name__ == "__main__":

@@ -502,7 +502,7 @@ static int render_health(api *a, buf *b, bool om)
         if (a->opt.health)
                 health_render_metrics(a->opt.health, b, a->counters != NULL, om, health_labels, a);
         if (!a->counters && a->opt.gpuconfig) /* vigil_gpu_config_* (native naming only) */
-                gpuconfig_render_metrics(a->opt.gpuconfig, b, health_labels, a);
+                gpuconfig_render_metrics(a->opt.gpuconfig, b, om, health_labels, a);
 out:
         if (om)
                 buf_puts(b, "# EOF\n");

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -779,24 +780,34 @@ int gpuconfig_start(gpuconfig *g)
 {
         int r;
 
-        if (g->started)
-                return 0;
-        r = -pthread_create(&g->thread, NULL, gpuconfig_main, g);
-        if (r == 0)
-                g->started = true;
+        pthread_mutex_lock(&g->lock);
+        if (!g->started) {
+                r = -pthread_create(&g->thread, NULL, gpuconfig_main, g);
+                g->started = r == 0;
+        } else {
+                r = 0;
+        }
+        pthread_mutex_unlock(&g->lock);
         return r;
 }
 
 void gpuconfig_stop(gpuconfig *g)
 {
-        if (!g || !g->started)
+        bool started;
+
+        if (!g)
                 return;
         pthread_mutex_lock(&g->lock);
+        started = g->started;
         g->stopping = true;
         pthread_cond_broadcast(&g->wake);
         pthread_mutex_unlock(&g->lock);
+        if (!started)
+                return;
         pthread_join(g->thread, NULL);
+        pthread_mutex_lock(&g->lock);
         g->started = false;
+        pthread_mutex_unlock(&g->lock);
 }
 
 gpuconfig *gpuconfig_free(gpuconfig *g)
@@ -941,8 +952,12 @@ int gpuconfig_restore(gpuconfig *g, unsigned gpu, unsigned mask, bool dry_run, j
         return submit(g, j, out, err, errlen);
 }
 
-int gpuconfig_render_metrics(gpuconfig *g, buf *b, gpuconfig_label_fn labels, void *userdata)
+int gpuconfig_render_metrics(gpuconfig *g, buf *b, bool openmetrics, gpuconfig_label_fn labels,
+                             void *userdata)
 {
+        /* OpenMetrics names a counter family without _total; its samples keep it */
+        const char *fam = openmetrics ? "vigil_gpu_config_enforcements"
+                                      : "vigil_gpu_config_enforcements_total";
         signed char drift[SAMPLER_MAX_GPUS][BCFG_COUNT];
         uint64_t ok, bad;
         bool head = false;
@@ -969,11 +984,10 @@ int gpuconfig_render_metrics(gpuconfig *g, buf *b, gpuconfig_label_fn labels, vo
                         buf_printf(b, ",setting=\"%s\"} %d\n", gpucfg_setting_name(s), drift[i][s]);
                 }
         buf_printf(b,
-                   "# HELP vigil_gpu_config_enforcements_total Settings config.enforce applied, "
-                   "by result\n"
-                   "# TYPE vigil_gpu_config_enforcements_total counter\n"
+                   "# HELP %s Settings config.enforce applied, by result\n"
+                   "# TYPE %s counter\n"
                    "vigil_gpu_config_enforcements_total{result=\"applied\"} %" PRIu64 "\n"
                    "vigil_gpu_config_enforcements_total{result=\"refused\"} %" PRIu64 "\n",
-                   ok, bad);
+                   fam, fam, ok, bad);
         return b->err;
 }

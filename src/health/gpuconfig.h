@@ -104,9 +104,10 @@ int gpuconfig_restore(gpuconfig *g, unsigned gpu, unsigned mask, bool dry_run, j
                       char *err, size_t errlen);
 
 /* vigil_gpu_config_drift{gpu,UUID,setting} 1/0 for the settings config.enforce governs, and
- * vigil_gpu_config_enforcements_total. labels(i) writes "gpu=…,UUID=…" of GPU i. Any thread. */
+ * vigil_gpu_config_enforcements_total; openmetrics: the counter's family is named without _total.
+ * labels(i) writes "gpu=…,UUID=…" of GPU i. Any thread. */
 typedef void (*gpuconfig_label_fn)(void *userdata, unsigned gpu, struct buf *b);
-int gpuconfig_render_metrics(gpuconfig *g, struct buf *b, gpuconfig_label_fn labels,
-                             void *userdata);
+int gpuconfig_render_metrics(gpuconfig *g, struct buf *b, bool openmetrics,
+                             gpuconfig_label_fn labels, void *userdata);
 
 #endif

@@ -956,8 +956,8 @@ int gpuconfig_render_metrics(gpuconfig *g, buf *b, bool openmetrics, gpuconfig_l
                              void *userdata)
 {
         /* OpenMetrics names a counter family without _total; its samples keep it */
-        const char *fam = openmetrics ? "vigil_gpu_config_enforcements"
-                                      : "vigil_gpu_config_enforcements_total";
+        const char *fam =
+            openmetrics ? "vigil_gpu_config_enforcements" : "vigil_gpu_config_enforcements_total";
         signed char drift[SAMPLER_MAX_GPUS][BCFG_COUNT];
         uint64_t ok, bad;
         bool head = false;

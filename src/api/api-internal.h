@@ -120,6 +120,10 @@ enum MHD_Result h_diag_start(request *r);
 enum MHD_Result h_diag_list(request *r);
 enum MHD_Result h_diag_get(request *r);
 enum MHD_Result h_diag_cancel(request *r);
+/* h_gpuconfig.c */
+enum MHD_Result h_gpuconfig_get(request *r);
+enum MHD_Result h_gpuconfig_set(request *r);
+enum MHD_Result h_gpuconfig_restore(request *r);
 /* The vigil_diag_* families (h_diag.c). */
 int expo_render_diag(api *a, buf *b, bool om);
 

@@ -76,6 +76,8 @@ typedef struct api_options {
         bool workload_hpc_job;         /* hpc_job on GPU series */
         bool workload_process_metrics; /* vigil_gpu_process_* families */
         unsigned workload_max_series;  /* per-process series per family, all GPUs */
+        /* GPU configuration (health/gpuconfig.h), borrowed; NULL = the config routes answer 503. */
+        struct gpuconfig *gpuconfig;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */

@@ -18,6 +18,7 @@
 
 #include "store/service.h"
 #include "api-internal.h"
+#include "health/gpuconfig.h"
 #include "reply.h"
 #include "selfmetrics.h"
 #include "health/health.h"
@@ -589,7 +590,7 @@ static void health_labels(void *userdata, unsigned gpu, buf *b)
 /* Append the health families before OpenMetrics' "# EOF". */
 static int render_health(api *a, buf *b, bool om)
 {
-        if (!a->opt.health)
+        if (!a->opt.health && !a->opt.gpuconfig)
                 return 0;
         if (om && b->len >= 6 && !strcmp(b->data + b->len - 6, "# EOF\n"))
                 b->data[b->len -= 6] = '\0';
@@ -597,7 +598,10 @@ static int render_health(api *a, buf *b, bool om)
          * file lists it (as dcgm-exporter does); native naming: the vigil_* health families. */
         if (a->counters && !counters_has_health(a->counters))
                 goto out;
-        health_render_metrics(a->opt.health, b, a->counters != NULL, om, health_labels, a);
+        if (a->opt.health)
+                health_render_metrics(a->opt.health, b, a->counters != NULL, om, health_labels, a);
+        if (!a->counters && a->opt.gpuconfig) /* vigil_gpu_config_* (native naming only) */
+                gpuconfig_render_metrics(a->opt.gpuconfig, b, om, health_labels, a);
 out:
         if (om)
                 buf_puts(b, "# EOF\n");

@@ -449,6 +449,12 @@ enum MHD_Result h_inject(request *r)
                 req.kind = BACKEND_INJECT_LOST;
                 req.count = json_is_true(v);
         }
+        if ((v = json_object_get(body, "reset"))) { /* {"reset": true}: the fake's GPU reset */
+                kinds++;
+                if (!json_is_true(v))
+                        goto bad_value;
+                req.kind = BACKEND_INJECT_RESET;
+        }
         if ((v = json_object_get(body, "field"))) {
                 const field_meta *m = NULL;
                 json_t *val = json_object_get(body, "value"),
@@ -478,7 +484,8 @@ enum MHD_Result h_inject(request *r)
         if (kinds != 1) {
                 json_decref(body);
                 return api_reply_errno(
-                    r, -EINVAL, "give exactly one of 'xid', 'field', 'ecc_dbe', 'ecc_sbe', 'lost'");
+                    r, -EINVAL,
+                    "give exactly one of 'xid', 'field', 'ecc_dbe', 'ecc_sbe', 'lost', 'reset'");
         }
         rr = backend_inject(a->opt.backend, &req, err, sizeof(err));
         if (rr < 0) {

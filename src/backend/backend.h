@@ -97,6 +97,7 @@ enum backend_inject_kind {
         BACKEND_INJECT_LOST = 6,        /* count = 1 lost, 0 back */
         BACKEND_INJECT_CALL_COST = 7,   /* call = NVML function or "*", count = ns (or % for "*") */
         BACKEND_INJECT_ADVANCE = 8,     /* count = us the fake's scenario clock moves ahead */
+        BACKEND_INJECT_RESET = 9,       /* a GPU reset: counters, pending flags and settings */
 };
 
 typedef struct backend_injection {
@@ -264,6 +265,50 @@ typedef struct backend_proc_list {
  * not on the sampling hot path. */
 int backend_processes(backend *b, unsigned idx, uint64_t *last_seen_us, backend_process *out,
                       size_t max, backend_proc_list *list);
+/* GPU configuration (vigil config get/set/restore, config.enforce; nvml_config.c). Reads and
+ * sets go straight to NVML: call them from a worker thread, never from the sampler's or an HTTP
+ * thread. Each status is 0, or -EOPNOTSUPP (not supported on this GPU), -EACCES, -ENODEV (lost)
+ * or another -errno, and the values beside it mean something only when it is 0. */
+enum backend_cfg_setting {
+        BCFG_POWER_LIMIT = 0,       /* a = mW */
+        BCFG_APP_CLOCKS = 1,        /* a = memory MHz, b = SM MHz; 0,0 = the default clocks */
+        BCFG_LOCKED_GPU_CLOCKS = 2, /* a = min MHz, b = max MHz; 0,0 = unlocked */
+        BCFG_LOCKED_MEM_CLOCKS = 3, /* a = min MHz, b = max MHz; 0,0 = unlocked */
+        BCFG_COMPUTE_MODE = 4,      /* a = NVML compute mode: 0 default, 2 prohibited, 3 exclusive
+                                     * process */
+        BCFG_PERSISTENCE = 5,       /* a = 1 enabled, 0 disabled */
+        BCFG_ECC = 6,               /* a = 1 enabled, 0 disabled (applies at the next reset) */
+        BCFG_COUNT = 7,
+};
+
+typedef struct backend_gpu_config {
+        int power_status;                    /* power limit and its constraints */
+        unsigned power_mw;                   /* current limit, mW */
+        int constraints_status;              /* power_min/max_mw */
+        unsigned power_min_mw, power_max_mw; /* settable range, mW */
+        int app_status;                      /* application clocks */
+        unsigned app_mem_mhz, app_sm_mhz;    /* MHz */
+        int compute_status;                  /* compute mode */
+        unsigned compute_mode;               /* NVML value */
+        int persistence_status;              /* persistence mode */
+        unsigned persistence;                /* 1 enabled */
+        int ecc_status;                      /* ECC mode */
+        unsigned ecc, ecc_pending;           /* 1 enabled; pending = after the next reset */
+} backend_gpu_config;
+
+/* Read GPU idx's configuration (about ten NVML getters). 0 with every status filled, or -ENODEV
+ * (lost) / -EINVAL (bad index) with *out untouched. */
+int backend_gpu_config_read(backend *b, unsigned idx, backend_gpu_config *out);
+/* Supported memory clocks (MHz, as NVML lists them) into out[0..max); *n gets how many there are
+ * (may exceed max). 0 or -errno. */
+int backend_supported_mem_clocks(backend *b, unsigned idx, unsigned *out, size_t max, size_t *n);
+/* Supported graphics (SM) clocks at memory clock mem_mhz. -ENOENT when mem_mhz is not one. */
+int backend_supported_sm_clocks(backend *b, unsigned idx, unsigned mem_mhz, unsigned *out,
+                                size_t max, size_t *n);
+/* Apply one setting (see enum backend_cfg_setting for a and bv). 0, or -EINVAL (NVML refused
+ * the value), -EACCES (no permission: vigild is not root), -EOPNOTSUPP, -ENODEV. Blocks in NVML. */
+int backend_gpu_config_set(backend *b, unsigned idx, enum backend_cfg_setting s, unsigned a,
+                           unsigned bv);
 
 /* NVML return code → negative errno (exposed for the contract test). */
 int backend_errno_from_nvml(int nvml_return);

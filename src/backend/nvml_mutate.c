@@ -109,6 +109,7 @@ int backend_inject(backend *b, const backend_injection *req, char *err, size_t e
             [BACKEND_INJECT_LOST] = FAKE_INJECT_LOST,
             [BACKEND_INJECT_CALL_COST] = FAKE_INJECT_CALL_COST,
             [BACKEND_INJECT_ADVANCE] = FAKE_INJECT_ADVANCE,
+            [BACKEND_INJECT_RESET] = FAKE_INJECT_RESET,
         };
         struct fake_inject f;
 

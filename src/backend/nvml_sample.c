@@ -237,6 +237,46 @@ static void run_getter(backend *b, nvmlDevice_t h, enum getter g, getter_result 
                 rc = CALL(b, applications_clock, h, NVML_CLOCK_MEM, &v);
                 r->u[0] = v;
                 break;
+        case G_INFOROM_VALID:
+                /* a corrupted InfoROM is the answer, not a failed read */
+                rc = CALL(b, validate_inforom, h);
+                r->u[0] = rc == NVML_SUCCESS;
+                if (rc == NVML_ERROR_CORRUPTED_INFOROM)
+                        rc = NVML_SUCCESS;
+                break;
+        case G_FABRIC: {
+                nvmlGpuFabricInfo_v2_t fi = {.version = nvmlGpuFabricInfo_v2};
+                rc = CALL(b, gpu_fabric_info, h, &fi);
+                if (rc == NVML_SUCCESS && fi.state == NVML_GPU_FABRIC_STATE_NOT_SUPPORTED)
+                        rc = NVML_ERROR_NOT_SUPPORTED; /* no NVSwitch fabric: not a state */
+                /* DCGM's dcgmFabricManagerStatus_t: 1 not started, 2 in progress, 3 success,
+                 * 4 failure (registration completed with an error), 5 unrecognized */
+                r->u[0] = fi.state == NVML_GPU_FABRIC_STATE_COMPLETED
+                              ? (fi.status == NVML_SUCCESS ? 3 : 4)
+                          : fi.state <= NVML_GPU_FABRIC_STATE_IN_PROGRESS ? fi.state
+                                                                          : 5;
+                r->u[1] = fi.healthMask;
+                break;
+        }
+        case G_VGPU_LICENSE: {
+                nvmlGridLicensableFeatures_t lf;
+                unsigned enabled = 0, licensed = 0;
+                memset(&lf, 0, sizeof(lf));
+                rc = CALL(b, grid_licensable_features, h, &lf);
+                if (rc == NVML_SUCCESS && !lf.isGridLicenseSupported)
+                        rc = NVML_ERROR_NOT_SUPPORTED; /* bare metal: no vGPU licensing */
+                for (unsigned i = 0;
+                     rc == NVML_SUCCESS && i < MIN(lf.licensableFeaturesCount,
+                                                   (unsigned)NVML_GRID_LICENSE_FEATURE_MAX_COUNT);
+                     i++) {
+                        const nvmlGridLicensableFeature_t *f = &lf.gridLicensableFeatures[i];
+                        enabled += f->featureEnabled != 0;
+                        licensed += f->featureEnabled && f->featureState;
+                }
+                /* DCGM: 0 not licensed, 1 licensed */
+                r->u[0] = enabled && licensed == enabled;
+                break;
+        }
         default:
                 rc = NVML_ERROR_NOT_SUPPORTED;
                 break;

@@ -171,6 +171,53 @@ static const struct option webhook_items[] = {
     {"secret", OPT_CHARS, WOFF(secret), .def = "", .max = 256, .secret = true},
 };
 
+/* config.enforce: desired GPU settings (health/gpuconfig.h), each value checked by the module's
+ * own parser so the file takes exactly what `vigil config set` takes. */
+static int check_gpucfg_value(const struct option *o, const char *shown, const char *v, char *why,
+                              size_t whylen)
+{
+        gpucfg_value val;
+        char err[160];
+        int s = gpucfg_setting_from_name(o->path);
+
+        (void)shown;
+        if (!*v || s < 0 || gpucfg_value_parse(s, v, &val, err, sizeof(err)) == 0)
+                return 0;
+        snprintf(why, whylen, "config.enforce: %s", err);
+        return -EINVAL;
+}
+
+static int check_gpucfg_gpus(const struct option *o, const char *shown, const char *v, char *why,
+                             size_t whylen)
+{
+        char err[160];
+
+        (void)o;
+        (void)shown;
+        if (gpucfg_gpus_check(v, err, sizeof(err)) == 0)
+                return 0;
+        snprintf(why, whylen, "config.enforce: %s", err);
+        return -EINVAL;
+}
+
+#define GOFF(s) (offsetof(gpucfg_desired, value) + (size_t)(s)*GPUCFG_VALUE_MAX)
+#define GITEM(name, s)                                                                             \
+        {                                                                                          \
+                name, OPT_CHARS, GOFF(s), .def = "", .check = check_gpucfg_value,                  \
+                                          .max = GPUCFG_VALUE_MAX                                  \
+        }
+static const struct option enforce_items[] = {
+    {"gpus", OPT_CHARS, offsetof(gpucfg_desired, gpus), .def = "all", .check = check_gpucfg_gpus,
+     .max = GPUCFG_GPUS_MAX},
+    GITEM("power_limit", BCFG_POWER_LIMIT),
+    GITEM("app_clocks", BCFG_APP_CLOCKS),
+    GITEM("locked_gpu_clocks", BCFG_LOCKED_GPU_CLOCKS),
+    GITEM("locked_mem_clocks", BCFG_LOCKED_MEM_CLOCKS),
+    GITEM("compute_mode", BCFG_COMPUTE_MODE),
+    GITEM("persistence", BCFG_PERSISTENCE),
+    GITEM("ecc", BCFG_ECC),
+};
+
 /* The options, in file order. Sections (nvml, collection.tiers, ...) are implied by the paths. */
 static const struct option options[] = {
     {"listen", OPT_STRING, OFF(listen), .def = "0.0.0.0:5555", .check = check_listen,
@@ -483,6 +530,9 @@ static const struct option options[] = {
      M(WORKLOAD, RS)},
     {"workload.max_process_series", OPT_UINT, OFF(workload.max_process_series), .def = "256",
      .min = 0, .max = 100000, M(WORKLOAD, RS)},
+    {"config.enforce", OPT_MAP_LIST, OFF(gpu_enforce), OFF(n_gpu_enforce), .items = enforce_items,
+     .n_items = ARRAY_SIZE(enforce_items), .item_size = sizeof(gpucfg_desired),
+     .max = GPUCFG_ENFORCE_MAX, M(HEALTH, RL)},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */

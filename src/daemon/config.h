@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "api/api_config.h"
 #include "diag/diag_config.h"
+#include "health/gpuconfig.h"
 #include "health/health_config.h"
 #include "sampler/collection_config.h"
 #include "security/security_config.h"
@@ -79,6 +80,9 @@ typedef struct vigil_config {
                 size_t n_labels;
         } alerting;
         diag_config diag; /* diag: thresholds, durations, retention (diag/diag_config.h) */
+        /* config.enforce: desired GPU settings, in file order (health/gpuconfig.h) */
+        gpucfg_desired *gpu_enforce;
+        size_t n_gpu_enforce;
 } vigil_config;
 
 /* The one size parser of every size key (docs/configuration.md, "Units"): "N" or "NB" bytes,

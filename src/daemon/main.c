@@ -36,6 +36,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "config.h"
+#include "health/gpuconfig.h"
 #include "health/health.h"
 #include "observe.h"
 #include "security.h"
@@ -96,6 +97,7 @@ typedef struct daemon_state {
         diag_service *diag;      /* diagnostic runs (vigil diag, POST /api/v1/diag) */
         workload *workload;      /* processes per GPU and owners; NULL when workload.enabled off */
         health *health;          /* health rules, incidents, alerts; NULL until set up */
+        gpuconfig *gpucfg;       /* GPU settings: set/restore, config.enforce; NULL until set up */
         auth_gate *gate;         /* security gate (security.c) */
         tls_ctx *tls;            /* HTTPS context, NULL when security.tls is off */
         anomaly *anomaly;        /* anomaly detection (observe.c); NULL when off */
@@ -306,6 +308,7 @@ static void on_sweep(void *userdata, enum field_tier tier)
 
         health_on_sweep(d->health, tier);
         workload_on_sweep(d->workload, tier);
+        gpuconfig_on_sweep(d->gpucfg, tier);
         if (tier == TIER_FAST)
                 anomaly_eval(d->anomaly, d->en, d->ca); /* before the render: fresh gauges */
         else if (tier == TIER_SLOW)
@@ -643,6 +646,17 @@ static json_t *reload(daemon_state *d, unsigned *status)
         }
         if (d->diag)
                 diag_service_configure(d->diag, &next.diag);
+        if (d->gpucfg &&
+            (next.n_gpu_enforce != d->cfg.n_gpu_enforce ||
+             (next.n_gpu_enforce && memcmp(next.gpu_enforce, d->cfg.gpu_enforce,
+                                           next.n_gpu_enforce * sizeof(*next.gpu_enforce)) != 0))) {
+                r = gpuconfig_set_enforce(d->gpucfg, next.gpu_enforce, next.n_gpu_enforce);
+                if (r < 0)
+                        log_error("config", "failed to apply config.enforce: %s", strerror(-r));
+                else
+                        log_info("config", "config.enforce: %zu entries, enforcing",
+                                 next.n_gpu_enforce);
+        }
         if (d->health) {
                 r = health_reconfigure(d->health, &plan.health);
                 if (r < 0) /* out of memory or threads only: the old health settings stay */
@@ -1136,6 +1150,43 @@ static void T_health(daemon_state *d)
         d->health = health_free(d->health); /* after the sweeps stopped: no hook runs any more */
 }
 
+/* Enforcement changes are audited like the API's, as vigild itself. Worker thread. */
+static void gpucfg_audit(void *userdata, const char *event, const char *detail)
+{
+        daemon_state *d = userdata;
+
+        gate_audit(d->gate, "vigild", "admin", "local", "-", "config.enforce", 200, event, detail,
+                   NULL);
+}
+
+/* GPU configuration: the worker behind vigil config set/restore and config.enforce (enforced
+ * once now; after the security step so that its changes are audited) */
+static int S_gpuconfig(daemon_state *d)
+{
+        gpuconfig_options go = {.backend = d->be,
+                                .sampler = d->en,
+                                .store = d->store,
+                                .enforce = d->cfg.gpu_enforce,
+                                .n_enforce = d->cfg.n_gpu_enforce,
+                                .audit = gpucfg_audit,
+                                .userdata = d};
+        int r = gpuconfig_new(&go, &d->gpucfg);
+
+        if (r < 0) {
+                log_error("vigild", "failed to set up GPU configuration: %s", strerror(-r));
+                return r;
+        }
+        r = gpuconfig_start(d->gpucfg);
+        if (r < 0)
+                log_error("vigild", "failed to start GPU configuration: %s", strerror(-r));
+        return r;
+}
+
+static void T_gpuconfig(daemon_state *d)
+{
+        d->gpucfg = gpuconfig_free(d->gpucfg); /* after the sweeps and the HTTP threads */
+}
+
 static int S_security(daemon_state *d)
 {
         char err[1024] = "";
@@ -1207,6 +1258,7 @@ static int S_api(daemon_state *d)
                 d->labels[i].value = c->metrics.extra_labels[i].value;
         }
         ao.diag = d->diag;
+        ao.gpuconfig = d->gpucfg;
         d->tk_tcp = d->tk_unix = -1; /* the api owns them now */
         r = api_new(&ao, &d->api);
         if (r < 0)
@@ -1338,6 +1390,7 @@ static const step steps[] = {
     {"diagnostics", S_diag, T_diag},
     {"health", S_health, T_health},
     {"security", S_security, T_security},
+    {"gpu configuration", S_gpuconfig, T_gpuconfig},
     {"http", S_api, T_api},
     {"first sweep (takeover)", S_sweeps_early, T_sweeps},
     {"listeners", S_listen, T_listen},

@@ -50,6 +50,7 @@ static struct {
         int64_t cost_sleep[FAKE_CALL_COUNT];             /* ns */
         unsigned scale_pct;                              /* cost multiplier, percent */
         unsigned resets[FAKE_GPUS_MAX];                  /* FAKE_INJECT_RESET per GPU */
+        struct fake_cfg_state cfg[FAKE_GPUS_MAX];        /* what the setters changed */
         struct nvmlEventSet_st *sets;                    /* live event sets */
 } w;
 
@@ -120,6 +121,45 @@ static void ecc_add_locked(unsigned gpu, bool dbe, long long n)
 }
 
 /* Apply the scripted events whose time has come. */
+/* Settings that only the setters change: none at start (ECC: no change pending). */
+static void cfg_clear_locked(unsigned gpu)
+{
+        w.cfg[gpu] = (struct fake_cfg_state){.ecc_pending = -1};
+}
+
+/* A GPU reset, or a GPU that comes back after falling off the bus (a driver reload): what the
+ * setters changed goes back to the defaults (power limit, application and locked clocks,
+ * compute mode, persistence mode), and a pending ECC mode becomes the current one, as on a GPU
+ * whose driver state is gone. */
+static void cfg_defaults_locked(unsigned gpu)
+{
+        static const unsigned volatile_cfg[] = {FLD_POWER_LIMIT,  FLD_ENFORCED_POWER_LIMIT,
+                                                FLD_APP_SM_CLOCK, FLD_APP_MEM_CLOCK,
+                                                FLD_COMPUTE_MODE, FLD_PERSISTENCE_MODE};
+        int idx;
+
+        for (size_t i = 0; i < ARRAY_SIZE(volatile_cfg); i++) {
+                idx = field_index(volatile_cfg[i]);
+                if (idx >= 0 && idx < FAKE_FIELDS_MAX)
+                        w.held[gpu][idx] = false;
+        }
+        if (w.cfg[gpu].ecc_pending >= 0) {
+                idx = field_index(FLD_ECC_CURRENT);
+                if (idx >= 0 && idx < FAKE_FIELDS_MAX) {
+                        w.held[gpu][idx] = true;
+                        w.held_val[gpu][idx] = w.cfg[gpu].ecc_pending;
+                }
+        }
+        cfg_clear_locked(gpu);
+}
+
+static void set_lost_locked(unsigned gpu, bool lost)
+{
+        if (w.lost[gpu] && !lost)
+                cfg_defaults_locked(gpu);
+        w.lost[gpu] = lost;
+}
+
 static void advance_locked(void)
 {
         int64_t t;
@@ -140,7 +180,7 @@ static void advance_locked(void)
                         ecc_add_locked(e->gpu, e->kind == FEV_ECC_DBE, e->value);
                         break;
                 case FEV_LOST:
-                        w.lost[e->gpu] = e->value != 0;
+                        set_lost_locked(e->gpu, e->value != 0);
                         break;
                 }
         }
@@ -157,6 +197,8 @@ static void reset_locked(struct fake_scenario *sc)
         memset(w.ecc, 0, sizeof(w.ecc));
         memset(w.held, 0, sizeof(w.held));
         memset(w.resets, 0, sizeof(w.resets));
+        for (unsigned i = 0; i < FAKE_GPUS_MAX; i++)
+                cfg_clear_locked(i);
         memcpy(w.cost_cpu, sc->cost_cpu_ns, sizeof(w.cost_cpu));
         memcpy(w.cost_sleep, sc->cost_sleep_ns, sizeof(w.cost_sleep));
         w.scale_pct = sc->cost_scale_pct;
@@ -504,6 +546,31 @@ void fake_engine_hold(unsigned gpu, unsigned field, double value)
         pthread_mutex_unlock(&lock);
 }
 
+void fake_engine_release(unsigned gpu, unsigned field)
+{
+        int idx = field_index(field);
+
+        pthread_mutex_lock(&lock);
+        if (w.sc && gpu < w.sc->gpu_count && idx >= 0 && idx < FAKE_FIELDS_MAX)
+                w.held[gpu][idx] = false;
+        pthread_mutex_unlock(&lock);
+}
+
+void fake_engine_cfg_get(unsigned gpu, struct fake_cfg_state *out)
+{
+        pthread_mutex_lock(&lock);
+        *out = gpu < FAKE_GPUS_MAX ? w.cfg[gpu] : (struct fake_cfg_state){.ecc_pending = -1};
+        pthread_mutex_unlock(&lock);
+}
+
+void fake_engine_cfg_put(unsigned gpu, const struct fake_cfg_state *in)
+{
+        pthread_mutex_lock(&lock);
+        if (gpu < FAKE_GPUS_MAX)
+                w.cfg[gpu] = *in;
+        pthread_mutex_unlock(&lock);
+}
+
 /* ---- events ---- */
 
 static bool set_live_locked(nvmlEventSet_t set)
@@ -673,7 +740,7 @@ int fake_engine_inject(const struct fake_inject *req, char *err, size_t errlen)
                         r = -EINVAL;
                         break;
                 }
-                w.lost[req->gpu] = req->count == 1;
+                set_lost_locked(req->gpu, req->count == 1);
                 break;
         case FAKE_INJECT_RESET: {
                 /* What a GPU reset clears: the volatile ECC counters and the pending row
@@ -695,6 +762,7 @@ int fake_engine_inject(const struct fake_inject *req, char *err, size_t errlen)
                                 w.held_val[req->gpu][idx] = 0;
                         }
                 }
+                cfg_defaults_locked(req->gpu);
                 w.resets[req->gpu]++;
                 fprintf(stderr, "fakenvml: GPU %u reset (%u so far)\n", req->gpu,
                         w.resets[req->gpu]);

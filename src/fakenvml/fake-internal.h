@@ -171,7 +171,8 @@ struct fake_scenario {
         int64_t fv_cost_ns[FAKE_FV_IDS];        /* extra CPU per FieldValues entry (ns); <0 unset */
         int64_t fv_cost_default_ns;             /* for ids without their own (ns) */
         unsigned cost_scale_pct;                /* multiplies every cost; 100 = as given */
-        struct fake_event_conf *events;         /* owned, sorted by at_us */
+        bool not_root; /* `root: false`: the configuration setters answer NO_PERMISSION */
+        struct fake_event_conf *events; /* owned, sorted by at_us */
         size_t n_events;
 };
 
@@ -229,6 +230,22 @@ int64_t fake_engine_now_us(void);
 unsigned fake_engine_resets(unsigned gpu);
 /* Hold a field at a value (nvmlDeviceSetPowerManagementLimit uses this). */
 void fake_engine_hold(unsigned gpu, unsigned field, double value);
+/* Let the field follow its source again (a reset of application clocks). */
+void fake_engine_release(unsigned gpu, unsigned field);
+
+/* What the configuration setters changed that no field holds. A GPU reset (FAKE_INJECT_RESET) or
+ * a GPU coming back after it was lost restores the defaults: held power limit, application
+ * clocks, compute and persistence mode are released, locked clocks cleared, and a pending ECC
+ * mode becomes current. */
+struct fake_cfg_state {
+        bool gpu_locked;                     /* nvmlDeviceSetGpuLockedClocks in effect */
+        unsigned gpu_lock_min, gpu_lock_max; /* MHz */
+        bool mem_locked;                     /* nvmlDeviceSetMemoryLockedClocks in effect */
+        unsigned mem_lock_min, mem_lock_max; /* MHz */
+        int ecc_pending;                     /* ECC mode after the next reset, -1 = no change */
+};
+void fake_engine_cfg_get(unsigned gpu, struct fake_cfg_state *out);
+void fake_engine_cfg_put(unsigned gpu, const struct fake_cfg_state *in);
 
 nvmlReturn_t fake_engine_event_set_create(nvmlEventSet_t *set);
 nvmlReturn_t fake_engine_event_set_free(nvmlEventSet_t set);

@@ -101,12 +101,31 @@ EXPORT fake_fnt_max_mig_device_count nvmlDeviceGetMaxMigDeviceCount;
 EXPORT fake_fnt_mig_device_handle_by_index nvmlDeviceGetMigDeviceHandleByIndex;
 EXPORT fake_fnt_gpu_instance_id nvmlDeviceGetGpuInstanceId;
 EXPORT fake_fnt_compute_instance_id nvmlDeviceGetComputeInstanceId;
+EXPORT fake_fnt_power_limit_constraints nvmlDeviceGetPowerManagementLimitConstraints;
+EXPORT fake_fnt_supported_memory_clocks nvmlDeviceGetSupportedMemoryClocks;
+EXPORT fake_fnt_supported_graphics_clocks nvmlDeviceGetSupportedGraphicsClocks;
+EXPORT fake_fnt_set_applications_clocks nvmlDeviceSetApplicationsClocks;
+EXPORT fake_fnt_reset_applications_clocks nvmlDeviceResetApplicationsClocks;
+EXPORT fake_fnt_set_gpu_locked_clocks nvmlDeviceSetGpuLockedClocks;
+EXPORT fake_fnt_reset_gpu_locked_clocks nvmlDeviceResetGpuLockedClocks;
+EXPORT fake_fnt_set_memory_locked_clocks nvmlDeviceSetMemoryLockedClocks;
+EXPORT fake_fnt_reset_memory_locked_clocks nvmlDeviceResetMemoryLockedClocks;
+EXPORT fake_fnt_set_compute_mode nvmlDeviceSetComputeMode;
+EXPORT fake_fnt_set_persistence_mode nvmlDeviceSetPersistenceMode;
+EXPORT fake_fnt_set_ecc_mode nvmlDeviceSetEccMode;
+EXPORT fake_fnt_validate_inforom nvmlDeviceValidateInforom;
+EXPORT fake_fnt_gpu_fabric_info nvmlDeviceGetGpuFabricInfoV;
+EXPORT fake_fnt_grid_licensable_features nvmlDeviceGetGridLicensableFeatures_v4;
 
 #define NVML_BRAND_NVIDIA     14     /* nvmlBrandType_t of data-center Hopper boards */
 #define H200_GPU_MAX_TEMP     87     /* C, NVML_TEMPERATURE_THRESHOLD_GPU_MAX */
 #define H200_MEM_MAX_TEMP     95     /* C, NVML_TEMPERATURE_THRESHOLD_MEM_MAX */
 #define H200_VIDEO_CLOCK      1755   /* MHz */
 #define H200_POWER_MIN_W      200    /* W, lowest settable power limit */
+#define H200_MEM_CLOCK        3201   /* MHz, the one supported memory clock (HBM3e) */
+#define H200_SM_CLOCK_MAX     1980   /* MHz, highest supported graphics clock */
+#define H200_SM_CLOCK_MIN     345    /* MHz, lowest supported graphics clock */
+#define H200_SM_CLOCK_STEP    15     /* MHz between supported graphics clocks */
 #define UTIL_SAMPLE_PERIOD_US 167000 /* us, encoder/decoder sampling period */
 
 #define ENTER(member)                                                                              \
@@ -934,8 +953,11 @@ nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t *curren
         if (!current || !pending)
                 return NVML_ERROR_INVALID_ARGUMENT;
         r = read_state(gpu, FLD_ECC_CURRENT, current);
-        if (r == NVML_SUCCESS)
-                *pending = *current; /* no mode change is ever pending in the fake */
+        if (r == NVML_SUCCESS) {
+                struct fake_cfg_state c;
+                fake_engine_cfg_get(gpu, &c); /* nvmlDeviceSetEccMode: until the next reset */
+                *pending = c.ecc_pending >= 0 ? (nvmlEnableState_t)c.ecc_pending : *current;
+        }
         return r;
 }
 
@@ -1218,6 +1240,18 @@ nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set)
 
 /* ---- mutators ---- */
 
+/* The setters check as NVML does: the handle, then support (the getter's field unsupported on
+ * this GPU → NOT_SUPPORTED), then the caller's rights (`root: false` → NO_PERMISSION), then the
+ * value (INVALID_ARGUMENT out of range). */
+static nvmlReturn_t may_set(unsigned gpu, unsigned field)
+{
+        if (fake_engine_supported(gpu, field) != NVML_SUCCESS)
+                return NVML_ERROR_NOT_SUPPORTED;
+        if (fake_engine_scenario()->not_root)
+                return NVML_ERROR_NO_PERMISSION;
+        return NVML_SUCCESS;
+}
+
 nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t device, unsigned int limit_mw)
 {
         unsigned gpu;
@@ -1228,12 +1262,292 @@ nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t device, unsigned int
         r = read1(gpu, FLD_POWER_LIMIT_DEFAULT, &max_w);
         if (r != NVML_SUCCESS)
                 return r;
-        if (fake_engine_supported(gpu, FLD_POWER_LIMIT) != NVML_SUCCESS)
-                return NVML_ERROR_NOT_SUPPORTED;
+        if ((r = may_set(gpu, FLD_POWER_LIMIT)) != NVML_SUCCESS)
+                return r;
         if (limit_mw < H200_POWER_MIN_W * 1000U || limit_mw > to_u32(max_w * 1000))
                 return NVML_ERROR_INVALID_ARGUMENT;
         fake_engine_hold(gpu, FLD_POWER_LIMIT, limit_mw / 1000.0);
         fake_engine_hold(gpu, FLD_ENFORCED_POWER_LIMIT, limit_mw / 1000.0);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t device, unsigned int *min_mw,
+                                                          unsigned int *max_mw)
+{
+        unsigned gpu, max = 0;
+        nvmlReturn_t r;
+
+        ENTER_DEV(power_limit_constraints, device, gpu);
+        if (!min_mw || !max_mw)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (fake_engine_supported(gpu, FLD_POWER_LIMIT) != NVML_SUCCESS)
+                return NVML_ERROR_NOT_SUPPORTED;
+        r = read_u32(device, gpu, FLD_POWER_LIMIT_DEFAULT, 1000, &max);
+        if (r != NVML_SUCCESS)
+                return r;
+        *min_mw = H200_POWER_MIN_W * 1000U;
+        *max_mw = max;
+        return NVML_SUCCESS;
+}
+
+/* NVML's two-call list convention: too small a buffer answers INSUFFICIENT_SIZE with the count. */
+static nvmlReturn_t give_list(const unsigned *v, unsigned n, unsigned int *count, unsigned int *out)
+{
+        if (!count)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (*count < n || !out) {
+                *count = n;
+                return NVML_ERROR_INSUFFICIENT_SIZE;
+        }
+        memcpy(out, v, n * sizeof(*v));
+        *count = n;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetSupportedMemoryClocks(nvmlDevice_t device, unsigned int *count,
+                                                unsigned int *mhz)
+{
+        static const unsigned mem[] = {H200_MEM_CLOCK};
+        unsigned gpu;
+
+        ENTER_DEV(supported_memory_clocks, device, gpu);
+        if (fake_engine_supported(gpu, FLD_APP_MEM_CLOCK) != NVML_SUCCESS)
+                return NVML_ERROR_NOT_SUPPORTED;
+        return give_list(mem, ARRAY_SIZE(mem), count, mhz);
+}
+
+#define H200_SM_CLOCKS ((H200_SM_CLOCK_MAX - H200_SM_CLOCK_MIN) / H200_SM_CLOCK_STEP + 1)
+
+nvmlReturn_t nvmlDeviceGetSupportedGraphicsClocks(nvmlDevice_t device, unsigned int mem_mhz,
+                                                  unsigned int *count, unsigned int *mhz)
+{
+        unsigned gpu, v[H200_SM_CLOCKS];
+
+        ENTER_DEV(supported_graphics_clocks, device, gpu);
+        if (fake_engine_supported(gpu, FLD_APP_SM_CLOCK) != NVML_SUCCESS)
+                return NVML_ERROR_NOT_SUPPORTED;
+        if (mem_mhz != H200_MEM_CLOCK)
+                return NVML_ERROR_NOT_FOUND;
+        for (unsigned i = 0; i < H200_SM_CLOCKS; i++) /* highest first, as NVML lists them */
+                v[i] = H200_SM_CLOCK_MAX - i * H200_SM_CLOCK_STEP;
+        return give_list(v, H200_SM_CLOCKS, count, mhz);
+}
+
+static bool sm_clock_supported(unsigned mhz)
+{
+        return mhz >= H200_SM_CLOCK_MIN && mhz <= H200_SM_CLOCK_MAX &&
+               (H200_SM_CLOCK_MAX - mhz) % H200_SM_CLOCK_STEP == 0;
+}
+
+nvmlReturn_t nvmlDeviceSetApplicationsClocks(nvmlDevice_t device, unsigned int mem_mhz,
+                                             unsigned int sm_mhz)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(set_applications_clocks, device, gpu);
+        if ((r = may_set(gpu, FLD_APP_SM_CLOCK)) != NVML_SUCCESS)
+                return r;
+        if (mem_mhz != H200_MEM_CLOCK || !sm_clock_supported(sm_mhz))
+                return NVML_ERROR_INVALID_ARGUMENT;
+        fake_engine_hold(gpu, FLD_APP_MEM_CLOCK, mem_mhz);
+        fake_engine_hold(gpu, FLD_APP_SM_CLOCK, sm_mhz);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceResetApplicationsClocks(nvmlDevice_t device)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(reset_applications_clocks, device, gpu);
+        if ((r = may_set(gpu, FLD_APP_SM_CLOCK)) != NVML_SUCCESS)
+                return r;
+        fake_engine_release(gpu, FLD_APP_MEM_CLOCK);
+        fake_engine_release(gpu, FLD_APP_SM_CLOCK);
+        return NVML_SUCCESS;
+}
+
+/* Locked clocks: min <= max, both within what the GPU supports. The fake keeps the lock; NVML
+ * offers no getter for it. */
+static nvmlReturn_t set_lock(nvmlDevice_t device, bool mem, bool on, unsigned lo, unsigned hi)
+{
+        unsigned gpu;
+        struct fake_cfg_state c;
+        nvmlReturn_t r;
+
+        r = fake_engine_dev(device, &gpu);
+        if (r != NVML_SUCCESS)
+                return r;
+        if ((r = may_set(gpu, mem ? FLD_MEM_CLOCK : FLD_SM_CLOCK)) != NVML_SUCCESS)
+                return r;
+        if (on && (lo > hi || (mem ? lo != H200_MEM_CLOCK || hi != H200_MEM_CLOCK
+                                   : lo < H200_SM_CLOCK_MIN || hi > H200_SM_CLOCK_MAX)))
+                return NVML_ERROR_INVALID_ARGUMENT;
+        fake_engine_cfg_get(gpu, &c);
+        if (mem) {
+                c.mem_locked = on;
+                c.mem_lock_min = on ? lo : 0;
+                c.mem_lock_max = on ? hi : 0;
+        } else {
+                c.gpu_locked = on;
+                c.gpu_lock_min = on ? lo : 0;
+                c.gpu_lock_max = on ? hi : 0;
+        }
+        fake_engine_cfg_put(gpu, &c);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceSetGpuLockedClocks(nvmlDevice_t device, unsigned int min_mhz,
+                                          unsigned int max_mhz)
+{
+        ENTER(set_gpu_locked_clocks);
+        return set_lock(device, false, true, min_mhz, max_mhz);
+}
+
+nvmlReturn_t nvmlDeviceResetGpuLockedClocks(nvmlDevice_t device)
+{
+        ENTER(reset_gpu_locked_clocks);
+        return set_lock(device, false, false, 0, 0);
+}
+
+nvmlReturn_t nvmlDeviceSetMemoryLockedClocks(nvmlDevice_t device, unsigned int min_mhz,
+                                             unsigned int max_mhz)
+{
+        ENTER(set_memory_locked_clocks);
+        return set_lock(device, true, true, min_mhz, max_mhz);
+}
+
+nvmlReturn_t nvmlDeviceResetMemoryLockedClocks(nvmlDevice_t device)
+{
+        ENTER(reset_memory_locked_clocks);
+        return set_lock(device, true, false, 0, 0);
+}
+
+nvmlReturn_t nvmlDeviceSetComputeMode(nvmlDevice_t device, nvmlComputeMode_t mode)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(set_compute_mode, device, gpu);
+        if ((r = may_set(gpu, FLD_COMPUTE_MODE)) != NVML_SUCCESS)
+                return r;
+        if (mode != NVML_COMPUTEMODE_DEFAULT && mode != NVML_COMPUTEMODE_PROHIBITED &&
+            mode != NVML_COMPUTEMODE_EXCLUSIVE_PROCESS)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        fake_engine_hold(gpu, FLD_COMPUTE_MODE, mode);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceSetPersistenceMode(nvmlDevice_t device, nvmlEnableState_t mode)
+{
+        unsigned gpu;
+        nvmlReturn_t r;
+
+        ENTER_DEV(set_persistence_mode, device, gpu);
+        if ((r = may_set(gpu, FLD_PERSISTENCE_MODE)) != NVML_SUCCESS)
+                return r;
+        if (mode != NVML_FEATURE_ENABLED && mode != NVML_FEATURE_DISABLED)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        fake_engine_hold(gpu, FLD_PERSISTENCE_MODE, mode == NVML_FEATURE_ENABLED);
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceSetEccMode(nvmlDevice_t device, nvmlEnableState_t ecc)
+{
+        unsigned gpu;
+        struct fake_cfg_state c;
+        nvmlReturn_t r;
+
+        ENTER_DEV(set_ecc_mode, device, gpu);
+        if ((r = may_set(gpu, FLD_ECC_CURRENT)) != NVML_SUCCESS)
+                return r;
+        if (ecc != NVML_FEATURE_ENABLED && ecc != NVML_FEATURE_DISABLED)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        fake_engine_cfg_get(gpu, &c);
+        c.ecc_pending = ecc == NVML_FEATURE_ENABLED; /* takes effect at the next reset */
+        fake_engine_cfg_put(gpu, &c);
+        return NVML_SUCCESS;
+}
+
+/* ---- InfoROM and fabric ---- */
+
+/* INFOROM_VALID 1 (default) → SUCCESS, 0 → CORRUPTED_INFOROM, as NVML answers. */
+nvmlReturn_t nvmlDeviceValidateInforom(nvmlDevice_t device)
+{
+        unsigned gpu;
+        double v;
+        nvmlReturn_t r;
+
+        ENTER_DEV(validate_inforom, device, gpu);
+        r = read1(gpu, FLD_INFOROM_VALID, &v);
+        if (r != NVML_SUCCESS)
+                return r;
+        return v >= 0.5 ? NVML_SUCCESS : NVML_ERROR_CORRUPTED_INFOROM;
+}
+
+/* A GPU without NVLink (a PCIe card) has no fabric: NOT_SUPPORTED. Otherwise the state comes from
+ * FABRIC_MANAGER_STATUS in DCGM's encoding (1 not started, 2 in progress, 3 success, 4 failure:
+ * registration completed with an error) and the health mask from FABRIC_HEALTH_MASK. */
+nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfo_v2_t *info)
+{
+        unsigned gpu;
+        double st, mask;
+        nvmlReturn_t r;
+
+        ENTER_DEV(gpu_fabric_info, device, gpu);
+        if (!info)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (info->version != nvmlGpuFabricInfo_v2)
+                return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        if (!fake_engine_scenario()->nvlink_links)
+                return NVML_ERROR_NOT_SUPPORTED;
+        r = read1(gpu, FLD_FABRIC_MANAGER_STATUS, &st);
+        if (r == NVML_SUCCESS)
+                r = read1(gpu, FLD_FABRIC_HEALTH_MASK, &mask);
+        if (r != NVML_SUCCESS)
+                return r;
+        memset(info->clusterUuid, 0, sizeof(info->clusterUuid));
+        info->clusterUuid[0] = 0xc1;
+        info->cliqueId = 1;
+        info->state = st >= 3   ? NVML_GPU_FABRIC_STATE_COMPLETED
+                      : st >= 2 ? NVML_GPU_FABRIC_STATE_IN_PROGRESS
+                                : NVML_GPU_FABRIC_STATE_NOT_STARTED;
+        info->status = st >= 4 ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
+        info->healthMask = to_u32(mask);
+        return NVML_SUCCESS;
+}
+
+/* A vGPU guest is what a scenario says by giving VGPU_LICENSE_STATUS a value (1 licensed, 0 not):
+ * one enabled vGPU feature in that state. Without it the GPU is bare metal: licensing is not
+ * supported (isGridLicenseSupported 0), as NVML answers there. */
+nvmlReturn_t nvmlDeviceGetGridLicensableFeatures_v4(nvmlDevice_t device,
+                                                    nvmlGridLicensableFeatures_t *features)
+{
+        const struct fake_gpu_conf *c;
+        unsigned gpu;
+        double v = 0;
+        int idx = field_index(FLD_VGPU_LICENSE_STATUS);
+        nvmlReturn_t r;
+
+        ENTER_DEV(grid_licensable_features, device, gpu);
+        if (!features)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        memset(features, 0, sizeof(*features));
+        c = fake_engine_gpu(gpu);
+        if (!c || idx < 0 || idx >= FAKE_FIELDS_MAX || c->src[idx].kind == SRC_DEFAULT)
+                return NVML_SUCCESS; /* isGridLicenseSupported = 0 */
+        r = read1(gpu, FLD_VGPU_LICENSE_STATUS, &v);
+        if (r != NVML_SUCCESS)
+                return r;
+        features->isGridLicenseSupported = 1;
+        features->licensableFeaturesCount = 1;
+        features->gridLicensableFeatures[0].featureCode = 1; /* vGPU */
+        features->gridLicensableFeatures[0].featureEnabled = 1;
+        features->gridLicensableFeatures[0].featureState = v >= 0.5;
+        snprintf(features->gridLicensableFeatures[0].productName,
+                 sizeof(features->gridLicensableFeatures[0].productName),
+                 "NVIDIA Virtual Compute Server");
         return NVML_SUCCESS;
 }
 

@@ -94,6 +94,8 @@ static const struct {
     {FLD_APP_SM_CLOCK, {SRC_CONST, 1980, 0, 0, 0}},
     {FLD_APP_MEM_CLOCK, {SRC_CONST, 3201, 0, 0, 0}},
     {FLD_ECC_CURRENT, {SRC_CONST, 1, 0, 0, 0}},
+    {FLD_INFOROM_VALID, {SRC_CONST, 1, 0, 0, 0}},
+    {FLD_FABRIC_MANAGER_STATUS, {SRC_CONST, 3, 0, 0, 0}}, /* registered (NVSwitch boards) */
     {FLD_PSTATE, {SRC_CONST, 0, 0, 0, 0}},
 };
 
@@ -1010,6 +1012,7 @@ enum top_key {
         K_NVLINK,
         K_TOPOLOGY,
         K_CUDA, /* the fake CUDA's section (src/fakecuda), not read here */
+        K_ROOT, /* false: vigild runs without the rights NVML's setters need */
         K_COUNT,
 };
 
@@ -1031,6 +1034,7 @@ static const char *const top_keys[K_COUNT] = {
     [K_NVLINK] = "nvlink",
     [K_TOPOLOGY] = "topology",
     [K_CUDA] = "cuda",
+    [K_ROOT] = "root",
 };
 
 static int parse_root(struct pctx *p, const yaml_node_t *root)
@@ -1119,6 +1123,12 @@ static int parse_root(struct pctx *p, const yaml_node_t *root)
                 return r;
         if (val[K_EVENTS] && (r = parse_events(p, val[K_EVENTS])) < 0)
                 return r;
+        if (val[K_ROOT]) {
+                bool is_root = true;
+                if ((r = get_bool(p, val[K_ROOT], "root", &is_root)) < 0)
+                        return r;
+                sc->not_root = !is_root;
+        }
         sc->nvlink_version = 4;
         sc->numa_nodes = 1;
         sc->cpus_per_node = 16;

@@ -134,6 +134,14 @@ static int counter_increase(const rule_ctx *c, uint16_t field, int64_t window_us
         return 0;
 }
 
+/* nvmlDeviceGpuRecoveryAction_t (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION), as the field stores it. */
+enum {
+        NVML_RECOVERY_GPU_RESET = 1,
+        NVML_RECOVERY_NODE_REBOOT = 2,
+        NVML_RECOVERY_DRAIN_P2P = 3,
+        NVML_RECOVERY_DRAIN_AND_RESET = 4,
+};
+
 static void fire(rule_result *out, enum health_severity sev, const char *fmt, ...) _printf_(3, 4);
 static void fire(rule_result *out, enum health_severity sev, const char *fmt, ...)
 {
@@ -270,6 +278,50 @@ static void eval_row_remap_failure(const rule_ctx *c, rule_result *out)
         READ_OR_SKIP(latest_i64(c, FLD_ROW_REMAP_FAILURE, &v));
         if (v)
                 fire(out, HEALTH_FAIL, "row remapping failed");
+}
+
+/* The recovery action the driver reports: each rule fires on its own value (rules.def). */
+static void recovery_is(const rule_ctx *c, rule_result *out, int64_t want, const char *what)
+{
+        int64_t v;
+
+        READ_OR_SKIP(latest_i64(c, FLD_GPU_RECOVERY_ACTION, &v));
+        if (v == want)
+                fire(out, out->sev, "the driver's recovery action is %s (%lld)", what,
+                     (long long)v);
+}
+
+static void eval_recovery_reset(const rule_ctx *c, rule_result *out)
+{
+        out->sev = HEALTH_FAIL;
+        recovery_is(c, out, NVML_RECOVERY_GPU_RESET, "GPU reset");
+}
+
+static void eval_recovery_reboot(const rule_ctx *c, rule_result *out)
+{
+        out->sev = HEALTH_FAIL;
+        recovery_is(c, out, NVML_RECOVERY_NODE_REBOOT, "node reboot");
+}
+
+static void eval_recovery_drain_p2p(const rule_ctx *c, rule_result *out)
+{
+        out->sev = HEALTH_WARN;
+        recovery_is(c, out, NVML_RECOVERY_DRAIN_P2P, "drain peer-to-peer traffic");
+}
+
+static void eval_recovery_drain_reset(const rule_ctx *c, rule_result *out)
+{
+        out->sev = HEALTH_FAIL;
+        recovery_is(c, out, NVML_RECOVERY_DRAIN_AND_RESET, "drain and reset");
+}
+
+static void eval_inforom_corrupt(const rule_ctx *c, rule_result *out)
+{
+        int64_t v;
+
+        READ_OR_SKIP(latest_i64(c, FLD_INFOROM_VALID, &v));
+        if (v == 0)
+                fire(out, HEALTH_WARN, "nvmlDeviceValidateInforom: corrupted InfoROM");
 }
 
 static void eval_row_remap_pending(const rule_ctx *c, rule_result *out)

@@ -203,3 +203,45 @@ NVML_FN(nvmlReturn_t, accounting_mode, 0, (nvmlDevice_t device, nvmlEnableState_
 NVML_FN(nvmlReturn_t, accounting_stats, 0,
         (nvmlDevice_t device, unsigned int pid, nvmlAccountingStats_t *stats),
         "nvmlDeviceGetAccountingStats")
+/* GPU configuration (vigil config set / restore, config.enforce): the constraints a value is
+ * checked against and the setters (guarded; exercised against the fake NVML only). NVML has no
+ * getter for locked clocks. */
+NVML_FN(nvmlReturn_t, power_limit_constraints, 0,
+        (nvmlDevice_t device, unsigned int *min_mw, unsigned int *max_mw),
+        "nvmlDeviceGetPowerManagementLimitConstraints")
+NVML_FN(nvmlReturn_t, supported_memory_clocks, 0,
+        (nvmlDevice_t device, unsigned int *count, unsigned int *mhz),
+        "nvmlDeviceGetSupportedMemoryClocks")
+NVML_FN(nvmlReturn_t, supported_graphics_clocks, 0,
+        (nvmlDevice_t device, unsigned int mem_mhz, unsigned int *count, unsigned int *mhz),
+        "nvmlDeviceGetSupportedGraphicsClocks")
+NVML_FN(nvmlReturn_t, set_applications_clocks, 0,
+        (nvmlDevice_t device, unsigned int mem_mhz, unsigned int sm_mhz),
+        "nvmlDeviceSetApplicationsClocks")
+NVML_FN(nvmlReturn_t, reset_applications_clocks, 0, (nvmlDevice_t device),
+        "nvmlDeviceResetApplicationsClocks")
+NVML_FN(nvmlReturn_t, set_gpu_locked_clocks, 0,
+        (nvmlDevice_t device, unsigned int min_mhz, unsigned int max_mhz),
+        "nvmlDeviceSetGpuLockedClocks")
+NVML_FN(nvmlReturn_t, reset_gpu_locked_clocks, 0, (nvmlDevice_t device),
+        "nvmlDeviceResetGpuLockedClocks")
+NVML_FN(nvmlReturn_t, set_memory_locked_clocks, 0,
+        (nvmlDevice_t device, unsigned int min_mhz, unsigned int max_mhz),
+        "nvmlDeviceSetMemoryLockedClocks")
+NVML_FN(nvmlReturn_t, reset_memory_locked_clocks, 0, (nvmlDevice_t device),
+        "nvmlDeviceResetMemoryLockedClocks")
+NVML_FN(nvmlReturn_t, set_compute_mode, 0, (nvmlDevice_t device, nvmlComputeMode_t mode),
+        "nvmlDeviceSetComputeMode")
+NVML_FN(nvmlReturn_t, set_persistence_mode, 0, (nvmlDevice_t device, nvmlEnableState_t mode),
+        "nvmlDeviceSetPersistenceMode")
+NVML_FN(nvmlReturn_t, set_ecc_mode, 0, (nvmlDevice_t device, nvmlEnableState_t ecc),
+        "nvmlDeviceSetEccMode")
+
+/* Fields the catalog had without a reader: InfoROM validity (the `inforom` health system) and the
+ * GPU fabric state on NVSwitch systems (Fabric Manager). */
+NVML_FN(nvmlReturn_t, validate_inforom, 0, (nvmlDevice_t device), "nvmlDeviceValidateInforom")
+NVML_FN(nvmlReturn_t, gpu_fabric_info, 0, (nvmlDevice_t device, nvmlGpuFabricInfo_v2_t *info),
+        "nvmlDeviceGetGpuFabricInfoV")
+NVML_FN(nvmlReturn_t, grid_licensable_features, 0,
+        (nvmlDevice_t device, nvmlGridLicensableFeatures_t *features),
+        "nvmlDeviceGetGridLicensableFeatures_v4")

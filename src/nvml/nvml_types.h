@@ -250,6 +250,14 @@ typedef struct nvmlFieldValue_st {
 #define NVML_FI_DEV_REMAPPED_FAILURE            145
 #define NVML_FI_DEV_POWER_AVERAGE               185
 #define NVML_FI_DEV_POWER_INSTANT               186
+#define NVML_FI_DEV_GET_GPU_RECOVERY_ACTION     230 /* nvmlDeviceGpuRecoveryAction_t, r570+ */
+
+/* nvmlDeviceGpuRecoveryAction_t: what the driver says the GPU needs. */
+#define NVML_GPU_RECOVERY_ACTION_NONE            0
+#define NVML_GPU_RECOVERY_ACTION_GPU_RESET       1
+#define NVML_GPU_RECOVERY_ACTION_NODE_REBOOT     2
+#define NVML_GPU_RECOVERY_ACTION_DRAIN_P2P       3
+#define NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET 4
 
 /* NVLink (per link: scopeId = link id, 0..NVML_NVLINK_MAX_LINKS-1). */
 #define NVML_FI_DEV_NVLINK_LINK_COUNT         91  /* links the device has (device scope) */
@@ -373,6 +381,55 @@ typedef struct nvmlGpmMetricsGet_st {
         nvmlGpmSample_t sample2;                      /* IN: the later sample */
         nvmlGpmMetric_t metrics[NVML_GPM_METRIC_MAX]; /* IN metricId, OUT nvmlReturn and value */
 } nvmlGpmMetricsGet_t;
+
+/* GPU fabric (NVSwitch systems): nvmlDeviceGetGpuFabricInfoV with version 2. The struct is
+ * versioned: version = sizeof | 2 << 24; state is one byte (nvmlGpuFabricState_t). */
+#define NVML_GPU_FABRIC_UUID_LEN            16
+#define NVML_GPU_FABRIC_STATE_NOT_SUPPORTED 0
+#define NVML_GPU_FABRIC_STATE_NOT_STARTED   1
+#define NVML_GPU_FABRIC_STATE_IN_PROGRESS   2
+#define NVML_GPU_FABRIC_STATE_COMPLETED     3
+
+typedef struct nvmlGpuFabricInfo_v2_st {
+        unsigned int version;                                /* IN: nvmlGpuFabricInfo_v2 */
+        unsigned char clusterUuid[NVML_GPU_FABRIC_UUID_LEN]; /* OUT: cluster of the GPU */
+        nvmlReturn_t status;     /* OUT: registration error, valid when state is COMPLETED */
+        unsigned int cliqueId;   /* OUT: fabric clique of the GPU */
+        unsigned char state;     /* OUT: NVML_GPU_FABRIC_STATE_* */
+        unsigned int healthMask; /* OUT: NVML_GPU_FABRIC_HEALTH_MASK_* bits */
+} nvmlGpuFabricInfo_v2_t;
+
+#define nvmlGpuFabricInfo_v2 ((unsigned int)(sizeof(nvmlGpuFabricInfo_v2_t) | (2U << 24)))
+
+/* vGPU software licensing (nvmlDeviceGetGridLicensableFeatures_v4): the layout of nvml.h's v4
+ * structs (productName, featureEnabled and licenseExpiry appended to each feature). */
+#define NVML_GRID_LICENSE_BUFFER_SIZE       128
+#define NVML_GRID_LICENSE_FEATURE_MAX_COUNT 3
+
+typedef struct nvmlGridLicenseExpiry_st {
+        unsigned int year;    /* expiry date and time */
+        unsigned short month; /* 1..12 */
+        unsigned short day;
+        unsigned short hour;
+        unsigned short min;
+        unsigned short sec;
+        unsigned char status; /* expiry status */
+} nvmlGridLicenseExpiry_t;
+
+typedef struct nvmlGridLicensableFeature_st {
+        int featureCode;           /* 1 vGPU, 2 RTX virtual workstation, 3 gaming, 4 compute */
+        unsigned int featureState; /* nonzero: licensed now */
+        char licenseInfo[NVML_GRID_LICENSE_BUFFER_SIZE]; /* deprecated */
+        char productName[NVML_GRID_LICENSE_BUFFER_SIZE]; /* feature's product name */
+        unsigned int featureEnabled;                     /* nonzero: the feature is in use */
+        nvmlGridLicenseExpiry_t licenseExpiry;           /* when the license expires */
+} nvmlGridLicensableFeature_t;
+
+typedef struct nvmlGridLicensableFeatures_st {
+        int isGridLicenseSupported;           /* nonzero: vGPU software licensing applies */
+        unsigned int licensableFeaturesCount; /* entries filled below */
+        nvmlGridLicensableFeature_t gridLicensableFeatures[NVML_GRID_LICENSE_FEATURE_MAX_COUNT];
+} nvmlGridLicensableFeatures_t;
 
 typedef struct nvmlGpmSupport_st {
         unsigned int version;           /* IN: NVML_GPM_SUPPORT_VERSION */

@@ -19,7 +19,8 @@ TEXT_CTYPE = "text/plain; version=0.0.4; charset=utf-8"
 # released dcgm-exporter (4.5.x) spells the host label "Hostname"; its main branch "hostname"
 LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname",
                "DCGM_FI_DRIVER_VERSION"]
-# Enabled in dcgm-exporter's default file but NOT_SUPPORTED by our NVML backend: must be absent.
+# Enabled in dcgm-exporter's default file but not supported here, so absent: NVLink bandwidth has no
+# NVML reader; the vGPU license is not supported on bare-metal GPUs (the default scenario's).
 # (The profiling fields 1001/1004/1005 are read through NVML GPM and present.)
 UNSUPPORTED = {"DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_VGPU_LICENSE_STATUS"}
 

@@ -267,7 +267,7 @@ def test_config_get():
             check(want in " ".join(out.split()).replace("| ", "| ") or want in out,
                   "%r in:\n%s" % (want, out))
         p = run_cli("--host", v.url, "config", "set", "-P", "300")
-        check(p.returncode == 2 and "only 'get'" in p.stderr, "set refused: %s" % p.stderr)
+        check(p.returncode == 2 and "needs -i GPUS" in p.stderr, "set without -i: %s" % p.stderr)
 
 
 if __name__ == "__main__":

@@ -674,6 +674,98 @@ static int setup_procs(void **state)
         return 0;
 }
 
+/* GPU configuration: the reads everywhere (real NVML included: read-only), the setters with
+ * NVML's checks and a reset that puts the defaults back on the fake only. */
+static void test_gpu_config(void **state)
+{
+        (void)state;
+        for (unsigned g = 0; g < ngpu; g++) {
+                backend_gpu_config c;
+                unsigned mem[512], sm[512];
+                size_t n_mem = 0, n_sm = 0;
+                int r;
+
+                assert_int_equal(backend_gpu_config_read(be, g, &c), 0);
+                const int st[] = {c.power_status,   c.constraints_status, c.app_status,
+                                  c.compute_status, c.persistence_status, c.ecc_status};
+                for (size_t i = 0; i < ARRAY_LEN(st); i++)
+                        assert_true(st[i] == 0 || st[i] == -EOPNOTSUPP || st[i] == -EACCES);
+                if (c.power_status == 0 && c.constraints_status == 0) {
+                        assert_true(c.power_min_mw <= c.power_mw);
+                        assert_true(c.power_mw <= c.power_max_mw);
+                }
+                if (c.compute_status == 0)
+                        assert_true(c.compute_mode <= 3);
+                r = backend_supported_mem_clocks(be, g, mem, ARRAY_LEN(mem), &n_mem);
+                assert_true(r == 0 || r == -EOPNOTSUPP);
+                if (r == 0 && n_mem && n_mem <= ARRAY_LEN(mem)) {
+                        assert_true(mem[0] > 0);
+                        r = backend_supported_sm_clocks(be, g, mem[0], sm, ARRAY_LEN(sm), &n_sm);
+                        assert_true(r == 0 || r == -EOPNOTSUPP);
+                        if (r == 0)
+                                assert_true(n_sm > 0 && sm[0] > 0);
+                }
+                fprintf(stderr,
+                        "# GPU %u: power %u mW (%u..%u), app %u/%u MHz, compute %u, "
+                        "persistence %u, ecc %u pending %u, %zu memory clocks, %zu SM "
+                        "clocks\n",
+                        g, c.power_mw, c.power_min_mw, c.power_max_mw, c.app_mem_mhz, c.app_sm_mhz,
+                        c.compute_mode, c.persistence, c.ecc, c.ecc_pending, n_mem, n_sm);
+        }
+        if (real)
+                return; /* never change a real GPU */
+        {
+                backend_gpu_config c;
+                backend_injection reset = {.kind = BACKEND_INJECT_RESET, .gpu = 1};
+                unsigned mem[4], sm[200];
+                size_t n_mem = 0, n_sm = 0;
+                char err[256];
+
+                assert_int_equal(backend_supported_mem_clocks(be, 1, mem, 4, &n_mem), 0);
+                assert_int_equal(n_mem, 1);
+                assert_int_equal(mem[0], 3201);
+                assert_int_equal(backend_supported_sm_clocks(be, 1, 3201, sm, 200, &n_sm), 0);
+                assert_int_equal(sm[0], 1980);
+                assert_int_equal(backend_supported_sm_clocks(be, 1, 1000, sm, 200, &n_sm), -ENOENT);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_POWER_LIMIT, 500000, 0), 0);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_POWER_LIMIT, 900000, 0),
+                                 -EINVAL);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_APP_CLOCKS, 3201, 1500), 0);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_APP_CLOCKS, 3201, 1501),
+                                 -EINVAL);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_LOCKED_GPU_CLOCKS, 1200, 1800),
+                                 0);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_LOCKED_GPU_CLOCKS, 1800, 1200),
+                                 -EINVAL);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_LOCKED_MEM_CLOCKS, 0, 0), 0);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_COMPUTE_MODE, 3, 0), 0);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_COMPUTE_MODE, 1, 0), -EINVAL);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_PERSISTENCE, 0, 0), 0);
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_ECC, 0, 0), 0);
+                assert_int_equal(backend_gpu_config_read(be, 1, &c), 0);
+                assert_int_equal(c.power_mw, 500000);
+                assert_int_equal(c.app_sm_mhz, 1500);
+                assert_int_equal(c.compute_mode, 3);
+                assert_int_equal(c.persistence, 0);
+                assert_int_equal(c.ecc, 1); /* pending until the reset */
+                assert_int_equal(c.ecc_pending, 0);
+                assert_int_equal(backend_inject(be, &reset, err, sizeof(err)), 0);
+                assert_int_equal(backend_gpu_config_read(be, 1, &c), 0);
+                assert_int_equal(c.power_mw, 700000); /* defaults back */
+                assert_int_equal(c.app_sm_mhz, 1980);
+                assert_int_equal(c.compute_mode, 0);
+                assert_int_equal(c.persistence, 1);
+                assert_int_equal(c.ecc, 0); /* the pending mode applied */
+                assert_int_equal(c.ecc_pending, 0);
+                /* put ECC back for the tests after this one */
+                assert_int_equal(backend_gpu_config_set(be, 1, BCFG_ECC, 1, 0), 0);
+                assert_int_equal(backend_inject(be, &reset, err, sizeof(err)), 0);
+                assert_int_equal(backend_gpu_config_read(be, 1, &c), 0);
+                assert_int_equal(c.ecc, 1);
+                assert_int_equal(backend_gpu_config_set(be, 9, BCFG_ECC, 1, 0), -EINVAL);
+        }
+}
+
 static void test_wrong_library_is_refused(void **state)
 {
         backend_options o = {.library = "/nonexistent/libnvidia-ml.so.1"};
@@ -701,6 +793,7 @@ int main(void)
             cmocka_unit_test(test_concurrent_threads_fake),
             cmocka_unit_test(test_errno_map),
             cmocka_unit_test(test_processes),
+            cmocka_unit_test(test_gpu_config),
             cmocka_unit_test(test_wrong_library_is_refused),
         };
         const struct CMUnitTest procs[] = {

@@ -49,6 +49,22 @@ static void test_struct_layouts(void **state)
         assert_int_equal(offsetof(nvmlProcessInfo_t, computeInstanceId), 20);
         assert_int_equal(sizeof(nvmlReturn_t), 4);
         assert_int_equal(sizeof(nvmlEnableState_t), 4);
+        /* nvml.h: nvmlGpuFabricInfo_v2 is 0x02000024 (36 bytes, version 2) */
+        assert_int_equal(sizeof(nvmlGpuFabricInfo_v2_t), 36);
+        assert_int_equal(nvmlGpuFabricInfo_v2, 0x02000024);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, clusterUuid), 4);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, status), 20);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, cliqueId), 24);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, state), 28);
+        assert_int_equal(offsetof(nvmlGpuFabricInfo_v2_t, healthMask), 32);
+        /* nvml.h v4 licensing structs: 16-byte expiry, 284-byte feature, 3 features + 8 */
+        assert_int_equal(sizeof(nvmlGridLicenseExpiry_t), 16);
+        assert_int_equal(offsetof(nvmlGridLicenseExpiry_t, status), 14);
+        assert_int_equal(sizeof(nvmlGridLicensableFeature_t), 284);
+        assert_int_equal(offsetof(nvmlGridLicensableFeature_t, productName), 136);
+        assert_int_equal(offsetof(nvmlGridLicensableFeature_t, featureEnabled), 264);
+        assert_int_equal(offsetof(nvmlGridLicensableFeature_t, licenseExpiry), 268);
+        assert_int_equal(sizeof(nvmlGridLicensableFeatures_t), 860);
 }
 
 /* GPM: nvmlGpmMetricsGet_t is passed by pointer and written by the library. The element layout

@@ -360,6 +360,59 @@ static void test_staleness(void **state)
         sc = cache_free(sc);
 }
 
+/* collection.profiling: auto reads a profiling field only while it is pinned or asked for: not
+ * watched (-ENOENT) until then, read from the next slow sweep after a demand; a pin replaces
+ * only its owner's set; profiling_all reads every one. */
+static void test_profiling_on_demand(void **state)
+{
+        cache *sc = NULL;
+        sampler_options eo = {.backend = be,
+                              .fast_us = 100000,
+                              .slow_us = 200000,
+                              .keep_max_age_us = 60 * USEC_PER_SEC,
+                              .keep_max_samples = 600};
+        const uint16_t pin[] = {FLD_PROF_SM_OCCUPANCY, FLD_GPU_TEMP};
+        sampler *e = NULL;
+        sampler_reading rd;
+        unsigned before;
+        int64_t end;
+
+        (void)state;
+        assert_int_equal(cache_new(sampler_max_gpus(), &sc), 0);
+        eo.cache = sc;
+        assert_int_equal(sampler_new(&eo, &e), 0);
+        assert_true(sampler_profiling_wanted(e, FLD_GPU_TEMP)); /* not a profiling field */
+        assert_false(sampler_profiling_wanted(e, FLD_PROF_SM_ACTIVE));
+        sampler_profiling_pin(e, SAMPLER_PIN_EXPOSITION, pin, 2);
+        assert_true(sampler_profiling_wanted(e, FLD_PROF_SM_OCCUPANCY));
+        assert_int_equal(sampler_start(e), 0);
+        assert_true(wait_ready(e, 5 * USEC_PER_SEC));
+        assert_int_equal(sampler_latest(e, 0, FLD_PROF_SM_ACTIVE, 0, &rd), -ENOENT);
+        assert_int_equal(sampler_latest(e, 0, FLD_PROF_SM_OCCUPANCY, 0, &rd), 0);
+
+        sampler_profiling_demand(e, FLD_PROF_SM_ACTIVE);
+        assert_true(sampler_profiling_wanted(e, FLD_PROF_SM_ACTIVE));
+        before = sweeps[TIER_SLOW];
+        end = time_mono_us() + 5 * USEC_PER_SEC;
+        while (sweeps[TIER_SLOW] < before + 2 && time_mono_us() < end)
+                usleep(10000);
+        assert_true(sweeps[TIER_SLOW] >= before + 2);
+        assert_int_equal(sampler_latest(e, 0, FLD_PROF_SM_ACTIVE, 0, &rd), 0);
+        assert_int_not_equal(rd.v.status, -ENOENT);
+
+        sampler_profiling_pin(e, SAMPLER_PIN_EXPOSITION, NULL, 0);
+        assert_false(sampler_profiling_wanted(e, FLD_PROF_SM_OCCUPANCY));
+        assert_int_equal(sampler_latest(e, 0, FLD_PROF_SM_OCCUPANCY, 0, &rd), -ENOENT);
+        sampler_stop(e);
+        e = sampler_free(e);
+
+        eo.profiling_all = true;
+        assert_int_equal(sampler_new(&eo, &e), 0);
+        assert_true(sampler_profiling_wanted(e, FLD_PROF_NVDEC0_ACTIVE));
+        e = sampler_free(e);
+        sc = cache_free(sc);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -367,6 +420,7 @@ int main(void)
             cmocka_unit_test(test_watchdog),
             cmocka_unit_test(test_clock_step_back),
             cmocka_unit_test(test_staleness),
+            cmocka_unit_test(test_profiling_on_demand),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

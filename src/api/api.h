@@ -68,6 +68,8 @@ typedef struct api_options {
         struct backup_service *backup;
         /* Diagnostic runs (diag/service.h), borrowed; NULL = the diag routes answer 503. */
         struct diag_service *diag;
+        /* Job statistics (workload/jobs.h), borrowed; NULL = the job routes answer 503. */
+        struct jobs *jobs;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */

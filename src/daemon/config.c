@@ -246,6 +246,11 @@ static const struct option options[] = {
     {"anomaly.fields.MEMORY_TEMP", OPT_BOOL, OFF(anomaly.f_mem_temp), .def = "true", M(HEALTH, RS)},
     {"anomaly.fields.GPU_UTIL", OPT_BOOL, OFF(anomaly.f_util), .def = "true", M(HEALTH, RS)},
     {"anomaly.fields.SM_CLOCK", OPT_BOOL, OFF(anomaly.f_sm_clock), .def = "false", M(HEALTH, RS)},
+    /* workload.jobs: job statistics (docs/workloads.md, "Job statistics") */
+    {"workload.jobs.grace", OPT_DURATION, OFF(jobs.grace_us), .def = "2m", .min = 1 * S,
+     .max = 7 * 86400 * S, M(WORKLOAD, RL)},
+    {"workload.jobs.retention", OPT_DURATION, OFF(jobs.retention_us), .def = "30d", .min = 1 * S,
+     .max = 3650 * 86400 * S, M(WORKLOAD, RL)},
     /* backup: and security.encryption: (docs/backup.md; the store module) */
     {"backup.dir", OPT_STRING, OFF(backup.dir), .def = "", M(STORE, RS)},
     {"backup.schedule", OPT_STRING, OFF(backup.schedule), .def = "", .check = check_schedule,
@@ -2102,6 +2107,7 @@ static const char *const module_names[CONFIG_MOD_COUNT] = {
     [CONFIG_MOD_SAMPLER] = "sampler",   [CONFIG_MOD_API] = "api",
     [CONFIG_MOD_LOG] = "log",           [CONFIG_MOD_HEALTH] = "health",
     [CONFIG_MOD_SECURITY] = "security", [CONFIG_MOD_STORE] = "store",
+    [CONFIG_MOD_WORKLOAD] = "workload",
 };
 
 const char *config_module_name(enum config_module m)

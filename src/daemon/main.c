@@ -46,6 +46,7 @@
 #include "store/service.h"
 #include "store/store.h"
 #include "takeover.h"
+#include "workload/jobs.h"
 
 #define DEFAULT_CONFIG "/etc/vigil/vigil.yaml"
 
@@ -92,6 +93,7 @@ typedef struct daemon_state {
         crypto_keyring *keyring; /* when security.encryption.encryption_key is set */
         backup_service *backup;  /* backups, schedule, key rotation */
         diag_service *diag;      /* diagnostic runs (vigil diag, POST /api/v1/diag) */
+        jobs *jobs;              /* job statistics (vigil job, /api/v1/jobs) */
         health *health;          /* health rules, incidents, alerts; NULL until set up */
         auth_gate *gate;         /* security gate (security.c) */
         tls_ctx *tls;            /* HTTPS context, NULL when security.tls is off */
@@ -282,6 +284,7 @@ static void on_sweep(void *userdata, enum field_tier tier)
         daemon_state *d = userdata;
 
         health_on_sweep(d->health, tier);
+        jobs_on_sweep(d->jobs, tier);
         if (tier == TIER_FAST)
                 anomaly_eval(d->anomaly, d->en, d->ca); /* before the render: fresh gauges */
         else if (tier == TIER_SLOW)
@@ -623,6 +626,9 @@ static json_t *reload(daemon_state *d, unsigned *status)
                         log_error("config", "failed to apply the health and alerting settings: %s",
                                   strerror(-r));
         }
+
+        if (d->jobs)
+                jobs_set_limits(d->jobs, next.jobs.grace_us, next.jobs.retention_us);
 
         pthread_mutex_lock(&d->cfg_lock);
         if (log_failed)
@@ -1104,6 +1110,7 @@ static int S_api(daemon_state *d)
         if (r < 0)
                 return r;
         ao.diag = d->diag;
+        ao.jobs = d->jobs;
         d->tk_tcp = d->tk_unix = -1; /* the api owns them now */
         r = api_new(&ao, &d->api);
         if (r < 0)
@@ -1213,6 +1220,27 @@ static int S_sampling(daemon_state *d)
         return r;
 }
 
+/* Job statistics: after the sampler (it reads its readings) and the store (running jobs are
+ * resumed from it); stopped after the sweeps and the HTTP threads, before the store closes. */
+static int S_jobs(daemon_state *d)
+{
+        char err[512] = "";
+        jobs_options jo = {.sampler = d->en,
+                           .store = d->store,
+                           .grace_us = d->cfg.jobs.grace_us,
+                           .retention_us = d->cfg.jobs.retention_us};
+        int r = jobs_new(&jo, &d->jobs, err, sizeof(err));
+
+        if (r < 0)
+                log_error("workload", "failed to set up job statistics: %s", err);
+        return r;
+}
+
+static void T_jobs(daemon_state *d)
+{
+        d->jobs = jobs_free(d->jobs);
+}
+
 static int S_store(daemon_state *d)
 {
         return open_store(d);
@@ -1233,6 +1261,7 @@ static const step steps[] = {
     {"anomaly detection", S_anomaly, T_anomaly},
     {"counters", S_counters, T_counters},
     {"health", S_health, T_health},
+    {"jobs", S_jobs, T_jobs},
     {"security", S_security, T_security},
     {"http", S_api, T_api},
     {"first sweep (takeover)", S_sweeps_early, T_sweeps},

@@ -110,7 +110,6 @@ jobs_gpu *job_add_gpu(job *jb, unsigned index, int64_t now_us)
         memset(g, 0, sizeof(*g));
         g->index = index;
         g->start_us = now_us;
-        g->last_seen_us = now_us;
         return g;
 }
 

@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "table.h"
 
 static const char usage[] =
-    "vigil job start ID [-i GPUS] | job stop ID | job show ID [-j] | job list [--state S] "
+    "vigil job start ID [-i GPUS] | job stop ID | job show ID [--wait SECONDS] [-j] | job list "
+    "[--state S] "
     "[--kind K] [--gpu N] [--limit N] [-j]";
 
 static void help(cli_ctx *ctx)
@@ -26,6 +28,8 @@ static void help(cli_ctx *ctx)
                 "utilisation, memory, temperature, throttling, XIDs, ECC errors, remapped rows.\n"
                 "Slurm jobs and pods seen on the GPUs are accounted as slurm:ID and pod:UID.\n\n"
                 "  -i, --gpus LIST   GPU indices for start, e.g. 0,1 (default: every GPU)\n"
+                "      --wait SECS   show: wait up to SECS for the final figures of a job that\n"
+                "                    just ended (its counters' readings after the end)\n"
                 "      --state S     list: running or finished\n"
                 "      --kind K      list: registered, slurm or pod\n"
                 "      --gpu N       list: only jobs on GPU N\n"
@@ -122,8 +126,13 @@ static void render_job(cli_ctx *ctx, const json_t *job)
                                "=======+\n");
                 row(&b, "Start time", str(g, "start") ?: "-");
                 row(&b, "End time", str(g, "end") ?: "(running)");
-                row(&b, "Energy consumed",
-                    fmt_num(get(g, "energy_joules", NULL), " J", v, sizeof(v)));
+                fmt_num(get(g, "energy_joules", NULL), " J", a, sizeof(a));
+                snprintf(v, sizeof(v), "%s%s", a,
+                         !strcmp(str(job, "state") ?: "", "finished") &&
+                                 !json_is_true(json_object_get(job, "final"))
+                             ? " (provisional)"
+                             : "");
+                row(&b, "Energy consumed", v);
                 snprintf(v, sizeof(v), "avg %s, max %s",
                          fmt_num(get(g, "power_w", "avg"), " W", a, sizeof(a)),
                          fmt_num(get(g, "power_w", "max"), " W", m, sizeof(m)));
@@ -193,7 +202,7 @@ static void render_job(cli_ctx *ctx, const json_t *job)
         cli_write_buf(ctx, &b);
 }
 
-static int show(cli_ctx *ctx, const char *id)
+static int show(cli_ctx *ctx, const char *id, long wait_s)
 {
         _cleanup_free_ char *esc = client_escape(id), *path = NULL;
         json_t *res = NULL;
@@ -201,9 +210,18 @@ static int show(cli_ctx *ctx, const char *id)
 
         if (!esc || asprintf(&path, "/api/v1/jobs/%s", esc) < 0)
                 return -ENOMEM;
-        r = client_get(ctx, path, &res);
-        if (r < 0)
-                return r;
+        /* a job that just ended becomes final at its counters' next readings */
+        for (long waited_ms = 0;; waited_ms += 500) {
+                r = client_get(ctx, path, &res);
+                if (r < 0)
+                        return r;
+                if (waited_ms >= wait_s * 1000 || json_is_true(json_object_get(res, "final")) ||
+                    strcmp(str(res, "state") ?: "", "finished"))
+                        break;
+                json_decref(res);
+                res = NULL;
+                usleep(500 * 1000);
+        }
         if (ctx->json)
                 client_print_json(ctx, res, false);
         else
@@ -265,8 +283,11 @@ static int stop(cli_ctx *ctx, const char *id)
         if (ctx->json)
                 client_print_json(ctx, res, false);
         else
-                fprintf(ctx->out, "job %s stopped, energy %s\n", id,
-                        fmt_num(json_object_get(res, "energy_joules"), " J", v, sizeof(v)));
+                fprintf(ctx->out, "job %s stopped, energy %s%s\n", id,
+                        fmt_num(json_object_get(res, "energy_joules"), " J", v, sizeof(v)),
+                        json_is_true(json_object_get(res, "final"))
+                            ? ""
+                            : " (provisional until the readings after the end)");
         json_decref(res);
         return 0;
 }
@@ -338,11 +359,17 @@ static int list(cli_ctx *ctx, const char *state, const char *kind, const char *g
 int cmd_job(int argc, char **argv, cli_ctx *ctx)
 {
         static const struct option opts[] = {
-            {"gpus", required_argument, NULL, 'i'},  {"state", required_argument, NULL, 's'},
-            {"kind", required_argument, NULL, 'k'},  {"gpu", required_argument, NULL, 'g'},
-            {"limit", required_argument, NULL, 'l'}, {"json", no_argument, NULL, 'j'},
-            {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+            {"gpus", required_argument, NULL, 'i'},
+            {"state", required_argument, NULL, 's'},
+            {"kind", required_argument, NULL, 'k'},
+            {"gpu", required_argument, NULL, 'g'},
+            {"limit", required_argument, NULL, 'l'},
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {"wait", required_argument, NULL, 'w'},
+            {NULL, 0, NULL, 0},
         };
+        long wait_s = 0;
         const char *gpus = NULL, *state = NULL, *kind = NULL, *gpu = NULL, *limit = NULL, *sub;
         int c;
 
@@ -368,6 +395,11 @@ int cmd_job(int argc, char **argv, cli_ctx *ctx)
                 case 'j':
                         ctx->json = true;
                         break;
+                case 'w':
+                        if (cli_parse_long(optarg, 0, 3600, &wait_s) < 0)
+                                return cli_usage_error(
+                                    ctx, usage, "--wait takes seconds (0-3600), not '%s'", optarg);
+                        break;
                 case 'h':
                         help(ctx);
                         return 0;
@@ -388,6 +420,8 @@ int cmd_job(int argc, char **argv, cli_ctx *ctx)
                 return cli_usage_error(ctx, usage, "unknown subcommand '%s'", sub);
         if (optind + 2 != argc)
                 return cli_usage_error(ctx, usage, "%s needs exactly one job id", sub);
+        if (wait_s && strcmp(sub, "show"))
+                return cli_usage_error(ctx, usage, "--wait is for show");
         if (state || kind || gpu || limit)
                 return cli_usage_error(ctx, usage, "--state, --kind, --gpu, --limit are for list");
         if (gpus && strcmp(sub, "start"))
@@ -396,5 +430,5 @@ int cmd_job(int argc, char **argv, cli_ctx *ctx)
                 return start(ctx, argv[optind + 1], gpus);
         if (!strcmp(sub, "stop"))
                 return stop(ctx, argv[optind + 1]);
-        return show(ctx, argv[optind + 1]);
+        return show(ctx, argv[optind + 1], wait_s);
 }

@@ -21,15 +21,29 @@ enum jobs_kind {
 
 /* A counter read during the job: used = acc + last - first. A reading below the previous one is
  * a reset (driver reload, vigild restart for XID counts): what was counted so far goes to acc and
- * counting goes on from 0, since NVML's counters count from the driver's load. */
+ * counting goes on from 0, since NVML's counters count from the driver's load.
+ *
+ * Boundaries: the readings come every interval (the energy counter every 10 s by default), so the
+ * value at the job's start is interpolated between the last reading before it and the first
+ * after it, and the value at its end between the last reading before the end and the first one
+ * after (the job is "final" once that reading came). */
 typedef struct jobs_counter {
-        int64_t first;   /* reading the current stretch started from (field unit) */
-        int64_t last;    /* latest reading (field unit) */
-        int64_t acc;     /* used in stretches before the last reset (field unit) */
-        int64_t ts_us;   /* sample time of the latest reading, usec since epoch */
-        uint32_t resets; /* readings that went backwards */
-        bool have;       /* a reading was taken */
+        int64_t first;    /* value the current stretch started from (field unit) */
+        int64_t last;     /* latest reading, or the value at the end once interpolated */
+        int64_t acc;      /* used in stretches before the last reset (field unit) */
+        int64_t ts_us;    /* sample time of the latest reading, usec since epoch */
+        int64_t first_ts; /* sample time of the first reading, usec since epoch */
+        uint32_t resets;  /* readings that went backwards */
+        unsigned flags;   /* JC_* */
+        bool have;        /* a reading was taken */
 } jobs_counter;
+
+enum {
+        JC_START_DONE = 1,   /* first is the value at the start (no more adjusting) */
+        JC_START_INTERP = 2, /* ... interpolated between the readings around the start */
+        JC_END_DONE = 4,     /* last is the value at the end */
+        JC_END_INTERP = 8,   /* ... interpolated between the readings around the end */
+};
 
 /* A gauge over the job: average and maximum of the fresh readings sampled during it. */
 typedef struct jobs_gauge {
@@ -113,6 +127,9 @@ int job_from_json(const json_t *o, job **ret);
 /* The list entry of a job record (as job_to_json gives it): id, kind, state, times, GPUs,
  * energy. NULL on ENOMEM. */
 json_t *job_summary(const json_t *record);
+/* Whether every counter of an ended job has its value at the end (a reading after the end came,
+ * or there is none to wait for). */
+bool job_final(const job *jb);
 /* Energy of the job in mJ (sum over GPUs; -1 when no GPU has two readings). */
 int64_t job_energy_mj(const job *jb);
 

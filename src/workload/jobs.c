@@ -17,6 +17,9 @@
 #include "store/store.h"
 
 #define DONE_KEPT 64 /* finished records kept in memory (all of them without a store) */
+/* An ended job waits this long for the readings after its end (the value of each counter at the
+ * end is interpolated from them); then it is final as it is. */
+#define FINAL_WAIT_US (60 * INT64_C(1000000))
 
 struct jobs {
         jobs_options opt;     /* sampler and store borrowed */
@@ -29,6 +32,9 @@ struct jobs {
         bool pending_slow;          /* ... and one of them was a slow sweep */
         job *run[JOBS_MAX_RUNNING]; /* running jobs, owned */
         size_t n_run;
+        job *fin[JOBS_MAX_RUNNING]; /* ended, waiting for the readings after the end; owned */
+        size_t n_fin;
+        bool closing;          /* jobs_free: write the ending jobs as they are */
         json_t *done;          /* finished records (with "_state"), oldest first, <= DONE_KEPT */
         json_t *unsaved;       /* records whose write failed, retried at the next tick */
         int64_t retention_due; /* usec since epoch of the next retention pass */
@@ -372,6 +378,33 @@ static void run_remove(jobs *j, size_t pos)
         j->n_run--;
 }
 
+static job *find_fin(jobs *j, const char *id, size_t *pos)
+{
+        for (size_t i = 0; i < j->n_fin; i++)
+                if (!strcmp(j->fin[i]->id, id)) {
+                        if (pos)
+                                *pos = i;
+                        return j->fin[i];
+                }
+        return NULL;
+}
+
+static void fin_remove(jobs *j, size_t pos)
+{
+        memmove(&j->fin[pos], &j->fin[pos + 1], (j->n_fin - pos - 1) * sizeof(j->fin[0]));
+        j->n_fin--;
+}
+
+/* A job just ended: wait for the readings after its end, or free it when there is none to wait
+ * for. Under the lock. */
+static void ended(jobs *j, job *jb)
+{
+        if (!job_final(jb) && j->n_fin < JOBS_MAX_RUNNING)
+                j->fin[j->n_fin++] = jb;
+        else
+                job_free(jb);
+}
+
 /* ---- the API ---- */
 
 int jobs_start(jobs *j, const char *id, uint64_t gpu_mask, char *err, size_t errlen)
@@ -490,7 +523,7 @@ int jobs_stop(jobs *j, const char *id, char *err, size_t errlen)
                 return -ENOMEM;
         }
         run_remove(j, pos);
-        job_free(jb);
+        ended(j, jb);
         done_add(j, rec);
         pthread_mutex_unlock(&j->lock);
 
@@ -517,6 +550,7 @@ int jobs_observe(jobs *j, unsigned gpu, const char *kind, const char *id, int64_
         jobs_gpu *g;
         jobs_obs o;
         json_t *prev;
+        size_t pos = 0;
         int r;
 
         if (jobs_kind_parse(kind, &k) < 0 || k == JOBS_REGISTERED || !jobs_id_valid(id) ||
@@ -525,6 +559,19 @@ int jobs_observe(jobs *j, unsigned gpu, const char *kind, const char *id, int64_
         snprintf(key, sizeof(key), "%s:%s", kind, id);
         pthread_mutex_lock(&j->lock);
         jb = find_running(j, key, NULL);
+        if (!jb && find_fin(j, key, &pos)) { /* ended a moment ago and seen again */
+                jb = j->fin[pos];
+                fin_remove(j, pos);
+                if (j->n_run >= JOBS_MAX_RUNNING) {
+                        job_free(jb);
+                        pthread_mutex_unlock(&j->lock);
+                        return -E2BIG;
+                }
+                job_resume(jb, now);
+                done_remove(j, key);
+                j->run[j->n_run++] = jb;
+                log_info("workload", "job '%s' seen again, resumed", key);
+        }
         if (!jb) {
                 if (j->n_run >= JOBS_MAX_RUNNING) {
                         pthread_mutex_unlock(&j->lock);
@@ -582,8 +629,9 @@ void jobs_process_seen(jobs *j, unsigned gpu, uint32_t pid, const char *kind, co
 void jobs_feed(jobs *j, unsigned gpu, const jobs_obs *o, int64_t now)
 {
         pthread_mutex_lock(&j->lock);
-        for (size_t i = 0; i < j->n_run; i++) {
-                jobs_gpu *g = job_gpu(j->run[i], gpu);
+        for (size_t i = 0; i < j->n_run + j->n_fin; i++) {
+                job *jb = i < j->n_run ? j->run[i] : j->fin[i - j->n_run];
+                jobs_gpu *g = job_gpu(jb, gpu);
                 if (g)
                         job_feed_gpu(g, o, now);
         }
@@ -613,12 +661,27 @@ void jobs_tick(jobs *j, int64_t now, bool persist_now)
                         log_info("workload", "job '%s' not seen for %llds, ended", jb->id,
                                  (long long)((now - jb->last_seen_us) / 1000000));
                         run_remove(j, i);
-                        job_free(jb);
+                        ended(j, jb);
                         continue;
                 }
                 if (persist_now && (o = record(jb, now)))
                         json_array_append_new(recs, o);
                 i++;
+        }
+        /* ended jobs whose counters have their value at the end, or that waited long enough */
+        for (i = 0; i < j->n_fin;) {
+                job *jb = j->fin[i];
+                if (!job_final(jb) && !j->closing && now - jb->end_us < FINAL_WAIT_US) {
+                        i++;
+                        continue;
+                }
+                o = record(jb, now);
+                if (o) {
+                        done_add(j, o);
+                        json_array_append_new(recs, o);
+                }
+                fin_remove(j, i);
+                job_free(jb);
         }
         json_array_extend(recs, j->unsaved);
         json_array_clear(j->unsaved);
@@ -678,6 +741,8 @@ int jobs_get(jobs *j, const char *id, json_t **ret)
 
         pthread_mutex_lock(&j->lock);
         jb = id ? find_running(j, id, NULL) : NULL;
+        if (!jb && id)
+                jb = find_fin(j, id, NULL);
         if (jb) {
                 rec = job_to_json(jb, false);
                 pthread_mutex_unlock(&j->lock);
@@ -809,10 +874,12 @@ static void *jobs_thread(void *arg)
                         break;
                 slow = j->pending_slow;
                 j->pending = j->pending_slow = false;
-                for (size_t i = 0; i < j->n_run; i++)
-                        for (size_t g = 0; g < j->run[i]->n_gpus; g++)
-                                if (j->run[i]->gpu[g].index < MIN(n, JOBS_MAX_GPUS))
-                                        mask |= UINT64_C(1) << j->run[i]->gpu[g].index;
+                for (size_t i = 0; i < j->n_run + j->n_fin; i++) {
+                        const job *jb = i < j->n_run ? j->run[i] : j->fin[i - j->n_run];
+                        for (size_t g = 0; g < jb->n_gpus; g++)
+                                if (jb->gpu[g].index < MIN(n, JOBS_MAX_GPUS))
+                                        mask |= UINT64_C(1) << jb->gpu[g].index;
+                }
                 pthread_mutex_unlock(&j->lock);
 
                 now = now_us(j);
@@ -821,8 +888,7 @@ static void *jobs_thread(void *arg)
                                 read_obs(j, g, &obs[g]);
                                 jobs_feed(j, g, &obs[g], now);
                         }
-                if (slow)
-                        jobs_tick(j, now, true);
+                jobs_tick(j, now, slow);
                 pthread_mutex_lock(&j->lock);
         }
         pthread_mutex_unlock(&j->lock);
@@ -933,10 +999,13 @@ jobs *jobs_free(jobs *j)
                 pthread_mutex_unlock(&j->lock);
                 pthread_join(j->thread, NULL);
         }
+        j->closing = true;
         if (j->done)
                 jobs_tick(j, now_us(j), true); /* running jobs stay running: a restart resumes */
         for (size_t i = 0; i < j->n_run; i++)
                 job_free(j->run[i]);
+        for (size_t i = 0; i < j->n_fin; i++)
+                job_free(j->fin[i]);
         json_decref(j->done);
         json_decref(j->unsaved);
         pthread_cond_destroy(&j->cond);

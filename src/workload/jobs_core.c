@@ -118,6 +118,7 @@ static void counter_add(jobs_counter *c, int64_t v, int64_t ts_us)
         c->ts_us = ts_us;
         if (!c->have) {
                 c->first = c->last = v;
+                c->first_ts = ts_us;
                 c->have = true;
                 return;
         }
@@ -127,6 +128,42 @@ static void counter_add(jobs_counter *c, int64_t v, int64_t ts_us)
                 c->resets++;
         }
         c->last = v;
+}
+
+/* v at ts_us, a reading of a running job's GPU that started at start_us */
+static void counter_running(jobs_counter *c, int64_t v, int64_t ts_us, int64_t start_us)
+{
+        bool first = !c->have;
+        int64_t prev = c->last, prev_ts = c->ts_us;
+
+        counter_add(c, v, ts_us);
+        if (first) {
+                if (ts_us >= start_us) /* read at or after the start: nothing to interpolate */
+                        c->flags |= JC_START_DONE;
+                return;
+        }
+        if (c->flags & JC_START_DONE || ts_us <= start_us)
+                return;
+        c->flags |= JC_START_DONE;
+        /* the first reading after the start: the value at the start lies between the two */
+        if (c->resets == 0 && v >= prev && prev_ts < start_us && prev == c->first) {
+                c->first = prev + llround((double)(v - prev) * (double)(start_us - prev_ts) /
+                                          (double)(ts_us - prev_ts));
+                c->flags |= JC_START_INTERP;
+        }
+}
+
+/* v at ts_us, after the job ended at end_us: the value at the end, once */
+static void counter_ended(jobs_counter *c, int64_t v, int64_t ts_us, int64_t end_us)
+{
+        if (!c->have || c->flags & JC_END_DONE || ts_us <= c->ts_us || ts_us <= end_us)
+                return;
+        c->flags |= JC_END_DONE;
+        if (v >= c->last && c->ts_us <= end_us) {
+                c->last += llround((double)(v - c->last) * (double)(end_us - c->ts_us) /
+                                   (double)(ts_us - c->ts_us));
+                c->flags |= JC_END_INTERP;
+        }
 }
 
 static int64_t counter_used(const jobs_counter *c)
@@ -188,6 +225,13 @@ static void feed_xids(jobs_gpu *g, const jobs_obs *o, int64_t now_us)
 
 void job_feed_gpu(jobs_gpu *g, const jobs_obs *o, int64_t now_us)
 {
+        if (g->end_us) { /* ended: only the first readings after the end, for the counters */
+                for (unsigned f = 0; o->state == JOBS_GPU_OK && f < JF_COUNT; f++)
+                        if (jf[f].counter && o->f[f].valid && isfinite(o->f[f].v))
+                                counter_ended(&g->c[f], llround(o->f[f].v), o->f[f].ts_us,
+                                              g->end_us);
+                return;
+        }
         feed_xids(g, o, now_us);
         if (o->state != JOBS_GPU_OK) {
                 gap_open(g, now_us, o->state == JOBS_GPU_LOST ? "gpu_lost" : "gpu_unresponsive");
@@ -201,7 +245,7 @@ void job_feed_gpu(jobs_gpu *g, const jobs_obs *o, int64_t now_us)
                         continue;
                 if (jf[f].counter) {
                         if (!g->c[f].have || ts > g->c[f].ts_us)
-                                counter_add(&g->c[f], llround(v), ts);
+                                counter_running(&g->c[f], llround(v), ts, g->start_us);
                 } else if (ts >= g->start_us && ts > g->g[f].ts_us) {
                         /* a reading sampled before the GPU joined is not the job's */
                         jobs_gauge *ga = &g->g[f];
@@ -250,9 +294,23 @@ void job_resume(job *jb, int64_t now_us)
         jb->end_us = 0;
         for (size_t i = 0; i < jb->n_gpus; i++) {
                 jb->gpu[i].end_us = 0;
+                for (unsigned f = 0; f < JF_COUNT; f++)
+                        jb->gpu[i].c[f].flags &= ~(unsigned)(JC_END_DONE | JC_END_INTERP);
                 gap_open(&jb->gpu[i], paused, "not_seen");
                 gap_close(&jb->gpu[i], now_us);
         }
+}
+
+bool job_final(const job *jb)
+{
+        if (jb->running)
+                return false;
+        for (size_t i = 0; i < jb->n_gpus; i++)
+                for (unsigned f = 0; f < JF_COUNT; f++)
+                        if (jf[f].counter && jb->gpu[i].c[f].have &&
+                            !(jb->gpu[i].c[f].flags & JC_END_DONE))
+                                return false;
+        return true;
 }
 
 int64_t job_energy_mj(const job *jb)
@@ -320,9 +378,10 @@ static json_t *gpu_state_json(const jobs_gpu *g)
                         if (k->have)
                                 json_object_set_new(
                                     c, jf[f].name,
-                                    json_pack("[I,I,I,I,i]", (json_int_t)k->first,
+                                    json_pack("[I,I,I,I,i,I,i]", (json_int_t)k->first,
                                               (json_int_t)k->last, (json_int_t)k->acc,
-                                              (json_int_t)k->ts_us, (int)k->resets));
+                                              (json_int_t)k->ts_us, (int)k->resets,
+                                              (json_int_t)k->first_ts, (int)k->flags));
                 } else {
                         const jobs_gauge *k = &g->g[f];
                         json_object_set_new(ga, jf[f].name,
@@ -362,9 +421,11 @@ static json_t *gpu_json(const jobs_gpu *g, bool with_state)
         /* energy: the counter's difference, in mJ as NVML counts, and in J */
         energy =
             e->have
-                ? json_pack("{s:I, s:I, s:I, s:f, s:i}", "start_mj", (json_int_t)e->first, "end_mj",
-                            (json_int_t)e->last, "used_mj", (json_int_t)counter_used(e), "joules",
-                            (double)counter_used(e) / 1000.0, "counter_resets", (int)e->resets)
+                ? json_pack("{s:I, s:I, s:I, s:f, s:i, s:b, s:b}", "start_mj", (json_int_t)e->first,
+                            "end_mj", (json_int_t)e->last, "used_mj", (json_int_t)counter_used(e),
+                            "joules", (double)counter_used(e) / 1000.0, "counter_resets",
+                            (int)e->resets, "start_interpolated", (e->flags & JC_START_INTERP) != 0,
+                            "end_interpolated", (e->flags & JC_END_INTERP) != 0)
                 : json_null();
         json_object_set_new(o, "energy", energy);
         json_object_set_new(o, "energy_joules",
@@ -437,6 +498,8 @@ json_t *job_to_json(const job *jb, bool with_state)
         json_object_set_new(o, "id", json_string(jb->id));
         json_object_set_new(o, "kind", json_string(jobs_kind_name(jb->kind)));
         json_object_set_new(o, "state", json_string(jb->running ? "running" : "finished"));
+        /* finished, and every counter has its value at the end (or nothing to wait for) */
+        json_object_set_new(o, "final", json_boolean(job_final(jb)));
         json_object_set_new(o, "start_us", json_integer(jb->start_us));
         json_object_set_new(o, "end_us", jb->end_us ? json_integer(jb->end_us) : json_null());
         json_object_set_new(o, "start", iso(jb->start_us));
@@ -475,15 +538,22 @@ static int gpu_from_json(const json_t *o, jobs_gpu *g)
         ga = json_object_get(st, "g");
         for (unsigned f = 0; f < JF_COUNT; f++) {
                 if (jf[f].counter) {
-                        json_int_t first, last, acc, ts;
-                        int resets;
+                        json_int_t first, last, acc, ts, first_ts;
+                        int resets, flags;
                         a = json_object_get(c, jf[f].name);
                         if (!a)
                                 continue;
-                        if (json_unpack((json_t *)a, "[I,I,I,I,i]", &first, &last, &acc, &ts,
-                                        &resets))
+                        if (json_unpack((json_t *)a, "[I,I,I,I,i,I,i]", &first, &last, &acc, &ts,
+                                        &resets, &first_ts, &flags))
                                 return -EBADMSG;
-                        g->c[f] = (jobs_counter){first, last, acc, ts, (uint32_t)resets, true};
+                        g->c[f] = (jobs_counter){.first = first,
+                                                 .last = last,
+                                                 .acc = acc,
+                                                 .ts_us = ts,
+                                                 .first_ts = first_ts,
+                                                 .resets = (uint32_t)resets,
+                                                 .flags = (unsigned)flags,
+                                                 .have = true};
                 } else {
                         double sum, max;
                         json_int_t n, ts;
@@ -505,8 +575,12 @@ static int gpu_from_json(const json_t *o, jobs_gpu *g)
                 if (json_unpack((json_t *)a, "[i,b,I,I,I,i]", &code, &have, &first, &last, &acc,
                                 &resets))
                         return -EBADMSG;
-                g->xids[g->n_xids++] =
-                    (jobs_xid){(uint32_t)code, {first, last, acc, 0, (uint32_t)resets, have != 0}};
+                g->xids[g->n_xids++] = (jobs_xid){(uint32_t)code,
+                                                  {.first = first,
+                                                   .last = last,
+                                                   .acc = acc,
+                                                   .resets = (uint32_t)resets,
+                                                   .have = have != 0}};
         }
         g->in_gap = json_is_true(json_object_get(st, "in_gap"));
         g->xid_primed = json_is_true(json_object_get(st, "xid_primed"));
@@ -581,7 +655,7 @@ json_t *job_summary(const json_t *rec)
                 json_decref(gpus);
                 return NULL;
         }
-        static const char *const keys[] = {"id",     "kind",  "state", "start_us",
+        static const char *const keys[] = {"id",     "kind",  "state", "final",        "start_us",
                                            "end_us", "start", "end",   "energy_joules"};
         for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
                 json_t *v = json_object_get(rec, keys[k]);

@@ -101,14 +101,30 @@ static void test_aggregation(void **state)
         assert_int_equal(jobs_stop(j, "train-1", err, sizeof(err)), 0);
         assert_int_equal(jobs_get(j, "train-1", &r), 0);
         assert_string_equal(json_string_value(json_object_get(r, "state")), "finished");
+        assert_false(json_is_true(json_object_get(r, "final"))); /* no reading after the end yet */
         assert_int_equal(json_array_size(json_object_get(r, "gpus")), 1);
         g = gpu_of(r, 0);
         assert_int_equal((int)num(g, "gpu"), 0);
-        assert_int_equal((int64_t)num(g, "energy.used_mj"), 1600);
-        assert_int_equal((int64_t)num(g, "energy.start_mj"), 1000);
+        /* the start lies halfway between the readings at t0-1s (1000) and t0+1s (1500) */
+        assert_int_equal((int64_t)num(g, "energy.start_mj"), 1250);
+        assert_true(
+            json_is_true(json_object_get(json_object_get(g, "energy"), "start_interpolated")));
         assert_int_equal((int64_t)num(g, "energy.end_mj"), 2600);
-        assert_true(num(g, "energy_joules") == 1.6);
-        assert_true(num(r, "energy_joules") == 1.6);
+        assert_int_equal((int64_t)num(g, "energy.used_mj"), 1350);
+        json_decref(r);
+        /* the first reading after the end (t0+5s): the end lies a third of the way to it */
+        o = obs(t0 + 5 * S, 4600, 100, 100);
+        jobs_feed(j, 0, &o, t0 + 5 * S);
+        jobs_tick(j, t0 + 5 * S, false);
+        assert_int_equal(jobs_get(j, "train-1", &r), 0);
+        assert_true(json_is_true(json_object_get(r, "final")));
+        g = gpu_of(r, 0);
+        assert_int_equal((int64_t)num(g, "energy.end_mj"), 3267);
+        assert_int_equal((int64_t)num(g, "energy.used_mj"), 2017);
+        assert_true(
+            json_is_true(json_object_get(json_object_get(g, "energy"), "end_interpolated")));
+        assert_true(num(g, "energy_joules") == 2.017);
+        assert_true(num(r, "energy_joules") == 2.017);
         assert_true(num(g, "sm_utilization_pct.avg") == 60.0);
         assert_true(num(g, "sm_utilization_pct.max") == 80.0);
         assert_int_equal((int)num(g, "sm_utilization_pct.samples"), 2);
@@ -134,6 +150,7 @@ static void test_energy_counter_reset(void **state)
                 o = obs(t + (int64_t)i * S, e[i], 50, 40);
                 jobs_feed(j, 0, &o, t + (int64_t)i * S);
         }
+        clock_now = t + 4 * S;
         assert_int_equal(jobs_stop(j, "reset", err, sizeof(err)), 0);
         assert_int_equal(jobs_get(j, "reset", &r), 0);
         g = gpu_of(r, 0);

@@ -19,10 +19,11 @@ BUILD=(build-essential cmake pkg-config
        libgnutls28-dev libcmocka-dev zlib1g-dev)
 # tool -> package: promtool prometheus; amtool, prometheus-alertmanager prometheus-alertmanager;
 # prometheus-node-exporter; haproxy; ip iproute2; systemd-analyze systemd; sslscan; testssl
-# testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base).
+# testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base);
+# shellcheck (deploy/slurm, test_jobs.py).
 TEST=(clang-format curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
-      sslscan testssl.sh openssl prometheus-alertmanager sqlite3)
+      sslscan testssl.sh openssl prometheus-alertmanager sqlite3 shellcheck)
 FUZZ=(clang)
 
 want=("${BUILD[@]}")

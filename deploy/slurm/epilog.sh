@@ -6,6 +6,7 @@
 # Environment: as prolog.sh, plus
 #   VIGIL_JOB_OUTPUT   the file to append to; default: the job's StdOut from
 #                      `scontrol show job $SLURM_JOB_ID`; "none" = do not append
+#   VIGIL_WAIT         seconds to wait for the job's final figures (default 30)
 #
 # An epilog that fails drains the node, so this never fails: problems are warnings on stderr
 # and exit 0.

@@ -14,6 +14,7 @@
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, SRC, Vigild, check, main, scratch_dir,  # noqa: E402
-                     wait_for)
+                     skip_part, wait_for)
 
 VIGIL = os.path.join(BUILD, "bin", "vigil")
 VIGILD = os.path.join(BUILD, "bin", "vigild")
@@ -265,6 +266,16 @@ def test_bad_input_and_audit():
             check(want in events, "audit has no %s: %s" % (want, events))
 
 
+def test_slurm_scripts_shellcheck():
+    sc = shutil.which("shellcheck")
+    if not sc:
+        skip_part("shellcheck is not installed")
+        return
+    p = subprocess.run([sc, os.path.join(SLURM, "prolog.sh"), os.path.join(SLURM, "epilog.sh")],
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "shellcheck:\n" + p.stdout + p.stderr)
+
+
 def test_slurm_prolog_epilog():
     with Vigild(SCENARIO, config=CONFIG % "30d") as v, scratch_dir() as tmp:
         wait_for(lambda: energy(v)[0] is not None, 20, "a fresh energy reading")
@@ -307,4 +318,4 @@ def test_slurm_prolog_epilog():
 
 if __name__ == "__main__":
     main([test_energy_and_scenario, test_restart_gap, test_retention_reload,
-          test_bad_input_and_audit, test_slurm_prolog_epilog])
+          test_bad_input_and_audit, test_slurm_scripts_shellcheck, test_slurm_prolog_epilog])

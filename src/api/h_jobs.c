@@ -34,6 +34,9 @@ static void audit(request *r, const char *event, const char *id, unsigned status
                 return;
         snprintf(detail, sizeof(detail), "job=%.200s%s%.256s", id ? id : "",
                  why && *why ? "; " : "", why ? why : "");
+        for (char *c = detail; *c; c++) /* the id is the client's: no control characters */
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                        *c = '?';
         gate_audit(r->api->opt.gate, r->sec.principal, auth_role_name(r->sec.role),
                    r->sec.source_ip, r->method, r->path, (int)status, event, detail,
                    r->sec.request_id);

@@ -4,8 +4,8 @@
 # nvmlDeviceGetTotalEnergyConsumption) at the job's start and end, within 1 %. Changes no GPU
 # setting (vigild runs NVML read-only; the load is an ordinary PyTorch process).
 #   1. vigild on the real NVML with an isolated data dir (127.0.0.1:0, its own unix socket)
-#   2. pynvml reads the energy counter, `vigil job start`, a ~20 s PyTorch matmul load on the
-#      GPU, a short idle tail, pynvml reads the counter again, `vigil job stop`
+#   2. pynvml reads the energy counter, `vigil job start`, 7 s idle, a ~20 s PyTorch matmul load
+#      on the GPU, 7 s idle, pynvml reads the counter again, `vigil job stop`
 #   3. `vigil job show --wait 60 --json` (the job is final once the energy reading after its end
 #      came: vigild interpolates the counter at the start and the end between its readings)
 #   4. compare: |job energy - pynvml difference| <= 1 % of the pynvml difference
@@ -127,11 +127,16 @@ while vigild_energy()[0] is None:
     if time.time() > deadline:
         sys.exit("gpu-jobs: vigild shows no energy reading after 60 s")
     time.sleep(0.5)
-time.sleep(6)  # an idle stretch before the job
+# Idle stretches longer than the energy interval (5 s) around both boundaries: vigild
+# interpolates the counter at the start and the end between its readings around them, which is
+# exact where the power is steady; across the edge of the load it would not be.
+IDLE = 7
+time.sleep(IDLE)
 
 e0a = pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
 vigil("job", "start", job, "-i", str(gpu))
 e0b = pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
+time.sleep(IDLE)
 
 # the load: bf16 matmuls on the same GPU (CUDA ordered by PCI bus id = NVML order)
 load = subprocess.run([sys.executable, "-c", r'''
@@ -149,7 +154,7 @@ print(json.dumps({"matmuls": n, "seconds": t, "tflops": 2 * 8192**3 * n / t / 1e
 if load.returncode != 0:
     vigil("job", "stop", job)
     sys.exit("gpu-jobs: the PyTorch load failed: " + load.stderr[-2000:])
-time.sleep(2)  # an idle tail
+time.sleep(IDLE)
 
 e1a = pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
 vigil("job", "stop", job)

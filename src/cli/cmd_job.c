@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +53,7 @@ static const char *fmt_num(const json_t *v, const char *unit, char *out, size_t 
                 return out;
         }
         d = json_number_value(v);
-        if (d == floor(d) && fabs(d) < 1e15)
+        if (d > -1e15 && d < 1e15 && d == (double)(long long)d) /* whole: no decimals */
                 snprintf(out, len, "%.0f%s", d, unit);
         else
                 snprintf(out, len, "%.2f%s", d, unit);

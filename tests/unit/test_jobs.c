@@ -270,6 +270,39 @@ static void test_automatic_grace(void **state)
         jobs_free(j);
 }
 
+static void test_processes(void **state)
+{
+        char err[256];
+        jobs *j = mk(NULL, 2, 60 * S, 0);
+        json_t *r = NULL, *p;
+
+        (void)state;
+        assert_int_equal(jobs_start(j, "reg", 0x1, err, sizeof(err)), 0);
+        assert_int_equal(jobs_observe(j, 0, "pod", "p1", clock_now), 0);
+        assert_int_equal(jobs_observe(j, 1, "pod", "p2", clock_now), 0);
+        jobs_process_seen(j, 0, 100, "pod", "p1");
+        jobs_process_seen(j, 0, 100, "pod", "p1"); /* seen again: listed once */
+        jobs_process_seen(j, 1, 200, "pod", "p2");
+        jobs_process_seen(j, 0, 300, NULL, NULL); /* owner unknown: registered jobs only */
+        for (uint32_t pid = 1000; pid < 1000 + JOBS_MAX_PIDS + 3; pid++)
+                jobs_process_seen(j, 1, pid, "pod", "p2");
+        assert_int_equal(jobs_get(j, "reg", &r), 0);
+        p = json_object_get(gpu_of(r, 0), "processes");
+        assert_int_equal(json_array_size(p), 2); /* registered on GPU 0: both PIDs there */
+        json_decref(r);
+        assert_int_equal(jobs_get(j, "pod:p1", &r), 0);
+        p = json_object_get(gpu_of(r, 0), "processes");
+        assert_int_equal(json_array_size(p), 1);
+        assert_int_equal(json_integer_value(json_array_get(p, 0)), 100);
+        json_decref(r);
+        assert_int_equal(jobs_get(j, "pod:p2", &r), 0);
+        assert_int_equal(json_array_size(json_object_get(gpu_of(r, 0), "processes")),
+                         JOBS_MAX_PIDS);
+        assert_int_equal((int)num(gpu_of(r, 0), "processes_not_listed"), 4);
+        json_decref(r);
+        jobs_free(j);
+}
+
 static void test_bad_input(void **state)
 {
         char err[256];
@@ -380,6 +413,7 @@ int main(void)
             cmocka_unit_test(test_gap_lost_gpu),
             cmocka_unit_test(test_xids),
             cmocka_unit_test(test_automatic_grace),
+            cmocka_unit_test(test_processes),
             cmocka_unit_test(test_bad_input),
             cmocka_unit_test(test_restart_gap_and_retention),
         };

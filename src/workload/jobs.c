@@ -35,7 +35,8 @@ struct jobs {
         job *fin[JOBS_MAX_RUNNING]; /* ended, waiting for the readings after the end; owned */
         size_t n_fin;
         bool closing;          /* jobs_free: write the ending jobs as they are */
-        json_t *done;          /* finished records (with "_state"), oldest first, <= DONE_KEPT */
+        json_t *done;          /* finished records (with "_state"), oldest first, <= DONE_KEPT;
+                                  every record in or out is a copy: none is shared by threads */
         json_t *unsaved;       /* records whose write failed, retried at the next tick */
         int64_t retention_due; /* usec since epoch of the next retention pass */
 };
@@ -267,7 +268,8 @@ static json_t *find_done(jobs *j, const char *id)
         json_array_foreach(j->done, i, o)
         {
                 if (!strcmp(json_string_value(json_object_get(o, "id")) ?: "", id))
-                        return json_incref(o);
+                        return json_deep_copy(
+                            o); /* a copy: records are never shared between threads */
         }
         if (j->opt.store && store_read(j->opt.store, read_fn, &c) == 0)
                 return c.out;
@@ -288,7 +290,7 @@ static void done_add(jobs *j, json_t *rec)
                         break;
                 }
         }
-        json_array_append(j->done, rec);
+        json_array_append_new(j->done, json_deep_copy(rec));
         while (json_array_size(j->done) > DONE_KEPT)
                 json_array_remove(j->done, 0);
 }
@@ -532,7 +534,7 @@ int jobs_stop(jobs *j, const char *id, char *err, size_t errlen)
         json_decref(recs);
         if (r < 0) {
                 pthread_mutex_lock(&j->lock);
-                json_array_append(j->unsaved, rec);
+                json_array_append_new(j->unsaved, json_deep_copy(rec));
                 pthread_mutex_unlock(&j->lock);
                 snprintf(err, errlen, "job '%s' ended, but storing it failed (retried): %s", id,
                          strerror(-r));
@@ -706,7 +708,7 @@ void jobs_tick(jobs *j, int64_t now, bool persist_now)
                 {
                         if (strcmp(json_string_value(json_object_get(o, "state")) ?: "",
                                    "finished") == 0)
-                                json_array_append(j->unsaved, o);
+                                json_array_append_new(j->unsaved, json_deep_copy(o));
                 }
                 pthread_mutex_unlock(&j->lock);
         }
@@ -819,7 +821,7 @@ int jobs_list(jobs *j, const jobs_filter *f, json_t **ret)
                             !on_gpu(o, f->gpu) ||
                             json_integer_value(json_object_get(o, "end_us")) < f->since_us)
                                 continue;
-                        json_array_append(all, o);
+                        json_array_append_new(all, json_deep_copy(o));
                 }
         pthread_mutex_unlock(&j->lock);
         if (want_done && j->opt.store) {

@@ -3,7 +3,8 @@
 
 - a registered job's energy is the difference of the energy counter that GET /api/v1/gpus shows
   at its start and at its end, and its utilisation, power, memory and temperature follow a
-  scenario step (jobs.yaml);
+  scenario step (jobs.yaml); an injected XID and ECC errors show in the job;
+- a GPU lost during a job is a gap, and nothing is counted while it lasts;
 - a job running while vigild restarts is still accounted, with the time vigild was away as a gap;
 - the retention (workload.jobs.retention, reloaded with SIGHUP) deletes finished jobs;
 - bad input is refused with a clear error, mutations are audited, TCP without authentication
@@ -105,6 +106,12 @@ def test_energy_and_scenario():
         wait_for(lambda: samples(v, "train-1") >= n + 3, 30, "readings after the step")
         wait_for(lambda: energy(v)[0] is not None and energy(v)[0] > e0 + 300000 * 30, 20,
                  "the energy counter past the step")
+        # an XID and single-bit ECC errors during the job
+        v.inject(gpu=0, xid=31)
+        v.inject(gpu=0, ecc_sbe=3)
+        wait_for(lambda: job(v, "train-1")["gpus"][0]["xids"] == [{"code": 31, "count": 1}]
+                 and job(v, "train-1")["gpus"][0]["ecc_sbe"] == 3, 20,
+                 "the XID and the ECC errors in the job")
         before = energy(v)
         st, stopped = unix(v, "POST", "/api/v1/jobs/train-1/stop")
         check(st == 200 and stopped["state"] == "finished", (st, stopped))
@@ -124,7 +131,8 @@ def test_energy_and_scenario():
         check(u["max"] == 90 and 10 < u["avg"] < 90, "SM utilisation %s" % u)
         check(g["power_w"]["max"] == 300 and g["temperature_max_c"] == 71, g)
         check(g["memory_used_max_mib"] == 70000 and g["memory_utilization_pct"]["max"] == 40, g)
-        check(g["gaps"] == [] and g["xids"] == [], g)
+        check(g["gaps"] == [] and g["xids"] == [{"code": 31, "count": 1}], g)
+        check(g["ecc_sbe"] == 3 and g["ecc_dbe"] == 0, g)
         # the list and the CLI show the same job
         lst = v.get_json("/api/v1/jobs?state=finished")
         check([j["id"] for j in lst["jobs"]] == ["train-1"], lst)
@@ -200,6 +208,25 @@ def test_restart_gap():
             check(end["gpus"][1]["gaps"][0]["reason"] == "vigild_not_running", end["gpus"][1])
         finally:
             v.stop()
+
+
+def test_lost_gpu_gap():
+    with Vigild(SCENARIO, config=CONFIG % "30d") as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 20, "ready")
+        st, _ = unix(v, "POST", "/api/v1/jobs", {"id": "lost-1", "gpus": [1]})
+        check(st == 201, "start answered %d" % st)
+        wait_for(lambda: samples(v, "lost-1") >= 1, 20, "a reading before the loss")
+        v.inject(gpu=1, lost=True)
+        wait_for(lambda: job(v, "lost-1")["gpus"][0]["gaps"], 20, "a gap while the GPU is lost")
+        n = samples(v, "lost-1")
+        v.wait_sweeps(3)
+        check(samples(v, "lost-1") == n, "readings counted while the GPU was lost")
+        v.inject(gpu=1, lost=False)
+        gaps = wait_for(lambda: (lambda g: g if g[0]["end_us"] else None)(
+            job(v, "lost-1")["gpus"][0]["gaps"]), 40, "the gap closed after the GPU came back")
+        check(len(gaps) == 1 and gaps[0]["reason"] == "gpu_lost"
+              and gaps[0]["end_us"] > gaps[0]["start_us"], gaps)
+        wait_for(lambda: samples(v, "lost-1") > n, 20, "readings again")
 
 
 def test_retention_reload():
@@ -317,5 +344,5 @@ def test_slurm_prolog_epilog():
 
 
 if __name__ == "__main__":
-    main([test_energy_and_scenario, test_restart_gap, test_retention_reload,
+    main([test_energy_and_scenario, test_restart_gap, test_lost_gpu_gap, test_retention_reload,
           test_bad_input_and_audit, test_slurm_scripts_shellcheck, test_slurm_prolog_epilog])

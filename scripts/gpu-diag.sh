@@ -5,7 +5,9 @@
 #      the tests in a child process), each as JSON, with its wall time and exit code
 #   2. PyTorch (python3 + torch): pinned host<->device copy bandwidth, device-to-device copy
 #      bandwidth, FP32 (TF32 off) and BF16 matmul TFLOPS
-#   3. a side-by-side table (compare.txt) of Vigil's numbers and PyTorch's
+#   3. a side-by-side table (compare.txt) of Vigil's numbers and PyTorch's, and the power the
+#      targeted power test reached against the enforced power limit, with the load that drove it
+#      (the tensor-core kernel kernels_tc.ptx on compute capability 8.0+, else the FP32 FMA one)
 # usage: scripts/gpu-diag.sh [-b BUILD_DIR] [-o OUT_DIR] [-d SECONDS] [-i GPUS] [-l LEVELS]
 #   -b  build directory holding bin/vigil and bin/vigil-diag (default ./build; built if missing)
 #   -o  output directory (default ./gpu-diag-out)
@@ -235,6 +237,30 @@ for g in sorted({k[0] for k in vals} | {int(k) for k in torch if k.isdigit()}):
               "-" if w is None else "%.1f" % w, ratio, unit))
     if "bf16_matmul_tflops" in t:
         print("%-4s %-18s %12s %12.1f %7s  %s" % (g, "bf16 matmul", "-", t["bf16_matmul_tflops"], "-", "TFLOPS"))
+
+# Targeted power: the peak power the load reached against the enforced limit (nvidia-smi's
+# power.limit from the same run), and which load drove it (tensor-core mma.sync or FP32 FMA).
+limits = {}
+try:
+    with open(os.path.join(out, "nvidia-smi-query.csv")) as f:
+        head = [h.strip() for h in f.readline().split(",")]
+        col = next(i for i, h in enumerate(head) if h.startswith("power.limit"))
+        for line in f:
+            cells = [c.strip() for c in line.split(",")]
+            limits[int(cells[0])] = float(cells[col].split()[0])
+except (OSError, ValueError, StopIteration, IndexError):
+    pass
+print()
+print("%-4s %-14s %10s %10s %8s  %s" % ("GPU", "targeted_power", "peak W", "limit W", "reached", "load"))
+for r in load("diag-r3.json").get("results", []):
+    if r.get("test") != "targeted_power" or r.get("value") is None:
+        continue
+    lim = limits.get(r["gpu"])
+    why = r.get("reason", "")
+    kind = "tensor-core (mma.sync)" if "tensor-core" in why else "FP32 FMA" if "FMA" in why else "?"
+    print("%-4s %-14s %10.0f %10s %8s  %s" % (r["gpu"], r["result"], r["value"],
+          "-" if lim is None else "%.0f" % lim,
+          "-" if not lim else "%.0f %%" % (100 * r["value"] / lim), kind))
 PY
 echo "gpu-diag: results in $OUT/"
 exit $fail

@@ -41,6 +41,21 @@ def rss(pid):
                 return int(line.split()[1]) / 1024.0
 
 
+def rss_by_mapping(pid, top=12):
+    """Rss per mapped file (anonymous and heap summed by name), largest first, in KiB: where the
+    memory of a process is, to compare vigild with the floor mapping by mapping."""
+    sizes, name = {}, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = line.split()
+            if len(head) >= 5 and "-" in head[0] and not line.startswith(("Rss", "Size")):
+                name = head[5] if len(head) > 5 else "[anon]"
+                name = os.path.basename(name) if name.startswith("/") else name
+            elif line.startswith("Rss:"):
+                sizes[name] = sizes.get(name, 0) + int(line.split()[1])
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:top])
+
+
 def switches(pid):
     """Context switches (voluntary + involuntary) per thread name of pid."""
     out = {}
@@ -97,6 +112,7 @@ def measure(name, cmd, url, env=None, idle=0):
             lat.append(d)
         lat.sort()
         return {"cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 3), "rss_mib": round(rss(p.pid), 1),
+                "rss_kib_by_mapping": rss_by_mapping(p.pid),
                 "scrape_p50_ms": round(1e3 * statistics.median(lat), 3),
                 "scrape_p99_ms": round(1e3 * lat[int(0.99 * (len(lat) - 1))], 3), "page_bytes": size,
                 **({"idle_wakeups": wake, "idle_window_s": idle} if wake else {})}
@@ -117,8 +133,17 @@ for name, bdir in builds:
                         [os.path.join(bdir, "bin/vigild"), "--listen", "127.0.0.1:%d" % pv,
                          "--socket", "", "--data-dir", d], "http://127.0.0.1:%d/metrics" % pv,
                         idle=int(os.environ.get("IDLE", "30")))
-f = subprocess.run([os.path.join(BUILD, "bench/nvml_floor"), str(WINDOW)], capture_output=True, text=True)
-fl = json.loads(f.stdout) if f.returncode == 0 else {"error": f.stderr}
+f = subprocess.Popen([os.path.join(BUILD, "bench/nvml_floor"), str(WINDOW)], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+time.sleep(max(WINDOW - 3, 1))
+try:
+    floor_maps = rss_by_mapping(f.pid)
+except OSError:
+    floor_maps = None
+fout, ferr = f.communicate()
+fl = json.loads(fout) if f.returncode == 0 else {"error": ferr}
+if floor_maps:
+    fl["rss_kib_by_mapping"] = floor_maps
 if "cpu_seconds" in fl:
     fl["cpu_percent"] = round(100 * fl["cpu_seconds"] / fl["seconds"], 3)
 res["bare NVML loop (floor)"] = fl

@@ -86,6 +86,14 @@ enum MHD_Result h_anomalies(request *r);    /* selfmetrics.c */
 enum MHD_Result h_nvlink(request *r);       /* h_topo.c */
 enum MHD_Result h_topology(request *r);     /* h_topo.c */
 enum MHD_Result h_mig(request *r);          /* h_topo.c */
+/* expo_profile.c: tell the sampler which profiling fields the exported families need
+ * (sampler_profiling_pin): the set's profiling rows in dcgm naming (s != NULL), else the native
+ * default profile. Call whenever the exported set changes. */
+void expo_pin_profiling(const counter_set *s, sampler *smp);
+
+/* h_health.c: an incident's action log */
+enum MHD_Result h_incident_actions(request *r);
+
 /* expo_mig.c: the MIG instances' memory, native families / samples in dcgm families. */
 void expo_mig_native(api *a, buf *b, bool om);
 void expo_mig_dcgm(api *a, buf *b, uint16_t field, const char *name, const buf *labels, unsigned n);

@@ -672,6 +672,7 @@ static void watch_counters(api *a)
         a->own_counters = ns;
         a->counters = ns;
         a->opt.counters = ns;
+        expo_pin_profiling(ns, a->opt.sampler);
         pthread_mutex_unlock(&a->render_lock);
         counters_free(old);
         log_info("http", "counters file '%s' changed: re-read", path);

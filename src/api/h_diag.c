@@ -3,6 +3,7 @@
  * DELETE /api/v1/diag/{id} cancels it; and the vigil_diag_* families of /metrics. The runs
  * themselves are the diag module's (diag/service.h); this file maps them to HTTP. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api-internal.h"
@@ -36,13 +37,45 @@ enum MHD_Result h_diag_start(request *r)
         return api_reply_json(r, 202, json_pack("{s:s, s:s}", "id", id, "status", "running"));
 }
 
+#define DIAG_LIST_DEFAULT 50
+#define DIAG_LIST_MAX     1000
+
+/* A non-negative integer query argument no larger than max; def when absent. 0 or -EINVAL. */
+static int count_arg(request *r, const char *key, size_t def, size_t max, size_t *out)
+{
+        const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+        char *end = NULL;
+        unsigned long long n;
+
+        *out = def;
+        if (!v)
+                return 0;
+        errno = 0;
+        n = strtoull(v, &end, 10);
+        if (!*v || *v == '-' || *end || errno || n > max)
+                return -EINVAL;
+        *out = (size_t)n;
+        return 0;
+}
+
+/* GET /api/v1/diag?limit=N&offset=M: the stored runs, newest first, a page at a time. */
 enum MHD_Result h_diag_list(request *r)
 {
         diag_service *s = service(r);
+        size_t limit, offset;
+        json_t *list;
 
         if (!s)
                 return api_reply_errno(r, -EAGAIN, "diagnostics are not available");
-        return api_reply_json(r, 200, diag_service_list(s));
+        if (count_arg(r, "limit", DIAG_LIST_DEFAULT, DIAG_LIST_MAX, &limit) < 0)
+                return api_reply_errno(r, -EINVAL, "'limit' must be an integer 0..%d",
+                                       DIAG_LIST_MAX);
+        if (count_arg(r, "offset", 0, 100000000, &offset) < 0)
+                return api_reply_errno(r, -EINVAL, "'offset' must be a non-negative integer");
+        list = diag_service_list(s, offset, limit);
+        if (!list)
+                return api_reply_errno(r, -EIO, "failed to read the stored diagnostic runs");
+        return api_reply_json(r, 200, list);
 }
 
 enum MHD_Result h_diag_get(request *r)

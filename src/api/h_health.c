@@ -67,3 +67,28 @@ enum MHD_Result h_incident_ack(request *r)
         }
         return api_reply_json(r, 200, json_pack("{s:o}", "incident", out));
 }
+
+/* GET /api/v1/incidents/{id}/actions: the incident's action log (what its policies did; the
+ * diag action names the run it started). */
+enum MHD_Result h_incident_actions(request *r)
+{
+        const char *s = r->seg[0];
+        json_t *out = NULL;
+        char *end;
+        unsigned long long id;
+        int rc;
+
+        if (!r->api->opt.health)
+                return api_reply_errno(r, -EAGAIN, "the health engine is not running");
+        errno = 0;
+        id = strtoull(s, &end, 10);
+        if (!*s || *end || errno || s[0] == '-')
+                return api_reply_errno(r, -EINVAL, "'%.64s' is not an incident id", s);
+        rc = health_incident_actions(r->api->opt.health, id, &out);
+        if (rc == -ENOENT)
+                return api_reply_errno(r, -EAGAIN, "the action log needs the store");
+        if (rc < 0)
+                return api_reply_errno(r, rc, "failed to read the actions of incident %llu", id);
+        return api_reply_json(r, 200,
+                              json_pack("{s:I, s:o}", "incident", (json_int_t)id, "actions", out));
+}

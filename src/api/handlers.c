@@ -163,6 +163,9 @@ enum MHD_Result h_gpus(request *r)
                         json_decref(arr);
                         return api_reply_errno(r, -EINVAL, "unknown field '%s'", bad);
                 }
+                /* a profiling field asked for is read from the next slow sweep on */
+                for (int k = 0; k < nwant; k++)
+                        sampler_profiling_demand(a->opt.sampler, want[k]->id);
         }
         for (unsigned i = 0; i < n; i++) {
                 sampler_gpu g;
@@ -174,10 +177,15 @@ enum MHD_Result h_gpus(request *r)
                         json_t *fa = json_array();
                         for (int k = 0; k < nwant; k++) {
                                 json_t *f = field_json(a, i, want[k], g.up);
-                                if (!f) /* not watched: say so rather than drop it */
-                                        f = json_pack("{s:i,s:s,s:s,s:s}", "id", want[k]->id,
-                                                      "name", want[k]->sym, "unit", want[k]->unit,
-                                                      "status", "not_watched");
+                                /* not watched: say so rather than drop it; a profiling
+                                 * field just asked for is read from the next slow sweep */
+                                if (!f)
+                                        f = json_pack(
+                                            "{s:i,s:s,s:s,s:s}", "id", want[k]->id, "name",
+                                            want[k]->sym, "unit", want[k]->unit, "status",
+                                            sampler_profiling_wanted(a->opt.sampler, want[k]->id)
+                                                ? "pending"
+                                                : "not_watched");
                                 json_array_append_new(fa, f);
                         }
                         json_object_set_new(o, "fields", fa);
@@ -240,6 +248,7 @@ enum MHD_Result h_history(request *r)
         m = field_by_name(fname);
         if (!m || m->type == FT_STR)
                 return api_reply_errno(r, -EINVAL, "unknown field '%s'", fname);
+        sampler_profiling_demand(a->opt.sampler, m->id);
         if (since_s) {
                 since = strtod(since_s, &end);
                 if (*end || !(since > 0) || since > 86400.0 * 365)

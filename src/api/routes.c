@@ -31,6 +31,7 @@ static const route routes[] = {
     {"GET", "/api/v1/health", h_health, PERM_READ, false},
     {"GET", "/api/v1/incidents", h_incidents, PERM_READ, false},
     {"POST", "/api/v1/incidents/{id}/ack", h_incident_ack, PERM_WRITE, false},
+    {"GET", "/api/v1/incidents/{id}/actions", h_incident_actions, PERM_READ, false},
     {"GET", "/api/v1/audit", h_audit, PERM_ADMIN, false},
     {"GET", "/api/v1/audit/verify", h_audit_verify, PERM_ADMIN, false},
     {"GET", "/api/v1/config", h_config, PERM_ADMIN, false},

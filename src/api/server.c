@@ -498,6 +498,7 @@ int api_new(const api_options *opt, api **ret)
         a->opt.counters = a->counters;
         a->opt.dcgm_naming = a->counters != NULL;
         atomic_store(&a->dcgm, a->counters != NULL);
+        expo_pin_profiling(a->counters, a->opt.sampler);
         snapshot_slot_init(&a->metrics);
         snapshot_slot_init(&a->metrics_om);
         snapshot_slot_init(&a->metrics_gz[0]);
@@ -688,6 +689,7 @@ int api_set_metrics(api *a, const struct counter_set *counters, bool dcgm_naming
         atomic_store(&a->dcgm, a->counters != NULL);
         a->opt.extra_labels = a->labels;
         a->opt.n_extra_labels = a->n_labels;
+        expo_pin_profiling(a->counters, a->opt.sampler);
         pthread_mutex_unlock(&a->render_lock);
         /* The snapshots were rendered with the old set: a scrape before the next sweep renders
          * its variant again. */

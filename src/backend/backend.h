@@ -62,6 +62,9 @@ int backend_device_info(backend *b, unsigned idx, gpu_identity *out);
  * is lost (then every status is -ENODEV). Fields found unsupported are not asked again until the
  * GPU is re-attached. Does not allocate. */
 int backend_sample(backend *b, unsigned idx, const uint16_t *fields, size_t n, field_value *out);
+/* Forget GPU idx's previous GPM sample: the next profiling read takes a new one and answers
+ * -ENODATA, instead of an average over however long no profiling field was read. */
+void backend_gpm_restart(backend *b, unsigned idx);
 /* Re-acquire a lost GPU (by UUID, then by index) and forget what was learned about it.
  * Returns 0 when it answers again, else -ENODEV. */
 int backend_reattach(backend *b, unsigned idx);

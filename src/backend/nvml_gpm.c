@@ -30,6 +30,18 @@ void nvml_gpm_release_locked(backend *b, gpu_slot *s)
         s->gpm_supported = -1;
 }
 
+void backend_gpm_restart(backend *b, unsigned idx)
+{
+        gpu_slot *s;
+
+        if (idx >= b->count)
+                return;
+        s = &b->gpus[idx];
+        pthread_mutex_lock(&s->gpm_lock);
+        s->gpm_prev = -1;
+        pthread_mutex_unlock(&s->gpm_lock);
+}
+
 /* At attach (not on the sampling path): allocate the two samples, ask whether the GPU supports
  * GPM and, when it does, take the first sample, so that the first sweep already reports the
  * activity since attach instead of "no data". A failed query is asked again by nvml_gpm_read(). */

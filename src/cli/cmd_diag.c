@@ -125,13 +125,16 @@ static int render(cli_ctx *ctx, const json_t *run)
                 char gpu[16] = "-", val[48] = "-", thr[48] = "-";
                 const json_t *g = json_object_get(r, "gpu"), *v = json_object_get(r, "value"),
                              *th = json_object_get(r, "threshold");
-                const char *unit = str(r, "unit") ?: "";
+                const char *unit = str(r, "unit") ?: "", *src = str(r, "threshold_source");
                 if (json_is_integer(g))
                         snprintf(gpu, sizeof(gpu), "%lld", (long long)json_integer_value(g));
                 if (json_is_number(v))
                         snprintf(val, sizeof(val), "%.4g %s", json_number_value(v), unit);
+                /* a threshold the operator set says so: "100 TFLOPS (config)" */
+                bool set = src && (!strcmp(src, "config") || !strcmp(src, "param"));
                 if (json_is_number(th))
-                        snprintf(thr, sizeof(thr), "%.4g %s", json_number_value(th), unit);
+                        snprintf(thr, sizeof(thr), "%.4g %s%s%s%s", json_number_value(th), unit,
+                                 set ? " (" : "", set ? src : "", set ? ")" : "");
                 table_add_rowv(t, str(r, "test") ?: "?", gpu, str(r, "result") ?: "?", val, thr,
                                str(r, "reason") ?: "");
         }

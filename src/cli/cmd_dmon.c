@@ -141,7 +141,7 @@ const char *dmon_format_value(const json_t *fv, char *out, size_t len)
                 snprintf(out, len, "N/A");
         } else if (strcmp(status, "gpu_lost") == 0) {
                 snprintf(out, len, "LOST");
-        } else if (strcmp(status, "no_data") == 0) {
+        } else if (strcmp(status, "no_data") == 0 || strcmp(status, "pending") == 0) {
                 snprintf(out, len, "-");
         } else if (strcmp(status, "not_watched") == 0) {
                 snprintf(out, len, "OFF");

@@ -93,6 +93,7 @@ static const char *const auth_method_names[] = {"jwt", NULL};
 static const char *const client_auth_names[] = {"none", "request", "require", NULL};
 static const char *const web_role_names[] = {"viewer", "operator", "admin", NULL};
 static const char *const naming_names[] = {"vigil", "dcgm", NULL};
+static const char *const profiling_names[] = {"auto", "all", NULL};
 static const char *const dcgm_compat_names[] = {"4.5", "main", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"text", "json", NULL};
@@ -134,7 +135,8 @@ static int check_http_urls(const struct option *o, const char *shown, const char
 
 /* Policies and webhooks are written straight into the health module's own item structs. */
 static const char *const action_names[] = {"log",       "alert", "exec", "set_power_limit",
-                                           "reset_gpu", NULL}; /* enum health_action order */
+                                           "reset_gpu", "diag",  NULL}; /* enum health_action */
+static const char *const diag_gpus_names[] = {"incident", "all", NULL};
 #define POFF(m) offsetof(health_policy, m)
 static const struct option policy_items[] = {
     {"condition", OPT_CHARS, POFF(condition), .def = "", .check = check_condition,
@@ -150,6 +152,8 @@ static const struct option policy_items[] = {
     {"allow_reset_on_real_gpu", OPT_BOOL, POFF(allow_reset_on_real_gpu), .def = "false"},
     {"rate_limit", OPT_RATE, POFF(rate_count), POFF(rate_window_us), .def = "1/10m",
      .check = check_rate_limit},
+    {"diag_level", OPT_UINT, POFF(diag_level), .def = "1", .min = 1, .max = 3},
+    {"diag_gpus", OPT_ENUM, POFF(diag_gpus), .def = "incident", .names = diag_gpus_names},
 };
 #define WOFF(m) offsetof(health_webhook, m)
 static const struct option webhook_items[] = {
@@ -177,6 +181,8 @@ static const struct option options[] = {
      M(SAMPLER, RS)},
     {"collection.fields", OPT_FIELD_MAP, OFF(collection.fields), OFF(collection.n_fields),
      M(SAMPLER, RS)},
+    {"collection.profiling", OPT_ENUM, OFF(collection.profiling), .def = "auto",
+     .names = profiling_names, M(SAMPLER, RS)},
     {"collection.keep.max_age", OPT_DURATION, OFF(collection.max_age_us), .def = "1h", .min = 1 * S,
      .max = 30 * 86400 * S, M(SAMPLER, RS)},
     {"collection.keep.max_samples", OPT_UINT, OFF(collection.max_samples), .def = "3600", .min = 1,
@@ -392,6 +398,41 @@ static const struct option options[] = {
      .min = 1 * S, .max = 86400 * S, M(HEALTH, RL)},
     {"alerting.timeout", OPT_DURATION, OFF(health.alert_timeout_us), .def = "5s", .min = 100 * MS,
      .max = 300 * S, M(HEALTH, RL)},
+    /* diag: (docs/diagnostics.md; diag/diag_config.h). Thresholds at 0 are not set: the SKU or
+     * PCIe specification decides. A run's --param wins over these. */
+    {"diag.retention.count", OPT_UINT, OFF(diag.retention_count), .def = "1000", .min = 0,
+     .max = 1000000, M(DIAG, RL)},
+    {"diag.retention.max_age", OPT_DURATION, OFF(diag.retention_max_age_us), .def = "90d", .min = 0,
+     .max = 3650 * 86400 * S, M(DIAG, RL)},
+    {"diag.gpu_count.expected", OPT_UINT, OFF(diag.expected_gpus), .def = "0", .min = 0,
+     .max = 4096, M(DIAG, RL)},
+    {"diag.pcie.size_mib", OPT_UINT, OFF(diag.pcie_size_mib), .def = "64", .min = 1, .max = 4096,
+     M(DIAG, RL)},
+    {"diag.pcie.min_gbps", OPT_DOUBLE, OFF(diag.pcie_min_gbps), .def = "0", .dmin = 0, .dmax = 1e5,
+     M(DIAG, RL)},
+    {"diag.pcie.max_latency_us", OPT_DOUBLE, OFF(diag.pcie_max_latency_us), .def = "0", .dmin = 0,
+     .dmax = 1e6, M(DIAG, RL)},
+    {"diag.p2p.min_gbps", OPT_DOUBLE, OFF(diag.p2p_min_gbps), .def = "0", .dmin = 0, .dmax = 1e5,
+     M(DIAG, RL)},
+    {"diag.memory.size_mib", OPT_UINT, OFF(diag.memory_size_mib), .def = "1024", .min = 1,
+     .max = 1048576, M(DIAG, RL)},
+    {"diag.memtest.duration", OPT_DURATION, OFF(diag.memtest_duration_us), .def = "240s",
+     .min = 1 * S, .max = 86400 * S, M(DIAG, RL)},
+    {"diag.memtest.fraction", OPT_DOUBLE, OFF(diag.memtest_fraction), .def = "0.9", .dmin = 0.01,
+     .dmax = 0.99, M(DIAG, RL)},
+    {"diag.memory_bandwidth.duration", OPT_DURATION, OFF(diag.memory_bandwidth_duration_us),
+     .def = "10s", .min = 1 * S, .max = 3600 * S, M(DIAG, RL)},
+    {"diag.memory_bandwidth.min_gbps", OPT_DOUBLE, OFF(diag.memory_bandwidth_min_gbps), .def = "0",
+     .dmin = 0, .dmax = 1e6, M(DIAG, RL)},
+    {"diag.sm_stress.duration", OPT_DURATION, OFF(diag.sm_stress_duration_us), .def = "240s",
+     .min = 1 * S, .max = 86400 * S, M(DIAG, RL)},
+    {"diag.sm_stress.min_tflops", OPT_DOUBLE, OFF(diag.sm_stress_min_tflops), .def = "0", .dmin = 0,
+     .dmax = 1e5, M(DIAG, RL)},
+    {"diag.targeted_power.duration", OPT_DURATION, OFF(diag.targeted_power_duration_us),
+     .def = "240s", .min = 1 * S, .max = 86400 * S, M(DIAG, RL)},
+    {"diag.targeted_power.min_fraction", OPT_DOUBLE, OFF(diag.targeted_power_min_fraction),
+     .def = "0", .dmin = 0, .dmax = 1, M(DIAG, RL)},
+    {"diag.level3.parallel", OPT_BOOL, OFF(diag.level3_parallel), .def = "true", M(DIAG, RL)},
 };
 
 /* Pairs where the first option must not exceed the second (same unit). */
@@ -1478,7 +1519,8 @@ static int check_condition(const struct option *o, const char *shown, const char
 static int check_actions(const struct option *o, const char *shown, const char *v, char *why,
                          size_t whylen)
 {
-        static const char *const acts[] = {"log", "alert", "exec", "set_power_limit", "reset_gpu"};
+        static const char *const acts[] = {"log",       "alert", "exec", "set_power_limit",
+                                           "reset_gpu", "diag"};
         const char *s = v;
 
         (void)shown;
@@ -1491,7 +1533,7 @@ static int check_actions(const struct option *o, const char *shown, const char *
                 if (!ok) {
                         snprintf(why, whylen,
                                  "%s: '%.*s' is not an action (log, alert, exec, set_power_limit, "
-                                 "reset_gpu)",
+                                 "reset_gpu, diag)",
                                  o->path, (int)MIN(e - s, 64), s);
                         return -EINVAL;
                 }
@@ -2107,7 +2149,7 @@ static const char *const module_names[CONFIG_MOD_COUNT] = {
     [CONFIG_MOD_SAMPLER] = "sampler",   [CONFIG_MOD_API] = "api",
     [CONFIG_MOD_LOG] = "log",           [CONFIG_MOD_HEALTH] = "health",
     [CONFIG_MOD_SECURITY] = "security", [CONFIG_MOD_STORE] = "store",
-    [CONFIG_MOD_WORKLOAD] = "workload",
+    [CONFIG_MOD_DIAG] = "diag",         [CONFIG_MOD_WORKLOAD] = "workload",
 };
 
 const char *config_module_name(enum config_module m)

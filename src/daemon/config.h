@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "api/api_config.h"
+#include "diag/diag_config.h"
 #include "health/health_config.h"
 #include "sampler/collection_config.h"
 #include "security/security_config.h"
@@ -75,6 +76,7 @@ typedef struct vigil_config {
                 health_webhook *webhooks; /* in file order (health/health_config.h) */
                 size_t n_webhooks;
         } alerting;
+        diag_config diag; /* diag: thresholds, durations, retention (diag/diag_config.h) */
 } vigil_config;
 
 /* The one size parser of every size key (docs/configuration.md, "Units"): "N" or "NB" bytes,
@@ -95,6 +97,7 @@ enum config_module {
         CONFIG_MOD_HEALTH,     /* health: rules, thresholds, policies, alerting, anomalies */
         CONFIG_MOD_SECURITY,   /* security: authn, authz, network, audit, web-config, TLS */
         CONFIG_MOD_STORE,      /* store: backups and encryption at rest */
+        CONFIG_MOD_DIAG,       /* diag: thresholds, durations, retention of diagnostic runs */
         CONFIG_MOD_WORKLOAD,   /* workload: job statistics */
         CONFIG_MOD_COUNT,
 };
@@ -120,7 +123,8 @@ size_t config_key_count(void);
 int config_key_info_at(size_t i, config_key_info *out);
 /* Entry by path; 0 or -ENOENT. */
 int config_key_find(const char *path, config_key_info *out);
-/* "daemon", "backend", "sampler", "api", "log", "health", "security", "store", "workload". */
+/* "daemon", "backend", "sampler", "api", "log", "health", "security", "store", "diag",
+ * "workload". */
 const char *config_module_name(enum config_module m);
 
 /* Whether key i has the same value in a and b (secrets compared, never shown). */

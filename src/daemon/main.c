@@ -620,6 +620,8 @@ static json_t *reload(daemon_state *d, unsigned *status)
                         d->counters = TAKE_PTR(plan.counters);
                 }
         }
+        if (d->diag)
+                diag_service_configure(d->diag, &next.diag);
         if (d->health) {
                 r = health_reconfigure(d->health, &plan.health);
                 if (r < 0) /* out of memory or threads only: the old health settings stay */
@@ -933,6 +935,7 @@ static int S_sampler(daemon_state *d)
             .on_sweep = on_sweep,
             .on_event = on_event,
             .userdata = d,
+            .profiling_all = c->collection.profiling == 1,
         };
         int r;
 
@@ -1009,10 +1012,53 @@ static void T_takeover_connect(daemon_state *d)
         d->tk_conn = d->tk_tcp = d->tk_unix = d->tk_lock = -1;
 }
 
+/* diagnostics: the worker runs on the same NVML (or fake) as the daemon. Before health (its
+ * diag policy action starts runs) and the api; freed after both. */
+static int S_diag(daemon_state *d)
+{
+        int r = diag_service_new(&(diag_service_opts){.nvml_lib = d->bopt.library,
+                                                      .simulate = d->bopt.simulate,
+                                                      .scenario = d->bopt.scenario,
+                                                      .store = d->store,
+                                                      .config = &d->cfg.diag},
+                                 &d->diag);
+
+        if (r < 0)
+                log_error("vigild", "failed to set up diagnostics: %s", strerror(-r));
+        return r;
+}
+
+static void T_diag(daemon_state *d)
+{
+        d->diag = diag_service_free(d->diag); /* after the HTTP threads and the policy worker */
+}
+
+/* The diag policy action (health_options.diag): health does not see the diag module. */
+static int policy_diag(void *userdata, int level, int gpu, uint64_t incident, const char *condition,
+                       char *id, size_t idlen, char *err, size_t errlen)
+{
+        daemon_state *d = userdata;
+        char origin[128];
+        json_t *body = json_pack("{s:i}", "level", level);
+        int r;
+
+        if (!body)
+                return -ENOMEM;
+        if (gpu >= 0)
+                json_object_set_new(body, "gpus", json_pack("[i]", gpu));
+        snprintf(origin, sizeof(origin), "policy: incident %llu (%s)", (unsigned long long)incident,
+                 condition);
+        r = diag_service_start_from(d->diag, body, origin, id, idlen, err, errlen);
+        json_decref(body);
+        return r;
+}
+
 /* health: rules, incidents (reloaded from the store), alerts, policies */
 static int S_health(daemon_state *d)
 {
-        health_options ho = {.sampler = d->en,
+        health_options ho = {.diag = policy_diag,
+                             .diag_userdata = d,
+                             .sampler = d->en,
                              .cache = d->ca,
                              .backend = d->be,
                              .store = d->store,
@@ -1101,14 +1147,6 @@ static int S_api(daemon_state *d)
                 d->labels[i].name = c->metrics.extra_labels[i].name;
                 d->labels[i].value = c->metrics.extra_labels[i].value;
         }
-        /* diagnostics run the worker on the same NVML (or fake) as the daemon */
-        r = diag_service_new(&(diag_service_opts){.nvml_lib = d->bopt.library,
-                                                  .simulate = d->bopt.simulate,
-                                                  .scenario = d->bopt.scenario,
-                                                  .store = d->store},
-                             &d->diag);
-        if (r < 0)
-                return r;
         ao.diag = d->diag;
         ao.jobs = d->jobs;
         d->tk_tcp = d->tk_unix = -1; /* the api owns them now */
@@ -1121,7 +1159,6 @@ static int S_api(daemon_state *d)
 static void T_api(daemon_state *d)
 {
         d->api = api_free(d->api);
-        d->diag = diag_service_free(d->diag); /* after the HTTP threads that read it */
 }
 
 /* Taking over: serve the inherited sockets only once our first sweep is done. Its stop stops
@@ -1260,6 +1297,7 @@ static const step steps[] = {
     {"sampler", S_sampler, T_sampler},
     {"anomaly detection", S_anomaly, T_anomaly},
     {"counters", S_counters, T_counters},
+    {"diagnostics", S_diag, T_diag},
     {"health", S_health, T_health},
     {"jobs", S_jobs, T_jobs},
     {"security", S_security, T_security},

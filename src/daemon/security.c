@@ -63,6 +63,8 @@ int security_prepare(const vigil_config *c, bool simulate, bool tls_running, sec
         /* The gate offers no validate function: build one and drop it (no store, so nothing is
          * read or written). */
         gate_options_from_config(&c->security, simulate, p->web, &p->gate);
+        /* bcrypt never holds every HTTP thread: one stays free for probes and cached users */
+        p->gate.basic_auth_slots = c->http.threads > 1 ? c->http.threads - 1 : 1;
         /* The unix-socket admin group matters only with a socket; looking it up otherwise maps
          * the NSS modules (libnss_systemd, ~0.3 MiB resident) for nothing. */
         if (!c->socket || !*c->socket)
@@ -104,6 +106,14 @@ int security_start(security_plan *p, const vigil_config *c, struct store *st, au
                                  p->web->max_version == 13 ? "1.3" : "1.2",
                                  webconfig_client_auth_name(p->web->client_auth), p->web->n_users);
         }
+        if (p->web && p->web->n_users && c->http.threads < 2)
+                log_warn("security",
+                         "web config: with http.threads 1 a bcrypt check holds the only HTTP "
+                         "thread; set http.threads to 2 or more");
+        if (p->web && p->web->rl_interval_us)
+                log_info("security", "web config: rate_limit %u per %lld ms for the listener%s",
+                         p->web->rl_burst, (long long)(p->web->rl_interval_us / 1000),
+                         p->web->rl_burst ? "" : " (burst 0: every request but probes is refused)");
         if (!st && c->security.audit.enabled)
                 log_warn("security", "no store: the audit trail is off");
         if (st) {
@@ -132,8 +142,9 @@ int security_commit(security_plan *p, struct store *st, auth_gate *gate, tls_ctx
          * requests see the new certificate, CA, client auth, versions and headers. */
         if (tls && p->tls_next) {
                 tls_apply(tls, TAKE_PTR(p->tls_next));
-                log_info("security", "applied the TLS settings (certificate '%s', client auth %d)",
-                         p->tls_opt.cert_file, (int)p->tls_opt.client_auth);
+                log_info("security", "applied the TLS settings (certificate %s, client auth %d)",
+                         p->tls_opt.cert_file ? p->tls_opt.cert_file : "inline",
+                         (int)p->tls_opt.client_auth);
         }
         return 0;
 }

@@ -44,6 +44,9 @@ typedef struct diag_opts {
         size_t ngpus;                        /* 0 = every GPU */
         const char *params[DIAG_MAX_PARAMS]; /* "test.key=value", borrowed */
         size_t nparams;                      /* entries in params */
+        const char *config[DIAG_MAX_PARAMS]; /* the same from the daemon's diag: section; a
+                                                params entry wins; borrowed */
+        size_t nconfig;                      /* entries in config */
         bool force;                          /* run on GPUs with compute processes */
         const char *nvml_lib;                /* NULL = libnvidia-ml.so.1 */
         bool simulate;                       /* fake NVML (and fake CUDA unless cuda_lib is set) */

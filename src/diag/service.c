@@ -20,8 +20,11 @@ struct drun {
         json_t *run;                   /* the run as GET shows it; under s->lock */
         diag_opts opts;                /* what runs */
         char *params[DIAG_MAX_PARAMS]; /* owned copies behind opts.params */
-        atomic_bool cancel;            /* set by DELETE */
-        bool done;                     /* the supervisor finished */
+        char cfgp[DIAG_CONFIG_MAX][DIAG_CONFIG_PARAM_LEN]; /* the diag: section, behind
+                                                              opts.config */
+        atomic_bool cancel;                                /* set by DELETE */
+        atomic_bool stored;                                /* finished and in the store */
+        bool done;                                         /* the supervisor finished */
         struct diag_service *s;
 };
 
@@ -30,9 +33,11 @@ struct diag_service {
         char *worker, *nvml_lib, *scenario;
         bool simulate;
         store *store;                         /* borrowed; NULL = memory only */
+        diag_config cfg;                      /* the diag: section (under lock) */
         struct drun *runs[DIAG_SERVICE_KEEP]; /* ring, newest at (next - 1) */
         size_t next;                          /* runs started */
         struct drun *active;                  /* running, or NULL */
+        struct drun *last_done;               /* the last run that finished (stored or not) */
         pthread_t thread;                     /* of active (or of the last run, until joined) */
         bool joinable;
 };
@@ -54,6 +59,11 @@ int diag_service_new(const diag_service_opts *o, diag_service **ret)
         s->scenario = dup_or_null(o->scenario);
         s->simulate = o->simulate;
         s->store = o->store;
+        if (o->config)
+                s->cfg = *o->config;
+        else
+                diag_config_defaults(&s->cfg);
+        diag_service_configure(s, &s->cfg); /* the retention, on what an earlier run left */
         *ret = s;
         return 0;
 }
@@ -106,12 +116,53 @@ static void on_event(const json_t *ev, void *ud)
         pthread_mutex_unlock(&d->s->lock);
 }
 
-#define DIAG_STORE_KEEP 1000
+struct retention {
+        unsigned count;     /* runs kept; 0 = no limit */
+        int64_t max_age_us; /* usec; 0 = no limit */
+};
+
+/* Drop the stored runs beyond the retention (a store_fn). */
+static int retention_fn(sqlite3 *db, void *ctx)
+{
+        const struct retention *k = ctx;
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (k->max_age_us > 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                rc = sqlite3_prepare_v2(db, "DELETE FROM diag_runs WHERE finished_us < ?", -1, &st,
+                                        NULL);
+                if (rc != SQLITE_OK)
+                        return store_errno(rc);
+                sqlite3_bind_int64(
+                    st, 1, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - k->max_age_us);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+                if (rc != SQLITE_DONE)
+                        return store_errno(rc);
+        }
+        if (k->count > 0) {
+                rc = sqlite3_prepare_v2(db,
+                                        "DELETE FROM diag_runs WHERE id NOT IN (SELECT id FROM "
+                                        "diag_runs ORDER BY finished_us DESC LIMIT ?)",
+                                        -1, &st, NULL);
+                if (rc != SQLITE_OK)
+                        return store_errno(rc);
+                sqlite3_bind_int64(st, 1, k->count);
+                rc = sqlite3_step(st);
+                sqlite3_finalize(st);
+                if (rc != SQLITE_DONE)
+                        return store_errno(rc);
+        }
+        return 0;
+}
 
 struct persist {
         const char *id, *status, *result, *text;
         int level;
         int64_t started_us, finished_us;
+        struct retention keep;
 };
 
 static int persist_fn(sqlite3 *db, void *ctx)
@@ -137,12 +188,11 @@ static int persist_fn(sqlite3 *db, void *ctx)
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE)
                 return store_errno(rc);
-        return store_exec(db, "DELETE FROM diag_runs WHERE id NOT IN (SELECT id FROM diag_runs "
-                              "ORDER BY finished_us DESC LIMIT 1000)");
+        return retention_fn(db, &p->keep);
 }
 
 /* Keep a finished run in the store (the supervisor thread, after the run). */
-static void persist(diag_service *s, json_t *run)
+static void persist(diag_service *s, json_t *run, struct retention keep)
 {
         _cleanup_free_ char *text = json_dumps(run, JSON_COMPACT);
         struct persist p = {
@@ -155,6 +205,7 @@ static void persist(diag_service *s, json_t *run)
             .finished_us = (int64_t)(json_number_value(json_object_get(run, "finished")) * 1e6),
         };
 
+        p.keep = keep;
         if (s->store && text)
                 store_write(s->store, persist_fn, &p);
 }
@@ -187,6 +238,7 @@ static void *supervise_thread(void *arg)
         diag_service *s = d->s;
         char path[4096];
         json_t *final = NULL;
+        struct retention keep;
         diag_supervise_opts so = {
             .opts = &d->opts, .cancel = &d->cancel, .on_event = on_event, .userdata = d};
         int r;
@@ -208,21 +260,42 @@ static void *supervise_thread(void *arg)
                 /* the supervisor's view is complete (it adds hung/crashed tests): take it */
                 json_object_set(final, "id", json_object_get(d->run, "id"));
                 json_object_set(final, "started", json_object_get(d->run, "started"));
+                json_object_set(final, "origin", json_object_get(d->run, "origin"));
                 json_decref(d->run);
                 d->run = final;
         }
         d->done = true;
         s->active = NULL;
+        s->last_done = d; /* listed from memory until stored */
+        keep = (struct retention){s->cfg.retention_count, s->cfg.retention_max_age_us};
         final = json_deep_copy(d->run);
         pthread_mutex_unlock(&s->lock);
         if (final)
-                persist(s, final);
+                persist(s, final, keep);
         json_decref(final);
+        /* without the lock: diag_service_start may be joining this thread while holding it */
+        atomic_store(&d->stored, true);
         return NULL;
+}
+
+int diag_service_configure(diag_service *s, const diag_config *c)
+{
+        struct retention k = {c->retention_count, c->retention_max_age_us};
+
+        pthread_mutex_lock(&s->lock);
+        s->cfg = *c;
+        pthread_mutex_unlock(&s->lock);
+        return s->store ? store_write(s->store, retention_fn, &k) : 0;
 }
 
 int diag_service_start(diag_service *s, const json_t *body, char *id, size_t idlen, char *err,
                        size_t errlen)
+{
+        return diag_service_start_from(s, body, "api", id, idlen, err, errlen);
+}
+
+int diag_service_start_from(diag_service *s, const json_t *body, const char *origin, char *id,
+                            size_t idlen, char *err, size_t errlen)
 {
         json_t *lv = json_object_get(body, "level"), *gpus = json_object_get(body, "gpus"),
                *params = json_object_get(body, "params"), *v;
@@ -293,11 +366,16 @@ int diag_service_start(diag_service *s, const json_t *body, char *id, size_t idl
                 pthread_join(s->thread, NULL); /* the last run ended: its thread is done */
                 s->joinable = false;
         }
+        /* the configuration as it is now: a reload during the run does not change it */
+        d->opts.nconfig = diag_config_params(&s->cfg, d->cfgp, DIAG_CONFIG_MAX);
+        for (i = 0; i < d->opts.nconfig; i++)
+                d->opts.config[i] = d->cfgp[i];
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(d->id, sizeof(d->id), "d-%lld-%zu", (long long)ts.tv_sec, s->next + 1);
-        d->run = json_pack("{s:s, s:i, s:s, s:f, s:[], s:[]}", "id", d->id, "level", d->opts.level,
-                           "status", "running", "started", (double)ts.tv_sec + ts.tv_nsec * 1e-9,
-                           "results", "gpus");
+        d->run =
+            json_pack("{s:s, s:i, s:s, s:f, s:[], s:[], s:s}", "id", d->id, "level", d->opts.level,
+                      "status", "running", "started", (double)ts.tv_sec + ts.tv_nsec * 1e-9,
+                      "results", "gpus", "origin", origin ? origin : "api");
         r = pthread_create(&s->thread, NULL, supervise_thread, d);
         if (r != 0) {
                 pthread_mutex_unlock(&s->lock);
@@ -365,25 +443,110 @@ int diag_service_cancel(diag_service *s, const char *id)
         return r;
 }
 
-json_t *diag_service_list(diag_service *s)
+static const char *const list_keys[] = {"id",      "level",    "status", "result",
+                                        "started", "finished", "origin"};
+
+static json_t *summary(const json_t *run)
+{
+        json_t *o = json_object();
+
+        for (size_t i = 0; o && i < ARRAY_SIZE(list_keys); i++) {
+                json_t *v = json_object_get(run, list_keys[i]);
+                if (v)
+                        json_object_set(o, list_keys[i], v);
+        }
+        return o;
+}
+
+struct list_req {
+        const char *skip[2]; /* runs listed from memory (in progress, or not stored yet) */
+        size_t offset, limit;
+        json_t *runs; /* appended to */
+        int64_t total;
+};
+
+static int list_fn(sqlite3 *db, void *ctx)
+{
+        struct list_req *q = ctx;
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM diag_runs WHERE id NOT IN (?, ?)", -1,
+                                    &st, NULL);
+
+        if (rc != SQLITE_OK)
+                return store_errno(rc);
+        sqlite3_bind_text(st, 1, q->skip[0], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, q->skip[1], -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+                q->total = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT run FROM diag_runs WHERE id NOT IN (?, ?) ORDER BY "
+                                "started_us DESC, id DESC LIMIT ? OFFSET ?",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_errno(rc);
+        sqlite3_bind_text(st, 1, q->skip[0], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, q->skip[1], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)q->limit);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)q->offset);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(st, 0);
+                json_t *run = t ? json_loads(t, 0, NULL) : NULL;
+                if (run)
+                        json_array_append_new(q->runs, summary(run));
+                json_decref(run);
+        }
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+json_t *diag_service_list(diag_service *s, size_t offset, size_t limit)
 {
         json_t *arr = json_array();
+        struct list_req q = {.runs = arr, .skip = {"", ""}};
+        char ids[2][sizeof(((struct drun *)0)->id)] = {"", ""};
+        size_t skip = offset, mem = 0;
 
+        if (!arr)
+                return NULL;
         pthread_mutex_lock(&s->lock);
-        for (size_t k = 0; k < DIAG_SERVICE_KEEP && k < s->next; k++) {
-                struct drun *d = s->runs[(s->next - 1 - k) % DIAG_SERVICE_KEEP];
-                json_t *o = json_object();
-                static const char *const keys[] = {"id",     "level",   "status",
-                                                   "result", "started", "finished"};
-                for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-                        json_t *v = json_object_get(d->run, keys[i]);
-                        if (v)
-                                json_object_set(o, keys[i], v);
+        if (s->store) {
+                /* newest first: the run in progress, then the last finished one while it is
+                 * not stored yet (its flag is read before the store is: listed once either
+                 * way), then the store */
+                struct drun *m[2] = {s->active, s->last_done};
+                for (size_t i = 0; i < 2; i++) {
+                        if (!m[i] || (i == 1 && atomic_load(&m[i]->stored)))
+                                continue;
+                        snprintf(ids[mem], sizeof(ids[mem]), "%s", m[i]->id);
+                        q.skip[mem] = ids[mem];
+                        mem++;
+                        if (skip > 0)
+                                skip--;
+                        else if (json_array_size(arr) < limit)
+                                json_array_append_new(arr, summary(m[i]->run));
                 }
-                json_array_append_new(arr, o);
+        } else {
+                for (size_t k = 0; k < DIAG_SERVICE_KEEP && k < s->next; k++) {
+                        if (k >= offset && json_array_size(arr) < limit)
+                                json_array_append_new(
+                                    arr,
+                                    summary(s->runs[(s->next - 1 - k) % DIAG_SERVICE_KEEP]->run));
+                        q.total++;
+                }
         }
         pthread_mutex_unlock(&s->lock);
-        return json_pack("{s:o}", "runs", arr);
+        if (s->store) {
+                q.offset = skip;
+                q.limit = limit - json_array_size(arr);
+                if (store_read(s->store, list_fn, &q) < 0) {
+                        json_decref(arr);
+                        return NULL;
+                }
+                q.total += (int64_t)mem;
+        }
+        return json_pack("{s:o, s:I, s:I, s:I}", "runs", arr, "total", (json_int_t)q.total,
+                         "offset", (json_int_t)offset, "limit", (json_int_t)limit);
 }
 
 double diag_service_last(diag_service *s,

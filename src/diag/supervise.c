@@ -56,6 +56,10 @@ static size_t build_argv(const diag_supervise_opts *so, const char **argv, size_
                 argv[n++] = "--param";
                 argv[n++] = o->params[i];
         }
+        for (size_t i = 0; i < o->nconfig && n + 2 < max - 12; i++) {
+                argv[n++] = "--config-param";
+                argv[n++] = o->config[i];
+        }
         if (o->force)
                 argv[n++] = "--force";
         if (o->simulate)
@@ -127,7 +131,7 @@ static void add_result(json_t *results, const char *test, json_t *gpu, const cha
 
 int diag_supervise(const diag_supervise_opts *so, json_t **ret)
 {
-        const char *argv[2 * DIAG_MAX_PARAMS + 24];
+        const char *argv[4 * DIAG_MAX_PARAMS + 24];
         char lvl[8], gpus[512], reason[512] = "";
         _cleanup_free_ char *buf = malloc(LINE_MAX_BYTES);
         size_t used = 0;

@@ -43,6 +43,7 @@ int main(int argc, char **argv)
             {"run", required_argument, NULL, 'r'},
             {"gpus", required_argument, NULL, 'i'},
             {"param", required_argument, NULL, 'p'},
+            {"config-param", required_argument, NULL, 'c'},
             {"force", no_argument, NULL, 'f'},
             {"simulate", optional_argument, NULL, 's'},
             {"scenario", required_argument, NULL, 'S'},
@@ -85,6 +86,17 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         o.params[o.nparams++] = optarg;
+                        break;
+                case 'c': /* the daemon's diag: section, as parameters of lower precedence */
+                        if (diag_param_check(optarg, err, sizeof(err)) < 0) {
+                                fprintf(stderr, "vigil-diag: %s\n", err);
+                                return 2;
+                        }
+                        if (o.nconfig >= DIAG_MAX_PARAMS) {
+                                fprintf(stderr, "vigil-diag: too many parameters\n");
+                                return 2;
+                        }
+                        o.config[o.nconfig++] = optarg;
                         break;
                 case 'f':
                         o.force = true;

@@ -21,6 +21,7 @@
 #include "diag-internal.h"
 
 extern const unsigned char diag_kernels_ptx[];
+extern const unsigned char diag_kernels_tc_ptx[];
 
 struct dgpu {
         unsigned idx;    /* NVML index */
@@ -28,7 +29,11 @@ struct dgpu {
         int cudev;       /* CUDA ordinal, -1 when CUDA does not see this GPU */
         CUcontext ctx;   /* primary context, NULL until set up */
         CUmodule mod;    /* kernels.ptx */
+        CUmodule mod_tc; /* kernels_tc.ptx (sm_80 and later), NULL when not loaded */
         CUfunction f_smid, f_write, f_check, f_fma;
+        CUfunction f_mma;    /* tensor-core load (kernels_tc.ptx), NULL: FMA load instead */
+        int cc;              /* compute capability, major * 10 + minor */
+        char tc_note[192];   /* why there is no tensor-core load ("" when there is one) */
         int sms;             /* multiprocessors */
         const diag_sku *sku; /* spec entry, NULL when unknown */
         bool lost;           /* fell off the bus during this run */
@@ -93,7 +98,16 @@ static void result(struct run *r, const char *test, int gpu, enum diag_verdict v
         json_object_set_new(o, "value", isnan(value) ? json_null() : json_real(value));
         json_object_set_new(o, "unit", unit ? json_string(unit) : json_null());
         json_object_set_new(o, "threshold", isnan(threshold) ? json_null() : json_real(threshold));
-        json_object_set_new(o, "threshold_source", tsrc ? json_string(tsrc) : json_null());
+        /* tsrc is "KIND:DETAIL": KIND spec, default, config or param (docs/diagnostics.md) */
+        if (tsrc && strchr(tsrc, ':')) {
+                const char *colon = strchr(tsrc, ':');
+                json_object_set_new(o, "threshold_source",
+                                    json_stringn(tsrc, (size_t)(colon - tsrc)));
+                json_object_set_new(o, "threshold_detail", json_string(colon + 1));
+        } else {
+                json_object_set_new(o, "threshold_source", tsrc ? json_string(tsrc) : json_null());
+                json_object_set_new(o, "threshold_detail", json_null());
+        }
         emit(r, o);
 }
 
@@ -101,24 +115,31 @@ static void result(struct run *r, const char *test, int gpu, enum diag_verdict v
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
-static const char *param(struct run *r, const char *key)
+static const char *lookup(const char *const *list, size_t n, const char *key)
 {
         size_t kl = strlen(key);
-        for (size_t i = 0; i < r->o->nparams; i++)
-                if (strncmp(r->o->params[i], key, kl) == 0 && r->o->params[i][kl] == '=')
-                        return r->o->params[i] + kl + 1;
+        for (size_t i = 0; i < n; i++)
+                if (strncmp(list[i], key, kl) == 0 && list[i][kl] == '=')
+                        return list[i] + kl + 1;
         return NULL;
 }
 
-/* The value of KEY, or DEF; *src (when given) becomes "param KEY" for a configured value. */
+/* The value of KEY: a --param first, then the daemon's diag: configuration, else DEF. *src (when
+ * given) becomes "param:--param KEY" or "config:diag KEY" for a value from either. */
 static double param_d(struct run *r, const char *key, double def, const char **src)
 {
-        const char *s = param(r, key);
+        const char *s = lookup(r->o->params, r->o->nparams, key);
+        const char *kind = "param:--param";
         static _Thread_local char buf[96];
+
+        if (!s) {
+                s = lookup(r->o->config, r->o->nconfig, key);
+                kind = "config:diag";
+        }
         if (!s)
                 return def;
         if (src) {
-                snprintf(buf, sizeof(buf), "param %s", key);
+                snprintf(buf, sizeof(buf), "%s %s", kind, key);
                 *src = buf;
         }
         return strtod(s, NULL);
@@ -317,7 +338,7 @@ static void t_system(struct run *r)
 
         begin(r, "environment", -1, 5);
         if (cvd && r->cu && visible < r->nvml_count)
-                result(r, "environment", -1, DIAG_WARN, visible, "GPUs", r->nvml_count, "NVML",
+                result(r, "environment", -1, DIAG_WARN, visible, "GPUs", r->nvml_count, "spec:NVML",
                        "CUDA_VISIBLE_DEVICES='%.64s' hides %u of %u GPUs from CUDA", cvd,
                        r->nvml_count - visible, r->nvml_count);
         else if (getenv("CUDA_INJECTION64_PATH"))
@@ -386,7 +407,7 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                        "persistence mode not reported: %s", strerror(-v[L_PERSIST].status));
         else
                 result(r, "persistence_mode", gi, v[L_PERSIST].i ? DIAG_PASS : DIAG_WARN,
-                       (double)v[L_PERSIST].i, "bool", 1, "DCGM deployment check",
+                       (double)v[L_PERSIST].i, "bool", 1, "default:DCGM deployment check",
                        v[L_PERSIST].i ? "persistence mode is on"
                                       : "persistence mode is off: the driver unloads between "
                                         "jobs and the first CUDA call is slow");
@@ -401,10 +422,10 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
 
         begin(r, "page_retirement", gi, 5);
         if (i64(&v[L_RMFAIL], 0))
-                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "NVML",
+                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "default:NVML",
                        "row remapping has failed: the GPU needs service");
         else if (i64(&v[L_RMPEND], 0) || i64(&v[L_RPEND], 0))
-                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "NVML",
+                result(r, "page_retirement", gi, DIAG_FAIL, 1, "bool", 0, "default:NVML",
                        "%s pending: reset the GPU (or reboot) to apply it",
                        i64(&v[L_RMPEND], 0) ? "a row remapping is" : "a page retirement is");
         else if (v[L_RMUNC].status < 0 && v[L_RDBE].status < 0)
@@ -421,14 +442,14 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                 result(r, "ecc", gi, DIAG_SKIP, NONE, NULL, NONE, NULL, "ECC mode not reported: %s",
                        strerror(-v[L_ECC].status));
         else if (!v[L_ECC].i)
-                result(r, "ecc", gi, DIAG_WARN, 0, "bool", 1, "DCGM deployment check",
+                result(r, "ecc", gi, DIAG_WARN, 0, "bool", 1, "default:DCGM deployment check",
                        "ECC is disabled");
         else if (i64(&v[L_DBE], 0) > 0)
-                result(r, "ecc", gi, DIAG_FAIL, (double)v[L_DBE].i, "errors", 0, "NVML",
+                result(r, "ecc", gi, DIAG_FAIL, (double)v[L_DBE].i, "errors", 0, "default:NVML",
                        "%lld double-bit ECC error(s) since the driver loaded",
                        (long long)v[L_DBE].i);
         else
-                result(r, "ecc", gi, DIAG_PASS, 0, "errors", 0, "NVML",
+                result(r, "ecc", gi, DIAG_PASS, 0, "errors", 0, "default:NVML",
                        "ECC enabled, no volatile double-bit errors");
 
         begin(r, "pcie_link", gi, 5);
@@ -438,13 +459,13 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                        "PCIe link generation not reported");
         else if (i64(&v[L_WIDTH], 0) < i64(&v[L_MAXWIDTH], 0))
                 result(r, "pcie_link", gi, DIAG_FAIL, (double)v[L_WIDTH].i, "lanes",
-                       (double)v[L_MAXWIDTH].i, "NVML max link width",
+                       (double)v[L_MAXWIDTH].i, "spec:NVML max link width",
                        "link trained at x%lld of x%lld: a degraded slot, riser or cable",
                        (long long)v[L_WIDTH].i, (long long)v[L_MAXWIDTH].i);
         else if (v[L_GEN].i < v[L_MAXGEN].i)
                 result(r, "pcie_link", gi,
                        (reasons & 0x1) || i64(&v[L_UTIL], 0) == 0 ? DIAG_PASS : DIAG_WARN,
-                       (double)v[L_GEN].i, "gen", (double)v[L_MAXGEN].i, "NVML max link gen",
+                       (double)v[L_GEN].i, "gen", (double)v[L_MAXGEN].i, "spec:NVML max link gen",
                        "link at gen %lld of gen %lld x%lld%s", (long long)v[L_GEN].i,
                        (long long)v[L_MAXGEN].i, (long long)i64(&v[L_WIDTH], 0),
                        (reasons & 0x1) || i64(&v[L_UTIL], 0) == 0
@@ -453,8 +474,9 @@ static void t_gpu_software(struct run *r, struct dgpu *g)
                            : " while busy");
         else
                 result(r, "pcie_link", gi, DIAG_PASS, (double)v[L_GEN].i, "gen",
-                       (double)v[L_MAXGEN].i, "NVML max link gen", "link at gen %lld x%lld (max)",
-                       (long long)v[L_GEN].i, (long long)i64(&v[L_WIDTH], 0));
+                       (double)v[L_MAXGEN].i, "spec:NVML max link gen",
+                       "link at gen %lld x%lld (max)", (long long)v[L_GEN].i,
+                       (long long)i64(&v[L_WIDTH], 0));
 
         begin(r, "clock_events", gi, 5);
         if (v[L_REASONS].status < 0)
@@ -547,6 +569,38 @@ static bool usable(struct run *r, struct dgpu *g, const char *test, double timeo
         return true;
 }
 
+/* The tensor-core kernel (kernels_tc.ptx) on a GPU of compute capability 8.0 or later. Not a
+ * failure when it does not load: targeted power then uses the FMA load and says so. */
+static void tc_setup(struct run *r, struct dgpu *g, CUdevice dev)
+{
+        int major = 0, minor = 0;
+        CUresult cr;
+        char desc[128];
+
+        if (r->cu->cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                        dev) != CUDA_SUCCESS ||
+            r->cu->cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                        dev) != CUDA_SUCCESS) {
+                snprintf(g->tc_note, sizeof(g->tc_note), "compute capability unknown: FMA load");
+                return;
+        }
+        g->cc = major * 10 + minor;
+        if (major < 8) {
+                snprintf(g->tc_note, sizeof(g->tc_note),
+                         "no FP16 mma.sync before compute capability 8.0: FMA load");
+                return;
+        }
+        cr = r->cu->cuModuleLoadData(&g->mod_tc, diag_kernels_tc_ptx);
+        if (cr == CUDA_SUCCESS)
+                cr = r->cu->cuModuleGetFunction(&g->f_mma, g->mod_tc, "vigil_mma");
+        if (cr != CUDA_SUCCESS) {
+                cuda_describe(r->cu, cr, desc, sizeof(desc));
+                snprintf(g->tc_note, sizeof(g->tc_note),
+                         "tensor-core kernel did not load (%s): FMA load", desc);
+                g->f_mma = NULL;
+        }
+}
+
 /* Context, module, kernels and SM count of one GPU; the result of test "cuda_context". */
 static void gpu_setup(struct run *r, struct dgpu *g)
 {
@@ -583,9 +637,12 @@ static void gpu_setup(struct run *r, struct dgpu *g)
         CU(r->cu->cuModuleGetFunction(&g->f_check, g->mod, "vigil_mem_check"),
            "cuModuleGetFunction");
         CU(r->cu->cuModuleGetFunction(&g->f_fma, g->mod, "vigil_fma"), "cuModuleGetFunction");
+        tc_setup(r, g, dev);
         result(r, test, (int)g->idx, DIAG_PASS, g->sms, "SMs", NONE, NULL,
-               "context created and kernels JIT-compiled on CUDA device %d (%d SMs)", g->cudev,
-               g->sms);
+               "context created and kernels JIT-compiled on CUDA device %d (%d SMs, compute "
+               "capability %d.%d%s%s)",
+               g->cudev, g->sms, g->cc / 10, g->cc % 10, *g->tc_note ? "; " : ", tensor-core load",
+               g->tc_note);
 out:
         if (rc < 0 && !*g->skip)
                 snprintf(g->skip, sizeof(g->skip), "CUDA context could not be set up");
@@ -618,9 +675,9 @@ static void t_pcie(struct run *r, struct dgpu *g)
         if (v[0].status == 0 && v[1].status == 0 && v[0].i > 0 &&
             v[0].i < (int64_t)ARRAY_SIZE(pcie_lane_gbps)) {
                 theory = pcie_lane_gbps[v[0].i] * (double)v[1].i;
-                min = 0.5 * theory;
-                snprintf(srcbuf, sizeof(srcbuf), "PCIe gen%lld x%lld spec %.1f GB/s x 0.5",
-                         (long long)v[0].i, (long long)v[1].i, theory);
+                min = DIAG_PCIE_FRAC * theory;
+                snprintf(srcbuf, sizeof(srcbuf), "spec:PCIe gen%lld x%lld %.1f GB/s x %.2f",
+                         (long long)v[0].i, (long long)v[1].i, theory, DIAG_PCIE_FRAC);
                 src = srcbuf;
         }
         min = param_d(r, "pcie.min_gbps", min, &src);
@@ -662,7 +719,7 @@ static void t_pcie(struct run *r, struct dgpu *g)
         CU(r->cu->cuEventSynchronize(e1), "cuEventSynchronize");
         CU(r->cu->cuEventElapsedTime(&ms, e0, e1), "cuEventElapsedTime");
         lat_us = ms * 1e3 / 100;
-        src = "default 50 us";
+        src = "default:built-in 50 us";
         min = param_d(r, "pcie.max_latency_us", 50, &src);
         result(r, "pcie_latency", (int)g->idx, lat_us <= min ? DIAG_PASS : DIAG_WARN, lat_us, "us",
                min, src, "%.1f us per 4-byte host to device copy (maximum %.0f)", lat_us, min);
@@ -923,7 +980,7 @@ static void t_sm_check(struct run *r, struct dgpu *g)
                         distinct++;
                 }
         result(r, test, (int)g->idx, distinct >= (unsigned)g->sms ? DIAG_PASS : DIAG_FAIL, distinct,
-               "SMs", g->sms, "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)",
+               "SMs", g->sms, "spec:cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)",
                "%u of %d SMs ran a block", distinct, g->sms);
 out:
         if (out)
@@ -948,9 +1005,9 @@ static void t_mem_bandwidth(struct run *r, struct dgpu *g)
         if (!usable(r, g, test, duration * 3 + 60))
                 return;
         if (!isnan(spec)) {
-                min = 0.5 * spec;
-                snprintf(srcbuf, sizeof(srcbuf), "SKU table %s %.0f GB/s x 0.5", g->sku->match,
-                         spec);
+                min = g->sku->dram_frac * spec;
+                snprintf(srcbuf, sizeof(srcbuf), "spec:SKU table %s %.0f GB/s x %.2f (%s)",
+                         g->sku->match, spec, g->sku->dram_frac, g->sku->basis);
                 src = srcbuf;
         }
         min = param_d(r, "memory_bandwidth.min_gbps", min, &src);
@@ -996,7 +1053,13 @@ out:
 static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double duration, bool power)
 {
         unsigned blocks = (unsigned)MAX(g->sms, 1) * 8, threads = 256;
-        uint32_t iters = 4096;
+        /* targeted power drives the tensor cores where it can: FP32 FMA alone leaves an H100
+         * near half its power limit (docs/gpu-validation.md) */
+        bool tc = power && g->f_mma;
+        CUfunction fn = tc ? g->f_mma : g->f_fma;
+        /* flops per thread per iteration: 8 MMAs of 4096 flops a warp, or 32 FMAs */
+        double per_iter = tc ? 8.0 * 4096 / 32 : 64;
+        uint32_t iters = tc ? 64 : 4096;
         CUdeviceptr out = 0;
         CUevent e0 = NULL, e1 = NULL;
         void *args[] = {&out, &iters};
@@ -1020,13 +1083,12 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
         next_tick = now_s() + (power ? 2 : 0.5); /* power: let it ramp first */
         while (now_s() < t_end) {
                 CU(r->cu->cuEventRecord(e0, NULL), "cuEventRecord");
-                CU(r->cu->cuLaunchKernel(g->f_fma, blocks, 1, 1, threads, 1, 1, 0, NULL, args,
-                                         NULL),
-                   "cuLaunchKernel vigil_fma");
+                CU(r->cu->cuLaunchKernel(fn, blocks, 1, 1, threads, 1, 1, 0, NULL, args, NULL),
+                   tc ? "cuLaunchKernel vigil_mma" : "cuLaunchKernel vigil_fma");
                 CU(r->cu->cuEventRecord(e1, NULL), "cuEventRecord");
                 CU(r->cu->cuEventSynchronize(e1), "cuEventSynchronize");
                 CU(r->cu->cuEventElapsedTime(&ms, e0, e1), "cuEventElapsedTime");
-                flops += (double)blocks * threads * iters * 64; /* 32 FMAs a round */
+                flops += (double)blocks * threads * iters * per_iter;
                 secs += ms * 1e-3;
                 /* aim at ~50 ms a launch so the watchdog and the monitor stay responsive */
                 if (ms > 0 && ms < 25 && iters < (1u << 24))
@@ -1042,9 +1104,10 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
                        power ? "W" : "TFLOPS", NONE, NULL, "%s", why);
         } else if (!power) {
                 if (!isnan(spec)) {
-                        min = 0.5 * spec;
-                        snprintf(srcbuf, sizeof(srcbuf), "SKU table %s FP32 %.1f TFLOPS x 0.5",
-                                 g->sku->match, spec);
+                        min = g->sku->fp32_frac * spec;
+                        snprintf(srcbuf, sizeof(srcbuf),
+                                 "spec:SKU table %s FP32 %.1f TFLOPS x %.2f (%s)", g->sku->match,
+                                 spec, g->sku->fp32_frac, g->sku->basis);
                         src = srcbuf;
                 }
                 min = param_d(r, "sm_stress.min_tflops", min, &src);
@@ -1061,8 +1124,8 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
                 double limit, frac;
                 sample(r, g, lim_ids, 2, lim);
                 limit = f64(&lim[0], f64(&lim[1], NAN));
-                src = "power limit x 0.6";
-                frac = param_d(r, "targeted_power.min_fraction", 0.6, &src);
+                src = "default:enforced power limit x 0.6";
+                frac = param_d(r, "targeted_power.min_fraction", DIAG_POWER_FRAC, &src);
                 if (isnan(limit) || w.power_samples == 0)
                         result(r, test, (int)g->idx, DIAG_SKIP, w.max_power, "W", NONE, NULL,
                                "power or power limit not reported");
@@ -1070,10 +1133,14 @@ static void t_fma_load(struct run *r, struct dgpu *g, const char *test, double d
                         result(r, test, (int)g->idx,
                                w.max_power >= frac * limit ? DIAG_PASS : DIAG_WARN, w.max_power,
                                "W", frac * limit, src,
-                               "%.0f W peak, %.0f W mean under FMA load for %.0f s (limit %.0f W, "
-                               "clock reasons 0x%llx, max %lld C)",
-                               w.max_power, w.sum_power / w.power_samples, duration, limit,
-                               (unsigned long long)w.reasons, (long long)w.max_temp);
+                               "%.0f W peak (%.0f %% of the %.0f W limit), %.0f W mean under %s "
+                               "load (%.1f TFLOPS) for %.0f s (clock reasons 0x%llx, max %lld "
+                               "C)%s%s",
+                               w.max_power, 100 * w.max_power / limit, limit,
+                               w.sum_power / w.power_samples,
+                               tc ? "tensor-core FP16 (mma.sync)" : "FP32 FMA", tflops, duration,
+                               (unsigned long long)w.reasons, (long long)w.max_temp,
+                               *g->tc_note ? "; " : "", g->tc_note);
         }
 out:
         if (e0)
@@ -1285,6 +1352,8 @@ int diag_worker_run(const diag_opts *o, FILE *out)
                         CUdevice d;
                         if (r->g[i].mod)
                                 r->cu->cuModuleUnload(r->g[i].mod);
+                        if (r->g[i].mod_tc)
+                                r->cu->cuModuleUnload(r->g[i].mod_tc);
                         if (r->cu->cuDeviceGet(&d, r->g[i].cudev) == CUDA_SUCCESS)
                                 r->cu->cuDevicePrimaryCtxRelease_v2(d);
                 }

@@ -8,7 +8,7 @@
  * exactly the configured numbers. The diagnostics' kernels are recognised by name (the module's
  * `.entry` lines are parsed) and modelled: vigil_smid writes SM ids, vigil_mem_write/check run for
  * real on small buffers (device memory is backed by host memory up to 64 MiB an allocation;
- * larger ones are address space only), vigil_fma costs flops. Faults from the scenario: a memory
+ * larger ones are address space only), vigil_fma and vigil_mma (the tensor-core load) cost flops. Faults from the scenario: a memory
  * word that reads back wrong, a kernel that never finishes, a GPU that falls off the bus (it
  * also tells the fake NVML, when loaded, through vigil_fake_inject), dead SMs, slow links. */
 #include <dlfcn.h>
@@ -48,6 +48,7 @@ struct fc_gpu {
         double dram_gbps;       /* device memory bandwidth (bytes read + written per second) */
         double p2p_gbps;        /* peer copy */
         double fp32_tflops;     /* FMA throughput */
+        double tensor_tflops;   /* vigil_mma (FP16 mma.sync, FP32 accumulate) throughput */
         double latency_us;      /* added to every copy */
         int64_t fault_offset;   /* byte offset of a bad 64-bit word from the device's base, -1 */
         char hang[FC_NAME_MAX]; /* kernel that never finishes, "" */
@@ -113,6 +114,7 @@ static void defaults(unsigned n, const char *model)
                 g->dram_gbps = 4000;
                 g->p2p_gbps = 400;
                 g->fp32_tflops = 60;
+                g->tensor_tflops = 500;
                 g->latency_us = 2;
                 g->fault_offset = -1;
                 g->cursor = dev_base(i);
@@ -193,6 +195,9 @@ static int parse_dev(ydoc *d, yaml_node_t *map, unsigned from, unsigned to, bool
                         else if (strcmp(key, "fp32_tflops") == 0 &&
                                  (r = num(d, v, key, 0.001, 1e5, &x)) == 0)
                                 g->fp32_tflops = x;
+                        else if (strcmp(key, "tensor_tflops") == 0 &&
+                                 (r = num(d, v, key, 0.001, 1e5, &x)) == 0)
+                                g->tensor_tflops = x;
                         else if (strcmp(key, "latency_us") == 0 &&
                                  (r = num(d, v, key, 0, 1e6, &x)) == 0)
                                 g->latency_us = x;
@@ -206,7 +211,8 @@ static int parse_dev(ydoc *d, yaml_node_t *map, unsigned from, unsigned to, bool
                                  (r = str(d, v, key, s, sizeof(s))) == 0)
                                 snprintf(g->lost, sizeof(g->lost), "%s", s);
                         else if (r == 0 && !strstr(" sms dead_sms memory_gib h2d_gbps d2h_gbps "
-                                                   "dram_gbps p2p_gbps fp32_tflops latency_us "
+                                                   "dram_gbps p2p_gbps fp32_tflops "
+                                                   "tensor_tflops latency_us "
                                                    "memory_fault hang lost ",
                                                    key))
                                 return ydoc_fail(d, k, -EINVAL, "cuda: unknown key '%.64s'", key);
@@ -758,6 +764,13 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
                 double t = flops / (g->fp32_tflops * 1e12);
                 g->clock_s += t;
                 sleep = MIN(t, 0.002); /* keep duration-bound loops from spinning */
+        } else if (strcmp(f->name, "vigil_mma") == 0) {
+                /* 8 MMAs of 4096 flops per warp and iteration */
+                uint32_t iters = *(uint32_t *)params[1];
+                double flops = (double)gx * ((bx * by * bz + 31) / 32) * iters * 8 * 4096;
+                double t = flops / (g->tensor_tflops * 1e12);
+                g->clock_s += t;
+                sleep = MIN(t, 0.002);
         } else {
                 g->clock_s += 1e-5;
         }

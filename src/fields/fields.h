@@ -3,6 +3,7 @@
 #ifndef VIGIL_FIELDS_H
 #define VIGIL_FIELDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +72,16 @@ const field_meta *field_by_id(unsigned id);
 const field_meta *field_by_name(const char *name);
 /* Index of the field in catalog order, or -1. */
 int field_index(unsigned id);
+
+/* DCGM's profiling fields (DCGM_FI_PROF_*, ids 1001-1099), read through NVML GPM (PCIe 1009/1010
+ * through nvmlDeviceGetPcieThroughput): the sampler reads only those something wants
+ * (docs/metrics.md, "Profiling fields"). */
+#define FIELD_PROF_FIRST 1001
+#define FIELD_PROF_LAST  1099
+static inline bool field_is_profiling(unsigned id)
+{
+        return id >= FIELD_PROF_FIRST && id <= FIELD_PROF_LAST;
+}
 
 const char *field_tier_name(enum field_tier t);
 const char *field_kind_name(enum field_kind k);

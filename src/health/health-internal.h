@@ -272,6 +272,11 @@ void policy_drain(policy_runner *p);
 /* Replace the policy table (a reload): the next incident taken sees it; an action in progress
  * finishes with the policy it started with. Any thread; never waits for an action. */
 void policy_set(policy_runner *p, const health_policy *v, size_t n);
+/* The diag action's way to the diag module (health_options.diag). Before policy_start. */
+void policy_set_diag(policy_runner *p, health_diag_fn fn, void *userdata);
+/* The action log of incident id from the store's health_actions, oldest first: [{time, action,
+ * dry_run, result, detail}]. Caller owns *ret. 0, -ENOENT without a store, or -errno. */
+int policy_actions_json(struct store *st, uint64_t incident_id, json_t **ret);
 /* Run the policies matching a freshly opened incident on the calling thread (the worker; tests).
  * Blocks for exec hooks and resets; holds no lock meanwhile. */
 void policy_run(policy_runner *p, const incident *in, int64_t now_us);

@@ -141,6 +141,11 @@ int health_ack(health *h, uint64_t id, const char *by, json_t **out)
         return 0;
 }
 
+int health_incident_actions(health *h, uint64_t id, json_t **ret)
+{
+        return policy_actions_json(h->opt.store, id, ret);
+}
+
 /* ---- thread ---------------------------------------------------------------------------------- */
 
 /* Evaluate once per kick: a sweep, an event, an acknowledgement, an anomaly. No timer: with the
@@ -197,6 +202,8 @@ int health_new(const health_options *opt, health **ret)
                 return r;
         }
         r = policy_new(&h->cfg, opt->backend, opt->cache, opt->store, &h->policies);
+        if (r >= 0)
+                policy_set_diag(h->policies, opt->diag, opt->diag_userdata);
         if (r < 0) {
                 health_free(h);
                 return r;

@@ -50,8 +50,17 @@ enum health_action {
         HEALTH_ACT_EXEC = 2,
         HEALTH_ACT_SET_POWER_LIMIT = 3,
         HEALTH_ACT_RESET_GPU = 4,
-        HEALTH_ACT_COUNT = 5,
+        HEALTH_ACT_DIAG = 5,
+        HEALTH_ACT_COUNT = 6,
 };
+
+/* The diag policy action: start a diagnostic run of level on gpu (-1: every GPU) for incident id
+ * (condition). The daemon wires it to the diag module, which health does not see. Called on the
+ * policy worker; must not block for the run (it only starts it). 0 with the run's id in id, or
+ * -errno with the reason in err (-EBUSY: a run is in progress). */
+typedef int (*health_diag_fn)(void *userdata, int level, int gpu, uint64_t incident,
+                              const char *condition, char *id, size_t idlen, char *err,
+                              size_t errlen);
 
 typedef struct health_options {
         sampler *sampler;         /* borrowed */
@@ -61,6 +70,8 @@ typedef struct health_options {
         const char *data_dir;     /* for the disk check */
         const char *hostname;     /* label of alerts */
         const health_config *cfg; /* copied */
+        health_diag_fn diag;      /* the diag policy action; NULL = refused (not available) */
+        void *diag_userdata;      /* for diag */
 } health_options;
 
 int health_new(const health_options *opt, health **ret);
@@ -100,6 +111,10 @@ json_t *health_incidents_json(health *h, bool all);
 /* POST /api/v1/incidents/{id}/ack. 0, -ENOENT (no such id), -EALREADY (resolved). by may be NULL.
  * *out (may be NULL) receives the incident after the change (caller owns). */
 int health_ack(health *h, uint64_t id, const char *by, json_t **out);
+/* GET /api/v1/incidents/{id}/actions: what the policies did for incident id, oldest first
+ * ([{time, action, dry_run, result, detail}], from the store's health_actions; the diag action's
+ * detail names the run it started). Caller owns *ret. 0, -ENOENT without a store, or -errno. */
+int health_incident_actions(health *h, uint64_t id, json_t **ret);
 /* Overall: HEALTH_PASS, HEALTH_WARN or HEALTH_FAIL. */
 enum health_severity health_overall(health *h);
 

@@ -42,6 +42,8 @@ typedef struct health_policy {
         unsigned power_limit_percent;    /* set_power_limit: percent of the default limit */
         bool dry_run;                    /* record what would be done, do nothing */
         bool allow_reset_on_real_gpu;    /* reset_gpu may run nvidia-smi on a real GPU */
+        unsigned diag_level;             /* diag: level of the run, 1..3 */
+        int diag_gpus;                   /* diag: 0 the incident's GPU, 1 every GPU */
         unsigned rate_count;             /* at most rate_count runs per (policy, GPU) ... */
         int64_t rate_window_us;          /* ... per this window, usec */
 } health_policy;

@@ -64,7 +64,7 @@ const char *incident_state_name(enum incident_state s)
 }
 
 static const char *const action_names[HEALTH_ACT_COUNT] = {
-    "log", "alert", "exec", "set_power_limit", "reset_gpu",
+    "log", "alert", "exec", "set_power_limit", "reset_gpu", "diag",
 };
 
 const char *health_action_name(enum health_action a)

@@ -1,5 +1,5 @@
 /* policy.c — policy actions: when an incident opens, every policy whose condition matches runs its
- * actions in order (log, alert, exec, set_power_limit, reset_gpu), subject to the policy's rate
+ * actions in order (log, alert, exec, set_power_limit, reset_gpu, diag), subject to the policy's rate
  * limit per GPU and its dry-run switch. Every run is recorded (the store's health_actions table
  * and the log), dry runs and refusals included. Mutating actions go through the backend's guarded
  * mutators; the tests exercise them against the fake NVML only.
@@ -54,6 +54,8 @@ struct policy_runner {
         size_t q_head, q_len;                                       /* (L) */
         bool stopping, started, busy;                               /* (L) busy: a job runs */
         pthread_t thread;                                           /* the worker */
+        health_diag_fn diag;                                        /* diag action; may be NULL */
+        void *diag_userdata;                                        /* for diag */
 };
 
 bool policy_matches(const char *cond, const incident *in)
@@ -105,6 +107,12 @@ void policy_set(policy_runner *p, const health_policy *v, size_t n)
                 memcpy(p->policies, v, n * sizeof(*v));
         p->n = n;
         pthread_mutex_unlock(&p->lock);
+}
+
+void policy_set_diag(policy_runner *p, health_diag_fn fn, void *userdata)
+{
+        p->diag = fn;
+        p->diag_userdata = userdata;
 }
 
 static void *policy_main(void *arg)
@@ -236,6 +244,62 @@ static int rec_fn(sqlite3 *db, void *arg)
                 r = store_errno(sqlite3_errcode(db));
         sqlite3_finalize(st);
         return r;
+}
+
+typedef struct actions_req {
+        uint64_t incident; /* id */
+        json_t *rows;      /* out: array, oldest first */
+} actions_req;
+
+static int actions_fn(sqlite3 *db, void *arg)
+{
+        actions_req *q = arg;
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (sqlite3_prepare_v2(db,
+                               "SELECT ts, action, dry_run, result, vigil_open(detail, "
+                               "'health_actions.detail') FROM health_actions WHERE incident_id = ? "
+                               "ORDER BY id LIMIT 1000",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)q->incident);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *d = (const char *)sqlite3_column_text(st, 4);
+                json_array_append_new(q->rows,
+                                      json_pack("{s:f, s:s, s:b, s:s, s:s}", "time",
+                                                (double)sqlite3_column_int64(st, 0) / 1e6, "action",
+                                                (const char *)sqlite3_column_text(st, 1) ?: "",
+                                                "dry_run", sqlite3_column_int(st, 2), "result",
+                                                (const char *)sqlite3_column_text(st, 3) ?: "",
+                                                "detail", d ?: ""));
+        }
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+int policy_actions_json(struct store *st, uint64_t incident_id, json_t **ret)
+{
+        actions_req q = {incident_id, json_array()};
+        int r;
+
+        if (!q.rows)
+                return -ENOMEM;
+        r = st ? store_read(st, actions_fn, &q) : -ENOENT;
+        if (r < 0) {
+                json_decref(q.rows);
+                return r;
+        }
+        *ret = q.rows;
+        return 0;
+}
+#else
+int policy_actions_json(struct store *st, uint64_t incident_id, json_t **ret)
+{
+        (void)st;
+        (void)incident_id;
+        (void)ret;
+        return -ENOENT;
 }
 #endif
 
@@ -404,6 +468,37 @@ static void run_action(policy_runner *p, const health_policy *po, const incident
                         snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), ": %s",
                                  err[0] ? err : strerror(-r));
                 record(p, in, a, false, r < 0 ? "failed" : "done", detail);
+                return;
+        }
+        case HEALTH_ACT_DIAG: {
+                /* Starts the run and returns: the run id goes to the action log, the results to
+                 * GET /api/v1/diag/{id}. A node incident, or diag_gpus: all, tests every GPU. */
+                char id[64] = "", err[512] = "";
+                int gpu = po->diag_gpus == 1 ? -1 : in->gpu;
+                int r;
+                if (gpu >= 0)
+                        snprintf(detail, sizeof(detail), "level %u on GPU %d", po->diag_level, gpu);
+                else
+                        snprintf(detail, sizeof(detail), "level %u on every GPU", po->diag_level);
+                if (!p->diag) {
+                        record(p, in, a, po->dry_run, "refused", "diagnostics are not available");
+                        return;
+                }
+                if (po->dry_run) {
+                        record(p, in, a, true, "skipped", detail);
+                        return;
+                }
+                r = p->diag(p->diag_userdata, (int)po->diag_level, gpu, in->id, in->condition, id,
+                            sizeof(id), err, sizeof(err));
+                if (r < 0) {
+                        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), ": %s",
+                                 err[0] ? err : strerror(-r));
+                        record(p, in, a, false, r == -EBUSY ? "skipped" : "failed", detail);
+                        return;
+                }
+                snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+                         ": run %s started", id);
+                record(p, in, a, false, "done", detail);
                 return;
         }
         case HEALTH_ACT_COUNT:

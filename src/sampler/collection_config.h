@@ -25,6 +25,7 @@ typedef struct collection_config {
         bool adaptive_enabled;       /* stretch a tier's interval when sweeps cost too much */
         double adaptive_max_share;   /* of the interval a sweep may take (0.05..1) */
         double adaptive_max_stretch; /* times the configured interval, at most (1..100) */
+        unsigned profiling;          /* 0 "auto": profiling fields read while wanted; 1 "all" */
 } collection_config;
 
 #endif

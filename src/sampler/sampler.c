@@ -100,6 +100,14 @@ struct sampler {
         _Atomic uint64_t push_errors; /* pushes the cache refused */
         atomic_bool clock_back;       /* inside a step-back episode (logged once per episode) */
 
+        /* Profiling fields in "auto" mode, indexed by id - FIELD_PROF_FIRST: who pins each
+         * (enum sampler_pin bits) and until when a user's demand holds (monotonic usec). */
+        _Atomic uint8_t prof_pin[FIELD_PROF_LAST - FIELD_PROF_FIRST + 1];
+        _Atomic int64_t prof_demand[FIELD_PROF_LAST - FIELD_PROF_FIRST + 1];
+        /* per GPU, slow thread only: the last slow sweep read no profiling field, so the GPM
+         * sample GPM keeps is old and the next read must start a new interval */
+        bool prof_idle[SAMPLER_MAX_GPUS];
+
         pthread_t event_thread;
         bool started, events_running, wd_running;
         atomic_bool stopping;
@@ -281,6 +289,11 @@ int sampler_new(const sampler_options *opt, sampler **ret)
         r = build_groups(e);
         if (r < 0)
                 return r;
+        for (size_t k = 0; k < opt->n_overrides; k++)
+                if (opt->overrides[k].interval_us > 0 &&
+                    field_is_profiling(opt->overrides[k].field_id))
+                        atomic_fetch_or(&e->prof_pin[opt->overrides[k].field_id - FIELD_PROF_FIRST],
+                                        (uint8_t)SAMPLER_PIN_CONFIG);
         e->stats.tier[TIER_FAST].interval_us = opt->fast_us;
         e->stats.tier[TIER_SLOW].interval_us = opt->slow_us;
         for (int t = 0; t < TIER_COUNT; t++) {
@@ -429,24 +442,107 @@ static void stuck_call_returned(sampler *e, unsigned idx)
         pthread_mutex_unlock(&e->wd_lock);
 }
 
+/* ---- profiling fields read on demand ------------------------------------------------- */
+
+static bool prof_wanted(sampler *e, uint16_t id, int64_t now_mono)
+{
+        size_t k;
+
+        if (e->opt.profiling_all || !field_is_profiling(id))
+                return true;
+        k = id - FIELD_PROF_FIRST;
+        return atomic_load(&e->prof_pin[k]) != 0 || atomic_load(&e->prof_demand[k]) > now_mono;
+}
+
+void sampler_profiling_pin(sampler *e, enum sampler_pin who, const uint16_t *ids, size_t n)
+{
+        bool want[FIELD_PROF_LAST - FIELD_PROF_FIRST + 1] = {false};
+
+        for (size_t i = 0; i < n; i++)
+                if (field_is_profiling(ids[i]))
+                        want[ids[i] - FIELD_PROF_FIRST] = true;
+        for (size_t k = 0; k < ARRAY_SIZE(want); k++) {
+                if (want[k])
+                        atomic_fetch_or(&e->prof_pin[k], (uint8_t)who);
+                else
+                        atomic_fetch_and(&e->prof_pin[k], (uint8_t)~who);
+        }
+}
+
+void sampler_profiling_demand(sampler *e, uint16_t field_id)
+{
+        if (field_is_profiling(field_id))
+                atomic_store(&e->prof_demand[field_id - FIELD_PROF_FIRST],
+                             time_mono_us() + SAMPLER_DEMAND_US);
+}
+
+bool sampler_profiling_wanted(sampler *e, uint16_t field_id)
+{
+        if (!prof_wanted(e, field_id, time_mono_us()))
+                return false;
+        /* groups[] is fixed after sampler_new: no lock */
+        for (size_t k = 0; k < e->n_groups; k++)
+                for (size_t i = 0; i < e->groups[k].n; i++)
+                        if (e->groups[k].fields[i] == field_id)
+                                return true;
+        return false;
+}
+
+/* The fields of g to read now: ids[0..*n) and, for each, its position in g->fields (pos). The
+ * others get status -ENOENT ("not watched") in vals. With no profiling field in the request after
+ * a sweep that had none, the backend is told to start a new GPM interval (prof_idle). */
+static void group_request(sampler *e, const sched_group *g, unsigned gpu, uint16_t *ids,
+                          uint8_t *pos, size_t *n, field_value *vals)
+{
+        int64_t now = time_mono_us();
+        bool any_prof = false, skipped = false;
+
+        *n = 0;
+        for (size_t k = 0; k < g->n; k++) {
+                if (!prof_wanted(e, g->fields[k], now)) {
+                        vals[k] = (field_value){.status = -ENOENT};
+                        skipped = true;
+                        continue;
+                }
+                any_prof |= field_is_profiling(g->fields[k]);
+                ids[*n] = g->fields[k];
+                pos[(*n)++] = (uint8_t)k;
+        }
+        if (!skipped)
+                return;
+        if (any_prof && e->prof_idle[gpu])
+                backend_gpm_restart(e->opt.backend, gpu);
+        e->prof_idle[gpu] = !any_prof;
+}
+
 /* Sample one group on every GPU that answers. Returns true when the watchdog gave this thread up
  * during a call: the caller must leave the tier alone (another thread owns it) and exit. */
 static bool run_group(sampler *e, sched_group *g)
 {
-        field_value vals[MAX_GROUP_FIELDS];
+        field_value vals[MAX_GROUP_FIELDS], got[MAX_GROUP_FIELDS];
+        uint16_t ids[MAX_GROUP_FIELDS];
+        uint8_t pos[MAX_GROUP_FIELDS];
         _Atomic int64_t *busy = e->busy_since[g->tier];
 
         for (unsigned i = 0; i < e->n_gpus; i++) {
                 int64_t ts;
                 bool abandoned;
+                size_t n;
                 int r;
 
                 /* a GPU with a hung call is skipped until the call returns */
                 if (!gpu_up(e, i) || atomic_load(&e->stuck[i]))
                         continue;
+                group_request(e, g, i, ids, pos, &n, vals);
                 ts = e->now_real();
                 atomic_store(&busy[i], time_mono_us());
-                r = backend_sample(e->opt.backend, i, g->fields, g->n, vals);
+                if (n == g->n) {
+                        r = backend_sample(e->opt.backend, i, g->fields, g->n, vals);
+                } else {
+                        r = n ? backend_sample(e->opt.backend, i, ids, n, got) : 0;
+                        for (size_t k = 0; k < n; k++)
+                                vals[pos[k]] = got[k];
+                }
                 abandoned = atomic_exchange(&busy[i], 0) == BUSY_ABANDONED;
                 push(e, g->cache_group[i], ts, vals);
                 if (r == -ENODEV) {
@@ -1097,6 +1193,9 @@ int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
         r = cache_latest(e->opt.cache, gpu, field_id, &rd.v, &rd.ts_us);
         if (r < 0)
                 return r;
+        /* a profiling field not read now (or not yet since it was asked for): not watched */
+        if (rd.v.status == -ENOENT || !prof_wanted(e, field_id, time_mono_us()))
+                return -ENOENT;
         if (!now_us)
                 now_us = e->now_real();
         rd.age_us = rd.ts_us ? MAX(now_us - rd.ts_us, 0) : 0;

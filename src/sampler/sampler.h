@@ -56,7 +56,22 @@ typedef struct sampler_options {
         /* Wall clock of the sample timestamps (usec since epoch); NULL = time_real_us. Tests set
          * the clock back with it. */
         int64_t (*clock_real_us)(void);
+        /* collection.profiling: true reads every profiling field (field_is_profiling) on each
+         * slow sweep; false ("auto") reads one only while it is wanted: pinned (an override in
+         * overrides[], the exposition's families: sampler_profiling_pin) or asked for by a user
+         * in the last SAMPLER_DEMAND_US (sampler_profiling_demand). */
+        bool profiling_all;
 } sampler_options;
+
+/* Who pins profiling fields (sampler_profiling_pin); each replaces only its own set. */
+enum sampler_pin {
+        SAMPLER_PIN_EXPOSITION = 1, /* families /metrics exports (native default or counters) */
+        SAMPLER_PIN_CONFIG = 2,     /* collection.fields overrides (set by sampler_new) */
+};
+
+/* How long a profiling field asked for by a user (API fields=, vigil dmon -e) stays read after the
+ * last time it was asked for. */
+#define SAMPLER_DEMAND_US (600LL * 1000000)
 
 #define SAMPLER_MAX_GPUS     64
 #define ENGINE_MAX_XID_CODES 32
@@ -118,6 +133,16 @@ int sampler_gpu_get(sampler *e, unsigned idx, sampler_gpu *out);
 /* Resolve "3" or "GPU-…" to an index; -ENOENT when unknown. */
 int sampler_gpu_find(sampler *e, const char *id, unsigned *idx);
 bool sampler_ready(sampler *e);
+
+/* Profiling fields in "auto" mode (sampler_options.profiling_all false). Any thread; applied from
+ * the next slow sweep. pin replaces who's set with ids[0..n) (ids that are not profiling fields
+ * are ignored). demand marks field_id as asked for now: read from the next slow sweep until
+ * SAMPLER_DEMAND_US after the last demand. wanted tells whether field_id is collected now or
+ * from the next sweep of its tier: false for a field switched off in collection.fields, or a
+ * profiling field nobody wants. */
+void sampler_profiling_pin(sampler *e, enum sampler_pin who, const uint16_t *ids, size_t n);
+void sampler_profiling_demand(sampler *e, uint16_t field_id);
+bool sampler_profiling_wanted(sampler *e, uint16_t field_id);
 void sampler_get_stats(sampler *e, sampler_stats *out);
 /* Per-code XID counts of one GPU (codes ascending). Returns how many were written. */
 size_t sampler_xids(sampler *e, unsigned gpu, sampler_xid *out, size_t max);

@@ -55,6 +55,12 @@ struct gate_cfg {
         basic_auth *basic;       /* web-config basic_auth_users, or NULL */
         enum auth_role web_role; /* role of a basic-auth user */
         bool audit_bodies;       /* audit.include_sensitive_data */
+        /* web-config rate_limit: one token bucket for every TCP request but the probes */
+        int64_t wrl_interval_us; /* a token per interval; 0 = off */
+        unsigned wrl_burst;      /* bucket size */
+        pthread_mutex_t wrl_lock;
+        double wrl_tokens;
+        int64_t wrl_last_us; /* when wrl_tokens was last brought up to date */
 
         /* web-config response headers (name, value), owned */
         char *hdr[WEBCONFIG_MAX_HEADERS][2];
@@ -91,6 +97,7 @@ static void cfg_free(struct gate_cfg *c)
                 return;
         auth_jwt_key_release(&c->key);
         basic_auth_free(c->basic);
+        pthread_mutex_destroy(&c->wrl_lock);
         for (size_t i = 0; i < c->n_hdr; i++) {
                 free(c->hdr[i][0]);
                 free(c->hdr[i][1]);
@@ -106,6 +113,7 @@ static int cfg_build(const gate_options *o, struct gate_cfg **ret, char *err, si
 
         if (!c)
                 return -ENOMEM;
+        pthread_mutex_init(&c->wrl_lock, NULL);
         /* basic_auth_users make TCP authenticated, as JWT does: same decision table */
         c->pol.authn = o->authn || (o->web && o->web->n_users);
         c->pol.authz = o->authz;
@@ -145,7 +153,14 @@ static int cfg_build(const gate_options *o, struct gate_cfg **ret, char *err, si
         c->audit_bodies = o->audit_bodies;
         c->web_role =
             o->web_role >= ROLE_VIEWER && o->web_role < ROLE_COUNT ? o->web_role : ROLE_VIEWER;
-        if (o->web && o->web->n_users && (r = basic_auth_new(o->web, &c->basic)) < 0) {
+        if (o->web && o->web->rl_interval_us > 0) {
+                c->wrl_interval_us = o->web->rl_interval_us;
+                c->wrl_burst = o->web->rl_burst;
+                c->wrl_tokens = o->web->rl_burst; /* starts full, as Go's rate.Limiter */
+                c->wrl_last_us = time_mono_us();
+        }
+        if (o->web && o->web->n_users &&
+            (r = basic_auth_new(o->web, o->basic_auth_slots, &c->basic)) < 0) {
                 snprintf(err, errlen, "cannot set up basic authentication: %s", strerror(-r));
                 cfg_free(c);
                 return r;
@@ -722,20 +737,47 @@ static void deny(const gate_input *in, const gate_req *s, gate_verdict *v, unsig
 {
         v->allow = false;
         v->status = status;
-        v->err = status == 401 ? -EPERM : status == 403 ? -EACCES : 0;
+        v->err = status == 401 ? -EPERM : status == 403 ? -EACCES : status == 503 ? -EAGAIN : 0;
         snprintf(v->event, sizeof(v->event), "%s", event);
         snprintf(v->reason, sizeof(v->reason), "%s", detail);
         v->retry_after = status == 429 ? retry_after : 0;
         if (status == 401)
                 snprintf(v->message, sizeof(v->message), "authentication required");
-        else if (status == 429)
+        else if (status == 429 && retry_after)
                 snprintf(v->message, sizeof(v->message), "too many requests; retry in %u s",
                          retry_after);
+        else if (status == 429)
+                snprintf(v->message, sizeof(v->message), "Too Many Requests");
+        else if (status == 503)
+                snprintf(v->message, sizeof(v->message),
+                         "busy verifying other credentials; retry shortly");
         else
                 snprintf(v->message, sizeof(v->message), "forbidden: %s", detail);
         char path[256];
         log_info("security", "denied %s %s from %s (%s): %u %s", in->method,
                  log_safe(in->path, path, sizeof(path)), s->source_ip, s->principal, status, event);
+}
+
+/* The web-config rate_limit bucket (golang.org/x/time/rate's Allow): false when empty, with
+ * *retry the seconds until the next token. */
+static bool web_rate_take(struct gate_cfg *c, int64_t now_us, unsigned *retry)
+{
+        bool ok;
+
+        pthread_mutex_lock(&c->wrl_lock);
+        if (now_us > c->wrl_last_us) {
+                c->wrl_tokens += (double)(now_us - c->wrl_last_us) / (double)c->wrl_interval_us;
+                if (c->wrl_tokens > c->wrl_burst)
+                        c->wrl_tokens = c->wrl_burst;
+                c->wrl_last_us = now_us;
+        }
+        ok = c->wrl_tokens >= 1.0;
+        if (ok)
+                c->wrl_tokens -= 1.0;
+        *retry =
+            c->wrl_burst ? (unsigned)((c->wrl_interval_us * (1.0 - c->wrl_tokens)) / 1e6) + 1 : 0;
+        pthread_mutex_unlock(&c->wrl_lock);
+        return ok;
 }
 
 void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v)
@@ -770,6 +812,11 @@ void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v
                 goto out;
         }
         /* Probes (/healthz, /readyz) are never rate limited: a limit must not fail liveness. */
+        if (!s->is_unix && c->wrl_interval_us && perm != PERM_OPEN &&
+            !web_rate_take(c, now_us, &retry)) {
+                deny(in, s, v, 429, "rate_limited", "web-config rate_limit", retry);
+                goto out;
+        }
         if (!s->is_unix && c->rl && perm != PERM_OPEN) {
                 snprintf(key, sizeof(key), "ip:%.64s", s->source_ip);
                 if (!ratelimit_take(g->rl, key, now_us, &retry)) {
@@ -783,12 +830,16 @@ void gate_check(auth_gate *g, const gate_input *in, gate_req *s, gate_verdict *v
                 /* web-config basic_auth_users: bcrypt (cached on success), then the same
                  * decision, audit and per-principal limit as a JWT principal */
                 char user[WEBCONFIG_MAX_USER];
-                if (basic_auth_check(c->basic, authz_hdr, now_us, user, sizeof(user), &reason) ==
-                    0) {
+                int br = basic_auth_check(c->basic, authz_hdr, now_us, user, sizeof(user), &reason);
+                if (br == 0) {
                         reason = NULL;
                         s->authenticated = true;
                         s->role = c->web_role;
                         snprintf(s->principal, sizeof(s->principal), "basic:%s", user);
+                } else if (br == -EBUSY) {
+                        deny(in, s, v, 503, "auth_busy",
+                             "every bcrypt slot busy; credentials not checked", 0);
+                        goto out;
                 } else {
                         char ev[64];
                         snprintf(ev, sizeof(ev), "auth_failure:%s", reason);

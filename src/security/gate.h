@@ -48,6 +48,8 @@ typedef struct gate_options {
         const struct webconfig *web;        /* web-config.yml (webconfig.h), borrowed during the
                                              * call; NULL = none */
         enum auth_role web_role;            /* role of web-config basic_auth_users */
+        unsigned basic_auth_slots;          /* bcrypt verifications at once (fewer than the HTTP
+                                             * threads); 0 = unbounded */
         bool audit_bodies;                  /* audit.include_sensitive_data: scrubbed bodies */
         const char *audit_dir;              /* where the audit key and the audit.head sidecar
                                              * live: the data dir; NULL = the store's directory */
@@ -93,9 +95,9 @@ typedef struct gate_input {
  * the Retry-After header and the Basic challenge come from here. */
 typedef struct gate_verdict {
         bool allow;           /* go on to the handler */
-        unsigned status;      /* deny: 401, 403 or 429 */
-        int err;              /* deny: -EPERM (401) or -EACCES (403), through errmap; 0 for
-                                * 429, which has no errno */
+        unsigned status;      /* deny: 401, 403, 429 or 503 (bcrypt slots busy) */
+        int err;              /* deny: -EPERM (401), -EACCES (403) or -EAGAIN (503), through
+                                * errmap; 0 for 429, which has no errno */
         char event[64];       /* audit event: "forbidden", "rate_limited", "auth_failure:…" */
         char reason[128];     /* why, for the audit record */
         char message[192];    /* for the client: "authentication required", … */

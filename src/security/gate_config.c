@@ -52,7 +52,7 @@ static enum tls_client_auth web_client_auth(enum webconfig_client_auth a)
         case WC_REQUIRE_ANY_CLIENT_CERT:
                 return TLS_CLIENT_REQUIRE_ANY;
         case WC_VERIFY_CLIENT_CERT_IF_GIVEN:
-                return TLS_CLIENT_REQUEST;
+                return TLS_CLIENT_VERIFY_IF_GIVEN;
         case WC_REQUIRE_AND_VERIFY:
                 return TLS_CLIENT_REQUIRE_VERIFY;
         default:
@@ -75,6 +75,12 @@ int tls_options_from_config(const security_config *c, const struct webconfig *we
                     .cert_file = web->cert_file,
                     .key_file = web->key_file,
                     .ca_file = web->client_ca_file,
+                    .cert_pem = web->cert_pem,
+                    .key_pem = web->key_pem,
+                    .ca_pem = web->client_ca_pem,
+                    .sans = (const char *const *)web->sans,
+                    .n_sans = web->n_sans,
+                    .system_ca = true,
                     .client_auth = web_client_auth(web->client_auth),
                     .min_tls13 = web->min_version == 13,
                     .max_tls12 = web->max_version == 12,

@@ -6,6 +6,7 @@
  * use the previous one, and reloads are rare. */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ struct tls_settings {
         gnutls_x509_trust_list_t trust;   /* from ca_pem, or NULL */
         char *hdr[TLS_MAX_HEADERS][2];    /* extra response headers */
         size_t n_hdr;
+        char *sans[TLS_MAX_SANS]; /* client_allowed_sans */
+        size_t n_sans;
         struct tls_settings *older; /* applied before this one (kept until tls_free) */
 };
 
@@ -73,22 +76,77 @@ static void pair_free(struct pair *p)
         free(p);
 }
 
-static int pair_load(const char *cert_file, const char *key_file, struct pair **ret, char *err,
-                     size_t errlen)
+/* The leaf certificate's keyUsage must allow digitalSignature when it has a keyUsage at all:
+ * every handshake vigild offers (TLS 1.3, and ECDHE in TLS 1.2) is signed with the key, and
+ * GnuTLS refuses to sign with a certificate that forbids it, so such a listener would drop every
+ * handshake. (Go still serves an RSA keyEncipherment-only certificate to TLS 1.2 clients through
+ * the RSA key exchange, which vigild does not offer.) */
+static int check_key_usage(const gnutls_datum_t *der, const char *what, char *err, size_t errlen)
 {
-        _cleanup_free_ char *cert = NULL, *key = NULL;
+        gnutls_x509_crt_t crt;
+        unsigned usage = 0, critical = 0;
+        int r;
+
+        if (gnutls_x509_crt_init(&crt) < 0)
+                return -ENOMEM;
+        r = gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER);
+        if (r >= 0)
+                r = gnutls_x509_crt_get_key_usage(crt, &usage, &critical);
+        gnutls_x509_crt_deinit(crt);
+        if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                return 0; /* no keyUsage extension: any use */
+        if (r < 0) {
+                snprintf(err, errlen, "certificate %s: cannot read its key usage: %s", what,
+                         gnutls_strerror(r));
+                return -EINVAL;
+        }
+        if (!(usage & GNUTLS_KEY_DIGITAL_SIGNATURE)) {
+                snprintf(err, errlen,
+                         "certificate %s has keyUsage%s%s without digitalSignature: TLS 1.3 and "
+                         "ECDHE handshakes are signed with the key, so GnuTLS cannot serve it "
+                         "(every handshake would fail); reissue it with keyUsage "
+                         "digitalSignature",
+                         what, usage & GNUTLS_KEY_KEY_ENCIPHERMENT ? " keyEncipherment" : "",
+                         usage & ~GNUTLS_KEY_KEY_ENCIPHERMENT ? " (and others)" : "");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* The pair from files or inline PEM text (web-config `cert`/`key`); what names either in
+ * messages. */
+static int pair_load(const tls_options *o, struct pair **ret, char *err, size_t errlen)
+{
+        _cleanup_free_ char *cert_buf = NULL, *key_buf = NULL;
+        const char *cert, *key;
+        char cert_what[300], key_what[300];
         struct pair *p;
         gnutls_datum_t cd, kd;
         size_t len;
         int r;
 
-        if ((r = file_read_all(cert_file, TLS_FILE_MAX, &cert, &len)) < 0) {
-                file_read_strerror(r, "certificate", cert_file, TLS_FILE_MAX, err, errlen);
-                return r;
+        if (o->cert_pem && *o->cert_pem) {
+                cert = o->cert_pem;
+                snprintf(cert_what, sizeof(cert_what), "(inline cert)");
+        } else {
+                if ((r = file_read_all(o->cert_file, TLS_FILE_MAX, &cert_buf, &len)) < 0) {
+                        file_read_strerror(r, "certificate", o->cert_file, TLS_FILE_MAX, err,
+                                           errlen);
+                        return r;
+                }
+                cert = cert_buf;
+                snprintf(cert_what, sizeof(cert_what), "'%s'", o->cert_file);
         }
-        if ((r = file_read_all(key_file, TLS_FILE_MAX, &key, &len)) < 0) {
-                file_read_strerror(r, "key", key_file, TLS_FILE_MAX, err, errlen);
-                return r;
+        if (o->key_pem && *o->key_pem) {
+                key = o->key_pem;
+                snprintf(key_what, sizeof(key_what), "(inline key)");
+        } else {
+                if ((r = file_read_all(o->key_file, TLS_FILE_MAX, &key_buf, &len)) < 0) {
+                        file_read_strerror(r, "key", o->key_file, TLS_FILE_MAX, err, errlen);
+                        return r;
+                }
+                key = key_buf;
+                snprintf(key_what, sizeof(key_what), "'%s'", o->key_file);
         }
         p = calloc(1, sizeof(*p));
         if (!p)
@@ -100,14 +158,18 @@ static int pair_load(const char *cert_file, const char *key_file, struct pair **
         if (r < 0 || p->n == 0) {
                 p->n = 0;
                 pair_free(p);
-                snprintf(err, errlen, "'%s' is not a PEM certificate chain: %s", cert_file,
+                snprintf(err, errlen, "%s is not a PEM certificate chain: %s", cert_what,
                          gnutls_strerror(r));
                 return -EINVAL;
+        }
+        if ((r = check_key_usage(&p->pcert[0].cert, cert_what, err, errlen)) < 0) {
+                pair_free(p);
+                return r;
         }
         if (gnutls_privkey_init(&p->key) < 0 ||
             (r = gnutls_privkey_import_x509_raw(p->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
                 pair_free(p);
-                snprintf(err, errlen, "'%s' is not a PEM private key", key_file);
+                snprintf(err, errlen, "%s is not a PEM private key", key_what);
                 return -EINVAL;
         }
         /* The key must belong to the certificate: sign and verify a probe. */
@@ -122,8 +184,8 @@ static int pair_load(const char *cert_file, const char *key_file, struct pair **
                 gnutls_free(sig.data);
                 if (r < 0) {
                         pair_free(p);
-                        snprintf(err, errlen, "key '%s' does not match certificate '%s'", key_file,
-                                 cert_file);
+                        snprintf(err, errlen, "key %s does not match certificate %s", key_what,
+                                 cert_what);
                         return -EINVAL;
                 }
         }
@@ -133,7 +195,8 @@ static int pair_load(const char *cert_file, const char *key_file, struct pair **
 
 static bool needs_ca(enum tls_client_auth a)
 {
-        return a == TLS_CLIENT_REQUEST || a == TLS_CLIENT_REQUIRE || a == TLS_CLIENT_REQUIRE_VERIFY;
+        return a == TLS_CLIENT_REQUEST || a == TLS_CLIENT_REQUIRE ||
+               a == TLS_CLIENT_REQUIRE_VERIFY || a == TLS_CLIENT_VERIFY_IF_GIVEN;
 }
 
 tls_settings *tls_settings_free(tls_settings *st)
@@ -144,6 +207,8 @@ tls_settings *tls_settings_free(tls_settings *st)
         if (st->trust)
                 gnutls_x509_trust_list_deinit(st->trust, 1);
         free(st->ca_pem);
+        for (size_t i = 0; i < st->n_sans; i++)
+                free(st->sans[i]);
         for (size_t i = 0; i < st->n_hdr; i++) {
                 free(st->hdr[i][0]);
                 free(st->hdr[i][1]);
@@ -157,16 +222,26 @@ int tls_settings_new(const tls_options *o, tls_settings **ret, char *err, size_t
         tls_settings *st;
         int r;
 
-        if (!o->cert_file || !*o->cert_file || !o->key_file || !*o->key_file) {
-                snprintf(err, errlen, "TLS needs cert_file and key_file");
+        bool have_ca = (o->ca_file && *o->ca_file) || (o->ca_pem && *o->ca_pem);
+
+        if ((!o->cert_file || !*o->cert_file) && (!o->cert_pem || !*o->cert_pem)) {
+                snprintf(err, errlen, "TLS needs a certificate (cert_file)");
                 return -EINVAL;
         }
-        if (needs_ca(o->client_auth) && (!o->ca_file || !*o->ca_file)) {
+        if ((!o->key_file || !*o->key_file) && (!o->key_pem || !*o->key_pem)) {
+                snprintf(err, errlen, "TLS needs a key (key_file)");
+                return -EINVAL;
+        }
+        if (needs_ca(o->client_auth) && !have_ca && !o->system_ca) {
                 snprintf(err, errlen, "client_auth needs ca_file");
                 return -EINVAL;
         }
         if (o->min_tls13 && o->max_tls12) {
                 snprintf(err, errlen, "min_version TLS13 is above max_version TLS12");
+                return -EINVAL;
+        }
+        if (o->n_sans > TLS_MAX_SANS) {
+                snprintf(err, errlen, "more than %d client_allowed_sans", TLS_MAX_SANS);
                 return -EINVAL;
         }
         st = calloc(1, sizeof(*st));
@@ -175,17 +250,25 @@ int tls_settings_new(const tls_options *o, tls_settings **ret, char *err, size_t
         st->client_auth = o->client_auth;
         st->min_tls13 = o->min_tls13;
         st->max_tls12 = o->max_tls12;
-        r = pair_load(o->cert_file, o->key_file, &st->pair, err, errlen);
+        r = pair_load(o, &st->pair, err, errlen);
         if (r < 0)
                 goto fail;
-        if (o->ca_file && *o->ca_file && o->client_auth != TLS_CLIENT_NONE) {
+        if (have_ca && o->client_auth != TLS_CLIENT_NONE) {
                 gnutls_datum_t d;
                 size_t len;
-                r = file_read_all(o->ca_file, TLS_FILE_MAX, &st->ca_pem, &len);
-                if (r < 0) {
-                        file_read_strerror(r, "CA", o->ca_file, TLS_FILE_MAX, err, errlen);
-                        goto fail;
+                char what[300];
+                if (o->ca_pem && *o->ca_pem) {
+                        snprintf(what, sizeof(what), "(inline client_ca)");
+                        st->ca_pem = strdup(o->ca_pem);
+                        r = st->ca_pem ? 0 : -ENOMEM;
+                } else {
+                        snprintf(what, sizeof(what), "'%s'", o->ca_file);
+                        r = file_read_all(o->ca_file, TLS_FILE_MAX, &st->ca_pem, &len);
+                        if (r < 0)
+                                file_read_strerror(r, "CA", o->ca_file, TLS_FILE_MAX, err, errlen);
                 }
+                if (r < 0)
+                        goto fail;
                 d = (gnutls_datum_t){(unsigned char *)st->ca_pem, (unsigned)strlen(st->ca_pem)};
                 if (gnutls_x509_trust_list_init(&st->trust, 0) < 0) {
                         r = -ENOMEM;
@@ -194,10 +277,33 @@ int tls_settings_new(const tls_options *o, tls_settings **ret, char *err, size_t
                 r = gnutls_x509_trust_list_add_trust_mem(st->trust, &d, NULL, GNUTLS_X509_FMT_PEM,
                                                          0, 0);
                 if (r <= 0) {
-                        snprintf(err, errlen, "CA '%s' holds no PEM certificate", o->ca_file);
+                        snprintf(err, errlen, "CA %s holds no PEM certificate", what);
                         r = -EINVAL;
                         goto fail;
                 }
+        }
+        if (needs_ca(o->client_auth) && !have_ca) {
+                /* Go's tls.Config with no ClientCAs verifies against the system's roots */
+                if (gnutls_x509_trust_list_init(&st->trust, 0) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                r = gnutls_x509_trust_list_add_system_trust(st->trust, 0, 0);
+                if (r < 0) {
+                        snprintf(err, errlen,
+                                 "cannot load the system's CA certificates to verify clients "
+                                 "(%s); give client_ca_file",
+                                 gnutls_strerror(r));
+                        r = -EINVAL;
+                        goto fail;
+                }
+        }
+        for (size_t i = 0; i < o->n_sans; i++) {
+                if (!(st->sans[i] = strdup(o->sans[i]))) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                st->n_sans++;
         }
         for (size_t i = 0; i < o->n_headers && i < TLS_MAX_HEADERS; i++) {
                 st->hdr[i][0] = strdup(o->headers[i][0]);
@@ -252,11 +358,82 @@ static bool peer_verifies(const tls_settings *st, gnutls_session_t s)
         return status == 0;
 }
 
-/* RequireAndVerifyClientCert: the handshake fails unless the chain verifies against the CA of
- * the settings the handshake started with. */
+/* Whether the peer's leaf certificate carries one of st's client_allowed_sans, compared as Go's
+ * exporter-toolkit does: DNS names, e-mail addresses, IP addresses (Go's text form) and URIs
+ * as strings. True when no SANs are configured. */
+static bool peer_san_ok(const tls_settings *st, gnutls_session_t s)
+{
+        const gnutls_datum_t *raw;
+        gnutls_x509_crt_t crt;
+        unsigned n = 0;
+        bool ok = false;
+
+        if (!st->n_sans)
+                return true;
+        raw = gnutls_certificate_get_peers(s, &n);
+        if (!raw || !n || gnutls_x509_crt_init(&crt) < 0)
+                return false;
+        if (gnutls_x509_crt_import(crt, &raw[0], GNUTLS_X509_FMT_DER) < 0) {
+                gnutls_x509_crt_deinit(crt);
+                return false;
+        }
+        for (unsigned seq = 0; !ok; seq++) {
+                char buf[1100], ip[INET6_ADDRSTRLEN];
+                size_t len = sizeof(buf) - 1;
+                const char *v = buf;
+                int type = gnutls_x509_crt_get_subject_alt_name(crt, seq, buf, &len, NULL);
+                if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                        break;
+                if (type < 0)
+                        continue; /* too long or unreadable: cannot match */
+                if (type == GNUTLS_SAN_IPADDRESS) {
+                        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0,    0,
+                                                                   0, 0, 0, 0, 0xff, 0xff};
+                        if (len == 16 && !memcmp(buf, v4mapped, 12)) /* Go prints these as v4 */
+                                v = inet_ntop(AF_INET, buf + 12, ip, sizeof(ip));
+                        else if (len == 4 || len == 16)
+                                v = inet_ntop(len == 4 ? AF_INET : AF_INET6, buf, ip, sizeof(ip));
+                        else
+                                continue;
+                } else if (type == GNUTLS_SAN_DNSNAME || type == GNUTLS_SAN_RFC822NAME ||
+                           type == GNUTLS_SAN_URI) {
+                        buf[len] = '\0';
+                        if (strlen(buf) != len)
+                                continue;
+                } else {
+                        continue;
+                }
+                for (size_t i = 0; v && i < st->n_sans && !ok; i++)
+                        ok = !strcmp(v, st->sans[i]);
+        }
+        gnutls_x509_crt_deinit(crt);
+        return ok;
+}
+
+/* In the handshake, once the client's Certificate arrived: RequireAndVerifyClientCert needs a
+ * chain that verifies against the CA of the running settings, VerifyClientCertIfGiven one that
+ * verifies when given, and client_allowed_sans a leaf that carries one of them (Go's
+ * VerifyPeerCertificate: "bad certificate"). */
 static int verify_cb(gnutls_session_t s)
 {
-        return the_ctx && peer_verifies(current(the_ctx), s) ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
+        const tls_settings *st;
+        unsigned n = 0;
+
+        if (!the_ctx)
+                return GNUTLS_E_CERTIFICATE_ERROR;
+        st = current(the_ctx);
+        if (!gnutls_certificate_get_peers(s, &n) || n == 0)
+                return st->client_auth == TLS_CLIENT_REQUIRE_VERIFY ||
+                               st->client_auth == TLS_CLIENT_REQUIRE_ANY ||
+                               st->client_auth == TLS_CLIENT_REQUIRE
+                           ? GNUTLS_E_CERTIFICATE_ERROR
+                           : 0;
+        if ((st->client_auth == TLS_CLIENT_REQUIRE_VERIFY ||
+             st->client_auth == TLS_CLIENT_VERIFY_IF_GIVEN ||
+             st->client_auth == TLS_CLIENT_REQUEST) &&
+            !peer_verifies(st, s))
+                return GNUTLS_E_CERTIFICATE_ERROR;
+        return peer_san_ok(st, s) ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
 }
 
 static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nreqs,
@@ -281,6 +458,7 @@ static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nre
          * the place to turn libmicrohttpd's "request" into Go's handshake-time requirements. */
         switch (st->client_auth) {
         case TLS_CLIENT_REQUEST:
+        case TLS_CLIENT_VERIFY_IF_GIVEN:
         case TLS_CLIENT_REQUIRE:
         case TLS_CLIENT_ASK_ANY:
                 gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
@@ -290,12 +468,16 @@ static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nre
                 break;
         case TLS_CLIENT_REQUIRE_VERIFY:
                 gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
-                gnutls_session_set_verify_function(s, verify_cb);
                 break;
         default:
                 gnutls_certificate_server_set_request(s, GNUTLS_CERT_IGNORE);
                 break;
         }
+        /* web-config's client_auth_type checks happen in the handshake, as Go does them */
+        if (st->client_auth == TLS_CLIENT_REQUIRE_VERIFY ||
+            st->client_auth == TLS_CLIENT_VERIFY_IF_GIVEN ||
+            (st->n_sans && st->client_auth != TLS_CLIENT_NONE))
+                gnutls_session_set_verify_function(s, verify_cb);
         *pcert = st->pair->pcert;
         *pcert_length = st->pair->n;
         *pkey = st->pair->key;
@@ -366,14 +548,21 @@ bool tls_session_client_ok(tls_ctx *t, void *gnutls_session)
         if (!t)
                 return true;
         st = current(t);
-        if (st->client_auth == TLS_CLIENT_NONE || st->client_auth == TLS_CLIENT_ASK_ANY ||
-            st->client_auth == TLS_CLIENT_REQUIRE_ANY)
-                return true; /* Go does not verify these; REQUIRE_ANY's handshake needed one */
+        if (st->client_auth == TLS_CLIENT_NONE)
+                return true;
+        if (st->client_auth == TLS_CLIENT_ASK_ANY || st->client_auth == TLS_CLIENT_REQUIRE_ANY) {
+                /* Go does not verify these (REQUIRE_ANY's handshake needed one); only the SANs */
+                if (!st->n_sans)
+                        return true;
+                return s && gnutls_certificate_get_peers(s, &n) && n && peer_san_ok(st, s);
+        }
         if (!s)
                 return false;
         if (!gnutls_certificate_get_peers(s, &n) || n == 0)
-                return st->client_auth == TLS_CLIENT_REQUEST;
-        return peer_verifies(st, s);
+                return (st->client_auth == TLS_CLIENT_REQUEST ||
+                        st->client_auth == TLS_CLIENT_VERIFY_IF_GIVEN) &&
+                       !st->n_sans;
+        return peer_verifies(st, s) && peer_san_ok(st, s);
 }
 
 void tls_each_header(tls_ctx *t, gate_header_fn fn, void *ctx)

@@ -1,7 +1,7 @@
 /* webconfig.c — exporter-toolkit web-config.yml parsing, bcrypt basic authentication with a
- * short cache, and audit-body scrubbing (see webconfig.h). The YAML is loaded as a libyaml
- * document and walked key by key against small tables, so each key is one line and every
- * refusal can point at its line. */
+ * short cache and bounded bcrypt slots, and audit-body scrubbing (see webconfig.h). The YAML is
+ * loaded as a document by common/yamldoc.c and walked key by key, so each key is one line and
+ * every refusal can point at its line. */
 #include "webconfig.h"
 
 #include <crypt.h>
@@ -18,40 +18,37 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <yaml.h>
 
 #include "common/base64.h"
 #include "common/fileio.h"
 #include "common/macros.h"
+#include "common/vtime.h"
+#include "common/yamldoc.h"
 
 /* ---- parsing ---- */
 
 struct wp {
-        yaml_document_t *doc;
-        const char *name; /* file name for messages */
-        const char *dir;  /* base for relative paths, or NULL */
+        ydoc *d;
+        const char *dir; /* base for relative paths, or NULL */
         webconfig *w;
-        char *err;
-        size_t errlen;
 };
 
-static int fail(struct wp *p, const yaml_node_t *n, const char *fmt, ...) _printf_(3, 4);
-static int fail(struct wp *p, const yaml_node_t *n, const char *fmt, ...)
-{
-        va_list ap;
-        int k = snprintf(p->err, p->errlen, "%s:%zu: ", p->name, n ? n->start_mark.line + 1 : 1);
-
-        if (k < 0 || (size_t)k >= p->errlen)
-                return -EINVAL;
-        va_start(ap, fmt);
-        vsnprintf(p->err + k, p->errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
+#define fail(p, n, ...) ydoc_fail((p)->d, (n), -EINVAL, __VA_ARGS__)
 
 static const char *scalar(const yaml_node_t *n)
 {
-        return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+        return ydoc_scalar(n);
+}
+
+/* "key:" with nothing after it: a null, as Go's YAML reads it. */
+static bool is_null(const yaml_node_t *n)
+{
+        const char *s = scalar(n);
+
+        return s && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+               (!*s || !strcmp(s, "~") || !strcmp(s, "null"));
 }
 
 static int want_scalar(struct wp *p, const yaml_node_t *n, const char *key, const char **ret)
@@ -79,6 +76,22 @@ static int want_bool(struct wp *p, const yaml_node_t *n, const char *key, bool *
         return 0;
 }
 
+/* A string kept as given ("" = not given, as exporter-toolkit reads an empty value). */
+static int want_text(struct wp *p, const yaml_node_t *n, const char *key, char **ret)
+{
+        const char *s;
+        int r = want_scalar(p, n, key, &s);
+
+        if (r < 0)
+                return r;
+        free(*ret);
+        *ret = NULL;
+        if (!*s)
+                return 0;
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
 /* A path as given, or joined to the web-config file's directory when relative (as
  * exporter-toolkit does). */
 static int want_path(struct wp *p, const yaml_node_t *n, const char *key, char **ret)
@@ -89,17 +102,16 @@ static int want_path(struct wp *p, const yaml_node_t *n, const char *key, char *
 
         if (r < 0)
                 return r;
-        if (!*s) {
-                *ret = NULL;
+        free(*ret);
+        *ret = NULL;
+        if (!*s)
                 return 0;
-        }
         if (s[0] == '/' || !p->dir || !*p->dir)
                 v = strdup(s);
         else if (asprintf(&v, "%s/%s", p->dir, s) < 0)
                 v = NULL;
         if (!v)
                 return -ENOMEM;
-        free(*ret);
         *ret = v;
         return 0;
 }
@@ -164,11 +176,12 @@ static bool in_list(const char *s, const char *const *l, size_t n)
 static int parse_name_list(struct wp *p, const yaml_node_t *n, const char *key,
                            const char *const *allowed, size_t n_allowed, const char *why)
 {
+        const yaml_node_t *e;
+
         if (n->type != YAML_SEQUENCE_NODE)
                 return fail(p, n, "%s: expected a list", key);
-        for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
-             i++) {
-                const yaml_node_t *e = yaml_document_get_node(p->doc, *i);
+        YDOC_FOR_ITEMS(p->d, n, e)
+        {
                 const char *s = scalar(e);
                 if (!s)
                         return fail(p, e, "%s: expected names", key);
@@ -178,22 +191,63 @@ static int parse_name_list(struct wp *p, const yaml_node_t *n, const char *key,
         return 0;
 }
 
+/* client_allowed_sans: DNS names, e-mail addresses, IP addresses or URIs, compared as strings
+ * with the client certificate's subjectAltName entries (tls.c). */
+static int parse_sans(struct wp *p, const yaml_node_t *n)
+{
+        webconfig *w = p->w;
+        const yaml_node_t *e;
+
+        if (n->type != YAML_SEQUENCE_NODE)
+                return fail(p, n, "client_allowed_sans: expected a list of SAN values");
+        YDOC_FOR_ITEMS(p->d, n, e)
+        {
+                const char *s;
+                int r = want_scalar(p, e, "client_allowed_sans", &s);
+                if (r < 0)
+                        return r;
+                if (!*s || strlen(s) > 1024)
+                        return fail(p, e, "client_allowed_sans: a SAN value is 1 to 1024 bytes");
+                if (w->n_sans == WEBCONFIG_MAX_SANS)
+                        return fail(p, e, "client_allowed_sans: more than %d values",
+                                    WEBCONFIG_MAX_SANS);
+                if (!(w->sans[w->n_sans] = strdup(s)))
+                        return -ENOMEM;
+                w->n_sans++;
+        }
+        if (!w->n_sans) /* Go's empty list refuses every certificate: say so instead */
+                return fail(p, n, "client_allowed_sans: an empty list would refuse every client");
+        return 0;
+}
+
+/* Both forms of one setting: exporter-toolkit would take the file and ignore the text. */
+static int one_of(struct wp *p, const yaml_node_t *at, const char *file, const void *fv,
+                  const char *text, const void *tv)
+{
+        if (fv && tv)
+                return fail(p, at,
+                            "tls_server_config: both %s and %s are given; keep one "
+                            "(exporter-toolkit would use %s and ignore %s)",
+                            file, text, file, text);
+        return 0;
+}
+
 static int parse_tls(struct wp *p, const yaml_node_t *m)
 {
         webconfig *w = p->w;
-        const yaml_node_t *first = m;
+        const yaml_node_t *kn, *v, *auth = NULL;
+        bool enabled, sans_given = false;
+        int r;
 
-        if (m->type == YAML_SCALAR_NODE && !*scalar(m))
+        if (is_null(m))
                 return 0; /* "tls_server_config:" with nothing */
         if (m->type != YAML_MAPPING_NODE)
                 return fail(p, m, "tls_server_config: expected a mapping");
-        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
-             pr++) {
-                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
-                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+        YDOC_FOR_PAIRS(p->d, m, kn, v)
+        {
                 const char *k = scalar(kn), *s;
-                int r = 0;
 
+                r = 0;
                 if (!k)
                         return fail(p, kn, "tls_server_config: keys must be strings");
                 if (!strcmp(k, "cert_file"))
@@ -202,16 +256,16 @@ static int parse_tls(struct wp *p, const yaml_node_t *m)
                         r = want_path(p, v, k, &w->key_file);
                 else if (!strcmp(k, "client_ca_file"))
                         r = want_path(p, v, k, &w->client_ca_file);
+                else if (!strcmp(k, "cert"))
+                        r = want_text(p, v, k, &w->cert_pem);
+                else if (!strcmp(k, "key"))
+                        r = want_text(p, v, k, &w->key_pem);
+                else if (!strcmp(k, "client_ca"))
+                        r = want_text(p, v, k, &w->client_ca_pem);
                 else if (!strcmp(k, "client_auth_type")) {
-                        size_t i;
                         if ((r = want_scalar(p, v, k, &s)) < 0)
                                 return r;
-                        for (i = 0; i < ARRAY_SIZE(client_auth_names); i++)
-                                if (!strcmp(s, client_auth_names[i]))
-                                        break;
-                        if (i == ARRAY_SIZE(client_auth_names))
-                                return fail(p, v, "client_auth_type: unknown value '%s'", s);
-                        w->client_auth = (enum webconfig_client_auth)i;
+                        auth = *s ? v : NULL; /* "": NoClientCert, and TLS not implied */
                 } else if (!strcmp(k, "min_version"))
                         r = parse_version(p, v, k, &w->min_version);
                 else if (!strcmp(k, "max_version"))
@@ -226,36 +280,59 @@ static int parse_tls(struct wp *p, const yaml_node_t *m)
                 else if (!strcmp(k, "prefer_server_cipher_suites")) {
                         bool b;
                         r = want_bool(p, v, k, &b);
-                } else if (!strcmp(k, "cert") || !strcmp(k, "key") || !strcmp(k, "client_ca"))
-                        return fail(p, kn,
-                                    "tls_server_config.%s: inline PEM is not supported; use "
-                                    "%s_file",
-                                    k, k);
-                else if (!strcmp(k, "client_allowed_sans"))
-                        return fail(p, kn,
-                                    "tls_server_config.client_allowed_sans is not supported; "
-                                    "use a dedicated client CA");
-                else
+                } else if (!strcmp(k, "client_allowed_sans")) {
+                        sans_given = true;
+                        r = parse_sans(p, v);
+                } else
                         return fail(p, kn, "tls_server_config: unknown key '%s'", k);
                 if (r < 0)
                         return r;
         }
-        if (!w->cert_file != !w->key_file)
-                return fail(p, first, "tls_server_config: cert_file and key_file go together");
-        w->tls = w->cert_file && w->key_file;
-        if (!w->tls && (w->client_ca_file || w->client_auth != WC_NO_CLIENT_CERT))
-                return fail(p, first,
-                            "tls_server_config: client certificates need cert_file and key_file");
+        if ((r = one_of(p, m, "cert_file", w->cert_file, "cert", w->cert_pem)) < 0 ||
+            (r = one_of(p, m, "key_file", w->key_file, "key", w->key_pem)) < 0 ||
+            (r = one_of(p, m, "client_ca_file", w->client_ca_file, "client_ca", w->client_ca_pem)) <
+                0)
+                return r;
+        /* exporter-toolkit's TLSConfig.IsEnabled: any certificate, key or CA setting or a
+         * client_auth_type turns TLS on, and then the pair must be complete */
+        enabled = auth || w->cert_file || w->cert_pem || w->key_file || w->key_pem ||
+                  w->client_ca_file || w->client_ca_pem;
+        if (!enabled) {
+                if (sans_given)
+                        return fail(p, m, "tls_server_config: client_allowed_sans without TLS");
+                return 0;
+        }
+        if (!w->cert_file && !w->cert_pem)
+                return fail(p, m, "tls_server_config: missing one of cert or cert_file");
+        if (!w->key_file && !w->key_pem)
+                return fail(p, m, "tls_server_config: missing one of key or key_file");
+        w->tls = true;
+        if (auth) { /* checked after the pair, as exporter-toolkit does */
+                const char *s = scalar(auth);
+                size_t i;
+                for (i = 0; i < ARRAY_SIZE(client_auth_names); i++)
+                        if (!strcmp(s, client_auth_names[i]))
+                                break;
+                if (!strcmp(s, "RequireClientCert")) /* Go's old name */
+                        i = WC_REQUIRE_ANY_CLIENT_CERT;
+                if (i == ARRAY_SIZE(client_auth_names))
+                        return fail(p, auth,
+                                    "client_auth_type: unknown value '%s' (invalid "
+                                    "ClientAuth)",
+                                    s);
+                w->client_auth = (enum webconfig_client_auth)i;
+        }
         if (w->min_version > w->max_version)
-                return fail(p, first, "tls_server_config: min_version is above max_version");
-        if (w->client_ca_file && w->client_auth == WC_NO_CLIENT_CERT)
-                return fail(p, first,
-                            "tls_server_config: client_ca_file without a client_auth_type that "
-                            "checks it");
-        if (!w->client_ca_file && (w->client_auth == WC_VERIFY_CLIENT_CERT_IF_GIVEN ||
-                                   w->client_auth == WC_REQUIRE_AND_VERIFY))
-                return fail(p, first, "tls_server_config: client_auth_type %s needs client_ca_file",
-                            client_auth_names[w->client_auth]);
+                return fail(p, m, "tls_server_config: min_version is above max_version");
+        if ((w->client_ca_file || w->client_ca_pem) && w->client_auth == WC_NO_CLIENT_CERT)
+                return fail(p, m,
+                            "tls_server_config: a client CA is configured without a "
+                            "client_auth_type (exporter-toolkit: client CA's have been "
+                            "configured without a Client Auth Policy)");
+        if (w->n_sans && w->client_auth == WC_NO_CLIENT_CERT)
+                return fail(p, m,
+                            "tls_server_config: client_allowed_sans needs a client_auth_type "
+                            "that asks for a client certificate");
         return 0;
 }
 
@@ -274,13 +351,12 @@ static const struct {
 static int parse_headers(struct wp *p, const yaml_node_t *m)
 {
         webconfig *w = p->w;
+        const yaml_node_t *kn, *v;
 
         if (m->type != YAML_MAPPING_NODE)
                 return fail(p, m, "http_server_config.headers: expected a mapping");
-        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
-             pr++) {
-                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
-                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+        YDOC_FOR_PAIRS(p->d, m, kn, v)
+        {
                 const char *k = scalar(kn), *s;
                 size_t i;
                 int r;
@@ -319,14 +395,14 @@ static int parse_headers(struct wp *p, const yaml_node_t *m)
 
 static int parse_http(struct wp *p, const yaml_node_t *m)
 {
-        if (m->type == YAML_SCALAR_NODE && !*scalar(m))
+        const yaml_node_t *kn, *v;
+
+        if (is_null(m))
                 return 0;
         if (m->type != YAML_MAPPING_NODE)
                 return fail(p, m, "http_server_config: expected a mapping");
-        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
-             pr++) {
-                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
-                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+        YDOC_FOR_PAIRS(p->d, m, kn, v)
+        {
                 const char *k = scalar(kn);
                 int r;
 
@@ -344,6 +420,52 @@ static int parse_http(struct wp *p, const yaml_node_t *m)
         return 0;
 }
 
+/* rate_limit: {interval: Go duration, burst: N}, one token bucket for the whole listener. An
+ * interval of 0 (or none) turns it off, as in exporter-toolkit. */
+static int parse_rate_limit(struct wp *p, const yaml_node_t *m)
+{
+        webconfig *w = p->w;
+        const yaml_node_t *kn, *v;
+
+        if (is_null(m))
+                return 0;
+        if (m->type != YAML_MAPPING_NODE)
+                return fail(p, m, "rate_limit: expected a mapping of interval and burst");
+        YDOC_FOR_PAIRS(p->d, m, kn, v)
+        {
+                const char *k = scalar(kn), *s;
+                int r;
+
+                if (!k)
+                        return fail(p, kn, "rate_limit: keys must be strings");
+                if (strcmp(k, "interval") && strcmp(k, "burst"))
+                        return fail(p, kn, "rate_limit: unknown key '%s'", k);
+                if ((r = want_scalar(p, v, k, &s)) < 0)
+                        return r;
+                if (!strcmp(k, "burst")) {
+                        char *end;
+                        unsigned long b;
+                        errno = 0;
+                        b = strtoul(s, &end, 10);
+                        if (!*s || *end || s[0] == '-' || errno || b > 1000000)
+                                return fail(p, v, "rate_limit.burst: expected 0 to 1000000");
+                        w->rl_burst = (unsigned)b;
+                } else if (!strcmp(s, "0")) {
+                        w->rl_interval_us = 0;
+                } else if (strspn(s, "0123456789") == strlen(s)) {
+                        return fail(p, v,
+                                    "rate_limit.interval: '%s' has no unit (Go reads a bare "
+                                    "number as nanoseconds); write e.g. 1s or 100ms",
+                                    s);
+                } else if (time_parse_duration(s, &w->rl_interval_us) < 0 ||
+                           w->rl_interval_us < 1000 || w->rl_interval_us > 24LL * 3600 * 1000000) {
+                        return fail(
+                            p, v, "rate_limit.interval: '%s' is not a duration from 1ms to 24h", s);
+                }
+        }
+        return 0;
+}
+
 static bool is_bcrypt(const char *h)
 {
         /* $2?$NN$ + 53 characters of salt and hash */
@@ -355,9 +477,10 @@ static bool is_bcrypt(const char *h)
 static int parse_users(struct wp *p, const yaml_node_t *m)
 {
         webconfig *w = p->w;
+        const yaml_node_t *kn, *v;
         size_t n;
 
-        if (m->type == YAML_SCALAR_NODE && !*scalar(m))
+        if (is_null(m))
                 return 0;
         if (m->type != YAML_MAPPING_NODE)
                 return fail(p, m, "basic_auth_users: expected a mapping of user: bcrypt hash");
@@ -369,10 +492,8 @@ static int parse_users(struct wp *p, const yaml_node_t *m)
         w->users = calloc(n, sizeof(*w->users));
         if (!w->users)
                 return -ENOMEM;
-        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
-             pr++) {
-                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
-                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+        YDOC_FOR_PAIRS(p->d, m, kn, v)
+        {
                 const char *k = scalar(kn), *h;
                 int r;
 
@@ -388,6 +509,8 @@ static int parse_users(struct wp *p, const yaml_node_t *m)
                                     "basic_auth_users: '%s': not a bcrypt hash ($2y$, $2b$ or "
                                     "$2a$; htpasswd -nBC 10 \"\" | tr -d ':\\n')",
                                     k);
+                if (strtoul(h + 4, NULL, 10) < 4 || strtoul(h + 4, NULL, 10) > 31)
+                        return fail(p, v, "basic_auth_users: '%s': bcrypt cost outside 4 to 31", k);
                 for (size_t j = 0; j < w->n_users; j++)
                         if (!strcmp(w->users[j].name, k))
                                 return fail(p, kn, "basic_auth_users: '%s' given twice", k);
@@ -400,6 +523,13 @@ static int parse_users(struct wp *p, const yaml_node_t *m)
         return 0;
 }
 
+static void free_secret(char *s)
+{
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
+}
+
 webconfig *webconfig_free(webconfig *w)
 {
         if (!w)
@@ -407,52 +537,62 @@ webconfig *webconfig_free(webconfig *w)
         free(w->cert_file);
         free(w->key_file);
         free(w->client_ca_file);
+        free(w->cert_pem);
+        free_secret(w->key_pem);
+        free(w->client_ca_pem);
+        for (size_t i = 0; i < w->n_sans; i++)
+                free(w->sans[i]);
         for (size_t i = 0; i < w->n_headers; i++) {
                 free(w->headers[i][0]);
                 free(w->headers[i][1]);
         }
         for (size_t i = 0; i < w->n_users; i++) {
                 free(w->users[i].name);
-                if (w->users[i].hash)
-                        explicit_bzero(w->users[i].hash, strlen(w->users[i].hash));
-                free(w->users[i].hash);
+                free_secret(w->users[i].hash);
         }
         free(w->users);
         free(w);
         return NULL;
 }
 
+static const struct {
+        const char *name;
+        int (*parse)(struct wp *p, const yaml_node_t *v);
+} sections[] = {
+    {"tls_server_config", parse_tls},
+    {"http_server_config", parse_http},
+    {"basic_auth_users", parse_users},
+    {"rate_limit", parse_rate_limit},
+};
+
 static int walk(struct wp *p)
 {
-        const yaml_node_t *root = yaml_document_get_root_node(p->doc);
+        const yaml_node_t *root = ydoc_root(p->d), *kn, *v;
+        unsigned seen = 0;
+        size_t i;
 
         if (!root)
                 return 0; /* an empty file: nothing configured, like exporter-toolkit */
-        if (root->type == YAML_SCALAR_NODE && !*scalar(root))
+        if (is_null(root))
                 return 0;
         if (root->type != YAML_MAPPING_NODE)
                 return fail(p, root, "expected a mapping at the top level");
-        for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
-             pr < root->data.mapping.pairs.top; pr++) {
-                const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
-                const yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+        YDOC_FOR_PAIRS(p->d, root, kn, v)
+        {
                 const char *k = scalar(kn);
                 int r;
 
                 if (!k)
                         return fail(p, kn, "keys must be strings");
-                if (!strcmp(k, "tls_server_config"))
-                        r = parse_tls(p, v);
-                else if (!strcmp(k, "http_server_config"))
-                        r = parse_http(p, v);
-                else if (!strcmp(k, "basic_auth_users"))
-                        r = parse_users(p, v);
-                else if (!strcmp(k, "rate_limit"))
-                        return fail(p, kn,
-                                    "rate_limit is not supported here; use "
-                                    "security.network.rate_limiting");
-                else
+                for (i = 0; i < ARRAY_SIZE(sections); i++)
+                        if (!strcmp(k, sections[i].name))
+                                break;
+                if (i == ARRAY_SIZE(sections))
                         return fail(p, kn, "unknown key '%s'", k);
+                if (seen & (1u << i))
+                        return fail(p, kn, "'%s' given twice", k);
+                seen |= 1u << i;
+                r = sections[i].parse(p, v);
                 if (r < 0)
                         return r;
         }
@@ -462,9 +602,8 @@ static int walk(struct wp *p)
 int webconfig_parse(const char *name, const char *dir, const char *text, size_t len,
                     webconfig **ret, char *err, size_t errlen)
 {
-        yaml_parser_t yp;
-        yaml_document_t doc;
-        struct wp p = {.doc = &doc, .name = name, .dir = dir, .err = err, .errlen = errlen};
+        ydoc d;
+        struct wp p = {.d = &d, .dir = dir};
         int r;
 
         if (len > WEBCONFIG_MAX_FILE) {
@@ -481,21 +620,10 @@ int webconfig_parse(const char *name, const char *dir, const char *text, size_t 
         p.w->min_version = 12;
         p.w->max_version = 13;
         p.w->http2 = true;
-        if (!yaml_parser_initialize(&yp)) {
-                webconfig_free(p.w);
-                return -ENOMEM;
-        }
-        yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
-        if (!yaml_parser_load(&yp, &doc)) {
-                snprintf(err, errlen, "%s:%zu: %s", name, yp.problem_mark.line + 1,
-                         yp.problem ? yp.problem : "invalid YAML");
-                yaml_parser_delete(&yp);
-                webconfig_free(p.w);
-                return -EINVAL;
-        }
-        r = walk(&p);
-        yaml_document_delete(&doc);
-        yaml_parser_delete(&yp);
+        r = ydoc_load(&d, text, len, name, err, errlen);
+        if (r == 0)
+                r = walk(&p);
+        ydoc_release(&d);
         if (r < 0) {
                 webconfig_free(p.w);
                 return r;
@@ -534,13 +662,20 @@ struct cache_slot {
         int64_t expires;       /* usec, monotonic; 0 = empty */
 };
 
+#define BCRYPT_MAX_COST 31
+
 struct basic_auth {
         webconfig_user *users; /* owned copies */
         size_t n_users;
-        char decoy[64];       /* bcrypt hash of a random password, at the highest cost */
-        pthread_mutex_t lock; /* guards cache and runs */
+        /* decoy[c]: a bcrypt string of cost c that no password matches (random salt and
+         * digest), for every cost a user has; "" otherwise */
+        char decoy[BCRYPT_MAX_COST + 1][64];
+        unsigned char name_key[32]; /* keys the hash that picks an unknown name's decoy */
+        unsigned slots;             /* bcrypt runs at once; 0 = unbounded */
+        pthread_mutex_t lock;       /* guards cache, runs and busy */
         struct cache_slot cache[BASIC_AUTH_CACHE_SLOTS];
         uint64_t runs; /* bcrypt computations */
+        unsigned busy; /* bcrypt computations running */
 };
 
 basic_auth *basic_auth_free(basic_auth *b)
@@ -558,45 +693,63 @@ basic_auth *basic_auth_free(basic_auth *b)
         return NULL;
 }
 
-int basic_auth_new(const webconfig *w, basic_auth **ret)
+static unsigned hash_cost(const char *h)
+{
+        return (unsigned)strtoul(h + 4, NULL, 10); /* "$2?$NN$": checked by is_bcrypt */
+}
+
+/* A bcrypt string of `cost` whose digest is random: verifying any password against it costs
+ * what a real hash of that cost costs, and never succeeds. Nothing is computed here, so a high
+ * cost does not slow the start. */
+static int make_decoy(unsigned cost, char out[64])
+{
+        static const char alphabet[] =
+            "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+        unsigned char rnd[31 + 16];
+        size_t n;
+
+        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd) ||
+            !crypt_gensalt_rn("$2b$", cost, (const char *)rnd + 31, 16, salt, sizeof(salt)))
+                return -EIO;
+        n = strlen(salt);
+        if (n != 29 || n + 31 >= 64)
+                return -EIO;
+        memcpy(out, salt, n);
+        for (size_t i = 0; i < 31; i++)
+                out[n + i] = alphabet[rnd[i] % 64];
+        out[n + 31] = '\0';
+        return 0;
+}
+
+int basic_auth_new(const webconfig *w, unsigned slots, basic_auth **ret)
 {
         basic_auth *b = calloc(1, sizeof(*b));
-        unsigned long cost = 10;
-        char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-        unsigned char rnd[16];
-        struct crypt_data *cd;
+        int r;
 
         if (!b)
                 return -ENOMEM;
         pthread_mutex_init(&b->lock, NULL);
+        b->slots = slots;
         if (w->n_users) {
                 b->users = calloc(w->n_users, sizeof(*b->users));
                 if (!b->users)
                         return basic_auth_free(b), -ENOMEM;
         }
+        if (getrandom(b->name_key, sizeof(b->name_key), 0) != sizeof(b->name_key))
+                return basic_auth_free(b), -EIO;
         for (size_t i = 0; i < w->n_users; i++) {
-                unsigned long c = strtoul(w->users[i].hash + 4, NULL, 10);
+                unsigned c = hash_cost(w->users[i].hash);
                 b->users[i].name = strdup(w->users[i].name);
                 b->users[i].hash = strdup(w->users[i].hash);
                 b->n_users++;
                 if (!b->users[i].name || !b->users[i].hash)
                         return basic_auth_free(b), -ENOMEM;
-                if (c > cost && c <= 31)
-                        cost = c;
+                if (c <= BCRYPT_MAX_COST && !b->decoy[c][0] && (r = make_decoy(c, b->decoy[c])) < 0)
+                        return basic_auth_free(b), r;
         }
-        /* The decoy: an unknown user pays the same bcrypt as a known one. */
-        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd) ||
-            !crypt_gensalt_rn("$2b$", cost, (const char *)rnd, sizeof(rnd), salt, sizeof(salt)))
-                return basic_auth_free(b), -EIO;
-        cd = calloc(1, sizeof(*cd));
-        if (!cd)
-                return basic_auth_free(b), -ENOMEM;
-        if (!crypt_rn("decoy", salt, cd, sizeof(*cd)) || strlen(cd->output) >= sizeof(b->decoy)) {
-                free(cd);
-                return basic_auth_free(b), -EIO;
-        }
-        memcpy(b->decoy, cd->output, strlen(cd->output) + 1); /* length checked above */
-        free(cd);
+        if (!b->n_users && (r = make_decoy(10, b->decoy[10])) < 0) /* exporter-toolkit's cost */
+                return basic_auth_free(b), r;
         *ret = b;
         return 0;
 }
@@ -609,6 +762,41 @@ uint64_t basic_auth_bcrypt_runs(basic_auth *b)
         n = b->runs;
         pthread_mutex_unlock(&b->lock);
         return n;
+}
+
+/* The decoy for an unknown name: that of the cost of the user a keyed hash of the name picks.
+ * The same name always costs the same, and unknown names cost what the file's users cost, in
+ * the same proportions, so timing tells a name that exists from one that does not no better
+ * than chance. */
+static const char *decoy_for(basic_auth *b, const char *name)
+{
+        unsigned char mac[32];
+        unsigned len = sizeof(mac);
+        uint64_t v = 0;
+
+        if (!b->n_users)
+                return b->decoy[10];
+        if (!HMAC(EVP_sha256(), b->name_key, sizeof(b->name_key), (const unsigned char *)name,
+                  strlen(name), mac, &len))
+                return b->decoy[hash_cost(b->users[0].hash)];
+        for (size_t i = 0; i < 8; i++)
+                v = v << 8 | mac[i];
+        return b->decoy[hash_cost(b->users[v % b->n_users].hash)];
+}
+
+unsigned basic_auth_busy(basic_auth *b)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&b->lock);
+        n = b->busy;
+        pthread_mutex_unlock(&b->lock);
+        return n;
+}
+
+unsigned basic_auth_decoy_cost(basic_auth *b, const char *name)
+{
+        return hash_cost(decoy_for(b, name));
 }
 
 static bool ct_equal(const char *a, const char *b)
@@ -666,12 +854,12 @@ int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *us
                      const char **reason)
 {
         char dec[512];
-        const char *p = header, *hash = NULL, *pw;
+        const char *p = header, *hash = NULL, *pw, *verify;
         struct crypt_data *cd;
         unsigned char key[32];
         ssize_t n;
         char *colon;
-        bool ok;
+        bool ok, busy;
 
         if (strncasecmp(p, "Basic", 5) != 0 || (p[5] != ' ' && p[5] != '\t')) {
                 *reason = "not_basic";
@@ -699,20 +887,35 @@ int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *us
                         return 0;
                 }
         }
+        /* A bounded number of bcrypt runs at once, so slow hashes never hold every HTTP
+         * thread: the rest answer at once (503) and keep serving cached users and probes. */
+        pthread_mutex_lock(&b->lock);
+        busy = b->slots && b->busy >= b->slots;
+        if (!busy)
+                b->busy++;
+        pthread_mutex_unlock(&b->lock);
+        if (busy) {
+                explicit_bzero(dec, sizeof(dec));
+                *reason = "busy";
+                return -EBUSY;
+        }
         cd = calloc(1, sizeof(*cd));
+        /* Unknown users are checked against a decoy of a user's cost: both cost one bcrypt. */
+        verify = hash ? hash : decoy_for(b, dec);
+        ok = cd && crypt_rn(pw, verify, cd, sizeof(*cd)) != NULL && ct_equal(cd->output, verify) &&
+             hash != NULL;
+        if (cd)
+                explicit_bzero(cd, sizeof(*cd));
+        free(cd);
+        pthread_mutex_lock(&b->lock);
+        b->busy--;
+        b->runs++;
+        pthread_mutex_unlock(&b->lock);
         if (!cd) {
                 explicit_bzero(dec, sizeof(dec));
                 *reason = "internal";
                 return -ENOMEM;
         }
-        /* Unknown users are checked against the decoy, so both cost one bcrypt. */
-        ok = crypt_rn(pw, hash ? hash : b->decoy, cd, sizeof(*cd)) != NULL &&
-             ct_equal(cd->output, hash ? hash : b->decoy) && hash != NULL;
-        explicit_bzero(cd, sizeof(*cd));
-        free(cd);
-        pthread_mutex_lock(&b->lock);
-        b->runs++;
-        pthread_mutex_unlock(&b->lock);
         if (!ok) {
                 *reason = hash ? "bad_password" : "unknown_user";
                 explicit_bzero(dec, sizeof(dec));

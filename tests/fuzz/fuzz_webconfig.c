@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 const char *y = "basic_auth_users:\n  u: "
                                 "$2b$04$iUIS4sWgyi3Cv/QNjjCQ8ehmnVipn9mEdhs4BUQsMCCT.i0Q8UEN.\n";
                 if (webconfig_parse("seed", NULL, y, strlen(y), &w, err, sizeof(err)) == 0) {
-                        basic_auth_new(w, &b);
+                        basic_auth_new(w, 1, &b);
                         webconfig_free(w);
                 }
         }

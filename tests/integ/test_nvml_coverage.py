@@ -14,8 +14,11 @@ DCP_CSV = os.path.join(SRC, "deploy", "dcgm", "dcp-metrics-included.csv")
 # The profiling fields are slow-tier (10 s); the first sweep reads every tier once.
 
 
+ALL_PROFILING = "collection:\n  profiling: all\n"
+
+
 def test_gpm_fields_native():
-    with Vigild(HGX) as v:
+    with Vigild(HGX, config=ALL_PROFILING) as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
         m = wait_for(lambda: (lambda x: x if series(x, "vigil_gpu_sm_active_ratio", gpu=1) else None)(
             parse_metrics(v.metrics())), 15, "sm active")
@@ -34,11 +37,41 @@ def test_gpm_fields_native():
             check(name in body, "%s in /api/v1/fields" % name)
 
 
+def field_status(v, fid, gpu=0):
+    return [f for f in v.get_json("/api/v1/gpus?fields=%d" % fid)["gpus"][gpu]["fields"]][0]
+
+
+def test_profiling_on_demand():
+    """collection.profiling: auto (the default) reads a profiling field only while it is exported,
+    configured or asked for: SM active is not on /metrics, asking for it through the API answers
+    "pending" and then its value; a collection.fields entry keeps SM occupancy collected."""
+    cfg = "collection:\n  fields:\n    DCGM_FI_PROF_SM_OCCUPANCY: 5s\n"
+    with Vigild(HGX, config=cfg) as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
+        m = parse_metrics(v.metrics())
+        check(series(m, "vigil_gpu_graphics_engine_active_ratio", gpu=0), "default profile exported")
+        check(series(m, "vigil_gpu_sm_occupancy_ratio", gpu=3)[0][1] == 0.35, "configured field")
+        for name in ("vigil_gpu_sm_active_ratio", "vigil_gpu_nvdec0_active_ratio",
+                     "vigil_gpu_fp64_pipe_active_ratio"):
+            check(not series(m, name), "%s read though nothing asked for it" % name)
+        f = field_status(v, 1002)
+        check(f["status"] in ("pending", "ok"), "asked-for field: %s" % f)
+        f = wait_for(lambda: (lambda f: f if f["status"] == "ok" else None)(field_status(v, 1002)),
+                     30, "SM active read after it was asked for")
+        check(f["value"] == 0.7, "SM active value %s" % f)
+        check(series(parse_metrics(v.metrics()), "vigil_gpu_sm_active_ratio", gpu=1)[0][1] == 0.25,
+              "an asked-for field is exported while it is collected")
+        check(field_status(v, 1017)["status"] in ("pending", "ok"), "NVDEC0 asked for")
+
+
 def test_dmon_profiling_ids():
     with Vigild(HGX) as v:
         wait_for(lambda: v.get("/readyz")[0] == 200, 10, "ready")
-        wait_for(lambda: series(parse_metrics(v.metrics()), "vigil_gpu_sm_active_ratio", gpu=0),
-                 15, "sm active sampled")
+        # the first dmon asks for them: "-" until the next slow sweep has read them
+        p = run_cli("--host", v.url, "dmon", "-e", "1002,1003,1004,1005", "-d", "200", "-c", "1",
+                    check_rc=0)
+        check("SMACT" in p.stdout, "dcgmi tags:\n" + p.stdout)
+        wait_for(lambda: field_status(v, 1003)["status"] == "ok", 30, "SM occupancy read")
         p = run_cli("--host", v.url, "dmon", "-e", "1002,1003,1004,1005", "-d", "200", "-c", "1",
                     check_rc=0)
         check("SMACT" in p.stdout and "SMOCC" in p.stdout and "TENSO" in p.stdout
@@ -238,7 +271,8 @@ def test_config_get():
 
 
 if __name__ == "__main__":
-    main([test_gpm_fields_native, test_dmon_profiling_ids, test_dcp_csv_loads,
+    main([test_gpm_fields_native, test_profiling_on_demand, test_dmon_profiling_ids,
+          test_dcp_csv_loads,
           test_nvlink_api_cli, test_nvlink_dcgm_names, test_nvlink_down_fails_health,
           test_nvlink_errors_rule,
           test_no_nvlink_is_honest, test_topology, test_mig_instances_and_labels,

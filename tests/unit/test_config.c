@@ -215,6 +215,71 @@ static void test_health_sections(void **state)
         config_release(&c);
 }
 
+/* diag: written straight into the diag module's diag_config; the diag policy action and its
+ * keys; unknown keys and bad values refused with the file's line. */
+static void test_diag_section(void **state)
+{
+        const char *text = "diag:\n"
+                           "  retention: {count: 20, max_age: 7d}\n"
+                           "  gpu_count: {expected: 8}\n"
+                           "  pcie: {min_gbps: 40, max_latency_us: 30}\n"
+                           "  memtest: {duration: 10m, fraction: 0.8}\n"
+                           "  sm_stress: {min_tflops: 45.5}\n"
+                           "  level3: {parallel: false}\n"
+                           "policies:\n"
+                           "  - {condition: xid_48, actions: [log, diag], diag_level: 2,"
+                           " diag_gpus: all}\n"
+                           "  - {condition: ecc_dbe_volatile, actions: [diag]}\n";
+        static const struct {
+                const char *text, *want;
+        } bad[] = {
+            {"diag:\n  memtest: {duraton: 10s}\n", "unknown key 'diag.memtest.duraton'"},
+            {"diag:\n  bogus: 1\n", "unknown key 'diag.bogus'"},
+            {"diag:\n  memtest: {fraction: 1.5}\n", "out of range"},
+            {"diag:\n  pcie: {min_gbps: -1}\n", "diag.pcie.min_gbps"},
+            {"policies:\n  - {condition: xid, actions: [diag], diag_level: 4}\n", "out of range"},
+            {"policies:\n  - {condition: xid, actions: [diag], diag_gpus: some}\n", "some"},
+            {"policies:\n  - {condition: xid, actions: [diagnose]}\n", "reset_gpu, diag)"},
+        };
+        vigil_config c;
+        config_key_info ki;
+        char err[512];
+        (void)state;
+
+        config_init(&c);
+        assert_int_equal(c.diag.retention_count, 1000);
+        assert_int_equal(c.diag.memtest_duration_us, 240 * 1000000LL);
+        assert_true(c.diag.level3_parallel);
+        assert_true(c.diag.pcie_min_gbps == 0); /* not set: the specification decides */
+        assert_int_equal(parse(text, &c, err, sizeof(err)), 0);
+        assert_int_equal(c.diag.retention_count, 20);
+        assert_int_equal(c.diag.retention_max_age_us, 7 * 86400 * 1000000LL);
+        assert_int_equal(c.diag.expected_gpus, 8);
+        assert_true(c.diag.pcie_min_gbps == 40 && c.diag.pcie_max_latency_us == 30);
+        assert_int_equal(c.diag.memtest_duration_us, 600 * 1000000LL);
+        assert_true(c.diag.memtest_fraction == 0.8 && c.diag.sm_stress_min_tflops == 45.5);
+        assert_false(c.diag.level3_parallel);
+        assert_int_equal(c.policies[0].actions, (1u << HEALTH_ACT_LOG) | (1u << HEALTH_ACT_DIAG));
+        assert_int_equal(c.policies[0].diag_level, 2);
+        assert_int_equal(c.policies[0].diag_gpus, 1);
+        assert_int_equal(c.policies[1].diag_level, 1); /* item defaults */
+        assert_int_equal(c.policies[1].diag_gpus, 0);
+        assert_int_equal(config_key_find("diag.memtest.duration", &ki), 0);
+        assert_int_equal(ki.mod, CONFIG_MOD_DIAG);
+        assert_int_equal(ki.apply, CONFIG_APPLY_RELOAD);
+        assert_string_equal(config_module_name(CONFIG_MOD_DIAG), "diag");
+        config_release(&c);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                config_init(&c);
+                assert_int_equal(parse(bad[i].text, &c, err, sizeof(err)), -EINVAL);
+                if (!strstr(err, bad[i].want)) {
+                        print_error("'%s': got '%s', want '%s'\n", bad[i].text, err, bad[i].want);
+                        fail();
+                }
+                config_release(&c);
+        }
+}
+
 static void test_bad_inputs(void **state)
 {
         static const struct {
@@ -857,6 +922,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_diag_section),
             cmocka_unit_test(test_empty_is_defaults),
             cmocka_unit_test(test_every_key),
             cmocka_unit_test(test_bad_inputs),

@@ -18,6 +18,7 @@
 #include "common/vtime.h"
 #include "health/health-internal.h"
 #include "health/xid.h"
+#include "store/store.h"
 
 #define NOW (INT64_C(1700000000) * USEC_PER_SEC)
 
@@ -770,6 +771,111 @@ static void test_exec_hook(void **state)
         p = policy_free(p);
 }
 
+struct diag_calls {
+        int n;              /* calls */
+        int level, gpu;     /* of the last call */
+        uint64_t incident;  /* of the last call */
+        char condition[48]; /* of the last call */
+        int answer;         /* 0, or the -errno to return */
+};
+
+static int fake_diag(void *ud, int level, int gpu, uint64_t incident_id, const char *condition,
+                     char *id, size_t idlen, char *err, size_t errlen)
+{
+        struct diag_calls *c = ud;
+        c->n++;
+        c->level = level;
+        c->gpu = gpu;
+        c->incident = incident_id;
+        snprintf(c->condition, sizeof(c->condition), "%s", condition);
+        if (c->answer < 0) {
+                snprintf(err, errlen, "diagnostic run 'd-1-1' is in progress");
+                return c->answer;
+        }
+        snprintf(id, idlen, "d-100-%d", c->n);
+        return 0;
+}
+
+/* The diag action reaches the diag module only through the callback the daemon wires in: it
+ * passes the policy's level and the incident's GPU (every GPU with diag_gpus: all), and the
+ * run id lands in the incident's action log; a busy service is "skipped", no callback is
+ * "refused", a dry run calls nothing. */
+static void test_diag_action(void **state)
+{
+        char dir[] = "/tmp/vigil-test-policy-XXXXXX", db[64], err[256];
+        store_options so = {.path = db};
+        store *st = NULL;
+        health_policy po[1] = {0};
+        health_config cfg;
+        policy_runner *p = NULL;
+        struct diag_calls calls = {0};
+        incident in = {
+            .id = 12, .gpu = 1, .condition = "xid_48", .xid = 48, .severity = HEALTH_FAIL};
+        json_t *log = NULL;
+        (void)state;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(db, sizeof(db), "%s/vigil.db", dir);
+        assert_int_equal(store_open(&so, &st, NULL, err, sizeof(err)), 0);
+        snprintf(po[0].condition, sizeof(po[0].condition), "xid");
+        po[0].actions = 1u << HEALTH_ACT_DIAG;
+        po[0].diag_level = 2;
+        health_config_defaults(&cfg);
+        cfg.policies = po;
+        cfg.n_policies = 1;
+        assert_int_equal(policy_new(&cfg, NULL, NULL, st, &p), 0);
+        policy_run(p, &in, time_real_us()); /* no callback wired */
+        assert_int_equal(calls.n, 0);
+        policy_set_diag(p, fake_diag, &calls);
+        policy_run(p, &in, time_real_us());
+        assert_int_equal(calls.n, 1);
+        assert_int_equal(calls.level, 2);
+        assert_int_equal(calls.gpu, 1);
+        assert_int_equal(calls.incident, 12);
+        assert_string_equal(calls.condition, "xid_48");
+        calls.answer = -EBUSY;
+        policy_run(p, &in, time_real_us());
+        po[0].diag_gpus = 1;
+        po[0].dry_run = true;
+        policy_set(p, po, 1);
+        policy_run(p, &in, time_real_us());
+        assert_int_equal(calls.n, 2); /* dry run: nothing started */
+        po[0].dry_run = false;
+        calls.answer = 0;
+        policy_set(p, po, 1);
+        policy_run(p, &in, time_real_us());
+        assert_int_equal(calls.gpu, -1); /* diag_gpus: all */
+        assert_int_equal(policy_actions_json(st, 12, &log), 0);
+        assert_int_equal(json_array_size(log), 5);
+        static const char *const want[][2] = {
+            {"refused", "diagnostics are not available"},
+            {"done", "level 2 on GPU 1: run d-100-1 started"},
+            {"skipped", "level 2 on GPU 1: diagnostic run 'd-1-1' is in progress"},
+            {"skipped", "level 2 on every GPU"},
+            {"done", "level 2 on every GPU: run d-100-3 started"},
+        };
+        for (size_t i = 0; i < 5; i++) {
+                json_t *a = json_array_get(log, i);
+                assert_string_equal(json_string_value(json_object_get(a, "action")), "diag");
+                assert_string_equal(json_string_value(json_object_get(a, "result")), want[i][0]);
+                assert_string_equal(json_string_value(json_object_get(a, "detail")), want[i][1]);
+        }
+        assert_true(json_is_true(json_object_get(json_array_get(log, 3), "dry_run")));
+        json_decref(log);
+        assert_int_equal(policy_actions_json(st, 13, &log), 0); /* another incident: none */
+        assert_int_equal(json_array_size(log), 0);
+        json_decref(log);
+        p = policy_free(p);
+        st = store_close(st);
+        static const char *const files[] = {"vigil.db", "vigil.db-wal", "vigil.db-shm",
+                                            "vigil.db.lock"};
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                snprintf(db, sizeof(db), "%s/%s", dir, files[i]);
+                unlink(db);
+        }
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -794,6 +900,7 @@ int main(void)
             cmocka_unit_test(test_incident_store),
             cmocka_unit_test(test_sweep_driven),
             cmocka_unit_test(test_exec_hook),
+            cmocka_unit_test(test_diag_action),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

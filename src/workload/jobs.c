@@ -689,7 +689,7 @@ void jobs_tick(jobs *j, int64_t now, bool persist_now)
         json_array_clear(j->unsaved);
         if (j->opt.retention_us > 0 && now >= j->retention_due) {
                 cutoff = now - j->opt.retention_us;
-                j->retention_due = now + MIN(j->opt.retention_us / 2, 60 * INT64_C(1000000));
+                j->retention_due = now + MIN(j->opt.retention_us / 2, 3600 * INT64_C(1000000));
                 json_array_foreach(j->done, i, o)
                 {
                         json_int_t end = json_integer_value(json_object_get(o, "end_us"));
@@ -900,13 +900,20 @@ static void *jobs_thread(void *arg)
 
 void jobs_on_sweep(jobs *j, enum field_tier tier)
 {
+        bool work;
+
         if (!j || (tier != TIER_FAST && tier != TIER_SLOW))
                 return;
         pthread_mutex_lock(&j->lock);
-        j->pending = true;
-        if (tier == TIER_SLOW)
-                j->pending_slow = true;
-        pthread_cond_signal(&j->cond);
+        /* idle (no job, nothing to retry, no retention pass due): no wake-up of the thread */
+        work = j->n_run || j->n_fin || json_array_size(j->unsaved) ||
+               (tier == TIER_SLOW && j->opt.retention_us > 0 && now_us(j) >= j->retention_due);
+        if (work) {
+                j->pending = true;
+                if (tier == TIER_SLOW)
+                        j->pending_slow = true;
+                pthread_cond_signal(&j->cond);
+        }
         pthread_mutex_unlock(&j->lock);
 }
 

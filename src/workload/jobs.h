@@ -67,7 +67,8 @@ void jobs_set_limits(jobs *j, int64_t grace_us, int64_t retention_us);
 
 /* Register a job on the GPUs of gpu_mask (bit i = GPU i; 0 = every GPU). Its counters start from
  * the latest fresh readings. 0; -EINVAL (bad id, no such GPU: reason in err), -EEXIST (a job with
- * that id exists), -E2BIG (too many running), -ENOSPC / -EIO (store). */
+ * that id exists), -E2BIG (too many running), -ENODEV (no GPU at all), -ENOSPC / -EIO (store:
+ * nothing is started). */
 int jobs_start(jobs *j, const char *id, uint64_t gpu_mask, char *err, size_t errlen);
 /* End a job now (registered or automatic). 0, -ENOENT, -EEXIST (already ended), or a store
  * error (the job has ended in memory; the next write persists it). */

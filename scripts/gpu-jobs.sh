@@ -15,12 +15,23 @@
 #       summary.txt, vigild.log
 #   -i  GPU index (NVML order; default 0)
 #   -d  seconds of matmul load (default 20)
-#   -L  directory of carried libraries (scripts/gpu-diag.sh --collect-libs DIR), given to
-#       Vigil's binaries only
+#   -L  directory of carried libraries, given to Vigil's binaries only: on the build machine
+#       `scripts/gpu-jobs.sh --collect-libs DIR [BUILD_DIR]` copies what vigild and vigil need
+#       (all but glibc's own) into DIR
 # Needs python3 with torch and pynvml (nvidia-ml-py). Exit: 0 agreement within 1 %, 1 not (or a
 # step failed), 77 no NVIDIA GPU here.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+if [ "${1:-}" = "--collect-libs" ]; then
+	dir=${2:?usage: gpu-jobs.sh --collect-libs DIR [BUILD_DIR]}
+	b=${3:-build}
+	mkdir -p "$dir"
+	ldd "$b/bin/vigild" "$b/bin/vigil" | awk '/=> \//{print $3}' | sort -u |
+		grep -v -E '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*)\.so' |
+		while read -r lib; do cp -L "$lib" "$dir/"; done
+	echo "gpu-jobs: $(find "$dir" -maxdepth 1 -type f | wc -l) libraries in $dir"
+	exit 0
+fi
 BUILD=build
 OUT=gpu-jobs-out
 GPU=0
@@ -33,7 +44,7 @@ while getopts "b:o:i:d:L:h" opt; do
 	i) GPU=$OPTARG ;;
 	d) DUR=$OPTARG ;;
 	L) LIBS=$(cd "$OPTARG" && pwd) ;;
-	*) sed -n '2,22p' "$0"; exit 2 ;;
+	*) sed -n '2,24p' "$0"; exit 2 ;;
 	esac
 done
 mkdir -p "$OUT"

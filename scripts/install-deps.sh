@@ -23,11 +23,11 @@ BUILD=(build-essential cmake pkg-config
 # testssl.sh; openssl; curl; jq; sqlite3; wrk (bench); dpkg-query/apt-cache (Debian base);
 # node (nodejs) for s3rver, the S3-compatible server of tests/integ/test_backup_s3.py, which npm
 # installs below (S3RVER_VERSION); podman, mmdebstrap, runc (tests/integ/test_container.py builds
-# and runs the image).
+# and runs the image); shellcheck (deploy/slurm, test_jobs.py).
 TEST=(clang-format curl jq python3 python3-yaml prometheus wrk prometheus-node-exporter
       haproxy iproute2 systemd
       sslscan testssl.sh openssl prometheus-alertmanager sqlite3 nodejs podman mmdebstrap runc
-      python3-grpcio)
+      python3-grpcio shellcheck)
 S3RVER_VERSION=3.7.1
 FUZZ=(clang)
 

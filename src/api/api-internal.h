@@ -115,6 +115,11 @@ enum MHD_Result h_backup_create(request *r);
 enum MHD_Result h_backups(request *r);
 enum MHD_Result h_keys(request *r);
 enum MHD_Result h_keys_rotate(request *r);
+/* h_jobs.c */
+enum MHD_Result h_job_start(request *r);
+enum MHD_Result h_job_stop(request *r);
+enum MHD_Result h_job_get(request *r);
+enum MHD_Result h_jobs_list(request *r);
 /* h_diag.c */
 enum MHD_Result h_diag_start(request *r);
 enum MHD_Result h_diag_list(request *r);

@@ -78,6 +78,8 @@ typedef struct api_options {
         unsigned workload_max_series;  /* per-process series per family, all GPUs */
         /* GPU configuration (health/gpuconfig.h), borrowed; NULL = the config routes answer 503. */
         struct gpuconfig *gpuconfig;
+        /* Job statistics (workload/jobs.h), borrowed; NULL = the job routes answer 503. */
+        struct jobs *jobs;
 } api_options;
 
 /* Caller owns *ret. Copies what it needs from opt except the borrowed pointers. */

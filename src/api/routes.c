@@ -46,6 +46,10 @@ static const route routes[] = {
     {"GET", "/api/v1/diag", h_diag_list, PERM_READ, false},
     {"GET", "/api/v1/diag/{id}", h_diag_get, PERM_READ, false},
     {"DELETE", "/api/v1/diag/{id}", h_diag_cancel, PERM_EXECUTE, false},
+    {"POST", "/api/v1/jobs", h_job_start, PERM_WRITE, false},
+    {"GET", "/api/v1/jobs", h_jobs_list, PERM_READ, false},
+    {"GET", "/api/v1/jobs/{id}", h_job_get, PERM_READ, false},
+    {"POST", "/api/v1/jobs/{id}/stop", h_job_stop, PERM_WRITE, false},
 };
 
 /* Match path against pattern; captures go to r->seg. Segments are compared without copying. */

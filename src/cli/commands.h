@@ -33,6 +33,7 @@ int cmd_nvlink(int argc, char **argv, cli_ctx *ctx); /* cmd_nvlink.c */
 int cmd_topo(int argc, char **argv, cli_ctx *ctx);   /* cmd_topo.c */
 int cmd_ps(int argc, char **argv, cli_ctx *ctx);     /* cmd_ps.c */
 int cmd_config(int argc, char **argv, cli_ctx *ctx); /* cmd_config.c */
+int cmd_job(int argc, char **argv, cli_ctx *ctx);    /* cmd_job.c */
 
 /* ---- shared helpers (cmd_util.c) ---- */
 

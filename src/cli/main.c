@@ -37,6 +37,8 @@ static const cli_command commands[] = {
     {"backup", "create, list, verify, prune, restore and roll back backups", cmd_backup},
     {"keys", "show or rotate the data encryption keys", cmd_keys},
     {"diag", "run GPU diagnostics, levels 1-3 (like dcgmi diag -r)", cmd_diag},
+    {"job", "job statistics: 'job start ID [-i GPUS]', stop, show, list (like dcgmi stats)",
+     cmd_job},
     {"help", "show help for a command", cmd_help},
 };
 

@@ -308,6 +308,11 @@ static const struct option options[] = {
     {"anomaly.fields.MEMORY_TEMP", OPT_BOOL, OFF(anomaly.f_mem_temp), .def = "true", M(HEALTH, RS)},
     {"anomaly.fields.GPU_UTIL", OPT_BOOL, OFF(anomaly.f_util), .def = "true", M(HEALTH, RS)},
     {"anomaly.fields.SM_CLOCK", OPT_BOOL, OFF(anomaly.f_sm_clock), .def = "false", M(HEALTH, RS)},
+    /* workload.jobs: job statistics (docs/workloads.md, "Job statistics") */
+    {"workload.jobs.grace", OPT_DURATION, OFF(jobs.grace_us), .def = "2m", .min = 1 * S,
+     .max = 7 * 86400 * S, M(WORKLOAD, RL)},
+    {"workload.jobs.retention", OPT_DURATION, OFF(jobs.retention_us), .def = "30d", .min = 1 * S,
+     .max = 3650 * 86400 * S, M(WORKLOAD, RL)},
     /* backup: and security.encryption: (docs/backup.md; the store module) */
     {"backup.dir", OPT_STRING, OFF(backup.dir), .def = "", M(STORE, RS)},
     {"backup.schedule", OPT_STRING, OFF(backup.schedule), .def = "", .check = check_schedule,

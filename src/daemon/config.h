@@ -25,6 +25,7 @@
 #include "security/security_config.h"
 #include "store/backup_config.h"
 #include "workload/workload_config.h"
+#include "workload/jobs_config.h"
 
 #define CONFIG_MAX_FILE_SIZE    (1024 * 1024) /* bytes; bigger files are refused */
 #define CONFIG_MAX_VALUE_LEN    4096          /* bytes of one scalar after ${VAR} expansion */
@@ -66,6 +67,7 @@ typedef struct vigil_config {
         backup_config backup;         /* backup: (store/backup_config.h) */
         encryption_config encryption; /* security.encryption: (store/backup_config.h) */
         workload_config workload;     /* workload: (workload/workload_config.h) */
+        jobs_config jobs;             /* workload.jobs: (workload/jobs_config.h) */
         /* health: (docs/health.md), in the health module's own struct; the table writes
          * its scalars and alerting.resend_interval / alerting.timeout; the list pointers stay
          * NULL here (plan.c fills them from policies and alerting below). */
@@ -104,7 +106,7 @@ enum config_module {
         CONFIG_MOD_SECURITY,   /* security: authn, authz, network, audit, web-config, TLS */
         CONFIG_MOD_STORE,      /* store: backups and encryption at rest */
         CONFIG_MOD_DIAG,       /* diag: thresholds, durations, retention of diagnostic runs */
-        CONFIG_MOD_WORKLOAD,   /* workload: processes per GPU, attribution, labels */
+        CONFIG_MOD_WORKLOAD, /* workload: processes per GPU, attribution, labels, job statistics */
         CONFIG_MOD_COUNT,
 };
 
@@ -129,7 +131,8 @@ size_t config_key_count(void);
 int config_key_info_at(size_t i, config_key_info *out);
 /* Entry by path; 0 or -ENOENT. */
 int config_key_find(const char *path, config_key_info *out);
-/* "daemon", "backend", "sampler", "api", "log", "health", "security", "store", "diag". */
+/* "daemon", "backend", "sampler", "api", "log", "health", "security", "store", "diag",
+ * "workload". */
 const char *config_module_name(enum config_module m);
 
 /* Whether key i has the same value in a and b (secrets compared, never shown). */

@@ -49,6 +49,7 @@
 #include "store/store.h"
 #include "takeover.h"
 #include "workload/workload.h"
+#include "workload/jobs.h"
 
 #define DEFAULT_CONFIG "/etc/vigil/vigil.yaml"
 
@@ -96,6 +97,7 @@ typedef struct daemon_state {
         backup_service *backup;  /* backups, schedule, key rotation */
         diag_service *diag;      /* diagnostic runs (vigil diag, POST /api/v1/diag) */
         workload *workload;      /* processes per GPU and owners; NULL when workload.enabled off */
+        jobs *jobs;              /* job statistics (vigil job, /api/v1/jobs) */
         health *health;          /* health rules, incidents, alerts; NULL until set up */
         gpuconfig *gpucfg;       /* GPU settings: set/restore, config.enforce; NULL until set up */
         auth_gate *gate;         /* security gate (security.c) */
@@ -309,6 +311,7 @@ static void on_sweep(void *userdata, enum field_tier tier)
         health_on_sweep(d->health, tier);
         workload_on_sweep(d->workload, tier);
         gpuconfig_on_sweep(d->gpucfg, tier);
+        jobs_on_sweep(d->jobs, tier);
         if (tier == TIER_FAST)
                 anomaly_eval(d->anomaly, d->en, d->ca); /* before the render: fresh gauges */
         else if (tier == TIER_SLOW)
@@ -664,6 +667,9 @@ static json_t *reload(daemon_state *d, unsigned *status)
                                   strerror(-r));
         }
 
+        if (d->jobs)
+                jobs_set_limits(d->jobs, next.jobs.grace_us, next.jobs.retention_us);
+
         pthread_mutex_lock(&d->cfg_lock);
         if (log_failed)
                 config_keep_module(&next, &d->cfg, CONFIG_MOD_LOG);
@@ -997,7 +1003,30 @@ static void T_anomaly(daemon_state *d)
         d->anomaly = anomaly_free(d->anomaly);
 }
 
-/* Step "workload": the reader of processes per GPU (its thread waits for the slow sweeps). */
+/* Automatic jobs (workload/jobs.h) from the processes the workload reader attributed: a Slurm
+ * job or a pod seen on a GPU starts or extends its job; every process is recorded in the jobs
+ * running on that GPU. On the workload reader thread. */
+static void on_workload_read(void *userdata, unsigned gpu, const workload_process *procs, size_t n,
+                             int64_t ts_us)
+{
+        daemon_state *d = userdata;
+
+        for (size_t i = 0; d->jobs && i < n; i++) {
+                const workload_owner *o = &procs[i].owner;
+                const char *kind = o->kind == WL_OWNER_SLURM ? "slurm"
+                                   : o->kind == WL_OWNER_POD ? "pod"
+                                                             : NULL;
+
+                if (kind && !o->id[0])
+                        kind = NULL;
+                if (kind && jobs_observe(d->jobs, gpu, kind, o->id, ts_us) < 0)
+                        kind = NULL; /* an id jobs cannot take: recorded without an owner */
+                jobs_process_seen(d->jobs, gpu, procs[i].p.pid, kind, kind ? o->id : NULL);
+        }
+}
+
+/* Step "workload": the reader of processes per GPU (its thread waits for the slow sweeps). Started
+ * after "jobs", so it is stopped (its thread joined) before the jobs it feeds are freed. */
 static int S_workload(daemon_state *d)
 {
         const workload_config *c = &d->cfg.workload;
@@ -1013,7 +1042,9 @@ static int S_workload(daemon_state *d)
                                              .kubernetes = c->kubernetes,
                                              .kubelet_socket = c->kubelet_socket,
                                              .kubelet_timeout_us = c->kubelet_timeout_us,
-                                             .container_logs_dir = c->container_logs_dir},
+                                             .container_logs_dir = c->container_logs_dir,
+                                             .on_read = on_workload_read,
+                                             .userdata = d},
                          &d->workload);
         if (r == 0)
                 r = workload_start(d->workload);
@@ -1259,6 +1290,7 @@ static int S_api(daemon_state *d)
         }
         ao.diag = d->diag;
         ao.gpuconfig = d->gpucfg;
+        ao.jobs = d->jobs;
         d->tk_tcp = d->tk_unix = -1; /* the api owns them now */
         r = api_new(&ao, &d->api);
         if (r < 0)
@@ -1367,6 +1399,27 @@ static int S_sampling(daemon_state *d)
         return r;
 }
 
+/* Job statistics: after the sampler (it reads its readings) and the store (running jobs are
+ * resumed from it); stopped after the sweeps and the HTTP threads, before the store closes. */
+static int S_jobs(daemon_state *d)
+{
+        char err[512] = "";
+        jobs_options jo = {.sampler = d->en,
+                           .store = d->store,
+                           .grace_us = d->cfg.jobs.grace_us,
+                           .retention_us = d->cfg.jobs.retention_us};
+        int r = jobs_new(&jo, &d->jobs, err, sizeof(err));
+
+        if (r < 0)
+                log_error("workload", "failed to set up job statistics: %s", err);
+        return r;
+}
+
+static void T_jobs(daemon_state *d)
+{
+        d->jobs = jobs_free(d->jobs);
+}
+
 static int S_store(daemon_state *d)
 {
         return open_store(d);
@@ -1385,6 +1438,7 @@ static const step steps[] = {
     {"cache", S_cache, T_cache},
     {"sampler", S_sampler, T_sampler},
     {"anomaly detection", S_anomaly, T_anomaly},
+    {"jobs", S_jobs, T_jobs},
     {"workload", S_workload, T_workload},
     {"counters", S_counters, T_counters},
     {"diagnostics", S_diag, T_diag},

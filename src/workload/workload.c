@@ -267,6 +267,9 @@ static void read_gpu(workload *w, unsigned gi, uint64_t *dropped, uint64_t *erro
         g->kube = kube;
         g->kube_status = kube_st;
         pthread_mutex_unlock(&w->lock);
+        /* procs stays g's until this thread's next read of the GPU: safe to lend here */
+        if (r == 0 && w->opt.on_read)
+                w->opt.on_read(w->opt.userdata, gi, procs, list.n, g->ts_us);
 }
 
 /* Ask the kubelet and read the container log links, once per read. A failure is logged when

@@ -62,6 +62,11 @@ typedef struct workload_options {
         const char *kubelet_socket;     /* pod-resources socket ("unix://" optional); copied */
         int64_t kubelet_timeout_us;     /* deadline of one List call */
         const char *container_logs_dir; /* "/var/log/containers"; copied */
+        /* Called on the reader thread after each successful read of a GPU with its processes
+         * (procs valid only during the call); may be NULL. Automatic jobs are fed from it. */
+        void (*on_read)(void *userdata, unsigned gpu, const workload_process *procs, size_t n,
+                        int64_t ts_us);
+        void *userdata;
 } workload_options;
 
 /* Set up (no thread yet). Caller owns *ret. -EINVAL for a bad option. */

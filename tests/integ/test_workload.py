@@ -175,6 +175,23 @@ def test_attribution():
         p = procs(d, 2)
         check(p[7007]["owner_status"] == "gone" and p[7007]["owner"]["kind"] == "none",
               "7007 gone: %s" % p[7007])
+
+        # automatic jobs from the attribution: the Slurm job on both its GPUs with its processes,
+        # the pod on GPU 0; 7007 (no owner) is in neither
+        def job(jid, gpus):
+            st, _, body = d.get("/api/v1/jobs/" + jid)
+            if st != 200:
+                return None
+            j = json.loads(body)
+            got = {g["gpu"]: g for g in j["gpus"]}
+            return j if set(got) >= set(gpus) else None
+        j = wait_for(lambda: job("slurm:4242", (2, 3)), 20, "the automatic Slurm job")
+        check(j["kind"] == "slurm" and j["state"] == "running", "Slurm job: %s" % j)
+        g = {x["gpu"]: x for x in j["gpus"]}
+        check(2001 in g[2]["processes"] and 2002 in g[3]["processes"]
+              and 7007 not in g[2]["processes"], "Slurm job processes: %s" % j["gpus"])
+        j = wait_for(lambda: job("pod:" + UID_A, (0,)), 20, "the automatic pod job")
+        check(1001 in {x["gpu"]: x for x in j["gpus"]}[0]["processes"], "pod job: %s" % j)
         check(p[2001]["accounting"] and p[2001]["accounting"]["max_memory_bytes"] == 30720 << 20,
               "accounting stats where the mode is on: %s" % p[2001]["accounting"])
         check(procs(d, 0)[1001]["accounting"] is None, "no accounting where the mode is off")

@@ -370,7 +370,8 @@ static void test_profiling_on_demand(void **state)
                               .fast_us = 100000,
                               .slow_us = 200000,
                               .keep_max_age_us = 60 * USEC_PER_SEC,
-                              .keep_max_samples = 600};
+                              .keep_max_samples = 600,
+                              .on_sweep = on_sweep};
         const uint16_t pin[] = {FLD_PROF_SM_OCCUPANCY, FLD_GPU_TEMP};
         sampler *e = NULL;
         sampler_reading rd;
@@ -405,8 +406,11 @@ static void test_profiling_on_demand(void **state)
         assert_int_equal(sampler_latest(e, 0, FLD_PROF_SM_OCCUPANCY, 0, &rd), -ENOENT);
         sampler_stop(e);
         e = sampler_free(e);
+        sc = cache_free(sc);
 
         eo.profiling_all = true;
+        assert_int_equal(cache_new(sampler_max_gpus(), &sc), 0);
+        eo.cache = sc;
         assert_int_equal(sampler_new(&eo, &e), 0);
         assert_true(sampler_profiling_wanted(e, FLD_PROF_NVDEC0_ACTIVE));
         e = sampler_free(e);

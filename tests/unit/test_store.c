@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include "store/crypto.h"
 #include "store/s3.h"
 #include "store/sysio.h"
+#include "sysio_fault.h"
 #include "store/store.h"
 
 static char tmpdir[256];
@@ -527,44 +529,6 @@ static void test_sealed_values(void **state)
         crypto_keyring_free(kr);
 }
 
-/* Fault injection through the store's syscall table (sysio.h): the call numbered fail_at fails
- * with EIO, every other one runs for real. */
-static unsigned calls, fail_at;
-
-static bool fault(void)
-{
-        if (++calls == fail_at) {
-                errno = EIO;
-                return true;
-        }
-        return false;
-}
-static int f_open(const char *p, int fl, mode_t m)
-{
-        return fault() ? -1 : sysio_default.open(p, fl, m);
-}
-static ssize_t f_write(int fd, const void *b, size_t n)
-{
-        return fault() ? -1 : sysio_default.write(fd, b, n);
-}
-static int f_fsync(int fd)
-{
-        return fault() ? -1 : sysio_default.fsync(fd);
-}
-static int f_rename(const char *a, const char *b)
-{
-        return fault() ? -1 : sysio_default.rename(a, b);
-}
-static int f_unlink(const char *p)
-{
-        return fault() ? -1 : sysio_default.unlink(p);
-}
-static int f_link(const char *a, const char *b)
-{
-        return fault() ? -1 : sysio_default.link(a, b);
-}
-static const sysio_table faulty = {f_open, f_write, f_fsync, f_rename, f_unlink, f_link};
-
 static int count_kind(sqlite3 *db, void *ctx)
 {
         sqlite3_stmt *st = NULL;
@@ -708,8 +672,19 @@ static void test_backup_faults(void **state)
                         break;
                 }
                 tried++;
+                if (r == 0 && !strcmp(failed_op, "open") && failed_dir) {
+                        /* SQLite's open of a directory to fsync it is best effort (VACUUM INTO's
+                         * copy); the store fsyncs the copy and its directory itself after. */
+                        if (backup_verify(res.path, kr, NULL, err, sizeof(err)) < 0)
+                                fail_msg("call %u (open of a directory) failed, the backup said "
+                                         "done, and it does not verify: %s",
+                                         fail_at, err);
+                        assert_int_equal(unlink(res.path), 0);
+                        continue;
+                }
                 if (r == 0)
-                        fail_msg("call %u failed but the backup reported success", fail_at);
+                        fail_msg("call %u (%s) failed but the backup reported success", fail_at,
+                                 failed_op);
                 assert_true(err[0] != '\0');
                 DIR *d = opendir(bk);
                 struct dirent *e;

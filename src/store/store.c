@@ -438,6 +438,17 @@ static enum open_result open_writer(const char *path, bool check, sqlite3 **ret,
                 sqlite3_close(db);
                 return OPEN_FAILED;
         }
+        /* SQLite falls back to a read-only descriptor when its open for writing fails (EIO,
+         * ENOMEM, …): the store would start and refuse every write until the next restart.
+         * We created the file read-write just above, so this is a failure to open, said now. */
+        if (sqlite3_db_readonly(db, "main") == 1) {
+                int e = sqlite3_system_errno(db);
+                *err = -EIO;
+                snprintf(why, whylen, "SQLite opened it read-only (read-write open failed: %s)",
+                         e ? strerror(e) : "SQLite kept no errno");
+                sqlite3_close(db);
+                return OPEN_FAILED;
+        }
         harden(db);
         /* The first read of the header: a file that is not a database fails here. */
         rc = pragma_text(db, "PRAGMA journal_mode=WAL", mode, sizeof(mode));
@@ -706,6 +717,8 @@ static void run_batch(store *s, store_req **batch, unsigned n)
                 q->result = q->fn(db, q->ctx);
                 if (q->result > 0)
                         q->result = 0; /* >= 0 is success; the contract returns 0 */
+                if (q->result < 0 && (sqlite3_extended_errcode(db) & 0xff) == SQLITE_IOERR)
+                        log_error("store", "a write to '%s' failed: %s", s->path, sqlerr(db));
                 if (sqlite3_get_autocommit(db)) {
                         /* SQLITE_FULL/IOERR/NOMEM inside fn may roll back the whole transaction:
                          * every write of this batch is lost, say so to each of them. */

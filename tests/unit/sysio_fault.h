@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/sysio.h"
 
@@ -77,6 +78,13 @@ static ssize_t f_read(int fd, void *b, size_t n)
 }
 static ssize_t f_pread(int fd, void *b, size_t n, off_t o)
 {
+        if (sysio_tracing()) {
+                char l[64], t[PATH_MAX] = "";
+                snprintf(l, sizeof(l), "/proc/self/fd/%d", fd);
+                ssize_t k = readlink(l, t, sizeof(t) - 1);
+                t[k > 0 ? k : 0] = '\0';
+                fprintf(stderr, "sysio: pread %s at %lld, %zu bytes\n", t, (long long)o, n);
+        }
         return fault_at("pread", NULL) ? -1 : sysio_default.pread(fd, b, n, o);
 }
 static ssize_t f_pwrite(int fd, const void *b, size_t n, off_t o)

@@ -589,6 +589,20 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
         enum open_result res =
             open_writer(opt->path, opt->integrity_check, &wdb, &r, why, sizeof(why));
         if (res == OPEN_CORRUPT) {
+                /* SQLite reports a read that failed (EIO) inside a b-tree walk as corruption
+                 * too. Moving a good database aside for that would start empty: every
+                 * revocation and audit row "lost". Damage is there again on a second look; a
+                 * passing I/O error is not. */
+                log_warn("store", "database '%s' looks corrupt (%s): checking it again", opt->path,
+                         why);
+                res = open_writer(opt->path, opt->integrity_check, &wdb, &r, why, sizeof(why));
+                if (res == OPEN_OK)
+                        log_warn("store",
+                                 "database '%s' is whole on a second look: the first was an I/O "
+                                 "error, not damage; kept",
+                                 opt->path);
+        }
+        if (res == OPEN_CORRUPT) {
                 log_error("store", "database '%s' is corrupt (%s): moving it aside", opt->path,
                           why);
                 r = move_aside(opt->path, local.corrupt_path, sizeof(local.corrupt_path));

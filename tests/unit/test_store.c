@@ -23,6 +23,7 @@
 #include "store/backup.h"
 #include "store/crypto.h"
 #include "store/s3.h"
+#include "store/service.h"
 #include "store/sysio.h"
 #include "sysio_fault.h"
 #include "store/store.h"
@@ -700,6 +701,93 @@ static void test_backup_faults(void **state)
         crypto_keyring_free(kr);
 }
 
+/* A key rotation (backup_service_rotate_key: add a key, save the keyring, re-encrypt) with each
+ * call failing in turn, then a value sealed and acknowledged, then a restart with the keyring
+ * from its file: the value opens (a key used for sealing is always one the file has), the
+ * rotation either said why it failed or its key is in the file, and no keyring.tmp is left. */
+static void test_rotate_faults(void **state)
+{
+        (void)state;
+        char data[512], db[600], kpath[600], tmp[640], err[1024], out[128];
+        const char *secret = "correct horse battery staple 42";
+        unsigned tried = 0;
+
+        snprintf(data, sizeof(data), "%s/rotdata", tmpdir);
+        snprintf(db, sizeof(db), "%s/vigil.db", data);
+        snprintf(kpath, sizeof(kpath), "%s/keyring", data);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", kpath);
+        for (fail_at = 1;; fail_at++) {
+                crypto_keyring *kr = NULL;
+                backup_service *b = NULL;
+                store *s = NULL;
+                uint32_t id = 0, before;
+                bool running = true;
+                char cmd[600];
+
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data);
+                assert_int_equal(system(cmd), 0);
+                assert_int_equal(mkdir(data, 0700), 0);
+                assert_int_equal(crypto_keyring_new(secret, &kr, err, sizeof(err)), 0);
+                assert_int_equal(crypto_keyring_save(kr, kpath, err, sizeof(err)), 0);
+                before = crypto_keyring_active(kr);
+                store_options so = {.path = db, .keyring = kr, .seal = true};
+                assert_int_equal(store_open(&so, &s, NULL, err, sizeof(err)), 0);
+                assert_int_equal(store_write(s, seal_insert, "SEALED-BEFORE"), 0);
+                backup_service_config bc = {.dir = data, .data_dir = data, .hostname = "h"};
+                assert_int_equal(backup_service_new(&bc, s, kr, &b, err, sizeof(err)), 0);
+
+                calls = 0;
+                err[0] = '\0';
+                sysio_set(&faulty);
+                int r = backup_service_rotate_key(b, &id, err, sizeof(err));
+                while (backup_service_reencrypted(b, &running), running)
+                        usleep(1000);
+                sysio_set(NULL);
+                bool done = calls < fail_at;
+                /* acknowledged after the rotation answered */
+                assert_int_equal(store_write(s, seal_insert, "SEALED-AFTER"), 0);
+                backup_service_free(b);
+                store_close(s);
+                crypto_keyring_free(kr);
+                if (done) {
+                        assert_int_equal(r, 0);
+                        break;
+                }
+                tried++;
+                if (r < 0 && !err[0])
+                        fail_msg("call %u (%s) failed: the rotation failed with no reason", fail_at,
+                                 failed_op);
+                if (access(tmp, F_OK) == 0)
+                        fail_msg("call %u (%s) failed: '%s' left behind", fail_at, failed_op, tmp);
+
+                /* the restart */
+                kr = NULL;
+                s = NULL;
+                assert_int_equal(crypto_keyring_new(secret, &kr, err, sizeof(err)), 0);
+                if (crypto_keyring_load(kr, kpath, err, sizeof(err)) < 0)
+                        fail_msg("call %u (%s) failed: the keyring does not load: %s", fail_at,
+                                 failed_op, err);
+                if (r == 0 && crypto_keyring_active(kr) != id)
+                        fail_msg("call %u (%s) failed: the rotation said done, the keyring file "
+                                 "has key %u active, not %u",
+                                 fail_at, failed_op, crypto_keyring_active(kr), id);
+                if (r < 0 && crypto_keyring_active(kr) != before && crypto_keyring_active(kr) != id)
+                        fail_msg("call %u (%s) failed: keyring has an unknown key %u", fail_at,
+                                 failed_op, crypto_keyring_active(kr));
+                so.keyring = kr;
+                assert_int_equal(store_open(&so, &s, NULL, err, sizeof(err)), 0);
+                out[0] = '\0';
+                int rr = store_read(s, seal_read, out);
+                if (rr < 0 || strcmp(out, "blob:SEALED-AFTER") != 0)
+                        fail_msg("call %u (%s) failed (rotation answered %d: %s): a value sealed "
+                                 "after it no longer opens after a restart: '%s'",
+                                 fail_at, failed_op, r, err, out);
+                store_close(s);
+                crypto_keyring_free(kr);
+        }
+        assert_true(tried >= 4);
+}
+
 /* S3 URLs and where credentials come from: a credentials file only its owner can read, with
  * the [default] section; the environment otherwise; nothing at all is -ENOKEY. */
 static void write_text(const char *path, const char *text, mode_t mode)
@@ -771,7 +859,8 @@ int main(void)
             cmocka_unit_test(test_disk_full_injected), cmocka_unit_test(test_disk_full_tmpfs),
             cmocka_unit_test(test_vacuum_into),        cmocka_unit_test(test_check_schema),
             cmocka_unit_test(test_sealed_values),      cmocka_unit_test(test_restore_faults),
-            cmocka_unit_test(test_backup_faults),      cmocka_unit_test(test_s3_credentials),
+            cmocka_unit_test(test_backup_faults),      cmocka_unit_test(test_rotate_faults),
+            cmocka_unit_test(test_s3_credentials),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -637,6 +637,7 @@ static void test_restore_faults(void **state)
                                 fail_msg("call %u failed: '%s' left behind", fail_at, e->d_name);
                 closedir(d);
         }
+        print_message("%u calls failed in turn\n", tried);
         assert_true(tried >= 8);
 }
 
@@ -696,6 +697,7 @@ static void test_backup_faults(void **state)
                                          e->d_name);
                 closedir(d);
         }
+        print_message("%u calls failed in turn\n", tried);
         assert_true(tried >= 6);
         store_close(s);
         crypto_keyring_free(kr);
@@ -788,6 +790,7 @@ static void test_rotate_faults(void **state)
                 store_close(s);
                 crypto_keyring_free(kr);
         }
+        print_message("%u calls failed in turn\n", tried);
         assert_true(tried >= 4);
 }
 

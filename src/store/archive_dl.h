@@ -19,6 +19,7 @@
 /* X(suffix): the member `suffix` points to archive_<suffix>. */
 #define ARCHIVE_DL_FUNCS(X)                                                                        \
         X(error_string)                                                                            \
+        X(set_error)                                                                               \
         X(entry_new)                                                                               \
         X(entry_free)                                                                              \
         X(entry_set_pathname)                                                                      \
@@ -33,7 +34,8 @@
         X(write_set_format_pax_restricted)                                                         \
         X(write_add_filter_gzip)                                                                   \
         X(write_add_filter_zstd)                                                                   \
-        X(write_open_filename)                                                                     \
+        X(write_set_bytes_in_last_block)                                                           \
+        X(write_open)                                                                              \
         X(write_header)                                                                            \
         X(write_data)                                                                              \
         X(write_close)                                                                             \
@@ -42,7 +44,7 @@
         X(read_support_filter_zstd)                                                                \
         X(read_support_filter_gzip)                                                                \
         X(read_support_format_tar)                                                                 \
-        X(read_open_filename)                                                                      \
+        X(read_open)                                                                               \
         X(read_next_header)                                                                        \
         X(read_data)                                                                               \
         X(read_free)

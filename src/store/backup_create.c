@@ -202,21 +202,29 @@ int backup_create(store *s, const backup_options *o, backup_result *res, char *e
                         ar->write_add_filter_gzip(a);
                 else
                         ar->write_add_filter_zstd(a);
-                if (ar->write_open_filename(a, tarpath) != ARCHIVE_OK) {
-                        snprintf(err, errlen, "cannot create archive '%s': %s", tarpath,
-                                 ar->error_string(a));
+                _cleanup_free_ backup_arfd *f = calloc(1, sizeof(*f));
+                r = f ? backup_ar_write_open(ar, a, f, tarpath, err, errlen) : -ENOMEM;
+                if (r < 0) {
+                        if (r == -ENOMEM)
+                                snprintf(err, errlen, "out of memory");
                         ar->write_free(a);
-                        r = -EIO;
                         goto out;
                 }
                 for (size_t i = 0; i < nm && r == 0; i++)
                         r = add_file(ar, a, m[i].src, m[i].name, err, errlen);
-                if (ar->write_close(a) != ARCHIVE_OK && r == 0) {
-                        snprintf(err, errlen, "cannot finish archive '%s': %s", tarpath,
-                                 ar->error_string(a));
-                        r = -EIO;
+                /* libarchive ignores what the close callback returns: a failed fsync there
+                 * is only in f->err. */
+                if ((ar->write_close(a) != ARCHIVE_OK || f->err) && r == 0) {
+                        if (f->err)
+                                snprintf(err, errlen, "cannot finish archive '%s': %s failed: %s",
+                                         tarpath, f->op, strerror(-f->err));
+                        else
+                                snprintf(err, errlen, "cannot finish archive '%s': %s", tarpath,
+                                         ar->error_string(a));
+                        r = f->err ? f->err : -EIO;
                 }
                 ar->write_free(a);
+                backup_arfd_close(f);
                 if (r < 0)
                         goto out;
         }

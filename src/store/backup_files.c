@@ -20,6 +20,7 @@
 #include "common/macros.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
+#include "sysio.h"
 
 int backup_sha256_file(const char *path, char hex[65], uint64_t *size)
 {
@@ -110,4 +111,124 @@ void backup_safe_name(const char *in, char *out, size_t len)
         if (j == 0 && len > 1)
                 out[j++] = 'x';
         out[j] = 0;
+}
+
+/* ---- libarchive on a sysio descriptor ---- */
+
+static void ar_fail(backup_arfd *f, struct archive *a, const char *op, int r)
+{
+        f->err = r;
+        f->op = op;
+        f->ar->set_error(a, -r, "%s '%s': %s", op, f->path, strerror(-r));
+}
+
+static la_ssize_t ar_write_cb(struct archive *a, void *data, const void *buf, size_t len)
+{
+        backup_arfd *f = data;
+        int r = sysio_write_all(f->fd, buf, len);
+
+        if (r < 0) {
+                ar_fail(f, a, "write", r);
+                return -1;
+        }
+        return (la_ssize_t)len;
+}
+
+static la_ssize_t ar_read_cb(struct archive *a, void *data, const void **buf)
+{
+        backup_arfd *f = data;
+        ssize_t n;
+
+        do
+                n = sysio.read(f->fd, f->buf, sizeof(f->buf));
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+                ar_fail(f, a, "read", errno ? -errno : -EIO);
+                return -1;
+        }
+        *buf = f->buf;
+        return n;
+}
+
+/* The writer's close: the archive is only complete once it is on disk. */
+static int ar_close_cb(struct archive *a, void *data)
+{
+        backup_arfd *f = data;
+        int r = 0;
+
+        if (f->fd < 0)
+                return ARCHIVE_OK;
+        if (f->ar && sysio.fsync(f->fd) < 0) {
+                r = -errno;
+                ar_fail(f, a, "fsync", r);
+        }
+        if (close(f->fd) < 0 && r == 0 && errno != EINTR) {
+                r = -errno;
+                ar_fail(f, a, "close", r);
+        }
+        f->fd = -1;
+        return r < 0 ? ARCHIVE_FATAL : ARCHIVE_OK;
+}
+
+static int ar_rclose_cb(struct archive *a, void *data)
+{
+        backup_arfd *f = data;
+        (void)a;
+        if (f->fd >= 0)
+                close(f->fd);
+        f->fd = -1;
+        return ARCHIVE_OK;
+}
+
+static int ar_fd_open(backup_arfd *f, const archive_dl *ar, const char *path, int flags,
+                      const char *what, char *err, size_t errlen)
+{
+        f->ar = ar;
+        f->err = 0;
+        f->op = NULL;
+        snprintf(f->path, sizeof(f->path), "%s", path);
+        f->fd = sysio.open(path, flags | O_CLOEXEC, 0600);
+        if (f->fd < 0) {
+                int r = errno ? -errno : -EIO;
+                snprintf(err, errlen, "cannot %s archive '%s': open failed: %s", what, path,
+                         strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+int backup_ar_write_open(const archive_dl *ar, struct archive *a, backup_arfd *f, const char *path,
+                         char *err, size_t errlen)
+{
+        int r = ar_fd_open(f, ar, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, "create", err,
+                           errlen);
+        if (r < 0)
+                return r;
+        /* A file, not a tape: no zero padding after the compressed stream (a zstd reader
+         * takes it for a damaged frame), as archive_write_open_filename does for a file. */
+        ar->write_set_bytes_in_last_block(a, 1);
+        if (ar->write_open(a, f, NULL, ar_write_cb, ar_close_cb) != ARCHIVE_OK) {
+                snprintf(err, errlen, "cannot create archive '%s': %s", path, ar->error_string(a));
+                backup_arfd_close(f);
+                return f->err ? f->err : -EIO;
+        }
+        return 0;
+}
+
+int backup_ar_read_open(const archive_dl *ar, struct archive *a, backup_arfd *f, const char *path,
+                        char *err, size_t errlen)
+{
+        int r = ar_fd_open(f, ar, path, O_RDONLY, "read", err, errlen);
+        if (r < 0)
+                return r;
+        if (ar->read_open(a, f, NULL, ar_read_cb, ar_rclose_cb) != ARCHIVE_OK)
+                return -EBADMSG;
+        return 0;
+}
+
+void backup_arfd_close(backup_arfd *f)
+{
+        if (f->fd >= 0)
+                close(f->fd);
+        f->fd = -1;
 }

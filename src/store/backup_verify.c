@@ -168,12 +168,24 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
         ar->read_support_filter_zstd(a);
         ar->read_support_filter_gzip(a);
         ar->read_support_format_tar(a);
-        if (ar->read_open_filename(a, tarpath, 65536) != ARCHIVE_OK) {
-                snprintf(err, errlen,
-                         "archive '%s' is truncated or damaged, or not a vigil backup: %s", shown,
-                         ar->error_string(a));
+        _cleanup_free_ backup_arfd *f = calloc(1, sizeof(*f));
+        if (!f) {
                 ar->read_free(a);
-                return -EBADMSG;
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        r = backup_ar_read_open(ar, a, f, tarpath, err, errlen);
+        if (r < 0) {
+                if (r == -EBADMSG && f->err)
+                        snprintf(err, errlen, "cannot read archive '%s': %s", shown,
+                                 ar->error_string(a));
+                else if (r == -EBADMSG)
+                        snprintf(err, errlen,
+                                 "archive '%s' is truncated or damaged, or not a vigil backup: %s",
+                                 shown, ar->error_string(a));
+                ar->read_free(a);
+                backup_arfd_close(f);
+                return f->err ? f->err : r;
         }
         while ((st = ar->read_next_header(a, &e)) == ARCHIVE_OK) {
                 const char *name = ar->entry_pathname(e);
@@ -255,17 +267,25 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                         if (r < 0)
                                 break;
                 }
-                if (n < 0) {
+                const char *op = "write";
+                if (n < 0 && f->err) {
+                        snprintf(err, errlen, "cannot read archive '%s': %s", shown,
+                                 ar->error_string(a));
+                        r = f->err;
+                } else if (n < 0) {
                         snprintf(err, errlen, "archive '%s' is truncated or damaged: %s", shown,
                                  ar->error_string(a));
                         r = -EBADMSG;
                 }
-                if (r == 0 && sysio.fsync(fd) < 0)
+                if (r == 0 && sysio.fsync(fd) < 0) {
                         r = -errno;
+                        op = "fsync";
+                }
                 close(fd);
                 if (r < 0) {
                         if (!err[0])
-                                snprintf(err, errlen, "cannot write '%s': %s", out, strerror(-r));
+                                snprintf(err, errlen, "cannot write '%s': %s failed: %s", out, op,
+                                         strerror(-r));
                         break;
                 }
                 if (!strcmp(name, MANIFEST_NAME)) {
@@ -278,12 +298,16 @@ static int unpack(const char *tarpath, const char *shown, const char *dest, back
                         have_manifest = true;
                 }
         }
-        if (r == 0 && st != ARCHIVE_EOF) {
+        if (r == 0 && st != ARCHIVE_EOF && f->err) {
+                snprintf(err, errlen, "cannot read archive '%s': %s", shown, ar->error_string(a));
+                r = f->err;
+        } else if (r == 0 && st != ARCHIVE_EOF) {
                 snprintf(err, errlen, "archive '%s' is truncated or damaged: %s", shown,
                          ar->error_string(a));
                 r = -EBADMSG;
         }
         ar->read_free(a);
+        backup_arfd_close(f);
         if (r < 0)
                 return r;
         if (!have_manifest) {

@@ -365,9 +365,10 @@ int crypto_keyring_rotate(crypto_keyring *kr, uint32_t *new_id)
 #define KEYRING_AAD    "vigil-keyring-v1"
 #define KEYRING_HEADER "vigil-keyring 1\n"
 
-int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err, size_t errlen)
+/* Write kr's data keys, and extra after them when not NULL, sealed by the master key. */
+static int keyring_write(crypto_keyring *kr, const crypto_key *extra, const char *path, char *err,
+                         size_t errlen)
 {
-        crypto_keyring *kr = (crypto_keyring *)kr_c;
         char tmp[PATH_MAX];
         size_t cap = sizeof(KEYRING_HEADER) + (size_t)CRYPTO_MAX_KEYS * 128, len = 0;
         _cleanup_free_ char *text = malloc(cap);
@@ -387,6 +388,13 @@ int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err,
                 text[len++] = '\n';
         }
         pthread_mutex_unlock(&kr->lock);
+        if (extra) {
+                len += (size_t)snprintf(text + len, cap - len, "%u %lld ", extra->id,
+                                        (long long)extra->created_us);
+                for (int j = 0; j < CRYPTO_KEY_LEN; j++)
+                        len += (size_t)snprintf(text + len, cap - len, "%02x", extra->key[j]);
+                text[len++] = '\n';
+        }
         r = crypto_seal_master(kr, text, len, KEYRING_AAD, strlen(KEYRING_AAD), &blob, &bloblen);
         OPENSSL_cleanse(text, len);
         if (r < 0) {
@@ -397,19 +405,24 @@ int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err,
                 return -ENAMETOOLONG;
         /* tmp + fsync + rename + fsync of the directory, each through sysio (sysio.h): the
          * keyring at path is the old one or the new one, never a part of either. */
+        const char *op = "open";
         _cleanup_close_ int fd = sysio.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        r = fd < 0 ? -errno : sysio_write_all(fd, blob, bloblen);
-        if (r == 0 && sysio.fsync(fd) < 0)
+        r = fd < 0 ? -errno : (op = "write", sysio_write_all(fd, blob, bloblen));
+        if (r == 0 && sysio.fsync(fd) < 0) {
                 r = -errno;
+                op = "fsync";
+        }
         if (r < 0) {
-                snprintf(err, errlen, "cannot write keyring '%s': %s", tmp, strerror(-r));
+                snprintf(err, errlen, "cannot write keyring '%s': %s failed: %s", tmp, op,
+                         strerror(-r));
                 if (fd >= 0)
                         sysio.unlink(tmp);
                 return r;
         }
         if (sysio.rename(tmp, path) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(-r));
+                snprintf(err, errlen, "cannot write keyring '%s': rename failed: %s", path,
+                         strerror(-r));
                 sysio.unlink(tmp);
                 return r;
         }
@@ -418,11 +431,53 @@ int crypto_keyring_save(const crypto_keyring *kr_c, const char *path, char *err,
                 /* The new keyring is in place but may not survive a power loss: say so, so
                  * that a rotation is not reported done. */
                 snprintf(err, errlen,
-                         "cannot make keyring '%s' durable (fsync of its directory): %s", path,
-                         strerror(-r));
+                         "cannot make keyring '%s' durable: fsync of its directory failed: %s",
+                         path, strerror(-r));
                 return r;
         }
         return 0;
+}
+
+int crypto_keyring_save(const crypto_keyring *kr, const char *path, char *err, size_t errlen)
+{
+        return keyring_write((crypto_keyring *)kr, NULL, path, err, errlen);
+}
+
+int crypto_keyring_rotate_save(crypto_keyring *kr, const char *path, uint32_t *new_id, char *err,
+                               size_t errlen)
+{
+        static pthread_mutex_t rotating = PTHREAD_MUTEX_INITIALIZER;
+        crypto_key k = {0};
+        int r;
+
+        if (!kr)
+                return -EINVAL;
+        if (RAND_bytes(k.key, CRYPTO_KEY_LEN) != 1) {
+                snprintf(err, errlen, "cannot make a key: no randomness");
+                return -EIO;
+        }
+        k.created_us = time_real_us();
+        pthread_mutex_lock(&rotating);
+        pthread_mutex_lock(&kr->lock);
+        r = kr->n >= CRYPTO_MAX_KEYS ? -E2BIG : 0;
+        k.id = kr->keys[kr->n - 1].id + 1;
+        pthread_mutex_unlock(&kr->lock);
+        if (r < 0)
+                snprintf(err, errlen, "the keyring holds %d keys, the most it can",
+                         CRYPTO_MAX_KEYS);
+        /* The file first: a key seals nothing before the file that holds it is on disk. */
+        if (r == 0)
+                r = keyring_write(kr, &k, path, err, errlen);
+        if (r == 0) {
+                pthread_mutex_lock(&kr->lock);
+                kr->keys[kr->n++] = k;
+                pthread_mutex_unlock(&kr->lock);
+                if (new_id)
+                        *new_id = k.id;
+        }
+        pthread_mutex_unlock(&rotating);
+        OPENSSL_cleanse(&k, sizeof(k));
+        return r;
 }
 
 int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t errlen)

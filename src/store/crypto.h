@@ -49,8 +49,15 @@ crypto_keyring *crypto_keyring_free(crypto_keyring *kr);
 int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t errlen);
 /* Write the data keys sealed by the master key: PATH.tmp (0600), fsync, rename, fsync dir. */
 int crypto_keyring_save(const crypto_keyring *kr, const char *path, char *err, size_t errlen);
-/* Add a random data key and make it the active one; its id in *new_id (may be NULL). */
+/* Add a random data key and make it the active one; its id in *new_id (may be NULL). In memory
+ * only: a running daemon rotates with crypto_keyring_rotate_save. */
 int crypto_keyring_rotate(crypto_keyring *kr, uint32_t *new_id);
+/* Rotate durably: write the keyring file with a new random key added (as crypto_keyring_save),
+ * and make the key active only once that succeeded, so that nothing is sealed with a key the
+ * file does not hold. On failure kr is unchanged and err says which call failed (the file is
+ * the old one, or, when only the directory's fsync failed, the new one: a key never used). */
+int crypto_keyring_rotate_save(crypto_keyring *kr, const char *path, uint32_t *new_id, char *err,
+                               size_t errlen);
 
 uint32_t crypto_keyring_active(const crypto_keyring *kr);
 /* usec since epoch when the active key was created. */

@@ -527,16 +527,12 @@ int backup_service_rotate_key(backup_service *b, uint32_t *new_id, char *err, si
                 snprintf(err, errlen, "a re-encryption is still running; try again later");
                 return -EBUSY;
         }
-        r = crypto_keyring_rotate(b->keyring, &id);
-        if (r < 0) {
-                snprintf(err, errlen, "cannot add a key: %s", strerror(-r));
-                return r;
-        }
         snprintf(path, sizeof(path), "%s/keyring", b->c.data_dir ? b->c.data_dir : ".");
-        r = crypto_keyring_save(b->keyring, path, err, errlen);
+        /* The key is active only once the keyring file holding it is on disk: a value sealed
+         * with a key the file lacks would not open after a restart. */
+        r = crypto_keyring_rotate_save(b->keyring, path, &id, err, errlen);
         if (r < 0)
-                return r; /* the new key is in memory only: data sealed now stays readable
-                           * until restart; the error is the caller's to report */
+                return r; /* the keyring is unchanged; the error is the caller's to report */
         char detail[128];
         snprintf(detail, sizeof(detail), "key %u is now active; %u keys in the keyring", id,
                  crypto_keyring_count(b->keyring));

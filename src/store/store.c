@@ -82,6 +82,60 @@ struct store {
         _Atomic int fail_next_commit; /* test hook: SQLite code the next COMMIT pretends to get */
 };
 
+/* SQLite's message, and for an I/O error the system call that failed and why ("disk I/O error
+ * (fsync failed: Input/output error)"): SQLite's own message does not say which. */
+static const char *ioerr_op(int ext)
+{
+        switch (ext) {
+        case SQLITE_IOERR_READ:
+        case SQLITE_IOERR_SHORT_READ:
+                return "read";
+        case SQLITE_IOERR_WRITE:
+                return "write";
+        case SQLITE_IOERR_FSYNC:
+                return "fsync";
+        case SQLITE_IOERR_DIR_FSYNC:
+                return "fsync of the directory";
+        case SQLITE_IOERR_TRUNCATE:
+                return "ftruncate";
+        case SQLITE_IOERR_FSTAT:
+                return "fstat";
+        case SQLITE_IOERR_DELETE:
+                return "unlink";
+        case SQLITE_IOERR_CLOSE:
+                return "close";
+        case SQLITE_IOERR_SHMOPEN:
+                return "open of the -shm file";
+        case SQLITE_IOERR_SHMSIZE:
+                return "ftruncate of the -shm file";
+        case SQLITE_IOERR_SHMMAP:
+                return "mmap of the -shm file";
+        case SQLITE_IOERR_LOCK:
+        case SQLITE_IOERR_RDLOCK:
+        case SQLITE_IOERR_UNLOCK:
+                return "fcntl lock";
+        case SQLITE_IOERR_ACCESS:
+                return "access";
+        case SQLITE_CANTOPEN:
+                return "open";
+        default:
+                return (ext & 0xff) == SQLITE_IOERR ? "I/O" : NULL;
+        }
+}
+
+static const char *sqlerr(sqlite3 *db)
+{
+        static _Thread_local char buf[320];
+        int e = sqlite3_system_errno(db);
+        const char *op = ioerr_op(sqlite3_extended_errcode(db));
+
+        if (!op)
+                return sqlite3_errmsg(db);
+        snprintf(buf, sizeof(buf), "%s (%s failed: %s)", sqlite3_errmsg(db), op,
+                 e ? strerror(e) : "no errno");
+        return buf;
+}
+
 int store_errno(int rc)
 {
         switch (rc & 0xff) {
@@ -369,10 +423,10 @@ static enum open_result open_writer(const char *path, bool check, sqlite3 **ret,
          * An SQLite Database File" §2.2). Another process closing its connection would then take
          * the exclusive lock, checkpoint and delete the WAL that we still write to, and every
          * commit after that is lost at the next crash. */
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        int fd = sysio.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0) {
                 *err = -errno;
-                snprintf(why, whylen, "%s", strerror(errno));
+                snprintf(why, whylen, "open failed: %s", strerror(errno));
                 return OPEN_FAILED;
         }
         close(fd);
@@ -380,7 +434,18 @@ static enum open_result open_writer(const char *path, bool check, sqlite3 **ret,
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
         if (rc != SQLITE_OK) {
                 *err = store_errno(rc);
-                snprintf(why, whylen, "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                snprintf(why, whylen, "%s", db ? sqlerr(db) : sqlite3_errstr(rc));
+                sqlite3_close(db);
+                return OPEN_FAILED;
+        }
+        /* SQLite falls back to a read-only descriptor when its open for writing fails (EIO,
+         * ENOMEM, …): the store would start and refuse every write until the next restart.
+         * We created the file read-write just above, so this is a failure to open, said now. */
+        if (sqlite3_db_readonly(db, "main") == 1) {
+                int e = sqlite3_system_errno(db);
+                *err = -EIO;
+                snprintf(why, whylen, "SQLite opened it read-only (read-write open failed: %s)",
+                         e ? strerror(e) : "SQLite kept no errno");
                 sqlite3_close(db);
                 return OPEN_FAILED;
         }
@@ -410,7 +475,7 @@ static enum open_result open_writer(const char *path, bool check, sqlite3 **ret,
                 }
         }
         if (rc != SQLITE_OK) {
-                snprintf(why, whylen, "%s", sqlite3_errmsg(db));
+                snprintf(why, whylen, "%s", sqlerr(db));
                 *err = store_errno(rc);
                 sqlite3_close(db);
                 return *err == -EBADMSG ? OPEN_CORRUPT : OPEN_FAILED;
@@ -442,7 +507,7 @@ static int migrate(sqlite3 *db, int *before, int *version, char *why, size_t why
 
         rc = pragma_int(db, "PRAGMA user_version", &cur);
         if (rc != SQLITE_OK) {
-                snprintf(why, whylen, "cannot read user_version: %s", sqlite3_errmsg(db));
+                snprintf(why, whylen, "cannot read user_version: %s", sqlerr(db));
                 return store_errno(rc);
         }
         *before = cur;
@@ -524,6 +589,20 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
         enum open_result res =
             open_writer(opt->path, opt->integrity_check, &wdb, &r, why, sizeof(why));
         if (res == OPEN_CORRUPT) {
+                /* SQLite reports a read that failed (EIO) inside a b-tree walk as corruption
+                 * too. Moving a good database aside for that would start empty: every
+                 * revocation and audit row "lost". Damage is there again on a second look; a
+                 * passing I/O error is not. */
+                log_warn("store", "database '%s' looks corrupt (%s): checking it again", opt->path,
+                         why);
+                res = open_writer(opt->path, opt->integrity_check, &wdb, &r, why, sizeof(why));
+                if (res == OPEN_OK)
+                        log_warn("store",
+                                 "database '%s' is whole on a second look: the first was an I/O "
+                                 "error, not damage; kept",
+                                 opt->path);
+        }
+        if (res == OPEN_CORRUPT) {
                 log_error("store", "database '%s' is corrupt (%s): moving it aside", opt->path,
                           why);
                 r = move_aside(opt->path, local.corrupt_path, sizeof(local.corrupt_path));
@@ -583,7 +662,7 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
                 rc = sqlite3_exec(s->rdb, "PRAGMA query_only=ON", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
                 snprintf(err, errlen, "cannot open store '%s' for reading: %s", opt->path,
-                         s->rdb ? sqlite3_errmsg(s->rdb) : sqlite3_errstr(rc));
+                         s->rdb ? sqlerr(s->rdb) : sqlite3_errstr(rc));
                 r = store_errno(rc);
                 store_close(s);
                 return r;
@@ -615,7 +694,7 @@ static void run_vacuum(store *s, store_req *q)
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE && rc != SQLITE_OK) {
                 log_error("store", "failed to copy the store to '%s': %s", q->vacuum_dst,
-                          sqlite3_errmsg(s->wdb));
+                          sqlerr(s->wdb));
                 q->result = store_errno(rc);
                 if (q->result == -EBUSY || q->result == -EEXIST)
                         q->result = -EIO;
@@ -638,7 +717,7 @@ static void run_batch(store *s, store_req **batch, unsigned n)
         rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
                 fail = store_errno(rc);
-                log_warn("store", "failed to begin a write transaction: %s", sqlite3_errmsg(db));
+                log_warn("store", "failed to begin a write transaction: %s", sqlerr(db));
                 goto out;
         }
         for (unsigned i = 0; i < n; i++) {
@@ -652,6 +731,8 @@ static void run_batch(store *s, store_req **batch, unsigned n)
                 q->result = q->fn(db, q->ctx);
                 if (q->result > 0)
                         q->result = 0; /* >= 0 is success; the contract returns 0 */
+                if (q->result < 0 && (sqlite3_extended_errcode(db) & 0xff) == SQLITE_IOERR)
+                        log_error("store", "a write to '%s' failed: %s", s->path, sqlerr(db));
                 if (sqlite3_get_autocommit(db)) {
                         /* SQLITE_FULL/IOERR/NOMEM inside fn may roll back the whole transaction:
                          * every write of this batch is lost, say so to each of them. */
@@ -681,7 +762,7 @@ static void run_batch(store *s, store_req **batch, unsigned n)
                         fail = store_errno(rc);
                         log_msg(fail == -ENOSPC ? LOG_LVL_WARN : LOG_LVL_ERROR, "store",
                                 "failed to commit %u writes to '%s': %s", n, s->path,
-                                injected ? sqlite3_errstr(rc) : sqlite3_errmsg(db));
+                                injected ? sqlite3_errstr(rc) : sqlerr(db));
                 }
         }
 out:
@@ -838,7 +919,7 @@ store *store_close(store *s)
                 sqlite3_wal_checkpoint_v2(s->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
                 if (sqlite3_close(s->wdb) != SQLITE_OK)
                         log_warn("store", "failed to close '%s' cleanly: %s", s->path,
-                                 sqlite3_errmsg(s->wdb));
+                                 sqlerr(s->wdb));
         }
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->rlock);
@@ -982,7 +1063,7 @@ static int open_private_copy(const char *path, store_ro *ro, char *err, size_t e
         r = sqlite3_open_v2(to, &ro->db, SQLITE_OPEN_READWRITE, NULL);
         if (r != SQLITE_OK) {
                 snprintf(err, errlen, "cannot open a copy of '%s': %s", path,
-                         ro->db ? sqlite3_errmsg(ro->db) : sqlite3_errstr(r));
+                         ro->db ? sqlerr(ro->db) : sqlite3_errstr(r));
                 sqlite3_close(ro->db);
                 ro->db = NULL;
                 remove_copy(ro);
@@ -1013,7 +1094,7 @@ int store_open_ro(const char *path, store_ro *ro, char *err, size_t errlen)
                 rc = sqlite3_open_v2(uri, &ro->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
                 if (rc != SQLITE_OK) {
                         snprintf(err, errlen, "cannot open '%s' read-only: %s", path,
-                                 ro->db ? sqlite3_errmsg(ro->db) : sqlite3_errstr(rc));
+                                 ro->db ? sqlerr(ro->db) : sqlite3_errstr(rc));
                         sqlite3_close(ro->db);
                         ro->db = NULL;
                         return store_errno(rc);
@@ -1056,8 +1137,7 @@ int store_check_file(const char *path, bool full, char *err, size_t errlen)
         rc = pragma_text(ro.db, full ? "PRAGMA integrity_check" : "PRAGMA quick_check", res,
                          sizeof(res));
         if (rc != SQLITE_OK) {
-                snprintf(err, errlen, "cannot check database '%s': %s", path,
-                         sqlite3_errmsg(ro.db));
+                snprintf(err, errlen, "cannot check database '%s': %s", path, sqlerr(ro.db));
                 store_close_ro(&ro);
                 return store_errno(rc) == -EIO ? -EIO : -EBADMSG;
         }

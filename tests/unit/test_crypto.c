@@ -15,6 +15,7 @@
 
 #include "store/crypto.h"
 #include "store/sysio.h"
+#include "sysio_fault.h"
 
 #define SECRET  "correct horse battery staple 42"
 #define SECRET2 "another passphrase entirely 777"
@@ -271,44 +272,6 @@ static void test_files(void **state)
         crypto_keyring_free(kr);
         crypto_keyring_free(other);
 }
-
-/* Fault injection through the store's syscall table (sysio.h): the call numbered fail_at fails
- * with EIO, every other one runs for real. */
-static unsigned calls, fail_at;
-
-static bool fault(void)
-{
-        if (++calls == fail_at) {
-                errno = EIO;
-                return true;
-        }
-        return false;
-}
-static int f_open(const char *p, int fl, mode_t m)
-{
-        return fault() ? -1 : sysio_default.open(p, fl, m);
-}
-static ssize_t f_write(int fd, const void *b, size_t n)
-{
-        return fault() ? -1 : sysio_default.write(fd, b, n);
-}
-static int f_fsync(int fd)
-{
-        return fault() ? -1 : sysio_default.fsync(fd);
-}
-static int f_rename(const char *a, const char *b)
-{
-        return fault() ? -1 : sysio_default.rename(a, b);
-}
-static int f_unlink(const char *p)
-{
-        return fault() ? -1 : sysio_default.unlink(p);
-}
-static int f_link(const char *a, const char *b)
-{
-        return fault() ? -1 : sysio_default.link(a, b);
-}
-static const sysio_table faulty = {f_open, f_write, f_fsync, f_rename, f_unlink, f_link};
 
 /* Saving the keyring with each of its calls failing in turn: an error that says why every time
  * (the directory's fsync included: a rotation must not be reported done when the new keyring

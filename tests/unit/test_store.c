@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +23,9 @@
 #include "store/backup.h"
 #include "store/crypto.h"
 #include "store/s3.h"
+#include "store/service.h"
 #include "store/sysio.h"
+#include "sysio_fault.h"
 #include "store/store.h"
 
 static char tmpdir[256];
@@ -527,44 +530,6 @@ static void test_sealed_values(void **state)
         crypto_keyring_free(kr);
 }
 
-/* Fault injection through the store's syscall table (sysio.h): the call numbered fail_at fails
- * with EIO, every other one runs for real. */
-static unsigned calls, fail_at;
-
-static bool fault(void)
-{
-        if (++calls == fail_at) {
-                errno = EIO;
-                return true;
-        }
-        return false;
-}
-static int f_open(const char *p, int fl, mode_t m)
-{
-        return fault() ? -1 : sysio_default.open(p, fl, m);
-}
-static ssize_t f_write(int fd, const void *b, size_t n)
-{
-        return fault() ? -1 : sysio_default.write(fd, b, n);
-}
-static int f_fsync(int fd)
-{
-        return fault() ? -1 : sysio_default.fsync(fd);
-}
-static int f_rename(const char *a, const char *b)
-{
-        return fault() ? -1 : sysio_default.rename(a, b);
-}
-static int f_unlink(const char *p)
-{
-        return fault() ? -1 : sysio_default.unlink(p);
-}
-static int f_link(const char *a, const char *b)
-{
-        return fault() ? -1 : sysio_default.link(a, b);
-}
-static const sysio_table faulty = {f_open, f_write, f_fsync, f_rename, f_unlink, f_link};
-
 static int count_kind(sqlite3 *db, void *ctx)
 {
         sqlite3_stmt *st = NULL;
@@ -672,6 +637,7 @@ static void test_restore_faults(void **state)
                                 fail_msg("call %u failed: '%s' left behind", fail_at, e->d_name);
                 closedir(d);
         }
+        print_message("%u calls failed in turn\n", tried);
         assert_true(tried >= 8);
 }
 
@@ -708,8 +674,19 @@ static void test_backup_faults(void **state)
                         break;
                 }
                 tried++;
+                if (r == 0 && !strcmp(failed_op, "open") && failed_dir) {
+                        /* SQLite's open of a directory to fsync it is best effort (VACUUM INTO's
+                         * copy); the store fsyncs the copy and its directory itself after. */
+                        if (backup_verify(res.path, kr, NULL, err, sizeof(err)) < 0)
+                                fail_msg("call %u (open of a directory) failed, the backup said "
+                                         "done, and it does not verify: %s",
+                                         fail_at, err);
+                        assert_int_equal(unlink(res.path), 0);
+                        continue;
+                }
                 if (r == 0)
-                        fail_msg("call %u failed but the backup reported success", fail_at);
+                        fail_msg("call %u (%s) failed but the backup reported success", fail_at,
+                                 failed_op);
                 assert_true(err[0] != '\0');
                 DIR *d = opendir(bk);
                 struct dirent *e;
@@ -720,9 +697,101 @@ static void test_backup_faults(void **state)
                                          e->d_name);
                 closedir(d);
         }
+        print_message("%u calls failed in turn\n", tried);
         assert_true(tried >= 6);
         store_close(s);
         crypto_keyring_free(kr);
+}
+
+/* A key rotation (backup_service_rotate_key: add a key, save the keyring, re-encrypt) with each
+ * call failing in turn, then a value sealed and acknowledged, then a restart with the keyring
+ * from its file: the value opens (a key used for sealing is always one the file has), the
+ * rotation either said why it failed or its key is in the file, and no keyring.tmp is left. */
+static void test_rotate_faults(void **state)
+{
+        (void)state;
+        char data[512], db[600], kpath[600], tmp[640], err[1024], out[128];
+        const char *secret = "correct horse battery staple 42";
+        unsigned tried = 0;
+
+        snprintf(data, sizeof(data), "%s/rotdata", tmpdir);
+        snprintf(db, sizeof(db), "%s/vigil.db", data);
+        snprintf(kpath, sizeof(kpath), "%s/keyring", data);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", kpath);
+        for (fail_at = 1;; fail_at++) {
+                crypto_keyring *kr = NULL;
+                backup_service *b = NULL;
+                store *s = NULL;
+                uint32_t id = 0, before;
+                bool running = true;
+                char cmd[600];
+
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data);
+                assert_int_equal(system(cmd), 0);
+                assert_int_equal(mkdir(data, 0700), 0);
+                assert_int_equal(crypto_keyring_new(secret, &kr, err, sizeof(err)), 0);
+                assert_int_equal(crypto_keyring_save(kr, kpath, err, sizeof(err)), 0);
+                before = crypto_keyring_active(kr);
+                store_options so = {.path = db, .keyring = kr, .seal = true};
+                assert_int_equal(store_open(&so, &s, NULL, err, sizeof(err)), 0);
+                assert_int_equal(store_write(s, seal_insert, "SEALED-BEFORE"), 0);
+                backup_service_config bc = {.dir = data, .data_dir = data, .hostname = "h"};
+                assert_int_equal(backup_service_new(&bc, s, kr, &b, err, sizeof(err)), 0);
+
+                calls = 0;
+                err[0] = '\0';
+                sysio_set(&faulty);
+                int r = backup_service_rotate_key(b, &id, err, sizeof(err));
+                while (backup_service_reencrypted(b, &running), running)
+                        usleep(1000);
+                sysio_set(NULL);
+                bool done = calls < fail_at;
+                /* acknowledged after the rotation answered */
+                assert_int_equal(store_write(s, seal_insert, "SEALED-AFTER"), 0);
+                backup_service_free(b);
+                store_close(s);
+                crypto_keyring_free(kr);
+                if (done) {
+                        assert_int_equal(r, 0);
+                        break;
+                }
+                tried++;
+                if (r < 0 && !err[0])
+                        fail_msg("call %u (%s) failed: the rotation failed with no reason", fail_at,
+                                 failed_op);
+                if (access(tmp, F_OK) == 0)
+                        fail_msg("call %u (%s) failed: '%s' left behind", fail_at, failed_op, tmp);
+
+                /* the restart */
+                kr = NULL;
+                s = NULL;
+                assert_int_equal(crypto_keyring_new(secret, &kr, err, sizeof(err)), 0);
+                if (crypto_keyring_load(kr, kpath, err, sizeof(err)) < 0)
+                        fail_msg("call %u (%s) failed: the keyring does not load: %s", fail_at,
+                                 failed_op, err);
+                if (r == 0 && crypto_keyring_active(kr) != id)
+                        fail_msg("call %u (%s) failed: the rotation said done, the keyring file "
+                                 "has key %u active, not %u",
+                                 fail_at, failed_op, crypto_keyring_active(kr), id);
+                /* refused: the old keyring, or (only the directory's fsync failed) the new one
+                 * with a key that sealed nothing */
+                if (r < 0 && crypto_keyring_active(kr) != before &&
+                    crypto_keyring_active(kr) != before + 1)
+                        fail_msg("call %u (%s) failed: keyring has an unknown key %u", fail_at,
+                                 failed_op, crypto_keyring_active(kr));
+                so.keyring = kr;
+                assert_int_equal(store_open(&so, &s, NULL, err, sizeof(err)), 0);
+                out[0] = '\0';
+                int rr = store_read(s, seal_read, out);
+                if (rr < 0 || strcmp(out, "blob:SEALED-AFTER") != 0)
+                        fail_msg("call %u (%s) failed (rotation answered %d: %s): a value sealed "
+                                 "after it no longer opens after a restart: '%s'",
+                                 fail_at, failed_op, r, err, out);
+                store_close(s);
+                crypto_keyring_free(kr);
+        }
+        print_message("%u calls failed in turn\n", tried);
+        assert_true(tried >= 4);
 }
 
 /* S3 URLs and where credentials come from: a credentials file only its owner can read, with
@@ -796,7 +865,8 @@ int main(void)
             cmocka_unit_test(test_disk_full_injected), cmocka_unit_test(test_disk_full_tmpfs),
             cmocka_unit_test(test_vacuum_into),        cmocka_unit_test(test_check_schema),
             cmocka_unit_test(test_sealed_values),      cmocka_unit_test(test_restore_faults),
-            cmocka_unit_test(test_backup_faults),      cmocka_unit_test(test_s3_credentials),
+            cmocka_unit_test(test_backup_faults),      cmocka_unit_test(test_rotate_faults),
+            cmocka_unit_test(test_s3_credentials),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -420,10 +420,8 @@ static void test_profiling_on_demand(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_sampling_lost_and_xid),
-            cmocka_unit_test(test_watchdog),
-            cmocka_unit_test(test_clock_step_back),
-            cmocka_unit_test(test_staleness),
+            cmocka_unit_test(test_sampling_lost_and_xid), cmocka_unit_test(test_watchdog),
+            cmocka_unit_test(test_clock_step_back),       cmocka_unit_test(test_staleness),
             cmocka_unit_test(test_profiling_on_demand),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

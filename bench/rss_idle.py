@@ -9,7 +9,11 @@ repeats it with a fresh daemon each time and reports the median total.
 --heap adds one more daemon, started with build/bench/libvigil-heapmap.so preloaded (bench/heapmap.c):
 after the same wait it lists the live heap blocks by the code that allocated them (resident bytes
 from mincore, the caller resolved with addr2line) and summarises malloc_info(3) per arena. That
-daemon's RSS is not counted: the tracker's table and thread would inflate it."""
+daemon's RSS is not counted: the tracker's table and thread would inflate it.
+
+--load-floor also starts `sleep` with every shared library vigild mapped preloaded (LD_PRELOAD):
+what each library costs merely by being loaded (relocations, constructors) with none of vigild's
+code running, printed next to vigild's figure for the same mapping."""
 import argparse
 import collections
 import os
@@ -43,6 +47,30 @@ def breakdown(pid):
     return per
 
 
+def shared_libs(pid):
+    """The shared libraries mapped by pid, in first-mapped order (not ld.so)."""
+    seen = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            p = line.split()
+            if len(p) > 5 and ".so" in os.path.basename(p[5]) and p[5] not in seen \
+                    and "ld-linux" not in p[5] and "heapmap" not in p[5]:
+                seen.append(p[5])
+    return seen
+
+
+def load_floor(libs, settle=1.0):
+    """Per-mapping RSS of `sleep` with libs preloaded: the cost of loading them, no code run."""
+    env = dict(os.environ, LD_PRELOAD=":".join(libs))
+    proc = subprocess.Popen(["sleep", "60"], env=env)
+    try:
+        time.sleep(settle)
+        return dict(breakdown(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def one(settle, extra_env):
     v = Vigild(scenario=SCEN)
     try:
@@ -55,7 +83,8 @@ def one(settle, extra_env):
                       and l.split()[1].isdigit()}
         threads = len(os.listdir("/proc/%d/task" % v.pid))
         return {"rss_kib": rollup.get("Rss"), "anon_kib": rollup.get("Anonymous"),
-                "threads": threads, "per_mapping_kib": dict(per.most_common())}
+                "threads": threads, "per_mapping_kib": dict(per.most_common()),
+                "libraries": shared_libs(v.pid)}
     finally:
         v.stop()
 
@@ -163,6 +192,8 @@ def main():
     ap.add_argument("--settle", type=float, default=10)
     ap.add_argument("--heap", action="store_true",
                     help="also list the resident heap blocks by allocating function (heapmap)")
+    ap.add_argument("--load-floor", action="store_true",
+                    help="also the RSS of vigild's libraries merely loaded into `sleep`")
     ap.add_argument("--top", type=int, default=25, help="callers listed with --heap")
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -172,11 +203,18 @@ def main():
     print("RSS median %.1f MiB over %d runs (%s KiB), anonymous %.1f MiB, %d threads" %
           (med / 1024, a.runs, [r["rss_kib"] for r in runs], best["anon_kib"] / 1024,
            best["threads"]))
-    for k, kib in list(best["per_mapping_kib"].items())[:20]:
-        print("  %-28s %7.2f MiB" % (k, kib / 1024))
+    floor = load_floor(best["libraries"]) if a.load_floor else None
+    if floor:
+        print("  %-28s %9s %16s" % ("mapping", "vigild", "loaded only"))
+    for k, kib in list(best["per_mapping_kib"].items())[:24]:
+        if floor:
+            print("  %-28s %5.2f MiB %11.2f MiB" % (k, kib / 1024, floor.get(k, 0) / 1024))
+        else:
+            print("  %-28s %7.2f MiB" % (k, kib / 1024))
     heap = heap_run(a.settle, a.top) if a.heap else None
     if a.json:
-        write_json(a.json, {"median_rss_kib": med, "runs": runs, "heap": heap})
+        write_json(a.json, {"median_rss_kib": med, "runs": runs, "heap": heap,
+                            "load_floor_kib": floor})
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 #
 #   bench/run.sh [--quick] [--only LIST] [--out DIR]
 #
-#   LIST   comma-separated subset of: cache,cost,timings,scrape,memory,soak,kill9   (default: all)
+#   LIST   comma-separated subset of: cache,cost,timings,scrape,rss,memory,soak,kill9 (default: all)
 #   --quick  short smoke versions (a minute or two in all); the numbers are NOT valid against
 #            the targets (windows shorter than the 60 s the targets ask for, rings not filled).
 #   --out    where the JSON results and logs go (default: build/bench-results/DATE)
 #
 # Order: cache (bench_cache, deterministic), cost (agent CPU vs NVML floor, sweep, startup),
-# scrape (wrk vigild vs node_exporter, side by side) run one after another on a quiet machine;
+# scrape (wrk vigild vs node_exporter, side by side), rss (idle RSS at one GPU, ~1 min) run one
+# after another on a quiet machine;
 # then memory (1 h history fill, light) and soak (10 min) run together: neither measures CPU.
 # Default total ~17 min. Builds nothing: run `make build` first (`make bench` does).
 set -euo pipefail
@@ -17,7 +18,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
 BUILD=${VIGIL_BUILD_DIR:-$SRC/build}
 QUICK=0
-ONLY=cache,cost,timings,scrape,memory,soak,kill9
+ONLY=cache,cost,timings,scrape,rss,memory,soak,kill9
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,7 +32,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-for f in "$BUILD/bin/vigild" "$BUILD/lib/libvigil-fakenvml.so" "$BUILD/bench/bench_cache"; do
+for f in "$BUILD/bin/vigild" "$BUILD/lib/libvigil-fakenvml.so" "$BUILD/bench/bench_cache" \
+         "$BUILD/bench/libvigil-heapmap.so"; do
   [ -x "$f" ] || [ -f "$f" ] || { echo "run.sh: $f missing: run 'make build' first" >&2; exit 1; }
 done
 export VIGIL_BUILD_DIR=$BUILD
@@ -80,6 +82,11 @@ fi
 if want scrape; then
   echo "== scrape: python3 bench/scrape.py $SCRAPE"
   python3 scrape.py $SCRAPE --json "$OUT/scrape.json" | tee "$OUT/scrape.log"
+fi
+if want rss; then
+  # idle RSS at one GPU per mapping, the heap by allocating function, each library's load cost
+  echo "== rss: python3 bench/rss_idle.py --runs 3 --heap --load-floor"
+  python3 rss_idle.py --runs 3 --heap --load-floor --json "$OUT/rss_idle.json" | tee "$OUT/rss_idle.log"
 fi
 pids=()
 if want memory; then

@@ -72,7 +72,9 @@ struct backend {
         int (*fake_inject)(const struct fake_inject *, char *, size_t);
         void (*fake_stats)(struct fake_stats *);
         unsigned count;            /* GPUs discovered at open */
-        gpu_slot gpus[MAX_GPUS];   /* per GPU */
+        unsigned n_slots;          /* entries of gpus: count, at least 1 (0 before they exist) */
+        gpu_slot *gpus;            /* per GPU, allocated at open for the GPUs found: a slot
+                                    * is ~4.7 KiB, 300 KiB resident for MAX_GPUS of them */
         nvmlEventSet_t events;     /* NULL until backend_events_start; events_get() */
         pthread_mutex_t topo_lock; /* guards topo */
         backend_topology *topo;    /* read at open and re-attach (nvml_topo.c); NULL before */

@@ -125,7 +125,14 @@ int backend_open(const backend_options *opt, backend **ret, char *err, size_t er
                 log_warn("backend", "found %u GPUs, watching the first %d", b->count, MAX_GPUS);
                 b->count = MAX_GPUS;
         }
-        for (unsigned i = 0; i < MAX_GPUS; i++) {
+        b->gpus = calloc(b->count ? b->count : 1, sizeof(*b->gpus));
+        if (!b->gpus) {
+                r = -ENOMEM;
+                b->api.shutdown();
+                goto fail;
+        }
+        b->n_slots = b->count ? b->count : 1;
+        for (unsigned i = 0; i < b->n_slots; i++) {
                 pthread_mutex_init(&b->gpus[i].lock, NULL);
                 pthread_mutex_init(&b->gpus[i].gpm_lock, NULL);
                 pthread_mutex_init(&b->gpus[i].nvl_lock, NULL);
@@ -153,8 +160,9 @@ int backend_open(const backend_options *opt, backend **ret, char *err, size_t er
         *ret = TAKE_PTR(b);
         return 0;
 fail:
-        for (unsigned i = 0; i < MAX_GPUS; i++)
+        for (unsigned i = 0; i < b->n_slots; i++)
                 free(b->gpus[i].method);
+        free(b->gpus);
         dlclose(b->dl);
         return r;
 }
@@ -165,18 +173,19 @@ backend *backend_close(backend *b)
                 return NULL;
         if (b->events && b->api.event_set_free)
                 b->api.event_set_free(b->events);
-        for (unsigned i = 0; i < MAX_GPUS; i++) { /* GPM samples go back before shutdown */
+        for (unsigned i = 0; i < b->n_slots; i++) { /* GPM samples go back before shutdown */
                 pthread_mutex_lock(&b->gpus[i].gpm_lock);
                 nvml_gpm_release_locked(b, &b->gpus[i]);
                 pthread_mutex_unlock(&b->gpus[i].gpm_lock);
         }
         b->api.shutdown();
-        for (unsigned i = 0; i < MAX_GPUS; i++) {
+        for (unsigned i = 0; i < b->n_slots; i++) {
                 free(b->gpus[i].method);
                 pthread_mutex_destroy(&b->gpus[i].lock);
                 pthread_mutex_destroy(&b->gpus[i].gpm_lock);
                 pthread_mutex_destroy(&b->gpus[i].nvl_lock);
         }
+        free(b->gpus);
         nvml_topo_free(b);
         pthread_mutex_destroy(&b->topo_lock);
         dlclose(b->dl);

@@ -11,6 +11,7 @@
 
 #include "cache/codec.h"
 #include "common/macros.h"
+#include "common/sparse.h"
 
 /* Chunks a ring of max_samples is cut into (plus one being filled): eviction granularity. */
 #define RING_CHUNKS 8
@@ -68,13 +69,13 @@ typedef struct group {
 } group;
 
 struct cache {
-        pthread_mutex_t lock;     /* serialises cache_group_add */
-        unsigned max_gpus;        /* GPU slots */
-        size_t n_cat;             /* field_count() */
-        int32_t *map;             /* [max_gpus * n_cat] group << 16 | slot, or -1 (atomic) */
-        group **groups;           /* [cap_groups] published with release stores */
-        size_t cap_groups;        /* max_gpus * n_cat: one field per group at most */
-        int n_groups;             /* groups added (atomic) */
+        pthread_mutex_t lock; /* serialises cache_group_add */
+        unsigned max_gpus;    /* GPU slots */
+        size_t n_cat;         /* field_count() */
+        int32_t *map;         /* [max_gpus * n_cat] (group << 16 | slot) + 1, 0: none (atomic) */
+        group **groups;       /* [cap_groups] published with release stores */
+        size_t cap_groups;    /* max_gpus * n_cat: one field per group at most */
+        int n_groups;         /* groups added (atomic) */
         int16_t index[INDEX_IDS]; /* field id -> catalog index, -1 = none (ids < INDEX_IDS) */
 };
 
@@ -106,15 +107,15 @@ int cache_new(unsigned max_gpus, cache **ret)
         c->max_gpus = max_gpus;
         c->n_cat = field_count();
         nmap = (size_t)max_gpus * c->n_cat;
-        c->map = malloc(nmap * sizeof(*c->map));
-        c->groups = calloc(nmap, sizeof(*c->groups));
+        /* Sized for max_gpus (the sampler's 64) but written only for the GPUs and fields that
+         * get a group: zero pages until then (common/sparse.h), hence "0: none" in the map. */
+        c->map = sparse_zalloc(nmap * sizeof(*c->map));
+        c->groups = sparse_zalloc(nmap * sizeof(*c->groups));
         if (!c->map || !c->groups) {
-                free(c->map);
-                free(c->groups);
+                sparse_free(c->map, nmap * sizeof(*c->map));
+                sparse_free(c->groups, nmap * sizeof(*c->groups));
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < nmap; i++)
-                c->map[i] = -1;
         memset(c->index, -1, sizeof(c->index));
         for (size_t i = 0; i < c->n_cat; i++)
                 if (field_at(i)->id < INDEX_IDS)
@@ -131,8 +132,8 @@ cache *cache_free(cache *c)
                 return NULL;
         for (int i = 0; i < c->n_groups; i++)
                 group_free(c->groups[i]);
-        free(c->groups);
-        free(c->map);
+        sparse_free(c->groups, c->cap_groups * sizeof(*c->groups));
+        sparse_free(c->map, c->cap_groups * sizeof(*c->map));
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -164,7 +165,10 @@ static int group_size(group *g)
 
 static int32_t map_load(const cache *c, unsigned gpu, int idx)
 {
-        return __atomic_load_n(&c->map[(size_t)gpu * c->n_cat + (size_t)idx], __ATOMIC_ACQUIRE);
+        uint32_t v = (uint32_t)__atomic_load_n(&c->map[(size_t)gpu * c->n_cat + (size_t)idx],
+                                               __ATOMIC_ACQUIRE);
+
+        return (int32_t)(v - 1); /* 0 (none) → -1 */
 }
 
 int cache_group_add(cache *c, unsigned gpu, const uint16_t *field_ids, size_t n,
@@ -239,7 +243,7 @@ int cache_group_add(cache *c, unsigned gpu, const uint16_t *field_ids, size_t n,
         for (size_t i = 0; i < n; i++)
                 __atomic_store_n(
                     &c->map[(size_t)gpu * c->n_cat + (size_t)field_index(field_ids[i])],
-                    (int32_t)(((uint32_t)id << 16) | (uint32_t)i), __ATOMIC_RELEASE);
+                    (int32_t)((((uint32_t)id << 16) | (uint32_t)i) + 1), __ATOMIC_RELEASE);
         __atomic_store_n(&c->n_groups, id + 1, __ATOMIC_RELEASE);
         g = NULL;
         r = id;

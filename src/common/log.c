@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 #ifdef VIGIL_HAVE_SYSTEMD
-#include <systemd/sd-journal.h>
+#include "sd_dl.h"
 #endif
 
 #include "vtime.h"
@@ -545,7 +545,7 @@ static bool journal_send(enum log_level l, const char *component, const log_fiel
                 JADD("%s=%s", key, f[i].value);
         }
 #undef JADD
-        return sd_journal_sendv(iov, (int)k) >= 0;
+        return sd_dl_journal_sendv(iov, (int)k) >= 0;
 }
 #endif
 
@@ -756,6 +756,7 @@ static bool journal_is_stderr(void)
 
 int log_configure(const log_options *o, char *err, size_t errlen)
 {
+        bool no_journal = false;
         int fd = -1;
         uint64_t sz = 0;
 
@@ -781,6 +782,11 @@ int log_configure(const log_options *o, char *err, size_t errlen)
         rl_interval_us = o->rate_interval_us > 0 ? o->rate_interval_us : 10 * USEC_PER_SEC;
 #ifdef VIGIL_HAVE_SYSTEMD
         use_journald = o->journald > 0 || (o->journald < 0 && journal_is_stderr());
+        if (use_journald && sd_dl_load(NULL, 0) < 0) {
+                /* No libsystemd to write to the journal with: stderr, which journald reads. */
+                use_journald = false;
+                no_journal = true;
+        }
 #else
         (void)journal_is_stderr;
         use_journald = false;
@@ -804,6 +810,12 @@ int log_configure(const log_options *o, char *err, size_t errlen)
         }
         use_syslog = o->syslog;
         pthread_mutex_unlock(&file_lock);
+#ifdef VIGIL_HAVE_SYSTEMD
+        if (no_journal)
+                log_warn("log",
+                         "cannot write to the journal (%s cannot be loaded): logging to stderr",
+                         SD_DL_SONAME);
+#endif
         return 0;
 }
 

@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #ifdef VIGIL_HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
+#include "common/sd_dl.h"
 #endif
 
 #include "api/api.h"
@@ -56,7 +56,7 @@
 static void notify(const char *state)
 {
 #ifdef VIGIL_HAVE_SYSTEMD
-        sd_notify(0, state);
+        sd_dl_notify(state);
 #else
         (void)state;
 #endif
@@ -1487,7 +1487,7 @@ static void run(daemon_state *d, int sfd)
 #ifdef VIGIL_HAVE_SYSTEMD
         {
                 uint64_t usec = 0;
-                if (sd_watchdog_enabled(0, &usec) > 0)
+                if (sd_dl_watchdog_enabled(&usec) > 0)
                         wd_us = (int64_t)usec;
         }
 #endif
@@ -1537,7 +1537,11 @@ static void run(daemon_state *d, int sfd)
                         log_info("takeover", "pid %d serves now; draining and exiting",
                                  (int)successor);
 #ifdef VIGIL_HAVE_SYSTEMD
-                        sd_notifyf(0, "MAINPID=%d", (int)successor);
+                        {
+                                char st[32];
+                                snprintf(st, sizeof(st), "MAINPID=%d", (int)successor);
+                                sd_dl_notify(st);
+                        }
 #endif
                         return;
                 }

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/sparse.h"
 #include "common/vtime.h"
 #include "fields/fields.h"
 
@@ -96,7 +97,7 @@ int anomaly_new(const anomaly_options *o, anomaly **ret)
         for (size_t i = 0; i < o->n_fields; i++)
                 if (!field_by_id(o->fields[i]))
                         return -EINVAL;
-        a = calloc(1, sizeof(*a));
+        a = sparse_zalloc(sizeof(*a)); /* per-GPU state: written for the GPUs seen */
         if (!a)
                 return -ENOMEM;
         a->opt = *o;
@@ -127,7 +128,7 @@ anomaly *anomaly_free(anomaly *a)
         pthread_mutex_destroy(&a->lock);
         json_decref(a->loaded);
         free(a->state_path);
-        free(a);
+        sparse_free(a, sizeof(*a));
         return NULL;
 }
 

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/sparse.h"
 #include "common/vtime.h"
 #include "health-internal.h"
 #ifdef VIGIL_HAVE_STORE
@@ -182,7 +183,7 @@ int health_new(const health_options *opt, health **ret)
 
         if (!opt || !opt->sampler || !opt->cache || !opt->cfg)
                 return -EINVAL;
-        h = calloc(1, sizeof(*h));
+        h = sparse_zalloc(sizeof(*h)); /* the incident store: written as incidents open */
         if (!h)
                 return -ENOMEM;
         h->opt = *opt;
@@ -266,7 +267,7 @@ health *health_free(health *h)
         pthread_mutex_destroy(&h->eval_lock);
         free(h->data_dir);
         free(h->hostname);
-        free(h);
+        sparse_free(h, sizeof(*h));
         return NULL;
 }
 

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/redact.h"
+#include "common/sparse.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
 #include "common/curl_dl.h"
@@ -627,7 +628,7 @@ static size_t build_targets(const health_config *cfg, target *v, size_t max)
 
 int notifier_new(struct store *st, const health_config *cfg, const char *hostname, notifier **ret)
 {
-        notifier *n = calloc(1, sizeof(*n));
+        notifier *n = sparse_zalloc(sizeof(*n)); /* the outbox: written as entries queue */
         pthread_condattr_t ca;
 
         if (!n)
@@ -639,7 +640,7 @@ int notifier_new(struct store *st, const health_config *cfg, const char *hostnam
         n->valid_us = notifier_valid_for(cfg->resend_interval_us, 0);
         n->labels = labels_json(cfg);
         if (!n->labels) {
-                free(n);
+                sparse_free(n, sizeof(*n));
                 return -ENOMEM;
         }
         pthread_mutex_init(&n->lock, NULL);
@@ -761,6 +762,6 @@ notifier *notifier_free(notifier *n)
         pthread_cond_destroy(&n->wake);
         pthread_mutex_destroy(&n->lock);
         json_decref(n->labels);
-        free(n);
+        sparse_free(n, sizeof(*n));
         return NULL;
 }

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/redact.h"
+#include "common/sparse.h"
 #include "common/spawn.h"
 #include "common/vtime.h"
 #ifdef VIGIL_HAVE_STORE
@@ -74,13 +75,13 @@ bool policy_matches(const char *cond, const incident *in)
 int policy_new(const health_config *cfg, backend *be, cache *ca, struct store *st,
                policy_runner **ret)
 {
-        policy_runner *p = calloc(1, sizeof(*p));
+        policy_runner *p = sparse_zalloc(sizeof(*p)); /* rate[][]: per policy and GPU */
 
         if (!p)
                 return -ENOMEM;
-        p->queue = calloc(QUEUE_MAX, sizeof(*p->queue));
+        p->queue = sparse_zalloc(QUEUE_MAX * sizeof(*p->queue)); /* written as jobs queue */
         if (!p->queue) {
-                free(p);
+                sparse_free(p, sizeof(*p));
                 return -ENOMEM;
         }
         pthread_mutex_init(&p->lock, NULL);
@@ -202,8 +203,8 @@ policy_runner *policy_free(policy_runner *p)
         }
         pthread_cond_destroy(&p->wake);
         pthread_mutex_destroy(&p->lock);
-        free(p->queue);
-        free(p);
+        sparse_free(p->queue, QUEUE_MAX * sizeof(*p->queue));
+        sparse_free(p, sizeof(*p));
         return NULL;
 }
 

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/sparse.h"
 #include "common/vtime.h"
 
 #define MAX_GROUPS       16
@@ -256,9 +257,16 @@ static int read_static(sampler *e, unsigned idx)
         return 0;
 }
 
+static void sampler_unmapp(sampler **p)
+{
+        if (*p)
+                sparse_free(*p, sizeof(**p));
+}
+
 int sampler_new(const sampler_options *opt, sampler **ret)
 {
-        _cleanup_free_ sampler *e = calloc(1, sizeof(*e));
+        /* Sized for SAMPLER_MAX_GPUS; only the GPUs found are written (common/sparse.h). */
+        __attribute__((cleanup(sampler_unmapp))) sampler *e = sparse_zalloc(sizeof(*e));
         pthread_condattr_t ca;
         unsigned count = 0;
         int r;
@@ -1047,7 +1055,7 @@ sampler *sampler_free(sampler *e)
         for (int t = 0; t < TIER_COUNT; t++)
                 if (e->wd_timer[t] >= 0)
                         close(e->wd_timer[t]);
-        free(e);
+        sparse_free(e, sizeof(*e));
         return NULL;
 }
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sparse.h"
+
 #define PROBE  16
 #define MICRO  1000000LL /* micro-tokens per token */
 #define USEC_S 1000000LL
@@ -32,7 +34,7 @@ int ratelimit_new(unsigned per_minute, unsigned burst, ratelimit **ret)
 
         if (per_minute == 0 || burst == 0)
                 return -EINVAL;
-        rl = calloc(1, sizeof(*rl));
+        rl = sparse_zalloc(sizeof(*rl)); /* slots: written per client */
         if (!rl)
                 return -ENOMEM;
         pthread_mutex_init(&rl->lock, NULL);
@@ -46,7 +48,7 @@ ratelimit *ratelimit_free(ratelimit *rl)
 {
         if (rl) {
                 pthread_mutex_destroy(&rl->lock);
-                free(rl);
+                sparse_free(rl, sizeof(*rl));
         }
         return NULL;
 }

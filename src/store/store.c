@@ -549,9 +549,22 @@ static int migrate(sqlite3 *db, int *before, int *version, char *why, size_t why
 
 static void *writer_main(void *arg);
 
+/* SQLite's page cache starts each connection with a bulk allocation of 20 pages (~85 KiB,
+ * all of it resident) before it has read one page; with the bulk off, pages are allocated as
+ * they are read, up to the same cache_size. Process-wide, so set once, before SQLite
+ * initialises; if something initialised it first, the call is refused and nothing changes. */
+static void sqlite_memory_config(void)
+{
+        int rc = sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+
+        if (rc != SQLITE_OK)
+                log_debug("store", "SQLite page cache left as it is: %s", sqlite3_errstr(rc));
+}
+
 int store_open(const store_options *opt, store **ret, store_open_info *info, char *err,
                size_t errlen)
 {
+        static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
         store_open_info local = {0};
         char why[512] = "";
         sqlite3 *wdb = NULL;
@@ -562,6 +575,7 @@ int store_open(const store_options *opt, store **ret, store_open_info *info, cha
                 snprintf(err, errlen, "cannot open store: no path");
                 return -EINVAL;
         }
+        pthread_once(&sqlite_once, sqlite_memory_config);
         /* A shared flock says "a vigild uses this database": a restore (which takes it
          * exclusively) refuses to swap files under us. Shared, because a zero-downtime takeover
          * runs two vigilds on one data dir for a moment; SQLite serialises their writes. */

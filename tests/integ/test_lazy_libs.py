@@ -2,13 +2,15 @@
 """test_lazy_libs.py — vigild maps libarchive and libcurl only when it uses them (RSS, bench item
 2a): not at all with no backup and no alerting configured; libarchive after the first backup
 (POST /api/v1/backup over the unix socket, through `vigil backup create`), and the archive still
-verifies; libcurl as soon as the notifier starts with a webhook, and the alert is delivered."""
+verifies; libcurl as soon as the notifier starts with a webhook, and the alert is delivered;
+libsystemd only when systemd asks for something (here NOTIFY_SOCKET), and READY=1 still arrives."""
 import http.server
 import json
 import os
+import socket
 import threading
 
-from harness import Vigild, check, main, run_cli, skip_part, wait_for
+from harness import BUILD, Vigild, check, main, run_cli, scratch_dir, skip_part, wait_for
 
 
 def mapped(pid):
@@ -81,5 +83,44 @@ def test_alerting_maps_libcurl():
         srv.shutdown()
 
 
+def test_libsystemd_only_when_systemd_asks():
+    # Whatever the environment the tests run in, this daemon is not under systemd.
+    quiet = {"NOTIFY_SOCKET": "", "WATCHDOG_USEC": "", "JOURNAL_STREAM": ""}
+    with Vigild(env=quiet) as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 15, "ready")
+        libs = mapped(v.proc.pid)
+        check(not has(libs, "libsystemd"), "libsystemd mapped outside systemd: %s" % sorted(libs))
+        check(not has(libs, "libgcrypt") and not has(libs, "liblz4"),
+              "libsystemd's dependencies mapped outside systemd: %s" % sorted(libs))
+    with open(os.path.join(BUILD, "bin", "vigild"), "rb") as f:
+        if b"libsystemd.so.0" not in f.read():
+            skip_part("the NOTIFY_SOCKET half: vigild built without libsystemd")
+            return
+    d = scratch_dir("vigil-notify-")
+    path = os.path.join(d.name, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    got = []
+
+    def recv():
+        try:
+            got.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        return any("READY=1" in m for m in got)
+
+    try:
+        with Vigild(env=dict(quiet, NOTIFY_SOCKET=path)) as v:
+            wait_for(recv, 15, "READY=1 on NOTIFY_SOCKET")
+            libs = mapped(v.proc.pid)
+            check(has(libs, "libsystemd.so.0"), "NOTIFY_SOCKET set but libsystemd not mapped: %s"
+                  % sorted(libs))
+    finally:
+        sock.close()
+        d.cleanup()
+
+
 if __name__ == "__main__":
-    main([test_backup_maps_libarchive_at_first_use, test_alerting_maps_libcurl])
+    main([test_backup_maps_libarchive_at_first_use, test_alerting_maps_libcurl,
+          test_libsystemd_only_when_systemd_asks])

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 #ifdef VIGIL_HAVE_SYSTEMD
+/* sd_journal_sendv would record this file's own line as every entry's CODE_FILE/CODE_LINE */
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #endif
 

@@ -248,6 +248,9 @@ def test_journald_fields():
     check(e.get("SYSLOG_IDENTIFIER") == "vigild", "SYSLOG_IDENTIFIER %r" % e.get("SYSLOG_IDENTIFIER"))
     check(e.get("PRIORITY") in [str(i) for i in range(8)], "PRIORITY %r" % e.get("PRIORITY"))
     check(e.get("_SYSTEMD_UNIT") == "vigild.service", "_SYSTEMD_UNIT %r" % e.get("_SYSTEMD_UNIT"))
+    # no CODE_FILE/CODE_LINE of the logger itself (the same log.c line on every entry, and the
+    # build machine's path)
+    check("log.c" not in e.get("CODE_FILE", ""), "CODE_FILE %r CODE_LINE %r" % (e.get("CODE_FILE"), e.get("CODE_LINE")))
     # journalctl's own match on a field of vigild
     out = box.sh("journalctl --no-pager -u vigild -o cat VIGIL_COMPONENT=%s GPU=1" % e["VIGIL_COMPONENT"]).stdout
     check(e["MESSAGE"] in out, "journalctl VIGIL_COMPONENT=... GPU=1 does not find %r" % e["MESSAGE"])

@@ -45,7 +45,7 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "procps", "ca-certificates", "cur
             "libmicrohttpd12", "libjansson4", "libyaml-0-2", "libssl3", "libcurl4", "libsqlite3-0",
             "libsystemd0", "libjwt0", "libarchive13", "libcrypt1", "libgnutls30", "libprotobuf-c1")
 IMAGE = package_image_name("localhost/vigil-systemd", PACKAGES)
-NAME = "vigil-test-systemd"
+NAME = "vigil-test-systemd-%d" % os.getpid()  # two runs on one machine do not meet
 SOCK = "/run/vigil/vigild.sock"
 
 CONFIG = """\
@@ -76,7 +76,7 @@ class Box:
     def api(self, method, path, body=None):
         """(status, parsed JSON or text) over the unix socket, from inside the container."""
         data = "" if body is None else " -H 'Content-Type: application/json' -d '%s'" % json.dumps(body)
-        p = self.sh("curl -s -m 5 -o /tmp/body -w '%%{http_code}' --unix-socket %s -X %s%s "
+        p = self.sh("rm -f /tmp/body; curl -s -m 5 -o /tmp/body -w '%%{http_code}' --unix-socket %s -X %s%s "
                     "http://localhost%s; echo; cat /tmp/body" % (SOCK, method, data, path), ok=False)
         first, _, rest = p.stdout.partition("\n")
         st = int(first) if first.strip().isdigit() else 0
@@ -339,6 +339,8 @@ def test_watchdog():
         check(s2["MainPID"] != s["MainPID"], "same MainPID")
         msgs = messages(box.journal(cur, unit=False))
         check(any("Watchdog timeout" in m for m in msgs), "no 'Watchdog timeout' in the journal: %r" % msgs[-15:])
+        check(any("Failed with result 'watchdog'" in m for m in msgs),
+              "systemd did not end it for the watchdog: %r" % msgs[-15:])
         check(any("sampler stalled" in m for m in msgs), "vigild did not log 'sampler stalled': %r" % msgs[-15:])
         st, _ = box.api("GET", "/readyz")
         check(st == 200, "/readyz after the watchdog restart: %d" % st)

@@ -746,6 +746,10 @@ static void abandon(sampler *e, enum field_tier tier, unsigned gpu, int64_t runn
         bool first = atomic_fetch_add(&e->stuck[gpu], 1) == 0;
         int r;
 
+        pthread_mutex_lock(&e->lock); /* progress for the systemd watchdog (vigild main loop) */
+        e->stats.tier[tier].last_abandon_us = time_real_us();
+        pthread_mutex_unlock(&e->lock);
+
         log_error("sampler",
                   "GPU %u ('%s'): an NVML call on the %s tier has not returned for %.1fs: marked "
                   "unresponsive; sampling goes on without it",

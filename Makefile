@@ -48,6 +48,8 @@ test: deps format-check
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 
+# Label `container` (test_container, test_systemd_pid1: this tree's binaries in podman containers)
+# runs in the plain build only: the sanitizer stages exclude it.
 test-asan:
 	cmake -S . -B $(ASAN) -DVIGIL_WERROR=ON -DVIGIL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKEFLAGS)
 	cmake --build $(ASAN) -j$(JOBS)

@@ -62,8 +62,10 @@ static void notify(const char *state)
 #endif
 }
 
-/* systemd watchdog: ping every half period, but only while the fast tier keeps sweeping, so a
- * hung NVML call (GPU fallen off the bus) stops the pings and systemd restarts us. */
+/* systemd watchdog: ping every half period, but only while the fast tier makes progress, so a
+ * sampler that hangs stops the pings and systemd restarts us. Progress is a finished sweep, or a
+ * hung call given up (health.nvml_call_timeout): a hang on every GPU is given up one GPU after
+ * another, and with many GPUs that takes longer than WatchdogSec while the tier is not stuck. */
 static void watchdog_ping(sampler *en, int64_t wd_us, int64_t *last_ping_us)
 {
         sampler_stats st;
@@ -72,13 +74,14 @@ static void watchdog_ping(sampler *en, int64_t wd_us, int64_t *last_ping_us)
         if (wd_us <= 0 || (*last_ping_us >= 0 && now - *last_ping_us < wd_us / 2))
                 return;
         sampler_get_stats(en, &st);
-        age = time_real_us() - st.tier[TIER_FAST].last_sweep_us;
+        age = time_real_us() -
+              MAX(st.tier[TIER_FAST].last_sweep_us, st.tier[TIER_FAST].last_abandon_us);
         stale = MAX(3 * st.tier[TIER_FAST].interval_us, wd_us / 2);
         if (st.tier[TIER_FAST].sweeps == 0 || age > stale) {
                 if (*last_ping_us >= 0) /* once per stall */
                         log_warn("vigild",
-                                 "sampler stalled: last fast sweep %.1fs ago, "
-                                 "withholding the watchdog ping",
+                                 "sampler stalled: no fast sweep finished and no hung call "
+                                 "given up for %.1fs, withholding the watchdog ping",
                                  (double)age / USEC_PER_SEC);
                 *last_ping_us = -1;
                 return;

@@ -366,6 +366,7 @@ incident *incidents_open(incident_store *s, int gpu, const char *uuid, const cha
                          const char *action, const char *detail, int64_t now)
 {
         incident *in = new_slot(s);
+        char id[24], g[16];
 
         if (!in) {
                 log_error("health", "cannot open incident '%s': %d incidents are open", cond,
@@ -387,12 +388,17 @@ incident *incidents_open(incident_store *s, int gpu, const char *uuid, const cha
         in->first_us = in->last_us = now;
         in->count = 1;
         in->active = in->dirty = in->notify = in->fresh = true;
+        snprintf(id, sizeof(id), "%" PRIu64, in->id); /* journald fields INCIDENT, GPU, UUID */
+        snprintf(g, sizeof(g), "%d", gpu);
         if (gpu >= 0)
-                log_warn("health", "opened incident %" PRIu64 " on GPU %d ('%s'): %s (%s): %s",
-                         in->id, gpu, in->uuid, cond, health_severity_name(sev), detail);
+                log_fields(LOG_LVL_WARN, "health",
+                           ((log_field[]){{"incident", id}, {"gpu", g}, {"uuid", in->uuid}}),
+                           "opened incident %" PRIu64 " on GPU %d ('%s'): %s (%s): %s", in->id, gpu,
+                           in->uuid, cond, health_severity_name(sev), detail);
         else
-                log_warn("health", "opened incident %" PRIu64 " on the node: %s (%s): %s", in->id,
-                         cond, health_severity_name(sev), detail);
+                log_fields(LOG_LVL_WARN, "health", ((log_field[]){{"incident", id}}),
+                           "opened incident %" PRIu64 " on the node: %s (%s): %s", in->id, cond,
+                           health_severity_name(sev), detail);
         return in;
 }
 

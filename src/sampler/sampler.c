@@ -754,6 +754,10 @@ static void abandon(sampler *e, enum field_tier tier, unsigned gpu, int64_t runn
         bool first = atomic_fetch_add(&e->stuck[gpu], 1) == 0;
         int r;
 
+        pthread_mutex_lock(&e->lock); /* progress for the systemd watchdog (vigild main loop) */
+        e->stats.tier[tier].last_abandon_us = time_real_us();
+        pthread_mutex_unlock(&e->lock);
+
         log_error("sampler",
                   "GPU %u ('%s'): an NVML call on the %s tier has not returned for %.1fs: marked "
                   "unresponsive; sampling goes on without it",
@@ -890,6 +894,7 @@ static void *event_main(void *arg)
         pthread_setname_np(pthread_self(), "vg-events");
         while (!atomic_load(&e->stopping)) {
                 backend_event ev;
+                char gpu[16], xid[24];
                 int r = backend_wait_event(e->opt.backend, EVENT_WAIT_MS, &ev);
 
                 if (atomic_load(&e->stopping))
@@ -903,17 +908,25 @@ static void *event_main(void *arg)
                 }
                 if (ev.gpu >= e->n_gpus)
                         continue;
+                snprintf(gpu, sizeof(gpu), "%u", ev.gpu); /* journald fields GPU, UUID, XID */
                 switch (ev.kind) {
                 case BEV_XID:
-                        log_warn("events", "GPU %u ('%s') reported XID %llu", ev.gpu,
-                                 e->gpus[ev.gpu].id.uuid, (unsigned long long)ev.data);
+                        snprintf(xid, sizeof(xid), "%llu", (unsigned long long)ev.data);
+                        log_fields(LOG_LVL_WARN, "events",
+                                   ((log_field[]){{"gpu", gpu},
+                                                  {"uuid", e->gpus[ev.gpu].id.uuid},
+                                                  {"xid", xid}}),
+                                   "GPU %u ('%s') reported XID %llu", ev.gpu,
+                                   e->gpus[ev.gpu].id.uuid, (unsigned long long)ev.data);
                         record_xid(e, ev.gpu, (uint32_t)ev.data, ev.ts_us);
                         break;
                 case BEV_ECC_DBE:
                 case BEV_ECC_SBE:
-                        log_warn("events", "GPU %u ('%s') reported a %s ECC error", ev.gpu,
-                                 e->gpus[ev.gpu].id.uuid,
-                                 ev.kind == BEV_ECC_DBE ? "double-bit" : "single-bit");
+                        log_fields(LOG_LVL_WARN, "events",
+                                   ((log_field[]){{"gpu", gpu}, {"uuid", e->gpus[ev.gpu].id.uuid}}),
+                                   "GPU %u ('%s') reported a %s ECC error", ev.gpu,
+                                   e->gpus[ev.gpu].id.uuid,
+                                   ev.kind == BEV_ECC_DBE ? "double-bit" : "single-bit");
                         pthread_mutex_lock(&e->lock);
                         e->stats.events++;
                         pthread_mutex_unlock(&e->lock);

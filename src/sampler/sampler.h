@@ -104,6 +104,8 @@ typedef struct sampler_tier_stats {
         double sum_duration_s;      /* histogram sum */
         uint64_t buckets[ENGINE_HIST_BUCKETS]; /* cumulative counts for sampler_hist_bounds[] */
         int64_t last_sweep_us;                 /* end of the last sweep, usec since epoch */
+        int64_t last_abandon_us; /* the last hung call given up (the GPU marked unresponsive,
+                                    the tier goes on in a new thread), usec since epoch; 0 none */
 } sampler_tier_stats;
 
 extern const double sampler_hist_bounds[ENGINE_HIST_BUCKETS]; /* seconds, le= */

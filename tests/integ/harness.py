@@ -40,7 +40,6 @@ def check(cond, msg):
 # have. Keep this list short; docs/testing.md explains each entry.
 CI_CANNOT = {
     "gpu": "no NVIDIA GPU on CI machines",
-    "systemd-pid1": "no systemd as PID 1 in the CI container",
     "container-engine": "no container engine (docker/podman) in the CI container",
 }
 SKIP = 77

@@ -16,61 +16,13 @@ is printed (bench/RESULTS.md records it).
 """
 import json
 import os
-import shutil
-import subprocess
 import urllib.request
 
-from harness import SRC, check, free_port, main, scratch_dir, skip, wait_for
+from containers import Podman, base_image, engine_missing
+from harness import SRC, check, free_port, main, skip, wait_for
 
-PODMAN = shutil.which("podman")
-MMDEBSTRAP = shutil.which("mmdebstrap")
-BASE = "localhost/debian:bookworm"
 IMAGE = "localhost/vigil:test"
 TAGS = ("docker.io/library/debian:12.8", "docker.io/library/debian:12.8-slim")
-
-
-class Podman:
-    def __init__(self):
-        self.tmp = scratch_dir("vigil-podman-")
-        conf = os.path.join(self.tmp.name, "containers.conf")
-        with open(conf, "w") as f:
-            f.write("[containers]\ndefault_ulimits = []\n")
-        self.env = dict(os.environ, CONTAINERS_CONF=conf)
-        self.names = []
-
-    def run(self, *args, timeout=120, ok=True):
-        p = subprocess.run([PODMAN, "--runtime", "runc", "--cgroup-manager", "cgroupfs"] + list(args),
-                           capture_output=True, text=True, timeout=timeout, env=self.env)
-        if ok:
-            check(p.returncode == 0, "podman %s: exit %d\n%s%s" % (" ".join(args), p.returncode,
-                                                                  p.stdout[-3000:], p.stderr[-3000:]))
-        return p
-
-    def has_image(self, name):
-        return self.run("image", "exists", name, ok=False).returncode == 0
-
-    def start(self, name, *args):
-        self.run("rm", "-f", name, ok=False)
-        self.names.append(name)
-        return self.run("run", "-d", "--name", name, "--network", "host", *args)
-
-    def cleanup(self):
-        for n in self.names:
-            self.run("rm", "-f", "-t", "2", n, ok=False)
-        self.tmp.cleanup()
-
-
-def base_image(pm):
-    """The Debian 12 base from the package mirror (about 20 s, once per machine)."""
-    if not pm.has_image(BASE):
-        tar = os.path.join(pm.tmp.name, "deb12.tar")
-        p = subprocess.run([MMDEBSTRAP, "--variant=minbase", "--include=ca-certificates", "bookworm",
-                            tar], capture_output=True, text=True, timeout=600)
-        check(p.returncode == 0, "mmdebstrap: %s" % p.stderr[-2000:])
-        pm.run("import", tar, BASE, timeout=300)
-        os.unlink(tar)
-    for t in TAGS:  # local names only: --pull=never below, nothing is fetched from a registry
-        pm.run("tag", BASE, t)
 
 
 def metrics(port):
@@ -88,7 +40,7 @@ def gpu_series(port):
 def test_image_builds_runs_and_checks_health():
     pm = Podman()
     try:
-        base_image(pm)
+        base_image(pm, TAGS)
         pm.run("build", "--format", "docker", "--network", "host", "--pull=never",
                "--ignorefile", os.path.join(SRC, "deploy", "docker", "Dockerfile.dockerignore"),
                "-f", os.path.join(SRC, "deploy", "docker", "Dockerfile"), "-t", IMAGE, SRC,
@@ -144,6 +96,6 @@ def test_image_builds_runs_and_checks_health():
 
 
 if __name__ == "__main__":
-    if not PODMAN or not MMDEBSTRAP or not shutil.which("runc"):
-        skip("podman, mmdebstrap or runc not installed (scripts/install-deps.sh installs them)")
+    if engine_missing():
+        skip(engine_missing())
     main([test_image_builds_runs_and_checks_health])

@@ -112,7 +112,8 @@ def test_secrets_never_logged():
 
 def test_syslog_and_journald():
     """The syslog sink: where no syslog daemon owns /dev/log (a CI container) and we may create
-    it (root), the test listens there itself and checks the message that arrives."""
+    it (root), the test listens there itself and checks the message that arrives. Both sinks
+    under a real systemd, journald and rsyslog: test_systemd_pid1.py."""
     have_syslog = os.path.exists("/dev/log")
     have_journal = os.path.exists("/run/systemd/journal/socket")
     own = None

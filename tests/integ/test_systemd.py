@@ -7,6 +7,9 @@
    READY=1 after the first sweep, WATCHDOG=1 while sampling, RELOADING=1 then READY=1 on SIGHUP,
    STOPPING=1 and exit 0 on SIGTERM.
 3. A stuck sampler (every NVML field read sleeps 3 s) withholds the watchdog pings.
+4. A call hanging on every GPU, given up one GPU after another (health.nvml_call_timeout), does
+   not: that is progress, and systemd must not kill a daemon that handles the hang itself.
+The unit under a real systemd (PID 1 in a container): test_systemd_pid1.py.
 Timings are printed (and recorded in bench/RESULTS-deploy.md by hand), never asserted. The one
 time bound checked is the protocol itself: a healthy daemon never leaves a gap between pings that
 systemd would kill it for (WATCHDOG_USEC), and a stuck one leaves such a gap.
@@ -216,11 +219,42 @@ def test_stuck_sampler():
     print("ok - stuck sampler withholds the watchdog")
 
 
+def test_hang_on_every_gpu():
+    """An NVML call that hangs on every GPU (a wedged driver): vigild gives the calls up one GPU
+    after another (health.nvml_call_timeout), which is progress: the pings go on, so systemd does
+    not kill a daemon that is handling the hang itself. 8 GPUs x 1 s to give them all up is twice
+    WATCHDOG_USEC; each call returns after 3 s, so the stop does not wait long."""
+    scen = os.path.join(SRC, "tests", "scenarios", "default.yaml")
+    ns = NotifySocket()
+    try:
+        env = {"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "4000000"}  # pings every 2 s
+        v = Vigild(scen, env=env, config="health: {nvml_call_timeout: 1s}\n")
+        try:
+            v.wait_listening(20)
+            wait_for(lambda: len(ns.times("WATCHDOG=1")) >= 2, 20, "2 WATCHDOG=1 pings")
+            t0 = time.monotonic()
+            v.inject(call="nvmlDeviceGetTemperature", cost_us=3000000)
+            wait_for(lambda: v.logs().count("marked unresponsive") >= 8 or None, 30,
+                     "every GPU's hung call given up")
+            wait_for(lambda: time.monotonic() - t0 > 12, 20, "12 s of hung calls")
+            gap = max_gap(ns.times("WATCHDOG=1"), t0, time.monotonic())
+            print("# hang on every GPU: largest gap between pings %.2f s (WATCHDOG_USEC=4s)" % gap)
+            check(gap < 4.0, "a watchdog gap of %.2f s while vigild gave hung calls up (systemd "
+                  "kills at 4 s)" % gap)
+            v.inject(call="nvmlDeviceGetTemperature", cost_us=0)
+        finally:
+            v.stop(timeout=30)
+    finally:
+        ns.close()
+    print("ok - a hang on every GPU, given up one by one, keeps the watchdog fed")
+
+
 if __name__ == "__main__":
     try:
         test_unit_security()
         test_notify_protocol()
         test_stuck_sampler()
+        test_hang_on_every_gpu()
     except Failure as e:
         print("FAIL:", e)
         sys.exit(1)

@@ -560,6 +560,17 @@ int jobs_observe(jobs *j, unsigned gpu, const char *kind, const char *id, int64_
                 return -EINVAL;
         snprintf(key, sizeof(key), "%s:%s", kind, id);
         pthread_mutex_lock(&j->lock);
+        if (k == JOBS_SLURM) {
+                /* deploy/slurm's prolog registered this job as "slurm-ID": that job has the exact
+                 * boundaries and gets the processes (jobs_process_seen); no second record */
+                char reg[JOBS_ID_MAX];
+
+                snprintf(reg, sizeof(reg), "slurm-%s", id);
+                if (find_running(j, reg, NULL)) {
+                        pthread_mutex_unlock(&j->lock);
+                        return 0;
+                }
+        }
         jb = find_running(j, key, NULL);
         if (!jb && find_fin(j, key, &pos)) { /* ended a moment ago and seen again */
                 jb = j->fin[pos];

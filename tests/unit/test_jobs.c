@@ -303,6 +303,31 @@ static void test_processes(void **state)
         jobs_free(j);
 }
 
+/* A Slurm job the prolog registered ("slurm-ID") is not recorded a second time as the automatic
+ * "slurm:ID"; its processes go to the registered job. */
+static void test_slurm_registered_once(void **state)
+{
+        char err[256];
+        jobs *j = mk(NULL, 2, 60 * S, 0);
+        json_t *r = NULL;
+
+        (void)state;
+        assert_int_equal(jobs_start(j, "slurm-77", 0x3, err, sizeof(err)), 0);
+        assert_int_equal(jobs_observe(j, 1, "slurm", "77", clock_now), 0);
+        jobs_process_seen(j, 1, 4321, "slurm", "77");
+        assert_int_equal(jobs_get(j, "slurm:77", &r), -ENOENT);
+        assert_int_equal(jobs_get(j, "slurm-77", &r), 0);
+        assert_int_equal(
+            json_integer_value(json_array_get(json_object_get(gpu_of(r, 1), "processes"), 0)),
+            4321);
+        json_decref(r);
+        /* another Slurm job, not registered: automatic */
+        assert_int_equal(jobs_observe(j, 0, "slurm", "78", clock_now), 0);
+        assert_int_equal(jobs_get(j, "slurm:78", &r), 0);
+        json_decref(r);
+        jobs_free(j);
+}
+
 static void test_bad_input(void **state)
 {
         char err[256];
@@ -414,6 +439,7 @@ int main(void)
             cmocka_unit_test(test_xids),
             cmocka_unit_test(test_automatic_grace),
             cmocka_unit_test(test_processes),
+            cmocka_unit_test(test_slurm_registered_once),
             cmocka_unit_test(test_bad_input),
             cmocka_unit_test(test_restart_gap_and_retention),
         };

@@ -311,7 +311,9 @@ int notifier_enqueue(notifier *n, const incident *in, int64_t resend_us)
         nt = n->n_targets;
         memcpy(tg, n->targets, nt * sizeof(*tg));
         n->valid_us = notifier_valid_for(resend_us, 0);
-        labels = json_incref(n->labels);
+        /* a copy, not a reference: jansson's reference count is not thread-safe to share with
+         * a reload that replaces n->labels (its decref reads the count without atomics) */
+        labels = json_deep_copy(n->labels);
         pthread_mutex_unlock(&n->lock);
         for (size_t t = 0; t < nt; t++) {
                 json_t *j = tg[t].kind == TARGET_ALERTMANAGER

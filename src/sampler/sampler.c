@@ -1215,7 +1215,8 @@ int sampler_latest(sampler *e, unsigned gpu, uint16_t field_id, int64_t now_us,
         if (r < 0)
                 return r;
         /* a profiling field not read now (or not yet since it was asked for): not watched */
-        if (rd.v.status == -ENOENT || !prof_wanted(e, field_id, time_mono_us()))
+        if (rd.v.status == -ENOENT ||
+            (field_is_profiling(field_id) && !prof_wanted(e, field_id, time_mono_us())))
                 return -ENOENT;
         if (!now_us)
                 now_us = e->now_real();

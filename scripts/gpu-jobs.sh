@@ -18,7 +18,8 @@
 #   -L  directory of carried libraries, given to Vigil's binaries only: on the build machine
 #       `scripts/gpu-jobs.sh --collect-libs DIR [BUILD_DIR]` copies what vigild and vigil need
 #       (all but glibc's own) into DIR
-# Needs python3 with torch and pynvml (nvidia-ml-py). Exit: 0 agreement within 1 %, 1 not (or a
+# Needs python3 with torch; pynvml (nvidia-ml-py) where installed, else the same three NVML calls
+# through ctypes. Exit: 0 agreement within 1 %, 1 not (or a
 # step failed), 77 no NVIDIA GPU here.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -54,8 +55,8 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
 	echo "gpu-jobs: no NVIDIA GPU here (nvidia-smi fails): skipped"
 	exit 77
 fi
-if ! python3 -c 'import torch, pynvml' 2>/dev/null; then
-	echo "gpu-jobs: python3 needs torch and pynvml (pip install nvidia-ml-py)"
+if ! python3 -c 'import torch' 2>/dev/null; then
+	echo "gpu-jobs: python3 needs torch"
 	exit 1
 fi
 if [ ! -x "$BUILD/bin/vigild" ] || [ ! -x "$BUILD/bin/vigil" ]; then
@@ -71,6 +72,12 @@ vrun() {
 		"$@"
 	fi
 }
+# vexec CMD... &: the background job is CMD itself (exec), so that $! is its PID and killing it
+# stops it (a function run with & is a subshell, whose PID $! would be otherwise)
+vexec() {
+	[ -z "$LIBS" ] || export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+	exec "$@"
+}
 
 DATA=$(mktemp -d /tmp/vigil-gpu-jobs.XXXXXX)
 SOCK=$DATA/vigild.sock
@@ -79,7 +86,7 @@ cat >"$DATA/vigil.yaml" <<EOF
 collection:
   tiers: {fast: 1s, slow: 5s}
 EOF
-vrun "$BUILD/bin/vigild" --listen 127.0.0.1:0 --data-dir "$DATA" --socket "$SOCK" \
+vexec "$BUILD/bin/vigild" --listen 127.0.0.1:0 --data-dir "$DATA" --socket "$SOCK" \
 	--config "$DATA/vigil.yaml" >"$OUT/vigild.log" 2>&1 &
 VPID=$!
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -102,8 +109,46 @@ JOB="gpu-check-$$"
 export URL GPU DUR JOB OUT
 export VIGIL_BIN="$BUILD/bin/vigil" VIGIL_SOCK="$SOCK" VIGIL_LIBS="$LIBS"
 python3 - <<'PY'
-import json, os, subprocess, sys, time, urllib.request
-import pynvml
+import ctypes, json, os, subprocess, sys, time, urllib.request
+
+try:
+    import pynvml
+except ImportError:  # the independent reading needs only three NVML calls: ctypes does them
+    class pynvml:
+        _lib = ctypes.CDLL("libnvidia-ml.so.1")
+
+        @staticmethod
+        def _ok(rc, what):
+            if rc != 0:
+                raise RuntimeError("%s: NVML error %d" % (what, rc))
+
+        @classmethod
+        def nvmlInit(cls):
+            cls._ok(cls._lib.nvmlInit_v2(), "nvmlInit_v2")
+
+        @classmethod
+        def nvmlShutdown(cls):
+            cls._lib.nvmlShutdown()
+
+        @classmethod
+        def nvmlDeviceGetHandleByIndex(cls, i):
+            h = ctypes.c_void_p()
+            cls._ok(cls._lib.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(i), ctypes.byref(h)),
+                    "nvmlDeviceGetHandleByIndex_v2")
+            return h
+
+        @classmethod
+        def nvmlDeviceGetUUID(cls, h):
+            buf = ctypes.create_string_buffer(96)
+            cls._ok(cls._lib.nvmlDeviceGetUUID(h, buf, ctypes.c_uint(96)), "nvmlDeviceGetUUID")
+            return buf.value.decode()
+
+        @classmethod
+        def nvmlDeviceGetTotalEnergyConsumption(cls, h):
+            mj = ctypes.c_ulonglong()
+            cls._ok(cls._lib.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj)),
+                    "nvmlDeviceGetTotalEnergyConsumption")
+            return mj.value
 
 url, gpu, dur, job, out = (os.environ[k] for k in ("URL", "GPU", "DUR", "JOB", "OUT"))
 gpu, dur = int(gpu), float(dur)

@@ -59,6 +59,12 @@ vrun() {
 		"$@"
 	fi
 }
+# vexec CMD... &: the background job is CMD itself (exec), so that $! is its PID and killing it
+# stops it (a function run with & is a subshell, whose PID $! would be otherwise)
+vexec() {
+	[ -z "$LIBS" ] || export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+	exec "$@"
+}
 
 data=$(mktemp -d "${TMPDIR:-/tmp}/vigil-gpu-workload.XXXXXX")
 torch_pid=""
@@ -103,7 +109,7 @@ cat >"$data/vigil.yaml" <<EOF
 collection: {tiers: {slow: 5s}}
 workload: {interval: 1s}
 EOF
-vrun "$BUILD/bin/vigild" --config "$data/vigil.yaml" --data-dir "$data" --socket "$data/vigild.sock" \
+vexec "$BUILD/bin/vigild" --config "$data/vigil.yaml" --data-dir "$data" --socket "$data/vigild.sock" \
 	--listen 127.0.0.1:0 >"$OUT/vigild.log" 2>&1 &
 vigild_pid=$!
 for _ in $(seq 1 60); do

@@ -53,6 +53,25 @@ int field_index(unsigned id)
         return -1;
 }
 
+/* Measured on an H100 (driver 580, bench/RESULTS.md §6): nvmlDeviceValidateInforom takes
+ * ~70 ms of CPU per call, four times the whole rest of a slow sweep; read every slow sweep it was
+ * most of vigild's CPU. The InfoROM's checksums change only when it is written or corrupted, so
+ * it is read at start and then hourly (DCGM reads it when a health check asks). */
+static const struct {
+        unsigned id;
+        int64_t us;
+} costly[] = {
+        {84, 3600LL * 1000000}, /* INFOROM_VALID */
+};
+
+int64_t field_default_interval_us(unsigned id)
+{
+        for (size_t i = 0; i < sizeof(costly) / sizeof(costly[0]); i++)
+                if (costly[i].id == id)
+                        return costly[i].us;
+        return 0;
+}
+
 const field_meta *field_by_id(unsigned id)
 {
         int i = field_index(id);

@@ -72,6 +72,9 @@ const field_meta *field_by_id(unsigned id);
 const field_meta *field_by_name(const char *name);
 /* Index of the field in catalog order, or -1. */
 int field_index(unsigned id);
+/* The default interval of a slow-tier field whose read costs too much for every slow sweep, in
+ * microseconds; 0 for the others (their tier's interval). collection.fields overrides it. */
+int64_t field_default_interval_us(unsigned id);
 
 /* DCGM's profiling fields (DCGM_FI_PROF_*, ids 1001-1099), read through NVML GPM (PCIe 1009/1010
  * through nvmlDeviceGetPcieThroughput): the sampler reads only those something wants

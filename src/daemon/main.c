@@ -7,6 +7,7 @@
  *      /api/v1/config/reload reload: all or nothing, restart-only keys reported as pending)
  *   4. the steps stopped in reverse order. */
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -1613,6 +1614,12 @@ int main(int argc, char **argv)
 
         if (parse_args(argc, argv, &o) < 0)
                 return 2;
+        /* glibc gives each thread that allocates its own malloc arena (up to 8 per core); vigild
+         * has a dozen threads that allocate little and rarely, so two arenas are plenty: ~120 KiB
+         * less resident at one GPU (bench/RESULTS.md §7). MALLOC_ARENA_MAX in the environment
+         * still wins (glibc reads it before main). */
+        if (!getenv("MALLOC_ARENA_MAX"))
+                mallopt(M_ARENA_MAX, 2);
         /* Block the signals we handle before any thread exists, so every thread inherits the
          * mask and they are only ever taken from the signalfd in the main loop. */
         sigemptyset(&mask);

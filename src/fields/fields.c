@@ -61,7 +61,7 @@ static const struct {
         unsigned id;
         int64_t us;
 } costly[] = {
-        {84, 3600LL * 1000000}, /* INFOROM_VALID */
+    {84, 3600LL * 1000000}, /* INFOROM_VALID */
 };
 
 int64_t field_default_interval_us(unsigned id)

@@ -34,6 +34,12 @@ enum MHD_Result api_reply_static(request *r, unsigned status, const void *data, 
                                  const char *ctype, const char *vary, const char *encoding,
                                  void (*release)(void *), void *cls);
 
+/* A refusal written straight to a socket before libmicrohttpd parsed the request (prehead.c):
+ * the status line, the headers every response carries (a fresh X-Request-Id, the web-config and
+ * TLS headers, Connection: close) and the JSON error body, into out. status: 400, 414, 431 or
+ * 505; msg: the lowercase reason. Returns the length, or 0 when out is too small. */
+size_t api_raw_error(api *a, unsigned status, const char *msg, char *out, size_t len);
+
 /* 200 with a copy of text as text/plain (dcgm-exporter's GET /health "OK"). */
 enum MHD_Result api_reply_plain(request *r, const char *text);
 

@@ -25,6 +25,7 @@
 
 #include "api-internal.h"
 #include "https.h"
+#include "prehead.h"
 #include "reply.h"
 #include "routes.h"
 #include "selfmetrics.h"
@@ -447,9 +448,13 @@ static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
                 flags |= MHD_USE_TLS;
         return MHD_start_daemon(
             flags, 0, per_ip && a->opt.gate ? accept_cb : NULL, a->opt.gate, on_request, a,
-            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_ARRAY, https_options(a, per_ip),
-            MHD_OPTION_THREAD_POOL_SIZE, a->opt.threads ? a->opt.threads : 2,
-            MHD_OPTION_CONNECTION_LIMIT, a->opt.max_connections ? a->opt.max_connections : 256,
+            MHD_OPTION_LISTEN_SOCKET, fd,
+            /* plain listeners: the first request head is judged before libmicrohttpd parses it;
+             * the TLS listener's own callback (https_options, after this) replaces it */
+            MHD_OPTION_NOTIFY_CONNECTION, prehead_on_connection, a, MHD_OPTION_ARRAY,
+            https_options(a, per_ip), MHD_OPTION_THREAD_POOL_SIZE,
+            a->opt.threads ? a->opt.threads : 2, MHD_OPTION_CONNECTION_LIMIT,
+            a->opt.max_connections ? a->opt.max_connections : 256,
             MHD_OPTION_PER_IP_CONNECTION_LIMIT,
             per_ip ? (a->opt.max_per_ip ? a->opt.max_per_ip : 32) : 0,
             MHD_OPTION_CONNECTION_TIMEOUT, a->opt.timeout_s ? a->opt.timeout_s : 30,

@@ -1,0 +1,100 @@
+/* test_prehead.c — prehead_check, the judge of a plain connection's first request head before
+ * libmicrohttpd parses it: what it refuses (and with which status), and what it must pass on
+ * untouched — every form of request libmicrohttpd accepts, and heads too short to judge. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "api/prehead.h"
+
+#define S(lit) lit, sizeof(lit) - 1
+
+static unsigned judge(const char *b, size_t n)
+{
+        const char *msg = NULL;
+        unsigned st = prehead_check(b, n, &msg);
+
+        if (st)
+                assert_non_null(msg);
+        return st;
+}
+
+static void test_accepted(void **state)
+{
+        (void)state;
+        assert_int_equal(judge(S("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")), 0);
+        assert_int_equal(judge(S("GET /healthz HTTP/1.0\r\n\r\n")), 0);
+        assert_int_equal(judge(S("GET /healthz HTTP/1.1\nHost: x\n\n")), 0); /* bare LF */
+        assert_int_equal(judge(S("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")), 0);
+        assert_int_equal(judge(S("GET http://h:5555/metrics HTTP/1.1\r\nHost: h\r\n\r\n")), 0);
+        assert_int_equal(judge(S("\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")), 0); /* RFC 9112 2.2 */
+        assert_int_equal(judge(S("POST /api/v1/inject HTTP/1.1\r\nHost: x\r\n"
+                                 "Content-Length: 4\r\ncontent-length:  4 \r\n\r\n{\"\0}")),
+                         0); /* the same length twice; a NUL in the body is the body's business */
+        /* too little to judge: libmicrohttpd decides (and its timeout) */
+        assert_int_equal(judge(S("GE")), 0);
+        assert_int_equal(judge(S("GET / HTTP/1.1\r\nHost: x\r\n")), 0);
+}
+
+static void test_request_line(void **state)
+{
+        (void)state;
+        assert_int_equal(judge(S("GARBAGE\r\n\r\n")), 400);
+        assert_int_equal(judge(S("GET /\r\n\r\n")), 400);              /* HTTP/0.9 */
+        assert_int_equal(judge(S("GET  / HTTP/1.1\r\n\r\n")), 400);    /* empty target */
+        assert_int_equal(judge(S("GET / HTTP/1.1 x\r\n\r\n")), 400);   /* a fourth part */
+        assert_int_equal(judge(S("G(T / HTTP/1.1\r\n\r\n")), 400);     /* not a token */
+        assert_int_equal(judge(S("GET /a\tb HTTP/1.1\r\n\r\n")), 400); /* control byte */
+        assert_int_equal(judge(S("GET / HTTQ/1.1\r\n\r\n")), 400);
+        assert_int_equal(judge(S("GET / HTTP/2.0\r\nHost: x\r\n\r\n")), 505);
+        assert_int_equal(judge(S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")),
+                         505); /* h2 prior knowledge */
+        assert_int_equal(judge(S("GET / HTTP/1.2\r\n\r\n")), 505);
+}
+
+static void test_sizes(void **state)
+{
+        char *b = malloc(PREHEAD_MAX);
+
+        (void)state;
+        assert_non_null(b);
+        memcpy(b, "GET /", 5);
+        memset(b + 5, 'a', PREHEAD_MAX - 5); /* no end of line within the budget */
+        assert_int_equal(judge(b, PREHEAD_MAX), 414);
+        assert_int_equal(judge(b, PREHEAD_MAX - 1), 0); /* may still end: not judged */
+        memcpy(b, "GET / HTTP/1.1\r\nX-A: ", 21);       /* the line ends, the head does not */
+        assert_int_equal(judge(b, PREHEAD_MAX), 431);
+        free(b);
+}
+
+static void test_fields(void **state)
+{
+        (void)state;
+        assert_int_equal(judge(S("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n")), 400);
+        assert_int_equal(judge(S("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b")), 400); /* partial */
+        assert_int_equal(judge(S("POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n")), 400);
+        assert_int_equal(judge(S("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n")), 400);
+        assert_int_equal(judge(S("POST / HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n")), 400);
+        assert_int_equal(judge(S("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n")), 400);
+        assert_int_equal(
+            judge(S("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n")), 400);
+        assert_int_equal(
+            judge(S("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n")),
+            400); /* does not fit 64 bits */
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_accepted),
+            cmocka_unit_test(test_request_line),
+            cmocka_unit_test(test_sizes),
+            cmocka_unit_test(test_fields),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -31,7 +31,6 @@
 #define KUBEAPI_RETRY_US  (10 * USEC_PER_SEC) /* a failed pod is asked again after this long */
 #define KUBEAPI_BODY_MAX  (4u << 20)          /* bytes of one answer (a Pod is ~10-50 KiB) */
 #define KUBEAPI_TOKEN_MAX (64u << 10)         /* bytes of the token file */
-#define KUBEAPI_LOG_US    (60 * USEC_PER_SEC) /* the same error is logged at most this often */
 
 /* ---- label names and the allowlist ---- */
 
@@ -218,6 +217,7 @@ typedef struct kube_entry {
         int64_t fetched_us;      /* monotonic usec of the last request */
         workload_pod_label *lab; /* WORKLOAD_POD_LABELS_MAX, n used */
         size_t n;
+        int logged; /* the failure last logged for this pod (-errno); 0 after an answer */
 } kube_entry;
 
 struct kubeapi {
@@ -231,8 +231,6 @@ struct kubeapi {
         kube_entry *entries;  /* KUBEAPI_PODS_MAX */
         size_t n;
         workload_kubeapi st;
-        char last_logged[256]; /* reader thread only: the last error logged, "" after an answer */
-        int64_t last_log_us;
 };
 
 int kubeapi_new(const workload_options *opt, kubeapi **ret, char *err, size_t errlen)
@@ -512,7 +510,7 @@ void kubeapi_refresh(kubeapi *k, const kube_pod_ref *pods, size_t n)
                 size_t nl = 0;
                 int r = fetch(k, &due[i], uid, sizeof(uid), lab, &nl, err, sizeof(err));
                 kube_entry *e;
-                bool log_it = false;
+                int was = 0;
 
                 pthread_mutex_lock(&k->lock);
                 k->st.requests++;
@@ -532,27 +530,22 @@ void kubeapi_refresh(kubeapi *k, const kube_pod_ref *pods, size_t n)
                         snprintf(e->ref.uid, sizeof(e->ref.uid), "%s", r == 0 ? uid : "");
                         if (r == 0)
                                 memcpy(e->lab, lab, nl * sizeof(*lab));
+                        was = e->logged;
+                        e->logged = r == -ENOENT ? was : r;
                 }
                 pthread_mutex_unlock(&k->lock);
-                if (r < 0 && r != -ENOENT) {
-                        int64_t t = time_mono_us();
-                        /* at once after an answer, then at most once a minute */
-                        log_it = !k->last_logged[0] || t - k->last_log_us >= KUBEAPI_LOG_US;
-                        if (log_it) {
-                                snprintf(k->last_logged, sizeof(k->last_logged), "%s", err);
-                                k->last_log_us = t;
-                                log_warn("workload",
-                                         "cannot get the labels of pod %s/%s: %s; its GPU "
-                                         "metrics carry no pod labels until the API server "
-                                         "answers",
-                                         due[i].ns, due[i].pod, err);
-                        }
-                } else if (r == 0 && k->last_logged[0]) {
-                        log_info("workload", "the API server at '%s' answers again", k->url);
-                        k->last_logged[0] = '\0';
-                } else if (r == -ENOENT) {
+                /* once per pod and kind of failure (the retries of the same one are quiet), and
+                 * once when it answers again */
+                if (r < 0 && r != -ENOENT && r != was)
+                        log_warn("workload",
+                                 "cannot get the labels of pod %s/%s: %s; its GPU metrics carry "
+                                 "no pod labels until the API server answers",
+                                 due[i].ns, due[i].pod, err);
+                else if (r == 0 && was != 0)
+                        log_info("workload", "the labels of pod %s/%s are read again", due[i].ns,
+                                 due[i].pod);
+                else if (r == -ENOENT)
                         log_debug("workload", "pod %s/%s: %s", due[i].ns, due[i].pod, err);
-                }
         }
         free(due);
 }

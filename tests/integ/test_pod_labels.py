@@ -23,8 +23,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import VIGILD, Vigild, check, main, parse_metrics, series, wait_for
-from test_workload import (UID_A, PodResourcesServer, World, gpu_uuids, kube_pods, need_grpc,
-                           wait_metric_value)
+from test_workload import (UID_A, PodResourcesServer, World, gpu_uuids, kube_pods, mapped,
+                           need_grpc, wait_metric_value)
 
 
 def sh(*cmd):
@@ -152,6 +152,7 @@ def test_pod_labels():
         check('pod="evil"' not in text, "a pod label replaced the series' own pod label")
         check('app_kubernetes_io_name="llm \\"7b\\""' in text, "the value is escaped")
         check(all(r[1] == "Bearer tok-1" for r in api.requests), "bearer token on every request")
+        check(any(x.startswith("libcurl") for x in mapped(d.proc.pid)), "libcurl loaded")
 
         m = parse_metrics(text)
         pa = series(m, "vigil_gpu_process_memory_bytes", pod="train-a")
@@ -190,6 +191,20 @@ def test_pod_labels():
                  40, "labels back with the new token")
 
 
+def test_curl_not_loaded_without_pod_labels():
+    """kubernetes on, pod labels off: libcurl (and all it pulls in) is never mapped."""
+    need_grpc()
+    w = World()
+    with PodResourcesServer(w.sock) as kube, Vigild("workload.yaml", config=w.config()) as d:
+        kube.set(pods=kube_pods(gpu_uuids(d)))
+        wait_metric_value(d, "vigil_workload_kubelet_up", 1)
+        wait_for(lambda: d.metric("vigil_workload_reads_total") >= 2, 20, "two reads")
+        libs = mapped(d.proc.pid)
+        check(not any(x.startswith("libcurl") for x in libs), "libcurl mapped: %s" % sorted(libs))
+        check(not series(parse_metrics(d.metrics()), "vigil_workload_kube_api_up"),
+              "no API-server gauge when off")
+
+
 def test_check_config():
     import tempfile
     with tempfile.TemporaryDirectory() as t:
@@ -222,4 +237,4 @@ def test_check_config():
 
 
 if __name__ == "__main__":
-    main([test_pod_labels, test_check_config])
+    main([test_pod_labels, test_curl_not_loaded_without_pod_labels, test_check_config])

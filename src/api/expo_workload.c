@@ -268,9 +268,10 @@ int expo_workload_render(api *a, buf *b, bool om)
         {
                 workload_kubeapi k;
                 workload_kubeapi_get(a->opt.workload, &k);
-                if (k.enabled) {
+                if (k.enabled && k.requests) { /* unknown (absent) until the first request */
                         family(b, om, "vigil_workload_kube_api_up", "gauge",
-                               "1 when the API server answered the last pod request (pod labels)");
+                               "1 when the API server answered a pod request of the last read (pod "
+                               "labels)");
                         buf_printf(b, "vigil_workload_kube_api_up %d\n", k.up);
                         family(b, om, "vigil_workload_kube_api_requests_total", "counter",
                                "Pod requests to the API server (pod labels)");

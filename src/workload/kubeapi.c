@@ -231,6 +231,7 @@ struct kubeapi {
         kube_entry *entries;  /* KUBEAPI_PODS_MAX */
         size_t n;
         workload_kubeapi st;
+        int64_t down_until_us; /* reader thread: no request before (monotonic usec) */
 };
 
 int kubeapi_new(const workload_options *opt, kubeapi **ret, char *err, size_t errlen)
@@ -325,9 +326,10 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *userdata)
         return n;
 }
 
-/* GET the pod; on an answer (200) parse it into e's labels. Returns 0 (200), -ENOENT (404: no
+/* GET the pod; on an answer (200) parse it into the labels. Returns 0 (200), -ENOENT (404: no
  * such pod), -EACCES (401/403), -EPROTO (another status), -EBADMSG (bad Pod), -ELIBACC (no
- * libcurl), -EIO (transport, TLS), -ENOENT/-EACCES... reading the token; reason in err. */
+ * libcurl), -EIO (transport, TLS, timeout), -ENOKEY (the token file unreadable or empty); the
+ * reason in err. */
 static int fetch(kubeapi *k, const kube_pod_ref *ref, char *uid, size_t uidlen,
                  workload_pod_label *lab, size_t *n, char *err, size_t errlen)
 {
@@ -352,7 +354,7 @@ static int fetch(kubeapi *k, const kube_pod_ref *ref, char *uid, size_t uidlen,
         if (r < 0) {
                 file_read_strerror(r, "the service account token", k->token_file, KUBEAPI_TOKEN_MAX,
                                    err, errlen);
-                return r;
+                return -ENOKEY; /* not -ENOENT: that is a pod the API server does not know */
         }
         while (tlen &&
                (token[tlen - 1] == '\n' || token[tlen - 1] == '\r' || token[tlen - 1] == ' '))
@@ -361,7 +363,7 @@ static int fetch(kubeapi *k, const kube_pod_ref *ref, char *uid, size_t uidlen,
                 snprintf(err, errlen, "the token file '%s' is empty or holds several lines",
                          k->token_file);
                 explicit_bzero(token, tlen);
-                return -EINVAL;
+                return -ENOKEY;
         }
         alen = tlen + 32;
         auth = malloc(alen);
@@ -459,7 +461,7 @@ void kubeapi_refresh(kubeapi *k, const kube_pod_ref *pods, size_t n)
 {
         int64_t now = time_mono_us();
         kube_pod_ref *due;
-        size_t ndue = 0;
+        size_t ndue = 0, asked = 0, answered = 0;
 
         if (!k)
                 return;
@@ -504,6 +506,10 @@ void kubeapi_refresh(kubeapi *k, const kube_pod_ref *pods, size_t n)
         k->st.pods = k->n;
         pthread_mutex_unlock(&k->lock);
 
+        /* the API server unreachable: one timeout per KUBEAPI_RETRY_US at most, not one per pod
+         * per read (the reader thread must not fall behind the reads) */
+        if (now < k->down_until_us)
+                ndue = 0;
         for (size_t i = 0; i < ndue; i++) {
                 workload_pod_label lab[WORKLOAD_POD_LABELS_MAX];
                 char uid[80] = "", err[256] = "";
@@ -514,7 +520,8 @@ void kubeapi_refresh(kubeapi *k, const kube_pod_ref *pods, size_t n)
 
                 pthread_mutex_lock(&k->lock);
                 k->st.requests++;
-                k->st.up = r == 0 || r == -ENOENT;
+                asked++;
+                answered += r == 0 || r == -ENOENT;
                 if (r < 0) {
                         k->st.errors++;
                         snprintf(k->st.error, sizeof(k->st.error), "%s", err);
@@ -546,6 +553,29 @@ void kubeapi_refresh(kubeapi *k, const kube_pod_ref *pods, size_t n)
                                  due[i].pod);
                 else if (r == -ENOENT)
                         log_debug("workload", "pod %s/%s: %s", due[i].ns, due[i].pod, err);
+                if (r == -EIO || r == -ELIBACC || r == -ENOKEY) {
+                        /* the others would fail alike: not asked now, but without labels (the API
+                         * server is down for them too) until the pause ends */
+                        k->down_until_us = time_mono_us() + KUBEAPI_RETRY_US;
+                        pthread_mutex_lock(&k->lock);
+                        for (size_t j = i + 1; j < ndue; j++) {
+                                kube_entry *o = find(k, due[j].ns, due[j].pod);
+                                if (!o)
+                                        continue;
+                                o->ok = false;
+                                o->n = 0;
+                                o->ref.uid[0] = '\0';
+                                o->fetched = true;
+                                o->fetched_us = time_mono_us();
+                        }
+                        pthread_mutex_unlock(&k->lock);
+                        break;
+                }
+        }
+        if (asked) { /* up: the API server answered at least one of this read's requests */
+                pthread_mutex_lock(&k->lock);
+                k->st.up = answered > 0;
+                pthread_mutex_unlock(&k->lock);
         }
         free(due);
 }

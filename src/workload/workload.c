@@ -359,20 +359,26 @@ static bool add_pod(kube_pod_ref *refs, size_t *n, size_t max, const workload_ow
  * to the label cache, which fetches what is due. Reader thread, after the read. */
 static void refresh_pod_labels(workload *w)
 {
-        kube_pod_ref *refs = calloc(KUBEAPI_PODS_MAX, sizeof(*refs));
-        size_t n = 0;
+        kube_pod_ref *refs;
+        size_t n = 0, max = 0;
 
-        if (!refs)
-                return;
         pthread_mutex_lock(&w->lock);
+        for (unsigned i = 0; i < w->n_gpus; i++)
+                max += w->gpus[i].n + 1;
+        max = MIN(max, (size_t)KUBEAPI_PODS_MAX);
+        refs = calloc(max ? max : 1, sizeof(*refs));
+        if (!refs) {
+                pthread_mutex_unlock(&w->lock);
+                return;
+        }
         for (unsigned i = 0; i < w->n_gpus; i++) {
                 const wl_gpu *g = &w->gpus[i];
                 if (g->status != 0)
                         continue;
                 for (size_t k = 0; k < g->n; k++)
-                        add_pod(refs, &n, KUBEAPI_PODS_MAX, &g->procs[k].owner);
+                        add_pod(refs, &n, max, &g->procs[k].owner);
                 if (g->kube_status == 0)
-                        add_pod(refs, &n, KUBEAPI_PODS_MAX, &g->kube);
+                        add_pod(refs, &n, max, &g->kube);
         }
         pthread_mutex_unlock(&w->lock);
         kubeapi_refresh(w->kubeapi, refs, n);

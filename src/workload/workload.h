@@ -148,7 +148,7 @@ size_t workload_pod_labels(workload *w, const workload_owner *o, workload_pod_la
 /* The API-server client's state (pod labels on). */
 typedef struct workload_kubeapi {
         bool enabled;       /* workload.pod_labels */
-        bool up;            /* the last request was answered (200, or 404 for a pod gone) */
+        bool up;            /* a request of the last read was answered (200; 404: pod gone) */
         uint64_t requests;  /* pod GETs made */
         uint64_t errors;    /* of which gave no labels (transport, TLS, 401/403, 404, bad JSON) */
         size_t pods;        /* pods in the cache */

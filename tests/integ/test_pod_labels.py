@@ -11,8 +11,9 @@ process series, in both namings; the others do not; a pod label named like a lab
 already has (`pod`) does not replace it; 403 and garbage give those pods no labels and count as
 errors; a token the server refuses gives no labels (not the old ones) and
 vigil_workload_kube_api_up 0, the new token written to the file brings them back (read at each
-request); a bad regex and pod_labels without kubernetes are refused by --check-config, naming
-the problem.
+request); the API server gone: no labels, up 0, the reads go on; a 404 gives no labels; libcurl is
+mapped only with pod labels on; a bad regex, pod_labels without kubernetes and no API server URL
+are refused by --check-config, naming the problem.
 """
 import json
 import os
@@ -105,9 +106,14 @@ class FakeApiServer:
         self.thread.start()
         return self
 
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
     def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.stop()
 
 
 def config(w, api, pki, token_file, refresh="10s"):
@@ -162,8 +168,11 @@ def test_pod_labels():
             p = series(m, "vigil_gpu_process_memory_bytes", pod=pod)
             check(p and "app" not in p[0][0] and "team_example_com_owner" not in p[0][0],
                   "%s has no pod labels: %s" % (pod, p))
-        wait_for(lambda: d.metric("vigil_workload_kube_api_errors_total") >= 2, 20,
-                 "the 403 and the garbage counted")
+        # 404 (old-d, also on GPU 0): no labels, not an outage
+        p = series(m, "vigil_gpu_process_memory_bytes", pod="old-d")
+        check(p and "app" not in p[0][0], "old-d (404) has no pod labels: %s" % p)
+        wait_for(lambda: d.metric("vigil_workload_kube_api_errors_total") >= 3, 20,
+                 "the 403, the 404 and the garbage counted")
         check(d.metric("vigil_workload_kube_api_requests_total") >= 3, "requests counted")
         check("share-b" in d.logs() and "HTTP 403" in d.logs(), "the 403 logged with the pod")
 
@@ -189,6 +198,19 @@ def test_pod_labels():
         write(token_file, "tok-2\n")
         wait_for(lambda: (lambda x: x if x and x.get("app") == "trainer" else None)(gpu0(d)),
                  40, "labels back with the new token")
+        wait_metric_value(d, "vigil_workload_kube_api_up", 1)
+
+        # the API server goes away: at the next refresh the labels go (never kept as if
+        # current), up 0, the error logged; the processes keep being read
+        api.stop()
+        wait_for(lambda: (lambda x: x if x and "app" not in x and x.get("pod") == "train-a"
+                          else None)(gpu0(d)), 40, "labels gone with the API server")
+        wait_metric_value(d, "vigil_workload_kube_api_up", 0)
+        check("Connection refused" in d.logs() or "Could not connect" in d.logs() or
+              "Failed to connect" in d.logs(), "the transport error logged")
+        reads = d.metric("vigil_workload_reads_total")
+        wait_for(lambda: d.metric("vigil_workload_reads_total") >= reads + 2, 20,
+                 "reads go on without the API server")
 
 
 def test_curl_not_loaded_without_pod_labels():

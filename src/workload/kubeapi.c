@@ -176,8 +176,8 @@ int kubeapi_parse_pod(const char *json, size_t len, const kube_allow *allow, cha
                 char name[WORKLOAD_POD_LABEL_NAME_MAX];
                 bool dup = false;
                 if (!json_is_string(v)) {
-                        json_decref(root);
                         snprintf(err, errlen, "label '%.64s' is not a string", key);
+                        json_decref(root); /* key lives in root */
                         return -EBADMSG;
                 }
                 if (!kube_allow_match(allow, key))

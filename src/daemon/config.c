@@ -144,6 +144,8 @@ static int check_http_urls(const struct option *o, const char *shown, const char
                            size_t whylen);
 static int check_regexes(const struct option *o, const char *shown, const char *v, char *why,
                          size_t whylen);
+static int check_kube_api_url(const struct option *o, const char *shown, const char *v, char *why,
+                              size_t whylen);
 
 /* Policies and webhooks are written straight into the health module's own item structs. */
 static const char *const action_names[] = {"log",       "alert", "exec", "set_power_limit",
@@ -536,7 +538,8 @@ static const struct option options[] = {
     {"workload.pod_labels", OPT_BOOL, OFF(workload.pod_labels), .def = "false", M(WORKLOAD, RS)},
     {"workload.pod_label_allowlist", OPT_LIST, OFF(workload.pod_label_allowlist), .def = "",
      .check = check_regexes, M(WORKLOAD, RS)},
-    {"workload.kube_api_url", OPT_STRING, OFF(workload.kube_api_url), .def = "", M(WORKLOAD, RS)},
+    {"workload.kube_api_url", OPT_STRING, OFF(workload.kube_api_url), .def = "",
+     .check = check_kube_api_url, M(WORKLOAD, RS)},
     {"workload.kube_token_file", OPT_STRING, OFF(workload.kube_token_file),
      .def = "/var/run/secrets/kubernetes.io/serviceaccount/token", .check = check_nonempty,
      M(WORKLOAD, RS)},
@@ -1812,6 +1815,19 @@ static int check_http_urls(const struct option *o, const char *shown, const char
                 if (check_http_url(o, masked, one, why, whylen) < 0)
                         return -EINVAL;
                 s = *e ? e + 1 : e;
+        }
+        return 0;
+}
+
+/* The API server: "" (from the environment) or https://HOST[:PORT] (the token goes only over TLS). */
+static int check_kube_api_url(const struct option *o, const char *shown, const char *v, char *why,
+                              size_t whylen)
+{
+        if (!v[0])
+                return 0;
+        if (strncmp(v, "https://", 8) || !v[8] || strpbrk(v, " \t\r\n?#")) {
+                snprintf(why, whylen, "%s: '%s' is not an https:// URL", o->path, shown);
+                return -EINVAL;
         }
         return 0;
 }

@@ -239,6 +239,9 @@ def test_check_config():
              ["workload.pod_labels needs workload.kubernetes: true"]),
             ("workload:\n  kubernetes: true\n  pod_labels: true\n",
              ["workload.pod_labels needs workload.kube_api_url", "KUBERNETES_SERVICE_HOST"]),
+            ("workload:\n  kubernetes: true\n  pod_labels: true\n"
+             "  kube_api_url: http://10.0.0.1:6443\n",
+             ["workload.kube_api_url", "is not an https:// URL"]),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
         for i, (text, want) in enumerate(cases):

@@ -217,7 +217,8 @@ typedef struct kube_entry {
         int64_t fetched_us;      /* monotonic usec of the last request */
         workload_pod_label *lab; /* WORKLOAD_POD_LABELS_MAX, n used */
         size_t n;
-        int logged; /* the failure last logged for this pod (-errno); 0 after an answer */
+        int logged;        /* the failure last logged for this pod (-errno); 0 after an answer */
+        char seen_uid[80]; /* the UID the reads last showed for the name ("" = not yet) */
 } kube_entry;
 
 struct kubeapi {
@@ -486,10 +487,16 @@ void kubeapi_refresh(kubeapi *k, const kube_pod_ref *pods, size_t n)
                 if (!e || e->seen)
                         continue;
                 e->seen = true;
-                if (e->ok && pods[i].uid[0] && strcmp(e->ref.uid, pods[i].uid)) {
-                        e->ok = false; /* the name now belongs to another pod */
-                        e->n = 0;
-                        e->fetched = false;
+                if (pods[i].uid[0] && strcmp(e->seen_uid, pods[i].uid)) {
+                        /* a new pod under the name on this node (or its UID seen first now):
+                         * ask at once. An answer for another UID is not shown (kubeapi_lookup)
+                         * and, the UID here unchanged, asked again only at the next refresh. */
+                        if (e->seen_uid[0]) {
+                                e->ok = false;
+                                e->n = 0;
+                                e->fetched = false;
+                        }
+                        snprintf(e->seen_uid, sizeof(e->seen_uid), "%s", pods[i].uid);
                 }
                 if (!e->fetched ||
                     now - e->fetched_us >= (e->ok ? k->refresh_us : KUBEAPI_RETRY_US))

@@ -11,7 +11,7 @@ process series, in both namings; the others do not; a pod label named like a lab
 already has (`pod`) does not replace it; 403 and garbage give those pods no labels and count as
 errors; a token the server refuses gives no labels (not the old ones) and
 vigil_workload_kube_api_up 0, the new token written to the file brings them back (read at each
-request); the API server gone: no labels, up 0, the reads go on; a 404 gives no labels; libcurl is
+request); an answer for another UID (a reused name) gives no labels; the API server gone: no labels, up 0, the reads go on; a 404 gives no labels; libcurl is
 mapped only with pod labels on; a bad regex, pod_labels without kubernetes and no API server URL
 are refused by --check-config, naming the problem.
 """
@@ -66,6 +66,7 @@ class FakeApiServer:
 
     def __init__(self, pki, token):
         self.token = token
+        self.pod_a = json.loads(json.dumps(POD_A))
         self.requests = []
         outer = self
 
@@ -87,7 +88,7 @@ class FakeApiServer:
                     return self.answer(401, json.dumps({"kind": "Status", "code": 401,
                                                         "reason": "Unauthorized"}))
                 if self.path == "/api/v1/namespaces/ml/pods/train-a":
-                    return self.answer(200, json.dumps(POD_A))
+                    return self.answer(200, json.dumps(outer.pod_a))
                 if self.path == "/api/v1/namespaces/team-b/pods/share-b":
                     return self.answer(403, json.dumps({"kind": "Status", "code": 403,
                                                         "reason": "Forbidden"}))
@@ -199,6 +200,17 @@ def test_pod_labels():
         wait_for(lambda: (lambda x: x if x and x.get("app") == "trainer" else None)(gpu0(d)),
                  40, "labels back with the new token")
         wait_metric_value(d, "vigil_workload_kube_api_up", 1)
+
+        # the API server describes another pod under that name (another UID: the name was
+        # reused): its labels are not the labels of the pod whose processes run on GPU 0
+        api.pod_a["metadata"]["uid"] = "ffffffff-0000-4000-8000-00000000000f"
+        wait_for(lambda: (lambda x: x if x and "app" not in x and x.get("pod") == "train-a"
+                          else None)(gpu0(d)), 40, "no labels of a pod with another UID")
+        p = series(parse_metrics(d.metrics()), "vigil_gpu_process_memory_bytes", pod="train-a")
+        check(p and "app" not in p[0][0], "process series: no labels of another UID: %s" % p)
+        api.pod_a["metadata"]["uid"] = UID_A
+        wait_for(lambda: (lambda x: x if x and x.get("app") == "trainer" else None)(gpu0(d)),
+                 40, "labels back with the right UID")
 
         # the API server goes away: at the next refresh the labels go (never kept as if
         # current), up 0, the error logged; the processes keep being read

@@ -350,7 +350,8 @@ def check():
         "defaults": {},
         "all-on": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}},
                    "secret": {"create": True, "jwtKey": "k" * 32, "tlsCert": "CERT", "tlsKey": "KEY"},
-                   "hostDevices": {"enabled": True}, "runtimeClassName": "", "priorityClassName": "system-node-critical"},
+                   "hostDevices": {"enabled": True}, "runtimeClassName": "", "priorityClassName": "system-node-critical",
+                   "kubernetes": {"enablePodLabels": True, "podLabelAllowlistRegex": "^app$,^team$"}},
     }
     rendered_defaults = None
     for label, over in variants.items():
@@ -366,10 +367,29 @@ def check():
             c.ok(False, "%s: rendered manifests are malformed: %r" % (label, e))
         kinds = [d["kind"] for d in yaml.safe_load_all(text) if d]
         print("render-helm: %s: %s" % (label, ", ".join(kinds)))
+        pod = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "DaemonSet"][0]["spec"]["template"]["spec"]
         if label == "defaults":
             rendered_defaults = text
+            c.ok("ClusterRole" not in kinds and pod.get("automountServiceAccountToken") is False,
+                 "defaults: pod labels off, yet RBAC rendered or the token mounted")
         else:
             c.ok("ServiceMonitor" in kinds and "Secret" in kinds, "all-on: ServiceMonitor/Secret not rendered")
+            # pod labels (values: kubernetes): get pods, bound to the pod's ServiceAccount, token mounted
+            docs = {d["kind"]: d for d in yaml.safe_load_all(text) if d}
+            role, bind = docs.get("ClusterRole"), docs.get("ClusterRoleBinding")
+            c.ok(role is not None and bind is not None, "all-on: pod labels without ClusterRole/Binding")
+            if role and bind:
+                c.ok(role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+                     "ClusterRole must grant get on pods only: %r" % role["rules"])
+                c.ok(bind["roleRef"]["name"] == role["metadata"]["name"] and
+                     bind["subjects"][0]["name"] == pod["serviceAccountName"] and
+                     bind["subjects"][0]["namespace"] == RELEASE["Namespace"],
+                     "ClusterRoleBinding does not bind the role to the pod's ServiceAccount")
+            c.ok(pod.get("automountServiceAccountToken") is True, "pod labels need the token mounted")
+            env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+            c.ok(env.get("VIGIL_WORKLOAD_POD_LABELS") == "true" and
+                 env.get("VIGIL_WORKLOAD_POD_LABEL_ALLOWLIST") == "^app$,^team$",
+                 "pod-label values do not reach the config's environment: %r" % env)
     if rendered_defaults is not None:
         with open(PLAIN) as f:
             plain = f.read()

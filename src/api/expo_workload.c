@@ -2,7 +2,9 @@
  * NVML call, no /proc read on the render):
  *   - labels on every per-GPU series (both namings), as dcgm-exporter writes them: with
  *     workload.kubernetes, `pod`, `namespace`, `container` of the one pod on the GPU when its
- *     names are known, and `pod_uid` with workload.pod_uid_label; with workload.slurm, `hpc_job`.
+ *     names are known, and `pod_uid` with workload.pod_uid_label; with workload.pod_labels the
+ *     pod's Kubernetes labels (sanitised names; one that would repeat a label of the series is
+ *     left out); with workload.slurm, `hpc_job`.
  *     A GPU shared by several pods or jobs carries none of them (the per-process families split
  *     it); a read that is stale carries none either;
  *   - per-process families vigil_gpu_process_* (one series per GPU x PID, bounded by
@@ -40,14 +42,69 @@ static void family(buf *b, bool om, const char *name, const char *type, const ch
         buf_printf(b, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)nl, name, help, (int)nl, name, type);
 }
 
+/* Label names a series of this file or expo.c may already carry (both namings): a pod label
+ * whose sanitised name is one of them, or a configured metrics.labels name, is left out. */
+static bool taken(api *a, const char *name)
+{
+        static const char *const names[] = {"gpu",
+                                            "uuid",
+                                            "UUID",
+                                            "pci_bus_id",
+                                            "model",
+                                            "modelName",
+                                            "device",
+                                            "hostname",
+                                            "Hostname",
+                                            "pod",
+                                            "namespace",
+                                            "container",
+                                            "pod_uid",
+                                            "hpc_job",
+                                            "pid",
+                                            "process_name",
+                                            "owner_kind",
+                                            "owner",
+                                            "GPU_I_ID",
+                                            "GPU_I_PROFILE",
+                                            "mig_uuid",
+                                            "gpu_instance_id",
+                                            "compute_instance_id",
+                                            "profile",
+                                            "serial",
+                                            "vbios_version",
+                                            "driver_version",
+                                            "err_code",
+                                            "err_msg",
+                                            "le",
+                                            "quantile"};
+
+        if (!strncmp(name, "__", 2) || !strncmp(name, "DCGM_FI_", 8))
+                return true;
+        if (a->opt.dcgm_host_label && !strcmp(name, a->opt.dcgm_host_label))
+                return true;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (!strcmp(name, names[i]))
+                        return true;
+        for (size_t i = 0; i < a->n_labels; i++)
+                if (!strcmp(name, a->labels[i].name))
+                        return true;
+        return false;
+}
+
 /* The owner's labels, dcgm-exporter's names; nothing for an owner they do not describe. */
 static void owner_labels(api *a, buf *b, const workload_owner *o)
 {
         if (o->kind == WL_OWNER_POD && a->opt.workload_pod_labels) {
                 if (o->pod[0]) {
+                        workload_pod_label pl[WORKLOAD_POD_LABELS_MAX];
+                        size_t np =
+                            workload_pod_labels(a->opt.workload, o, pl, WORKLOAD_POD_LABELS_MAX);
                         label(b, "pod", o->pod, false);
                         label(b, "namespace", o->ns, false);
                         label(b, "container", o->container, false);
+                        for (size_t i = 0; i < np; i++) /* workload.pod_labels */
+                                if (!taken(a, pl[i].name))
+                                        label(b, pl[i].name, pl[i].value, false);
                 }
                 if (a->opt.workload_pod_uid)
                         label(b, "pod_uid", o->id, false);
@@ -206,6 +263,25 @@ int expo_workload_render(api *a, buf *b, bool om)
                         family(b, om, "vigil_workload_kubelet_up", "gauge",
                                "1 when the kubelet's pod-resources API answered the last read");
                         buf_printf(b, "vigil_workload_kubelet_up %d\n", k.status == 0);
+                }
+        }
+        {
+                workload_kubeapi k;
+                workload_kubeapi_get(a->opt.workload, &k);
+                if (k.enabled && k.requests) { /* unknown (absent) until the first request */
+                        family(b, om, "vigil_workload_kube_api_up", "gauge",
+                               "1 when the API server answered a pod request of the last read (pod "
+                               "labels)");
+                        buf_printf(b, "vigil_workload_kube_api_up %d\n", k.up);
+                        family(b, om, "vigil_workload_kube_api_requests_total", "counter",
+                               "Pod requests to the API server (pod labels)");
+                        buf_printf(b, "vigil_workload_kube_api_requests_total %llu\n",
+                                   (unsigned long long)k.requests);
+                        family(b, om, "vigil_workload_kube_api_errors_total", "counter",
+                               "Pod requests that gave no labels (transport, TLS, HTTP "
+                               "status, bad answer)");
+                        buf_printf(b, "vigil_workload_kube_api_errors_total %llu\n",
+                                   (unsigned long long)k.errors);
                 }
         }
         family(b, om, "vigil_workload_process_series_dropped", "gauge",

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,10 @@ static int check_http_url(const struct option *o, const char *shown, const char 
                           size_t whylen);
 static int check_http_urls(const struct option *o, const char *shown, const char *v, char *why,
                            size_t whylen);
+static int check_regexes(const struct option *o, const char *shown, const char *v, char *why,
+                         size_t whylen);
+static int check_kube_api_url(const struct option *o, const char *shown, const char *v, char *why,
+                              size_t whylen);
 
 /* Policies and webhooks are written straight into the health module's own item structs. */
 static const char *const action_names[] = {"log",       "alert", "exec", "set_power_limit",
@@ -530,6 +535,19 @@ static const struct option options[] = {
      .def = "/var/log/containers", .check = check_nonempty, M(WORKLOAD, RS)},
     {"workload.pod_uid_label", OPT_BOOL, OFF(workload.pod_uid_label), .def = "false",
      M(WORKLOAD, RS)},
+    {"workload.pod_labels", OPT_BOOL, OFF(workload.pod_labels), .def = "false", M(WORKLOAD, RS)},
+    {"workload.pod_label_allowlist", OPT_LIST, OFF(workload.pod_label_allowlist), .def = "",
+     .check = check_regexes, M(WORKLOAD, RS)},
+    {"workload.kube_api_url", OPT_STRING, OFF(workload.kube_api_url), .def = "",
+     .check = check_kube_api_url, M(WORKLOAD, RS)},
+    {"workload.kube_token_file", OPT_STRING, OFF(workload.kube_token_file),
+     .def = "/var/run/secrets/kubernetes.io/serviceaccount/token", .check = check_nonempty,
+     M(WORKLOAD, RS)},
+    {"workload.kube_ca_file", OPT_STRING, OFF(workload.kube_ca_file),
+     .def = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", .check = check_nonempty,
+     M(WORKLOAD, RS)},
+    {"workload.pod_labels_refresh", OPT_DURATION, OFF(workload.pod_labels_refresh_us), .def = "5m",
+     .min = 10 * S, .max = 86400 * S, M(WORKLOAD, RS)},
     {"workload.slurm", OPT_BOOL, OFF(workload.slurm), .def = "false", M(WORKLOAD, RS)},
     {"workload.process_metrics", OPT_BOOL, OFF(workload.process_metrics), .def = "true",
      M(WORKLOAD, RS)},
@@ -1801,6 +1819,49 @@ static int check_http_urls(const struct option *o, const char *shown, const char
         return 0;
 }
 
+/* The API server: "" (from the environment) or https://HOST[:PORT] (the token goes only over TLS). */
+static int check_kube_api_url(const struct option *o, const char *shown, const char *v, char *why,
+                              size_t whylen)
+{
+        if (!v[0])
+                return 0;
+        if (strncmp(v, "https://", 8) || !v[8] || strpbrk(v, " \t\r\n?#")) {
+                snprintf(why, whylen, "%s: '%s' is not an https:// URL", o->path, shown);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* A list of POSIX extended regexes (workload.pod_label_allowlist): each must compile. */
+static int check_regexes(const struct option *o, const char *shown, const char *v, char *why,
+                         size_t whylen)
+{
+        const char *s = v;
+
+        (void)shown;
+        while (*s) { /* the flags kubeapi.c (workload) compiles them with */
+                const char *e = strchrnul(s, ',');
+                char one[1024], reason[256];
+                regex_t re;
+                int r;
+                if ((size_t)(e - s) >= sizeof(one)) {
+                        snprintf(why, whylen, "%s: a regex is longer than %zu bytes", o->path,
+                                 sizeof(one) - 1);
+                        return -EINVAL;
+                }
+                snprintf(one, sizeof(one), "%.*s", (int)(e - s), s);
+                r = regcomp(&re, one, REG_EXTENDED | REG_NOSUB);
+                if (r != 0) {
+                        regerror(r, &re, reason, sizeof(reason));
+                        snprintf(why, whylen, "%s: bad regex '%s': %s", o->path, one, reason);
+                        return -EINVAL;
+                }
+                regfree(&re);
+                s = *e ? e + 1 : e;
+        }
+        return 0;
+}
+
 static int parse_option(struct parser *p, const struct option *o)
 {
         _cleanup_event_ yaml_event_t e = {0};
@@ -1994,6 +2055,20 @@ static int check_relations(struct parser *p)
                 const struct option *o = option_find("workload.pod_uid_label");
                 return fail(p, p->set_at[(size_t)(o - options)],
                             "workload.pod_uid_label needs workload.kubernetes: true");
+        }
+        /* pod labels go on the pod's series and name the pod the kubelet gave: kubernetes on */
+        if (p->cfg->workload.pod_labels && !p->cfg->workload.kubernetes) {
+                const struct option *o = option_find("workload.pod_labels");
+                return fail(p, p->set_at[(size_t)(o - options)],
+                            "workload.pod_labels needs workload.kubernetes: true");
+        }
+        if (p->cfg->workload.pod_labels && !p->cfg->workload.kube_api_url[0] &&
+            (!getenv("KUBERNETES_SERVICE_HOST") || !getenv("KUBERNETES_SERVICE_PORT"))) {
+                const struct option *o = option_find("workload.pod_labels");
+                return fail(p, p->set_at[(size_t)(o - options)],
+                            "workload.pod_labels needs workload.kube_api_url, or "
+                            "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT in the "
+                            "environment (as in a pod)");
         }
         return 0;
 }

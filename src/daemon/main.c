@@ -1047,6 +1047,12 @@ static int S_workload(daemon_state *d)
                                              .kubelet_socket = c->kubelet_socket,
                                              .kubelet_timeout_us = c->kubelet_timeout_us,
                                              .container_logs_dir = c->container_logs_dir,
+                                             .pod_labels = c->pod_labels,
+                                             .pod_label_allowlist = c->pod_label_allowlist,
+                                             .kube_api_url = c->kube_api_url,
+                                             .kube_token_file = c->kube_token_file,
+                                             .kube_ca_file = c->kube_ca_file,
+                                             .pod_labels_refresh_us = c->pod_labels_refresh_us,
                                              .on_read = on_workload_read,
                                              .userdata = d},
                          &d->workload);

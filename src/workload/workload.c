@@ -50,6 +50,7 @@ struct workload {
         bool running;         /* thread started */
         pthread_t thread;
         workload_stats stats;     /* under lock */
+        kubeapi *kubeapi;         /* pod labels (opt.pod_labels); NULL when off */
         backend_process *scratch; /* max_processes entries, reader thread only */
 };
 
@@ -98,6 +99,22 @@ int workload_new(const workload_options *opt, workload **ret)
                 return -ENOMEM;
         }
         w->opt.proc_root = w->proc_root;
+        if (opt->kubernetes && opt->pod_labels) {
+                char err[256];
+                int r = kubeapi_new(opt, &w->kubeapi, err, sizeof(err));
+                if (r < 0) {
+                        log_error("workload", "cannot set up pod labels: %s", err);
+                        free(w->kubelet_socket);
+                        free(w->logs_dir);
+                        free(w->proc_root);
+                        free(w->gpus);
+                        free(w->scratch);
+                        return r;
+                }
+        }
+        /* the strings kubeapi_new() copied are not kept here */
+        w->opt.pod_label_allowlist = w->opt.kube_api_url = w->opt.kube_token_file =
+            w->opt.kube_ca_file = NULL;
         for (unsigned i = 0; i < w->n_gpus; i++) {
                 w->gpus[i].status = -ENODATA;
                 w->gpus[i].kube_status = -ENODATA;
@@ -319,6 +336,55 @@ static void read_kubelet(workload *w)
                 log_debug("workload", "cannot read '%s': %s", w->logs_dir, strerror(-nr));
 }
 
+static bool add_pod(kube_pod_ref *refs, size_t *n, size_t max, const workload_owner *o)
+{
+        if (o->kind != WL_OWNER_POD || !o->pod[0] || !o->ns[0])
+                return false;
+        for (size_t i = 0; i < *n; i++)
+                if (!strcmp(refs[i].ns, o->ns) && !strcmp(refs[i].pod, o->pod)) {
+                        if (!refs[i].uid[0])
+                                snprintf(refs[i].uid, sizeof(refs[i].uid), "%s", o->id);
+                        return true;
+                }
+        if (*n >= max)
+                return false;
+        snprintf(refs[*n].ns, sizeof(refs[*n].ns), "%s", o->ns);
+        snprintf(refs[*n].pod, sizeof(refs[*n].pod), "%s", o->pod);
+        snprintf(refs[*n].uid, sizeof(refs[*n].uid), "%s", o->id);
+        (*n)++;
+        return true;
+}
+
+/* The pods this read found on the GPUs (the kubelet's assignment and the processes' owners)
+ * to the label cache, which fetches what is due. Reader thread, after the read. */
+static void refresh_pod_labels(workload *w)
+{
+        kube_pod_ref *refs;
+        size_t n = 0, max = 0;
+
+        pthread_mutex_lock(&w->lock);
+        for (unsigned i = 0; i < w->n_gpus; i++)
+                max += w->gpus[i].n + 1;
+        max = MIN(max, (size_t)KUBEAPI_PODS_MAX);
+        refs = calloc(max ? max : 1, sizeof(*refs));
+        if (!refs) {
+                pthread_mutex_unlock(&w->lock);
+                return;
+        }
+        for (unsigned i = 0; i < w->n_gpus; i++) {
+                const wl_gpu *g = &w->gpus[i];
+                if (g->status != 0)
+                        continue;
+                for (size_t k = 0; k < g->n; k++)
+                        add_pod(refs, &n, max, &g->procs[k].owner);
+                if (g->kube_status == 0)
+                        add_pod(refs, &n, max, &g->kube);
+        }
+        pthread_mutex_unlock(&w->lock);
+        kubeapi_refresh(w->kubeapi, refs, n);
+        free(refs);
+}
+
 static void read_all(workload *w)
 {
         int64_t t0 = time_mono_us();
@@ -329,6 +395,8 @@ static void read_all(workload *w)
 
         for (unsigned i = 0; i < w->n_gpus; i++)
                 read_gpu(w, i, &dropped, &errors);
+        if (w->kubeapi)
+                refresh_pod_labels(w);
         pthread_mutex_lock(&w->lock);
         w->stats.reads++;
         w->stats.dropped += dropped;
@@ -414,6 +482,7 @@ workload *workload_free(workload *w)
         free(w->logs_dir);
         free(w->allocs);
         free(w->names);
+        kubeapi_free(w->kubeapi);
         pthread_cond_destroy(&w->cond);
         pthread_mutex_destroy(&w->lock);
         free(w);
@@ -529,4 +598,19 @@ void workload_kubelet_get(workload *w, workload_kubelet *out)
         pthread_mutex_lock(&w->lock);
         *out = w->kubelet;
         pthread_mutex_unlock(&w->lock);
+}
+
+size_t workload_pod_labels(workload *w, const workload_owner *o, workload_pod_label *out,
+                           size_t max)
+{
+        if (!w || !w->kubeapi || !o || o->kind != WL_OWNER_POD || !o->pod[0])
+                return 0;
+        return kubeapi_lookup(w->kubeapi, o->ns, o->pod, o->id, out, max);
+}
+
+void workload_kubeapi_get(workload *w, workload_kubeapi *out)
+{
+        memset(out, 0, sizeof(*out));
+        if (w && w->kubeapi)
+                kubeapi_state(w->kubeapi, out);
 }

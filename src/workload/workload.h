@@ -62,6 +62,13 @@ typedef struct workload_options {
         const char *kubelet_socket;     /* pod-resources socket ("unix://" optional); copied */
         int64_t kubelet_timeout_us;     /* deadline of one List call */
         const char *container_logs_dir; /* "/var/log/containers"; copied */
+        /* Pod labels from the API server (kubernetes on; kubeapi.c). */
+        bool pod_labels;                 /* GET the pods of the GPUs' owners from the API server */
+        const char *pod_label_allowlist; /* comma-joined POSIX EREs, "" = every label; copied */
+        const char *kube_api_url;        /* "https://host:port"; "" = from KUBERNETES_SERVICE_* */
+        const char *kube_token_file;     /* bearer token, read again at each request; copied */
+        const char *kube_ca_file;        /* CA bundle the API server's certificate is checked on */
+        int64_t pod_labels_refresh_us;   /* a pod's labels are fetched again after this long */
         /* Called on the reader thread after each successful read of a GPU with its processes
          * (procs valid only during the call); may be NULL. Automatic jobs are fed from it. */
         void (*on_read)(void *userdata, unsigned gpu, const workload_process *procs, size_t n,
@@ -118,6 +125,51 @@ typedef struct workload_kubelet {
 } workload_kubelet;
 
 void workload_kubelet_get(workload *w, workload_kubelet *out);
+
+/* ---- pod labels (kubeapi.c): the pod's Kubernetes labels, as dcgm-exporter's
+ * --kubernetes-enable-pod-labels adds them ---- */
+
+#define WORKLOAD_POD_LABELS_MAX      16  /* labels kept per pod (the first ones, API order) */
+#define WORKLOAD_POD_LABEL_NAME_MAX  128 /* bytes of a label name; longer keys are left out */
+#define WORKLOAD_POD_LABEL_VALUE_MAX 256 /* bytes of a value; longer values are left out */
+
+typedef struct workload_pod_label {
+        char name[WORKLOAD_POD_LABEL_NAME_MAX];   /* sanitised: [a-zA-Z0-9_], not a digit first */
+        char value[WORKLOAD_POD_LABEL_VALUE_MAX]; /* as the API server gave it */
+} workload_pod_label;
+
+/* The labels of the pod o names (kind POD with namespace and pod name), as last fetched: copies
+ * up to max into out and returns how many. 0 when pod labels are off, the pod was not fetched,
+ * its fetch failed or the pod the API server described has another UID than o->id (a name
+ * reused by a new pod). Any thread. */
+size_t workload_pod_labels(workload *w, const workload_owner *o, workload_pod_label *out,
+                           size_t max);
+
+/* The API-server client's state (pod labels on). */
+typedef struct workload_kubeapi {
+        bool enabled;       /* workload.pod_labels */
+        bool up;            /* a request of the last read was answered (200; 404: pod gone) */
+        uint64_t requests;  /* pod GETs made */
+        uint64_t errors;    /* of which gave no labels (transport, TLS, 401/403, 404, bad JSON) */
+        size_t pods;        /* pods in the cache */
+        char error[256];    /* why the last failed request failed, "" when none has */
+        int64_t last_ok_us; /* usec since epoch of the last answer; 0 = never */
+} workload_kubeapi;
+
+void workload_kubeapi_get(workload *w, workload_kubeapi *out);
+
+/* A Kubernetes label key as a Prometheus label name, as dcgm-exporter writes it: every byte
+ * outside [a-zA-Z0-9_] becomes '_' ("app.kubernetes.io/name" -> "app_kubernetes_io_name"); Vigil
+ * also puts '_' before a leading digit (Prometheus refuses such a name). 0, -EINVAL (empty key),
+ * -ENAMETOOLONG (does not fit len). */
+int workload_pod_label_name(const char *key, char *out, size_t len);
+/* Compile a comma-joined list of POSIX extended regexes (the allowlist); 0, or -EINVAL with
+ * "bad regex 'RE': REASON" in why. Used by the configuration check. */
+int workload_pod_label_allowlist_check(const char *list, char *why, size_t whylen);
+/* Does the allowlist (comma-joined EREs, "" = allow all) admit the label key? Each regex is
+ * searched in the key (unanchored, like Go's MatchString); any match admits it. A list that does
+ * not compile admits nothing. For tests; the reader keeps its compiled copy. */
+bool workload_pod_label_allowed(const char *list, const char *key);
 
 /* "pod", "slurm", "unit", "docker", "none". */
 const char *workload_owner_kind_name(enum workload_owner_kind k);

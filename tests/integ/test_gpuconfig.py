@@ -252,8 +252,15 @@ def incidents(d):
 
 
 def test_recovery_inforom_fabric():
-    """Part 6: the driver's recovery action and InfoROM validity in health, the fabric state."""
-    with Vigild("hgx-h200.yaml") as d:
+    """Part 6: the driver's recovery action and InfoROM validity in health, the fabric state.
+    The InfoROM check (~70 ms of CPU per call on a real GPU) is read at start and hourly by
+    default; the injection below needs it read every slow sweep, which collection.fields says."""
+    with Vigild("constant-2gpu.yaml") as d:
+        wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
+        d.wait_metric("vigil_gpu_inforom_valid", lambda v: v == 1, gpu="0")  # read at start
+        f84 = [f for f in d.get_json("/api/v1/fields")["fields"] if f["id"] == 84]
+        check(f84 and f84[0]["interval_us"] == 3600 * 1000000, "InfoROM hourly: %r" % f84)
+    with Vigild("hgx-h200.yaml", config="collection: {tiers: {slow: 5s}, fields: {INFOROM_VALID: 5s}}\n") as d:
         wait_for(lambda: d.get("/readyz")[0] == 200, 15, "ready")
         d.wait_metric("vigil_gpu_fabric_manager_status", lambda v: v == 3, gpu="0")
         d.wait_metric("vigil_gpu_inforom_valid", lambda v: v == 1, gpu="0")

@@ -56,12 +56,16 @@ int field_index(unsigned id)
 /* Measured on an H100 (driver 580, bench/RESULTS.md §6): nvmlDeviceValidateInforom takes
  * ~70 ms of CPU per call, four times the whole rest of a slow sweep; read every slow sweep it was
  * most of vigild's CPU. The InfoROM's checksums change only when it is written or corrupted, so
- * it is read at start and then hourly (DCGM reads it when a health check asks). */
+ * it is read at start and then hourly (DCGM reads it when a health check asks).
+ * nvmlDeviceGetApplicationsClock takes 1.0-1.6 ms per call, one call per clock: settings an
+ * operator changes, read every minute (vigil config get and the enforcement read NVML itself). */
 static const struct {
         unsigned id;
         int64_t us;
 } costly[] = {
     {84, 3600LL * 1000000}, /* INFOROM_VALID */
+    {110, 60LL * 1000000},  /* APP_SM_CLOCK */
+    {111, 60LL * 1000000},  /* APP_MEM_CLOCK */
 };
 
 int64_t field_default_interval_us(unsigned id)

@@ -111,7 +111,8 @@ static void test_sampling_lost_and_xid(void **state)
         assert_true(sweeps[TIER_FAST] >= 1 && sweeps[TIER_SLOW] >= 1);
         /* the InfoROM check (~70 ms of CPU per call on a GPU) is hourly, yet read at start */
         assert_int_equal(sampler_interval_of(e, FLD_INFOROM_VALID), 3600 * USEC_PER_SEC);
-        assert_int_equal(sampler_interval_of(e, FLD_APP_SM_CLOCK), 5 * USEC_PER_SEC);
+        assert_int_equal(sampler_interval_of(e, FLD_APP_SM_CLOCK), 60 * USEC_PER_SEC);
+        assert_int_equal(sampler_interval_of(e, FLD_POWER_LIMIT), 5 * USEC_PER_SEC);
         assert_int_equal(cache_latest(ca, 0, FLD_INFOROM_VALID, &v, NULL), 0);
         assert_int_equal(v.status, 0);
         assert_int_equal(v.i, 1);

@@ -23,7 +23,9 @@
 # Exit: 0 every level ran (whatever the verdicts: read the JSON), 1 a level could not run,
 # 77 no NVIDIA GPU here.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=scripts/gpu-lib.sh
+. scripts/gpu-lib.sh
 # --collect-libs DIR [BUILD_DIR]: copy the shared libraries vigil and vigil-diag need (all but
 # glibc's own) into DIR, to carry to a GPU machine that lacks them (then LD_LIBRARY_PATH=DIR).
 if [ "${1:-}" = "--collect-libs" ]; then
@@ -57,10 +59,7 @@ while getopts "b:o:d:i:l:fL:h" opt; do
 done
 mkdir -p "$OUT"
 
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-	echo "gpu-diag: no NVIDIA GPU here (nvidia-smi fails): skipped"
-	exit 77
-fi
+need_gpu gpu-diag
 if [ ! -x "$BUILD/bin/vigil" ] || [ ! -x "$BUILD/bin/vigil-diag" ]; then
 	echo "gpu-diag: building into $BUILD"
 	cmake -S . -B "$BUILD" >/dev/null && cmake --build "$BUILD" -j"$(nproc)" >/dev/null || exit 1

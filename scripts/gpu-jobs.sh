@@ -23,6 +23,8 @@
 # step failed), 77 no NVIDIA GPU here.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=scripts/gpu-lib.sh
+. scripts/gpu-lib.sh
 if [ "${1:-}" = "--collect-libs" ]; then
 	dir=${2:?usage: gpu-jobs.sh --collect-libs DIR [BUILD_DIR]}
 	b=${3:-build}
@@ -51,33 +53,14 @@ done
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-	echo "gpu-jobs: no NVIDIA GPU here (nvidia-smi fails): skipped"
-	exit 77
-fi
-if ! python3 -c 'import torch' 2>/dev/null; then
-	echo "gpu-jobs: python3 needs torch"
-	exit 1
-fi
+need_gpu gpu-jobs
+need_torch gpu-jobs
 if [ ! -x "$BUILD/bin/vigild" ] || [ ! -x "$BUILD/bin/vigil" ]; then
 	echo "gpu-jobs: building into $BUILD"
 	cmake -S . -B "$BUILD" >/dev/null && cmake --build "$BUILD" -j"$(nproc)" --target vigild vigil >/dev/null || exit 1
 fi
 nvidia-smi -L | tee "$OUT/nvidia-smi-L.txt"
 
-vrun() {
-	if [ -n "$LIBS" ]; then
-		LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
-	else
-		"$@"
-	fi
-}
-# vexec CMD... &: the background job is CMD itself (exec), so that $! is its PID and killing it
-# stops it (a function run with & is a subshell, whose PID $! would be otherwise)
-vexec() {
-	[ -z "$LIBS" ] || export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-	exec "$@"
-}
 
 DATA=$(mktemp -d /tmp/vigil-gpu-jobs.XXXXXX)
 SOCK=$DATA/vigild.sock
@@ -86,9 +69,6 @@ cat >"$DATA/vigil.yaml" <<EOF
 collection:
   tiers: {fast: 1s, slow: 5s}
 EOF
-vexec "$BUILD/bin/vigild" --listen 127.0.0.1:0 --data-dir "$DATA" --socket "$SOCK" \
-	--config "$DATA/vigil.yaml" >"$OUT/vigild.log" 2>&1 &
-VPID=$!
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	kill "$VPID" 2>/dev/null && wait "$VPID" 2>/dev/null
@@ -96,13 +76,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for _ in $(seq 1 300); do
-	[ -s "$DATA/vigild.addr" ] && break
-	kill -0 "$VPID" 2>/dev/null || { echo "gpu-jobs: vigild exited"; cat "$OUT/vigild.log"; exit 1; }
-	sleep 0.1
-done
-URL=$(cat "$DATA/vigild.addr" 2>/dev/null)
-[ -n "$URL" ] || { echo "gpu-jobs: vigild did not start listening"; exit 1; }
+start_vigild gpu-jobs "$BUILD" "$DATA" --socket "$SOCK" --config "$DATA/vigil.yaml"
 vigil() { vrun "$BUILD/bin/vigil" --socket "$SOCK" --timeout 30 "$@"; }
 
 JOB="gpu-check-$$"

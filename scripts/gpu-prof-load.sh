@@ -19,6 +19,8 @@
 # Exit: 0 pass, 1 a check failed, 77 no NVIDIA GPU here.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=scripts/gpu-lib.sh
+. scripts/gpu-lib.sh
 BUILD=build
 OUT=gpu-prof-out
 GPU=0
@@ -37,27 +39,8 @@ done
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-	echo "gpu-prof-load: no NVIDIA GPU here (nvidia-smi fails): skipped"
-	exit 77
-fi
-if ! python3 -c 'import torch' 2>/dev/null; then
-	echo "gpu-prof-load: python3 needs torch"
-	exit 1
-fi
-vrun() {
-	if [ -n "$LIBS" ]; then
-		LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
-	else
-		"$@"
-	fi
-}
-# vexec CMD... &: the background job is CMD itself (exec), so that $! is its PID and killing it
-# stops it (a function run with & is a subshell, whose PID $! would be otherwise)
-vexec() {
-	[ -z "$LIBS" ] || export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-	exec "$@"
-}
+need_gpu gpu-prof-load
+need_torch gpu-prof-load
 
 DATA=$(mktemp -d /tmp/vigil-gpu-prof.XXXXXX)
 cat >"$DATA/vigil.yaml" <<EOF
@@ -65,22 +48,13 @@ collection:
   tiers: {fast: 1s, slow: 5s}
   profiling: all
 EOF
-vexec "$BUILD/bin/vigild" --listen 127.0.0.1:0 --data-dir "$DATA" --socket "" \
-	--config "$DATA/vigil.yaml" >"$OUT/vigild.log" 2>&1 &
-VPID=$!
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	kill "$VPID" 2>/dev/null && wait "$VPID" 2>/dev/null
 	rm -rf "$DATA"
 }
 trap cleanup EXIT
-for _ in $(seq 1 300); do
-	[ -s "$DATA/vigild.addr" ] && break
-	kill -0 "$VPID" 2>/dev/null || { echo "gpu-prof-load: vigild exited"; cat "$OUT/vigild.log"; exit 1; }
-	sleep 0.1
-done
-URL=$(cat "$DATA/vigild.addr" 2>/dev/null)
-[ -n "$URL" ] || { echo "gpu-prof-load: vigild did not start listening"; exit 1; }
+start_vigild gpu-prof-load "$BUILD" "$DATA" --socket "" --config "$DATA/vigil.yaml"
 
 export URL GPU DUR OUT VIGIL_BIN="$BUILD/bin/vigil" VIGIL_LIBS="$LIBS"
 python3 - <<'PY'

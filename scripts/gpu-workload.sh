@@ -16,6 +16,8 @@
 # Exit: 0 pass, 1 a check failed, 77 no NVIDIA GPU here.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=scripts/gpu-lib.sh
+. scripts/gpu-lib.sh
 if [ "${1:-}" = "--collect-libs" ]; then
 	dir=${2:?usage: gpu-workload.sh --collect-libs DIR [BUILD_DIR]}
 	b=${3:-build}
@@ -45,33 +47,17 @@ while getopts "b:L:o:i:m:t:h" opt; do
 done
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-	echo "gpu-workload: no NVIDIA GPU here (nvidia-smi fails): skipped"
-	exit 77
-fi
+need_gpu gpu-workload
 for b in vigild vigil; do
 	[ -x "$BUILD/bin/$b" ] || { echo "gpu-workload: no $BUILD/bin/$b (build first, or -b)"; exit 1; }
 done
-vrun() {
-	if [ -n "$LIBS" ]; then
-		LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
-	else
-		"$@"
-	fi
-}
-# vexec CMD... &: the background job is CMD itself (exec), so that $! is its PID and killing it
-# stops it (a function run with & is a subshell, whose PID $! would be otherwise)
-vexec() {
-	[ -z "$LIBS" ] || export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-	exec "$@"
-}
 
 data=$(mktemp -d "${TMPDIR:-/tmp}/vigil-gpu-workload.XXXXXX")
 torch_pid=""
-vigild_pid=""
+VPID=""
 cleanup() {
 	[ -n "$torch_pid" ] && kill "$torch_pid" 2>/dev/null
-	[ -n "$vigild_pid" ] && kill "$vigild_pid" 2>/dev/null
+	[ -n "$VPID" ] && kill "$VPID" 2>/dev/null
 	wait 2>/dev/null
 	rm -rf "$data"
 }
@@ -109,16 +95,8 @@ cat >"$data/vigil.yaml" <<EOF
 collection: {tiers: {slow: 5s}}
 workload: {interval: 1s}
 EOF
-vexec "$BUILD/bin/vigild" --config "$data/vigil.yaml" --data-dir "$data" --socket "$data/vigild.sock" \
-	--listen 127.0.0.1:0 >"$OUT/vigild.log" 2>&1 &
-vigild_pid=$!
-for _ in $(seq 1 60); do
-	[ -s "$data/vigild.addr" ] && break
-	kill -0 "$vigild_pid" 2>/dev/null || { echo "gpu-workload: vigild exited:"; tail -20 "$OUT/vigild.log"; exit 1; }
-	sleep 0.5
-done
-url=$(cat "$data/vigild.addr" 2>/dev/null)
-[ -n "$url" ] || { echo "gpu-workload: vigild did not listen"; exit 1; }
+start_vigild gpu-workload "$BUILD" "$data" --config "$data/vigil.yaml" --socket "$data/vigild.sock"
+url=$URL
 
 # 3. wait for the PID with a utilisation sample, compare with nvidia-smi
 deadline=$((SECONDS + TMO))

@@ -626,12 +626,15 @@ static snapshot *render_one(api *a, bool om)
                           strerror(-r));
                 return NULL;
         }
-        /* Hand a right-sized copy to the snapshot; keep the big buffer for the next render. */
+        /* Hand a right-sized copy to the snapshot; keep the big buffer for the next render. An
+         * empty page (dcgm naming, no listed field provided yet) leaves the buffer unallocated. */
         len = a->render_buf.len;
         data = malloc(len + 1);
         if (!data)
                 return NULL;
-        memcpy(data, a->render_buf.data, len + 1);
+        if (len)
+                memcpy(data, a->render_buf.data, len);
+        data[len] = '\0';
         if (snapshot_new(data, len, time_real_us(), &s) < 0)
                 return NULL;
         return s;

@@ -266,6 +266,22 @@ def test_unreadable_rows_logged_and_count_matches():
         check(int(m.group(1)) == shown, "log says %s families, /metrics has %d" % (m.group(1), shown))
 
 
+def test_empty_page():
+    """A counters file whose only field these GPUs do not provide gives an empty page, not a
+    crash (rendering an empty page read a buffer never allocated: vigild died on the scrape)."""
+    with scratch_dir() as d:
+        p = os.path.join(d, "none.csv")
+        with open(p, "w") as f:
+            f.write("DCGM_FI_DEV_VGPU_LICENSE_STATUS, gauge, vGPU licence\n")
+        with Vigild(args=["--collectors", p]) as v:
+            v.wait_listening()
+            wait_for(lambda: v.get("/readyz")[0] == 200, 10, "vigild to be ready")
+            for _ in range(3):
+                st, _, body = v.get("/metrics")
+                check(st == 200 and not families(body.decode()), "empty page: %r %r" % (st, body[:200]))
+            check(v.get("/healthz")[0] == 200, "vigild answers after the empty scrapes")
+
+
 def test_counters_file_reread_on_change():
     """Like dcgm-exporter, an edit of the counters file applies without SIGHUP; a broken edit
     keeps the families in use."""
@@ -399,4 +415,4 @@ if __name__ == "__main__":
           test_openmetrics_negotiation_both_namings, test_dcgm_health_probe,
           test_dcgm_naming_serves_text_only, test_unreadable_rows_logged_and_count_matches,
           test_1x_compatibility_csv, test_counters_file_reread_on_change,
-          test_basic_auth_401_says_unauthorized])
+          test_basic_auth_401_says_unauthorized, test_empty_page])

@@ -1,6 +1,8 @@
 /* fields.c — catalog lookups. The table is generated from fields.def at compile time. */
 #include "fields.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -45,8 +47,28 @@ const field_meta *field_at(size_t i)
         return i < field_count() ? &catalog[i] : NULL;
 }
 
+/* id -> catalog index + 1 for the ids below INDEX_IDS (every DCGM id; 0 = not in the catalog),
+ * filled once: the sampler, the backend and the fake look a field up per field per GPU per
+ * sweep, and a scan of the ~200 entries was the largest of vigild's own costs left at 8 GPUs
+ * (bench/RESULTS.md §6). Vigil's own ids (60000 and up) are few and scanned. */
+#define INDEX_IDS 2048
+static uint16_t index1[INDEX_IDS];
+_Static_assert(sizeof(catalog) / sizeof(catalog[0]) < UINT16_MAX, "catalog index fits 16 bits");
+static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+
+static void index_fill(void)
+{
+        for (size_t i = 0; i < field_count(); i++)
+                if (catalog[i].id < INDEX_IDS)
+                        index1[catalog[i].id] = (uint16_t)(i + 1);
+}
+
 int field_index(unsigned id)
 {
+        if (id < INDEX_IDS) {
+                pthread_once(&index_once, index_fill);
+                return (int)index1[id] - 1;
+        }
         for (size_t i = 0; i < field_count(); i++)
                 if (catalog[i].id == id)
                         return (int)i;

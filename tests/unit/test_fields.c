@@ -74,6 +74,26 @@ static int valid_metric_name(const char *s)
         return 1;
 }
 
+/* field_index: every catalog id to its position (the table below 2048 and the scan above), and
+ * -1 for every id that is not in the catalog, at the table's edges too. */
+static void test_field_index(void **state)
+{
+        (void)state;
+        for (size_t i = 0; i < field_count(); i++)
+                assert_int_equal(field_index(field_at(i)->id), (int)i);
+        for (unsigned id = 0; id < 70000; id++)
+                if (!field_by_id(id) || field_by_id(id)->id != id) {
+                        bool known = false;
+                        for (size_t i = 0; i < field_count(); i++)
+                                known |= field_at(i)->id == id;
+                        assert_false(known);
+                        assert_int_equal(field_index(id), -1);
+                }
+        assert_int_equal(field_index(2047), -1);
+        assert_int_equal(field_index(2048), -1);
+        assert_int_equal(field_index(UINT32_MAX), -1);
+}
+
 static void test_catalog_consistent(void **state)
 {
         (void)state;
@@ -107,6 +127,7 @@ int main(void)
             cmocka_unit_test(test_exporter_defaults_present),
             cmocka_unit_test(test_aliases_and_ids),
             cmocka_unit_test(test_catalog_consistent),
+            cmocka_unit_test(test_field_index),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

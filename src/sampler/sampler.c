@@ -182,9 +182,8 @@ static int64_t field_interval(const sampler_options *o, const field_meta *m)
         case TIER_FAST:
                 return o->fast_us;
         case TIER_SLOW:
-                return field_default_interval_us(m->id)
-                           ? MAX(field_default_interval_us(m->id), o->slow_us)
-                           : o->slow_us;
+                /* a costly field's own default (0 for the others), never shorter than the tier */
+                return MAX(field_default_interval_us(m->id), o->slow_us);
         default:
                 return -1;
         }

@@ -13,8 +13,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +20,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/ossl_dl.h"
 #include "common/redact.h"
 #include "common/sparse.h"
 #include "common/vtime.h"
@@ -149,14 +148,17 @@ json_t *notifier_webhook_payload(const incident *in, const char *hostname)
 
 int notifier_sign(const char *secret, const char *body, size_t len, char *out, size_t outlen)
 {
+        const ossl_dl *lib;
         unsigned char mac[EVP_MAX_MD_SIZE];
         unsigned int ml = 0;
         size_t o;
 
         if (outlen < 7 + 64 + 1)
                 return -ENOSPC;
-        if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body, len, mac,
-                  &ml))
+        if (!(lib = ossl_dl_lib()))
+                return -ELIBACC;
+        if (!lib->HMAC(lib->EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body,
+                       len, mac, &ml))
                 return -EIO;
         o = (size_t)snprintf(out, outlen, "sha256=");
         for (unsigned i = 0; i < ml; i++)

@@ -7,10 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "common/macros.h"
+#include "common/ossl_dl.h"
 
 static const char zero_hash[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -25,23 +23,28 @@ int audit_hash(const char *prev, int64_t seq, const audit_record *rec, char out[
                               nz(rec->request_id), nz(rec->principal), nz(rec->role),
                               nz(rec->source_ip), nz(rec->method), nz(rec->route), rec->status,
                               nz(rec->event), nz(rec->detail));
+        const ossl_dl *o = ossl_dl_lib();
         unsigned char md[32];
         unsigned int mdlen = 0;
         EVP_MD_CTX *c;
         char *canon;
         int ok;
 
+        if (!o) {
+                json_decref(a);
+                return -ELIBACC;
+        }
         if (!a)
                 return -ENOMEM;
         canon = json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII);
         json_decref(a);
         if (!canon)
                 return -ENOMEM;
-        c = EVP_MD_CTX_new();
-        ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
-             EVP_DigestUpdate(c, prev, strlen(prev)) && EVP_DigestUpdate(c, canon, strlen(canon)) &&
-             EVP_DigestFinal_ex(c, md, &mdlen);
-        EVP_MD_CTX_free(c);
+        c = o->EVP_MD_CTX_new();
+        ok = c && o->EVP_DigestInit_ex(c, o->EVP_sha256(), NULL) &&
+             o->EVP_DigestUpdate(c, prev, strlen(prev)) &&
+             o->EVP_DigestUpdate(c, canon, strlen(canon)) && o->EVP_DigestFinal_ex(c, md, &mdlen);
+        o->EVP_MD_CTX_free(c);
         free(canon);
         if (!ok || mdlen != sizeof(md))
                 return -ENOMEM;
@@ -53,6 +56,7 @@ int audit_hash(const char *prev, int64_t seq, const audit_record *rec, char out[
 int audit_mac(const audit_key *key, const char *what, int64_t seq, const char *hash,
               char out[AUDIT_HASH_HEX])
 {
+        const ossl_dl *o;
         char msg[160];
         unsigned char md[32];
         unsigned int mdlen = 0;
@@ -60,11 +64,13 @@ int audit_mac(const audit_key *key, const char *what, int64_t seq, const char *h
 
         if (!key || !key->set)
                 return -EINVAL;
+        if (!(o = ossl_dl_lib()))
+                return -ELIBACC;
         n = snprintf(msg, sizeof(msg), "%s:%lld:%s", what, (long long)seq, hash);
         if (n < 0 || n >= (int)sizeof(msg))
                 return -EINVAL;
-        if (!HMAC(EVP_sha256(), key->k, AUDIT_KEY_LEN, (const unsigned char *)msg, (size_t)n, md,
-                  &mdlen) ||
+        if (!o->HMAC(o->EVP_sha256(), key->k, AUDIT_KEY_LEN, (const unsigned char *)msg, (size_t)n,
+                     md, &mdlen) ||
             mdlen != sizeof(md))
                 return -ENOMEM;
         for (size_t i = 0; i < sizeof(md); i++)

@@ -13,14 +13,13 @@
 #include <unistd.h>
 
 #include <jwt.h>
-#include <openssl/bio.h>
 #include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "common/base64.h"
 #include "common/fileio.h"
 #include "common/macros.h"
+#include "common/ossl_dl.h"
+#include "jwt_dl.h"
 
 static const char *const perm_names[] = {
     [PERM_UNSET] = "admin", [PERM_OPEN] = "open",   [PERM_METRICS] = "metrics",
@@ -327,6 +326,7 @@ int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_
 {
         const char *d1, *d2;
         _cleanup_free_ char *copy = NULL;
+        const jwt_dl *lib;
         json_t *hdr, *claims;
         jwt_t *jwt = NULL;
         int r;
@@ -353,18 +353,20 @@ int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_
         /* Never hand libjwt a NULL or empty key: it would skip the signature. */
         if (!k->key || k->key_len == 0)
                 REFUSE("no_key");
+        if (jwt_dl_get(&lib, NULL, 0) < 0)
+                REFUSE("no_library");
         copy = strndup(token, len);
         if (!copy)
                 REFUSE("no_memory");
-        if (jwt_decode(&jwt, copy, k->key, (int)k->key_len) != 0 || !jwt) {
-                jwt_free(jwt);
+        if (lib->decode(&jwt, copy, k->key, (int)k->key_len) != 0 || !jwt) {
+                lib->free(jwt);
                 REFUSE("bad_signature");
         }
-        if (jwt_get_alg(jwt) != alg_libjwt[k->alg]) { /* belt and braces */
-                jwt_free(jwt);
+        if (lib->get_alg(jwt) != alg_libjwt[k->alg]) { /* belt and braces */
+                lib->free(jwt);
                 REFUSE("alg_mismatch");
         }
-        jwt_free(jwt);
+        lib->free(jwt);
         claims = b64_json(d1 + 1, (size_t)(d2 - d1 - 1));
         if (!claims)
                 REFUSE("malformed");
@@ -380,7 +382,13 @@ int auth_jwt_verify(const auth_jwt_key *k, const char *token, size_t len, int64_
 int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key *k, char *err,
                       size_t errlen)
 {
+        const jwt_dl *lib;
+        const ossl_dl *o;
+
         memset(k, 0, sizeof(*k));
+        /* Refused here, at start or reload, rather than at the first request. */
+        if (jwt_dl_get(&lib, err, errlen) < 0 || ossl_dl_get(&o, err, errlen) < 0)
+                return -ELIBACC;
         if (pubkey_file && *pubkey_file) {
                 char *pem = NULL;
                 size_t n = 0;
@@ -391,23 +399,24 @@ int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key 
                         file_read_strerror(r, "public key", pubkey_file, PUBKEY_MAX, err, errlen);
                         return r;
                 }
-                bio = BIO_new_mem_buf(pem, (int)n);
-                pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-                BIO_free(bio);
+                bio = o->BIO_new_mem_buf(pem, (int)n);
+                pk = bio ? o->PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+                o->BIO_free(bio);
                 if (!pk) {
                         free(pem);
                         snprintf(err, errlen, "'%s' is not a PEM public key", pubkey_file);
                         return -EINVAL;
                 }
-                if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pk) >= 2048) {
+                if (o->EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA &&
+                    o->EVP_PKEY_get_bits(pk) >= 2048) {
                         k->alg = AUTH_ALG_RS256;
-                } else if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
+                } else if (o->EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
                         char grp[64] = "";
                         size_t gl = 0;
-                        EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, grp,
-                                                       sizeof(grp), &gl);
+                        o->EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, grp,
+                                                          sizeof(grp), &gl);
                         if (strcmp(grp, "prime256v1") != 0 && strcmp(grp, "P-256") != 0) {
-                                EVP_PKEY_free(pk);
+                                o->EVP_PKEY_free(pk);
                                 free(pem);
                                 snprintf(err, errlen, "'%s': EC keys must be P-256 (ES256)",
                                          pubkey_file);
@@ -415,14 +424,14 @@ int auth_jwt_key_load(const char *secret, const char *pubkey_file, auth_jwt_key 
                         }
                         k->alg = AUTH_ALG_ES256;
                 } else {
-                        EVP_PKEY_free(pk);
+                        o->EVP_PKEY_free(pk);
                         free(pem);
                         snprintf(err, errlen,
                                  "'%s': need an RSA (>= 2048 bits, RS256) or P-256 (ES256) key",
                                  pubkey_file);
                         return -EINVAL;
                 }
-                EVP_PKEY_free(pk);
+                o->EVP_PKEY_free(pk);
                 k->key = (unsigned char *)pem;
                 k->key_len = n;
                 return 0;
@@ -459,34 +468,37 @@ int auth_jwt_mint(const unsigned char *secret, size_t secret_len, const char *su
 {
         unsigned char rnd[16];
         char jti[33];
+        const jwt_dl *lib;
         jwt_t *jwt = NULL;
         char *s;
         int r = 0;
 
         if (!secret || secret_len < 32)
                 return -EINVAL;
+        if (jwt_dl_get(&lib, NULL, 0) < 0)
+                return -ELIBACC;
         if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
                 return -EIO;
         for (size_t i = 0; i < sizeof(rnd); i++)
                 snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
-        if (jwt_new(&jwt) != 0)
+        if (lib->new (&jwt) != 0)
                 return -ENOMEM;
-        r = r ?: -jwt_add_grant(jwt, "sub", subject);
-        r = r ?: -jwt_add_grant(jwt, "role", auth_role_name(role));
-        r = r ?: -jwt_add_grant(jwt, "jti", jti);
-        r = r ?: -jwt_add_grant_int(jwt, "iat", (long)now);
-        r = r ?: -jwt_add_grant_int(jwt, "exp", (long)(now + ttl_s));
+        r = r ?: -lib->add_grant(jwt, "sub", subject);
+        r = r ?: -lib->add_grant(jwt, "role", auth_role_name(role));
+        r = r ?: -lib->add_grant(jwt, "jti", jti);
+        r = r ?: -lib->add_grant_int(jwt, "iat", (long)now);
+        r = r ?: -lib->add_grant_int(jwt, "exp", (long)(now + ttl_s));
         if (!r && issuer && *issuer)
-                r = -jwt_add_grant(jwt, "iss", issuer);
+                r = -lib->add_grant(jwt, "iss", issuer);
         if (!r && audience && *audience)
-                r = -jwt_add_grant(jwt, "aud", audience);
-        r = r ?: -jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int)secret_len);
+                r = -lib->add_grant(jwt, "aud", audience);
+        r = r ?: -lib->set_alg(jwt, JWT_ALG_HS256, secret, (int)secret_len);
         if (r) {
-                jwt_free(jwt);
+                lib->free(jwt);
                 return r;
         }
-        s = jwt_encode_str(jwt);
-        jwt_free(jwt);
+        s = lib->encode_str(jwt);
+        lib->free(jwt);
         if (!s)
                 return -ENOMEM;
         if (jti_out && jti_len)

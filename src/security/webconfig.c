@@ -16,14 +16,12 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <yaml.h>
 
 #include "common/base64.h"
 #include "common/fileio.h"
 #include "common/macros.h"
+#include "common/ossl_dl.h"
 #include "common/vtime.h"
 #include "common/yamldoc.h"
 
@@ -770,14 +768,15 @@ uint64_t basic_auth_bcrypt_runs(basic_auth *b)
  * than chance. */
 static const char *decoy_for(basic_auth *b, const char *name)
 {
+        const ossl_dl *o = ossl_dl_lib();
         unsigned char mac[32];
         unsigned len = sizeof(mac);
         uint64_t v = 0;
 
         if (!b->n_users)
                 return b->decoy[10];
-        if (!HMAC(EVP_sha256(), b->name_key, sizeof(b->name_key), (const unsigned char *)name,
-                  strlen(name), mac, &len))
+        if (!o || !o->HMAC(o->EVP_sha256(), b->name_key, sizeof(b->name_key),
+                           (const unsigned char *)name, strlen(name), mac, &len))
                 return b->decoy[hash_cost(b->users[0].hash)];
         for (size_t i = 0; i < 8; i++)
                 v = v << 8 | mac[i];
@@ -799,6 +798,15 @@ unsigned basic_auth_decoy_cost(basic_auth *b, const char *name)
         return hash_cost(decoy_for(b, name));
 }
 
+static bool ct_equal_n(const unsigned char *a, const unsigned char *b, size_t n)
+{
+        unsigned char d = 0;
+
+        for (size_t i = 0; i < n; i++)
+                d |= (unsigned char)(a[i] ^ b[i]);
+        return d == 0;
+}
+
 static bool ct_equal(const char *a, const char *b)
 {
         size_t la = strlen(a), lb = strlen(b);
@@ -809,21 +817,26 @@ static bool ct_equal(const char *a, const char *b)
         return d == 0;
 }
 
-static void cache_key(const char *user, const char *hash, const char *pw, size_t pwlen,
+/* The cache slot's key for (user, hash, password). False when it could not be computed: the
+ * caller then neither looks up nor stores (an all-zero key would match every password). */
+static bool cache_key(const char *user, const char *hash, const char *pw, size_t pwlen,
                       unsigned char key[32])
 {
-        EVP_MD_CTX *c = EVP_MD_CTX_new();
-        unsigned n = 32;
+        const ossl_dl *o = ossl_dl_lib();
+        EVP_MD_CTX *c = o ? o->EVP_MD_CTX_new() : NULL;
+        unsigned n = 0;
+        bool ok;
 
         memset(key, 0, 32);
         if (!c)
-                return;
-        EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-        EVP_DigestUpdate(c, user, strlen(user) + 1);
-        EVP_DigestUpdate(c, hash, strlen(hash) + 1);
-        EVP_DigestUpdate(c, pw, pwlen);
-        EVP_DigestFinal_ex(c, key, &n);
-        EVP_MD_CTX_free(c);
+                return false;
+        ok = o->EVP_DigestInit_ex(c, o->EVP_sha256(), NULL) == 1 &&
+             o->EVP_DigestUpdate(c, user, strlen(user) + 1) == 1 &&
+             o->EVP_DigestUpdate(c, hash, strlen(hash) + 1) == 1 &&
+             o->EVP_DigestUpdate(c, pw, pwlen) == 1 && o->EVP_DigestFinal_ex(c, key, &n) == 1 &&
+             n == 32;
+        o->EVP_MD_CTX_free(c);
+        return ok;
 }
 
 static bool cache_hit(basic_auth *b, const unsigned char key[32], int64_t now)
@@ -832,7 +845,7 @@ static bool cache_hit(basic_auth *b, const unsigned char key[32], int64_t now)
 
         pthread_mutex_lock(&b->lock);
         for (size_t i = 0; i < ARRAY_SIZE(b->cache) && !hit; i++)
-                hit = b->cache[i].expires > now && CRYPTO_memcmp(b->cache[i].key, key, 32) == 0;
+                hit = b->cache[i].expires > now && ct_equal_n(b->cache[i].key, key, 32);
         pthread_mutex_unlock(&b->lock);
         return hit;
 }
@@ -859,7 +872,7 @@ int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *us
         unsigned char key[32];
         ssize_t n;
         char *colon;
-        bool ok, busy;
+        bool ok, busy, keyed = false;
 
         if (strncasecmp(p, "Basic", 5) != 0 || (p[5] != ' ' && p[5] != '\t')) {
                 *reason = "not_basic";
@@ -880,8 +893,8 @@ int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *us
                 if (!strcmp(b->users[i].name, dec))
                         hash = b->users[i].hash;
         if (hash) {
-                cache_key(dec, hash, pw, strlen(pw), key);
-                if (cache_hit(b, key, now_us)) {
+                keyed = cache_key(dec, hash, pw, strlen(pw), key);
+                if (keyed && cache_hit(b, key, now_us)) {
                         snprintf(user, ulen, "%s", dec);
                         explicit_bzero(dec, sizeof(dec));
                         return 0;
@@ -921,7 +934,8 @@ int basic_auth_check(basic_auth *b, const char *header, int64_t now_us, char *us
                 explicit_bzero(dec, sizeof(dec));
                 return -EACCES;
         }
-        cache_put(b, key, now_us);
+        if (keyed)
+                cache_put(b, key, now_us);
         snprintf(user, ulen, "%s", dec);
         explicit_bzero(dec, sizeof(dec));
         return 0;

@@ -13,11 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/ossl_dl.h"
 #include "common/vtime.h"
 #include "backup-internal.h"
 #include "sysio.h"
@@ -33,9 +32,12 @@ int backup_sha256_file(const char *path, char hex[65], uint64_t *size)
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        EVP_MD_CTX *c = EVP_MD_CTX_new();
-        if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
-                EVP_MD_CTX_free(c);
+        const ossl_dl *o = ossl_dl_lib();
+        if (!o)
+                return -ELIBACC;
+        EVP_MD_CTX *c = o->EVP_MD_CTX_new();
+        if (!c || o->EVP_DigestInit_ex(c, o->EVP_sha256(), NULL) != 1) {
+                o->EVP_MD_CTX_free(c);
                 return -EIO;
         }
         while ((n = read(fd, buf, sizeof(buf))) != 0) {
@@ -45,12 +47,15 @@ int backup_sha256_file(const char *path, char hex[65], uint64_t *size)
                         r = -errno;
                         break;
                 }
-                EVP_DigestUpdate(c, buf, (size_t)n);
+                if (o->EVP_DigestUpdate(c, buf, (size_t)n) != 1) {
+                        r = -EIO;
+                        break;
+                }
                 total += (uint64_t)n;
         }
-        if (r == 0 && EVP_DigestFinal_ex(c, md, &mdlen) != 1)
+        if (r == 0 && o->EVP_DigestFinal_ex(c, md, &mdlen) != 1)
                 r = -EIO;
-        EVP_MD_CTX_free(c);
+        o->EVP_MD_CTX_free(c);
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < mdlen && i < 32; i++) {

@@ -13,14 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/kdf.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
-
 #include "common/fileio.h"
 #include "common/macros.h"
+#include "common/ossl_dl.h"
 #include "common/vtime.h"
 #include "store.h"
 #include "sysio.h"
@@ -35,24 +30,26 @@ typedef struct crypto_key {
 
 struct crypto_keyring {
         pthread_mutex_t lock;             /* guards keys/n (rotation vs use) */
+        const ossl_dl *o;                 /* libcrypto, loaded by crypto_keyring_new */
         uint8_t master[CRYPTO_KEY_LEN];   /* from the configured secret; secret */
         uint32_t master_id;               /* CRYPTO_MASTER_FLAG | fingerprint */
         crypto_key keys[CRYPTO_MAX_KEYS]; /* data keys, ascending id; the last is active */
         unsigned n;                       /* entries in keys */
 };
 
-static int hkdf(const uint8_t *ikm, size_t ikmlen, const char *salt, const char *info,
-                uint8_t out[CRYPTO_KEY_LEN])
+static int hkdf(const ossl_dl *o, const uint8_t *ikm, size_t ikmlen, const char *salt,
+                const char *info, uint8_t out[CRYPTO_KEY_LEN])
 {
-        EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+        EVP_PKEY_CTX *c = o->EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
         size_t outlen = CRYPTO_KEY_LEN;
         int ok =
-            c && EVP_PKEY_derive_init(c) > 0 && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
-            EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)salt, (int)strlen(salt)) > 0 &&
-            EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikmlen) > 0 &&
-            EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)info, (int)strlen(info)) > 0 &&
-            EVP_PKEY_derive(c, out, &outlen) > 0 && outlen == CRYPTO_KEY_LEN;
-        EVP_PKEY_CTX_free(c);
+            c && o->EVP_PKEY_derive_init(c) > 0 &&
+            o->EVP_PKEY_CTX_set_hkdf_md(c, o->EVP_sha256()) > 0 &&
+            o->EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)salt, (int)strlen(salt)) > 0 &&
+            o->EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikmlen) > 0 &&
+            o->EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)info, (int)strlen(info)) > 0 &&
+            o->EVP_PKEY_derive(c, out, &outlen) > 0 && outlen == CRYPTO_KEY_LEN;
+        o->EVP_PKEY_CTX_free(c);
         return ok ? 0 : -EIO;
 }
 
@@ -73,7 +70,7 @@ int crypto_parse_hex_key(const char *s, uint8_t key[CRYPTO_KEY_LEN])
                 k[i] = (uint8_t)v;
         }
         memcpy(key, k, sizeof(k));
-        OPENSSL_cleanse(k, sizeof(k));
+        explicit_bzero(k, sizeof(k));
         return 0;
 }
 
@@ -107,6 +104,10 @@ int crypto_keyring_new(const char *secret, crypto_keyring **ret, char *err, size
                 return -ENOMEM;
         }
         pthread_mutex_init(&kr->lock, NULL);
+        if (ossl_dl_get(&kr->o, err, errlen) < 0) {
+                crypto_keyring_free(kr);
+                return -ELIBACC;
+        }
         if (crypto_parse_hex_key(secret, kr->master) < 0) {
                 if (strlen(secret) < 16) {
                         snprintf(err, errlen,
@@ -117,19 +118,19 @@ int crypto_keyring_new(const char *secret, crypto_keyring **ret, char *err, size
                         crypto_keyring_free(kr);
                         return -EINVAL;
                 }
-                if (hkdf((const uint8_t *)secret, strlen(secret), "vigil-master-v1",
+                if (hkdf(kr->o, (const uint8_t *)secret, strlen(secret), "vigil-master-v1",
                          "vigil master key", kr->master) < 0) {
                         snprintf(err, errlen, "cannot derive the master key (OpenSSL HKDF)");
                         crypto_keyring_free(kr);
                         return -EIO;
                 }
         }
-        SHA256(kr->master, CRYPTO_KEY_LEN, fp);
+        kr->o->SHA256(kr->master, CRYPTO_KEY_LEN, fp);
         kr->master_id = CRYPTO_MASTER_FLAG | (get_be32(fp) & ~CRYPTO_MASTER_FLAG);
         kr->keys[0].id = 1;
         kr->keys[0].created_us = time_real_us();
-        if (hkdf(kr->master, CRYPTO_KEY_LEN, "vigil-data-v1", "vigil data key 1", kr->keys[0].key) <
-            0) {
+        if (hkdf(kr->o, kr->master, CRYPTO_KEY_LEN, "vigil-data-v1", "vigil data key 1",
+                 kr->keys[0].key) < 0) {
                 snprintf(err, errlen, "cannot derive the data key (OpenSSL HKDF)");
                 crypto_keyring_free(kr);
                 return -EIO;
@@ -144,7 +145,7 @@ crypto_keyring *crypto_keyring_free(crypto_keyring *kr)
         if (!kr)
                 return NULL;
         pthread_mutex_destroy(&kr->lock);
-        OPENSSL_cleanse(kr, sizeof(*kr));
+        explicit_bzero(kr, sizeof(*kr));
         free(kr);
         return NULL;
 }
@@ -197,8 +198,8 @@ uint32_t crypto_keyring_master_id(const crypto_keyring *kr)
 
 /* ---- sealing ---- */
 
-static int seal_with(const uint8_t *key, uint32_t id, const void *pt, size_t ptlen, const void *aad,
-                     size_t aadlen, uint8_t **ret, size_t *retlen)
+static int seal_with(const ossl_dl *o, const uint8_t *key, uint32_t id, const void *pt,
+                     size_t ptlen, const void *aad, size_t aadlen, uint8_t **ret, size_t *retlen)
 {
         int len, ok;
 
@@ -209,22 +210,22 @@ static int seal_with(const uint8_t *key, uint32_t id, const void *pt, size_t ptl
                 return -ENOMEM;
         memcpy(out, CRYPTO_MAGIC, CRYPTO_MAGIC_LEN);
         put_be32(out + CRYPTO_MAGIC_LEN, id);
-        if (RAND_bytes(out + CRYPTO_MAGIC_LEN + 4, CRYPTO_NONCE_LEN) != 1) {
+        if (o->RAND_bytes(out + CRYPTO_MAGIC_LEN + 4, CRYPTO_NONCE_LEN) != 1) {
                 free(out);
                 return -EIO;
         }
-        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-        ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) == 1 &&
-             EVP_EncryptInit_ex(c, NULL, NULL, key, out + CRYPTO_MAGIC_LEN + 4) == 1 &&
-             EVP_EncryptUpdate(c, NULL, &len, out, CRYPTO_HEADER_LEN) == 1 &&
-             (aadlen == 0 || EVP_EncryptUpdate(c, NULL, &len, aad, (int)aadlen) == 1) &&
+        EVP_CIPHER_CTX *c = o->EVP_CIPHER_CTX_new();
+        ok = c && o->EVP_EncryptInit_ex(c, o->EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) == 1 &&
+             o->EVP_EncryptInit_ex(c, NULL, NULL, key, out + CRYPTO_MAGIC_LEN + 4) == 1 &&
+             o->EVP_EncryptUpdate(c, NULL, &len, out, CRYPTO_HEADER_LEN) == 1 &&
+             (aadlen == 0 || o->EVP_EncryptUpdate(c, NULL, &len, aad, (int)aadlen) == 1) &&
              (ptlen == 0 ||
-              EVP_EncryptUpdate(c, out + CRYPTO_HEADER_LEN, &len, pt, (int)ptlen) == 1) &&
-             EVP_EncryptFinal_ex(c, out + CRYPTO_HEADER_LEN + ptlen, &len) == 1 &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN,
-                                 out + CRYPTO_HEADER_LEN + ptlen) == 1;
-        EVP_CIPHER_CTX_free(c);
+              o->EVP_EncryptUpdate(c, out + CRYPTO_HEADER_LEN, &len, pt, (int)ptlen) == 1) &&
+             o->EVP_EncryptFinal_ex(c, out + CRYPTO_HEADER_LEN + ptlen, &len) == 1 &&
+             o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN,
+                                    out + CRYPTO_HEADER_LEN + ptlen) == 1;
+        o->EVP_CIPHER_CTX_free(c);
         if (!ok) {
                 free(out);
                 return -EIO;
@@ -246,8 +247,8 @@ int crypto_seal(crypto_keyring *kr, const void *pt, size_t ptlen, const void *aa
         memcpy(key, kr->keys[kr->n - 1].key, CRYPTO_KEY_LEN);
         id = kr->keys[kr->n - 1].id;
         pthread_mutex_unlock(&kr->lock);
-        int r = seal_with(key, id, pt, ptlen, aad, aadlen, ret, retlen);
-        OPENSSL_cleanse(key, sizeof(key));
+        int r = seal_with(kr->o, key, id, pt, ptlen, aad, aadlen, ret, retlen);
+        explicit_bzero(key, sizeof(key));
         return r;
 }
 
@@ -256,7 +257,7 @@ int crypto_seal_master(crypto_keyring *kr, const void *pt, size_t ptlen, const v
 {
         if (!kr || (!pt && ptlen) || !ret || !retlen)
                 return -EINVAL;
-        return seal_with(kr->master, kr->master_id, pt, ptlen, aad, aadlen, ret, retlen);
+        return seal_with(kr->o, kr->master, kr->master_id, pt, ptlen, aad, aadlen, ret, retlen);
 }
 
 int crypto_blob_key_id(const void *blob, size_t bloblen, uint32_t *id)
@@ -309,24 +310,24 @@ int crypto_open(crypto_keyring *kr, const void *blob, size_t bloblen, const void
         size_t ctlen = bloblen - CRYPTO_OVERHEAD;
         uint8_t *out = malloc(ctlen + 1);
         if (!out) {
-                OPENSSL_cleanse(key, sizeof(key));
+                explicit_bzero(key, sizeof(key));
                 return -ENOMEM;
         }
-        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-        ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) == 1 &&
-             EVP_DecryptInit_ex(c, NULL, NULL, key, b + CRYPTO_MAGIC_LEN + 4) == 1 &&
-             EVP_DecryptUpdate(c, NULL, &len, b, CRYPTO_HEADER_LEN) == 1 &&
-             (aadlen == 0 || EVP_DecryptUpdate(c, NULL, &len, aad, (int)aadlen) == 1) &&
+        EVP_CIPHER_CTX *c = kr->o->EVP_CIPHER_CTX_new();
+        ok = c && kr->o->EVP_DecryptInit_ex(c, kr->o->EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             kr->o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) == 1 &&
+             kr->o->EVP_DecryptInit_ex(c, NULL, NULL, key, b + CRYPTO_MAGIC_LEN + 4) == 1 &&
+             kr->o->EVP_DecryptUpdate(c, NULL, &len, b, CRYPTO_HEADER_LEN) == 1 &&
+             (aadlen == 0 || kr->o->EVP_DecryptUpdate(c, NULL, &len, aad, (int)aadlen) == 1) &&
              (ctlen == 0 ||
-              EVP_DecryptUpdate(c, out, &len, b + CRYPTO_HEADER_LEN, (int)ctlen) == 1) &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN,
-                                 (void *)(b + CRYPTO_HEADER_LEN + ctlen)) == 1 &&
-             EVP_DecryptFinal_ex(c, out + ctlen, &len) == 1;
-        EVP_CIPHER_CTX_free(c);
-        OPENSSL_cleanse(key, sizeof(key));
+              kr->o->EVP_DecryptUpdate(c, out, &len, b + CRYPTO_HEADER_LEN, (int)ctlen) == 1) &&
+             kr->o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN,
+                                        (void *)(b + CRYPTO_HEADER_LEN + ctlen)) == 1 &&
+             kr->o->EVP_DecryptFinal_ex(c, out + ctlen, &len) == 1;
+        kr->o->EVP_CIPHER_CTX_free(c);
+        explicit_bzero(key, sizeof(key));
         if (!ok) {
-                OPENSSL_cleanse(out, ctlen);
+                explicit_bzero(out, ctlen);
                 free(out);
                 return -EBADMSG;
         }
@@ -344,13 +345,13 @@ int crypto_keyring_rotate(crypto_keyring *kr, uint32_t *new_id)
 
         if (!kr)
                 return -EINVAL;
-        if (RAND_bytes(k.key, CRYPTO_KEY_LEN) != 1)
+        if (kr->o->RAND_bytes(k.key, CRYPTO_KEY_LEN) != 1)
                 return -EIO;
         k.created_us = time_real_us();
         pthread_mutex_lock(&kr->lock);
         if (kr->n >= CRYPTO_MAX_KEYS) {
                 pthread_mutex_unlock(&kr->lock);
-                OPENSSL_cleanse(&k, sizeof(k));
+                explicit_bzero(&k, sizeof(k));
                 return -E2BIG;
         }
         k.id = kr->keys[kr->n - 1].id + 1;
@@ -358,7 +359,7 @@ int crypto_keyring_rotate(crypto_keyring *kr, uint32_t *new_id)
         pthread_mutex_unlock(&kr->lock);
         if (new_id)
                 *new_id = k.id;
-        OPENSSL_cleanse(&k, sizeof(k));
+        explicit_bzero(&k, sizeof(k));
         return 0;
 }
 
@@ -396,7 +397,7 @@ static int keyring_write(crypto_keyring *kr, const crypto_key *extra, const char
                 text[len++] = '\n';
         }
         r = crypto_seal_master(kr, text, len, KEYRING_AAD, strlen(KEYRING_AAD), &blob, &bloblen);
-        OPENSSL_cleanse(text, len);
+        explicit_bzero(text, len);
         if (r < 0) {
                 snprintf(err, errlen, "cannot seal the keyring: %s", strerror(-r));
                 return r;
@@ -452,7 +453,7 @@ int crypto_keyring_rotate_save(crypto_keyring *kr, const char *path, uint32_t *n
 
         if (!kr)
                 return -EINVAL;
-        if (RAND_bytes(k.key, CRYPTO_KEY_LEN) != 1) {
+        if (kr->o->RAND_bytes(k.key, CRYPTO_KEY_LEN) != 1) {
                 snprintf(err, errlen, "cannot make a key: no randomness");
                 return -EIO;
         }
@@ -476,7 +477,7 @@ int crypto_keyring_rotate_save(crypto_keyring *kr, const char *path, uint32_t *n
                         *new_id = k.id;
         }
         pthread_mutex_unlock(&rotating);
-        OPENSSL_cleanse(&k, sizeof(k));
+        explicit_bzero(&k, sizeof(k));
         return r;
 }
 
@@ -521,7 +522,7 @@ int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t 
         if (tlen < strlen(KEYRING_HEADER) ||
             memcmp(text, KEYRING_HEADER, strlen(KEYRING_HEADER)) != 0) {
                 snprintf(err, errlen, "keyring '%s': unknown format", path);
-                OPENSSL_cleanse(text, tlen);
+                explicit_bzero(text, tlen);
                 return -EINVAL;
         }
         crypto_key *keys = calloc(CRYPTO_MAX_KEYS, sizeof(*keys));
@@ -546,10 +547,10 @@ int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t 
                 keys[n].created_us = created;
                 n++;
         }
-        OPENSSL_cleanse(text, tlen);
+        explicit_bzero(text, tlen);
         if (r < 0 || n == 0) {
                 snprintf(err, errlen, "keyring '%s': malformed contents", path);
-                OPENSSL_cleanse(keys, CRYPTO_MAX_KEYS * sizeof(*keys));
+                explicit_bzero(keys, CRYPTO_MAX_KEYS * sizeof(*keys));
                 free(keys);
                 return -EINVAL;
         }
@@ -557,7 +558,7 @@ int crypto_keyring_load(crypto_keyring *kr, const char *path, char *err, size_t 
         memcpy(kr->keys, keys, n * sizeof(*keys));
         kr->n = n;
         pthread_mutex_unlock(&kr->lock);
-        OPENSSL_cleanse(keys, CRYPTO_MAX_KEYS * sizeof(*keys));
+        explicit_bzero(keys, CRYPTO_MAX_KEYS * sizeof(*keys));
         free(keys);
         return 0;
 }
@@ -612,12 +613,12 @@ int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *
         }
         memcpy(hdr, CRYPTO_MAGIC, CRYPTO_MAGIC_LEN);
         put_be32(hdr + CRYPTO_MAGIC_LEN, kr->master_id);
-        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-        if (RAND_bytes(hdr + CRYPTO_MAGIC_LEN + 4, CRYPTO_NONCE_LEN) != 1 || !c ||
-            EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) != 1 ||
-            EVP_EncryptInit_ex(c, NULL, NULL, kr->master, hdr + CRYPTO_MAGIC_LEN + 4) != 1 ||
-            EVP_EncryptUpdate(c, NULL, &len, hdr, sizeof(hdr)) != 1) {
+        EVP_CIPHER_CTX *c = kr->o->EVP_CIPHER_CTX_new();
+        if (kr->o->RAND_bytes(hdr + CRYPTO_MAGIC_LEN + 4, CRYPTO_NONCE_LEN) != 1 || !c ||
+            kr->o->EVP_EncryptInit_ex(c, kr->o->EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+            kr->o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) != 1 ||
+            kr->o->EVP_EncryptInit_ex(c, NULL, NULL, kr->master, hdr + CRYPTO_MAGIC_LEN + 4) != 1 ||
+            kr->o->EVP_EncryptUpdate(c, NULL, &len, hdr, sizeof(hdr)) != 1) {
                 r = -EIO;
                 goto fail;
         }
@@ -629,21 +630,22 @@ int crypto_seal_file(crypto_keyring *kr, const char *in, const char *out, char *
                         r = -errno;
                         break;
                 }
-                if (EVP_EncryptUpdate(c, obuf, &len, ibuf, (int)n) != 1) {
+                if (kr->o->EVP_EncryptUpdate(c, obuf, &len, ibuf, (int)n) != 1) {
                         r = -EIO;
                         break;
                 }
                 r = write_all(ofd, obuf, (size_t)len);
         }
-        if (r == 0 && (EVP_EncryptFinal_ex(c, obuf, &len) != 1 ||
-                       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN, tag) != 1))
+        if (r == 0 &&
+            (kr->o->EVP_EncryptFinal_ex(c, obuf, &len) != 1 ||
+             kr->o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPTO_TAG_LEN, tag) != 1))
                 r = -EIO;
         if (r == 0)
                 r = write_all(ofd, tag, sizeof(tag));
         if (r == 0 && sysio.fsync(ofd) < 0)
                 r = -errno;
 fail:
-        EVP_CIPHER_CTX_free(c);
+        kr->o->EVP_CIPHER_CTX_free(c);
         if (r < 0) {
                 snprintf(err, errlen, "cannot encrypt '%s' to '%s': %s", in, out, strerror(-r));
                 sysio.unlink(out);
@@ -697,14 +699,14 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
         if (ofd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "cannot create '%s': %s", out, strerror(-r));
-                OPENSSL_cleanse(key, sizeof(key));
+                explicit_bzero(key, sizeof(key));
                 return r;
         }
-        c = EVP_CIPHER_CTX_new();
-        if (!c || EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) != 1 ||
-            EVP_DecryptInit_ex(c, NULL, NULL, key, hdr + CRYPTO_MAGIC_LEN + 4) != 1 ||
-            EVP_DecryptUpdate(c, NULL, &len, hdr, sizeof(hdr)) != 1) {
+        c = kr->o->EVP_CIPHER_CTX_new();
+        if (!c || kr->o->EVP_DecryptInit_ex(c, kr->o->EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+            kr->o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPTO_NONCE_LEN, NULL) != 1 ||
+            kr->o->EVP_DecryptInit_ex(c, NULL, NULL, key, hdr + CRYPTO_MAGIC_LEN + 4) != 1 ||
+            kr->o->EVP_DecryptUpdate(c, NULL, &len, hdr, sizeof(hdr)) != 1) {
                 r = -EIO;
                 goto fail_out;
         }
@@ -713,7 +715,7 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                 r = read_all(ifd, ibuf, want);
                 if (r < 0)
                         goto fail_out;
-                if (EVP_DecryptUpdate(c, obuf, &len, ibuf, (int)want) != 1) {
+                if (kr->o->EVP_DecryptUpdate(c, obuf, &len, ibuf, (int)want) != 1) {
                         r = -EIO;
                         goto fail_out;
                 }
@@ -722,8 +724,8 @@ int crypto_open_file(crypto_keyring *kr, const char *in, const char *out, char *
                         goto fail_out;
                 ctlen -= want;
         }
-        if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN, tag) != 1 ||
-            EVP_DecryptFinal_ex(c, obuf, &len) != 1) {
+        if (kr->o->EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPTO_TAG_LEN, tag) != 1 ||
+            kr->o->EVP_DecryptFinal_ex(c, obuf, &len) != 1) {
                 snprintf(err, errlen,
                          "'%s': authentication failed: the file is damaged, truncated or was "
                          "tampered with",
@@ -740,11 +742,11 @@ fail_out:
                 sysio.unlink(out);
         }
 done:
-        EVP_CIPHER_CTX_free(c);
-        OPENSSL_cleanse(key, sizeof(key));
+        kr->o->EVP_CIPHER_CTX_free(c);
+        explicit_bzero(key, sizeof(key));
         return r;
 fail:
         snprintf(err, errlen, "cannot decrypt '%s': %s", in, strerror(-r));
-        OPENSSL_cleanse(key, sizeof(key));
+        explicit_bzero(key, sizeof(key));
         return r;
 }

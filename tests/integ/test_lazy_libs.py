@@ -3,12 +3,19 @@
 2a): not at all with no backup and no alerting configured; libarchive after the first backup
 (POST /api/v1/backup over the unix socket, through `vigil backup create`), and the archive still
 verifies; libcurl as soon as the notifier starts with a webhook, and the alert is delivered;
-libsystemd only when systemd asks for something (here NOTIFY_SOCKET), and READY=1 still arrives."""
+libsystemd only when systemd asks for something (here NOTIFY_SOCKET), and READY=1 still arrives;
+libcrypto not while idle with the default configuration (scrapes, sweeps), but at the first audited
+mutation (the audit chain hashes it; the record verifies), and libjwt only with JWT authentication,
+which then loads both at start and verifies a token."""
+import base64
+import hashlib
+import hmac
 import http.server
 import json
 import os
 import socket
 import threading
+import time
 
 from harness import BUILD, Vigild, check, main, run_cli, scratch_dir, skip_part, wait_for
 
@@ -121,6 +128,49 @@ def test_libsystemd_only_when_systemd_asks():
         d.cleanup()
 
 
+def test_libcrypto_and_libjwt_at_first_use():
+    with Vigild() as v:
+        wait_for(lambda: v.get("/readyz")[0] == 200, 15, "ready")
+        for _ in range(3):
+            v.metrics()
+            v.get("/api/v1/gpus")
+        libs = mapped(v.proc.pid)
+        check(not has(libs, "libcrypto") and not has(libs, "libjwt"),
+              "libcrypto/libjwt mapped by an idle, unauthenticated vigild: %s" % sorted(libs))
+        # An audited mutation (the unix socket, no authentication) hashes the audit chain.
+        run_cli("--socket", v.sock, "backup", "create", check_rc=0)
+        libs = mapped(v.proc.pid)
+        check(has(libs, "libcrypto.so.3"), "libcrypto not mapped after an audited mutation: %s"
+              % sorted(libs))
+        check(not has(libs, "libjwt"), "libjwt mapped without JWT authentication: %s" % sorted(libs))
+        p = run_cli("--socket", v.sock, "--json", "audit", "verify", check_rc=0)
+        res = json.loads(p.stdout)
+        check(res.get("ok") is True and res.get("checked", 0) > 0,
+              "the audit chain written through the lazily loaded libcrypto: %s" % p.stdout)
+    secret = "lazy-libs-secret-0123456789-abcdefghijkl"
+    cfg = ("security:\n  authentication: {enabled: true, method: jwt, jwt_secret: '%s'}\n"
+           "  authorization: {enabled: true}\n" % secret)
+    with Vigild(config=cfg) as v:
+        libs = mapped(v.proc.pid)
+        check(has(libs, "libjwt.so.0") and has(libs, "libcrypto.so.3"),
+              "JWT authentication configured but libjwt/libcrypto not loaded at start: %s"
+              % sorted(libs))
+
+        def b64(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+        now = int(time.time())
+        h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        c = b64(json.dumps({"sub": "ops", "role": "viewer", "iat": now, "exp": now + 60}).encode())
+        sig = b64(hmac.new(secret.encode(), (h + "." + c).encode(), hashlib.sha256).digest())
+        st, _, body = v.request("GET", "/api/v1/gpus",
+                                headers={"Authorization": "Bearer " + h + "." + c + "." + sig})
+        check(st == 200, "a valid token through the loaded libjwt: %d %s" % (st, body[:300]))
+        st, _, _ = v.request("GET", "/api/v1/gpus",
+                             headers={"Authorization": "Bearer " + h + "." + c + "." + sig[:-2] + "AA"})
+        check(st == 401, "a bad signature accepted: %d" % st)
+
+
 if __name__ == "__main__":
     main([test_backup_maps_libarchive_at_first_use, test_alerting_maps_libcurl,
-          test_libsystemd_only_when_systemd_asks])
+          test_libsystemd_only_when_systemd_asks, test_libcrypto_and_libjwt_at_first_use])

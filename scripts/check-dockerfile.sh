@@ -6,7 +6,7 @@
 #    non-root USER; no ADD from URLs; a HEALTHCHECK; EXPOSE 5555; VOLUMEs; apt-get installs use
 #    --no-install-recommends and clean /var/lib/apt/lists; no -dev package in the final stage.
 # 2. libraries: every shared library that BUILD_DIR's vigild, vigil and libvigil-fakenvml.so need
-#    (ldd) belongs (dpkg -S) to a package that the final stage installs, directly or as a
+#    (ldd, and the sonames they dlopen at first use) belongs (dpkg -S) to a package that the final stage installs, directly or as a
 #    dependency (apt-cache depends --recurse), or to the base image's required set.
 # Exit 0 ok, 1 findings, 77 (skip) when the binaries or dpkg are missing (under VIGIL_CI=1 a skip
 # fails: scripts/ci-skip.sh).
@@ -92,7 +92,17 @@ while read -r lib path; do
 		bad "'$lib' comes from package '$pkg', which the final stage does not install"
 		missing=$((missing + 1))
 	fi
-done < <(ldd "${bins[@]}" 2>/dev/null | awk '/=>/ {print $1, $3} /^[[:space:]]*\/.*ld-linux/ {print $1, $1}' | sort -u)
-echo "check-dockerfile: $checked shared libraries of ${#bins[@]} binaries, $missing not provided by the final stage"
+done < <({
+	ldd "${bins[@]}" 2>/dev/null | awk '/=>/ {print $1, $3} /^[[:space:]]*\/.*ld-linux/ {print $1, $1}'
+	# Libraries loaded with dlopen at first use (libcrypto, libjwt, libcurl, libarchive, libgrpc,
+	# libsystemd): not in ldd's list, so found by the sonames the binaries hold. NVML and the CUDA
+	# driver come from the host's driver, not from a package of the image.
+	strings -a "${bins[@]}" 2>/dev/null | grep -xE 'lib[A-Za-z0-9_+-]+\.so\.[0-9]+' |
+		grep -vE '^lib(nvidia-ml|cuda)\.' | sort -u | while read -r so; do
+		p=$(ldconfig -p | awk -v so="$so" '$1 == so && /x86-64|x86_64/ && !p {p = $NF} END {print p}')
+		echo "$so ${p:-/nonexistent/$so}"
+	done
+} | sort -u)
+echo "check-dockerfile: $checked shared libraries of ${#bins[@]} binaries (linked or loaded at first use), $missing not provided by the final stage"
 [ $fail -eq 0 ] && echo "check-dockerfile: ok"
 exit $fail

@@ -343,12 +343,31 @@ static int export_locked(auth_gate *g, bool force, char *err, size_t errlen)
                 snprintf(err, errlen, "cannot read the audit head: %s", strerror(-r));
                 return r;
         }
-        if (!force && h.seq == g->exp_last_seq)
+        /* An empty chain has nothing a head would protect: its head is written at stop only,
+         * so an idle daemon with no audit record never loads libcrypto for it. */
+        if (!force && (h.seq == g->exp_last_seq || h.seq == 0))
                 return 0;
         r = audit_export_head(&g->exp, &g->akey, &h, g->sidecar, err, errlen);
         if (r == 0)
                 g->exp_last_seq = h.seq;
         return r;
+}
+
+/* When the sidecar is the only sink and already holds the chain's head (the previous run's stop
+ * wrote it), that head counts as exported: the first interval does not rewrite the same line
+ * (and load libcrypto for its MAC). After a crash the sidecar is behind and the head is
+ * exported at the first interval as before. */
+static void adopt_sidecar_head(auth_gate *g)
+{
+        audit_head db = {0}, side = {0};
+
+        if (g->exp.no_sidecar || g->exp.syslog || (g->exp.webhook_url && *g->exp.webhook_url))
+                return;
+        if (store_read(g->store, audit_head_fn, &db) < 0 ||
+            audit_head_read(g->sidecar, &side, NULL) < 0)
+                return;
+        if (db.seq == side.seq && strcmp(db.hash, side.hash) == 0)
+                g->exp_last_seq = db.seq;
 }
 
 static void *export_main(void *arg)
@@ -414,6 +433,7 @@ static int audit_setup(auth_gate *g, const gate_options *o, char *err, size_t er
                 log_info("security", "created the audit key in '%s'%s", dir,
                          o->keyring ? " (sealed by the master key)" : "");
         }
+        adopt_sidecar_head(g);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&g->exp_wake, &ca);

@@ -439,6 +439,53 @@ def test_head_export_interval_reloads():
             d.stop()
 
 
+IDLE_HEAD_EXPORT = "security:\n  audit: {enabled: true, head_export: {interval: 1s, sidecar: true}}\n"
+
+
+def libcrypto_mapped(d):
+    with open("/proc/%d/maps" % d.proc.pid) as f:
+        return "libcrypto.so" in f.read()
+
+
+def test_head_export_idle():
+    """No authentication, a 1 s head export interval: an empty chain's head is not exported at
+    the interval (nothing to protect; written at stop), so an idle vigild never loads libcrypto
+    for its MAC; the first record is exported within the interval. Restarted on the same data,
+    a sidecar that already holds the head is not rewritten (libcrypto stays unloaded); a sidecar
+    behind the chain (as after a crash) is brought up to date at the first interval."""
+    with tempfile.TemporaryDirectory(prefix="vigil-head-idle-") as data:
+        head = os.path.join(data, "audit.head")
+        d = start_on(data, IDLE_HEAD_EXPORT)
+        try:
+            time.sleep(2.5)
+            check(not os.path.exists(head), "an empty chain's head exported at the interval")
+            check(not libcrypto_mapped(d), "libcrypto loaded by an idle vigild")
+            run_cli("--socket", d.sock, "backup", "create", check_rc=0)
+            wait_for(lambda: os.path.exists(head), 10, "the head exported after the first record")
+            check(libcrypto_mapped(d), "a head with a MAC written without libcrypto?")
+        finally:
+            d.stop()
+        with open(head) as f:
+            at_stop = f.read()
+        check(int(at_stop.split(":")[0]) >= 1, "the head at stop: %r" % at_stop)
+        d = start_on(data, IDLE_HEAD_EXPORT)
+        try:
+            time.sleep(2.5)
+            check(not libcrypto_mapped(d), "the restart re-exported the head the sidecar holds")
+            with open(head) as f:
+                check(f.read() == at_stop, "the sidecar was rewritten")
+        finally:
+            d.stop()
+        with open(head, "w") as f:  # behind the chain
+            f.write("0:" + "0" * 64 + ":\n")
+        d = start_on(data, IDLE_HEAD_EXPORT)
+        try:
+            wait_for(lambda: open(head).read().split(":")[0] == at_stop.split(":")[0], 10,
+                     "a sidecar behind the chain brought up to date")
+        finally:
+            d.stop()
+
+
 ENC_KEY = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 SEALED_CONFIG = AUTH.replace("audit: {enabled: true, retention_days: 365}",
                              "audit: {enabled: true, retention_days: 365, "
@@ -542,4 +589,4 @@ if __name__ == "__main__":
     main([test_revocation_survives_reader_and_kill9, test_kill9_with_concurrent_reader,
           test_verify_is_read_only, test_audit_trim_detected, test_every_refusal_audited,
           test_unreadable_revocations_refuse_start, test_revocation_past_exp_survives_restart,
-          test_head_export_interval_reloads, test_data_at_rest_sealed])
+          test_head_export_interval_reloads, test_head_export_idle, test_data_at_rest_sealed])

@@ -50,9 +50,13 @@ const field_meta *field_at(size_t i)
 /* id -> catalog index + 1 for the ids below INDEX_IDS (every DCGM id; 0 = not in the catalog),
  * filled once: the sampler, the backend and the fake look a field up per field per GPU per
  * sweep, and a scan of the ~200 entries was the largest of vigild's own costs left at 8 GPUs
- * (bench/RESULTS.md §6). Vigil's own ids (60000 and up) are few and scanned. */
+ * (bench/RESULTS.md §6). Vigil's own ids (OWN_BASE and up) have a small table of their own: the
+ * health rules read some of them per GPU per sweep. Any other id is scanned. */
 #define INDEX_IDS 2048
+#define OWN_BASE  60000
+#define OWN_IDS   256
 static uint16_t index1[INDEX_IDS];
+static uint16_t index_own[OWN_IDS];
 _Static_assert(sizeof(catalog) / sizeof(catalog[0]) < UINT16_MAX, "catalog index fits 16 bits");
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
@@ -61,6 +65,8 @@ static void index_fill(void)
         for (size_t i = 0; i < field_count(); i++)
                 if (catalog[i].id < INDEX_IDS)
                         index1[catalog[i].id] = (uint16_t)(i + 1);
+                else if (catalog[i].id >= OWN_BASE && catalog[i].id < OWN_BASE + OWN_IDS)
+                        index_own[catalog[i].id - OWN_BASE] = (uint16_t)(i + 1);
 }
 
 int field_index(unsigned id)
@@ -68,6 +74,10 @@ int field_index(unsigned id)
         if (id < INDEX_IDS) {
                 pthread_once(&index_once, index_fill);
                 return (int)index1[id] - 1;
+        }
+        if (id >= OWN_BASE && id < OWN_BASE + OWN_IDS) {
+                pthread_once(&index_once, index_fill);
+                return (int)index_own[id - OWN_BASE] - 1;
         }
         for (size_t i = 0; i < field_count(); i++)
                 if (catalog[i].id == id)

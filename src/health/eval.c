@@ -16,7 +16,7 @@
 #include "fields/fields.h"
 #include "health/xid.h"
 
-/* Resident bytes from /proc/self/statm, 0 when unreadable. Called once per fast sweep: one
+/* Resident bytes from /proc/self/statm, 0 when unreadable. Called every HOST_OS_FACTS_US: one
  * pread on a descriptor kept open rather than fopen + fscanf + fclose (an allocation, three
  * system calls and the scanf machinery each time). */
 static uint64_t statm_rss_bytes(void)
@@ -41,24 +41,32 @@ static uint64_t statm_rss_bytes(void)
         return rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-void health_host_facts(sampler *sa, const char *data_dir, host_facts *f)
+void health_host_facts(sampler *sa, const char *data_dir, host_os_facts *os, int64_t now_mono_us,
+                       host_facts *f)
 {
         struct statvfs sv;
 
         f->gpu_count = sampler_gpu_count(sa);
-        f->disk_pct = -1;
         for (int t = 0; t < TIER_COUNT; t++)
                 f->stretched_since_us[t] = 0;
         sampler_tier_stretched(sa, TIER_FAST, &f->stretched_since_us[TIER_FAST]);
         sampler_tier_stretched(sa, TIER_SLOW, &f->stretched_since_us[TIER_SLOW]);
-        if (data_dir && data_dir[0] && statvfs(data_dir, &sv) == 0 && sv.f_blocks > 0) {
-                /* As df computes it: used / (used + available to unprivileged users). */
-                unsigned long long used = (unsigned long long)(sv.f_blocks - sv.f_bfree);
-                unsigned long long avail = (unsigned long long)sv.f_bavail;
-                if (used + avail > 0)
-                        f->disk_pct = (int)((used * 100 + (used + avail) - 1) / (used + avail));
+        if (!os->read_at_us || now_mono_us - os->read_at_us >= HOST_OS_FACTS_US ||
+            now_mono_us < os->read_at_us) {
+                os->disk_pct = -1;
+                if (data_dir && data_dir[0] && statvfs(data_dir, &sv) == 0 && sv.f_blocks > 0) {
+                        /* As df computes it: used / (used + available to unprivileged users). */
+                        unsigned long long used = (unsigned long long)(sv.f_blocks - sv.f_bfree);
+                        unsigned long long avail = (unsigned long long)sv.f_bavail;
+                        if (used + avail > 0)
+                                os->disk_pct =
+                                    (int)((used * 100 + (used + avail) - 1) / (used + avail));
+                }
+                os->rss_bytes = statm_rss_bytes();
+                os->read_at_us = now_mono_us ? now_mono_us : 1;
         }
-        f->rss_bytes = statm_rss_bytes();
+        f->disk_pct = os->disk_pct;
+        f->rss_bytes = os->rss_bytes;
 }
 
 /* One rule's verdict on one GPU (gpu -1: the node) into its incident. */

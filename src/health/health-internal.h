@@ -195,7 +195,20 @@ const char *health_alert_severity(enum health_severity s); /* "critical" / "warn
 
 /* ---- rule evaluation (eval.c) ---- */
 
-void health_host_facts(sampler *sa, const char *data_dir, host_facts *f);
+/* The data directory's filesystem use and vigild's RSS, read at most every HOST_OS_FACTS_US:
+ * a statvfs and a /proc read per fast sweep were a tenth of vigild's own CPU at 8 GPUs, for
+ * rules (disk_usage, daemon_memory) about quantities that move over minutes. */
+#define HOST_OS_FACTS_US (10 * INT64_C(1000000))
+typedef struct host_os_facts {
+        int64_t read_at_us; /* monotonic usec of the last read; 0 = never */
+        int disk_pct;       /* as host_facts */
+        uint64_t rss_bytes; /* as host_facts */
+} host_os_facts;
+
+/* Fill f: the sampler's facts now, the OS facts from os when read less than HOST_OS_FACTS_US
+ * before now_mono_us, else read again (into os as well). */
+void health_host_facts(sampler *sa, const char *data_dir, host_os_facts *os, int64_t now_mono_us,
+                       host_facts *f);
 
 typedef struct eval_input {
         cache *cache;                          /* readings */
@@ -292,6 +305,7 @@ struct health {
         char *data_dir, *hostname;                            /* owned */
         incident_store inc;                                   /* incidents; its lock is ours */
         counter_memo memo[SAMPLER_MAX_GPUS][RULE_MEMO_SLOTS]; /* windowed counter results */
+        host_os_facts os_facts;                               /* last disk/RSS read (eval_lock) */
         pthread_cond_t wake; /* the health thread waits here for a kick (inc.lock) */
         bool pending;        /* a sweep or event asked for an evaluation (inc.lock) */
         bool stopping;       /* (inc.lock) */

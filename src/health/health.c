@@ -37,7 +37,7 @@ void health_eval(health *h)
         int64_t now;
 
         pthread_mutex_lock(&h->eval_lock);
-        health_host_facts(h->opt.sampler, h->data_dir, &hf);
+        health_host_facts(h->opt.sampler, h->data_dir, &h->os_facts, time_mono_us(), &hf);
         now = time_real_us();
         pthread_mutex_lock(&h->inc.lock);
         h->evaluations++;

@@ -74,8 +74,9 @@ static int valid_metric_name(const char *s)
         return 1;
 }
 
-/* field_index: every catalog id to its position (the table below 2048 and the scan above), and
- * -1 for every id that is not in the catalog, at the table's edges too. */
+/* field_index: every catalog id to its position (the table below 2048, Vigil's own table from
+ * 60000 and the scan elsewhere), and -1 for every id that is not in the catalog, at the tables'
+ * edges too. */
 static void test_field_index(void **state)
 {
         (void)state;
@@ -91,6 +92,9 @@ static void test_field_index(void **state)
                 }
         assert_int_equal(field_index(2047), -1);
         assert_int_equal(field_index(2048), -1);
+        assert_int_equal(field_index(59999), -1);
+        assert_int_equal(field_index(60255), -1);
+        assert_int_equal(field_index(60256), -1);
         assert_int_equal(field_index(UINT32_MAX), -1);
 }
 

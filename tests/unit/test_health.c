@@ -723,6 +723,61 @@ static void test_sweep_driven(void **state)
         be = backend_close(be);
 }
 
+/* The data directory's use and vigild's RSS are read at most every HOST_OS_FACTS_US; the
+ * sampler's facts on every call. */
+static void test_host_os_facts(void **state)
+{
+        backend_options bo = {.simulate = 1};
+        char err[512], scen[4096], lib[4096];
+        const char *src = getenv("VIGIL_SOURCE_DIR"), *bld = getenv("VIGIL_BUILD_DIR");
+        backend *be = NULL;
+        cache *ca = NULL;
+        sampler *sa = NULL;
+        host_os_facts os = {0};
+        host_facts f;
+        const int64_t t0 = 5 * USEC_PER_SEC;
+
+        (void)state;
+        snprintf(scen, sizeof(scen), "%s/tests/scenarios/constant-2gpu.yaml", src ? src : ".");
+        snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
+        setenv("VIGIL_FAKENVML", lib, 1);
+        bo.scenario = scen;
+        assert_int_equal(backend_open(&bo, &be, err, sizeof(err)), 0);
+        assert_int_equal(cache_new(sampler_max_gpus(), &ca), 0);
+        assert_int_equal(sampler_new(&(sampler_options){.backend = be,
+                                                        .cache = ca,
+                                                        .fast_us = USEC_PER_SEC,
+                                                        .slow_us = 10 * USEC_PER_SEC,
+                                                        .keep_max_age_us = 60 * USEC_PER_SEC,
+                                                        .keep_max_samples = 60},
+                                     &sa),
+                         0);
+        health_host_facts(sa, "/tmp", &os, t0, &f);
+        assert_int_equal(os.read_at_us, t0);
+        assert_true(f.disk_pct >= 0 && f.disk_pct <= 100);
+        assert_true(f.rss_bytes > 0);
+        assert_int_equal(f.gpu_count, 2);
+        /* Within the period: the last reading, not a new one. */
+        os.disk_pct = 42;
+        os.rss_bytes = 1;
+        health_host_facts(sa, "/nonexistent-vigil-dir", &os, t0 + HOST_OS_FACTS_US - 1, &f);
+        assert_int_equal(f.disk_pct, 42);
+        assert_int_equal(f.rss_bytes, 1);
+        assert_int_equal(os.read_at_us, t0);
+        /* At the period: read again (the directory is gone: unknown). */
+        health_host_facts(sa, "/nonexistent-vigil-dir", &os, t0 + HOST_OS_FACTS_US, &f);
+        assert_int_equal(f.disk_pct, -1);
+        assert_true(f.rss_bytes > 1);
+        assert_int_equal(os.read_at_us, t0 + HOST_OS_FACTS_US);
+        /* A clock that went back reads again rather than trusting a reading "from the future". */
+        health_host_facts(sa, "/tmp", &os, t0, &f);
+        assert_true(f.disk_pct >= 0);
+        assert_int_equal(os.read_at_us, t0);
+        sa = sampler_free(sa);
+        ca = cache_free(ca);
+        be = backend_close(be);
+}
+
 /* An exec hook gets the incident on stdin; once it closes its output the runner waits for it to
  * exit (a pidfd, no 10 ms polling) and still kills it at exec_timeout. */
 static void test_exec_hook(void **state)
@@ -899,6 +954,7 @@ int main(void)
             cmocka_unit_test(test_payloads),
             cmocka_unit_test(test_incident_store),
             cmocka_unit_test(test_sweep_driven),
+            cmocka_unit_test(test_host_os_facts),
             cmocka_unit_test(test_exec_hook),
             cmocka_unit_test(test_diag_action),
         };

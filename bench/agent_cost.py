@@ -15,6 +15,13 @@ Phase B (sweep): the fast tier's sweep wall time from the status endpoint (polle
 each distinct sweep counted once) and from the vigil_collection_duration_seconds histogram.
 Target: <= 1 ms for 8 GPUs.
 
+Phase D (--bare-loop, after the others): build/bench/nvml_floor, the bare C loop that the GPU
+comparison (bench/gpu/compare.py) uses as its floor, run against the same fake NVML and scenario
+(loaded as libnvidia-ml.so.1) for --windows x --window seconds, one run per window; its own CPU
+is the bare loop's cost, which includes what the fake does besides its modelled cost (its
+bookkeeping, the sleeps of its modelled blocking calls). Reported next to the modelled floor:
+vigild's median CPU over the bare loop's median, the ratio the GPU runs quote.
+
 Phase C (startup): --starts sequential starts of the 8-GPU daemon; wall time from spawn to the end
 of the first fast sweep (tiers.fast.last_sweep_us, the sweep's end) and to /readyz = 200 (both
 tiers swept once; the slow tier's first sweep reads every expensive counter)."""
@@ -177,6 +184,33 @@ def phase_startup(starts):
             "ready_ms_median": median([r["ready_ms"] for r in out])}
 
 
+def phase_bare_loop(counts, windows, window):
+    """CPU of build/bench/nvml_floor on the fake NVML, per GPU count: windows runs of window s."""
+    import json
+    import subprocess
+    import tempfile
+    from _common import BUILD
+    prog = os.path.join(BUILD, "bench", "nvml_floor")
+    fake = os.path.join(BUILD, "lib", "libvigil-fakenvml.so")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="vigil-bare-") as d:
+        os.symlink(fake, os.path.join(d, "libnvidia-ml.so.1"))
+        for n in counts:
+            env = dict(os.environ, LD_LIBRARY_PATH=d,
+                       VIGIL_FAKE_SCENARIO=os.path.join(SCEN, "%dgpu.yaml" % n))
+            runs, calls = [], []
+            for w in range(windows):
+                p = subprocess.run([prog, str(int(window))], env=env, capture_output=True,
+                                   text=True, timeout=window + 60)
+                r = json.loads(p.stdout.strip().splitlines()[-1])
+                runs.append(1000.0 * r["cpu_seconds"] / r["seconds"])
+                calls.append(r.get("fake_calls", 0) / r["seconds"])
+                print("bare loop window %d: %2d GPUs %.3f ms/s, %.0f NVML calls/s" % (w + 1, n, runs[-1], calls[-1]),
+                      flush=True)
+            out[n] = {"runs_ms_per_s": runs, "median_ms_per_s": median(runs), "calls_per_s": median(calls)}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gpus", default="8,64")
@@ -186,6 +220,8 @@ def main():
     ap.add_argument("--sweep-seconds", type=float, default=30)
     ap.add_argument("--starts", type=int, default=5)
     ap.add_argument("--scrape-interval", type=float, default=15.0)
+    ap.add_argument("--bare-loop", action="store_true",
+                    help="also measure build/bench/nvml_floor on the fake (phase D)")
     ap.add_argument("--json")
     a = ap.parse_args()
     global SCRAPE_INTERVAL
@@ -194,12 +230,23 @@ def main():
     res = {"machine": machine(), "cost": phase_cost(counts, a.windows, a.window, a.warmup)}
     res["sweep"] = phase_sweep(a.sweep_seconds)
     res["startup"] = phase_startup(a.starts)
+    if a.bare_loop:
+        res["bare_loop"] = phase_bare_loop(counts, a.windows, a.window)
+        for n, b in res["bare_loop"].items():
+            c = res["cost"][n]
+            b["ratio"] = c["cpu_ms_per_s"] / b["median_ms_per_s"]
+            b["modelled_floor_ms_per_s"] = c["floor_ms_per_s"]
     for n, r in res["cost"].items():
         print("AGENT_COST %2d GPUs: cpu %.3f ms/s (%.4f ms per GPU-s), floor %.3f ms/s, ratio %.3f (median of %d x %gs), "
               "overhead %.3f ms/s, limit %.3f ms/s -> %s" % (n, r["cpu_ms_per_s"], r["cpu_ms_per_gpu_s"],
                                                            r["floor_ms_per_s"], r["ratio"], a.windows, a.window,
                                                            r["overhead_ms_per_s"], r["limit_ms_per_s"],
                                                            "PASS" if r["pass"] else "MISS"))
+    for n, b in res.get("bare_loop", {}).items():
+        print("BARE_LOOP %2d GPUs: nvml_floor on the fake %.3f ms/s, %.0f NVML calls/s (median of %d x %gs); "
+              "vigild %.3f ms/s, %.0f calls/s, modelled floor %.3f ms/s: %.3f x the bare loop"
+              % (n, b["median_ms_per_s"], b["calls_per_s"], a.windows, a.window, res["cost"][n]["cpu_ms_per_s"],
+                 res["cost"][n]["calls_per_gpu_s"] * n, b["modelled_floor_ms_per_s"], b["ratio"]))
     s = res["sweep"]
     print("SWEEP 8 GPUs fast tier: median %.3f ms, p99 %.3f ms over %d sweeps (histogram mean %.3f ms) -> %s"
           % (s["median_ms"], s["p99_ms"], s["sweeps_seen"], s["hist_mean_ms"] or 0, "PASS" if s["pass"] else "MISS"))

@@ -11,10 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "nvml/fake_ext.h"
 #include "nvml/nvml_types.h"
 
 #define LOAD(name) *(void **)&name = dlsym(dl, #name)
 
+static void (*fake_stats)(struct fake_stats *);
 static nvmlReturn_t (*nvmlInit_v2)(void);
 static nvmlReturn_t (*nvmlDeviceGetCount_v2)(unsigned *);
 static nvmlReturn_t (*nvmlDeviceGetHandleByIndex_v2)(unsigned, nvmlDevice_t *);
@@ -182,9 +184,20 @@ int main(int argc, char **argv)
                 next.tv_sec += 1;
                 clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
         }
+        double cpu = cpu_s() - c0;
         rss_mib(&rss, &hwm);
         printf("{\"gpus\": %u, \"gpm_gpus\": %u, \"seconds\": %d, \"cpu_seconds\": %.6f, "
-               "\"rss_mib\": %.1f, \"hwm_mib\": %.1f}\n",
-               n, gpms, seconds, cpu_s() - c0, rss, hwm);
+               "\"rss_mib\": %.1f, \"hwm_mib\": %.1f",
+               n, gpms, seconds, cpu, rss, hwm);
+        /* On Vigil's fake NVML (bench/agent_cost.py --bare-loop): its call count and modelled
+         * cost since load, to compare with what vigild asked of the same fake. */
+        *(void **)&fake_stats = dlsym(dl, "vigil_fake_stats");
+        if (fake_stats) {
+                struct fake_stats st = {0};
+                fake_stats(&st);
+                printf(", \"fake_calls\": %llu, \"fake_cost_seconds\": %.6f", st.calls,
+                       (double)st.cost_ns / 1e9);
+        }
+        printf("}\n");
         return 0;
 }

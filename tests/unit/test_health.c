@@ -669,11 +669,31 @@ static uint64_t evaluations(health *h)
 
 /* The health thread evaluates on "sweep done" only: no timer of its own (it used to wake every
  * second), one evaluation per kick. The sampler is not started, so only health_on_sweep kicks. */
-static void test_sweep_driven(void **state)
+/* The fake backend on two constant GPUs, a cache and a sampler (not started). */
+static void open_sampler(backend **be, cache **ca, sampler **sa)
 {
         backend_options bo = {.simulate = 1};
         char err[512], scen[4096], lib[4096];
         const char *src = getenv("VIGIL_SOURCE_DIR"), *bld = getenv("VIGIL_BUILD_DIR");
+
+        snprintf(scen, sizeof(scen), "%s/tests/scenarios/constant-2gpu.yaml", src ? src : ".");
+        snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
+        setenv("VIGIL_FAKENVML", lib, 1);
+        bo.scenario = scen;
+        assert_int_equal(backend_open(&bo, be, err, sizeof(err)), 0);
+        assert_int_equal(cache_new(sampler_max_gpus(), ca), 0);
+        assert_int_equal(sampler_new(&(sampler_options){.backend = *be,
+                                                        .cache = *ca,
+                                                        .fast_us = USEC_PER_SEC,
+                                                        .slow_us = 10 * USEC_PER_SEC,
+                                                        .keep_max_age_us = 60 * USEC_PER_SEC,
+                                                        .keep_max_samples = 60},
+                                     sa),
+                         0);
+}
+
+static void test_sweep_driven(void **state)
+{
         backend *be = NULL;
         cache *ca = NULL;
         sampler *sa = NULL;
@@ -682,20 +702,7 @@ static void test_sweep_driven(void **state)
         int64_t t0;
 
         (void)state;
-        snprintf(scen, sizeof(scen), "%s/tests/scenarios/constant-2gpu.yaml", src ? src : ".");
-        snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
-        setenv("VIGIL_FAKENVML", lib, 1);
-        bo.scenario = scen;
-        assert_int_equal(backend_open(&bo, &be, err, sizeof(err)), 0);
-        assert_int_equal(cache_new(sampler_max_gpus(), &ca), 0);
-        assert_int_equal(sampler_new(&(sampler_options){.backend = be,
-                                                        .cache = ca,
-                                                        .fast_us = USEC_PER_SEC,
-                                                        .slow_us = 10 * USEC_PER_SEC,
-                                                        .keep_max_age_us = 60 * USEC_PER_SEC,
-                                                        .keep_max_samples = 60},
-                                     &sa),
-                         0);
+        open_sampler(&be, &ca, &sa);
         health_config_defaults(&cfg);
         assert_int_equal(health_new(&(health_options){.sampler = sa,
                                                       .cache = ca,
@@ -727,9 +734,6 @@ static void test_sweep_driven(void **state)
  * sampler's facts on every call. */
 static void test_host_os_facts(void **state)
 {
-        backend_options bo = {.simulate = 1};
-        char err[512], scen[4096], lib[4096];
-        const char *src = getenv("VIGIL_SOURCE_DIR"), *bld = getenv("VIGIL_BUILD_DIR");
         backend *be = NULL;
         cache *ca = NULL;
         sampler *sa = NULL;
@@ -738,20 +742,7 @@ static void test_host_os_facts(void **state)
         const int64_t t0 = 5 * USEC_PER_SEC;
 
         (void)state;
-        snprintf(scen, sizeof(scen), "%s/tests/scenarios/constant-2gpu.yaml", src ? src : ".");
-        snprintf(lib, sizeof(lib), "%s/lib/libvigil-fakenvml.so", bld ? bld : "build");
-        setenv("VIGIL_FAKENVML", lib, 1);
-        bo.scenario = scen;
-        assert_int_equal(backend_open(&bo, &be, err, sizeof(err)), 0);
-        assert_int_equal(cache_new(sampler_max_gpus(), &ca), 0);
-        assert_int_equal(sampler_new(&(sampler_options){.backend = be,
-                                                        .cache = ca,
-                                                        .fast_us = USEC_PER_SEC,
-                                                        .slow_us = 10 * USEC_PER_SEC,
-                                                        .keep_max_age_us = 60 * USEC_PER_SEC,
-                                                        .keep_max_samples = 60},
-                                     &sa),
-                         0);
+        open_sampler(&be, &ca, &sa);
         health_host_facts(sa, "/tmp", &os, t0, &f);
         assert_int_equal(os.read_at_us, t0);
         assert_true(f.disk_pct >= 0 && f.disk_pct <= 100);

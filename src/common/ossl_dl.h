@@ -37,7 +37,6 @@
         X(HMAC)                                                                                    \
         X(SHA256)                                                                                  \
         X(RAND_bytes)                                                                              \
-        X(CRYPTO_memcmp)                                                                           \
         X(EVP_aes_256_gcm)                                                                         \
         X(EVP_CIPHER_CTX_new)                                                                      \
         X(EVP_CIPHER_CTX_free)                                                                     \

@@ -810,11 +810,10 @@ static bool ct_equal_n(const unsigned char *a, const unsigned char *b, size_t n)
 static bool ct_equal(const char *a, const char *b)
 {
         size_t la = strlen(a), lb = strlen(b);
-        unsigned char d = la != lb;
 
-        for (size_t i = 0; i < la && i < lb; i++)
-                d |= (unsigned char)(a[i] ^ b[i]);
-        return d == 0;
+        /* & rather than &&: the bytes are compared whether or not the lengths agree */
+        return ct_equal_n((const unsigned char *)a, (const unsigned char *)b, MIN(la, lb)) &
+               (la == lb);
 }
 
 /* The cache slot's key for (user, hash, password). False when it could not be computed: the

@@ -26,40 +26,27 @@ static bool looks_like_http(const char *b, size_t n)
         return false;
 }
 
-/* A new connection on the TLS listener: plain HTTP sent to it gets Go's answer (what
- * dcgm-exporter and node_exporter send) instead of a closed connection, so a scrape with the
- * wrong scheme says why it failed. The request is read and the socket shut down: the TLS
- * handshake libmicrohttpd then tries fails at once and it closes the connection. */
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
+bool https_answer_plain(int fd)
 {
         static const char answer[] = "HTTP/1.0 400 Bad Request\r\n\r\n"
                                      "Client sent an HTTP request to an HTTPS server.\n";
-        const union MHD_ConnectionInfo *fi;
-        struct pollfd pfd;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
         char head[8], sink[4096];
         ssize_t n;
 
-        (void)cls;
-        (void)socket_context;
-        if (toe != MHD_CONNECTION_NOTIFY_STARTED)
-                return;
-        fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (!fi)
-                return;
-        pfd = (struct pollfd){.fd = fi->connect_fd, .events = POLLIN};
-        n = recv(pfd.fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
+        n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
         if (n < 5 && poll(&pfd, 1, PEEK_WAIT_MS) == 1)
-                n = recv(pfd.fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
+                n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
         if (n < 5 || !looks_like_http(head, (size_t)n))
-                return;
+                return false;
         /* read what came (so closing sends no RST over our answer), answer, end our side */
-        while (recv(pfd.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
                 ;
-        if (send(pfd.fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        if (send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
                 /* nothing more to do: the handshake fails and the connection closes */
         }
-        shutdown(pfd.fd, SHUT_RDWR);
+        shutdown(fd, SHUT_RDWR);
+        return true;
 }
 
 struct MHD_OptionItem *https_options(api *a, bool tls)
@@ -78,8 +65,6 @@ struct MHD_OptionItem *https_options(api *a, bool tls)
         if (p.ca_pem) /* asks for a client certificate; https_client_ok enforces it */
                 a->tls_opts[k++] =
                     (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)p.ca_pem};
-        a->tls_opts[k++] =
-            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
         a->tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
         return a->tls_opts;
 }

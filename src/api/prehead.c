@@ -3,19 +3,8 @@
  * line and field syntax), not a second HTTP parser: a head that passes goes to it untouched. */
 #include "prehead.h"
 
-#include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
-
-#include "common/vtime.h"
-#include "reply.h"
-
-/* How long the first bytes may take, in all, and per pause between two segments: clients send
- * a request head at once; a slower one goes on to libmicrohttpd (and its timeout) as before,
- * so a silent or trickling client holds the accepting thread at most this long. */
-#define WAIT_FIRST_MS 10    /* for the first bytes */
-#define WAIT_TOTAL_US 30000 /* for the whole head */
-#define WAIT_PAUSE_US 5000  /* without a new byte */
+#include <strings.h>
 
 static bool is_tchar(unsigned char c)
 {
@@ -23,8 +12,7 @@ static bool is_tchar(unsigned char c)
                (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* The end of the head (just past the blank line) in b[0..n), or 0. */
-static size_t head_end(const char *b, size_t n)
+size_t prehead_end(const char *b, size_t n)
 {
         for (size_t i = 0; i + 1 < n; i++) {
                 if (b[i] != '\n')
@@ -84,6 +72,11 @@ static unsigned check_fields(const char *b, size_t end, const char **msg)
                         break; /* the blank line */
                 for (name = 0; name < len && line[name] != ':'; name++)
                         ;
+                if (name == len && line[0] != ' ' && line[0] != '\t') {
+                        /* not a continuation (obs-fold) either: libmicrohttpd's HTML 400 */
+                        *msg = "malformed header line (no colon)";
+                        return 400;
+                }
                 if (name != 14 || strncasecmp(line, "Content-Length", 14))
                         continue;
                 size_t v = name + 1, ve = len;
@@ -107,7 +100,7 @@ bad:
 unsigned prehead_check(const char *b, size_t n, const char **msg)
 {
         const char *nl = memchr(b, '\n', n);
-        size_t end = head_end(b, n), line;
+        size_t end = prehead_end(b, n), line;
         unsigned st;
 
         /* tolerated before the request line, as RFC 9112 2.2 allows and libmicrohttpd does */
@@ -115,7 +108,7 @@ unsigned prehead_check(const char *b, size_t n, const char **msg)
                 b += 2;
                 n -= 2;
                 nl = memchr(b, '\n', n);
-                end = head_end(b, n);
+                end = prehead_end(b, n);
         }
         if (!nl) {
                 if (n >= PREHEAD_MAX) {
@@ -139,7 +132,9 @@ unsigned prehead_check(const char *b, size_t n, const char **msg)
                         *msg = "nul byte in the request head";
                         return 400;
                 }
-                return 0;
+                /* the header lines that are whole can be judged already */
+                const char *last = memrchr(b, '\n', n);
+                return check_fields(nl + 1, (size_t)(last + 1 - (nl + 1)), msg);
         }
         if (memchr(b, '\0', end)) {
                 *msg = "nul byte in the request head";
@@ -148,57 +143,46 @@ unsigned prehead_check(const char *b, size_t n, const char **msg)
         return check_fields(nl + 1, end - (size_t)(nl + 1 - b), msg);
 }
 
-void prehead_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                           enum MHD_ConnectionNotificationCode toe)
+prehead_body_kind prehead_body(const char *b, size_t end, uint64_t *len)
 {
-        char head[PREHEAD_MAX + 1], sink[4096], out[1024];
-        const union MHD_ConnectionInfo *fi;
-        int64_t start = time_mono_us(), grew;
-        const char *msg = NULL;
-        struct pollfd pfd;
-        ssize_t n, got;
-        unsigned st;
-        size_t len;
+        bool have_cl = false;
 
-        (void)socket_context;
-        if (toe != MHD_CONNECTION_NOTIFY_STARTED)
-                return;
-        fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (!fi)
-                return;
-        pfd = (struct pollfd){.fd = fi->connect_fd, .events = POLLIN};
-        n = recv(pfd.fd, head, PREHEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
-        if (n < 0 && poll(&pfd, 1, WAIT_FIRST_MS) == 1)
-                n = recv(pfd.fd, head, PREHEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
-        if (n <= 0)
-                return; /* nothing yet, closed or failed: libmicrohttpd's, as before */
-        /* poll cannot wait for more bytes while unread ones wait: peek again every millisecond
-         * while the head grows, until it ends, fills the budget, or the peer pauses */
-        grew = time_mono_us();
-        while (!head_end(head, (size_t)n) && n < PREHEAD_MAX) {
-                int64_t now = time_mono_us();
+        *len = 0;
+        for (size_t i = 0; i < end;) {
+                const char *line = b + i, *nl = memchr(line, '\n', end - i);
+                size_t n = nl ? (size_t)(nl - line) : end - i, v;
 
-                if (now - start >= WAIT_TOTAL_US || now - grew >= WAIT_PAUSE_US)
+                i += n + 1;
+                if (n && line[n - 1] == '\r')
+                        n--;
+                if (line == b)
+                        continue; /* the request line */
+                if (!n)
                         break;
-                poll(NULL, 0, 1);
-                got = recv(pfd.fd, head, PREHEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
-                if (got <= 0)
-                        break;
-                if (got > n) {
-                        n = got;
-                        grew = time_mono_us();
+                for (v = 0; v < n && line[v] != ':'; v++)
+                        ;
+                if (v == n)
+                        continue;
+                {
+                        size_t name = v, ve = n;
+                        bool te = name == 17 && !strncasecmp(line, "Transfer-Encoding", 17);
+                        bool cl = name == 14 && !strncasecmp(line, "Content-Length", 14);
+
+                        if (!te && (!cl || have_cl))
+                                continue;
+                        v++;
+                        while (v < ve && (line[v] == ' ' || line[v] == '\t'))
+                                v++;
+                        while (ve > v && (line[ve - 1] == ' ' || line[ve - 1] == '\t'))
+                                ve--;
+                        if (te) /* the first one decides, and wins over Content-Length */
+                                return ve - v == 7 && !strncasecmp(line + v, "chunked", 7)
+                                           ? PREHEAD_BODY_CHUNKED
+                                           : PREHEAD_BODY_UNKNOWN;
+                        have_cl = true;
+                        for (; v < ve; v++) /* digits only: prehead_check saw to it */
+                                *len = *len * 10 + (uint64_t)(line[v] - '0');
                 }
         }
-        st = prehead_check(head, (size_t)n, &msg);
-        if (!st)
-                return;
-        len = api_raw_error(cls, st, msg, out, sizeof(out));
-        /* read what came (so closing sends no RST over our answer), answer, end our side: the
-         * read libmicrohttpd then makes sees the end and it closes the connection */
-        while (recv(pfd.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-                ;
-        if (len && send(pfd.fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-                /* the peer is gone: nothing to answer */
-        }
-        shutdown(pfd.fd, SHUT_RDWR);
+        return PREHEAD_BODY_LENGTH;
 }

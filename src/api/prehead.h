@@ -1,29 +1,34 @@
-/* prehead.h — the first request of a plain HTTP connection (TCP without TLS, or the unix socket),
- * looked at before libmicrohttpd parses it, so that what libmicrohttpd 0.9.75 would refuse with
- * its own HTML page or a silently closed connection (a request line that is not METHOD TARGET
- * VERSION, a version other than 1.0/1.1, a head over the budget, a NUL byte in the head, a bad
- * Content-Length) is answered with the documented JSON error instead (docs/api.md). Only the
- * first request of a connection: a later one on the same keep-alive connection is
- * libmicrohttpd's alone (its 0.9.75 API has no hook before its parser). */
+/* prehead.h — the judge of a request head, before libmicrohttpd parses it (framer.c feeds it every
+ * head of every connection), so that what libmicrohttpd 0.9.75 would refuse with its own HTML page
+ * or a silently closed connection (a request line that is not METHOD TARGET VERSION, a version
+ * other than 1.0/1.1, a head over the budget, a NUL byte in the head, a header line without a
+ * colon, a bad Content-Length) is answered with the documented JSON error instead (docs/api.md).
+ * Pure functions: no I/O. */
 #ifndef VIGIL_API_PREHEAD_H
 #define VIGIL_API_PREHEAD_H
 
 #include <stdbool.h>
 #include <stddef.h>
-
-#include <microhttpd.h>
+#include <stdint.h>
 
 /* The head budget: a request line or head longer than this is refused (414 / 431) before
  * libmicrohttpd sees it; it accepts less than its 32 KiB connection memory anyway. */
 #define PREHEAD_MAX 16384
 
-/* Judge the bytes a connection sent first (b[0..n), at most PREHEAD_MAX). Returns 0 when what
- * is there is acceptable (or too little to judge: libmicrohttpd decides), else the HTTP status
- * to refuse it with and *msg, a static lowercase reason. Pure: no I/O. */
+/* Judge a request head as far as it came (b[0..n), at most PREHEAD_MAX, from its first byte).
+ * Returns 0 when what is there is acceptable (or too little to judge yet), else the HTTP status
+ * to refuse it with and *msg, a static lowercase reason. At PREHEAD_MAX bytes without the end of
+ * the head it always decides (414 or 431). */
 unsigned prehead_check(const char *b, size_t n, const char **msg);
 
-/* MHD_OPTION_NOTIFY_CONNECTION callback for the plain listeners; cls is the api. */
-void prehead_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                           enum MHD_ConnectionNotificationCode toe);
+/* The end of the head (just past its blank line) in b[0..n), or 0 while it has not come. */
+size_t prehead_end(const char *b, size_t n);
+
+/* How the body after a head that passed prehead_check (b[0..end), starting at its request line)
+ * is framed, as libmicrohttpd 0.9.75 frames it: the first Transfer-Encoding field makes it
+ * chunked when it says "chunked" and unframed otherwise (the access handler refuses that with
+ * 501), and wins over Content-Length; else *len bytes (the first Content-Length, 0 without). */
+typedef enum { PREHEAD_BODY_LENGTH, PREHEAD_BODY_CHUNKED, PREHEAD_BODY_UNKNOWN } prehead_body_kind;
+prehead_body_kind prehead_body(const char *b, size_t end, uint64_t *len);
 
 #endif

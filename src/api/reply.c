@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "common/errmap.h"
 
@@ -144,7 +143,8 @@ enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *al
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        if (status != 405 && status != 414 && status != 429)
+        if (status != 400 && status != 405 && status != 414 && status != 429 && status != 431 &&
+            status != 505)
                 return api_reply_errno(r, -EIO, "%s", msg);
         return reply_error(r, status, status == 405 ? allow : NULL, msg);
 }
@@ -165,60 +165,4 @@ enum MHD_Result api_reply_static(request *r, unsigned status, const void *data, 
         if (encoding)
                 MHD_add_response_header(resp, "Content-Encoding", encoding);
         return queue(r, status, resp, ctype);
-}
-
-struct raw {
-        char *buf;
-        size_t len, at;
-        bool full;
-};
-
-static void raw_add(struct raw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void raw_add(struct raw *w, const char *fmt, ...)
-{
-        va_list ap;
-        int k;
-
-        if (w->full)
-                return;
-        va_start(ap, fmt);
-        k = vsnprintf(w->buf + w->at, w->len - w->at, fmt, ap);
-        va_end(ap);
-        if (k < 0 || (size_t)k >= w->len - w->at)
-                w->full = true;
-        else
-                w->at += (size_t)k;
-}
-
-static void raw_header(void *ctx, const char *name, const char *value, bool if_absent)
-{
-        (void)if_absent;
-        raw_add(ctx, "%s: %s\r\n", name, value);
-}
-
-size_t api_raw_error(api *a, unsigned status, const char *msg, char *out, size_t len)
-{
-        struct raw w = {.buf = out, .len = len};
-        unsigned char rnd[16];
-        char id[33];
-        json_t *body = json_pack("{s:{s:i, s:s}}", "error", "code", (int)status, "message", msg);
-        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-
-        json_decref(body);
-        if (!text)
-                return 0;
-        if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                memset(rnd, 0, sizeof(rnd));
-        for (size_t i = 0; i < sizeof(rnd); i++)
-                snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-        raw_add(&w, "HTTP/1.1 %u %s\r\n", status, MHD_get_reason_phrase_for(status));
-        raw_add(&w,
-                "Content-Type: application/json\r\nCache-Control: no-store\r\n"
-                "X-Content-Type-Options: nosniff\r\nX-Request-Id: %s\r\n",
-                id);
-        gate_each_header(a->opt.gate, raw_header, &w);
-        tls_each_header(a->opt.tls, raw_header, &w);
-        raw_add(&w, "Connection: close\r\nContent-Length: %zu\r\n\r\n%s", strlen(text), text);
-        free(text);
-        return w.full ? 0 : w.at;
 }

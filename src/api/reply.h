@@ -23,7 +23,8 @@ enum MHD_Result api_reply_errno(request *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* The same body for the HTTP-level statuses that no errno stands for: 405 (allow: the Allow
- * header), 414 and 429 (Retry-After from r->retry_after). Anything else is refused (500). */
+ * header), 414 and 429 (Retry-After from r->retry_after), and the framing refusals 400, 431 and
+ * 505 (framer.h). Anything else is refused (500). */
 enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *allow,
                                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -33,12 +34,6 @@ enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *al
 enum MHD_Result api_reply_static(request *r, unsigned status, const void *data, size_t len,
                                  const char *ctype, const char *vary, const char *encoding,
                                  void (*release)(void *), void *cls);
-
-/* A refusal written straight to a socket before libmicrohttpd parsed the request (prehead.c):
- * the status line, the headers every response carries (a fresh X-Request-Id, the web-config and
- * TLS headers, Connection: close) and the JSON error body, into out. status: 400, 414, 431 or
- * 505; msg: the lowercase reason. Returns the length, or 0 when out is too small. */
-size_t api_raw_error(api *a, unsigned status, const char *msg, char *out, size_t len);
 
 /* 200 with a copy of text as text/plain (dcgm-exporter's GET /health "OK"). */
 enum MHD_Result api_reply_plain(request *r, const char *text);

@@ -25,7 +25,7 @@
 
 #include "api-internal.h"
 #include "https.h"
-#include "prehead.h"
+#include "framer.h"
 #include "reply.h"
 #include "routes.h"
 #include "selfmetrics.h"
@@ -228,6 +228,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 buf_init(&r->body, a->opt.max_body ? a->opt.max_body : 65536);
                 gate_begin(&r->sec);
                 *con_cls = r;
+                {
+                        unsigned st;
+                        const char *why;
+                        if (framer_refusal(conn, url, &st, &why)) {
+                                /* stands for a head that could not be framed (framer.h) */
+                                r->close = true;
+                                r->path = "";
+                                return api_reply_http_error(r, st, NULL, "%s", why);
+                        }
+                }
                 {
                         enum MHD_Result res = refuse_early(r, version, &refused);
                         if (refused)
@@ -449,10 +459,9 @@ static struct MHD_Daemon *start_mhd(api *a, int fd, bool per_ip)
         return MHD_start_daemon(
             flags, 0, per_ip && a->opt.gate ? accept_cb : NULL, a->opt.gate, on_request, a,
             MHD_OPTION_LISTEN_SOCKET, fd,
-            /* plain listeners: the first request head is judged before libmicrohttpd parses it;
-             * the TLS listener's own callback (https_options, after this) replaces it */
-            MHD_OPTION_NOTIFY_CONNECTION, prehead_on_connection, a, MHD_OPTION_ARRAY,
-            https_options(a, per_ip), MHD_OPTION_THREAD_POOL_SIZE,
+            /* every request head is judged before libmicrohttpd parses it (framer.h) */
+            MHD_OPTION_NOTIFY_CONNECTION, (per_ip && a->opt.tls) ? framer_on_tls : framer_on_plain,
+            a, MHD_OPTION_ARRAY, https_options(a, per_ip), MHD_OPTION_THREAD_POOL_SIZE,
             a->opt.threads ? a->opt.threads : 2, MHD_OPTION_CONNECTION_LIMIT,
             a->opt.max_connections ? a->opt.max_connections : 256,
             MHD_OPTION_PER_IP_CONNECTION_LIMIT,

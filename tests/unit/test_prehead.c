@@ -1,6 +1,7 @@
-/* test_prehead.c — prehead_check, the judge of a plain connection's first request head before
- * libmicrohttpd parses it: what it refuses (and with which status), and what it must pass on
- * untouched — every form of request libmicrohttpd accepts, and heads too short to judge. */
+/* test_prehead.c — prehead_check, the judge of each request head before libmicrohttpd parses it:
+ * what it refuses (and with which status), and what it must pass on untouched — every form of
+ * request libmicrohttpd accepts, and heads too short to judge; and prehead_body, how the body
+ * after a head is framed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -86,15 +87,48 @@ static void test_fields(void **state)
         assert_int_equal(
             judge(S("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n")),
             400); /* does not fit 64 bits */
+        assert_int_equal(judge(S("GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n")), 400);
+        assert_int_equal(judge(S("GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n")), 400); /* partial */
+        assert_int_equal(judge(S("GET / HTTP/1.1\r\nX-A: a\r\n  folded\r\n\r\n")),
+                         0); /* obs-fold */
+}
+
+static prehead_body_kind body(const char *b, size_t n, uint64_t *len)
+{
+        size_t end = prehead_end(b, n);
+
+        assert_true(end > 0);
+        return prehead_body(b, end, len);
+}
+
+static void test_body(void **state)
+{
+        uint64_t len = 99;
+
+        (void)state;
+        assert_int_equal(body(S("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), &len), PREHEAD_BODY_LENGTH);
+        assert_int_equal(len, 0);
+        assert_int_equal(body(S("POST / HTTP/1.1\ncontent-length:  12 \n\nbody"), &len),
+                         PREHEAD_BODY_LENGTH);
+        assert_int_equal(len, 12);
+        assert_int_equal(body(S("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: "
+                                "chunked\r\n\r\n"),
+                              &len),
+                         PREHEAD_BODY_CHUNKED); /* wins over Content-Length, as in libmicrohttpd */
+        assert_int_equal(body(S("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n"),
+                              &len),
+                         PREHEAD_BODY_UNKNOWN); /* the first one decides */
+        assert_int_equal(prehead_end(S("GET / HTTP/1.1\r\nHost: x\r\n")), 0);
+        assert_int_equal(prehead_end(S("GET / HTTP/1.1\r\n\r\nGET")), 18);
 }
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_accepted),
-            cmocka_unit_test(test_request_line),
-            cmocka_unit_test(test_sizes),
-            cmocka_unit_test(test_fields),
+            cmocka_unit_test(test_accepted), cmocka_unit_test(test_request_line),
+            cmocka_unit_test(test_sizes),    cmocka_unit_test(test_fields),
+            cmocka_unit_test(test_body),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,586 @@
+/* framer.c — see framer.h. Written by hand: libmicrohttpd frames requests itself and has no hook
+ * before its parser, and no library frames HTTP/1.1 requests on another library's connection.
+ * The framing mirrors libmicrohttpd 0.9.75's (connection.c): empty lines before a request line
+ * are skipped, Transfer-Encoding wins over Content-Length, chunk-size lines end in CRLF or LF
+ * with an optional ";extension", trailers end at an empty line. Where its framing and ours could
+ * part (a malformed chunk, a Transfer-Encoding other than chunked), the connection is no longer
+ * framed: libmicrohttpd (or the access handler) refuses it and closes it anyway. */
+
+/* recv is defined below; glibc's fortified inline recv would clash with it */
+#undef _FORTIFY_SOURCE
+#include "framer.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include <gnutls/gnutls.h>
+
+#include "https.h"
+#include "prehead.h"
+
+/* Connections on descriptors below this are framed: a table indexed by descriptor costs every
+ * recv of the process one atomic load, and only the pages of descriptors in use are touched. */
+#define FD_SLOTS 65536
+/* The internal request that stands for a refused head, at most. */
+#define SYNTH_MAX 160
+/* A chunk-size or trailer line longer than this ends the framing of its connection. */
+#define LINE_MAX_LEN 4096
+/* After a refusal, what one read discards of the peer's further bytes, at most. */
+#define DISCARD_MAX (256 * 1024)
+
+enum fstate {
+        F_HEAD,       /* at a request head (or the empty lines before it) */
+        F_BODY,       /* left: bytes of a Content-Length body */
+        F_CHUNK_SIZE, /* a chunk-size line: left the size so far, line its digits */
+        F_CHUNK_EXT,  /* the rest of a chunk-size line after ';' */
+        F_CHUNK_DATA, /* left: bytes of chunk data */
+        F_CHUNK_CR,   /* the line end after chunk data */
+        F_CHUNK_LF,
+        F_TRAILER,    /* trailer lines after the last chunk; line: bytes of the current one */
+        F_PASS,       /* no longer framed */
+        F_REFUSED,    /* a head was refused; the internal request stands for the rest */
+};
+
+struct framer_conn {
+        framer_io_fn read;
+        void *io;
+        ssize_t again;
+        enum fstate state;
+        uint64_t left;
+        size_t line;
+        bool cr;     /* F_CHUNK_SIZE: a CR came last */
+        bool eof;    /* the peer ended */
+        char *buf;   /* held + rel, allocated while either is in use */
+        char *held;  /* a head that came in pieces: PREHEAD_MAX bytes */
+        size_t held_len;
+        char *rel;   /* judged bytes for framer_read: PREHEAD_MAX + SYNTH_MAX bytes */
+        size_t rel_len, rel_off;
+        unsigned status; /* the refusal */
+        const char *msg;
+        /* set by the notify callbacks */
+        int fd;
+        bool tls;
+};
+
+framer_conn *framer_new(framer_io_fn read, void *io, ssize_t again)
+{
+        framer_conn *c = calloc(1, sizeof(*c));
+
+        if (c) {
+                c->read = read;
+                c->io = io;
+                c->again = again;
+                c->fd = -1;
+        }
+        return c;
+}
+
+void framer_free(framer_conn *c)
+{
+        if (c) {
+                free(c->buf);
+                free(c);
+        }
+}
+
+static bool ensure_buf(framer_conn *c)
+{
+        if (!c->buf) {
+                c->buf = malloc(2 * PREHEAD_MAX + SYNTH_MAX);
+                if (!c->buf)
+                        return false;
+                c->held = c->buf;
+                c->rel = c->buf + PREHEAD_MAX;
+                c->held_len = c->rel_len = c->rel_off = 0;
+        }
+        return true;
+}
+
+/* Give the buffer back once nothing is held or waiting. */
+static void release_buf(framer_conn *c)
+{
+        if (c->rel_off >= c->rel_len)
+                c->rel_len = c->rel_off = 0;
+        if (c->buf && !c->held_len && !c->rel_len) {
+                free(c->buf);
+                c->buf = c->held = c->rel = NULL;
+        }
+}
+
+static int hex_digit(char ch)
+{
+        if (ch >= '0' && ch <= '9')
+                return ch - '0';
+        if (ch >= 'a' && ch <= 'f')
+                return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F')
+                return ch - 'A' + 10;
+        return -1;
+}
+
+/* The head at p[i..n): judge it, and past a good one set up its body. Returns the new offset:
+ * past the head, or i when the head is refused (state F_REFUSED) or not whole yet. */
+static size_t frame_head(framer_conn *c, const char *p, size_t n, size_t i)
+{
+        size_t look = n - i < PREHEAD_MAX ? n - i : PREHEAD_MAX, end;
+        const char *msg = NULL;
+        prehead_body_kind kind;
+        uint64_t len;
+        unsigned st;
+
+        end = prehead_end(p + i, look);
+        st = prehead_check(p + i, end ? end : look, &msg);
+        if (st) {
+                c->state = F_REFUSED;
+                c->status = st;
+                c->msg = msg;
+                return i;
+        }
+        if (!end)
+                return i; /* look < PREHEAD_MAX: prehead_check decides at the budget */
+        kind = prehead_body(p + i, end, &len);
+        if (kind == PREHEAD_BODY_CHUNKED) {
+                c->state = F_CHUNK_SIZE;
+                c->left = c->line = 0;
+                c->cr = false;
+        } else if (kind == PREHEAD_BODY_UNKNOWN) {
+                c->state = F_PASS;
+        } else if (len) {
+                c->state = F_BODY;
+                c->left = len;
+        }
+        return i + end;
+}
+
+/* The end of a chunk-size line. */
+static void chunk_size_done(framer_conn *c)
+{
+        if (!c->line) {
+                c->state = F_PASS; /* "\r\n" or ";x" without a size: malformed */
+                return;
+        }
+        c->state = c->left ? F_CHUNK_DATA : F_TRAILER;
+        c->line = 0;
+}
+
+/* One byte of the chunked framing outside chunk data. */
+static void frame_chunk_byte(framer_conn *c, char ch)
+{
+        int d;
+
+        switch (c->state) {
+        case F_CHUNK_SIZE:
+                if (c->cr) {
+                        if (ch == '\n')
+                                chunk_size_done(c);
+                        else
+                                c->state = F_PASS;
+                        c->cr = false;
+                } else if (ch == '\n') {
+                        chunk_size_done(c);
+                } else if (ch == '\r') {
+                        c->cr = true;
+                } else if (ch == ';') {
+                        c->state = c->line ? F_CHUNK_EXT : F_PASS;
+                } else if ((d = hex_digit(ch)) >= 0 && c->left <= UINT64_MAX >> 4 &&
+                           c->line < LINE_MAX_LEN) {
+                        c->left = c->left << 4 | (uint64_t)d;
+                        c->line++;
+                } else {
+                        c->state = F_PASS;
+                }
+                break;
+        case F_CHUNK_EXT:
+                if (ch == '\n') {
+                        c->state = c->left ? F_CHUNK_DATA : F_TRAILER;
+                        c->line = 0;
+                } else if (++c->line > LINE_MAX_LEN) {
+                        c->state = F_PASS;
+                }
+                break;
+        case F_CHUNK_CR:
+                if (ch == '\r')
+                        c->state = F_CHUNK_LF;
+                else if (ch == '\n')
+                        c->state = F_CHUNK_SIZE;
+                else
+                        c->state = F_PASS;
+                c->left = c->line = 0;
+                break;
+        case F_CHUNK_LF:
+                c->state = ch == '\n' ? F_CHUNK_SIZE : F_PASS;
+                c->left = c->line = 0;
+                break;
+        case F_TRAILER:
+                if (ch == '\n') {
+                        if (!c->line)
+                                c->state = F_HEAD;
+                        c->line = 0;
+                } else if (ch != '\r' && ++c->line > LINE_MAX_LEN) {
+                        c->state = F_PASS;
+                }
+                break;
+        default:
+                break;
+        }
+}
+
+/* Follow the stream through p[0..n). Returns how many bytes are judged good; when fewer than
+ * n, the rest is either a refused head and what follows it (state F_REFUSED) or the start of a
+ * head that is not whole yet (state F_HEAD). */
+static size_t frame(framer_conn *c, const char *p, size_t n)
+{
+        size_t i = 0, take, next;
+
+        while (i < n) {
+                switch (c->state) {
+                case F_PASS:
+                        return n;
+                case F_REFUSED:
+                        return i;
+                case F_HEAD:
+                        /* empty lines before a request line, as RFC 9112 2.2 allows */
+                        if (p[i] == '\n') {
+                                i++;
+                                continue;
+                        }
+                        if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') {
+                                i += 2;
+                                continue;
+                        }
+                        next = frame_head(c, p, n, i);
+                        if (next == i)
+                                return i;
+                        i = next;
+                        break;
+                case F_BODY:
+                case F_CHUNK_DATA:
+                        take = n - i < c->left ? n - i : (size_t)c->left;
+                        i += take;
+                        c->left -= take;
+                        if (!c->left)
+                                c->state = c->state == F_BODY ? F_HEAD : F_CHUNK_CR;
+                        break;
+                default:
+                        frame_chunk_byte(c, p[i++]);
+                        break;
+                }
+        }
+        return n;
+}
+
+static void queue_refusal(framer_conn *c)
+{
+        int k = snprintf(c->rel + c->rel_len, SYNTH_MAX,
+                         "GET %s HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n",
+                         framer_refusal_target());
+
+        if (k > 0 && k < SYNTH_MAX)
+                c->rel_len += (size_t)k;
+}
+
+/* held[0..held_len) grew: judge what can be judged; what passes goes to rel (empty here). */
+static void frame_held(framer_conn *c)
+{
+        size_t a = frame(c, c->held, c->held_len);
+
+        memcpy(c->rel + c->rel_len, c->held, a);
+        c->rel_len += a;
+        if (c->state == F_REFUSED) {
+                c->held_len = 0;
+                queue_refusal(c);
+        } else if (a) {
+                memmove(c->held, c->held + a, c->held_len - a);
+                c->held_len -= a;
+        }
+}
+
+/* After a refusal: read what the peer sends and drop it (closing over unread bytes would reset
+ * the connection under our answer). */
+static void discard(framer_conn *c)
+{
+        char sink[4096];
+        size_t total = 0;
+        ssize_t r;
+
+        while (total < DISCARD_MAX && (r = c->read(c->io, sink, sizeof(sink))) > 0)
+                total += (size_t)r;
+}
+
+ssize_t framer_read(framer_conn *c, void *out, size_t size)
+{
+        char *dst = out;
+        size_t got = 0, a;
+        ssize_t r;
+
+        while (got < size) {
+                if (c->rel_off < c->rel_len) {
+                        size_t k = c->rel_len - c->rel_off < size - got ? c->rel_len - c->rel_off
+                                                                         : size - got;
+                        memcpy(dst + got, c->rel + c->rel_off, k);
+                        c->rel_off += k;
+                        got += k;
+                        continue;
+                }
+                release_buf(c);
+                if (c->state == F_REFUSED) {
+                        discard(c);
+                        return got ? (ssize_t)got : c->again;
+                }
+                if (c->eof)
+                        break;
+                if (c->held_len) {
+                        /* the rest of a head: into held, not dst, until it is judged */
+                        r = c->read(c->io, c->held + c->held_len, PREHEAD_MAX - c->held_len);
+                        if (r < 0)
+                                return got ? (ssize_t)got : r;
+                        if (r == 0) {
+                                /* the peer ended inside a head: libmicrohttpd gets what came,
+                                 * then the end, and closes as it would have */
+                                c->eof = true;
+                                c->state = F_PASS;
+                                memcpy(c->rel, c->held, c->held_len);
+                                c->rel_len = c->held_len;
+                                c->held_len = 0;
+                                continue;
+                        }
+                        c->held_len += (size_t)r;
+                        frame_held(c);
+                        continue;
+                }
+                r = c->read(c->io, dst + got, size - got);
+                if (r < 0)
+                        return got ? (ssize_t)got : r;
+                if (r == 0) {
+                        c->eof = true;
+                        break;
+                }
+                a = frame(c, dst + got, (size_t)r);
+                if (a < (size_t)r && !ensure_buf(c)) {
+                        c->state = F_PASS; /* out of memory: libmicrohttpd judges alone */
+                        a = (size_t)r;
+                }
+                if (a < (size_t)r) {
+                        if (c->state == F_REFUSED) {
+                                queue_refusal(c);
+                        } else {
+                                memcpy(c->held, dst + got + a, (size_t)r - a);
+                                c->held_len = (size_t)r - a;
+                        }
+                }
+                got += a;
+                if (a == (size_t)r)
+                        break; /* all of it judged good, in place */
+        }
+        return (ssize_t)got;
+}
+
+size_t framer_pending(const framer_conn *c)
+{
+        return c->rel_len - c->rel_off;
+}
+
+unsigned framer_status(const framer_conn *c, const char **msg)
+{
+        if (c->state != F_REFUSED)
+                return 0;
+        *msg = c->msg;
+        return c->status;
+}
+
+/* --- libmicrohttpd's reads ---------------------------------------------------------------- */
+
+static _Atomic(framer_conn *) slots[FD_SLOTS];
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
+static ssize_t (*real_recv)(int, void *, size_t, int);
+static ssize_t (*real_tls_recv)(gnutls_session_t, void *, size_t);
+static size_t (*real_tls_pending)(gnutls_session_t);
+
+static void *next_symbol(const char *name, const char *version)
+{
+        void *f = version ? dlvsym(RTLD_NEXT, name, version) : NULL;
+
+        return f ? f : dlsym(RTLD_NEXT, name);
+}
+
+static void resolve(void)
+{
+        real_recv = next_symbol("recv", NULL);
+        real_tls_recv = next_symbol("gnutls_record_recv", "GNUTLS_3_4");
+        real_tls_pending = next_symbol("gnutls_record_check_pending", "GNUTLS_3_4");
+}
+
+static framer_conn *slot(int fd)
+{
+        if (fd < 0 || fd >= FD_SLOTS)
+                return NULL;
+        return atomic_load_explicit(&slots[fd], memory_order_acquire);
+}
+
+static ssize_t plain_io(void *io, void *dst, size_t n)
+{
+        ssize_t r = real_recv((int)(intptr_t)io, dst, n, 0);
+
+        return r < 0 ? -(ssize_t)errno : r;
+}
+
+static ssize_t tls_io(void *io, void *dst, size_t n)
+{
+        return real_tls_recv(io, dst, n);
+}
+
+/* These three replace libc's and GnuTLS's for the whole process (the executable's definitions
+ * come first in the dynamic linker's search); anything not a framed connection goes straight
+ * through. Exported whatever the visibility default is. */
+__attribute__((visibility("default"))) ssize_t recv(int fd, void *dst, size_t n, int flags)
+{
+        framer_conn *c;
+        ssize_t r;
+
+        pthread_once(&resolved, resolve);
+        c = flags ? NULL : slot(fd);
+        if (!c || c->tls)
+                return real_recv(fd, dst, n, flags);
+        r = framer_read(c, dst, n);
+        if (r < 0) {
+                errno = (int)-r;
+                return -1;
+        }
+        return r;
+}
+
+static framer_conn *tls_slot(gnutls_session_t s)
+{
+        framer_conn *c = slot(gnutls_transport_get_int(s));
+
+        return c && c->tls ? c : NULL;
+}
+
+__attribute__((visibility("default"))) ssize_t gnutls_record_recv(gnutls_session_t s, void *dst,
+                                                                  size_t n)
+{
+        framer_conn *c;
+
+        pthread_once(&resolved, resolve);
+        c = tls_slot(s);
+        if (!c)
+                return real_tls_recv(s, dst, n);
+        c->io = s;
+        return framer_read(c, dst, n);
+}
+
+__attribute__((visibility("default"))) size_t gnutls_record_check_pending(gnutls_session_t s)
+{
+        framer_conn *c;
+
+        pthread_once(&resolved, resolve);
+        c = tls_slot(s);
+        return real_tls_pending(s) + (c ? framer_pending(c) : 0);
+}
+
+/* --- the connections libmicrohttpd announces ------------------------------------------------ */
+
+static pthread_once_t target_once = PTHREAD_ONCE_INIT;
+static char target[2 + 2 * 16];
+
+static void make_target(void)
+{
+        unsigned char rnd[16];
+        size_t k = 0;
+
+        /* blocks only before the kernel's pool is first initialised (early boot) */
+        while (k < sizeof(rnd)) {
+                ssize_t r = getrandom(rnd + k, sizeof(rnd) - k, 0);
+                if (r > 0)
+                        k += (size_t)r;
+                else if (errno != EINTR)
+                        abort(); /* getrandom cannot fail otherwise on Linux >= 3.17 */
+        }
+        target[0] = '/';
+        for (size_t i = 0; i < sizeof(rnd); i++)
+                snprintf(target + 1 + 2 * i, 3, "%02x", rnd[i]);
+}
+
+const char *framer_refusal_target(void)
+{
+        pthread_once(&target_once, make_target);
+        return target;
+}
+
+static void on_connection(struct MHD_Connection *mc, void **ctx,
+                          enum MHD_ConnectionNotificationCode toe, bool tls)
+{
+        const union MHD_ConnectionInfo *fi;
+        framer_conn *c = *ctx;
+        int fd;
+
+        pthread_once(&resolved, resolve);
+        if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+                if (!c)
+                        return;
+                if (c->state == F_REFUSED) {
+                        /* what came after our answer, so closing sends no reset over it */
+                        char sink[4096];
+                        size_t total = 0;
+                        ssize_t r;
+                        while (total < DISCARD_MAX &&
+                               (r = real_recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+                                total += (size_t)r;
+                }
+                atomic_store_explicit(&slots[c->fd], NULL, memory_order_release);
+                framer_free(c);
+                *ctx = NULL;
+                return;
+        }
+        if (toe != MHD_CONNECTION_NOTIFY_STARTED)
+                return;
+        fi = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!fi || fi->connect_fd < 0 || fi->connect_fd >= FD_SLOTS)
+                return; /* not framed: libmicrohttpd's own answers */
+        fd = fi->connect_fd;
+        if (tls && https_answer_plain(fd))
+                return;
+        c = framer_new(tls ? tls_io : plain_io, tls ? NULL : (void *)(intptr_t)fd,
+                       tls ? GNUTLS_E_AGAIN : -EAGAIN);
+        if (!c)
+                return;
+        c->fd = fd;
+        c->tls = tls;
+        *ctx = c;
+        atomic_store_explicit(&slots[fd], c, memory_order_release);
+}
+
+void framer_on_plain(void *cls, struct MHD_Connection *mc, void **socket_context,
+                     enum MHD_ConnectionNotificationCode toe)
+{
+        (void)cls;
+        on_connection(mc, socket_context, toe, false);
+}
+
+void framer_on_tls(void *cls, struct MHD_Connection *mc, void **socket_context,
+                   enum MHD_ConnectionNotificationCode toe)
+{
+        (void)cls;
+        on_connection(mc, socket_context, toe, true);
+}
+
+bool framer_refusal(struct MHD_Connection *mc, const char *url, unsigned *status,
+                    const char **msg)
+{
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const framer_conn *c = ci ? ci->socket_context : NULL;
+
+        if (!c || c->state != F_REFUSED || strcmp(url, framer_refusal_target()))
+                return false;
+        *status = framer_status(c, msg);
+        return true;
+}

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""test_framing.py — every request head is judged before libmicrohttpd parses it, not only the
+first of a plain connection (docs/api.md, "Requests refused before routing"): a later request on a
+keep-alive connection, pipelined requests, requests after Content-Length and chunked bodies, heads
+that come in slow pieces, the unix socket and TLS. A refused head gets the JSON error with the
+right status after the answers to the requests before it, Connection: close, and the connection
+closes; good requests around it are untouched."""
+import json
+import shutil
+import socket
+import ssl
+import tempfile
+import time
+
+from harness import Vigild, check, main
+from test_tls import make_pki
+
+BAD = [
+    ("bad request line", b"GARBAGE\r\n\r\n", 400),
+    ("HTTP/0.9 line", b"GET /healthz\r\n\r\n", 400),
+    ("HTTP/2.0", b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ("h2 prior knowledge", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    ("NUL in a header value", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("header line without colon", b"GET /healthz HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400),
+    ("bad Content-Length", b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", 400),
+    ("huge header", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 40000 + b"\r\n\r\n", 431),
+    ("huge URL", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+]
+GOOD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class Conn:
+    """One connection, read response by response (every Vigil answer has a Content-Length)."""
+
+    def __init__(self, sock):
+        self.s, self.buf = sock, b""
+
+    def send(self, data, pieces=1, pause=0.0):
+        step = max(1, len(data) // pieces)
+        for i in range(0, len(data), step):
+            try:
+                self.s.sendall(data[i:i + step])
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+                return  # refused and closed before all of it was sent: the answer is read next
+            if pause:
+                time.sleep(pause)
+
+    def _more(self):
+        try:
+            c = self.s.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            c = b""
+        if not c:
+            raise EOFError
+        self.buf += c
+
+    def response(self):
+        try:
+            while b"\r\n\r\n" not in self.buf:
+                self._more()
+        except EOFError:
+            check(False, "connection closed before an answer; got %r" % self.buf[:200])
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin1").split("\r\n")
+        check(lines[0].startswith("HTTP/1.1 "), "not an HTTP/1.1 answer: %r" % head[:200])
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        n = int(hdrs.get("content-length", "-1"))
+        check(n >= 0, "answer without Content-Length: %r" % head)
+        self.buf = rest
+        while len(self.buf) < n:
+            try:
+                self._more()
+            except EOFError:
+                check(False, "connection closed inside a body")
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return int(lines[0].split(" ")[1]), hdrs, body
+
+    def closed(self):
+        """True when the server ends the connection (nothing more after what was read)."""
+        try:
+            self._more()
+        except EOFError:
+            return not self.buf
+        except socket.timeout:
+            return False
+        return False
+
+    def close(self):
+        self.s.close()
+
+
+def expect_ok(conn, what):
+    st, hdrs, body = conn.response()
+    check(st == 200 and hdrs.get("connection", "") != "close", "%s: %d %r %r" % (what, st, hdrs, body[:100]))
+
+
+def expect_refusal(conn, want, what):
+    st, hdrs, body = conn.response()
+    check(st == want, "%s: status %d, want %d: %r" % (what, st, want, body[:200]))
+    check(hdrs.get("content-type") == "application/json", "%s: content type %r" % (what, hdrs))
+    check(len(hdrs.get("x-request-id", "")) == 32, "%s: no X-Request-Id: %r" % (what, hdrs))
+    err = json.loads(body)["error"]
+    check(err["code"] == want and err["message"], "%s: body %r" % (what, body))
+    check(hdrs.get("connection") == "close", "%s: no Connection: close" % what)
+    check(conn.closed(), "%s: connection left open after the refusal" % what)
+    return err["message"]
+
+
+def run_cases(connect, label):
+    for name, raw, want in BAD:
+        what = "%s, %s" % (label, name)
+        # a later request of a keep-alive connection
+        c = connect()
+        try:
+            c.send(GOOD)
+            expect_ok(c, what + ": the good request before")
+            c.send(raw)
+            expect_refusal(c, want, what + " (second request)")
+        finally:
+            c.close()
+        # pipelined behind two good ones, in one write: answered in order
+        c = connect()
+        try:
+            c.send(GOOD + GOOD + raw + GOOD)
+            expect_ok(c, what + ": first pipelined")
+            expect_ok(c, what + ": second pipelined")
+            expect_refusal(c, want, what + " (pipelined)")
+        finally:
+            c.close()
+
+
+def test_plain_keepalive_and_pipelined():
+    with Vigild(config="http: {max_request_body: 1024, connection_timeout: 2s}\n") as d:
+        host, port = d.url.split("//")[1].rsplit(":", 1)
+
+        def tcp():
+            return Conn(socket.create_connection((host, int(port)), timeout=5))
+
+        def unix():
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(5)
+            s.connect(d.sock)
+            return Conn(s)
+
+        run_cases(tcp, "tcp")
+        c = unix()
+        try:
+            c.send(GOOD)
+            expect_ok(c, "unix: the good request before")
+            c.send(b"GARBAGE\r\n\r\n")
+            expect_refusal(c, 400, "unix, bad request line (second request)")
+        finally:
+            c.close()
+
+        # bodies are skipped, never judged as heads: a Content-Length body and a chunked body
+        # that hold what would be refused as a head, then a good and a bad request
+        c = tcp()
+        try:
+            body = b"GARBAGE\r\n\r\n"
+            c.send(b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            st, _, _ = c.response()
+            check(st == 400, "inject with a non-JSON body: %d (the body reached the handler)" % st)
+            c.send(b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5;ext=1\r\nGARBA\r\n6\r\nGE\r\n\r\n\r\n0\r\nX-Trailer: 1\r\n\r\n")
+            st, _, _ = c.response()
+            check(st == 400, "chunked inject: %d" % st)
+            c.send(GOOD)
+            expect_ok(c, "after the bodies")
+            c.send(b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n")
+            expect_refusal(c, 505, "after the bodies")
+        finally:
+            c.close()
+
+        # a head in slow pieces (pauses far longer than a client would make) is judged whole
+        c = tcp()
+        try:
+            c.send(GOOD, pieces=6, pause=0.05)
+            expect_ok(c, "a good head in pieces")
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name\r\n\r\n", pieces=5, pause=0.05)
+            expect_refusal(c, 400, "a bad head in pieces")
+        finally:
+            c.close()
+        # a head trickling in a byte at a time is held, so the trickle does not count as activity:
+        # the connection closes at http.connection_timeout (2 s here), not when the client stops
+        c = tcp()
+        try:
+            t0, gone = time.monotonic(), False
+            for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                try:
+                    c.s.sendall(bytes([b]))
+                except OSError:
+                    gone = True
+                    break
+                c.s.settimeout(0.2)
+                if c.closed():
+                    gone = True
+                    break
+                if time.monotonic() - t0 > 8:
+                    break
+            check(gone and time.monotonic() - t0 < 6,
+                  "a trickled head kept the connection %.1f s" % (time.monotonic() - t0))
+        finally:
+            c.close()
+        # the daemon answers normally afterwards
+        st, _, _ = d.get("/healthz")
+        check(st == 200, "healthz afterwards: %d" % st)
+
+
+def test_tls():
+    pki = tempfile.mkdtemp(prefix="vigil-pki-")
+    try:
+        make_pki(pki)
+        cfg = f"""
+security:
+  tls: {{enabled: true, cert_file: {pki}/server.pem, key_file: {pki}/server.key}}
+http: {{max_request_body: 1024}}
+"""
+        with Vigild(config=cfg) as d:
+            host, port = d.url.split("//")[1].rsplit(":", 1)
+            ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+
+            def tls():
+                s = socket.create_connection((host, int(port)), timeout=5)
+                return Conn(ctx.wrap_socket(s, server_hostname=host))
+
+            # the first request of a TLS connection
+            for name, raw, want in BAD:
+                c = tls()
+                try:
+                    c.send(raw)
+                    expect_refusal(c, want, "tls, %s (first request)" % name)
+                finally:
+                    c.close()
+            run_cases(tls, "tls")
+            c = tls()
+            try:
+                c.send(GOOD, pieces=4, pause=0.05)
+                expect_ok(c, "tls: a good head in pieces")
+            finally:
+                c.close()
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main([test_plain_keepalive_and_pipelined, test_tls])

@@ -44,13 +44,13 @@ def get_json(url, timeout=10):
 class Vigild:
     """A vigild on the fake NVML with its own data dir and a config file."""
 
-    def __init__(self, scenario=None, config="", extra_args=()):
+    def __init__(self, scenario=None, config="", extra_args=(), binary=None):
         self.tmp = tempfile.mkdtemp(prefix="vigil-bench-")
         cfg = os.path.join(self.tmp, "vigil.yaml")
         with open(cfg, "w") as f:
             f.write(config)
         sim = "--simulate" + ("=" + scenario if scenario else "")
-        self.cmd = [VIGILD, sim, "--listen", "127.0.0.1:0", "--data-dir", self.tmp,
+        self.cmd = [binary or VIGILD, sim, "--listen", "127.0.0.1:0", "--data-dir", self.tmp,
                     "--socket", "", "--config", cfg] + list(extra_args)
         self.log = open(os.path.join(self.tmp, "vigild.log"), "w")
         self.t_spawn = time.time()

@@ -12,6 +12,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -23,7 +24,6 @@
 
 #include <gnutls/gnutls.h>
 
-#include "https.h"
 #include "prehead.h"
 
 /* Connections on descriptors below this are framed: a table indexed by descriptor costs every
@@ -44,9 +44,9 @@ enum fstate {
         F_CHUNK_DATA, /* left: bytes of chunk data */
         F_CHUNK_CR,   /* the line end after chunk data */
         F_CHUNK_LF,
-        F_TRAILER,    /* trailer lines after the last chunk; line: bytes of the current one */
-        F_PASS,       /* no longer framed */
-        F_REFUSED,    /* a head was refused; the internal request stands for the rest */
+        F_TRAILER, /* trailer lines after the last chunk; line: bytes of the current one */
+        F_PASS,    /* no longer framed */
+        F_REFUSED, /* a head was refused; the internal request stands for the rest */
 };
 
 struct framer_conn {
@@ -56,12 +56,12 @@ struct framer_conn {
         enum fstate state;
         uint64_t left;
         size_t line;
-        bool cr;     /* F_CHUNK_SIZE: a CR came last */
-        bool eof;    /* the peer ended */
-        char *buf;   /* held + rel, allocated while either is in use */
-        char *held;  /* a head that came in pieces: PREHEAD_MAX bytes */
+        bool cr;    /* F_CHUNK_SIZE: a CR came last */
+        bool eof;   /* the peer ended */
+        char *buf;  /* held + rel, allocated while either is in use */
+        char *held; /* a head that came in pieces: PREHEAD_MAX bytes */
         size_t held_len;
-        char *rel;   /* judged bytes for framer_read: PREHEAD_MAX + SYNTH_MAX bytes */
+        char *rel; /* judged bytes for framer_read: PREHEAD_MAX + SYNTH_MAX bytes */
         size_t rel_len, rel_off;
         unsigned status; /* the refusal */
         const char *msg;
@@ -324,7 +324,7 @@ ssize_t framer_read(framer_conn *c, void *out, size_t size)
         while (got < size) {
                 if (c->rel_off < c->rel_len) {
                         size_t k = c->rel_len - c->rel_off < size - got ? c->rel_len - c->rel_off
-                                                                         : size - got;
+                                                                        : size - got;
                         memcpy(dst + got, c->rel + c->rel_off, k);
                         c->rel_off += k;
                         got += k;
@@ -488,6 +488,52 @@ __attribute__((visibility("default"))) size_t gnutls_record_check_pending(gnutls
 
 /* --- the connections libmicrohttpd announces ------------------------------------------------ */
 
+/* How long a new TLS connection may take to send its first bytes before we stop looking for a
+ * plain HTTP request: a TLS client sends its ClientHello at once, and a silent client must not
+ * hold the accepting thread (it then goes on to the handshake, and the connection timeout). */
+#define PEEK_WAIT_MS 10
+
+/* Whether the first bytes are a plain HTTP request line, as Go's server tells them from a TLS
+ * record header. */
+static bool looks_like_http(const char *b, size_t n)
+{
+        static const char *const starts[] = {"GET /", "HEAD ", "POST ", "PUT /", "OPTIO"};
+
+        for (size_t i = 0; n >= 5 && i < sizeof(starts) / sizeof(starts[0]); i++)
+                if (!memcmp(b, starts[i], 5))
+                        return true;
+        return false;
+}
+
+/* A new connection on the TLS listener (fd): when its first bytes are a plain HTTP request, answer
+ * it as Go's server (dcgm-exporter, node_exporter) does, "400 Client sent an HTTP request to an
+ * HTTPS server.", instead of a silently closed connection, so a scrape with the wrong scheme
+ * says why it failed; the socket is then shut down and the handshake libmicrohttpd tries fails
+ * at once. Waits at most 10 ms for the first bytes (a TLS client sends its ClientHello at once).
+ * Returns whether it answered. */
+static bool answer_plain_http(int fd)
+{
+        static const char answer[] = "HTTP/1.0 400 Bad Request\r\n\r\n"
+                                     "Client sent an HTTP request to an HTTPS server.\n";
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        char head[8], sink[4096];
+        ssize_t n;
+
+        n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 5 && poll(&pfd, 1, PEEK_WAIT_MS) == 1)
+                n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 5 || !looks_like_http(head, (size_t)n))
+                return false;
+        /* read what came (so closing sends no RST over our answer), answer, end our side */
+        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+                ;
+        if (send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+                /* nothing more to do: the handshake fails and the connection closes */
+        }
+        shutdown(fd, SHUT_RDWR);
+        return true;
+}
+
 static pthread_once_t target_once = PTHREAD_ONCE_INIT;
 static char target[2 + 2 * 16];
 
@@ -546,7 +592,7 @@ static void on_connection(struct MHD_Connection *mc, void **ctx,
         if (!fi || fi->connect_fd < 0 || fi->connect_fd >= FD_SLOTS)
                 return; /* not framed: libmicrohttpd's own answers */
         fd = fi->connect_fd;
-        if (tls && https_answer_plain(fd))
+        if (tls && answer_plain_http(fd))
                 return;
         c = framer_new(tls ? tls_io : plain_io, tls ? NULL : (void *)(intptr_t)fd,
                        tls ? GNUTLS_E_AGAIN : -EAGAIN);
@@ -572,8 +618,7 @@ void framer_on_tls(void *cls, struct MHD_Connection *mc, void **socket_context,
         on_connection(mc, socket_context, toe, true);
 }
 
-bool framer_refusal(struct MHD_Connection *mc, const char *url, unsigned *status,
-                    const char **msg)
+bool framer_refusal(struct MHD_Connection *mc, const char *url, unsigned *status, const char **msg)
 {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);

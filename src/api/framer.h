@@ -51,7 +51,7 @@ unsigned framer_status(const framer_conn *c, const char **msg);
 const char *framer_refusal_target(void);
 
 /* MHD_OPTION_NOTIFY_CONNECTION callbacks: the plain listeners' (TCP, unix socket) and the TLS
- * listener's (which also answers plain HTTP sent to it, https_answer_plain). cls is unused. */
+ * listener's (which first answers plain HTTP sent to it as Go's server does). cls is unused. */
 void framer_on_plain(void *cls, struct MHD_Connection *mc, void **socket_context,
                      enum MHD_ConnectionNotificationCode toe);
 void framer_on_tls(void *cls, struct MHD_Connection *mc, void **socket_context,
@@ -59,7 +59,6 @@ void framer_on_tls(void *cls, struct MHD_Connection *mc, void **socket_context,
 
 /* For the access handler: whether this request of mc is the internal one that stands for a
  * refused head (url: the target libmicrohttpd read), and then the refusal. */
-bool framer_refusal(struct MHD_Connection *mc, const char *url, unsigned *status,
-                    const char **msg);
+bool framer_refusal(struct MHD_Connection *mc, const char *url, unsigned *status, const char **msg);
 
 #endif

@@ -2,52 +2,10 @@
  * file only hands them to libmicrohttpd and reads its connection info. */
 #include "https.h"
 
-#include <poll.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "security/tls.h"
-
-/* How long a new TLS connection may take to send its first bytes before we stop looking for a
- * plain HTTP request: a TLS client sends its ClientHello at once, and a silent client must not
- * hold the accepting thread (it then goes on to the handshake, and the connection timeout). */
-#define PEEK_WAIT_MS 10
-
-/* Whether the first bytes are a plain HTTP request line, as Go's server tells them from a TLS
- * record header. */
-static bool looks_like_http(const char *b, size_t n)
-{
-        static const char *const starts[] = {"GET /", "HEAD ", "POST ", "PUT /", "OPTIO"};
-
-        for (size_t i = 0; n >= 5 && i < sizeof(starts) / sizeof(starts[0]); i++)
-                if (!memcmp(b, starts[i], 5))
-                        return true;
-        return false;
-}
-
-bool https_answer_plain(int fd)
-{
-        static const char answer[] = "HTTP/1.0 400 Bad Request\r\n\r\n"
-                                     "Client sent an HTTP request to an HTTPS server.\n";
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        char head[8], sink[4096];
-        ssize_t n;
-
-        n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
-        if (n < 5 && poll(&pfd, 1, PEEK_WAIT_MS) == 1)
-                n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
-        if (n < 5 || !looks_like_http(head, (size_t)n))
-                return false;
-        /* read what came (so closing sends no RST over our answer), answer, end our side */
-        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-                ;
-        if (send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-                /* nothing more to do: the handshake fails and the connection closes */
-        }
-        shutdown(fd, SHUT_RDWR);
-        return true;
-}
 
 struct MHD_OptionItem *https_options(api *a, bool tls)
 {

@@ -13,13 +13,6 @@
 /* MHD options (MHD_OPTION_ARRAY) for a listener: TLS ones when tls is set, else an empty list.
  * The list lives in a (a->tls_opts). */
 struct MHD_OptionItem *https_options(api *a, bool tls);
-/* A new connection on the TLS listener (fd): when its first bytes are a plain HTTP request, answer
- * it as Go's server (dcgm-exporter, node_exporter) does, "400 Client sent an HTTP request to an
- * HTTPS server.", instead of a silently closed connection, so a scrape with the wrong scheme
- * says why it failed; the socket is then shut down and the handshake libmicrohttpd tries fails
- * at once. Waits at most 10 ms for the first bytes (a TLS client sends its ClientHello at once).
- * Returns whether it answered. */
-bool https_answer_plain(int fd);
 /* Whether the connection satisfies the configured client_auth (true without TLS). */
 bool https_client_ok(api *a, struct MHD_Connection *c);
 

@@ -69,7 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         break;
                 again += f.at == f.n;
         }
-        k = snprintf(synth, sizeof(synth), "GET %s HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n",
+        k = snprintf(synth, sizeof(synth),
+                     "GET %s HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n",
                      framer_refusal_target());
         if (framer_status(c, &msg)) {
                 if (got < (size_t)k || memcmp(out + got - k, synth, (size_t)k) ||

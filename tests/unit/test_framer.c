@@ -122,11 +122,13 @@ static const char good_stream[] =
     "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
     "\r\n" /* an empty line before a request line */
     "POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nContent-Length: 24\r\n\r\n"
-    "GARBAGE\r\n\r\nPRI * HTTP/2"  /* a body that would be refused as a head */
+    "GARBAGE\r\n\r\nPRI * HTTP/2"        /* a body that would be refused as a head */
     "GET /healthz HTTP/1.1\nHost: x\n\n" /* bare LF */
     "POST /api/v1/inject HTTP/1.1\r\nHost: x\r\ntransfer-encoding: Chunked\r\n"
     "Content-Length: 3\r\n\r\n" /* Transfer-Encoding wins */
-    "5;name=val\r\nGARBA\r\n" "a\nGE\r\n\r\n\0\0\0\0\r\n" "0\r\nX-Trailer: GARBAGE\r\n\r\n"
+    "5;name=val\r\nGARBA\r\n"
+    "a\nGE\r\n\r\n\0\0\0\0\r\n"
+    "0\r\nX-Trailer: GARBAGE\r\n\r\n"
     "GET /healthz HTTP/1.0\r\n\r\n";
 
 static void test_good_streams_pass_untouched(void **state)
@@ -167,7 +169,9 @@ static void test_bad_head_after_good_ones(void **state)
             {"GARBAGE\r\n\r\n", 400},
             {"GET /healthz\r\n\r\n", 400},
             {"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
-            {"GET / HTTP/1.1\r\nHost: x\r\nX: a\x01" "b\r\nNoColon\r\n\r\n", 400},
+            {"GET / HTTP/1.1\r\nHost: x\r\nX: a\x01"
+             "b\r\nNoColon\r\n\r\n",
+             400},
             {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", 400},
             {huge_line, 414},
             {huge_head, 431},
@@ -185,8 +189,9 @@ static void test_bad_head_after_good_ones(void **state)
         synthetic(synth, sizeof(synth));
         for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++)
                 for (int round = 0; round < 60; round++) {
-                        const char *pre = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
-                                          "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+                        const char *pre =
+                            "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                            "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
                         struct script s;
                         framer_conn *c;
                         const char *msg = NULL;
@@ -240,7 +245,8 @@ static void test_unframed_passes(void **state)
          * handler) refuses and closes; the framer hands everything on from there */
         static const char *const streams[] = {
             "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGARBAGE\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcGARBAGE\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+            "chunked\r\n\r\n3\r\nabcGARBAGE\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nGARBAGE\r\n\r\n",
         };
         struct out o = {0};

@@ -67,6 +67,7 @@ typedef struct request {
         bool started;         /* the first access-handler call set the fields above */
         bool bad_target;      /* the request target as sent has %00 or a broken %-escape */
         bool close;           /* answer with "Connection: close" (a refused request) */
+        unsigned ordinal; /* its place on the connection (framer_request_started), 0 = unframed */
 } request;
 
 enum MHD_Result h_metrics(request *r);

@@ -2,9 +2,9 @@
  * before its parser, and no library frames HTTP/1.1 requests on another library's connection.
  * The framing mirrors libmicrohttpd 0.9.75's (connection.c): empty lines before a request line
  * are skipped, Transfer-Encoding wins over Content-Length, chunk-size lines end in CRLF or LF
- * with an optional ";extension", trailers end at an empty line. Where its framing and ours could
- * part (a malformed chunk, a Transfer-Encoding other than chunked), the connection is no longer
- * framed: libmicrohttpd (or the access handler) refuses it and closes it anyway. */
+ * with an optional ";extension", trailers end at an empty line. A Transfer-Encoding other than
+ * chunked cannot be framed: the access handler refuses it with 501 and the connection is closed,
+ * so the framer hands the rest on untouched. */
 
 /* recv is defined below; glibc's fortified inline recv would clash with it */
 #undef _FORTIFY_SOURCE
@@ -31,22 +31,22 @@
 #define FD_SLOTS 65536
 /* The internal request that stands for a refused head, at most. */
 #define SYNTH_MAX 160
-/* A chunk-size or trailer line longer than this ends the framing of its connection. */
-#define LINE_MAX_LEN 4096
+/* A chunk-size line longer than this is refused (400), as Go's server refuses it. */
+#define CHUNK_LINE_MAX 4096
+/* A trailer line longer than this is refused (431); it fits the holding buffer. */
+#define TRAILER_LINE_MAX PREHEAD_MAX
 /* After a refusal, what one read discards of the peer's further bytes, at most. */
 #define DISCARD_MAX (256 * 1024)
 
 enum fstate {
         F_HEAD,       /* at a request head (or the empty lines before it) */
         F_BODY,       /* left: bytes of a Content-Length body */
-        F_CHUNK_SIZE, /* a chunk-size line: left the size so far, line its digits */
-        F_CHUNK_EXT,  /* the rest of a chunk-size line after ';' */
+        F_CHUNK_SIZE, /* at a chunk-size line */
         F_CHUNK_DATA, /* left: bytes of chunk data */
-        F_CHUNK_CR,   /* the line end after chunk data */
-        F_CHUNK_LF,
-        F_TRAILER, /* trailer lines after the last chunk; line: bytes of the current one */
-        F_PASS,    /* no longer framed */
-        F_REFUSED, /* a head was refused; the internal request stands for the rest */
+        F_CHUNK_END,  /* at the line end after chunk data */
+        F_TRAILER,    /* at a trailer line (or the empty line that ends the body) */
+        F_PASS,       /* no longer framed */
+        F_REFUSED,    /* a head was refused; the internal request stands for the rest */
 };
 
 struct framer_conn {
@@ -55,8 +55,6 @@ struct framer_conn {
         ssize_t again;
         enum fstate state;
         uint64_t left;
-        size_t line;
-        bool cr;    /* F_CHUNK_SIZE: a CR came last */
         bool eof;   /* the peer ended */
         char *buf;  /* held + rel, allocated while either is in use */
         char *held; /* a head that came in pieces: PREHEAD_MAX bytes */
@@ -65,6 +63,10 @@ struct framer_conn {
         size_t rel_len, rel_off;
         unsigned status; /* the refusal */
         const char *msg;
+        const char *ending; /* a refused body: what ends it for libmicrohttpd; NULL for a head */
+        unsigned heads;     /* good heads passed */
+        unsigned refused;   /* the ordinal of the refused request (1 = the first) */
+        unsigned served;    /* requests the access handler started (framer_request_started) */
         /* set by the notify callbacks */
         int fd;
         bool tls;
@@ -142,15 +144,15 @@ static size_t frame_head(framer_conn *c, const char *p, size_t n, size_t i)
                 c->state = F_REFUSED;
                 c->status = st;
                 c->msg = msg;
+                c->refused = c->heads + 1; /* the internal request that stands for it */
                 return i;
         }
         if (!end)
                 return i; /* look < PREHEAD_MAX: prehead_check decides at the budget */
+        c->heads++;
         kind = prehead_body(p + i, end, &len);
         if (kind == PREHEAD_BODY_CHUNKED) {
                 c->state = F_CHUNK_SIZE;
-                c->left = c->line = 0;
-                c->cr = false;
         } else if (kind == PREHEAD_BODY_UNKNOWN) {
                 c->state = F_PASS;
         } else if (len) {
@@ -160,82 +162,102 @@ static size_t frame_head(framer_conn *c, const char *p, size_t n, size_t i)
         return i + end;
 }
 
-/* The end of a chunk-size line. */
-static void chunk_size_done(framer_conn *c)
+/* The request whose body is at hand is refused: its body is ended for libmicrohttpd by ending
+ * (what completes the chunked framing from where it stands), and its access handler answers the
+ * refusal (framer_refusal). */
+static size_t refuse_body(framer_conn *c, size_t i, unsigned status, const char *msg,
+                          const char *ending)
 {
-        if (!c->line) {
-                c->state = F_PASS; /* "\r\n" or ";x" without a size: malformed */
-                return;
-        }
-        c->state = c->left ? F_CHUNK_DATA : F_TRAILER;
-        c->line = 0;
+        c->state = F_REFUSED;
+        c->status = status;
+        c->msg = msg;
+        c->ending = ending;
+        c->refused = c->heads;
+        return i;
 }
 
-/* One byte of the chunked framing outside chunk data. */
-static void frame_chunk_byte(framer_conn *c, char ch)
+/* The chunk-size line at p[i..n), as libmicrohttpd reads it: hex digits up to ';' (an extension
+ * follows) or up to the line end (CRLF or LF). Returns the offset past it; i when it is not whole
+ * yet or refused. */
+static size_t frame_chunk_size(framer_conn *c, const char *p, size_t n, size_t i)
 {
-        int d;
+        size_t look = n - i < CHUNK_LINE_MAX ? n - i : CHUNK_LINE_MAX, len, digits, d;
+        const char *lf = memchr(p + i, '\n', look), *semi;
+        uint64_t v = 0;
+        bool over = false;
 
-        switch (c->state) {
-        case F_CHUNK_SIZE:
-                if (c->cr) {
-                        if (ch == '\n')
-                                chunk_size_done(c);
-                        else
-                                c->state = F_PASS;
-                        c->cr = false;
-                } else if (ch == '\n') {
-                        chunk_size_done(c);
-                } else if (ch == '\r') {
-                        c->cr = true;
-                } else if (ch == ';') {
-                        c->state = c->line ? F_CHUNK_EXT : F_PASS;
-                } else if ((d = hex_digit(ch)) >= 0 && c->left <= UINT64_MAX >> 4 &&
-                           c->line < LINE_MAX_LEN) {
-                        c->left = c->left << 4 | (uint64_t)d;
-                        c->line++;
-                } else {
-                        c->state = F_PASS;
-                }
-                break;
-        case F_CHUNK_EXT:
-                if (ch == '\n') {
-                        c->state = c->left ? F_CHUNK_DATA : F_TRAILER;
-                        c->line = 0;
-                } else if (++c->line > LINE_MAX_LEN) {
-                        c->state = F_PASS;
-                }
-                break;
-        case F_CHUNK_CR:
-                if (ch == '\r')
-                        c->state = F_CHUNK_LF;
-                else if (ch == '\n')
-                        c->state = F_CHUNK_SIZE;
-                else
-                        c->state = F_PASS;
-                c->left = c->line = 0;
-                break;
-        case F_CHUNK_LF:
-                c->state = ch == '\n' ? F_CHUNK_SIZE : F_PASS;
-                c->left = c->line = 0;
-                break;
-        case F_TRAILER:
-                if (ch == '\n') {
-                        if (!c->line)
-                                c->state = F_HEAD;
-                        c->line = 0;
-                } else if (ch != '\r' && ++c->line > LINE_MAX_LEN) {
-                        c->state = F_PASS;
-                }
-                break;
-        default:
-                break;
+        if (!lf) {
+                if (n - i >= CHUNK_LINE_MAX)
+                        return refuse_body(c, i, 400, "chunk size line too long", "0\r\n\r\n");
+                return i;
         }
+        len = (size_t)(lf - (p + i));
+        semi = memchr(p + i, ';', len);
+        if (semi)
+                digits = (size_t)(semi - (p + i));
+        else
+                digits = len && p[i + len - 1] == '\r' ? len - 1 : len;
+        for (d = 0; d < digits; d++) {
+                int h = hex_digit(p[i + d]);
+                if (h < 0)
+                        break;
+                over |= v > UINT64_MAX >> 4;
+                v = v << 4 | (uint64_t)h;
+        }
+        if (!digits || d != digits)
+                return refuse_body(c, i, 400, "malformed chunked body (bad chunk size)",
+                                   "0\r\n\r\n");
+        if (over)
+                return refuse_body(c, i, 413, "chunk size too large", "0\r\n\r\n");
+        c->left = v;
+        c->state = v ? F_CHUNK_DATA : F_TRAILER;
+        return i + len + 1;
+}
+
+/* The line end after chunk data: CRLF or LF. */
+static size_t frame_chunk_end(framer_conn *c, const char *p, size_t n, size_t i)
+{
+        if (p[i] == '\n') {
+                c->state = F_CHUNK_SIZE;
+                return i + 1;
+        }
+        if (p[i] == '\r' && i + 1 == n)
+                return i; /* the LF may follow */
+        if (p[i] == '\r' && p[i + 1] == '\n') {
+                c->state = F_CHUNK_SIZE;
+                return i + 2;
+        }
+        return refuse_body(c, i, 400, "malformed chunked body (no line end after chunk data)",
+                           "\r\n0\r\n\r\n");
+}
+
+/* A trailer line: a field (with a colon), a folded continuation, or the empty line that ends
+ * the body. */
+static size_t frame_trailer(framer_conn *c, const char *p, size_t n, size_t i)
+{
+        size_t look = n - i < TRAILER_LINE_MAX ? n - i : TRAILER_LINE_MAX, len, text;
+        const char *lf = memchr(p + i, '\n', look);
+
+        if (!lf) {
+                if (n - i >= TRAILER_LINE_MAX)
+                        return refuse_body(c, i, 431, "trailer line too long", "\r\n");
+                return i;
+        }
+        len = (size_t)(lf - (p + i));
+        text = len && p[i + len - 1] == '\r' ? len - 1 : len;
+        if (!text) {
+                c->state = F_HEAD;
+                return i + len + 1;
+        }
+        if (p[i] != ' ' && p[i] != '\t' && !memchr(p + i, ':', text))
+                return refuse_body(c, i, 400, "malformed trailer line (no colon)", "\r\n");
+        return i + len + 1;
 }
 
 /* Follow the stream through p[0..n). Returns how many bytes are judged good; when fewer than
- * n, the rest is either a refused head and what follows it (state F_REFUSED) or the start of a
- * head that is not whole yet (state F_HEAD). */
+ * n, the rest is either refused with what follows it (state F_REFUSED) or the start of a unit
+ * that is not whole yet (a head, a chunk-size line, the line end after chunk data, a trailer
+ * line), to be held until it is. */
 static size_t frame(framer_conn *c, const char *p, size_t n)
 {
         size_t i = 0, take, next;
@@ -257,31 +279,39 @@ static size_t frame(framer_conn *c, const char *p, size_t n)
                                 continue;
                         }
                         next = frame_head(c, p, n, i);
-                        if (next == i)
-                                return i;
-                        i = next;
                         break;
-                case F_BODY:
-                case F_CHUNK_DATA:
+                case F_CHUNK_SIZE:
+                        next = frame_chunk_size(c, p, n, i);
+                        break;
+                case F_CHUNK_END:
+                        next = frame_chunk_end(c, p, n, i);
+                        break;
+                case F_TRAILER:
+                        next = frame_trailer(c, p, n, i);
+                        break;
+                default: /* F_BODY, F_CHUNK_DATA */
                         take = n - i < c->left ? n - i : (size_t)c->left;
-                        i += take;
                         c->left -= take;
                         if (!c->left)
-                                c->state = c->state == F_BODY ? F_HEAD : F_CHUNK_CR;
-                        break;
-                default:
-                        frame_chunk_byte(c, p[i++]);
+                                c->state = c->state == F_BODY ? F_HEAD : F_CHUNK_END;
+                        next = i + take;
                         break;
                 }
+                if (next == i)
+                        return i;
+                i = next;
         }
         return n;
 }
 
+/* What stands for the refused rest of the stream: the internal request for a head, the end of
+ * the body for a body. */
 static void queue_refusal(framer_conn *c)
 {
-        int k = snprintf(c->rel + c->rel_len, SYNTH_MAX,
-                         "GET %s HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n",
-                         framer_refusal_target());
+        int k = c->ending ? snprintf(c->rel + c->rel_len, SYNTH_MAX, "%s", c->ending)
+                          : snprintf(c->rel + c->rel_len, SYNTH_MAX,
+                                     "GET %s HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n",
+                                     framer_refusal_target());
 
         if (k > 0 && k < SYNTH_MAX)
                 c->rel_len += (size_t)k;
@@ -343,7 +373,7 @@ ssize_t framer_read(framer_conn *c, void *out, size_t size)
                         if (r < 0)
                                 return got ? (ssize_t)got : r;
                         if (r == 0) {
-                                /* the peer ended inside a head: libmicrohttpd gets what came,
+                                /* the peer ended inside a held unit: libmicrohttpd gets what came,
                                  * then the end, and closes as it would have */
                                 c->eof = true;
                                 c->state = F_PASS;
@@ -388,11 +418,13 @@ size_t framer_pending(const framer_conn *c)
         return c->rel_len - c->rel_off;
 }
 
-unsigned framer_status(const framer_conn *c, const char **msg)
+unsigned framer_status(const framer_conn *c, const char **msg, unsigned *request)
 {
         if (c->state != F_REFUSED)
                 return 0;
         *msg = c->msg;
+        if (request)
+                *request = c->refused;
         return c->status;
 }
 
@@ -618,14 +650,31 @@ void framer_on_tls(void *cls, struct MHD_Connection *mc, void **socket_context,
         on_connection(mc, socket_context, toe, true);
 }
 
-bool framer_refusal(struct MHD_Connection *mc, const char *url, unsigned *status, const char **msg)
+static framer_conn *conn_of(struct MHD_Connection *mc)
 {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        const framer_conn *c = ci ? ci->socket_context : NULL;
 
-        if (!c || c->state != F_REFUSED || strcmp(url, framer_refusal_target()))
+        return ci ? ci->socket_context : NULL;
+}
+
+unsigned framer_request_started(struct MHD_Connection *mc)
+{
+        framer_conn *c = conn_of(mc);
+
+        return c ? ++c->served : 0;
+}
+
+bool framer_refusal(struct MHD_Connection *mc, unsigned request, const char *url, unsigned *status,
+                    const char **msg)
+{
+        const framer_conn *c = conn_of(mc);
+
+        if (!c || c->state != F_REFUSED || !request || request != c->refused)
                 return false;
-        *status = framer_status(c, msg);
+        /* a refused head: only the internal request stands for it */
+        if (!c->ending && strcmp(url, framer_refusal_target()))
+                return false;
+        *status = framer_status(c, msg, NULL);
         return true;
 }

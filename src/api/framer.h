@@ -9,11 +9,14 @@
  * pass through a framer first. Every other descriptor goes straight to the real call.
  *
  * The framer follows the request stream as libmicrohttpd frames it (head, then a Content-Length
- * or chunked body, then the next head) and judges each head with prehead_check(). A good head
- * and its body pass untouched (in place, no copy, when the head arrives in one read). A head that
- * arrives in pieces is held back until it is whole or judged. A bad head, and everything after it,
- * is replaced by one internal request (framer_refusal() recognises it), so libmicrohttpd answers
- * the requests before it in order, then our JSON error with Connection: close, and closes. */
+ * or chunked body, then the next head), judges each head with prehead_check() and each line of a
+ * chunked body (chunk sizes, the line ends after chunk data, trailers) as libmicrohttpd would.
+ * What is good passes untouched (in place, no copy, when it arrives in one read); a head or a
+ * line that arrives in pieces is held back until it is whole or judged. A bad head, and
+ * everything after it, is replaced by one internal request; a bad chunked body is ended where it
+ * stands and everything after it dropped. Either way libmicrohttpd answers the requests before it
+ * in order, then the access handler answers the refused request (framer_refusal) with our JSON
+ * error and Connection: close, and the connection closes. */
 #ifndef VIGIL_API_FRAMER_H
 #define VIGIL_API_FRAMER_H
 
@@ -42,9 +45,10 @@ ssize_t framer_read(framer_conn *c, void *buf, size_t size);
 /* Bytes judged and waiting for framer_read (libmicrohttpd asks gnutls_record_check_pending). */
 size_t framer_pending(const framer_conn *c);
 
-/* The refusal, once a head was judged bad: its status (400, 414, 431, 505) and lowercase reason.
- * 0 while none. */
-unsigned framer_status(const framer_conn *c, const char **msg);
+/* The refusal, once a head or a body was judged bad: its status (400, 413, 414, 431, 505), its
+ * lowercase reason, and (request, when not NULL) the ordinal of the request that carries it on
+ * the connection (1 = the first). 0 while none. */
+unsigned framer_status(const framer_conn *c, const char **msg, unsigned *request);
 
 /* The target of the internal request that stands for a refused head: "/" and a random token
  * drawn once per process, so no client can send it. */
@@ -57,8 +61,13 @@ void framer_on_plain(void *cls, struct MHD_Connection *mc, void **socket_context
 void framer_on_tls(void *cls, struct MHD_Connection *mc, void **socket_context,
                    enum MHD_ConnectionNotificationCode toe);
 
-/* For the access handler: whether this request of mc is the internal one that stands for a
- * refused head (url: the target libmicrohttpd read), and then the refusal. */
-bool framer_refusal(struct MHD_Connection *mc, const char *url, unsigned *status, const char **msg);
+/* For the access handler, on the first call of each request of mc: its ordinal on the
+ * connection (1 = the first), 0 when the connection is not framed. */
+unsigned framer_request_started(struct MHD_Connection *mc);
+
+/* For the access handler, before routing: whether request (its ordinal) of mc is the refused one
+ * (for a head, the internal request: url is checked against its target), and then the refusal. */
+bool framer_refusal(struct MHD_Connection *mc, unsigned request, const char *url, unsigned *status,
+                    const char **msg);
 
 #endif

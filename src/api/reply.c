@@ -143,8 +143,8 @@ enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *al
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        if (status != 400 && status != 405 && status != 414 && status != 429 && status != 431 &&
-            status != 505)
+        if (status != 400 && status != 405 && status != 413 && status != 414 && status != 429 &&
+            status != 431 && status != 505)
                 return api_reply_errno(r, -EIO, "%s", msg);
         return reply_error(r, status, status == 405 ? allow : NULL, msg);
 }

@@ -23,8 +23,8 @@ enum MHD_Result api_reply_errno(request *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* The same body for the HTTP-level statuses that no errno stands for: 405 (allow: the Allow
- * header), 414 and 429 (Retry-After from r->retry_after), and the framing refusals 400, 431 and
- * 505 (framer.h). Anything else is refused (500). */
+ * header), 414 and 429 (Retry-After from r->retry_after), and the framing refusals 400, 413,
+ * 431 and 505 (framer.h). Anything else is refused (500). */
 enum MHD_Result api_reply_http_error(request *r, unsigned status, const char *allow,
                                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

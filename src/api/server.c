@@ -171,6 +171,15 @@ static enum MHD_Result dispatch(request *r)
         gate_verdict v;
         enum MHD_Result res;
 
+        {
+                unsigned st;
+                const char *why;
+                if (framer_refusal(r->conn, r->ordinal, r->path, &st, &why)) {
+                        /* a head or a chunked body that could not be framed (framer.h) */
+                        r->close = true;
+                        return api_reply_http_error(r, st, NULL, "%s", why);
+                }
+        }
         if (strlen(r->path) >= sizeof(path))
                 return api_reply_http_error(r, 414, NULL, "request path is too long");
         if (r->bad_target) {
@@ -228,16 +237,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 buf_init(&r->body, a->opt.max_body ? a->opt.max_body : 65536);
                 gate_begin(&r->sec);
                 *con_cls = r;
-                {
-                        unsigned st;
-                        const char *why;
-                        if (framer_refusal(conn, url, &st, &why)) {
-                                /* stands for a head that could not be framed (framer.h) */
-                                r->close = true;
-                                r->path = "";
-                                return api_reply_http_error(r, st, NULL, "%s", why);
-                        }
-                }
+                r->ordinal = framer_request_started(conn);
                 {
                         enum MHD_Result res = refuse_early(r, version, &refused);
                         if (refused)

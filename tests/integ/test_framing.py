@@ -2,9 +2,9 @@
 """test_framing.py — every request head is judged before libmicrohttpd parses it, not only the
 first of a plain connection (docs/api.md, "Requests refused before routing"): a later request on a
 keep-alive connection, pipelined requests, requests after Content-Length and chunked bodies, heads
-that come in slow pieces, the unix socket and TLS. A refused head gets the JSON error with the
-right status after the answers to the requests before it, Connection: close, and the connection
-closes; good requests around it are untouched."""
+that come in slow pieces, the unix socket and TLS; and the lines of a chunked body. A refused
+request gets the JSON error with the right status after the answers to the requests before it,
+Connection: close, and the connection closes; good requests around it are untouched."""
 import json
 import shutil
 import socket
@@ -15,6 +15,7 @@ import time
 from harness import Vigild, check, main
 from test_tls import make_pki
 
+CHUNKED = b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 BAD = [
     ("bad request line", b"GARBAGE\r\n\r\n", 400),
     ("HTTP/0.9 line", b"GET /healthz\r\n\r\n", 400),
@@ -25,6 +26,11 @@ BAD = [
     ("bad Content-Length", b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", 400),
     ("huge header", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 40000 + b"\r\n\r\n", 431),
     ("huge URL", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    # chunked bodies libmicrohttpd would refuse with its HTML page
+    ("chunk size not hex", CHUNKED + b"5\r\nabcde\r\nzz\r\n\r\n", 400),
+    ("chunk data without a line end", CHUNKED + b"3\r\nabcX0\r\n\r\n", 400),
+    ("trailer line without colon", CHUNKED + b"1\r\na\r\n0\r\nNoColon\r\n\r\n", 400),
+    ("chunk size over 64 bits", CHUNKED + b"10000000000000000\r\n", 413),
 ]
 GOOD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 

@@ -150,7 +150,7 @@ static void test_good_streams_pass_untouched(void **state)
                 drain(c, &s, round % 4 == 0 ? 32768 : 0, &o);
                 assert_int_equal(o.len, sizeof(good_stream) - 1);
                 assert_memory_equal(o.b, good_stream, o.len);
-                assert_int_equal(framer_status(c, &msg), 0);
+                assert_int_equal(framer_status(c, &msg, NULL), 0);
                 assert_int_equal(o.last, s.eof ? 0 : -EAGAIN);
                 framer_free(c);
         }
@@ -195,6 +195,7 @@ static void test_bad_head_after_good_ones(void **state)
                         struct script s;
                         framer_conn *c;
                         const char *msg = NULL;
+                        unsigned request = 0;
                         int len = snprintf(stream, sizeof(stream), "%s%sGET /c HTTP/1.1\r\n\r\n",
                                            pre, bad[b].head);
 
@@ -206,9 +207,68 @@ static void test_bad_head_after_good_ones(void **state)
                         assert_int_equal(o.len, strlen(pre) + strlen(synth));
                         assert_memory_equal(o.b, pre, strlen(pre));
                         assert_memory_equal(o.b + strlen(pre), synth, strlen(synth));
-                        assert_int_equal(framer_status(c, &msg), bad[b].status);
+                        assert_int_equal(framer_status(c, &msg, &request), bad[b].status);
                         assert_non_null(msg);
+                        assert_int_equal(request, 3); /* the internal request, after two */
                         /* never the end after a refusal: libmicrohttpd would drop its answer */
+                        assert_int_equal(framer_read(c, stream, 100), -EAGAIN);
+                        framer_free(c);
+                }
+        free(o.b);
+}
+
+static void test_bad_chunked_body(void **state)
+{
+        static const struct {
+                const char *body;   /* after the head */
+                const char *ending; /* what ends it for libmicrohttpd */
+                unsigned status;
+        } bad[] = {
+            {"5\r\nabcde\r\nzz\r\nGARBAGE", "0\r\n\r\n", 400},          /* not hex */
+            {"5 \r\nabcde\r\n0\r\n\r\n", "0\r\n\r\n", 400},             /* a space */
+            {";ext\r\n0\r\n\r\n", "0\r\n\r\n", 400},                    /* no size */
+            {"5\r\nabcdeXY0\r\n\r\n", "\r\n0\r\n\r\n", 400},            /* no line end */
+            {"5\r\nabcde\rX\r\n", "\r\n0\r\n\r\n", 400},                /* CR, not CRLF */
+            {"1\r\na\r\n0\r\nGood: 1\r\nNoColon\r\n\r\n", "\r\n", 400}, /* a trailer */
+            {"10000000000000000\r\n", "0\r\n\r\n", 413},                /* over 64 bits */
+        };
+        const char *head = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        const char *part[4096];
+        size_t plen[4096];
+        struct out o = {0};
+        char stream[512], want[512];
+
+        (void)state;
+        for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++)
+                for (int round = 0; round < 60; round++) {
+                        /* what libmicrohttpd gets: the good part, then the ending */
+                        size_t good = strlen(head), bl = strlen(bad[b].body);
+                        struct script s;
+                        framer_conn *c;
+                        const char *msg = NULL;
+                        unsigned request = 0;
+                        int len = snprintf(stream, sizeof(stream), "%s%sGET /c HTTP/1.1\r\n\r\n",
+                                           head, bad[b].body);
+
+                        /* the good prefix of the body: up to the unit that is refused */
+                        if (!strcmp(bad[b].ending, "\r\n"))
+                                good += (size_t)(strstr(bad[b].body, "NoColon") - bad[b].body);
+                        else if (!strcmp(bad[b].ending, "\r\n0\r\n\r\n"))
+                                good += strlen("5\r\nabcde");
+                        else if (strstr(bad[b].body, "abcde\r\nzz"))
+                                good += strlen("5\r\nabcde\r\n");
+                        snprintf(want, sizeof(want), "%.*s%s", (int)good, stream, bad[b].ending);
+                        (void)bl;
+                        cut(stream, (size_t)len, &s, part, plen, 4096);
+                        s.eof = round % 2;
+                        c = framer_new(script_read, &s, -EAGAIN);
+                        drain(c, &s, round % 3 == 0 ? 32768 : 0, &o);
+                        assert_int_equal(o.len, strlen(want));
+                        assert_memory_equal(o.b, want, o.len);
+                        assert_int_equal(framer_status(c, &msg, &request), bad[b].status);
+                        assert_non_null(msg);
+                        assert_int_equal(request, 2); /* the POST carries the refusal */
                         assert_int_equal(framer_read(c, stream, 100), -EAGAIN);
                         framer_free(c);
                 }
@@ -241,13 +301,11 @@ static void test_head_held_until_judged(void **state)
 
 static void test_unframed_passes(void **state)
 {
-        /* a malformed chunk and an unknown transfer coding: libmicrohttpd (or the access
-         * handler) refuses and closes; the framer hands everything on from there */
+        /* an unknown transfer coding: the access handler refuses it (501) and closes; the
+         * framer hands everything on from there */
         static const char *const streams[] = {
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGARBAGE\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
-            "chunked\r\n\r\n3\r\nabcGARBAGE\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nGARBAGE\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\nzz\r\n\r\n",
         };
         struct out o = {0};
 
@@ -262,7 +320,7 @@ static void test_unframed_passes(void **state)
                 drain(c, &s, 7, &o);
                 assert_int_equal(o.len, plen[0]);
                 assert_memory_equal(o.b, streams[i], o.len);
-                assert_int_equal(framer_status(c, &msg), 0);
+                assert_int_equal(framer_status(c, &msg, NULL), 0);
                 framer_free(c);
         }
         free(o.b);
@@ -294,6 +352,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_good_streams_pass_untouched),
             cmocka_unit_test(test_bad_head_after_good_ones),
+            cmocka_unit_test(test_bad_chunked_body),
             cmocka_unit_test(test_head_held_until_judged),
             cmocka_unit_test(test_unframed_passes),
             cmocka_unit_test(test_pending_and_target),

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/macros.h"
+#include "common/vtime.h"
 #include "fields/fields.h"
 #include "health/xid.h"
 
@@ -64,9 +65,11 @@ void health_host_facts(sampler *sa, const char *data_dir, host_os_facts *os, int
                 }
                 os->rss_bytes = statm_rss_bytes();
                 os->read_at_us = now_mono_us ? now_mono_us : 1;
+                os->read_wall_us = time_real_us();
         }
         f->disk_pct = os->disk_pct;
         f->rss_bytes = os->rss_bytes;
+        f->os_read_us = os->read_wall_us;
 }
 
 /* One rule's verdict on one GPU (gpu -1: the node) into its incident. */

@@ -36,6 +36,7 @@ typedef struct host_facts {
         unsigned gpu_count; /* GPUs discovered */
         int disk_pct;       /* percent used of the data dir's filesystem; -1 unknown */
         uint64_t rss_bytes; /* bytes; 0 unknown */
+        int64_t os_read_us; /* usec since epoch disk_pct and rss_bytes were read; 0 unknown */
         int64_t stretched_since_us[TIER_COUNT]; /* usec since epoch each tier has been
                                                    stretched (adaptive collection); 0 = not */
 } host_facts;
@@ -200,9 +201,10 @@ const char *health_alert_severity(enum health_severity s); /* "critical" / "warn
  * rules (disk_usage, daemon_memory) about quantities that move over minutes. */
 #define HOST_OS_FACTS_US (10 * INT64_C(1000000))
 typedef struct host_os_facts {
-        int64_t read_at_us; /* monotonic usec of the last read; 0 = never */
-        int disk_pct;       /* as host_facts */
-        uint64_t rss_bytes; /* as host_facts */
+        int64_t read_at_us;   /* monotonic usec of the last read; 0 = never */
+        int64_t read_wall_us; /* the same moment, usec since epoch */
+        int disk_pct;         /* as host_facts */
+        uint64_t rss_bytes;   /* as host_facts */
 } host_os_facts;
 
 /* Fill f: the sampler's facts now, the OS facts from os when read less than HOST_OS_FACTS_US

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/macros.h"
 #include "health/xid.h"
@@ -661,20 +662,34 @@ static void eval_gpu_count(const rule_ctx *c, rule_result *out)
                      c->cfg->expected_gpus);
 }
 
+/* When the host's OS facts were read (every HOST_OS_FACTS_US, not at each evaluation), for the
+ * incident text: "read 2026-12-06T17:20:01Z". */
+static void os_read_at(const rule_ctx *c, char *b, size_t len)
+{
+        time_t t = (time_t)(c->host->os_read_us / 1000000);
+        struct tm tm;
+
+        if (!c->host->os_read_us || !gmtime_r(&t, &tm) ||
+            !strftime(b, len, "read %Y-%m-%dT%H:%M:%SZ", &tm))
+                snprintf(b, len, "read time unknown");
+}
+
 static void eval_disk_usage(const rule_ctx *c, rule_result *out)
 {
         int pct = c->host->disk_pct, hyst = c->active ? 1 : 0;
+        char at[48];
 
         if (pct < 0) {
                 out->state = RULE_SKIP;
                 return;
         }
+        os_read_at(c, at, sizeof(at));
         if (pct >= (int)c->cfg->disk_critical)
-                fire(out, HEALTH_FAIL, "data directory filesystem %d%% full (critical at %u%%)",
-                     pct, c->cfg->disk_critical);
+                fire(out, HEALTH_FAIL, "data directory filesystem %d%% full (critical at %u%%; %s)",
+                     pct, c->cfg->disk_critical, at);
         else if (pct >= (int)c->cfg->disk_warning - hyst)
-                fire(out, HEALTH_WARN, "data directory filesystem %d%% full (warning at %u%%)", pct,
-                     c->cfg->disk_warning);
+                fire(out, HEALTH_WARN, "data directory filesystem %d%% full (warning at %u%%; %s)",
+                     pct, c->cfg->disk_warning, at);
 }
 
 static void eval_daemon_memory(const rule_ctx *c, rule_result *out)
@@ -686,9 +701,12 @@ static void eval_daemon_memory(const rule_ctx *c, rule_result *out)
                 return;
         }
         /* Clears only below 90 % of the limit, so a daemon hovering at it does not flap. */
-        if (rss > (c->active ? max / 10 * 9 : max))
-                fire(out, HEALTH_WARN, "resident memory %.1f MiB, limit %.1f MiB",
-                     (double)rss / 1048576.0, (double)max / 1048576.0);
+        if (rss > (c->active ? max / 10 * 9 : max)) {
+                char at[48];
+                os_read_at(c, at, sizeof(at));
+                fire(out, HEALTH_WARN, "resident memory %.1f MiB, limit %.1f MiB (%s)",
+                     (double)rss / 1048576.0, (double)max / 1048576.0, at);
+        }
 }
 
 /* A tier the adaptive collection keeps stretched for long means NVML (or the node) is slow: the

@@ -79,7 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 bool ok = false;
                 for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]) && !ok; t++) {
                         k = (int)strlen(tails[t]);
-                        ok = got >= (size_t)k && !memcmp(out + got - k, tails[t], (size_t)k) &&
+                        ok = got >= (size_t)k && got - (size_t)k <= f.n &&
+                             !memcmp(out + got - k, tails[t], (size_t)k) &&
                              !memcmp(out, f.p, got - (size_t)k);
                 }
                 if (!ok)

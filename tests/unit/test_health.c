@@ -113,9 +113,11 @@ static void healthy(world *w)
         set(w, FLD_CLOCKS_EVENT_REASONS, 0x4); /* SW power cap: not a hardware slowdown */
 }
 
+static char last_detail[sizeof(((rule_result *)0)->detail)]; /* of the last eval() */
+
 static enum rule_state eval(world *w, const char *rule, bool active, enum health_severity *sev)
 {
-        rule_result res;
+        rule_result res = {0};
         rule_ctx c = {.cache = w->c,
                       .gpu = 0,
                       .g = &w->g,
@@ -129,6 +131,7 @@ static enum rule_state eval(world *w, const char *rule, bool active, enum health
         health_rule_eval((size_t)ri, &c, &res);
         if (sev)
                 *sev = res.sev;
+        snprintf(last_detail, sizeof(last_detail), "%s", res.detail);
         return res.state;
 }
 
@@ -500,9 +503,16 @@ static void test_host_rules(void **state)
         w.host.disk_pct = 97;
         assert_int_equal(eval(&w, "disk_usage", false, &sev), RULE_FIRING);
         assert_int_equal(sev, HEALTH_FAIL);
+        /* read every 10 s: the incident says when, never passes it off as now */
+        assert_non_null(strstr(last_detail, "read time unknown"));
+        w.host.os_read_us = INT64_C(1796577601) * USEC_PER_SEC + 250000;
+        assert_int_equal(eval(&w, "disk_usage", false, NULL), RULE_FIRING);
+        assert_non_null(strstr(last_detail, "97% full (critical at "));
+        assert_non_null(strstr(last_detail, "%; read 2026-12-06T17:20:01Z)"));
 
         w.host.rss_bytes = 300ULL << 20;
         assert_int_equal(eval(&w, "daemon_memory", false, NULL), RULE_FIRING);
+        assert_non_null(strstr(last_detail, "(read 2026-12-06T17:20:01Z)"));
         w.host.rss_bytes = 240ULL << 20; /* below the limit, above 90 %: stays open */
         assert_int_equal(eval(&w, "daemon_memory", false, NULL), RULE_CLEAR);
         assert_int_equal(eval(&w, "daemon_memory", true, NULL), RULE_FIRING);
@@ -748,17 +758,22 @@ static void test_host_os_facts(void **state)
         assert_true(f.disk_pct >= 0 && f.disk_pct <= 100);
         assert_true(f.rss_bytes > 0);
         assert_int_equal(f.gpu_count, 2);
-        /* Within the period: the last reading, not a new one. */
+        /* the wall time of the reading, for the incident text */
+        assert_true(f.os_read_us > 0 && f.os_read_us == os.read_wall_us);
+        /* Within the period: the last reading (and its time), not a new one. */
         os.disk_pct = 42;
         os.rss_bytes = 1;
+        os.read_wall_us = 1234 * USEC_PER_SEC;
         health_host_facts(sa, "/nonexistent-vigil-dir", &os, t0 + HOST_OS_FACTS_US - 1, &f);
         assert_int_equal(f.disk_pct, 42);
         assert_int_equal(f.rss_bytes, 1);
+        assert_int_equal(f.os_read_us, 1234 * USEC_PER_SEC);
         assert_int_equal(os.read_at_us, t0);
         /* At the period: read again (the directory is gone: unknown). */
         health_host_facts(sa, "/nonexistent-vigil-dir", &os, t0 + HOST_OS_FACTS_US, &f);
         assert_int_equal(f.disk_pct, -1);
         assert_true(f.rss_bytes > 1);
+        assert_true(f.os_read_us > 1234 * USEC_PER_SEC);
         assert_int_equal(os.read_at_us, t0 + HOST_OS_FACTS_US);
         /* A clock that went back reads again rather than trusting a reading "from the future". */
         health_host_facts(sa, "/tmp", &os, t0, &f);

@@ -49,17 +49,30 @@ static unsigned check_request_line(const char *l, size_t n, const char **msg)
                 *msg = "http version not supported (1.0 and 1.1 are)";
                 return 505;
         }
+        {
+                /* each query argument is an entry in libmicrohttpd's per-connection pool */
+                const char *q = memchr(l + t0, '?', i - 1 - t0);
+                unsigned args = 0;
+                for (const char *e = l + i - 1; q && q < e; q++)
+                        args += *q == '&' || *q == '?';
+                if (args > PREHEAD_MAX_ARGS) {
+                        *msg = "too many query arguments (over 100)";
+                        return 414;
+                }
+        }
         return 0;
 bad:
         *msg = "malformed request line (not METHOD TARGET HTTP/1.x)";
         return 400;
 }
 
-/* Every Content-Length field: 1*DIGIT, all alike (RFC 9110 8.6). */
+/* Every line a field or a folded continuation; every Content-Length field 1*DIGIT, all alike
+ * (RFC 9110 8.6); at most PREHEAD_MAX_FIELDS fields and cookies. */
 static unsigned check_fields(const char *b, size_t end, const char **msg)
 {
         const char *cl = NULL;
         size_t cl_len = 0;
+        unsigned entries = 0;
 
         for (size_t i = 0; i < end;) {
                 const char *line = b + i, *nl = memchr(line, '\n', end - i);
@@ -76,6 +89,17 @@ static unsigned check_fields(const char *b, size_t end, const char **msg)
                         /* not a continuation (obs-fold) either: libmicrohttpd's HTML 400 */
                         *msg = "malformed header line (no colon)";
                         return 400;
+                }
+                if (name < len) {
+                        /* libmicrohttpd keeps each field, and each cookie, in its 32 KiB pool */
+                        entries++;
+                        if (name == 6 && !strncasecmp(line, "Cookie", 6))
+                                for (size_t k = name; k < len; k++)
+                                        entries += line[k] == ';';
+                        if (entries > PREHEAD_MAX_FIELDS) {
+                                *msg = "too many header fields and cookies (over 100)";
+                                return 431;
+                        }
                 }
                 if (name != 14 || strncasecmp(line, "Content-Length", 14))
                         continue;

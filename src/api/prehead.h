@@ -14,6 +14,12 @@
 /* The head budget: a request line or head longer than this is refused (414 / 431) before
  * libmicrohttpd sees it; it accepts less than its 32 KiB connection memory anyway. */
 #define PREHEAD_MAX 16384
+/* At most this many header fields plus cookies (431), and this many query arguments (414):
+ * libmicrohttpd keeps each in its per-connection pool (32 KiB, the head included) and answers
+ * more than fits with its HTML 431 (fields, cookies) or not at all (arguments). 100 of each in a
+ * 16 KiB head fit (tests/integ/test_framing.py). */
+#define PREHEAD_MAX_FIELDS 100
+#define PREHEAD_MAX_ARGS   100
 
 /* Judge a request head as far as it came (b[0..n), at most PREHEAD_MAX, from its first byte).
  * Returns 0 when what is there is acceptable (or too little to judge yet), else the HTTP status

@@ -26,6 +26,13 @@ BAD = [
     ("bad Content-Length", b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", 400),
     ("huge header", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 40000 + b"\r\n\r\n", 431),
     ("huge URL", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    # more than libmicrohttpd's 32 KiB pool holds: its HTML 431, or no answer at all (arguments)
+    ("101 header fields", b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"a%d:b\r\n" % i for i in range(100))
+     + b"\r\n", 431),
+    ("101 cookies", b"GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: " + b"; ".join(b"c%d=v" % i for i in range(100))
+     + b"\r\n\r\n", 431),
+    ("101 query arguments", b"GET /healthz?" + b"&".join(b"a=b" for _ in range(101)) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+     414),
     # chunked bodies libmicrohttpd would refuse with its HTML page
     ("chunk size not hex", CHUNKED + b"5\r\nabcde\r\nzz\r\n\r\n", 400),
     ("chunk data without a line end", CHUNKED + b"3\r\nabcX0\r\n\r\n", 400),
@@ -175,6 +182,21 @@ def test_plain_keepalive_and_pipelined():
             expect_ok(c, "after the bodies")
             c.send(b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n")
             expect_refusal(c, 505, "after the bodies")
+        finally:
+            c.close()
+
+        # the most a head may hold: 100 fields (with cookies) and 100 query arguments in 16 KiB
+        c = tcp()
+        try:
+            fields = b"".join(b"h%02d: %s\r\n" % (i, b"v" * 100) for i in range(97))
+            head = (b"GET /healthz?" + b"&".join(b"a%d=b" % i for i in range(100)) + b" HTTP/1.1\r\nHost: x\r\n"
+                    + b"Cookie: c=1\r\n" + fields)
+            head += b"X-Pad: " + b"p" * (16384 - len(head) - 11) + b"\r\n\r\n"
+            check(len(head) == 16384, "the head is %d bytes" % len(head))
+            c.send(head)
+            expect_ok(c, "a head at every limit")
+            c.send(GOOD)
+            expect_ok(c, "after a head at every limit")
         finally:
             c.close()
 

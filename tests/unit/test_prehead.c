@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +94,39 @@ static void test_fields(void **state)
                          0); /* obs-fold */
 }
 
+/* libmicrohttpd's pool: at most 100 fields plus cookies, and 100 query arguments. */
+static void test_counts(void **state)
+{
+        char *b = malloc(PREHEAD_MAX);
+        size_t n;
+
+        (void)state;
+        assert_non_null(b);
+        for (unsigned args = 100; args <= 101; args++) {
+                n = (size_t)snprintf(b, PREHEAD_MAX, "GET /x?a=1");
+                for (unsigned k = 1; k < args; k++)
+                        n += (size_t)snprintf(b + n, PREHEAD_MAX - n, "&a=%u", k);
+                n += (size_t)snprintf(b + n, PREHEAD_MAX - n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+                assert_int_equal(judge(b, n), args > 100 ? 414 : 0);
+        }
+        for (unsigned fields = 100; fields <= 101; fields++) {
+                n = (size_t)snprintf(b, PREHEAD_MAX, "GET /x HTTP/1.1\r\n");
+                for (unsigned k = 0; k < fields; k++)
+                        n += (size_t)snprintf(b + n, PREHEAD_MAX - n, "X-%u: v\r\n", k);
+                n += (size_t)snprintf(b + n, PREHEAD_MAX - n, "\r\n");
+                assert_int_equal(judge(b, n), fields > 100 ? 431 : 0);
+        }
+        /* cookies count too: 1 field with 100 cookies, then one more field */
+        n = (size_t)snprintf(b, PREHEAD_MAX, "GET /x HTTP/1.1\r\nCookie: c0=v");
+        for (unsigned k = 1; k < 100; k++)
+                n += (size_t)snprintf(b + n, PREHEAD_MAX - n, "; c%u=v", k);
+        n += (size_t)snprintf(b + n, PREHEAD_MAX - n, "\r\n\r\n");
+        assert_int_equal(judge(b, n), 0);
+        memcpy(b + n - 2, "X: 1\r\n\r\n", 9);
+        assert_int_equal(judge(b, n + 7), 431);
+        free(b);
+}
+
 static prehead_body_kind body(const char *b, size_t n, uint64_t *len)
 {
         size_t end = prehead_end(b, n);
@@ -128,7 +162,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_accepted), cmocka_unit_test(test_request_line),
             cmocka_unit_test(test_sizes),    cmocka_unit_test(test_fields),
-            cmocka_unit_test(test_body),
+            cmocka_unit_test(test_counts),   cmocka_unit_test(test_body),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

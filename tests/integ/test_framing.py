@@ -6,6 +6,8 @@ that come in slow pieces, the unix socket and TLS; and the lines of a chunked bo
 request gets the JSON error with the right status after the answers to the requests before it,
 Connection: close, and the connection closes; good requests around it are untouched."""
 import json
+import random
+import re
 import shutil
 import socket
 import ssl
@@ -271,5 +273,65 @@ http: {{max_request_body: 1024}}
         shutil.rmtree(pki, ignore_errors=True)
 
 
+MUTATE_BASE = [
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+    b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{\"gpu\": 0.5}\n",
+    b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"4\r\n{\"a\"\r\n1;x=y\r\n}\r\n0\r\nT: 1\r\n\r\n",
+    b"GET /api/v1/gpus?fields=GPU_TEMP&x=1 HTTP/1.0\r\nCookie: a=b; c=d\r\n\r\n",
+]
+MUTATE_TOKENS = [b"\r\n", b"\n", b" ", b":", b"\x00", b"\x7f", b"%00", b"%zz", b"HTTP/1.1", b"HTTP/2.0",
+                 b"\t", b";", b"&", b"0", b"ffffffffffffffffff", b"\r"]
+
+
+def test_mutated_requests():
+    """A good request, a mutated one, a good one, on one connection (sometimes half-closed after
+    them): whatever the mutation, every answer is one of Vigil's (JSON, or the exposition text),
+    never libmicrohttpd's HTML, and the connection never ends without an answer to the first."""
+    rng = random.Random(20261206)
+
+    def mutate(b):
+        b = bytearray(b)
+        for _ in range(rng.randint(1, 8)):
+            op, i = rng.randint(0, 3), rng.randint(0, len(b))
+            if op == 0 and len(b) > 1:
+                del b[i % len(b)]
+            elif op == 1:
+                b[i:i] = rng.choice(MUTATE_TOKENS)
+            elif op == 2 and b:
+                b[i % len(b)] = rng.randint(0, 255)
+            else:
+                b[i:i] = bytes(rng.randint(0, 255) for _ in range(rng.randint(1, 5)))
+        return bytes(b)
+
+    with Vigild() as d:
+        host, port = d.url.split("//")[1].rsplit(":", 1)
+        for n in range(300):
+            data = rng.choice(MUTATE_BASE) + mutate(rng.choice(MUTATE_BASE)) + rng.choice(MUTATE_BASE)
+            s = socket.create_connection((host, int(port)), timeout=2)
+            out = b""
+            try:
+                s.sendall(data)
+                if rng.random() < 0.3:
+                    s.shutdown(socket.SHUT_WR)
+                while True:
+                    c = s.recv(65536)
+                    if not c:
+                        break
+                    out += c
+            except (socket.timeout, ConnectionResetError, BrokenPipeError):
+                pass
+            finally:
+                s.close()
+            check(out.startswith(b"HTTP/1.1 "), "case %d: no answer to the good first request: %r for %r"
+                  % (n, out[:120], data[:200]))
+            check(b"<html" not in out.lower(), "case %d: an HTML answer to %r: %r" % (n, data[:200], out[:400]))
+            for st, ctype in re.findall(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n(?:[^\r]+\r\n)*?Content-Type: ([^\r]+)", out):
+                check(ctype.startswith(b"application/json") or ctype.startswith(b"text/plain"),
+                      "case %d: a %s answer of type %r to %r" % (n, st.decode(), ctype, data[:200]))
+        st, _, _ = d.get("/healthz")
+        check(st == 200, "healthz afterwards: %d" % st)
+
+
 if __name__ == "__main__":
-    main([test_plain_keepalive_and_pipelined, test_tls])
+    main([test_plain_keepalive_and_pipelined, test_tls, test_mutated_requests])

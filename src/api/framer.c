@@ -604,8 +604,9 @@ static void on_connection(struct MHD_Connection *mc, void **ctx,
         if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
                 if (!c)
                         return;
-                if (c->state == F_REFUSED) {
-                        /* what came after our answer, so closing sends no reset over it */
+                {
+                        /* what is still unread (after a refusal, or a body refused before it
+                         * was read), so closing sends no reset over the answer */
                         char sink[4096];
                         size_t total = 0;
                         ssize_t r;

@@ -141,6 +141,8 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
 static enum MHD_Result refuse_early(request *r, const char *version, bool *refused)
 {
         const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+        const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+        size_t max = r->api->opt.max_body ? r->api->opt.max_body : 65536;
 
         *refused = false;
         /* RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Checked here, not by
@@ -157,6 +159,13 @@ static enum MHD_Result refuse_early(request *r, const char *version, bool *refus
                 r->close = true;
                 return api_reply_errno(r, -EOPNOTSUPP, "transfer encoding '%.64s' is not supported",
                                        te);
+        }
+        if (!te && cl && strtoull(cl, NULL, 10) > max) {
+                /* said before the body comes: no upload only to be refused at its end (the
+                 * framer has checked that Content-Length is digits) */
+                *refused = true;
+                r->close = true;
+                return api_reply_errno(r, -EMSGSIZE, "request body exceeds %zu bytes", max);
         }
         return MHD_YES;
 }

@@ -202,6 +202,19 @@ def test_plain_keepalive_and_pipelined():
         finally:
             c.close()
 
+        # a Content-Length over http.max_request_body is refused when the head comes, not after an
+        # upload of the whole body (before, a client that never sent it waited for the timeout)
+        c = tcp()
+        try:
+            c.send(GOOD)
+            expect_ok(c, "before a huge Content-Length")
+            t0 = time.monotonic()
+            c.send(b"POST /api/v1/inject HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n{\"gpu\"")
+            msg = expect_refusal(c, 413, "a huge Content-Length")
+            check(time.monotonic() - t0 < 1.5 and "1024" in msg, "413 after %.1f s: %s" % (time.monotonic() - t0, msg))
+        finally:
+            c.close()
+
         # a head in slow pieces (pauses far longer than a client would make) is judged whole
         c = tcp()
         try:

@@ -31,13 +31,7 @@ static void global_init(void)
 
 int curl_dl_get(const curl_dl **ret, char *err, size_t errlen)
 {
-#define CURL_DL_NAME(name) #name,
-#define CURL_DL_SLOT(name) (void **)&api.name,
-        static const char *const names[] = {CURL_DL_FUNCS(CURL_DL_NAME)};
-        void **const slots[] = {CURL_DL_FUNCS(CURL_DL_SLOT)};
-#undef CURL_DL_NAME
-#undef CURL_DL_SLOT
-        int r = lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err, errlen);
+        int r = LAZY_DL_OPEN(&lib, CURL_DL_FUNCS, api, err, errlen);
 
         if (r < 0)
                 return r;

@@ -3,14 +3,10 @@
  * vigild does not map those libraries (nor what they pull in) until a backup or an alert needs
  * them, and a missing library is a clear error rather than a failure to start.
  *
- * Usage (X-macro over the entry points):
+ * Usage (an X-macro FUNCS(X) lists the entry points; api is a struct with a member of each name):
  *   static lazy_dl lib = LAZY_DL_INIT("libarchive.so.13", "archive_",
  *                                     "backups need the libarchive13 package");
- *   #define SLOT(n) (void **)&api.n,
- *   #define NAME(n) #n,
- *   static const char *const names[] = {FUNCS(NAME)};
- *   void **slots[] = {FUNCS(SLOT)};
- *   r = lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err, errlen);
+ *   r = LAZY_DL_OPEN(&lib, ARCHIVE_DL_FUNCS, api, err, errlen);
  *
  * The handle is never closed: something else in the process may have loaded the library too, and
  * the resolved pointers stay valid for the life of the process. */
@@ -45,6 +41,20 @@ typedef struct lazy_dl {
  * 'SONAME': REASON; NEED" (library missing, or a symbol missing: too old). Thread-safe. */
 int lazy_dl_open(lazy_dl *l, const char *const *names, void **const *slots, size_t n, char *err,
                  size_t errlen);
+
+/* lazy_dl_open over the entry points an X-macro FUNCS lists, into the members of the same names
+ * of api (a struct lvalue): the tables of names and slots it needs, written once for every
+ * loader. Evaluates to lazy_dl_open's result. */
+#define LAZY_DL_NAME_(name) #name,
+#define LAZY_DL_SLOT_(name) (void **)&lazy_dl_api_->name,
+#define LAZY_DL_OPEN(lib, FUNCS, api, err, errlen)                                                 \
+        __extension__({                                                                            \
+                __typeof__(api) *lazy_dl_api_ = &(api);                                            \
+                static const char *const lazy_dl_names_[] = {FUNCS(LAZY_DL_NAME_)};                \
+                void **const lazy_dl_slots_[] = {FUNCS(LAZY_DL_SLOT_)};                            \
+                lazy_dl_open((lib), lazy_dl_names_, lazy_dl_slots_,                                \
+                             sizeof(lazy_dl_names_) / sizeof(lazy_dl_names_[0]), (err), (errlen)); \
+        })
 
 /* Resolve one symbol of an opened library: the first of NAMES (newest version first, NULL
  * terminated) that HANDLE exports, or NULL. */

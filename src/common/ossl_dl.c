@@ -17,15 +17,8 @@ static ossl_dl api; /* filled by the first lazy_dl_open(); read-only afterwards 
 
 int ossl_dl_get(const ossl_dl **ret, char *err, size_t errlen)
 {
-#define OSSL_DL_NAME(name) #name,
-#define OSSL_DL_SLOT(name) (void **)&api.name,
-        static const char *const names[] = {OSSL_DL_FUNCS(OSSL_DL_NAME)};
-        void **const slots[] = {OSSL_DL_FUNCS(OSSL_DL_SLOT)};
-#undef OSSL_DL_NAME
-#undef OSSL_DL_SLOT
         char buf[512];
-        int r = lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err ? err : buf,
-                             err ? errlen : sizeof(buf));
+        int r = LAZY_DL_OPEN(&lib, OSSL_DL_FUNCS, api, err ? err : buf, err ? errlen : sizeof(buf));
 
         if (r < 0)
                 return r;

@@ -25,19 +25,13 @@ static lazy_dl lib =
 
 int sd_dl_load(char *err, size_t errlen)
 {
-#define SD_DL_NAME(name) #name,
-#define SD_DL_SLOT(name) (void **)&api.name,
-        static const char *const names[] = {SD_DL_FUNCS(SD_DL_NAME)};
-        void **const slots[] = {SD_DL_FUNCS(SD_DL_SLOT)};
-#undef SD_DL_NAME
-#undef SD_DL_SLOT
         char buf[512];
 
         if (!err || !errlen) {
                 err = buf;
                 errlen = sizeof(buf);
         }
-        return lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err, errlen);
+        return LAZY_DL_OPEN(&lib, SD_DL_FUNCS, api, err, errlen);
 }
 
 int sd_dl_notify(const char *state)

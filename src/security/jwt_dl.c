@@ -12,15 +12,8 @@ static jwt_dl api; /* filled by the first lazy_dl_open(); read-only afterwards *
 
 int jwt_dl_get(const jwt_dl **ret, char *err, size_t errlen)
 {
-#define JWT_DL_NAME(name) #name,
-#define JWT_DL_SLOT(name) (void **)&api.name,
-        static const char *const names[] = {JWT_DL_FUNCS(JWT_DL_NAME)};
-        void **const slots[] = {JWT_DL_FUNCS(JWT_DL_SLOT)};
-#undef JWT_DL_NAME
-#undef JWT_DL_SLOT
         char buf[512];
-        int r = lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err ? err : buf,
-                             err ? errlen : sizeof(buf));
+        int r = LAZY_DL_OPEN(&lib, JWT_DL_FUNCS, api, err ? err : buf, err ? errlen : sizeof(buf));
 
         if (r < 0)
                 return r;

@@ -11,13 +11,7 @@ static archive_dl api; /* filled by the first lazy_dl_open(); read-only afterwar
 
 int archive_dl_get(const archive_dl **ret, char *err, size_t errlen)
 {
-#define ARCHIVE_DL_NAME(name) #name,
-#define ARCHIVE_DL_SLOT(name) (void **)&api.name,
-        static const char *const names[] = {ARCHIVE_DL_FUNCS(ARCHIVE_DL_NAME)};
-        void **const slots[] = {ARCHIVE_DL_FUNCS(ARCHIVE_DL_SLOT)};
-#undef ARCHIVE_DL_NAME
-#undef ARCHIVE_DL_SLOT
-        int r = lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err, errlen);
+        int r = LAZY_DL_OPEN(&lib, ARCHIVE_DL_FUNCS, api, err, errlen);
 
         if (r < 0)
                 return r;

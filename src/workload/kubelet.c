@@ -67,13 +67,7 @@ static void grpc_start(void)
 
 static int load(char *err, size_t errlen)
 {
-#define GRPC_NAME(name) #name,
-#define GRPC_SLOT(name) (void **)&g.name,
-        static const char *const names[] = {GRPC_FUNCS(GRPC_NAME)};
-        void **const slots[] = {GRPC_FUNCS(GRPC_SLOT)};
-#undef GRPC_NAME
-#undef GRPC_SLOT
-        int r = lazy_dl_open(&lib, names, slots, ARRAY_SIZE(names), err, errlen);
+        int r = LAZY_DL_OPEN(&lib, GRPC_FUNCS, g, err, errlen);
 
         if (r < 0)
                 return r;

@@ -46,7 +46,7 @@ enum fstate {
         F_CHUNK_END,  /* at the line end after chunk data */
         F_TRAILER,    /* at a trailer line (or the empty line that ends the body) */
         F_PASS,       /* no longer framed */
-        F_REFUSED,    /* a head was refused; the internal request stands for the rest */
+        F_REFUSED,    /* a head or a body was refused; queue_refusal stands for the rest */
 };
 
 struct framer_conn {
@@ -57,7 +57,7 @@ struct framer_conn {
         uint64_t left;
         bool eof;   /* the peer ended */
         char *buf;  /* held + rel, allocated while either is in use */
-        char *held; /* a head that came in pieces: PREHEAD_MAX bytes */
+        char *held; /* a unit (head, chunk line, trailer) that came in pieces: PREHEAD_MAX */
         size_t held_len;
         char *rel; /* judged bytes for framer_read: PREHEAD_MAX + SYNTH_MAX bytes */
         size_t rel_len, rel_off;
@@ -368,7 +368,7 @@ ssize_t framer_read(framer_conn *c, void *out, size_t size)
                 if (c->eof)
                         break;
                 if (c->held_len) {
-                        /* the rest of a head: into held, not dst, until it is judged */
+                        /* the rest of a held unit: into held, not dst, until it is judged */
                         r = c->read(c->io, c->held + c->held_len, PREHEAD_MAX - c->held_len);
                         if (r < 0)
                                 return got ? (ssize_t)got : r;
@@ -455,6 +455,17 @@ static framer_conn *slot(int fd)
         if (fd < 0 || fd >= FD_SLOTS)
                 return NULL;
         return atomic_load_explicit(&slots[fd], memory_order_acquire);
+}
+
+/* Read and drop what a socket holds now (DISCARD_MAX at most), without waiting. */
+static void drain_socket(int fd)
+{
+        char sink[4096];
+        size_t total = 0;
+        ssize_t r;
+
+        while (total < DISCARD_MAX && (r = real_recv(fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+                total += (size_t)r;
 }
 
 static ssize_t plain_io(void *io, void *dst, size_t n)
@@ -548,7 +559,7 @@ static bool answer_plain_http(int fd)
         static const char answer[] = "HTTP/1.0 400 Bad Request\r\n\r\n"
                                      "Client sent an HTTP request to an HTTPS server.\n";
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        char head[8], sink[4096];
+        char head[8];
         ssize_t n;
 
         n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
@@ -556,9 +567,7 @@ static bool answer_plain_http(int fd)
                 n = recv(fd, head, 5, MSG_PEEK | MSG_DONTWAIT);
         if (n < 5 || !looks_like_http(head, (size_t)n))
                 return false;
-        /* read what came (so closing sends no RST over our answer), answer, end our side */
-        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-                ;
+        drain_socket(fd); /* so closing sends no reset over our answer */
         if (send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
                 /* nothing more to do: the handshake fails and the connection closes */
         }
@@ -604,16 +613,10 @@ static void on_connection(struct MHD_Connection *mc, void **ctx,
         if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
                 if (!c)
                         return;
-                {
-                        /* what is still unread (after a refusal, or a body refused before it
-                         * was read), so closing sends no reset over the answer */
-                        char sink[4096];
-                        size_t total = 0;
-                        ssize_t r;
-                        while (total < DISCARD_MAX &&
-                               (r = real_recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
-                                total += (size_t)r;
-                }
+                /* what is still unread (after a refusal, or a body refused before it was read),
+                 * so closing sends no reset over the answer; raw bytes, also for TLS (the
+                 * session is already gone here) */
+                drain_socket(c->fd);
                 atomic_store_explicit(&slots[c->fd], NULL, memory_order_release);
                 framer_free(c);
                 *ctx = NULL;

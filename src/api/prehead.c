@@ -50,11 +50,12 @@ static unsigned check_request_line(const char *l, size_t n, const char **msg)
                 return 505;
         }
         {
-                /* each query argument is an entry in libmicrohttpd's per-connection pool */
+                /* each query argument is an entry in libmicrohttpd's per-connection pool: one,
+                 * and one more per '&' */
                 const char *q = memchr(l + t0, '?', i - 1 - t0);
-                unsigned args = 0;
+                unsigned args = q ? 1 : 0;
                 for (const char *e = l + i - 1; q && q < e; q++)
-                        args += *q == '&' || *q == '?';
+                        args += *q == '&';
                 if (args > PREHEAD_MAX_ARGS) {
                         *msg = "too many query arguments (over 100)";
                         return 414;

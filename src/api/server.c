@@ -135,6 +135,12 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
         return MHD_YES;
 }
 
+/* The request body cap: http.max_request_body, 64 KiB when unset. */
+static size_t body_cap(const api *a)
+{
+        return a->opt.max_body ? a->opt.max_body : 65536;
+}
+
 /* A request that must be refused before its body is read, or NULL (first handler call). These
  * answer on the first call on purpose: libmicrohttpd then closes the connection, which is what
  * a request that cannot be framed needs. */
@@ -142,7 +148,7 @@ static enum MHD_Result refuse_early(request *r, const char *version, bool *refus
 {
         const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding");
         const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
-        size_t max = r->api->opt.max_body ? r->api->opt.max_body : 65536;
+        size_t max = body_cap(r->api);
 
         *refused = false;
         /* RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Checked here, not by
@@ -217,7 +223,7 @@ static enum MHD_Result dispatch(request *r)
                 res = reply_denied(r, &v);
         else if (r->too_large)
                 res = api_reply_errno(r, -EMSGSIZE, "request body exceeds %zu bytes",
-                                      r->api->opt.max_body);
+                                      body_cap(r->api));
         else
                 res = rt->fn(r);
         gate_done(r->api->opt.gate, &in, &r->sec, r->status, &v);
@@ -243,7 +249,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 r->conn = conn;
                 r->method = method;
                 r->path = url;
-                buf_init(&r->body, a->opt.max_body ? a->opt.max_body : 65536);
+                buf_init(&r->body, body_cap(a));
                 gate_begin(&r->sec);
                 *con_cls = r;
                 r->ordinal = framer_request_started(conn);
